@@ -1,0 +1,557 @@
+//! Image types shared by every ipscope crate.
+//!
+//! The split follows ndarray's owned / view / mutable-view pattern: algorithms take
+//! [`ImageView`]s (or [`ImageViewMut`]s) so they work on whole images, crops and tiles
+//! alike, and only the caller decides who owns the pixels.
+//!
+//! Coordinates inside the code are `(row, col)`; tables use CellProfiler's X (= column) and
+//! Y (= row) names.
+
+use std::fmt;
+
+/// Errors raised when building images from raw parts.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// The buffer length does not match `width * height` (or the stride).
+    #[error("buffer of {len} pixels does not fit a {width}x{height} image (stride {stride})")]
+    BadBuffer {
+        len: usize,
+        width: usize,
+        height: usize,
+        stride: usize,
+    },
+    /// A crop or sub-view reaches outside the image.
+    #[error("region rows {row}..{row_end}, cols {col}..{col_end} is outside a {width}x{height} image")]
+    OutOfBounds {
+        row: usize,
+        row_end: usize,
+        col: usize,
+        col_end: usize,
+        width: usize,
+        height: usize,
+    },
+}
+
+/// A pixel sample type ipscope reads natively.
+///
+/// `MAX` is the value CellProfiler divides by to report intensities on a 0..1 scale
+/// (255 for u8, 65535 for u16, ...; 1.0 for floating-point images, which are reported as stored).
+pub trait Pixel: Copy + Send + Sync + Default + PartialOrd + fmt::Debug + 'static {
+    /// CellProfiler's scale divisor for this type.
+    const MAX: f64;
+    /// The sample type tag.
+    const SAMPLE: SampleType;
+    /// Lossless (for u8/u16/f32) widening to f64.
+    fn to_f64(self) -> f64;
+    /// Conversion to f32 (exact for u8/u16/f32).
+    fn to_f32(self) -> f32;
+}
+
+macro_rules! impl_pixel {
+    ($t:ty, $max:expr, $s:expr) => {
+        impl Pixel for $t {
+            const MAX: f64 = $max;
+            const SAMPLE: SampleType = $s;
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            #[inline(always)]
+            fn to_f32(self) -> f32 {
+                self as f32
+            }
+        }
+    };
+}
+impl_pixel!(u8, 255.0, SampleType::U8);
+impl_pixel!(u16, 65535.0, SampleType::U16);
+impl_pixel!(u32, 4294967295.0, SampleType::U32);
+impl_pixel!(f32, 1.0, SampleType::F32);
+
+/// The sample types ipscope keeps without conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SampleType {
+    U8,
+    U16,
+    U32,
+    F32,
+}
+
+impl SampleType {
+    /// Bits per sample as stored.
+    pub fn bits(self) -> u32 {
+        match self {
+            SampleType::U8 => 8,
+            SampleType::U16 => 16,
+            SampleType::U32 | SampleType::F32 => 32,
+        }
+    }
+    /// CellProfiler's scale divisor (see [`Pixel::MAX`]).
+    pub fn scale(self) -> f64 {
+        match self {
+            SampleType::U8 => <u8 as Pixel>::MAX,
+            SampleType::U16 => <u16 as Pixel>::MAX,
+            SampleType::U32 => <u32 as Pixel>::MAX,
+            SampleType::F32 => <f32 as Pixel>::MAX,
+        }
+    }
+    /// Short name: `u8`, `u16`, `u32`, `f32`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleType::U8 => "u8",
+            SampleType::U16 => "u16",
+            SampleType::U32 => "u32",
+            SampleType::F32 => "f32",
+        }
+    }
+}
+
+impl fmt::Display for SampleType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An owned, contiguous (stride = width) single-channel image.
+#[derive(Clone, PartialEq)]
+pub struct Image<T> {
+    width: usize,
+    height: usize,
+    data: Vec<T>,
+}
+
+impl<T: fmt::Debug> fmt::Debug for Image<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Image")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Copy> Image<T> {
+    /// A `width x height` image filled with `value`.
+    pub fn new(width: usize, height: usize, value: T) -> Self {
+        Image {
+            width,
+            height,
+            data: vec![value; width * height],
+        }
+    }
+
+    /// Wraps a row-major buffer of exactly `width * height` pixels.
+    pub fn from_vec(width: usize, height: usize, data: Vec<T>) -> Result<Self, Error> {
+        if width.checked_mul(height) != Some(data.len()) {
+            return Err(Error::BadBuffer {
+                len: data.len(),
+                width,
+                height,
+                stride: width,
+            });
+        }
+        Ok(Image {
+            width,
+            height,
+            data,
+        })
+    }
+
+    /// Builds an image by calling `f(row, col)` for every pixel.
+    pub fn from_fn(width: usize, height: usize, mut f: impl FnMut(usize, usize) -> T) -> Self {
+        let mut data = Vec::with_capacity(width * height);
+        for r in 0..height {
+            for c in 0..width {
+                data.push(f(r, c));
+            }
+        }
+        Image {
+            width,
+            height,
+            data,
+        }
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+    pub fn height(&self) -> usize {
+        self.height
+    }
+    /// Number of pixels.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+    /// Row-major pixels.
+    pub fn as_slice(&self) -> &[T] {
+        &self.data
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut self.data
+    }
+    pub fn into_vec(self) -> Vec<T> {
+        self.data
+    }
+    #[inline]
+    pub fn get(&self, row: usize, col: usize) -> T {
+        self.data[row * self.width + col]
+    }
+    #[inline]
+    pub fn set(&mut self, row: usize, col: usize, value: T) {
+        self.data[row * self.width + col] = value;
+    }
+    pub fn row(&self, row: usize) -> &[T] {
+        &self.data[row * self.width..(row + 1) * self.width]
+    }
+    pub fn row_mut(&mut self, row: usize) -> &mut [T] {
+        &mut self.data[row * self.width..(row + 1) * self.width]
+    }
+    /// A borrowed view of the whole image.
+    pub fn view(&self) -> ImageView<'_, T> {
+        ImageView {
+            width: self.width,
+            height: self.height,
+            stride: self.width,
+            data: &self.data,
+        }
+    }
+    /// A mutable view of the whole image.
+    pub fn view_mut(&mut self) -> ImageViewMut<'_, T> {
+        ImageViewMut {
+            width: self.width,
+            height: self.height,
+            stride: self.width,
+            data: &mut self.data,
+        }
+    }
+    /// Applies `f` to every pixel, producing a new image.
+    pub fn map<U: Copy>(&self, f: impl FnMut(T) -> U) -> Image<U> {
+        Image {
+            width: self.width,
+            height: self.height,
+            data: self.data.iter().copied().map(f).collect(),
+        }
+    }
+}
+
+/// A borrowed single-channel image region with a row stride.
+#[derive(Clone, Copy)]
+pub struct ImageView<'a, T> {
+    width: usize,
+    height: usize,
+    stride: usize,
+    data: &'a [T],
+}
+
+impl<T> fmt::Debug for ImageView<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImageView")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("stride", &self.stride)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_strided(len: usize, width: usize, height: usize, stride: usize) -> Result<(), Error> {
+    let ok = stride >= width
+        && (height == 0
+            || (height - 1)
+                .checked_mul(stride)
+                .and_then(|v| v.checked_add(width))
+                .is_some_and(|need| need <= len));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadBuffer {
+            len,
+            width,
+            height,
+            stride,
+        })
+    }
+}
+
+impl<'a, T: Copy> ImageView<'a, T> {
+    /// A view over `data` with the given row stride (in pixels).
+    pub fn from_slice(
+        data: &'a [T],
+        width: usize,
+        height: usize,
+        stride: usize,
+    ) -> Result<Self, Error> {
+        check_strided(data.len(), width, height, stride)?;
+        Ok(ImageView {
+            width,
+            height,
+            stride,
+            data,
+        })
+    }
+    pub fn width(&self) -> usize {
+        self.width
+    }
+    pub fn height(&self) -> usize {
+        self.height
+    }
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+    /// Number of pixels in the view.
+    pub fn len(&self) -> usize {
+        self.width * self.height
+    }
+    pub fn is_empty(&self) -> bool {
+        self.width == 0 || self.height == 0
+    }
+    #[inline]
+    pub fn get(&self, row: usize, col: usize) -> T {
+        self.data[row * self.stride + col]
+    }
+    #[inline]
+    pub fn row(&self, row: usize) -> &'a [T] {
+        let start = row * self.stride;
+        &self.data[start..start + self.width]
+    }
+    /// Iterates over rows.
+    pub fn rows(&self) -> impl Iterator<Item = &'a [T]> + '_ {
+        (0..self.height).map(move |r| self.row(r))
+    }
+    /// The contiguous pixel slice when stride == width.
+    pub fn as_contiguous(&self) -> Option<&'a [T]> {
+        (self.stride == self.width).then(|| &self.data[..self.width * self.height])
+    }
+    /// A sub-view of `height x width` pixels starting at (`row`, `col`).
+    pub fn crop(&self, row: usize, col: usize, height: usize, width: usize) -> Result<Self, Error> {
+        if row + height > self.height || col + width > self.width {
+            return Err(Error::OutOfBounds {
+                row,
+                row_end: row + height,
+                col,
+                col_end: col + width,
+                width: self.width,
+                height: self.height,
+            });
+        }
+        let start = row * self.stride + col;
+        let end = if height == 0 {
+            start
+        } else {
+            start + (height - 1) * self.stride + width
+        };
+        Ok(ImageView {
+            width,
+            height,
+            stride: self.stride,
+            data: &self.data[start..end.max(start)],
+        })
+    }
+    /// Copies the view into an owned, contiguous image.
+    pub fn to_image(&self) -> Image<T> {
+        let mut data = Vec::with_capacity(self.width * self.height);
+        for r in self.rows() {
+            data.extend_from_slice(r);
+        }
+        Image {
+            width: self.width,
+            height: self.height,
+            data,
+        }
+    }
+    /// Converts every pixel into a new owned image.
+    pub fn map<U: Copy>(&self, mut f: impl FnMut(T) -> U) -> Image<U> {
+        let mut data = Vec::with_capacity(self.width * self.height);
+        for r in self.rows() {
+            data.extend(r.iter().map(|&v| f(v)));
+        }
+        Image {
+            width: self.width,
+            height: self.height,
+            data,
+        }
+    }
+}
+
+/// A mutable single-channel image region with a row stride.
+pub struct ImageViewMut<'a, T> {
+    width: usize,
+    height: usize,
+    stride: usize,
+    data: &'a mut [T],
+}
+
+impl<'a, T: Copy> ImageViewMut<'a, T> {
+    /// A mutable view over `data` with the given row stride (in pixels).
+    pub fn from_slice(
+        data: &'a mut [T],
+        width: usize,
+        height: usize,
+        stride: usize,
+    ) -> Result<Self, Error> {
+        check_strided(data.len(), width, height, stride)?;
+        Ok(ImageViewMut {
+            width,
+            height,
+            stride,
+            data,
+        })
+    }
+    pub fn width(&self) -> usize {
+        self.width
+    }
+    pub fn height(&self) -> usize {
+        self.height
+    }
+    #[inline]
+    pub fn get(&self, row: usize, col: usize) -> T {
+        self.data[row * self.stride + col]
+    }
+    #[inline]
+    pub fn set(&mut self, row: usize, col: usize, value: T) {
+        self.data[row * self.stride + col] = value;
+    }
+    pub fn row_mut(&mut self, row: usize) -> &mut [T] {
+        let start = row * self.stride;
+        &mut self.data[start..start + self.width]
+    }
+    /// A read-only view of the same pixels.
+    pub fn as_view(&self) -> ImageView<'_, T> {
+        ImageView {
+            width: self.width,
+            height: self.height,
+            stride: self.stride,
+            data: self.data,
+        }
+    }
+    /// Sets every pixel to `value`.
+    pub fn fill(&mut self, value: T) {
+        for r in 0..self.height {
+            self.row_mut(r).fill(value);
+        }
+    }
+}
+
+/// An image of any sample type ipscope reads, kept in its native type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DynImage {
+    U8(Image<u8>),
+    U16(Image<u16>),
+    U32(Image<u32>),
+    F32(Image<f32>),
+}
+
+/// Calls `$body` with `$img` bound to the typed image inside a [`DynImage`].
+#[macro_export]
+macro_rules! with_dyn_image {
+    ($dyn:expr, $img:ident => $body:expr) => {
+        match $dyn {
+            $crate::DynImage::U8($img) => $body,
+            $crate::DynImage::U16($img) => $body,
+            $crate::DynImage::U32($img) => $body,
+            $crate::DynImage::F32($img) => $body,
+        }
+    };
+}
+
+impl DynImage {
+    pub fn width(&self) -> usize {
+        with_dyn_image!(self, i => i.width())
+    }
+    pub fn height(&self) -> usize {
+        with_dyn_image!(self, i => i.height())
+    }
+    pub fn sample_type(&self) -> SampleType {
+        match self {
+            DynImage::U8(_) => SampleType::U8,
+            DynImage::U16(_) => SampleType::U16,
+            DynImage::U32(_) => SampleType::U32,
+            DynImage::F32(_) => SampleType::F32,
+        }
+    }
+    /// A copy as f32 on the stored scale (no rescaling).
+    pub fn to_f32(&self) -> Image<f32> {
+        with_dyn_image!(self, i => i.map(|v| v.to_f32()))
+    }
+}
+
+/// A label image: `u32` per pixel, 0 = background, objects numbered `1..=count`.
+///
+/// ipscope numbers objects in raster order of their first pixel, so `ObjectNumber` in tables
+/// equals the label value and two runs on the same input give the same numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labels {
+    image: Image<u32>,
+    count: u32,
+}
+
+impl Labels {
+    /// Wraps a label image whose largest label is `count`.
+    ///
+    /// The caller promises labels lie in `0..=count`; [`Labels::from_image`] computes it.
+    pub fn new(image: Image<u32>, count: u32) -> Self {
+        Labels { image, count }
+    }
+    /// Wraps a label image, taking `count` as its largest value.
+    pub fn from_image(image: Image<u32>) -> Self {
+        let count = image.as_slice().iter().copied().max().unwrap_or(0);
+        Labels { image, count }
+    }
+    /// An all-background label image.
+    pub fn empty(width: usize, height: usize) -> Self {
+        Labels {
+            image: Image::new(width, height, 0),
+            count: 0,
+        }
+    }
+    /// The largest label (= number of objects when labels are sequential).
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+    pub fn width(&self) -> usize {
+        self.image.width()
+    }
+    pub fn height(&self) -> usize {
+        self.image.height()
+    }
+    pub fn image(&self) -> &Image<u32> {
+        &self.image
+    }
+    pub fn view(&self) -> ImageView<'_, u32> {
+        self.image.view()
+    }
+    pub fn into_image(self) -> Image<u32> {
+        self.image
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_and_crops_share_pixels() {
+        let img = Image::from_fn(5, 4, |r, c| (r * 10 + c) as u16);
+        let v = img.view();
+        let crop = v.crop(1, 2, 2, 3).unwrap();
+        assert_eq!(crop.row(0), &[12, 13, 14]);
+        assert_eq!(crop.row(1), &[22, 23, 24]);
+        assert_eq!(crop.to_image().as_slice(), &[12, 13, 14, 22, 23, 24]);
+        assert!(v.crop(3, 0, 2, 1).is_err());
+    }
+
+    #[test]
+    fn from_vec_checks_length() {
+        assert!(Image::from_vec(3, 2, vec![0u8; 5]).is_err());
+        assert!(Image::from_vec(3, 2, vec![0u8; 6]).is_ok());
+        assert!(ImageView::from_slice(&[0u8; 7], 3, 2, 4).is_ok());
+        assert!(ImageView::from_slice(&[0u8; 6], 3, 2, 4).is_err());
+    }
+
+    #[test]
+    fn labels_count_is_max_label() {
+        let l = Labels::from_image(Image::from_vec(2, 2, vec![0, 3, 1, 0]).unwrap());
+        assert_eq!(l.count(), 3);
+    }
+}
