@@ -1,1 +1,43 @@
-//! placeholder
+//! ipscope: plate scans of iPS-cell-derived cultures in, trustworthy per-object and per-well
+//! numbers out.
+//!
+//! This facade ties the crates together: plate discovery and decoding (`ipscope-io`), pixel
+//! algorithms and assays (`ipscope-core`), Arrow tables (`ipscope-table`) and per-well
+//! statistics (`ipscope-stats`).
+//!
+//! ```no_run
+//! use ipscope::{Pipeline, RunOptions};
+//! let mut options = RunOptions::new("plate/");
+//! options.channels = vec![("w1".into(), "DNA".into()), ("w2".into(), "OCT4".into())];
+//! let pipeline = Pipeline::new(options)?;
+//! for field in pipeline.stream() {
+//!     println!("{} {}: {} nuclei", field.record.well, field.record.site, field.nuclei.num_rows());
+//! }
+//! # Ok::<(), ipscope::Error>(())
+//! ```
+
+pub mod channels;
+pub mod config;
+pub mod demo;
+mod error;
+pub mod manifest;
+pub mod merge;
+pub mod pipeline;
+pub mod scan;
+
+pub use channels::{Channel, Role};
+pub use config::Config;
+pub use error::{Error, Result};
+pub use merge::{merge, MergeSummary};
+pub use pipeline::{
+    Event, FailureRecord, FieldOutput, FieldRecord, Pipeline, RunOptions, RunSummary, Shard,
+    Status,
+};
+pub use scan::{scan, ScanReport};
+
+pub use ipscope_core as core;
+pub use ipscope_image as image;
+pub use ipscope_io as io;
+pub use ipscope_stats as stats;
+pub use ipscope_table as table;
+pub use ipscope_table::Format;

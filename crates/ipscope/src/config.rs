@@ -1,0 +1,90 @@
+//! The run configuration (`--config ipscope.toml`).
+//!
+//! Every key is optional; missing keys take the documented defaults. Command-line flags
+//! override the file.
+//!
+//! ```toml
+//! [input]
+//! max_pixels = 268435456       # refuse images larger than this before decoding
+//! pattern = '(?P<Well>[A-P][0-9]{2})_s(?P<Site>[0-9]+)_(?P<Channel>w[0-9])\.tif'
+//!
+//! [channels]                   # raw channel id = name (same as --channel w1=DNA)
+//! w1 = "DNA"
+//! w2 = "OCT4"
+//!
+//! [nuclei]                     # see ipscope_core::NucleiParams
+//! smoothing_sigma = 1.0
+//! min_diameter = 8.0
+//! max_diameter = 80.0
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ipscope_core::NucleiParams;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Input options of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InputConfig {
+    /// Images with more pixels than this are refused before their pixels are allocated.
+    pub max_pixels: u64,
+    /// A file-name regex with named groups (Plate, Well or Row+Column, Site, Channel, Z, T)
+    /// instead of the built-in vendor patterns.
+    pub pattern: Option<String>,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            max_pixels: ipscope_io::ReadOptions::default().max_pixels,
+            pattern: None,
+        }
+    }
+}
+
+/// Everything that decides a run's numbers, recorded in the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub input: InputConfig,
+    /// Raw channel id → name, as `--channel`.
+    pub channels: BTreeMap<String, String>,
+    pub nuclei: NucleiParams,
+}
+
+impl Config {
+    /// Reads a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text)
+            .map_err(|e| Error::Invalid(format!("{}: invalid configuration: {e}", path.display())))
+    }
+
+    /// The configuration as TOML, every key included.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_file_keeps_defaults_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ipscope.toml");
+        std::fs::write(&p, "[nuclei]\nmin_diameter = 12.0\n[channels]\nw1 = \"DNA\"\n").unwrap();
+        let c = Config::from_file(&p).unwrap();
+        assert_eq!(c.nuclei.min_diameter, 12.0);
+        assert_eq!(c.nuclei.max_diameter, NucleiParams::default().max_diameter);
+        assert_eq!(c.channels["w1"], "DNA");
+        std::fs::write(&p, "[nuclei]\nmin_diam = 12.0\n").unwrap();
+        let err = Config::from_file(&p).unwrap_err().to_string();
+        assert!(err.contains("ipscope.toml") && err.contains("min_diam"), "{err}");
+    }
+}

@@ -1,0 +1,33 @@
+use std::path::PathBuf;
+
+/// Errors from the ipscope pipeline; each names the file or directory involved.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a file or directory failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Decoding or encoding an image, discovering a plate or reading a layout failed.
+    #[error(transparent)]
+    ImageIo(#[from] ipscope_io::Error),
+    /// Building, writing or reading a table failed.
+    #[error(transparent)]
+    Table(#[from] ipscope_table::Error),
+    /// A parameter or option is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

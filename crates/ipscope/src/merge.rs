@@ -1,0 +1,214 @@
+//! `ipscope merge`: shard outputs (`run --shard I/N`) into the tables of one unsharded run.
+//!
+//! ImageNumbers are assigned over the whole plate before sharding, so merging is
+//! concatenation plus a sort; per-well tables are recomputed from the merged tables by the
+//! same code a run uses.
+
+use std::path::{Path, PathBuf};
+
+use ipscope_table::{Format, RecordBatch};
+use serde::Serialize;
+
+use crate::manifest::{InputRecord, Manifest, OutputRecord};
+use crate::pipeline::{errors_batch, prepare_out_dir, write_wells, FailureRecord};
+use crate::{Error, Result};
+
+/// What a merge wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct MergeSummary {
+    pub plate: String,
+    pub shards: usize,
+    pub fields: usize,
+    pub fields_failed: usize,
+    pub nuclei: u64,
+    pub out_dir: PathBuf,
+    pub outputs: Vec<PathBuf>,
+}
+
+fn read_all(path: &Path) -> Result<Vec<RecordBatch>> {
+    Ok(ipscope_table::read_table(path)?.1)
+}
+
+fn failures_of(batch: &RecordBatch) -> Result<Vec<FailureRecord>> {
+    use ipscope_table::{column_str, column_u32};
+    let (img, well, site) = (
+        column_u32(batch, "ImageNumber")?,
+        column_str(batch, "Metadata_Well")?,
+        column_u32(batch, "Metadata_Site")?,
+    );
+    let (file, stage, msg) = (
+        column_str(batch, "File")?,
+        column_str(batch, "Stage")?,
+        column_str(batch, "Message")?,
+    );
+    Ok((0..batch.num_rows())
+        .map(|i| FailureRecord {
+            image_number: img.value(i),
+            well: well.value(i).to_string(),
+            site: site.value(i),
+            file: file.value(i).to_string(),
+            stage: stage.value(i).to_string(),
+            message: msg.value(i).to_string(),
+        })
+        .collect())
+}
+
+/// Merges the shard output directories `inputs` into `out_dir`.
+pub fn merge(
+    inputs: &[PathBuf],
+    out_dir: &Path,
+    overwrite: bool,
+    command_line: &[String],
+) -> Result<MergeSummary> {
+    if inputs.is_empty() {
+        return Err(Error::Invalid("merge: give at least one run output directory".into()));
+    }
+    let mut shards: Vec<(Manifest, PathBuf)> = Vec::new();
+    for dir in inputs {
+        let m = Manifest::read(&dir.join("manifest.json"))?;
+        shards.push((m, dir.clone()));
+    }
+    // Order by shard index so the argument order does not matter.
+    shards.sort_by_key(|(m, _)| m.shards.iter().map(|s| s.index).min().unwrap_or(0));
+    let first = &shards[0].0;
+    for (m, dir) in &shards[1..] {
+        let differs = |what: &str| {
+            Error::Invalid(format!(
+                "{}: {what} differs from {}; only shards of one run can be merged",
+                dir.display(),
+                shards[0].1.display()
+            ))
+        };
+        if m.plate != first.plate {
+            return Err(differs("plate"));
+        }
+        if m.parameters != first.parameters {
+            return Err(differs("parameters"));
+        }
+        if m.format != first.format {
+            return Err(differs("table format"));
+        }
+        if m.fields_in_plate != first.fields_in_plate {
+            return Err(differs("the plate's field count"));
+        }
+        if m.channels != first.channels {
+            return Err(differs("channels"));
+        }
+    }
+    let mut all_shards: Vec<_> = shards.iter().flat_map(|(m, _)| m.shards.clone()).collect();
+    all_shards.sort_by_key(|s| (s.count, s.index));
+    let count = all_shards.first().map(|s| s.count);
+    if shards.len() > 1 || count.is_some() {
+        let n = count.ok_or_else(|| {
+            Error::Invalid("merge: an input is a whole-plate run, not a shard".into())
+        })?;
+        let expected: Vec<u32> = (1..=n).collect();
+        let got: Vec<u32> = all_shards.iter().map(|s| s.index).collect();
+        if all_shards.iter().any(|s| s.count != n) || got != expected {
+            let missing: Vec<String> = expected
+                .iter()
+                .filter(|i| !got.contains(i))
+                .map(|i| format!("{i}/{n}"))
+                .collect();
+            return Err(Error::Invalid(format!(
+                "merge: shards must be 1/{n}..{n}/{n}, each once; got {}{}",
+                all_shards
+                    .iter()
+                    .map(|s| format!("{}/{}", s.index, s.count))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if missing.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (missing {})", missing.join(", "))
+                }
+            )));
+        }
+    }
+    let format: Format = first.format.parse().map_err(|_| {
+        Error::Invalid(format!("merge: unknown table format {:?}", first.format))
+    })?;
+    let ext = format.extension();
+    prepare_out_dir(out_dir, overwrite)?;
+
+    let mut images = Vec::new();
+    let mut nuclei = Vec::new();
+    let mut failures = Vec::new();
+    for (_, dir) in &shards {
+        images.extend(read_all(&dir.join(format!("Image.{ext}")))?);
+        nuclei.extend(read_all(&dir.join(format!("Nuclei.{ext}")))?);
+        for b in read_all(&dir.join(format!("Errors.{ext}")))? {
+            failures.extend(failures_of(&b)?);
+        }
+    }
+    let image_schema = images
+        .first()
+        .map(|b| b.schema())
+        .ok_or_else(|| Error::Invalid("merge: the inputs hold no Image table rows".into()))?;
+    let image = ipscope_table::sort_by_u32(
+        &ipscope_table::concat(&image_schema, &images)?,
+        &["ImageNumber"],
+    )?;
+    let (nuclei_schema, _) = ipscope_table::read_table(&shards[0].1.join(format!("Nuclei.{ext}")))?;
+    let nuclei = ipscope_table::sort_by_u32(
+        &ipscope_table::concat(&nuclei_schema, &nuclei)?,
+        &["ImageNumber", "ObjectNumber"],
+    )?;
+    failures.sort_by(|a, b| {
+        (a.image_number, &a.well, a.site, &a.file).cmp(&(b.image_number, &b.well, b.site, &b.file))
+    });
+    let errors = errors_batch(&failures)?;
+
+    let path_of = |name: &str| out_dir.join(format!("{name}.{ext}"));
+    let mut written = Vec::new();
+    for (name, batch) in [("Nuclei", &nuclei), ("Image", &image), ("Errors", &errors)] {
+        written.push(ipscope_table::write_table(
+            &path_of(name),
+            batch.schema(),
+            std::slice::from_ref(batch),
+            format,
+        )?);
+    }
+    written.push(write_wells(out_dir, format, &image)?);
+
+    let mut inputs_rec: Vec<InputRecord> = shards
+        .iter()
+        .flat_map(|(m, _)| m.inputs.clone())
+        .collect();
+    inputs_rec.sort_by(|a, b| a.path.cmp(&b.path));
+    inputs_rec.dedup();
+    let mut image_status: Vec<_> = shards.iter().flat_map(|(m, _)| m.images.clone()).collect();
+    image_status.sort_by_key(|s| s.image_number);
+    let started = shards.iter().map(|(m, _)| m.started.clone()).min().unwrap_or_default();
+    let finished = chrono::Utc::now().to_rfc3339();
+    let fields_failed = image_status.iter().filter(|s| s.status != "ok").count();
+    let manifest = Manifest {
+        ipscope_version: env!("CARGO_PKG_VERSION").to_string(),
+        command_line: command_line.to_vec(),
+        started,
+        finished,
+        plate: first.plate.clone(),
+        plate_dir: first.plate_dir.clone(),
+        naming_scheme: first.naming_scheme.clone(),
+        fields_in_plate: first.fields_in_plate,
+        shards: all_shards,
+        channels: first.channels.clone(),
+        parameters: first.parameters.clone(),
+        format: first.format.clone(),
+        inputs: inputs_rec,
+        images: image_status,
+        outputs: written.iter().map(|w| OutputRecord::from_written(w, out_dir)).collect(),
+    };
+    manifest.write(&out_dir.join("manifest.json"))?;
+    let mut outputs: Vec<PathBuf> = written.iter().map(|w| w.path.clone()).collect();
+    outputs.push(out_dir.join("manifest.json"));
+    Ok(MergeSummary {
+        plate: first.plate.clone(),
+        shards: shards.len(),
+        fields: image.num_rows(),
+        fields_failed,
+        nuclei: nuclei.num_rows() as u64,
+        out_dir: out_dir.to_path_buf(),
+        outputs,
+    })
+}

@@ -1,0 +1,998 @@
+//! The main job: a plate directory in, Arrow tables out.
+//!
+//! Flow (one direction, as the house style asks): discover the plate and its layout
+//! (`ipscope-io`), then stream fields through decode → nuclei segmentation → measurements
+//! (`ipscope-core`) in parallel batches, and write the rows in ImageNumber order
+//! (`ipscope-table`), so the output is the same for any thread count. Per-well tables are
+//! computed from the written tables only (`ipscope-stats`), which is what lets `merge`
+//! reproduce them from shards.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Instant;
+
+use ipscope_core::ops::measure::{measure_intensity, measure_shape, ObjectIntensity, ObjectShape};
+use ipscope_core::segment_nuclei;
+use ipscope_image::{with_dyn_image, DynImage};
+use ipscope_io::{Field, Layout, Plate};
+use ipscope_table::{Format, RecordBatch, SchemaRef, TableBuilder, TableWriter};
+use rayon::prelude::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::channels::{nuclear_channel, resolve_channels, Channel, Role};
+use crate::config::Config;
+use crate::manifest::{InputRecord, Manifest, OutputRecord};
+use crate::{Error, Result};
+
+/// The I-th (1-based) of N deterministic partitions of a plate's wells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl FromStr for Shard {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Shard> {
+        let bad = || {
+            Error::Invalid(format!(
+                "--shard {s:?}: expected I/N with 1 <= I <= N, e.g. --shard 2/4"
+            ))
+        };
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: u32 = i.trim().parse().map_err(|_| bad())?;
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// Whether the well with this (0-based) position in the plate's sorted well list belongs
+    /// to the shard. Whole wells stay together; wells are dealt round-robin.
+    pub fn contains_well(&self, well_index: usize) -> bool {
+        well_index % self.count as usize == (self.index - 1) as usize
+    }
+}
+
+/// What to run. `config` holds everything that decides the numbers.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub plate_dir: PathBuf,
+    pub layout: Option<PathBuf>,
+    /// `--channel ID=NAME` pairs; they override `config.channels`.
+    pub channels: Vec<(String, String)>,
+    /// Worker threads; `None` = all cores.
+    pub threads: Option<usize>,
+    pub shard: Option<Shard>,
+    pub config: Config,
+}
+
+impl RunOptions {
+    pub fn new(plate_dir: impl Into<PathBuf>) -> Self {
+        RunOptions {
+            plate_dir: plate_dir.into(),
+            layout: None,
+            channels: Vec::new(),
+            threads: None,
+            shard: None,
+            config: Config::default(),
+        }
+    }
+}
+
+/// Whether a field was processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// One input that failed: the row of `Errors.parquet`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailureRecord {
+    /// 0 when the failure is not tied to one field (e.g. a duplicate file).
+    pub image_number: u32,
+    pub well: String,
+    pub site: u32,
+    pub file: String,
+    /// `discover`, `layout`, `read`, `decode`, `segment` or `measure`.
+    pub stage: String,
+    pub message: String,
+}
+
+/// One processed field: the row of `Image.parquet`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldRecord {
+    pub image_number: u32,
+    pub plate: String,
+    pub well: String,
+    pub site: u32,
+    pub z: Option<u32>,
+    pub t: Option<u32>,
+    /// Per channel (in plate channel order): file name and directory, if the field has one.
+    pub files: Vec<Option<(String, String)>>,
+    pub width: u32,
+    pub height: u32,
+    /// Per channel: bits per sample as stored (0 when not decoded).
+    pub bit_depths: Vec<u32>,
+    pub count_nuclei: u64,
+    /// The nuclei threshold on CellProfiler's 0..1 scale.
+    pub threshold: Option<f64>,
+    pub status: Status,
+    pub failure: Option<FailureRecord>,
+    /// Layout values (one per layout column; `None` when empty or missing).
+    #[serde(skip)]
+    pub layout: Vec<Option<String>>,
+    #[serde(skip)]
+    pub inputs: Vec<InputRecord>,
+}
+
+/// A field's results as the pipeline streams them.
+#[derive(Debug, Clone)]
+pub struct FieldOutput {
+    pub record: FieldRecord,
+    /// Per-nucleus measurements (the rows of `Nuclei.parquet`); empty when the field failed.
+    pub nuclei: RecordBatch,
+}
+
+/// A field to process, with its layout values.
+#[derive(Debug, Clone)]
+struct Task {
+    image_number: u32,
+    field: Field,
+    layout: Result<Vec<Option<String>>, String>,
+}
+
+/// Progress events, for a progress bar or `--json` log lines.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Start {
+        plate: String,
+        fields: usize,
+        fields_in_plate: usize,
+        threads: usize,
+        shard: Option<Shard>,
+    },
+    Warning {
+        message: String,
+    },
+    Field {
+        image_number: u32,
+        well: String,
+        site: u32,
+        status: Status,
+        nuclei: u64,
+        error: Option<String>,
+    },
+    Written {
+        path: PathBuf,
+        rows: u64,
+    },
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub plate: String,
+    pub fields: usize,
+    pub fields_failed: usize,
+    pub nuclei: u64,
+    pub seconds: f64,
+    pub out_dir: PathBuf,
+    pub outputs: Vec<PathBuf>,
+    pub warnings: usize,
+}
+
+/// Value of a layout column in one cell: numeric columns become Float64.
+#[derive(Debug, Clone)]
+struct LayoutColumn {
+    name: String,
+    numeric: bool,
+}
+
+/// A discovered plate ready to run.
+pub struct Pipeline {
+    options: RunOptions,
+    plate: Plate,
+    channels: Vec<Channel>,
+    nuclear: usize,
+    layout_columns: Vec<LayoutColumn>,
+    layout_path: Option<PathBuf>,
+    tasks: Vec<Task>,
+    warnings: Vec<String>,
+    plate_failures: Vec<FailureRecord>,
+    pool: rayon::ThreadPool,
+    threads: usize,
+    z_t: (bool, bool),
+}
+
+/// The output file names, in the order they are written.
+pub const TABLES: [&str; 4] = ["Nuclei", "Image", "Errors", "Wells"];
+
+impl Pipeline {
+    /// Discovers the plate and its layout and plans the fields; processes nothing yet.
+    pub fn new(options: RunOptions) -> Result<Pipeline> {
+        let discover = ipscope_io::DiscoverOptions {
+            pattern: options.config.input.pattern.clone(),
+        };
+        let plate = ipscope_io::discover(&options.plate_dir, &discover)?;
+        let mut given: Vec<(String, String)> = options
+            .config
+            .channels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        given.retain(|(id, _)| !options.channels.iter().any(|(i, _)| i == id));
+        given.extend(options.channels.iter().cloned());
+        let channels = resolve_channels(&plate.channels, &given)?;
+        let mut warnings = Vec::new();
+        let nuclear = match nuclear_channel(&channels) {
+            Some(i) => i,
+            None => {
+                let i = channels
+                    .iter()
+                    .position(|c| c.role != Role::Transmitted)
+                    .ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "{}: no channel to find nuclei in; name the nuclear stain, e.g. --channel {}=DNA",
+                            options.plate_dir.display(),
+                            plate.channels.first().map(String::as_str).unwrap_or("w1")
+                        ))
+                    })?;
+                warnings.push(format!(
+                    "no channel is named DNA, Hoechst or DAPI; segmenting nuclei in {} (name it with --channel {}=DNA)",
+                    channels[i].id, channels[i].id
+                ));
+                i
+            }
+        };
+
+        let mut plate_failures = Vec::new();
+        for p in &plate.problems {
+            if let ipscope_io::Problem::Duplicate {
+                well,
+                site,
+                paths,
+                ..
+            } = p
+            {
+                plate_failures.push(FailureRecord {
+                    image_number: 0,
+                    well: well.clone(),
+                    site: *site,
+                    file: paths
+                        .iter()
+                        .skip(1)
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                    stage: "discover".into(),
+                    message: p.to_string(),
+                });
+            }
+        }
+
+        let (layout, layout_errors) = match &options.layout {
+            Some(path) => {
+                let (layout, errs) = ipscope_io::read_layout_lenient(path)?;
+                (Some(layout), errs)
+            }
+            None => (None, Vec::new()),
+        };
+        let layout_columns: Vec<LayoutColumn> = layout
+            .as_ref()
+            .map(|l| {
+                l.columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| LayoutColumn {
+                        name: name.clone(),
+                        numeric: l.is_numeric(i),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let wells = plate.wells();
+        if let Some(l) = &layout {
+            let cov = ipscope_io::compare_layout(l, &wells);
+            if !cov.wells_without_images.is_empty() {
+                warnings.push(format!(
+                    "{}: {} well(s) in the layout have no images: {}",
+                    l.path.display(),
+                    cov.wells_without_images.len(),
+                    abbreviate(&cov.wells_without_images)
+                ));
+            }
+            if !cov.images_without_layout.is_empty() {
+                warnings.push(format!(
+                    "{}: {} imaged well(s) have no layout row: {}",
+                    l.path.display(),
+                    cov.images_without_layout.len(),
+                    abbreviate(&cov.images_without_layout)
+                ));
+            }
+        }
+        let bad_layout_rows: BTreeMap<String, String> = layout_errors
+            .iter()
+            .filter_map(|e| e.well.clone().map(|w| (w, e.error.to_string())))
+            .collect();
+        for e in layout_errors.iter().filter(|e| e.well.is_none()) {
+            warnings.push(e.error.to_string());
+        }
+
+        let well_index: BTreeMap<&str, usize> = wells
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.as_str(), i))
+            .collect();
+        let in_shard = |well: &str| match (&options.shard, well_index.get(well)) {
+            (Some(s), Some(&i)) => s.contains_well(i),
+            _ => true,
+        };
+        plate_failures.retain(|f| in_shard(&f.well));
+        let tasks: Vec<Task> = plate
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| in_shard(&f.well))
+            .map(|(i, f)| Task {
+                image_number: i as u32 + 1,
+                field: f.clone(),
+                layout: match bad_layout_rows.get(&f.well) {
+                    Some(msg) => Err(msg.clone()),
+                    None => Ok(layout
+                        .as_ref()
+                        .and_then(|l| l.get(&f.well))
+                        .map(|vals| {
+                            vals.iter()
+                                .map(|v| (!v.is_empty()).then(|| v.clone()))
+                                .collect()
+                        })
+                        .unwrap_or_else(|| vec![None; layout_columns.len()])),
+                },
+            })
+            .collect();
+        let threads = options
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| Error::Invalid(format!("cannot start {threads} worker threads: {e}")))?;
+        let z_t = (
+            plate.fields.iter().any(|f| f.z.is_some()),
+            plate.fields.iter().any(|f| f.t.is_some()),
+        );
+        Ok(Pipeline {
+            layout_path: options.layout.clone(),
+            options,
+            plate,
+            channels,
+            nuclear,
+            layout_columns,
+            tasks,
+            warnings,
+            plate_failures,
+            pool,
+            threads,
+            z_t,
+        })
+    }
+
+    pub fn plate(&self) -> &Plate {
+        &self.plate
+    }
+    pub fn channels(&self) -> &[Channel] {
+        &self.channels
+    }
+    /// Number of fields this run (or shard) processes.
+    pub fn field_count(&self) -> usize {
+        self.tasks.len()
+    }
+    /// Warnings found while planning (layout coverage, channel roles).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Processes the fields in parallel batches and yields them in ImageNumber order.
+    pub fn stream(&self) -> impl Iterator<Item = FieldOutput> + '_ {
+        let chunk = (self.threads * 2).max(1);
+        self.tasks.chunks(chunk).flat_map(move |tasks| {
+            self.pool
+                .install(|| tasks.par_iter().map(|t| self.process(t)).collect::<Vec<_>>())
+        })
+    }
+
+    /// The schema of `Nuclei` tables for this plate.
+    pub fn nuclei_schema(&self) -> Result<SchemaRef> {
+        let empty = FieldRecord {
+            image_number: 0,
+            plate: String::new(),
+            well: String::new(),
+            site: 0,
+            z: None,
+            t: None,
+            files: vec![],
+            width: 0,
+            height: 0,
+            bit_depths: vec![],
+            count_nuclei: 0,
+            threshold: None,
+            status: Status::Ok,
+            failure: None,
+            layout: vec![],
+            inputs: vec![],
+        };
+        Ok(self.nuclei_batch(&empty, &[], &[])?.schema())
+    }
+
+    fn process(&self, task: &Task) -> FieldOutput {
+        let f = &task.field;
+        let mut record = FieldRecord {
+            image_number: task.image_number,
+            plate: f.plate.clone(),
+            well: f.well.clone(),
+            site: f.site,
+            z: f.z,
+            t: f.t,
+            files: self
+                .channels
+                .iter()
+                .map(|c| {
+                    f.channels.iter().find(|cf| cf.channel == c.id).map(|cf| {
+                        (
+                            cf.path
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default(),
+                            cf.path
+                                .parent()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_default(),
+                        )
+                    })
+                })
+                .collect(),
+            width: 0,
+            height: 0,
+            bit_depths: vec![0; self.channels.len()],
+            count_nuclei: 0,
+            threshold: None,
+            status: Status::Ok,
+            failure: None,
+            layout: task
+                .layout
+                .clone()
+                .unwrap_or_else(|_| vec![None; self.layout_columns.len()]),
+            inputs: vec![],
+        };
+        let layout = task.layout.clone();
+        let result = catch_unwind(AssertUnwindSafe(|| self.measure_field(task, &mut record)));
+        let outcome = match (layout, result) {
+            (Err(msg), _) => Err((
+                self.layout_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                "layout",
+                msg,
+            )),
+            (Ok(_), Ok(r)) => r,
+            (Ok(_), Err(panic)) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown".into());
+                Err((
+                    f.channels
+                        .first()
+                        .map(|c| c.path.display().to_string())
+                        .unwrap_or_default(),
+                    "segment",
+                    format!("internal error (please report): {msg}"),
+                ))
+            }
+        };
+        match outcome {
+            Ok(nuclei) => FieldOutput { record, nuclei },
+            Err((file, stage, message)) => {
+                record.status = Status::Failed;
+                record.count_nuclei = 0;
+                record.threshold = None;
+                record.failure = Some(FailureRecord {
+                    image_number: task.image_number,
+                    well: f.well.clone(),
+                    site: f.site,
+                    file,
+                    stage: stage.to_string(),
+                    message,
+                });
+                let nuclei = self
+                    .nuclei_batch(&record, &[], &[])
+                    .unwrap_or_else(|_| RecordBatch::new_empty(empty_schema()));
+                FieldOutput { record, nuclei }
+            }
+        }
+    }
+
+    /// Reads, segments and measures one field. Errors are (file, stage, message).
+    fn measure_field(
+        &self,
+        task: &Task,
+        record: &mut FieldRecord,
+    ) -> std::result::Result<RecordBatch, (String, &'static str, String)> {
+        let f = &task.field;
+        let read_opts = ipscope_io::ReadOptions {
+            max_pixels: self.options.config.input.max_pixels,
+        };
+        let mut images: Vec<DynImage> = Vec::with_capacity(self.channels.len());
+        for c in &self.channels {
+            let Some(cf) = f.channels.iter().find(|cf| cf.channel == c.id) else {
+                return Err((
+                    String::new(),
+                    "discover",
+                    format!(
+                        "well {} site {}: no file for channel {} ({})",
+                        f.well, f.site, c.id, c.name
+                    ),
+                ));
+            };
+            let file = cf.path.display().to_string();
+            let bytes = fs::read(&cf.path).map_err(|e| (file.clone(), "read", e.to_string()))?;
+            record.inputs.push(InputRecord {
+                path: cf.path.clone(),
+                bytes: bytes.len() as u64,
+                sha256: hex(&Sha256::digest(&bytes)),
+            });
+            let img = ipscope_io::decode(&bytes, &cf.path, cf.page, &read_opts)
+                .map_err(|e| (file.clone(), "decode", e.to_string()))?;
+            if let Some(first) = images.first() {
+                if (first.width(), first.height()) != (img.width(), img.height()) {
+                    return Err((
+                        file,
+                        "decode",
+                        format!(
+                            "image is {}x{} but channel {} of the same field is {}x{}; channels of a field must have one size",
+                            img.width(),
+                            img.height(),
+                            self.channels[0].id,
+                            first.width(),
+                            first.height()
+                        ),
+                    ));
+                }
+            }
+            record.bit_depths[images.len()] = img.sample_type().bits();
+            images.push(img);
+        }
+        let Some(first) = images.first() else {
+            return Err((String::new(), "discover", "field has no channels".into()));
+        };
+        record.width = first.width() as u32;
+        record.height = first.height() as u32;
+
+        let params = &self.options.config.nuclei;
+        let seg = with_dyn_image!(&images[self.nuclear], img => segment_nuclei(img.view(), params));
+        let shapes = measure_shape(&seg.labels);
+        let intensities: Vec<Vec<ObjectIntensity>> = images
+            .iter()
+            .map(|im| with_dyn_image!(im, img => measure_intensity(&seg.labels, img.view())))
+            .collect();
+        record.threshold = Some(seg.threshold);
+        record.count_nuclei = shapes.iter().filter(|s| s.area > 0).count() as u64;
+        self.nuclei_batch(record, &shapes, &intensities)
+            .map_err(|e| (String::new(), "measure", e.to_string()))
+    }
+
+    /// Builds the Nuclei rows of one field (objects with area 0 are skipped).
+    fn nuclei_batch(
+        &self,
+        record: &FieldRecord,
+        shapes: &[ObjectShape],
+        intensities: &[Vec<ObjectIntensity>],
+    ) -> Result<RecordBatch> {
+        let keep: Vec<usize> = (0..shapes.len()).filter(|&i| shapes[i].area > 0).collect();
+        let n = keep.len();
+        let mut b = TableBuilder::new();
+        b.u32("ImageNumber", vec![record.image_number; n])
+            .doc("Field number: row of Image with the same ImageNumber")
+            .u32("ObjectNumber", keep.iter().map(|&i| shapes[i].label).collect())
+            .doc("Label value of the nucleus in the field's label image (1..N, raster order of first pixel)")
+            .str("Metadata_Plate", vec![record.plate.clone(); n])
+            .str("Metadata_Well", vec![record.well.clone(); n])
+            .u32("Metadata_Site", vec![record.site; n]);
+        self.add_layout_columns(&mut b, &record.layout, n);
+        let col = |f: &dyn Fn(&ObjectShape) -> f64| -> Vec<f64> {
+            keep.iter().map(|&i| f(&shapes[i])).collect()
+        };
+        b.f64("Nuclei_AreaShape_Area", col(&|s| s.area as f64))
+            .doc("Number of pixels in the nucleus (px²)")
+            .f64("Nuclei_AreaShape_Center_X", col(&|s| s.center_x))
+            .doc("Mean column of the nucleus' pixels (px)")
+            .f64("Nuclei_AreaShape_Center_Y", col(&|s| s.center_y))
+            .doc("Mean row of the nucleus' pixels (px)")
+            .u32(
+                "Nuclei_AreaShape_BoundingBoxMinimum_X",
+                keep.iter().map(|&i| shapes[i].bbox_min_x as u32).collect(),
+            )
+            .u32(
+                "Nuclei_AreaShape_BoundingBoxMinimum_Y",
+                keep.iter().map(|&i| shapes[i].bbox_min_y as u32).collect(),
+            )
+            .u32(
+                "Nuclei_AreaShape_BoundingBoxMaximum_X",
+                keep.iter().map(|&i| shapes[i].bbox_max_x as u32).collect(),
+            )
+            .doc("One past the last column of the nucleus (exclusive, as CellProfiler)")
+            .u32(
+                "Nuclei_AreaShape_BoundingBoxMaximum_Y",
+                keep.iter().map(|&i| shapes[i].bbox_max_y as u32).collect(),
+            )
+            .doc("One past the last row of the nucleus (exclusive, as CellProfiler)")
+            .f64("Nuclei_Location_Center_X", col(&|s| s.center_x))
+            .doc("Centroid column (px)")
+            .f64("Nuclei_Location_Center_Y", col(&|s| s.center_y))
+            .doc("Centroid row (px)");
+        for (c, channel) in self.channels.iter().enumerate() {
+            let vals = |f: &dyn Fn(&ObjectIntensity) -> f64| -> Vec<f64> {
+                match intensities.get(c) {
+                    Some(v) => keep.iter().map(|&i| f(&v[i])).collect(),
+                    None => Vec::new(),
+                }
+            };
+            let name = &channel.name;
+            b.f64(
+                &format!("Nuclei_Intensity_IntegratedIntensity_{name}"),
+                vals(&|o| o.integrated),
+            )
+            .doc("Sum of pixel values in the nucleus, each divided by the sample type's maximum (CellProfiler scaling)")
+            .f64(
+                &format!("Nuclei_Intensity_MeanIntensity_{name}"),
+                vals(&|o| o.mean),
+            )
+            .doc("Mean pixel value in the nucleus, divided by the sample type's maximum")
+            .f64(
+                &format!("Nuclei_Intensity_StdIntensity_{name}"),
+                vals(&|o| o.std),
+            )
+            .doc("Population standard deviation of pixel values, divided by the sample type's maximum")
+            .f64(
+                &format!("Nuclei_Intensity_MinIntensity_{name}"),
+                vals(&|o| o.min),
+            )
+            .f64(
+                &format!("Nuclei_Intensity_MaxIntensity_{name}"),
+                vals(&|o| o.max),
+            );
+        }
+        Ok(b.finish()?)
+    }
+
+    fn add_layout_columns(&self, b: &mut TableBuilder, layout: &[Option<String>], n: usize) {
+        for (i, c) in self.layout_columns.iter().enumerate() {
+            let v = layout.get(i).cloned().flatten();
+            if c.numeric {
+                let x = v.and_then(|s| s.trim().parse::<f64>().ok());
+                b.opt_f64(&c.name, vec![x; n]);
+            } else {
+                b.opt_str(&c.name, vec![v; n]);
+            }
+        }
+    }
+
+    /// Builds the Image table from field records (in ImageNumber order).
+    pub fn image_batch(&self, records: &[FieldRecord]) -> Result<RecordBatch> {
+        let mut b = TableBuilder::new();
+        b.u32(
+            "ImageNumber",
+            records.iter().map(|r| r.image_number).collect(),
+        )
+        .doc("Field number within the plate (1..N in plate order: well, site), the same in every shard")
+        .str(
+            "Metadata_Plate",
+            records.iter().map(|r| r.plate.clone()).collect(),
+        )
+        .str(
+            "Metadata_Well",
+            records.iter().map(|r| r.well.clone()).collect(),
+        )
+        .u32("Metadata_Site", records.iter().map(|r| r.site).collect());
+        if self.z_t.0 {
+            b.opt_f64(
+                "Metadata_Z",
+                records.iter().map(|r| r.z.map(f64::from)).collect(),
+            );
+        }
+        if self.z_t.1 {
+            b.opt_f64(
+                "Metadata_T",
+                records.iter().map(|r| r.t.map(f64::from)).collect(),
+            );
+        }
+        for (i, c) in self.layout_columns.iter().enumerate() {
+            let vals: Vec<Option<String>> = records
+                .iter()
+                .map(|r| r.layout.get(i).cloned().flatten())
+                .collect();
+            if c.numeric {
+                b.opt_f64(
+                    &c.name,
+                    vals.into_iter()
+                        .map(|v| v.and_then(|s| s.trim().parse().ok()))
+                        .collect(),
+                );
+            } else {
+                b.opt_str(&c.name, vals);
+            }
+        }
+        for (ci, c) in self.channels.iter().enumerate() {
+            b.opt_str(
+                &format!("FileName_{}", c.name),
+                records
+                    .iter()
+                    .map(|r| r.files.get(ci).cloned().flatten().map(|f| f.0))
+                    .collect(),
+            )
+            .opt_str(
+                &format!("PathName_{}", c.name),
+                records
+                    .iter()
+                    .map(|r| r.files.get(ci).cloned().flatten().map(|f| f.1))
+                    .collect(),
+            )
+            .u32(
+                &format!("BitDepth_{}", c.name),
+                records
+                    .iter()
+                    .map(|r| r.bit_depths.get(ci).copied().unwrap_or(0))
+                    .collect(),
+            )
+            .doc("Bits per sample as stored in the file (0 if it could not be decoded); values are never rescaled");
+        }
+        b.u32("Width", records.iter().map(|r| r.width).collect())
+            .u32("Height", records.iter().map(|r| r.height).collect())
+            .u64(
+                "Count_Nuclei",
+                records.iter().map(|r| r.count_nuclei).collect(),
+            )
+            .opt_f64(
+                "Threshold_FinalThreshold_Nuclei",
+                records.iter().map(|r| r.threshold).collect(),
+            )
+            .doc("Threshold used for nuclei, on CellProfiler's 0..1 scale")
+            .str(
+                "Status",
+                records.iter().map(|r| r.status.as_str().to_string()).collect(),
+            )
+            .doc("ok, or failed (see Errors)");
+        Ok(b.finish()?)
+    }
+
+    /// Runs every field and writes the tables and manifest into `out_dir`.
+    pub fn run(
+        &self,
+        out_dir: &Path,
+        format: Format,
+        overwrite: bool,
+        command_line: &[String],
+        on_event: &(dyn Fn(&Event) + Sync),
+    ) -> Result<RunSummary> {
+        let started = chrono::Utc::now();
+        let clock = Instant::now();
+        prepare_out_dir(out_dir, overwrite)?;
+        on_event(&Event::Start {
+            plate: self.plate.id.clone(),
+            fields: self.tasks.len(),
+            fields_in_plate: self.plate.fields.len(),
+            threads: self.threads,
+            shard: self.options.shard,
+        });
+        for w in &self.warnings {
+            on_event(&Event::Warning { message: w.clone() });
+        }
+        let ext = format.extension();
+        let path_of = |name: &str| out_dir.join(format!("{name}.{ext}"));
+        let nuclei_schema = self.nuclei_schema()?;
+        let mut nuclei_writer = TableWriter::create(&path_of("Nuclei"), nuclei_schema.clone(), format)?;
+        let mut records = Vec::with_capacity(self.tasks.len());
+        for out in self.stream() {
+            if out.nuclei.num_rows() > 0 {
+                nuclei_writer.write(&out.nuclei)?;
+            }
+            on_event(&Event::Field {
+                image_number: out.record.image_number,
+                well: out.record.well.clone(),
+                site: out.record.site,
+                status: out.record.status,
+                nuclei: out.record.count_nuclei,
+                error: out.record.failure.as_ref().map(|f| f.message.clone()),
+            });
+            records.push(out.record);
+        }
+        let mut written = vec![nuclei_writer.finish()?];
+        let image = self.image_batch(&records)?;
+        written.push(ipscope_table::write_table(
+            &path_of("Image"),
+            image.schema(),
+            std::slice::from_ref(&image),
+            format,
+        )?);
+        let mut failures = self.plate_failures.clone();
+        failures.extend(records.iter().filter_map(|r| r.failure.clone()));
+        failures.sort_by(|a, b| {
+            (a.image_number, &a.well, a.site, &a.file).cmp(&(b.image_number, &b.well, b.site, &b.file))
+        });
+        let errors = errors_batch(&failures)?;
+        written.push(ipscope_table::write_table(
+            &path_of("Errors"),
+            errors.schema(),
+            std::slice::from_ref(&errors),
+            format,
+        )?);
+        written.push(write_wells(out_dir, format, &image)?);
+        for w in &written {
+            on_event(&Event::Written {
+                path: w.path.clone(),
+                rows: w.rows,
+            });
+        }
+
+        let mut inputs: Vec<InputRecord> = records.iter().flat_map(|r| r.inputs.clone()).collect();
+        if let Some(l) = &self.layout_path {
+            inputs.push(InputRecord::of_file(l)?);
+        }
+        let manifest = Manifest {
+            ipscope_version: env!("CARGO_PKG_VERSION").to_string(),
+            command_line: command_line.to_vec(),
+            started: started.to_rfc3339(),
+            finished: chrono::Utc::now().to_rfc3339(),
+            plate: self.plate.id.clone(),
+            plate_dir: self.options.plate_dir.clone(),
+            naming_scheme: self.plate.scheme.clone(),
+            fields_in_plate: self.plate.fields.len(),
+            shards: self.options.shard.into_iter().collect(),
+            channels: self.channels.clone(),
+            parameters: self.options.config.clone(),
+            format: ext.to_string(),
+            inputs,
+            images: records.iter().map(crate::manifest::ImageStatus::from).collect(),
+            outputs: written.iter().map(|w| OutputRecord::from_written(w, out_dir)).collect(),
+        };
+        manifest.write(&out_dir.join("manifest.json"))?;
+        let fields_failed = records.iter().filter(|r| r.status == Status::Failed).count();
+        let mut outputs: Vec<PathBuf> = written.iter().map(|w| w.path.clone()).collect();
+        outputs.push(out_dir.join("manifest.json"));
+        Ok(RunSummary {
+            plate: self.plate.id.clone(),
+            fields: records.len(),
+            fields_failed,
+            nuclei: records.iter().map(|r| r.count_nuclei).sum(),
+            seconds: clock.elapsed().as_secs_f64(),
+            out_dir: out_dir.to_path_buf(),
+            outputs,
+            warnings: self.warnings.len(),
+        })
+    }
+}
+
+fn empty_schema() -> SchemaRef {
+    std::sync::Arc::new(ipscope_table::Schema::empty())
+}
+
+fn abbreviate(items: &[String]) -> String {
+    if items.len() <= 8 {
+        items.join(", ")
+    } else {
+        format!("{}, … ({} more)", items[..8].join(", "), items.len() - 8)
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Refuses an existing, non-empty output directory unless `overwrite`; with `overwrite`,
+/// removes earlier ipscope outputs first so stale tables cannot pass for new ones.
+pub(crate) fn prepare_out_dir(out_dir: &Path, overwrite: bool) -> Result<()> {
+    if out_dir.exists() {
+        let mut entries = fs::read_dir(out_dir).map_err(|e| Error::io(out_dir, e))?;
+        if entries.next().is_some() {
+            if !overwrite {
+                return Err(Error::Invalid(format!(
+                    "{}: output directory exists and is not empty; use --overwrite to replace its tables",
+                    out_dir.display()
+                )));
+            }
+            let mut stale: BTreeSet<PathBuf> = BTreeSet::new();
+            stale.insert(out_dir.join("manifest.json"));
+            for t in TABLES {
+                for ext in ["parquet", "arrow"] {
+                    stale.insert(out_dir.join(format!("{t}.{ext}")));
+                }
+            }
+            for p in stale {
+                if p.exists() {
+                    fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                }
+            }
+        }
+    } else {
+        fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    }
+    Ok(())
+}
+
+/// The Errors table.
+pub(crate) fn errors_batch(failures: &[FailureRecord]) -> Result<RecordBatch> {
+    let mut b = TableBuilder::new();
+    b.u32("ImageNumber", failures.iter().map(|f| f.image_number).collect())
+        .doc("Field that failed (0: not tied to one field)")
+        .str("Metadata_Well", failures.iter().map(|f| f.well.clone()).collect())
+        .u32("Metadata_Site", failures.iter().map(|f| f.site).collect())
+        .str("File", failures.iter().map(|f| f.file.clone()).collect())
+        .str("Stage", failures.iter().map(|f| f.stage.clone()).collect())
+        .doc("discover, layout, read, decode, segment or measure")
+        .str("Message", failures.iter().map(|f| f.message.clone()).collect());
+    Ok(b.finish()?)
+}
+
+/// Computes Wells from the Image table and the Nuclei table already written in `out_dir`.
+pub(crate) fn write_wells(
+    out_dir: &Path,
+    format: Format,
+    image: &RecordBatch,
+) -> Result<ipscope_table::WrittenFile> {
+    let ext = format.extension();
+    let (schema, batches) = ipscope_table::read_table(&out_dir.join(format!("Nuclei.{ext}")))?;
+    let nuclei = ipscope_table::concat(&schema, &batches)?;
+    let wells = ipscope_stats::well_summary(image, &[("Nuclei", &nuclei)])
+        .map_err(|e| Error::Invalid(format!("per-well summary: {e}")))?;
+    Ok(ipscope_table::write_table(
+        &out_dir.join(format!("Wells.{ext}")),
+        wells.schema(),
+        std::slice::from_ref(&wells),
+        format,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_parsing_and_partition() {
+        let s: Shard = "2/3".parse().unwrap();
+        assert_eq!(s, Shard { index: 2, count: 3 });
+        assert!("0/3".parse::<Shard>().is_err());
+        assert!("4/3".parse::<Shard>().is_err());
+        assert!("x".parse::<Shard>().is_err());
+        let owners: Vec<u32> = (0..7)
+            .map(|w| {
+                (1..=3)
+                    .find(|&i| Shard { index: i, count: 3 }.contains_well(w))
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(owners, vec![1, 2, 3, 1, 2, 3, 1]);
+    }
+}
