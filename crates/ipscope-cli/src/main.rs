@@ -1,1 +1,475 @@
-fn main() {}
+//! The `ipscope` command line: a thin layer over the facade crate (clap, progress, exit codes).
+//!
+//! Exit codes: 0 = everything processed, 2 = finished but some fields failed (see
+//! Errors.parquet), 1 = nothing could run (bad usage, unreadable plate, output refused).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use ipscope::{Config, Event, Format, Pipeline, RunOptions, RunSummary, Shard, Status};
+
+#[derive(Parser)]
+#[command(
+    name = "ipscope",
+    version,
+    about = "Microscope plate scans of iPS-cell cultures in, CellProfiler-style tables out",
+    long_about = None,
+    after_help = "Start with `ipscope demo ipscope-demo --run ipscope-demo-out` to see a whole run on a synthetic plate."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what a plate directory holds (wells, sites, channels, bit depth, problems) without processing it.
+    Scan {
+        /// Directory holding the plate's images (searched recursively).
+        plate_dir: PathBuf,
+        /// File-name regex with named groups (Plate, Well or Row+Column, Site, Channel, Z, T) instead of the built-in vendor patterns.
+        #[arg(long)]
+        pattern: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Segment and measure every field of a plate and write Image, Nuclei, Wells and Errors tables.
+    Run(RunArgs),
+    /// Write a synthetic iPSC plate with ground truth (the bundled demo); `--run OUT` also runs it.
+    Demo {
+        /// Where to write the plate.
+        #[arg(default_value = "ipscope-demo")]
+        dir: PathBuf,
+        /// Plate format.
+        #[arg(long, default_value_t = 96, value_parser = clap::builder::PossibleValuesParser::new(["96", "384"]).map(|s| s.parse::<u32>().unwrap_or(96)))]
+        wells: u32,
+        /// Fields (sites) per well.
+        #[arg(long, default_value_t = 2)]
+        sites: u32,
+        /// Random seed; the same seed gives the same plate, byte for byte.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Field width and height in pixels.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// After writing the plate, run it into this output directory.
+        #[arg(long, value_name = "OUT")]
+        run: Option<PathBuf>,
+        /// Replace the tables in an existing output directory (with --run).
+        #[arg(long)]
+        overwrite: bool,
+        /// Worker threads for --run (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[command(flatten)]
+        output: OutputMode,
+    },
+    /// Merge the outputs of `run --shard I/N` runs into the tables of one whole-plate run.
+    Merge {
+        /// Output directories of the shard runs, in any order.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Replace the tables in an existing output directory.
+        #[arg(long)]
+        overwrite: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Clone, Copy)]
+#[group(multiple = false)]
+struct OutputMode {
+    /// No progress bar and no summary; errors only.
+    #[arg(short, long)]
+    quiet: bool,
+    /// One JSON object per line for every event (start, field, warning, written, summary) on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Parquet,
+    Arrow,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Directory holding the plate's images (searched recursively).
+    plate_dir: PathBuf,
+    /// Output directory for the tables and manifest.json.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Plate layout CSV: Metadata_Well plus Metadata_* columns (compound, concentration, role).
+    #[arg(long)]
+    layout: Option<PathBuf>,
+    /// Name a channel: ID=NAME, e.g. w1=DNA (DNA/Hoechst/DAPI = nuclear stain; other names are markers). Repeatable.
+    #[arg(long = "channel", value_name = "ID=NAME")]
+    channels: Vec<String>,
+    /// Worker threads (default: all cores). Results are the same for any number.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// TOML configuration (see the docs of ipscope::config); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Process only the I-th of N deterministic partitions of the wells; combine with `ipscope merge`.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// Table file format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Parquet)]
+    format: FormatArg,
+    /// Replace the tables in an existing output directory.
+    #[arg(long)]
+    overwrite: bool,
+    /// File-name regex with named groups (Plate, Well or Row+Column, Site, Channel, Z, T).
+    #[arg(long)]
+    pattern: Option<String>,
+    /// Refuse images with more pixels than this, before decoding them.
+    #[arg(long)]
+    max_pixels: Option<u64>,
+    #[command(flatten)]
+    output_mode: OutputMode,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let argv: Vec<String> = std::env::args().collect();
+    match cli.command {
+        Command::Scan {
+            plate_dir,
+            pattern,
+            json,
+        } => {
+            let report = ipscope::scan(&plate_dir, pattern)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_scan(&report);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            let options = run_options(&args)?;
+            let format = match args.format {
+                FormatArg::Parquet => Format::Parquet,
+                FormatArg::Arrow => Format::Arrow,
+            };
+            run(
+                options,
+                &args.output,
+                format,
+                args.overwrite,
+                args.output_mode,
+                &argv,
+            )
+        }
+        Command::Demo {
+            dir,
+            wells,
+            sites,
+            seed,
+            size,
+            run: run_out,
+            overwrite,
+            threads,
+            output,
+        } => {
+            let params = ipscope::demo::DemoParams {
+                wells,
+                sites,
+                seed,
+                size,
+                ..Default::default()
+            };
+            let summary = ipscope::demo::generate(&dir, &params)
+                .with_context(|| format!("writing the demo plate to {}", dir.display()))?;
+            if !output.quiet && !output.json {
+                eprintln!(
+                    "wrote demo plate {} to {}: {} wells x {} sites, {} images, {} true nuclei (truth in {})",
+                    summary.plate_id,
+                    summary.dir.display(),
+                    summary.wells,
+                    summary.sites,
+                    summary.images,
+                    summary.nuclei,
+                    summary.truth_dir.display()
+                );
+            }
+            let Some(out) = run_out else {
+                if !output.quiet && !output.json {
+                    let channels: Vec<String> = summary
+                        .channels
+                        .iter()
+                        .map(|(id, name)| format!("--channel {id}={name}"))
+                        .collect();
+                    eprintln!(
+                        "run it with: ipscope run {} -o OUT --layout {} {}",
+                        summary.dir.display(),
+                        summary.layout.display(),
+                        channels.join(" ")
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            };
+            let mut options = RunOptions::new(&summary.dir);
+            options.layout = Some(summary.layout.clone());
+            options.channels = summary.channels.clone();
+            options.threads = threads;
+            run(options, &out, Format::Parquet, overwrite, output, &argv)
+        }
+        Command::Merge {
+            inputs,
+            output,
+            overwrite,
+            json,
+        } => {
+            let s = ipscope::merge(&inputs, &output, overwrite, &argv)?;
+            if json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else {
+                println!(
+                    "merged {} shards of plate {}: {} fields ({} failed), {} nuclei",
+                    s.shards, s.plate, s.fields, s.fields_failed, s.nuclei
+                );
+                for p in &s.outputs {
+                    println!("  {}", p.display());
+                }
+            }
+            Ok(if s.fields_failed > 0 {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+fn run_options(args: &RunArgs) -> Result<RunOptions> {
+    let mut config = match &args.config {
+        Some(p) => Config::from_file(p)?,
+        None => Config::default(),
+    };
+    if let Some(p) = &args.pattern {
+        config.input.pattern = Some(p.clone());
+    }
+    if let Some(m) = args.max_pixels {
+        config.input.max_pixels = m;
+    }
+    let mut options = RunOptions::new(&args.plate_dir);
+    options.layout = args.layout.clone();
+    options.channels = args
+        .channels
+        .iter()
+        .map(|c| ipscope::channels::parse_channel_arg(c))
+        .collect::<Result<_, _>>()?;
+    options.threads = args.threads;
+    options.shard = args.shard.as_deref().map(str::parse::<Shard>).transpose()?;
+    options.config = config;
+    if args.threads == Some(0) {
+        anyhow::bail!("--threads must be at least 1");
+    }
+    Ok(options)
+}
+
+fn run(
+    options: RunOptions,
+    out: &Path,
+    format: Format,
+    overwrite: bool,
+    mode: OutputMode,
+    argv: &[String],
+) -> Result<ExitCode> {
+    let pipeline = Pipeline::new(options)?;
+    let show_bar = !mode.quiet && !mode.json && std::io::stderr().is_terminal();
+    let bar = if show_bar {
+        let bar = ProgressBar::new(pipeline.field_count() as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} fields, {msg} (eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let nuclei = Mutex::new(0u64);
+    let on_event = |e: &Event| {
+        if mode.json {
+            if let Ok(line) = serde_json::to_string(e) {
+                println!("{line}");
+            }
+            return;
+        }
+        let say = |s: String| match &bar {
+            Some(b) => b.println(s),
+            None if !mode.quiet => eprintln!("{s}"),
+            None => {}
+        };
+        match e {
+            Event::Start {
+                plate,
+                fields,
+                fields_in_plate,
+                threads,
+                shard,
+            } => say(format!(
+                "plate {plate}: {fields} of {fields_in_plate} fields{} on {threads} thread(s)",
+                shard
+                    .map(|s| format!(" (shard {}/{})", s.index, s.count))
+                    .unwrap_or_default()
+            )),
+            Event::Warning { message } => say(format!("warning: {message}")),
+            Event::Field {
+                well,
+                site,
+                status,
+                nuclei: n,
+                error,
+                ..
+            } => {
+                let total = {
+                    let mut t = nuclei.lock().unwrap_or_else(|p| p.into_inner());
+                    *t += n;
+                    *t
+                };
+                if *status == Status::Failed {
+                    let msg = error.clone().unwrap_or_default();
+                    match &bar {
+                        Some(b) => b.println(format!("failed: {well} s{site}: {msg}")),
+                        None => eprintln!("failed: {well} s{site}: {msg}"),
+                    }
+                }
+                if let Some(b) = &bar {
+                    b.set_message(format!("{total} nuclei"));
+                    b.inc(1);
+                }
+            }
+            Event::Written { .. } => {}
+        }
+    };
+    let summary = pipeline.run(out, format, overwrite, argv, &on_event)?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    print_summary(&summary, mode);
+    Ok(if summary.fields_failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_summary(s: &RunSummary, mode: OutputMode) {
+    if mode.json {
+        let mut v = serde_json::to_value(s).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("event".into(), "summary".into());
+        }
+        println!("{v}");
+        return;
+    }
+    if mode.quiet {
+        return;
+    }
+    println!(
+        "plate {}: {} fields ({} failed), {} nuclei in {:.1} s",
+        s.plate, s.fields, s.fields_failed, s.nuclei, s.seconds
+    );
+    for p in &s.outputs {
+        println!("  {}", p.display());
+    }
+    if s.fields_failed > 0 {
+        println!(
+            "{} field(s) failed: see {}",
+            s.fields_failed,
+            s.outputs
+                .iter()
+                .find(|p| p.file_stem().is_some_and(|n| n == "Errors"))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+    }
+}
+
+fn print_scan(r: &ipscope::ScanReport) {
+    println!("plate      {}", r.plate);
+    println!("directory  {}", r.dir.display());
+    println!("naming     {}", r.naming_scheme);
+    println!(
+        "layout     {} wells x {} sites = {} fields, {} channels",
+        r.wells,
+        r.sites,
+        r.fields,
+        r.channels.len()
+    );
+    for c in &r.channels {
+        match &c.error {
+            Some(e) => println!("  channel {:<6} {} files; first file unreadable: {e}", c.id, c.files),
+            None => println!(
+                "  channel {:<6} {} files, {} {}x{} {} ({} bits){}{}",
+                c.id,
+                c.files,
+                c.format.as_deref().unwrap_or("?"),
+                c.width.unwrap_or(0),
+                c.height.unwrap_or(0),
+                c.sample_type.as_deref().unwrap_or("?"),
+                c.bits_per_sample.unwrap_or(0),
+                c.ome_name
+                    .as_ref()
+                    .map(|n| format!(", OME name {n}"))
+                    .unwrap_or_default(),
+                c.pixel_size_um
+                    .map(|(x, y)| format!(", pixel {x}x{y} µm"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+    if r.missing_fields.is_empty() {
+        println!("missing    none");
+    } else {
+        println!("missing    {} well(s) lack sites:", r.missing_fields.len());
+        for m in &r.missing_fields {
+            println!("  {m}");
+        }
+    }
+    if r.problems.is_empty() {
+        println!("problems   none");
+    } else {
+        println!("problems   {}", r.problems.len());
+        for p in &r.problems {
+            println!("  {p}");
+        }
+    }
+    if !r.unmatched_files.is_empty() {
+        println!(
+            "ignored    {} file(s) matching no pattern, e.g. {}",
+            r.unmatched_files.len(),
+            r.unmatched_files[0].display()
+        );
+    }
+}
