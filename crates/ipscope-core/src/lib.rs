@@ -1,1 +1,49 @@
-//! placeholder
+//! ipscope's image algorithms as plain functions over image views.
+//!
+//! * [`ops`] holds the pixel algorithms (filters, thresholds, morphology, labelling, distance
+//!   transform, peak finding, watershed, per-object measurements). Each one mirrors a named
+//!   reference implementation (SciPy / scikit-image) and is checked against that peer's
+//!   output by `tests/reference.rs`, whose inputs and outputs come from
+//!   `testdata/reference/core/make_core_refs.py`.
+//! * [`assays`] builds the biology from the ops, one module per assay.
+//!
+//! Everything here is single-threaded and deterministic per image; the pipeline
+//! parallelises over fields.
+
+pub mod assays;
+pub mod ops;
+
+pub use assays::nuclei::{segment_nuclei, NucleiParams, NucleiResult};
+
+/// Errors raised by core's checked entry points.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Two images that must cover the same pixels have different sizes.
+    #[error("{what}: expected a {expected_width}x{expected_height} image, got {width}x{height}")]
+    ShapeMismatch {
+        what: &'static str,
+        expected_width: usize,
+        expected_height: usize,
+        width: usize,
+        height: usize,
+    },
+}
+
+/// Checks that an image has the expected size, naming it in the error.
+pub fn ensure_shape(
+    what: &'static str,
+    (expected_width, expected_height): (usize, usize),
+    (width, height): (usize, usize),
+) -> Result<(), Error> {
+    if (expected_width, expected_height) == (width, height) {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch {
+            what,
+            expected_width,
+            expected_height,
+            width,
+            height,
+        })
+    }
+}

@@ -1,0 +1,3 @@
+//! The biology: one module per assay, each built from [`crate::ops`].
+
+pub mod nuclei;

@@ -1,0 +1,278 @@
+//! Nuclei segmentation from a DNA stain (Hoechst/DAPI), after CellProfiler's
+//! `IdentifyPrimaryObjects` with its usual settings: global Otsu threshold, hole filling,
+//! shape-based declumping, size filter.
+//!
+//! Steps, each an [`crate::ops`] function:
+//! 1. scale to CellProfiler's 0..1 range (divide by [`Pixel::MAX`]; f32 as stored);
+//! 2. Gaussian smoothing (`smoothing_sigma`);
+//! 3. Otsu threshold of the smoothed image (256 bins, as `skimage.filters.threshold_otsu`),
+//!    times `threshold_correction`, clamped to `[threshold_min, threshold_max]`;
+//!    foreground = smoothed `>` threshold;
+//! 4. fill holes (`fill_holes`), 8-connected components (as CellProfiler's
+//!    `scipy.ndimage.label(binary, ones((3, 3)))`);
+//! 5. declumping by shape (`declump`): Euclidean distance transform of the foreground,
+//!    smoothed with σ = 1 px so that pixelised plateaus get one summit, seeds =
+//!    `peak_local_max` within each component with `min_seed_distance`, then a watershed of
+//!    the negated smoothed distance inside the foreground. A component that yields no seed
+//!    keeps its highest pixel as seed, so declumping never loses an object;
+//! 6. drop objects whose area lies outside `[π (min_diameter/2)², π (max_diameter/2)²]`
+//!    (CellProfiler's "discard objects outside the diameter range"), optionally those
+//!    touching the border, and renumber `1..=N` in raster order of first pixel.
+//!
+//! Differences from CellProfiler, on purpose: Otsu runs on the smoothed image (CellProfiler
+//! thresholds the raw image and compares the smoothed one), and the distance map is smoothed
+//! instead of jittered with seeded noise before the maxima search.
+
+use ipscope_image::{Image, ImageView, Labels, Pixel};
+use serde::{Deserialize, Serialize};
+
+use crate::ops::distance::distance_transform_edt;
+use crate::ops::filter::gaussian_blur;
+use crate::ops::label::{clear_border, filter_by_area, label, relabel_sequential, Connectivity};
+use crate::ops::morphology;
+use crate::ops::peaks::peak_local_max;
+use crate::ops::threshold::otsu;
+use crate::ops::watershed::watershed;
+
+/// Smoothing of the distance map before the seed search, in pixels.
+const DISTANCE_SIGMA: f32 = 1.0;
+
+/// Settings of [`segment_nuclei`]; the defaults suit 8–80 px nuclei.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NucleiParams {
+    /// Gaussian σ (pixels) applied before thresholding; 0 disables smoothing. Default 1.0.
+    pub smoothing_sigma: f32,
+    /// Factor applied to the Otsu threshold (CellProfiler's "threshold correction factor").
+    /// Default 1.0.
+    pub threshold_correction: f32,
+    /// Lower bound of the corrected threshold, on the 0..1 scale. Default 0.0.
+    pub threshold_min: f32,
+    /// Upper bound of the corrected threshold, on the 0..1 scale. Default 1.0.
+    pub threshold_max: f32,
+    /// Smallest accepted equivalent diameter in pixels: objects with area below
+    /// π (d/2)² are dropped. Default 8.
+    pub min_diameter: f32,
+    /// Largest accepted equivalent diameter in pixels: objects with area above π (d/2)²
+    /// are dropped. Default 80.
+    pub max_diameter: f32,
+    /// Fill holes inside foreground objects. Default true.
+    pub fill_holes: bool,
+    /// Split touching nuclei by shape (distance-transform watershed). Default true.
+    pub declump: bool,
+    /// Minimum distance (pixels, Chebyshev) between two seeds of the declumping;
+    /// `None` = `round(min_diameter / 2)`, at least 1. Default `None`.
+    pub min_seed_distance: Option<usize>,
+    /// Drop objects touching the image border. Default false.
+    pub exclude_border: bool,
+}
+
+impl Default for NucleiParams {
+    fn default() -> Self {
+        NucleiParams {
+            smoothing_sigma: 1.0,
+            threshold_correction: 1.0,
+            threshold_min: 0.0,
+            threshold_max: 1.0,
+            min_diameter: 8.0,
+            max_diameter: 80.0,
+            fill_holes: true,
+            declump: true,
+            min_seed_distance: None,
+            exclude_border: false,
+        }
+    }
+}
+
+impl NucleiParams {
+    /// The seed spacing actually used by the declumping.
+    pub fn seed_distance(&self) -> usize {
+        self.min_seed_distance.unwrap_or_else(|| {
+            let d = (self.min_diameter / 2.0).round();
+            if d.is_finite() && d >= 1.0 {
+                d as usize
+            } else {
+                1
+            }
+        })
+    }
+
+    /// The accepted area range in pixels, `[ceil(π r_min²), floor(π r_max²)]`.
+    pub fn area_range(&self) -> (u64, u64) {
+        let area = |d: f32| std::f64::consts::PI * (f64::from(d) / 2.0).powi(2);
+        let lo = area(self.min_diameter);
+        let hi = area(self.max_diameter);
+        // Non-finite or negative diameters disable that bound.
+        let lo = if lo.is_finite() { lo.ceil() as u64 } else { 0 };
+        let hi = if hi.is_finite() {
+            hi.floor() as u64
+        } else {
+            u64::MAX
+        };
+        (lo, hi)
+    }
+}
+
+/// Nuclei found in one field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NucleiResult {
+    /// One label per nucleus, `1..=N` in raster order of first pixel.
+    pub labels: Labels,
+    /// The threshold applied, on CellProfiler's 0..1 scale (after correction and clamping);
+    /// NaN when the image has no threshold (empty, constant or without finite pixels).
+    pub threshold: f64,
+}
+
+/// Segments nuclei in a DNA-stain image (see the module docs for the steps).
+///
+/// Never panics on pixel content or size: empty, constant or NaN images and 1×N images
+/// give zero objects.
+pub fn segment_nuclei<T: Pixel>(dna: ImageView<T>, params: &NucleiParams) -> NucleiResult {
+    let (w, h) = (dna.width(), dna.height());
+    let none = |threshold: f64| NucleiResult {
+        labels: Labels::empty(w, h),
+        threshold,
+    };
+    if w == 0 || h == 0 {
+        return none(f64::NAN);
+    }
+    let scale = T::MAX;
+    let scaled = dna.map(|v| (v.to_f64() / scale) as f32);
+    let smoothed = gaussian_blur(scaled.view(), params.smoothing_sigma);
+    let Some(otsu_t) = otsu(smoothed.view(), 256) else {
+        return none(f64::NAN);
+    };
+    let mut t = f64::from(otsu_t) * f64::from(params.threshold_correction);
+    // Manual clamp: f64::clamp panics on NaN or inverted bounds.
+    if t < f64::from(params.threshold_min) {
+        t = f64::from(params.threshold_min);
+    }
+    if t > f64::from(params.threshold_max) {
+        t = f64::from(params.threshold_max);
+    }
+    if t.is_nan() {
+        return none(t);
+    }
+    let mut fg = smoothed.map(|v| f64::from(v) > t);
+    if params.fill_holes {
+        fg = morphology::fill_holes(fg.view());
+    }
+    let components = label(fg.view(), Connectivity::Eight);
+    let objects = if params.declump && components.count() > 0 {
+        declump(&fg, &components, params.seed_distance())
+    } else {
+        components
+    };
+    let (lo, hi) = params.area_range();
+    let mut kept = filter_by_area(&objects, lo, hi);
+    if params.exclude_border {
+        kept = relabel_sequential(&clear_border(&kept));
+    }
+    NucleiResult {
+        labels: kept,
+        threshold: t,
+    }
+}
+
+/// Shape-based declumping: watershed of the negated, smoothed distance map from its peaks.
+fn declump(fg: &Image<bool>, components: &Labels, seed_distance: usize) -> Labels {
+    let (w, h) = (fg.width(), fg.height());
+    let mut dist = distance_transform_edt(fg.view());
+    // An all-foreground field has no finite distance; any constant keeps it one object.
+    let cap = (w + h) as f32;
+    for d in dist.as_mut_slice() {
+        if !d.is_finite() {
+            *d = cap;
+        }
+    }
+    let smooth = gaussian_blur(dist.view(), DISTANCE_SIGMA);
+    let peaks = peak_local_max(smooth.view(), seed_distance, 0.0, Some(components));
+    let mut markers = Image::new(w, h, 0u32);
+    let mut seeded = vec![false; components.count() as usize + 1];
+    let mut n = 0u32;
+    for &(r, c) in &peaks {
+        n += 1;
+        markers.set(r, c, n);
+        seeded[components.image().get(r, c) as usize] = true;
+    }
+    // Components without a peak (flat or tiny): seed at their highest pixel.
+    let mut best: Vec<Option<(f32, usize)>> = vec![None; seeded.len()];
+    for (i, (&l, &v)) in components
+        .image()
+        .as_slice()
+        .iter()
+        .zip(smooth.as_slice())
+        .enumerate()
+    {
+        let l = l as usize;
+        if l != 0 && !seeded[l] && best[l].is_none_or(|(bv, _)| v > bv) {
+            best[l] = Some((v, i));
+        }
+    }
+    for (_, i) in best.into_iter().flatten() {
+        n += 1;
+        markers.as_mut_slice()[i] = n;
+    }
+    let elevation = smooth.map(|v| -v);
+    watershed(elevation.view(), &Labels::new(markers, n), Some(fg.view()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn degenerate_images_give_no_objects() {
+        let p = NucleiParams::default();
+        for (w, h) in [(0, 0), (1, 1), (1, 7), (9, 1), (0, 5)] {
+            let img = Image::new(w, h, 100u16);
+            let r = segment_nuclei(img.view(), &p);
+            assert_eq!(r.labels.count(), 0, "{w}x{h}");
+            assert_eq!((r.labels.width(), r.labels.height()), (w, h));
+        }
+        let nan = Image::new(16, 16, f32::NAN);
+        assert_eq!(segment_nuclei(nan.view(), &p).labels.count(), 0);
+        let ramp = Image::from_fn(40, 1, |_, c| c as u16 * 1000);
+        assert_eq!(segment_nuclei(ramp.view(), &p).labels.count(), 0);
+        let spike = Image::from_fn(1, 30, |r, _| if r == 15 { 60000u16 } else { 0 });
+        assert_eq!(segment_nuclei(spike.view(), &p).labels.count(), 0);
+    }
+
+    #[test]
+    fn weird_params_do_not_panic() {
+        let img = Image::from_fn(32, 32, |r, c| {
+            if (r as i32 - 16).pow(2) + (c as i32 - 16).pow(2) < 64 {
+                200u8
+            } else {
+                10
+            }
+        });
+        let p = NucleiParams {
+            smoothing_sigma: f32::NAN,
+            threshold_correction: f32::INFINITY,
+            threshold_min: 2.0,
+            threshold_max: -1.0,
+            min_diameter: f32::NAN,
+            max_diameter: -3.0,
+            min_seed_distance: Some(0),
+            ..NucleiParams::default()
+        };
+        let _ = segment_nuclei(img.view(), &p);
+        let p = NucleiParams {
+            min_diameter: 0.0,
+            max_diameter: f32::INFINITY,
+            ..NucleiParams::default()
+        };
+        assert_eq!(segment_nuclei(img.view(), &p).labels.count(), 1);
+    }
+
+    #[test]
+    fn params_round_trip_and_reject_unknown_fields() {
+        let p: NucleiParams = serde_json::from_str(r#"{"min_diameter": 12}"#).unwrap();
+        assert_eq!(p.min_diameter, 12.0);
+        assert_eq!(p.max_diameter, 80.0);
+        assert!(serde_json::from_str::<NucleiParams>(r#"{"nope": 1}"#).is_err());
+        assert_eq!(NucleiParams::default().seed_distance(), 4);
+        assert_eq!(NucleiParams::default().area_range(), (51, 5026));
+    }
+}

@@ -1,0 +1,154 @@
+//! Linear filters.
+//!
+//! [`gaussian_blur`] reproduces `scipy.ndimage.gaussian_filter(image, sigma, mode='nearest',
+//! truncate=4.0)`, which is what `skimage.filters.gaussian` calls with its defaults
+//! (scikit-image 0.26: `mode='nearest'`, `truncate=4.0`, float32 stays float32). Like SciPy
+//! it filters separably, first along rows' direction of axis 0 (down the columns) and then
+//! along axis 1, accumulating in f64 and storing the intermediate image as f32 (SciPy writes
+//! the first pass into the float32 output array).
+
+use ipscope_image::{Image, ImageView};
+
+/// Truncation of the Gaussian kernel in standard deviations (SciPy's default).
+pub const GAUSSIAN_TRUNCATE: f64 = 4.0;
+
+/// The normalised 1-D Gaussian kernel SciPy builds (`scipy.ndimage._filters._gaussian_kernel1d`):
+/// radius `int(truncate * sigma + 0.5)`, weights `exp(-x² / 2σ²)` divided by their sum.
+///
+/// Returns `[1.0]` for a non-positive or non-finite `sigma`.
+pub fn gaussian_kernel(sigma: f64, truncate: f64) -> Vec<f64> {
+    if !(sigma > 0.0 && sigma.is_finite() && truncate.is_finite()) {
+        return vec![1.0];
+    }
+    // Python's int() truncates toward zero.
+    let radius = (truncate * sigma + 0.5).max(0.0) as usize;
+    let s2 = sigma * sigma;
+    let r = radius as i64;
+    let mut k: Vec<f64> = (-r..=r)
+        .map(|x| (-0.5 / s2 * (x * x) as f64).exp())
+        .collect();
+    let sum: f64 = k.iter().sum();
+    for w in &mut k {
+        *w /= sum;
+    }
+    k
+}
+
+/// Gaussian smoothing with edge replication, as `scipy.ndimage.gaussian_filter(mode='nearest',
+/// truncate=4.0)` / `skimage.filters.gaussian` with defaults.
+///
+/// `sigma <= 0` (or NaN) returns a copy. NaN pixels spread to their neighbourhood, as in SciPy.
+pub fn gaussian_blur(src: ImageView<f32>, sigma: f32) -> Image<f32> {
+    let kernel = gaussian_kernel(f64::from(sigma), GAUSSIAN_TRUNCATE);
+    if kernel.len() == 1 || src.is_empty() {
+        return src.to_image();
+    }
+    let tmp = correlate_columns(src, &kernel);
+    correlate_rows(tmp.view(), &kernel)
+}
+
+/// Correlates every column with a symmetric odd-length kernel, edges replicated.
+///
+/// Works a whole output row at a time so memory is read in rows.
+fn correlate_columns(src: ImageView<f32>, kernel: &[f64]) -> Image<f32> {
+    let (w, h) = (src.width(), src.height());
+    let r = kernel.len() / 2;
+    let mut out = Image::new(w, h, 0.0f32);
+    let mut acc = vec![0.0f64; w];
+    let last = h - 1;
+    for y in 0..h {
+        // SciPy's symmetric path (ni_filters.c): centre tap, then (x[i-j] + x[i+j]) * w[j]
+        // from the outermost tap inwards; the same order keeps results bit-identical.
+        let centre = kernel[r];
+        for (a, &v) in acc.iter_mut().zip(src.row(y)) {
+            *a = f64::from(v) * centre;
+        }
+        for j in (1..=r).rev() {
+            let up = src.row(y.saturating_sub(j));
+            let down = src.row((y + j).min(last));
+            let kw = kernel[r + j];
+            for ((a, &u), &d) in acc.iter_mut().zip(up).zip(down) {
+                *a += (f64::from(u) + f64::from(d)) * kw;
+            }
+        }
+        for (o, &a) in out.row_mut(y).iter_mut().zip(&acc) {
+            *o = a as f32;
+        }
+    }
+    out
+}
+
+/// Correlates every row with a symmetric odd-length kernel, edges replicated.
+fn correlate_rows(src: ImageView<f32>, kernel: &[f64]) -> Image<f32> {
+    let (w, h) = (src.width(), src.height());
+    let r = kernel.len() / 2;
+    let mut out = Image::new(w, h, 0.0f32);
+    let mut line = vec![0.0f64; w + 2 * r];
+    for y in 0..h {
+        let row = src.row(y);
+        let (first, lastv) = (f64::from(row[0]), f64::from(row[w - 1]));
+        line[..r].fill(first);
+        for (l, &v) in line[r..r + w].iter_mut().zip(row) {
+            *l = f64::from(v);
+        }
+        line[r + w..].fill(lastv);
+        let centre = kernel[r];
+        for (x, o) in out.row_mut(y).iter_mut().enumerate() {
+            let c = x + r;
+            let mut a = line[c] * centre;
+            for j in (1..=r).rev() {
+                a += (line[c - j] + line[c + j]) * kernel[r - j];
+            }
+            *o = a as f32;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_matches_scipy_radius_and_normalisation() {
+        assert_eq!(gaussian_kernel(1.0, 4.0).len(), 9);
+        assert_eq!(gaussian_kernel(2.5, 4.0).len(), 21);
+        assert_eq!(gaussian_kernel(0.1, 4.0).len(), 1);
+        assert_eq!(gaussian_kernel(0.0, 4.0), vec![1.0]);
+        assert_eq!(gaussian_kernel(f64::NAN, 4.0), vec![1.0]);
+        let s: f64 = gaussian_kernel(1.7, 4.0).iter().sum();
+        assert!((s - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn constant_image_is_unchanged_and_sum_is_kept_inside() {
+        let img = Image::new(7, 5, 0.25f32);
+        let out = gaussian_blur(img.view(), 1.5);
+        assert!(out.as_slice().iter().all(|&v| (v - 0.25).abs() < 1e-6));
+        let one = Image::new(1, 1, 3.0f32);
+        assert_eq!(gaussian_blur(one.view(), 2.0).as_slice(), &[3.0]);
+        let line = Image::from_fn(9, 1, |_, c| c as f32);
+        let out = gaussian_blur(line.view(), 1.0);
+        // A linear ramp is kept away from the replicated edges.
+        assert!((out.get(0, 4) - 4.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn zero_sigma_and_empty_are_copies() {
+        let img = Image::from_fn(3, 2, |r, c| (r * 3 + c) as f32);
+        assert_eq!(gaussian_blur(img.view(), 0.0), img);
+        assert_eq!(gaussian_blur(img.view(), -1.0), img);
+        let empty = Image::new(0, 4, 0.0f32);
+        assert_eq!(gaussian_blur(empty.view(), 1.0).len(), 0);
+    }
+
+    #[test]
+    fn strided_view_is_filtered_like_its_copy() {
+        let img = Image::from_fn(10, 8, |r, c| ((r * 7 + c * 3) % 5) as f32);
+        let crop = img.view().crop(1, 2, 5, 6).unwrap();
+        assert_eq!(
+            gaussian_blur(crop, 1.2),
+            gaussian_blur(crop.to_image().view(), 1.2)
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! Pixel algorithms as free functions over image views.
+//!
+//! Each module names the reference implementation it reproduces; the parity cases live in
+//! `tests/reference.rs`. ops never depend on assays.
+
+pub mod distance;
+pub mod filter;
+pub mod label;
+pub mod measure;
+pub mod morphology;
+pub mod peaks;
+pub mod threshold;
+pub mod watershed;

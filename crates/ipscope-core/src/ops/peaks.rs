@@ -1,0 +1,300 @@
+//! Local maxima.
+//!
+//! [`peak_local_max`] reproduces `skimage.feature.peak_local_max(image, min_distance,
+//! threshold_abs, exclude_border=False, labels=...)` (scikit-image 0.26) with the default
+//! square footprint of side `2 * min_distance + 1` and the Chebyshev (`p_norm=inf`) spacing:
+//!
+//! * a pixel is a candidate when it equals the maximum of its window (`mode='nearest'`,
+//!   i.e. the window clipped to the image) and is `> threshold_abs`; whole plateaus are
+//!   candidates;
+//! * an image (or, with labels, an object) where *every* pixel is a candidate is "trivial"
+//!   and gives no candidates, except that with labels the pixels an opening by the cross
+//!   removes from the object (`mask ^ binary_opening(mask)`) become candidates;
+//! * candidates are sorted by decreasing value, ties in raster order (stable argsort), and
+//!   accepted greedily unless an already accepted peak lies at Chebyshev distance
+//!   `< min_distance` (`skimage._shared.coord.ensure_spacing`);
+//! * with labels, each object is handled alone (its window maximum sees only its own
+//!   pixels) and the peaks are listed object by object in label order.
+//!
+//! Differences from scikit-image: NaN pixels are never peaks and never raise a window's
+//! maximum; with labels, only pixels of the object itself can be peaks even for a threshold
+//! below `f32::MIN` (scikit-image could return background pixels then). `num_peaks` and
+//! `threshold_rel` are not offered.
+
+use ipscope_image::{Image, ImageView, Labels};
+
+use super::label::max_label;
+use super::morphology::binary_opening;
+
+/// Max over the window `[i - r, i + r]` clipped to the line, for each `i`, in O(n)
+/// (van Herk / Gil–Werman block prefix and suffix maxima).
+fn sliding_max(line: &[f32], r: usize, out: &mut [f32], pad: &mut Vec<f32>, g: &mut Vec<f32>) {
+    let n = line.len();
+    let w = 2 * r + 1;
+    let m = n + 2 * r;
+    pad.clear();
+    pad.resize(m, f32::NEG_INFINITY);
+    pad[r..r + n].copy_from_slice(line);
+    g.clear();
+    g.resize(m, f32::NEG_INFINITY);
+    for j in 0..m {
+        g[j] = if j % w == 0 {
+            pad[j]
+        } else {
+            g[j - 1].max(pad[j])
+        };
+    }
+    // Suffix maxima within blocks, computed in place over `pad`.
+    for j in (0..m).rev() {
+        if j + 1 < m && (j + 1) % w != 0 {
+            pad[j] = pad[j].max(pad[j + 1]);
+        }
+    }
+    for (i, o) in out.iter_mut().enumerate().take(n) {
+        *o = pad[i].max(g[i + w - 1]);
+    }
+}
+
+/// Square maximum filter of radius `r` with the window clipped to the image.
+fn maximum_filter(img: &Image<f32>, r: usize) -> Image<f32> {
+    let (w, h) = (img.width(), img.height());
+    let mut tmp = Image::new(w, h, 0.0f32);
+    let (mut pad, mut g) = (Vec::new(), Vec::new());
+    for y in 0..h {
+        sliding_max(img.row(y), r, tmp.row_mut(y), &mut pad, &mut g);
+    }
+    let mut out = Image::new(w, h, 0.0f32);
+    let mut col = vec![0.0f32; h];
+    let mut res = vec![0.0f32; h];
+    for x in 0..w {
+        for (y, v) in col.iter_mut().enumerate() {
+            *v = tmp.get(y, x);
+        }
+        sliding_max(&col, r, &mut res, &mut pad, &mut g);
+        for (y, &v) in res.iter().enumerate() {
+            out.set(y, x, v);
+        }
+    }
+    out
+}
+
+/// Candidate mask as scikit-image's `_get_peak_mask`; `object` marks the pixels of the
+/// object when working on one label (else the whole image counts).
+fn peak_mask(
+    img: &Image<f32>,
+    min_distance: usize,
+    threshold: f32,
+    object: Option<&Image<bool>>,
+) -> Image<bool> {
+    let inside = |i: usize| object.is_none_or(|o| o.as_slice()[i]);
+    let above = |i: usize, v: f32| inside(i) && v > threshold;
+    if min_distance == 0 || img.len() == 1 {
+        let mut i = 0;
+        return img.map(|v| {
+            let keep = above(i, v);
+            i += 1;
+            keep
+        });
+    }
+    let maxed = maximum_filter(img, min_distance);
+    let src = img.as_slice();
+    let mx = maxed.as_slice();
+    let trivial = (0..src.len()).all(|i| !inside(i) || src[i] == mx[i]);
+    if trivial {
+        return match object {
+            Some(o) => {
+                let opened = binary_opening(o.view());
+                let isolated = o.as_slice().iter().zip(opened.as_slice());
+                let iso: Vec<bool> = isolated.map(|(&a, &b)| a != b).collect();
+                let mut i = 0;
+                img.map(|v| {
+                    let keep = iso[i] && above(i, v);
+                    i += 1;
+                    keep
+                })
+            }
+            None => Image::new(img.width(), img.height(), false),
+        };
+    }
+    let mut i = 0;
+    img.map(|v| {
+        let keep = v == mx[i] && above(i, v);
+        i += 1;
+        keep
+    })
+}
+
+/// Sorts candidates by decreasing value (ties in raster order) and keeps those at
+/// Chebyshev distance `>= min_distance` from every better accepted peak.
+fn high_peaks(img: &Image<f32>, mask: &Image<bool>, min_distance: usize) -> Vec<(usize, usize)> {
+    let w = img.width();
+    let mut cand: Vec<(usize, usize)> = mask
+        .as_slice()
+        .iter()
+        .enumerate()
+        .filter(|(_, &m)| m)
+        .map(|(i, _)| (i / w, i % w))
+        .collect();
+    cand.sort_by(|a, b| img.get(b.0, b.1).total_cmp(&img.get(a.0, a.1)));
+    if min_distance <= 1 {
+        return cand;
+    }
+    // Bucket accepted peaks on a grid of cell size min_distance: a conflicting peak lies in
+    // the candidate's cell or one of its 8 neighbours.
+    let cell = min_distance;
+    let gw = w / cell + 1;
+    let gh = img.height() / cell + 1;
+    let mut grid: Vec<Vec<(usize, usize)>> = vec![Vec::new(); gw * gh];
+    let mut accepted = Vec::new();
+    for (r, c) in cand {
+        let (gr, gc) = (r / cell, c / cell);
+        let mut free = true;
+        'scan: for nr in gr.saturating_sub(1)..=(gr + 1).min(gh - 1) {
+            for nc in gc.saturating_sub(1)..=(gc + 1).min(gw - 1) {
+                for &(pr, pc) in &grid[nr * gw + nc] {
+                    if r.abs_diff(pr).max(c.abs_diff(pc)) < min_distance {
+                        free = false;
+                        break 'scan;
+                    }
+                }
+            }
+        }
+        if free {
+            grid[gr * gw + gc].push((r, c));
+            accepted.push((r, c));
+        }
+    }
+    accepted
+}
+
+/// Local maxima of `img` as `(row, col)`, best first (see the module docs for the exact
+/// rules). With `mask`, peaks are searched in each labelled object separately, objects in
+/// label order; pixels with label 0 are never peaks.
+///
+/// # Panics
+/// If `mask` does not have the size of `img`.
+pub fn peak_local_max(
+    img: ImageView<f32>,
+    min_distance: usize,
+    threshold_abs: f32,
+    mask: Option<&Labels>,
+) -> Vec<(usize, usize)> {
+    let (w, h) = (img.width(), img.height());
+    let Some(labels) = mask else {
+        // NaN never wins a window's maximum and is never above the threshold.
+        let clean = img.map(|v| if v.is_nan() { f32::NEG_INFINITY } else { v });
+        let m = peak_mask(&clean, min_distance, threshold_abs, None);
+        return high_peaks(&clean, &m, min_distance);
+    };
+    assert!(
+        labels.width() == w && labels.height() == h,
+        "peak_local_max: labels are {}x{}, image is {w}x{h}",
+        labels.width(),
+        labels.height()
+    );
+    let n = max_label(labels) as usize;
+    // Bounding boxes (rows and cols, max exclusive) of every label, in one pass.
+    let mut bbox = vec![(usize::MAX, usize::MAX, 0usize, 0usize); n + 1];
+    let lab = labels.image();
+    for r in 0..h {
+        for (c, &l) in lab.row(r).iter().enumerate() {
+            if l != 0 {
+                let b = &mut bbox[l as usize];
+                b.0 = b.0.min(r);
+                b.1 = b.1.min(c);
+                b.2 = b.2.max(r + 1);
+                b.3 = b.3.max(c + 1);
+            }
+        }
+    }
+    let mut peaks = Vec::new();
+    for (l, &(r0, c0, r1, c1)) in bbox.iter().enumerate().skip(1) {
+        if r0 == usize::MAX {
+            continue;
+        }
+        let (bh, bw) = (r1 - r0, c1 - c0);
+        let object = Image::from_fn(bw, bh, |r, c| lab.get(r0 + r, c0 + c) == l as u32);
+        // scikit-image paints the other pixels of the crop with the dtype's minimum.
+        let crop = Image::from_fn(bw, bh, |r, c| {
+            let v = img.get(r0 + r, c0 + c);
+            if object.get(r, c) && !v.is_nan() {
+                v
+            } else {
+                f32::MIN
+            }
+        });
+        let m = peak_mask(&crop, min_distance, threshold_abs, Some(&object));
+        peaks.extend(
+            high_peaks(&crop, &m, min_distance)
+                .into_iter()
+                .map(|(r, c)| (r + r0, c + c0)),
+        );
+    }
+    peaks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_max_matches_naive() {
+        let line: Vec<f32> = (0..23).map(|i| ((i * 37) % 11) as f32).collect();
+        for r in 0..6 {
+            let mut out = vec![0.0; line.len()];
+            sliding_max(&line, r, &mut out, &mut Vec::new(), &mut Vec::new());
+            for (i, &o) in out.iter().enumerate() {
+                let lo = i.saturating_sub(r);
+                let hi = (i + r).min(line.len() - 1);
+                let naive = line[lo..=hi]
+                    .iter()
+                    .cloned()
+                    .fold(f32::NEG_INFINITY, f32::max);
+                assert_eq!(o, naive, "r={r} i={i}");
+            }
+        }
+    }
+
+    #[test]
+    fn finds_separated_maxima_best_first() {
+        let img = Image::from_fn(20, 10, |r, c| {
+            let a = 5.0 - ((r as f32 - 4.0).powi(2) + (c as f32 - 4.0).powi(2)).sqrt();
+            let b = 7.0 - ((r as f32 - 5.0).powi(2) + (c as f32 - 15.0).powi(2)).sqrt();
+            a.max(b).max(0.0)
+        });
+        let p = peak_local_max(img.view(), 3, 0.0, None);
+        assert_eq!(p, vec![(5, 15), (4, 4)]);
+    }
+
+    #[test]
+    fn plateau_gives_one_peak_and_flat_image_none() {
+        let mut img = Image::new(12, 12, 0.0f32);
+        for r in 4..7 {
+            for c in 4..7 {
+                img.set(r, c, 2.0);
+            }
+        }
+        assert_eq!(peak_local_max(img.view(), 3, 0.0, None), vec![(4, 4)]);
+        let flat = Image::new(5, 5, 1.0f32);
+        assert!(peak_local_max(flat.view(), 2, 0.0, None).is_empty());
+        let one = Image::new(1, 1, 1.0f32);
+        assert_eq!(peak_local_max(one.view(), 2, 0.0, None), vec![(0, 0)]);
+        let nan = Image::new(3, 4, f32::NAN);
+        assert!(peak_local_max(nan.view(), 1, 0.0, None).is_empty());
+    }
+
+    #[test]
+    fn labels_are_searched_separately_and_small_objects_are_isolated_pixels() {
+        let img = Image::from_fn(8, 4, |_, c| c as f32);
+        let lab = Image::from_fn(8, 4, |r, c| match (r, c) {
+            (_, 0..=3) => 1,
+            (0..=1, 5..=6) => 2,
+            _ => 0,
+        });
+        let labels = Labels::from_image(lab);
+        let p = peak_local_max(img.view(), 2, 0.0, Some(&labels));
+        // Object 1: its right column is a plateau of maxima, first in raster order wins.
+        // Object 2: a 2x2 block where every pixel of its column 6 is a max.
+        assert_eq!(p, vec![(0, 3), (2, 3), (0, 6)]);
+    }
+}
