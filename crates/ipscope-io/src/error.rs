@@ -19,6 +19,57 @@ pub enum Error {
     /// Encoding an image failed.
     #[error("{}: cannot encode image: {message}", path.display())]
     Encode { path: PathBuf, message: String },
+    /// The file has zero bytes (often an interrupted copy or acquisition).
+    #[error("{}: file is empty (0 bytes)", path.display())]
+    Empty { path: PathBuf },
+    /// The file's first bytes are neither TIFF nor PNG.
+    #[error("{}: not a TIFF or PNG image: {message}", path.display())]
+    UnknownFormat { path: PathBuf, message: String },
+    /// The header claims more pixels than the configured limit; refused before allocating.
+    #[error(
+        "{}: image is {width}x{height} pixels, more than the limit of {max_pixels} pixels; \
+         if the file is genuine, raise the limit with --max-pixels",
+        path.display()
+    )]
+    TooLarge {
+        path: PathBuf,
+        width: u64,
+        height: u64,
+        max_pixels: u64,
+    },
+    /// A page (TIFF directory) past the end of the file was requested.
+    #[error(
+        "{}: page {page} requested but the file has {pages} page{} (pages count from 0)",
+        path.display(),
+        if *pages == 1 { "" } else { "s" }
+    )]
+    PageOutOfRange {
+        path: PathBuf,
+        page: usize,
+        pages: usize,
+    },
+    /// A plate directory could not be turned into fields.
+    #[error("{}: {message}", path.display())]
+    Discover { path: PathBuf, message: String },
+    /// A custom file-name pattern (`--pattern`) is not usable; `path` is the plate directory.
+    #[error("{}: bad file-name pattern {pattern:?}: {message}", path.display())]
+    Pattern {
+        path: PathBuf,
+        pattern: String,
+        message: String,
+    },
+    /// A plate-layout file is malformed; `line` is 1-based with the header on line 1.
+    #[error(
+        "{}: line {line}{}: {message}",
+        path.display(),
+        column.as_ref().map(|c| format!(", column {c}")).unwrap_or_default()
+    )]
+    Layout {
+        path: PathBuf,
+        line: usize,
+        column: Option<String>,
+        message: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

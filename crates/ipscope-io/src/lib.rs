@@ -4,8 +4,14 @@
 //! Everything here turns bytes on disk into `ipscope-image` types (or back); no pixel
 //! algorithms live here.
 
+pub mod decode;
 mod error;
+// pub mod layout;
+// pub mod plate;
 pub mod write;
 
+pub use decode::{decode, probe, probe_bytes, read_image, ImageFormat, ImageInfo, ReadOptions};
 pub use error::{Error, Result};
+// pub use layout::{compare_layout, read_layout, Layout, LayoutCoverage};
+// PLATE
 pub use write::{write_png, write_tiff, PngSample, WritableSample};
