@@ -1,0 +1,375 @@
+use super::*;
+
+use ipscope_table::{column_f64, column_u64};
+
+/// Image table with rows deliberately out of plate/well order.
+///
+/// | ImageNumber | Plate | Well | Site | Compound | Dose | Status | Count_Nuclei |
+/// |---|---|---|---|---|---|---|---|
+/// | 4 | P1 | B03 | 2 | drug2 | 1.5 | ok     | 2 |
+/// | 1 | P1 | B02 | 1 | DMSO  | 0.0 | ok     | 4 |
+/// | 5 | P0 | C01 | 1 | null  | null| failed | 0 |
+/// | 3 | P1 | B03 | 1 | drug  | 1.5 | failed | 9 |
+/// | 2 | P1 | B02 | 2 | DMSO  | 0.0 | ok     | 1 |
+fn image() -> RecordBatch {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut b = TableBuilder::new();
+    b.u32("ImageNumber", vec![4, 1, 5, 3, 2])
+        .str("Metadata_Plate", s(&["P1", "P1", "P0", "P1", "P1"]))
+        .doc("Plate name")
+        .str("Metadata_Well", s(&["B03", "B02", "C01", "B03", "B02"]))
+        .u32("Metadata_Site", vec![2, 1, 1, 1, 2])
+        .opt_str(
+            "Metadata_Compound",
+            vec![
+                Some("drug2".into()),
+                Some("DMSO".into()),
+                None,
+                Some("drug".into()),
+                Some("DMSO".into()),
+            ],
+        )
+        .doc("Compound from the plate layout")
+        .opt_f64(
+            "Metadata_Dose",
+            vec![Some(1.5), Some(0.0), None, Some(1.5), Some(0.0)],
+        )
+        .str("Status", s(&["ok", "ok", "failed", "failed", "ok"]))
+        .u64("Count_Nuclei", vec![2, 4, 0, 9, 1])
+        .f64("Threshold_Otsu", vec![0.1; 5]);
+    b.finish().unwrap()
+}
+
+/// Nuclei of fields 1 (4 objects), 2 (1), 4 (2) and one on failed field 3, which is left out.
+fn nuclei() -> RecordBatch {
+    let mut b = TableBuilder::new();
+    b.u32("ImageNumber", vec![1, 1, 1, 1, 2, 4, 4, 3])
+        .u32("ObjectNumber", vec![1, 2, 3, 4, 1, 1, 2, 1])
+        .str("Metadata_Well", vec!["B02".to_string(); 8])
+        .f64(
+            "Nuclei_AreaShape_Area",
+            vec![3.0, 1.0, 10.0, 2.0, f64::NAN, 7.0, 5.0, 1000.0],
+        )
+        .doc("Number of pixels")
+        .opt_f64(
+            "Nuclei_Intensity_MeanIntensity_OCT4",
+            vec![
+                Some(0.5),
+                None,
+                Some(0.1),
+                Some(0.3),
+                Some(0.2),
+                None,
+                None,
+                Some(1.0),
+            ],
+        )
+        .u32(
+            "Nuclei_AreaShape_BoundingBoxMinimum_X",
+            vec![0, 1, 2, 3, 4, 10, 20, 99],
+        )
+        .f64(
+            "Intensity_MaxIntensity_DNA",
+            vec![1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 4.0, 0.0],
+        )
+        .f64("Nuclei_Location_Center_X", vec![1.0; 8])
+        .u32("Nuclei_Number_Object_Number", vec![1; 8])
+        .u32("Parent_Colonies", vec![1; 8])
+        .str("Nuclei_Label", vec!["x".to_string(); 8]);
+    b.finish().unwrap()
+}
+
+fn f64s(batch: &RecordBatch, name: &str) -> Vec<Option<f64>> {
+    column_f64(batch, name).unwrap().iter().collect()
+}
+
+fn u64s(batch: &RecordBatch, name: &str) -> Vec<u64> {
+    column_u64(batch, name).unwrap().values().to_vec()
+}
+
+fn strs(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    column_str(batch, name)
+        .unwrap()
+        .iter()
+        .map(|s| s.map(String::from))
+        .collect()
+}
+
+#[test]
+fn columns_in_order() {
+    let wells = well_summary(&image(), &[("Nuclei", &nuclei())]).unwrap();
+    let names: Vec<_> = wells
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Metadata_Plate",
+            "Metadata_Well",
+            "Metadata_Compound",
+            "Metadata_Dose",
+            "Count_Fields",
+            "Count_FieldsFailed",
+            "Count_Nuclei",
+            "Median_Nuclei_AreaShape_Area",
+            "Mean_Nuclei_AreaShape_Area",
+            "Median_Nuclei_Intensity_MeanIntensity_OCT4",
+            "Mean_Nuclei_Intensity_MeanIntensity_OCT4",
+            "Median_Nuclei_AreaShape_BoundingBoxMinimum_X",
+            "Mean_Nuclei_AreaShape_BoundingBoxMinimum_X",
+            "Median_Nuclei_Intensity_MaxIntensity_DNA",
+            "Mean_Nuclei_Intensity_MaxIntensity_DNA",
+        ]
+    );
+    let schema = wells.schema();
+    // Layout columns keep type and description; plate keeps its description.
+    let compound = schema.field_with_name("Metadata_Compound").unwrap();
+    assert_eq!(compound.data_type(), &DataType::Utf8);
+    assert_eq!(
+        compound.metadata().get("description").unwrap(),
+        "Compound from the plate layout"
+    );
+    assert_eq!(
+        schema.field_with_name("Metadata_Dose").unwrap().data_type(),
+        &DataType::Float64
+    );
+    assert_eq!(
+        schema
+            .field_with_name("Metadata_Plate")
+            .unwrap()
+            .metadata()
+            .get("description")
+            .unwrap(),
+        "Plate name"
+    );
+    let area = schema
+        .field_with_name("Median_Nuclei_AreaShape_Area")
+        .unwrap();
+    assert!(area
+        .metadata()
+        .get("description")
+        .unwrap()
+        .contains("Number of pixels"));
+}
+
+#[test]
+fn values_checked_by_hand() {
+    let wells = well_summary(&image(), &[("Nuclei", &nuclei())]).unwrap();
+    assert_eq!(wells.num_rows(), 3);
+    // Plate P0 sorts before P1; B02 before B03.
+    assert_eq!(
+        strs(&wells, "Metadata_Plate"),
+        [Some("P0".into()), Some("P1".into()), Some("P1".into())]
+    );
+    assert_eq!(
+        strs(&wells, "Metadata_Well"),
+        [Some("C01".into()), Some("B02".into()), Some("B03".into())]
+    );
+    // First field of B03 is ImageNumber 3 (drug), not 4 (drug2), though 4 comes first in the table.
+    assert_eq!(
+        strs(&wells, "Metadata_Compound"),
+        [None, Some("DMSO".into()), Some("drug".into())]
+    );
+    assert_eq!(f64s(&wells, "Metadata_Dose"), [None, Some(0.0), Some(1.5)]);
+    assert_eq!(u64s(&wells, "Count_Fields"), [1, 2, 2]);
+    assert_eq!(u64s(&wells, "Count_FieldsFailed"), [1, 0, 1]);
+    // B02: 4 + 1; B03: 2 (the failed field's 9 is not counted).
+    assert_eq!(u64s(&wells, "Count_Nuclei"), [0, 5, 2]);
+
+    // B02 areas [3, 1, 10, 2, NaN] -> NaN dropped -> sorted [1, 2, 3, 10]: median (2+3)/2 = 2.5,
+    // mean 16/4 = 4. B03 [7, 5]: median 6, mean 6 (object 1000 of failed field 3 left out).
+    assert_eq!(
+        f64s(&wells, "Median_Nuclei_AreaShape_Area"),
+        [None, Some(2.5), Some(6.0)]
+    );
+    assert_eq!(
+        f64s(&wells, "Mean_Nuclei_AreaShape_Area"),
+        [None, Some(4.0), Some(6.0)]
+    );
+    // B02 OCT4 [0.5, null, 0.1, 0.3, 0.2] -> [0.1, 0.2, 0.3, 0.5]: median 0.25, mean 1.1/4 = 0.275.
+    // B03 only nulls -> null.
+    let median = f64s(&wells, "Median_Nuclei_Intensity_MeanIntensity_OCT4");
+    let mean = f64s(&wells, "Mean_Nuclei_Intensity_MeanIntensity_OCT4");
+    assert_eq!((median[0], median[2], mean[2]), (None, None, None));
+    assert!((median[1].unwrap() - 0.25).abs() < 1e-15);
+    assert!((mean[1].unwrap() - 0.275).abs() < 1e-15);
+    // UInt32 feature: B02 [0, 1, 2, 3, 4] median 2, mean 10/5 = 2; B03 [10, 20] median 15, mean 15.
+    assert_eq!(
+        f64s(&wells, "Median_Nuclei_AreaShape_BoundingBoxMinimum_X"),
+        [None, Some(2.0), Some(15.0)]
+    );
+    assert_eq!(
+        f64s(&wells, "Mean_Nuclei_AreaShape_BoundingBoxMinimum_X"),
+        [None, Some(2.0), Some(15.0)]
+    );
+    // Unprefixed column, prefixed in the output: B03 [2, 4] median 3, mean 3.
+    assert_eq!(
+        f64s(&wells, "Median_Nuclei_Intensity_MaxIntensity_DNA"),
+        [None, Some(1.0), Some(3.0)]
+    );
+}
+
+#[test]
+fn row_order_and_sharding_do_not_change_the_result() {
+    let expected = well_summary(&image(), &[("Nuclei", &nuclei())]).unwrap();
+
+    // Objects reversed.
+    let objects = nuclei();
+    let reversed = UInt32Array::from((0..objects.num_rows() as u32).rev().collect::<Vec<_>>());
+    let objects_rev =
+        ipscope_table::arrow_select::take::take_record_batch(&objects, &reversed).unwrap();
+    assert_eq!(
+        well_summary(&image(), &[("Nuclei", &objects_rev)]).unwrap(),
+        expected
+    );
+
+    // Image as a merge of two shards: sorted by ImageNumber, as `merge` writes it.
+    let image_sorted = ipscope_table::sort_by_u32(&image(), &["ImageNumber"]).unwrap();
+    let objects_sorted =
+        ipscope_table::sort_by_u32(&objects, &["ImageNumber", "ObjectNumber"]).unwrap();
+    assert_eq!(
+        well_summary(&image_sorted, &[("Nuclei", &objects_sorted)]).unwrap(),
+        expected
+    );
+}
+
+#[test]
+fn several_object_tables() {
+    let mut b = TableBuilder::new();
+    b.u32("ImageNumber", vec![1, 4])
+        .f64("Cells_AreaShape_Area", vec![100.0, 300.0]);
+    let cells = b.finish().unwrap();
+    let wells = well_summary(&image(), &[("Nuclei", &nuclei()), ("Cells", &cells)]).unwrap();
+    assert_eq!(
+        f64s(&wells, "Median_Cells_AreaShape_Area"),
+        [None, Some(100.0), Some(300.0)]
+    );
+
+    // The same output name from two tables is refused.
+    let mut b = TableBuilder::new();
+    b.u32("ImageNumber", vec![1])
+        .f64("AreaShape_Area", vec![1.0]);
+    let clash = b.finish().unwrap();
+    let err = well_summary(&image(), &[("Nuclei", &nuclei()), ("Nuclei", &clash)]).unwrap_err();
+    assert!(err.to_string().contains("`Nuclei_AreaShape_Area`"), "{err}");
+}
+
+#[test]
+fn empty_tables_give_zero_rows_with_all_columns() {
+    let image = image().slice(0, 0);
+    let nuclei = nuclei().slice(0, 0);
+    let wells = well_summary(&image, &[("Nuclei", &nuclei)]).unwrap();
+    assert_eq!(wells.num_rows(), 0);
+    assert_eq!(wells.num_columns(), 15);
+}
+
+#[test]
+fn well_without_objects_has_null_statistics_and_zero_count() {
+    let mut b = TableBuilder::new();
+    b.u32("ImageNumber", vec![1])
+        .str("Metadata_Plate", vec!["P".into()])
+        .str("Metadata_Well", vec!["A01".into()])
+        .str("Status", vec!["ok".into()])
+        .u64("Count_Nuclei", vec![0]);
+    let image = b.finish().unwrap();
+    let wells = well_summary(&image, &[("Nuclei", &nuclei().slice(0, 0))]).unwrap();
+    assert_eq!(u64s(&wells, "Count_Nuclei"), [0]);
+    assert_eq!(f64s(&wells, "Mean_Nuclei_AreaShape_Area"), [None]);
+    let col = wells
+        .column_by_name("Median_Nuclei_AreaShape_Area")
+        .unwrap();
+    assert_eq!(col.null_count(), 1);
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let image = image();
+    // Missing Status.
+    let no_status = image.project(&[0, 1, 2]).unwrap();
+    let err = well_summary(&no_status, &[]).unwrap_err().to_string();
+    assert!(err.starts_with("no column `Status` in table"), "{err}");
+
+    // Object of an unknown field.
+    let mut b = TableBuilder::new();
+    b.u32("ImageNumber", vec![1, 17])
+        .f64("Nuclei_AreaShape_Area", vec![1.0, 2.0]);
+    let err = well_summary(&image, &[("Nuclei", &b.finish().unwrap())])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "Nuclei table row 1: ImageNumber 17 is not in the Image table"
+    );
+
+    // Object table without ImageNumber.
+    let mut b = TableBuilder::new();
+    b.f64("Nuclei_AreaShape_Area", vec![1.0]);
+    let err = well_summary(&image, &[("Nuclei", &b.finish().unwrap())])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("Nuclei table: no column `ImageNumber`"),
+        "{err}"
+    );
+
+    // Duplicate ImageNumber.
+    let twice =
+        ipscope_table::concat(&image.schema(), &[image.clone(), image.slice(0, 1)]).unwrap();
+    let err = well_summary(&twice, &[]).unwrap_err().to_string();
+    assert_eq!(err, "Image table: ImageNumber 4 appears more than once");
+
+    // A count that is not an unsigned integer.
+    let mut b = TableBuilder::new();
+    b.u32("ImageNumber", vec![1])
+        .str("Metadata_Plate", vec!["P".into()])
+        .str("Metadata_Well", vec!["A01".into()])
+        .str("Status", vec!["ok".into()])
+        .f64("Count_Nuclei", vec![1.0]);
+    let err = well_summary(&b.finish().unwrap(), &[])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "Image column `Count_Nuclei` is Float64, expected an unsigned integer count"
+    );
+}
+
+#[test]
+fn median_like_numpy() {
+    // np.median([1, 2, 3, 10]) == 2.5; np.median([3]) == 3; np.median([1, 2, 9]) == 2
+    assert_eq!(median_sorted(&[1.0, 2.0, 3.0, 10.0]), Some(2.5));
+    assert_eq!(median_sorted(&[3.0]), Some(3.0));
+    assert_eq!(median_sorted(&[1.0, 2.0, 9.0]), Some(2.0));
+    assert_eq!(median_sorted(&[]), None);
+}
+
+#[test]
+fn mean_is_compensated() {
+    // Sorted [-1e16, 1, 1e16]: naive left-to-right sum loses the 1 (-1e16 + 1 == -1e16), giving 0;
+    // Neumaier keeps it: sum 1, mean 1/3.
+    assert_eq!(mean_sorted(&[-1e16, 1.0, 1e16]), Some(1.0 / 3.0));
+    assert_eq!(mean_sorted(&[1.0, 2.0, 3.0, 10.0]), Some(4.0));
+    assert_eq!(mean_sorted(&[]), None);
+    assert_eq!(mean_sorted(&[1.0, f64::INFINITY]), Some(f64::INFINITY));
+}
+
+#[test]
+fn feature_selection() {
+    assert!(is_feature("Nuclei_AreaShape_Area", &DataType::Float64));
+    assert!(is_feature("Nuclei_AreaShape_Area", &DataType::UInt64));
+    assert!(!is_feature("Nuclei_Label", &DataType::Utf8));
+    assert!(!is_feature("ImageNumber", &DataType::UInt32));
+    assert!(!is_feature("ObjectNumber", &DataType::UInt32));
+    assert!(!is_feature("Metadata_Dose", &DataType::Float64));
+    assert!(!is_feature("Nuclei_Location_Center_X", &DataType::Float64));
+    assert!(!is_feature("Location_Center_X", &DataType::Float64));
+    assert!(!is_feature(
+        "Nuclei_Number_Object_Number",
+        &DataType::UInt32
+    ));
+    assert!(!is_feature("Parent_Colonies", &DataType::UInt32));
+    assert!(!is_feature("Nuclei_Parent_Colonies", &DataType::UInt32));
+}
