@@ -319,6 +319,20 @@ fn sync_parent(path: &Path) -> Result<()> {
 
 /// Writes `batches` to `path` in one go (see [`TableWriter`]). An empty slice gives a valid
 /// file with the schema and no rows.
+///
+/// ```
+/// use ipscope_table::{read_table, write_table, Format, TableBuilder};
+/// let dir = tempfile::tempdir()?;
+/// let mut b = TableBuilder::new();
+/// b.u32("ImageNumber", vec![1, 2]).str("Metadata_Well", vec!["B02".into(), "B03".into()]);
+/// let batch = b.finish()?;
+/// let path = dir.path().join("Image.parquet");
+/// let written = write_table(&path, batch.schema(), &[batch.clone()], Format::Parquet)?;
+/// assert_eq!(written.rows, 2);
+/// let (schema, batches) = read_table(&path)?;
+/// assert_eq!((schema, batches), (batch.schema(), vec![batch]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn write_table(
     path: &Path,
     schema: SchemaRef,

@@ -569,3 +569,12 @@ fn sha256_of_known_bytes() {
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
 }
+
+#[test]
+fn writer_and_errors_cross_threads() {
+    fn assert_send<T: Send>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send::<TableWriter>();
+    assert_send_sync::<Error>();
+    assert_send_sync::<WrittenFile>();
+}
