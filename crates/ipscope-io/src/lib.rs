@@ -7,11 +7,14 @@
 pub mod decode;
 mod error;
 // pub mod layout;
-// pub mod plate;
+pub mod plate;
 pub mod write;
 
 pub use decode::{decode, probe, probe_bytes, read_image, ImageFormat, ImageInfo, ReadOptions};
 pub use error::{Error, Result};
 // pub use layout::{compare_layout, read_layout, Layout, LayoutCoverage};
-// PLATE
+pub use plate::{
+    builtin_schemes, discover, natural_cmp, normalize_well, parse_file_name, well_name,
+    ChannelFile, DiscoverOptions, Field, FileMeta, NamingScheme, Plate, Problem,
+};
 pub use write::{write_png, write_tiff, PngSample, WritableSample};
