@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ipscope::{Config, Event, Format, Pipeline, RunOptions, RunSummary, Shard, Status};
@@ -47,7 +48,7 @@ enum Command {
         #[arg(default_value = "ipscope-demo")]
         dir: PathBuf,
         /// Plate format.
-        #[arg(long, default_value_t = 96, value_parser = clap::builder::PossibleValuesParser::new(["96", "384"]).map(|s| s.parse::<u32>().unwrap_or(96)))]
+        #[arg(long, default_value_t = 96, value_parser = clap::builder::PossibleValuesParser::new(["96", "384"]).map(|s: String| s.parse::<u32>().unwrap_or(96)))]
         wells: u32,
         /// Fields (sites) per well.
         #[arg(long, default_value_t = 2)]
@@ -429,7 +430,10 @@ fn print_scan(r: &ipscope::ScanReport) {
     );
     for c in &r.channels {
         match &c.error {
-            Some(e) => println!("  channel {:<6} {} files; first file unreadable: {e}", c.id, c.files),
+            Some(e) => println!(
+                "  channel {:<6} {} files; first file unreadable: {e}",
+                c.id, c.files
+            ),
             None => println!(
                 "  channel {:<6} {} files, {} {}x{} {} ({} bits){}{}",
                 c.id,

@@ -29,7 +29,15 @@ fn demo_plate() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let plate = dir.path().join("plate");
-        let o = ipscope(&["demo", p(&plate), "--sites", "1", "--size", "192", "--quiet"]);
+        let o = ipscope(&[
+            "demo",
+            p(&plate),
+            "--sites",
+            "1",
+            "--size",
+            "192",
+            "--quiet",
+        ]);
         assert!(o.status.success(), "demo failed: {}", stderr(&o));
         dir
     })
@@ -108,7 +116,11 @@ fn demo_run_counts_nuclei_within_ten_percent_of_truth() {
         }
     }
     let rel = (found as f64 - expected as f64).abs() / expected as f64;
-    assert!(rel <= 0.10, "found {found} nuclei, truth {expected} ({:.1} % off)", rel * 100.0);
+    assert!(
+        rel <= 0.10,
+        "found {found} nuclei, truth {expected} ({:.1} % off)",
+        rel * 100.0
+    );
     assert!(
         close as f64 >= 0.9 * wells.num_rows() as f64,
         "only {close} of {} wells within 10 % of the true count",
@@ -116,7 +128,11 @@ fn demo_run_counts_nuclei_within_ten_percent_of_truth() {
     );
 
     // Layout columns reach every table; CellProfiler names are used.
-    for col in ["Metadata_Compound", "Metadata_Concentration", "Metadata_Role"] {
+    for col in [
+        "Metadata_Compound",
+        "Metadata_Concentration",
+        "Metadata_Role",
+    ] {
         assert!(wells.schema().index_of(col).is_ok(), "Wells lacks {col}");
     }
     let nuclei = table(&out.join("Nuclei.parquet"));
@@ -135,10 +151,7 @@ fn demo_run_counts_nuclei_within_ten_percent_of_truth() {
     assert_eq!(nuclei.num_rows() as u64, found);
     let image = table(&out.join("Image.parquet"));
     assert_eq!(image.num_rows(), 96);
-    assert_eq!(
-        column_u32(&image, "BitDepth_Hoechst").unwrap().value(0),
-        16
-    );
+    assert_eq!(column_u32(&image, "BitDepth_Hoechst").unwrap().value(0), 16);
     let errors = table(&out.join("Errors.parquet"));
     assert_eq!(errors.num_rows(), 0);
 
@@ -184,7 +197,14 @@ fn shards_merged_equal_one_run_and_threads_do_not_change_bytes() {
     assert_eq!(part_rows, 96);
     let merged = tmp.path().join("merged");
     // Shards given out of order on purpose.
-    let o = ipscope(&["merge", p(&parts[2]), p(&parts[0]), p(&parts[1]), "-o", p(&merged)]);
+    let o = ipscope(&[
+        "merge",
+        p(&parts[2]),
+        p(&parts[0]),
+        p(&parts[1]),
+        "-o",
+        p(&merged),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     for t in ["Image", "Nuclei", "Wells", "Errors"] {
         let a = table(&whole.join(format!("{t}.parquet")));
@@ -193,7 +213,13 @@ fn shards_merged_equal_one_run_and_threads_do_not_change_bytes() {
         assert_eq!(a, b, "{t} differs between merged shards and one run");
     }
     // A merge with a shard missing is refused.
-    let o = ipscope(&["merge", p(&parts[0]), p(&parts[1]), "-o", p(&tmp.path().join("bad"))]);
+    let o = ipscope(&[
+        "merge",
+        p(&parts[0]),
+        p(&parts[1]),
+        "-o",
+        p(&tmp.path().join("bad")),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("missing 3/3"), "{}", stderr(&o));
 
@@ -296,7 +322,12 @@ fn bad_files_fail_only_their_field() {
     let file = column_str(&errors, "File").unwrap();
     let msg = column_str(&errors, "Message").unwrap();
     let by_well: BTreeMap<&str, (&str, &str, &str)> = (0..errors.num_rows())
-        .map(|i| (wells.value(i), (stage.value(i), file.value(i), msg.value(i))))
+        .map(|i| {
+            (
+                wells.value(i),
+                (stage.value(i), file.value(i), msg.value(i)),
+            )
+        })
         .collect();
     assert_eq!(
         by_well.keys().copied().collect::<Vec<_>>(),
@@ -304,20 +335,32 @@ fn bad_files_fail_only_their_field() {
         "{by_well:?}"
     );
     for (well, (stage, file, msg)) in &by_well {
-        assert!(file.contains(&format!("_{well}_s1_w")), "{well}: file {file}");
+        assert!(
+            file.contains(&format!("_{well}_s1_w")),
+            "{well}: file {file}"
+        );
         assert!(matches!(*stage, "decode" | "read"), "{well}: stage {stage}");
         assert!(!msg.is_empty());
     }
-    assert!(by_well["A04"].2.contains("max-pixels"), "{}", by_well["A04"].2);
+    assert!(
+        by_well["A04"].2.contains("max-pixels"),
+        "{}",
+        by_well["A04"].2
+    );
     assert!(by_well["A05"].2.contains("64x64"), "{}", by_well["A05"].2);
 
     let image = table(&out.join("Image.parquet"));
     let status = column_str(&image, "Status").unwrap();
     let counts = column_u64(&image, "Count_Nuclei").unwrap();
-    let ok: Vec<usize> = (0..image.num_rows()).filter(|&i| status.value(i) == "ok").collect();
+    let ok: Vec<usize> = (0..image.num_rows())
+        .filter(|&i| status.value(i) == "ok")
+        .collect();
     assert_eq!(image.num_rows(), 24);
     assert_eq!(ok.len(), 19);
-    assert!(ok.iter().all(|&i| counts.value(i) > 0), "good fields still measured");
+    assert!(
+        ok.iter().all(|&i| counts.value(i) > 0),
+        "good fields still measured"
+    );
 }
 
 #[test]
@@ -334,7 +377,15 @@ fn usage_errors_exit_1_with_a_clear_message() {
     let out = tmp.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("keep.txt"), "x").unwrap();
-    let args = ["run", p(&plate), "-o", p(&out), "--channel", "w1=DNA", "--quiet"];
+    let args = [
+        "run",
+        p(&plate),
+        "-o",
+        p(&out),
+        "--channel",
+        "w1=DNA",
+        "--quiet",
+    ];
     let o = ipscope(&args);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--overwrite"), "{}", stderr(&o));
@@ -345,10 +396,24 @@ fn usage_errors_exit_1_with_a_clear_message() {
     assert!(out.join("Nuclei.parquet").exists() && out.join("keep.txt").exists());
 
     // Unknown channel names the channels found.
-    let o = ipscope(&["run", p(&plate), "-o", p(&tmp.path().join("o2")), "--channel", "w7=DNA"]);
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&tmp.path().join("o2")),
+        "--channel",
+        "w7=DNA",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("w1, w2"), "{}", stderr(&o));
-    let o = ipscope(&["run", p(&plate), "-o", p(&tmp.path().join("o3")), "--shard", "4/3"]);
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&tmp.path().join("o3")),
+        "--shard",
+        "4/3",
+    ]);
     assert_eq!(o.status.code(), Some(1));
 }
 
@@ -378,7 +443,10 @@ fn bad_layout_rows_fail_their_wells_only() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let errors = table(&out.join("Errors.parquet"));
     assert_eq!(errors.num_rows(), 1);
-    assert_eq!(column_str(&errors, "Metadata_Well").unwrap().value(0), "A02");
+    assert_eq!(
+        column_str(&errors, "Metadata_Well").unwrap().value(0),
+        "A02"
+    );
     assert_eq!(column_str(&errors, "Stage").unwrap().value(0), "layout");
     let msg = column_str(&errors, "Message").unwrap().value(0);
     assert!(msg.contains("line 3") && msg.contains("sometimes"), "{msg}");
@@ -400,7 +468,10 @@ fn scan_describes_the_plate_without_processing() {
     let o = ipscope(&["scan", p(plate)]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("96 wells x 1 sites = 96 fields, 2 channels"), "{text}");
+    assert!(
+        text.contains("96 wells x 1 sites = 96 fields, 2 channels"),
+        "{text}"
+    );
     assert!(text.contains("ImageXpress"), "{text}");
     assert!(text.contains("u16 (16 bits)"), "{text}");
     let o = ipscope(&["scan", p(plate), "--json"]);
@@ -417,7 +488,15 @@ fn json_events_and_arrow_format() {
     copy_plate(&plate);
     let out = tmp.path().join("out");
     let o = ipscope(&[
-        "run", p(&plate), "-o", p(&out), "--channel", "w1=DNA", "--format", "arrow", "--json",
+        "run",
+        p(&plate),
+        "-o",
+        p(&out),
+        "--channel",
+        "w1=DNA",
+        "--format",
+        "arrow",
+        "--json",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
@@ -431,5 +510,7 @@ fn json_events_and_arrow_format() {
     assert_eq!(last["fields"], 24);
     let nuclei = table(&out.join("Nuclei.arrow"));
     assert_eq!(nuclei.num_rows() as u64, last["nuclei"].as_u64().unwrap());
-    assert!(std::fs::read(out.join("Nuclei.arrow")).unwrap().starts_with(b"ARROW1"));
+    assert!(std::fs::read(out.join("Nuclei.arrow"))
+        .unwrap()
+        .starts_with(b"ARROW1"));
 }

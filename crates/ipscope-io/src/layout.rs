@@ -110,8 +110,29 @@ fn canonical_column(name: &str) -> String {
     }
 }
 
-/// Reads a layout file (comma-separated, or tab-separated when the header line has tabs).
+/// A layout row that could not be used.
+#[derive(Debug)]
+pub struct RowError {
+    /// The row's well, when its well column could be read: that well's fields fail.
+    pub well: Option<String>,
+    pub error: Error,
+}
+
+/// Reads a layout file (comma-separated, or tab-separated when the header line has tabs);
+/// the first bad row is an error.
 pub fn read_layout(path: &Path) -> Result<Layout> {
+    let (layout, mut row_errors) = read_layout_lenient(path)?;
+    if row_errors.is_empty() {
+        Ok(layout)
+    } else {
+        Err(row_errors.remove(0).error)
+    }
+}
+
+/// Reads a layout file, keeping the good rows: errors in the file as a whole (unreadable,
+/// no header, no well column) fail; bad rows are returned beside the layout, so a run can
+/// fail just those wells and go on with the rest.
+pub fn read_layout_lenient(path: &Path) -> Result<(Layout, Vec<RowError>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let text = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
     if text.iter().all(|b| b.is_ascii_whitespace()) {
@@ -190,57 +211,71 @@ pub fn read_layout(path: &Path) -> Result<Layout> {
     let role_col = columns.iter().position(|c| c == ROLE_COLUMN);
 
     let mut rows = Vec::new();
+    let mut row_errors = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut first_line_of: HashMap<String, usize> = HashMap::new();
     for record in records {
-        let record = record.map_err(csv_err)?;
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                row_errors.push(RowError {
+                    well: None,
+                    error: csv_err(e),
+                });
+                continue;
+            }
+        };
         let line = record.position().map_or(0, |p| p.line() as usize);
         if record.iter().all(str::is_empty) {
             continue; // spreadsheet exports end with rows of bare commas
         }
+        let named_well = record.get(well_col).and_then(normalize_well).map(|w| w.0);
+        let mut bad = |column: Option<&str>, message: String| {
+            row_errors.push(RowError {
+                well: named_well.clone(),
+                error: layout_err(path, line, column, message),
+            });
+        };
         if record.len() != header.len() {
-            return Err(layout_err(
-                path,
-                line,
+            bad(
                 None,
                 format!(
                     "row has {} fields but the header has {}",
                     record.len(),
                     header.len()
                 ),
-            ));
+            );
+            continue;
         }
         let raw_well = &record[well_col];
         let Some((well, row, col)) = normalize_well(raw_well) else {
-            return Err(layout_err(
-                path,
-                line,
+            bad(
                 Some(WELL_COLUMN),
                 format!("bad well name {raw_well:?}; expected a row letter and column, e.g. B02"),
-            ));
+            );
+            continue;
         };
         if let Some(first) = first_line_of.get(&well) {
-            return Err(layout_err(
-                path,
-                line,
+            let first = *first;
+            bad(
                 Some(WELL_COLUMN),
                 format!("well {well} appears twice (first on line {first})"),
-            ));
+            );
+            continue;
         }
         let mut values: Vec<String> = value_cols.iter().map(|&i| record[i].to_string()).collect();
         if let Some(rc) = role_col {
             let role = values[rc].to_lowercase();
             if !(role.is_empty() || ROLES.contains(&role.as_str())) {
-                return Err(layout_err(
-                    path,
-                    line,
+                bad(
                     Some(ROLE_COLUMN),
                     format!(
                         "role {:?} is not one of {} (or blank)",
                         values[rc],
                         ROLES.join(", ")
                     ),
-                ));
+                );
+                continue;
             }
             values[rc] = role;
         }
@@ -248,12 +283,15 @@ pub fn read_layout(path: &Path) -> Result<Layout> {
         index.insert(well.clone(), rows.len());
         rows.push((row, col, well, values));
     }
-    Ok(Layout {
-        path: path.to_path_buf(),
-        columns,
-        rows,
-        index,
-    })
+    Ok((
+        Layout {
+            path: path.to_path_buf(),
+            columns,
+            rows,
+            index,
+        },
+        row_errors,
+    ))
 }
 
 /// Which wells the layout and the images disagree on.
@@ -414,6 +452,29 @@ mod tests {
 
         let err = read_layout(&dir.path().join("missing.csv")).unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn lenient_reading_keeps_good_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            &dir,
+            "l.csv",
+            "Metadata_Well,Metadata_Role\nA01,negative\nA02,sometimes\nZZ9,treated\nA01,positive\nB01,treated\n",
+        );
+        let (layout, errors) = read_layout_lenient(&p).unwrap();
+        assert_eq!(layout.wells(), vec!["A01", "B01"]);
+        assert_eq!(layout.get("A01").unwrap(), &["negative".to_string()]);
+        let wells: Vec<Option<&str>> = errors.iter().map(|e| e.well.as_deref()).collect();
+        assert_eq!(wells, vec![Some("A02"), None, Some("A01")]);
+        let msgs: Vec<String> = errors.iter().map(|e| e.error.to_string()).collect();
+        assert!(
+            msgs[0].contains("line 3") && msgs[0].contains("sometimes"),
+            "{}",
+            msgs[0]
+        );
+        assert!(msgs[2].contains("appears twice"), "{}", msgs[2]);
+        assert!(read_layout(&p).is_err());
     }
 
     #[test]

@@ -12,7 +12,9 @@ pub mod write;
 
 pub use decode::{decode, probe, probe_bytes, read_image, ImageFormat, ImageInfo, ReadOptions};
 pub use error::{Error, Result};
-pub use layout::{compare_layout, read_layout, Layout, LayoutCoverage};
+pub use layout::{
+    compare_layout, read_layout, read_layout_lenient, Layout, LayoutCoverage, RowError,
+};
 pub use plate::{
     builtin_schemes, discover, natural_cmp, normalize_well, parse_file_name, well_name,
     ChannelFile, DiscoverOptions, Field, FileMeta, NamingScheme, Plate, Problem,

@@ -78,13 +78,20 @@ mod tests {
     fn partial_file_keeps_defaults_and_rejects_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ipscope.toml");
-        std::fs::write(&p, "[nuclei]\nmin_diameter = 12.0\n[channels]\nw1 = \"DNA\"\n").unwrap();
+        std::fs::write(
+            &p,
+            "[nuclei]\nmin_diameter = 12.0\n[channels]\nw1 = \"DNA\"\n",
+        )
+        .unwrap();
         let c = Config::from_file(&p).unwrap();
         assert_eq!(c.nuclei.min_diameter, 12.0);
         assert_eq!(c.nuclei.max_diameter, NucleiParams::default().max_diameter);
         assert_eq!(c.channels["w1"], "DNA");
         std::fs::write(&p, "[nuclei]\nmin_diam = 12.0\n").unwrap();
         let err = Config::from_file(&p).unwrap_err().to_string();
-        assert!(err.contains("ipscope.toml") && err.contains("min_diam"), "{err}");
+        assert!(
+            err.contains("ipscope.toml") && err.contains("min_diam"),
+            "{err}"
+        );
     }
 }

@@ -30,8 +30,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use merge::{merge, MergeSummary};
 pub use pipeline::{
-    Event, FailureRecord, FieldOutput, FieldRecord, Pipeline, RunOptions, RunSummary, Shard,
-    Status,
+    Event, FailureRecord, FieldOutput, FieldRecord, Pipeline, RunOptions, RunSummary, Shard, Status,
 };
 pub use scan::{scan, ScanReport};
 
@@ -41,3 +40,8 @@ pub use ipscope_io as io;
 pub use ipscope_stats as stats;
 pub use ipscope_table as table;
 pub use ipscope_table::Format;
+
+/// The README's Rust examples, compiled as doc tests so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

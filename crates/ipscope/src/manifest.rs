@@ -51,7 +51,10 @@ impl From<&FieldRecord> for ImageStatus {
             well: r.well.clone(),
             site: r.site,
             status: r.status.as_str().to_string(),
-            error: r.failure.as_ref().map(|f| format!("{}: {}", f.stage, f.message)),
+            error: r
+                .failure
+                .as_ref()
+                .map(|f| format!("{}: {}", f.stage, f.message)),
         }
     }
 }
@@ -126,10 +129,7 @@ impl Manifest {
     pub fn read(path: &Path) -> Result<Manifest> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         serde_json::from_str(&text).map_err(|e| {
-            Error::Invalid(format!(
-                "{}: not an ipscope manifest: {e}",
-                path.display()
-            ))
+            Error::Invalid(format!("{}: not an ipscope manifest: {e}", path.display()))
         })
     }
 }

@@ -61,7 +61,9 @@ pub fn merge(
     command_line: &[String],
 ) -> Result<MergeSummary> {
     if inputs.is_empty() {
-        return Err(Error::Invalid("merge: give at least one run output directory".into()));
+        return Err(Error::Invalid(
+            "merge: give at least one run output directory".into(),
+        ));
     }
     let mut shards: Vec<(Manifest, PathBuf)> = Vec::new();
     for dir in inputs {
@@ -125,9 +127,10 @@ pub fn merge(
             )));
         }
     }
-    let format: Format = first.format.parse().map_err(|_| {
-        Error::Invalid(format!("merge: unknown table format {:?}", first.format))
-    })?;
+    let format: Format = first
+        .format
+        .parse()
+        .map_err(|_| Error::Invalid(format!("merge: unknown table format {:?}", first.format)))?;
     let ext = format.extension();
     prepare_out_dir(out_dir, overwrite)?;
 
@@ -171,15 +174,17 @@ pub fn merge(
     }
     written.push(write_wells(out_dir, format, &image)?);
 
-    let mut inputs_rec: Vec<InputRecord> = shards
-        .iter()
-        .flat_map(|(m, _)| m.inputs.clone())
-        .collect();
+    let mut inputs_rec: Vec<InputRecord> =
+        shards.iter().flat_map(|(m, _)| m.inputs.clone()).collect();
     inputs_rec.sort_by(|a, b| a.path.cmp(&b.path));
     inputs_rec.dedup();
     let mut image_status: Vec<_> = shards.iter().flat_map(|(m, _)| m.images.clone()).collect();
     image_status.sort_by_key(|s| s.image_number);
-    let started = shards.iter().map(|(m, _)| m.started.clone()).min().unwrap_or_default();
+    let started = shards
+        .iter()
+        .map(|(m, _)| m.started.clone())
+        .min()
+        .unwrap_or_default();
     let finished = chrono::Utc::now().to_rfc3339();
     let fields_failed = image_status.iter().filter(|s| s.status != "ok").count();
     let manifest = Manifest {
@@ -197,7 +202,10 @@ pub fn merge(
         format: first.format.clone(),
         inputs: inputs_rec,
         images: image_status,
-        outputs: written.iter().map(|w| OutputRecord::from_written(w, out_dir)).collect(),
+        outputs: written
+            .iter()
+            .map(|w| OutputRecord::from_written(w, out_dir))
+            .collect(),
     };
     manifest.write(&out_dir.join("manifest.json"))?;
     let mut outputs: Vec<PathBuf> = written.iter().map(|w| w.path.clone()).collect();

@@ -17,7 +17,7 @@ use std::time::Instant;
 use ipscope_core::ops::measure::{measure_intensity, measure_shape, ObjectIntensity, ObjectShape};
 use ipscope_core::segment_nuclei;
 use ipscope_image::{with_dyn_image, DynImage};
-use ipscope_io::{Field, Layout, Plate};
+use ipscope_io::{Field, Plate};
 use ipscope_table::{Format, RecordBatch, SchemaRef, TableBuilder, TableWriter};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -268,10 +268,7 @@ impl Pipeline {
         let mut plate_failures = Vec::new();
         for p in &plate.problems {
             if let ipscope_io::Problem::Duplicate {
-                well,
-                site,
-                paths,
-                ..
+                well, site, paths, ..
             } = p
             {
                 plate_failures.push(FailureRecord {
@@ -417,8 +414,12 @@ impl Pipeline {
     pub fn stream(&self) -> impl Iterator<Item = FieldOutput> + '_ {
         let chunk = (self.threads * 2).max(1);
         self.tasks.chunks(chunk).flat_map(move |tasks| {
-            self.pool
-                .install(|| tasks.par_iter().map(|t| self.process(t)).collect::<Vec<_>>())
+            self.pool.install(|| {
+                tasks
+                    .par_iter()
+                    .map(|t| self.process(t))
+                    .collect::<Vec<_>>()
+            })
         })
     }
 
@@ -485,33 +486,31 @@ impl Pipeline {
                 .unwrap_or_else(|_| vec![None; self.layout_columns.len()]),
             inputs: vec![],
         };
-        let layout = task.layout.clone();
-        let result = catch_unwind(AssertUnwindSafe(|| self.measure_field(task, &mut record)));
-        let outcome = match (layout, result) {
-            (Err(msg), _) => Err((
+        let outcome = match &task.layout {
+            Err(msg) => Err((
                 self.layout_path
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_default(),
                 "layout",
-                msg,
+                msg.clone(),
             )),
-            (Ok(_), Ok(r)) => r,
-            (Ok(_), Err(panic)) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown".into());
-                Err((
-                    f.channels
-                        .first()
-                        .map(|c| c.path.display().to_string())
-                        .unwrap_or_default(),
-                    "segment",
-                    format!("internal error (please report): {msg}"),
-                ))
-            }
+            Ok(_) => catch_unwind(AssertUnwindSafe(|| self.measure_field(task, &mut record)))
+                .unwrap_or_else(|panic| {
+                    let msg = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown".into());
+                    Err((
+                        f.channels
+                            .first()
+                            .map(|c| c.path.display().to_string())
+                            .unwrap_or_default(),
+                        "segment",
+                        format!("internal error (please report): {msg}"),
+                    ))
+                }),
         };
         match outcome {
             Ok(nuclei) => FieldOutput { record, nuclei },
@@ -782,7 +781,10 @@ impl Pipeline {
             .doc("Threshold used for nuclei, on CellProfiler's 0..1 scale")
             .str(
                 "Status",
-                records.iter().map(|r| r.status.as_str().to_string()).collect(),
+                records
+                    .iter()
+                    .map(|r| r.status.as_str().to_string())
+                    .collect(),
             )
             .doc("ok, or failed (see Errors)");
         Ok(b.finish()?)
@@ -813,7 +815,8 @@ impl Pipeline {
         let ext = format.extension();
         let path_of = |name: &str| out_dir.join(format!("{name}.{ext}"));
         let nuclei_schema = self.nuclei_schema()?;
-        let mut nuclei_writer = TableWriter::create(&path_of("Nuclei"), nuclei_schema.clone(), format)?;
+        let mut nuclei_writer =
+            TableWriter::create(&path_of("Nuclei"), nuclei_schema.clone(), format)?;
         let mut records = Vec::with_capacity(self.tasks.len());
         for out in self.stream() {
             if out.nuclei.num_rows() > 0 {
@@ -840,7 +843,12 @@ impl Pipeline {
         let mut failures = self.plate_failures.clone();
         failures.extend(records.iter().filter_map(|r| r.failure.clone()));
         failures.sort_by(|a, b| {
-            (a.image_number, &a.well, a.site, &a.file).cmp(&(b.image_number, &b.well, b.site, &b.file))
+            (a.image_number, &a.well, a.site, &a.file).cmp(&(
+                b.image_number,
+                &b.well,
+                b.site,
+                &b.file,
+            ))
         });
         let errors = errors_batch(&failures)?;
         written.push(ipscope_table::write_table(
@@ -875,11 +883,20 @@ impl Pipeline {
             parameters: self.options.config.clone(),
             format: ext.to_string(),
             inputs,
-            images: records.iter().map(crate::manifest::ImageStatus::from).collect(),
-            outputs: written.iter().map(|w| OutputRecord::from_written(w, out_dir)).collect(),
+            images: records
+                .iter()
+                .map(crate::manifest::ImageStatus::from)
+                .collect(),
+            outputs: written
+                .iter()
+                .map(|w| OutputRecord::from_written(w, out_dir))
+                .collect(),
         };
         manifest.write(&out_dir.join("manifest.json"))?;
-        let fields_failed = records.iter().filter(|r| r.status == Status::Failed).count();
+        let fields_failed = records
+            .iter()
+            .filter(|r| r.status == Status::Failed)
+            .count();
         let mut outputs: Vec<PathBuf> = written.iter().map(|w| w.path.clone()).collect();
         outputs.push(out_dir.join("manifest.json"));
         Ok(RunSummary {
@@ -945,14 +962,23 @@ pub(crate) fn prepare_out_dir(out_dir: &Path, overwrite: bool) -> Result<()> {
 /// The Errors table.
 pub(crate) fn errors_batch(failures: &[FailureRecord]) -> Result<RecordBatch> {
     let mut b = TableBuilder::new();
-    b.u32("ImageNumber", failures.iter().map(|f| f.image_number).collect())
-        .doc("Field that failed (0: not tied to one field)")
-        .str("Metadata_Well", failures.iter().map(|f| f.well.clone()).collect())
-        .u32("Metadata_Site", failures.iter().map(|f| f.site).collect())
-        .str("File", failures.iter().map(|f| f.file.clone()).collect())
-        .str("Stage", failures.iter().map(|f| f.stage.clone()).collect())
-        .doc("discover, layout, read, decode, segment or measure")
-        .str("Message", failures.iter().map(|f| f.message.clone()).collect());
+    b.u32(
+        "ImageNumber",
+        failures.iter().map(|f| f.image_number).collect(),
+    )
+    .doc("Field that failed (0: not tied to one field)")
+    .str(
+        "Metadata_Well",
+        failures.iter().map(|f| f.well.clone()).collect(),
+    )
+    .u32("Metadata_Site", failures.iter().map(|f| f.site).collect())
+    .str("File", failures.iter().map(|f| f.file.clone()).collect())
+    .str("Stage", failures.iter().map(|f| f.stage.clone()).collect())
+    .doc("discover, layout, read, decode, segment or measure")
+    .str(
+        "Message",
+        failures.iter().map(|f| f.message.clone()).collect(),
+    );
     Ok(b.finish()?)
 }
 
