@@ -21,7 +21,9 @@ pub enum Error {
         stride: usize,
     },
     /// A crop or sub-view reaches outside the image.
-    #[error("region rows {row}..{row_end}, cols {col}..{col_end} is outside a {width}x{height} image")]
+    #[error(
+        "region rows {row}..{row_end}, cols {col}..{col_end} is outside a {width}x{height} image"
+    )]
     OutOfBounds {
         row: usize,
         row_end: usize,
