@@ -285,7 +285,7 @@ def nuclei_case(rng, h, w, variant, seed_distance):
     fgm = ndi.binary_fill_holes(s > t)
     comps = label(fgm, connectivity=2)
     dist = ndi.distance_transform_edt(fgm).astype(np.float32)
-    ds = smooth(dist, 1.0)
+    ds = smooth(dist, 0.5)
     pk = peak_local_max(ds, min_distance=seed_distance, threshold_abs=0.0,
                         exclude_border=False, labels=comps)
     markers = np.zeros((h, w), np.int64)

@@ -3,9 +3,10 @@
 //! [`gaussian_blur`] reproduces `scipy.ndimage.gaussian_filter(image, sigma, mode='nearest',
 //! truncate=4.0)`, which is what `skimage.filters.gaussian` calls with its defaults
 //! (scikit-image 0.26: `mode='nearest'`, `truncate=4.0`, float32 stays float32). Like SciPy
-//! it filters separably, first along rows' direction of axis 0 (down the columns) and then
-//! along axis 1, accumulating in f64 and storing the intermediate image as f32 (SciPy writes
-//! the first pass into the float32 output array).
+//! it filters separably, first along axis 0 (down the columns), then along axis 1,
+//! accumulating in f64 and storing the intermediate image as f32 (SciPy writes the first
+//! pass into the float32 output array). The parity test finds it bit-identical to SciPy in
+//! most cases and within 3e-8 otherwise.
 
 use ipscope_image::{Image, ImageView};
 
