@@ -13,7 +13,7 @@
 pub mod assays;
 pub mod ops;
 
-pub use assays::nuclei::{segment_nuclei, NucleiParams, NucleiResult};
+pub use assays::nuclei::{segment_nuclei, DeclumpMethod, NucleiParams, NucleiResult};
 
 /// Errors raised by core's checked entry points.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

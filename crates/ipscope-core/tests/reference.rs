@@ -16,7 +16,7 @@ use ipscope_core::ops::morphology::fill_holes;
 use ipscope_core::ops::peaks::peak_local_max;
 use ipscope_core::ops::threshold::otsu;
 use ipscope_core::ops::watershed::watershed;
-use ipscope_core::{segment_nuclei, NucleiParams};
+use ipscope_core::{segment_nuclei, DeclumpMethod, NucleiParams};
 use ipscope_image::{Image, Labels};
 use serde_json::Value;
 
@@ -298,6 +298,10 @@ fn nuclei_pipeline_matches_the_same_steps_in_skimage() {
         let img = u16_image(&case["input"]);
         let params = NucleiParams {
             min_seed_distance: Some(case["min_seed_distance"].as_u64().unwrap() as usize),
+            declump_method: DeclumpMethod::Shape,
+            // make_core_refs.py filters areas for diameters 8..80 px
+            min_diameter: 8.0,
+            max_diameter: 80.0,
             ..NucleiParams::default()
         };
         let res = segment_nuclei(img.view(), &params);

@@ -1,6 +1,6 @@
 //! Nuclei segmentation from a DNA stain (Hoechst/DAPI), after CellProfiler's
 //! `IdentifyPrimaryObjects` with its usual settings: global Otsu threshold, hole filling,
-//! shape-based declumping, size filter.
+//! intensity- or shape-based declumping, size filter.
 //!
 //! Steps, each an [`crate::ops`] function:
 //! 1. scale to CellProfiler's 0..1 range (divide by [`Pixel::MAX`]; f32 as stored);
@@ -10,7 +10,11 @@
 //!    foreground = smoothed `>` threshold;
 //! 4. fill holes (`fill_holes`), 8-connected components (as CellProfiler's
 //!    `scipy.ndimage.label(binary, ones((3, 3)))`);
-//! 5. declumping by shape (`declump`): Euclidean distance transform of the foreground,
+//! 5. declumping (`declump`), by intensity (default, as CellProfiler): the image smoothed with
+//!    σ = min_diameter / 3.5; seeds = connected pixels equal to the maximum of their
+//!    (2·seed_distance+1)² neighbourhood inside the foreground (a plateau is one seed);
+//!    watershed of the inverted smoothed image inside the foreground. Or by shape:
+//!    Euclidean distance transform of the foreground,
 //!    smoothed with σ = 0.5 px so that pixelised ridges get one summit, seeds =
 //!    `peak_local_max` within each component with `min_seed_distance`, then a watershed of
 //!    the negated smoothed distance inside the foreground. A component that yields no seed
@@ -40,7 +44,18 @@ use crate::ops::watershed::watershed;
 /// fields, `tests/nuclei_counts.rs`).
 const DISTANCE_SIGMA: f32 = 0.5;
 
-/// Settings of [`segment_nuclei`]; the defaults suit 8–80 px nuclei.
+/// How [`segment_nuclei`] splits touching nuclei (CellProfiler's "method to distinguish
+/// clumped objects" and "method to draw dividing lines").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeclumpMethod {
+    /// Bright centres: nuclei are brighter in the middle than where they touch.
+    Intensity,
+    /// Round shapes: necks in the foreground outline separate nuclei.
+    Shape,
+}
+
+/// Settings of [`segment_nuclei`]; the defaults suit nuclei 8–80 px across.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NucleiParams {
@@ -54,15 +69,21 @@ pub struct NucleiParams {
     /// Upper bound of the corrected threshold, on the 0..1 scale. Default 1.0.
     pub threshold_max: f32,
     /// Smallest accepted equivalent diameter in pixels: objects with area below
-    /// π (d/2)² are dropped. Default 8.
+    /// π (d/2)² are dropped. It also sets the declumping scale (seed spacing, smoothing).
+    /// Default 6.
     pub min_diameter: f32,
     /// Largest accepted equivalent diameter in pixels: objects with area above π (d/2)²
     /// are dropped. Default 80.
     pub max_diameter: f32,
     /// Fill holes inside foreground objects. Default true.
     pub fill_holes: bool,
-    /// Split touching nuclei by shape (distance-transform watershed). Default true.
+    /// Split touching nuclei. Default true.
     pub declump: bool,
+    /// How to split touching nuclei: `intensity` (CellProfiler's default: seeds at maxima of
+    /// the image smoothed with σ = min_diameter / 3.5, watershed on the inverted smoothed
+    /// intensity) or `shape` (seeds at maxima of the distance transform, watershed on the
+    /// inverted distance). Default `intensity`.
+    pub declump_method: DeclumpMethod,
     /// Minimum distance (pixels, Chebyshev) between two seeds of the declumping;
     /// `None` = `round(min_diameter / 2)`, at least 1. Default `None`.
     pub min_seed_distance: Option<usize>,
@@ -77,10 +98,11 @@ impl Default for NucleiParams {
             threshold_correction: 1.0,
             threshold_min: 0.0,
             threshold_max: 1.0,
-            min_diameter: 8.0,
+            min_diameter: 6.0,
             max_diameter: 80.0,
             fill_holes: true,
             declump: true,
+            declump_method: DeclumpMethod::Intensity,
             min_seed_distance: None,
             exclude_border: false,
         }
@@ -162,7 +184,16 @@ pub fn segment_nuclei<T: Pixel>(dna: ImageView<T>, params: &NucleiParams) -> Nuc
     }
     let components = label(fg.view(), Connectivity::Eight);
     let objects = if params.declump && components.count() > 0 {
-        declump(&fg, &components, params.seed_distance())
+        match params.declump_method {
+            DeclumpMethod::Shape => declump(&fg, &components, params.seed_distance()),
+            DeclumpMethod::Intensity => declump_by_intensity(
+                &scaled,
+                &fg,
+                &components,
+                params.min_diameter,
+                params.seed_distance(),
+            ),
+        }
     } else {
         components
     };
@@ -177,28 +208,101 @@ pub fn segment_nuclei<T: Pixel>(dna: ImageView<T>, params: &NucleiParams) -> Nuc
     }
 }
 
-/// Shape-based declumping: watershed of the negated, smoothed distance map from its peaks.
-fn declump(fg: &Image<bool>, components: &Labels, seed_distance: usize) -> Labels {
-    let (w, h) = (fg.width(), fg.height());
-    let mut dist = distance_transform_edt(fg.view());
-    // An all-foreground field has no finite distance; any constant keeps it one object.
-    let cap = (w + h) as f32;
-    for d in dist.as_mut_slice() {
-        if !d.is_finite() {
-            *d = cap;
+/// Intensity-based declumping (CellProfiler's default): the image is smoothed with
+/// σ = min_diameter / 3.5 (CellProfiler's automatic filter size 2.35·d/3.5 as a FWHM), seeds
+/// are its local maxima inside the foreground at least `seed_distance` apart, and the
+/// watershed floods the inverted smoothed image inside the foreground.
+fn declump_by_intensity(
+    scaled: &Image<f32>,
+    fg: &Image<bool>,
+    components: &Labels,
+    min_diameter: f32,
+    seed_distance: usize,
+) -> Labels {
+    let sigma = if min_diameter.is_finite() && min_diameter > 0.0 {
+        min_diameter / 3.5
+    } else {
+        1.0
+    };
+    let smooth = gaussian_blur(scaled.view(), sigma);
+    // As CellProfiler: a pixel is a maximum when it equals the maximum of its neighbourhood;
+    // connected maxima (a plateau, e.g. a saturated nucleus) form one seed.
+    let maxf = max_filter(&smooth, seed_distance);
+    let mut is_max = Image::new(smooth.width(), smooth.height(), false);
+    for (i, ((&v, &m), &f)) in smooth
+        .as_slice()
+        .iter()
+        .zip(maxf.as_slice())
+        .zip(fg.as_slice())
+        .enumerate()
+    {
+        is_max.as_mut_slice()[i] = f && v == m && v.is_finite();
+    }
+    let maxima = label(is_max.view(), Connectivity::Eight);
+    flood_from_markers(&smooth, fg, components, maxima)
+}
+
+/// Maximum over the (2r+1)² square around each pixel (pixels outside the image ignored),
+/// as two separable 1-D passes. NaN never wins.
+fn max_filter(img: &Image<f32>, r: usize) -> Image<f32> {
+    let (w, h) = (img.width(), img.height());
+    let mut rows = Image::new(w, h, f32::NEG_INFINITY);
+    for y in 0..h {
+        let src = img.row(y);
+        let dst = rows.row_mut(y);
+        for (x, d) in dst.iter_mut().enumerate() {
+            let (a, b) = (x.saturating_sub(r), (x + r + 1).min(w));
+            *d = src[a..b].iter().copied().fold(f32::NEG_INFINITY, f32::max);
         }
     }
-    let smooth = gaussian_blur(dist.view(), DISTANCE_SIGMA);
-    let peaks = peak_local_max(smooth.view(), seed_distance, 0.0, Some(components));
-    let mut markers = Image::new(w, h, 0u32);
-    let mut seeded = vec![false; components.count() as usize + 1];
-    let mut n = 0u32;
-    for &(r, c) in &peaks {
-        n += 1;
-        markers.set(r, c, n);
-        seeded[components.image().get(r, c) as usize] = true;
+    let mut out = Image::new(w, h, f32::NEG_INFINITY);
+    for y in 0..h {
+        let (a, b) = (y.saturating_sub(r), (y + r + 1).min(h));
+        for yy in a..b {
+            let src = rows.row(yy);
+            for (d, &v) in out.row_mut(y).iter_mut().zip(src) {
+                *d = d.max(v);
+            }
+        }
     }
-    // Components without a peak (flat or tiny): seed at their highest pixel.
+    out
+}
+
+/// Watershed of `-surface` inside `fg`, seeded at the peaks of `surface` in each component;
+/// a component without a peak is seeded at its highest pixel so no object is lost.
+fn seeded_watershed(
+    surface: &Image<f32>,
+    fg: &Image<bool>,
+    components: &Labels,
+    seed_distance: usize,
+) -> Labels {
+    let (w, h) = (fg.width(), fg.height());
+    let peaks = peak_local_max(surface.view(), seed_distance, f32::MIN, Some(components));
+    let mut markers = Image::new(w, h, 0u32);
+    for (n, &(r, c)) in peaks.iter().enumerate() {
+        markers.set(r, c, n as u32 + 1);
+    }
+    let n = peaks.len() as u32;
+    flood_from_markers(surface, fg, components, Labels::new(markers, n))
+}
+
+/// Watershed of `-surface` inside `fg` from `markers`; a component of `components` without a
+/// marker is seeded at its highest pixel, so no object is lost.
+fn flood_from_markers(
+    surface: &Image<f32>,
+    fg: &Image<bool>,
+    components: &Labels,
+    markers: Labels,
+) -> Labels {
+    let smooth = surface;
+    let mut n = markers.count();
+    let mut markers = markers.into_image();
+    let mut seeded = vec![false; components.count() as usize + 1];
+    for (&m, &c) in markers.as_slice().iter().zip(components.image().as_slice()) {
+        if m != 0 {
+            seeded[c as usize] = true;
+        }
+    }
     let mut best: Vec<Option<(f32, usize)>> = vec![None; seeded.len()];
     for (i, (&l, &v)) in components
         .image()
@@ -218,6 +322,21 @@ fn declump(fg: &Image<bool>, components: &Labels, seed_distance: usize) -> Label
     }
     let elevation = smooth.map(|v| -v);
     watershed(elevation.view(), &Labels::new(markers, n), Some(fg.view()))
+}
+
+/// Shape-based declumping: watershed of the negated, smoothed distance map from its peaks.
+fn declump(fg: &Image<bool>, components: &Labels, seed_distance: usize) -> Labels {
+    let (w, h) = (fg.width(), fg.height());
+    let mut dist = distance_transform_edt(fg.view());
+    // An all-foreground field has no finite distance; any constant keeps it one object.
+    let cap = (w + h) as f32;
+    for d in dist.as_mut_slice() {
+        if !d.is_finite() {
+            *d = cap;
+        }
+    }
+    let smooth = gaussian_blur(dist.view(), DISTANCE_SIGMA);
+    seeded_watershed(&smooth, fg, components, seed_distance)
 }
 
 #[cfg(test)]
@@ -275,7 +394,8 @@ mod tests {
         assert_eq!(p.min_diameter, 12.0);
         assert_eq!(p.max_diameter, 80.0);
         assert!(serde_json::from_str::<NucleiParams>(r#"{"nope": 1}"#).is_err());
-        assert_eq!(NucleiParams::default().seed_distance(), 4);
-        assert_eq!(NucleiParams::default().area_range(), (51, 5026));
+        // round(6 / 2) and [ceil(π·3²), floor(π·40²)]
+        assert_eq!(NucleiParams::default().seed_distance(), 3);
+        assert_eq!(NucleiParams::default().area_range(), (29, 5026));
     }
 }
