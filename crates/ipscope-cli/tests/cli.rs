@@ -23,36 +23,22 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+fn demo_plate() -> PathBuf {
+    demo_plate_root().join("plate")
+}
+
 /// One small demo plate shared by the tests of this binary (generated once).
-fn demo_plate() -> &'static Path {
+fn demo_plate_root() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let plate = dir.path().join("plate");
-        let o = ipscope(&[
-            "demo",
-            p(&plate),
-            "--sites",
-            "1",
-            "--size",
-            "192",
-            "--quiet",
-        ]);
+        // The default demo field size (256 px): about 120 nuclei per field.
+        let o = ipscope(&["demo", p(&plate), "--sites", "1", "--quiet"]);
         assert!(o.status.success(), "demo failed: {}", stderr(&o));
         dir
     })
     .path()
-    .join("plate")
-    .leak()
-}
-
-trait Leak {
-    fn leak(self) -> &'static Path;
-}
-impl Leak for PathBuf {
-    fn leak(self) -> &'static Path {
-        Box::leak(self.into_boxed_path())
-    }
 }
 
 fn run_demo(plate: &Path, out: &Path, extra: &[&str]) -> Output {
@@ -94,7 +80,7 @@ fn truth_counts(plate: &Path) -> BTreeMap<String, u64> {
 
 #[test]
 fn demo_run_counts_nuclei_within_ten_percent_of_truth() {
-    let plate = demo_plate();
+    let plate = &demo_plate();
     let out = tempfile::tempdir().unwrap();
     let out = out.path().join("out");
     let o = run_demo(plate, &out, &[]);
@@ -177,7 +163,7 @@ fn demo_run_counts_nuclei_within_ten_percent_of_truth() {
 
 #[test]
 fn shards_merged_equal_one_run_and_threads_do_not_change_bytes() {
-    let plate = demo_plate();
+    let plate = &demo_plate();
     let tmp = tempfile::tempdir().unwrap();
     let whole = tmp.path().join("whole");
     let o = run_demo(plate, &whole, &["--threads", "2"]);
@@ -464,7 +450,7 @@ fn bad_layout_rows_fail_their_wells_only() {
 
 #[test]
 fn scan_describes_the_plate_without_processing() {
-    let plate = demo_plate();
+    let plate = &demo_plate();
     let o = ipscope(&["scan", p(plate)]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
@@ -478,7 +464,7 @@ fn scan_describes_the_plate_without_processing() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["fields"], 96);
     assert_eq!(v["channels"][1]["id"], "w2");
-    assert_eq!(v["channels"][1]["width"], 192);
+    assert_eq!(v["channels"][1]["width"], 256);
 }
 
 #[test]
