@@ -500,3 +500,95 @@ fn json_events_and_arrow_format() {
         .unwrap()
         .starts_with(b"ARROW1"));
 }
+
+/// The same pixels under every vendor naming scheme and file format give the same numbers.
+#[test]
+fn vendor_names_and_formats_give_identical_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = demo_plate();
+    let opts = ipscope_io::ReadOptions::default();
+    let wells = [("A01", 1u32, 1u32), ("A02", 1, 2), ("B03", 2, 3)];
+    let layouts: [(&str, &dyn Fn(&str, u32, u32, u32) -> String, Option<&str>); 4] = [
+        (
+            "imagexpress",
+            &|w, _, _, c| format!("P1_{w}_s1_w{c}.tif"),
+            None,
+        ),
+        (
+            "operetta",
+            &|_, r, col, c| format!("r{r:02}c{col:02}f01p01-ch{c}sk1fk1fl1.png"),
+            None,
+        ),
+        (
+            "cellvoyager",
+            &|w, _, _, c| format!("P1_{w}_T0001F001L01A01Z01C{c:02}.tif"),
+            None,
+        ),
+        (
+            "custom",
+            &|w, _, _, c| format!("well-{w}_site-1_chan-{c}.tif"),
+            Some(r"well-(?P<Well>[A-P]\d\d)_site-(?P<Site>\d+)_chan-(?P<Channel>\d)\.tif"),
+        ),
+    ];
+    let mut counts: Vec<Vec<u64>> = Vec::new();
+    for (name, file_name, pattern) in layouts {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (well, r, c) in wells {
+            for ch in [1u32, 2] {
+                let img = ipscope_io::read_image(
+                    &src.join(format!("DEMO01_{well}_s1_w{ch}.tif")),
+                    0,
+                    &opts,
+                )
+                .unwrap();
+                let ipscope_image::DynImage::U16(img) = img else {
+                    panic!("demo images are u16")
+                };
+                let to = dir.join(file_name(well, r, c, ch));
+                if to.extension().is_some_and(|e| e == "png") {
+                    ipscope_io::write_png(&to, img.view()).unwrap();
+                } else {
+                    ipscope_io::write_tiff(&to, img.view()).unwrap();
+                }
+            }
+        }
+        let out = tmp.path().join(format!("{name}-out"));
+        let mut args = vec![
+            "run",
+            p(&dir),
+            "-o",
+            p(&out),
+            "--channel",
+            "1=DNA",
+            "--channel",
+            "2=OCT4",
+            "--quiet",
+        ];
+        if let Some(pat) = pattern {
+            args.extend(["--pattern", pat]);
+        }
+        let o = ipscope(&args);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        let image = table(&out.join("Image.parquet"));
+        assert_eq!(
+            (0..image.num_rows())
+                .map(|i| column_str(&image, "Metadata_Well")
+                    .unwrap()
+                    .value(i)
+                    .to_string())
+                .collect::<Vec<_>>(),
+            vec!["A01", "A02", "B03"],
+            "{name}"
+        );
+        let c = column_u64(&image, "Count_Nuclei").unwrap();
+        counts.push((0..c.len()).map(|i| c.value(i)).collect());
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap())
+                .unwrap();
+        let scheme = m["naming_scheme"].as_str().unwrap().to_lowercase();
+        assert!(scheme.contains(&name[..4]), "{name}: scheme {scheme}");
+    }
+    assert!(counts[0].iter().all(|&c| c > 50), "{counts:?}");
+    assert!(counts.windows(2).all(|w| w[0] == w[1]), "{counts:?}");
+}

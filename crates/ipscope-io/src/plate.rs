@@ -106,19 +106,19 @@ pub fn builtin_schemes() -> Vec<NamingScheme> {
             "ImageXpress",
             "Plate1_B02_s3_w2.tif",
             &format!(
-                r"^(?P<Plate>.+?)_{WELL_RE}(?:_s(?P<Site>[0-9]+))?(?:_(?P<Channel>w[0-9]+)(?:{UUID})?)?\.tiff?$"
+                r"^(?P<Plate>.+?)_{WELL_RE}(?:_s(?P<Site>[0-9]+))?(?:_(?P<Channel>w[0-9]+)(?:{UUID})?)?\.(?:tiff?|png)$"
             ),
         ),
         builtin(
             "Operetta",
             "r02c02f01p01-ch1sk1fk1fl1.tiff",
-            r"^r(?P<Row>[0-9]{1,2})c(?P<Column>[0-9]{1,2})f(?P<Site>[0-9]+)p(?P<Z>[0-9]+)-(?P<Channel>ch[0-9]+)sk(?P<T>[0-9]+)fk[0-9]+fl[0-9]+\.tiff?$",
+            r"^r(?P<Row>[0-9]{1,2})c(?P<Column>[0-9]{1,2})f(?P<Site>[0-9]+)p(?P<Z>[0-9]+)-(?P<Channel>ch[0-9]+)sk(?P<T>[0-9]+)fk[0-9]+fl[0-9]+\.(?:tiff?|png)$",
         ),
         builtin(
             "CellVoyager",
             "Plate1_B02_T0001F001L01A01Z01C01.tif",
             &format!(
-                r"^(?P<Plate>.+?)_{WELL_RE}_T(?P<T>[0-9]+)F(?P<Site>[0-9]+)L[0-9]+A[0-9]+Z(?P<Z>[0-9]+)(?P<Channel>C[0-9]+)\.tiff?$"
+                r"^(?P<Plate>.+?)_{WELL_RE}_T(?P<T>[0-9]+)F(?P<Site>[0-9]+)L[0-9]+A[0-9]+Z(?P<Z>[0-9]+)(?P<Channel>C[0-9]+)\.(?:tiff?|png)$"
             ),
         ),
         builtin(
@@ -782,7 +782,11 @@ mod tests {
             Some(meta(Some("Plate1"), "B02", (2, 2), 2, None, None, None))
         );
         assert_eq!(parse_file_name("Plate1_B02_s1_w1_thumb.tif", &s), None);
-        assert_eq!(parse_file_name("Plate1_B02_s1_w1.png", &s), None);
+        // Plates converted to PNG keep their vendor names.
+        assert_eq!(
+            parse_file_name("Plate1_B02_s1_w1.png", &s).map(|m| m.channel),
+            Some(Some("w1".to_string()))
+        );
     }
 
     #[test]
