@@ -179,14 +179,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 FormatArg::Parquet => Format::Parquet,
                 FormatArg::Arrow => Format::Arrow,
             };
-            run(
+            let summary = run(
                 options,
                 &args.output,
                 format,
                 args.overwrite,
                 args.output_mode,
                 &argv,
-            )
+            )?;
+            Ok(exit_code(&summary))
         }
         Command::Demo {
             dir,
@@ -240,7 +241,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             options.layout = Some(summary.layout.clone());
             options.channels = summary.channels.clone();
             options.threads = threads;
-            run(options, &out, Format::Parquet, overwrite, output, &argv)
+            let run_summary = run(options, &out, Format::Parquet, overwrite, output, &argv)?;
+            if !output.quiet && !output.json && summary.nuclei > 0 {
+                println!(
+                    "demo truth: {} nuclei; ipscope found {} ({:.1} %); per-well truth in {}",
+                    summary.nuclei,
+                    run_summary.nuclei,
+                    100.0 * run_summary.nuclei as f64 / summary.nuclei as f64,
+                    summary.truth_dir.join("wells.csv").display()
+                );
+            }
+            Ok(exit_code(&run_summary))
         }
         Command::Merge {
             inputs,
@@ -303,7 +314,7 @@ fn run(
     overwrite: bool,
     mode: OutputMode,
     argv: &[String],
-) -> Result<ExitCode> {
+) -> Result<RunSummary> {
     let pipeline = Pipeline::new(options)?;
     let show_bar = !mode.quiet && !mode.json && std::io::stderr().is_terminal();
     let bar = if show_bar {
@@ -378,11 +389,16 @@ fn run(
         b.finish_and_clear();
     }
     print_summary(&summary, mode);
-    Ok(if summary.fields_failed > 0 {
+    Ok(summary)
+}
+
+/// 0 when every field was processed, 2 when some failed.
+fn exit_code(summary: &RunSummary) -> ExitCode {
+    if summary.fields_failed > 0 {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
 fn print_summary(s: &RunSummary, mode: OutputMode) {

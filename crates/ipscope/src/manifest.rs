@@ -101,6 +101,9 @@ pub struct Manifest {
     pub channels: Vec<Channel>,
     pub parameters: Config,
     pub format: String,
+    /// Warnings raised while planning the run (layout coverage, channel roles).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     pub inputs: Vec<InputRecord>,
     pub images: Vec<ImageStatus>,
     pub outputs: Vec<OutputRecord>,

@@ -200,6 +200,7 @@ pub fn merge(
         channels: first.channels.clone(),
         parameters: first.parameters.clone(),
         format: first.format.clone(),
+        warnings: first.warnings.clone(),
         inputs: inputs_rec,
         images: image_status,
         outputs: written

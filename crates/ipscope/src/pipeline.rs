@@ -882,6 +882,7 @@ impl Pipeline {
             channels: self.channels.clone(),
             parameters: self.options.config.clone(),
             format: ext.to_string(),
+            warnings: self.warnings.clone(),
             inputs,
             images: records
                 .iter()
