@@ -3,6 +3,10 @@
 //! Exit codes: 0 = everything processed, 2 = finished but some fields failed (see
 //! Errors.parquet), 1 = nothing could run (bad usage, unreadable plate, output refused).
 
+mod cmd_measure;
+mod cmd_segment;
+mod cmd_stats;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -86,6 +90,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Segment(cmd_segment::Cmd),
+    #[command(flatten)]
+    Measure(cmd_measure::Cmd),
+    #[command(flatten)]
+    Stats(cmd_stats::Cmd),
 }
 
 #[derive(Args, Clone, Copy)]
@@ -160,6 +170,9 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     let argv: Vec<String> = std::env::args().collect();
     match cli.command {
+        Command::Segment(c) => cmd_segment::dispatch(c),
+        Command::Measure(c) => cmd_measure::dispatch(c),
+        Command::Stats(c) => cmd_stats::dispatch(c),
         Command::Scan {
             plate_dir,
             pattern,
