@@ -508,7 +508,8 @@ fn vendor_names_and_formats_give_identical_counts() {
     let src = demo_plate();
     let opts = ipscope_io::ReadOptions::default();
     let wells = [("A01", 1u32, 1u32), ("A02", 1, 2), ("B03", 2, 3)];
-    let layouts: [(&str, &dyn Fn(&str, u32, u32, u32) -> String, Option<&str>); 4] = [
+    type Namer<'a> = &'a dyn Fn(&str, u32, u32, u32) -> String;
+    let layouts: [(&str, Namer, Option<&str>); 4] = [
         (
             "imagexpress",
             &|w, _, _, c| format!("P1_{w}_s1_w{c}.tif"),
