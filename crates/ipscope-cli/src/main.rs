@@ -90,6 +90,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Recompute the sha256 of every output and input a run's manifest lists and report what changed.
+    ///
+    /// Exit codes: 0 everything matches (inputs that no longer exist are listed but allowed),
+    /// 3 an output changed, is missing or was added, 4 an input changed, 1 cannot verify.
+    Verify {
+        /// Output directory of `ipscope run` or `ipscope merge`.
+        out_dir: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     #[command(flatten)]
     Segment(cmd_segment::Cmd),
     #[command(flatten)]
@@ -170,6 +181,51 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     let argv: Vec<String> = std::env::args().collect();
     match cli.command {
+        Command::Verify { out_dir, json } => {
+            let r = ipscope::verify(&out_dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                for f in r
+                    .files
+                    .iter()
+                    .filter(|f| f.state != ipscope::verify::FileState::Unchanged)
+                {
+                    println!(
+                        "{:<9} {:<6} {}",
+                        format!("{:?}", f.state).to_lowercase(),
+                        f.kind,
+                        f.path.display()
+                    );
+                }
+                let checked = r.files.len();
+                println!(
+                    "{}: {checked} files checked; outputs {}, inputs {}{}",
+                    r.out_dir.display(),
+                    if r.outputs_ok() {
+                        "unchanged"
+                    } else {
+                        "CHANGED"
+                    },
+                    if r.inputs_ok() {
+                        "unchanged"
+                    } else {
+                        "CHANGED"
+                    },
+                    match r.inputs_missing() {
+                        0 => String::new(),
+                        n => format!(" ({n} no longer present)"),
+                    }
+                );
+            }
+            Ok(if !r.outputs_ok() {
+                ExitCode::from(3)
+            } else if !r.inputs_ok() {
+                ExitCode::from(4)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Segment(c) => cmd_segment::dispatch(c),
         Command::Measure(c) => cmd_measure::dispatch(c),
         Command::Stats(c) => cmd_stats::dispatch(c),

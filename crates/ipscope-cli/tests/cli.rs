@@ -593,3 +593,60 @@ fn vendor_names_and_formats_give_identical_counts() {
     assert!(counts[0].iter().all(|&c| c > 50), "{counts:?}");
     assert!(counts.windows(2).all(|w| w[0] == w[1]), "{counts:?}");
 }
+
+#[test]
+fn verify_detects_changed_inputs_and_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plate = tmp.path().join("plate");
+    let files = copy_plate(&plate);
+    let out = tmp.path().join("out");
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&out),
+        "--channel",
+        "w1=DNA",
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let verify = |json: bool| {
+        let mut args = vec!["verify", p(&out)];
+        if json {
+            args.push("--json");
+        }
+        ipscope(&args)
+    };
+    assert_eq!(verify(false).status.code(), Some(0));
+
+    // A deleted input is reported but allowed; a changed input is exit 4.
+    std::fs::remove_file(&files[0]).unwrap();
+    let o = verify(true);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let missing: Vec<&serde_json::Value> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["state"] == "missing")
+        .collect();
+    assert_eq!(missing.len(), 1);
+    assert_eq!(missing[0]["path"], p(&files[0]));
+    let mut bytes = std::fs::read(&files[1]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&files[1], bytes).unwrap();
+    assert_eq!(verify(false).status.code(), Some(4));
+
+    // A changed or added output is exit 3, and says which file.
+    std::fs::write(out.join("notes.txt"), "added").unwrap();
+    let o = verify(false);
+    assert_eq!(o.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("added") && text.contains("notes.txt"),
+        "{text}"
+    );
+    let o = ipscope(&["verify", p(&tmp.path().join("nothing"))]);
+    assert_eq!(o.status.code(), Some(1));
+}

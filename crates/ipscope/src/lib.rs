@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod merge;
 pub mod pipeline;
 pub mod scan;
+pub mod verify;
 
 pub use channels::{Channel, Role};
 pub use config::Config;
@@ -33,6 +34,7 @@ pub use pipeline::{
     Event, FailureRecord, FieldOutput, FieldRecord, Pipeline, RunOptions, RunSummary, Shard, Status,
 };
 pub use scan::{scan, ScanReport};
+pub use verify::{verify, VerifyReport};
 
 pub use ipscope_core as core;
 pub use ipscope_image as image;
