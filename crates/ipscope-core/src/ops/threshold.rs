@@ -1,4 +1,5 @@
-//! Global thresholds.
+//! Thresholds: Otsu (two- and multi-class), Li, triangle, CellProfiler's robust background,
+//! and the window-based local threshold, each mirroring a named peer implementation.
 //!
 //! [`otsu`] reproduces `skimage.filters.threshold_otsu(image, nbins)` for floating-point
 //! images (scikit-image 0.26, NumPy 2): the histogram is `numpy.histogram(image, bins=nbins)`
@@ -15,7 +16,9 @@
 //! * An empty, all-non-finite or constant image gives `None` (scikit-image returns the
 //!   constant value for a constant image and raises for an empty one).
 
-use ipscope_image::ImageView;
+use ipscope_image::{Image, ImageView};
+
+use crate::ops::filter::{gaussian_kernel, GAUSSIAN_TRUNCATE};
 
 /// A histogram with equal-width bins, as `numpy.histogram` builds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,6 +156,448 @@ pub fn otsu_from_histogram(counts: &[u64], bin_centers: &[f32]) -> Option<f32> {
         }
     }
     Some(centers[best])
+}
+
+/// numpy's pairwise summation (`pairwise_sum` in `loops_utils.h`), so that means of many
+/// pixels round the same way as `numpy.mean` on a contiguous float64 array.
+fn pairwise_sum(a: &[f64]) -> f64 {
+    let n = a.len();
+    if n < 8 {
+        let mut s = -0.0f64;
+        for &v in a {
+            s += v;
+        }
+        s
+    } else if n <= 128 {
+        let mut r = [0f64; 8];
+        r.copy_from_slice(&a[..8]);
+        let mut i = 8;
+        while i < n - (n % 8) {
+            for (k, rk) in r.iter_mut().enumerate() {
+                *rk += a[i + k];
+            }
+            i += 8;
+        }
+        let mut s = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for &v in &a[i..] {
+            s += v;
+        }
+        s
+    } else {
+        let mut n2 = n / 2;
+        n2 -= n2 % 8;
+        pairwise_sum(&a[..n2]) + pairwise_sum(&a[n2..])
+    }
+}
+
+fn mean(a: &[f64]) -> f64 {
+    pairwise_sum(a) / a.len() as f64
+}
+
+/// Finite pixels of a view as f64, in raster order.
+fn finite_pixels(img: ImageView<f32>) -> Vec<f64> {
+    img.rows()
+        .flat_map(|r| r.iter())
+        .filter(|v| v.is_finite())
+        .map(|&v| f64::from(v))
+        .collect()
+}
+
+/// Multi-level Otsu thresholds, as `skimage.filters.threshold_multiotsu(image, classes,
+/// nbins)`: `classes - 1` ascending thresholds that maximise the between-class variance
+/// over the histogram of the finite pixels.
+///
+/// Reproduces scikit-image's look-up-table search (`_get_multiotsu_thresh_indices_lut`),
+/// float32 throughout, with bin indices as the first moment, so ties break the same way.
+/// `classes = 2` is Otsu's method on the same histogram.
+///
+/// Reference: P.-S. Liao, T.-S. Chen, P.-C. Chung, "A fast algorithm for multilevel
+/// thresholding", J. Inf. Sci. Eng. 17 (2001) 713–727.
+///
+/// Returns `None` when `classes < 2`, the image has no finite pixel, or fewer than
+/// `classes` bins are occupied (scikit-image raises).
+pub fn multiotsu(img: ImageView<f32>, classes: usize, nbins: usize) -> Option<Vec<f32>> {
+    if classes < 2 {
+        return None;
+    }
+    let hist = histogram(img, nbins)?;
+    multiotsu_from_histogram(&hist.counts, &hist.bin_centers, classes)
+}
+
+/// [`multiotsu`] on a histogram (`threshold_multiotsu(hist=(counts, centres))` with the
+/// image's histogram normalised to probabilities first, as scikit-image does).
+pub fn multiotsu_from_histogram(
+    counts: &[u64],
+    bin_centers: &[f32],
+    classes: usize,
+) -> Option<Vec<f32>> {
+    if classes < 2 || counts.len() != bin_centers.len() || counts.is_empty() {
+        return None;
+    }
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    // skimage.exposure.histogram(normalize=True): float64 division, then float32.
+    let prob: Vec<f32> = counts
+        .iter()
+        .map(|&c| (c as f64 / total as f64) as f32)
+        .collect();
+    let nvalues = prob.iter().filter(|&&p| p != 0.0).count();
+    let thresh_count = classes - 1;
+    if nvalues < classes {
+        return None;
+    }
+    let idx: Vec<usize> = if nvalues == classes {
+        prob.iter()
+            .enumerate()
+            .filter(|(_, &p)| p != 0.0)
+            .map(|(i, _)| i)
+            .take(thresh_count)
+            .collect()
+    } else {
+        multiotsu_indices(&prob, thresh_count)
+    };
+    Some(idx.iter().map(|&i| bin_centers[i]).collect())
+}
+
+/// scikit-image's `_set_var_btwcls_lut` + `_set_thresh_indices_lut`.
+fn multiotsu_indices(prob: &[f32], thresh_count: usize) -> Vec<usize> {
+    let nbins = prob.len();
+    let lut_idx = |i: usize, j: usize| (i * (2 * nbins - i + 1)) / 2 + j - i;
+    let mut var = vec![0f32; nbins * (nbins + 1) / 2];
+    let mut zeroth = vec![0f32; nbins];
+    let mut first = vec![0f32; nbins];
+    zeroth[0] = prob[0];
+    first[0] = prob[0];
+    for i in 1..nbins {
+        zeroth[i] = zeroth[i - 1] + prob[i];
+        first[i] = first[i - 1] + i as f32 * prob[i];
+        if zeroth[i] > 0.0 {
+            var[i] = (first[i] * first[i]) / zeroth[i];
+        }
+    }
+    for i in 1..nbins {
+        for j in i..nbins {
+            let z = zeroth[j] - zeroth[i - 1];
+            if z > 0.0 {
+                let f = first[j] - first[i - 1];
+                var[lut_idx(i, j)] = (f * f) / z;
+            }
+        }
+    }
+    struct Search<'a> {
+        var: &'a [f32],
+        nbins: usize,
+        count: usize,
+        current: Vec<usize>,
+        best: Vec<usize>,
+        max_sigma: f32,
+    }
+    impl Search<'_> {
+        fn get(&self, i: usize, j: usize) -> f32 {
+            self.var[(i * (2 * self.nbins - i + 1)) / 2 + j - i]
+        }
+        fn run(&mut self, hist_idx: usize, thresh_idx: usize) {
+            if thresh_idx < self.count {
+                for idx in hist_idx..self.nbins - self.count + thresh_idx {
+                    self.current[thresh_idx] = idx;
+                    self.run(idx + 1, thresh_idx + 1);
+                }
+            } else {
+                let c = &self.current;
+                let mut sigma = self.get(0, c[0]) + self.get(c[self.count - 1] + 1, self.nbins - 1);
+                for k in 0..self.count - 1 {
+                    sigma += self.get(c[k] + 1, c[k + 1]);
+                }
+                if sigma > self.max_sigma {
+                    self.max_sigma = sigma;
+                    self.best.clone_from(&self.current);
+                }
+            }
+        }
+    }
+    let mut s = Search {
+        var: &var,
+        nbins,
+        count: thresh_count,
+        current: vec![0; thresh_count],
+        best: vec![0; thresh_count],
+        max_sigma: 0.0,
+    };
+    s.run(0, 0);
+    s.best
+}
+
+/// Li's minimum cross-entropy threshold, as `skimage.filters.threshold_li(image)` for a
+/// float image: iterate `t = (μ_b − μ_f) / (ln μ_b − ln μ_f)` from the mean until it moves
+/// less than half the smallest gap between distinct pixel values.
+///
+/// Computed in f64 on the finite pixels (scikit-image works in the image's float type;
+/// the parity test runs it on the float64 image), with numpy's pairwise summation.
+///
+/// References: C. H. Li, C. K. Lee, "Minimum cross entropy thresholding", Pattern
+/// Recognition 26 (1993) 617–625; C. H. Li, P. K. S. Tam, Pattern Recognition Letters 18
+/// (1998) 771–776.
+///
+/// Returns `None` for an image without finite pixels or a constant one.
+pub fn li(img: ImageView<f32>) -> Option<f32> {
+    li_f64(&finite_pixels(img)).map(|t| t as f32)
+}
+
+/// [`li`] on a list of finite values, in f64.
+pub fn li_f64(values: &[f64]) -> Option<f64> {
+    let mut image: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let first = *image.first()?;
+    if image.iter().all(|&v| v == first) {
+        return None;
+    }
+    let min = image.iter().copied().fold(f64::INFINITY, f64::min);
+    for v in &mut image {
+        *v -= min;
+    }
+    let mut uniq = image.clone();
+    uniq.sort_by(f64::total_cmp);
+    uniq.dedup();
+    let tolerance = uniq
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .fold(f64::INFINITY, f64::min)
+        / 2.0;
+    let mut t_next = mean(&image);
+    let mut t_curr = -2.0 * tolerance;
+    let mut fore = Vec::with_capacity(image.len());
+    let mut back = Vec::with_capacity(image.len());
+    // The iteration converges in a handful of steps; the cap only guards against a cycle.
+    let mut steps = 0;
+    while (t_next - t_curr).abs() > tolerance && steps < 10_000 {
+        steps += 1;
+        t_curr = t_next;
+        fore.clear();
+        back.clear();
+        for &v in &image {
+            if v > t_curr {
+                fore.push(v);
+            } else {
+                back.push(v);
+            }
+        }
+        if fore.is_empty() || back.is_empty() {
+            break;
+        }
+        let mean_fore = mean(&fore);
+        let mean_back = mean(&back);
+        if mean_back == 0.0 {
+            break;
+        }
+        t_next = (mean_back - mean_fore) / (mean_back.ln() - mean_fore.ln());
+    }
+    let t = t_next + min;
+    t.is_finite().then_some(t)
+}
+
+/// The triangle threshold, as `skimage.filters.threshold_triangle(image, nbins)`: the bin
+/// farthest from the line joining the histogram's peak to the end of its longer tail.
+///
+/// Reference: G. W. Zack, W. E. Rogers, S. A. Latt, "Automatic measurement of sister
+/// chromatid exchange frequency", J. Histochem. Cytochem. 25 (1977) 741–753.
+///
+/// Returns `None` for an image without finite pixels or a constant one.
+pub fn triangle(img: ImageView<f32>, nbins: usize) -> Option<f32> {
+    let (lo, hi) = finite_range(img)?;
+    if lo == hi {
+        return None;
+    }
+    let hist = histogram(img, nbins)?;
+    triangle_from_histogram(&hist.counts, &hist.bin_centers)
+}
+
+/// [`triangle`] on a histogram (counts and bin centres).
+pub fn triangle_from_histogram(counts: &[u64], bin_centers: &[f32]) -> Option<f32> {
+    let nbins = counts.len();
+    if nbins == 0 || bin_centers.len() != nbins {
+        return None;
+    }
+    let mut arg_peak = 0;
+    for (i, &c) in counts.iter().enumerate() {
+        if c > counts[arg_peak] {
+            arg_peak = i;
+        }
+    }
+    let peak_height = counts[arg_peak] as f64;
+    let arg_low = counts.iter().position(|&c| c > 0)?;
+    let arg_high = counts.iter().rposition(|&c| c > 0)?;
+    if arg_low == arg_high {
+        return None;
+    }
+    let flip = (arg_peak as i64 - arg_low as i64) < (arg_high as i64 - arg_peak as i64);
+    let hist: Vec<u64> = if flip {
+        counts.iter().rev().copied().collect()
+    } else {
+        counts.to_vec()
+    };
+    let (arg_low, arg_peak) = if flip {
+        (nbins - arg_high - 1, nbins - arg_peak - 1)
+    } else {
+        (arg_low, arg_peak)
+    };
+    let width = (arg_peak - arg_low) as f64;
+    let norm = (peak_height * peak_height + width * width).sqrt();
+    let (ph, wd) = (peak_height / norm, width / norm);
+    let mut best = 0usize;
+    let mut best_v = f64::NEG_INFINITY;
+    for x in 0..arg_peak - arg_low {
+        let len = ph * x as f64 - wd * hist[x + arg_low] as f64;
+        if len > best_v {
+            best_v = len;
+            best = x;
+        }
+    }
+    let mut level = best + arg_low;
+    if flip {
+        level = nbins - level - 1;
+    }
+    Some(bin_centers[level])
+}
+
+/// Settings of CellProfiler's "Robust Background" threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RobustBackgroundParams {
+    /// Share of the darkest pixels discarded before the statistics. Default 0.05.
+    pub lower_outlier_fraction: f64,
+    /// Share of the brightest pixels discarded. Default 0.05.
+    pub upper_outlier_fraction: f64,
+    /// Standard deviations above the mean. Default 2.
+    pub deviations: f64,
+}
+
+impl Default for RobustBackgroundParams {
+    fn default() -> Self {
+        RobustBackgroundParams {
+            lower_outlier_fraction: 0.05,
+            upper_outlier_fraction: 0.05,
+            deviations: 2.0,
+        }
+    }
+}
+
+/// CellProfiler's "Robust Background" threshold with its defaults (mean and standard
+/// deviation): sort the finite pixels, trim the outlier fractions at both ends, return
+/// mean + `deviations` · sd of the rest. Mirrors `centrosome.threshold.
+/// get_robust_background_threshold` (CellProfiler 4), including its quirk of trimming
+/// nothing at all when the lower trim rounds to zero pixels. Fewer than 3 pixels give
+/// `None` (centrosome returns 0); a constant image gives `None`.
+pub fn robust_background(img: ImageView<f32>, params: &RobustBackgroundParams) -> Option<f32> {
+    robust_background_f64(&finite_pixels(img), params).map(|t| t as f32)
+}
+
+/// [`robust_background`] on a list of values, in f64.
+pub fn robust_background_f64(values: &[f64], params: &RobustBackgroundParams) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let n = v.len();
+    if n < 3 {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    if v[0] == v[n - 1] {
+        return None;
+    }
+    // Python's round(): half to even.
+    let round = |x: f64| -> usize {
+        let r = x.round_ties_even();
+        if r.is_finite() && r > 0.0 {
+            r as usize
+        } else {
+            0
+        }
+    };
+    let low = round(n as f64 * params.lower_outlier_fraction);
+    let hi = n.saturating_sub(round(n as f64 * params.upper_outlier_fraction));
+    let im = if low == 0 {
+        &v[..]
+    } else if low < hi {
+        &v[low..hi]
+    } else {
+        return None;
+    };
+    let m = mean(im);
+    let dev: Vec<f64> = im.iter().map(|&x| (x - m) * (x - m)).collect();
+    let sd = mean(&dev).sqrt();
+    let t = m + sd * params.deviations;
+    t.is_finite().then_some(t)
+}
+
+/// SciPy's `mode='reflect'` index (half-sample symmetric, `d c b a | a b c d | d c b a`),
+/// valid for offsets of any size.
+fn reflect(i: i64, n: usize) -> usize {
+    let n = n as i64;
+    let p = 2 * n;
+    let m = i.rem_euclid(p);
+    (if m >= n { p - 1 - m } else { m }) as usize
+}
+
+/// Gaussian filter with SciPy's `mode='reflect'`, `truncate=4.0`, float32 in and out, in
+/// the same order of operations as [`crate::ops::filter::gaussian_blur`].
+fn gaussian_reflect(src: ImageView<f32>, sigma: f64) -> Image<f32> {
+    let kernel = gaussian_kernel(sigma, GAUSSIAN_TRUNCATE);
+    let (w, h) = (src.width(), src.height());
+    if kernel.len() == 1 || src.is_empty() {
+        return src.to_image();
+    }
+    let r = kernel.len() / 2;
+    let centre = kernel[r];
+    // Down the columns first, as scipy.ndimage does (axis 0, then axis 1).
+    let mut tmp = Image::new(w, h, 0f32);
+    let mut acc = vec![0f64; w];
+    for y in 0..h {
+        for (a, &v) in acc.iter_mut().zip(src.row(y)) {
+            *a = f64::from(v) * centre;
+        }
+        for j in (1..=r).rev() {
+            let up = src.row(reflect(y as i64 - j as i64, h));
+            let down = src.row(reflect((y + j) as i64, h));
+            let kw = kernel[r + j];
+            for ((a, &u), &d) in acc.iter_mut().zip(up).zip(down) {
+                *a += (f64::from(u) + f64::from(d)) * kw;
+            }
+        }
+        for (o, &a) in tmp.row_mut(y).iter_mut().zip(&acc) {
+            *o = a as f32;
+        }
+    }
+    let mut out = Image::new(w, h, 0f32);
+    for y in 0..h {
+        let src = tmp.row(y);
+        let dst = out.row_mut(y);
+        for (x, d) in dst.iter_mut().enumerate() {
+            let mut a = f64::from(src[x]) * centre;
+            for j in (1..=r).rev() {
+                let l = src[reflect(x as i64 - j as i64, w)];
+                let rr = src[reflect((x + j) as i64, w)];
+                a += (f64::from(l) + f64::from(rr)) * kernel[r + j];
+            }
+            *d = a as f32;
+        }
+    }
+    out
+}
+
+/// Local (adaptive) threshold image, as `skimage.filters.threshold_local(image, block_size,
+/// method='gaussian', offset, mode='reflect')`: the image smoothed with a Gaussian of
+/// σ = (block_size − 1) / 6, minus `offset`. A pixel is foreground when it exceeds its
+/// local threshold.
+///
+/// Returns `None` when `block_size` is even or zero (scikit-image raises).
+pub fn local(img: ImageView<f32>, block_size: usize, offset: f32) -> Option<Image<f32>> {
+    if block_size == 0 || block_size % 2 == 0 {
+        return None;
+    }
+    let sigma = (block_size as f64 - 1.0) / 6.0;
+    let mut t = gaussian_reflect(img, sigma);
+    for v in t.as_mut_slice() {
+        *v -= offset;
+    }
+    Some(t)
 }
 
 #[cfg(test)]
