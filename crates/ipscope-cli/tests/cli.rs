@@ -650,3 +650,47 @@ fn verify_detects_changed_inputs_and_outputs() {
     let o = ipscope(&["verify", p(&tmp.path().join("nothing"))]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn a_live_lock_refuses_a_second_run_and_a_stale_one_is_taken_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plate = tmp.path().join("plate");
+    copy_plate(&plate);
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    // This test process is alive: its lock must be respected.
+    let lock = out.join(".ipscope.lock");
+    std::fs::write(&lock, format!("pid={}\nhost={host}\n", std::process::id())).unwrap();
+    let args = [
+        "run",
+        p(&plate),
+        "-o",
+        p(&out),
+        "--channel",
+        "w1=DNA",
+        "--quiet",
+    ];
+    let o = ipscope(&args);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!("pid {}", std::process::id())),
+        "{}",
+        stderr(&o)
+    );
+    assert!(lock.exists(), "someone else's lock is left alone");
+
+    // A process that has exited leaves a stale lock, which is taken over (Linux: /proc).
+    if std::path::Path::new("/proc/self").exists() {
+        let mut child = Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        std::fs::write(&lock, format!("pid={dead}\nhost={host}\n")).unwrap();
+        let o = ipscope(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(!lock.exists(), "the lock is released at the end");
+        assert!(out.join("Nuclei.parquet").exists());
+    }
+}

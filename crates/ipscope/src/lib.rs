@@ -20,6 +20,7 @@ pub mod channels;
 pub mod config;
 pub mod demo;
 mod error;
+pub mod lock;
 pub mod manifest;
 pub mod merge;
 pub mod pipeline;

@@ -132,7 +132,7 @@ pub fn merge(
         .parse()
         .map_err(|_| Error::Invalid(format!("merge: unknown table format {:?}", first.format)))?;
     let ext = format.extension();
-    prepare_out_dir(out_dir, overwrite)?;
+    let _lock = prepare_out_dir(out_dir, overwrite)?;
 
     let mut images = Vec::new();
     let mut nuclei = Vec::new();

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::channels::{nuclear_channel, resolve_channels, Channel, Role};
 use crate::config::Config;
+use crate::lock::OutputLock;
 use crate::manifest::{InputRecord, Manifest, OutputRecord};
 use crate::{Error, Result};
 
@@ -801,7 +802,7 @@ impl Pipeline {
     ) -> Result<RunSummary> {
         let started = chrono::Utc::now();
         let clock = Instant::now();
-        prepare_out_dir(out_dir, overwrite)?;
+        let _lock = prepare_out_dir(out_dir, overwrite)?;
         on_event(&Event::Start {
             plate: self.plate.id.clone(),
             fields: self.tasks.len(),
@@ -929,35 +930,37 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Refuses an existing, non-empty output directory unless `overwrite`; with `overwrite`,
-/// removes earlier ipscope outputs first so stale tables cannot pass for new ones.
-pub(crate) fn prepare_out_dir(out_dir: &Path, overwrite: bool) -> Result<()> {
-    if out_dir.exists() {
-        let mut entries = fs::read_dir(out_dir).map_err(|e| Error::io(out_dir, e))?;
-        if entries.next().is_some() {
-            if !overwrite {
-                return Err(Error::Invalid(format!(
-                    "{}: output directory exists and is not empty; use --overwrite to replace its tables",
-                    out_dir.display()
-                )));
-            }
-            let mut stale: BTreeSet<PathBuf> = BTreeSet::new();
-            stale.insert(out_dir.join("manifest.json"));
-            for t in TABLES {
-                for ext in ["parquet", "arrow"] {
-                    stale.insert(out_dir.join(format!("{t}.{ext}")));
-                }
-            }
-            for p in stale {
-                if p.exists() {
-                    fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-                }
+/// Creates `out_dir` if needed and takes its lock; refuses an existing, non-empty output
+/// directory unless `overwrite`; with `overwrite`, removes earlier ipscope outputs first so
+/// stale tables cannot pass for new ones. Hidden files (the lock) do not count.
+pub(crate) fn prepare_out_dir(out_dir: &Path, overwrite: bool) -> Result<OutputLock> {
+    fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let lock = OutputLock::acquire(out_dir)?;
+    let entries = fs::read_dir(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let mut visible = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'));
+    if visible.next().is_some() {
+        if !overwrite {
+            return Err(Error::Invalid(format!(
+                "{}: output directory exists and is not empty; use --overwrite to replace its tables",
+                out_dir.display()
+            )));
+        }
+        let mut stale: BTreeSet<PathBuf> = BTreeSet::new();
+        stale.insert(out_dir.join("manifest.json"));
+        for t in TABLES {
+            for ext in ["parquet", "arrow"] {
+                stale.insert(out_dir.join(format!("{t}.{ext}")));
             }
         }
-    } else {
-        fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+        for p in stale {
+            if p.exists() {
+                fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
+        }
     }
-    Ok(())
+    Ok(lock)
 }
 
 /// The Errors table.
