@@ -7,6 +7,17 @@
 //! `IntegratedIntensity`, `MeanIntensity`, `StdIntensity` (population standard deviation,
 //! `numpy.std`), `MinIntensity`, `MaxIntensity`, on CellProfiler's scale: every pixel is
 //! divided by the type's [`Pixel::MAX`] (255 for u8, 65535 for u16, 1 for f32).
+//!
+//! The full CellProfiler sets live in submodules: [`shape`] (AreaShape, scikit-image
+//! `regionprops` definitions) and [`intensity`] (MeasureObjectIntensity). Each visits every
+//! object's bounding box once; none scans the whole image per object.
+
+mod hull;
+pub mod intensity;
+pub mod shape;
+
+pub use intensity::{measure_intensity_features, IntensityFeatures};
+pub use shape::{measure_shape_features, ShapeFeatures};
 
 use ipscope_image::{ImageView, Labels, Pixel};
 
