@@ -13,7 +13,10 @@
 pub mod assays;
 pub mod ops;
 
-pub use assays::nuclei::{segment_nuclei, DeclumpMethod, NucleiParams, NucleiResult};
+pub use assays::nuclei::{
+    segment_nuclei, threshold_field, DeclumpMethod, FieldThreshold, NucleiParams, NucleiResult,
+    ThresholdMethod,
+};
 
 /// Errors raised by core's checked entry points.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

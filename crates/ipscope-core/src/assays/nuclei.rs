@@ -35,7 +35,7 @@ use crate::ops::filter::gaussian_blur;
 use crate::ops::label::{clear_border, filter_by_area, label, relabel_sequential, Connectivity};
 use crate::ops::morphology;
 use crate::ops::peaks::peak_local_max;
-use crate::ops::threshold::otsu;
+use crate::ops::threshold;
 use crate::ops::watershed::watershed;
 
 /// Smoothing of the distance map before the seed search, in pixels. Without it, the flat
@@ -55,13 +55,49 @@ pub enum DeclumpMethod {
     Shape,
 }
 
+/// The thresholding method of [`segment_nuclei`] (CellProfiler's "thresholding method").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdMethod {
+    /// Two-class Otsu (`skimage.filters.threshold_otsu`, 256 bins).
+    #[default]
+    Otsu,
+    /// Three-class Otsu (`threshold_multiotsu(classes=3)`); the middle class is foreground
+    /// (the lower of the two thresholds).
+    Otsu3Foreground,
+    /// Three-class Otsu; the middle class is background (the upper threshold).
+    Otsu3Background,
+    /// Minimum cross-entropy (`skimage.filters.threshold_li`).
+    Li,
+    /// Triangle (`skimage.filters.threshold_triangle`, 256 bins).
+    Triangle,
+    /// CellProfiler's robust background: mean + 2 sd of the pixels without the 5 % darkest
+    /// and brightest.
+    RobustBackground,
+    /// Window-based local threshold (`skimage.filters.threshold_local`, Gaussian method)
+    /// with `local_block_size` and `local_offset`; the correction factor and bounds apply
+    /// per pixel.
+    Local,
+}
+
 /// Settings of [`segment_nuclei`]; the defaults suit nuclei 8–80 px across.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NucleiParams {
     /// Gaussian σ (pixels) applied before thresholding; 0 disables smoothing. Default 1.0.
     pub smoothing_sigma: f32,
-    /// Factor applied to the Otsu threshold (CellProfiler's "threshold correction factor").
+    /// How the threshold is found. Default `otsu`.
+    pub threshold_method: ThresholdMethod,
+    /// Threshold the natural logarithm of the intensities and map the threshold back
+    /// (CellProfiler's "log transform before thresholding"); pixels ≤ 0 take no part.
+    /// Default false.
+    pub threshold_log: bool,
+    /// Window (odd, pixels) of the `local` method. Default 51.
+    pub local_block_size: usize,
+    /// Offset subtracted from the local threshold (0..1 scale; on log values when
+    /// `threshold_log`). Default 0.
+    pub local_offset: f32,
+    /// Factor applied to the threshold (CellProfiler's "threshold correction factor").
     /// Default 1.0.
     pub threshold_correction: f32,
     /// Lower bound of the corrected threshold, on the 0..1 scale. Default 0.0.
@@ -95,6 +131,10 @@ impl Default for NucleiParams {
     fn default() -> Self {
         NucleiParams {
             smoothing_sigma: 1.0,
+            threshold_method: ThresholdMethod::Otsu,
+            threshold_log: false,
+            local_block_size: 51,
+            local_offset: 0.0,
             threshold_correction: 1.0,
             threshold_min: 0.0,
             threshold_max: 1.0,
@@ -164,21 +204,28 @@ pub fn segment_nuclei<T: Pixel>(dna: ImageView<T>, params: &NucleiParams) -> Nuc
     let scale = T::MAX;
     let scaled = dna.map(|v| (v.to_f64() / scale) as f32);
     let smoothed = gaussian_blur(scaled.view(), params.smoothing_sigma);
-    let Some(otsu_t) = otsu(smoothed.view(), 256) else {
+    let Some(threshold) = threshold_field(smoothed.view(), params) else {
         return none(f64::NAN);
     };
-    let mut t = f64::from(otsu_t) * f64::from(params.threshold_correction);
-    // Manual clamp: f64::clamp panics on NaN or inverted bounds.
-    if t < f64::from(params.threshold_min) {
-        t = f64::from(params.threshold_min);
-    }
-    if t > f64::from(params.threshold_max) {
-        t = f64::from(params.threshold_max);
-    }
+    let t = threshold.value;
     if t.is_nan() {
         return none(t);
     }
-    let mut fg = smoothed.map(|v| f64::from(v) > t);
+    let mut fg = match &threshold.local {
+        Some(local) => {
+            let mut fg = Image::new(w, h, false);
+            for ((f, &v), &l) in fg
+                .as_mut_slice()
+                .iter_mut()
+                .zip(smoothed.as_slice())
+                .zip(local.as_slice())
+            {
+                *f = v > l;
+            }
+            fg
+        }
+        None => smoothed.map(|v| f64::from(v) > t),
+    };
     if params.fill_holes {
         fg = morphology::fill_holes(fg.view());
     }
@@ -206,6 +253,83 @@ pub fn segment_nuclei<T: Pixel>(dna: ImageView<T>, params: &NucleiParams) -> Nuc
         labels: kept,
         threshold: t,
     }
+}
+
+/// A field's threshold: one value, or one per pixel for the local method.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldThreshold {
+    /// The global threshold after correction and bounds; for the local method the mean
+    /// of the per-pixel thresholds (what is recorded per field).
+    pub value: f64,
+    /// Per-pixel thresholds (local method), after correction and bounds.
+    pub local: Option<Image<f32>>,
+}
+
+/// Applies correction factor and bounds, as CellProfiler: `clamp(t · correction, min, max)`.
+fn correct(t: f64, params: &NucleiParams) -> f64 {
+    let mut t = t * f64::from(params.threshold_correction);
+    // Manual clamp: f64::clamp panics on NaN or inverted bounds.
+    if t < f64::from(params.threshold_min) {
+        t = f64::from(params.threshold_min);
+    }
+    if t > f64::from(params.threshold_max) {
+        t = f64::from(params.threshold_max);
+    }
+    t
+}
+
+/// The threshold of one field (0..1 scale) with `params`' method, log option, correction
+/// factor and bounds; `None` when the method finds none (empty, constant or non-finite
+/// image, or an even local window).
+pub fn threshold_field(img: ImageView<f32>, params: &NucleiParams) -> Option<FieldThreshold> {
+    let logged;
+    let src = if params.threshold_log {
+        logged = img.map(|v| if v > 0.0 { v.ln() } else { f32::NAN });
+        logged.view()
+    } else {
+        img
+    };
+    let back = |t: f64| if params.threshold_log { t.exp() } else { t };
+    if params.threshold_method == ThresholdMethod::Local {
+        let mut local = threshold::local(src, params.local_block_size, params.local_offset)?;
+        if params.threshold_log {
+            // Pixels without a logarithm spread NaN through the window; they stay
+            // background.
+            for v in local.as_mut_slice() {
+                *v = v.exp();
+            }
+        }
+        let mut sum = 0f64;
+        for v in local.as_mut_slice() {
+            let c = correct(f64::from(*v), params);
+            *v = c as f32;
+            sum += c;
+        }
+        let value = sum / local.len().max(1) as f64;
+        return Some(FieldThreshold {
+            value,
+            local: Some(local),
+        });
+    }
+    let t = match params.threshold_method {
+        ThresholdMethod::Otsu => threshold::otsu(src, 256),
+        ThresholdMethod::Otsu3Foreground => {
+            threshold::multiotsu(src, 3, 256).and_then(|t| t.first().copied())
+        }
+        ThresholdMethod::Otsu3Background => {
+            threshold::multiotsu(src, 3, 256).and_then(|t| t.last().copied())
+        }
+        ThresholdMethod::Li => threshold::li(src),
+        ThresholdMethod::Triangle => threshold::triangle(src, 256),
+        ThresholdMethod::RobustBackground => {
+            threshold::robust_background(src, &threshold::RobustBackgroundParams::default())
+        }
+        ThresholdMethod::Local => None,
+    }?;
+    Some(FieldThreshold {
+        value: correct(back(f64::from(t)), params),
+        local: None,
+    })
 }
 
 /// Intensity-based declumping (CellProfiler's default): the image is smoothed with

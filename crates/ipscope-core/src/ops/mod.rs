@@ -4,10 +4,12 @@
 //! `tests/reference.rs`. ops never depend on assays.
 
 pub mod distance;
+pub mod eval;
 pub mod filter;
 pub mod label;
 pub mod measure;
 pub mod morphology;
+pub mod outline;
 pub mod peaks;
 pub mod threshold;
 pub mod watershed;
