@@ -1,11 +1,21 @@
-//! Per-well statistics over ipscope's tables.
+//! Per-well statistics over ipscope's tables: the Wells summary, plate QC from controls,
+//! per-plate normalisation (percent of control, NPI, z, robust z, B-score), dose-response
+//! curves (drc's models) and the run-level Curves and Qc tables.
 //!
 //! Everything here reads tables only (never pixels or the run's internal state), so a run and
 //! a merge of shard runs, whose tables hold the same rows, give identical results. Reductions
 //! run in a fixed order that does not depend on the order of the input rows.
 
+pub mod curve;
+pub mod input;
+pub mod normalize;
+pub mod plate;
+pub mod qc;
 mod wells;
 
+pub use curve::{fit, relative_potency, CurveFit, Model, RelativePotency};
+pub use normalize::{normalize, NormalizeOptions, Normalized};
+pub use qc::{control_qc, plate_qc, ControlQc};
 pub use wells::well_summary;
 
 /// What can go wrong while summarising tables.

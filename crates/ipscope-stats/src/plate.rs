@@ -1,0 +1,295 @@
+//! Run-level drug evaluation from the Wells table and its layout columns: the Curves table
+//! (one dose-response fit per plate, compound and readout) and the Qc table (control
+//! statistics per plate and readout).
+//!
+//! Layout columns: `Metadata_Compound`, `Metadata_Concentration` (numeric) and
+//! `Metadata_Role` (`negative`, `positive`, `treated`, `empty`). A compound's curve is fitted
+//! to its treated wells plus the plate's negative-control wells at dose 0 (the vehicle is the
+//! untreated top of every series, as drc does with dose 0).
+
+use ipscope_table::{RecordBatch, TableBuilder};
+
+use crate::curve::{fit, CurveFit, EffectiveDose, Model};
+use crate::input::{has_column, numeric, text};
+use crate::qc::{control_qc, ControlQc};
+use crate::Result;
+
+pub const PLATE: &str = "Metadata_Plate";
+pub const COMPOUND: &str = "Metadata_Compound";
+pub const CONCENTRATION: &str = "Metadata_Concentration";
+pub const ROLE: &str = "Metadata_Role";
+
+/// Whether the Wells table has the layout columns the run-level analysis needs.
+pub fn has_dose_layout(wells: &RecordBatch) -> bool {
+    [COMPOUND, CONCENTRATION, ROLE]
+        .iter()
+        .all(|c| has_column(wells, c))
+}
+
+/// Per-well readouts worth a curve: `Count_<Object>` (not the field counts) and every
+/// `Median_…` measurement except positions (`Center`, `BoundingBox`, `Location`).
+pub fn readouts(wells: &RecordBatch) -> Vec<String> {
+    wells
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| {
+            (n.starts_with("Count_") && !n.starts_with("Count_Fields"))
+                || (n.starts_with("Median_")
+                    && !["Center_", "BoundingBox", "Location"]
+                        .iter()
+                        .any(|p| n.contains(p)))
+        })
+        .collect()
+}
+
+/// One fitted curve with the points it was fitted to.
+#[derive(Debug, Clone)]
+pub struct PlateCurve {
+    pub plate: String,
+    pub compound: String,
+    pub readout: String,
+    pub doses: Vec<f64>,
+    pub responses: Vec<f64>,
+    pub fit: CurveFit,
+}
+
+/// Fits every (plate, treated compound, readout).
+pub fn plate_curves(
+    wells: &RecordBatch,
+    readouts: &[String],
+    model: Model,
+) -> Result<Vec<PlateCurve>> {
+    let plates = plate_keys(wells)?;
+    let compounds = text(wells, COMPOUND)?;
+    let conc = numeric(wells, CONCENTRATION)?;
+    let roles = text(wells, ROLE)?;
+    let mut series: Vec<(String, String)> = (0..wells.num_rows())
+        .filter(|&i| roles[i].as_deref() == Some("treated"))
+        .filter_map(|i| compounds[i].clone().map(|c| (plates[i].clone(), c)))
+        .collect();
+    series.sort();
+    series.dedup();
+    let mut out = Vec::new();
+    for readout in readouts {
+        let values = numeric(wells, readout)?;
+        for (plate, compound) in &series {
+            let (mut doses, mut responses) = (Vec::new(), Vec::new());
+            for i in 0..wells.num_rows() {
+                if &plates[i] != plate {
+                    continue;
+                }
+                let treated = roles[i].as_deref() == Some("treated")
+                    && compounds[i].as_deref() == Some(compound.as_str());
+                let vehicle = roles[i].as_deref() == Some("negative");
+                if treated {
+                    doses.push(conc[i]);
+                    responses.push(values[i]);
+                } else if vehicle {
+                    doses.push(0.0);
+                    responses.push(values[i]);
+                }
+            }
+            let fit = fit(&doses, &responses, model);
+            out.push(PlateCurve {
+                plate: plate.clone(),
+                compound: compound.clone(),
+                readout: readout.clone(),
+                doses,
+                responses,
+                fit,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn plate_keys(wells: &RecordBatch) -> Result<Vec<String>> {
+    if has_column(wells, PLATE) {
+        Ok(text(wells, PLATE)?
+            .into_iter()
+            .map(|v| v.unwrap_or_default())
+            .collect())
+    } else {
+        Ok(vec![String::new(); wells.num_rows()])
+    }
+}
+
+/// Control QC of every (plate, readout), with the role column's `negative`/`positive` wells.
+pub fn plate_qc_all(wells: &RecordBatch, readouts: &[String]) -> Result<Vec<(String, ControlQc)>> {
+    let plates = plate_keys(wells)?;
+    let roles = text(wells, ROLE)?;
+    let mut keys = plates.clone();
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for readout in readouts {
+        let values = numeric(wells, readout)?;
+        for plate in &keys {
+            let pick = |role: &str| -> Vec<f64> {
+                (0..values.len())
+                    .filter(|&i| &plates[i] == plate && roles[i].as_deref() == Some(role))
+                    .map(|i| values[i])
+                    .collect()
+            };
+            out.push((
+                readout.clone(),
+                control_qc(plate, &pick("negative"), &pick("positive")),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The Qc table: one row per (plate, readout).
+pub fn qc_table(rows: &[(String, ControlQc)]) -> Result<RecordBatch> {
+    let mut b = TableBuilder::new();
+    let col = |f: &dyn Fn(&ControlQc) -> Option<f64>| rows.iter().map(|(_, q)| f(q)).collect();
+    b.str(PLATE, rows.iter().map(|(_, q)| q.group.clone()).collect())
+        .str("Readout", rows.iter().map(|(r, _)| r.clone()).collect())
+        .doc("Wells column the statistics are computed on")
+        .str(
+            "Status",
+            rows.iter().map(|(_, q)| q.status.clone()).collect(),
+        )
+        .doc("ok, or why the statistics are missing")
+        .u64(
+            "N_Negative",
+            rows.iter().map(|(_, q)| q.negative.n as u64).collect(),
+        )
+        .u64(
+            "N_Positive",
+            rows.iter().map(|(_, q)| q.positive.n as u64).collect(),
+        )
+        .opt_f64("Mean_Negative", col(&|q| q.negative.mean))
+        .opt_f64("SD_Negative", col(&|q| q.negative.sd))
+        .doc("Sample standard deviation (n − 1)")
+        .opt_f64("Median_Negative", col(&|q| q.negative.median))
+        .opt_f64("MAD_Negative", col(&|q| q.negative.mad))
+        .doc("Raw median absolute deviation (not scaled by 1.4826)")
+        .opt_f64("Mean_Positive", col(&|q| q.positive.mean))
+        .opt_f64("SD_Positive", col(&|q| q.positive.sd))
+        .opt_f64("Median_Positive", col(&|q| q.positive.median))
+        .opt_f64("MAD_Positive", col(&|q| q.positive.mad))
+        .opt_f64("ZPrime", col(&|q| q.z_prime))
+        .doc("Z' = 1 - 3 (SDp + SDn) / |mean p - mean n| (Zhang et al. 1999)")
+        .opt_f64("RobustZPrime", col(&|q| q.robust_z_prime))
+        .doc("Z' with medians and 1.4826 MAD")
+        .opt_f64("SSMD", col(&|q| q.ssmd))
+        .doc("(mean p - mean n) / sqrt(SDp^2 + SDn^2) (Zhang 2007)")
+        .opt_f64("SignalToBackground", col(&|q| q.signal_to_background))
+        .doc("Higher control mean / lower control mean")
+        .opt_f64("SignalWindow", col(&|q| q.signal_window))
+        .doc("(|mean p - mean n| - 3 (SDp + SDn)) / SD of the higher control")
+        .opt_f64("CV_Negative", col(&|q| q.cv_negative))
+        .doc("Coefficient of variation, percent")
+        .opt_f64("CV_Positive", col(&|q| q.cv_positive))
+        .doc("Coefficient of variation, percent");
+    Ok(b.finish()?)
+}
+
+/// One row of a curves table: the group's labels and its fit.
+#[derive(Debug, Clone)]
+pub struct CurveRow<'a> {
+    /// (column name, value) labels, e.g. `[("Metadata_Plate", "P1"), ("Metadata_Compound", "A")]`.
+    pub labels: Vec<(&'a str, String)>,
+    pub readout: String,
+    pub fit: &'a CurveFit,
+}
+
+/// The Curves table: labels, then `Readout`, `Model`, `Status`, `Reason`, the parameters with
+/// SEs, EC50 with 95 % interval, ED10/ED90, GraphPad's HillSlope and LogEC50, residual SE/df.
+pub fn curves_table(label_names: &[&str], rows: &[CurveRow]) -> Result<RecordBatch> {
+    let mut b = TableBuilder::new();
+    for name in label_names {
+        b.str(
+            name,
+            rows.iter()
+                .map(|r| {
+                    r.labels
+                        .iter()
+                        .find(|l| l.0 == *name)
+                        .map(|l| l.1.clone())
+                        .unwrap_or_default()
+                })
+                .collect(),
+        );
+    }
+    let p = |f: &dyn Fn(&CurveFit) -> Option<f64>| -> Vec<Option<f64>> {
+        rows.iter().map(|r| f(r.fit)).collect()
+    };
+    let ed = |f: &dyn Fn(&CurveFit) -> Option<EffectiveDose>,
+              g: &dyn Fn(&EffectiveDose) -> Option<f64>|
+     -> Vec<Option<f64>> {
+        rows.iter().map(|r| f(r.fit).and_then(|e| g(&e))).collect()
+    };
+    b.str("Readout", rows.iter().map(|r| r.readout.clone()).collect())
+        .doc("Response column")
+        .str(
+            "Model",
+            rows.iter()
+                .map(|r| r.fit.model.name().to_string())
+                .collect(),
+        )
+        .doc("drc model name")
+        .str(
+            "Status",
+            rows.iter()
+                .map(|r| r.fit.status.as_str().to_string())
+                .collect(),
+        )
+        .doc("ok, extrapolated, flat, not_converged, too_few_points or invalid_input")
+        .str(
+            "Reason",
+            rows.iter().map(|r| r.fit.reason.clone()).collect(),
+        )
+        .u64("N", rows.iter().map(|r| r.fit.n as u64).collect())
+        .doc("Points fitted")
+        .u64("DF", rows.iter().map(|r| r.fit.df as u64).collect())
+        .doc("Residual degrees of freedom")
+        .opt_f64("b", p(&|f| f.params.map(|p| p.b)))
+        .doc("drc slope b")
+        .opt_f64("SE_b", p(&|f| f.se.b))
+        .opt_f64("c", p(&|f| f.params.map(|p| p.c)))
+        .doc("drc lower limit c")
+        .opt_f64("SE_c", p(&|f| f.se.c))
+        .opt_f64("d", p(&|f| f.params.map(|p| p.d)))
+        .doc("drc upper limit d")
+        .opt_f64("SE_d", p(&|f| f.se.d))
+        .opt_f64("e", p(&|f| f.params.map(|p| p.e)))
+        .doc("drc inflection point e")
+        .opt_f64("SE_e", p(&|f| f.se.e))
+        .opt_f64("f", p(&|f| f.params.map(|p| p.f)))
+        .doc("drc asymmetry f (LL.5; 1 otherwise)")
+        .opt_f64("EC50", ed(&|f| f.ec50, &|e| Some(e.estimate)))
+        .doc("ED50; null unless Status is ok or extrapolated")
+        .opt_f64("SE_EC50", ed(&|f| f.ec50, &|e| e.se))
+        .opt_f64("EC50_Lower", ed(&|f| f.ec50, &|e| e.lower))
+        .doc("95 % interval, delta method, Student t on DF")
+        .opt_f64("EC50_Upper", ed(&|f| f.ec50, &|e| e.upper))
+        .opt_f64("ED10", ed(&|f| f.ed10, &|e| Some(e.estimate)))
+        .doc("Dose moving the response 10 % of the way from d to c (drc relative ED)")
+        .opt_f64("ED90", ed(&|f| f.ed90, &|e| Some(e.estimate)))
+        .opt_f64("HillSlope", p(&|f| f.hill_slope))
+        .doc("GraphPad HillSlope = -b")
+        .opt_f64("LogEC50", p(&|f| f.log_ec50))
+        .doc("GraphPad LogEC50 = log10(EC50)")
+        .opt_f64("ResidualSE", p(&|f| f.residual_se))
+        .opt_f64("PValue_NoEffect", p(&|f| f.p_no_effect))
+        .doc("F-test of the curve against a constant");
+    Ok(b.finish()?)
+}
+
+/// The Curves table of [`plate_curves`].
+pub fn plate_curves_table(curves: &[PlateCurve]) -> Result<RecordBatch> {
+    let rows: Vec<CurveRow> = curves
+        .iter()
+        .map(|c| CurveRow {
+            labels: vec![(PLATE, c.plate.clone()), (COMPOUND, c.compound.clone())],
+            readout: c.readout.clone(),
+            fit: &c.fit,
+        })
+        .collect();
+    curves_table(&[PLATE, COMPOUND], &rows)
+}

@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""Reference values for ipscope-stats, computed with NumPy/SciPy (see README.md here).
+
+Writes, next to this script:
+- plate_qc.csv: a small 8x12 plate (well, role, value) with a row trend and an edge effect;
+- reference.json: for that plate, per-control statistics, Z', robust Z', SSMD, S/B, signal
+  window, CVs, and per-well NPI, z, robust z and B-score (R's medpolish algorithm written out
+  in NumPy, residuals / (1.4826 * MAD)); and least-squares dose-response fits of drc data sets
+  (scipy.optimize.least_squares, multi-start) with Jacobian standard errors and ED10/50/90.
+
+Usage: IPSCOPE_DATA=../shared/data .venv/bin/python testdata/reference/stats/make_reference.py
+"""
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from scipy import optimize, stats
+
+HERE = Path(__file__).resolve().parent
+DATA = Path(os.environ.get("IPSCOPE_DATA", HERE.parents[2] / ".." / "shared" / "data"))
+MAD = 1.4826
+
+
+# ---------------------------------------------------------------- plate QC and normalisation
+def make_plate():
+    rng = np.random.default_rng(20240607)
+    rows, cols = 8, 12
+    out = []
+    for r in range(rows):
+        for c in range(cols):
+            well = f"{chr(65 + r)}{c + 1:02d}"
+            if c == 0:
+                role, base = "negative", 100.0
+            elif c == 11:
+                role, base = "positive", 20.0
+            else:
+                role, base = "treated", 60.0
+            v = base + rng.normal(0, 5) + 1.5 * r  # row trend
+            if r in (0, rows - 1):
+                v += 8.0  # edge rows brighter
+            out.append((well, role, round(float(v), 6)))
+    return out
+
+
+def medpolish(x, eps=0.01, maxiter=10):
+    """R's stats::medpolish(x, eps, maxiter, na.rm=TRUE), line by line."""
+    z = x.copy()
+    nr, nc = z.shape
+    t = 0.0
+    r = np.zeros(nr)
+    c = np.zeros(nc)
+    oldsum = 0.0
+    for _ in range(maxiter):
+        rdelta = np.nanmedian(z, axis=1)
+        z = z - rdelta[:, None]
+        r = r + rdelta
+        delta = np.nanmedian(c)
+        c = c - delta
+        t = t + delta
+        cdelta = np.nanmedian(z, axis=0)
+        z = z - cdelta[None, :]
+        c = c + cdelta
+        delta = np.nanmedian(r)
+        r = r - delta
+        t = t + delta
+        newsum = np.nansum(np.abs(z))
+        converged = newsum == 0 or abs(newsum - oldsum) < eps * newsum
+        if converged:
+            break
+        oldsum = newsum
+    return t, r, c, z
+
+
+def raw_mad(v):
+    v = np.asarray(v, float)
+    return float(np.median(np.abs(v - np.median(v))))
+
+
+def describe(v):
+    v = np.asarray(v, float)
+    return {
+        "n": int(v.size),
+        "mean": float(v.mean()),
+        "sd": float(v.std(ddof=1)),
+        "median": float(np.median(v)),
+        "mad": raw_mad(v),
+        "cv": float(100 * v.std(ddof=1) / abs(v.mean())),
+    }
+
+
+def plate_reference(plate):
+    vals = np.array([p[2] for p in plate])
+    roles = np.array([p[1] for p in plate])
+    neg, pos = vals[roles == "negative"], vals[roles == "positive"]
+    dn, dp = describe(neg), describe(pos)
+    gap = abs(dp["mean"] - dn["mean"])
+    hi_sd = dp["sd"] if dp["mean"] >= dn["mean"] else dn["sd"]
+    qc = {
+        "negative": dn,
+        "positive": dp,
+        "z_prime": 1 - 3 * (dp["sd"] + dn["sd"]) / gap,
+        "robust_z_prime": 1
+        - 3 * MAD * (dp["mad"] + dn["mad"]) / abs(dp["median"] - dn["median"]),
+        "ssmd": (dp["mean"] - dn["mean"]) / np.sqrt(dp["sd"] ** 2 + dn["sd"] ** 2),
+        "signal_to_background": max(dp["mean"], dn["mean"]) / min(dp["mean"], dn["mean"]),
+        "signal_window": (gap - 3 * (dp["sd"] + dn["sd"])) / hi_sd,
+        "cv_negative": dn["cv"],
+        "cv_positive": dp["cv"],
+    }
+    samples = vals[roles == "treated"]
+    mn, mp = neg.mean(), pos.mean()
+    grid = vals.reshape(8, 12)
+    t, r, c, resid = medpolish(grid)
+    bscore = (resid / (MAD * raw_mad(resid.ravel()))).ravel()
+    norm = {
+        "percent_of_control": list(100 * vals / mn),
+        "npi": list(100 * (mn - vals) / (mn - mp)),
+        "z_score": list((vals - samples.mean()) / samples.std(ddof=1)),
+        "robust_z": list((vals - np.median(samples)) / (MAD * raw_mad(samples))),
+        "b_score": list(bscore),
+        "medpolish_overall": float(t),
+        "medpolish_row": list(r),
+        "medpolish_col": list(c),
+    }
+    return qc, norm
+
+
+# ---------------------------------------------------------------- dose-response (drc models)
+def ll4(theta, x):
+    b, c, d, e = theta
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        lx = np.log(x)
+        t = np.where(x > 0, b * (lx - np.log(e)), -np.inf * np.sign(b))
+    with np.errstate(over="ignore"):
+        return c + (d - c) / (1 + np.exp(t))
+
+
+def w14(theta, x):
+    b, c, d, e = theta
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        lx = np.log(x)
+        t = np.where(x > 0, b * (lx - np.log(e)), -np.inf * np.sign(b))
+    with np.errstate(over="ignore"):
+        return c + (d - c) * np.exp(-np.exp(t))
+
+
+def ll3(theta, x):
+    b, d, e = theta
+    return ll4((b, 0.0, d, e), x)
+
+
+def fit(model, x, y, names):
+    f = {"LL.4": ll4, "W1.4": w14, "LL.3": ll3}[model]
+    pos = x[x > 0]
+    best = None
+    for b0 in (-8, -3, -1, -0.5, 0.5, 1, 3, 8):
+        for e0 in np.exp(np.linspace(np.log(pos.min()), np.log(pos.max()), 9)):
+            if model == "LL.3":
+                start = [b0, y.max(), e0]
+            else:
+                start = [b0, y.min(), y.max(), e0]
+            try:
+                r = optimize.least_squares(
+                    lambda th: f(th, x) - y,
+                    start,
+                    method="lm",
+                    xtol=1e-15,
+                    ftol=1e-15,
+                    gtol=1e-15,
+                    max_nfev=20000,
+                )
+            except Exception:
+                continue
+            th = r.x
+            if th[-1] <= 0 or not np.all(np.isfinite(r.fun)):
+                continue
+            rss = float(r.fun @ r.fun)
+            if best is None or rss < best[0]:
+                best = (rss, th, r.jac)
+    rss, th, jac = best
+    if model == "LL.4" and th[1] > th[2]:
+        # LL.4 is symmetric under (b, c, d) -> (-b, d, c); report drc's orientation (c < d).
+        th = np.array([-th[0], th[2], th[1], th[3]])
+        jac = np.column_stack([-jac[:, 0], jac[:, 2], jac[:, 1], jac[:, 3]])
+    n, p = len(y), len(th)
+    df = n - p
+    s2 = rss / df
+    cov = s2 * np.linalg.inv(jac.T @ jac)
+    se = np.sqrt(np.diag(cov))
+    b, e = th[0], th[-1]
+    tq = stats.t.ppf(0.975, df)
+    eds = {}
+    for pct in (10, 50, 90):
+        if model == "W1.4":
+            k = np.log(-np.log(1 - pct / 100))
+        else:
+            k = np.log(pct / (100 - pct))
+        ed = e * np.exp(k / b)
+        g = np.zeros(p)
+        g[0] = -ed * k / b**2
+        g[-1] = ed / e
+        ed_se = float(np.sqrt(g @ cov @ g))
+        eds[f"ed{pct}"] = {"estimate": float(ed), "se": ed_se, "lower": float(ed - tq * ed_se), "upper": float(ed + tq * ed_se)}
+    return {
+        "model": model,
+        "params": dict(zip(names, map(float, th))),
+        "se": dict(zip(names, map(float, se))),
+        "rss": rss,
+        "residual_se": float(np.sqrt(s2)),
+        "df": int(df),
+        **eds,
+    }
+
+
+def read_csv(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def main():
+    plate = make_plate()
+    with open(HERE / "plate_qc.csv", "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["Metadata_Well", "Metadata_Role", "Value"])
+        w.writerows(plate)
+    qc, norm = plate_reference(plate)
+
+    curves = {}
+    drc = DATA / "drc_doseresponse" / "csv"
+    rye = read_csv(drc / "ryegrass.csv")
+    x = np.array([float(r["conc"]) for r in rye])
+    y = np.array([float(r["rootl"]) for r in rye])
+    curves["ryegrass_LL.4"] = fit("LL.4", x, y, ["b", "c", "d", "e"])
+    curves["ryegrass_W1.4"] = fit("W1.4", x, y, ["b", "c", "d", "e"])
+    curves["ryegrass_LL.3"] = fit("LL.3", x, y, ["b", "d", "e"])
+    alba = read_csv(drc / "S.alba.csv")
+    for herb in ("Glyphosate", "Bentazone"):
+        rows = [r for r in alba if r["Herbicide"] == herb]
+        x = np.array([float(r["Dose"]) for r in rows])
+        y = np.array([float(r["DryMatter"]) for r in rows])
+        curves[f"S.alba_{herb}_LL.4"] = fit("LL.4", x, y, ["b", "c", "d", "e"])
+
+    out = {
+        "generated_by": "testdata/reference/stats/make_reference.py",
+        "numpy": np.__version__,
+        "scipy": __import__("scipy").__version__,
+        "plate_qc": qc,
+        "normalize": norm,
+        "curves": curves,
+    }
+    with open(HERE / "reference.json", "w") as fh:
+        json.dump(out, fh, indent=1, sort_keys=True)
+        fh.write("\n")
+
+
+if __name__ == "__main__":
+    main()
