@@ -1,13 +1,384 @@
-//! `ipscope` subcommands for segment (placeholder until they are written).
+//! `ipscope segment`, `ipscope eval` and `ipscope config`: segment single images into label
+//! TIFFs and outline overlays, score label images against ground truth, print the default
+//! configuration.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use ipscope::core::ops::eval::{match_labels, summarize, EvalSummary, ImageMatch};
+use ipscope::core::ops::label::{label, Connectivity};
+use ipscope::core::ops::outline::outline_overlay;
+use ipscope::core::segment_nuclei;
+use ipscope::image::{with_dyn_image, DynImage, Image, Labels, Pixel};
+use ipscope::io::{read_image, write_png, write_tiff, ReadOptions};
+use ipscope::Config;
 
 #[derive(Subcommand)]
-pub enum Cmd {}
+pub enum Cmd {
+    /// Segment nuclei in single images; write label TIFFs (u16 when the count fits, else
+    /// u32) and optional outline overlays (PNG).
+    Segment {
+        /// Images of the nuclear stain (TIFF or PNG, one channel).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Label image for a single input.
+        #[arg(long, conflicts_with = "labels_dir")]
+        labels: Option<PathBuf>,
+        /// Directory for label images, one `<input stem>.tif` per input.
+        #[arg(long)]
+        labels_dir: Option<PathBuf>,
+        /// Outline overlay (grey PNG, outlines white) for a single input.
+        #[arg(long, conflicts_with = "overlay_dir")]
+        overlay: Option<PathBuf>,
+        /// Directory for overlays, one `<input stem>_overlay.png` per input.
+        #[arg(long)]
+        overlay_dir: Option<PathBuf>,
+        /// Configuration file; its `[nuclei]` section sets the segmentation.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print one JSON object per image.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Score predicted label images against true ones: precision, recall, F1 at IoU 0.5
+    /// pooled over images, and the DSB2018 average precision over IoU 0.50:0.95.
+    Eval {
+        /// Directory of true label images (TIFF/PNG, 0 = background).
+        #[arg(long)]
+        truth: PathBuf,
+        /// Directory of predicted label images, paired with the truth by file stem
+        /// (`<stem>.tif`, `<stem>.tiff` or `<stem>.png`).
+        #[arg(long)]
+        pred: PathBuf,
+        /// The truth images are binary masks: number their 4-connected components.
+        #[arg(long)]
+        truth_binary: bool,
+        /// Print the scores as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the configuration file format.
+    Config {
+        /// Print the full default configuration, every parameter documented.
+        #[arg(long, required = true)]
+        default: bool,
+    },
+}
 
 pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        Cmd::Segment {
+            images,
+            labels,
+            labels_dir,
+            overlay,
+            overlay_dir,
+            config,
+            json,
+        } => segment(
+            &images,
+            Outputs {
+                labels,
+                labels_dir,
+                overlay,
+                overlay_dir,
+            },
+            config.as_deref(),
+            json,
+        ),
+        Cmd::Eval {
+            truth,
+            pred,
+            truth_binary,
+            json,
+        } => eval(&truth, &pred, truth_binary, json),
+        Cmd::Config { default: _ } => {
+            print!("{}", documented_default_config());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+struct Outputs {
+    labels: Option<PathBuf>,
+    labels_dir: Option<PathBuf>,
+    overlay: Option<PathBuf>,
+    overlay_dir: Option<PathBuf>,
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".to_string())
+}
+
+fn segment(
+    images: &[PathBuf],
+    out: Outputs,
+    config: Option<&Path>,
+    json: bool,
+) -> Result<ExitCode> {
+    if images.len() > 1 && (out.labels.is_some() || out.overlay.is_some()) {
+        bail!("--labels and --overlay take one input image; use --labels-dir / --overlay-dir for several");
+    }
+    let config = match config {
+        Some(p) => Config::from_file(p)?,
+        None => Config::default(),
+    };
+    for dir in [&out.labels_dir, &out.overlay_dir].into_iter().flatten() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    for path in images {
+        let img = read_image(path, 0, &ReadOptions::default())
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let result = with_dyn_image!(&img, i => segment_nuclei(i.view(), &config.nuclei));
+        let name = stem(path);
+        let labels_path = out.labels.clone().or_else(|| {
+            out.labels_dir
+                .as_ref()
+                .map(|d| d.join(format!("{name}.tif")))
+        });
+        if let Some(p) = &labels_path {
+            write_labels(p, &result.labels)?;
+        }
+        let overlay_path = out.overlay.clone().or_else(|| {
+            out.overlay_dir
+                .as_ref()
+                .map(|d| d.join(format!("{name}_overlay.png")))
+        });
+        if let Some(p) = &overlay_path {
+            let scaled = scaled_f32(&img);
+            let ov = outline_overlay(scaled.view(), result.labels.view())?;
+            write_png(p, ov.view()).with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "image": path.display().to_string(),
+                    "objects": result.labels.count(),
+                    "threshold": if result.threshold.is_finite() { Some(result.threshold) } else { None },
+                    "labels": labels_path.map(|p| p.display().to_string()),
+                    "overlay": overlay_path.map(|p| p.display().to_string()),
+                })
+            );
+        } else {
+            println!(
+                "{}: {} nuclei (threshold {:.4})",
+                path.display(),
+                result.labels.count(),
+                result.threshold
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The image on CellProfiler's 0..1 scale, as the segmentation sees it.
+fn scaled_f32(img: &DynImage) -> Image<f32> {
+    fn scale<T: Pixel>(i: &Image<T>) -> Image<f32> {
+        i.map(|v| (v.to_f64() / T::MAX) as f32)
+    }
+    with_dyn_image!(img, i => scale(i))
+}
+
+/// Writes labels as u16 when every value fits, else u32.
+fn write_labels(path: &Path, labels: &Labels) -> Result<()> {
+    let res = if labels.count() <= u32::from(u16::MAX) {
+        let small = labels.image().map(|v| v as u16);
+        write_tiff(path, small.view())
+    } else {
+        write_tiff(path, labels.view())
+    };
+    res.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Label images in a directory by stem, sorted.
+fn label_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let p = entry?.path();
+        let ext = p
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if p.is_file() && matches!(ext.as_str(), "tif" | "tiff" | "png") {
+            out.push((stem(&p), p));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads a label image: integer samples as labels; with `binary`, non-zero pixels are
+/// numbered by 4-connected component.
+pub fn read_labels(path: &Path, binary: bool) -> Result<Image<u32>> {
+    let img = read_image(path, 0, &ReadOptions::default())
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let labels = match img {
+        DynImage::U8(i) => i.map(u32::from),
+        DynImage::U16(i) => i.map(u32::from),
+        DynImage::U32(i) => i,
+        DynImage::F32(_) => bail!("{}: float image is not a label image", path.display()),
+    };
+    Ok(if binary {
+        label(labels.map(|v| v != 0).view(), Connectivity::Four).into_image()
+    } else {
+        labels
+    })
+}
+
+fn eval(truth: &Path, pred: &Path, truth_binary: bool, json: bool) -> Result<ExitCode> {
+    let truths = label_files(truth)?;
+    if truths.is_empty() {
+        bail!("no label images (.tif, .tiff, .png) in {}", truth.display());
+    }
+    let preds = label_files(pred)?;
+    let mut matches: Vec<(String, ImageMatch)> = Vec::new();
+    let mut missing = Vec::new();
+    for (name, tpath) in &truths {
+        let t = read_labels(tpath, truth_binary)?;
+        let p = match preds.iter().find(|(n, _)| n == name) {
+            Some((_, p)) => read_labels(p, false)?,
+            None => {
+                missing.push(name.clone());
+                Image::new(t.width(), t.height(), 0u32)
+            }
+        };
+        let m = match_labels(t.view(), p.view()).with_context(|| format!("image {name}"))?;
+        matches.push((name.clone(), m));
+    }
+    let all: Vec<ImageMatch> = matches.iter().map(|(_, m)| m.clone()).collect();
+    let s = summarize(&all);
+    if json {
+        let per_image: Vec<_> = matches
+            .iter()
+            .map(|(n, m)| {
+                let one = summarize(std::slice::from_ref(m));
+                serde_json::json!({"image": n, "n_true": m.n_true, "n_pred": m.n_pred,
+                    "f1": one.f1, "ap_dsb": one.ap_dsb})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "images": s.images, "n_true": s.n_true, "n_pred": s.n_pred,
+                "tp": s.at_50.tp, "fp": s.at_50.fp, "fn": s.at_50.fn_,
+                "precision": s.precision, "recall": s.recall, "f1": s.f1,
+                "ap_dsb": s.ap_dsb, "mean_matched_iou": s.mean_matched_iou,
+                "missing_predictions": missing, "per_image": per_image,
+            })
+        );
+    } else {
+        print_summary(&s);
+        if !missing.is_empty() {
+            eprintln!(
+                "warning: no prediction for {} image(s), scored as empty: {}",
+                missing.len(),
+                missing.join(", ")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(s: &EvalSummary) {
+    println!(
+        "images {}  true {}  predicted {}  (count ratio {:.3})",
+        s.images,
+        s.n_true,
+        s.n_pred,
+        if s.n_true == 0 {
+            0.0
+        } else {
+            s.n_pred as f64 / s.n_true as f64
+        }
+    );
+    println!(
+        "IoU 0.5: TP {}  FP {}  FN {}  precision {:.3}  recall {:.3}  F1 {:.3}",
+        s.at_50.tp, s.at_50.fp, s.at_50.fn_, s.precision, s.recall, s.f1
+    );
+    println!(
+        "DSB2018 AP (IoU 0.50:0.95) {:.3}  mean matched IoU {:.3}",
+        s.ap_dsb, s.mean_matched_iou
+    );
+}
+
+/// What each `[nuclei]` key means, printed above it by `ipscope config --default`.
+const NUCLEI_DOCS: &[(&str, &str)] = &[
+    (
+        "smoothing_sigma",
+        "Gaussian sigma (px) before thresholding; 0 = none",
+    ),
+    (
+        "threshold_method",
+        "otsu | otsu3_foreground | otsu3_background | li | triangle | robust_background | local",
+    ),
+    (
+        "threshold_log",
+        "threshold log intensities (CellProfiler's log transform)",
+    ),
+    (
+        "local_block_size",
+        "window (odd, px) of the local threshold",
+    ),
+    (
+        "local_offset",
+        "offset subtracted from the local threshold (0..1 scale)",
+    ),
+    ("threshold_correction", "factor applied to the threshold"),
+    (
+        "threshold_min",
+        "lower bound of the corrected threshold (0..1 scale)",
+    ),
+    (
+        "threshold_max",
+        "upper bound of the corrected threshold (0..1 scale)",
+    ),
+    (
+        "min_diameter",
+        "smallest nucleus diameter (px); also sets the declumping scale",
+    ),
+    ("max_diameter", "largest nucleus diameter (px)"),
+    ("fill_holes", "fill holes inside objects"),
+    ("declump", "split touching nuclei"),
+    (
+        "declump_method",
+        "intensity (bright centres) | shape (distance transform)",
+    ),
+    (
+        "min_seed_distance",
+        "minimum distance (px) between declumping seeds; unset = round(min_diameter / 2)",
+    ),
+    ("exclude_border", "drop objects touching the image border"),
+];
+
+/// The default configuration as TOML with a comment above every documented key.
+fn documented_default_config() -> String {
+    let toml = Config::default().to_toml();
+    let mut out = String::from(
+        "# ipscope configuration (defaults). Pass with --config; command-line flags win.\n",
+    );
+    let mut section = String::new();
+    for line in toml.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            section = t.trim_matches(|c| c == '[' || c == ']').to_string();
+        }
+        if section == "nuclei" {
+            if let Some(key) = t.split('=').next().map(str::trim) {
+                if let Some((_, doc)) = NUCLEI_DOCS.iter().find(|(k, _)| *k == key) {
+                    out.push_str(&format!("# {doc}\n"));
+                }
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !toml.contains("min_seed_distance") {
+        out.push_str("# minimum distance (px) between declumping seeds; unset = round(min_diameter / 2)\n# min_seed_distance = 3\n");
+    }
+    out
 }
