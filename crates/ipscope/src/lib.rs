@@ -19,6 +19,7 @@
 pub mod channels;
 pub mod config;
 pub mod demo;
+pub mod features;
 mod error;
 pub mod lock;
 pub mod manifest;

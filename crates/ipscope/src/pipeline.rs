@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Instant;
 
-use ipscope_core::ops::measure::{measure_intensity, measure_shape, ObjectIntensity, ObjectShape};
+use ipscope_core::ops::measure::{IntensityFeatures, ShapeFeatures};
 use ipscope_core::segment_nuclei;
 use ipscope_image::{with_dyn_image, DynImage};
 use ipscope_io::{Field, Plate};
@@ -593,23 +593,26 @@ impl Pipeline {
 
         let params = &self.options.config.nuclei;
         let seg = with_dyn_image!(&images[self.nuclear], img => segment_nuclei(img.view(), params));
-        let shapes = measure_shape(&seg.labels);
-        let intensities: Vec<Vec<ObjectIntensity>> = images
-            .iter()
-            .map(|im| with_dyn_image!(im, img => measure_intensity(&seg.labels, img.view())))
-            .collect();
+        let channel_images: Vec<&DynImage> = images.iter().collect();
+        let measured = crate::features::measure_objects(
+            &seg.labels,
+            &channel_images,
+            &crate::features::FeatureSet::default(),
+        )
+        .map_err(|e| (String::new(), "measure", e.to_string()))?;
         record.threshold = Some(seg.threshold);
-        record.count_nuclei = shapes.iter().filter(|s| s.area > 0).count() as u64;
-        self.nuclei_batch(record, &shapes, &intensities)
+        record.count_nuclei = measured.shapes.iter().filter(|s| s.area > 0).count() as u64;
+        self.nuclei_batch(record, &measured.shapes, &measured.intensities)
             .map_err(|e| (String::new(), "measure", e.to_string()))
     }
 
-    /// Builds the Nuclei rows of one field (objects with area 0 are skipped).
+    /// Builds the Nuclei rows of one field (objects with area 0 are skipped); the measurement
+    /// columns, their order and docs come from [`crate::features`].
     fn nuclei_batch(
         &self,
         record: &FieldRecord,
-        shapes: &[ObjectShape],
-        intensities: &[Vec<ObjectIntensity>],
+        shapes: &[ShapeFeatures],
+        intensities: &[Vec<IntensityFeatures>],
     ) -> Result<RecordBatch> {
         let keep: Vec<usize> = (0..shapes.len()).filter(|&i| shapes[i].area > 0).collect();
         let n = keep.len();
@@ -622,69 +625,16 @@ impl Pipeline {
             .str("Metadata_Well", vec![record.well.clone(); n])
             .u32("Metadata_Site", vec![record.site; n]);
         self.add_layout_columns(&mut b, &record.layout, n);
-        let col = |f: &dyn Fn(&ObjectShape) -> f64| -> Vec<f64> {
-            keep.iter().map(|&i| f(&shapes[i])).collect()
-        };
-        b.f64("Nuclei_AreaShape_Area", col(&|s| s.area as f64))
-            .doc("Number of pixels in the nucleus (px²)")
-            .f64("Nuclei_AreaShape_Center_X", col(&|s| s.center_x))
-            .doc("Mean column of the nucleus' pixels (px)")
-            .f64("Nuclei_AreaShape_Center_Y", col(&|s| s.center_y))
-            .doc("Mean row of the nucleus' pixels (px)")
-            .u32(
-                "Nuclei_AreaShape_BoundingBoxMinimum_X",
-                keep.iter().map(|&i| shapes[i].bbox_min_x as u32).collect(),
-            )
-            .u32(
-                "Nuclei_AreaShape_BoundingBoxMinimum_Y",
-                keep.iter().map(|&i| shapes[i].bbox_min_y as u32).collect(),
-            )
-            .u32(
-                "Nuclei_AreaShape_BoundingBoxMaximum_X",
-                keep.iter().map(|&i| shapes[i].bbox_max_x as u32).collect(),
-            )
-            .doc("One past the last column of the nucleus (exclusive, as CellProfiler)")
-            .u32(
-                "Nuclei_AreaShape_BoundingBoxMaximum_Y",
-                keep.iter().map(|&i| shapes[i].bbox_max_y as u32).collect(),
-            )
-            .doc("One past the last row of the nucleus (exclusive, as CellProfiler)")
-            .f64("Nuclei_Location_Center_X", col(&|s| s.center_x))
-            .doc("Centroid column (px)")
-            .f64("Nuclei_Location_Center_Y", col(&|s| s.center_y))
-            .doc("Centroid row (px)");
-        for (c, channel) in self.channels.iter().enumerate() {
-            let vals = |f: &dyn Fn(&ObjectIntensity) -> f64| -> Vec<f64> {
-                match intensities.get(c) {
-                    Some(v) => keep.iter().map(|&i| f(&v[i])).collect(),
-                    None => Vec::new(),
-                }
-            };
-            let name = &channel.name;
-            b.f64(
-                &format!("Nuclei_Intensity_IntegratedIntensity_{name}"),
-                vals(&|o| o.integrated),
-            )
-            .doc("Sum of pixel values in the nucleus, each divided by the sample type's maximum (CellProfiler scaling)")
-            .f64(
-                &format!("Nuclei_Intensity_MeanIntensity_{name}"),
-                vals(&|o| o.mean),
-            )
-            .doc("Mean pixel value in the nucleus, divided by the sample type's maximum")
-            .f64(
-                &format!("Nuclei_Intensity_StdIntensity_{name}"),
-                vals(&|o| o.std),
-            )
-            .doc("Population standard deviation of pixel values, divided by the sample type's maximum")
-            .f64(
-                &format!("Nuclei_Intensity_MinIntensity_{name}"),
-                vals(&|o| o.min),
-            )
-            .f64(
-                &format!("Nuclei_Intensity_MaxIntensity_{name}"),
-                vals(&|o| o.max),
-            );
-        }
+        let channels: Vec<String> = self.channels.iter().map(|c| c.name.clone()).collect();
+        crate::features::add_object_columns(
+            &mut b,
+            "Nuclei",
+            &channels,
+            &crate::features::FeatureSet::default(),
+            shapes,
+            intensities,
+            &keep,
+        );
         Ok(b.finish()?)
     }
 

@@ -1,0 +1,461 @@
+//! Per-object measurements as CellProfiler-named columns: which feature groups exist, what
+//! every column means (name, unit, definition), and how core's results become table columns.
+//!
+//! The maths lives in `ipscope_core::ops::measure` (pure functions over a label image and
+//! intensity images); this module only names, documents and selects. Column names follow
+//! CellProfiler: `<Object>_AreaShape_<Feature>`, `<Object>_Location_<Feature>[_<channel>]`,
+//! `<Object>_Intensity_<Feature>_<channel>`. Intensities use CellProfiler's scaling (pixel
+//! value divided by the sample type's maximum). Full definitions and references:
+//! `docs/measurements.md`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use ipscope_core::ops::measure::{
+    measure_intensity_features, measure_shape_features, IntensityFeatures, ShapeFeatures,
+};
+use ipscope_image::{with_dyn_image, DynImage, Labels};
+use ipscope_table::TableBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// A group of features that is computed (and costs time) together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum FeatureGroup {
+    /// Size and shape of the mask (`AreaShape_*`), incl. Feret diameters.
+    AreaShape,
+    /// Centroid of the mask (`Location_Center_X/Y`).
+    Location,
+    /// Per-channel intensity statistics (`Intensity_*_<ch>`, `Location_CenterMassIntensity_*`,
+    /// `Location_MaxIntensity_*`).
+    Intensity,
+}
+
+impl FeatureGroup {
+    /// Every implemented group.
+    pub const ALL: [FeatureGroup; 3] = [
+        FeatureGroup::AreaShape,
+        FeatureGroup::Location,
+        FeatureGroup::Intensity,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureGroup::AreaShape => "AreaShape",
+            FeatureGroup::Location => "Location",
+            FeatureGroup::Intensity => "Intensity",
+        }
+    }
+}
+
+impl fmt::Display for FeatureGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Groups that issue #5 names but ipscope does not compute yet; asking for them is an error
+/// that says so rather than a silently missing column.
+const PLANNED: [&str; 7] = [
+    "Texture",
+    "Granularity",
+    "RadialDistribution",
+    "Zernike",
+    "Neighbors",
+    "Correlation",
+    "Children",
+];
+
+impl FromStr for FeatureGroup {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim();
+        if let Some(g) = FeatureGroup::ALL
+            .iter()
+            .find(|g| g.name().eq_ignore_ascii_case(t))
+        {
+            return Ok(*g);
+        }
+        if let Some(p) = PLANNED.iter().find(|p| p.eq_ignore_ascii_case(t)) {
+            return Err(Error::Invalid(format!(
+                "feature group {p} is not implemented yet; available: {}",
+                names(&FeatureGroup::ALL)
+            )));
+        }
+        Err(Error::Invalid(format!(
+            "unknown feature group {t:?}; available: {} (or `default`, `all`)",
+            names(&FeatureGroup::ALL)
+        )))
+    }
+}
+
+fn names(groups: &[FeatureGroup]) -> String {
+    groups
+        .iter()
+        .map(|g| g.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The groups to compute. The default (AreaShape + Location + Intensity) is what `ipscope run`
+/// writes; costly groups will join only when asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureSet {
+    groups: BTreeSet<FeatureGroup>,
+}
+
+impl Default for FeatureSet {
+    fn default() -> Self {
+        FeatureSet {
+            groups: FeatureGroup::ALL.into_iter().collect(),
+        }
+    }
+}
+
+impl FeatureSet {
+    pub fn all() -> Self {
+        FeatureSet::default()
+    }
+    pub fn contains(&self, g: FeatureGroup) -> bool {
+        self.groups.contains(&g)
+    }
+    pub fn groups(&self) -> impl Iterator<Item = FeatureGroup> + '_ {
+        self.groups.iter().copied()
+    }
+}
+
+impl FromStr for FeatureSet {
+    type Err = Error;
+    /// A comma-separated list of groups (case-insensitive), or `default` / `all`.
+    fn from_str(s: &str) -> Result<Self> {
+        let mut groups = BTreeSet::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part.eq_ignore_ascii_case("default") || part.eq_ignore_ascii_case("all") {
+                groups.extend(FeatureGroup::ALL);
+            } else {
+                groups.insert(part.parse()?);
+            }
+        }
+        if groups.is_empty() {
+            return Err(Error::Invalid(format!(
+                "--features {s:?}: name at least one group ({})",
+                names(&FeatureGroup::ALL)
+            )));
+        }
+        Ok(FeatureSet { groups })
+    }
+}
+
+/// Core's results for the objects of one label image.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectMeasurements {
+    /// Index `i` = label `i + 1`; absent labels have `area == 0`.
+    pub shapes: Vec<ShapeFeatures>,
+    /// One entry per channel, in the channel order given to [`measure_objects`]; empty when
+    /// the Intensity group is off.
+    pub intensities: Vec<Vec<IntensityFeatures>>,
+}
+
+/// Measures every object of `labels` in `images` (all of the label image's size).
+///
+/// # Errors
+/// When an image does not have the label image's size.
+pub fn measure_objects(
+    labels: &Labels,
+    images: &[&DynImage],
+    set: &FeatureSet,
+) -> Result<ObjectMeasurements> {
+    for im in images {
+        if (im.width(), im.height()) != (labels.width(), labels.height()) {
+            return Err(Error::Invalid(format!(
+                "image is {}x{} but the labels are {}x{}",
+                im.width(),
+                im.height(),
+                labels.width(),
+                labels.height()
+            )));
+        }
+    }
+    // Shapes are always computed: they decide which labels exist and are cheap.
+    let shapes = measure_shape_features(labels);
+    let intensities = if set.contains(FeatureGroup::Intensity) {
+        images
+            .iter()
+            .map(|im| with_dyn_image!(im, img => measure_intensity_features(labels, img.view())))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(ObjectMeasurements {
+        shapes,
+        intensities,
+    })
+}
+
+/// One documented column.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColumnDoc {
+    pub name: String,
+    /// Arrow type as written: `Float64` or `UInt32`.
+    pub data_type: &'static str,
+    pub unit: &'static str,
+    pub definition: String,
+    pub group: &'static str,
+}
+
+struct ShapeCol {
+    suffix: &'static str,
+    unit: &'static str,
+    definition: &'static str,
+    get: fn(&ShapeFeatures) -> f64,
+}
+
+const fn sc(
+    suffix: &'static str,
+    unit: &'static str,
+    definition: &'static str,
+    get: fn(&ShapeFeatures) -> f64,
+) -> ShapeCol {
+    ShapeCol {
+        suffix,
+        unit,
+        definition,
+        get,
+    }
+}
+
+const SHAPE_COLS: [ShapeCol; 18] = [
+    sc("Area", "px²", "Number of pixels in the object", |s| s.area as f64),
+    sc("Perimeter", "px", "Length of the object's border: 4-connected inner border pixels weighted by their neighbour pattern (Benkrid & Crookes; skimage.measure.perimeter(image, 4), as CellProfiler 4)", |s| s.perimeter),
+    sc("ConvexArea", "px²", "Pixels whose centres lie inside or on the convex hull of the object's pixels (skimage convex_hull_image)", |s| s.convex_area as f64),
+    sc("Solidity", "1", "Area / ConvexArea", |s| s.solidity),
+    sc("Extent", "1", "Area / BoundingBoxArea", |s| s.extent),
+    sc("Eccentricity", "1", "Eccentricity of the ellipse with the same second moments: sqrt(1 − λ₂/λ₁) of the inertia tensor", |s| s.eccentricity),
+    sc("MajorAxisLength", "px", "Major axis of the ellipse with the same second moments, 4·sqrt(λ₁)", |s| s.major_axis_length),
+    sc("MinorAxisLength", "px", "Minor axis of the ellipse with the same second moments, 4·sqrt(λ₂)", |s| s.minor_axis_length),
+    sc("Orientation", "degree", "Angle between the image's row (Y) axis and the major axis, in [−90, 90] (skimage orientation in degrees, as CellProfiler)", |s| s.orientation),
+    sc("FormFactor", "1", "4π·Area / Perimeter² (1 for a disk)", |s| s.form_factor),
+    sc("Compactness", "1", "Perimeter² / (4π·Area) (CellProfiler ≥ 4; 1 for a disk)", |s| s.compactness),
+    sc("EulerNumber", "1", "Number of objects minus number of holes, 8-connected object", |s| s.euler_number as f64),
+    sc("EquivalentDiameter", "px", "Diameter of the disk with the same area, sqrt(4·Area/π)", |s| s.equivalent_diameter),
+    sc("BoundingBoxArea", "px²", "Area of the bounding box", |s| s.bbox_area as f64),
+    sc("MaxFeretDiameter", "px", "Largest distance between two pixel centres of the convex hull (CellProfiler, centrosome feret_diameter)", |s| s.max_feret),
+    sc("MinFeretDiameter", "px", "Smallest distance between two parallel lines that enclose the pixel centres (caliper width of the hull)", |s| s.min_feret),
+    sc("Center_X", "px", "Mean column of the object's pixels", |s| s.center_x),
+    sc("Center_Y", "px", "Mean row of the object's pixels", |s| s.center_y),
+];
+
+const BBOX_COLS: [(&str, &str, fn(&ShapeFeatures) -> usize); 4] = [
+    ("BoundingBoxMinimum_X", "First column of the object", |s| s.bbox_min_x),
+    ("BoundingBoxMinimum_Y", "First row of the object", |s| s.bbox_min_y),
+    ("BoundingBoxMaximum_X", "One past the last column of the object (exclusive, as CellProfiler)", |s| s.bbox_max_x),
+    ("BoundingBoxMaximum_Y", "One past the last row of the object (exclusive, as CellProfiler)", |s| s.bbox_max_y),
+];
+
+struct IntCol {
+    /// `Intensity` or `Location`.
+    category: &'static str,
+    feature: &'static str,
+    unit: &'static str,
+    definition: &'static str,
+    get: fn(&IntensityFeatures) -> f64,
+}
+
+const fn ic(
+    category: &'static str,
+    feature: &'static str,
+    unit: &'static str,
+    definition: &'static str,
+    get: fn(&IntensityFeatures) -> f64,
+) -> IntCol {
+    IntCol {
+        category,
+        feature,
+        unit,
+        definition,
+        get,
+    }
+}
+
+const SCALED: &str = "intensity (pixel / type max)";
+
+const INTENSITY_COLS: [IntCol; 19] = [
+    ic("Intensity", "IntegratedIntensity", SCALED, "Sum of the object's pixel values", |o| o.integrated),
+    ic("Intensity", "MeanIntensity", SCALED, "Mean of the object's pixel values", |o| o.mean),
+    ic("Intensity", "StdIntensity", SCALED, "Population standard deviation of the object's pixel values", |o| o.std),
+    ic("Intensity", "MinIntensity", SCALED, "Smallest pixel value in the object", |o| o.min),
+    ic("Intensity", "MaxIntensity", SCALED, "Largest pixel value in the object", |o| o.max),
+    ic("Intensity", "IntegratedIntensityEdge", SCALED, "Sum over the object's edge pixels (pixels with another label or background in their 8-neighbourhood, or on the image border; CellProfiler's outline)", |o| o.integrated_edge),
+    ic("Intensity", "MeanIntensityEdge", SCALED, "Mean over the object's edge pixels", |o| o.mean_edge),
+    ic("Intensity", "StdIntensityEdge", SCALED, "Population standard deviation over the edge pixels", |o| o.std_edge),
+    ic("Intensity", "MinIntensityEdge", SCALED, "Smallest edge pixel value", |o| o.min_edge),
+    ic("Intensity", "MaxIntensityEdge", SCALED, "Largest edge pixel value", |o| o.max_edge),
+    ic("Intensity", "MassDisplacement", "px", "Distance between the centroid and the intensity-weighted centroid", |o| o.mass_displacement),
+    ic("Intensity", "LowerQuartileIntensity", SCALED, "25th percentile, CellProfiler's interpolation (position n·0.25 in the sorted values)", |o| o.lower_quartile),
+    ic("Intensity", "MedianIntensity", SCALED, "Median, CellProfiler's interpolation (position n·0.5 in the sorted values)", |o| o.median),
+    ic("Intensity", "MADIntensity", SCALED, "Median absolute deviation from the median (same interpolation)", |o| o.mad),
+    ic("Intensity", "UpperQuartileIntensity", SCALED, "75th percentile, CellProfiler's interpolation (position n·0.75)", |o| o.upper_quartile),
+    ic("Location", "CenterMassIntensity_X", "px", "Intensity-weighted mean column", |o| o.center_mass_x),
+    ic("Location", "CenterMassIntensity_Y", "px", "Intensity-weighted mean row", |o| o.center_mass_y),
+    ic("Location", "MaxIntensity_X", "px", "Column of the brightest pixel (first in raster order on ties)", |o| o.max_x),
+    ic("Location", "MaxIntensity_Y", "px", "Row of the brightest pixel (first in raster order on ties)", |o| o.max_y),
+];
+
+/// Every measurement column for `object` with these channel names, in table order.
+pub fn column_docs(object: &str, channels: &[String], set: &FeatureSet) -> Vec<ColumnDoc> {
+    let mut out = Vec::new();
+    if set.contains(FeatureGroup::AreaShape) {
+        for c in &SHAPE_COLS {
+            out.push(ColumnDoc {
+                name: format!("{object}_AreaShape_{}", c.suffix),
+                data_type: "Float64",
+                unit: c.unit,
+                definition: c.definition.to_string(),
+                group: "AreaShape",
+            });
+        }
+        for (suffix, def, _) in &BBOX_COLS {
+            out.push(ColumnDoc {
+                name: format!("{object}_AreaShape_{suffix}"),
+                data_type: "UInt32",
+                unit: "px",
+                definition: def.to_string(),
+                group: "AreaShape",
+            });
+        }
+    }
+    if set.contains(FeatureGroup::Location) {
+        for (axis, what) in [("X", "column"), ("Y", "row")] {
+            out.push(ColumnDoc {
+                name: format!("{object}_Location_Center_{axis}"),
+                data_type: "Float64",
+                unit: "px",
+                definition: format!("Centroid {what} (mean {what} of the object's pixels)"),
+                group: "Location",
+            });
+        }
+    }
+    if set.contains(FeatureGroup::Intensity) {
+        for ch in channels {
+            for c in &INTENSITY_COLS {
+                out.push(ColumnDoc {
+                    name: format!("{object}_{}_{}_{ch}", c.category, c.feature),
+                    data_type: "Float64",
+                    unit: c.unit,
+                    definition: format!("{} in channel {ch}", c.definition),
+                    group: "Intensity",
+                });
+            }
+        }
+    }
+    out
+}
+
+fn doc_text(d: &ColumnDoc) -> String {
+    format!("{} [{}]", d.definition, d.unit)
+}
+
+/// Appends the measurement columns of the objects `keep` (indices into `shapes`) to `b`,
+/// in the order of [`column_docs`], each with its definition and unit as the column's
+/// description. With no objects the columns are still added (empty), so a schema can be
+/// built from an empty measurement.
+pub fn add_object_columns(
+    b: &mut TableBuilder,
+    object: &str,
+    channels: &[String],
+    set: &FeatureSet,
+    shapes: &[ShapeFeatures],
+    intensities: &[Vec<IntensityFeatures>],
+    keep: &[usize],
+) {
+    let docs = column_docs(object, channels, set);
+    let mut doc = docs.iter();
+    let mut next_doc = |b: &mut TableBuilder| {
+        if let Some(d) = doc.next() {
+            b.doc(&doc_text(d));
+        }
+    };
+    let shape_col = |f: &dyn Fn(&ShapeFeatures) -> f64| -> Vec<f64> {
+        keep.iter()
+            .filter_map(|&i| shapes.get(i))
+            .map(f)
+            .collect()
+    };
+    if set.contains(FeatureGroup::AreaShape) {
+        for c in &SHAPE_COLS {
+            b.f64(&format!("{object}_AreaShape_{}", c.suffix), shape_col(&c.get));
+            next_doc(b);
+        }
+        for (suffix, _, get) in &BBOX_COLS {
+            b.u32(
+                &format!("{object}_AreaShape_{suffix}"),
+                keep.iter()
+                    .filter_map(|&i| shapes.get(i))
+                    .map(|s| get(s) as u32)
+                    .collect(),
+            );
+            next_doc(b);
+        }
+    }
+    if set.contains(FeatureGroup::Location) {
+        b.f64(&format!("{object}_Location_Center_X"), shape_col(&|s| s.center_x));
+        next_doc(b);
+        b.f64(&format!("{object}_Location_Center_Y"), shape_col(&|s| s.center_y));
+        next_doc(b);
+    }
+    if set.contains(FeatureGroup::Intensity) {
+        for (ci, ch) in channels.iter().enumerate() {
+            for c in &INTENSITY_COLS {
+                let vals: Vec<f64> = match intensities.get(ci) {
+                    Some(v) => keep.iter().filter_map(|&i| v.get(i)).map(c.get).collect(),
+                    None => Vec::new(),
+                };
+                b.f64(&format!("{object}_{}_{}_{ch}", c.category, c.feature), vals);
+                next_doc(b);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipscope_image::Image;
+
+    #[test]
+    fn feature_sets_parse() {
+        let s: FeatureSet = "areashape, Intensity".parse().unwrap();
+        assert!(s.contains(FeatureGroup::AreaShape) && !s.contains(FeatureGroup::Location));
+        assert_eq!("all".parse::<FeatureSet>().unwrap(), FeatureSet::default());
+        let e = "Texture".parse::<FeatureSet>().unwrap_err().to_string();
+        assert!(e.contains("not implemented"), "{e}");
+        assert!("".parse::<FeatureSet>().is_err());
+        assert!("Shape".parse::<FeatureSet>().is_err());
+    }
+
+    #[test]
+    fn columns_match_their_docs() {
+        let labels = Labels::from_image(
+            Image::from_vec(4, 2, vec![1u32, 1, 0, 2, 1, 0, 0, 2]).unwrap(),
+        );
+        let img = DynImage::U8(Image::from_vec(4, 2, vec![10u8, 20, 30, 40, 50, 60, 70, 80]).unwrap());
+        let set = FeatureSet::default();
+        let m = measure_objects(&labels, &[&img], &set).unwrap();
+        let channels = vec!["DNA".to_string()];
+        let mut b = TableBuilder::new();
+        add_object_columns(&mut b, "Nuclei", &channels, &set, &m.shapes, &m.intensities, &[0, 1]);
+        let batch = b.finish().unwrap();
+        let docs = column_docs("Nuclei", &channels, &set);
+        let schema = batch.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let doc_names: Vec<&str> = docs.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, doc_names);
+        assert_eq!(batch.num_rows(), 2);
+        assert!(names.contains(&"Nuclei_Intensity_MedianIntensity_DNA"));
+        assert!(names.contains(&"Nuclei_Location_MaxIntensity_X_DNA"));
+        let wrong = DynImage::U8(Image::new(3, 2, 0u8));
+        assert!(measure_objects(&labels, &[&wrong], &set).is_err());
+    }
+}
