@@ -248,10 +248,22 @@ const SHAPE_COLS: [ShapeCol; 18] = [
 ];
 
 const BBOX_COLS: [(&str, &str, fn(&ShapeFeatures) -> usize); 4] = [
-    ("BoundingBoxMinimum_X", "First column of the object", |s| s.bbox_min_x),
-    ("BoundingBoxMinimum_Y", "First row of the object", |s| s.bbox_min_y),
-    ("BoundingBoxMaximum_X", "One past the last column of the object (exclusive, as CellProfiler)", |s| s.bbox_max_x),
-    ("BoundingBoxMaximum_Y", "One past the last row of the object (exclusive, as CellProfiler)", |s| s.bbox_max_y),
+    ("BoundingBoxMinimum_X", "First column of the object", |s| {
+        s.bbox_min_x
+    }),
+    ("BoundingBoxMinimum_Y", "First row of the object", |s| {
+        s.bbox_min_y
+    }),
+    (
+        "BoundingBoxMaximum_X",
+        "One past the last column of the object (exclusive, as CellProfiler)",
+        |s| s.bbox_max_x,
+    ),
+    (
+        "BoundingBoxMaximum_Y",
+        "One past the last row of the object (exclusive, as CellProfiler)",
+        |s| s.bbox_max_y,
+    ),
 ];
 
 struct IntCol {
@@ -378,14 +390,14 @@ pub fn add_object_columns(
         }
     };
     let shape_col = |f: &dyn Fn(&ShapeFeatures) -> f64| -> Vec<f64> {
-        keep.iter()
-            .filter_map(|&i| shapes.get(i))
-            .map(f)
-            .collect()
+        keep.iter().filter_map(|&i| shapes.get(i)).map(f).collect()
     };
     if set.contains(FeatureGroup::AreaShape) {
         for c in &SHAPE_COLS {
-            b.f64(&format!("{object}_AreaShape_{}", c.suffix), shape_col(&c.get));
+            b.f64(
+                &format!("{object}_AreaShape_{}", c.suffix),
+                shape_col(&c.get),
+            );
             next_doc(b);
         }
         for (suffix, _, get) in &BBOX_COLS {
@@ -400,9 +412,15 @@ pub fn add_object_columns(
         }
     }
     if set.contains(FeatureGroup::Location) {
-        b.f64(&format!("{object}_Location_Center_X"), shape_col(&|s| s.center_x));
+        b.f64(
+            &format!("{object}_Location_Center_X"),
+            shape_col(&|s| s.center_x),
+        );
         next_doc(b);
-        b.f64(&format!("{object}_Location_Center_Y"), shape_col(&|s| s.center_y));
+        b.f64(
+            &format!("{object}_Location_Center_Y"),
+            shape_col(&|s| s.center_y),
+        );
         next_doc(b);
     }
     if set.contains(FeatureGroup::Intensity) {
@@ -437,15 +455,23 @@ mod tests {
 
     #[test]
     fn columns_match_their_docs() {
-        let labels = Labels::from_image(
-            Image::from_vec(4, 2, vec![1u32, 1, 0, 2, 1, 0, 0, 2]).unwrap(),
-        );
-        let img = DynImage::U8(Image::from_vec(4, 2, vec![10u8, 20, 30, 40, 50, 60, 70, 80]).unwrap());
+        let labels =
+            Labels::from_image(Image::from_vec(4, 2, vec![1u32, 1, 0, 2, 1, 0, 0, 2]).unwrap());
+        let img =
+            DynImage::U8(Image::from_vec(4, 2, vec![10u8, 20, 30, 40, 50, 60, 70, 80]).unwrap());
         let set = FeatureSet::default();
         let m = measure_objects(&labels, &[&img], &set).unwrap();
         let channels = vec!["DNA".to_string()];
         let mut b = TableBuilder::new();
-        add_object_columns(&mut b, "Nuclei", &channels, &set, &m.shapes, &m.intensities, &[0, 1]);
+        add_object_columns(
+            &mut b,
+            "Nuclei",
+            &channels,
+            &set,
+            &m.shapes,
+            &m.intensities,
+            &[0, 1],
+        );
         let batch = b.finish().unwrap();
         let docs = column_docs("Nuclei", &channels, &set);
         let schema = batch.schema();
