@@ -10,7 +10,8 @@ mod cmd_stats;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use clap::builder::TypedValueParser;
@@ -154,6 +155,12 @@ struct RunArgs {
     /// Replace the tables in an existing output directory.
     #[arg(long)]
     overwrite: bool,
+    /// Continue an interrupted run in OUT (killed, crashed, Ctrl-C): finished fields are not recomputed.
+    #[arg(long)]
+    resume: bool,
+    /// With --resume: start over when the interrupted run used other parameters or inputs.
+    #[arg(long, requires = "resume")]
+    force: bool,
     /// File-name regex with named groups (Plate, Well or Row+Column, Site, Channel, Z, T).
     #[arg(long)]
     pattern: Option<String>,
@@ -369,6 +376,8 @@ fn run_options(args: &RunArgs) -> Result<RunOptions> {
         .collect::<Result<_, _>>()?;
     options.threads = args.threads;
     options.shard = args.shard.as_deref().map(str::parse::<Shard>).transpose()?;
+    options.resume = args.resume;
+    options.force = args.force;
     options.config = config;
     if args.threads == Some(0) {
         anyhow::bail!("--threads must be at least 1");
@@ -376,14 +385,51 @@ fn run_options(args: &RunArgs) -> Result<RunOptions> {
     Ok(options)
 }
 
+/// SIGINT and SIGTERM ask the run to stop taking new fields; the flags say which came.
+struct Signals {
+    int: Arc<AtomicBool>,
+    term: Arc<AtomicBool>,
+    any: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        let s = Signals {
+            int: Arc::new(AtomicBool::new(false)),
+            term: Arc::new(AtomicBool::new(false)),
+            any: Arc::new(AtomicBool::new(false)),
+        };
+        for (sig, flag) in [
+            (signal_hook::consts::SIGINT, &s.int),
+            (signal_hook::consts::SIGTERM, &s.term),
+        ] {
+            // A second signal while stopping ends the process at once.
+            let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, s.any.clone());
+            let _ = signal_hook::flag::register(sig, flag.clone());
+            let _ = signal_hook::flag::register(sig, s.any.clone());
+        }
+        s
+    }
+    /// 130 after SIGINT, 143 after SIGTERM (the shell's 128 + signal number).
+    fn exit_code(&self) -> u8 {
+        if self.term.load(Ordering::SeqCst) {
+            143
+        } else {
+            130
+        }
+    }
+}
+
 fn run(
-    options: RunOptions,
+    mut options: RunOptions,
     out: &Path,
     format: Format,
     overwrite: bool,
     mode: OutputMode,
     argv: &[String],
 ) -> Result<RunSummary> {
+    let signals = Signals::install();
+    options.stop = Some(signals.any.clone());
     let pipeline = Pipeline::new(options)?;
     let show_bar = !mode.quiet && !mode.json && std::io::stderr().is_terminal();
     let bar = if show_bar {
@@ -416,14 +462,25 @@ fn run(
                 plate,
                 fields,
                 fields_in_plate,
+                already_done,
                 threads,
                 shard,
-            } => say(format!(
-                "plate {plate}: {fields} of {fields_in_plate} fields{} on {threads} thread(s)",
-                shard
-                    .map(|s| format!(" (shard {}/{})", s.index, s.count))
-                    .unwrap_or_default()
-            )),
+            } => {
+                say(format!(
+                    "plate {plate}: {fields} of {fields_in_plate} fields{}{} on {threads} thread(s)",
+                    shard
+                        .map(|s| format!(" (shard {}/{})", s.index, s.count))
+                        .unwrap_or_default(),
+                    if *already_done > 0 {
+                        format!(", resuming with {already_done} already done")
+                    } else {
+                        String::new()
+                    }
+                ));
+                if let Some(b) = &bar {
+                    b.set_position(*already_done as u64);
+                }
+            }
             Event::Warning { message } => say(format!("warning: {message}")),
             Event::Field {
                 well,
@@ -453,7 +510,17 @@ fn run(
             Event::Written { .. } => {}
         }
     };
-    let summary = pipeline.run(out, format, overwrite, argv, &on_event)?;
+    let summary = match pipeline.run(out, format, overwrite, argv, &on_event) {
+        Ok(s) => s,
+        Err(e @ ipscope::Error::Interrupted { .. }) => {
+            if let Some(b) = &bar {
+                b.abandon();
+            }
+            eprintln!("{e}");
+            std::process::exit(i32::from(signals.exit_code()));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

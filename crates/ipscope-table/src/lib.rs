@@ -13,6 +13,7 @@
 mod builder;
 mod error;
 mod io;
+mod ipc;
 mod ops;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,7 @@ pub use arrow_select;
 
 pub use builder::{TableBuilder, DESCRIPTION_KEY};
 pub use error::{Error, Result};
+pub use ipc::{decode_ipc_file, encode_ipc};
 pub use io::{
     read_table, sha256_file, write_table, Format, TableWriter, WrittenFile,
     PARQUET_MAX_ROW_GROUP_ROWS,

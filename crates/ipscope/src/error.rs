@@ -16,6 +16,13 @@ pub enum Error {
     /// Building, writing or reading a table failed.
     #[error(transparent)]
     Table(#[from] ipscope_table::Error),
+    /// The run was asked to stop (SIGINT/SIGTERM); finished fields are kept for `--resume`.
+    #[error("{}: interrupted after {done} of {total} fields; the finished fields are saved: rerun the same command with --resume to continue", out_dir.display())]
+    Interrupted {
+        out_dir: PathBuf,
+        done: usize,
+        total: usize,
+    },
     /// A parameter or option is invalid.
     #[error("{0}")]
     Invalid(String),

@@ -16,6 +16,7 @@
 //! # Ok::<(), ipscope::Error>(())
 //! ```
 
+pub mod analysis;
 pub mod channels;
 pub mod config;
 pub mod demo;
@@ -24,6 +25,7 @@ mod error;
 pub mod lock;
 pub mod manifest;
 pub mod merge;
+pub mod partial;
 pub mod pipeline;
 pub mod scan;
 pub mod verify;

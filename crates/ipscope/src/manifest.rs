@@ -89,6 +89,9 @@ pub struct Manifest {
     pub ipscope_version: String,
     pub command_line: Vec<String>,
     pub started: String,
+    /// When an interrupted run was resumed (`--resume`), in order.
+    #[serde(default)]
+    pub resumed: Vec<String>,
     pub finished: String,
     pub plate: String,
     pub plate_dir: PathBuf,

@@ -173,6 +173,7 @@ pub fn merge(
         )?);
     }
     written.push(write_wells(out_dir, format, &image)?);
+    written.extend(crate::analysis::write_analysis(out_dir, format)?);
 
     let mut inputs_rec: Vec<InputRecord> =
         shards.iter().flat_map(|(m, _)| m.inputs.clone()).collect();
@@ -191,6 +192,7 @@ pub fn merge(
         ipscope_version: env!("CARGO_PKG_VERSION").to_string(),
         command_line: command_line.to_vec(),
         started,
+        resumed: shards.iter().flat_map(|(m, _)| m.resumed.clone()).collect(),
         finished,
         plate: first.plate.clone(),
         plate_dir: first.plate_dir.clone(),

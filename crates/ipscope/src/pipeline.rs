@@ -12,6 +12,8 @@ use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ipscope_core::ops::measure::{IntensityFeatures, ShapeFeatures};
@@ -20,17 +22,18 @@ use ipscope_image::{with_dyn_image, DynImage};
 use ipscope_io::{Field, Plate};
 use ipscope_table::{Format, RecordBatch, SchemaRef, TableBuilder, TableWriter};
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::channels::{nuclear_channel, resolve_channels, Channel, Role};
 use crate::config::Config;
 use crate::lock::OutputLock;
+use crate::partial::{self, PartialStore};
 use crate::manifest::{InputRecord, Manifest, OutputRecord};
 use crate::{Error, Result};
 
 /// The I-th (1-based) of N deterministic partitions of a plate's wells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
     pub index: u32,
     pub count: u32,
@@ -73,6 +76,12 @@ pub struct RunOptions {
     pub threads: Option<usize>,
     pub shard: Option<Shard>,
     pub config: Config,
+    /// Continue an interrupted run in the output directory (skip its finished fields).
+    pub resume: bool,
+    /// With `resume`: start over when the interrupted run used other parameters or inputs.
+    pub force: bool,
+    /// Set (e.g. by a signal handler) to stop taking new fields; finished ones are kept.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl RunOptions {
@@ -84,12 +93,15 @@ impl RunOptions {
             threads: None,
             shard: None,
             config: Config::default(),
+            resume: false,
+            force: false,
+            stop: None,
         }
     }
 }
 
 /// Whether a field was processed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
@@ -106,7 +118,7 @@ impl Status {
 }
 
 /// One input that failed: the row of `Errors.parquet`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureRecord {
     /// 0 when the failure is not tied to one field (e.g. a duplicate file).
     pub image_number: u32,
@@ -119,7 +131,7 @@ pub struct FailureRecord {
 }
 
 /// One processed field: the row of `Image.parquet`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FieldRecord {
     pub image_number: u32,
     pub plate: String,
@@ -139,9 +151,8 @@ pub struct FieldRecord {
     pub status: Status,
     pub failure: Option<FailureRecord>,
     /// Layout values (one per layout column; `None` when empty or missing).
-    #[serde(skip)]
     pub layout: Vec<Option<String>>,
-    #[serde(skip)]
+    /// The files read for this field, hashed.
     pub inputs: Vec<InputRecord>,
 }
 
@@ -169,6 +180,8 @@ pub enum Event {
         plate: String,
         fields: usize,
         fields_in_plate: usize,
+        /// Fields finished by an earlier, interrupted run (with `--resume`).
+        already_done: usize,
         threads: usize,
         shard: Option<Shard>,
     },
@@ -413,15 +426,55 @@ impl Pipeline {
 
     /// Processes the fields in parallel batches and yields them in ImageNumber order.
     pub fn stream(&self) -> impl Iterator<Item = FieldOutput> + '_ {
+        let tasks: Vec<&Task> = self.tasks.iter().collect();
         let chunk = (self.threads * 2).max(1);
-        self.tasks.chunks(chunk).flat_map(move |tasks| {
-            self.pool.install(|| {
-                tasks
-                    .par_iter()
-                    .map(|t| self.process(t))
-                    .collect::<Vec<_>>()
-            })
-        })
+        (0..tasks.len())
+            .step_by(chunk)
+            .flat_map(move |i| self.process_chunk(&tasks[i..(i + chunk).min(tasks.len())]))
+    }
+
+    /// Processes fields in parallel on the run's thread pool; results in input order.
+    fn process_chunk(&self, tasks: &[&Task]) -> Vec<FieldOutput> {
+        self.pool
+            .install(|| tasks.par_iter().map(|t| self.process(t)).collect())
+    }
+
+    /// Identifies what a run computes: parameters, channels, the plate's files (path, size,
+    /// modification time), layout content, shard and format. A resume must match it.
+    fn fingerprint(&self, format: Format) -> Result<String> {
+        let mut h = Sha256::new();
+        let mut put = |s: &str| {
+            h.update(s.as_bytes());
+            h.update([0u8]);
+        };
+        put(env!("CARGO_PKG_VERSION"));
+        put(&serde_json::to_string(&self.options.config).unwrap_or_default());
+        put(&serde_json::to_string(&self.channels).unwrap_or_default());
+        put(&serde_json::to_string(&self.options.shard).unwrap_or_default());
+        put(format.extension());
+        for t in &self.tasks {
+            put(&t.image_number.to_string());
+            for cf in &t.field.channels {
+                let meta = fs::metadata(&cf.path).ok();
+                let mtime = meta
+                    .as_ref()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
+                put(&format!(
+                    "{}|{}|{}|{}",
+                    cf.path.display(),
+                    cf.page,
+                    meta.map(|m| m.len()).unwrap_or(0),
+                    mtime
+                ));
+            }
+        }
+        if let Some(l) = &self.layout_path {
+            put(&InputRecord::of_file(l)?.sha256);
+        }
+        Ok(hex(&h.finalize()))
     }
 
     /// The schema of `Nuclei` tables for this plate.
@@ -750,37 +803,88 @@ impl Pipeline {
         command_line: &[String],
         on_event: &(dyn Fn(&Event) + Sync),
     ) -> Result<RunSummary> {
-        let started = chrono::Utc::now();
         let clock = Instant::now();
-        let _lock = prepare_out_dir(out_dir, overwrite)?;
+        let resume = self.options.resume;
+        let interrupted_run = partial::exists(out_dir);
+        if resume && !interrupted_run && out_dir.join("manifest.json").exists() {
+            return Err(Error::Invalid(format!(
+                "{}: the run in this directory is complete; nothing to resume (use --overwrite to run again)",
+                out_dir.display()
+            )));
+        }
+        let _lock = prepare_out_dir(out_dir, overwrite || (resume && interrupted_run))?;
+        if interrupted_run && !resume && !overwrite {
+            return Err(Error::Invalid(format!(
+                "{}: holds an interrupted run; continue it with --resume, or start over with --overwrite",
+                out_dir.display()
+            )));
+        }
+        let mut store = PartialStore::open(
+            out_dir,
+            &self.fingerprint(format)?,
+            resume,
+            self.options.force,
+        )?;
+        let already = store.done().clone();
         on_event(&Event::Start {
             plate: self.plate.id.clone(),
             fields: self.tasks.len(),
             fields_in_plate: self.plate.fields.len(),
+            already_done: self
+                .tasks
+                .iter()
+                .filter(|t| already.contains(&t.image_number))
+                .count(),
             threads: self.threads,
             shard: self.options.shard,
         });
         for w in &self.warnings {
             on_event(&Event::Warning { message: w.clone() });
         }
+        let todo: Vec<&Task> = self
+            .tasks
+            .iter()
+            .filter(|t| !already.contains(&t.image_number))
+            .collect();
+        for chunk in todo.chunks((self.threads * 2).max(1)) {
+            if self
+                .options
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(Ordering::SeqCst))
+            {
+                return Err(Error::Interrupted {
+                    out_dir: out_dir.to_path_buf(),
+                    done: store.done().len(),
+                    total: self.tasks.len(),
+                });
+            }
+            for out in self.process_chunk(chunk) {
+                store.save(&out)?;
+                on_event(&Event::Field {
+                    image_number: out.record.image_number,
+                    well: out.record.well.clone(),
+                    site: out.record.site,
+                    status: out.record.status,
+                    nuclei: out.record.count_nuclei,
+                    error: out.record.failure.as_ref().map(|f| f.message.clone()),
+                });
+            }
+        }
+
+        // Assemble the tables from the saved fields, in ImageNumber order: the same path
+        // for uninterrupted and resumed runs.
         let ext = format.extension();
         let path_of = |name: &str| out_dir.join(format!("{name}.{ext}"));
         let nuclei_schema = self.nuclei_schema()?;
         let mut nuclei_writer =
             TableWriter::create(&path_of("Nuclei"), nuclei_schema.clone(), format)?;
         let mut records = Vec::with_capacity(self.tasks.len());
-        for out in self.stream() {
+        for t in &self.tasks {
+            let out = store.load(t.image_number, &nuclei_schema)?;
             if out.nuclei.num_rows() > 0 {
                 nuclei_writer.write(&out.nuclei)?;
             }
-            on_event(&Event::Field {
-                image_number: out.record.image_number,
-                well: out.record.well.clone(),
-                site: out.record.site,
-                status: out.record.status,
-                nuclei: out.record.count_nuclei,
-                error: out.record.failure.as_ref().map(|f| f.message.clone()),
-            });
             records.push(out.record);
         }
         let mut written = vec![nuclei_writer.finish()?];
@@ -809,6 +913,7 @@ impl Pipeline {
             format,
         )?);
         written.push(write_wells(out_dir, format, &image)?);
+        written.extend(crate::analysis::write_analysis(out_dir, format)?);
         for w in &written {
             on_event(&Event::Written {
                 path: w.path.clone(),
@@ -823,7 +928,8 @@ impl Pipeline {
         let manifest = Manifest {
             ipscope_version: env!("CARGO_PKG_VERSION").to_string(),
             command_line: command_line.to_vec(),
-            started: started.to_rfc3339(),
+            started: store.state.started.clone(),
+            resumed: store.state.resumed.clone(),
             finished: chrono::Utc::now().to_rfc3339(),
             plate: self.plate.id.clone(),
             plate_dir: self.options.plate_dir.clone(),
@@ -845,6 +951,7 @@ impl Pipeline {
                 .collect(),
         };
         manifest.write(&out_dir.join("manifest.json"))?;
+        store.finish()?;
         let fields_failed = records
             .iter()
             .filter(|r| r.status == Status::Failed)

@@ -1,0 +1,219 @@
+//! Interrupted runs: SIGKILL at random moments, SIGINT, and `--resume` giving the tables of
+//! an uninterrupted run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ipscope_table::arrow_array::RecordBatch;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ipscope"))
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn table(path: &Path) -> RecordBatch {
+    let (schema, batches) = ipscope_table::read_table(path).unwrap_or_else(|e| panic!("{e}"));
+    ipscope_table::concat(&schema, &batches).unwrap()
+}
+
+/// A 24-field plate (wells A01..B12, one site, two channels) from the demo generator.
+fn plate(root: &Path) -> PathBuf {
+    let demo = root.join("demo");
+    let o = bin()
+        .args(["demo", p(&demo), "--sites", "1", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let plate = root.join("plate");
+    std::fs::create_dir_all(&plate).unwrap();
+    for e in std::fs::read_dir(&demo).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.ends_with(".tif") && (name.contains("_A") || name.contains("_B")) {
+            std::fs::copy(&path, plate.join(&name)).unwrap();
+        }
+    }
+    plate
+}
+
+fn run_args<'a>(plate: &'a Path, out: &'a Path) -> Vec<&'a str> {
+    vec![
+        "run",
+        p(plate),
+        "-o",
+        p(out),
+        "--channel",
+        "w1=DNA",
+        "--channel",
+        "w2=OCT4",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
+}
+
+fn assert_same_tables(a: &Path, b: &Path) {
+    for t in ["Image", "Nuclei", "Wells", "Errors"] {
+        let x = table(&a.join(format!("{t}.parquet")));
+        let y = table(&b.join(format!("{t}.parquet")));
+        assert_eq!(x, y, "{t} differs");
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn killed_runs_resume_to_the_tables_of_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plate = plate(tmp.path());
+    let reference = tmp.path().join("reference");
+    let t0 = Instant::now();
+    let o = bin().args(run_args(&plate, &reference)).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let full = t0.elapsed().as_secs_f64().max(0.05);
+
+    let out = tmp.path().join("out");
+    // SplitMix64: the same kill moments on every run of the test.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let finish_and_compare = |out: &Path| {
+        if !out.join("manifest.json").exists() || out.join(".ipscope-partial").exists() {
+            let mut args = run_args(&plate, out);
+            args.push("--resume");
+            let o = bin().args(&args).output().unwrap();
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        }
+        assert_same_tables(&reference, out);
+    };
+    let (mut kills, mut completed, mut resumed_manifests) = (0, 0, 0);
+    for _ in 0..20 {
+        let mut args = run_args(&plate, &out);
+        if out.exists() {
+            args.push("--resume");
+        }
+        let mut child = bin()
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs_f64(next() * full));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let o = child.wait_with_output().unwrap();
+        let status = o.status;
+        if status.code().is_some() && !status.success() {
+            panic!("a run failed: {}", stderr(&o));
+        }
+        if status.success() {
+            // This sequence of killed and resumed runs has finished: check it, start anew.
+            finish_and_compare(&out);
+            let m: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap())
+                    .unwrap();
+            resumed_manifests += usize::from(!m["resumed"].as_array().unwrap().is_empty());
+            completed += 1;
+            std::fs::remove_dir_all(&out).unwrap();
+        }
+    }
+    eprintln!("{kills} kills, {completed} completed sequences");
+    assert!(
+        kills >= 10,
+        "only {kills} of 20 runs were killed before finishing"
+    );
+    if out.exists() {
+        finish_and_compare(&out);
+    }
+    assert!(
+        completed == 0 || resumed_manifests > 0,
+        "manifests of resumed runs say so"
+    );
+    assert!(!out.join(".ipscope-partial").exists());
+    assert!(!out.join(".ipscope.lock").exists());
+}
+
+#[test]
+fn sigint_stops_cleanly_and_resume_refuses_other_parameters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plate = plate(tmp.path());
+    let out = tmp.path().join("out");
+    let child = bin()
+        .args(run_args(&plate, &out))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first field is saved, then interrupt.
+    let partial = out.join(".ipscope-partial");
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) {
+        let n = std::fs::read_dir(&partial)
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "arrow"))
+                })
+                .count()
+            })
+            .unwrap_or(0);
+        if n > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    if o.status.code() == Some(0) {
+        eprintln!("the run finished before SIGINT arrived; nothing to check");
+        return;
+    }
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+    assert!(
+        !out.join("Nuclei.parquet").exists(),
+        "no table may look complete"
+    );
+
+    // Without --resume the interrupted run is not silently discarded.
+    let o = bin().args(run_args(&plate, &out)).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+
+    // Other parameters: refused unless --force.
+    let mut args = run_args(&plate, &out);
+    args.extend(["--resume", "--max-pixels", "100000000"]);
+    let o = bin().args(&args).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let mut forced = args.clone();
+    forced.push("--force");
+    let o = bin().args(&forced).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // Resuming a complete run is refused; an uninterrupted run gives the same tables.
+    let o = bin().args(&forced).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let reference = tmp.path().join("reference");
+    let mut args = run_args(&plate, &reference);
+    args.extend(["--max-pixels", "100000000"]);
+    assert!(bin().args(&args).output().unwrap().status.success());
+    assert_same_tables(&reference, &out);
+}
