@@ -71,7 +71,8 @@ fn full_sets_agree_with_the_basic_ones_and_their_invariants() {
             assert!(f.minor_axis_length <= f.major_axis_length);
             assert!((0.0..=1.0).contains(&f.eccentricity));
             assert!((-90.0..=90.0).contains(&f.orientation));
-            assert!(f.perimeter > 0.0 && f.euler_number <= 1);
+            // Painting over can split an object, so the Euler number may exceed 1.
+            assert!(f.perimeter > 0.0 && f.euler_number <= f.area as i64);
             assert!((x.integrated - y.integrated).abs() <= 1e-9 * x.integrated.max(1.0));
             assert!((x.mean - y.mean).abs() < 1e-12 && (x.std - y.std).abs() < 1e-9);
             assert_eq!((x.min, x.max), (y.min, y.max));
