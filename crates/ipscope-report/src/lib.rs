@@ -457,14 +457,26 @@ fn curves_section(
     }
     let curves = plate_curves(wells, all_readouts, Model::Ll4)?;
     let chosen: Vec<String> = if options.curve_readouts.is_empty() {
-        let mut r: Vec<String> = Vec::new();
-        for c in &curves {
-            if c.fit.status.has_ec50() && !r.contains(&c.readout) {
-                r.push(c.readout.clone());
+        // Readouts with the most determined curves first, then the clearest dose effect.
+        let mut scored: Vec<(usize, f64, String)> = Vec::new();
+        for readout in all_readouts {
+            let fits: Vec<&PlateCurve> = curves.iter().filter(|c| &c.readout == readout).collect();
+            let ok = fits.iter().filter(|c| c.fit.status.has_ec50()).count();
+            let worst_p = fits
+                .iter()
+                .filter(|c| c.fit.status.has_ec50())
+                .filter_map(|c| c.fit.p_no_effect)
+                .fold(0.0, f64::max);
+            if ok > 0 {
+                scored.push((ok, worst_p, readout.clone()));
             }
         }
-        r.truncate(MAX_CURVE_READOUTS);
-        r
+        scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.total_cmp(&b.1)));
+        scored
+            .into_iter()
+            .take(MAX_CURVE_READOUTS)
+            .map(|s| s.2)
+            .collect()
     } else {
         options.curve_readouts.clone()
     };

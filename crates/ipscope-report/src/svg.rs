@@ -220,7 +220,7 @@ fn range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 
 /// Strip plot of the negative and positive control values.
 pub fn controls(title: &str, negative: &[f64], positive: &[f64]) -> String {
-    let (w, h) = (260.0, 200.0);
+    let (w, h) = (330.0, 200.0);
     let Some((lo, hi)) = range(negative.iter().chain(positive).copied()) else {
         return String::new();
     };
@@ -249,7 +249,7 @@ pub fn controls(title: &str, negative: &[f64], positive: &[f64]) -> String {
     .into_iter()
     .enumerate()
     {
-        let cx = 110.0 + 100.0 * k as f64;
+        let cx = 130.0 + 120.0 * k as f64;
         let _ = write!(
             s,
             r#"<text x="{cx}" y="{}" class="ax" text-anchor="middle">{name} (n={})</text>"#,

@@ -43,6 +43,10 @@ use crate::{Error, Result};
 /// Significance level of the no-effect F-test below which a curve counts as an effect.
 pub const FLAT_P_VALUE: f64 = 0.05;
 
+/// Largest standard error of ln EC50 for which the EC50 is reported (1: the 95 % interval
+/// spans about a factor of 7 either way).
+pub const MAX_SE_LN_EC50: f64 = 1.0;
+
 /// Index of each parameter in the full vector (b, c, d, ln e, f).
 const B: usize = 0;
 const C: usize = 1;
@@ -283,6 +287,9 @@ pub enum Status {
     Flat,
     /// The solver did not converge or the parameters are not identifiable: no EC50.
     NotConverged,
+    /// Converged, but the data do not pin the EC50 down (SE of ln EC50 above
+    /// [`MAX_SE_LN_EC50`], GraphPad's "ambiguous"): no EC50.
+    Ambiguous,
     /// Not enough usable points or dose levels for the model.
     TooFewPoints,
     /// Doses that are not usable (negative, NaN or infinite).
@@ -297,6 +304,7 @@ impl Status {
             Status::Extrapolated => "extrapolated",
             Status::Flat => "flat",
             Status::NotConverged => "not_converged",
+            Status::Ambiguous => "ambiguous",
             Status::TooFewPoints => "too_few_points",
             Status::InvalidInput => "invalid_input",
         }
@@ -672,6 +680,17 @@ pub fn fit(doses: &[f64], responses: &[f64], model: Model) -> CurveFit {
             None => {
                 fit.status = Status::NotConverged;
                 fit.reason = "EC50 is not finite".to_string();
+            }
+            Some(ec50)
+                if ec50
+                    .se
+                    .is_some_and(|se| se / ec50.estimate > MAX_SE_LN_EC50) =>
+            {
+                fit.status = Status::Ambiguous;
+                fit.reason = format!(
+                    "EC50 not determined by the data: SE of ln EC50 is {:.3} (> {MAX_SE_LN_EC50})",
+                    ec50.se.unwrap_or(f64::NAN) / ec50.estimate
+                );
             }
             Some(ec50) => {
                 let (dlo, dhi) = (lo.exp(), hi.exp());

@@ -239,7 +239,7 @@ pub fn curves_table(label_names: &[&str], rows: &[CurveRow]) -> Result<RecordBat
                 .map(|r| r.fit.status.as_str().to_string())
                 .collect(),
         )
-        .doc("ok, extrapolated, flat, not_converged, too_few_points or invalid_input")
+        .doc("ok, extrapolated, flat, ambiguous, not_converged, too_few_points or invalid_input")
         .str(
             "Reason",
             rows.iter().map(|r| r.fit.reason.clone()).collect(),
