@@ -42,6 +42,9 @@ pub struct ImageStatus {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Wall time spent on the field, in seconds.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 impl From<&FieldRecord> for ImageStatus {
@@ -55,6 +58,7 @@ impl From<&FieldRecord> for ImageStatus {
                 .failure
                 .as_ref()
                 .map(|f| format!("{}: {}", f.stage, f.message)),
+            seconds: r.seconds,
         }
     }
 }
@@ -83,6 +87,38 @@ impl OutputRecord {
     }
 }
 
+/// The machine a run ran on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    pub host: String,
+    pub os: String,
+    pub arch: String,
+    pub cpus: usize,
+    pub threads: usize,
+}
+
+impl Machine {
+    pub(crate) fn current(threads: usize) -> Machine {
+        Machine {
+            host: crate::lock::host_name(),
+            os: std::env::consts::OS.to_string(),
+            arch: std::env::consts::ARCH.to_string(),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads,
+        }
+    }
+}
+
+/// `name → version` of the key dependencies, recorded by the build script.
+pub fn dependencies() -> std::collections::BTreeMap<String, String> {
+    option_env!("IPSCOPE_DEPENDENCY_VERSIONS")
+        .unwrap_or("")
+        .split(';')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// The whole manifest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -104,6 +140,12 @@ pub struct Manifest {
     pub channels: Vec<Channel>,
     pub parameters: Config,
     pub format: String,
+    /// Where the run ran.
+    #[serde(default)]
+    pub machine: Machine,
+    /// Versions of the crates that decide the numbers and the files (from Cargo.lock at build time).
+    #[serde(default)]
+    pub dependencies: std::collections::BTreeMap<String, String>,
     /// Warnings raised while planning the run (layout coverage, channel roles).
     #[serde(default)]
     pub warnings: Vec<String>,

@@ -203,6 +203,8 @@ pub fn merge(
         parameters: first.parameters.clone(),
         format: first.format.clone(),
         warnings: first.warnings.clone(),
+        machine: crate::manifest::Machine::current(0),
+        dependencies: crate::manifest::dependencies(),
         inputs: inputs_rec,
         images: image_status,
         outputs: written

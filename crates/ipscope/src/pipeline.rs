@@ -28,8 +28,8 @@ use sha2::{Digest, Sha256};
 use crate::channels::{nuclear_channel, resolve_channels, Channel, Role};
 use crate::config::Config;
 use crate::lock::OutputLock;
-use crate::partial::{self, PartialStore};
 use crate::manifest::{InputRecord, Manifest, OutputRecord};
+use crate::partial::{self, PartialStore};
 use crate::{Error, Result};
 
 /// The I-th (1-based) of N deterministic partitions of a plate's wells.
@@ -154,6 +154,9 @@ pub struct FieldRecord {
     pub layout: Vec<Option<String>>,
     /// The files read for this field, hashed.
     pub inputs: Vec<InputRecord>,
+    /// Wall time spent on the field (manifest only; tables stay deterministic).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// A field's results as the pipeline streams them.
@@ -496,11 +499,13 @@ impl Pipeline {
             failure: None,
             layout: vec![],
             inputs: vec![],
+            seconds: 0.0,
         };
         Ok(self.nuclei_batch(&empty, &[], &[])?.schema())
     }
 
     fn process(&self, task: &Task) -> FieldOutput {
+        let clock = Instant::now();
         let f = &task.field;
         let mut record = FieldRecord {
             image_number: task.image_number,
@@ -539,6 +544,7 @@ impl Pipeline {
                 .clone()
                 .unwrap_or_else(|_| vec![None; self.layout_columns.len()]),
             inputs: vec![],
+            seconds: 0.0,
         };
         let outcome = match &task.layout {
             Err(msg) => Err((
@@ -566,6 +572,7 @@ impl Pipeline {
                     ))
                 }),
         };
+        record.seconds = clock.elapsed().as_secs_f64();
         match outcome {
             Ok(nuclei) => FieldOutput { record, nuclei },
             Err((file, stage, message)) => {
@@ -940,6 +947,8 @@ impl Pipeline {
             parameters: self.options.config.clone(),
             format: ext.to_string(),
             warnings: self.warnings.clone(),
+            machine: crate::manifest::Machine::current(self.threads),
+            dependencies: crate::manifest::dependencies(),
             inputs,
             images: records
                 .iter()
