@@ -1014,6 +1014,14 @@ pub(crate) fn prepare_out_dir(out_dir: &Path, overwrite: bool) -> Result<OutputL
             )));
         }
         let mut stale: BTreeSet<PathBuf> = BTreeSet::new();
+        // Everything the earlier run says it wrote, then the names ipscope always uses.
+        if let Ok(old) = crate::manifest::Manifest::read(&out_dir.join("manifest.json")) {
+            for o in old.outputs {
+                if o.path.components().count() == 1 {
+                    stale.insert(out_dir.join(o.path));
+                }
+            }
+        }
         stale.insert(out_dir.join("manifest.json"));
         for t in TABLES {
             for ext in ["parquet", "arrow"] {
