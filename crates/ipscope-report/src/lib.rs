@@ -764,6 +764,60 @@ mod tests {
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 
+    /// A 384-well plate whose layout text holds markup: 384 heatmap cells per metric, curves,
+    /// and every table string escaped.
+    #[test]
+    fn plate_384_with_markup_in_the_layout() {
+        use ipscope_table::{Format, TableBuilder};
+        let mut wells = Vec::new();
+        let (mut compound, mut conc, mut role, mut count) = (vec![], vec![], vec![], vec![]);
+        for r in 0..16u8 {
+            for c in 0..24 {
+                wells.push(format!("{}{:02}", (b'A' + r) as char, c + 1));
+                let (name, dose, kind) = match c {
+                    0 => ("DMSO", 0.0, "negative"),
+                    23 => ("STAURO", 1.0, "positive"),
+                    _ => (
+                        "<b>x</b>",
+                        10f64.powf(-3.0 + 5.0 * (c - 1) as f64 / 21.0),
+                        "treated",
+                    ),
+                };
+                compound.push(name.to_string());
+                conc.push(dose);
+                role.push(kind.to_string());
+                let x: f64 = if kind == "positive" { 1e3 } else { dose };
+                let y = 20.0 + 80.0 / (1.0 + (1.3 * (x.ln() - 0.1f64.ln())).exp());
+                count.push((y + ((r as usize * 24 + c) % 7) as f64 - 3.0).round() as u64);
+            }
+        }
+        let mut b = TableBuilder::new();
+        b.str("Metadata_Plate", vec!["P<1>".to_string(); wells.len()])
+            .str("Metadata_Well", wells)
+            .str("Metadata_Compound", compound)
+            .f64("Metadata_Concentration", conc)
+            .str("Metadata_Role", role)
+            .u64("Count_Nuclei", count);
+        let batch = b.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        ipscope_table::write_table(
+            &dir.path().join("Wells.parquet"),
+            batch.schema(),
+            &[batch],
+            Format::Parquet,
+        )
+        .unwrap();
+        let run = RunTables::read(dir.path()).unwrap();
+        let html = render(&run, &ReportOptions::default()).unwrap();
+        assert_eq!(html.matches("class=\"well\"").count(), 384);
+        assert!(html.contains("(384 wells)"));
+        assert!(!html.contains("<b>x</b>") && !html.contains("P<1>"));
+        assert!(html.contains("&lt;b&gt;x&lt;/b&gt;"));
+        assert!(html.contains("class=\"curve\""));
+        assert!(html.contains("no colony data in this run"));
+        assert!(html.contains("no overlays in this run"));
+    }
+
     #[test]
     fn escaping() {
         assert_eq!(

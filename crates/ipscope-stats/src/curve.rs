@@ -879,6 +879,83 @@ mod tests {
         }
     }
 
+    /// Deterministic noise in [-0.5, 0.5) (64-bit LCG), so the test needs no RNG crate.
+    fn noise(state: &mut u64) -> f64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    }
+
+    /// Single-cell-like data: 6000 points, noise as large as the effect. The fit's RSS must not
+    /// be above that of an independent search: the best point of a dense profiled grid (c, d
+    /// solved exactly at each of 100 × 100 (b, ln e) points) refined by Levenberg–Marquardt.
+    #[test]
+    fn noisy_single_cell_data_reach_the_global_minimum() {
+        let doses = [
+            0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0,
+        ];
+        let truth = Params {
+            b: 1.1,
+            c: 0.2,
+            d: 1.0,
+            e: 0.5,
+            f: 1.0,
+        };
+        let mut state = 7u64;
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..6000 {
+            let d = doses[i % doses.len()];
+            let n = noise(&mut state) + noise(&mut state) + noise(&mut state);
+            x.push(d);
+            y.push(predict(Model::Ll4, &truth, d) * (1.0 + 0.8 * n).max(0.05));
+        }
+        let f = fit(&x, &y, Model::Ll4);
+        assert_eq!(f.status, Status::Ok, "{}", f.reason);
+        let rss = f.rss.unwrap();
+        let ln_x: Vec<f64> = x.iter().map(|v| v.ln()).collect();
+        let mut grid_min = f64::INFINITY;
+        let mut grid_best = Model::Ll4.defaults();
+        let mut h = vec![0.0; y.len()];
+        for i in 0..100 {
+            let b = -6.0 + 12.0 * (i as f64 + 0.5) / 100.0;
+            for j in 0..100 {
+                let eta = -9.0 + 15.0 * j as f64 / 99.0;
+                let mut theta = Model::Ll4.defaults();
+                theta[B] = b;
+                theta[ETA] = eta;
+                for (hv, &lx) in h.iter_mut().zip(&ln_x) {
+                    *hv = eval(Model::Ll4, &[b, 0.0, 1.0, eta, 1.0], lx).0;
+                }
+                if solve_linear(Model::Ll4, &h, &y, &mut theta) {
+                    let r: f64 = h
+                        .iter()
+                        .zip(&y)
+                        .map(|(hv, yv)| (theta[C] + (theta[D] - theta[C]) * hv - yv).powi(2))
+                        .sum();
+                    if r < grid_min {
+                        grid_min = r;
+                        grid_best = theta;
+                    }
+                }
+            }
+        }
+        let problem = Problem {
+            model: Model::Ll4,
+            ln_x: &ln_x,
+            y: &y,
+            theta: grid_best,
+        };
+        let (refined, _) = LevenbergMarquardt::new().minimize(problem);
+        let independent = refined.rss().min(grid_min);
+        assert!(
+            rss <= independent * (1.0 + 1e-9),
+            "fit RSS {rss} > independent search {independent}"
+        );
+        let p = f.params.unwrap();
+        assert!((p.e / truth.e - 1.0).abs() < 0.3, "{p:?}");
+    }
+
     #[test]
     fn flat_data_has_no_ec50() {
         let doses: Vec<f64> = (0..24).map(|i| [0.0, 0.1, 1.0, 10.0][i % 4]).collect();
