@@ -150,7 +150,27 @@ fn demo_run_counts_nuclei_within_ten_percent_of_truth() {
     let bytes = std::fs::read(first["path"].as_str().unwrap()).unwrap();
     assert_eq!(first["bytes"].as_u64().unwrap(), bytes.len() as u64);
     let outputs = m["outputs"].as_array().unwrap();
-    assert_eq!(outputs.len(), 4);
+    let names: Vec<&str> = outputs
+        .iter()
+        .map(|o| o["path"].as_str().unwrap())
+        .collect();
+    for t in [
+        "Nuclei.parquet",
+        "Image.parquet",
+        "Errors.parquet",
+        "Wells.parquet",
+    ] {
+        assert!(names.contains(&t), "manifest lists {t}: {names:?}");
+    }
+    let mut on_disk: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "manifest.json" && !n.starts_with('.'))
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    assert_eq!(on_disk, listed, "every file in OUT is in the manifest");
     for o in outputs {
         let path = out.join(o["path"].as_str().unwrap());
         assert_eq!(
@@ -192,7 +212,7 @@ fn shards_merged_equal_one_run_and_threads_do_not_change_bytes() {
         p(&merged),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    for t in ["Image", "Nuclei", "Wells", "Errors"] {
+    for t in ["Image", "Nuclei", "Wells", "Errors", "Curves", "Qc"] {
         let a = table(&whole.join(format!("{t}.parquet")));
         let b = table(&merged.join(format!("{t}.parquet")));
         assert_eq!(a.num_rows(), b.num_rows(), "{t} rows");
@@ -213,7 +233,7 @@ fn shards_merged_equal_one_run_and_threads_do_not_change_bytes() {
     let one = tmp.path().join("one");
     let o = run_demo(plate, &one, &["--threads", "1"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    for t in ["Image", "Nuclei", "Wells"] {
+    for t in ["Image", "Nuclei", "Wells", "Curves", "Qc"] {
         let a = std::fs::read(whole.join(format!("{t}.parquet"))).unwrap();
         let b = std::fs::read(one.join(format!("{t}.parquet"))).unwrap();
         assert!(a == b, "{t}.parquet differs between 1 and 2 threads");
