@@ -457,7 +457,10 @@ fn report_renders_in_headless_chromium() {
         assert!(dom.contains(id), "{id} missing from the rendered report");
     }
     let wells = dom.matches("class=\"well\"").count();
-    assert!(wells >= 2 * 96 && wells % 96 == 0, "{wells} heatmap wells");
+    assert!(
+        wells >= 2 * 96 && wells.is_multiple_of(96),
+        "{wells} heatmap wells"
+    );
     assert!(
         dom.matches("class=\"curve\"").count() >= 4,
         "dose-response charts"
