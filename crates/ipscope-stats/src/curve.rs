@@ -865,6 +865,36 @@ mod tests {
                     f: 1.0,
                 },
             ),
+            (
+                Model::Ll2,
+                Params {
+                    b: 2.0,
+                    c: 0.0,
+                    d: 1.0,
+                    e: 0.2,
+                    f: 1.0,
+                },
+            ),
+            (
+                Model::Ll3,
+                Params {
+                    b: -1.5,
+                    c: 0.0,
+                    d: 3.0,
+                    e: 0.5,
+                    f: 1.0,
+                },
+            ),
+            (
+                Model::Ll5,
+                Params {
+                    b: 1.0,
+                    c: 0.5,
+                    d: 2.5,
+                    e: 0.3,
+                    f: 2.0,
+                },
+            ),
         ] {
             let mut y = synth(model, p, &doses);
             // A tiny deterministic wiggle so the residual variance is not zero.
@@ -876,6 +906,14 @@ mod tests {
             let got = fit.params.unwrap();
             assert!((got.b - p.b).abs() < 1e-3, "{got:?}");
             assert!((got.e / p.e - 1.0).abs() < 1e-3, "{got:?}");
+            // ED50 is the dose halfway between d and c, also for the asymmetric models.
+            let ec50 = fit.ec50.unwrap().estimate;
+            let mid = 0.5 * (got.c + got.d);
+            let at = predict(model, &got, ec50);
+            assert!(
+                (at - mid).abs() < 1e-9 * (got.d - got.c).abs(),
+                "{model}: {at} vs {mid}"
+            );
         }
     }
 
