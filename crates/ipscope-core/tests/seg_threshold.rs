@@ -10,10 +10,11 @@
 
 use std::path::PathBuf;
 
+use ipscope_core::ops::expand::expand_labels;
 use ipscope_core::ops::threshold::{
     li_f64, local, multiotsu, robust_background_f64, triangle, RobustBackgroundParams,
 };
-use ipscope_image::Image;
+use ipscope_image::{Image, Labels};
 use serde_json::Value;
 
 fn load() -> Value {
@@ -184,4 +185,63 @@ fn degenerate_inputs_have_no_threshold() {
         multiotsu(two.view(), 2, 256),
         Some(vec![f32s(&serde_json::json!([0.001953125]))[0]])
     );
+}
+
+fn u32_image(v: &Value) -> Image<u32> {
+    let (w, h) = (
+        v["width"].as_u64().unwrap() as usize,
+        v["height"].as_u64().unwrap() as usize,
+    );
+    let data = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
+    Image::from_vec(w, h, data).unwrap()
+}
+
+/// Squared distance from (r, c) to the nearest pixel of object `l` in `labels`.
+fn nearest_d2(labels: &Image<u32>, l: u32, r: usize, c: usize) -> i64 {
+    let mut best = i64::MAX;
+    for rr in 0..labels.height() {
+        for cc in 0..labels.width() {
+            if labels.get(rr, cc) == l {
+                let d = (rr as i64 - r as i64).pow(2) + (cc as i64 - c as i64).pow(2);
+                best = best.min(d);
+            }
+        }
+    }
+    best
+}
+
+#[test]
+fn expand_labels_matches_scikit_image_up_to_ties() {
+    let refs = load();
+    let e = &refs["expand_labels"];
+    let lab = u32_image(&e["labels"]);
+    let n = lab.as_slice().iter().copied().max().unwrap_or(0);
+    let labels = Labels::new(lab.clone(), n);
+    for case in e["cases"].as_array().unwrap() {
+        let d = case["distance"].as_f64().unwrap();
+        let want = u32_image(&case["expanded"]);
+        let got = expand_labels(&labels, d);
+        let mut ties = 0;
+        for r in 0..lab.height() {
+            for c in 0..lab.width() {
+                let (a, b) = (got.image().get(r, c), want.get(r, c));
+                if a != b {
+                    // Only an exact tie between two objects may differ.
+                    assert!(a != 0 && b != 0, "distance {d} at ({r}, {c}): {a} vs {b}");
+                    assert_eq!(
+                        nearest_d2(&lab, a, r, c),
+                        nearest_d2(&lab, b, r, c),
+                        "distance {d} at ({r}, {c})"
+                    );
+                    ties += 1;
+                }
+            }
+        }
+        println!("distance {d}: {ties} tie pixels differ");
+    }
 }

@@ -5,6 +5,7 @@
 
 pub mod distance;
 pub mod eval;
+pub mod expand;
 pub mod filter;
 pub mod label;
 pub mod measure;

@@ -589,7 +589,7 @@ fn gaussian_reflect(src: ImageView<f32>, sigma: f64) -> Image<f32> {
 ///
 /// Returns `None` when `block_size` is even or zero (scikit-image raises).
 pub fn local(img: ImageView<f32>, block_size: usize, offset: f32) -> Option<Image<f32>> {
-    if block_size == 0 || block_size % 2 == 0 {
+    if block_size == 0 || block_size.is_multiple_of(2) {
         return None;
     }
     let sigma = (block_size as f64 - 1.0) / 6.0;
