@@ -167,6 +167,9 @@ struct RunArgs {
     /// Refuse images with more pixels than this, before decoding them.
     #[arg(long)]
     max_pixels: Option<u64>,
+    /// Measurement groups for the object tables, comma-separated (see `ipscope schema`): AreaShape, Location, Intensity; default all.
+    #[arg(long, value_name = "GROUPS")]
+    features: Option<String>,
     #[command(flatten)]
     output_mode: OutputMode,
 }
@@ -366,6 +369,10 @@ fn run_options(args: &RunArgs) -> Result<RunOptions> {
     }
     if let Some(m) = args.max_pixels {
         config.input.max_pixels = m;
+    }
+    if let Some(f) = &args.features {
+        let set: ipscope::features::FeatureSet = f.parse()?;
+        config.measure.features = set.groups().collect();
     }
     let mut options = RunOptions::new(&args.plate_dir);
     options.layout = args.layout.clone();

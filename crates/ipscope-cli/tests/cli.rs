@@ -714,3 +714,54 @@ fn a_live_lock_refuses_a_second_run_and_a_stale_one_is_taken_over() {
         assert!(out.join("Nuclei.parquet").exists());
     }
 }
+
+#[test]
+fn features_flag_selects_measurement_groups() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plate = tmp.path().join("plate");
+    copy_plate(&plate);
+    let out = tmp.path().join("out");
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&out),
+        "--channel",
+        "w1=DNA",
+        "--features",
+        "AreaShape",
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let nuclei = table(&out.join("Nuclei.parquet"));
+    let names: Vec<String> = nuclei
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "Nuclei_AreaShape_Solidity"),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains("_Intensity_")),
+        "{names:?}"
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        m["parameters"]["measure"]["features"],
+        serde_json::json!(["AreaShape"])
+    );
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&tmp.path().join("o2")),
+        "--features",
+        "Texture",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not implemented"), "{}", stderr(&o));
+}

@@ -12,6 +12,9 @@
 //! w1 = "DNA"
 //! w2 = "OCT4"
 //!
+//! [measure]
+//! features = ["AreaShape", "Location", "Intensity"]
+//!
 //! [nuclei]                     # see ipscope_core::NucleiParams
 //! smoothing_sigma = 1.0
 //! min_diameter = 8.0
@@ -46,6 +49,30 @@ impl Default for InputConfig {
     }
 }
 
+/// Which measurements the object tables get.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeasureConfig {
+    /// Feature groups (`AreaShape`, `Location`, `Intensity`); all by default.
+    pub features: Vec<crate::features::FeatureGroup>,
+}
+
+impl Default for MeasureConfig {
+    fn default() -> Self {
+        MeasureConfig {
+            features: crate::features::FeatureSet::default().groups().collect(),
+        }
+    }
+}
+
+impl MeasureConfig {
+    /// The groups as a [`crate::features::FeatureSet`].
+    pub fn feature_set(&self) -> Result<crate::features::FeatureSet> {
+        let names: Vec<&str> = self.features.iter().map(|g| g.name()).collect();
+        names.join(",").parse()
+    }
+}
+
 /// Everything that decides a run's numbers, recorded in the manifest.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -54,6 +81,7 @@ pub struct Config {
     /// Raw channel id → name, as `--channel`.
     pub channels: BTreeMap<String, String>,
     pub nuclei: NucleiParams,
+    pub measure: MeasureConfig,
 }
 
 impl Config {

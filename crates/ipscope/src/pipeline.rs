@@ -238,6 +238,7 @@ pub struct Pipeline {
     plate_failures: Vec<FailureRecord>,
     pool: rayon::ThreadPool,
     threads: usize,
+    features: crate::features::FeatureSet,
     z_t: (bool, bool),
 }
 
@@ -396,7 +397,9 @@ impl Pipeline {
             plate.fields.iter().any(|f| f.z.is_some()),
             plate.fields.iter().any(|f| f.t.is_some()),
         );
+        let features = options.config.measure.feature_set()?;
         Ok(Pipeline {
+            features,
             layout_path: options.layout.clone(),
             options,
             plate,
@@ -654,12 +657,9 @@ impl Pipeline {
         let params = &self.options.config.nuclei;
         let seg = with_dyn_image!(&images[self.nuclear], img => segment_nuclei(img.view(), params));
         let channel_images: Vec<&DynImage> = images.iter().collect();
-        let measured = crate::features::measure_objects(
-            &seg.labels,
-            &channel_images,
-            &crate::features::FeatureSet::default(),
-        )
-        .map_err(|e| (String::new(), "measure", e.to_string()))?;
+        let measured =
+            crate::features::measure_objects(&seg.labels, &channel_images, &self.features)
+                .map_err(|e| (String::new(), "measure", e.to_string()))?;
         record.threshold = Some(seg.threshold);
         record.count_nuclei = measured.shapes.iter().filter(|s| s.area > 0).count() as u64;
         self.nuclei_batch(record, &measured.shapes, &measured.intensities)
@@ -690,7 +690,7 @@ impl Pipeline {
             &mut b,
             "Nuclei",
             &channels,
-            &crate::features::FeatureSet::default(),
+            &self.features,
             shapes,
             intensities,
             &keep,
