@@ -407,7 +407,14 @@ fn heatmaps(h: &mut String, wells: &RecordBatch, metrics: &[String]) -> Result<(
             .filter(|&i| &plates[i] == plate && positions[i].is_some())
             .collect();
         let pos: Vec<WellPos> = rows.iter().filter_map(|&i| positions[i]).collect();
-        let (nr, nc) = plate_shape(&pos);
+        let Some((nr, nc)) = plate_shape(&pos) else {
+            let _ = write!(
+                h,
+                "<p class=\"flag\">plate {}: wells beyond a 1536-well plate, no heatmap</p>",
+                esc(plate)
+            );
+            continue;
+        };
         for m in metrics {
             let values = numeric(wells, m)?;
             let cells: Vec<(usize, usize, f64, String)> = rows

@@ -59,17 +59,14 @@ pub fn parse_well(name: &str) -> Option<WellPos> {
     })
 }
 
-/// Plate format (rows, columns) that holds every position: 96, 384 or 1536 wells, or the
-/// positions' own extent when larger.
-pub fn plate_shape(positions: &[WellPos]) -> (usize, usize) {
+/// Plate format (rows, columns) that holds every position: 96, 384 or 1536 wells; `None` when
+/// a position lies beyond a 1536-well plate (32 × 48).
+pub fn plate_shape(positions: &[WellPos]) -> Option<(usize, usize)> {
     let rows = positions.iter().map(|p| p.row + 1).max().unwrap_or(0);
     let cols = positions.iter().map(|p| p.col + 1).max().unwrap_or(0);
-    for (r, c) in [(8, 12), (16, 24), (32, 48)] {
-        if rows <= r && cols <= c {
-            return (r, c);
-        }
-    }
-    (rows, cols)
+    [(8, 12), (16, 24), (32, 48)]
+        .into_iter()
+        .find(|&(r, c)| rows <= r && cols <= c)
 }
 
 /// Result of Tukey's median polish.
@@ -267,7 +264,12 @@ pub fn normalize(table: &ipscope_table::RecordBatch, o: &NormalizeOptions) -> Re
         }
         // B-score grid; duplicate wells would make the grid ambiguous.
         let positions: Vec<WellPos> = rows.iter().map(|&i| pos_of[i]).collect();
-        let (nr, nc) = plate_shape(&positions);
+        let (nr, nc) = plate_shape(&positions).ok_or_else(|| {
+            Error::Invalid(format!(
+                "plate `{g}`: a well in column `{}` lies beyond a 1536-well plate (32 x 48)",
+                o.well_col
+            ))
+        })?;
         let mut grid = vec![f64::NAN; nr * nc];
         let mut seen: BTreeMap<WellPos, usize> = BTreeMap::new();
         for &i in &rows {
@@ -393,7 +395,14 @@ mod tests {
         assert_eq!(parse_well("AF48"), Some(WellPos { row: 31, col: 47 }));
         assert_eq!(parse_well("B00"), None);
         assert_eq!(parse_well("12"), None);
-        assert_eq!(plate_shape(&[WellPos { row: 9, col: 2 }]), (16, 24));
+        assert_eq!(plate_shape(&[WellPos { row: 9, col: 2 }]), Some((16, 24)));
+        assert_eq!(
+            plate_shape(&[WellPos {
+                row: 0,
+                col: 4_000_000
+            }]),
+            None
+        );
     }
 
     #[test]

@@ -20,10 +20,9 @@ pub const CONCENTRATION: &str = "Metadata_Concentration";
 pub const ROLE: &str = "Metadata_Role";
 
 /// Whether the Wells table has the layout columns the run-level analysis needs.
+/// The concentration column must be numeric (a text column is a layout without doses).
 pub fn has_dose_layout(wells: &RecordBatch) -> bool {
-    [COMPOUND, CONCENTRATION, ROLE]
-        .iter()
-        .all(|c| has_column(wells, c))
+    [COMPOUND, ROLE].iter().all(|c| has_column(wells, c)) && numeric(wells, CONCENTRATION).is_ok()
 }
 
 /// Per-well readouts worth a curve: `Count_<Object>` (not the field counts) and every
