@@ -13,6 +13,7 @@
 pub mod assays;
 pub mod ops;
 
+pub use assays::cells::{segment_cells, CellMethod, CellsParams, CellsResult};
 pub use assays::nuclei::{
     segment_nuclei, threshold_field, DeclumpMethod, FieldThreshold, NucleiParams, NucleiResult,
     ThresholdMethod,

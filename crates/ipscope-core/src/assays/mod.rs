@@ -1,3 +1,4 @@
 //! The biology: one module per assay, each built from [`crate::ops`].
 
+pub mod cells;
 pub mod nuclei;

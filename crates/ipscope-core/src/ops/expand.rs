@@ -16,7 +16,7 @@ use ipscope_image::{Image, Labels};
 /// A non-positive or NaN distance returns a copy.
 pub fn expand_labels(labels: &Labels, distance: f64) -> Labels {
     let (w, h) = (labels.width(), labels.height());
-    if !(distance > 0.0) || w == 0 || h == 0 || labels.count() == 0 {
+    if distance.is_nan() || distance <= 0.0 || w == 0 || h == 0 || labels.count() == 0 {
         return labels.clone();
     }
     let src = labels.image().as_slice();
