@@ -415,6 +415,11 @@ impl Signals {
             let _ = signal_hook::flag::register(sig, flag.clone());
             let _ = signal_hook::flag::register(sig, s.any.clone());
         }
+        // A file-size limit (ulimit -f) must give a named write error, not kill the process.
+        let _ = signal_hook::flag::register(
+            signal_hook::consts::SIGXFSZ,
+            Arc::new(AtomicBool::new(false)),
+        );
         s
     }
     /// 130 after SIGINT, 143 after SIGTERM (the shell's 128 + signal number).

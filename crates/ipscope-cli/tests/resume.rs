@@ -221,3 +221,45 @@ fn sigint_stops_cleanly_and_resume_refuses_other_parameters() {
     assert!(bin().args(&args).output().unwrap().status.success());
     assert_same_tables(&reference, &out);
 }
+
+#[test]
+fn a_file_size_limit_is_a_named_error_and_the_run_resumes_once_lifted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plate = plate(tmp.path());
+    let out = tmp.path().join("out");
+    // A real fault: the shell's file-size limit (KiB) is below the Nuclei table's size.
+    let cmd = format!(
+        "ulimit -f 64; exec \"$0\" {}",
+        run_args(&plate, &out)
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let o = Command::new("bash")
+        .args(["-c", &cmd, env!("CARGO_BIN_EXE_ipscope")])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("File too large"), "{}", stderr(&o));
+    for t in ["Nuclei", "Image", "Wells", "Errors"] {
+        assert!(
+            !out.join(format!("{t}.parquet")).exists(),
+            "{t} must not look complete"
+        );
+    }
+    assert!(!out.join("manifest.json").exists());
+
+    let mut args = run_args(&plate, &out);
+    args.push("--resume");
+    let o = bin().args(&args).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let reference = tmp.path().join("reference");
+    assert!(bin()
+        .args(run_args(&plate, &reference))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    assert_same_tables(&reference, &out);
+}
