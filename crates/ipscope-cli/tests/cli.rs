@@ -765,3 +765,18 @@ fn features_flag_selects_measurement_groups() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not implemented"), "{}", stderr(&o));
 }
+
+#[cfg(unix)]
+#[test]
+fn symlink_loops_in_a_plate_are_walked_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plate = tmp.path().join("plate");
+    copy_plate(&plate);
+    std::os::unix::fs::symlink(&plate, plate.join("loop")).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("nowhere"), plate.join("dangling.tif")).unwrap();
+    let o = ipscope(&["scan", p(&plate), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["fields"], 24);
+    assert_eq!(v["problems"].as_array().unwrap().len(), 0, "{v}");
+}
