@@ -73,7 +73,10 @@ impl PartialStore {
             })?;
             if state.fingerprint == fingerprint {
                 state.resumed.push(now);
-                write_atomic(&path, &serde_json::to_vec_pretty(&state).unwrap_or_default())?;
+                write_atomic(
+                    &path,
+                    &serde_json::to_vec_pretty(&state).unwrap_or_default(),
+                )?;
                 let mut done = BTreeSet::new();
                 for e in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
                     let name = e.map_err(|e| Error::io(&dir, e))?.file_name();
