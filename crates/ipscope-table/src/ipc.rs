@@ -79,7 +79,8 @@ mod tests {
     #[test]
     fn metadata_and_rows_survive_a_round_trip() {
         let mut b = TableBuilder::new();
-        b.u32("ImageNumber", vec![3, 3]).f64("x", vec![1.5, f64::NAN]);
+        b.u32("ImageNumber", vec![3, 3])
+            .f64("x", vec![1.5, f64::NAN]);
         let batch = b.finish().unwrap();
         let meta = HashMap::from([("k".to_string(), "{\"a\":1}".to_string())]);
         let dir = tempfile::tempdir().unwrap();
