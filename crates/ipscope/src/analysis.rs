@@ -37,8 +37,8 @@ fn remove_stale(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes Curves/Qc (when the layout allows) and report.html into `out_dir`; returns what it
-/// wrote, for the manifest.
+/// Writes Curves/Qc (when the layout allows) into `out_dir`; returns what it wrote, for the
+/// manifest. The report comes last, from [`write_report_and_manifest`].
 pub fn write_analysis(out_dir: &Path, format: Format) -> Result<Vec<WrittenFile>> {
     let ext = format.extension();
     let run = ipscope_report::RunTables::read(out_dir).map_err(report_err)?;
@@ -71,9 +71,27 @@ pub fn write_analysis(out_dir: &Path, format: Format) -> Result<Vec<WrittenFile>
     } else {
         remove_stale(&qc_path)?;
     }
+    Ok(written)
+}
+
+/// Writes `manifest.json`, then report.html (whose provenance section reads that manifest),
+/// then the manifest again with the report among its outputs.
+pub fn write_report_and_manifest(
+    manifest: &mut crate::manifest::Manifest,
+    out_dir: &Path,
+) -> Result<WrittenFile> {
+    let manifest_path = out_dir.join("manifest.json");
+    manifest.write(&manifest_path)?;
+    let run = ipscope_report::RunTables::read(out_dir).map_err(report_err)?;
     let html = ipscope_report::render(&run, &ipscope_report::ReportOptions::default())
         .map_err(report_err)?;
-    written
-        .push(ipscope_report::write_html(&out_dir.join(REPORT_FILE), &html).map_err(report_err)?);
-    Ok(written)
+    let report =
+        ipscope_report::write_html(&out_dir.join(REPORT_FILE), &html).map_err(report_err)?;
+    manifest
+        .outputs
+        .push(crate::manifest::OutputRecord::from_written(
+            &report, out_dir,
+        ));
+    manifest.write(&manifest_path)?;
+    Ok(report)
 }

@@ -188,7 +188,7 @@ pub fn merge(
         .unwrap_or_default();
     let finished = chrono::Utc::now().to_rfc3339();
     let fields_failed = image_status.iter().filter(|s| s.status != "ok").count();
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         ipscope_version: env!("CARGO_PKG_VERSION").to_string(),
         command_line: command_line.to_vec(),
         started,
@@ -212,7 +212,10 @@ pub fn merge(
             .map(|w| OutputRecord::from_written(w, out_dir))
             .collect(),
     };
-    manifest.write(&out_dir.join("manifest.json"))?;
+    written.push(crate::analysis::write_report_and_manifest(
+        &mut manifest,
+        out_dir,
+    )?);
     let mut outputs: Vec<PathBuf> = written.iter().map(|w| w.path.clone()).collect();
     outputs.push(out_dir.join("manifest.json"));
     Ok(MergeSummary {

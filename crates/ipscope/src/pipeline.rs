@@ -932,7 +932,7 @@ impl Pipeline {
         if let Some(l) = &self.layout_path {
             inputs.push(InputRecord::of_file(l)?);
         }
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             ipscope_version: env!("CARGO_PKG_VERSION").to_string(),
             command_line: command_line.to_vec(),
             started: store.state.started.clone(),
@@ -959,7 +959,12 @@ impl Pipeline {
                 .map(|w| OutputRecord::from_written(w, out_dir))
                 .collect(),
         };
-        manifest.write(&out_dir.join("manifest.json"))?;
+        let report = crate::analysis::write_report_and_manifest(&mut manifest, out_dir)?;
+        on_event(&Event::Written {
+            path: report.path.clone(),
+            rows: 0,
+        });
+        written.push(report);
         store.finish()?;
         let fields_failed = records
             .iter()
