@@ -68,7 +68,14 @@ fn full_sets_agree_with_the_basic_ones_and_their_invariants() {
             assert!(f.convex_area >= f.area && f.solidity <= 1.0 && f.extent <= 1.0);
             assert!(f.bbox_area >= f.convex_area);
             assert!(f.min_feret <= f.max_feret + 1e-12);
-            assert!(f.minor_axis_length <= f.major_axis_length);
+            // Equal axes (a round object) may differ in the last bit.
+            assert!(
+                f.minor_axis_length <= f.major_axis_length * (1.0 + 1e-12),
+                "minor {} > major {} (area {})",
+                f.minor_axis_length,
+                f.major_axis_length,
+                f.area
+            );
             assert!((0.0..=1.0).contains(&f.eccentricity));
             assert!((-90.0..=90.0).contains(&f.orientation));
             // Painting over can split an object, so the Euler number may exceed 1.

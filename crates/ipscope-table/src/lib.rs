@@ -24,11 +24,11 @@ pub use arrow_select;
 
 pub use builder::{TableBuilder, DESCRIPTION_KEY};
 pub use error::{Error, Result};
-pub use ipc::{decode_ipc_file, encode_ipc};
 pub use io::{
     read_table, sha256_file, write_table, Format, TableWriter, WrittenFile,
     PARQUET_MAX_ROW_GROUP_ROWS,
 };
+pub use ipc::{decode_ipc_file, encode_ipc};
 pub use ops::{
     column, column_bool, column_f64, column_i64, column_str, column_u32, column_u64, concat,
     sort_by_u32,

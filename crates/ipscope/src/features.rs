@@ -247,7 +247,10 @@ const SHAPE_COLS: [ShapeCol; 18] = [
     sc("Center_Y", "px", "Mean row of the object's pixels", |s| s.center_y),
 ];
 
-const BBOX_COLS: [(&str, &str, fn(&ShapeFeatures) -> usize); 4] = [
+/// Reads one bounding-box coordinate.
+type BoxGetter = fn(&ShapeFeatures) -> usize;
+
+const BBOX_COLS: [(&str, &str, BoxGetter); 4] = [
     ("BoundingBoxMinimum_X", "First column of the object", |s| {
         s.bbox_min_x
     }),
