@@ -179,6 +179,14 @@ fn demo_run_counts_nuclei_within_ten_percent_of_truth() {
         );
     }
     assert!(m["parameters"]["nuclei"]["min_diameter"].is_number());
+    // Plate QC of the controls is part of the provenance: OCT4 separates them well.
+    let oct4 = m["plate_qc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["readout"] == "Median_Nuclei_Intensity_MeanIntensity_OCT4")
+        .expect("plate QC for the OCT4 readout");
+    assert!(oct4["z_prime"].as_f64().unwrap() > 0.5, "{oct4}");
 }
 
 #[test]

@@ -81,6 +81,20 @@ pub fn write_report_and_manifest(
     out_dir: &Path,
 ) -> Result<WrittenFile> {
     let manifest_path = out_dir.join("manifest.json");
+    let run = ipscope_report::RunTables::read(out_dir).map_err(report_err)?;
+    if ipscope_stats::input::has_column(&run.wells, ROLE) {
+        let qc = plate_qc_all(&run.wells, &readouts(&run.wells)).map_err(stats_err)?;
+        manifest.plate_qc = qc
+            .iter()
+            .map(|(readout, q)| {
+                let mut v = serde_json::to_value(q).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("readout".into(), readout.clone().into());
+                }
+                v
+            })
+            .collect();
+    }
     manifest.write(&manifest_path)?;
     let run = ipscope_report::RunTables::read(out_dir).map_err(report_err)?;
     let html = ipscope_report::render(&run, &ipscope_report::ReportOptions::default())

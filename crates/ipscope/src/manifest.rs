@@ -146,6 +146,10 @@ pub struct Manifest {
     /// Versions of the crates that decide the numbers and the files (from Cargo.lock at build time).
     #[serde(default)]
     pub dependencies: std::collections::BTreeMap<String, String>,
+    /// Plate QC from the control wells (Z′, robust Z′, SSMD, … per plate and readout), as in
+    /// `Qc.parquet`; empty without a layout role column.
+    #[serde(default)]
+    pub plate_qc: Vec<serde_json::Value>,
     /// Warnings raised while planning the run (layout coverage, channel roles).
     #[serde(default)]
     pub warnings: Vec<String>,

@@ -205,6 +205,7 @@ pub fn merge(
         warnings: first.warnings.clone(),
         machine: crate::manifest::Machine::current(0),
         dependencies: crate::manifest::dependencies(),
+        plate_qc: Vec::new(),
         inputs: inputs_rec,
         images: image_status,
         outputs: written

@@ -949,6 +949,7 @@ impl Pipeline {
             warnings: self.warnings.clone(),
             machine: crate::manifest::Machine::current(self.threads),
             dependencies: crate::manifest::dependencies(),
+            plate_qc: Vec::new(),
             inputs,
             images: records
                 .iter()
