@@ -1,27 +1,15 @@
 //! End-to-end runs of the `ipscope` binary on generated plates.
 
+mod common;
+use common::*;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use ipscope_table::arrow_array::{Array, RecordBatch};
-use ipscope_table::{column_str, column_u32, column_u64, read_table};
-
-fn ipscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ipscope"))
-        .args(args)
-        .output()
-        .expect("run ipscope")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use ipscope_table::arrow_array::Array;
+use ipscope_table::{column_str, column_u32, column_u64};
 
 fn demo_plate() -> PathBuf {
     demo_plate_root().join("plate")
@@ -58,11 +46,6 @@ fn run_demo(plate: &Path, out: &Path, extra: &[&str]) -> Output {
     ];
     args.extend_from_slice(extra);
     ipscope(&args)
-}
-
-fn table(path: &Path) -> RecordBatch {
-    let (schema, batches) = read_table(path).unwrap_or_else(|e| panic!("{e}"));
-    ipscope_table::concat(&schema, &batches).unwrap()
 }
 
 fn truth_counts(plate: &Path) -> BTreeMap<String, u64> {

@@ -10,34 +10,15 @@
 //! feature, all objects; Feret diameters within 1e-6 on >= 99.5 % of objects (centrosome's
 //! antipodal-pair walk can miss the minimal caliper on some hulls).
 
+mod common;
+use common::*;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use ipscope_table::arrow_array::RecordBatch;
 use ipscope_table::{column_f64, column_u32, read_table};
 use serde_json::Value;
-
-fn ipscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ipscope"))
-        .args(args)
-        .output()
-        .expect("run ipscope")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("IPSCOPE_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/data"))
-}
 
 fn reference() -> Value {
     let path = repo().join("testdata/reference/measure/regionprops.json");

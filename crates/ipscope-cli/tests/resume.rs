@@ -1,24 +1,12 @@
 //! Interrupted runs: SIGKILL at random moments, SIGINT, and `--resume` giving the tables of
 //! an uninterrupted run.
 
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use ipscope_table::arrow_array::RecordBatch;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ipscope"))
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-fn table(path: &Path) -> RecordBatch {
-    let (schema, batches) = ipscope_table::read_table(path).unwrap_or_else(|e| panic!("{e}"));
-    ipscope_table::concat(&schema, &batches).unwrap()
-}
 
 /// A 24-field plate (wells A01..B12, one site, two channels) from the demo generator.
 fn plate(root: &Path) -> PathBuf {
@@ -62,10 +50,6 @@ fn assert_same_tables(a: &Path, b: &Path) {
         let y = table(&b.join(format!("{t}.parquet")));
         assert_eq!(x, y, "{t} differs");
     }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

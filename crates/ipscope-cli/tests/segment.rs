@@ -9,8 +9,10 @@
 //! is named next to it and docs/segmentation.md says so. All images of every set are used
 //! (about 2 s of CPU with the test profile).
 
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use ipscope::core::ops::eval::{match_labels, summarize, EvalSummary};
 use ipscope::core::ops::label::{label, Connectivity};
@@ -18,23 +20,6 @@ use ipscope::core::{segment_cells, segment_nuclei, CellsParams, NucleiParams};
 use ipscope::image::{with_dyn_image, DynImage, Image};
 use ipscope::io::{read_image, ReadOptions};
 use serde_json::Value;
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("IPSCOPE_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn ipscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ipscope"))
-        .args(args)
-        .output()
-        .expect("run ipscope")
-}
 
 fn recipe(name: &str) -> Value {
     let p = repo().join("testdata/reference/segmentation/recipe_scores.json");

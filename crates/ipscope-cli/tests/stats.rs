@@ -5,19 +5,15 @@
 //! testdata/reference/stats/make_reference.py. The report is rendered in headless Chromium
 //! when a `chromium` binary is found (skipped with a message otherwise).
 
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use ipscope_table::{column_f64, column_str, read_table};
 use serde_json::Value;
-
-fn ipscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ipscope"))
-        .args(args)
-        .output()
-        .expect("run ipscope")
-}
 
 fn ok(o: &Output) -> String {
     assert!(
@@ -27,10 +23,6 @@ fn ok(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn reference() -> Value {
@@ -53,10 +45,6 @@ fn drc_csv(name: &str) -> Option<PathBuf> {
         );
         None
     }
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
 }
 
 fn close(got: f64, want: f64, rel: f64, what: &str) {

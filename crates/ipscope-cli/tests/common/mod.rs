@@ -1,0 +1,47 @@
+//! Helpers shared by the end-to-end tests of the `ipscope` binary.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ipscope_table::arrow_array::RecordBatch;
+
+/// Runs the `ipscope` binary built for these tests.
+pub fn ipscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ipscope"))
+        .args(args)
+        .output()
+        .expect("run ipscope")
+}
+
+/// The binary as a `Command`, for tests that spawn, signal or redirect it.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ipscope"))
+}
+
+/// A path as an argument.
+pub fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A whole table file (Parquet or Arrow) as one batch.
+pub fn table(path: &Path) -> RecordBatch {
+    let (schema, batches) = ipscope_table::read_table(path).unwrap_or_else(|e| panic!("{e}"));
+    ipscope_table::concat(&schema, &batches).expect("concat")
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The public reference data sets: `$IPSCOPE_DATA`, default `../shared/data` beside the repo.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("IPSCOPE_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/data"))
+}
