@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use ipscope::analysis::report;
 use ipscope::stats::curve::{fit, relative_potency, CurveFit, Model, RelativePotency};
 use ipscope::stats::input::{distinct, group_keys, numeric, read_any};
@@ -15,27 +15,34 @@ use ipscope::stats::qc::plate_qc;
 use ipscope::table::arrow_array::{Float64Array, RecordBatch};
 use ipscope::table::{Field, Format, TableBuilder};
 
+/// The table, readout and control wells shared by `qc` and `normalize`.
+#[derive(Args)]
+pub struct ControlArgs {
+    /// Table (CSV, Parquet or Arrow), e.g. an ipscope Wells table.
+    table: PathBuf,
+    /// Readout column.
+    #[arg(long)]
+    value: String,
+    /// Column that names the controls (e.g. Metadata_Role).
+    #[arg(long)]
+    control_col: String,
+    /// Value of the control column for negative controls (0 % NPI).
+    #[arg(long)]
+    neg: String,
+    /// Value of the control column for positive controls (100 % NPI).
+    #[arg(long)]
+    pos: String,
+    /// Group (plate) column; one group "all" without it.
+    #[arg(long)]
+    by: Option<String>,
+}
+
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Plate QC from control wells: Z', robust Z', SSMD, signal/background, signal window, CVs.
     Qc {
-        /// Table (CSV, Parquet or Arrow), e.g. an ipscope Wells table.
-        table: PathBuf,
-        /// Readout column.
-        #[arg(long)]
-        value: String,
-        /// Column that names the controls (e.g. Metadata_Role).
-        #[arg(long)]
-        control_col: String,
-        /// Value of the control column for negative controls.
-        #[arg(long)]
-        neg: String,
-        /// Value of the control column for positive controls.
-        #[arg(long)]
-        pos: String,
-        /// Group (plate) column; one group "all" without it.
-        #[arg(long)]
-        by: Option<String>,
+        #[command(flatten)]
+        controls: ControlArgs,
         /// Print a JSON list of objects (group, z_prime, …).
         #[arg(long)]
         json: bool,
@@ -45,23 +52,8 @@ pub enum Cmd {
     },
     /// Per-plate normalisation: percent of control, NPI, z-score, robust z, B-score; edge effects.
     Normalize {
-        /// Per-well table (CSV, Parquet or Arrow) with a well-name column.
-        table: PathBuf,
-        /// Readout column.
-        #[arg(long)]
-        value: String,
-        /// Column that names the controls (e.g. Metadata_Role).
-        #[arg(long)]
-        control_col: String,
-        /// Negative-control name (0 % NPI).
-        #[arg(long)]
-        neg: String,
-        /// Positive-control name (100 % NPI).
-        #[arg(long)]
-        pos: String,
-        /// Plate column; one plate without it.
-        #[arg(long)]
-        by: Option<String>,
+        #[command(flatten)]
+        controls: ControlArgs,
         /// Well-name column (B02, b2, …).
         #[arg(long, default_value = "Metadata_Well")]
         well_col: String,
@@ -117,12 +109,15 @@ pub enum Cmd {
 pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Qc {
-            table,
-            value,
-            control_col,
-            neg,
-            pos,
-            by,
+            controls:
+                ControlArgs {
+                    table,
+                    value,
+                    control_col,
+                    neg,
+                    pos,
+                    by,
+                },
             json,
             output,
         } => {
@@ -162,12 +157,15 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Normalize {
-            table,
-            value,
-            control_col,
-            neg,
-            pos,
-            by,
+            controls:
+                ControlArgs {
+                    table,
+                    value,
+                    control_col,
+                    neg,
+                    pos,
+                    by,
+                },
             well_col,
             output,
             json,
