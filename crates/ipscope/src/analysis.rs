@@ -74,14 +74,13 @@ pub fn write_analysis(out_dir: &Path, format: Format) -> Result<Vec<WrittenFile>
     Ok(written)
 }
 
-/// Writes `manifest.json`, then report.html (whose provenance section reads that manifest),
-/// then the manifest again with the report among its outputs.
+/// Writes report.html, whose provenance section shows `manifest` (plate QC filled in here),
+/// then `manifest.json` with the report among its outputs.
 pub fn write_report_and_manifest(
     manifest: &mut crate::manifest::Manifest,
     out_dir: &Path,
 ) -> Result<WrittenFile> {
-    let manifest_path = out_dir.join("manifest.json");
-    let run = ipscope_report::RunTables::read(out_dir).map_err(report_err)?;
+    let mut run = ipscope_report::RunTables::read(out_dir).map_err(report_err)?;
     if ipscope_stats::input::has_column(&run.wells, ROLE) {
         let qc = plate_qc_all(&run.wells, &readouts(&run.wells)).map_err(stats_err)?;
         manifest.plate_qc = qc
@@ -95,8 +94,8 @@ pub fn write_report_and_manifest(
             })
             .collect();
     }
-    manifest.write(&manifest_path)?;
-    let run = ipscope_report::RunTables::read(out_dir).map_err(report_err)?;
+    // The report shows the manifest as it stands before the report itself is added.
+    run.manifest = serde_json::to_value(&*manifest).ok();
     let html = ipscope_report::render(&run, &ipscope_report::ReportOptions::default())
         .map_err(report_err)?;
     let report =
@@ -106,6 +105,6 @@ pub fn write_report_and_manifest(
         .push(crate::manifest::OutputRecord::from_written(
             &report, out_dir,
         ));
-    manifest.write(&manifest_path)?;
+    manifest.write(&out_dir.join("manifest.json"))?;
     Ok(report)
 }
