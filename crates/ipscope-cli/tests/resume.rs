@@ -87,6 +87,16 @@ fn killed_runs_resume_to_the_tables_of_an_uninterrupted_run() {
         if kills == 20 {
             break;
         }
+        if out.join("manifest.json").exists() && !out.join(".ipscope-partial").exists() {
+            // The SIGKILL landed after the run had finished its work: a complete sequence.
+            finish_and_compare(&out);
+            let m: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap())
+                    .unwrap();
+            resumed_manifests += usize::from(!m["resumed"].as_array().unwrap().is_empty());
+            completed += 1;
+            std::fs::remove_dir_all(&out).unwrap();
+        }
         let mut args = run_args(&plate, &out);
         if out.exists() {
             args.push("--resume");
