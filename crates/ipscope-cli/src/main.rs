@@ -170,6 +170,12 @@ struct RunArgs {
     /// Measurement groups for the object tables, comma-separated (see `ipscope schema`): AreaShape, Location, Intensity; default all.
     #[arg(long, value_name = "GROUPS")]
     features: Option<String>,
+    /// What to measure: nuclei (default), calcium, contraction (see `ipscope run --help`).
+    #[arg(long, default_value = "nuclei", value_parser = |s: &str| s.parse::<ipscope::Assay>())]
+    assay: ipscope::Assay,
+    /// Frames per second of a time-lapse whose files do not record the frame interval.
+    #[arg(long)]
+    fps: Option<f64>,
     #[command(flatten)]
     output_mode: OutputMode,
 }
@@ -253,6 +259,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
+            match args.assay {
+                ipscope::Assay::Nuclei => {}
+                other => anyhow::bail!(
+                    "the {other} assay cannot run yet; this build runs: nuclei"
+                ),
+            }
             let options = run_options(&args)?;
             let format = match args.format {
                 FormatArg::Parquet => Format::Parquet,

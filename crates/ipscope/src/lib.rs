@@ -17,6 +17,8 @@
 //! ```
 
 pub mod analysis;
+pub mod campaign;
+pub mod assay;
 pub mod channels;
 pub mod config;
 pub mod demo;
@@ -30,6 +32,7 @@ pub mod pipeline;
 pub mod scan;
 pub mod verify;
 
+pub use assay::Assay;
 pub use channels::{Channel, Role};
 pub use config::Config;
 pub use error::{Error, Result};

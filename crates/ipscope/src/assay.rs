@@ -1,0 +1,118 @@
+//! The list of assays `ipscope run --assay NAME` can run.
+//!
+//! One entry per assay module in `ipscope_core::assays`. Adding an assay means adding its
+//! variant here (name, kind of input, one-line description) and its arm where the run is
+//! dispatched; the report, curves and rescue scoring read every assay's per-well columns the
+//! same way.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::Error;
+
+/// An assay: what a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Assay {
+    /// Nuclei (and cells) segmented and measured in every field: the default.
+    #[default]
+    Nuclei,
+    /// Cardiomyocyte calcium transients from a fluorescence time-lapse (beats, rate, CTD90).
+    Calcium,
+    /// Cardiomyocyte contraction from brightfield video (MUSCLEMOTION image difference).
+    Contraction,
+}
+
+/// What an assay reads from each field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// One image per channel per field.
+    Still,
+    /// A stream of frames per field (multi-page TIFF or one file per time point).
+    TimeLapse,
+}
+
+impl Assay {
+    /// Every assay, in the order `--help` lists them.
+    pub const ALL: &'static [Assay] = &[Assay::Nuclei, Assay::Calcium, Assay::Contraction];
+
+    /// The name given to `--assay`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Assay::Nuclei => "nuclei",
+            Assay::Calcium => "calcium",
+            Assay::Contraction => "contraction",
+        }
+    }
+
+    /// One line for `--help` and error messages.
+    pub fn description(self) -> &'static str {
+        match self {
+            Assay::Nuclei => "nuclei segmented and measured per field (default)",
+            Assay::Calcium => {
+                "calcium transients from a time-lapse: beats, rate, amplitude, CTD30/50/90"
+            }
+            Assay::Contraction => {
+                "contraction from brightfield video: amplitude, durations, beat rate"
+            }
+        }
+    }
+
+    /// Whether the assay reads still fields or frame streams.
+    pub fn input(self) -> InputKind {
+        match self {
+            Assay::Nuclei => InputKind::Still,
+            Assay::Calcium | Assay::Contraction => InputKind::TimeLapse,
+        }
+    }
+
+    /// `name: description` for every assay, one per line.
+    pub fn help() -> String {
+        Assay::ALL
+            .iter()
+            .map(|a| format!("{}: {}", a.name(), a.description()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl fmt::Display for Assay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Assay {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        Assay::ALL
+            .iter()
+            .copied()
+            .find(|a| a.name().eq_ignore_ascii_case(t))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Assay::ALL.iter().map(|a| a.name()).collect();
+                Error::Invalid(format!(
+                    "unknown assay {s:?}; choose one of: {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_refused() {
+        for a in Assay::ALL {
+            assert_eq!(a.name().parse::<Assay>().ok(), Some(*a));
+            assert_eq!(a.name().to_uppercase().parse::<Assay>().ok(), Some(*a));
+        }
+        assert_eq!(Assay::default(), Assay::Nuclei);
+        let e = "calcum".parse::<Assay>().err().map(|e| e.to_string());
+        assert!(e.is_some_and(|m| m.contains("calcium") && m.contains("calcum")));
+    }
+}
