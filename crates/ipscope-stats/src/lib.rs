@@ -10,13 +10,15 @@ pub mod curve;
 pub mod input;
 pub mod normalize;
 pub mod plate;
+pub mod profile;
 pub mod qc;
+pub mod similarity;
 mod wells;
 
 pub use curve::{fit, relative_potency, CurveFit, Model, RelativePotency};
 pub use normalize::{normalize, NormalizeOptions, Normalized};
 pub use qc::{control_qc, plate_qc, ControlQc};
-pub use wells::well_summary;
+pub use wells::{well_summary, FieldInfo, WellSummary};
 
 /// What can go wrong while summarising tables.
 #[derive(Debug, thiserror::Error)]

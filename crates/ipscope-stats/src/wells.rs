@@ -11,7 +11,7 @@ use ipscope_table::arrow_array::types::{
     UInt64Type, UInt8Type,
 };
 use ipscope_table::arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use ipscope_table::{column, column_str, column_u32, DataType, Field, TableBuilder};
+use ipscope_table::{column, column_str, column_u32, DataType, Field, SchemaRef, TableBuilder};
 
 use crate::{Error, Result};
 
@@ -52,93 +52,411 @@ const COUNT_FIELDS_FAILED: &str = "Count_FieldsFailed";
 /// compensated (Neumaier) summation, so the result does not depend on the order of rows.
 pub fn well_summary(image: &RecordBatch, objects: &[(&str, &RecordBatch)]) -> Result<RecordBatch> {
     let fields = Fields::from_image(image)?;
-    let n_wells = fields.wells.len();
+    let schemas: Vec<(&str, SchemaRef)> = objects.iter().map(|(n, t)| (*n, t.schema())).collect();
+    let mut summary = WellSummary::new(&schemas)?;
 
-    let mut b = TableBuilder::new();
-    let (plates, wells): (Vec<String>, Vec<String>) = fields.wells.iter().cloned().unzip();
-    b.array(
-        described(image, PLATE, DataType::Utf8),
-        Arc::new(ipscope_table::arrow_array::StringArray::from(plates)),
-    )
-    .array(
-        described(image, WELL, DataType::Utf8),
-        Arc::new(ipscope_table::arrow_array::StringArray::from(wells)),
-    );
-
-    // Layout and other metadata: the first field's value, type and description kept.
-    let first_rows = UInt32Array::from(
-        fields
-            .first_row
-            .iter()
-            .map(|&r| {
-                u32::try_from(r)
-                    .map_err(|_| Error::Invalid(format!("Image table row {r} is beyond u32")))
-            })
-            .collect::<Result<Vec<_>>>()?,
-    );
-    for (i, field) in image.schema_ref().fields().iter().enumerate() {
-        let name = field.name();
-        if !name.starts_with("Metadata_") || name == PLATE || name == WELL || name == SITE {
-            continue;
-        }
-        let values = ipscope_table::arrow_select::take::take(image.column(i), &first_rows, None)
-            .map_err(|e| Error::Invalid(format!("Image column `{name}`: {e}")))?;
-        b.array(field.as_ref().clone(), values);
-    }
-
-    let mut fields_total = vec![0u64; n_wells];
-    let mut fields_failed = vec![0u64; n_wells];
-    for row in 0..image.num_rows() {
-        let w = fields.well_of_row[row];
-        fields_total[w] += 1;
-        if !fields.ok[row] {
-            fields_failed[w] += 1;
-        }
-    }
-    b.u64(COUNT_FIELDS, fields_total)
-        .doc("Number of fields (images) of the well in the run")
-        .u64(COUNT_FIELDS_FAILED, fields_failed)
-        .doc("Number of the well's fields whose Status is not \"ok\" (not analysed)");
-
-    for (i, field) in image.schema_ref().fields().iter().enumerate() {
-        let name = field.name();
-        if !name.starts_with("Count_") {
-            continue;
-        }
-        if name == COUNT_FIELDS || name == COUNT_FIELDS_FAILED {
-            return Err(Error::Invalid(format!(
-                "Image table has a column `{name}`, a name the Wells table reserves"
-            )));
-        }
-        let counts = unsigned_values(image.column(i)).ok_or_else(|| {
-            Error::Invalid(format!(
-                "Image column `{name}` is {}, expected an unsigned integer count",
-                field.data_type()
-            ))
-        })?;
-        let mut sums = vec![0u64; n_wells];
-        for (row, count) in counts.into_iter().enumerate() {
-            if let (true, Some(c)) = (fields.ok[row], count) {
-                let w = fields.well_of_row[row];
-                sums[w] = sums[w].checked_add(c).ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "`{name}` overflows u64 in well {}",
-                        fields.wells[w].1
-                    ))
-                })?;
+    // Rows of each object table by well; objects of failed fields are left out like their
+    // counts.
+    let mut rows_by_well: Vec<Vec<Vec<usize>>> =
+        vec![vec![Vec::new(); objects.len()]; fields.wells.len()];
+    for (o, (object, table)) in objects.iter().enumerate() {
+        let numbers = column_u32(table, IMAGE_NUMBER)
+            .map_err(|e| Error::Invalid(format!("{object} table: {e}")))?;
+        for row in 0..table.num_rows() {
+            if numbers.is_null(row) {
+                return Err(Error::Invalid(format!(
+                    "{object} table row {row}: ImageNumber is null"
+                )));
+            }
+            let n = numbers.value(row);
+            match fields.by_image_number.get(&n) {
+                Some(&(w, true)) => rows_by_well[w][o].push(row),
+                Some(&(_, false)) => {}
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "{object} table row {row}: ImageNumber {n} is not in the Image table"
+                    )))
+                }
             }
         }
-        b.u64(name, sums).doc(&format!(
-            "Sum of the image column {name} over the well's fields with Status \"ok\""
-        ));
+    }
+    for (w, (plate, well)) in fields.wells.iter().enumerate() {
+        summary.open(plate, well)?;
+        for (o, (_, table)) in objects.iter().enumerate() {
+            summary.push(o, table, Some(&rows_by_well[w][o]))?;
+        }
+    }
+    summary.build(image, &fields)
+}
+
+/// One field given to [`WellSummary::add_field`]: its row of the Image table.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldInfo<'a> {
+    pub image_number: u32,
+    pub plate: &'a str,
+    pub well: &'a str,
+    /// Status "ok"; the objects of other fields are left out, like their counts.
+    pub ok: bool,
+}
+
+/// The Wells table of [`well_summary`], built field by field in bounded memory.
+///
+/// Give every field with [`WellSummary::add_field`], the fields of one well one after another
+/// (the pipeline's ImageNumber order does that: fields are numbered by plate, well, site).
+/// Only the measurements of the well being filled are held; when the next well starts, each
+/// feature is reduced to its median and mean and the values are dropped. [`WellSummary::finish`]
+/// then takes the (small) Image table for the counts and metadata and checks that it lists
+/// exactly the fields that were given. The result equals `well_summary` of the same tables,
+/// bit for bit: the statistics are computed from each well's values sorted by total order.
+pub struct WellSummary {
+    objects: Vec<ObjectFeatures>,
+    n_features: usize,
+    open: Option<OpenWell>,
+    /// (plate, well) -> per feature, in `objects` order.
+    closed: HashMap<(String, String), Vec<Stats>>,
+    /// ImageNumber -> (plate, well, ok) of every field given.
+    given: HashMap<u32, (String, String, bool)>,
+}
+
+/// The summarised columns of one object table.
+struct ObjectFeatures {
+    name: String,
+    /// Index of its first feature among all features.
+    offset: usize,
+    features: Vec<Feature>,
+}
+
+struct Feature {
+    /// Column in the object table.
+    column: String,
+    /// `<Object>_<name>`: the output columns are `Median_<output>` and `Mean_<output>`.
+    output: String,
+    /// The column's description, if it has one.
+    description: Option<String>,
+}
+
+struct OpenWell {
+    key: (String, String),
+    /// Per feature: the well's values so far, without null and NaN.
+    values: Vec<Vec<f64>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    median: Option<f64>,
+    mean: Option<f64>,
+}
+
+impl WellSummary {
+    /// Plans the summary of object tables with these schemas (`[("Nuclei", schema)]`): which
+    /// columns are measurements, and their output names (see [`well_summary`]).
+    pub fn new(objects: &[(&str, SchemaRef)]) -> Result<WellSummary> {
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut planned = Vec::with_capacity(objects.len());
+        let mut offset = 0;
+        for (object, schema) in objects {
+            // The same check (and message) as on a table: ImageNumber must be a UInt32 column.
+            column_u32(&RecordBatch::new_empty(schema.clone()), IMAGE_NUMBER)
+                .map_err(|e| Error::Invalid(format!("{object} table: {e}")))?;
+            let prefix = format!("{object}_");
+            let mut features = Vec::new();
+            for field in schema.fields() {
+                let name = field.name();
+                if !is_feature(name, field.data_type()) {
+                    continue;
+                }
+                let output = if name.starts_with(&prefix) {
+                    name.clone()
+                } else {
+                    format!("{prefix}{name}")
+                };
+                if let Some(previous) = seen.insert(output.clone(), format!("{object}.{name}")) {
+                    return Err(Error::Invalid(format!(
+                        "{object} column `{name}` and {previous} would both be summarised as `{output}`"
+                    )));
+                }
+                features.push(Feature {
+                    column: name.clone(),
+                    output,
+                    description: field
+                        .metadata()
+                        .get(ipscope_table::DESCRIPTION_KEY)
+                        .cloned(),
+                });
+            }
+            planned.push(ObjectFeatures {
+                name: object.to_string(),
+                offset,
+                features,
+            });
+            offset += planned.last().map_or(0, |o| o.features.len());
+        }
+        Ok(WellSummary {
+            objects: planned,
+            n_features: offset,
+            open: None,
+            closed: HashMap::new(),
+            given: HashMap::new(),
+        })
     }
 
-    let mut seen_features: HashMap<String, String> = HashMap::new();
-    for (object, table) in objects {
-        summarise_objects(&mut b, &fields, object, table, &mut seen_features)?;
+    /// Adds one field and its objects, one batch per object table (in the order given to
+    /// [`WellSummary::new`]); every row must carry the field's ImageNumber.
+    pub fn add_field(&mut self, field: &FieldInfo<'_>, objects: &[&RecordBatch]) -> Result<()> {
+        let n = field.image_number;
+        if objects.len() != self.objects.len() {
+            return Err(Error::Invalid(format!(
+                "field {n}: {} object tables given, expected {}",
+                objects.len(),
+                self.objects.len()
+            )));
+        }
+        if self
+            .given
+            .insert(n, (field.plate.into(), field.well.into(), field.ok))
+            .is_some()
+        {
+            return Err(Error::Invalid(format!(
+                "field {n} was given to the Wells summary twice"
+            )));
+        }
+        self.open(field.plate, field.well)?;
+        if !field.ok {
+            return Ok(());
+        }
+        for (o, batch) in objects.iter().enumerate() {
+            let object = &self.objects[o].name;
+            let numbers = column_u32(batch, IMAGE_NUMBER)
+                .map_err(|e| Error::Invalid(format!("{object} table: {e}")))?;
+            if let Some(row) =
+                (0..batch.num_rows()).find(|&r| numbers.is_null(r) || numbers.value(r) != n)
+            {
+                return Err(Error::Invalid(format!(
+                    "{object} rows of field {n}: row {row} has another ImageNumber"
+                )));
+            }
+            self.push(o, batch, None)?;
+        }
+        Ok(())
     }
 
-    Ok(b.finish()?)
+    /// The Wells table; `image` must list exactly the fields given, with the same plate, well
+    /// and status.
+    pub fn finish(self, image: &RecordBatch) -> Result<RecordBatch> {
+        let fields = Fields::from_image(image)?;
+        for (n, &(w, ok)) in &fields.by_image_number {
+            let (plate, well) = &fields.wells[w];
+            match self.given.get(n) {
+                Some((p, wl, o)) if p == plate && wl == well && *o == ok => {}
+                Some((p, wl, o)) => {
+                    return Err(Error::Invalid(format!(
+                        "field {n}: the Image table has {plate} {well} {}, but it was summarised as {p} {wl} {}",
+                        status_word(ok),
+                        status_word(*o)
+                    )))
+                }
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "field {n} of the Image table was not given to the Wells summary"
+                    )))
+                }
+            }
+        }
+        if let Some(n) = self
+            .given
+            .keys()
+            .filter(|n| !fields.by_image_number.contains_key(n))
+            .min()
+        {
+            return Err(Error::Invalid(format!(
+                "field {n} was summarised but is not in the Image table"
+            )));
+        }
+        self.build(image, &fields)
+    }
+
+    /// Starts filling the well (a no-op when it is the one being filled); reduces the previous.
+    fn open(&mut self, plate: &str, well: &str) -> Result<()> {
+        if let Some(o) = &self.open {
+            if o.key.0 == plate && o.key.1 == well {
+                return Ok(());
+            }
+        }
+        self.close();
+        let key = (plate.to_string(), well.to_string());
+        if self.closed.contains_key(&key) {
+            return Err(Error::Invalid(format!(
+                "plate {plate} well {well}: a field came after another well's; give the fields of a well one after another"
+            )));
+        }
+        self.open = Some(OpenWell {
+            key,
+            values: vec![Vec::new(); self.n_features],
+        });
+        Ok(())
+    }
+
+    /// Reduces the well being filled to its statistics.
+    fn close(&mut self) {
+        if let Some(open) = self.open.take() {
+            let stats = open
+                .values
+                .into_iter()
+                .map(|mut v| {
+                    v.sort_unstable_by(f64::total_cmp);
+                    Stats {
+                        median: median_sorted(&v),
+                        mean: mean_sorted(&v),
+                    }
+                })
+                .collect();
+            self.closed.insert(open.key, stats);
+        }
+    }
+
+    /// Adds the feature values of `rows` (all rows when `None`) of object table `o` to the
+    /// well being filled.
+    fn push(&mut self, o: usize, batch: &RecordBatch, rows: Option<&[usize]>) -> Result<()> {
+        let object = &self.objects[o];
+        let Some(open) = self.open.as_mut() else {
+            return Err(Error::Invalid("no well to add objects to".into()));
+        };
+        for (k, f) in object.features.iter().enumerate() {
+            let array = column(batch, &f.column)
+                .map_err(|e| Error::Invalid(format!("{} table: {e}", object.name)))?;
+            let dst = &mut open.values[object.offset + k];
+            append_values(array, rows, dst).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{} column `{}`: unsupported type {}",
+                    object.name,
+                    f.column,
+                    array.data_type()
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The table: image columns from `image`, statistics from the closed wells.
+    fn build(mut self, image: &RecordBatch, fields: &Fields) -> Result<RecordBatch> {
+        self.close();
+        let n_wells = fields.wells.len();
+
+        let mut b = TableBuilder::new();
+        let (plates, wells): (Vec<String>, Vec<String>) = fields.wells.iter().cloned().unzip();
+        b.array(
+            described(image, PLATE, DataType::Utf8),
+            Arc::new(ipscope_table::arrow_array::StringArray::from(plates)),
+        )
+        .array(
+            described(image, WELL, DataType::Utf8),
+            Arc::new(ipscope_table::arrow_array::StringArray::from(wells)),
+        );
+
+        // Layout and other metadata: the first field's value, type and description kept.
+        let first_rows = UInt32Array::from(
+            fields
+                .first_row
+                .iter()
+                .map(|&r| {
+                    u32::try_from(r)
+                        .map_err(|_| Error::Invalid(format!("Image table row {r} is beyond u32")))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        );
+        for (i, field) in image.schema_ref().fields().iter().enumerate() {
+            let name = field.name();
+            if !name.starts_with("Metadata_") || name == PLATE || name == WELL || name == SITE {
+                continue;
+            }
+            let values =
+                ipscope_table::arrow_select::take::take(image.column(i), &first_rows, None)
+                    .map_err(|e| Error::Invalid(format!("Image column `{name}`: {e}")))?;
+            b.array(field.as_ref().clone(), values);
+        }
+
+        let mut fields_total = vec![0u64; n_wells];
+        let mut fields_failed = vec![0u64; n_wells];
+        for row in 0..image.num_rows() {
+            let w = fields.well_of_row[row];
+            fields_total[w] += 1;
+            if !fields.ok[row] {
+                fields_failed[w] += 1;
+            }
+        }
+        b.u64(COUNT_FIELDS, fields_total)
+            .doc("Number of fields (images) of the well in the run")
+            .u64(COUNT_FIELDS_FAILED, fields_failed)
+            .doc("Number of the well's fields whose Status is not \"ok\" (not analysed)");
+
+        for (i, field) in image.schema_ref().fields().iter().enumerate() {
+            let name = field.name();
+            if !name.starts_with("Count_") {
+                continue;
+            }
+            if name == COUNT_FIELDS || name == COUNT_FIELDS_FAILED {
+                return Err(Error::Invalid(format!(
+                    "Image table has a column `{name}`, a name the Wells table reserves"
+                )));
+            }
+            let counts = unsigned_values(image.column(i)).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "Image column `{name}` is {}, expected an unsigned integer count",
+                    field.data_type()
+                ))
+            })?;
+            let mut sums = vec![0u64; n_wells];
+            for (row, count) in counts.into_iter().enumerate() {
+                if let (true, Some(c)) = (fields.ok[row], count) {
+                    let w = fields.well_of_row[row];
+                    sums[w] = sums[w].checked_add(c).ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "`{name}` overflows u64 in well {}",
+                            fields.wells[w].1
+                        ))
+                    })?;
+                }
+            }
+            b.u64(name, sums).doc(&format!(
+                "Sum of the image column {name} over the well's fields with Status \"ok\""
+            ));
+        }
+
+        let stats: Vec<Option<&Vec<Stats>>> =
+            fields.wells.iter().map(|k| self.closed.get(k)).collect();
+        for object in &self.objects {
+            for (k, f) in object.features.iter().enumerate() {
+                let at = object.offset + k;
+                let of = |s: Option<&Vec<Stats>>| s.and_then(|s| s.get(at)).copied();
+                let medians = stats.iter().map(|s| of(*s).and_then(|s| s.median));
+                let means = stats.iter().map(|s| of(*s).and_then(|s| s.mean));
+                let what = f
+                    .description
+                    .as_ref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                let (object, name, output) = (&object.name, &f.column, &f.output);
+                b.opt_f64(&format!("Median_{output}"), medians.collect())
+                    .doc(&format!(
+                    "Median over the well's {object} objects of {name}{what}; NaN left out, null when none"
+                ));
+                b.opt_f64(&format!("Mean_{output}"), means.collect())
+                    .doc(&format!(
+                    "Mean over the well's {object} objects of {name}{what}; NaN left out, null when none"
+                ));
+            }
+        }
+
+        Ok(b.finish()?)
+    }
+}
+
+fn status_word(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "failed"
+    }
 }
 
 /// The image table's fields grouped into wells.
@@ -233,93 +551,6 @@ fn is_feature(name: &str, data_type: &DataType) -> bool {
         && !name.contains("_Number_")
 }
 
-fn summarise_objects(
-    b: &mut TableBuilder,
-    fields: &Fields,
-    object: &str,
-    table: &RecordBatch,
-    seen: &mut HashMap<String, String>,
-) -> Result<()> {
-    let n_wells = fields.wells.len();
-    let numbers = column_u32(table, IMAGE_NUMBER)
-        .map_err(|e| Error::Invalid(format!("{object} table: {e}")))?;
-    // Well of each object row; None for objects of failed fields (left out like their counts).
-    let mut well_of_object = Vec::with_capacity(table.num_rows());
-    for row in 0..table.num_rows() {
-        if numbers.is_null(row) {
-            return Err(Error::Invalid(format!(
-                "{object} table row {row}: ImageNumber is null"
-            )));
-        }
-        let n = numbers.value(row);
-        match fields.by_image_number.get(&n) {
-            Some(&(w, true)) => well_of_object.push(Some(w)),
-            Some(&(_, false)) => well_of_object.push(None),
-            None => {
-                return Err(Error::Invalid(format!(
-                    "{object} table row {row}: ImageNumber {n} is not in the Image table"
-                )))
-            }
-        }
-    }
-
-    let prefix = format!("{object}_");
-    let mut per_well: Vec<Vec<f64>> = vec![Vec::new(); n_wells];
-    for field in table.schema_ref().fields() {
-        let name = field.name();
-        if !is_feature(name, field.data_type()) {
-            continue;
-        }
-        let feature = if name.starts_with(&prefix) {
-            name.clone()
-        } else {
-            format!("{prefix}{name}")
-        };
-        if let Some(previous) = seen.insert(feature.clone(), format!("{object}.{name}")) {
-            return Err(Error::Invalid(format!(
-                "{object} column `{name}` and {previous} would both be summarised as `{feature}`"
-            )));
-        }
-        let values = numeric_values(column(table, name)?).ok_or_else(|| {
-            Error::Invalid(format!(
-                "{object} column `{name}`: unsupported type {}",
-                field.data_type()
-            ))
-        })?;
-
-        for v in per_well.iter_mut() {
-            v.clear();
-        }
-        for (row, value) in values.iter().enumerate() {
-            if let (Some(w), Some(x)) = (well_of_object[row], value) {
-                if !x.is_nan() {
-                    per_well[w].push(*x);
-                }
-            }
-        }
-        let mut medians = Vec::with_capacity(n_wells);
-        let mut means = Vec::with_capacity(n_wells);
-        for v in per_well.iter_mut() {
-            v.sort_unstable_by(f64::total_cmp);
-            medians.push(median_sorted(v));
-            means.push(mean_sorted(v));
-        }
-        let what = field
-            .metadata()
-            .get(ipscope_table::DESCRIPTION_KEY)
-            .map(|d| format!(" ({d})"))
-            .unwrap_or_default();
-        b.opt_f64(&format!("Median_{feature}"), medians)
-            .doc(&format!(
-            "Median over the well's {object} objects of {name}{what}; NaN left out, null when none"
-        ));
-        b.opt_f64(&format!("Mean_{feature}"), means).doc(&format!(
-            "Mean over the well's {object} objects of {name}{what}; NaN left out, null when none"
-        ));
-    }
-    Ok(())
-}
-
 /// numpy's median of values already sorted and free of NaN; `None` for no values.
 fn median_sorted(v: &[f64]) -> Option<f64> {
     let n = v.len();
@@ -355,14 +586,26 @@ fn mean_sorted(v: &[f64]) -> Option<f64> {
     Some(total / v.len() as f64)
 }
 
-/// The values of a numeric column as f64 (nulls as `None`); `None` for other types.
-fn numeric_values(array: &ArrayRef) -> Option<Vec<Option<f64>>> {
+/// Appends the values of `rows` (all when `None`) of a numeric column as f64 to `dst`,
+/// leaving out nulls and NaN; `None` for other types.
+fn append_values(array: &ArrayRef, rows: Option<&[usize]>, dst: &mut Vec<f64>) -> Option<()> {
     macro_rules! conv {
-        ($t:ty) => {
-            array
-                .as_primitive_opt::<$t>()
-                .map(|a| a.iter().map(|v| v.map(|x| x as f64)).collect())
-        };
+        ($t:ty) => {{
+            let a = array.as_primitive_opt::<$t>()?;
+            let mut put = |i: usize| {
+                if a.is_valid(i) {
+                    let x = a.value(i) as f64;
+                    if !x.is_nan() {
+                        dst.push(x);
+                    }
+                }
+            };
+            match rows {
+                None => (0..a.len()).for_each(&mut put),
+                Some(rows) => rows.iter().for_each(|&i| put(i)),
+            }
+            Some(())
+        }};
     }
     match array.data_type() {
         DataType::Float64 => conv!(Float64Type),

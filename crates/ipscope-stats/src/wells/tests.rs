@@ -373,3 +373,74 @@ fn feature_selection() {
     assert!(!is_feature("Parent_Colonies", &DataType::UInt32));
     assert!(!is_feature("Nuclei_Parent_Colonies", &DataType::UInt32));
 }
+
+/// Fields given one by one in ImageNumber order (wells one after another), as the pipeline
+/// streams them, give the same table as the whole-table summary.
+#[test]
+fn streaming_equals_whole_table() {
+    let image = image();
+    let objects = nuclei();
+    let expected = well_summary(&image, &[("Nuclei", &objects)]).unwrap();
+
+    let sorted = ipscope_table::sort_by_u32(&image, &["ImageNumber"]).unwrap();
+    let numbers = column_u32(&sorted, "ImageNumber").unwrap();
+    let plates = column_str(&sorted, "Metadata_Plate").unwrap();
+    let wells = column_str(&sorted, "Metadata_Well").unwrap();
+    let status = column_str(&sorted, "Status").unwrap();
+    let object_numbers = column_u32(&objects, "ImageNumber").unwrap();
+    let mut summary = WellSummary::new(&[("Nuclei", objects.schema())]).unwrap();
+    for row in 0..sorted.num_rows() {
+        let n = numbers.value(row);
+        let rows: Vec<u32> = (0..objects.num_rows() as u32)
+            .filter(|&r| object_numbers.value(r as usize) == n)
+            .collect();
+        let of_field = ipscope_table::arrow_select::take::take_record_batch(
+            &objects,
+            &UInt32Array::from(rows),
+        )
+        .unwrap();
+        let field = FieldInfo {
+            image_number: n,
+            plate: plates.value(row),
+            well: wells.value(row),
+            ok: status.value(row) == "ok",
+        };
+        summary.add_field(&field, &[&of_field]).unwrap();
+    }
+    assert_eq!(summary.finish(&image).unwrap(), expected);
+}
+
+#[test]
+fn streaming_refuses_what_does_not_fit() {
+    let schema = nuclei().schema();
+    let empty = nuclei().slice(0, 0);
+    let field = |image_number, well| FieldInfo {
+        image_number,
+        plate: "P1",
+        well,
+        ok: true,
+    };
+
+    // A well's fields interleaved with another well's.
+    let mut s = WellSummary::new(&[("Nuclei", schema.clone())]).unwrap();
+    s.add_field(&field(1, "B02"), &[&empty]).unwrap();
+    s.add_field(&field(3, "B03"), &[&empty]).unwrap();
+    let err = s.add_field(&field(2, "B02"), &[&empty]).unwrap_err();
+    assert!(err.to_string().contains("well B02"), "{err}");
+
+    // Rows of another field.
+    let mut s = WellSummary::new(&[("Nuclei", schema.clone())]).unwrap();
+    let err = s
+        .add_field(&field(2, "B02"), &[&nuclei().slice(0, 1)])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Nuclei rows of field 2: row 0 has another ImageNumber"
+    );
+
+    // An Image table with a field that was never given.
+    let mut s = WellSummary::new(&[("Nuclei", schema)]).unwrap();
+    s.add_field(&field(1, "B02"), &[&empty]).unwrap();
+    let err = s.finish(&image()).unwrap_err();
+    assert!(err.to_string().contains("not given"), "{err}");
+}
