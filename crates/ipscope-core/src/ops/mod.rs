@@ -12,5 +12,7 @@ pub mod measure;
 pub mod morphology;
 pub mod outline;
 pub mod peaks;
+pub mod ridge;
+pub mod skeleton;
 pub mod threshold;
 pub mod watershed;
