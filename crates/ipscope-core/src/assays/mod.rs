@@ -1,4 +1,9 @@
 //! The biology: one module per assay, each built from [`crate::ops`].
 
+pub mod calcium;
 pub mod cells;
+pub mod colonies;
+pub mod markers;
+pub mod neurite;
 pub mod nuclei;
+pub mod quality;

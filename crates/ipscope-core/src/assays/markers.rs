@@ -1,0 +1,340 @@
+//! Marker positivity and heterogeneity of a population of cells.
+//!
+//! Every function takes one value per cell (usually the mean nuclear intensity of a marker,
+//! `Nuclei_Intensity_MeanIntensity_<marker>`), so it serves any marker named with
+//! `--channel`: pluripotency (OCT4, NANOG, SOX2, SSEA4) or lineage (cTnT, SOX17, PAX6, AFP).
+//!
+//! * Gates ([`Gate`]): a fixed value; Otsu's threshold of the cells' values
+//!   (`skimage.filters.threshold_otsu(values)`, 256 bins); or a percentile of negative-control
+//!   cells (`numpy.percentile(controls, q)`, linear interpolation), the usual flow-cytometry
+//!   style gate "above the 99th percentile of the isotype / negative control".
+//! * Summaries ([`summarize`]): % positive, coefficient of variation (population standard
+//!   deviation / mean, as `scipy.stats.variation`), Shannon entropy (natural log) of the
+//!   values' histogram in `ENTROPY_BINS` equal bins between the minimum and maximum (as
+//!   `scipy.stats.entropy(numpy.histogram(values, bins)[0])`), and the Gini coefficient
+//!   (mean absolute difference / (2 · mean), on values shifted to be non-negative).
+//! * [`double_positive`]: the fraction of cells positive for two markers.
+//!
+//! Reference values come from `testdata/reference/colonies/make_marker_refs.py`.
+
+use ipscope_image::ImageView;
+use serde::{Deserialize, Serialize};
+
+use crate::ops::threshold::otsu;
+
+/// Number of equal-width bins of the entropy histogram.
+pub const ENTROPY_BINS: usize = 32;
+
+/// How a marker's positivity threshold is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Gate {
+    /// A fixed threshold on the value's scale (CellProfiler 0..1 for intensities).
+    Fixed { threshold: f64 },
+    /// Otsu's threshold of the cells' own values.
+    Otsu,
+    /// The `percentile` (0..100) of the values of negative-control cells.
+    Controls { percentile: f64 },
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::Otsu
+    }
+}
+
+/// Errors of marker gating.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GateError {
+    #[error("a control-based gate needs negative-control cells, but none were given")]
+    NoControls,
+    #[error("percentile {0} is outside 0..100")]
+    BadPercentile(f64),
+    #[error("fixed threshold {0} is not a finite number")]
+    BadThreshold(f64),
+}
+
+/// Linear-interpolation percentile (numpy's default) of the finite values; `None` if none.
+pub fn percentile(values: &[f64], q: f64) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() || !(0.0..=100.0).contains(&q) {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let pos = q / 100.0 * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let frac = pos - lo as f64;
+    Some(v[lo] + (v[hi] - v[lo]) * frac)
+}
+
+/// Otsu's threshold of the finite values (`skimage.filters.threshold_otsu`, 256 bins);
+/// `None` when fewer than two distinct values.
+pub fn otsu_values(values: &[f64]) -> Option<f64> {
+    let v: Vec<f32> = values
+        .iter()
+        .filter(|x| x.is_finite())
+        .map(|&x| x as f32)
+        .collect();
+    let view = ImageView::from_slice(&v, v.len(), 1, v.len()).ok()?;
+    otsu(view, 256).map(f64::from)
+}
+
+/// Resolves a gate to a threshold. `values` are the cells being gated (for Otsu),
+/// `controls` the negative-control cells (for a control gate).
+///
+/// Returns `Ok(None)` when the values give no threshold (Otsu on fewer than two distinct
+/// values): every cell then counts as negative.
+pub fn resolve_gate(
+    gate: &Gate,
+    values: &[f64],
+    controls: &[f64],
+) -> Result<Option<f64>, GateError> {
+    match gate {
+        Gate::Fixed { threshold } => {
+            if threshold.is_finite() {
+                Ok(Some(*threshold))
+            } else {
+                Err(GateError::BadThreshold(*threshold))
+            }
+        }
+        Gate::Otsu => Ok(otsu_values(values)),
+        Gate::Controls { percentile: q } => {
+            if !(0.0..=100.0).contains(q) {
+                return Err(GateError::BadPercentile(*q));
+            }
+            percentile(controls, *q)
+                .map(Some)
+                .ok_or(GateError::NoControls)
+        }
+    }
+}
+
+/// Positivity of each cell: `value > threshold` (NaN is negative; no threshold: all negative).
+pub fn positive(values: &[f64], threshold: Option<f64>) -> Vec<bool> {
+    values
+        .iter()
+        .map(|&v| threshold.is_some_and(|t| v > t))
+        .collect()
+}
+
+/// Fraction of cells positive for both markers (NaN for no cells).
+pub fn double_positive(a: &[bool], b: &[bool]) -> f64 {
+    let n = a.len().min(b.len());
+    if n == 0 {
+        return f64::NAN;
+    }
+    a.iter().zip(b).filter(|(x, y)| **x && **y).count() as f64 / n as f64
+}
+
+/// Per-population summary of one marker.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MarkerSummary {
+    pub cells: u64,
+    pub positive: u64,
+    /// Percent positive (0..100); NaN for no cells.
+    pub percent_positive: f64,
+    /// Coefficient of variation (population SD / mean); NaN for no cells or mean 0.
+    pub cv: f64,
+    /// Shannon entropy (nats) of the values' histogram ([`ENTROPY_BINS`] bins).
+    pub entropy: f64,
+    /// Gini coefficient of the values (0 = all equal, → 1 = one cell holds everything).
+    pub gini: f64,
+    /// The threshold used; NaN when there was none.
+    pub threshold: f64,
+}
+
+/// Shannon entropy (nats) of the histogram of the finite values in `bins` equal bins between
+/// their minimum and maximum; 0 for a constant population, NaN for none.
+pub fn histogram_entropy(values: &[f64], bins: usize) -> f64 {
+    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() || bins == 0 {
+        return f64::NAN;
+    }
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if hi <= lo {
+        return 0.0;
+    }
+    let mut counts = vec![0u64; bins];
+    let width = (hi - lo) / bins as f64;
+    for &x in &v {
+        // numpy: the last bin is closed on the right.
+        let b = (((x - lo) / width) as usize).min(bins - 1);
+        counts[b] += 1;
+    }
+    let n = v.len() as f64;
+    -counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            p * p.ln()
+        })
+        .sum::<f64>()
+}
+
+/// Gini coefficient of the finite values, shifted so the minimum is ≥ 0; NaN for none or
+/// when every value is 0.
+pub fn gini(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let shift = v[0].min(0.0);
+    for x in &mut v {
+        *x -= shift;
+    }
+    let n = v.len() as f64;
+    let sum: f64 = v.iter().sum();
+    if sum <= 0.0 {
+        return f64::NAN;
+    }
+    // Sorted form: G = Σ (2i − n − 1) x_i / (n Σ x), i = 1..n.
+    let num: f64 = v
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (2.0 * (i as f64 + 1.0) - n - 1.0) * x)
+        .sum();
+    num / (n * sum)
+}
+
+/// Coefficient of variation (population SD / mean) of the finite values.
+pub fn cv(values: &[f64]) -> f64 {
+    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    if mean == 0.0 {
+        f64::NAN
+    } else {
+        var.sqrt() / mean
+    }
+}
+
+/// Summarises a marker over cells with a resolved threshold.
+pub fn summarize(values: &[f64], threshold: Option<f64>) -> MarkerSummary {
+    let pos = positive(values, threshold);
+    let k = pos.iter().filter(|&&p| p).count() as u64;
+    let n = values.len() as u64;
+    MarkerSummary {
+        cells: n,
+        positive: k,
+        percent_positive: if n == 0 {
+            f64::NAN
+        } else {
+            100.0 * k as f64 / n as f64
+        },
+        cv: cv(values),
+        entropy: histogram_entropy(values, ENTROPY_BINS),
+        gini: gini(values),
+        threshold: threshold.unwrap_or(f64::NAN),
+    }
+}
+
+/// An acceptance criterion such as `cTnT >= 80` (percent positive of a marker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Criterion {
+    pub marker: String,
+    pub op: CmpOp,
+    /// Percent (0..100).
+    pub value: f64,
+}
+
+/// Comparison of an acceptance criterion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CmpOp {
+    #[serde(rename = ">=")]
+    Ge,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = "<")]
+    Lt,
+}
+
+impl Criterion {
+    /// Parses `MARKER OP VALUE [%]`, e.g. `cTnT >= 80 %` or `OCT4<5`.
+    pub fn parse(s: &str) -> Result<Criterion, String> {
+        let ops = [
+            (">=", CmpOp::Ge),
+            ("<=", CmpOp::Le),
+            (">", CmpOp::Gt),
+            ("<", CmpOp::Lt),
+        ];
+        for (tok, op) in ops {
+            if let Some(i) = s.find(tok) {
+                let marker = s[..i].trim();
+                let rest = s[i + tok.len()..].trim().trim_end_matches('%').trim();
+                let value: f64 = rest
+                    .parse()
+                    .map_err(|_| format!("criterion {s:?}: {rest:?} is not a number"))?;
+                if marker.is_empty() {
+                    return Err(format!("criterion {s:?}: no marker name before {tok}"));
+                }
+                return Ok(Criterion {
+                    marker: marker.to_string(),
+                    op,
+                    value,
+                });
+            }
+        }
+        Err(format!(
+            "criterion {s:?}: expected MARKER OP PERCENT with OP one of >=, >, <=, < (e.g. \"cTnT >= 80 %\")"
+        ))
+    }
+
+    /// Whether a percent-positive value passes; NaN (no cells) fails.
+    pub fn passes(&self, percent: f64) -> bool {
+        if !percent.is_finite() {
+            return false;
+        }
+        match self.op {
+            CmpOp::Ge => percent >= self.value,
+            CmpOp::Gt => percent > self.value,
+            CmpOp::Le => percent <= self.value,
+            CmpOp::Lt => percent < self.value,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gates_resolve() {
+        let v = [0.1, 0.2, 0.15, 0.8, 0.9];
+        assert_eq!(
+            resolve_gate(&Gate::Fixed { threshold: 0.5 }, &v, &[]),
+            Ok(Some(0.5))
+        );
+        let t = resolve_gate(&Gate::Otsu, &v, &[]).unwrap().unwrap();
+        assert!(t > 0.2 && t < 0.8);
+        assert_eq!(
+            resolve_gate(&Gate::Controls { percentile: 99.0 }, &v, &[]),
+            Err(GateError::NoControls)
+        );
+        assert_eq!(resolve_gate(&Gate::Otsu, &[0.3, 0.3], &[]), Ok(None));
+        let s = summarize(&v, Some(0.5));
+        assert_eq!((s.cells, s.positive), (5, 2));
+        assert!((s.percent_positive - 40.0).abs() < 1e-12);
+        let none = summarize(&[], None);
+        assert!(none.percent_positive.is_nan());
+    }
+
+    #[test]
+    fn criteria_parse_and_pass() {
+        let c = Criterion::parse("cTnT >= 80 %").unwrap();
+        assert_eq!(c.marker, "cTnT");
+        assert!(c.passes(80.0) && !c.passes(79.9) && !c.passes(f64::NAN));
+        assert!(Criterion::parse("OCT4 ~ 3").is_err());
+        assert!(Criterion::parse(">= 3").is_err());
+        assert!(Criterion::parse("OCT4 < x").is_err());
+    }
+}
