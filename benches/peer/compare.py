@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Runs the scikit-image recipe and ipscope on the same plate, in the same run, and prints
+MPx/s for both, the ratio, ipscope's 2-thread scaling and the object counts per field.
+
+Wall time is what a user waits for; CPU time (user + system of the child process) is also
+given because it is robust to other load on a shared machine. Both tools read the TIFFs
+from disk and produce a per-object table (ipscope also writes Parquet and a manifest).
+
+    python compare.py PLATE_DIR IPSCOPE_BIN WORK_DIR [--threads 1,2] [--json OUT.json]
+"""
+
+import argparse
+import glob
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def timed(cmd, env=None):
+    """Runs cmd; returns (stdout, wall seconds, child CPU seconds)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return out, wall, cpu
+
+
+def one_thread_env():
+    env = dict(os.environ)
+    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env[k] = "1"
+    return env
+
+
+def cpu_model():
+    try:
+        out = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True, check=True).stdout
+        info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        return f"{info.get('Model name', '?').strip()}, {os.cpu_count()} CPUs"
+    except (OSError, subprocess.CalledProcessError):
+        return f"{platform.processor() or '?'}, {os.cpu_count()} CPUs"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("plate")
+    ap.add_argument("ipscope")
+    ap.add_argument("work")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--json")
+    ap.add_argument("--cellprofiler", action="store_true")
+    args = ap.parse_args()
+    files = sorted(glob.glob(os.path.join(args.plate, "*.tif")))
+    with open(os.path.join(args.plate, "truth.json")) as f:
+        truth = json.load(f)
+
+    res = {"machine": cpu_model(), "fields": len(files), "runs": {}}
+    print(f"machine: {res['machine']}; load average before: {os.getloadavg()[0]:.2f}")
+
+    out, wall, cpu = timed([sys.executable, os.path.join(HERE, "skimage_recipe.py"), args.plate],
+                           env=one_thread_env())
+    peer = json.loads(out)
+    pixels = peer["pixels"]
+    peer_counts = {f["file"]: f["objects"] for f in peer["fields"]}
+    res["runs"]["skimage_1t"] = {"tool": peer["tool"], "wall_s": wall, "cpu_s": cpu,
+                                  "counts": peer_counts}
+
+    for t in [int(x) for x in args.threads.split(",")]:
+        dst = os.path.join(args.work, f"ipscope_{t}t")
+        shutil.rmtree(dst, ignore_errors=True)
+        _, wall, cpu = timed([args.ipscope, "run", args.plate, "-o", dst, "--threads", str(t),
+                              "--channel", "w1=DNA", "--quiet"])
+        img = pq.read_table(os.path.join(dst, "Image.parquet"),
+                            columns=["FileName_DNA", "Count_Nuclei"]).to_pydict()
+        counts = dict(zip(img["FileName_DNA"], img["Count_Nuclei"]))
+        res["runs"][f"ipscope_{t}t"] = {"tool": "ipscope", "wall_s": wall, "cpu_s": cpu,
+                                        "counts": counts}
+
+    if args.cellprofiler:
+        cp = shutil.which("cellprofiler")
+        if cp is None:
+            print("--cellprofiler: `cellprofiler` is not on PATH; skipped")
+        else:
+            dst = os.path.join(args.work, "cellprofiler")
+            shutil.rmtree(dst, ignore_errors=True)
+            os.makedirs(dst)
+            _, wall, cpu = timed([cp, "-c", "-r", "-p", os.path.join(HERE, "nuclei.cppipe"),
+                                  "-i", args.plate, "-o", dst], env=one_thread_env())
+            res["runs"]["cellprofiler_1t"] = {"tool": "CellProfiler", "wall_s": wall,
+                                              "cpu_s": cpu, "counts": {}}
+
+    mpx = pixels / 1e6
+    print(f"{len(files)} fields, {mpx:.1f} MPx, {sum(truth.values())} true nuclei")
+    print(f"{'run':<16}{'wall s':>9}{'MPx/s':>9}{'CPU s':>9}{'MPx/CPU-s':>11}{'objects':>9}")
+    for name, r in res["runs"].items():
+        n = sum(r["counts"].values())
+        r["mpx_per_s"] = mpx / r["wall_s"]
+        r["mpx_per_cpu_s"] = mpx / r["cpu_s"] if r["cpu_s"] > 0 else None
+        r["objects"] = n
+        print(f"{name:<16}{r['wall_s']:>9.2f}{r['mpx_per_s']:>9.2f}{r['cpu_s']:>9.2f}"
+              f"{r['mpx_per_cpu_s']:>11.2f}{n:>9}")
+    sk, ip1 = res["runs"]["skimage_1t"], res["runs"].get("ipscope_1t")
+    if ip1:
+        res["ratio_wall"] = ip1["mpx_per_s"] / sk["mpx_per_s"]
+        res["ratio_cpu"] = ip1["mpx_per_cpu_s"] / sk["mpx_per_cpu_s"]
+        print(f"ipscope 1 thread / scikit-image: {res['ratio_wall']:.1f}x (wall), "
+              f"{res['ratio_cpu']:.1f}x (CPU time)")
+        ip2 = res["runs"].get("ipscope_2t")
+        if ip2:
+            res["scaling_2t"] = ip2["mpx_per_s"] / ip1["mpx_per_s"]
+            print(f"ipscope 2 threads / 1 thread: {res['scaling_2t']:.2f}x (wall)")
+        worst = 0.0
+        for f in files:
+            b = os.path.basename(f)
+            a, c = sk["counts"].get(b, 0), ip1["counts"].get(b, 0)
+            worst = max(worst, abs(c - a) / max(a, 1))
+        res["worst_count_diff"] = worst
+        total_diff = abs(ip1["objects"] - sk["objects"]) / max(sk["objects"], 1)
+        res["total_count_diff"] = total_diff
+        print(f"object counts: ipscope {ip1['objects']}, scikit-image {sk['objects']}, "
+              f"truth {sum(truth.values())}; plate difference {100 * total_diff:.2f} %, "
+              f"worst field {100 * worst:.2f} %")
+        for name, r in res["runs"].items():
+            if name.startswith("ipscope_") and r["counts"] != ip1["counts"]:
+                print(f"WARNING: {name} counts differ from ipscope_1t")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

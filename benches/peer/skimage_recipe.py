@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""The scikit-image recipe of issue #8, timed per field on one thread.
+
+Per field: read the TIFF, Gaussian (sigma 1) -> Otsu -> fill holes -> remove objects
+< 30 px -> EDT -> peak_local_max(min_distance=7, labels=components) -> watershed(-EDT) ->
+regionprops_table with area, centroid, bbox, eccentricity, perimeter, solidity and
+intensity mean/min/max. The segmentation is the peer recipe of
+testdata/reference/segmentation/skimage_recipe.py.
+
+Prints one JSON object: per-field object counts and seconds, total pixels and MPx/s.
+Run it with OMP_NUM_THREADS=1 (run.sh does) so that nothing uses a second core.
+
+    python skimage_recipe.py PLATE_DIR [--limit N]
+"""
+
+import argparse
+import glob
+import json
+import os
+import time
+
+import numpy as np
+import scipy.ndimage as ndi
+import skimage
+import tifffile
+from skimage.feature import peak_local_max
+from skimage.filters import gaussian, threshold_otsu
+from skimage.measure import label, regionprops_table
+from skimage.morphology import remove_small_objects
+from skimage.segmentation import watershed
+from skimage.util import img_as_float
+
+PROPERTIES = ("label", "area", "centroid", "bbox", "eccentricity", "perimeter", "solidity",
+              "intensity_mean", "intensity_min", "intensity_max")
+
+
+def recipe(img):
+    f = gaussian(img_as_float(img), sigma=1)
+    fg = ndi.binary_fill_holes(f > threshold_otsu(f))
+    fg = remove_small_objects(fg, max_size=29)
+    dist = ndi.distance_transform_edt(fg)
+    comps = label(fg)
+    peaks = peak_local_max(dist, min_distance=7, labels=comps, exclude_border=False)
+    markers = np.zeros(fg.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    labels = watershed(-dist, markers, mask=fg)
+    return regionprops_table(labels, intensity_image=img, properties=PROPERTIES)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("plate")
+    ap.add_argument("--limit", type=int, default=0)
+    args = ap.parse_args()
+    files = sorted(glob.glob(os.path.join(args.plate, "*.tif")))
+    if args.limit:
+        files = files[: args.limit]
+    fields = []
+    pixels = 0
+    t_all = time.perf_counter()
+    for p in files:
+        t0 = time.perf_counter()
+        img = tifffile.imread(p)
+        table = recipe(img)
+        dt = time.perf_counter() - t0
+        pixels += img.size
+        fields.append({"file": os.path.basename(p), "objects": int(len(table["label"])),
+                       "seconds": dt})
+    total = time.perf_counter() - t_all
+    print(json.dumps({"tool": f"scikit-image {skimage.__version__}", "fields": fields,
+                      "pixels": pixels, "seconds": total,
+                      "mpx_per_s": pixels / 1e6 / total if total > 0 else None}))
+
+
+if __name__ == "__main__":
+    main()
