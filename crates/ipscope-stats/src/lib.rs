@@ -10,7 +10,9 @@ pub mod curve;
 pub mod input;
 pub mod normalize;
 pub mod plate;
+pub mod profile;
 pub mod qc;
+pub mod similarity;
 mod wells;
 
 pub use curve::{fit, relative_potency, CurveFit, Model, RelativePotency};
