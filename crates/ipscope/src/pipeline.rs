@@ -887,11 +887,23 @@ impl Pipeline {
         let mut nuclei_writer =
             TableWriter::create(&path_of("Nuclei"), nuclei_schema.clone(), format)?;
         let mut records = Vec::with_capacity(self.tasks.len());
+        // Wells is reduced while the fields stream past, one well at a time, so no table of
+        // the whole plate's objects is ever held.
+        let mut wells = ipscope_stats::WellSummary::new(&[("Nuclei", nuclei_schema.clone())])
+            .map_err(wells_err)?;
         for t in &self.tasks {
             let out = store.load(t.image_number, &nuclei_schema)?;
             if out.nuclei.num_rows() > 0 {
                 nuclei_writer.write(&out.nuclei)?;
             }
+            let r = &out.record;
+            let field = ipscope_stats::FieldInfo {
+                image_number: r.image_number,
+                plate: &r.plate,
+                well: &r.well,
+                ok: r.status == Status::Ok,
+            };
+            wells.add_field(&field, &[&out.nuclei]).map_err(wells_err)?;
             records.push(out.record);
         }
         let mut written = vec![nuclei_writer.finish()?];
@@ -919,7 +931,13 @@ impl Pipeline {
             std::slice::from_ref(&errors),
             format,
         )?);
-        written.push(write_wells(out_dir, format, &image)?);
+        let wells = wells.finish(&image).map_err(wells_err)?;
+        written.push(ipscope_table::write_table(
+            &path_of("Wells"),
+            wells.schema(),
+            std::slice::from_ref(&wells),
+            format,
+        )?);
         written.extend(crate::analysis::write_analysis(out_dir, format)?);
         for w in &written {
             on_event(&Event::Written {
@@ -1066,6 +1084,10 @@ pub(crate) fn errors_batch(failures: &[FailureRecord]) -> Result<RecordBatch> {
     Ok(b.finish()?)
 }
 
+fn wells_err(e: ipscope_stats::Error) -> Error {
+    Error::Invalid(format!("per-well summary: {e}"))
+}
+
 /// Computes Wells from the Image table and the Nuclei table already written in `out_dir`.
 pub(crate) fn write_wells(
     out_dir: &Path,
@@ -1075,8 +1097,7 @@ pub(crate) fn write_wells(
     let ext = format.extension();
     let (schema, batches) = ipscope_table::read_table(&out_dir.join(format!("Nuclei.{ext}")))?;
     let nuclei = ipscope_table::concat(&schema, &batches)?;
-    let wells = ipscope_stats::well_summary(image, &[("Nuclei", &nuclei)])
-        .map_err(|e| Error::Invalid(format!("per-well summary: {e}")))?;
+    let wells = ipscope_stats::well_summary(image, &[("Nuclei", &nuclei)]).map_err(wells_err)?;
     Ok(ipscope_table::write_table(
         &out_dir.join(format!("Wells.{ext}")),
         wells.schema(),
