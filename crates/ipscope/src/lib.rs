@@ -22,6 +22,7 @@ pub mod assay;
 pub mod channels;
 pub mod config;
 pub mod demo;
+pub mod demo_neuron;
 mod error;
 pub mod features;
 pub mod lock;
