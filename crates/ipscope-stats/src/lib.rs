@@ -12,6 +12,7 @@ pub mod normalize;
 pub mod plate;
 pub mod profile;
 pub mod qc;
+pub mod rescue;
 pub mod similarity;
 mod wells;
 

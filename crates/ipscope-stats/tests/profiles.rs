@@ -354,3 +354,260 @@ fn bbbc021_moa_map_matches_copairs() {
         .unwrap();
     assert!((acc - want).abs() < 1e-12, "{acc} vs NumPy {want}");
 }
+
+#[test]
+fn ledoit_wolf_matches_scikit_learn() {
+    let profiles = load("similarity_profiles.csv");
+    let x = rows(&profiles);
+    let m = nalgebra::DMatrix::from_fn(x.len(), x[0].len(), |i, j| x[i][j]);
+    let (cov, shrink) = ipscope_stats::rescue::ledoit_wolf(&m);
+    let json = reference_json();
+    let want_s = json["ledoit_wolf_shrinkage"].as_f64().unwrap();
+    assert!(
+        (shrink - want_s).abs() < 1e-9 * want_s,
+        "{shrink} vs {want_s}"
+    );
+    let want = json["ledoit_wolf_covariance"].as_array().unwrap();
+    for (i, row) in want.iter().enumerate() {
+        for (j, v) in row.as_array().unwrap().iter().enumerate() {
+            let v = v.as_f64().unwrap();
+            assert!(
+                (cov[(i, j)] - v).abs() < 1e-9 * v.abs().max(1.0),
+                "cov[{i},{j}] {} vs sklearn {v}",
+                cov[(i, j)]
+            );
+        }
+    }
+}
+
+/// A generated disease-model plate of well profiles with known effects (see `generated`).
+mod disease_plate {
+    use ipscope_stats::profile::{MetaColumn, MetaValues, Profiles};
+
+    pub const DOSES: [f64; 8] = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0];
+
+    /// (name, rescue top %, rescue EC50, TC50 or ∞)
+    pub const COMPOUNDS: [(&str, f64, f64, f64); 4] = [
+        ("Rescuer", 100.0, 1.0, f64::INFINITY),
+        ("Partial", 45.0, 0.3, 5.0),
+        ("Inert", 0.0, 1.0, f64::INFINITY),
+        ("Toxic", 0.0, 1.0, 1.0),
+    ];
+
+    struct Lcg(u64);
+    impl Lcg {
+        fn uniform(&mut self) -> f64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        }
+        fn normal(&mut self) -> f64 {
+            let (u, v) = (self.uniform(), self.uniform());
+            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        }
+    }
+
+    /// Disease and control vehicle wells (8 each) and, in the disease line, 4 compounds × 8
+    /// doses × 2 replicates. Readout `Nuclei_Readout`: disease 0, control 10, SD 0.5;
+    /// `Cells_Second`: disease 0, control −5, SD 1; `Cells_Noise`: no phenotype;
+    /// `Cells_Constant`: 3 everywhere; `Cytoplasm_Missing`: all NaN. A compound moves the
+    /// wells toward control by top · d / (d + EC50); viable count 200 / (1 + (d / TC50)²).
+    pub fn generated() -> Profiles {
+        let mut rng = Lcg(12);
+        let (mut line, mut cmpd, mut conc) = (vec![], vec![], vec![]);
+        let mut cols: Vec<Vec<f64>> = vec![vec![]; 5];
+        let mut count = vec![];
+        let mut push = |l: &str, c: &str, d: f64, frac: f64, viab: f64, rng: &mut Lcg| {
+            line.push(Some(l.to_string()));
+            cmpd.push(Some(c.to_string()));
+            conc.push(d);
+            let base = if l == "control" { 1.0 } else { frac };
+            cols[0].push(10.0 * base + 0.5 * rng.normal());
+            cols[1].push(-5.0 * base + rng.normal());
+            cols[2].push(rng.normal());
+            cols[3].push(3.0);
+            cols[4].push(f64::NAN);
+            count.push((200.0 * viab + 5.0 * rng.normal()).round().max(0.0));
+        };
+        for _ in 0..8 {
+            push("disease", "DMSO", 0.0, 0.0, 1.0, &mut rng);
+            push("control", "DMSO", 0.0, 1.0, 1.0, &mut rng);
+        }
+        for (name, top, ec50, tc50) in COMPOUNDS {
+            for d in DOSES {
+                for _ in 0..2 {
+                    let frac = top / 100.0 * d / (d + ec50);
+                    let viab = 1.0 / (1.0 + (d / tc50).powi(2));
+                    push("disease", name, d, frac, viab, &mut rng);
+                }
+            }
+        }
+        Profiles {
+            meta: vec![
+                MetaColumn {
+                    name: "Metadata_CellLine".into(),
+                    values: MetaValues::Text(line),
+                },
+                MetaColumn {
+                    name: "Metadata_Compound".into(),
+                    values: MetaValues::Text(cmpd),
+                },
+                MetaColumn {
+                    name: "Metadata_Concentration".into(),
+                    values: MetaValues::Number(conc),
+                },
+                MetaColumn {
+                    name: "Metadata_Object_Count".into(),
+                    values: MetaValues::Number(count),
+                },
+            ],
+            features: [
+                "Nuclei_Readout",
+                "Cells_Second",
+                "Cells_Noise",
+                "Cells_Constant",
+                "Cytoplasm_Missing",
+            ]
+            .map(String::from)
+            .to_vec(),
+            values: cols,
+        }
+    }
+}
+
+#[test]
+fn rescue_recovers_known_effects() {
+    use ipscope_stats::rescue::{score, RescueOptions, ON_TARGET};
+    let p = disease_plate::generated();
+    for whiten in [false, true] {
+        let opts = RescueOptions {
+            whiten,
+            ..Default::default()
+        };
+        let r = score(&p, &opts).unwrap();
+        let status: Vec<(&str, &str, usize)> = r
+            .phenotype
+            .iter()
+            .map(|row| (row.feature.as_str(), row.status.as_str(), row.rank))
+            .collect();
+        assert_eq!(status[0], ("Nuclei_Readout", "ok", 1), "{status:?}");
+        assert_eq!(status[1], ("Cells_Second", "ok", 2), "{status:?}");
+        assert_eq!(status[3].1, "constant");
+        assert_eq!(status[4].1, "too few values");
+        // expected Z′ of the readout: 1 − 3 (0.5 + 0.5) / 10 = 0.7
+        assert!(
+            (r.phenotype[0].z_prime - 0.7).abs() < 0.15,
+            "{:?}",
+            r.phenotype[0]
+        );
+        assert_eq!(r.wells.readouts, vec!["Nuclei_Readout".to_string()]);
+
+        let get = |c: &str, readout: &str| {
+            r.compounds
+                .iter()
+                .find(|row| row.compound == c && row.readout == readout)
+                .unwrap()
+        };
+        for row in &r.compounds {
+            println!(
+                "whiten {whiten} {} {}: EC50 {:?} max rescue {:.1} TC50 {:.3} cytotoxic {} \
+                 hit {} rank {}",
+                row.compound,
+                row.readout,
+                row.rescue_fit.ec50_value(),
+                row.max_rescue,
+                row.tc50,
+                row.cytotoxic,
+                row.hit,
+                row.rank
+            );
+        }
+        for readout in ["Nuclei_Readout", ON_TARGET] {
+            let res = get("Rescuer", readout);
+            assert!(
+                res.hit && res.rank == 1 && !res.cytotoxic,
+                "{readout}: {res:?}"
+            );
+            let ec50 = res.rescue_fit.ec50_value().unwrap();
+            assert!(
+                (ec50 / 1.0 - 1.0).abs() < 0.25,
+                "{readout}: Rescuer EC50 {ec50}"
+            );
+            assert!((res.max_rescue - 97.0).abs() < 10.0, "{}", res.max_rescue);
+            assert!(res.replicate_agreement > 0.9);
+
+            let par = get("Partial", readout);
+            assert!(!par.hit && par.cytotoxic, "{readout}: {par:?}");
+            assert!(
+                (par.tc50 / 5.0 - 1.0).abs() < 0.25,
+                "Partial TC50 {}",
+                par.tc50
+            );
+            assert!((par.max_rescue - 45.0).abs() < 12.0, "{}", par.max_rescue);
+
+            let inert = get("Inert", readout);
+            assert!(!inert.hit && !inert.cytotoxic, "{readout}: {inert:?}");
+            assert!(inert.max_rescue.abs() < 15.0);
+            assert!(inert.tc50.is_nan());
+
+            let tox = get("Toxic", readout);
+            assert!(!tox.hit && tox.cytotoxic, "{readout}: {tox:?}");
+            assert!(
+                (tox.tc50 / 1.0 - 1.0).abs() < 0.25,
+                "Toxic TC50 {}",
+                tox.tc50
+            );
+        }
+        // the treated disease wells of the rescuer at top dose sit on the control side
+        let cmpd = p.meta_text("Metadata_Compound").unwrap();
+        let top: Vec<f64> = (0..cmpd.len())
+            .filter(|&i| {
+                cmpd[i] == "Rescuer"
+                    && p.meta_column("Metadata_Concentration").unwrap().text(i) == "30"
+            })
+            .map(|i| r.wells.on_target[i])
+            .collect();
+        assert!(top.iter().all(|v| (v - 1.0).abs() < 0.2), "{top:?}");
+        if whiten {
+            assert!(r.wells.shrinkage > 0.0 && r.wells.shrinkage < 1.0);
+        }
+    }
+}
+
+#[test]
+fn rescue_bad_input_is_named() {
+    use ipscope_stats::rescue::{score, RescueOptions};
+    let p = disease_plate::generated();
+    // one genotype only
+    let opts = RescueOptions {
+        control: "corrected".into(),
+        ..Default::default()
+    };
+    let err = score(&p, &opts).unwrap_err().to_string();
+    assert!(err.contains("no wells of line `corrected`"), "{err}");
+    // no vehicle wells
+    let opts = RescueOptions {
+        vehicle: "water".into(),
+        ..Default::default()
+    };
+    let err = score(&p, &opts).unwrap_err().to_string();
+    assert!(err.contains("no vehicle wells"), "{err}");
+    // a readout with no phenotype: named, not a division by zero
+    let opts = RescueOptions {
+        readouts: vec!["Cells_Constant".into()],
+        ..Default::default()
+    };
+    let err = score(&p, &opts).unwrap_err().to_string();
+    assert!(err.contains("readout `Cells_Constant`: constant"), "{err}");
+    // nothing differs at all
+    let mut flat = p.clone();
+    flat.features.truncate(1);
+    flat.values.truncate(1);
+    flat.values[0].iter_mut().for_each(|v| *v = 1.0);
+    let err = score(&flat, &RescueOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no phenotype to rescue"), "{err}");
+}

@@ -135,6 +135,16 @@ def similarity_part(out):
         table[f"Cells_Feature_{j:02d}"] = feats[:, j]
     table.to_csv(HERE / "similarity_profiles.csv", index=False, float_format=FMT)
 
+    # Ledoit-Wolf shrunk covariance of the same profiles (used to whiten the rescue axis)
+    from sklearn.covariance import ledoit_wolf
+
+    cov, shrink = ledoit_wolf(feats)
+    out["ledoit_wolf_shrinkage"] = float(shrink)
+    out["ledoit_wolf_covariance"] = cov.tolist()
+    import sklearn
+
+    out["sklearn"] = sklearn.__version__
+
     # replicate retrieval: positives = same compound (vehicle excluded), negatives = other compound
     keep = meta["Metadata_Compound"] != "DMSO"
     rep = ap_frame(
