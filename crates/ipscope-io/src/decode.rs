@@ -118,7 +118,7 @@ pub fn read_image(path: &Path, page: usize, opts: &ReadOptions) -> Result<DynIma
 }
 
 /// Runs a decoder call, turning a panic inside a third-party decoder into [`Error::Decode`].
-fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
         Err(payload) => {
@@ -136,13 +136,13 @@ fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Container {
+pub(crate) enum Container {
     Tiff,
     Png,
 }
 
 /// Identifies the container from its first bytes, with a helpful message for look-alikes.
-fn sniff<R: Read + Seek>(r: &mut R, path: &Path) -> Result<Container> {
+pub(crate) fn sniff<R: Read + Seek>(r: &mut R, path: &Path) -> Result<Container> {
     let mut head = [0u8; 16];
     let mut n = 0;
     while n < head.len() {
@@ -262,7 +262,7 @@ fn decode_reader<R: Read + Seek>(
 // ---------------------------------------------------------------------------------------------
 // TIFF
 
-fn tiff_err(path: &Path, e: tiff::TiffError) -> Error {
+pub(crate) fn tiff_err(path: &Path, e: tiff::TiffError) -> Error {
     match e {
         tiff::TiffError::UnsupportedError(u) => Error::Unsupported {
             path: path.to_path_buf(),
@@ -287,7 +287,7 @@ fn tiff_err(path: &Path, e: tiff::TiffError) -> Error {
 }
 
 /// Counts the pages (main-chain IFDs) by walking the directory chain without decoding them.
-fn count_tiff_pages<R: Read + Seek>(r: &mut R, path: &Path) -> Result<usize> {
+pub(crate) fn count_tiff_pages<R: Read + Seek>(r: &mut R, path: &Path) -> Result<usize> {
     // Generous: real stacks have thousands of pages, not millions.
     const MAX_PAGES: usize = 1 << 20;
     let truncated = || Error::Decode {
@@ -365,7 +365,7 @@ fn count_tiff_pages<R: Read + Seek>(r: &mut R, path: &Path) -> Result<usize> {
 }
 
 /// The sample layout of the decoder's current page, or `Unsupported` with a useful message.
-fn tiff_sample<R: Read + Seek>(dec: &mut TiffDecoder<R>, path: &Path) -> Result<SampleType> {
+pub(crate) fn tiff_sample<R: Read + Seek>(dec: &mut TiffDecoder<R>, path: &Path) -> Result<SampleType> {
     let unsupported = |message: String| Error::Unsupported {
         path: path.to_path_buf(),
         message,
@@ -418,7 +418,7 @@ fn tiff_sample<R: Read + Seek>(dec: &mut TiffDecoder<R>, path: &Path) -> Result<
     }
 }
 
-fn tiff_limits(max_pixels: u64) -> TiffLimits {
+pub(crate) fn tiff_limits(max_pixels: u64) -> TiffLimits {
     let max_bytes = usize::try_from(max_pixels.saturating_mul(4)).unwrap_or(usize::MAX);
     let mut limits = TiffLimits::default();
     limits.decoding_buffer_size = max_bytes;
@@ -428,7 +428,7 @@ fn tiff_limits(max_pixels: u64) -> TiffLimits {
     limits
 }
 
-fn check_pixels(path: &Path, width: u64, height: u64, max_pixels: u64) -> Result<()> {
+pub(crate) fn check_pixels(path: &Path, width: u64, height: u64, max_pixels: u64) -> Result<()> {
     match width.checked_mul(height) {
         Some(n) if n <= max_pixels => Ok(()),
         _ => Err(Error::TooLarge {
@@ -440,7 +440,7 @@ fn check_pixels(path: &Path, width: u64, height: u64, max_pixels: u64) -> Result
     }
 }
 
-fn open_tiff<R: Read + Seek>(r: R, path: &Path, max_pixels: u64) -> Result<TiffDecoder<R>> {
+pub(crate) fn open_tiff<R: Read + Seek>(r: R, path: &Path, max_pixels: u64) -> Result<TiffDecoder<R>> {
     Ok(TiffDecoder::new(r)
         .map_err(|e| tiff_err(path, e))?
         .with_limits(tiff_limits(max_pixels)))
@@ -512,7 +512,7 @@ fn decode_tiff<R: Read + Seek>(
     Ok(image)
 }
 
-fn result_name(r: &DecodingResult) -> &'static str {
+pub(crate) fn result_name(r: &DecodingResult) -> &'static str {
     match r {
         DecodingResult::U8(_) => "u8",
         DecodingResult::U16(_) => "u16",
@@ -528,7 +528,7 @@ fn result_name(r: &DecodingResult) -> &'static str {
     }
 }
 
-fn to_image<T: Copy>(path: &Path, w: usize, h: usize, mut v: Vec<T>) -> Result<Image<T>> {
+pub(crate) fn to_image<T: Copy>(path: &Path, w: usize, h: usize, mut v: Vec<T>) -> Result<Image<T>> {
     let n = w.saturating_mul(h);
     if v.len() < n {
         return Err(Error::Decode {

@@ -70,6 +70,38 @@ pub enum Error {
         column: Option<String>,
         message: String,
     },
+    /// A time-lapse file records no frame interval and none was given.
+    #[error(
+        "{}: the time-lapse records no frame interval (no ImageJ finterval/fps, no OME \
+         TimeIncrement); give the frame rate with --fps",
+        path.display()
+    )]
+    NoFrameInterval { path: PathBuf },
+    /// A frame of a time-lapse differs in size from the first frame.
+    #[error(
+        "{}: frame {frame} is {width}x{height} pixels but the first frame is \
+         {expected_width}x{expected_height}; a time-lapse needs frames of one size",
+        path.display()
+    )]
+    FrameSize {
+        path: PathBuf,
+        frame: usize,
+        width: usize,
+        height: usize,
+        expected_width: usize,
+        expected_height: usize,
+    },
+    /// A time-lapse has fewer frames than the analysis needs.
+    #[error(
+        "{}: the time-lapse has {frames} frame{} but at least {needed} are needed",
+        path.display(),
+        if *frames == 1 { "" } else { "s" }
+    )]
+    TooFewFrames {
+        path: PathBuf,
+        frames: usize,
+        needed: usize,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

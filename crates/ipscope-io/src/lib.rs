@@ -8,6 +8,7 @@ pub mod decode;
 mod error;
 pub mod layout;
 pub mod plate;
+pub mod timelapse;
 pub mod write;
 
 pub use decode::{decode, probe, probe_bytes, read_image, ImageFormat, ImageInfo, ReadOptions};

@@ -12,6 +12,7 @@ pub mod measure;
 pub mod morphology;
 pub mod outline;
 pub mod peaks;
+pub mod signal;
 pub mod ridge;
 pub mod skeleton;
 pub mod threshold;

@@ -1,0 +1,727 @@
+//! Cardiomyocyte calcium transients from a fluorescence time-lapse (Fluo-4, Cal-520,
+//! GCaMP): beating region, field trace, ΔF/F0, beats and their kinetics.
+//!
+//! Steps:
+//! 1. **Beating region.** The first frames (up to [`CalciumParams::mask_window_s`], at most
+//!    [`CalciumParams::max_buffer_frames`]) are kept; their per-pixel temporal standard
+//!    deviation is thresholded with Otsu (256 bins, as `skimage.filters.threshold_otsu`).
+//!    Pixels above it are the beating region. Then the buffer is dropped, so memory does
+//!    not grow with the number of frames.
+//! 2. **Field trace.** F(t) = mean over the beating pixels of frame t.
+//! 3. **Baseline.** F0(t) = rolling [`CalciumParams::baseline_percentile`]-th percentile
+//!    over [`CalciumParams::baseline_window_s`] (ignores transients), then
+//!    exp(quadratic least-squares fit of its logarithm) (a smooth photobleaching curve, free
+//!    of the steps the rolling percentile takes as diastoles enter its window).
+//!    ΔF/F0 = (F − F0) / F0.
+//! 4. **Beats.** `scipy.signal.find_peaks` on ΔF/F0 ([`crate::ops::signal::find_peaks`]) with
+//!    `distance` = the refractory period and `prominence` ≥ max(`min_prominence`,
+//!    `noise_k` · σ), σ the noise from the first differences. A peak that comes before the
+//!    previous beat has recovered 90 % is an early-afterdepolarisation-like event (EAD) of
+//!    that beat, not a beat.
+//! 5. **Per beat** (`b` = baseline, median of ΔF/F0 over the `baseline_span_s` before the
+//!    foot of the upstroke; `A` = peak − b): onset = time the upstroke crosses b + 10 % A
+//!    (linear interpolation); time to peak = peak − onset; maximum upstroke velocity =
+//!    largest dΔF/F0/dt between onset and peak; CTDx = time from onset to the first
+//!    crossing after the peak of b + (100 − x) % A, i.e. x % recovered (x = 30, 50, 90);
+//!    decay τ = −1/slope of ln(ΔF/F0 − b) against time between 30 % and 90 % recovery.
+//!    A rise of more than `ead_rise` · A above the running minimum between peak and 90 %
+//!    recovery is an EAD too.
+//! 6. **Per field**: beat count, rate = 60 / mean RR (bpm), RR coefficient of variation,
+//!    means of amplitude and CTDs, Fridericia CTD90c = CTD90 / RR^(1/3) (seconds, RR in
+//!    seconds, as QTcF), EAD count, irregular rhythm (RR CV > `irregular_rr_cv`) and
+//!    arrest (no beat) flags.
+
+use crate::ops::signal::{find_peaks, noise_sigma, percentile_mut, rolling_percentile, PeakParams};
+use crate::ops::threshold::otsu;
+use ipscope_image::ImageView;
+
+/// Parameters of the calcium assay; defaults suit hiPSC-cardiomyocytes at 10–100 frames/s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalciumParams {
+    /// Seconds of frames used to find the beating region (at least two beats at 30 bpm).
+    pub mask_window_s: f64,
+    /// Upper bound on the frames kept in memory for the beating region.
+    pub max_buffer_frames: usize,
+    /// Window of the rolling baseline, seconds.
+    pub baseline_window_s: f64,
+    /// Percentile of the rolling baseline.
+    pub baseline_percentile: f64,
+    /// Refractory period: peaks closer than this are one beat (the higher), seconds.
+    pub refractory_s: f64,
+    /// Smallest prominence of a beat in ΔF/F0.
+    pub min_prominence: f64,
+    /// Smallest prominence of a beat in noise standard deviations.
+    pub noise_k: f64,
+    /// Span before the upstroke's foot whose median is a beat's baseline, seconds.
+    pub baseline_span_s: f64,
+    /// A rise of this fraction of the amplitude during the decay is an EAD-like event.
+    pub ead_rise: f64,
+    /// RR-interval coefficient of variation above which the rhythm is irregular.
+    pub irregular_rr_cv: f64,
+}
+
+impl Default for CalciumParams {
+    fn default() -> Self {
+        CalciumParams {
+            mask_window_s: 4.0,
+            max_buffer_frames: 400,
+            baseline_window_s: 4.0,
+            baseline_percentile: 10.0,
+            refractory_s: 0.25,
+            min_prominence: 0.02,
+            noise_k: 6.0,
+            baseline_span_s: 0.1,
+            ead_rise: 0.1,
+            irregular_rr_cv: 0.2,
+        }
+    }
+}
+
+/// Errors of the calcium and contraction assays.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SignalError {
+    /// Fewer frames than an analysis needs.
+    #[error("{frames} frame(s); at least {needed} are needed")]
+    TooFewFrames { frames: usize, needed: usize },
+    /// A frame with the wrong number of samples.
+    #[error("frame {frame} has {got} samples, expected {expected}")]
+    FrameLength {
+        frame: usize,
+        expected: usize,
+        got: usize,
+    },
+    /// The frame interval is not a positive number of seconds.
+    #[error("frame interval {0} s is not a positive number")]
+    Interval(f64),
+}
+
+/// Pixel types a frame can hold; sums run in integers where they can.
+pub trait Sample: Copy + Send + Sync {
+    fn to_f32(self) -> f32;
+    /// Sum of a run of samples.
+    fn sum(run: &[Self]) -> f64;
+}
+
+macro_rules! int_sample {
+    ($t:ty) => {
+        impl Sample for $t {
+            #[inline]
+            fn to_f32(self) -> f32 {
+                self as f32
+            }
+            #[inline]
+            fn sum(run: &[Self]) -> f64 {
+                run.iter().map(|&v| u64::from(v)).sum::<u64>() as f64
+            }
+        }
+    };
+}
+int_sample!(u8);
+int_sample!(u16);
+int_sample!(u32);
+
+impl Sample for f32 {
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn sum(run: &[Self]) -> f64 {
+        run.iter().map(|&v| f64::from(v)).sum()
+    }
+}
+
+/// Builds the field trace from frames pushed one at a time (step 1–2 of the module docs).
+#[derive(Debug)]
+pub struct TraceBuilder {
+    width: usize,
+    height: usize,
+    buffer_frames: usize,
+    buffer: Vec<Vec<f32>>,
+    /// (start, len) runs of beating pixels, row-major.
+    runs: Vec<(usize, usize)>,
+    mask_pixels: usize,
+    trace: Vec<f64>,
+    pushed: usize,
+}
+
+/// The field trace and the beating region it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldTrace {
+    /// Mean raw intensity of the beating region, one value per frame.
+    pub trace: Vec<f64>,
+    /// Pixels in the beating region.
+    pub mask_pixels: usize,
+    /// Fraction of the field that is beating region.
+    pub mask_fraction: f64,
+}
+
+impl TraceBuilder {
+    /// A builder for frames of `width × height`, `frames` frames `interval_s` apart.
+    pub fn new(
+        width: usize,
+        height: usize,
+        frames: usize,
+        interval_s: f64,
+        params: &CalciumParams,
+    ) -> Result<TraceBuilder, SignalError> {
+        if !(interval_s.is_finite() && interval_s > 0.0) {
+            return Err(SignalError::Interval(interval_s));
+        }
+        let want = (params.mask_window_s / interval_s).ceil() as usize;
+        let buffer_frames = want
+            .clamp(2, params.max_buffer_frames.max(2))
+            .min(frames.max(1));
+        Ok(TraceBuilder {
+            width,
+            height,
+            buffer_frames,
+            buffer: Vec::with_capacity(buffer_frames),
+            runs: Vec::new(),
+            mask_pixels: 0,
+            trace: Vec::with_capacity(frames),
+            pushed: 0,
+        })
+    }
+
+    /// Adds the next frame (row-major, `width * height` samples).
+    pub fn push<T: Sample>(&mut self, data: &[T]) -> Result<(), SignalError> {
+        let n = self.width * self.height;
+        if data.len() != n {
+            return Err(SignalError::FrameLength {
+                frame: self.pushed,
+                expected: n,
+                got: data.len(),
+            });
+        }
+        self.pushed += 1;
+        if self.mask_pixels > 0 {
+            self.trace.push(self.masked_mean(data));
+            return Ok(());
+        }
+        self.buffer.push(data.iter().map(|v| v.to_f32()).collect());
+        if self.buffer.len() >= self.buffer_frames {
+            self.settle_mask();
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn masked_mean<T: Sample>(&self, data: &[T]) -> f64 {
+        let mut s = 0.0;
+        for &(start, len) in &self.runs {
+            s += T::sum(&data[start..start + len]);
+        }
+        s / self.mask_pixels as f64
+    }
+
+    /// Thresholds the temporal SD of the buffered frames, traces them and drops them.
+    fn settle_mask(&mut self) {
+        let n = self.width * self.height;
+        let k = self.buffer.len().max(1) as f64;
+        let mut sum = vec![0.0f64; n];
+        let mut sq = vec![0.0f64; n];
+        for f in &self.buffer {
+            for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(f) {
+                let v = f64::from(v);
+                *s += v;
+                *q += v * v;
+            }
+        }
+        let sd: Vec<f32> = sum
+            .iter()
+            .zip(&sq)
+            .map(|(&s, &q)| ((q / k - (s / k) * (s / k)).max(0.0)).sqrt() as f32)
+            .collect();
+        let threshold = ImageView::from_slice(&sd, self.width, self.height, self.width)
+            .ok()
+            .and_then(|v| otsu(v, 256));
+        let mask: Vec<bool> = match threshold {
+            Some(t) => sd.iter().map(|&v| v > t).collect(),
+            None => vec![true; n],
+        };
+        let mask = if mask.iter().any(|&m| m) {
+            mask
+        } else {
+            vec![true; n]
+        };
+        self.runs.clear();
+        let mut i = 0;
+        while i < n {
+            if mask[i] {
+                let start = i;
+                while i < n && mask[i] {
+                    i += 1;
+                }
+                self.runs.push((start, i - start));
+            } else {
+                i += 1;
+            }
+        }
+        self.mask_pixels = mask.iter().filter(|&&m| m).count();
+        let buffer = std::mem::take(&mut self.buffer);
+        for f in &buffer {
+            let m = self.masked_mean(f);
+            self.trace.push(m);
+        }
+    }
+
+    /// The trace of every frame pushed.
+    pub fn finish(mut self) -> Result<FieldTrace, SignalError> {
+        if self.pushed < 3 {
+            return Err(SignalError::TooFewFrames {
+                frames: self.pushed,
+                needed: 3,
+            });
+        }
+        if self.mask_pixels == 0 {
+            self.settle_mask();
+        }
+        let n = (self.width * self.height).max(1);
+        Ok(FieldTrace {
+            trace: self.trace,
+            mask_pixels: self.mask_pixels,
+            mask_fraction: self.mask_pixels as f64 / n as f64,
+        })
+    }
+}
+
+/// One beat (times in seconds from the first frame; levels in ΔF/F0).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Beat {
+    /// Frame index of the peak.
+    pub peak_frame: usize,
+    pub peak_time: f64,
+    /// Upstroke crossing of 10 % amplitude.
+    pub onset_time: f64,
+    pub baseline: f64,
+    pub amplitude: f64,
+    pub time_to_peak: f64,
+    /// Largest rate of rise between onset and peak, ΔF/F0 per second.
+    pub max_upstroke_velocity: f64,
+    pub ctd30: Option<f64>,
+    pub ctd50: Option<f64>,
+    pub ctd90: Option<f64>,
+    pub decay_tau: Option<f64>,
+    /// Time to the next beat's peak.
+    pub rr_interval: Option<f64>,
+    /// A secondary rise before 90 % recovery.
+    pub ead: bool,
+    pub prominence: f64,
+}
+
+/// Field-level summary of the beats.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CalciumSummary {
+    pub beat_count: usize,
+    /// Beats per minute from the mean RR interval; `None` below two beats.
+    pub beat_rate_bpm: Option<f64>,
+    pub rr_mean_s: Option<f64>,
+    pub rr_cv: Option<f64>,
+    pub amplitude_mean: Option<f64>,
+    pub time_to_peak_mean: Option<f64>,
+    pub max_upstroke_velocity_mean: Option<f64>,
+    pub decay_tau_mean: Option<f64>,
+    pub ctd30_mean: Option<f64>,
+    pub ctd50_mean: Option<f64>,
+    pub ctd90_mean: Option<f64>,
+    /// Fridericia: CTD90 / RR^(1/3), both in seconds.
+    pub ctd90c: Option<f64>,
+    pub ead_count: usize,
+    pub irregular: bool,
+    pub arrest: bool,
+    /// Noise of ΔF/F0 (standard deviation estimated from first differences).
+    pub noise_sigma: f64,
+    /// Duration of the recording, seconds.
+    pub duration_s: f64,
+}
+
+/// ΔF/F0, beats and summary of one trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceAnalysis {
+    pub f0: Vec<f64>,
+    pub dff: Vec<f64>,
+    pub beats: Vec<Beat>,
+    pub summary: CalciumSummary,
+}
+
+fn mean(v: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let (mut s, mut n) = (0.0, 0usize);
+    for x in v {
+        s += x;
+        n += 1;
+    }
+    (n > 0).then(|| s / n as f64)
+}
+
+/// Time where `x` crosses `level` between samples `i` and `i + 1` (linear interpolation).
+fn cross(x: &[f64], i: usize, level: f64, dt: f64) -> f64 {
+    let (a, b) = (x[i], x[i + 1]);
+    let f = if b != a { (level - a) / (b - a) } else { 0.0 };
+    (i as f64 + f.clamp(0.0, 1.0)) * dt
+}
+
+/// Steps 3–6 of the module docs on a raw field trace sampled every `dt` seconds.
+pub fn analyze_trace(
+    trace: &[f64],
+    dt: f64,
+    params: &CalciumParams,
+) -> Result<TraceAnalysis, SignalError> {
+    if !(dt.is_finite() && dt > 0.0) {
+        return Err(SignalError::Interval(dt));
+    }
+    if trace.len() < 3 {
+        return Err(SignalError::TooFewFrames {
+            frames: trace.len(),
+            needed: 3,
+        });
+    }
+    let n = trace.len();
+    let window = ((params.baseline_window_s / dt).round() as usize).max(3);
+    let step = (window / 16).max(1);
+    let rolling = rolling_percentile(trace, window, params.baseline_percentile, step);
+    // The rolling percentile steps each time a diastole enters its window; a smooth
+    // photobleaching curve through it keeps that ripple out of the decay.
+    let f0 = smooth_log_quadratic(&rolling).unwrap_or(rolling);
+    let dff: Vec<f64> = trace
+        .iter()
+        .zip(&f0)
+        .map(|(&f, &b)| if b > 0.0 { (f - b) / b } else { 0.0 })
+        .collect();
+    let sigma = noise_sigma(&dff);
+    let candidates = find_peaks(
+        &dff,
+        &PeakParams {
+            height: None,
+            distance: Some((params.refractory_s / dt).max(1.0)),
+            prominence: Some(params.min_prominence.max(params.noise_k * sigma)),
+        },
+    );
+    let span = ((params.baseline_span_s / dt).round() as usize).max(2);
+    let mut beats: Vec<Beat> = Vec::new();
+    for c in &candidates {
+        let p = c.index;
+        // Before the previous beat has recovered 90 %: a secondary rise of that beat.
+        if let Some(prev) = beats.last_mut() {
+            let level = prev.baseline + 0.1 * prev.amplitude;
+            if dff[prev.peak_frame..p].iter().all(|&v| v > level) {
+                prev.ead = true;
+                continue;
+            }
+        }
+        let foot = c.left_base.min(p);
+        let lo = foot.saturating_sub(span);
+        let mut base_vals = dff[lo..=foot].to_vec();
+        let baseline = percentile_mut(&mut base_vals, 50.0).unwrap_or(dff[foot]);
+        let amplitude = dff[p] - baseline;
+        if amplitude <= 0.0 {
+            continue;
+        }
+        let level_on = baseline + 0.1 * amplitude;
+        let mut j = p;
+        while j > 0 && dff[j - 1] > level_on {
+            j -= 1;
+        }
+        let onset_time = if j > 0 {
+            cross(&dff, j - 1, level_on, dt)
+        } else {
+            0.0
+        };
+        let max_upstroke_velocity = (j.saturating_sub(1)..p)
+            .map(|i| (dff[i + 1] - dff[i]) / dt)
+            .fold(0.0f64, f64::max);
+        // Decay: first crossings of 30/50/90 % recovery, and EAD-like rises before 90 %.
+        let levels = [0.7, 0.5, 0.1].map(|f| baseline + f * amplitude);
+        let mut times: [Option<f64>; 3] = [None; 3];
+        let mut running_min = dff[p];
+        let mut ead = false;
+        let mut k = p;
+        let rise = (params.ead_rise * amplitude).max(params.noise_k * sigma);
+        while k + 1 < n {
+            for (t, &l) in times.iter_mut().zip(&levels) {
+                if t.is_none() && dff[k] > l && dff[k + 1] <= l {
+                    *t = Some(cross(&dff, k, l, dt));
+                }
+            }
+            if times[2].is_some() {
+                break;
+            }
+            running_min = running_min.min(dff[k + 1]);
+            if dff[k + 1] - running_min > rise {
+                ead = true;
+            }
+            k += 1;
+        }
+        let ctd = |t: Option<f64>| t.map(|t| t - onset_time);
+        // Decay τ from a straight-line fit of ln(ΔF/F0 − b) between 30 % and 90 % recovery.
+        let decay_tau = match (times[0], times[2]) {
+            (Some(t30), Some(t90)) => {
+                let a = (t30 / dt).ceil() as usize;
+                let b = ((t90 / dt).floor() as usize).min(n - 1);
+                let pts: Vec<(f64, f64)> = (a..=b)
+                    .filter(|&i| dff[i] - baseline > 0.0)
+                    .map(|i| (i as f64 * dt, (dff[i] - baseline).ln()))
+                    .collect();
+                slope(&pts).and_then(|s| (s < 0.0).then(|| -1.0 / s))
+            }
+            _ => None,
+        };
+        let peak_time = p as f64 * dt;
+        beats.push(Beat {
+            peak_frame: p,
+            peak_time,
+            onset_time,
+            baseline,
+            amplitude,
+            time_to_peak: peak_time - onset_time,
+            max_upstroke_velocity,
+            ctd30: ctd(times[0]),
+            ctd50: ctd(times[1]),
+            ctd90: ctd(times[2]),
+            decay_tau,
+            rr_interval: None,
+            ead,
+            prominence: c.prominence,
+        });
+    }
+    for i in 1..beats.len() {
+        let rr = beats[i].peak_time - beats[i - 1].peak_time;
+        beats[i - 1].rr_interval = Some(rr);
+    }
+    let rr: Vec<f64> = beats.iter().filter_map(|b| b.rr_interval).collect();
+    let rr_mean = mean(rr.iter().copied());
+    let rr_cv = rr_mean.and_then(|m| {
+        (rr.len() >= 2 && m > 0.0).then(|| {
+            let var = rr.iter().map(|r| (r - m) * (r - m)).sum::<f64>() / (rr.len() - 1) as f64;
+            var.sqrt() / m
+        })
+    });
+    let ctd90_mean = mean(beats.iter().filter_map(|b| b.ctd90));
+    let summary = CalciumSummary {
+        beat_count: beats.len(),
+        beat_rate_bpm: rr_mean.and_then(|m| (m > 0.0).then(|| 60.0 / m)),
+        rr_mean_s: rr_mean,
+        rr_cv,
+        amplitude_mean: mean(beats.iter().map(|b| b.amplitude)),
+        time_to_peak_mean: mean(beats.iter().map(|b| b.time_to_peak)),
+        max_upstroke_velocity_mean: mean(beats.iter().map(|b| b.max_upstroke_velocity)),
+        decay_tau_mean: mean(beats.iter().filter_map(|b| b.decay_tau)),
+        ctd30_mean: mean(beats.iter().filter_map(|b| b.ctd30)),
+        ctd50_mean: mean(beats.iter().filter_map(|b| b.ctd50)),
+        ctd90_mean,
+        ctd90c: match (ctd90_mean, rr_mean) {
+            (Some(c), Some(r)) if r > 0.0 => Some(c / r.cbrt()),
+            _ => None,
+        },
+        ead_count: beats.iter().filter(|b| b.ead).count(),
+        irregular: rr_cv.is_some_and(|cv| cv > params.irregular_rr_cv),
+        arrest: beats.is_empty(),
+        noise_sigma: sigma,
+        duration_s: n as f64 * dt,
+    };
+    Ok(TraceAnalysis {
+        f0,
+        dff,
+        beats,
+        summary,
+    })
+}
+
+/// exp of the least-squares quadratic through ln(x) (sample index scaled to −1..1): a
+/// smooth photobleaching curve. `None` when a value is not positive or the fit is singular.
+fn smooth_log_quadratic(x: &[f64]) -> Option<Vec<f64>> {
+    let n = x.len();
+    if n < 3 || x.iter().any(|&v| !(v > 0.0 && v.is_finite())) {
+        return None;
+    }
+    let u = |i: usize| 2.0 * i as f64 / (n - 1) as f64 - 1.0;
+    // Normal equations for y = c0 + c1 u + c2 u².
+    let mut m = [[0.0f64; 3]; 3];
+    let mut r = [0.0f64; 3];
+    for (i, &v) in x.iter().enumerate() {
+        let p = [1.0, u(i), u(i) * u(i)];
+        let y = v.ln();
+        for a in 0..3 {
+            r[a] += p[a] * y;
+            for b in 0..3 {
+                m[a][b] += p[a] * p[b];
+            }
+        }
+    }
+    let det = |m: &[[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let d = det(&m);
+    if d.abs() < 1e-12 {
+        return None;
+    }
+    let mut c = [0.0f64; 3];
+    for (k, ck) in c.iter_mut().enumerate() {
+        let mut mk = m;
+        for row in 0..3 {
+            mk[row][k] = r[row];
+        }
+        *ck = det(&mk) / d;
+    }
+    Some(
+        (0..n)
+            .map(|i| (c[0] + c[1] * u(i) + c[2] * u(i) * u(i)).exp())
+            .collect(),
+    )
+}
+
+/// Least-squares slope of y against x; `None` below three points.
+fn slope(pts: &[(f64, f64)]) -> Option<f64> {
+    if pts.len() < 3 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+/// The model transient of the demo and the tests: y(s) = N · (1 − e^(−s/τr)) · e^(−s/τd) for
+/// s ≥ 0 (0 before), scaled so that its peak is 1.
+pub fn model_transient(s: f64, tau_rise: f64, tau_decay: f64) -> f64 {
+    if s <= 0.0 {
+        return 0.0;
+    }
+    // Peak of (1 − e^(−s/τr)) e^(−s/τd) at s* = τr ln(1 + τd/τr).
+    let sp = tau_rise * (1.0 + tau_decay / tau_rise).ln();
+    let peak = (1.0 - (-sp / tau_rise).exp()) * (-sp / tau_decay).exp();
+    (1.0 - (-s / tau_rise).exp()) * (-s / tau_decay).exp() / peak
+}
+
+/// CTD30/50/90 of [`model_transient`] by the definitions above (onset at 10 % of the rise),
+/// found by bisection: the exact durations of the noise-free model.
+pub fn model_ctd(tau_rise: f64, tau_decay: f64) -> [f64; 3] {
+    let sp = tau_rise * (1.0 + tau_decay / tau_rise).ln();
+    let f = |s: f64| model_transient(s, tau_rise, tau_decay);
+    let bisect = |mut a: f64, mut b: f64, level: f64, rising: bool| {
+        for _ in 0..200 {
+            let m = 0.5 * (a + b);
+            if (f(m) < level) == rising {
+                a = m;
+            } else {
+                b = m;
+            }
+        }
+        0.5 * (a + b)
+    };
+    let onset = bisect(0.0, sp, 0.1, true);
+    let end = sp + 50.0 * tau_decay;
+    [0.7, 0.5, 0.1].map(|l| bisect(sp, end, l, false) - onset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synthetic(rate_bpm: f64, tau_d: f64, fps: f64, seconds: f64, noise: f64) -> Vec<f64> {
+        let period = 60.0 / rate_bpm;
+        let n = (seconds * fps) as usize;
+        let mut state = 12345u64;
+        let mut rnd = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        (0..n)
+            .map(|i| {
+                let t = i as f64 / fps;
+                let s = (t - 0.3).rem_euclid(period);
+                let bleach = (-t / 60.0).exp();
+                1000.0 * bleach * (1.0 + 0.8 * model_transient(s, 0.03, tau_d)) + noise * rnd()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rate_and_ctd90_of_a_clean_model_trace() {
+        let fps = 100.0;
+        // τd = 0.15 s decays to 0.1 % within the 1 s period, so beats do not overlap.
+        let trace = synthetic(60.0, 0.15, fps, 12.0, 2.0);
+        let a = analyze_trace(&trace, 1.0 / fps, &CalciumParams::default()).unwrap();
+        let truth = model_ctd(0.03, 0.15);
+        assert!(a.summary.beat_count >= 11, "{:?}", a.summary);
+        let rate = a.summary.beat_rate_bpm.unwrap();
+        assert!((rate - 60.0).abs() < 0.6, "rate {rate}");
+        let ctd90 = a.summary.ctd90_mean.unwrap();
+        assert!(
+            (ctd90 / truth[2] - 1.0).abs() < 0.03,
+            "{ctd90} vs {}",
+            truth[2]
+        );
+        assert_eq!(a.summary.ead_count, 0);
+        assert!(!a.summary.irregular && !a.summary.arrest);
+    }
+
+    #[test]
+    fn flat_trace_is_arrest_not_an_error() {
+        let trace = synthetic(60.0, 0.25, 50.0, 6.0, 2.0)
+            .iter()
+            .enumerate()
+            .map(|(i, _)| 1000.0 + ((i * 7919) % 13) as f64 * 0.1)
+            .collect::<Vec<_>>();
+        let a = analyze_trace(&trace, 0.02, &CalciumParams::default()).unwrap();
+        assert!(a.summary.arrest);
+        assert_eq!(a.summary.beat_count, 0);
+        assert_eq!(a.summary.beat_rate_bpm, None);
+    }
+
+    #[test]
+    fn one_frame_and_bad_interval_are_named_errors() {
+        let p = CalciumParams::default();
+        assert!(matches!(
+            analyze_trace(&[1.0], 0.02, &p),
+            Err(SignalError::TooFewFrames { frames: 1, .. })
+        ));
+        assert!(matches!(
+            analyze_trace(&[1.0; 10], 0.0, &p),
+            Err(SignalError::Interval(_))
+        ));
+        let mut b = TraceBuilder::new(4, 4, 1, 0.02, &p).unwrap();
+        b.push(&[1u16; 16]).unwrap();
+        assert!(matches!(
+            b.finish(),
+            Err(SignalError::TooFewFrames { frames: 1, .. })
+        ));
+        let mut b = TraceBuilder::new(4, 4, 5, 0.02, &p).unwrap();
+        assert!(matches!(
+            b.push(&[1u16; 15]),
+            Err(SignalError::FrameLength { got: 15, .. })
+        ));
+    }
+
+    #[test]
+    fn beating_region_excludes_still_pixels() {
+        // Left half beats, right half is still and brighter: the trace must beat.
+        let (w, h, frames) = (16, 8, 200);
+        let p = CalciumParams::default();
+        let mut b = TraceBuilder::new(w, h, frames, 0.02, &p).unwrap();
+        for f in 0..frames {
+            let s = (f as f64 * 0.02).rem_euclid(1.0);
+            let y = model_transient(s, 0.03, 0.2);
+            let frame: Vec<u16> = (0..w * h)
+                .map(|i| {
+                    if i % w < w / 2 {
+                        (500.0 * (1.0 + y)) as u16
+                    } else {
+                        3000
+                    }
+                })
+                .collect();
+            b.push(&frame).unwrap();
+        }
+        let t = b.finish().unwrap();
+        assert_eq!(t.mask_pixels, w * h / 2);
+        assert_eq!(t.trace.len(), frames);
+        let max = t.trace.iter().cloned().fold(f64::MIN, f64::max);
+        assert!((max - 1000.0).abs() < 5.0, "{max}");
+    }
+}
