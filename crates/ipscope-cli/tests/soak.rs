@@ -1,0 +1,88 @@
+//! Soak: the same plate run three times in one process through the library API
+//! ([`ipscope::Pipeline`]), as a long-lived service or notebook kernel would. The resident set
+//! after the second and third runs may exceed that after the first by at most
+//! [`TOLERANCE_MIB`]. Runs that each kept their objects alive would have grown it by two
+//! Nuclei tables by the third run; the test checks that this is more than the tolerance.
+
+use std::path::Path;
+
+use ipscope::demo::{generate, DemoParams};
+use ipscope::{Format, Pipeline, RunOptions};
+
+/// Allowed growth of the resident set after the first run: freed memory the allocator keeps
+/// in its per-thread arenas moves the figure by up to ~8 MiB between runs on this plate.
+const TOLERANCE_MIB: f64 = 12.0;
+
+/// VmRSS of this process in bytes, from /proc/self/status.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn run_once(plate: &Path, out: &Path) -> ipscope::RunSummary {
+    let mut options = RunOptions::new(plate);
+    options.layout = Some(plate.join("layout.csv"));
+    options.channels = vec![
+        ("w1".into(), "Hoechst".into()),
+        ("w2".into(), "OCT4".into()),
+    ];
+    options.threads = Some(2);
+    let pipeline = Pipeline::new(options).expect("plan the demo plate");
+    pipeline
+        .run(out, Format::Parquet, true, &[], &|_| {})
+        .expect("run the demo plate")
+}
+
+#[test]
+fn three_runs_in_one_process_do_not_grow_memory() {
+    if rss_bytes().is_none() {
+        eprintln!("skipping the soak test: /proc/self/status has no VmRSS on this system");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plate = dir.path().join("plate");
+    let params = DemoParams {
+        wells: 96,
+        sites: 2,
+        ..DemoParams::default()
+    };
+    generate(&plate, &params).expect("demo plate");
+    let out = dir.path().join("out");
+
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let mut after = Vec::new();
+    for i in 1..=3 {
+        let summary = run_once(&plate, &out);
+        assert_eq!(summary.fields, 192);
+        assert_eq!(summary.fields_failed, 0);
+        let rss = rss_bytes().unwrap();
+        eprintln!(
+            "soak run {i}: {} nuclei, resident set after the run {:.1} MiB",
+            summary.nuclei,
+            mib(rss)
+        );
+        after.push(rss);
+    }
+
+    // What one run's objects take in memory: a leak of them would show as this much growth.
+    let (schema, batches) = ipscope::table::read_table(&out.join("Nuclei.parquet")).unwrap();
+    let nuclei = ipscope::table::concat(&schema, &batches).unwrap();
+    let table_mib = mib(nuclei.get_array_memory_size() as u64);
+    eprintln!(
+        "one run's Nuclei table in memory: {table_mib:.1} MiB; tolerance {TOLERANCE_MIB} MiB"
+    );
+    assert!(
+        2.0 * table_mib > TOLERANCE_MIB,
+        "the plate is too small for the tolerance to catch a Nuclei table leaked per run"
+    );
+    for (i, &rss) in after.iter().enumerate().skip(1) {
+        let growth = mib(rss) - mib(after[0]);
+        assert!(
+            growth <= TOLERANCE_MIB,
+            "resident set grew {growth:.1} MiB from run 1 to run {} (tolerance {TOLERANCE_MIB} MiB)",
+            i + 1
+        );
+    }
+}
