@@ -4,6 +4,7 @@
 //! Errors.parquet), 1 = nothing could run (bad usage, unreadable plate, output refused).
 
 mod cmd_measure;
+mod cmd_profile;
 mod cmd_segment;
 mod cmd_stats;
 
@@ -61,12 +62,18 @@ enum Command {
         /// Random seed; the same seed gives the same plate, byte for byte.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Plate id used in the file names (letters, digits and '-').
+        #[arg(long, default_value = "DEMO01")]
+        plate_id: String,
         /// Field width and height in pixels.
         #[arg(long, default_value_t = 256)]
         size: usize,
         /// After writing the plate, run it into this output directory.
         #[arg(long, value_name = "OUT")]
         run: Option<PathBuf>,
+        /// What to generate: ipsc (the iPSC dose-response plate) or neuron (two neurite-growth conditions with drawn, exactly known neurite lengths).
+        #[arg(long, default_value = "ipsc", value_parser = ["ipsc", "neuron"])]
+        kind: String,
         /// Replace the tables in an existing output directory (with --run).
         #[arg(long)]
         overwrite: bool,
@@ -78,12 +85,16 @@ enum Command {
     },
     /// Merge the outputs of `run --shard I/N` runs into the tables of one whole-plate run.
     Merge {
-        /// Output directories of the shard runs, in any order.
+        /// Output directories of the shard runs, in any order; shards of several plates give a
+        /// campaign tree, OUT/Metadata_Plate=<id>/ per plate plus campaign tables.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// Output directory.
         #[arg(short, long)]
         output: PathBuf,
+        /// Write a campaign tree even when all inputs are shards of one plate.
+        #[arg(long)]
+        campaign: bool,
         /// Replace the tables in an existing output directory.
         #[arg(long)]
         overwrite: bool,
@@ -102,12 +113,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rewrite a campaign's tables, report and campaign.json from its OUT/Metadata_Plate=<id>/ partitions.
+    Campaign {
+        /// Campaign output directory.
+        out_dir: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     #[command(flatten)]
     Segment(cmd_segment::Cmd),
     #[command(flatten)]
     Measure(cmd_measure::Cmd),
     #[command(flatten)]
     Stats(cmd_stats::Cmd),
+    #[command(flatten)]
+    Profile(cmd_profile::Cmd),
 }
 
 #[derive(Args, Clone, Copy)]
@@ -129,8 +150,14 @@ enum FormatArg {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Directory holding the plate's images (searched recursively).
-    plate_dir: PathBuf,
+    /// Directory holding the plate's images (searched recursively). Several plates, or a list
+    /// file of plate directories (one per line), make a campaign: one output tree partitioned
+    /// by plate, OUT/Metadata_Plate=<id>/, plus campaign tables and report.
+    #[arg(required = true, value_name = "PLATE_DIR")]
+    plate_dir: Vec<PathBuf>,
+    /// Campaign: each PLATE_DIR is a directory of plate directories (its subdirectories).
+    #[arg(long)]
+    campaign: bool,
     /// Output directory for the tables and manifest.json.
     #[arg(short, long)]
     output: PathBuf,
@@ -173,6 +200,9 @@ struct RunArgs {
     /// What to measure: nuclei (default), calcium, contraction (see `ipscope run --help`).
     #[arg(long, default_value = "nuclei", value_parser = |s: &str| s.parse::<ipscope::Assay>())]
     assay: ipscope::Assay,
+    /// Micrometres per pixel: adds µm columns to length measurements (neurite assay).
+    #[arg(long, value_name = "UM")]
+    pixel_size: Option<f64>,
     /// Frames per second of a time-lapse whose files do not record the frame interval.
     #[arg(long)]
     fps: Option<f64>,
@@ -245,6 +275,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Segment(c) => cmd_segment::dispatch(c),
         Command::Measure(c) => cmd_measure::dispatch(c),
         Command::Stats(c) => cmd_stats::dispatch(c),
+        Command::Profile(c) => cmd_profile::dispatch(c),
         Command::Scan {
             plate_dir,
             pattern,
@@ -258,9 +289,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Campaign { out_dir, json } => {
+            let s = ipscope::campaign::summarize(&out_dir, &argv)?;
+            print_campaign(&s, json)?;
+            Ok(campaign_exit_code(&s))
+        }
         Command::Run(args) => {
             match args.assay {
                 ipscope::Assay::Nuclei => {}
+                ipscope::Assay::Neurite => return run_neurite(&args),
                 other => anyhow::bail!(
                     "the {other} assay cannot run yet; this build runs: nuclei"
                 ),
@@ -270,6 +307,25 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 FormatArg::Parquet => Format::Parquet,
                 FormatArg::Arrow => Format::Arrow,
             };
+            let campaign = args.campaign
+                || args.plate_dir.len() > 1
+                || args.plate_dir.iter().any(|p| p.is_file());
+            if campaign {
+                let plates = ipscope::campaign::plate_dirs(&args.plate_dir, args.campaign)?;
+                let s = run_campaign(
+                    &plates,
+                    options,
+                    &args.output,
+                    format,
+                    args.overwrite,
+                    args.output_mode,
+                    &argv,
+                )?;
+                if !args.output_mode.quiet || args.output_mode.json {
+                    print_campaign(&s, args.output_mode.json)?;
+                }
+                return Ok(campaign_exit_code(&s));
+            }
             let summary = run(
                 options,
                 &args.output,
@@ -285,18 +341,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             wells,
             sites,
             seed,
+            plate_id,
             size,
             run: run_out,
             overwrite,
             threads,
             output,
+            kind,
         } => {
+            if kind == "neuron" {
+                return demo_neuron(&dir, seed, sites, size, run_out, overwrite, threads, output);
+            }
             let params = ipscope::demo::DemoParams {
                 wells,
                 sites,
                 seed,
                 size,
-                ..Default::default()
+                plate_id,
             };
             let summary = ipscope::demo::generate(&dir, &params)
                 .with_context(|| format!("writing the demo plate to {}", dir.display()))?;
@@ -348,8 +409,21 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             inputs,
             output,
             overwrite,
+            campaign,
             json,
         } => {
+            let mut plates = Vec::new();
+            for dir in &inputs {
+                let m = ipscope::manifest::Manifest::read(&dir.join("manifest.json"))?;
+                if !plates.contains(&m.plate) {
+                    plates.push(m.plate);
+                }
+            }
+            if campaign || plates.len() > 1 {
+                let s = ipscope::merge::merge_campaign(&inputs, &output, overwrite, &argv)?;
+                print_campaign(&s, json)?;
+                return Ok(campaign_exit_code(&s));
+            }
             let s = ipscope::merge(&inputs, &output, overwrite, &argv)?;
             if json {
                 println!("{}", serde_json::to_string(&s)?);
@@ -386,7 +460,7 @@ fn run_options(args: &RunArgs) -> Result<RunOptions> {
         let set: ipscope::features::FeatureSet = f.parse()?;
         config.measure.features = set.groups().collect();
     }
-    let mut options = RunOptions::new(&args.plate_dir);
+    let mut options = RunOptions::new(args.plate_dir.first().cloned().unwrap_or_default());
     options.layout = args.layout.clone();
     options.channels = args
         .channels
@@ -552,6 +626,84 @@ fn run(
     Ok(summary)
 }
 
+/// Runs a campaign with `run`'s signal handling.
+fn run_campaign(
+    plates: &[PathBuf],
+    mut options: RunOptions,
+    out: &Path,
+    format: Format,
+    overwrite: bool,
+    mode: OutputMode,
+    argv: &[String],
+) -> Result<ipscope::campaign::CampaignSummary> {
+    let signals = Signals::install();
+    options.stop = Some(signals.any.clone());
+    let on_event = |e: &Event| {
+        if mode.json {
+            if let Ok(line) = serde_json::to_string(e) {
+                println!("{line}");
+            }
+            return;
+        }
+        if mode.quiet {
+            return;
+        }
+        match e {
+            Event::Start { plate, fields, .. } => eprintln!("plate {plate}: {fields} fields"),
+            Event::Warning { message } => eprintln!("warning: {message}"),
+            Event::Field {
+                well,
+                site,
+                status: Status::Failed,
+                error,
+                ..
+            } => eprintln!(
+                "failed: {well} s{site}: {}",
+                error.clone().unwrap_or_default()
+            ),
+            _ => {}
+        }
+    };
+    match ipscope::campaign::run_campaign(plates, &options, out, format, overwrite, argv, &on_event)
+    {
+        Ok(s) => Ok(s),
+        Err(e @ ipscope::Error::Interrupted { .. }) => {
+            eprintln!("{e}");
+            std::process::exit(i32::from(signals.exit_code()));
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn print_campaign(s: &ipscope::campaign::CampaignSummary, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(s)?);
+        return Ok(());
+    }
+    println!(
+        "campaign of {} plates: {} fields ({} failed), {} nuclei",
+        s.plates.len(),
+        s.fields,
+        s.fields_failed,
+        s.nuclei
+    );
+    for p in &s.plates {
+        println!("  {}", s.out_dir.join(&p.dir).display());
+    }
+    for p in &s.outputs {
+        println!("  {}", p.display());
+    }
+    Ok(())
+}
+
+fn campaign_exit_code(s: &ipscope::campaign::CampaignSummary) -> ExitCode {
+    if s.fields_failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// 0 when every field was processed, 2 when some failed.
 fn exit_code(summary: &RunSummary) -> ExitCode {
     if summary.fields_failed > 0 {
@@ -652,4 +804,109 @@ fn print_scan(r: &ipscope::ScanReport) {
             r.unmatched_files[0].display()
         );
     }
+}
+
+/// `ipscope run --assay neurite`.
+fn run_neurite(args: &RunArgs) -> Result<ExitCode> {
+    let [plate_dir] = args.plate_dir.as_slice() else {
+        anyhow::bail!("--assay neurite runs one plate at a time; give one PLATE_DIR");
+    };
+    let mut opts = ipscope::neurite_run::NeuriteRunOptions::new(plate_dir, &args.output);
+    opts.channels = args
+        .channels
+        .iter()
+        .map(|c| ipscope::channels::parse_channel_arg(c))
+        .collect::<std::result::Result<_, _>>()?;
+    opts.layout = args.layout.clone();
+    opts.pattern = args.pattern.clone();
+    opts.overwrite = args.overwrite;
+    opts.pixel_size_um = args.pixel_size;
+    opts.threads = args.threads;
+    opts.format = match args.format {
+        FormatArg::Parquet => Format::Parquet,
+        FormatArg::Arrow => Format::Arrow,
+    };
+    let s = ipscope::neurite_run::run_neurite(&opts)
+        .with_context(|| format!("neurite assay on {}", plate_dir.display()))?;
+    if args.output_mode.json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "summary", "assay": "neurite", "fields": s.fields,
+                "fields_failed": s.fields_failed, "neurons": s.neurons, "wells": s.wells})
+        );
+    } else if !args.output_mode.quiet {
+        eprintln!(
+            "neurite: {} fields ({} failed), {} neurons in {} wells; tables in {}",
+            s.fields,
+            s.fields_failed,
+            s.neurons,
+            s.wells,
+            args.output.display()
+        );
+    }
+    Ok(if s.fields_failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `ipscope demo --kind neuron`.
+#[allow(clippy::too_many_arguments)]
+fn demo_neuron(
+    dir: &std::path::Path,
+    seed: u64,
+    sites: u32,
+    size: usize,
+    run_out: Option<PathBuf>,
+    overwrite: bool,
+    threads: Option<usize>,
+    output: OutputMode,
+) -> Result<ExitCode> {
+    let params = ipscope::demo_neuron::NeuronDemoParams {
+        sites,
+        size,
+        seed,
+        ..Default::default()
+    };
+    let s = ipscope::demo_neuron::generate(dir, &params)
+        .with_context(|| format!("writing the neuron demo plate to {}", dir.display()))?;
+    if !output.quiet && !output.json {
+        eprintln!(
+            "wrote neuron demo plate to {}: {} wells (control, growth), {} images, {} drawn neurons (truth in {})",
+            dir.display(),
+            s.wells.len(),
+            s.images,
+            s.neurons,
+            dir.join("truth").join("neurons.csv").display()
+        );
+    }
+    let Some(out) = run_out else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut opts = ipscope::neurite_run::NeuriteRunOptions::new(dir, &out);
+    opts.channels = ipscope::demo_neuron::CHANNELS
+        .iter()
+        .map(|(id, name)| (id.to_string(), name.to_string()))
+        .collect();
+    opts.layout = Some(dir.join("layout.csv"));
+    opts.overwrite = overwrite;
+    opts.threads = threads;
+    let r = ipscope::neurite_run::run_neurite(&opts)
+        .with_context(|| format!("neurite assay on {}", dir.display()))?;
+    if !output.quiet && !output.json {
+        eprintln!(
+            "neurite: {} fields ({} failed), {} neurons found ({} drawn); tables in {}",
+            r.fields,
+            r.fields_failed,
+            r.neurons,
+            s.neurons,
+            out.display()
+        );
+    }
+    Ok(if r.fields_failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

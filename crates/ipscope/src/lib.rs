@@ -28,6 +28,7 @@ pub mod features;
 pub mod lock;
 pub mod manifest;
 pub mod merge;
+pub mod neurite_run;
 pub mod partial;
 pub mod pipeline;
 pub mod scan;

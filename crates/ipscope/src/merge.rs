@@ -72,6 +72,13 @@ pub fn merge(
     }
     // Order by shard index so the argument order does not matter.
     shards.sort_by_key(|(m, _)| m.shards.iter().map(|s| s.index).min().unwrap_or(0));
+    // Same ipscope version, dependencies, parameters, channels and format (manifest hashes).
+    crate::campaign::run_identity(
+        &shards
+            .iter()
+            .map(|(m, d)| (m, d.as_path()))
+            .collect::<Vec<_>>(),
+    )?;
     let first = &shards[0].0;
     for (m, dir) in &shards[1..] {
         let differs = |what: &str| {
@@ -228,4 +235,75 @@ pub fn merge(
         out_dir: out_dir.to_path_buf(),
         outputs,
     })
+}
+
+/// Merges shard outputs of one or more plates: each plate's shards into
+/// `OUT/Metadata_Plate=<id>/`, then the campaign tables and report at the root of `OUT`
+/// (see [`crate::campaign`]). Inputs may come in any order; every input, of every plate,
+/// must share one parameter set and ipscope version. Inputs that are already whole-plate
+/// outputs (a merge, or an unsharded run) are copied through the same merge, so merging a
+/// campaign again gives the same tables.
+pub fn merge_campaign(
+    inputs: &[PathBuf],
+    out_dir: &Path,
+    overwrite: bool,
+    command_line: &[String],
+) -> Result<crate::campaign::CampaignSummary> {
+    use std::collections::BTreeMap;
+    if inputs.is_empty() {
+        return Err(Error::Invalid(
+            "merge: give at least one run output directory".into(),
+        ));
+    }
+    let mut manifests = Vec::new();
+    for dir in inputs {
+        manifests.push((Manifest::read(&dir.join("manifest.json"))?, dir.clone()));
+    }
+    crate::campaign::run_identity(
+        &manifests
+            .iter()
+            .map(|(m, d)| (m, d.as_path()))
+            .collect::<Vec<_>>(),
+    )?;
+    let out_abs = std::path::absolute(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let mut by_plate: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for (m, dir) in &manifests {
+        let dir_abs = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
+        if dir_abs.starts_with(&out_abs) {
+            return Err(Error::Invalid(format!(
+                "merge: input {} lies inside the output {}",
+                dir.display(),
+                out_dir.display()
+            )));
+        }
+        by_plate
+            .entry(m.plate.clone())
+            .or_default()
+            .push(dir.clone());
+    }
+    if crate::campaign::visible_entries(out_dir)? && !overwrite {
+        return Err(Error::Invalid(format!(
+            "{}: output directory exists and is not empty; use --overwrite to replace its tables",
+            out_dir.display()
+        )));
+    }
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    // Partitions of plates no longer among the inputs would leak into the campaign tables.
+    for part in crate::campaign::partitions(out_dir)? {
+        let keep = by_plate
+            .keys()
+            .any(|p| crate::campaign::partition_dir(out_dir, p) == part);
+        if !keep {
+            std::fs::remove_dir_all(&part).map_err(|e| Error::io(&part, e))?;
+        }
+    }
+    for (plate, dirs) in &by_plate {
+        merge(
+            dirs,
+            &crate::campaign::partition_dir(out_dir, plate),
+            true,
+            command_line,
+        )?;
+    }
+    crate::campaign::summarize(out_dir, command_line)
 }
