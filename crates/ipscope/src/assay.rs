@@ -21,6 +21,8 @@ pub enum Assay {
     Calcium,
     /// Cardiomyocyte contraction from brightfield video (MUSCLEMOTION image difference).
     Contraction,
+    /// Neurite outgrowth: somata, neurite skeletons, per-neuron length and branching.
+    Neurite,
 }
 
 /// What an assay reads from each field.
@@ -34,7 +36,12 @@ pub enum InputKind {
 
 impl Assay {
     /// Every assay, in the order `--help` lists them.
-    pub const ALL: &'static [Assay] = &[Assay::Nuclei, Assay::Calcium, Assay::Contraction];
+    pub const ALL: &'static [Assay] = &[
+        Assay::Nuclei,
+        Assay::Calcium,
+        Assay::Contraction,
+        Assay::Neurite,
+    ];
 
     /// The name given to `--assay`.
     pub fn name(self) -> &'static str {
@@ -42,6 +49,7 @@ impl Assay {
             Assay::Nuclei => "nuclei",
             Assay::Calcium => "calcium",
             Assay::Contraction => "contraction",
+            Assay::Neurite => "neurite",
         }
     }
 
@@ -55,13 +63,16 @@ impl Assay {
             Assay::Contraction => {
                 "contraction from brightfield video: amplitude, durations, beat rate"
             }
+            Assay::Neurite => {
+                "neurite outgrowth: neurons, neurite length, trunks, branch points per neuron"
+            }
         }
     }
 
     /// Whether the assay reads still fields or frame streams.
     pub fn input(self) -> InputKind {
         match self {
-            Assay::Nuclei => InputKind::Still,
+            Assay::Nuclei | Assay::Neurite => InputKind::Still,
             Assay::Calcium | Assay::Contraction => InputKind::TimeLapse,
         }
     }

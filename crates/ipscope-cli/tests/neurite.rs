@@ -1,0 +1,231 @@
+//! `ipscope demo --kind neuron` and `ipscope run --assay neurite` end to end: neurite length
+//! per neuron follows the drawn truth (Spearman ≥ 0.9), the two growth conditions separate
+//! in Wells, and bad input (no marker signal, no marker channel) gives defined results or
+//! named errors.
+
+mod common;
+
+use common::{ipscope, p, stderr, table};
+use ipscope_table::arrow_array::cast::AsArray;
+use ipscope_table::arrow_array::types::{Float64Type, UInt32Type, UInt64Type};
+use ipscope_table::arrow_array::{Array, RecordBatch};
+
+fn f64s(b: &RecordBatch, name: &str) -> Vec<f64> {
+    let c = b
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no {name}"));
+    let a = c.as_primitive::<Float64Type>();
+    (0..a.len()).map(|i| a.value(i)).collect()
+}
+
+fn u32s(b: &RecordBatch, name: &str) -> Vec<u32> {
+    let c = b
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no {name}"));
+    let a = c.as_primitive::<UInt32Type>();
+    (0..a.len()).map(|i| a.value(i)).collect()
+}
+
+fn u64s(b: &RecordBatch, name: &str) -> Vec<u64> {
+    let c = b
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no {name}"));
+    let a = c.as_primitive::<UInt64Type>();
+    (0..a.len()).map(|i| a.value(i)).collect()
+}
+
+fn strs(b: &RecordBatch, name: &str) -> Vec<String> {
+    let c = b
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no {name}"));
+    let a = c.as_string::<i32>();
+    (0..a.len()).map(|i| a.value(i).to_string()).collect()
+}
+
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        for &k in &idx[i..=j] {
+            r[k] = (i + j) as f64 / 2.0;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = a.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = rb.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+#[test]
+fn neuron_demo_lengths_follow_truth_and_conditions_separate() {
+    let dir = tempfile::tempdir().unwrap();
+    let plate = dir.path().join("plate");
+    let out = dir.path().join("out");
+    let o = ipscope(&["demo", p(&plate), "--kind", "neuron", "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&out),
+        "--assay",
+        "neurite",
+        "--channel",
+        "w1=DNA",
+        "--channel",
+        "w2=TUBB3",
+        "--layout",
+        p(&plate.join("layout.csv")),
+        "--pixel-size",
+        "0.65",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Truth: one row per drawn neuron.
+    let text = std::fs::read_to_string(plate.join("truth/neurons.csv")).unwrap();
+    let truth: Vec<(String, u32, f64, f64, f64)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[0].to_string(),
+                f[1].parse().unwrap(),
+                f[3].parse().unwrap(),
+                f[4].parse().unwrap(),
+                f[5].parse().unwrap(),
+            )
+        })
+        .collect();
+    let n = table(&out.join("Neurons.parquet"));
+    let wells = strs(&n, "Metadata_Well");
+    let sites = u32s(&n, "Metadata_Site");
+    let xs = f64s(&n, "Location_Center_X");
+    let ys = f64s(&n, "Location_Center_Y");
+    let len = f64s(&n, "ObjectSkeleton_TotalObjectSkeletonLength_Neurites");
+    let len_um = f64s(&n, "ObjectSkeleton_TotalObjectSkeletonLength_Neurites_um");
+    assert_eq!(
+        u32s(&n, "Parent_Nuclei"),
+        u32s(&n, "ObjectNumber"),
+        "a neuron is its nucleus's child"
+    );
+    for (a, b) in len.iter().zip(&len_um) {
+        assert!((a * 0.65 - b).abs() < 1e-9);
+    }
+    let (mut want, mut got) = (Vec::new(), Vec::new());
+    for t in &truth {
+        let hit = (0..len.len()).find(|&i| {
+            wells[i] == t.0 && sites[i] == t.1 && (xs[i] - t.2).hypot(ys[i] - t.3) < 3.0
+        });
+        let i = hit.unwrap_or_else(|| panic!("drawn neuron {t:?} not found"));
+        want.push(t.4);
+        got.push(len[i]);
+    }
+    let rho = spearman(&want, &got);
+    eprintln!("{} neurons, Spearman {rho:.3}", want.len());
+    assert!(want.len() >= 60);
+    assert!(rho >= 0.9, "Spearman {rho}");
+
+    let w = table(&out.join("Wells.parquet"));
+    let cond = strs(&w, "Metadata_Condition");
+    let mean = f64s(&w, "Mean_NeuriteLength");
+    let ctrl: Vec<f64> = (0..mean.len())
+        .filter(|&i| cond[i] == "control")
+        .map(|i| mean[i])
+        .collect();
+    let grow: Vec<f64> = (0..mean.len())
+        .filter(|&i| cond[i] == "growth")
+        .map(|i| mean[i])
+        .collect();
+    assert_eq!((ctrl.len(), grow.len()), (3, 3));
+    let max_ctrl = ctrl.iter().cloned().fold(f64::MIN, f64::max);
+    let min_grow = grow.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(min_grow > max_ctrl, "control {ctrl:?} vs growth {grow:?}");
+    // Every drawn dead and non-neuronal nucleus is counted apart from the neurons.
+    let dead: u64 = u64s(&w, "Count_Dead").iter().sum();
+    let neurons: u64 = u64s(&w, "Count_Neurons").iter().sum();
+    assert_eq!(neurons as usize, truth.len());
+    assert!(dead > 0);
+}
+
+#[test]
+fn no_marker_signal_gives_zero_neurons_and_no_marker_channel_is_a_named_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let plate = dir.path().join("plate");
+    let o = ipscope(&[
+        "demo",
+        p(&plate),
+        "--kind",
+        "neuron",
+        "--sites",
+        "1",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Blank every TUBB3 image: a flat background.
+    for e in std::fs::read_dir(&plate).unwrap() {
+        let path = e.unwrap().path();
+        if path.to_string_lossy().ends_with("_w2.tif") {
+            let flat = ipscope_image::Image::new(256, 256, 100u16);
+            ipscope_io::write_tiff(&path, flat.view()).unwrap();
+        }
+    }
+    let out = dir.path().join("out");
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&out),
+        "--assay",
+        "neurite",
+        "--channel",
+        "w1=DNA",
+        "--channel",
+        "w2=TUBB3",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let n = table(&out.join("Neurons.parquet"));
+    assert_eq!(n.num_rows(), 0);
+    let img = table(&out.join("Image.parquet"));
+    assert!(u64s(&img, "Count_Nuclei").iter().all(|&c| c > 0));
+    assert!(u64s(&img, "Count_Neurons").iter().all(|&c| c == 0));
+    let w = table(&out.join("Wells.parquet"));
+    assert!(f64s(&w, "Mean_NeuriteLength").iter().all(|v| v.is_nan()));
+
+    // Only a nuclear channel named: the marker is missing.
+    let out2 = dir.path().join("out2");
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&out2),
+        "--assay",
+        "neurite",
+        "--channel",
+        "w1=DNA",
+        "--channel",
+        "w2=Hoechst",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("neuronal marker channel") && e.contains("plate"),
+        "{e}"
+    );
+}

@@ -1,0 +1,520 @@
+//! `ipscope run --assay neurite`: the neurite-outgrowth assay over a plate.
+//!
+//! For every field: nuclei on the nuclear channel ([`segment_nuclei`]), then
+//! [`analyze_neurites`] on the first marker channel (TUBB3, MAP2, …). Writes, in the output
+//! directory:
+//! * `Neurons.parquet`: one row per neuron (a live nucleus whose soma carries the marker),
+//!   `ObjectNumber` = `Parent_Nuclei` = the nucleus label, with CellProfiler's
+//!   MeasureObjectSkeleton names for the skeleton counts (`ObjectSkeleton_NumberTrunks_Neurites`,
+//!   `…_NumberNonTrunkBranches_…`, `…_NumberBranchEnds_…`, `…_TotalObjectSkeletonLength_…`),
+//!   lengths in px and, with a pixel size, in µm (`…_um`);
+//! * `Image.parquet`: one row per field with the counts of neurons, non-neuronal and dead
+//!   nuclei, the thresholds used and the status;
+//! * `Wells.parquet`: per well, neuron count, % neurite-bearing neurons, mean and median
+//!   neurite length per neuron, branch points per neuron, non-neuronal and dead counts,
+//!   joined with the layout's `Metadata_*` columns;
+//! * `Errors.parquet`: one row per field that could not be read.
+//!
+//! Fields run in parallel; rows are kept in plate order, so output does not depend on the
+//! number of threads.
+
+use std::path::{Path, PathBuf};
+
+use ipscope_core::assays::neurite::{analyze_neurites, NeuriteParams, NucleusClass};
+use ipscope_core::{segment_nuclei, NucleiParams};
+use ipscope_image::{DynImage, Image};
+use ipscope_io::{DiscoverOptions, ReadOptions};
+use ipscope_table::{Format, TableBuilder};
+use rayon::prelude::*;
+
+use crate::channels::{resolve_channels, Role};
+use crate::{Error, Result};
+
+/// Name of the skeleton in CellProfiler-style column names.
+pub const SKELETON_NAME: &str = "Neurites";
+
+/// What `run --assay neurite` needs.
+#[derive(Debug, Clone)]
+pub struct NeuriteRunOptions {
+    pub plate_dir: PathBuf,
+    pub out_dir: PathBuf,
+    /// `--channel ID=NAME` pairs.
+    pub channels: Vec<(String, String)>,
+    pub layout: Option<PathBuf>,
+    pub pattern: Option<String>,
+    pub overwrite: bool,
+    /// Micrometres per pixel; adds `…_um` length columns.
+    pub pixel_size_um: Option<f64>,
+    pub nuclei: NucleiParams,
+    pub neurite: NeuriteParams,
+    pub format: Format,
+    pub threads: Option<usize>,
+}
+
+impl NeuriteRunOptions {
+    pub fn new(plate_dir: impl Into<PathBuf>, out_dir: impl Into<PathBuf>) -> Self {
+        NeuriteRunOptions {
+            plate_dir: plate_dir.into(),
+            out_dir: out_dir.into(),
+            channels: Vec::new(),
+            layout: None,
+            pattern: None,
+            overwrite: false,
+            pixel_size_um: None,
+            nuclei: NucleiParams::default(),
+            neurite: NeuriteParams::default(),
+            format: Format::Parquet,
+            threads: None,
+        }
+    }
+}
+
+/// What a neurite run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeuriteRunSummary {
+    pub fields: usize,
+    pub fields_failed: usize,
+    pub neurons: usize,
+    pub wells: usize,
+    pub outputs: Vec<PathBuf>,
+}
+
+struct NeuronRow {
+    object: u32,
+    x: f64,
+    y: f64,
+    soma_area: u64,
+    marker_mean: f64,
+    length: f64,
+    trunks: u32,
+    non_trunk: u32,
+    ends: u32,
+    longest: f64,
+}
+
+struct FieldOut {
+    well: String,
+    site: u32,
+    plate: String,
+    result: std::result::Result<FieldResult, (String, String)>,
+}
+
+struct FieldResult {
+    nuclei: usize,
+    neurons: Vec<NeuronRow>,
+    non_neuronal: usize,
+    dead: usize,
+    marker_threshold: f64,
+    ridge_threshold: f64,
+    unassigned: f64,
+}
+
+/// CellProfiler scaling: pixel values divided by the sample type's maximum.
+fn scaled(img: &DynImage) -> Image<f32> {
+    let s = img.sample_type().scale() as f32;
+    img.to_f32().map(|v| v / s)
+}
+
+fn run_field(
+    dna_path: &Path,
+    dna_page: usize,
+    marker_path: &Path,
+    marker_page: usize,
+    opts: &NeuriteRunOptions,
+) -> std::result::Result<FieldResult, (String, String)> {
+    let read = |p: &Path, page: usize| {
+        ipscope_io::read_image(p, page, &ReadOptions::default())
+            .map_err(|e| (p.display().to_string(), e.to_string()))
+    };
+    let dna = scaled(&read(dna_path, dna_page)?);
+    let marker = scaled(&read(marker_path, marker_page)?);
+    let nuclei = segment_nuclei(dna.view(), &opts.nuclei).labels;
+    let res = analyze_neurites(dna.view(), marker.view(), &nuclei, &opts.neurite)
+        .map_err(|e| (marker_path.display().to_string(), e.to_string()))?;
+    // Nucleus centroids.
+    let n = nuclei.count() as usize;
+    let mut sums = vec![(0f64, 0f64, 0u64); n + 1];
+    let w = nuclei.width();
+    for (i, &l) in nuclei.image().as_slice().iter().enumerate() {
+        if l != 0 {
+            let s = &mut sums[l as usize];
+            s.0 += (i % w) as f64;
+            s.1 += (i / w) as f64;
+            s.2 += 1;
+        }
+    }
+    let neurons = res
+        .neurons
+        .iter()
+        .filter(|m| m.class == NucleusClass::Neuron)
+        .map(|m| {
+            let s = sums[m.nucleus as usize];
+            let a = s.2.max(1) as f64;
+            NeuronRow {
+                object: m.nucleus,
+                x: s.0 / a,
+                y: s.1 / a,
+                soma_area: m.soma_area,
+                marker_mean: m.soma_marker_mean,
+                length: m.total_length,
+                trunks: m.trunks,
+                non_trunk: m.non_trunk_branches,
+                ends: m.branch_ends,
+                longest: m.longest_neurite,
+            }
+        })
+        .collect();
+    Ok(FieldResult {
+        nuclei: n,
+        neurons,
+        non_neuronal: res.count(NucleusClass::NonNeuronal),
+        dead: res.count(NucleusClass::Dead),
+        marker_threshold: res.marker_threshold,
+        ridge_threshold: res.ridge_threshold,
+        unassigned: res.unassigned_length,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs the neurite assay over a plate; see the module docs.
+pub fn run_neurite(opts: &NeuriteRunOptions) -> Result<NeuriteRunSummary> {
+    let plate = ipscope_io::discover(
+        &opts.plate_dir,
+        &DiscoverOptions {
+            pattern: opts.pattern.clone(),
+        },
+    )?;
+    let channels = resolve_channels(&plate.channels, &opts.channels)?;
+    let dna_ch = channels
+        .iter()
+        .find(|c| c.role == Role::Nuclear)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: --assay neurite needs a nuclear channel; name one with --channel ID=DNA (channels found: {})",
+                opts.plate_dir.display(),
+                plate.channels.join(", ")
+            ))
+        })?;
+    let marker_ch = channels
+        .iter()
+        .find(|c| c.role == Role::Marker)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: --assay neurite needs a neuronal marker channel; name one with --channel ID=TUBB3 (channels found: {})",
+                opts.plate_dir.display(),
+                plate.channels.join(", ")
+            ))
+        })?;
+    let layout = match &opts.layout {
+        Some(p) => Some(ipscope_io::read_layout(p)?),
+        None => None,
+    };
+    if opts.out_dir.exists() {
+        let non_empty = std::fs::read_dir(&opts.out_dir)
+            .map_err(|e| Error::io(&opts.out_dir, e))?
+            .next()
+            .is_some();
+        if non_empty && !opts.overwrite {
+            return Err(Error::Invalid(format!(
+                "{}: the output directory is not empty; pass --overwrite to replace its tables",
+                opts.out_dir.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
+
+    let work = |f: &ipscope_io::Field| -> FieldOut {
+        let find = |id: &str| f.channels.iter().find(|c| c.channel == id);
+        let result = match (find(&dna_ch.id), find(&marker_ch.id)) {
+            (Some(d), Some(m)) => run_field(&d.path, d.page, &m.path, m.page, opts),
+            _ => Err((
+                format!("{} s{}", f.well, f.site),
+                format!(
+                    "missing channel {} or {} in this field",
+                    dna_ch.id, marker_ch.id
+                ),
+            )),
+        };
+        FieldOut {
+            well: f.well.clone(),
+            site: f.site,
+            plate: f.plate.clone(),
+            result,
+        }
+    };
+    let outs: Vec<FieldOut> = match opts.threads {
+        Some(t) => rayon::ThreadPoolBuilder::new()
+            .num_threads(t.max(1))
+            .build()
+            .map_err(|e| Error::Invalid(format!("cannot start {t} threads: {e}")))?
+            .install(|| plate.fields.par_iter().map(work).collect()),
+        None => plate.fields.par_iter().map(work).collect(),
+    };
+
+    let lay_cols: Vec<String> = layout
+        .as_ref()
+        .map(|l| l.columns.clone())
+        .unwrap_or_default();
+    let lay_val = |well: &str, k: usize| -> Option<String> {
+        layout
+            .as_ref()
+            .and_then(|l| l.get(well))
+            .and_then(|v| v.get(k).cloned())
+    };
+    let add_layout = |b: &mut TableBuilder, wells: &[String]| {
+        for (k, col) in lay_cols.iter().enumerate() {
+            b.opt_str(col, wells.iter().map(|w| lay_val(w, k)).collect());
+        }
+    };
+    let sfx = |what: &str| format!("ObjectSkeleton_{what}_{SKELETON_NAME}");
+    let um = opts.pixel_size_um.filter(|p| p.is_finite() && *p > 0.0);
+    let mut outputs = Vec::new();
+    let write = |name: &str, b: TableBuilder, outputs: &mut Vec<PathBuf>| -> Result<()> {
+        let batch = b.finish()?;
+        let path = opts
+            .out_dir
+            .join(format!("{name}.{}", opts.format.extension()));
+        ipscope_table::write_table(&path, batch.schema(), &[batch], opts.format)?;
+        outputs.push(path);
+        Ok(())
+    };
+
+    // Neurons.
+    let mut image_no = Vec::new();
+    let mut wells_col = Vec::new();
+    let mut rows: Vec<&NeuronRow> = Vec::new();
+    let mut plates = Vec::new();
+    let mut sites = Vec::new();
+    for (i, o) in outs.iter().enumerate() {
+        if let Ok(r) = &o.result {
+            for n in &r.neurons {
+                image_no.push(i as u32 + 1);
+                wells_col.push(o.well.clone());
+                plates.push(o.plate.clone());
+                sites.push(o.site);
+                rows.push(n);
+            }
+        }
+    }
+    let marker = &marker_ch.name;
+    let mut b = TableBuilder::new();
+    b.u32("ImageNumber", image_no.clone())
+        .u32("ObjectNumber", rows.iter().map(|r| r.object).collect())
+        .str("Metadata_Plate", plates)
+        .str("Metadata_Well", wells_col.clone())
+        .u32("Metadata_Site", sites);
+    add_layout(&mut b, &wells_col);
+    b.u32("Parent_Nuclei", rows.iter().map(|r| r.object).collect())
+        .f64("Location_Center_X", rows.iter().map(|r| r.x).collect())
+        .f64("Location_Center_Y", rows.iter().map(|r| r.y).collect())
+        .u64(
+            "Neurons_AreaShape_Area",
+            rows.iter().map(|r| r.soma_area).collect(),
+        )
+        .f64(
+            &format!("Neurons_Intensity_MeanIntensity_{marker}"),
+            rows.iter().map(|r| r.marker_mean).collect(),
+        )
+        .u32(
+            &sfx("NumberTrunks"),
+            rows.iter().map(|r| r.trunks).collect(),
+        )
+        .u32(
+            &sfx("NumberNonTrunkBranches"),
+            rows.iter().map(|r| r.non_trunk).collect(),
+        )
+        .u32(
+            &sfx("NumberBranchEnds"),
+            rows.iter().map(|r| r.ends).collect(),
+        )
+        .f64(
+            &sfx("TotalObjectSkeletonLength"),
+            rows.iter().map(|r| r.length).collect(),
+        )
+        .f64(
+            &sfx("LongestNeuriteLength"),
+            rows.iter().map(|r| r.longest).collect(),
+        );
+    if let Some(p) = um {
+        b.f64(
+            &format!("{}_um", sfx("TotalObjectSkeletonLength")),
+            rows.iter().map(|r| r.length * p).collect(),
+        )
+        .f64(
+            &format!("{}_um", sfx("LongestNeuriteLength")),
+            rows.iter().map(|r| r.longest * p).collect(),
+        );
+    }
+    b.doc("One row per neuron (a live nucleus whose soma carries the neuronal marker); lengths in pixels along the skeleton, 1 per axial and sqrt(2) per diagonal step; _um columns multiply by the pixel size.");
+    write("Neurons", b, &mut outputs)?;
+
+    // Image.
+    let mut b = TableBuilder::new();
+    let fwells: Vec<String> = outs.iter().map(|o| o.well.clone()).collect();
+    b.u32("ImageNumber", (1..=outs.len() as u32).collect())
+        .str(
+            "Metadata_Plate",
+            outs.iter().map(|o| o.plate.clone()).collect(),
+        )
+        .str("Metadata_Well", fwells.clone())
+        .u32("Metadata_Site", outs.iter().map(|o| o.site).collect());
+    add_layout(&mut b, &fwells);
+    let cnt = |f: &dyn Fn(&FieldResult) -> usize| -> Vec<u64> {
+        outs.iter()
+            .map(|o| o.result.as_ref().ok().map_or(0, |r| f(r) as u64))
+            .collect()
+    };
+    b.u64("Count_Nuclei", cnt(&|r| r.nuclei))
+        .u64("Count_Neurons", cnt(&|r| r.neurons.len()))
+        .u64("Count_NonNeuronal", cnt(&|r| r.non_neuronal))
+        .u64("Count_Dead", cnt(&|r| r.dead))
+        .f64(
+            &format!("Threshold_FinalThreshold_{marker}"),
+            outs.iter()
+                .map(|o| {
+                    o.result
+                        .as_ref()
+                        .ok()
+                        .map_or(f64::NAN, |r| r.marker_threshold)
+                })
+                .collect(),
+        )
+        .f64(
+            "Threshold_FinalThreshold_Ridge",
+            outs.iter()
+                .map(|o| {
+                    o.result
+                        .as_ref()
+                        .ok()
+                        .map_or(f64::NAN, |r| r.ridge_threshold)
+                })
+                .collect(),
+        )
+        .f64(
+            "Neurites_UnassignedLength",
+            outs.iter()
+                .map(|o| o.result.as_ref().ok().map_or(f64::NAN, |r| r.unassigned))
+                .collect(),
+        )
+        .str(
+            "Status",
+            outs.iter()
+                .map(|o| if o.result.is_ok() { "ok" } else { "failed" }.to_string())
+                .collect(),
+        );
+    write("Image", b, &mut outputs)?;
+
+    // Wells, in plate order.
+    let wells = plate.wells();
+    let mut b = TableBuilder::new();
+    b.str("Metadata_Well", wells.clone());
+    add_layout(&mut b, &wells);
+    let mut cols: Vec<Vec<f64>> = vec![Vec::new(); 9];
+    let mut counts: Vec<Vec<u64>> = vec![Vec::new(); 5];
+    for w in &wells {
+        let fields: Vec<&FieldOut> = outs.iter().filter(|o| &o.well == w).collect();
+        let okf: Vec<&FieldResult> = fields
+            .iter()
+            .filter_map(|o| o.result.as_ref().ok())
+            .collect();
+        let lengths: Vec<f64> = okf
+            .iter()
+            .flat_map(|r| r.neurons.iter().map(|n| n.length))
+            .collect();
+        let branch_points: Vec<f64> = okf
+            .iter()
+            .flat_map(|r| r.neurons.iter().map(|n| f64::from(n.non_trunk)))
+            .collect();
+        let n = lengths.len();
+        let bearing = lengths
+            .iter()
+            .filter(|&&l| l >= opts.neurite.min_neurite_length)
+            .count();
+        let mean = |v: &[f64]| {
+            if v.is_empty() {
+                f64::NAN
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        };
+        counts[0].push(fields.len() as u64);
+        counts[1].push((fields.len() - okf.len()) as u64);
+        counts[2].push(n as u64);
+        counts[3].push(okf.iter().map(|r| r.non_neuronal as u64).sum());
+        counts[4].push(okf.iter().map(|r| r.dead as u64).sum());
+        cols[0].push(if n > 0 {
+            100.0 * bearing as f64 / n as f64
+        } else {
+            f64::NAN
+        });
+        cols[1].push(mean(&lengths));
+        cols[2].push(median(lengths.clone()));
+        cols[3].push(mean(&branch_points));
+        cols[4].push(lengths.iter().sum());
+        let p = um.unwrap_or(f64::NAN);
+        cols[5].push(mean(&lengths) * p);
+        cols[6].push(median(lengths) * p);
+    }
+    b.u64("Count_Fields", counts[0].clone())
+        .u64("Count_FieldsFailed", counts[1].clone())
+        .u64("Count_Neurons", counts[2].clone())
+        .u64("Count_NonNeuronal", counts[3].clone())
+        .u64("Count_Dead", counts[4].clone())
+        .f64("Percent_NeuriteBearing", cols[0].clone())
+        .f64("Mean_NeuriteLength", cols[1].clone())
+        .f64("Median_NeuriteLength", cols[2].clone())
+        .f64("Mean_BranchPointsPerNeuron", cols[3].clone())
+        .f64("Sum_NeuriteLength", cols[4].clone());
+    if um.is_some() {
+        b.f64("Mean_NeuriteLength_um", cols[5].clone())
+            .f64("Median_NeuriteLength_um", cols[6].clone());
+    }
+    b.doc("Per well: neurons, % neurite-bearing (total length >= min_neurite_length px), mean and median neurite length per neuron (px), branch points per neuron; non-neuronal and dead nuclei counted apart.");
+    write("Wells", b, &mut outputs)?;
+
+    // Errors.
+    let failed: Vec<(usize, &FieldOut, &(String, String))> = outs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| o.result.as_ref().err().map(|e| (i, o, e)))
+        .collect();
+    let mut b = TableBuilder::new();
+    b.u32(
+        "ImageNumber",
+        failed.iter().map(|(i, _, _)| *i as u32 + 1).collect(),
+    )
+    .str(
+        "Metadata_Well",
+        failed.iter().map(|(_, o, _)| o.well.clone()).collect(),
+    )
+    .u32(
+        "Metadata_Site",
+        failed.iter().map(|(_, o, _)| o.site).collect(),
+    )
+    .str("File", failed.iter().map(|(_, _, e)| e.0.clone()).collect())
+    .str(
+        "Message",
+        failed.iter().map(|(_, _, e)| e.1.clone()).collect(),
+    );
+    write("Errors", b, &mut outputs)?;
+
+    Ok(NeuriteRunSummary {
+        fields: outs.len(),
+        fields_failed: failed.len(),
+        neurons: rows.len(),
+        wells: wells.len(),
+        outputs,
+    })
+}
