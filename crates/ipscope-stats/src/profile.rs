@@ -689,6 +689,39 @@ pub fn feature_select(profiles: &Profiles, ops: &[SelectOp]) -> Result<Selection
     })
 }
 
+/// Column `aggregate_wells` adds: objects per group (pycytominer's `compute_object_count`).
+pub const OBJECT_COUNT: &str = "Metadata_Object_Count";
+
+/// [`aggregate`] plus, as metadata, every other non-feature column of `objects` that is
+/// constant within each group (layout columns such as `Metadata_Compound`), and
+/// [`OBJECT_COUNT`]. Columns that vary within a group (`Metadata_Site`, `ObjectNumber`) are
+/// left out, as pycytominer leaves them out.
+pub fn aggregate_wells(objects: &Profiles, strata: &[&str], how: Aggregation) -> Result<Profiles> {
+    let mut out = aggregate(objects, strata, how)?;
+    let groups = groups(objects, strata)?;
+    for m in &objects.meta {
+        if strata.contains(&m.name.as_str()) {
+            continue;
+        }
+        let constant = groups.iter().all(|g| {
+            let k = m.values.key(g[0]);
+            g.iter().all(|&r| m.values.key(r) == k)
+        });
+        if constant {
+            let first: Vec<usize> = groups.iter().map(|g| g[0]).collect();
+            out.meta.push(MetaColumn {
+                name: m.name.clone(),
+                values: m.values.take(&first),
+            });
+        }
+    }
+    out.meta.push(MetaColumn {
+        name: OBJECT_COUNT.into(),
+        values: MetaValues::Number(groups.iter().map(|g| g.len() as f64).collect()),
+    });
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

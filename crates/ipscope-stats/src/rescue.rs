@@ -680,3 +680,87 @@ fn compound_table(
     }
     Ok(ranked)
 }
+
+/// `Phenotype` table: one row per feature, ranked rows first.
+pub fn phenotype_table(rows: &[PhenotypeRow]) -> Result<ipscope_table::RecordBatch> {
+    let mut order: Vec<&PhenotypeRow> = rows.iter().collect();
+    order.sort_by_key(|r| if r.rank == 0 { usize::MAX } else { r.rank });
+    let f = |g: fn(&PhenotypeRow) -> f64| order.iter().map(|r| g(r)).collect::<Vec<f64>>();
+    let mut b = ipscope_table::TableBuilder::new();
+    b.str("Feature", order.iter().map(|r| r.feature.clone()).collect())
+        .f64("Mean_Disease", f(|r| r.mean_disease))
+        .f64("Mean_Control", f(|r| r.mean_control))
+        .f64("SD_Disease", f(|r| r.sd_disease))
+        .f64("SD_Control", f(|r| r.sd_control))
+        .f64("CohensD", f(|r| r.cohens_d))
+        .doc("(control − disease vehicle mean) / pooled SD")
+        .f64("SSMD", f(|r| r.ssmd))
+        .f64("ZPrime", f(|r| r.z_prime))
+        .str("Status", order.iter().map(|r| r.status.clone()).collect())
+        .u32("Rank", order.iter().map(|r| r.rank as u32).collect());
+    Ok(b.finish()?)
+}
+
+/// `Compounds` table: one row per compound and readout, in rank order within each readout.
+pub fn compounds_table(rows: &[CompoundRow], hit_rule: &str) -> Result<ipscope_table::RecordBatch> {
+    let f = |g: &dyn Fn(&CompoundRow) -> f64| rows.iter().map(g).collect::<Vec<f64>>();
+    let ec50 = |r: &CompoundRow| r.rescue_fit.ec50;
+    let mut b = ipscope_table::TableBuilder::new();
+    b.str(
+        "Metadata_Compound",
+        rows.iter().map(|r| r.compound.clone()).collect(),
+    )
+    .str("Readout", rows.iter().map(|r| r.readout.clone()).collect())
+    .u32(
+        "Count_Wells",
+        rows.iter().map(|r| r.n_wells as u32).collect(),
+    )
+    .str(
+        "Rescue_Status",
+        rows.iter()
+            .map(|r| r.rescue_fit.status.as_str().to_string())
+            .collect(),
+    )
+    .f64(
+        "Rescue_EC50",
+        f(&|r| ec50(r).map_or(f64::NAN, |e| e.estimate)),
+    )
+    .f64(
+        "Rescue_EC50_Lower",
+        f(&|r| ec50(r).and_then(|e| e.lower).unwrap_or(f64::NAN)),
+    )
+    .f64(
+        "Rescue_EC50_Upper",
+        f(&|r| ec50(r).and_then(|e| e.upper).unwrap_or(f64::NAN)),
+    )
+    .f64("MaxRescue_Percent", f(&|r| r.max_rescue))
+    .f64("MaxRescueNonToxic_Percent", f(&|r| r.max_rescue_nontoxic))
+    .f64("TC50", f(&|r| r.tc50))
+    .doc("dose where the LL.4 fit of viable count / disease vehicle crosses 0.5")
+    .f64("TherapeuticWindow", f(&|r| r.therapeutic_window))
+    .bool("Cytotoxic", rows.iter().map(|r| r.cytotoxic).collect())
+    .f64("ReplicateAgreement", f(&|r| r.replicate_agreement))
+    .bool("Hit", rows.iter().map(|r| r.hit).collect())
+    .str("HitRule", vec![hit_rule.to_string(); rows.len()])
+    .u32("Rank", rows.iter().map(|r| r.rank as u32).collect());
+    Ok(b.finish()?)
+}
+
+/// Per-well scores next to the profiles' metadata: `Rescue_Percent_<readout>`,
+/// `Rescue_OnTarget`, `Rescue_OffTarget`, `Viability_Relative`.
+pub fn wells_table(profiles: &Profiles, w: &WellScores) -> Result<ipscope_table::RecordBatch> {
+    let mut b = ipscope_table::TableBuilder::new();
+    for m in &profiles.meta {
+        match &m.values {
+            MetaValues::Text(v) => b.opt_str(&m.name, v.clone()),
+            MetaValues::Number(v) => b.f64(&m.name, v.clone()),
+        };
+    }
+    for (name, v) in w.readouts.iter().zip(&w.rescue) {
+        b.f64(&format!("Rescue_Percent_{name}"), v.clone());
+    }
+    b.f64("Rescue_OnTarget", w.on_target.clone())
+        .f64("Rescue_OffTarget", w.off_target.clone())
+        .f64("Viability_Relative", w.viability.clone());
+    Ok(b.finish()?)
+}
