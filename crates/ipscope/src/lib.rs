@@ -22,6 +22,8 @@ pub mod assay;
 pub mod channels;
 pub mod config;
 pub mod demo;
+pub mod demo_calcium;
+pub mod demo_disease;
 pub mod demo_neuron;
 mod error;
 pub mod features;
@@ -32,6 +34,7 @@ pub mod neurite_run;
 pub mod partial;
 pub mod pipeline;
 pub mod scan;
+pub mod timelapse_run;
 pub mod verify;
 
 pub use assay::Assay;
