@@ -3,10 +3,12 @@
 //! Inputs and the peers' outputs come from `testdata/reference/assays/skeletonize_ref.py`
 //! and `skan_ref.py` (versions in that folder's README); this test reads the committed JSON.
 //! Tolerances: skeletons pixel-exact; branch distances within 1e-6 (skan's own tolerance
-//! target); Sato ridge within 1e-4 of the image's largest response (float32 filtering).
+//! target); Sato ridge within 1e-4 of the image's largest response (float32 filtering);
+//! blob_log spots: same count, positions and scales.
 
 use std::path::PathBuf;
 
+use ipscope_core::ops::blob::{blob_log, BlobLogParams};
 use ipscope_core::ops::ridge::{sato, SatoParams};
 use ipscope_core::ops::skeleton::{skeleton_graph, skeletonize};
 use ipscope_image::Image;
@@ -211,4 +213,51 @@ fn sato_matches_skimage_within_tolerance() {
             "case {k}: worst |diff| {worst} vs peak {peak}"
         );
     }
+}
+
+#[test]
+fn blob_log_matches_skimage_counts_positions_and_scales() {
+    let refs = load("blob_log.json");
+    let mut total = 0;
+    for (k, case) in refs["cases"].as_array().unwrap().iter().enumerate() {
+        let img = f32_image(&case["image"]);
+        let p = &case["params"];
+        let params = BlobLogParams {
+            min_sigma: p["min_sigma"].as_f64().unwrap() as f32,
+            max_sigma: p["max_sigma"].as_f64().unwrap() as f32,
+            num_sigma: p["num_sigma"].as_u64().unwrap() as usize,
+            threshold: p["threshold"].as_f64().unwrap() as f32,
+            overlap: p["overlap"].as_f64().unwrap(),
+        };
+        let mut want: Vec<(usize, usize, f32)> = case["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b[0].as_u64().unwrap() as usize,
+                    b[1].as_u64().unwrap() as usize,
+                    b[2].as_f64().unwrap() as f32,
+                )
+            })
+            .collect();
+        let mut got: Vec<(usize, usize, f32)> = blob_log(img.view(), &params)
+            .iter()
+            .map(|b| (b.row, b.col, b.sigma))
+            .collect();
+        want.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        got.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        assert_eq!(got.len(), want.len(), "case {k}: {got:?} vs {want:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((g.0, g.1), (w.0, w.1), "case {k}");
+            assert!(
+                (g.2 - w.2).abs() < 1e-5,
+                "case {k}: sigma {} vs {}",
+                g.2,
+                w.2
+            );
+        }
+        total += want.len();
+    }
+    assert!(total >= 40);
 }

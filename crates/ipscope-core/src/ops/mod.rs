@@ -3,6 +3,7 @@
 //! Each module names the reference implementation it reproduces; the parity cases live in
 //! `tests/reference.rs`. ops never depend on assays.
 
+pub mod blob;
 pub mod distance;
 pub mod eval;
 pub mod expand;

@@ -34,10 +34,10 @@ impl Default for SatoParams {
     }
 }
 
-/// SciPy's `_gaussian_kernel1d(sigma, order, radius)` for order 0 or 1, already reversed as
+/// SciPy's `_gaussian_kernel1d(sigma, order, radius)` for order 0, 1 or 2, already reversed as
 /// `gaussian_filter1d` passes it to `correlate1d`: index `k` weights the input at offset
 /// `k - radius`.
-fn gaussian_kernel_order(sigma: f64, order: u8, truncate: f64) -> Vec<f64> {
+pub(crate) fn gaussian_kernel_order(sigma: f64, order: u8, truncate: f64) -> Vec<f64> {
     let radius = (truncate * sigma + 0.5) as i64;
     let s2 = sigma * sigma;
     let phi: Vec<f64> = (-radius..=radius)
@@ -45,14 +45,19 @@ fn gaussian_kernel_order(sigma: f64, order: u8, truncate: f64) -> Vec<f64> {
         .collect();
     let sum: f64 = phi.iter().sum();
     let phi: Vec<f64> = phi.iter().map(|p| p / sum).collect();
-    if order == 0 {
-        return phi;
+    match order {
+        0 => phi,
+        // d/dx φ = -x/σ² φ; reversed for correlation: weight at offset x is +x/σ² φ(x).
+        1 => (-radius..=radius)
+            .zip(&phi)
+            .map(|(x, p)| x as f64 / s2 * p)
+            .collect(),
+        // d²/dx² φ = (x²/σ⁴ − 1/σ²) φ, symmetric.
+        _ => (-radius..=radius)
+            .zip(&phi)
+            .map(|(x, p)| ((x * x) as f64 / (s2 * s2) - 1.0 / s2) * p)
+            .collect(),
     }
-    // d/dx φ = -x/σ² φ; reversed for correlation: weight at offset x is +x/σ² φ(x).
-    (-radius..=radius)
-        .zip(&phi)
-        .map(|(x, p)| x as f64 / s2 * p)
-        .collect()
 }
 
 /// SciPy's `mode='reflect'` (half-sample symmetric, `d c b a | a b c d | d c b a`), for any
@@ -106,7 +111,7 @@ fn correlate1d(src: &Image<f32>, kernel: &[f64], axis: usize) -> Image<f32> {
 }
 
 /// `scipy.ndimage.gaussian_filter(img, sigma, order=(order_rows, order_cols), mode='reflect')`.
-fn gaussian_derivative(
+pub(crate) fn gaussian_derivative(
     img: &Image<f32>,
     sigma: f64,
     truncate: f64,
