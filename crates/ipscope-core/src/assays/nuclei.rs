@@ -407,6 +407,11 @@ fn declump_by_dynamics(
     } else {
         1.0
     };
+    // Pixel indices are u32 below (half the memory traffic of usize); a field of 2³² pixels
+    // or more (64 GiB of u16 per channel) keeps its undivided components.
+    if fg.len() >= u32::MAX as usize {
+        return components.clone();
+    }
     let mut smooth = gaussian_blur(scaled.view(), sigma);
     let dist = distance_transform_edt(fg.view());
     // An all-foreground field has no finite distance; a constant keeps the intensity term.
@@ -419,30 +424,37 @@ fn declump_by_dynamics(
     let (w, h) = (fg.width(), fg.height());
     let s = smooth.as_slice();
     let mask = fg.as_slice();
-    let mut order: Vec<usize> = (0..w * h)
+    // Flooding order: decreasing value, ties in raster order. Sorting packed u64 keys
+    // (descending total order of the value, then index) gives exactly the order of
+    // `s[b].total_cmp(&s[a]).then(a.cmp(&b))` without an indirect comparison.
+    let mut keys: Vec<u64> = (0..w * h)
         .filter(|&i| mask[i] && s[i].is_finite())
+        .map(|i| (u64::from(!total_order_bits(s[i])) << 32) | i as u64)
         .collect();
-    order.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
-    const NONE: usize = usize::MAX;
+    keys.sort_unstable();
+    let order: Vec<u32> = keys.iter().map(|&k| k as u32).collect();
+    drop(keys);
+    const NONE: u32 = u32::MAX;
     let mut parent = vec![NONE; w * h];
     // Per root: its peak pixel.
     let mut peak = vec![NONE; w * h];
-    let mut seeds: Vec<usize> = Vec::new();
-    fn find(parent: &mut [usize], mut x: usize) -> usize {
+    let mut seeds: Vec<u32> = Vec::new();
+    fn find(parent: &mut [u32], mut x: u32) -> u32 {
         let mut r = x;
-        while parent[r] != r {
-            r = parent[r];
+        while parent[r as usize] != r {
+            r = parent[r as usize];
         }
-        while parent[x] != r {
-            let n = parent[x];
-            parent[x] = r;
+        while parent[x as usize] != r {
+            let n = parent[x as usize];
+            parent[x as usize] = r;
             x = n;
         }
         r
     }
-    let mut roots: Vec<usize> = Vec::with_capacity(8);
+    let mut roots: Vec<u32> = Vec::with_capacity(8);
     for &p in &order {
-        let (r, c) = (p / w, p % w);
+        let pu = p as usize;
+        let (r, c) = (pu / w, pu % w);
         roots.clear();
         for dr in -1i64..=1 {
             for dc in -1i64..=1 {
@@ -453,8 +465,8 @@ fn declump_by_dynamics(
                 if rr < 0 || cc < 0 || rr >= h as i64 || cc >= w as i64 {
                     continue;
                 }
-                let q = rr as usize * w + cc as usize;
-                if parent[q] != NONE {
+                let q = (rr as usize * w + cc as usize) as u32;
+                if parent[q as usize] != NONE {
                     let root = find(&mut parent, q);
                     if !roots.contains(&root) {
                         roots.push(root);
@@ -462,43 +474,56 @@ fn declump_by_dynamics(
                 }
             }
         }
-        parent[p] = p;
+        parent[pu] = p;
         if roots.is_empty() {
-            peak[p] = p;
+            peak[pu] = p;
             continue;
         }
         // The brightest peak (first in flooding order on ties) absorbs the others.
         let mut keep = roots[0];
         for &q in &roots[1..] {
-            let (a, b) = (s[peak[q]], s[peak[keep]]);
-            if a > b || (a == b && peak[q] < peak[keep]) {
+            let (pq, pk) = (peak[q as usize], peak[keep as usize]);
+            let (a, b) = (s[pq as usize], s[pk as usize]);
+            if a > b || (a == b && pq < pk) {
                 keep = q;
             }
         }
         for &q in &roots {
             if q != keep {
-                let pk = s[peak[q]];
-                if pk - s[p] >= rel_depth * (pk - t) {
-                    seeds.push(peak[q]);
+                let pk = s[peak[q as usize] as usize];
+                if pk - s[pu] >= rel_depth * (pk - t) {
+                    seeds.push(peak[q as usize]);
                 }
-                parent[q] = keep;
+                parent[q as usize] = keep;
             }
         }
-        parent[p] = keep;
+        parent[pu] = keep;
     }
     // Every flooded component's final peak is a seed too.
     for &p in &order {
-        if parent[p] == p {
-            seeds.push(peak[p]);
+        if parent[p as usize] == p {
+            seeds.push(peak[p as usize]);
         }
     }
     seeds.sort_unstable();
     let mut markers = Image::new(w, h, 0u32);
     for (n, &i) in seeds.iter().enumerate() {
-        markers.as_mut_slice()[i] = n as u32 + 1;
+        markers.as_mut_slice()[i as usize] = n as u32 + 1;
     }
     let n = seeds.len() as u32;
     flood_from_markers(&smooth, fg, components, Labels::new(markers, n))
+}
+
+/// `f32::total_cmp`'s order as an unsigned integer: `a.total_cmp(&b)` equals
+/// `total_order_bits(a).cmp(&total_order_bits(b))`.
+#[inline(always)]
+fn total_order_bits(v: f32) -> u32 {
+    let b = v.to_bits();
+    if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
 }
 
 /// Maximum over the (2r+1)² square around each pixel (pixels outside the image ignored),
@@ -645,6 +670,30 @@ mod tests {
             ..NucleiParams::default()
         };
         assert_eq!(segment_nuclei(img.view(), &p).labels.count(), 1);
+    }
+
+    #[test]
+    fn total_order_bits_orders_like_total_cmp() {
+        let vals = [
+            f32::NEG_INFINITY,
+            -2.5,
+            -1e-40,
+            -0.0,
+            0.0,
+            1e-40,
+            0.3,
+            7.0,
+            f32::INFINITY,
+        ];
+        for &a in &vals {
+            for &b in &vals {
+                assert_eq!(
+                    total_order_bits(a).cmp(&total_order_bits(b)),
+                    a.total_cmp(&b),
+                    "{a} vs {b}"
+                );
+            }
+        }
     }
 
     #[test]

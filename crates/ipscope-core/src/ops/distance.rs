@@ -21,33 +21,36 @@ pub fn distance_transform_edt(mask: ImageView<bool>) -> Image<f32> {
     if w == 0 || h == 0 {
         return out;
     }
-    // Pass 1: vertical distance (in pixels) to the nearest background pixel in the column.
+    // Pass 1: vertical distance (in pixels) to the nearest background pixel in the column,
+    // row by row over whole rows so that the loops vectorise.
     const INF: u32 = u32::MAX;
     let mut g = vec![INF; w * h];
-    for r in 0..h {
-        let row = mask.row(r);
-        for c in 0..w {
-            g[r * w + c] = if !row[c] {
-                0
-            } else if r > 0 && g[(r - 1) * w + c] != INF {
-                g[(r - 1) * w + c] + 1
-            } else {
-                INF
-            };
+    for (c, &m) in g[..w].iter_mut().zip(mask.row(0)) {
+        *c = if m { INF } else { 0 };
+    }
+    for r in 1..h {
+        let (done, rest) = g.split_at_mut(r * w);
+        let prev = &done[(r - 1) * w..];
+        for ((c, &m), &p) in rest[..w].iter_mut().zip(mask.row(r)).zip(prev) {
+            // INF + 1 saturates back to INF.
+            *c = if m { p.saturating_add(1) } else { 0 };
         }
     }
     for r in (0..h.saturating_sub(1)).rev() {
-        for c in 0..w {
-            let below = g[(r + 1) * w + c];
-            if below != INF && below + 1 < g[r * w + c] {
-                g[r * w + c] = below + 1;
-            }
+        let (head, tail) = g.split_at_mut((r + 1) * w);
+        let below = &tail[..w];
+        for (c, &b) in head[r * w..].iter_mut().zip(below) {
+            *c = (*c).min(b.saturating_add(1));
         }
     }
-    // Pass 2: lower envelope of the parabolas (x - q)² + g(q)² along each row.
+    // Pass 2: lower envelope of the parabolas (x - q)² + g(q)² along each row. Breakpoints
+    // are kept as exact fractions num / den (den > 0) and compared by cross-multiplication,
+    // so no division is needed; all terms fit i64 for any image that fits memory.
     let mut f = vec![0i64; w];
     let mut v = vec![0usize; w];
-    let mut z = vec![0f64; w + 1];
+    // Breakpoint k lies between parabolas v[k-1] and v[k]; index 0 is -inf.
+    let mut zn = vec![0i64; w + 1];
+    let mut zd = vec![1i64; w + 1];
     for r in 0..h {
         let gr = &g[r * w..(r + 1) * w];
         let mut k = 0usize; // number of parabolas in the envelope
@@ -56,21 +59,23 @@ pub fn distance_transform_edt(mask: ImageView<bool>) -> Image<f32> {
                 continue;
             }
             f[q] = i64::from(gr[q]) * i64::from(gr[q]);
-            let fq = (f[q] + (q * q) as i64) as f64;
+            let fq = f[q] + (q * q) as i64;
             loop {
                 if k == 0 {
                     v[0] = q;
-                    z[0] = f64::NEG_INFINITY;
                     k = 1;
                     break;
                 }
                 let p = v[k - 1];
-                let s = (fq - (f[p] + (p * p) as i64) as f64) / (2.0 * (q - p) as f64);
-                if s <= z[k - 1] {
+                let num = fq - (f[p] + (p * p) as i64);
+                let den = 2 * (q - p) as i64;
+                // s <= z[k-1], with z[0] = -inf.
+                if k > 1 && num * zd[k - 1] <= zn[k - 1] * den {
                     k -= 1;
                 } else {
                     v[k] = q;
-                    z[k] = s;
+                    zn[k] = num;
+                    zd[k] = den;
                     k += 1;
                     break;
                 }
@@ -82,11 +87,16 @@ pub fn distance_transform_edt(mask: ImageView<bool>) -> Image<f32> {
             orow.fill(f32::INFINITY);
             continue;
         }
-        z[k] = f64::INFINITY;
         let mut j = 0usize;
         for (q, o) in orow.iter_mut().enumerate() {
-            while z[j + 1] < q as f64 {
+            // Advance while breakpoint j+1 lies strictly left of q.
+            while j + 1 < k && zn[j + 1] < q as i64 * zd[j + 1] {
                 j += 1;
+            }
+            if gr[q] == 0 {
+                // Background: its own parabola gives 0.
+                *o = 0.0;
+                continue;
             }
             let p = v[j];
             let d = q.abs_diff(p) as i64;

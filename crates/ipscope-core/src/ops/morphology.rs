@@ -14,42 +14,88 @@ use ipscope_image::{Image, ImageView};
 /// background pixels (`scipy.ndimage.binary_fill_holes`).
 pub fn fill_holes(mask: ImageView<bool>) -> Image<bool> {
     let (w, h) = (mask.width(), mask.height());
-    // Flood the background from the border; whatever stays unreached is foreground or a hole.
-    let mut outside = Image::new(w, h, false);
-    let mut stack: Vec<(usize, usize)> = Vec::new();
-    let seed = |r: usize, c: usize, outside: &mut Image<bool>, stack: &mut Vec<_>| {
-        if !mask.get(r, c) && !outside.get(r, c) {
-            outside.set(r, c, true);
-            stack.push((r, c));
+    // Flood the background from the border; whatever stays unreached is foreground or a
+    // hole. `filled` starts all true and the flood clears what it reaches. Flat indices
+    // (u32 on the stack when they fit) keep the inner loop free of 2-D bounds checks.
+    let mut filled = Image::new(w, h, true);
+    if w == 0 || h == 0 {
+        return filled;
+    }
+    let owned;
+    let m: &[bool] = match mask.as_contiguous() {
+        Some(m) => m,
+        None => {
+            owned = mask.to_image();
+            owned.as_slice()
+        }
+    };
+    if m.len() < u32::MAX as usize {
+        flood_background::<u32>(m, filled.as_mut_slice(), w, h);
+    } else {
+        flood_background::<usize>(m, filled.as_mut_slice(), w, h);
+    }
+    filled
+}
+
+/// A stack index type for [`flood_background`].
+trait Index: Copy {
+    fn from_usize(i: usize) -> Self;
+    fn to_usize(self) -> usize;
+}
+impl Index for u32 {
+    #[inline(always)]
+    fn from_usize(i: usize) -> Self {
+        i as u32
+    }
+    #[inline(always)]
+    fn to_usize(self) -> usize {
+        self as usize
+    }
+}
+impl Index for usize {
+    #[inline(always)]
+    fn from_usize(i: usize) -> Self {
+        i
+    }
+    #[inline(always)]
+    fn to_usize(self) -> usize {
+        self
+    }
+}
+
+/// Clears `filled` at every background pixel of `mask` 4-connected to the border.
+fn flood_background<I: Index>(mask: &[bool], filled: &mut [bool], w: usize, h: usize) {
+    let mut stack: Vec<I> = Vec::new();
+    let mut seed = |i: usize, filled: &mut [bool], stack: &mut Vec<I>| {
+        if !mask[i] && filled[i] {
+            filled[i] = false;
+            stack.push(I::from_usize(i));
         }
     };
     for c in 0..w {
-        seed(0, c, &mut outside, &mut stack);
-        if h > 1 {
-            seed(h - 1, c, &mut outside, &mut stack);
-        }
+        seed(c, filled, &mut stack);
+        seed((h - 1) * w + c, filled, &mut stack);
     }
     for r in 0..h {
-        seed(r, 0, &mut outside, &mut stack);
-        if w > 1 {
-            seed(r, w - 1, &mut outside, &mut stack);
-        }
+        seed(r * w, filled, &mut stack);
+        seed(r * w + w - 1, filled, &mut stack);
     }
-    while let Some((r, c)) = stack.pop() {
-        if r > 0 {
-            seed(r - 1, c, &mut outside, &mut stack);
+    while let Some(i) = stack.pop() {
+        let i = i.to_usize();
+        let c = i % w;
+        if i >= w {
+            seed(i - w, filled, &mut stack);
         }
         if c > 0 {
-            seed(r, c - 1, &mut outside, &mut stack);
+            seed(i - 1, filled, &mut stack);
         }
         if c + 1 < w {
-            seed(r, c + 1, &mut outside, &mut stack);
+            seed(i + 1, filled, &mut stack);
         }
-        if r + 1 < h {
-            seed(r + 1, c, &mut outside, &mut stack);
+        if i + w < w * h {
+            seed(i + w, filled, &mut stack);
         }
     }
-    outside.map(|o| !o)
 }
 
 /// Erosion by the 4-connected cross; pixels outside the image count as background.

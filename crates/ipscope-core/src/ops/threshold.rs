@@ -51,10 +51,19 @@ fn finite_range(img: ImageView<f32>) -> Option<(f32, f32)> {
 /// As NumPy, a zero-width range is widened to `[v - 0.5, v + 0.5]`. Returns `None` when
 /// `nbins == 0` or no pixel is finite.
 pub fn histogram(img: ImageView<f32>, nbins: usize) -> Option<Histogram> {
+    let range = finite_range(img)?;
+    histogram_in_range(img, nbins, range)
+}
+
+/// [`histogram`] with the finite range already known (one pass fewer).
+fn histogram_in_range(
+    img: ImageView<f32>,
+    nbins: usize,
+    (mut first, mut last): (f32, f32),
+) -> Option<Histogram> {
     if nbins == 0 {
         return None;
     }
-    let (mut first, mut last) = finite_range(img)?;
     if first == last {
         first -= 0.5;
         last += 0.5;
@@ -66,21 +75,29 @@ pub fn histogram(img: ImageView<f32>, nbins: usize) -> Option<Histogram> {
     let mut counts = vec![0u64; nbins];
     let denom = last - first;
     let nb = nbins as f32;
+    // The bin estimates of a block of pixels are computed together (the division
+    // vectorises), then corrected and counted one by one.
+    const BLOCK: usize = 256;
+    let mut est = [0f32; BLOCK];
     for row in img.rows() {
-        for &v in row {
-            if !(v >= first && v <= last) {
-                continue;
+        for chunk in row.chunks(BLOCK) {
+            for (e, &v) in est.iter_mut().zip(chunk) {
+                *e = ((v - first) / denom) * nb;
             }
-            // numpy's fast path: estimate, then correct by one bin against the edges.
-            let f = ((v - first) / denom) * nb;
-            let mut idx = (f as usize).min(nbins - 1);
-            if v < edges[idx] && idx > 0 {
-                idx -= 1;
+            for (&f, &v) in est.iter().zip(chunk) {
+                if !(v >= first && v <= last) {
+                    continue;
+                }
+                // numpy's fast path: estimate, then correct by one bin against the edges.
+                let mut idx = (f as usize).min(nbins - 1);
+                if v < edges[idx] && idx > 0 {
+                    idx -= 1;
+                }
+                if v >= edges[idx + 1] && idx != nbins - 1 {
+                    idx += 1;
+                }
+                counts[idx] += 1;
             }
-            if v >= edges[idx + 1] && idx != nbins - 1 {
-                idx += 1;
-            }
-            counts[idx] += 1;
         }
     }
     let bin_centers = edges.windows(2).map(|e| (e[0] + e[1]) / 2.0).collect();
@@ -100,7 +117,7 @@ pub fn otsu(img: ImageView<f32>, nbins: usize) -> Option<f32> {
     if lo == hi {
         return None;
     }
-    let hist = histogram(img, nbins)?;
+    let hist = histogram_in_range(img, nbins, (lo, hi))?;
     otsu_from_histogram(&hist.counts, &hist.bin_centers)
 }
 
