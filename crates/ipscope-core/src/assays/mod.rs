@@ -7,3 +7,4 @@ pub mod markers;
 pub mod neurite;
 pub mod nuclei;
 pub mod quality;
+pub mod spots;
