@@ -42,8 +42,11 @@ pub struct ColonyParams {
     pub min_nuclei: usize,
     /// Colonies smaller than this (pixels) are dropped. Default 400.
     pub min_area: u64,
-    /// Transmitted light: window (pixels, odd) of the local standard deviation. Default 9.
+    /// Transmitted light: window (pixels, odd) of the local standard deviation. Default 5.
     pub texture_window: usize,
+    /// Transmitted light: window (pixels, odd) over which the local standard deviation is
+    /// averaged (texture energy); 1 disables. Default 31.
+    pub texture_smoothing: usize,
     /// Transmitted light: window (pixels, odd) of the flat-field local mean. Default 101.
     pub flatfield_window: usize,
     /// Transmitted light: closing radius (pixels) applied to the texture mask. Default 6.
@@ -63,7 +66,8 @@ impl Default for ColonyParams {
             link_distance: 8.0,
             min_nuclei: 5,
             min_area: 400,
-            texture_window: 9,
+            texture_window: 5,
+            texture_smoothing: 31,
             flatfield_window: 101,
             closing_radius: 6.0,
             detect_well: true,
@@ -344,7 +348,8 @@ pub fn well_mask(w: usize, h: usize, well: &Well, factor: f32) -> Image<bool> {
 }
 
 /// Texture image used by [`colonies_from_brightfield`]: local standard deviation of the
-/// image divided by its large-window local mean (flat-field correction).
+/// image divided by its large-window local mean (flat-field correction), averaged over
+/// `texture_smoothing` (a texture-energy map in the sense of Laws' texture energy).
 pub fn brightfield_texture(img: ImageView<f32>, params: &ColonyParams) -> Image<f32> {
     let bg = box_mean(img, params.flatfield_window.max(3));
     let flat = Image::from_fn(img.width(), img.height(), |r, c| {
@@ -355,7 +360,12 @@ pub fn brightfield_texture(img: ImageView<f32>, params: &ColonyParams) -> Image<
             0.0
         }
     });
-    local_std(flat.view(), params.texture_window.max(3))
+    let sd = local_std(flat.view(), params.texture_window.max(3));
+    if params.texture_smoothing > 1 {
+        box_mean(sd.view(), params.texture_smoothing)
+    } else {
+        sd
+    }
 }
 
 /// Segments colonies in a transmitted-light image (see the module docs).
@@ -829,6 +839,8 @@ mod tests {
         });
         let params = ColonyParams {
             flatfield_window: 41,
+            texture_window: 9,
+            texture_smoothing: 1,
             ..ColonyParams::default()
         };
         let res = colonies_from_brightfield(img.view(), &params);

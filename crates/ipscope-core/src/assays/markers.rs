@@ -5,7 +5,7 @@
 //! `--channel`: pluripotency (OCT4, NANOG, SOX2, SSEA4) or lineage (cTnT, SOX17, PAX6, AFP).
 //!
 //! * Gates ([`Gate`]): a fixed value; Otsu's threshold of the cells' values
-//!   (`skimage.filters.threshold_otsu(values)`, 256 bins); or a percentile of negative-control
+//!   (`skimage.filters.threshold_otsu(values)`, 256 bins) or of their logarithms; or a percentile of negative-control
 //!   cells (`numpy.percentile(controls, q)`, linear interpolation), the usual flow-cytometry
 //!   style gate "above the 99th percentile of the isotype / negative control".
 //! * Summaries ([`summarize`]): % positive, coefficient of variation (population standard
@@ -33,13 +33,17 @@ pub enum Gate {
     Fixed { threshold: f64 },
     /// Otsu's threshold of the cells' own values.
     Otsu,
+    /// Otsu's threshold of the natural log of the cells' positive values, mapped back
+    /// (fluorescence is gated on a log scale, as in flow cytometry; CellProfiler's "log
+    /// transform before thresholding"). The default.
+    OtsuLog,
     /// The `percentile` (0..100) of the values of negative-control cells.
     Controls { percentile: f64 },
 }
 
 impl Default for Gate {
     fn default() -> Self {
-        Gate::Otsu
+        Gate::OtsuLog
     }
 }
 
@@ -99,6 +103,14 @@ pub fn resolve_gate(
             }
         }
         Gate::Otsu => Ok(otsu_values(values)),
+        Gate::OtsuLog => {
+            let logs: Vec<f64> = values
+                .iter()
+                .filter(|v| **v > 0.0 && v.is_finite())
+                .map(|v| v.ln())
+                .collect();
+            Ok(otsu_values(&logs).map(f64::exp))
+        }
         Gate::Controls { percentile: q } => {
             if !(0.0..=100.0).contains(q) {
                 return Err(GateError::BadPercentile(*q));
