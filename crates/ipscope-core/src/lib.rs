@@ -11,6 +11,7 @@
 //! parallelises over fields.
 
 pub mod assays;
+pub mod backend;
 pub mod ops;
 
 pub use assays::cells::{segment_cells, CellMethod, CellsParams, CellsResult};
@@ -18,6 +19,7 @@ pub use assays::nuclei::{
     segment_nuclei, threshold_field, DeclumpMethod, FieldThreshold, NucleiParams, NucleiResult,
     ThresholdMethod,
 };
+pub use backend::{Backend, CpuBackend};
 
 /// Errors raised by core's checked entry points.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +33,9 @@ pub enum Error {
         width: usize,
         height: usize,
     },
+    /// A compute device failed (lost, out of memory, or asked for more than it holds).
+    #[error("{device}: {message}")]
+    Backend { device: String, message: String },
 }
 
 /// Checks that an image has the expected size, naming it in the error.

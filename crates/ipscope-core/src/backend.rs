@@ -1,0 +1,165 @@
+//! The device seam: the hot operations an assay needs, behind one trait, so that no assay
+//! knows whether it runs on the CPU or a GPU.
+//!
+//! [`CpuBackend`] delegates to the reference functions in [`crate::ops`]; the GPU
+//! implementation lives in the `ipscope-gpu` crate. Every implementation must give the
+//! reference's results: identical for integer and label outputs (labels numbered in raster
+//! order of first pixel, masks, histogram counts, squared distances), and within the
+//! tolerance its documentation states for floating-point ones. Methods return
+//! [`Error::Backend`] when the device fails (device lost, out of memory, an image beyond
+//! what it can hold), never a panic; the CPU backend never fails.
+
+use ipscope_image::{Image, ImageView, Labels};
+
+use crate::ops::distance::distance_transform_edt;
+use crate::ops::filter::gaussian_blur;
+use crate::ops::label::{label, Connectivity};
+use crate::ops::measure::{measure_shape, ObjectShape};
+use crate::ops::morphology;
+use crate::ops::threshold::{self, Histogram};
+use crate::Error;
+
+/// The hot operations of segmentation and measurement, on some device.
+pub trait Backend: Send + Sync {
+    /// A short human-readable name of the device, e.g. `cpu` or `gpu: NVIDIA H100 (Vulkan)`.
+    fn name(&self) -> String;
+
+    /// [`gaussian_blur`]: `scipy.ndimage.gaussian_filter(mode='nearest', truncate=4.0)`.
+    fn gaussian_blur(&self, img: ImageView<f32>, sigma: f32) -> Result<Image<f32>, Error>;
+
+    /// [`threshold::histogram`]: `numpy.histogram` of the finite pixels; `None` when
+    /// `nbins == 0` or no pixel is finite.
+    fn histogram(&self, img: ImageView<f32>, nbins: usize) -> Result<Option<Histogram>, Error>;
+
+    /// [`threshold::otsu`] from this backend's [`Backend::histogram`].
+    fn otsu(&self, img: ImageView<f32>, nbins: usize) -> Result<Option<f32>, Error> {
+        let Some(hist) = self.histogram(img, nbins)? else {
+            return Ok(None);
+        };
+        // A constant image has no threshold (the histogram was widened to one bin).
+        if hist.counts.iter().filter(|&&c| c > 0).count() < 2 {
+            return Ok(None);
+        }
+        Ok(threshold::otsu_from_histogram(
+            &hist.counts,
+            &hist.bin_centers,
+        ))
+    }
+
+    /// [`morphology::binary_erosion`] by the 4-connected cross.
+    fn binary_erosion(&self, mask: ImageView<bool>) -> Result<Image<bool>, Error>;
+
+    /// [`morphology::binary_dilation`] by the 4-connected cross.
+    fn binary_dilation(&self, mask: ImageView<bool>) -> Result<Image<bool>, Error>;
+
+    /// [`morphology::fill_holes`]: `scipy.ndimage.binary_fill_holes`.
+    fn fill_holes(&self, mask: ImageView<bool>) -> Result<Image<bool>, Error>;
+
+    /// [`distance_transform_edt`]: exact Euclidean distance to the nearest background pixel.
+    fn distance_transform_edt(&self, mask: ImageView<bool>) -> Result<Image<f32>, Error>;
+
+    /// [`label`]: connected components numbered in raster order of first pixel.
+    fn label(&self, mask: ImageView<bool>, conn: Connectivity) -> Result<Labels, Error>;
+
+    /// [`measure_shape`]: area, centre and bounding box of every object `1..=count`.
+    fn measure_shape(&self, labels: &Labels) -> Result<Vec<ObjectShape>, Error>;
+}
+
+/// The reference implementation: [`crate::ops`] on the calling thread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuBackend;
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        "cpu".to_string()
+    }
+
+    fn gaussian_blur(&self, img: ImageView<f32>, sigma: f32) -> Result<Image<f32>, Error> {
+        Ok(gaussian_blur(img, sigma))
+    }
+
+    fn histogram(&self, img: ImageView<f32>, nbins: usize) -> Result<Option<Histogram>, Error> {
+        Ok(threshold::histogram(img, nbins))
+    }
+
+    fn otsu(&self, img: ImageView<f32>, nbins: usize) -> Result<Option<f32>, Error> {
+        Ok(threshold::otsu(img, nbins))
+    }
+
+    fn binary_erosion(&self, mask: ImageView<bool>) -> Result<Image<bool>, Error> {
+        Ok(morphology::binary_erosion(mask))
+    }
+
+    fn binary_dilation(&self, mask: ImageView<bool>) -> Result<Image<bool>, Error> {
+        Ok(morphology::binary_dilation(mask))
+    }
+
+    fn fill_holes(&self, mask: ImageView<bool>) -> Result<Image<bool>, Error> {
+        Ok(morphology::fill_holes(mask))
+    }
+
+    fn distance_transform_edt(&self, mask: ImageView<bool>) -> Result<Image<f32>, Error> {
+        Ok(distance_transform_edt(mask))
+    }
+
+    fn label(&self, mask: ImageView<bool>, conn: Connectivity) -> Result<Labels, Error> {
+        Ok(label(mask, conn))
+    }
+
+    fn measure_shape(&self, labels: &Labels) -> Result<Vec<ObjectShape>, Error> {
+        Ok(measure_shape(labels))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_otsu_from_histogram_equals_the_reference() {
+        // A backend that only supplies the histogram must reach the reference's Otsu.
+        struct HistOnly;
+        impl Backend for HistOnly {
+            fn name(&self) -> String {
+                "hist-only".into()
+            }
+            fn gaussian_blur(&self, i: ImageView<f32>, s: f32) -> Result<Image<f32>, Error> {
+                CpuBackend.gaussian_blur(i, s)
+            }
+            fn histogram(&self, i: ImageView<f32>, n: usize) -> Result<Option<Histogram>, Error> {
+                CpuBackend.histogram(i, n)
+            }
+            fn binary_erosion(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
+                CpuBackend.binary_erosion(m)
+            }
+            fn binary_dilation(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
+                CpuBackend.binary_dilation(m)
+            }
+            fn fill_holes(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
+                CpuBackend.fill_holes(m)
+            }
+            fn distance_transform_edt(&self, m: ImageView<bool>) -> Result<Image<f32>, Error> {
+                CpuBackend.distance_transform_edt(m)
+            }
+            fn label(&self, m: ImageView<bool>, c: Connectivity) -> Result<Labels, Error> {
+                CpuBackend.label(m, c)
+            }
+            fn measure_shape(&self, l: &Labels) -> Result<Vec<ObjectShape>, Error> {
+                CpuBackend.measure_shape(l)
+            }
+        }
+        let mut state = 7u64;
+        let img = Image::from_fn(37, 23, |r, c| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            ((state >> 40) as f32 / 16_777_216.0) * if (r + c) % 5 == 0 { 3.0 } else { 1.0 }
+        });
+        let want = threshold::otsu(img.view(), 256);
+        assert!(want.is_some());
+        assert_eq!(HistOnly.otsu(img.view(), 256).unwrap(), want);
+        let flat = Image::new(5, 5, 0.5f32);
+        assert_eq!(HistOnly.otsu(flat.view(), 256).unwrap(), None);
+        assert_eq!(threshold::otsu(flat.view(), 256), None);
+        let nan = Image::new(4, 4, f32::NAN);
+        assert_eq!(HistOnly.otsu(nan.view(), 256).unwrap(), None);
+    }
+}

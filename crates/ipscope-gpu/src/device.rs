@@ -1,0 +1,483 @@
+//! Adapter discovery, device setup, pipelines and buffer helpers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use crate::kernels::{Binding, Kernel, KERNELS};
+use crate::Error;
+
+/// One adapter as `ipscope devices` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterSummary {
+    /// Device name reported by the driver.
+    pub name: String,
+    /// Graphics API: Vulkan, Metal, Dx12.
+    pub backend: String,
+    /// Discrete, integrated, virtual GPU, CPU (e.g. lavapipe) or other.
+    pub device_type: String,
+    /// Driver name and version.
+    pub driver: String,
+    /// Largest storage buffer one kernel binding may cover, in bytes.
+    pub max_storage_buffer_binding_size: u64,
+    /// Largest buffer, in bytes.
+    pub max_buffer_size: u64,
+    /// Largest dispatch along one dimension, in workgroups.
+    pub max_compute_workgroups_per_dimension: u32,
+    /// Largest workgroup, in invocations.
+    pub max_compute_invocations_per_workgroup: u32,
+}
+
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::PRIMARY;
+    wgpu::Instance::new(desc)
+}
+
+fn summary(adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    let device_type = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => "discrete GPU",
+        wgpu::DeviceType::IntegratedGpu => "integrated GPU",
+        wgpu::DeviceType::VirtualGpu => "virtual GPU",
+        wgpu::DeviceType::Cpu => "CPU",
+        wgpu::DeviceType::Other => "other",
+    };
+    let driver = [info.driver.as_str(), info.driver_info.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    AdapterSummary {
+        name: info.name,
+        backend: format!("{:?}", info.backend),
+        device_type: device_type.to_string(),
+        driver,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+        max_buffer_size: limits.max_buffer_size,
+        max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+        max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+    }
+}
+
+/// Every adapter of the native backends (Vulkan, Metal, DX12), in the driver's order.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let adapters = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::PRIMARY));
+    adapters.iter().map(summary).collect()
+}
+
+/// Errors caught outside an error scope (the device-lost callback, uncaptured errors).
+#[derive(Default)]
+struct Fault {
+    lost: Option<String>,
+    uncaptured: Option<wgpu::Error>,
+}
+
+/// An open GPU device with the kernels compiled; the GPU half of [`crate::GpuBackend`].
+pub struct Gpu {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    summary: AdapterSummary,
+    layouts: HashMap<&'static str, wgpu::BindGroupLayout>,
+    pipelines: HashMap<(&'static str, &'static str), wgpu::ComputePipeline>,
+    fault: Arc<Mutex<Fault>>,
+    /// Largest storage binding the kernels plan with (the device's, or less for tests).
+    pub(crate) max_binding: u64,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("adapter", &self.summary)
+            .finish()
+    }
+}
+
+impl Gpu {
+    /// Opens the preferred adapter (high performance first) and compiles every kernel.
+    ///
+    /// [`Error::NoAdapter`] when there is none: the caller decides whether to fall back.
+    pub fn new() -> Result<Gpu, Error> {
+        let instance = instance();
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        }))
+        .map_err(|_| Error::NoAdapter)?;
+        Gpu::from_adapter(adapter)
+    }
+
+    fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu, Error> {
+        let summary = summary(&adapter);
+        // Ask for the adapter's own buffer limits: the defaults (128 MiB bindings) would
+        // make a large field tile on a device that could hold it whole.
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: summary.max_storage_buffer_binding_size,
+            max_buffer_size: summary.max_buffer_size,
+            max_storage_buffers_per_shader_stage: 8,
+            ..wgpu::Limits::downlevel_defaults()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("ipscope"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits,
+            ..Default::default()
+        }))
+        .map_err(|e| Error::RequestDevice {
+            adapter: summary.name.clone(),
+            message: e.to_string(),
+        })?;
+        let fault = Arc::new(Mutex::new(Fault::default()));
+        {
+            let fault = Arc::clone(&fault);
+            device.set_device_lost_callback(move |reason, message| {
+                if let Ok(mut f) = fault.lock() {
+                    f.lost = Some(format!("{reason:?}: {message}"));
+                }
+            });
+        }
+        {
+            // Without a handler wgpu panics on an error outside a scope.
+            let fault = Arc::clone(&fault);
+            device.on_uncaptured_error(Arc::new(move |e| {
+                if let Ok(mut f) = fault.lock() {
+                    f.uncaptured.get_or_insert(e);
+                }
+            }));
+        }
+        let mut layouts = HashMap::new();
+        let mut pipelines = HashMap::new();
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        for k in KERNELS {
+            let layout = bind_group_layout(&device, k);
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(k.name),
+                source: wgpu::ShaderSource::Wgsl(k.source.into()),
+            });
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(k.name),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            for &entry in k.entry_points {
+                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: Some(&pl),
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+                pipelines.insert((k.name, entry), pipeline);
+            }
+            layouts.insert(k.name, layout);
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Device {
+                adapter: summary.name,
+                kernel: "pipeline creation",
+                message: e.to_string(),
+            });
+        }
+        let max_binding = summary.max_storage_buffer_binding_size;
+        Ok(Gpu {
+            device,
+            queue,
+            summary,
+            layouts,
+            pipelines,
+            fault,
+            max_binding,
+        })
+    }
+
+    /// The adapter this device runs on.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.summary
+    }
+
+    /// Plans kernels as if storage bindings held at most `bytes` (at least 1 KiB), so tests
+    /// can exercise tiling on any device. Never raises the device's own limit.
+    pub fn set_max_binding_for_tests(&mut self, bytes: u64) {
+        self.max_binding = bytes
+            .max(1024)
+            .min(self.summary.max_storage_buffer_binding_size);
+    }
+
+    pub(crate) fn too_large(&self, kernel: &'static str, w: usize, h: usize, why: String) -> Error {
+        Error::TooLarge {
+            adapter: self.summary.name.clone(),
+            kernel,
+            width: w,
+            height: h,
+            why,
+        }
+    }
+
+    /// Checks that `n` elements of 4 bytes fit one storage binding.
+    pub(crate) fn check_fits(
+        &self,
+        kernel: &'static str,
+        w: usize,
+        h: usize,
+        n: usize,
+    ) -> Result<(), Error> {
+        let bytes = (n as u64).saturating_mul(4);
+        if bytes > self.max_binding || w > u32::MAX as usize / 2 || h > u32::MAX as usize / 2 {
+            return Err(self.too_large(
+                kernel,
+                w,
+                h,
+                format!(
+                    "needs {bytes} bytes per buffer, the device binds at most {}",
+                    self.max_binding
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn storage<T: bytemuck::Pod>(&self, data: &[T]) -> wgpu::Buffer {
+        // Zero-sized bindings are invalid; callers never dispatch on empty images, but a
+        // one-element pad keeps every buffer legal.
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let pad = [0u8; 4];
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: if bytes.is_empty() { &pad } else { bytes },
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    pub(crate) fn zeroed(&self, n_words: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: (n_words.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    pub(crate) fn uniform(&self, words: [u32; 4]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytemuck::cast_slice(&words),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
+    pub(crate) fn bind(&self, kernel: &Kernel, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name),
+            layout: &self.layouts[kernel.name],
+            entries: &entries,
+        })
+    }
+
+    /// Records one dispatch of `kernel`'s `entry` into `enc`.
+    pub(crate) fn dispatch(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        kernel: &Kernel,
+        entry: &'static str,
+        group: &wgpu::BindGroup,
+        groups: (u32, u32),
+    ) {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(entry),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&self.pipelines[&(kernel.name, entry)]);
+        pass.set_bind_group(0, group, &[]);
+        pass.dispatch_workgroups(groups.0, groups.1, 1);
+    }
+
+    pub(crate) fn encoder(&self) -> wgpu::CommandEncoder {
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+    }
+
+    /// Runs `f` (which encodes, submits and reads back) inside error scopes, and turns
+    /// out-of-memory, validation failures and device loss into named errors.
+    pub(crate) fn scoped<T>(
+        &self,
+        kernel: &'static str,
+        f: impl FnOnce() -> Result<T, String>,
+    ) -> Result<T, Error> {
+        let adapter = || self.summary.name.clone();
+        if let Some(message) = self.fault.lock().ok().and_then(|f| f.lost.clone()) {
+            return Err(Error::DeviceLost {
+                adapter: adapter(),
+                kernel,
+                message,
+            });
+        }
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        let fault = self
+            .fault
+            .lock()
+            .map(|mut f| (f.lost.clone(), f.uncaptured.take()))
+            .unwrap_or((None, None));
+        if let Some(message) = fault.0 {
+            return Err(Error::DeviceLost {
+                adapter: adapter(),
+                kernel,
+                message,
+            });
+        }
+        if let Some(e) = o {
+            return Err(Error::OutOfMemory {
+                adapter: adapter(),
+                kernel,
+                message: e.to_string(),
+            });
+        }
+        if let Some(e) = v.or(fault.1) {
+            return Err(Error::Device {
+                adapter: adapter(),
+                kernel,
+                message: e.to_string(),
+            });
+        }
+        out.map_err(|message| Error::Device {
+            adapter: adapter(),
+            kernel,
+            message,
+        })
+    }
+
+    /// Submits `enc` and copies `buffers` back, `n_words` u32/f32 words each.
+    pub(crate) fn submit_and_read(
+        &self,
+        mut enc: wgpu::CommandEncoder,
+        buffers: &[(&wgpu::Buffer, usize)],
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let staging: Vec<wgpu::Buffer> = buffers
+            .iter()
+            .map(|&(b, n)| {
+                let size = (n.max(1) * 4) as u64;
+                let s = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("readback"),
+                    size,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                enc.copy_buffer_to_buffer(b, 0, &s, 0, size);
+                s
+            })
+            .collect();
+        self.queue.submit([enc.finish()]);
+        let results: Vec<Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>> = staging
+            .iter()
+            .map(|s| {
+                let slot = Arc::new(Mutex::new(None));
+                let done = Arc::clone(&slot);
+                s.map_async(wgpu::MapMode::Read, .., move |r| {
+                    if let Ok(mut d) = done.lock() {
+                        *d = Some(r);
+                    }
+                });
+                slot
+            })
+            .collect();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| format!("waiting for the device: {e}"))?;
+        let mut out = Vec::with_capacity(staging.len());
+        for ((s, slot), &(_, n)) in staging.iter().zip(&results).zip(buffers) {
+            // When several threads share the device, another thread's poll may be the one
+            // running this callback, just after our wait returned: give it time.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while slot.lock().map(|s| s.is_none()).unwrap_or(false)
+                && std::time::Instant::now() < deadline
+            {
+                let _ = self.device.poll(wgpu::PollType::Poll);
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            let state = slot
+                .lock()
+                .map_err(|_| "readback lock poisoned".to_string())?;
+            match state.as_ref() {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(format!("reading back a result: {e}")),
+                None => return Err("reading back a result: the device never answered".into()),
+            }
+            let view = s
+                .get_mapped_range(..)
+                .map_err(|e| format!("reading back a result: {e}"))?;
+            out.push(view[..n * 4].to_vec());
+            drop(view);
+            s.unmap();
+        }
+        Ok(out)
+    }
+
+    /// Submits `enc` and waits for it.
+    pub(crate) fn submit(&self, enc: wgpu::CommandEncoder) -> Result<(), String> {
+        self.queue.submit([enc.finish()]);
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| format!("waiting for the device: {e}"))
+    }
+}
+
+fn bind_group_layout(device: &wgpu::Device, k: &Kernel) -> wgpu::BindGroupLayout {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = k
+        .bindings
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: match b {
+                    Binding::Uniform => wgpu::BufferBindingType::Uniform,
+                    Binding::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                    Binding::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect();
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(k.name),
+        entries: &entries,
+    })
+}
+
+/// Workgroups covering `w × h` pixels with 16 × 16 groups.
+pub(crate) fn groups_2d(w: usize, h: usize) -> (u32, u32) {
+    (w.div_ceil(16) as u32, h.div_ceil(16) as u32)
+}
+
+/// Workgroups covering `n` items with groups of `size`, folded into two dimensions so no
+/// dimension exceeds WebGPU's 65535.
+pub(crate) fn groups_1d(n: usize, size: usize) -> (u32, u32) {
+    let g = n.div_ceil(size).max(1);
+    let x = g.min(65535);
+    (x as u32, g.div_ceil(x) as u32)
+}

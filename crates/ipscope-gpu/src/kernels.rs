@@ -1,0 +1,81 @@
+//! The WGSL kernels, embedded from the workspace's `kernels/` folder.
+//!
+//! [`KERNELS`] is the registry: every `.wgsl` file in `kernels/` must appear here, and every
+//! entry must have a parity case in `tests/parity.rs` (both checked by `tests/kernels.rs`).
+
+/// One WGSL source file and its compute entry points.
+#[derive(Debug, Clone, Copy)]
+pub struct Kernel {
+    /// File stem in `kernels/`.
+    pub name: &'static str,
+    /// The WGSL source.
+    pub source: &'static str,
+    /// Compute entry points the host dispatches.
+    pub entry_points: &'static [&'static str],
+    /// The kinds of bindings 0.. of bind group 0, in order.
+    pub bindings: &'static [Binding],
+}
+
+/// The kind of one buffer binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// `var<uniform>`.
+    Uniform,
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+}
+
+use Binding::{Read as R, ReadWrite as RW, Uniform as U};
+
+/// Separable Gaussian (columns, then rows).
+pub const GAUSSIAN: Kernel = Kernel {
+    name: "gaussian",
+    source: include_str!("../../../kernels/gaussian.wgsl"),
+    entry_points: &["columns", "rows"],
+    bindings: &[U, R, RW, R],
+};
+
+/// Finite range and numpy-binned histogram.
+pub const HISTOGRAM: Kernel = Kernel {
+    name: "histogram",
+    source: include_str!("../../../kernels/histogram.wgsl"),
+    entry_points: &["find_range", "count_bins"],
+    bindings: &[U, R, RW, RW, R],
+};
+
+/// Erosion, dilation, hole filling.
+pub const MORPHOLOGY: Kernel = Kernel {
+    name: "morphology",
+    source: include_str!("../../../kernels/morphology.wgsl"),
+    entry_points: &["erode", "dilate", "flood"],
+    bindings: &[U, R, RW, RW],
+};
+
+/// Exact Euclidean distance transform.
+pub const EDT: Kernel = Kernel {
+    name: "edt",
+    source: include_str!("../../../kernels/edt.wgsl"),
+    entry_points: &["columns", "rows"],
+    bindings: &[U, R, RW, RW, RW, RW],
+};
+
+/// Connected components.
+pub const LABEL: Kernel = Kernel {
+    name: "label",
+    source: include_str!("../../../kernels/label.wgsl"),
+    entry_points: &["init", "propagate"],
+    bindings: &[U, R, RW, RW],
+};
+
+/// Per-object reductions.
+pub const MEASURE: Kernel = Kernel {
+    name: "measure",
+    source: include_str!("../../../kernels/measure.wgsl"),
+    entry_points: &["reduce"],
+    bindings: &[U, R, R, RW],
+};
+
+/// Every kernel the GPU backend uses.
+pub const KERNELS: &[Kernel] = &[GAUSSIAN, HISTOGRAM, MORPHOLOGY, EDT, LABEL, MEASURE];

@@ -1,0 +1,465 @@
+//! The GPU versions of core's hot operations, one method per kernel.
+//!
+//! Each returns what its CPU reference in `ipscope_core::ops` returns; the parity tests in
+//! `tests/parity.rs` hold them to it (exact, except the Gaussian's stated f32 tolerance).
+
+use ipscope_core::ops::filter::{gaussian_kernel, GAUSSIAN_TRUNCATE};
+use ipscope_core::ops::label::Connectivity;
+use ipscope_core::ops::measure::ObjectShape;
+use ipscope_core::ops::threshold::Histogram;
+use ipscope_image::{Image, ImageView, Labels};
+
+use crate::device::{groups_1d, groups_2d, Gpu};
+use crate::kernels::{EDT, GAUSSIAN, HISTOGRAM, LABEL, MEASURE, MORPHOLOGY};
+use crate::Error;
+
+/// Dispatches of an iterated kernel between two convergence checks.
+const BATCH: usize = 16;
+
+fn to_u32(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn to_f32(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn mask_words(mask: ImageView<bool>) -> Vec<u32> {
+    mask.rows()
+        .flat_map(|r| r.iter().map(|&b| u32::from(b)))
+        .collect()
+}
+
+impl Gpu {
+    /// `ipscope_core::ops::filter::gaussian_blur` on the GPU.
+    ///
+    /// Sums in f32 where the CPU sums in f64: the result differs from the CPU's by at most
+    /// `GAUSSIAN_TOLERANCE × max |pixel|` (see `tests/parity.rs`). Images larger than one
+    /// storage binding are processed in bands of rows with a halo of the kernel radius, so
+    /// the result is the same as one pass over the whole image.
+    pub fn gaussian_blur(&self, src: ImageView<f32>, sigma: f32) -> Result<Image<f32>, Error> {
+        const K: &str = "gaussian";
+        let (w, h) = (src.width(), src.height());
+        let kernel = gaussian_kernel(f64::from(sigma), GAUSSIAN_TRUNCATE);
+        if kernel.len() == 1 || src.is_empty() {
+            return Ok(src.to_image());
+        }
+        let r = kernel.len() / 2;
+        let weights: Vec<f32> = kernel.iter().map(|&k| k as f32).collect();
+        // Rows per band: the band plus its two halos must fit one binding.
+        let max_rows = (self.max_binding / 4 / w as u64) as usize;
+        if max_rows < 2 * r + 1 {
+            return Err(self.too_large(
+                K,
+                w,
+                h,
+                format!(
+                    "one band of {} rows needs {} bytes, the device binds at most {}",
+                    2 * r + 1,
+                    (2 * r + 1) * w * 4,
+                    self.max_binding
+                ),
+            ));
+        }
+        let band = (max_rows - 2 * r).min(h);
+        let mut out = Image::new(w, h, 0.0f32);
+        let mut y0 = 0;
+        while y0 < h {
+            let y1 = (y0 + band).min(h);
+            let (a, b) = (y0.saturating_sub(r), (y1 + r).min(h));
+            let tile = src.crop(a, 0, b - a, w).map_err(|e| Error::Device {
+                adapter: self.adapter().name.clone(),
+                kernel: K,
+                message: e.to_string(),
+            })?;
+            let data: Vec<f32> = tile.rows().flat_map(|row| row.iter().copied()).collect();
+            let res = self.gaussian_tile(&data, w, b - a, r, &weights)?;
+            for y in y0..y1 {
+                let off = (y - a) * w;
+                out.row_mut(y).copy_from_slice(&res[off..off + w]);
+            }
+            y0 = y1;
+        }
+        Ok(out)
+    }
+
+    fn gaussian_tile(
+        &self,
+        data: &[f32],
+        w: usize,
+        h: usize,
+        r: usize,
+        weights: &[f32],
+    ) -> Result<Vec<f32>, Error> {
+        self.scoped("gaussian", || {
+            let params = self.uniform([w as u32, h as u32, r as u32, 0]);
+            let src = self.storage(data);
+            let tmp = self.zeroed(w * h);
+            let dst = self.zeroed(w * h);
+            let wb = self.storage(weights);
+            let g1 = self.bind(&GAUSSIAN, &[&params, &src, &tmp, &wb]);
+            let g2 = self.bind(&GAUSSIAN, &[&params, &tmp, &dst, &wb]);
+            let mut enc = self.encoder();
+            self.dispatch(&mut enc, &GAUSSIAN, "columns", &g1, groups_2d(w, h));
+            self.dispatch(&mut enc, &GAUSSIAN, "rows", &g2, groups_2d(w, h));
+            let out = self.submit_and_read(enc, &[(&dst, w * h)])?;
+            Ok(to_f32(&out[0]))
+        })
+    }
+
+    /// `ipscope_core::ops::threshold::histogram` on the GPU: the same range, edges and
+    /// integer counts.
+    pub fn histogram(&self, img: ImageView<f32>, nbins: usize) -> Result<Option<Histogram>, Error> {
+        const K: &str = "histogram";
+        let (w, h) = (img.width(), img.height());
+        if nbins == 0 || img.is_empty() {
+            return Ok(None);
+        }
+        self.check_fits(K, w, h, w * h)?;
+        self.check_fits(K, w, h, nbins + 1)?;
+        let data: Vec<f32> = img.rows().flat_map(|row| row.iter().copied()).collect();
+        let n = data.len();
+        let src = self.storage(&data);
+        let keys = self.scoped(K, || {
+            let params = self.uniform([n as u32, nbins as u32, 0, 0]);
+            let range = self.storage(&[u32::MAX, 0u32]);
+            let counts = self.zeroed(1);
+            let edges = self.zeroed(1);
+            let g = self.bind(&HISTOGRAM, &[&params, &src, &range, &counts, &edges]);
+            let mut enc = self.encoder();
+            self.dispatch(&mut enc, &HISTOGRAM, "find_range", &g, groups_1d(n, 256));
+            let out = self.submit_and_read(enc, &[(&range, 2)])?;
+            Ok(to_u32(&out[0]))
+        })?;
+        let unkey = |k: u32| {
+            f32::from_bits(if k & 0x8000_0000 != 0 {
+                k & 0x7fff_ffff
+            } else {
+                !k
+            })
+        };
+        if keys[0] > keys[1] {
+            return Ok(None); // no finite pixel
+        }
+        let (mut first, mut last) = (unkey(keys[0]), unkey(keys[1]));
+        if first == last {
+            first -= 0.5;
+            last += 0.5;
+        }
+        // The same float32 edges as the CPU reference (numpy.linspace in float32).
+        let step = (last - first) / nbins as f32;
+        let mut edges: Vec<f32> = (0..=nbins).map(|i| i as f32 * step + first).collect();
+        edges[nbins] = last;
+        let counts = self.scoped(K, || {
+            let params = self.uniform([n as u32, nbins as u32, first.to_bits(), last.to_bits()]);
+            let range = self.zeroed(2);
+            let counts = self.zeroed(nbins);
+            let eb = self.storage(&edges);
+            let mut enc = self.encoder();
+            enc.clear_buffer(&counts, 0, None);
+            let g = self.bind(&HISTOGRAM, &[&params, &src, &range, &counts, &eb]);
+            self.dispatch(&mut enc, &HISTOGRAM, "count_bins", &g, groups_1d(n, 256));
+            let out = self.submit_and_read(enc, &[(&counts, nbins)])?;
+            Ok(to_u32(&out[0]))
+        })?;
+        let bin_centers = edges.windows(2).map(|e| (e[0] + e[1]) / 2.0).collect();
+        Ok(Some(Histogram {
+            counts: counts.into_iter().map(u64::from).collect(),
+            edges,
+            bin_centers,
+        }))
+    }
+
+    fn morph(&self, mask: ImageView<bool>, entry: &'static str) -> Result<Image<bool>, Error> {
+        const K: &str = "morphology";
+        let (w, h) = (mask.width(), mask.height());
+        if mask.is_empty() {
+            return Ok(Image::new(w, h, false));
+        }
+        self.check_fits(K, w, h, w * h)?;
+        let words = mask_words(mask);
+        let out = self.scoped(K, || {
+            let params = self.uniform([w as u32, h as u32, 0, 0]);
+            let src = self.storage(&words);
+            let dst = self.zeroed(w * h);
+            let changed = self.zeroed(1);
+            let g = self.bind(&MORPHOLOGY, &[&params, &src, &dst, &changed]);
+            let mut enc = self.encoder();
+            enc.clear_buffer(&dst, 0, None);
+            enc.clear_buffer(&changed, 0, None);
+            if entry != "flood" {
+                self.dispatch(&mut enc, &MORPHOLOGY, entry, &g, groups_2d(w, h));
+                let out = self.submit_and_read(enc, &[(&dst, w * h)])?;
+                return Ok(to_u32(&out[0]));
+            }
+            self.submit(enc)?;
+            loop {
+                let mut enc = self.encoder();
+                enc.clear_buffer(&changed, 0, None);
+                for _ in 0..BATCH {
+                    self.dispatch(&mut enc, &MORPHOLOGY, "flood", &g, groups_2d(w, h));
+                }
+                let flag = self.submit_and_read(enc, &[(&changed, 1)])?;
+                if to_u32(&flag[0])[0] == 0 {
+                    break;
+                }
+            }
+            let out = self.submit_and_read(self.encoder(), &[(&dst, w * h)])?;
+            // `dst` marks the background reached from the border; the rest is filled.
+            Ok(to_u32(&out[0]).into_iter().map(|o| 1 - o.min(1)).collect())
+        })?;
+        Image::from_vec(w, h, out.into_iter().map(|v| v != 0).collect()).map_err(|e| {
+            Error::Device {
+                adapter: self.adapter().name.clone(),
+                kernel: K,
+                message: e.to_string(),
+            }
+        })
+    }
+
+    /// `ipscope_core::ops::morphology::binary_erosion` on the GPU (exact).
+    pub fn binary_erosion(&self, mask: ImageView<bool>) -> Result<Image<bool>, Error> {
+        self.morph(mask, "erode")
+    }
+
+    /// `ipscope_core::ops::morphology::binary_dilation` on the GPU (exact).
+    pub fn binary_dilation(&self, mask: ImageView<bool>) -> Result<Image<bool>, Error> {
+        self.morph(mask, "dilate")
+    }
+
+    /// `ipscope_core::ops::morphology::fill_holes` on the GPU (exact): the background is
+    /// flooded from the border until a batch of steps changes nothing.
+    pub fn fill_holes(&self, mask: ImageView<bool>) -> Result<Image<bool>, Error> {
+        self.morph(mask, "flood")
+    }
+
+    /// `ipscope_core::ops::distance::distance_transform_edt` on the GPU: exact integer
+    /// squared distances, square root on the host as the CPU takes it, so bit-identical.
+    pub fn distance_transform_edt(&self, mask: ImageView<bool>) -> Result<Image<f32>, Error> {
+        const K: &str = "edt";
+        let (w, h) = (mask.width(), mask.height());
+        if mask.is_empty() {
+            return Ok(Image::new(w, h, 0.0));
+        }
+        self.check_fits(K, w, h, w * h)?;
+        if (w as u64).pow(2) + (h as u64).pow(2) >= 1 << 31 {
+            return Err(self.too_large(K, w, h, "squared distances must stay below 2^31".into()));
+        }
+        let words = mask_words(mask);
+        let d2 = self.scoped(K, || {
+            let params = self.uniform([w as u32, h as u32, 0, 0]);
+            let m = self.storage(&words);
+            let g = self.zeroed(w * h);
+            let d2 = self.zeroed(w * h);
+            let v = self.zeroed(w * h);
+            let z = self.zeroed(w * h);
+            let bg = self.bind(&EDT, &[&params, &m, &g, &d2, &v, &z]);
+            let mut enc = self.encoder();
+            self.dispatch(&mut enc, &EDT, "columns", &bg, (w.div_ceil(64) as u32, 1));
+            self.dispatch(&mut enc, &EDT, "rows", &bg, (h.div_ceil(64) as u32, 1));
+            let out = self.submit_and_read(enc, &[(&d2, w * h)])?;
+            Ok(to_u32(&out[0]))
+        })?;
+        let data = d2
+            .into_iter()
+            .map(|d| {
+                if d == u32::MAX {
+                    f32::INFINITY
+                } else {
+                    (f64::from(d)).sqrt() as f32
+                }
+            })
+            .collect();
+        Image::from_vec(w, h, data).map_err(|e| Error::Device {
+            adapter: self.adapter().name.clone(),
+            kernel: K,
+            message: e.to_string(),
+        })
+    }
+
+    /// `ipscope_core::ops::label::label` on the GPU: identical labels (raster order of
+    /// first pixel).
+    pub fn label(&self, mask: ImageView<bool>, conn: Connectivity) -> Result<Labels, Error> {
+        const K: &str = "label";
+        let (w, h) = (mask.width(), mask.height());
+        if mask.is_empty() {
+            return Ok(Labels::empty(w, h));
+        }
+        self.check_fits(K, w, h, w * h)?;
+        if (w * h) as u64 >= u64::from(u32::MAX) {
+            return Err(self.too_large(K, w, h, "more pixels than u32 labels".into()));
+        }
+        let words = mask_words(mask);
+        let eight = u32::from(conn == Connectivity::Eight);
+        let roots = self.scoped(K, || {
+            let params = self.uniform([w as u32, h as u32, eight, 0]);
+            let m = self.storage(&words);
+            let lab = self.zeroed(w * h);
+            let changed = self.zeroed(1);
+            let g = self.bind(&LABEL, &[&params, &m, &lab, &changed]);
+            let mut enc = self.encoder();
+            self.dispatch(&mut enc, &LABEL, "init", &g, groups_2d(w, h));
+            self.submit(enc)?;
+            loop {
+                let mut enc = self.encoder();
+                enc.clear_buffer(&changed, 0, None);
+                for _ in 0..BATCH {
+                    self.dispatch(&mut enc, &LABEL, "propagate", &g, groups_2d(w, h));
+                }
+                let flag = self.submit_and_read(enc, &[(&changed, 1)])?;
+                if to_u32(&flag[0])[0] == 0 {
+                    break;
+                }
+            }
+            let out = self.submit_and_read(self.encoder(), &[(&lab, w * h)])?;
+            Ok(to_u32(&out[0]))
+        })?;
+        // Each component carries its first pixel's index + 1; number them as met in raster
+        // order, which is the order of those first pixels.
+        let mut next = 0u32;
+        let mut map = std::collections::HashMap::new();
+        let data: Vec<u32> = roots
+            .into_iter()
+            .map(|r| {
+                if r == 0 {
+                    0
+                } else {
+                    *map.entry(r).or_insert_with(|| {
+                        next += 1;
+                        next
+                    })
+                }
+            })
+            .collect();
+        let img = Image::from_vec(w, h, data).map_err(|e| Error::Device {
+            adapter: self.adapter().name.clone(),
+            kernel: K,
+            message: e.to_string(),
+        })?;
+        Ok(Labels::new(img, next))
+    }
+
+    /// Per-object integer sums, as [`ObjectStats`]: `ipscope_core::ops::measure`'s shape
+    /// and the raw-sample intensity statistics, exact.
+    pub fn object_stats(
+        &self,
+        labels: &Labels,
+        intensity: Option<ImageView<u16>>,
+    ) -> Result<Vec<ObjectStats>, Error> {
+        const K: &str = "measure";
+        const STRIDE: usize = 13;
+        let (w, h) = (labels.width(), labels.height());
+        let n = labels.count() as usize;
+        if n == 0 || labels.image().is_empty() {
+            return Ok(Vec::new());
+        }
+        self.check_fits(K, w, h, w * h)?;
+        self.check_fits(K, w, h, n * STRIDE)?;
+        let lab = labels.image().as_slice();
+        let vals: Vec<u32> = match intensity {
+            Some(v) => {
+                ipscope_core::ensure_shape("intensity", (w, h), (v.width(), v.height())).map_err(
+                    |e| Error::Device {
+                        adapter: self.adapter().name.clone(),
+                        kernel: K,
+                        message: e.to_string(),
+                    },
+                )?;
+                v.rows()
+                    .flat_map(|r| r.iter().map(|&x| u32::from(x)))
+                    .collect()
+            }
+            None => vec![0; w * h],
+        };
+        let mut init = vec![0u32; n * STRIDE];
+        for o in init.chunks_exact_mut(STRIDE) {
+            o[5] = u32::MAX;
+            o[6] = u32::MAX;
+            o[11] = u32::MAX;
+        }
+        let acc = self.scoped(K, || {
+            let params = self.uniform([w as u32, h as u32, n as u32, 0]);
+            let lb = self.storage(lab);
+            let vb = self.storage(&vals);
+            let ab = self.storage(&init);
+            let g = self.bind(&MEASURE, &[&params, &lb, &vb, &ab]);
+            let mut enc = self.encoder();
+            self.dispatch(&mut enc, &MEASURE, "reduce", &g, groups_2d(w, h));
+            let out = self.submit_and_read(enc, &[(&ab, n * STRIDE)])?;
+            Ok(to_u32(&out[0]))
+        })?;
+        let wide = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+        Ok(acc
+            .chunks_exact(STRIDE)
+            .enumerate()
+            .map(|(i, o)| ObjectStats {
+                label: i as u32 + 1,
+                area: u64::from(o[0]),
+                sum_row: wide(o[1], o[2]),
+                sum_col: wide(o[3], o[4]),
+                bbox: if o[0] == 0 {
+                    (0, 0, 0, 0)
+                } else {
+                    (o[5] as usize, o[6] as usize, o[7] as usize, o[8] as usize)
+                },
+                sum_intensity: wide(o[9], o[10]),
+                min_intensity: o[11],
+                max_intensity: o[12],
+            })
+            .collect())
+    }
+
+    /// `ipscope_core::ops::measure::measure_shape` on the GPU (exact: integer sums, the
+    /// same final divisions).
+    pub fn measure_shape(&self, labels: &Labels) -> Result<Vec<ObjectShape>, Error> {
+        Ok(self
+            .object_stats(labels, None)?
+            .iter()
+            .map(ObjectStats::shape)
+            .collect())
+    }
+}
+
+/// Integer per-object sums from the `measure` kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectStats {
+    /// The object's label.
+    pub label: u32,
+    /// Pixel count.
+    pub area: u64,
+    /// Sum of the rows of its pixels.
+    pub sum_row: u64,
+    /// Sum of the columns of its pixels.
+    pub sum_col: u64,
+    /// (first row, first column, last row + 1, last column + 1); zeros when absent.
+    pub bbox: (usize, usize, usize, usize),
+    /// Sum of the raw samples.
+    pub sum_intensity: u64,
+    /// Smallest raw sample (`u32::MAX` when absent).
+    pub min_intensity: u32,
+    /// Largest raw sample.
+    pub max_intensity: u32,
+}
+
+impl ObjectStats {
+    /// As `measure_shape` reports it.
+    pub fn shape(&self) -> ObjectShape {
+        let a = self.area;
+        ObjectShape {
+            label: self.label,
+            area: a,
+            center_x: self.sum_col as f64 / a as f64,
+            center_y: self.sum_row as f64 / a as f64,
+            bbox_min_x: self.bbox.1,
+            bbox_min_y: self.bbox.0,
+            bbox_max_x: self.bbox.3,
+            bbox_max_y: self.bbox.2,
+        }
+    }
+}
