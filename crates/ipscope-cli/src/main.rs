@@ -298,6 +298,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             match args.assay {
                 ipscope::Assay::Nuclei => {}
                 ipscope::Assay::Neurite => return run_neurite(&args),
+                ipscope::Assay::Spots => return run_spots(&args),
                 other => anyhow::bail!(
                     "the {other} assay cannot run yet; this build runs: nuclei"
                 ),
@@ -804,6 +805,60 @@ fn print_scan(r: &ipscope::ScanReport) {
             r.unmatched_files[0].display()
         );
     }
+}
+
+/// `ipscope run --assay spots`.
+fn run_spots(args: &RunArgs) -> Result<ExitCode> {
+    let opts = neurite_options(args, "spots")?;
+    let s = ipscope::spots_run::run_spots(&opts, &Default::default())
+        .with_context(|| format!("spots assay on {}", opts.plate_dir.display()))?;
+    if args.output_mode.json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "summary", "assay": "spots", "fields": s.fields,
+                "fields_failed": s.fields_failed, "cells": s.cells, "spots": s.spots})
+        );
+    } else if !args.output_mode.quiet {
+        eprintln!(
+            "spots: {} fields ({} failed), {} spots in {} cells; tables in {}",
+            s.fields,
+            s.fields_failed,
+            s.spots,
+            s.cells,
+            args.output.display()
+        );
+    }
+    Ok(if s.fields_failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Options of the still-image assays (neurite, spots) from `run`'s flags.
+fn neurite_options(
+    args: &RunArgs,
+    assay: &str,
+) -> Result<ipscope::neurite_run::NeuriteRunOptions> {
+    let [plate_dir] = args.plate_dir.as_slice() else {
+        anyhow::bail!("--assay {assay} runs one plate at a time; give one PLATE_DIR");
+    };
+    let mut opts = ipscope::neurite_run::NeuriteRunOptions::new(plate_dir, &args.output);
+    opts.channels = args
+        .channels
+        .iter()
+        .map(|c| ipscope::channels::parse_channel_arg(c))
+        .collect::<std::result::Result<_, _>>()?;
+    opts.layout = args.layout.clone();
+    opts.pattern = args.pattern.clone();
+    opts.overwrite = args.overwrite;
+    opts.pixel_size_um = args.pixel_size;
+    opts.threads = args.threads;
+    opts.format = match args.format {
+        FormatArg::Parquet => Format::Parquet,
+        FormatArg::Arrow => Format::Arrow,
+    };
+    Ok(opts)
 }
 
 /// `ipscope run --assay neurite`.

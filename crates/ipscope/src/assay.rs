@@ -23,6 +23,8 @@ pub enum Assay {
     Contraction,
     /// Neurite outgrowth: somata, neurite skeletons, per-neuron length and branching.
     Neurite,
+    /// Spots / puncta per cell (Laplacian of Gaussian): count, intensity, area.
+    Spots,
 }
 
 /// What an assay reads from each field.
@@ -41,6 +43,7 @@ impl Assay {
         Assay::Calcium,
         Assay::Contraction,
         Assay::Neurite,
+        Assay::Spots,
     ];
 
     /// The name given to `--assay`.
@@ -50,6 +53,7 @@ impl Assay {
             Assay::Calcium => "calcium",
             Assay::Contraction => "contraction",
             Assay::Neurite => "neurite",
+            Assay::Spots => "spots",
         }
     }
 
@@ -66,13 +70,14 @@ impl Assay {
             Assay::Neurite => {
                 "neurite outgrowth: neurons, neurite length, trunks, branch points per neuron"
             }
+            Assay::Spots => "spots / puncta per cell: count, total and mean intensity, area",
         }
     }
 
     /// Whether the assay reads still fields or frame streams.
     pub fn input(self) -> InputKind {
         match self {
-            Assay::Nuclei | Assay::Neurite => InputKind::Still,
+            Assay::Nuclei | Assay::Neurite | Assay::Spots => InputKind::Still,
             Assay::Calcium | Assay::Contraction => InputKind::TimeLapse,
         }
     }

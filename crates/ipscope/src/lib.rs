@@ -33,6 +33,7 @@ pub mod neurite_run;
 pub mod partial;
 pub mod pipeline;
 pub mod scan;
+pub mod spots_run;
 pub mod timelapse_run;
 pub mod verify;
 
