@@ -379,7 +379,7 @@ fn declump_by_intensity(
         is_max.as_mut_slice()[i] = f && v == m && v.is_finite();
     }
     let maxima = label(is_max.view(), Connectivity::Eight);
-    flood_from_markers(&smooth, fg, components, maxima)
+    flood_from_markers(smooth, fg, components, maxima)
 }
 
 /// Hybrid declumping: intensity and shape evidence in one surface, seeds chosen by their
@@ -511,7 +511,7 @@ fn declump_by_dynamics(
         markers.as_mut_slice()[i as usize] = n as u32 + 1;
     }
     let n = seeds.len() as u32;
-    flood_from_markers(&smooth, fg, components, Labels::new(markers, n))
+    flood_from_markers(smooth, fg, components, Labels::new(markers, n))
 }
 
 /// `f32::total_cmp`'s order as an unsigned integer: `a.total_cmp(&b)` equals
@@ -555,7 +555,7 @@ fn max_filter(img: &Image<f32>, r: usize) -> Image<f32> {
 /// Watershed of `-surface` inside `fg`, seeded at the peaks of `surface` in each component;
 /// a component without a peak is seeded at its highest pixel so no object is lost.
 fn seeded_watershed(
-    surface: &Image<f32>,
+    surface: Image<f32>,
     fg: &Image<bool>,
     components: &Labels,
     seed_distance: usize,
@@ -573,12 +573,12 @@ fn seeded_watershed(
 /// Watershed of `-surface` inside `fg` from `markers`; a component of `components` without a
 /// marker is seeded at its highest pixel, so no object is lost.
 fn flood_from_markers(
-    surface: &Image<f32>,
+    surface: Image<f32>,
     fg: &Image<bool>,
     components: &Labels,
     markers: Labels,
 ) -> Labels {
-    let smooth = surface;
+    let smooth = &surface;
     let mut n = markers.count();
     let mut markers = markers.into_image();
     let mut seeded = vec![false; components.count() as usize + 1];
@@ -604,7 +604,11 @@ fn flood_from_markers(
         n += 1;
         markers.as_mut_slice()[i] = n;
     }
-    let elevation = smooth.map(|v| -v);
+    // The surface is not needed afterwards: negate it in place rather than allocate.
+    let mut elevation = surface;
+    for v in elevation.as_mut_slice() {
+        *v = -*v;
+    }
     watershed(elevation.view(), &Labels::new(markers, n), Some(fg.view()))
 }
 
@@ -620,7 +624,7 @@ fn declump(fg: &Image<bool>, components: &Labels, seed_distance: usize) -> Label
         }
     }
     let smooth = gaussian_blur(dist.view(), DISTANCE_SIGMA);
-    seeded_watershed(&smooth, fg, components, seed_distance)
+    seeded_watershed(smooth, fg, components, seed_distance)
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ impl Index for usize {
 /// Clears `filled` at every background pixel of `mask` 4-connected to the border.
 fn flood_background<I: Index>(mask: &[bool], filled: &mut [bool], w: usize, h: usize) {
     let mut stack: Vec<I> = Vec::new();
-    let mut seed = |i: usize, filled: &mut [bool], stack: &mut Vec<I>| {
+    let seed = |i: usize, filled: &mut [bool], stack: &mut Vec<I>| {
         if !mask[i] && filled[i] {
             filled[i] = false;
             stack.push(I::from_usize(i));

@@ -20,6 +20,8 @@
 //! difference: NaN elevations are flooded last, like `+inf` (scikit-image's comparisons
 //! with NaN give an order-dependent result).
 
+use std::borrow::Cow;
+
 use ipscope_image::{Image, ImageView, Labels};
 
 use super::label::{label, max_label, Connectivity};
@@ -223,15 +225,25 @@ fn flood(
             m.height()
         );
     }
-    let inside: Vec<bool> = match mask {
-        Some(m) => m.map(|b| b).into_vec(),
-        None => vec![true; w * h],
+    // Borrow contiguous inputs; copy only a strided view, or elevations with NaN.
+    let inside: Cow<[bool]> = match mask.map(|m| (m, m.as_contiguous())) {
+        Some((_, Some(m))) => Cow::Borrowed(m),
+        Some((m, None)) => Cow::Owned(m.to_image().into_vec()),
+        None => Cow::Owned(vec![true; w * h]),
     };
+    let inside: &[bool] = &inside;
     // NaN has no place in an order; it floods last, like +inf.
-    let elev = elevation.map(|v| if v.is_nan() { f32::INFINITY } else { v });
-    let elev = elev.as_slice();
+    let elev: Cow<[f32]> = match elevation.as_contiguous() {
+        Some(e) if !e.iter().any(|v| v.is_nan()) => Cow::Borrowed(e),
+        _ => Cow::Owned(
+            elevation
+                .map(|v| if v.is_nan() { f32::INFINITY } else { v })
+                .into_vec(),
+        ),
+    };
+    let elev: &[f32] = &elev;
     let mut out: Vec<u32> = markers.image().as_slice().to_vec();
-    for (o, &m) in out.iter_mut().zip(&inside) {
+    for (o, &m) in out.iter_mut().zip(inside) {
         if !m {
             *o = 0;
         }
@@ -256,7 +268,7 @@ fn flood(
     // out, only when such a tie exists.
     let mut markers_left = heap.items.len();
     let mut radix: Option<RadixHeap> = None;
-    if allow_radix && !markers_tie(&heap.items, &inside, w, h) {
+    if allow_radix && !markers_tie(&heap.items, inside, w, h) {
         let mut r = RadixHeap::new(0);
         for it in heap.items.drain(..) {
             r.push(it);
