@@ -3,6 +3,7 @@
 //! Exit codes: 0 = everything processed, 2 = finished but some fields failed (see
 //! Errors.parquet), 1 = nothing could run (bad usage, unreadable plate, output refused).
 
+mod cmd_devices;
 mod cmd_measure;
 mod cmd_profile;
 mod cmd_segment;
@@ -129,6 +130,8 @@ enum Command {
     Stats(cmd_stats::Cmd),
     #[command(flatten)]
     Profile(cmd_profile::Cmd),
+    /// List the compute devices: GPU adapters (name, backend, type, limits) and the CPU.
+    Devices(cmd_devices::Cmd),
 }
 
 #[derive(Args, Clone, Copy)]
@@ -276,6 +279,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Measure(c) => cmd_measure::dispatch(c),
         Command::Stats(c) => cmd_stats::dispatch(c),
         Command::Profile(c) => cmd_profile::dispatch(c),
+        Command::Devices(c) => cmd_devices::dispatch(c),
         Command::Scan {
             plate_dir,
             pattern,

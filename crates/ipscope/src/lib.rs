@@ -49,6 +49,7 @@ pub use scan::{scan, ScanReport};
 pub use verify::{verify, VerifyReport};
 
 pub use ipscope_core as core;
+pub use ipscope_gpu as gpu;
 pub use ipscope_image as image;
 pub use ipscope_io as io;
 pub use ipscope_stats as stats;
