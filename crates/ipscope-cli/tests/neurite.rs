@@ -229,3 +229,73 @@ fn no_marker_signal_gives_zero_neurons_and_no_marker_channel_is_a_named_error() 
         "{e}"
     );
 }
+
+#[test]
+fn spots_are_counted_per_cell_on_a_drawn_plate() {
+    let dir = tempfile::tempdir().unwrap();
+    let plate = dir.path().join("plate");
+    std::fs::create_dir_all(&plate).unwrap();
+    let (w, h) = (200usize, 100usize);
+    let nuclei = [(50.0, 30.0), (50.0, 100.0), (50.0, 170.0)];
+    // Cell k (1-based, left to right) gets 1, 2 and 4 spots within 12 px of its nucleus.
+    let spots: Vec<(f64, f64)> = vec![
+        (40.0, 30.0),
+        (40.0, 95.0),
+        (60.0, 108.0),
+        (40.0, 162.0),
+        (40.0, 178.0),
+        (60.0, 162.0),
+        (60.0, 178.0),
+    ];
+    let dna = ipscope_image::Image::from_fn(w, h, |r, c| {
+        let inside = nuclei
+            .iter()
+            .any(|&(y, x)| (r as f64 - y).hypot(c as f64 - x) <= 6.0);
+        if inside {
+            20000u16
+        } else {
+            500
+        }
+    });
+    let syn = ipscope_image::Image::from_fn(w, h, |r, c| {
+        let v: f64 = spots
+            .iter()
+            .map(|&(y, x)| {
+                (-((r as f64 - y).powi(2) + (c as f64 - x).powi(2)) / (2.0 * 1.5 * 1.5)).exp()
+            })
+            .sum();
+        (500.0 + 20000.0 * v) as u16
+    });
+    for site in 1..=2 {
+        ipscope_io::write_tiff(&plate.join(format!("SPOT1_B02_s{site}_w1.tif")), dna.view())
+            .unwrap();
+        ipscope_io::write_tiff(&plate.join(format!("SPOT1_B02_s{site}_w3.tif")), syn.view())
+            .unwrap();
+    }
+    let out = dir.path().join("out");
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&out),
+        "--assay",
+        "spots",
+        "--channel",
+        "w1=DNA",
+        "--channel",
+        "w3=SYN1",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cells = table(&out.join("Cells.parquet"));
+    assert_eq!(u32s(&cells, "Children_Spots_Count"), vec![1, 2, 4, 1, 2, 4]);
+    assert!(f64s(&cells, "Cells_Spots_TotalIntensity_SYN1")
+        .iter()
+        .all(|&v| v > 0.0));
+    let sp = table(&out.join("Spots.parquet"));
+    assert_eq!(sp.num_rows(), 14);
+    let wells = table(&out.join("Wells.parquet"));
+    assert_eq!(u64s(&wells, "Count_Spots"), vec![14]);
+    let m = f64s(&wells, "Mean_SpotsPerCell")[0];
+    assert!((m - 7.0 / 3.0).abs() < 1e-12, "{m}");
+}
