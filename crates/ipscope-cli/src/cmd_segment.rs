@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use ipscope::core::assays::colonies::{colonies_from_brightfield, colonies_from_nuclei};
 use ipscope::core::ops::eval::{match_labels, summarize, EvalSummary, ImageMatch};
 use ipscope::core::ops::label::{label, Connectivity};
 use ipscope::core::ops::outline::outline_overlay;
@@ -38,6 +39,15 @@ pub enum Cmd {
         /// Configuration file; its `[nuclei]` section sets the segmentation.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// What to segment: `nuclei`, or `colonies` (see `--colonies-from`; `[colonies]`
+        /// in the configuration sets the parameters).
+        #[arg(long, value_enum, default_value_t = ObjectKind::Nuclei)]
+        object: ObjectKind,
+        /// Colonies from the nuclear stain (nuclei within the linking distance form one
+        /// colony) or from a transmitted-light image (texture; a circular well is found
+        /// and its outside ignored).
+        #[arg(long, value_enum, default_value_t = ColonySource::Nuclei)]
+        colonies_from: ColonySource,
         /// Print one JSON object per image.
         #[arg(long)]
         json: bool,
@@ -76,9 +86,13 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             overlay,
             overlay_dir,
             config,
+            object,
+            colonies_from,
             json,
         } => segment(
             &images,
+            object,
+            colonies_from,
             Outputs {
                 labels,
                 labels_dir,
@@ -101,6 +115,22 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     }
 }
 
+/// Objects `segment` finds.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ObjectKind {
+    Nuclei,
+    Colonies,
+}
+
+/// The image colonies are found in.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColonySource {
+    /// A nuclear stain (DNA/Hoechst/DAPI).
+    Nuclei,
+    /// Brightfield / phase contrast, fields or whole wells.
+    Transmitted,
+}
+
 struct Outputs {
     labels: Option<PathBuf>,
     labels_dir: Option<PathBuf>,
@@ -114,8 +144,11 @@ fn stem(path: &Path) -> String {
         .unwrap_or_else(|| "image".to_string())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn segment(
     images: &[PathBuf],
+    object: ObjectKind,
+    colonies_from: ColonySource,
     out: Outputs,
     config: Option<&Path>,
     json: bool,
@@ -133,7 +166,34 @@ fn segment(
     for path in images {
         let img = read_image(path, 0, &ReadOptions::default())
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let result = with_dyn_image!(&img, i => segment_nuclei(i.view(), &config.nuclei));
+        let mut result =
+            if object == ObjectKind::Colonies && colonies_from == ColonySource::Transmitted {
+                // No nuclear stain here: start from an empty result.
+                ipscope::core::NucleiResult {
+                    labels: Labels::empty(img.width(), img.height()),
+                    threshold: f64::NAN,
+                }
+            } else {
+                with_dyn_image!(&img, i => segment_nuclei(i.view(), &config.nuclei))
+            };
+        let mut well = None;
+        let what = match object {
+            ObjectKind::Nuclei => "nuclei",
+            ObjectKind::Colonies => {
+                let colonies = match colonies_from {
+                    ColonySource::Nuclei => colonies_from_nuclei(&result.labels, &config.colonies),
+                    ColonySource::Transmitted => {
+                        colonies_from_brightfield(scaled_f32(&img).view(), &config.colonies)
+                    }
+                };
+                well = colonies.well;
+                result.labels = colonies.labels;
+                if colonies_from == ColonySource::Transmitted {
+                    result.threshold = colonies.threshold;
+                }
+                "colonies"
+            }
+        };
         let name = stem(path);
         let labels_path = out.labels.clone().or_else(|| {
             out.labels_dir
@@ -158,15 +218,25 @@ fn segment(
                 "{}",
                 serde_json::json!({
                     "image": path.display().to_string(),
+                    "object": what,
                     "objects": result.labels.count(),
+                    "well": well,
                     "threshold": if result.threshold.is_finite() { Some(result.threshold) } else { None },
                     "labels": labels_path.map(|p| p.display().to_string()),
                     "overlay": overlay_path.map(|p| p.display().to_string()),
                 })
             );
         } else {
+            let well = well
+                .map(|w| {
+                    format!(
+                        ", well at x={:.0} y={:.0} radius {:.0}",
+                        w.center_col, w.center_row, w.radius
+                    )
+                })
+                .unwrap_or_default();
             println!(
-                "{}: {} nuclei (threshold {:.4})",
+                "{}: {} {what} (threshold {:.4}{well})",
                 path.display(),
                 result.labels.count(),
                 result.threshold

@@ -82,6 +82,10 @@ pub struct Config {
     pub channels: BTreeMap<String, String>,
     pub nuclei: NucleiParams,
     pub measure: MeasureConfig,
+    /// Colony segmentation (`segment --object colonies`, the colony tables).
+    pub colonies: ipscope_core::assays::colonies::ColonyParams,
+    /// Thresholds of the rule-based colony grade.
+    pub colony_grades: ipscope_core::assays::colonies::GradeRules,
 }
 
 impl Config {
