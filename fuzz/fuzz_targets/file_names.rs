@@ -11,6 +11,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = parse_file_name(&name, &scheme);
     }
     let _ = normalize_well(&name);
-    let (a, b) = name.split_at(name.char_indices().nth(name.chars().count() / 2).map_or(0, |(i, _)| i));
+    let (a, b) = name.split_at(
+        name.char_indices()
+            .nth(name.chars().count() / 2)
+            .map_or(0, |(i, _)| i),
+    );
     let _ = natural_cmp(a, b);
 });
