@@ -69,6 +69,9 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
     adapters.iter().map(summary).collect()
 }
 
+/// Where a map callback leaves its outcome.
+type MapSlot = Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>;
+
 /// Errors caught outside an error scope (the device-lost callback, uncaptured errors).
 #[derive(Default)]
 struct Fault {
@@ -388,7 +391,7 @@ impl Gpu {
             })
             .collect();
         self.queue.submit([enc.finish()]);
-        let results: Vec<Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>> = staging
+        let results: Vec<MapSlot> = staging
             .iter()
             .map(|s| {
                 let slot = Arc::new(Mutex::new(None));
