@@ -375,7 +375,6 @@ pub fn analyze_trace(
             needed: 3,
         });
     }
-    let n = trace.len();
     let window = ((params.baseline_window_s / dt).round() as usize).max(3);
     let step = (window / 16).max(1);
     let rolling = rolling_percentile(trace, window, params.baseline_percentile, step);
@@ -387,9 +386,26 @@ pub fn analyze_trace(
         .zip(&f0)
         .map(|(&f, &b)| if b > 0.0 { (f - b) / b } else { 0.0 })
         .collect();
-    let sigma = noise_sigma(&dff);
+    let (beats, summary) = detect_beats(&dff, dt, params);
+    Ok(TraceAnalysis {
+        f0,
+        dff,
+        beats,
+        summary,
+    })
+}
+
+/// Steps 4–6 of the module docs on a baseline-corrected signal (ΔF/F0, or any signal whose
+/// rest level is about 0) sampled every `dt` seconds.
+pub fn detect_beats(
+    signal: &[f64],
+    dt: f64,
+    params: &CalciumParams,
+) -> (Vec<Beat>, CalciumSummary) {
+    let n = signal.len();
+    let sigma = noise_sigma(signal);
     let candidates = find_peaks(
-        &dff,
+        signal,
         &PeakParams {
             height: None,
             distance: Some((params.refractory_s / dt).max(1.0)),
@@ -403,50 +419,50 @@ pub fn analyze_trace(
         // Before the previous beat has recovered 90 %: a secondary rise of that beat.
         if let Some(prev) = beats.last_mut() {
             let level = prev.baseline + 0.1 * prev.amplitude;
-            if dff[prev.peak_frame..p].iter().all(|&v| v > level) {
+            if signal[prev.peak_frame..p].iter().all(|&v| v > level) {
                 prev.ead = true;
                 continue;
             }
         }
         let foot = c.left_base.min(p);
         let lo = foot.saturating_sub(span);
-        let mut base_vals = dff[lo..=foot].to_vec();
-        let baseline = percentile_mut(&mut base_vals, 50.0).unwrap_or(dff[foot]);
-        let amplitude = dff[p] - baseline;
+        let mut base_vals = signal[lo..=foot].to_vec();
+        let baseline = percentile_mut(&mut base_vals, 50.0).unwrap_or(signal[foot]);
+        let amplitude = signal[p] - baseline;
         if amplitude <= 0.0 {
             continue;
         }
         let level_on = baseline + 0.1 * amplitude;
         let mut j = p;
-        while j > 0 && dff[j - 1] > level_on {
+        while j > 0 && signal[j - 1] > level_on {
             j -= 1;
         }
         let onset_time = if j > 0 {
-            cross(&dff, j - 1, level_on, dt)
+            cross(signal, j - 1, level_on, dt)
         } else {
             0.0
         };
         let max_upstroke_velocity = (j.saturating_sub(1)..p)
-            .map(|i| (dff[i + 1] - dff[i]) / dt)
+            .map(|i| (signal[i + 1] - signal[i]) / dt)
             .fold(0.0f64, f64::max);
         // Decay: first crossings of 30/50/90 % recovery, and EAD-like rises before 90 %.
         let levels = [0.7, 0.5, 0.1].map(|f| baseline + f * amplitude);
         let mut times: [Option<f64>; 3] = [None; 3];
-        let mut running_min = dff[p];
+        let mut running_min = signal[p];
         let mut ead = false;
         let mut k = p;
         let rise = (params.ead_rise * amplitude).max(params.noise_k * sigma);
         while k + 1 < n {
             for (t, &l) in times.iter_mut().zip(&levels) {
-                if t.is_none() && dff[k] > l && dff[k + 1] <= l {
-                    *t = Some(cross(&dff, k, l, dt));
+                if t.is_none() && signal[k] > l && signal[k + 1] <= l {
+                    *t = Some(cross(signal, k, l, dt));
                 }
             }
             if times[2].is_some() {
                 break;
             }
-            running_min = running_min.min(dff[k + 1]);
-            if dff[k + 1] - running_min > rise {
+            running_min = running_min.min(signal[k + 1]);
+            if signal[k + 1] - running_min > rise {
                 ead = true;
             }
             k += 1;
@@ -458,8 +474,8 @@ pub fn analyze_trace(
                 let a = (t30 / dt).ceil() as usize;
                 let b = ((t90 / dt).floor() as usize).min(n - 1);
                 let pts: Vec<(f64, f64)> = (a..=b)
-                    .filter(|&i| dff[i] - baseline > 0.0)
-                    .map(|i| (i as f64 * dt, (dff[i] - baseline).ln()))
+                    .filter(|&i| signal[i] - baseline > 0.0)
+                    .map(|i| (i as f64 * dt, (signal[i] - baseline).ln()))
                     .collect();
                 slope(&pts).and_then(|s| (s < 0.0).then(|| -1.0 / s))
             }
@@ -518,12 +534,7 @@ pub fn analyze_trace(
         noise_sigma: sigma,
         duration_s: n as f64 * dt,
     };
-    Ok(TraceAnalysis {
-        f0,
-        dff,
-        beats,
-        summary,
-    })
+    (beats, summary)
 }
 
 /// exp of the least-squares quadratic through ln(x) (sample index scaled to −1..1): a

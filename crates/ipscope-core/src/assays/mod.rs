@@ -2,6 +2,7 @@
 
 pub mod calcium;
 pub mod cells;
+pub mod contraction;
 pub mod colonies;
 pub mod markers;
 pub mod neurite;

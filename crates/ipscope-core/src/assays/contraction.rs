@@ -1,0 +1,317 @@
+//! Cardiomyocyte contraction from brightfield video by image difference, after MUSCLEMOTION
+//! (Sala et al., *Circ. Res.* 2018, doi:10.1161/CIRCRESAHA.117.312067): the contraction
+//! signal of frame t is the mean absolute difference between frame t and a reference frame
+//! at rest, divided by the reference's mean intensity.
+//!
+//! * **Reference frame**: among the first [`ContractionParams::reference_window_s`] seconds
+//!   (at most `max_buffer_frames`, the only frames held in memory), the frame whose
+//!   neighbourhood of ±`quiet_s` moves least (smallest summed frame-to-frame difference):
+//!   sustained rest, not the instant of zero velocity at peak contraction.
+//! * **Beats and kinetics**: [`crate::assays::calcium::detect_beats`] on the signal minus its
+//!   10th percentile: peaks by prominence with a refractory period; per beat: amplitude
+//!   (image-difference units), time to peak (from the 10 % rise), contraction duration (10 %
+//!   rise to 90 % relaxation) and relaxation time (peak to 90 % relaxation); rate and RR CV.
+
+use crate::assays::calcium::{
+    detect_beats, Beat, CalciumParams, CalciumSummary, Sample, SignalError,
+};
+use crate::ops::signal::percentile_mut;
+
+/// Parameters of the contraction assay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContractionParams {
+    /// Seconds of frames searched for the reference frame.
+    pub reference_window_s: f64,
+    /// Upper bound on the frames kept in memory.
+    pub max_buffer_frames: usize,
+    /// Half-width of the neighbourhood that must be still around the reference, seconds.
+    pub quiet_s: f64,
+    /// Beat detection (its `min_prominence` applies to the relative image difference).
+    pub beats: CalciumParams,
+}
+
+impl Default for ContractionParams {
+    fn default() -> Self {
+        ContractionParams {
+            reference_window_s: 4.0,
+            max_buffer_frames: 400,
+            quiet_s: 0.1,
+            beats: CalciumParams {
+                min_prominence: 0.002,
+                ..CalciumParams::default()
+            },
+        }
+    }
+}
+
+/// Builds the contraction signal from frames pushed one at a time.
+#[derive(Debug)]
+pub struct MotionBuilder {
+    n: usize,
+    buffer_frames: usize,
+    quiet: usize,
+    buffer: Vec<Vec<f32>>,
+    reference: Option<(usize, Vec<f32>, f64)>,
+    signal: Vec<f64>,
+    pushed: usize,
+}
+
+/// The contraction signal and the reference it was measured against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MotionTrace {
+    /// Mean |frame − reference| / mean(reference), one value per frame.
+    pub signal: Vec<f64>,
+    pub reference_frame: usize,
+}
+
+impl MotionBuilder {
+    pub fn new(
+        width: usize,
+        height: usize,
+        frames: usize,
+        interval_s: f64,
+        params: &ContractionParams,
+    ) -> Result<MotionBuilder, SignalError> {
+        if !(interval_s.is_finite() && interval_s > 0.0) {
+            return Err(SignalError::Interval(interval_s));
+        }
+        let want = (params.reference_window_s / interval_s).ceil() as usize;
+        Ok(MotionBuilder {
+            n: width * height,
+            buffer_frames: want
+                .clamp(3, params.max_buffer_frames.max(3))
+                .min(frames.max(1)),
+            quiet: ((params.quiet_s / interval_s).round() as usize).max(1),
+            buffer: Vec::new(),
+            reference: None,
+            signal: Vec::with_capacity(frames),
+            pushed: 0,
+        })
+    }
+
+    pub fn push<T: Sample>(&mut self, data: &[T]) -> Result<(), SignalError> {
+        if data.len() != self.n {
+            return Err(SignalError::FrameLength {
+                frame: self.pushed,
+                expected: self.n,
+                got: data.len(),
+            });
+        }
+        self.pushed += 1;
+        if let Some((_, r, mean)) = &self.reference {
+            let d: f64 = r
+                .iter()
+                .zip(data)
+                .map(|(&a, &b)| f64::from((b.to_f32() - a).abs()))
+                .sum();
+            self.signal.push(d / self.n as f64 / mean);
+            return Ok(());
+        }
+        self.buffer.push(data.iter().map(|v| v.to_f32()).collect());
+        if self.buffer.len() >= self.buffer_frames {
+            self.settle();
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self) {
+        let mad = |a: &[f32], b: &[f32]| -> f64 {
+            a.iter()
+                .zip(b)
+                .map(|(&x, &y)| f64::from((x - y).abs()))
+                .sum::<f64>()
+        };
+        let k = self.buffer.len();
+        let speed: Vec<f64> = (0..k)
+            .map(|i| {
+                if i == 0 {
+                    0.0
+                } else {
+                    mad(&self.buffer[i], &self.buffer[i - 1])
+                }
+            })
+            .collect();
+        // Summed motion in a ±quiet neighbourhood; the first minimum wins (deterministic).
+        let mut best = (f64::INFINITY, 0usize);
+        for i in 0..k {
+            let lo = i.saturating_sub(self.quiet).max(1);
+            let hi = (i + self.quiet).min(k - 1);
+            let s: f64 = speed[lo.min(hi)..=hi].iter().sum();
+            if s < best.0 {
+                best = (s, i);
+            }
+        }
+        let r = self.buffer[best.1].clone();
+        let mean = (r.iter().map(|&v| f64::from(v)).sum::<f64>() / self.n.max(1) as f64).max(1e-12);
+        for f in &self.buffer {
+            self.signal.push(mad(f, &r) / self.n as f64 / mean);
+        }
+        self.buffer.clear();
+        self.reference = Some((best.1, r, mean));
+    }
+
+    pub fn finish(mut self) -> Result<MotionTrace, SignalError> {
+        if self.pushed < 3 {
+            return Err(SignalError::TooFewFrames {
+                frames: self.pushed,
+                needed: 3,
+            });
+        }
+        if self.reference.is_none() {
+            self.settle();
+        }
+        Ok(MotionTrace {
+            signal: self.signal,
+            reference_frame: self.reference.map(|r| r.0).unwrap_or(0),
+        })
+    }
+}
+
+/// One contraction (times in seconds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contraction {
+    pub peak_time: f64,
+    pub onset_time: f64,
+    /// Relative image difference at peak above rest.
+    pub amplitude: f64,
+    pub time_to_peak: f64,
+    /// 10 % rise to 90 % relaxation.
+    pub contraction_duration: Option<f64>,
+    /// Peak to 90 % relaxation.
+    pub relaxation_time: Option<f64>,
+}
+
+/// Beats and per-field summary of a contraction signal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContractionAnalysis {
+    pub contractions: Vec<Contraction>,
+    /// Rate, RR CV, irregular and arrest flags as for calcium.
+    pub summary: CalciumSummary,
+    pub amplitude_mean: Option<f64>,
+    pub time_to_peak_mean: Option<f64>,
+    pub contraction_duration_mean: Option<f64>,
+    pub relaxation_time_mean: Option<f64>,
+}
+
+fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
+    let (mut s, mut n) = (0.0, 0usize);
+    for x in v {
+        s += x;
+        n += 1;
+    }
+    (n > 0).then(|| s / n as f64)
+}
+
+/// Detects contractions in `signal` (from [`MotionBuilder`]) sampled every `dt` seconds.
+pub fn analyze_contraction(
+    signal: &[f64],
+    dt: f64,
+    params: &ContractionParams,
+) -> Result<ContractionAnalysis, SignalError> {
+    if !(dt.is_finite() && dt > 0.0) {
+        return Err(SignalError::Interval(dt));
+    }
+    if signal.len() < 3 {
+        return Err(SignalError::TooFewFrames {
+            frames: signal.len(),
+            needed: 3,
+        });
+    }
+    let mut sorted = signal.to_vec();
+    let rest = percentile_mut(&mut sorted, 10.0).unwrap_or(0.0);
+    let centred: Vec<f64> = signal.iter().map(|v| v - rest).collect();
+    let (beats, summary) = detect_beats(&centred, dt, &params.beats);
+    let contractions: Vec<Contraction> = beats
+        .iter()
+        .map(|b: &Beat| Contraction {
+            peak_time: b.peak_time,
+            onset_time: b.onset_time,
+            amplitude: b.amplitude,
+            time_to_peak: b.time_to_peak,
+            contraction_duration: b.ctd90,
+            relaxation_time: b.ctd90.map(|d| d - b.time_to_peak),
+        })
+        .collect();
+    Ok(ContractionAnalysis {
+        amplitude_mean: mean(contractions.iter().map(|c| c.amplitude)),
+        time_to_peak_mean: mean(contractions.iter().map(|c| c.time_to_peak)),
+        contraction_duration_mean: mean(contractions.iter().filter_map(|c| c.contraction_duration)),
+        relaxation_time_mean: mean(contractions.iter().filter_map(|c| c.relaxation_time)),
+        contractions,
+        summary,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assays::calcium::{model_ctd, model_transient};
+
+    /// A brightfield-like texture that slides sideways by up to 0.8 px with the model
+    /// transient: the image difference grows linearly with the displacement.
+    #[test]
+    fn rate_and_durations_of_a_generated_beating_video() {
+        let (w, h, fps, seconds) = (48usize, 32usize, 50.0, 8.0);
+        let (tau_r, tau_d, period) = (0.04, 0.12, 1.25);
+        let frames = (seconds * fps) as usize;
+        let texture = |x: f64, y: f64| {
+            1000.0 + 300.0 * (x * 0.7).sin() * (y * 0.5).cos() + 200.0 * (x * 0.23 + y * 0.31).sin()
+        };
+        let params = ContractionParams::default();
+        let mut b = MotionBuilder::new(w, h, frames, 1.0 / fps, &params).unwrap();
+        let mut state = 99u64;
+        for f in 0..frames {
+            let t = f as f64 / fps;
+            let y = model_transient((t - 0.4).rem_euclid(period), tau_r, tau_d);
+            let shift = 0.8 * y;
+            let frame: Vec<f32> = (0..w * h)
+                .map(|i| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let noise = (state % 1000) as f64 / 1000.0 - 0.5;
+                    let (r, c) = ((i / w) as f64, (i % w) as f64);
+                    (texture(c - shift, r) + 2.0 * noise) as f32
+                })
+                .collect();
+            b.push(&frame).unwrap();
+        }
+        let m = b.finish().unwrap();
+        let a = analyze_contraction(&m.signal, 1.0 / fps, &params).unwrap();
+        let rate = a.summary.beat_rate_bpm.unwrap();
+        assert!((rate / (60.0 / period) - 1.0).abs() < 0.02, "rate {rate}");
+        // Every beat whose model peak falls before the last frame.
+        let s_peak = tau_r * (1.0 + tau_d / tau_r).ln();
+        let last = (frames - 1) as f64 / fps;
+        let expected = (0..)
+            .map(|k| 0.4 + k as f64 * period + s_peak)
+            .take_while(|&t| t < last)
+            .count();
+        assert_eq!(a.contractions.len(), expected, "{:?}", a.summary);
+        // The mean |difference| of a small shift is proportional to |shift|, so the
+        // contraction signal has the model's shape and its durations.
+        let truth = model_ctd(tau_r, tau_d)[2];
+        let d = a.contraction_duration_mean.unwrap();
+        assert!((d / truth - 1.0).abs() < 0.1, "duration {d} vs {truth}");
+        assert!(a.relaxation_time_mean.unwrap() > 0.0);
+        assert!(!a.summary.arrest);
+    }
+
+    #[test]
+    fn still_video_is_arrest_and_one_frame_is_an_error() {
+        let params = ContractionParams::default();
+        let mut b = MotionBuilder::new(4, 4, 100, 0.02, &params).unwrap();
+        for f in 0..100u16 {
+            b.push(&[1000u16 + f % 2; 16]).unwrap();
+        }
+        let m = b.finish().unwrap();
+        let a = analyze_contraction(&m.signal, 0.02, &params).unwrap();
+        assert!(a.summary.arrest && a.contractions.is_empty());
+        let mut b = MotionBuilder::new(4, 4, 1, 0.02, &params).unwrap();
+        b.push(&[1u16; 16]).unwrap();
+        assert!(matches!(
+            b.finish(),
+            Err(SignalError::TooFewFrames { frames: 1, .. })
+        ));
+    }
+}
