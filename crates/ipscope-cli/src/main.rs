@@ -72,8 +72,8 @@ enum Command {
         /// After writing the plate, run it into this output directory.
         #[arg(long, value_name = "OUT")]
         run: Option<PathBuf>,
-        /// What to generate: ipsc (the iPSC dose-response plate) or neuron (two neurite-growth conditions with drawn, exactly known neurite lengths).
-        #[arg(long, default_value = "ipsc", value_parser = ["ipsc", "neuron"])]
+        /// What to generate: ipsc (the iPSC dose-response plate), neuron (two neurite-growth conditions with drawn, exactly known neurite lengths) or calcium (a cardiomyocyte calcium time-lapse plate, 36 wells of 40x40-pixel stacks, known beat rate, CTD90 and EC50; ignores --size/--wells/--sites).
+        #[arg(long, default_value = "ipsc", value_parser = ["ipsc", "neuron", "calcium"])]
         kind: String,
         /// Replace the tables in an existing output directory (with --run).
         #[arg(long)]
@@ -303,9 +303,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ipscope::Assay::Nuclei => {}
                 ipscope::Assay::Neurite => return run_neurite(&args),
                 ipscope::Assay::Spots => return run_spots(&args),
-                other => anyhow::bail!(
-                    "the {other} assay cannot run yet; this build runs: nuclei"
-                ),
+                ipscope::Assay::Calcium => return run_timelapse(&args),
+                other => anyhow::bail!("the {other} assay cannot run yet"),
             }
             let options = run_options(&args)?;
             let format = match args.format {
@@ -356,6 +355,20 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => {
             if kind == "neuron" {
                 return demo_neuron(&dir, seed, sites, size, run_out, overwrite, threads, output);
+            }
+            if kind == "calcium" {
+                return demo_calcium(&dir, seed, run_out, overwrite, threads, output);
+            }
+            let params = ipscope::demo::DemoParams {
+                    wells,
+                    sites,
+                    seed,
+                    size,
+                    plate_id,
+                };
+                return cmd_profile::demo_disease(
+                    &dir, &params, run_out, overwrite, threads, output, &argv,
+                );
             }
             let params = ipscope::demo::DemoParams {
                 wells,
@@ -448,6 +461,43 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// `run --assay calcium`: the time-lapse runner.
+fn run_timelapse(args: &RunArgs) -> Result<ExitCode> {
+    let [plate_dir] = args.plate_dir.as_slice() else {
+        anyhow::bail!("--assay {} runs one plate directory at a time", args.assay);
+    };
+    let mut opts = ipscope::timelapse_run::TimelapseOptions::new(plate_dir, args.assay);
+    opts.channels = args
+        .channels
+        .iter()
+        .map(|c| ipscope::channels::parse_channel_arg(c))
+        .collect::<Result<_, _>>()?;
+    opts.layout = args.layout.clone();
+    opts.pattern = args.pattern.clone();
+    opts.fps = args.fps;
+    opts.threads = args.threads;
+    if let Some(m) = args.max_pixels {
+        opts.max_pixels = m;
+    }
+    let s = ipscope::timelapse_run::run(&opts, &args.output, args.overwrite)?;
+    if args.output_mode.json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else if !args.output_mode.quiet {
+        println!(
+            "plate {} ({} assay): {} time series ({} failed), {} frames, {} beats in {:.1} s",
+            s.plate, s.assay, s.series, s.series_failed, s.frames, s.beats, s.seconds
+        );
+        for p in &s.outputs {
+            println!("  {}", p.display());
+        }
+    }
+    Ok(if s.series_failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn run_options(args: &RunArgs) -> Result<RunOptions> {
@@ -911,6 +961,65 @@ fn run_neurite(args: &RunArgs) -> Result<ExitCode> {
 }
 
 /// `ipscope demo --kind neuron`.
+#[allow(clippy::too_many_arguments)]
+fn demo_calcium(
+    dir: &std::path::Path,
+    seed: u64,
+    run_out: Option<PathBuf>,
+    overwrite: bool,
+    threads: Option<usize>,
+    output: OutputMode,
+) -> Result<ExitCode> {
+    let params = ipscope::demo_calcium::CalciumDemoParams {
+        seed,
+        ..Default::default()
+    };
+    let s = ipscope::demo_calcium::generate(dir, &params)
+        .with_context(|| format!("writing the calcium demo plate to {}", dir.display()))?;
+    if !output.quiet && !output.json {
+        eprintln!(
+            "wrote calcium demo plate to {}: {} wells, {} frames at {} fps (truth in {})",
+            dir.display(),
+            s.wells.len(),
+            s.frames,
+            s.fps,
+            s.truth_csv.display()
+        );
+    }
+    let Some(out) = run_out else {
+        if !output.quiet && !output.json {
+            eprintln!(
+                "run it with: ipscope run {} -o OUT --assay calcium --layout {} --channel w1=Calcium",
+                dir.display(),
+                s.layout.display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut opts = ipscope::timelapse_run::TimelapseOptions::new(dir, ipscope::Assay::Calcium);
+    opts.channels = s.channels.clone();
+    opts.layout = Some(s.layout.clone());
+    opts.threads = threads;
+    let r = ipscope::timelapse_run::run(&opts, &out, overwrite)
+        .with_context(|| format!("calcium assay on {}", dir.display()))?;
+    if output.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else if !output.quiet {
+        println!(
+            "plate {}: {} time series ({} failed), {} beats in {:.1} s",
+            r.plate, r.series, r.series_failed, r.beats, r.seconds
+        );
+        for p in &r.outputs {
+            println!("  {}", p.display());
+        }
+    }
+    Ok(if r.series_failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn demo_neuron(
     dir: &std::path::Path,

@@ -1,0 +1,228 @@
+//! End-to-end: `ipscope run --assay calcium` on the calcium demo plate (known rate, CTD90,
+//! EAD wells, irregular and arrested wells, a CTD90 series with a known EC50), and the bad
+//! inputs a time-lapse can bring (one frame, frames of different sizes, no frame interval).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use common::{ipscope, p, stderr, table};
+use ipscope::demo_calcium::{self, CalciumDemoParams, WellKind};
+use ipscope::stats::input::{numeric, text};
+use ipscope_table::arrow_array::{Array, BooleanArray, RecordBatch};
+
+fn bools(batch: &RecordBatch, name: &str) -> Vec<bool> {
+    let col = batch.column_by_name(name).expect(name);
+    let a = col
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .expect("boolean column");
+    (0..a.len()).map(|i| a.value(i)).collect()
+}
+
+fn wells_by_name(wells: &RecordBatch) -> HashMap<String, usize> {
+    text(wells, "Metadata_Well")
+        .unwrap()
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| (w.unwrap(), i))
+        .collect()
+}
+
+#[test]
+fn demo_plate_rate_ctd90_ead_flags_and_ec50_match_the_truth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plate = tmp.path().join("plate");
+    let out = tmp.path().join("out");
+    let demo = demo_calcium::generate(&plate, &CalciumDemoParams::default()).unwrap();
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&out),
+        "--assay",
+        "calcium",
+        "--layout",
+        p(&demo.layout),
+        "--channel",
+        "w1=Calcium",
+        "--threads",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let wells = table(&out.join("Wells.parquet"));
+    let idx = wells_by_name(&wells);
+    let rate = numeric(&wells, "Median_Calcium_BeatRate").unwrap();
+    let ctd90 = numeric(&wells, "Median_Calcium_CTD90").unwrap();
+    let ead = numeric(&wells, "Count_EAD").unwrap();
+    let beats = numeric(&wells, "Count_Beats").unwrap();
+    let irregular = bools(&wells, "Calcium_Irregular");
+    let arrest = bools(&wells, "Calcium_Arrest");
+    let failed = numeric(&wells, "Count_FieldsFailed").unwrap();
+    assert_eq!(idx.len(), demo.wells.len());
+    let (mut worst_rate, mut worst_ctd) = (0.0f64, 0.0f64);
+    for t in &demo.wells {
+        let i = idx[&t.well];
+        assert_eq!(failed[i], 0.0, "{}", t.well);
+        match t.kind {
+            WellKind::Regular | WellKind::Ead => {
+                let want = t.rate_bpm.unwrap();
+                let e = (rate[i] / want - 1.0).abs();
+                assert!(e < 0.02, "{}: rate {} vs truth {want}", t.well, rate[i]);
+                worst_rate = worst_rate.max(e);
+                assert!(!arrest[i] && !irregular[i], "{}", t.well);
+                assert_eq!(beats[i] as usize, t.beats.len(), "{} beat count", t.well);
+            }
+            WellKind::Irregular => assert!(irregular[i], "{} irregular", t.well),
+            WellKind::Arrest | WellKind::NoCells => {
+                assert!(arrest[i], "{} arrest", t.well);
+                assert_eq!(beats[i], 0.0, "{}", t.well);
+            }
+        }
+        if t.kind == WellKind::Regular {
+            let want = t.ctd.unwrap()[2];
+            let e = (ctd90[i] / want - 1.0).abs();
+            assert!(e < 0.05, "{}: CTD90 {} vs truth {want}", t.well, ctd90[i]);
+            worst_ctd = worst_ctd.max(e);
+            assert_eq!(ead[i], 0.0, "{}: no EAD in a regular well", t.well);
+        }
+        if t.kind == WellKind::Ead {
+            assert!(ead[i] > 0.0, "{}: EAD well not found", t.well);
+        }
+    }
+    eprintln!(
+        "worst rate error {:.2} %, worst CTD90 error {:.2} %",
+        100.0 * worst_rate,
+        100.0 * worst_ctd
+    );
+
+    // The CTD90 prolongation curve: Curves.parquet, fitted by the drc LL.4 code on the
+    // rate-corrected CTD90 of every treated well.
+    let curves = table(&out.join("Curves.parquet"));
+    let readout = text(&curves, "Readout").unwrap();
+    let compound = text(&curves, "Metadata_Compound").unwrap();
+    let ec50 = numeric(&curves, "EC50").unwrap();
+    let k = (0..readout.len())
+        .find(|&k| {
+            readout[k].as_deref() == Some("Median_Calcium_CTD90c")
+                && compound[k].as_deref() == Some(demo_calcium::COMPOUND)
+        })
+        .expect("a CTD90c curve for the compound");
+    let ratio = ec50[k] / demo_calcium::EC50_UM;
+    eprintln!(
+        "CTD90c EC50 {} µM, truth {} µM",
+        ec50[k],
+        demo_calcium::EC50_UM
+    );
+    assert!(
+        (1.0 / 1.5..=1.5).contains(&ratio),
+        "EC50 {} vs {}",
+        ec50[k],
+        demo_calcium::EC50_UM
+    );
+
+    // Beats and traces are there, one trace row per frame of every field.
+    let beats_table = table(&out.join("Beats.parquet"));
+    assert_eq!(
+        beats_table.num_rows() as f64,
+        beats.iter().sum::<f64>(),
+        "Beats rows = sum of Count_Beats"
+    );
+    let traces = table(&out.join("Traces.parquet"));
+    assert_eq!(traces.num_rows(), demo.frames * demo.wells.len());
+    assert!(out.join("report.html").is_file());
+}
+
+fn write_frames(dir: &Path, sizes: &[(usize, usize)]) {
+    // One file per frame, frame number in the name: --pattern with a T group.
+    for (t, &(w, h)) in sizes.iter().enumerate() {
+        let img =
+            ipscope_image::Image::from_fn(w, h, |r, c| (100 + (r * 7 + c * 3 + t) % 50) as u16);
+        ipscope_io::write_tiff(&dir.join(format!("P1_B02_t{t:03}.tif")), img.view()).unwrap();
+    }
+}
+
+#[test]
+fn bad_time_lapses_give_named_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pattern = r"(?P<Plate>P1)_(?P<Well>[A-P][0-9]{2})_t(?P<T>[0-9]+)\.tif";
+
+    // No frame interval in the files and no --fps: exit 1 naming the file and the flag.
+    let dir = tmp.path().join("no_interval");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_frames(&dir, &[(16, 16); 6]);
+    let out = tmp.path().join("out1");
+    let o = ipscope(&[
+        "run",
+        p(&dir),
+        "-o",
+        p(&out),
+        "--assay",
+        "calcium",
+        "--pattern",
+        pattern,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("no frame interval") && e.contains("--fps") && e.contains("P1_B02_t000.tif"),
+        "{e}"
+    );
+
+    // With --fps the same plate runs: a flat well is an arrest, not a failure.
+    let o = ipscope(&[
+        "run",
+        p(&dir),
+        "-o",
+        p(&out),
+        "--assay",
+        "calcium",
+        "--pattern",
+        pattern,
+        "--fps",
+        "20",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let wells = table(&out.join("Wells.parquet"));
+    assert_eq!(bools(&wells, "Calcium_Arrest"), vec![true]);
+
+    // Frames of different sizes: the series fails (exit 2) and Errors names the frame.
+    let dir = tmp.path().join("sizes");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_frames(&dir, &[(16, 16), (16, 16), (16, 16), (20, 16), (16, 16)]);
+    let out = tmp.path().join("out2");
+    let o = ipscope(&[
+        "run",
+        p(&dir),
+        "-o",
+        p(&out),
+        "--assay",
+        "calcium",
+        "--pattern",
+        pattern,
+        "--fps",
+        "20",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let errors = table(&out.join("Errors.parquet"));
+    let msg = text(&errors, "Message").unwrap()[0].clone().unwrap();
+    assert!(
+        msg.contains("frame 3 is 20x16") && msg.contains("P1_B02_t003.tif"),
+        "{msg}"
+    );
+
+    // A stack of one frame: a named error for that well.
+    let dir = tmp.path().join("one");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("P1_B02_s1_w1.tif");
+    let mut w = ipscope_io::timelapse::StackWriter::create(&path, 8, 8, 1, Some(0.05)).unwrap();
+    w.write_frame(&[7u16; 64]).unwrap();
+    w.finish().unwrap();
+    let out = tmp.path().join("out3");
+    let o = ipscope(&["run", p(&dir), "-o", p(&out), "--assay", "calcium"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let errors = table(&out.join("Errors.parquet"));
+    let msg = text(&errors, "Message").unwrap()[0].clone().unwrap();
+    assert!(msg.contains("1 frame but at least 3"), "{msg}");
+}
