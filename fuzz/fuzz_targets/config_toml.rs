@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(config) = toml::from_str::<Config>(text) else {
         return;
     };
-    let _ = config.feature_set();
+    let _ = config.measure.feature_set();
     let written = config.to_toml();
     if let Err(e) = toml::from_str::<Config>(&written) {
         panic!("a parsed configuration does not parse again after to_toml: {e}\n{written}");
