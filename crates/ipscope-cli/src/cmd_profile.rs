@@ -317,3 +317,77 @@ fn write_batch(path: &Path, batch: &RecordBatch) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
+
+/// `ipscope demo --kind disease`: writes the disease-model plate; with `--run OUT` also runs
+/// it, makes mean profiles normalised to the disease line's vehicle wells, and scores rescue
+/// (Profiles, Phenotype, Compounds and Rescue tables in OUT).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn demo_disease(
+    dir: &Path,
+    params: &ipscope::demo::DemoParams,
+    run_out: Option<PathBuf>,
+    overwrite: bool,
+    threads: Option<usize>,
+    output: crate::OutputMode,
+    argv: &[String],
+) -> Result<ExitCode> {
+    let s = ipscope::demo_disease::generate(dir, params)
+        .with_context(|| format!("writing the disease demo plate to {}", dir.display()))?;
+    let channels: Vec<(String, String)> = ipscope::demo::CHANNELS
+        .iter()
+        .map(|(id, name)| (id.to_string(), name.to_string()))
+        .collect();
+    if !output.quiet && !output.json {
+        eprintln!(
+            "wrote disease demo plate to {}: 96 wells (disease and control lines, RESCUER, PARTIAL, INERT, TOXIC), {} images, {} nuclei (truth in {})",
+            dir.display(),
+            s.images,
+            s.nuclei,
+            dir.join("truth/disease_wells.csv").display()
+        );
+    }
+    let Some(out) = run_out else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut options = ipscope::RunOptions::new(dir);
+    options.layout = Some(s.layout.clone());
+    options.channels = channels;
+    options.threads = threads;
+    let summary = crate::run(
+        options,
+        &out,
+        ipscope::Format::Parquet,
+        overwrite,
+        output,
+        argv,
+    )?;
+    let profiles = build_profiles(&ProfileArgs {
+        run_dir: out.clone(),
+        output: out.join("Profiles.parquet"),
+        objects: PathBuf::from("Nuclei.parquet"),
+        operation: "mean".into(),
+        normalize: "mad_robustize".into(),
+        vehicle: "DMSO".into(),
+        compound_col: "Metadata_Compound".into(),
+        reference_line: Some("disease".into()),
+        line_col: "Metadata_CellLine".into(),
+        feature_select: Vec::new(),
+    })?;
+    write_batch(&out.join("Profiles.parquet"), &profiles.to_batch()?)?;
+    rescue(&RescueArgs {
+        profiles: out.join("Profiles.parquet"),
+        disease: "disease".into(),
+        control: "control".into(),
+        output: out.clone(),
+        readouts: vec!["Nuclei_Intensity_MeanIntensity_OCT4".into()],
+        line_col: "Metadata_CellLine".into(),
+        compound_col: "Metadata_Compound".into(),
+        concentration_col: "Metadata_Concentration".into(),
+        vehicle: "DMSO".into(),
+        count_col: OBJECT_COUNT.into(),
+        cytotoxic_below: 0.7,
+        hit_rescue: 50.0,
+        whiten: false,
+    })?;
+    Ok(crate::exit_code(&summary))
+}

@@ -72,8 +72,8 @@ enum Command {
         /// After writing the plate, run it into this output directory.
         #[arg(long, value_name = "OUT")]
         run: Option<PathBuf>,
-        /// What to generate: ipsc (the iPSC dose-response plate), neuron (two neurite-growth conditions with drawn, exactly known neurite lengths) or calcium (a cardiomyocyte calcium time-lapse plate, 36 wells of 40x40-pixel stacks, known beat rate, CTD90 and EC50; ignores --size/--wells/--sites).
-        #[arg(long, default_value = "ipsc", value_parser = ["ipsc", "neuron", "calcium"])]
+        /// What to generate: ipsc (the iPSC dose-response plate), neuron (two neurite-growth conditions with drawn, exactly known neurite lengths), calcium (a cardiomyocyte calcium time-lapse plate, 36 wells of 40x40-pixel stacks, known beat rate, CTD90 and EC50; ignores --size/--wells/--sites) or disease (a disease and a control line with a full rescuer, a partial rescuer toxic at high dose, an inert and a toxic compound; --run also profiles and scores rescue).
+        #[arg(long, default_value = "ipsc", value_parser = ["ipsc", "neuron", "calcium", "disease"])]
         kind: String,
         /// Replace the tables in an existing output directory (with --run).
         #[arg(long)]
@@ -359,7 +359,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             if kind == "calcium" {
                 return demo_calcium(&dir, seed, run_out, overwrite, threads, output);
             }
-            let params = ipscope::demo::DemoParams {
+            if kind == "disease" {
+                let params = ipscope::demo::DemoParams {
                     wells,
                     sites,
                     seed,

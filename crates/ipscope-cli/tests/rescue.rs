@@ -244,3 +244,64 @@ fn rescue_with_one_genotype_names_the_problem() {
         "{e}"
     );
 }
+
+/// The disease demo end to end: images → run → mean profiles → rescue. Truth:
+/// `ipscope::demo_disease` (RESCUER full rescue with EC50 1 µM; PARTIAL 40 % rescue, TC50
+/// 5 µM; INERT nothing; TOXIC TC50 1 µM).
+#[test]
+fn disease_demo_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let plate = dir.path().join("plate");
+    let out = dir.path().join("out");
+    let o = ipscope(&[
+        "demo",
+        "--kind",
+        "disease",
+        p(&plate),
+        "--sites",
+        "4",
+        "--run",
+        p(&out),
+        "--quiet",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    println!("{stdout}");
+    assert!(o.status.success(), "{}\n{stdout}", stderr(&o));
+
+    let prof = table(&out.join("Profiles.parquet"));
+    assert_eq!(prof.num_rows(), 96);
+    let c = table(&out.join("Compounds.parquet"));
+    let names = strs(&c, "Metadata_Compound");
+    let readout = strs(&c, "Readout");
+    let ec50 = f64s(&c, "Rescue_EC50");
+    let (lo, hi) = (f64s(&c, "Rescue_EC50_Lower"), f64s(&c, "Rescue_EC50_Upper"));
+    let max = f64s(&c, "MaxRescue_Percent");
+    let tc50 = f64s(&c, "TC50");
+    let hit = bools(&c, "Hit");
+    let toxic = bools(&c, "Cytotoxic");
+    let at = |n: &str| {
+        (0..names.len())
+            .find(|&i| names[i] == n && readout[i] == "Nuclei_Intensity_MeanIntensity_OCT4")
+            .unwrap_or_else(|| panic!("no {n} row"))
+    };
+    let (r, pa, i, t) = (at("RESCUER"), at("PARTIAL"), at("INERT"), at("TOXIC"));
+    assert!(hit[r] && !toxic[r], "RESCUER");
+    assert!(
+        lo[r] <= 1.0 && 1.0 <= hi[r] && (ec50[r] / 1.0 - 1.0).abs() < 0.5,
+        "RESCUER EC50 {} ({}, {})",
+        ec50[r],
+        lo[r],
+        hi[r]
+    );
+    // 30 µM gives 30/31 of the full rescue
+    assert!((max[r] - 96.8).abs() < 15.0, "RESCUER max {}", max[r]);
+    assert!(!hit[pa] && toxic[pa], "PARTIAL");
+    assert!(
+        (tc50[pa] / 5.0 - 1.0).abs() < 0.5,
+        "PARTIAL TC50 {}",
+        tc50[pa]
+    );
+    assert!(!hit[i] && !toxic[i], "INERT");
+    assert!(!hit[t] && toxic[t], "TOXIC");
+    assert!((tc50[t] / 1.0 - 1.0).abs() < 0.5, "TOXIC TC50 {}", tc50[t]);
+}

@@ -23,6 +23,7 @@ pub mod channels;
 pub mod config;
 pub mod demo;
 pub mod demo_calcium;
+pub mod demo_disease;
 pub mod demo_neuron;
 mod error;
 pub mod features;
