@@ -245,8 +245,8 @@ fn blob_log_matches_skimage_counts_positions_and_scales() {
             .iter()
             .map(|b| (b.row, b.col, b.sigma))
             .collect();
-        want.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        got.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        want.sort_by_key(|a| (a.0, a.1));
+        got.sort_by_key(|a| (a.0, a.1));
         assert_eq!(got.len(), want.len(), "case {k}: {got:?} vs {want:?}");
         for (g, w) in got.iter().zip(&want) {
             assert_eq!((g.0, g.1), (w.0, w.1), "case {k}");

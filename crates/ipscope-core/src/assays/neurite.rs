@@ -329,9 +329,8 @@ pub fn analyze_neurites<T: Pixel>(
     let mut owner = Image::new(w, h, 0u32);
     let mut heap = BinaryHeap::new();
     let sk = skeleton.as_slice();
-    for i in 0..w * h {
-        let l = near_label.as_slice()[i];
-        if sk[i] && l != 0 {
+    for (i, (&on, &l)) in sk.iter().zip(near_label.as_slice()).enumerate() {
+        if on && l != 0 {
             // The step from the soma: the distance to the nearest soma pixel is at most
             // attach_distance; one step is counted as 1, the rest by the propagation.
             heap.push(Item(1.0, l, i));

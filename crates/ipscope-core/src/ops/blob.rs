@@ -137,15 +137,16 @@ pub fn blob_log(img: ImageView<f32>, params: &BlobLogParams) -> Vec<Blob> {
         for c in 0..w {
             for (si, layer) in cube.iter().enumerate() {
                 let v = layer.get(r, c);
-                if !(v > params.threshold) {
+                if v.is_nan() || v <= params.threshold {
                     continue;
                 }
                 // Maximum filter with 'nearest' edges = max over the neighbours that exist.
                 let mut is_max = true;
-                'n: for sj in si.saturating_sub(1)..(si + 2).min(k) {
+                let lo = si.saturating_sub(1);
+                'n: for other in &cube[lo..(si + 2).min(k)] {
                     for rr in r.saturating_sub(1)..(r + 2).min(h) {
                         for cc in c.saturating_sub(1)..(c + 2).min(w) {
-                            if cube[sj].get(rr, cc) > v {
+                            if other.get(rr, cc) > v {
                                 is_max = false;
                                 break 'n;
                             }

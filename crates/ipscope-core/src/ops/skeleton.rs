@@ -4,7 +4,7 @@
 //! Zhang & Suen 1984 "A fast parallel algorithm for thinning digital patterns", CACM 27(3)),
 //! pixel for pixel: two sub-iterations per pass, each deciding from the image as it was at the
 //! start of the sub-iteration, with scikit-image's 256-entry neighbourhood table (which
-//! differs from the paper's conditions in 24 neighbourhoods, e.g. it also thins 2-pixel
+//! differs from the paper's conditions in 25 of the 256 neighbourhoods, e.g. it also thins 2-pixel
 //! staircases). The table is scikit-image's (`_skeletonize_various_cy.pyx`, BSD-3-Clause);
 //! the parity test against skimage 0.26 on blobs, lines, rings and a real mask is
 //! `tests/skeleton_reference.rs`.
@@ -318,7 +318,7 @@ pub fn skeleton_graph(skel: ImageView<bool>) -> SkeletonGraph {
 /// lines and rings are kept whatever their length.
 pub fn prune_spurs(skel: ImageView<bool>, min_length: f64) -> Image<bool> {
     let mut out = skel.to_image();
-    if !(min_length > 0.0) {
+    if min_length.is_nan() || min_length <= 0.0 {
         return out;
     }
     loop {
@@ -364,7 +364,7 @@ mod tests {
         let bar = Image::from_fn(20, 7, |r, c| (1..6).contains(&r) && (1..19).contains(&c));
         let sk = skeletonize(bar.view());
         let n = sk.as_slice().iter().filter(|&&v| v).count();
-        assert!(n >= 12 && n <= 18, "{n}");
+        assert!((12..=18).contains(&n), "{n}");
         for c in 0..20 {
             let col: usize = (0..7).filter(|&r| sk.get(r, c)).count();
             assert!(col <= 1, "column {c} has {col} pixels");
