@@ -266,7 +266,8 @@ fn otsu_masked(img: ImageView<f32>, mask: Option<ImageView<bool>>) -> Option<f32
             }
         }
     }
-    if !(hi > lo) {
+    // Also catches the NaN-free empty case (lo = +inf, hi = -inf).
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         return None;
     }
     let nbins = 256usize;
@@ -544,11 +545,10 @@ pub fn measure_colonies(
     let mut marker_sums = vec![vec![0f64; n + 1]; markers.len()];
     for (k, m) in markers.iter().enumerate() {
         for r in 0..h {
-            let row = m.row(r);
-            for c in 0..w {
-                let l = lab.get(r, c) as usize;
+            for (&v, &l) in m.row(r).iter().zip(lab.row(r)) {
+                let l = l as usize;
                 if l > 0 && l <= n {
-                    marker_sums[k][l] += f64::from(row[c]);
+                    marker_sums[k][l] += f64::from(v);
                 }
             }
         }

@@ -26,7 +26,7 @@ use crate::ops::threshold::otsu;
 pub const ENTROPY_BINS: usize = 32;
 
 /// How a marker's positivity threshold is set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Gate {
     /// A fixed threshold on the value's scale (CellProfiler 0..1 for intensities).
@@ -36,15 +36,10 @@ pub enum Gate {
     /// Otsu's threshold of the natural log of the cells' positive values, mapped back
     /// (fluorescence is gated on a log scale, as in flow cytometry; CellProfiler's "log
     /// transform before thresholding"). The default.
+    #[default]
     OtsuLog,
     /// The `percentile` (0..100) of the values of negative-control cells.
     Controls { percentile: f64 },
-}
-
-impl Default for Gate {
-    fn default() -> Self {
-        Gate::OtsuLog
-    }
 }
 
 /// Errors of marker gating.
