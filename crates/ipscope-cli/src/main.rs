@@ -891,10 +891,7 @@ fn run_spots(args: &RunArgs) -> Result<ExitCode> {
 }
 
 /// Options of the still-image assays (neurite, spots) from `run`'s flags.
-fn neurite_options(
-    args: &RunArgs,
-    assay: &str,
-) -> Result<ipscope::neurite_run::NeuriteRunOptions> {
+fn neurite_options(args: &RunArgs, assay: &str) -> Result<ipscope::neurite_run::NeuriteRunOptions> {
     let [plate_dir] = args.plate_dir.as_slice() else {
         anyhow::bail!("--assay {assay} runs one plate at a time; give one PLATE_DIR");
     };

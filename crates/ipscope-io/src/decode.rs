@@ -365,7 +365,10 @@ pub(crate) fn count_tiff_pages<R: Read + Seek>(r: &mut R, path: &Path) -> Result
 }
 
 /// The sample layout of the decoder's current page, or `Unsupported` with a useful message.
-pub(crate) fn tiff_sample<R: Read + Seek>(dec: &mut TiffDecoder<R>, path: &Path) -> Result<SampleType> {
+pub(crate) fn tiff_sample<R: Read + Seek>(
+    dec: &mut TiffDecoder<R>,
+    path: &Path,
+) -> Result<SampleType> {
     let unsupported = |message: String| Error::Unsupported {
         path: path.to_path_buf(),
         message,
@@ -440,7 +443,11 @@ pub(crate) fn check_pixels(path: &Path, width: u64, height: u64, max_pixels: u64
     }
 }
 
-pub(crate) fn open_tiff<R: Read + Seek>(r: R, path: &Path, max_pixels: u64) -> Result<TiffDecoder<R>> {
+pub(crate) fn open_tiff<R: Read + Seek>(
+    r: R,
+    path: &Path,
+    max_pixels: u64,
+) -> Result<TiffDecoder<R>> {
     Ok(TiffDecoder::new(r)
         .map_err(|e| tiff_err(path, e))?
         .with_limits(tiff_limits(max_pixels)))
@@ -528,7 +535,12 @@ pub(crate) fn result_name(r: &DecodingResult) -> &'static str {
     }
 }
 
-pub(crate) fn to_image<T: Copy>(path: &Path, w: usize, h: usize, mut v: Vec<T>) -> Result<Image<T>> {
+pub(crate) fn to_image<T: Copy>(
+    path: &Path,
+    w: usize,
+    h: usize,
+    mut v: Vec<T>,
+) -> Result<Image<T>> {
     let n = w.saturating_mul(h);
     if v.len() < n {
         return Err(Error::Decode {

@@ -17,8 +17,8 @@
 //! ```
 
 pub mod analysis;
-pub mod campaign;
 pub mod assay;
+pub mod campaign;
 pub mod channels;
 pub mod config;
 pub mod demo;

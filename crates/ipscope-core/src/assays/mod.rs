@@ -2,8 +2,8 @@
 
 pub mod calcium;
 pub mod cells;
-pub mod contraction;
 pub mod colonies;
+pub mod contraction;
 pub mod markers;
 pub mod neurite;
 pub mod nuclei;
