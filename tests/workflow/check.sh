@@ -8,6 +8,9 @@
 #    their logs, P1 and P2 finish (keep-going); after the folder is restored, a rerun plans
 #    exactly P3's 4 shards + its merge + the campaign table job, and the tree again equals
 #    the single runs.
+# 4. Fault: one shard job is killed with SIGKILL while ipscope runs (no retries); the other
+#    shards and plates finish, a rerun plans only that shard + its merge + the campaign job,
+#    resumes it, and the tree again equals the single runs.
 # Needs: ipscope on PATH (or $IPSCOPE_BIN), snakemake on PATH (or $SNAKEMAKE).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,7 +22,8 @@ SNAKEMAKE=${SNAKEMAKE:-snakemake}
 t0=$(date +%s)
 mkdir -p "$WORK"
 cd "$WORK"
-rm -rf plates single camp wf wf2 .snakemake
+WORK=$PWD
+rm -rf plates single camp wf wf2 wf3 killed.once .snakemake
 say() { echo "[workflow-test $(( $(date +%s) - t0 )) s] $*"; }
 
 for i in 1 2 3; do
@@ -100,3 +104,42 @@ fi
 sm "${EXEC_ARGS[@]}" --config "${CONFIG2[@]}"
 same_as_single wf2
 say "rerun redid only P3 (4 shards, 1 merge, campaign); total $(( $(date +%s) - t0 )) s"
+
+# Fault: the job of shard 2 of P2 is killed (SIGKILL, as the OOM killer or scancel would)
+# while its ipscope runs. An ipscope stand-in does the killing once, after the real ipscope
+# has taken its output lock; every other job runs ipscope unchanged.
+cat > kill_once.sh <<SH
+#!/usr/bin/env bash
+if [[ " \$* " == *" -o wf3/.shards/P2/2 "* ]] && mkdir "$WORK/killed.once" 2>/dev/null; then
+  "$IPSCOPE" "\$@" & pid=\$!
+  for _ in \$(seq 1 2000); do
+    [ -e wf3/.shards/P2/2/.ipscope.lock ] && break
+    kill -0 \$pid 2>/dev/null || break
+    sleep 0.005
+  done
+  if kill -9 \$pid 2>/dev/null; then echo "kill_once: ipscope (pid \$pid) killed with SIGKILL"; fi
+  wait \$pid
+  exit \$?
+fi
+exec "$IPSCOPE" "\$@"
+SH
+chmod +x kill_once.sh
+CONFIG3=("${CONFIG[@]/out=wf/out=wf3}" retries=0 ipscope="$WORK/kill_once.sh")
+if sm "${EXEC_ARGS[@]}" --config "${CONFIG3[@]}" > kill.log 2>&1; then
+  echo "the workflow succeeded although a shard job was killed"; cat wf3/.logs/shard_P2_2.log; exit 1
+fi
+grep -q "killed with SIGKILL" wf3/.logs/shard_P2_2.log \
+  || { echo "shard 2 of P2 was not killed while running"; cat wf3/.logs/shard_P2_2.log; exit 1; }
+for i in 1 3; do
+  [ -f "wf3/Metadata_Plate=P$i/manifest.json" ] || { echo "P$i did not finish"; exit 1; }
+done
+[ ! -e "wf3/Metadata_Plate=P2/manifest.json" ] && [ ! -e wf3/campaign.json ]
+say "killed job: shard 2 of P2 failed; P1 and P3 finished"
+plan=$(planned "${EXEC_ARGS[@]}" --config "${CONFIG3[@]}")
+expected=$'all 1\ncampaign 1\nmerge_plate 1\nshard 1'
+if [ "$plan" != "$expected" ]; then
+  echo "rerun after the kill plans other jobs than P2's shard 2:"; echo "$plan"; exit 1
+fi
+sm "${EXEC_ARGS[@]}" --config "${CONFIG3[@]}"
+same_as_single wf3
+say "rerun redid only the killed shard (1 shard, 1 merge, campaign); total $(( $(date +%s) - t0 )) s"
