@@ -73,7 +73,9 @@ fn killed_runs_resume_to_the_tables_of_an_uninterrupted_run() {
         ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
     };
     let finish_and_compare = |out: &Path| {
-        if !out.join("manifest.json").exists() || out.join(".ipscope-partial").exists() {
+        if !out.join("manifest.json").exists()
+            || out.join(".ipscope-partial").join("run.json").exists()
+        {
             let mut args = run_args(&plate, out);
             args.push("--resume");
             let o = bin().args(&args).output().unwrap();
@@ -87,8 +89,12 @@ fn killed_runs_resume_to_the_tables_of_an_uninterrupted_run() {
         if kills == 20 {
             break;
         }
-        if out.join("manifest.json").exists() && !out.join(".ipscope-partial").exists() {
-            // The SIGKILL landed after the run had finished its work: a complete sequence.
+        if out.join("manifest.json").exists()
+            && !out.join(".ipscope-partial").join("run.json").exists()
+        {
+            // The SIGKILL landed after the run had finished its work (the store's run.json,
+            // which marks an interrupted run, is gone even if the kill came while the rest
+            // of the store was being removed): a complete sequence.
             finish_and_compare(&out);
             let m: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap())
