@@ -8,7 +8,38 @@
 use std::fmt;
 use std::str::FromStr;
 
+use ipscope_table::TableBuilder;
+
 use crate::Error;
+
+/// A field an assay runner could not process: one row of its Errors table.
+pub(crate) struct FailedField<'a> {
+    pub image_number: u32,
+    pub well: &'a str,
+    pub site: u32,
+    pub file: &'a str,
+    pub message: &'a str,
+}
+
+/// The Errors table every per-field assay runner writes (the same columns as `run`'s).
+pub(crate) fn errors_table(failed: &[FailedField<'_>]) -> TableBuilder {
+    let mut b = TableBuilder::new();
+    b.u32(
+        "ImageNumber",
+        failed.iter().map(|f| f.image_number).collect(),
+    )
+    .str(
+        "Metadata_Well",
+        failed.iter().map(|f| f.well.to_string()).collect(),
+    )
+    .u32("Metadata_Site", failed.iter().map(|f| f.site).collect())
+    .str("File", failed.iter().map(|f| f.file.to_string()).collect())
+    .str(
+        "Message",
+        failed.iter().map(|f| f.message.to_string()).collect(),
+    );
+    b
+}
 
 /// An assay: what a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]

@@ -485,30 +485,20 @@ pub fn run_neurite(opts: &NeuriteRunOptions) -> Result<NeuriteRunSummary> {
     write("Wells", b, &mut outputs)?;
 
     // Errors.
-    let failed: Vec<(usize, &FieldOut, &(String, String))> = outs
+    let failed: Vec<crate::assay::FailedField<'_>> = outs
         .iter()
         .enumerate()
-        .filter_map(|(i, o)| o.result.as_ref().err().map(|e| (i, o, e)))
+        .filter_map(|(i, o)| {
+            o.result.as_ref().err().map(|e| crate::assay::FailedField {
+                image_number: i as u32 + 1,
+                well: &o.well,
+                site: o.site,
+                file: &e.0,
+                message: &e.1,
+            })
+        })
         .collect();
-    let mut b = TableBuilder::new();
-    b.u32(
-        "ImageNumber",
-        failed.iter().map(|(i, _, _)| *i as u32 + 1).collect(),
-    )
-    .str(
-        "Metadata_Well",
-        failed.iter().map(|(_, o, _)| o.well.clone()).collect(),
-    )
-    .u32(
-        "Metadata_Site",
-        failed.iter().map(|(_, o, _)| o.site).collect(),
-    )
-    .str("File", failed.iter().map(|(_, _, e)| e.0.clone()).collect())
-    .str(
-        "Message",
-        failed.iter().map(|(_, _, e)| e.1.clone()).collect(),
-    );
-    write("Errors", b, &mut outputs)?;
+    write("Errors", crate::assay::errors_table(&failed), &mut outputs)?;
 
     Ok(NeuriteRunSummary {
         fields: outs.len(),
