@@ -5,42 +5,7 @@
 
 mod common;
 
-use common::{ipscope, p, stderr, table};
-use ipscope_table::arrow_array::cast::AsArray;
-use ipscope_table::arrow_array::types::{Float64Type, UInt32Type, UInt64Type};
-use ipscope_table::arrow_array::{Array, RecordBatch};
-
-fn f64s(b: &RecordBatch, name: &str) -> Vec<f64> {
-    let c = b
-        .column_by_name(name)
-        .unwrap_or_else(|| panic!("no {name}"));
-    let a = c.as_primitive::<Float64Type>();
-    (0..a.len()).map(|i| a.value(i)).collect()
-}
-
-fn u32s(b: &RecordBatch, name: &str) -> Vec<u32> {
-    let c = b
-        .column_by_name(name)
-        .unwrap_or_else(|| panic!("no {name}"));
-    let a = c.as_primitive::<UInt32Type>();
-    (0..a.len()).map(|i| a.value(i)).collect()
-}
-
-fn u64s(b: &RecordBatch, name: &str) -> Vec<u64> {
-    let c = b
-        .column_by_name(name)
-        .unwrap_or_else(|| panic!("no {name}"));
-    let a = c.as_primitive::<UInt64Type>();
-    (0..a.len()).map(|i| a.value(i)).collect()
-}
-
-fn strs(b: &RecordBatch, name: &str) -> Vec<String> {
-    let c = b
-        .column_by_name(name)
-        .unwrap_or_else(|| panic!("no {name}"));
-    let a = c.as_string::<i32>();
-    (0..a.len()).map(|i| a.value(i).to_string()).collect()
-}
+use common::{f64s, ipscope, p, stderr, strs, table, u32s, u64s};
 
 fn ranks(v: &[f64]) -> Vec<f64> {
     let mut idx: Vec<usize> = (0..v.len()).collect();

@@ -5,26 +5,9 @@
 
 mod common;
 
-use common::{ipscope, p, repo, stderr, table};
+use common::{f64s, ipscope, p, repo, stderr, strs, table};
 use ipscope_table::arrow_array::cast::AsArray;
-use ipscope_table::arrow_array::types::Float64Type;
-use ipscope_table::arrow_array::{Array, RecordBatch};
-
-fn f64s(b: &RecordBatch, name: &str) -> Vec<f64> {
-    let c = b
-        .column_by_name(name)
-        .unwrap_or_else(|| panic!("no {name}"));
-    let a = c.as_primitive::<Float64Type>();
-    (0..a.len()).map(|i| a.value(i)).collect()
-}
-
-fn strs(b: &RecordBatch, name: &str) -> Vec<String> {
-    let c = b
-        .column_by_name(name)
-        .unwrap_or_else(|| panic!("no {name}"));
-    let a = c.as_string::<i32>();
-    (0..a.len()).map(|i| a.value(i).to_string()).collect()
-}
+use ipscope_table::arrow_array::RecordBatch;
 
 fn bools(b: &RecordBatch, name: &str) -> Vec<bool> {
     let a = b.column_by_name(name).unwrap().as_boolean().clone();

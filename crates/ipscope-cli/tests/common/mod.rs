@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ipscope_table::arrow_array::RecordBatch;
+use ipscope_table::arrow_array::cast::AsArray;
+use ipscope_table::arrow_array::types::{Float64Type, UInt32Type, UInt64Type};
+use ipscope_table::arrow_array::{Array, RecordBatch};
 
 /// Runs the `ipscope` binary built for these tests.
 pub fn ipscope(args: &[&str]) -> Output {
@@ -44,4 +46,40 @@ pub fn data_dir() -> PathBuf {
     std::env::var_os("IPSCOPE_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("../shared/data"))
+}
+
+/// A named f64 column of a table as a vector (panics naming a missing column).
+pub fn f64s(b: &RecordBatch, name: &str) -> Vec<f64> {
+    let c = b
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no {name}"));
+    let a = c.as_primitive::<Float64Type>();
+    (0..a.len()).map(|i| a.value(i)).collect()
+}
+
+/// A named u32 column of a table as a vector.
+pub fn u32s(b: &RecordBatch, name: &str) -> Vec<u32> {
+    let c = b
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no {name}"));
+    let a = c.as_primitive::<UInt32Type>();
+    (0..a.len()).map(|i| a.value(i)).collect()
+}
+
+/// A named u64 column of a table as a vector.
+pub fn u64s(b: &RecordBatch, name: &str) -> Vec<u64> {
+    let c = b
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no {name}"));
+    let a = c.as_primitive::<UInt64Type>();
+    (0..a.len()).map(|i| a.value(i)).collect()
+}
+
+/// A named string column of a table as a vector.
+pub fn strs(b: &RecordBatch, name: &str) -> Vec<String> {
+    let c = b
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no {name}"));
+    let a = c.as_string::<i32>();
+    (0..a.len()).map(|i| a.value(i).to_string()).collect()
 }
