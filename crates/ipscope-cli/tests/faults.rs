@@ -12,50 +12,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A 24-field plate (wells A01..B12, one site, two channels) from the demo generator.
-fn plate(root: &Path) -> PathBuf {
-    let demo = root.join("demo");
-    let o = bin()
-        .args(["demo", p(&demo), "--sites", "1", "--quiet"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let plate = root.join("plate");
-    std::fs::create_dir_all(&plate).unwrap();
-    for e in std::fs::read_dir(&demo).unwrap() {
-        let path = e.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        if name.ends_with(".tif") && (name.contains("_A") || name.contains("_B")) {
-            std::fs::copy(&path, plate.join(&name)).unwrap();
-        }
-    }
-    plate
-}
-
-fn run_args<'a>(plate: &'a Path, out: &'a Path) -> Vec<&'a str> {
-    vec![
-        "run",
-        p(plate),
-        "-o",
-        p(out),
-        "--channel",
-        "w1=DNA",
-        "--channel",
-        "w2=OCT4",
-        "--threads",
-        "1",
-        "--quiet",
-    ]
-}
-
-fn assert_same_tables(a: &Path, b: &Path) {
-    for t in ["Image", "Nuclei", "Wells", "Errors"] {
-        let x = table(&a.join(format!("{t}.parquet")));
-        let y = table(&b.join(format!("{t}.parquet")));
-        assert_eq!(x, y, "{t} differs");
-    }
-}
-
 /// Nothing in `out` may pass for a finished run: no manifest, no report, no tables.
 fn assert_nothing_looks_complete(out: &Path) {
     for name in [
@@ -114,10 +70,10 @@ fn a_full_disk_is_a_named_error_and_the_run_resumes_once_space_is_freed() {
         return;
     }
     let _mounted = Mounted(disk.clone());
-    let plate = plate(tmp.path());
+    let plate = small_plate(tmp.path());
     let out = disk.join("out");
 
-    let o = bin().args(run_args(&plate, &out)).output().unwrap();
+    let o = bin().args(small_run_args(&plate, &out)).output().unwrap();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("No space left on device"), "{err}");
@@ -126,7 +82,7 @@ fn a_full_disk_is_a_named_error_and_the_run_resumes_once_space_is_freed() {
 
     // Space comes back (the tmpfs grows, as if files were deleted); the run resumes.
     mount(&["-o", "remount,size=64m", p(&disk)]).expect("remount the tmpfs larger");
-    let mut args = run_args(&plate, &out);
+    let mut args = small_run_args(&plate, &out);
     args.retain(|a| *a != "--quiet");
     args.extend(["--resume", "--json"]);
     let o = bin().args(&args).output().unwrap();
@@ -139,7 +95,10 @@ fn a_full_disk_is_a_named_error_and_the_run_resumes_once_space_is_freed() {
     eprintln!("disk full after {done} of 24 fields; resumed and finished");
 
     let reference = tmp.path().join("reference");
-    let o = bin().args(run_args(&plate, &reference)).output().unwrap();
+    let o = bin()
+        .args(small_run_args(&plate, &reference))
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_same_tables(&reference, &out);
 }
@@ -159,11 +118,11 @@ fn a_read_only_output_directory_is_a_named_error_and_the_run_resumes_once_writab
         mount(&["-o", &format!("remount,{options}"), p(&mnt)])
             .unwrap_or_else(|e| panic!("remount {options}: {e}"))
     };
-    let plate = plate(tmp.path());
+    let plate = small_plate(tmp.path());
 
     // A new run into a read-only place.
     let fresh = mnt.join("fresh");
-    let o = bin().args(run_args(&plate, &fresh)).output().unwrap();
+    let o = bin().args(small_run_args(&plate, &fresh)).output().unwrap();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("Read-only file system"), "{err}");
@@ -177,7 +136,7 @@ fn a_read_only_output_directory_is_a_named_error_and_the_run_resumes_once_writab
     // read-only: resuming it is refused and leaves its finished fields alone.
     remount("rw");
     let out = mnt.join("out");
-    let o = bin().args(run_args(&plate, &out)).output().unwrap();
+    let o = bin().args(small_run_args(&plate, &out)).output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let partial = out.join(".ipscope-partial");
     let listing = |dir: &Path| {
@@ -199,7 +158,7 @@ fn a_read_only_output_directory_is_a_named_error_and_the_run_resumes_once_writab
     assert!(fields_done > 0, "no durable fields");
 
     remount("ro");
-    let mut args = run_args(&plate, &out);
+    let mut args = small_run_args(&plate, &out);
     args.push("--resume");
     let o = bin().args(&args).output().unwrap();
     let err = stderr(&o);
@@ -220,7 +179,10 @@ fn a_read_only_output_directory_is_a_named_error_and_the_run_resumes_once_writab
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(already_done(&o.stdout), fields_done as u64);
     let reference = tmp.path().join("reference");
-    let o = bin().args(run_args(&plate, &reference)).output().unwrap();
+    let o = bin()
+        .args(small_run_args(&plate, &reference))
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_same_tables(&reference, &out);
 }

@@ -4,61 +4,20 @@
 mod common;
 use common::*;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A 24-field plate (wells A01..B12, one site, two channels) from the demo generator.
-fn plate(root: &Path) -> PathBuf {
-    let demo = root.join("demo");
-    let o = bin()
-        .args(["demo", p(&demo), "--sites", "1", "--quiet"])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let plate = root.join("plate");
-    std::fs::create_dir_all(&plate).unwrap();
-    for e in std::fs::read_dir(&demo).unwrap() {
-        let path = e.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        if name.ends_with(".tif") && (name.contains("_A") || name.contains("_B")) {
-            std::fs::copy(&path, plate.join(&name)).unwrap();
-        }
-    }
-    plate
-}
-
-fn run_args<'a>(plate: &'a Path, out: &'a Path) -> Vec<&'a str> {
-    vec![
-        "run",
-        p(plate),
-        "-o",
-        p(out),
-        "--channel",
-        "w1=DNA",
-        "--channel",
-        "w2=OCT4",
-        "--threads",
-        "1",
-        "--quiet",
-    ]
-}
-
-fn assert_same_tables(a: &Path, b: &Path) {
-    for t in ["Image", "Nuclei", "Wells", "Errors"] {
-        let x = table(&a.join(format!("{t}.parquet")));
-        let y = table(&b.join(format!("{t}.parquet")));
-        assert_eq!(x, y, "{t} differs");
-    }
-}
 
 #[test]
 fn killed_runs_resume_to_the_tables_of_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let plate = plate(tmp.path());
+    let plate = small_plate(tmp.path());
     let reference = tmp.path().join("reference");
     let t0 = Instant::now();
-    let o = bin().args(run_args(&plate, &reference)).output().unwrap();
+    let o = bin()
+        .args(small_run_args(&plate, &reference))
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let full = t0.elapsed().as_secs_f64().max(0.05);
 
@@ -76,7 +35,7 @@ fn killed_runs_resume_to_the_tables_of_an_uninterrupted_run() {
         if !out.join("manifest.json").exists()
             || out.join(".ipscope-partial").join("run.json").exists()
         {
-            let mut args = run_args(&plate, out);
+            let mut args = small_run_args(&plate, out);
             args.push("--resume");
             let o = bin().args(&args).output().unwrap();
             assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -103,7 +62,7 @@ fn killed_runs_resume_to_the_tables_of_an_uninterrupted_run() {
             completed += 1;
             std::fs::remove_dir_all(&out).unwrap();
         }
-        let mut args = run_args(&plate, &out);
+        let mut args = small_run_args(&plate, &out);
         if out.exists() {
             args.push("--resume");
         }
@@ -153,10 +112,10 @@ fn killed_runs_resume_to_the_tables_of_an_uninterrupted_run() {
 #[test]
 fn sigint_stops_cleanly_and_resume_refuses_other_parameters() {
     let tmp = tempfile::tempdir().unwrap();
-    let plate = plate(tmp.path());
+    let plate = small_plate(tmp.path());
     let out = tmp.path().join("out");
     let child = bin()
-        .args(run_args(&plate, &out))
+        .args(small_run_args(&plate, &out))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -197,12 +156,12 @@ fn sigint_stops_cleanly_and_resume_refuses_other_parameters() {
     );
 
     // Without --resume the interrupted run is not silently discarded.
-    let o = bin().args(run_args(&plate, &out)).output().unwrap();
+    let o = bin().args(small_run_args(&plate, &out)).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
 
     // Other parameters: refused unless --force.
-    let mut args = run_args(&plate, &out);
+    let mut args = small_run_args(&plate, &out);
     args.extend(["--resume", "--max-pixels", "100000000"]);
     let o = bin().args(&args).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
@@ -216,7 +175,7 @@ fn sigint_stops_cleanly_and_resume_refuses_other_parameters() {
     let o = bin().args(&forced).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let reference = tmp.path().join("reference");
-    let mut args = run_args(&plate, &reference);
+    let mut args = small_run_args(&plate, &reference);
     args.extend(["--max-pixels", "100000000"]);
     assert!(bin().args(&args).output().unwrap().status.success());
     assert_same_tables(&reference, &out);
@@ -225,12 +184,12 @@ fn sigint_stops_cleanly_and_resume_refuses_other_parameters() {
 #[test]
 fn a_file_size_limit_is_a_named_error_and_the_run_resumes_once_lifted() {
     let tmp = tempfile::tempdir().unwrap();
-    let plate = plate(tmp.path());
+    let plate = small_plate(tmp.path());
     let out = tmp.path().join("out");
     // A real fault: the shell's file-size limit (KiB) is below the Nuclei table's size.
     let cmd = format!(
         "ulimit -f 64; exec \"$0\" {}",
-        run_args(&plate, &out)
+        small_run_args(&plate, &out)
             .iter()
             .map(|a| format!("'{a}'"))
             .collect::<Vec<_>>()
@@ -250,13 +209,13 @@ fn a_file_size_limit_is_a_named_error_and_the_run_resumes_once_lifted() {
     }
     assert!(!out.join("manifest.json").exists());
 
-    let mut args = run_args(&plate, &out);
+    let mut args = small_run_args(&plate, &out);
     args.push("--resume");
     let o = bin().args(&args).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let reference = tmp.path().join("reference");
     assert!(bin()
-        .args(run_args(&plate, &reference))
+        .args(small_run_args(&plate, &reference))
         .output()
         .unwrap()
         .status

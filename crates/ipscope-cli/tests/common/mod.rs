@@ -83,3 +83,49 @@ pub fn strs(b: &RecordBatch, name: &str) -> Vec<String> {
     let a = c.as_string::<i32>();
     (0..a.len()).map(|i| a.value(i).to_string()).collect()
 }
+
+/// A 24-field plate (wells A01..B12, one site, two channels) from the demo generator.
+pub fn small_plate(root: &Path) -> PathBuf {
+    let demo = root.join("demo");
+    let o = bin()
+        .args(["demo", p(&demo), "--sites", "1", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plate = root.join("plate");
+    std::fs::create_dir_all(&plate).unwrap();
+    for e in std::fs::read_dir(&demo).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.ends_with(".tif") && (name.contains("_A") || name.contains("_B")) {
+            std::fs::copy(&path, plate.join(&name)).unwrap();
+        }
+    }
+    plate
+}
+
+/// `run` arguments for the small plate: two channels, one thread, quiet.
+pub fn small_run_args<'a>(plate: &'a Path, out: &'a Path) -> Vec<&'a str> {
+    vec![
+        "run",
+        p(plate),
+        "-o",
+        p(out),
+        "--channel",
+        "w1=DNA",
+        "--channel",
+        "w2=OCT4",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
+}
+
+/// Image, Nuclei, Wells and Errors of two runs are equal.
+pub fn assert_same_tables(a: &Path, b: &Path) {
+    for t in ["Image", "Nuclei", "Wells", "Errors"] {
+        let x = table(&a.join(format!("{t}.parquet")));
+        let y = table(&b.join(format!("{t}.parquet")));
+        assert_eq!(x, y, "{t} differs");
+    }
+}
