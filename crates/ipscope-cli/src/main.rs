@@ -915,26 +915,9 @@ fn neurite_options(args: &RunArgs, assay: &str) -> Result<ipscope::neurite_run::
 
 /// `ipscope run --assay neurite`.
 fn run_neurite(args: &RunArgs) -> Result<ExitCode> {
-    let [plate_dir] = args.plate_dir.as_slice() else {
-        anyhow::bail!("--assay neurite runs one plate at a time; give one PLATE_DIR");
-    };
-    let mut opts = ipscope::neurite_run::NeuriteRunOptions::new(plate_dir, &args.output);
-    opts.channels = args
-        .channels
-        .iter()
-        .map(|c| ipscope::channels::parse_channel_arg(c))
-        .collect::<std::result::Result<_, _>>()?;
-    opts.layout = args.layout.clone();
-    opts.pattern = args.pattern.clone();
-    opts.overwrite = args.overwrite;
-    opts.pixel_size_um = args.pixel_size;
-    opts.threads = args.threads;
-    opts.format = match args.format {
-        FormatArg::Parquet => Format::Parquet,
-        FormatArg::Arrow => Format::Arrow,
-    };
+    let opts = neurite_options(args, "neurite")?;
     let s = ipscope::neurite_run::run_neurite(&opts)
-        .with_context(|| format!("neurite assay on {}", plate_dir.display()))?;
+        .with_context(|| format!("neurite assay on {}", opts.plate_dir.display()))?;
     if args.output_mode.json {
         println!(
             "{}",
