@@ -7,10 +7,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use ipscope::analysis::report;
-use ipscope::stats::curve::{fit, relative_potency, CurveFit, Model, RelativePotency};
+use ipscope::stats::curve::{fit, relative_potency, CurveFit, JointFit, Model, RelativePotency};
 use ipscope::stats::input::{distinct, group_keys, numeric, read_any};
 use ipscope::stats::normalize::{normalize, NormalizeOptions};
-use ipscope::stats::plate::{curves_table, qc_table, CurveRow};
+use ipscope::stats::plate::{curves_table_with_reference, qc_table, CurveRow};
 use ipscope::stats::qc::plate_qc;
 use ipscope::table::arrow_array::{Float64Array, RecordBatch};
 use ipscope::table::{Field, Format, TableBuilder};
@@ -80,7 +80,8 @@ pub enum Cmd {
         /// ll4, ll3, ll2, ll5 or w1.4 (drc's LL.4, LL.3, LL.2, LL.5, W1.4).
         #[arg(long, default_value = "ll4")]
         model: String,
-        /// Group whose EC50 the others' potencies are relative to.
+        /// Group whose EC50 the others' potencies are relative to (drc's EDcomp on the joint
+        /// fit of all groups); default: the first group in sorted order.
         #[arg(long)]
         reference: Option<String>,
         /// Print a JSON list of fits.
@@ -259,27 +260,35 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                     (g.clone(), fit(&x, &y, model))
                 })
                 .collect();
-            let reference_fit = match &reference {
-                Some(r) => Some(
-                    fits.iter()
-                        .find(|(g, _)| g == r)
-                        .map(|(_, f)| f)
-                        .with_context(|| {
-                            format!(
-                                "--reference {r}: no such group (groups: {})",
-                                groups.join(", ")
-                            )
-                        })?,
-                ),
-                None => None,
+            let reference = match reference {
+                Some(r) => {
+                    if !groups.contains(&r) {
+                        bail!(
+                            "--reference {r}: no such group (groups: {})",
+                            groups.join(", ")
+                        );
+                    }
+                    Some(r)
+                }
+                None => (groups.len() > 1).then(|| groups[0].clone()),
             };
+            let reference_fit = reference
+                .as_ref()
+                .and_then(|r| fits.iter().find(|(g, _)| g == r).map(|(_, f)| f));
+            let joint = JointFit::of(fits.iter().map(|(_, f)| f));
             let out: Vec<GroupFit> = fits
                 .iter()
                 .map(|(g, f)| GroupFit {
                     group: g.clone(),
                     readout: response.clone(),
                     fit: f,
-                    relative_potency: reference_fit.and_then(|r| relative_potency(f, r)),
+                    reference: reference.clone(),
+                    relative_potency: match (reference_fit, &joint) {
+                        (Some(r), Some(j)) if Some(g) != reference.as_ref() => {
+                            relative_potency(f, r, j)
+                        }
+                        _ => None,
+                    },
                 })
                 .collect();
             let as_json =
@@ -287,7 +296,7 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&as_json)?);
             } else {
-                print_fits(&out, reference.as_deref());
+                print_fits(&out, reference.as_deref(), joint.as_ref());
             }
             if let Some(path) = output {
                 if is_json(&path) {
@@ -302,7 +311,10 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                             fit: f,
                         })
                         .collect();
-                    write_batch(&path, &curves_table(&[label], &rows)?)?;
+                    write_batch(
+                        &path,
+                        &curves_table_with_reference(&[label], &rows, reference.as_deref())?,
+                    )?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -331,8 +343,9 @@ struct GroupFit<'a> {
     group: String,
     readout: String,
     fit: &'a CurveFit,
-    /// EC50 of the reference group / EC50 of this group (> 1: more potent).
+    /// EC50 of the reference group / EC50 of this group (> 1: more potent), from the joint fit.
     relative_potency: Option<RelativePotency>,
+    reference: Option<String>,
 }
 
 impl GroupFit<'_> {
@@ -342,16 +355,17 @@ impl GroupFit<'_> {
         if let Some(obj) = v.as_object_mut() {
             obj.insert("group".into(), self.group.clone().into());
             obj.insert("readout".into(), self.readout.clone().into());
-            obj.insert(
-                "relative_potency".into(),
-                serde_json::to_value(self.relative_potency)?,
-            );
+            let mut rp = serde_json::to_value(self.relative_potency)?;
+            if let (Some(o), Some(r)) = (rp.as_object_mut(), &self.reference) {
+                o.insert("reference".into(), r.clone().into());
+            }
+            obj.insert("relative_potency".into(), rp);
         }
         Ok(v)
     }
 }
 
-fn print_fits(fits: &[GroupFit], reference: Option<&str>) {
+fn print_fits(fits: &[GroupFit], reference: Option<&str>, joint: Option<&JointFit>) {
     let o = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.5}"));
     for g in fits {
         let f = g.fit;
@@ -401,12 +415,22 @@ fn print_fits(fits: &[GroupFit], reference: Option<&str>) {
         }
         if let (Some(r), Some(name)) = (g.relative_potency, reference) {
             println!(
-                "  potency relative to {name}: {} (95% CI {} to {})",
+                "  potency relative to {name}: {} (SE {}, 95% CI {} to {}, p {:.3e} for ratio 1)",
                 o(Some(r.ratio)),
+                o(Some(r.se)),
                 o(Some(r.lower)),
-                o(Some(r.upper))
+                o(Some(r.upper)),
+                r.p_value
             );
         }
+    }
+    if let (Some(j), Some(_)) = (joint, reference) {
+        println!(
+            "joint fit ({} curves, separate parameters): residual SE {} on {} df",
+            j.curves,
+            o(Some(j.residual_se)),
+            j.df
+        );
     }
 }
 

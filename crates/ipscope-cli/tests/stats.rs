@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use ipscope_table::arrow_array::Array;
 use ipscope_table::{column_f64, column_str, read_table};
 use serde_json::Value;
 
@@ -127,22 +128,94 @@ fn curve_per_group_with_relative_potency_and_table_output() {
             g,
         );
     }
+    // drc's EDcomp(fit, c(50, 50)) on the joint fit, from SciPy's joint least-squares fit.
+    let joint = &r["relative_potency"]["S.alba_LL.4_reference_Glyphosate"];
+    let want = &joint["ratios"]["Bentazone"];
     let bent = &v[0];
     assert_eq!(bent["group"], "Bentazone");
-    let ratio = bent["relative_potency"]["ratio"].as_f64().unwrap();
-    let want = r["curves"]["S.alba_Glyphosate_LL.4"]["ed50"]["estimate"]
-        .as_f64()
-        .unwrap()
-        / r["curves"]["S.alba_Bentazone_LL.4"]["ed50"]["estimate"]
-            .as_f64()
-            .unwrap();
-    close(ratio, want, 1e-4, "relative potency");
-    let (_, batches) = read_table(&table).unwrap();
-    assert_eq!(
-        column_str(&batches[0], "Herbicide").unwrap().value(1),
-        "Glyphosate"
+    let rp = &bent["relative_potency"];
+    assert_eq!(rp["reference"], "Glyphosate");
+    assert_eq!(rp["df"], joint["df"]);
+    for key in ["ratio", "se", "lower", "upper", "p_value"] {
+        close(
+            rp[key].as_f64().unwrap(),
+            want[key].as_f64().unwrap(),
+            1e-4,
+            key,
+        );
+    }
+    assert!(v[1]["relative_potency"].is_null(), "the reference itself");
+    // The pooled residual variance is what the joint fit adds: combining the two separate
+    // fits' EC50 SEs gives a different SE.
+    let se_of = |g: &str| {
+        let c = &r["curves"][format!("S.alba_{g}_LL.4")]["ed50"];
+        c["se"].as_f64().unwrap() / c["estimate"].as_f64().unwrap()
+    };
+    let separate = rp["ratio"].as_f64().unwrap() * se_of("Bentazone").hypot(se_of("Glyphosate"));
+    let joint_se = rp["se"].as_f64().unwrap();
+    assert!(
+        ((separate - joint_se) / joint_se).abs() > 0.01,
+        "joint SE {joint_se} vs separate {separate}"
     );
-    assert!(column_f64(&batches[0], "EC50").unwrap().value(0) > 0.0);
+    let (_, batches) = read_table(&table).unwrap();
+    let t = &batches[0];
+    assert_eq!(column_str(t, "Herbicide").unwrap().value(1), "Glyphosate");
+    assert!(column_f64(t, "EC50").unwrap().value(0) > 0.0);
+    close(
+        column_f64(t, "RelativePotency").unwrap().value(0),
+        want["ratio"].as_f64().unwrap(),
+        1e-4,
+        "RelativePotency column",
+    );
+    close(
+        column_f64(t, "RelativePotency_CI_High").unwrap().value(0),
+        want["upper"].as_f64().unwrap(),
+        1e-4,
+        "RelativePotency_CI_High column",
+    );
+    let refs = column_str(t, "RelativePotency_Reference").unwrap();
+    assert_eq!(refs.value(0), "Glyphosate");
+    assert!(refs.is_null(1));
+    assert!(column_f64(t, "RelativePotency").unwrap().is_null(1));
+
+    // Default reference: the first group (drc's EDcomp default order, Bentazone/Glyphosate).
+    let out = ok(&ipscope(&[
+        "curve",
+        p(&csv),
+        "--dose",
+        "Dose",
+        "--response",
+        "DryMatter",
+        "--group",
+        "Herbicide",
+        "--json",
+    ]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let want = &r["relative_potency"]["S.alba_LL.4_reference_Bentazone"]["ratios"]["Glyphosate"];
+    let rp = &v[1]["relative_potency"];
+    assert_eq!(rp["reference"], "Bentazone");
+    for key in ["ratio", "se", "lower", "upper"] {
+        close(
+            rp[key].as_f64().unwrap(),
+            want[key].as_f64().unwrap(),
+            1e-4,
+            key,
+        );
+    }
+    let o = ipscope(&[
+        "curve",
+        p(&csv),
+        "--dose",
+        "Dose",
+        "--response",
+        "DryMatter",
+        "--group",
+        "Herbicide",
+        "--reference",
+        "Atrazine",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Atrazine"));
 }
 
 #[test]
@@ -346,6 +419,23 @@ fn run_writes_curves_qc_and_report_recovering_demo_ec50() {
         checked += 1;
     }
     assert_eq!(checked, 2);
+    // Relative potency: within a plate and readout, the first compound is the reference of
+    // the others, and the ratio is EC50(reference) / EC50(compound).
+    let refs = column_str(c, "RelativePotency_Reference").unwrap();
+    let potency = column_f64(c, "RelativePotency").unwrap();
+    let oct4: Vec<usize> = (0..c.num_rows())
+        .filter(|&i| readout.value(i) == "Median_Nuclei_Intensity_MeanIntensity_OCT4")
+        .collect();
+    assert_eq!(oct4.len(), 2);
+    let (first, second) = (oct4[0], oct4[1]);
+    assert!(refs.is_null(first) && potency.is_null(first));
+    assert_eq!(refs.value(second), compound.value(first));
+    close(
+        potency.value(second),
+        ec50.value(first) / ec50.value(second),
+        1e-9,
+        "demo relative potency",
+    );
     let (_, qc) = read_table(&out.join("Qc.parquet")).unwrap();
     let readouts = column_str(&qc[0], "Readout").unwrap();
     let z = column_f64(&qc[0], "ZPrime").unwrap();

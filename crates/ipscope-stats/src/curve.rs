@@ -804,29 +804,129 @@ fn solve_linear(model: Model, h: &[f64], y: &[f64], theta: &mut [f64; 5]) -> boo
     }
 }
 
-/// Potency of curve `a` relative to curve `b`: ED50_b / ED50_a (> 1: `a` is more potent),
-/// with a delta-method SE from the two fits' EC50 SEs (independent fits) and a Student-t 95 %
-/// interval on the sum of their residual dfs.
+/// The joint least-squares fit of several curves with separate parameters, drc's
+/// `drm(y ~ x, curveid = group)` default (no parameter shared between curves).
+///
+/// With nothing shared, the joint minimum is every curve's own minimum, so the per-curve fits
+/// are the joint fit's estimates; what the joint fit adds is the residual variance pooled over
+/// all curves, s² = Σ RSS / Σ (n − p), on Σ (n − p) degrees of freedom. Its covariance is
+/// block-diagonal with blocks s² (JᵀJ)⁻¹ of each curve (drc's `vcov` of the joint fit).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct JointFit {
+    /// Curves pooled (those with estimates and a covariance).
+    pub curves: usize,
+    /// Σ RSS over the pooled curves.
+    pub rss: f64,
+    /// Σ (n − p).
+    pub df: usize,
+    /// sqrt(RSS / df).
+    pub residual_se: f64,
+}
+
+impl JointFit {
+    /// Pools every fit that has estimates and an invertible JᵀJ; `None` when none has, or the
+    /// pooled df is 0.
+    pub fn of<'a>(fits: impl IntoIterator<Item = &'a CurveFit>) -> Option<JointFit> {
+        let (mut curves, mut rss, mut df) = (0, 0.0, 0);
+        for f in fits {
+            if let (Some(_), Some(r), Some(_)) = (f.params, f.rss, &f.covariance) {
+                if f.status != Status::NotConverged && f.df > 0 {
+                    curves += 1;
+                    rss += r;
+                    df += f.df;
+                }
+            }
+        }
+        (curves > 0 && df > 0).then(|| JointFit {
+            curves,
+            rss,
+            df,
+            residual_se: (rss / df as f64).sqrt(),
+        })
+    }
+}
+
+/// Potency of a curve relative to a reference curve from their [`JointFit`], drc's
+/// `EDcomp(fit, c(50, 50), interval = "delta")` for the pair (reference, curve):
+/// ratio = ED50(reference) / ED50(curve), > 1 when the curve is more potent. The delta-method
+/// SE uses the joint covariance (each curve's (JᵀJ)⁻¹ scaled by the pooled s²), the 95 %
+/// interval is ratio ∓ t(0.975, df) · SE on the joint fit's df, and `p_value` is the t-test of
+/// ratio = 1 (EDcomp's test).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct RelativePotency {
     pub ratio: f64,
     pub se: f64,
     pub lower: f64,
     pub upper: f64,
+    /// Residual degrees of freedom of the joint fit.
+    pub df: usize,
+    pub p_value: f64,
 }
 
-/// See [`RelativePotency`]; `None` when either curve has no EC50 with an SE.
-pub fn relative_potency(a: &CurveFit, b: &CurveFit) -> Option<RelativePotency> {
-    let (ea, eb) = (a.ec50?, b.ec50?);
-    let (sa, sb) = (ea.se?, eb.se?);
-    let ratio = eb.estimate / ea.estimate;
-    let se = ratio * ((sa / ea.estimate).powi(2) + (sb / eb.estimate).powi(2)).sqrt();
-    let t = t_quantile(a.df + b.df)?;
+/// ED_p and its gradient over the model's free parameters (in [`CurveFit::covariance`]'s
+/// order).
+fn ed_gradient(model: Model, params: &Params, p: f64) -> Option<(f64, DVector<f64>)> {
+    let (kp, dkp_df) = model.ed_constant(p, params.f);
+    let estimate = (params.e.ln() + kp / params.b).exp();
+    if !estimate.is_finite() || params.b == 0.0 {
+        return None;
+    }
+    let free = model.free();
+    let grad = DVector::from_iterator(
+        free.len(),
+        free.iter().map(|&i| match i {
+            B => -estimate * kp / (params.b * params.b),
+            ETA => estimate,
+            F => estimate * dkp_df / params.b,
+            _ => 0.0,
+        }),
+    );
+    Some((estimate, grad))
+}
+
+/// Variance of ln ED50 of `fit` with its covariance rescaled to the pooled variance `s2`.
+fn ln_ec50_variance(fit: &CurveFit, s2: f64) -> Option<(f64, f64)> {
+    let params = fit.params?;
+    let cov = fit.covariance.as_ref()?;
+    let own = fit.rss? / fit.df as f64;
+    if own <= 0.0 || fit.df == 0 {
+        return None;
+    }
+    let (ed50, g) = ed_gradient(fit.model, &params, 50.0)?;
+    let var = (g.transpose() * cov * &g)[(0, 0)] * (s2 / own) / (ed50 * ed50);
+    Some((ed50, var.max(0.0)))
+}
+
+/// See [`RelativePotency`]; `None` when either curve has no EC50 (status not ok or
+/// extrapolated) or no covariance.
+pub fn relative_potency(
+    curve: &CurveFit,
+    reference: &CurveFit,
+    joint: &JointFit,
+) -> Option<RelativePotency> {
+    if !curve.status.has_ec50() || !reference.status.has_ec50() {
+        return None;
+    }
+    let s2 = joint.rss / joint.df as f64;
+    let (ed_c, var_c) = ln_ec50_variance(curve, s2)?;
+    let (ed_r, var_r) = ln_ec50_variance(reference, s2)?;
+    let ratio = ed_r / ed_c;
+    // d(ED_r / ED_c) = ratio (d ln ED_r − d ln ED_c); the blocks are independent.
+    let se = ratio * (var_c + var_r).sqrt();
+    let t = t_quantile(joint.df)?;
+    let p_value = if se > 0.0 {
+        let dist = StudentsT::new(0.0, 1.0, joint.df as f64).ok()?;
+        2.0 * (1.0 - dist.cdf(((ratio - 1.0) / se).abs()))
+    } else {
+        f64::NAN
+    };
     Some(RelativePotency {
         ratio,
         se,
         lower: ratio - t * se,
         upper: ratio + t * se,
+        df: joint.df,
+        p_value,
     })
 }
 

@@ -9,7 +9,9 @@
 
 use ipscope_table::{RecordBatch, TableBuilder};
 
-use crate::curve::{fit, CurveFit, EffectiveDose, Model};
+use crate::curve::{
+    fit, relative_potency, CurveFit, EffectiveDose, JointFit, Model, RelativePotency,
+};
 use crate::input::{has_column, numeric, text};
 use crate::qc::{control_qc, ControlQc};
 use crate::Result;
@@ -197,9 +199,86 @@ pub struct CurveRow<'a> {
     pub fit: &'a CurveFit,
 }
 
-/// The Curves table: labels, then `Readout`, `Model`, `Status`, `Reason`, the parameters with
-/// SEs, EC50 with 95 % interval, ED10/ED90, GraphPad's HillSlope and LogEC50, residual SE/df.
+/// A row's potency against its reference curve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PotencyCell {
+    /// Group (last label) of the reference curve.
+    pub reference: String,
+    /// `None` when either curve has no EC50.
+    pub potency: Option<RelativePotency>,
+}
+
+/// Relative potency of every row (drc's `EDcomp` on a joint fit, see
+/// [`crate::curve::relative_potency`]). Rows with the same readout and the same labels except
+/// the last form one joint fit (e.g. the compounds of one plate and readout); the last label
+/// names the curve. The reference is `reference` where that curve is among them, else the
+/// first of them in row order. `None` for the reference rows themselves and for rows without
+/// labels.
+pub fn relative_potencies(rows: &[CurveRow], reference: Option<&str>) -> Vec<Option<PotencyCell>> {
+    let context = |r: &CurveRow| -> Option<(Vec<String>, String)> {
+        let (_, head) = r.labels.split_last()?;
+        Some((
+            head.iter().map(|l| l.1.clone()).collect(),
+            r.readout.clone(),
+        ))
+    };
+    let group = |r: &CurveRow| r.labels.last().map(|l| l.1.clone()).unwrap_or_default();
+    let mut out = vec![None; rows.len()];
+    let mut done = vec![false; rows.len()];
+    for i in 0..rows.len() {
+        if done[i] {
+            continue;
+        }
+        let Some(key) = context(&rows[i]) else {
+            continue;
+        };
+        let members: Vec<usize> = (i..rows.len())
+            .filter(|&j| !done[j] && context(&rows[j]).as_ref() == Some(&key))
+            .collect();
+        for &j in &members {
+            done[j] = true;
+        }
+        let reference_row = reference
+            .and_then(|name| members.iter().copied().find(|&j| group(&rows[j]) == name))
+            .unwrap_or(members[0]);
+        let joint = JointFit::of(members.iter().map(|&j| rows[j].fit));
+        let reference_name = group(&rows[reference_row]);
+        for &j in &members {
+            if j == reference_row {
+                continue;
+            }
+            out[j] = Some(PotencyCell {
+                reference: reference_name.clone(),
+                potency: joint
+                    .as_ref()
+                    .and_then(|jf| relative_potency(rows[j].fit, rows[reference_row].fit, jf)),
+            });
+        }
+    }
+    out
+}
+
+/// The Curves table with each curve's potency relative to the first curve of its plate and
+/// readout; see [`curves_table_with_reference`].
 pub fn curves_table(label_names: &[&str], rows: &[CurveRow]) -> Result<RecordBatch> {
+    curves_table_with_reference(label_names, rows, None)
+}
+
+/// The Curves table: labels, then `Readout`, `Model`, `Status`, `Reason`, the parameters with
+/// SEs, EC50 with 95 % interval, ED10/ED90, GraphPad's HillSlope and LogEC50, residual SE/df,
+/// and the relative potency against `reference` ([`relative_potencies`]).
+pub fn curves_table_with_reference(
+    label_names: &[&str],
+    rows: &[CurveRow],
+    reference: Option<&str>,
+) -> Result<RecordBatch> {
+    let potencies = relative_potencies(rows, reference);
+    let rp = |f: &dyn Fn(&RelativePotency) -> f64| -> Vec<Option<f64>> {
+        potencies
+            .iter()
+            .map(|c| c.as_ref().and_then(|c| c.potency.as_ref()).map(f))
+            .collect()
+    };
     let mut b = TableBuilder::new();
     for name in label_names {
         b.str(
@@ -276,7 +355,27 @@ pub fn curves_table(label_names: &[&str], rows: &[CurveRow]) -> Result<RecordBat
         .doc("GraphPad LogEC50 = log10(EC50)")
         .opt_f64("ResidualSE", p(&|f| f.residual_se))
         .opt_f64("PValue_NoEffect", p(&|f| f.p_no_effect))
-        .doc("F-test of the curve against a constant");
+        .doc("F-test of the curve against a constant")
+        .opt_f64("RelativePotency", rp(&|r| r.ratio))
+        .doc(
+            "EC50 of RelativePotency_Reference / EC50 of this curve (> 1: more potent); drc \
+             EDcomp(fit, c(50, 50)) on the joint fit of the plate's curves for this readout",
+        )
+        .opt_f64("RelativePotency_SE", rp(&|r| r.se))
+        .doc("Delta method with the joint fit's covariance (residual variance pooled over curves)")
+        .opt_f64("RelativePotency_CI_Low", rp(&|r| r.lower))
+        .doc("95 % interval: ratio -/+ t(0.975, joint df) SE")
+        .opt_f64("RelativePotency_CI_High", rp(&|r| r.upper))
+        .opt_f64("RelativePotency_PValue", rp(&|r| r.p_value))
+        .doc("t-test of ratio = 1")
+        .opt_str(
+            "RelativePotency_Reference",
+            potencies
+                .iter()
+                .map(|c| c.as_ref().map(|c| c.reference.clone()))
+                .collect(),
+        )
+        .doc("Curve the potency is relative to; null for the reference itself");
     Ok(b.finish()?)
 }
 
