@@ -10,6 +10,7 @@
 //! The curves and QC numbers come from `ipscope-stats` applied to the Wells table, the same
 //! functions that write the run's Curves and Qc tables, so the report and the tables agree.
 
+mod sections;
 mod svg;
 
 use std::collections::BTreeMap;
@@ -182,7 +183,9 @@ pub fn render(run: &RunTables, options: &ReportOptions) -> Result<String> {
     qc_section(&mut h, wells, &metrics, has_roles, &mut flags)?;
     heatmaps(&mut h, wells, &metrics)?;
     curves_section(&mut h, wells, &all_readouts, options, &mut flags)?;
-    colonies(&mut h, wells)?;
+    if !sections::colonies(&mut h, run)? {
+        colonies(&mut h, wells)?;
+    }
     overlays(&mut h, &run.out_dir);
     flags_section(&mut h, run, &flags)?;
     h.push_str(
@@ -725,6 +728,7 @@ fn flags_section(h: &mut String, run: &RunTables, flags: &[String]) -> Result<()
         }
         h.push_str("</table>");
     }
+    sections::field_qc(h, run)?;
     h.push_str("</section>");
     Ok(())
 }

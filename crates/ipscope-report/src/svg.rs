@@ -440,9 +440,6 @@ pub fn curve(title: &str, doses: &[f64], responses: &[f64], fit: &CurveFit) -> S
 
 /// Stacked horizontal bars: one bar per label with its parts (name, value).
 pub fn stacked(title: &str, bars: &[(String, Vec<(String, f64)>)]) -> String {
-    const COLOURS: [&str; 6] = [
-        "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02",
-    ];
     let (w, row) = (520.0, 14.0);
     let h = 30.0 + row * bars.len() as f64;
     let mut s = String::new();
@@ -471,12 +468,100 @@ pub fn stacked(title: &str, bars: &[(String, Vec<(String, f64)>)]) -> String {
                 s,
                 r#"<rect x="{x0:.2}" y="{yy}" width="{wpart:.2}" height="{}" fill="{}"><title>{}: {}</title></rect>"#,
                 row - 2.0,
-                COLOURS[k % COLOURS.len()],
+                PALETTE[k % PALETTE.len()],
                 esc(name),
                 num(*v)
             );
             x0 += wpart;
         }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Category colours of [`stacked`] bars, in order (ColorBrewer Dark2).
+pub const PALETTE: [&str; 6] = [
+    "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02",
+];
+
+/// A plate map coloured by category: `cells` are (row, col, category index into `legend`,
+/// tooltip) on a `rows × cols` plate; `legend` gives each category's name and colour. Wells
+/// without a cell stay grey. Cells carry `class="mapwell"` (not `well`: they are not a metric).
+pub fn category_map(
+    title: &str,
+    rows: usize,
+    cols: usize,
+    cells: &[(usize, usize, usize, String)],
+    legend: &[(String, String)],
+) -> String {
+    let cell = if cols > 24 {
+        9.0
+    } else if cols > 12 {
+        18.0
+    } else {
+        30.0
+    };
+    let (left, top) = (28.0, 34.0);
+    let legend_w = 16.0 + 7.0 * legend.iter().map(|l| l.0.len()).max().unwrap_or(0) as f64;
+    let w = left + cell * cols as f64 + 24.0 + legend_w;
+    let h = (top + cell * rows as f64 + 10.0).max(top + 16.0 * legend.len() as f64 + 10.0);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg class="platemap" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img"><title>{}</title><text x="{left}" y="14" class="t">{}</text>"#,
+        esc(title),
+        esc(title)
+    );
+    for c in 0..cols {
+        if cols <= 24 || c % 4 == 0 {
+            let _ = write!(
+                s,
+                r#"<text x="{}" y="{}" class="ax" text-anchor="middle">{}</text>"#,
+                left + cell * (c as f64 + 0.5),
+                top - 4.0,
+                c + 1
+            );
+        }
+    }
+    for r in 0..rows {
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" class="ax" text-anchor="end">{}</text>"#,
+            left - 4.0,
+            top + cell * (r as f64 + 0.7),
+            row_name(r)
+        );
+        for c in 0..cols {
+            let _ = write!(
+                s,
+                r##"<rect x="{}" y="{}" width="{cell}" height="{cell}" fill="#eee" stroke="#fff"/>"##,
+                left + cell * c as f64,
+                top + cell * r as f64,
+            );
+        }
+    }
+    for (r, c, k, tip) in cells {
+        let fill = legend.get(*k).map_or("#bbb", |l| l.1.as_str());
+        let _ = write!(
+            s,
+            r##"<rect class="mapwell" x="{}" y="{}" width="{cell}" height="{cell}" fill="{}" stroke="#fff"><title>{}</title></rect>"##,
+            left + cell * *c as f64,
+            top + cell * *r as f64,
+            esc(fill),
+            esc(tip)
+        );
+    }
+    let lx = left + cell * cols as f64 + 14.0;
+    for (i, (name, colour)) in legend.iter().enumerate() {
+        let y = top + 16.0 * i as f64;
+        let _ = write!(
+            s,
+            r#"<rect x="{lx}" y="{y}" width="12" height="12" fill="{}"/><text x="{}" y="{}" class="ax">{}</text>"#,
+            esc(colour),
+            lx + 16.0,
+            y + 10.0,
+            esc(name)
+        );
     }
     s.push_str("</svg>");
     s
