@@ -37,6 +37,15 @@ pub struct ControlArgs {
     by: Option<String>,
 }
 
+/// What the positive control does, which names the control-normalised column.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControlMode {
+    /// Normalised percent inhibition (NPI).
+    Inhibition,
+    /// Normalised percent activation (NPA).
+    Activation,
+}
+
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Plate QC from control wells: Z', robust Z', SSMD, signal/background, signal window, CVs.
@@ -63,6 +72,11 @@ pub enum Cmd {
         /// Print the edge-effect report as JSON.
         #[arg(long)]
         json: bool,
+        /// inhibition: the positive control inhibits, write `<value>_NPI`; activation: it
+        /// activates, write `<value>_NPA`. Both are 100 (x − mean neg) / (mean pos − mean neg),
+        /// 0 % at the negative and 100 % at the positive control.
+        #[arg(long, value_enum, default_value = "inhibition")]
+        mode: ControlMode,
     },
     /// Dose-response fits (drc models), per group, with SEs, EC50 95 % CI, ED10/50/90.
     Curve {
@@ -170,6 +184,7 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             well_col,
             output,
             json,
+            mode,
         } => {
             let t = load(&table)?;
             let n = normalize(
@@ -190,7 +205,10 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             }
             for (suffix, values, doc) in [
                 ("PercentOfControl", &n.percent_of_control, "100 x / mean(negative)"),
-                ("NPI", &n.npi, "100 (mean neg - x) / (mean neg - mean pos): 0 % negative, 100 % positive control (NPA for activators)"),
+                match mode {
+                    ControlMode::Inhibition => ("NPI", &n.npi, "Normalised percent inhibition 100 (mean neg - x) / (mean neg - mean pos): 0 % at the negative, 100 % at the positive (inhibitor) control; cellHTS2's NPI fraction is 1 - NPI / 100"),
+                    ControlMode::Activation => ("NPA", &n.npi, "Normalised percent activation 100 (x - mean neg) / (mean pos - mean neg): 0 % at the negative, 100 % at the positive (activator) control"),
+                },
                 ("ZScore", &n.z_score, "(x - mean) / SD of the plate's sample wells"),
                 ("RobustZ", &n.robust_z, "(x - median) / (1.4826 MAD) of the plate's sample wells"),
                 ("BScore", &n.b_score, "Median-polish residual / (1.4826 MAD of residuals) (Brideau 2003)"),

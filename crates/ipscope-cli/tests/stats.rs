@@ -292,6 +292,104 @@ fn normalize_writes_b_scores_matching_numpy() {
 }
 
 #[test]
+fn normalize_activation_mode_writes_npa_matching_numpy() {
+    let csv = repo().join("testdata/reference/stats/plate_qc.csv");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("npa.parquet");
+    ok(&ipscope(&[
+        "normalize",
+        p(&csv),
+        "--value",
+        "Value",
+        "--control-col",
+        "Metadata_Role",
+        "--neg",
+        "negative",
+        "--pos",
+        "positive",
+        "--mode",
+        "activation",
+        "-o",
+        p(&out),
+    ]));
+    let (schema, batches) = read_table(&out).unwrap();
+    assert!(schema.field_with_name("Value_NPI").is_err());
+    let npa = column_f64(&batches[0], "Value_NPA").unwrap();
+    let want = reference()["normalize"]["npa"].clone();
+    for i in 0..96 {
+        assert!(
+            (npa.value(i) - want[i].as_f64().unwrap()).abs() < 1e-9,
+            "NPA {i}"
+        );
+    }
+}
+
+/// cellHTS2's NPI on two real KcViab plates (B01 negative, B02 positive control): its fraction
+/// (mean pos − x) / (mean pos − mean neg) is 1 − NPI / 100 of ipscope's percent inhibition.
+#[test]
+fn normalize_npi_is_the_complement_of_cellhts2_npi_on_kcviab() {
+    let dir_data = std::env::var_os("IPSCOPE_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/data"))
+        .join("cellhts2_kcviab_hts/KcViab");
+    if !dir_data.is_dir() {
+        eprintln!(
+            "skipping: {} not found (set IPSCOPE_DATA to the shared data folder)",
+            dir_data.display()
+        );
+        return;
+    }
+    let r = reference();
+    let want = r["cellhts2_kcviab_npi"]["npi"].as_array().unwrap();
+    let mut csv = String::from("Metadata_Plate,Metadata_Well,Metadata_Role,Value\n");
+    for plate in r["cellhts2_kcviab_npi"]["plates"].as_array().unwrap() {
+        let name = plate.as_str().unwrap();
+        let text = std::fs::read_to_string(dir_data.join(format!("{name}.txt"))).unwrap();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let f: Vec<&str> = line.split('\t').collect();
+            let role = match f[1] {
+                "B01" => "neg",
+                "B02" => "pos",
+                "A01" | "A02" => "other",
+                _ => "sample",
+            };
+            csv.push_str(&format!("{name},{},{role},{}\n", f[1], f[2].trim()));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("kcviab.csv");
+    std::fs::write(&input, csv).unwrap();
+    let out = dir.path().join("kcviab.parquet");
+    ok(&ipscope(&[
+        "normalize",
+        p(&input),
+        "--value",
+        "Value",
+        "--control-col",
+        "Metadata_Role",
+        "--neg",
+        "neg",
+        "--pos",
+        "pos",
+        "--by",
+        "Metadata_Plate",
+        "-o",
+        p(&out),
+    ]));
+    let (_, batches) = read_table(&out).unwrap();
+    let npi = column_f64(&batches[0], "Value_NPI").unwrap();
+    assert_eq!(npi.len(), want.len());
+    for (i, w) in want.iter().enumerate() {
+        let cellhts2 = w.as_f64().unwrap();
+        assert!(
+            (npi.value(i) - 100.0 * (1.0 - cellhts2)).abs() < 1e-9,
+            "row {i}: NPI {} vs cellHTS2 {cellhts2}",
+            npi.value(i)
+        );
+    }
+}
+
+#[test]
 fn bad_input_gives_named_errors_or_statuses() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("bad.csv");

@@ -3,9 +3,12 @@
 //! For each plate (group) with negative-control mean μn and positive-control mean μp:
 //! - percent of control: 100 · x / μn;
 //! - NPI (normalised percent inhibition): 100 · (μn − x) / (μn − μp), 0 % at the negative and
-//!   100 % at the positive control. For an activation assay the same formula is NPA (the
-//!   positive control is the activator), so one column serves both (Malo et al. 2006, Nat
-//!   Biotechnol 24:167);
+//!   100 % at the positive control. NPA (normalised percent activation), 100 · (x − μn) /
+//!   (μp − μn) with an activator as the positive control, is the same expression, so one
+//!   column serves both and only its name differs (`ipscope normalize --mode`; Malo et al.
+//!   2006, Nat Biotechnol 24:167). cellHTS2's `normalizePlates(method = "NPI")` returns the
+//!   complementary fraction (μp − x) / (μp − μn) = 1 − NPI / 100 (its `R/perPlateScaling.R`);
+//!   a test checks that relation on the KcViab screen;
 //! - z-score (x − mean) / SD and robust z (x − median) / (1.4826 · MAD) over the plate's
 //!   sample wells (all wells that are neither control; all wells when there are none);
 //! - B-score (Brideau et al. 2003, J Biomol Screen 8:634): residuals of Tukey's two-way median

@@ -117,6 +117,8 @@ def plate_reference(plate):
     norm = {
         "percent_of_control": list(100 * vals / mn),
         "npi": list(100 * (mn - vals) / (mn - mp)),
+        # The normalised percent activation as usually written (x - neg) / (pos - neg).
+        "npa": list(100 * (vals - mn) / (mp - mn)),
         "z_score": list((vals - samples.mean()) / samples.std(ddof=1)),
         "robust_z": list((vals - np.median(samples)) / (MAD * raw_mad(samples))),
         "b_score": list(bscore),
@@ -284,6 +286,26 @@ def joint_relative_potency(groups, reference):
     return out
 
 
+def cellhts2_npi(plates):
+    """cellHTS2's normalizePlates(method = "NPI") on KcViab plates, its R function
+    (R/perPlateScaling.R, cellHTS2 2.x) transcribed line by line:
+        NPI = function(a, pos, neg, ...)
+            (mean(a[pos], na.rm=TRUE) - a) / (mean(a[pos], na.rm=TRUE) - mean(a[neg], na.rm=TRUE))
+    with the screen's Plateconf.txt: B01 = neg, B02 = pos.
+    """
+    out = {"plates": [], "npi": []}
+    for name in plates:
+        rows = [line.rstrip("\n").split("\t") for line in open(DATA / "cellhts2_kcviab_hts" / "KcViab" / f"{name}.txt")]
+        a = np.array([float(r[2]) for r in rows])
+        wells = [r[1] for r in rows]
+        pos = np.array([w == "B02" for w in wells])
+        neg = np.array([w == "B01" for w in wells])
+        npi = (np.nanmean(a[pos]) - a) / (np.nanmean(a[pos]) - np.nanmean(a[neg]))
+        out["plates"].append(name)
+        out["npi"].extend(map(float, npi))
+    return out
+
+
 def read_csv(path):
     with open(path) as fh:
         return list(csv.DictReader(fh))
@@ -331,6 +353,7 @@ def main():
         "normalize": norm,
         "curves": curves,
         "relative_potency": relpot,
+        "cellhts2_kcviab_npi": cellhts2_npi(["FT01-G01", "FT02-G01"]),
     }
     with open(HERE / "reference.json", "w") as fh:
         json.dump(out, fh, indent=1, sort_keys=True)
