@@ -580,6 +580,139 @@ fn headless(chrome: &Path, profile: &Path, extra: &[&str], url: &str) -> Output 
         .expect("run chromium")
 }
 
+/// The DOM of `html` after headless Chromium loaded it, asserting that it loaded without
+/// console errors and that the report's inline script ran.
+fn rendered_dom(chrome: &Path, html: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", html.display());
+    let o = headless(chrome, profile.path(), &["--dump-dom"], &url);
+    let dom = String::from_utf8_lossy(&o.stdout).into_owned();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "chromium failed: {log}");
+    for bad in [
+        "Uncaught",
+        ":CONSOLE",
+        "SyntaxError",
+        "TypeError",
+        "ReferenceError",
+    ] {
+        assert!(!log.contains(bad), "console error in report: {log}");
+    }
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "inline script did not run"
+    );
+    dom
+}
+
+/// The run's own report embeds outline thumbnails of its first fields, and they decode in the
+/// browser; a run directory with a Colonies table and image-QC columns in its Image table
+/// (synthetic, as the colony and QC assays write them) gets the colony and flagged-field
+/// sections, which render without console errors.
+#[test]
+fn report_sections_render_in_headless_chromium() {
+    let (dir, _, out) = demo_run();
+    let report = out.join("report.html");
+    let text = std::fs::read_to_string(&report).unwrap();
+    let thumbs = text.matches("<img class=\"overlay\"").count();
+    assert!(
+        (1..=4).contains(&thumbs),
+        "{thumbs} overlays in the run's report"
+    );
+    assert!(text.contains("src=\"data:image/png;base64,"));
+
+    // A run directory with the demo's Wells and manifest plus synthetic Colonies and Image.
+    let synth = dir.path().join("synthetic");
+    std::fs::create_dir_all(&synth).unwrap();
+    for f in ["Wells.parquet", "manifest.json"] {
+        std::fs::copy(out.join(f), synth.join(f)).unwrap();
+    }
+    let wells = strs(&table(&out.join("Wells.parquet")), "Metadata_Well");
+    let grades = ["undifferentiated", "differentiating", "too_small"];
+    let (mut cw, mut cg) = (Vec::new(), Vec::new());
+    for (i, w) in wells.iter().enumerate() {
+        // Well i has i % 5 + 1 colonies; its dominant grade cycles with the row.
+        for k in 0..(i % 5 + 1) {
+            cw.push(w.clone());
+            cg.push(grades[if k == 0 { 2 } else { (i / 12) % 3 }].to_string());
+        }
+    }
+    let mut b = ipscope_table::TableBuilder::new();
+    b.u32("ImageNumber", (1..=cw.len() as u32).collect())
+        .u32("ObjectNumber", vec![1; cw.len()])
+        .str("Metadata_Plate", vec!["DEMO01".into(); cw.len()])
+        .str("Metadata_Well", cw.clone())
+        .str("Colony_Grade", cg);
+    let colonies = b.finish().unwrap();
+    let mut b = ipscope_table::TableBuilder::new();
+    let n = wells.len();
+    b.u32("ImageNumber", (1..=n as u32).collect())
+        .str("Metadata_Plate", vec!["DEMO01".into(); n])
+        .str("Metadata_Well", wells.clone())
+        .u32("Metadata_Site", vec![1; n])
+        .str("Status", vec!["ok".into(); n])
+        .f64(
+            "ImageQuality_PercentMaximal",
+            (0..n)
+                .map(|i| if i % 17 == 3 { 4.5 } else { 0.1 })
+                .collect(),
+        )
+        .bool(
+            "ImageQuality_Flagged",
+            (0..n).map(|i| i % 17 == 3).collect(),
+        )
+        .str(
+            "ImageQuality_Reason",
+            (0..n)
+                .map(|i| {
+                    if i % 17 == 3 {
+                        "saturated 4.5% > 1%".to_string()
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect(),
+        );
+    let image = b.finish().unwrap();
+    for (name, batch) in [("Colonies", colonies), ("Image", image)] {
+        ipscope_table::write_table(
+            &synth.join(format!("{name}.parquet")),
+            batch.schema(),
+            &[batch],
+            ipscope_table::Format::Parquet,
+        )
+        .unwrap();
+    }
+    let html = dir.path().join("report-synthetic.html");
+    ok(&ipscope(&["report", p(&synth), "-o", p(&html)]));
+    let text = std::fs::read_to_string(&html).unwrap();
+    let flagged = (0..n).filter(|i| i % 17 == 3).count();
+    assert!(text.contains(&format!("{} graded colonies in {n} wells", cw.len())));
+    assert!(text.contains(&format!("{flagged} of {n} fields flagged by image QC")));
+
+    let Some(chrome) = chromium() else {
+        eprintln!("skipping the Chromium check: no chromium binary on PATH (set IPSCOPE_CHROMIUM)");
+        return;
+    };
+    let dom = rendered_dom(&chrome, &report);
+    assert!(
+        dom.contains(&format!("data-overlays=\"{thumbs}\"")),
+        "overlay thumbnails did not all decode"
+    );
+    let dom = rendered_dom(&chrome, &html);
+    for id in [
+        "id=\"colony-summary\"",
+        "id=\"colony-table\"",
+        "id=\"field-qc\"",
+    ] {
+        assert!(dom.contains(id), "{id} missing from the rendered report");
+    }
+    // One colony map cell and one QC map cell per well.
+    assert_eq!(dom.matches("class=\"mapwell\"").count(), 2 * n);
+    assert!(dom.contains("class=\"stacked\""));
+    assert!(!dom.contains("no colony data in this run"));
+}
+
 #[test]
 fn report_renders_in_headless_chromium() {
     let (dir, _, out) = demo_run();
@@ -599,25 +732,7 @@ fn report_renders_in_headless_chromium() {
         eprintln!("skipping the Chromium check: no chromium binary on PATH (set IPSCOPE_CHROMIUM)");
         return;
     };
-    let profile = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", html.display());
-    let o = headless(&chrome, profile.path(), &["--dump-dom"], &url);
-    let dom = String::from_utf8_lossy(&o.stdout);
-    let log = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "chromium failed: {log}");
-    for bad in [
-        "Uncaught",
-        ":CONSOLE",
-        "SyntaxError",
-        "TypeError",
-        "ReferenceError",
-    ] {
-        assert!(!log.contains(bad), "console error in report: {log}");
-    }
-    assert!(
-        dom.contains("data-ready=\"1\""),
-        "inline script did not run"
-    );
+    let dom = rendered_dom(&chrome, &html);
     for id in [
         "id=\"provenance\"",
         "id=\"qc\"",

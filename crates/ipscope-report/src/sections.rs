@@ -241,6 +241,40 @@ pub(crate) fn colonies(h: &mut String, run: &RunTables) -> Result<bool> {
     Ok(true)
 }
 
+/// An example overlay to embed in the report: a PNG (a thumbnail of the field with the object
+/// outlines drawn in) and its caption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overlay {
+    /// Caption, e.g. `B03 site 1`.
+    pub name: String,
+    /// PNG bytes.
+    pub png: Vec<u8>,
+}
+
+/// The overlay section from thumbnails handed over by the run, as `data:` URIs; `false`
+/// (nothing written) when there are none.
+pub(crate) fn overlays(h: &mut String, overlays: &[Overlay]) -> bool {
+    if overlays.is_empty() {
+        return false;
+    }
+    h.push_str(
+        "<section id=\"overlays\"><h2>Example overlays</h2><p class=\"muted\">The first fields \
+         of the run with the nuclear stain stretched between its 0.5th and 99.5th percentiles \
+         and the segmented nuclei outlined.</p><div class=\"charts\">",
+    );
+    for o in overlays {
+        let _ = write!(
+            h,
+            "<figure><img class=\"overlay\" alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption>{}</figcaption></figure>",
+            esc(&o.name),
+            crate::base64(&o.png),
+            esc(&o.name)
+        );
+    }
+    h.push_str("</div></section>");
+    true
+}
+
 /// One field flagged by image QC.
 struct Flagged {
     plate: String,

@@ -74,11 +74,71 @@ pub fn write_analysis(out_dir: &Path, format: Format) -> Result<Vec<WrittenFile>
     Ok(written)
 }
 
+/// Example overlays the run embeds in its report.
+pub const MAX_OVERLAYS: usize = 4;
+/// Longest side of an overlay thumbnail, in pixels.
+pub const THUMBNAIL_SIDE: usize = 256;
+/// Colour of the object outlines in a thumbnail.
+const OUTLINE_RGB: [u8; 3] = [255, 200, 0];
+
+/// A PNG thumbnail (RGB, longest side at most [`THUMBNAIL_SIDE`]) of a field with its objects
+/// outlined: `ipscope_core::ops::outline::outline_overlay` (the image stretched between its
+/// 0.5th and 99.5th percentiles, inner outlines) reduced by whole blocks, a block showing an
+/// outline when any of its pixels is one (so one-pixel outlines survive) and the mean grey
+/// otherwise.
+pub fn overlay_thumbnail(
+    image: ipscope_image::ImageView<f32>,
+    labels: ipscope_image::ImageView<u32>,
+) -> Result<Vec<u8>> {
+    let overlay = ipscope_core::ops::outline::outline_overlay(image, labels)
+        .map_err(|e| Error::Invalid(format!("overlay: {e}")))?;
+    let (w, h) = (overlay.width(), overlay.height());
+    let k = w.max(h).div_ceil(THUMBNAIL_SIDE).max(1);
+    let (tw, th) = (w.div_ceil(k), h.div_ceil(k));
+    let mut rgb = Vec::with_capacity(tw * th * 3);
+    for tr in 0..th {
+        for tc in 0..tw {
+            let (mut sum, mut n, mut edge) = (0u64, 0u64, false);
+            for r in tr * k..((tr + 1) * k).min(h) {
+                for &v in &overlay.row(r)[tc * k..((tc + 1) * k).min(w)] {
+                    edge |= v == 255;
+                    sum += u64::from(v);
+                    n += 1;
+                }
+            }
+            if edge {
+                rgb.extend_from_slice(&OUTLINE_RGB);
+            } else {
+                let g = (sum / n.max(1)) as u8;
+                rgb.extend_from_slice(&[g, g, g]);
+            }
+        }
+    }
+    let mut png_bytes = Vec::new();
+    let err = |e: png::EncodingError| Error::Invalid(format!("overlay PNG: {e}"));
+    let mut enc = png::Encoder::new(&mut png_bytes, tw as u32, th as u32);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().map_err(err)?;
+    writer.write_image_data(&rgb).map_err(err)?;
+    writer.finish().map_err(err)?;
+    Ok(png_bytes)
+}
+
 /// Writes report.html, whose provenance section shows `manifest` (plate QC filled in here),
 /// then `manifest.json` with the report among its outputs.
 pub fn write_report_and_manifest(
     manifest: &mut crate::manifest::Manifest,
     out_dir: &Path,
+) -> Result<WrittenFile> {
+    write_report_with_overlays(manifest, out_dir, Vec::new())
+}
+
+/// [`write_report_and_manifest`] with example overlays embedded in the report.
+pub fn write_report_with_overlays(
+    manifest: &mut crate::manifest::Manifest,
+    out_dir: &Path,
+    overlays: Vec<ipscope_report::Overlay>,
 ) -> Result<WrittenFile> {
     let mut run = ipscope_report::RunTables::read(out_dir).map_err(report_err)?;
     if ipscope_stats::input::has_column(&run.wells, ROLE) {
@@ -96,8 +156,11 @@ pub fn write_report_and_manifest(
     }
     // The report shows the manifest as it stands before the report itself is added.
     run.manifest = serde_json::to_value(&*manifest).ok();
-    let html = ipscope_report::render(&run, &ipscope_report::ReportOptions::default())
-        .map_err(report_err)?;
+    let options = ipscope_report::ReportOptions {
+        overlays,
+        ..Default::default()
+    };
+    let html = ipscope_report::render(&run, &options).map_err(report_err)?;
     let report =
         ipscope_report::write_html(&out_dir.join(REPORT_FILE), &html).map_err(report_err)?;
     manifest
@@ -107,4 +170,48 @@ pub fn write_report_and_manifest(
         ));
     manifest.write(&out_dir.join("manifest.json"))?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipscope_image::Image;
+
+    /// A 600 × 300 field with one 90 × 90 object: a 200 × 100 PNG (blocks of 3), the object's
+    /// outline in the outline colour, its inside and the background grey.
+    #[test]
+    fn thumbnail_keeps_outlines_and_decodes() {
+        let mut img = Image::new(600, 300, 0.1f32);
+        let mut labels = Image::new(600, 300, 0u32);
+        for r in 90..180 {
+            for c in 300..390 {
+                img.set(r, c, 0.8);
+                labels.set(r, c, 1);
+            }
+        }
+        let png_bytes = overlay_thumbnail(img.view(), labels.view()).unwrap();
+        let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (200, 100));
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        let px = |r: usize, c: usize| &buf[(r * 200 + c) * 3..(r * 200 + c) * 3 + 3];
+        // Outline pixels: row 90 (thumbnail row 30) and column 300 (thumbnail column 100).
+        assert_eq!(px(30, 110), OUTLINE_RGB);
+        assert_eq!(px(45, 100), OUTLINE_RGB);
+        let inside = px(45, 115);
+        let outside = px(10, 10);
+        assert!(
+            inside[0] == inside[1] && inside[0] > outside[0],
+            "{inside:?} {outside:?}"
+        );
+        assert_eq!(outside, [0, 0, 0]);
+        let edges = (0..100)
+            .flat_map(|r| (0..200).map(move |c| (r, c)))
+            .filter(|&(r, c)| px(r, c) == OUTLINE_RGB)
+            .count();
+        // The 90-pixel square's outline: 4 sides of 30 thumbnail pixels, corners shared.
+        assert_eq!(edges, 4 * 30 - 4);
+    }
 }

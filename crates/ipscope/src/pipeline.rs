@@ -507,6 +507,44 @@ impl Pipeline {
         Ok(self.nuclei_batch(&empty, &[], &[])?.schema())
     }
 
+    /// Outline thumbnails of the first fields that succeeded (at most
+    /// [`crate::analysis::MAX_OVERLAYS`]), for the report: the nuclear channel read and
+    /// segmented again, since the run keeps no pixels. A field that fails now is skipped.
+    fn example_overlays(&self, records: &[FieldRecord]) -> Vec<ipscope_report::Overlay> {
+        let ok: BTreeSet<u32> = records
+            .iter()
+            .filter(|r| r.status == Status::Ok)
+            .map(|r| r.image_number)
+            .collect();
+        let read_opts = ipscope_io::ReadOptions {
+            max_pixels: self.options.config.input.max_pixels,
+        };
+        let nuclear = &self.channels[self.nuclear];
+        self.tasks
+            .iter()
+            .filter(|t| ok.contains(&t.image_number))
+            .filter_map(|t| {
+                let cf = t
+                    .field
+                    .channels
+                    .iter()
+                    .find(|cf| cf.channel == nuclear.id)?;
+                let bytes = fs::read(&cf.path).ok()?;
+                let img = ipscope_io::decode(&bytes, &cf.path, cf.page, &read_opts).ok()?;
+                let params = &self.options.config.nuclei;
+                let seg = with_dyn_image!(&img, i => segment_nuclei(i.view(), params));
+                let png =
+                    crate::analysis::overlay_thumbnail(img.to_f32().view(), seg.labels.view())
+                        .ok()?;
+                Some(ipscope_report::Overlay {
+                    name: format!("{} site {}", t.field.well, t.field.site),
+                    png,
+                })
+            })
+            .take(crate::analysis::MAX_OVERLAYS)
+            .collect()
+    }
+
     fn process(&self, task: &Task) -> FieldOutput {
         let clock = Instant::now();
         let f = &task.field;
@@ -978,7 +1016,8 @@ impl Pipeline {
                 .map(|w| OutputRecord::from_written(w, out_dir))
                 .collect(),
         };
-        let report = crate::analysis::write_report_and_manifest(&mut manifest, out_dir)?;
+        let overlays = self.example_overlays(&records);
+        let report = crate::analysis::write_report_with_overlays(&mut manifest, out_dir, overlays)?;
         on_event(&Event::Written {
             path: report.path.clone(),
             rows: 0,
