@@ -205,11 +205,16 @@ pub(crate) fn colonies(h: &mut String, run: &RunTables) -> Result<bool> {
         h.push_str(&svg::category_map(&title, nr, nc, &cells, &legend));
     }
     if counts.len() <= MAX_BARS {
+        let one_plate = plate_names.len() == 1;
         let bars: Vec<(String, Vec<(String, f64)>)> = counts
             .iter()
             .map(|(k, v)| {
                 (
-                    format!("{} {}", k.0, k.1 .1).trim().to_string(),
+                    if one_plate {
+                        k.1 .1.clone()
+                    } else {
+                        format!("{} {}", k.0, k.1 .1).trim().to_string()
+                    },
                     cats.iter()
                         .cloned()
                         .zip(v.iter().map(|c| *c as f64))

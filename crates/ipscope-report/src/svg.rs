@@ -440,7 +440,14 @@ pub fn curve(title: &str, doses: &[f64], responses: &[f64], fit: &CurveFit) -> S
 
 /// Stacked horizontal bars: one bar per label with its parts (name, value).
 pub fn stacked(title: &str, bars: &[(String, Vec<(String, f64)>)]) -> String {
-    let (w, row) = (520.0, 14.0);
+    let row = 14.0;
+    // Label column wide enough for the longest label (about 6 px per character at 10 px).
+    let label_w = bars
+        .iter()
+        .map(|b| b.0.chars().count())
+        .max()
+        .map_or(48.0, |n| (6.0 * n as f64).max(48.0));
+    let w = label_w + 20.0 + 440.0;
     let h = 30.0 + row * bars.len() as f64;
     let mut s = String::new();
     let _ = write!(
@@ -454,11 +461,12 @@ pub fn stacked(title: &str, bars: &[(String, Vec<(String, f64)>)]) -> String {
         let total: f64 = parts.iter().map(|p| p.1.max(0.0)).sum();
         let _ = write!(
             s,
-            r#"<text x="56" y="{}" class="ax" text-anchor="end">{}</text>"#,
+            r#"<text x="{}" y="{}" class="ax" text-anchor="end">{}</text>"#,
+            label_w + 4.0,
             yy + 10.0,
             esc(label)
         );
-        let mut x0 = 60.0;
+        let mut x0 = label_w + 8.0;
         for (k, (name, v)) in parts.iter().enumerate() {
             if total <= 0.0 {
                 break;
