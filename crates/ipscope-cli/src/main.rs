@@ -72,8 +72,8 @@ enum Command {
         /// After writing the plate, run it into this output directory.
         #[arg(long, value_name = "OUT")]
         run: Option<PathBuf>,
-        /// What to generate: ipsc (the iPSC dose-response plate), neuron (two neurite-growth conditions with drawn, exactly known neurite lengths), calcium (a cardiomyocyte calcium time-lapse plate, 36 wells of 40x40-pixel stacks, known beat rate, CTD90 and EC50; ignores --size/--wells/--sites) or disease (a disease and a control line with a full rescuer, a partial rescuer toxic at high dose, an inert and a toxic compound; --run also profiles and scores rescue).
-        #[arg(long, default_value = "ipsc", value_parser = ["ipsc", "neuron", "calcium", "disease"])]
+        /// What to generate: ipsc (the iPSC dose-response plate), neuron (two neurite-growth conditions with drawn, exactly known neurite lengths), calcium (a cardiomyocyte calcium time-lapse plate, 36 wells of 40x40-pixel stacks, known beat rate, CTD90 and EC50; ignores --size/--wells/--sites), contraction (a brightfield video plate of beating cardiomyocyte sheets, 24 wells of 48x48-pixel stacks, known beat rate, MUSCLEMOTION kinetics and rate EC50; ignores --size/--wells/--sites) or disease (a disease and a control line with a full rescuer, a partial rescuer toxic at high dose, an inert and a toxic compound; --run also profiles and scores rescue).
+        #[arg(long, default_value = "ipsc", value_parser = ["ipsc", "neuron", "calcium", "contraction", "disease"])]
         kind: String,
         /// Replace the tables in an existing output directory (with --run).
         #[arg(long)]
@@ -303,8 +303,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ipscope::Assay::Nuclei => {}
                 ipscope::Assay::Neurite => return run_neurite(&args),
                 ipscope::Assay::Spots => return run_spots(&args),
-                ipscope::Assay::Calcium => return run_timelapse(&args),
-                other => anyhow::bail!("the {other} assay cannot run yet"),
+                ipscope::Assay::Calcium | ipscope::Assay::Contraction => {
+                    return run_timelapse(&args)
+                }
             }
             let options = run_options(&args)?;
             let format = match args.format {
@@ -358,6 +359,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             if kind == "calcium" {
                 return demo_calcium(&dir, seed, run_out, overwrite, threads, output);
+            }
+            if kind == "contraction" {
+                return demo_contraction(&dir, seed, run_out, overwrite, threads, output);
             }
             if kind == "disease" {
                 let params = ipscope::demo::DemoParams {
@@ -464,7 +468,67 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// `run --assay calcium`: the time-lapse runner.
+/// `ipscope demo --kind contraction`.
+fn demo_contraction(
+    dir: &std::path::Path,
+    seed: u64,
+    run_out: Option<PathBuf>,
+    overwrite: bool,
+    threads: Option<usize>,
+    output: OutputMode,
+) -> Result<ExitCode> {
+    let params = ipscope::demo_contraction::ContractionDemoParams {
+        seed,
+        ..Default::default()
+    };
+    let s = ipscope::demo_contraction::generate(dir, &params)
+        .with_context(|| format!("writing the contraction demo plate to {}", dir.display()))?;
+    if !output.quiet && !output.json {
+        eprintln!(
+            "wrote contraction demo plate to {}: {} wells, {} frames at {} fps (truth in {})",
+            dir.display(),
+            s.wells.len(),
+            s.frames,
+            s.fps,
+            s.truth_csv.display()
+        );
+    }
+    let Some(out) = run_out else {
+        if !output.quiet && !output.json {
+            eprintln!(
+                "run it with: ipscope run {} -o OUT --assay contraction --layout {} --channel w1=BF",
+                dir.display(),
+                s.layout.display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut opts =
+        ipscope::timelapse_run::TimelapseOptions::new(dir, ipscope::Assay::Contraction);
+    opts.channels = s.channels.clone();
+    opts.layout = Some(s.layout.clone());
+    opts.threads = threads;
+    let r = ipscope::timelapse_run::run(&opts, &out, overwrite)
+        .with_context(|| format!("contraction assay on {}", dir.display()))?;
+    if output.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else if !output.quiet {
+        println!(
+            "plate {}: {} time series ({} failed), {} contractions in {:.1} s",
+            r.plate, r.series, r.series_failed, r.beats, r.seconds
+        );
+        for p in &r.outputs {
+            println!("  {}", p.display());
+        }
+    }
+    Ok(if r.series_failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `run --assay calcium` and `--assay contraction`: the time-lapse runner.
 fn run_timelapse(args: &RunArgs) -> Result<ExitCode> {
     let [plate_dir] = args.plate_dir.as_slice() else {
         anyhow::bail!("--assay {} runs one plate directory at a time", args.assay);

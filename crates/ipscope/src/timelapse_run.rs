@@ -1,4 +1,4 @@
-//! The time-lapse runner: `ipscope run --assay calcium` (and contraction).
+//! The time-lapse runner: `ipscope run --assay calcium` and `--assay contraction`.
 //!
 //! Every (well, site) time series of the plate streams frame by frame through the assay
 //! (frames are decoded one page at a time into one buffer; see
@@ -12,13 +12,26 @@
 //! | `Wells` | well | layout columns, `Count_Fields`, `Count_FieldsFailed`, `Count_Beats`, `Median_Calcium_*` (median over the well's fields), `Calcium_Irregular`, `Calcium_Arrest`, `Count_EAD` |
 //! | `Errors` | failed series | as the nuclei run |
 //!
+//! The contraction assay writes, instead of `Beats` and the calcium columns:
+//!
+//! | file | one row per | columns |
+//! |---|---|---|
+//! | `Contractions` | contraction | `Metadata_Plate/Well/Site`, `Contraction_Number`, `Contraction_PeakFrame`, `Contraction_{PeakTime,OnsetTime,Amplitude,TimeToPeak,RelaxationTime,Duration,PeakToPeak}` |
+//! | `Traces` | frame of a field | `Metadata_Plate/Well/Site`, `Frame`, `Time`, `Contraction_Signal` (RMS of frame − reference / mean reference), `Contraction_Motion` (noise floor removed) |
+//! | `Wells` | well | layout columns, `Count_Fields`, `Count_FieldsFailed`, `Count_Contractions`, `Median_Contraction_*`, `Contraction_Irregular`, `Contraction_Arrest` |
+//!
 //! Then Curves/Qc and report.html as for the nuclei run (the `Median_…` and `Count_…`
 //! columns are readouts).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ipscope_core::assays::calcium::{analyze_trace, CalciumParams, TraceAnalysis, TraceBuilder};
+use ipscope_core::assays::calcium::{
+    analyze_trace, CalciumParams, SignalError, TraceAnalysis, TraceBuilder,
+};
+use ipscope_core::assays::contraction::{
+    analyze_contraction, ContractionAnalysis, ContractionParams, MotionBuilder,
+};
 use ipscope_io::timelapse::{frame_interval, series, FrameData, FrameReader, TimeSeries};
 use ipscope_io::{DiscoverOptions, ReadOptions};
 use ipscope_table::{Format, RecordBatch, TableBuilder, WrittenFile};
@@ -41,6 +54,7 @@ pub struct TimelapseOptions {
     pub threads: Option<usize>,
     pub max_pixels: u64,
     pub calcium: CalciumParams,
+    pub contraction: ContractionParams,
     /// Write the per-frame `Traces` table.
     pub traces: bool,
 }
@@ -57,6 +71,7 @@ impl TimelapseOptions {
             threads: None,
             max_pixels: ReadOptions::default().max_pixels,
             calcium: CalciumParams::default(),
+            contraction: ContractionParams::default(),
             traces: true,
         }
     }
@@ -89,34 +104,44 @@ fn signal_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("{}: {e}", path.display()))
 }
 
-/// Streams one series through the calcium trace builder and analyses the trace.
-pub fn analyze_series(
+/// A per-frame reduction fed by [`stream`].
+trait FrameSink: Sized {
+    fn push_frame(&mut self, frame: &FrameData<'_>) -> std::result::Result<(), SignalError>;
+}
+
+impl FrameSink for TraceBuilder {
+    fn push_frame(&mut self, frame: &FrameData<'_>) -> std::result::Result<(), SignalError> {
+        match *frame {
+            FrameData::U8(d) => self.push(d),
+            FrameData::U16(d) => self.push(d),
+            FrameData::U32(d) => self.push(d),
+            FrameData::F32(d) => self.push(d),
+        }
+    }
+}
+
+impl FrameSink for MotionBuilder {
+    fn push_frame(&mut self, frame: &FrameData<'_>) -> std::result::Result<(), SignalError> {
+        match *frame {
+            FrameData::U8(d) => self.push(d),
+            FrameData::U16(d) => self.push(d),
+            FrameData::U32(d) => self.push(d),
+            FrameData::F32(d) => self.push(d),
+        }
+    }
+}
+
+/// Streams the frames of one series into the sink `new(width, height, frames)` makes from
+/// the first frame; returns the sink and the series' file (for error messages).
+fn stream<S: FrameSink>(
     s: &TimeSeries,
-    interval_s: f64,
-    params: &CalciumParams,
     read: &ReadOptions,
-) -> Result<SeriesResult> {
+    new: impl FnOnce(usize, usize, usize) -> std::result::Result<S, SignalError>,
+) -> Result<(S, PathBuf)> {
     let mut reader = FrameReader::open(s, read)?;
     let frames = reader.len();
     let path = reader.path().to_path_buf();
-    let mut builder: Option<TraceBuilder> = None;
-    while let Some(frame) = reader.next_frame()? {
-        let b = match &mut builder {
-            Some(b) => b,
-            None => builder.insert(
-                TraceBuilder::new(frame.width, frame.height, frames, interval_s, params)
-                    .map_err(|e| signal_err(&path, e))?,
-            ),
-        };
-        match frame.data {
-            FrameData::U8(d) => b.push(d),
-            FrameData::U16(d) => b.push(d),
-            FrameData::U32(d) => b.push(d),
-            FrameData::F32(d) => b.push(d),
-        }
-        .map_err(|e| signal_err(&path, e))?;
-    }
-    let Some(builder) = builder else {
+    let Some(first) = reader.next_frame()? else {
         return Err(ipscope_io::Error::TooFewFrames {
             path,
             frames: 0,
@@ -124,16 +149,41 @@ pub fn analyze_series(
         }
         .into());
     };
-    let field = builder.finish().map_err(|e| match e {
-        ipscope_core::assays::calcium::SignalError::TooFewFrames { frames, needed } => {
+    let mut sink = new(first.width, first.height, frames).map_err(|e| signal_err(&path, e))?;
+    sink.push_frame(&first.data)
+        .map_err(|e| signal_err(&path, e))?;
+    while let Some(frame) = reader.next_frame()? {
+        sink.push_frame(&frame.data)
+            .map_err(|e| signal_err(&path, e))?;
+    }
+    Ok((sink, path))
+}
+
+/// A signal error at the end of a series: too few frames is the reader's named error.
+fn finish_err(path: &Path, e: SignalError) -> Error {
+    match e {
+        SignalError::TooFewFrames { frames, needed } => {
             Error::ImageIo(ipscope_io::Error::TooFewFrames {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 frames,
                 needed,
             })
         }
-        other => signal_err(&path, other),
+        other => signal_err(path, other),
+    }
+}
+
+/// Streams one series through the calcium trace builder and analyses the trace.
+pub fn analyze_series(
+    s: &TimeSeries,
+    interval_s: f64,
+    params: &CalciumParams,
+    read: &ReadOptions,
+) -> Result<SeriesResult> {
+    let (builder, path) = stream(s, read, |w, h, frames| {
+        TraceBuilder::new(w, h, frames, interval_s, params)
     })?;
+    let field = builder.finish().map_err(|e| finish_err(&path, e))?;
     let analysis =
         analyze_trace(&field.trace, interval_s, params).map_err(|e| signal_err(&path, e))?;
     Ok(SeriesResult {
@@ -145,12 +195,78 @@ pub fn analyze_series(
     })
 }
 
+/// One series analysed by the contraction assay.
+#[derive(Debug, Clone)]
+pub struct ContractionResult {
+    pub series: TimeSeries,
+    pub interval_s: f64,
+    /// RMS of frame − reference / mean(reference), one value per frame.
+    pub signal: Vec<f64>,
+    pub reference_frame: usize,
+    pub analysis: ContractionAnalysis,
+}
+
+/// Streams one series through the image-difference builder and finds its contractions.
+pub fn analyze_contraction_series(
+    s: &TimeSeries,
+    interval_s: f64,
+    params: &ContractionParams,
+    read: &ReadOptions,
+) -> Result<ContractionResult> {
+    let (builder, path) = stream(s, read, |w, h, frames| {
+        MotionBuilder::new(w, h, frames, interval_s, params)
+    })?;
+    let motion = builder.finish().map_err(|e| finish_err(&path, e))?;
+    let analysis = analyze_contraction(&motion.signal, interval_s, params)
+        .map_err(|e| signal_err(&path, e))?;
+    Ok(ContractionResult {
+        series: s.clone(),
+        interval_s,
+        signal: motion.signal,
+        reference_frame: motion.reference_frame,
+        analysis,
+    })
+}
+
+/// Runs `work` on every series (in parallel, results in plate order) and splits the
+/// results from the failures.
+fn run_all<R: Send>(
+    all: &[TimeSeries],
+    threads: Option<usize>,
+    work: impl Fn(&TimeSeries) -> Result<R> + Sync + Send,
+) -> Result<(Vec<R>, Vec<FailureRecord>)> {
+    let results: Vec<Result<R>> = match threads {
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build()
+            .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?
+            .install(|| all.par_iter().map(&work).collect()),
+        None => all.par_iter().map(&work).collect(),
+    };
+    let mut ok = Vec::new();
+    let mut failures = Vec::new();
+    for (s, r) in all.iter().zip(results) {
+        match r {
+            Ok(r) => ok.push(r),
+            Err(e) => failures.push(FailureRecord {
+                image_number: 0,
+                well: s.well.clone(),
+                site: s.site,
+                file: s.path().display().to_string(),
+                stage: "analyse".to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+    Ok((ok, failures))
+}
+
 /// Runs the time-lapse assay on a plate and writes the tables into `out_dir`.
 pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<TimelapseSummary> {
     let start = Instant::now();
-    if opts.assay != Assay::Calcium {
+    if !matches!(opts.assay, Assay::Calcium | Assay::Contraction) {
         return Err(Error::Invalid(format!(
-            "the {} assay does not run on time-lapse plates in this build; use --assay calcium",
+            "the {} assay does not run on time-lapse plates; use --assay calcium or contraction",
             opts.assay
         )));
     }
@@ -192,33 +308,6 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
         .map(ipscope_io::read_layout)
         .transpose()?;
     let _lock = prepare_out_dir(out_dir, overwrite)?;
-    let work = |s: &TimeSeries| -> Result<SeriesResult> {
-        let dt = frame_interval(s.path(), opts.fps)?.seconds;
-        analyze_series(s, dt, &opts.calcium, &read)
-    };
-    let results: Vec<Result<SeriesResult>> = match opts.threads {
-        Some(n) => rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build()
-            .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?
-            .install(|| all.par_iter().map(work).collect()),
-        None => all.par_iter().map(work).collect(),
-    };
-    let mut ok = Vec::new();
-    let mut failures = Vec::new();
-    for (s, r) in all.iter().zip(results) {
-        match r {
-            Ok(r) => ok.push(r),
-            Err(e) => failures.push(FailureRecord {
-                image_number: 0,
-                well: s.well.clone(),
-                site: s.site,
-                file: s.path().display().to_string(),
-                stage: "analyse".to_string(),
-                message: e.to_string(),
-            }),
-        }
-    }
     let format = Format::Parquet;
     let ext = format.extension();
     let mut written: Vec<WrittenFile> = Vec::new();
@@ -232,12 +321,45 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
         )?);
         Ok(())
     };
-    write("Beats", beats_batch(&ok)?)?;
-    if opts.traces {
-        write("Traces", traces_batch(&ok, &channel_name)?)?;
-    }
-    write("Wells", wells_batch(&all, &ok, layout.as_ref())?)?;
-    write("Errors", errors_batch(&failures)?)?;
+    let interval = |s: &TimeSeries| frame_interval(s.path(), opts.fps).map(|i| i.seconds);
+    let (series_failed, frames, beats) = if opts.assay == Assay::Contraction {
+        let (ok, failures) = run_all(&all, opts.threads, |s| {
+            analyze_contraction_series(s, interval(s)?, &opts.contraction, &read)
+        })?;
+        write("Contractions", contractions_batch(&ok)?)?;
+        if opts.traces {
+            write("Traces", contraction_traces_batch(&ok)?)?;
+        }
+        write(
+            "Wells",
+            contraction_wells_batch(&all, &ok, layout.as_ref())?,
+        )?;
+        write("Errors", errors_batch(&failures)?)?;
+        (
+            failures.len(),
+            ok.iter().map(|r| r.signal.len() as u64).sum::<u64>(),
+            ok.iter()
+                .map(|r| r.analysis.contractions.len() as u64)
+                .sum::<u64>(),
+        )
+    } else {
+        let (ok, failures) = run_all(&all, opts.threads, |s| {
+            analyze_series(s, interval(s)?, &opts.calcium, &read)
+        })?;
+        write("Beats", beats_batch(&ok)?)?;
+        if opts.traces {
+            write("Traces", traces_batch(&ok, &channel_name)?)?;
+        }
+        write("Wells", wells_batch(&all, &ok, layout.as_ref())?)?;
+        write("Errors", errors_batch(&failures)?)?;
+        (
+            failures.len(),
+            ok.iter().map(|r| r.trace.len() as u64).sum::<u64>(),
+            ok.iter()
+                .map(|r| r.analysis.beats.len() as u64)
+                .sum::<u64>(),
+        )
+    };
     written.extend(crate::analysis::write_analysis(out_dir, format)?);
     let run = ipscope_report::RunTables::read(out_dir)
         .map_err(|e| Error::Invalid(format!("report: {e}")))?;
@@ -251,9 +373,9 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
         plate: plate.id.clone(),
         assay: opts.assay,
         series: all.len(),
-        series_failed: failures.len(),
-        frames: ok.iter().map(|r| r.trace.len() as u64).sum(),
-        beats: ok.iter().map(|r| r.analysis.beats.len() as u64).sum(),
+        series_failed,
+        frames,
+        beats,
         seconds: start.elapsed().as_secs_f64(),
         outputs: written.iter().map(|w| w.path.clone()).collect(),
     })
@@ -374,12 +496,15 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     ipscope_core::ops::signal::percentile_mut(&mut v, 50.0)
 }
 
-fn wells_batch(
+/// The columns every time-lapse Wells table starts with (plate, well, layout, field counts)
+/// and each well's results, wells in plate order (series are sorted by plate, row,
+/// column, site).
+fn wells_base<'a, R>(
     all: &[TimeSeries],
-    results: &[SeriesResult],
+    results: &'a [R],
+    key: impl Fn(&R) -> &TimeSeries,
     layout: Option<&ipscope_io::Layout>,
-) -> Result<RecordBatch> {
-    // Wells in plate order (series are sorted by plate, row, column, site).
+) -> (TableBuilder, Vec<Vec<&'a R>>) {
     let mut wells: Vec<(String, String)> = Vec::new();
     for s in all {
         let key = (s.plate.clone(), s.well.clone());
@@ -387,13 +512,15 @@ fn wells_batch(
             wells.push(key);
         }
     }
-    let of = |p: &str, w: &str| -> Vec<&SeriesResult> {
-        results
-            .iter()
-            .filter(|r| r.series.plate == p && r.series.well == w)
-            .collect()
-    };
-    let per_well: Vec<Vec<&SeriesResult>> = wells.iter().map(|(p, w)| of(p, w)).collect();
+    let per_well: Vec<Vec<&R>> = wells
+        .iter()
+        .map(|(p, w)| {
+            results
+                .iter()
+                .filter(|r| &key(r).plate == p && &key(r).well == w)
+                .collect()
+        })
+        .collect();
     let mut b = TableBuilder::new();
     b.str(
         "Metadata_Plate",
@@ -436,6 +563,15 @@ fn wells_batch(
             .map(|(r, &f)| f - r.len() as u64)
             .collect(),
     );
+    (b, per_well)
+}
+
+fn wells_batch(
+    all: &[TimeSeries],
+    results: &[SeriesResult],
+    layout: Option<&ipscope_io::Layout>,
+) -> Result<RecordBatch> {
+    let (mut b, per_well) = wells_base(all, results, |r| &r.series, layout);
     let count = |f: &dyn Fn(&SeriesResult) -> u64| -> Vec<u64> {
         per_well
             .iter()
@@ -526,5 +662,174 @@ fn wells_batch(
             .collect(),
     )
     .doc("No beat in any field of the well");
+    Ok(b.finish()?)
+}
+
+fn contractions_batch(results: &[ContractionResult]) -> Result<RecordBatch> {
+    use ipscope_core::assays::contraction::Contraction;
+    let rows: Vec<&Contraction> = results
+        .iter()
+        .flat_map(|r| r.analysis.contractions.iter())
+        .collect();
+    let meta: Vec<(&ContractionResult, usize)> = results
+        .iter()
+        .flat_map(|r| (0..r.analysis.contractions.len()).map(move |k| (r, k)))
+        .collect();
+    let get = |f: &dyn Fn(&Contraction) -> f64| -> Vec<f64> { rows.iter().map(|c| f(c)).collect() };
+    let opt = |f: &dyn Fn(&Contraction) -> Option<f64>| -> Vec<Option<f64>> {
+        rows.iter().map(|c| f(c)).collect()
+    };
+    let mut b = TableBuilder::new();
+    b.str(
+        "Metadata_Plate",
+        meta.iter().map(|(r, _)| r.series.plate.clone()).collect(),
+    )
+    .str(
+        "Metadata_Well",
+        meta.iter().map(|(r, _)| r.series.well.clone()).collect(),
+    )
+    .u32(
+        "Metadata_Site",
+        meta.iter().map(|(r, _)| r.series.site).collect(),
+    )
+    .u32(
+        "Contraction_Number",
+        meta.iter().map(|(_, k)| *k as u32 + 1).collect(),
+    )
+    .u32(
+        "Contraction_PeakFrame",
+        rows.iter().map(|c| c.peak_frame as u32).collect(),
+    )
+    .f64("Contraction_PeakTime", get(&|c| c.peak_time))
+    .doc("Peak time, s from the first frame")
+    .f64("Contraction_OnsetTime", get(&|c| c.onset_time))
+    .doc("Rise through rest + 10 % of the amplitude, s")
+    .f64("Contraction_Amplitude", get(&|c| c.amplitude))
+    .doc("Peak minus rest of the motion signal (MUSCLEMOTION's contraction amplitude, relative to the reference's mean intensity)")
+    .f64("Contraction_TimeToPeak", get(&|c| c.time_to_peak))
+    .doc("Onset (10 % of the rise) to peak, s")
+    .opt_f64("Contraction_RelaxationTime", opt(&|c| c.relaxation_time))
+    .doc("Peak to relaxation back to rest + 10 % of the amplitude, s")
+    .opt_f64("Contraction_Duration", opt(&|c| c.contraction_duration))
+    .doc("Width at 10 % of the amplitude: onset to 90 % relaxation, s")
+    .opt_f64("Contraction_PeakToPeak", opt(&|c| c.rr_interval))
+    .doc("Time to the next contraction's peak, s");
+    Ok(b.finish()?)
+}
+
+fn contraction_traces_batch(results: &[ContractionResult]) -> Result<RecordBatch> {
+    let rows: Vec<(&ContractionResult, usize)> = results
+        .iter()
+        .flat_map(|r| (0..r.signal.len()).map(move |k| (r, k)))
+        .collect();
+    let mut b = TableBuilder::new();
+    b.str(
+        "Metadata_Plate",
+        rows.iter().map(|(r, _)| r.series.plate.clone()).collect(),
+    )
+    .str(
+        "Metadata_Well",
+        rows.iter().map(|(r, _)| r.series.well.clone()).collect(),
+    )
+    .u32(
+        "Metadata_Site",
+        rows.iter().map(|(r, _)| r.series.site).collect(),
+    )
+    .u32("Frame", rows.iter().map(|(_, k)| *k as u32).collect())
+    .f64(
+        "Time",
+        rows.iter().map(|(r, k)| *k as f64 * r.interval_s).collect(),
+    )
+    .doc("Seconds from the first frame")
+    .f64(
+        "Contraction_Signal",
+        rows.iter().map(|(r, k)| r.signal[*k]).collect(),
+    )
+    .doc("Root-mean-square difference from the reference frame / its mean intensity: D")
+    .f64(
+        "Contraction_Motion",
+        rows.iter().map(|(r, k)| r.analysis.motion[*k]).collect(),
+    )
+    .doc("√(D² − D_rest²), the noise floor removed: the contractions are measured on it");
+    Ok(b.finish()?)
+}
+
+fn contraction_wells_batch(
+    all: &[TimeSeries],
+    results: &[ContractionResult],
+    layout: Option<&ipscope_io::Layout>,
+) -> Result<RecordBatch> {
+    let (mut b, per_well) = wells_base(all, results, |r| &r.series, layout);
+    b.u64(
+        "Count_Contractions",
+        per_well
+            .iter()
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| r.analysis.contractions.len() as u64)
+                    .sum()
+            })
+            .collect(),
+    )
+    .doc("Contractions in all fields of the well");
+    type Get = fn(&ContractionResult) -> Option<f64>;
+    let columns: [(&str, Get, &str); 6] = [
+        (
+            "BeatRate",
+            |r| r.analysis.summary.beat_rate_bpm,
+            "Contractions per minute (60 / mean peak-to-peak time)",
+        ),
+        (
+            "RRCV",
+            |r| r.analysis.summary.rr_cv,
+            "Peak-to-peak time coefficient of variation",
+        ),
+        (
+            "Amplitude",
+            |r| r.analysis.amplitude_mean,
+            "Mean contraction amplitude, relative image difference",
+        ),
+        (
+            "TimeToPeak",
+            |r| r.analysis.time_to_peak_mean,
+            "Mean time to peak, s",
+        ),
+        (
+            "RelaxationTime",
+            |r| r.analysis.relaxation_time_mean,
+            "Mean relaxation time, s",
+        ),
+        (
+            "Duration",
+            |r| r.analysis.contraction_duration_mean,
+            "Mean contraction duration (width at 10 % of the amplitude), s",
+        ),
+    ];
+    for (name, get, doc) in columns {
+        b.opt_f64(
+            &format!("Median_Contraction_{name}"),
+            per_well
+                .iter()
+                .map(|rs| median(rs.iter().filter_map(|r| get(r)).collect()))
+                .collect(),
+        )
+        .doc(&format!("{doc}; median over the well's fields"));
+    }
+    b.bool(
+        "Contraction_Irregular",
+        per_well
+            .iter()
+            .map(|rs| rs.iter().any(|r| r.analysis.summary.irregular))
+            .collect(),
+    )
+    .doc("Peak-to-peak CV above the irregular-rhythm limit in a field")
+    .bool(
+        "Contraction_Arrest",
+        per_well
+            .iter()
+            .map(|rs| !rs.is_empty() && rs.iter().all(|r| r.analysis.summary.arrest))
+            .collect(),
+    )
+    .doc("No contraction in any field of the well");
     Ok(b.finish()?)
 }

@@ -1,16 +1,28 @@
 //! Cardiomyocyte contraction from brightfield video by image difference, after MUSCLEMOTION
 //! (Sala et al., *Circ. Res.* 2018, doi:10.1161/CIRCRESAHA.117.312067): the contraction
-//! signal of frame t is the mean absolute difference between frame t and a reference frame
-//! at rest, divided by the reference's mean intensity.
+//! signal of frame t is the difference between frame t and a reference frame at rest,
+//! divided by the reference's mean intensity. MUSCLEMOTION averages the absolute
+//! difference; ipscope takes the root-mean-square difference D(t) and removes the noise
+//! floor in quadrature, √(D² − D_rest²) (D_rest its 10th percentile): camera noise adds
+//! its variance to D², so the result stays proportional to the displacement down to rest,
+//! where the mean absolute difference flattens into the noise floor and cuts the start and
+//! end of each contraction short.
 //!
 //! * **Reference frame**: among the first [`ContractionParams::reference_window_s`] seconds
 //!   (at most `max_buffer_frames`, the only frames held in memory), the frame whose
 //!   neighbourhood of ±`quiet_s` moves least (smallest summed frame-to-frame difference):
-//!   sustained rest, not the instant of zero velocity at peak contraction.
-//! * **Beats and kinetics**: [`crate::assays::calcium::detect_beats`] on the signal minus its
-//!   10th percentile: peaks by prominence with a refractory period; per beat: amplitude
-//!   (image-difference units), time to peak (from the 10 % rise), contraction duration (10 %
-//!   rise to 90 % relaxation) and relaxation time (peak to 90 % relaxation); rate and RR CV.
+//!   sustained rest, not the instant of zero velocity at peak contraction. The reference's
+//!   own value (0, its difference from itself) is replaced by the mean of its neighbours'.
+//! * **Beats and kinetics**: [`crate::assays::calcium::detect_beats`] on √(D² − D_rest²):
+//!   peaks by prominence with a refractory period; per beat, as
+//!   MUSCLEMOTION defines them (levels relative to the rest level b before the beat and the
+//!   amplitude A = peak − b): amplitude A (relative image difference), time to peak (from
+//!   the rise through b + 10 % A to the peak), relaxation time (peak to the fall through
+//!   b + 10 % A) and contraction duration (between those two crossings, their sum); rate
+//!   (60 / mean peak-to-peak time) and RR CV. Crossings are interpolated linearly between
+//!   frames and the peak time by a parabola through the three frames around the peak
+//!   (MUSCLEMOTION uses whole frames); as in MUSCLEMOTION a crossing needs three
+//!   consecutive frames below the level, so one noisy frame does not end a contraction.
 
 use crate::assays::calcium::{
     detect_beats, Beat, CalciumParams, CalciumSummary, Sample, SignalError,
@@ -59,7 +71,7 @@ pub struct MotionBuilder {
 /// The contraction signal and the reference it was measured against.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MotionTrace {
-    /// Mean |frame − reference| / mean(reference), one value per frame.
+    /// √(mean (frame − reference)²) / mean(reference), one value per frame.
     pub signal: Vec<f64>,
     pub reference_frame: usize,
 }
@@ -102,9 +114,12 @@ impl MotionBuilder {
             let d: f64 = r
                 .iter()
                 .zip(data)
-                .map(|(&a, &b)| f64::from((b.to_f32() - a).abs()))
+                .map(|(&a, &b)| {
+                    let d = f64::from(b.to_f32() - a);
+                    d * d
+                })
                 .sum();
-            self.signal.push(d / self.n as f64 / mean);
+            self.signal.push((d / self.n as f64).sqrt() / mean);
             return Ok(());
         }
         self.buffer.push(data.iter().map(|v| v.to_f32()).collect());
@@ -143,8 +158,28 @@ impl MotionBuilder {
         }
         let r = self.buffer[best.1].clone();
         let mean = (r.iter().map(|&v| f64::from(v)).sum::<f64>() / self.n.max(1) as f64).max(1e-12);
+        let msd = |a: &[f32], b: &[f32]| -> f64 {
+            a.iter()
+                .zip(b)
+                .map(|(&x, &y)| {
+                    let d = f64::from(x - y);
+                    d * d
+                })
+                .sum::<f64>()
+        };
         for f in &self.buffer {
-            self.signal.push(mad(f, &r) / self.n as f64 / mean);
+            self.signal.push((msd(f, &r) / self.n as f64).sqrt() / mean);
+        }
+        // The reference's difference from itself is 0, below the noise floor of every
+        // other frame (a false rest level for beat baselines): the mean of its neighbours.
+        let i = best.1;
+        let neighbours: Vec<f64> = [i.checked_sub(1), Some(i + 1)]
+            .into_iter()
+            .flatten()
+            .filter_map(|j| self.signal.get(j).copied())
+            .collect();
+        if !neighbours.is_empty() {
+            self.signal[i] = neighbours.iter().sum::<f64>() / neighbours.len() as f64;
         }
         self.buffer.clear();
         self.reference = Some((best.1, r, mean));
@@ -170,6 +205,8 @@ impl MotionBuilder {
 /// One contraction (times in seconds).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contraction {
+    /// Frame index of the peak.
+    pub peak_frame: usize,
     pub peak_time: f64,
     pub onset_time: f64,
     /// Relative image difference at peak above rest.
@@ -179,11 +216,15 @@ pub struct Contraction {
     pub contraction_duration: Option<f64>,
     /// Peak to 90 % relaxation.
     pub relaxation_time: Option<f64>,
+    /// Time to the next contraction's peak (MUSCLEMOTION's peak-to-peak time).
+    pub rr_interval: Option<f64>,
 }
 
 /// Beats and per-field summary of a contraction signal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContractionAnalysis {
+    /// √(D² − D_rest²) per frame: the signal the contractions are measured on.
+    pub motion: Vec<f64>,
     pub contractions: Vec<Contraction>,
     /// Rate, RR CV, irregular and arrest flags as for calcium.
     pub summary: CalciumSummary,
@@ -200,6 +241,52 @@ fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
         n += 1;
     }
     (n > 0).then(|| s / n as f64)
+}
+
+/// Time of the peak at frame `p`: the vertex of the parabola through frames p − 1, p, p + 1
+/// (within half a frame of `p`), so the time to peak and the relaxation time are not
+/// quantised to whole frames; `p · dt` at the ends of the signal or on a flat top.
+fn refined_peak_time(x: &[f64], p: usize, dt: f64) -> f64 {
+    if p == 0 || p + 1 >= x.len() {
+        return p as f64 * dt;
+    }
+    let (a, b, c) = (x[p - 1], x[p], x[p + 1]);
+    let curvature = a - 2.0 * b + c;
+    let shift = if curvature < 0.0 {
+        (0.5 * (a - c) / curvature).clamp(-0.5, 0.5)
+    } else {
+        0.0
+    };
+    (p as f64 + shift) * dt
+}
+
+/// MUSCLEMOTION's 10 % crossings around the peak at frame `p`, searched between frames
+/// `lo` and `hi` (the neighbouring peaks): the rise is where, going back from the peak,
+/// three consecutive frames first lie below `level`; the end of relaxation is where, going
+/// forward, three consecutive frames first do (one noisy frame is no crossing). Times are
+/// interpolated linearly between the last frame above and the first below.
+fn crossings(
+    x: &[f64],
+    p: usize,
+    level: f64,
+    lo: usize,
+    hi: usize,
+    dt: f64,
+) -> (Option<f64>, Option<f64>) {
+    let at = |i: usize| {
+        let (a, b) = (x[i], x[i + 1]);
+        let f = if b != a { (level - a) / (b - a) } else { 0.0 };
+        (i as f64 + f.clamp(0.0, 1.0)) * dt
+    };
+    let below = |i: usize| x[i] < level;
+    let onset = (lo + 2..=p)
+        .rev()
+        .find(|&l| below(l) && below(l - 1) && below(l - 2))
+        .map(at);
+    let end = (p.max(1)..hi.min(x.len()).saturating_sub(2))
+        .find(|&l| below(l) && below(l + 1) && below(l + 2))
+        .map(|l| at(l - 1));
+    (onset, end)
 }
 
 /// Detects contractions in `signal` (from [`MotionBuilder`]) sampled every `dt` seconds.
@@ -219,17 +306,33 @@ pub fn analyze_contraction(
     }
     let mut sorted = signal.to_vec();
     let rest = percentile_mut(&mut sorted, 10.0).unwrap_or(0.0);
-    let centred: Vec<f64> = signal.iter().map(|v| v - rest).collect();
+    let centred: Vec<f64> = signal
+        .iter()
+        .map(|v| (v * v - rest * rest).max(0.0).sqrt())
+        .collect();
     let (beats, summary) = detect_beats(&centred, dt, &params.beats);
     let contractions: Vec<Contraction> = beats
         .iter()
-        .map(|b: &Beat| Contraction {
-            peak_time: b.peak_time,
-            onset_time: b.onset_time,
-            amplitude: b.amplitude,
-            time_to_peak: b.time_to_peak,
-            contraction_duration: b.ctd90,
-            relaxation_time: b.ctd90.map(|d| d - b.time_to_peak),
+        .enumerate()
+        .map(|(k, b): (usize, &Beat)| {
+            let peak_time = refined_peak_time(&centred, b.peak_frame, dt);
+            let lo = k.checked_sub(1).map_or(0, |j| beats[j].peak_frame);
+            let hi = beats
+                .get(k + 1)
+                .map_or(centred.len() - 1, |next| next.peak_frame);
+            let level = b.baseline + 0.1 * b.amplitude;
+            let (onset, end) = crossings(&centred, b.peak_frame, level, lo, hi, dt);
+            let onset_time = onset.unwrap_or(b.onset_time);
+            Contraction {
+                peak_frame: b.peak_frame,
+                peak_time,
+                onset_time,
+                amplitude: b.amplitude,
+                time_to_peak: peak_time - onset_time,
+                contraction_duration: end.map(|e| e - onset_time),
+                relaxation_time: end.map(|e| e - peak_time),
+                rr_interval: b.rr_interval,
+            }
         })
         .collect();
     Ok(ContractionAnalysis {
@@ -239,6 +342,7 @@ pub fn analyze_contraction(
         relaxation_time_mean: mean(contractions.iter().filter_map(|c| c.relaxation_time)),
         contractions,
         summary,
+        motion: centred,
     })
 }
 
@@ -295,6 +399,17 @@ mod tests {
         assert!((d / truth - 1.0).abs() < 0.1, "duration {d} vs {truth}");
         assert!(a.relaxation_time_mean.unwrap() > 0.0);
         assert!(!a.summary.arrest);
+    }
+
+    #[test]
+    fn peak_time_is_the_vertex_of_a_sampled_parabola() {
+        // y = 1 − (t − 0.537)², sampled every 0.1 s: the peak frame is 5, the vertex 0.537.
+        let x: Vec<f64> = (0..10)
+            .map(|i| 1.0 - (i as f64 * 0.1 - 0.537).powi(2))
+            .collect();
+        assert!((refined_peak_time(&x, 5, 0.1) - 0.537).abs() < 1e-12);
+        assert_eq!(refined_peak_time(&x, 0, 0.1), 0.0);
+        assert_eq!(refined_peak_time(&[1.0, 1.0, 1.0], 1, 0.1), 0.1);
     }
 
     #[test]
