@@ -347,7 +347,7 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 metrics,
                 curve_readouts,
                 title: None,
-                overlays: Vec::new(),
+                overlays: ipscope::analysis::overlays_in_dir(&out_dir),
             };
             let written = report::write_report(&out_dir, &output, &options)
                 .with_context(|| format!("report of {}", out_dir.display()))?;

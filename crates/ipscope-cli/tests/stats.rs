@@ -620,6 +620,16 @@ fn report_sections_render_in_headless_chromium() {
         "{thumbs} overlays in the run's report"
     );
     assert!(text.contains("src=\"data:image/png;base64,"));
+    // `ipscope report OUT` rebuilds the same thumbnails from the manifest and Image table.
+    let again = dir.path().join("report-again.html");
+    ok(&ipscope(&["report", p(out), "-o", p(&again)]));
+    let again = std::fs::read_to_string(&again).unwrap();
+    let imgs = |t: &str| -> Vec<String> {
+        t.match_indices("<img class=\"overlay\"")
+            .map(|(i, _)| t[i..i + t[i..].find('>').unwrap()].to_string())
+            .collect()
+    };
+    assert_eq!(imgs(&text), imgs(&again));
 
     // A run directory with the demo's Wells and manifest plus synthetic Colonies and Image.
     let synth = dir.path().join("synthetic");

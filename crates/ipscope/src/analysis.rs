@@ -71,6 +71,7 @@ pub fn write_analysis(out_dir: &Path, format: Format) -> Result<Vec<WrittenFile>
     } else {
         remove_stale(&qc_path)?;
     }
+    written.extend(crate::disease::write_tables(out_dir, format, wells)?);
     Ok(written)
 }
 
@@ -125,8 +126,98 @@ pub fn overlay_thumbnail(
     Ok(png_bytes)
 }
 
+/// Outline thumbnails of the first fields of a finished run (at most [`MAX_OVERLAYS`]),
+/// rebuilt from its manifest (channels, nuclear segmentation parameters) and Image table
+/// (`FileName_`/`PathName_` of the nuclear channel, fields with `Status` ok in ImageNumber
+/// order): for reports written without the run's pixels at hand (`ipscope report OUT`, a
+/// merge). A field is skipped when its file is gone or unreadable, or when the nuclear image
+/// shares its file with another channel (a multi-page file, whose page the Image table does
+/// not record).
+pub fn overlays_of_run(
+    manifest: &crate::manifest::Manifest,
+    image: &ipscope_table::RecordBatch,
+) -> Vec<ipscope_report::Overlay> {
+    use ipscope_stats::input::{has_column, numeric, text};
+    let Some(nuclear) = crate::channels::nuclear_channel(&manifest.channels) else {
+        return Vec::new();
+    };
+    let name = &manifest.channels[nuclear].name;
+    let col = |prefix: &str, c: &str| text(image, &format!("{prefix}_{c}")).ok();
+    let (Some(files), Some(dirs)) = (col("FileName", name), col("PathName", name)) else {
+        return Vec::new();
+    };
+    let others: Vec<Vec<Option<String>>> = manifest
+        .channels
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != nuclear)
+        .filter_map(|(_, c)| col("FileName", &c.name))
+        .collect();
+    let n = image.num_rows();
+    let status = if has_column(image, "Status") {
+        text(image, "Status").unwrap_or_else(|_| vec![None; n])
+    } else {
+        vec![Some("ok".to_string()); n]
+    };
+    let wells = text(image, "Metadata_Well").unwrap_or_else(|_| vec![None; n]);
+    let sites = numeric(image, "Metadata_Site").unwrap_or_else(|_| vec![f64::NAN; n]);
+    let mut order: Vec<usize> = (0..n).collect();
+    if let Ok(numbers) = numeric(image, "ImageNumber") {
+        order.sort_by(|&a, &b| numbers[a].total_cmp(&numbers[b]));
+    }
+    let read_opts = ipscope_io::ReadOptions {
+        max_pixels: manifest.parameters.input.max_pixels,
+    };
+    let params = &manifest.parameters.nuclei;
+    order
+        .into_iter()
+        .filter(|&i| status[i].as_deref() == Some("ok"))
+        .filter_map(|i| {
+            let (file, dir) = (files[i].as_ref()?, dirs[i].as_ref()?);
+            if others.iter().any(|o| o[i].as_ref() == Some(file)) {
+                return None;
+            }
+            let path = Path::new(dir).join(file);
+            let bytes = std::fs::read(&path).ok()?;
+            let img = ipscope_io::decode(&bytes, &path, 0, &read_opts).ok()?;
+            let seg = ipscope_image::with_dyn_image!(&img, im => ipscope_core::segment_nuclei(im.view(), params));
+            let png = overlay_thumbnail(img.to_f32().view(), seg.labels.view()).ok()?;
+            Some(ipscope_report::Overlay {
+                name: format!(
+                    "{} site {}",
+                    wells[i].as_deref().unwrap_or("?"),
+                    if sites[i].is_finite() {
+                        (sites[i] as u64).to_string()
+                    } else {
+                        "?".into()
+                    }
+                ),
+                png,
+            })
+        })
+        .take(MAX_OVERLAYS)
+        .collect()
+}
+
+/// [`overlays_of_run`] of the run in `out_dir` (its `manifest.json` and Image table); empty
+/// when either is missing or unreadable.
+pub fn overlays_in_dir(out_dir: &Path) -> Vec<ipscope_report::Overlay> {
+    let Ok(manifest) = crate::manifest::Manifest::read(&out_dir.join("manifest.json")) else {
+        return Vec::new();
+    };
+    match ipscope_report::RunTables::read(out_dir) {
+        Ok(run) => run
+            .image
+            .as_ref()
+            .map(|image| overlays_of_run(&manifest, image))
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Writes report.html, whose provenance section shows `manifest` (plate QC filled in here),
-/// then `manifest.json` with the report among its outputs.
+/// then `manifest.json` with the report among its outputs. The report's overlay thumbnails
+/// come from [`overlays_of_run`].
 pub fn write_report_and_manifest(
     manifest: &mut crate::manifest::Manifest,
     out_dir: &Path,
@@ -141,6 +232,14 @@ pub fn write_report_with_overlays(
     overlays: Vec<ipscope_report::Overlay>,
 ) -> Result<WrittenFile> {
     let mut run = ipscope_report::RunTables::read(out_dir).map_err(report_err)?;
+    let overlays = if overlays.is_empty() {
+        run.image
+            .as_ref()
+            .map(|image| overlays_of_run(manifest, image))
+            .unwrap_or_default()
+    } else {
+        overlays
+    };
     if ipscope_stats::input::has_column(&run.wells, ROLE) {
         let qc = plate_qc_all(&run.wells, &readouts(&run.wells)).map_err(stats_err)?;
         manifest.plate_qc = qc
@@ -153,6 +252,11 @@ pub fn write_report_with_overlays(
                 v
             })
             .collect();
+    }
+    if let Some(why) = crate::disease::note(out_dir, &manifest.format, &run.wells)? {
+        if !manifest.warnings.contains(&why) {
+            manifest.warnings.push(why);
+        }
     }
     // The report shows the manifest as it stands before the report itself is added.
     run.manifest = serde_json::to_value(&*manifest).ok();
