@@ -6,11 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use ipscope::stats::input::{numeric, read_any, text};
-use ipscope::stats::profile::{
-    aggregate_wells, feature_select, normalize, Aggregation, MetaValues, NormMethod, Profiles,
-    SelectOp, OBJECT_COUNT,
-};
+use ipscope::stats::disease::ProfileOptions;
+use ipscope::stats::input::read_any;
+use ipscope::stats::profile::{Aggregation, NormMethod, Profiles, SelectOp, OBJECT_COUNT};
 use ipscope::stats::rescue::{compounds_table, phenotype_table, score, wells_table, RescueOptions};
 use ipscope::table::arrow_array::RecordBatch;
 use ipscope::table::Format;
@@ -120,120 +118,39 @@ fn build_profiles(a: &ProfileArgs) -> Result<Profiles> {
     let objects_path = a.run_dir.join(&a.objects);
     let batch =
         read_any(&objects_path).with_context(|| format!("reading {}", objects_path.display()))?;
-    let objects = Profiles::from_batch(&batch, None)
-        .with_context(|| format!("{}", objects_path.display()))?;
-    let strata = ["Metadata_Plate", "Metadata_Well"];
-    let how = if a.operation == "mean" {
-        Aggregation::Mean
-    } else {
-        Aggregation::Median
-    };
-    let mut wells = aggregate_wells(&objects, &strata, how)
-        .with_context(|| format!("{}", objects_path.display()))?;
     let wells_path = a.run_dir.join("Wells.parquet");
-    if wells_path.exists() {
-        let w =
-            read_any(&wells_path).with_context(|| format!("reading {}", wells_path.display()))?;
-        wells = with_run_counts(wells, &w).with_context(|| format!("{}", wells_path.display()))?;
-    }
-    if a.normalize != "none" {
-        let method: NormMethod = a.normalize.parse()?;
-        let cmpd = wells
-            .meta_text(&a.compound_col)
-            .with_context(|| format!("{}: normalisation reference", objects_path.display()))?;
-        let line = match &a.reference_line {
-            Some(_) => Some(wells.meta_text(&a.line_col)?),
-            None => None,
-        };
-        let reference: Vec<bool> = (0..wells.n_rows())
-            .map(|r| {
-                cmpd[r] == a.vehicle
-                    && match (&line, &a.reference_line) {
-                        (Some(l), Some(want)) => &l[r] == want,
-                        _ => true,
-                    }
-            })
-            .collect();
-        if !reference.iter().any(|&x| x) {
-            bail!(
-                "{}: no reference wells ({} = {}{}) to normalise against",
-                objects_path.display(),
-                a.compound_col,
-                a.vehicle,
-                a.reference_line
-                    .as_ref()
-                    .map(|l| format!(", {} = {l}", a.line_col))
-                    .unwrap_or_default()
-            );
-        }
-        wells = normalize(&wells, method, &reference, Some("Metadata_Plate"))?;
-    }
-    if !a.feature_select.is_empty() {
-        let ops: Vec<SelectOp> = a
+    let wells = if wells_path.exists() {
+        Some(read_any(&wells_path).with_context(|| format!("reading {}", wells_path.display()))?)
+    } else {
+        None
+    };
+    let opts = ProfileOptions {
+        aggregation: if a.operation == "mean" {
+            Aggregation::Mean
+        } else {
+            Aggregation::Median
+        },
+        normalize: match a.normalize.as_str() {
+            "none" => None,
+            m => Some(m.parse::<NormMethod>()?),
+        },
+        vehicle: a.vehicle.clone(),
+        compound_col: a.compound_col.clone(),
+        reference_line: a.reference_line.clone(),
+        line_col: a.line_col.clone(),
+        feature_select: a
             .feature_select
             .iter()
             .map(|s| SelectOp::by_name(s.trim()))
-            .collect::<Result<_, _>>()?;
-        let sel = feature_select(&wells, &ops)?;
-        for (f, step) in &sel.dropped {
-            eprintln!("feature_select: dropped {f} ({step})");
-        }
-        wells = sel.profiles;
-    }
-    Ok(wells)
-}
-
-/// Takes the cell count of every well from the run's Wells table (it also counts wells
-/// whose objects all died, which the object table cannot show) and adds those wells with
-/// missing features.
-fn with_run_counts(mut p: Profiles, wells: &RecordBatch) -> Result<Profiles> {
-    let plate = text(wells, "Metadata_Plate")?;
-    let well = text(wells, "Metadata_Well")?;
-    let count = numeric(wells, "Count_Nuclei")?;
-    let pp = p.meta_text("Metadata_Plate")?;
-    let pw = p.meta_text("Metadata_Well")?;
-    let key = |a: &Option<String>, b: &Option<String>| {
-        (a.clone().unwrap_or_default(), b.clone().unwrap_or_default())
+            .collect::<Result<_, _>>()?,
+        drop_positional: false,
     };
-    let index: std::collections::HashMap<(String, String), usize> = (0..pp.len())
-        .map(|r| ((pp[r].clone(), pw[r].clone()), r))
-        .collect();
-    let n0 = p.n_rows();
-    let mut counts = vec![f64::NAN; n0];
-    let mut extra = Vec::new();
-    for i in 0..plate.len() {
-        match index.get(&key(&plate[i], &well[i])) {
-            Some(&r) => counts[r] = count[i],
-            None => extra.push(i),
-        }
+    let built = ipscope::stats::disease::build_profiles(&batch, wells.as_ref(), &opts)
+        .with_context(|| format!("{}", objects_path.display()))?;
+    for (f, step) in &built.dropped {
+        eprintln!("feature_select: dropped {f} ({step})");
     }
-    for &i in &extra {
-        counts.push(count[i]);
-        for m in &mut p.meta {
-            let has = wells.schema_ref().index_of(&m.name).is_ok();
-            match &mut m.values {
-                MetaValues::Text(v) => v.push(if has {
-                    text(wells, &m.name)?[i].clone()
-                } else {
-                    None
-                }),
-                MetaValues::Number(v) => v.push(if has {
-                    numeric(wells, &m.name)?[i]
-                } else {
-                    f64::NAN
-                }),
-            }
-        }
-        for v in &mut p.values {
-            v.push(f64::NAN);
-        }
-    }
-    for m in &mut p.meta {
-        if m.name == OBJECT_COUNT {
-            m.values = MetaValues::Number(counts.clone());
-        }
-    }
-    Ok(p)
+    Ok(built.profiles)
 }
 
 fn rescue(a: &RescueArgs) -> Result<()> {
@@ -319,8 +236,8 @@ fn write_batch(path: &Path, batch: &RecordBatch) -> Result<()> {
 }
 
 /// `ipscope demo --kind disease`: writes the disease-model plate; with `--run OUT` also runs
-/// it, makes mean profiles normalised to the disease line's vehicle wells, and scores rescue
-/// (Profiles, Phenotype, Compounds and Rescue tables in OUT).
+/// it (the run writes Profiles, Phenotype, Rescue, Compounds and Similarity tables, as every
+/// run whose layout names a disease and a control line).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn demo_disease(
     dir: &Path,
@@ -361,33 +278,5 @@ pub(crate) fn demo_disease(
         output,
         argv,
     )?;
-    let profiles = build_profiles(&ProfileArgs {
-        run_dir: out.clone(),
-        output: out.join("Profiles.parquet"),
-        objects: PathBuf::from("Nuclei.parquet"),
-        operation: "mean".into(),
-        normalize: "mad_robustize".into(),
-        vehicle: "DMSO".into(),
-        compound_col: "Metadata_Compound".into(),
-        reference_line: Some("disease".into()),
-        line_col: "Metadata_CellLine".into(),
-        feature_select: Vec::new(),
-    })?;
-    write_batch(&out.join("Profiles.parquet"), &profiles.to_batch()?)?;
-    rescue(&RescueArgs {
-        profiles: out.join("Profiles.parquet"),
-        disease: "disease".into(),
-        control: "control".into(),
-        output: out.clone(),
-        readouts: vec!["Nuclei_Intensity_MeanIntensity_OCT4".into()],
-        line_col: "Metadata_CellLine".into(),
-        compound_col: "Metadata_Compound".into(),
-        concentration_col: "Metadata_Concentration".into(),
-        vehicle: "DMSO".into(),
-        count_col: OBJECT_COUNT.into(),
-        cytotoxic_below: 0.7,
-        hit_rescue: 50.0,
-        whiten: false,
-    })?;
     Ok(crate::exit_code(&summary))
 }

@@ -7,6 +7,7 @@
 //! run in a fixed order that does not depend on the order of the input rows.
 
 pub mod curve;
+pub mod disease;
 pub mod input;
 pub mod normalize;
 pub mod plate;
