@@ -970,6 +970,9 @@ fn neurite_options(args: &RunArgs, assay: &str) -> Result<ipscope::neurite_run::
     opts.overwrite = args.overwrite;
     opts.pixel_size_um = args.pixel_size;
     opts.threads = args.threads;
+    if let Some(path) = &args.config {
+        opts.neurite.ridge_filter = ipscope::config::Config::from_file(path)?.neurite.ridge;
+    }
     opts.format = match args.format {
         FormatArg::Parquet => Format::Parquet,
         FormatArg::Arrow => Format::Arrow,

@@ -264,3 +264,65 @@ fn spots_are_counted_per_cell_on_a_drawn_plate() {
     let m = f64s(&wells, "Mean_SpotsPerCell")[0];
     assert!((m - 7.0 / 3.0).abs() < 1e-12, "{m}");
 }
+
+#[test]
+fn ridge_filter_is_chosen_in_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let plate = dir.path().join("plate");
+    let o = ipscope(&["demo", p(&plate), "--kind", "neuron", "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = |filter: &str| {
+        let config = dir.path().join(format!("{filter}.toml"));
+        std::fs::write(&config, format!("[neurite]\nridge = \"{filter}\"\n")).unwrap();
+        let out = dir.path().join(filter);
+        let o = ipscope(&[
+            "run",
+            p(&plate),
+            "-o",
+            p(&out),
+            "--assay",
+            "neurite",
+            "--channel",
+            "w1=DNA",
+            "--channel",
+            "w2=TUBB3",
+            "--layout",
+            p(&plate.join("layout.csv")),
+            "--config",
+            p(&config),
+            "--quiet",
+        ]);
+        (o, out)
+    };
+    let mut totals = Vec::new();
+    for filter in ["sato", "frangi", "meijering"] {
+        let (o, out) = run(filter);
+        assert!(o.status.success(), "{filter}: {}", stderr(&o));
+        let w = table(&out.join("Wells.parquet"));
+        let cond = strs(&w, "Metadata_Condition");
+        let mean = f64s(&w, "Mean_NeuriteLength");
+        let of = |c: &str| -> Vec<f64> {
+            (0..mean.len())
+                .filter(|&i| cond[i] == c)
+                .map(|i| mean[i])
+                .collect()
+        };
+        let (ctrl, grow) = (of("control"), of("growth"));
+        let top_ctrl = ctrl.iter().copied().fold(f64::MIN, f64::max);
+        let low_grow = grow.iter().copied().fold(f64::MAX, f64::min);
+        eprintln!("{filter}: control {ctrl:?}, growth {grow:?}");
+        assert!(low_grow > top_ctrl, "{filter}: conditions overlap");
+        totals.push(f64s(&w, "Sum_NeuriteLength").iter().sum::<f64>());
+    }
+    // Each filter gives its own skeletons.
+    assert!(totals[0] != totals[1] && totals[0] != totals[2] && totals[1] != totals[2]);
+
+    // An unknown filter: exit 1 naming the file and the choices.
+    let (o, _) = run("hessian");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("hessian.toml") && e.contains("sato") && e.contains("meijering"),
+        "{e}"
+    );
+}

@@ -19,6 +19,9 @@
 //! smoothing_sigma = 1.0
 //! min_diameter = 8.0
 //! max_diameter = 80.0
+//!
+//! [neurite]                    # run --assay neurite
+//! ridge = "sato"               # or "frangi", "meijering" (ipscope_core::ops::ridge)
 //! ```
 
 use std::collections::BTreeMap;
@@ -86,6 +89,16 @@ pub struct Config {
     pub colonies: ipscope_core::assays::colonies::ColonyParams,
     /// Thresholds of the rule-based colony grade.
     pub colony_grades: ipscope_core::assays::colonies::GradeRules,
+    /// The neurite assay's options.
+    pub neurite: NeuriteConfig,
+}
+
+/// Options of `run --assay neurite`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NeuriteConfig {
+    /// Ridge filter for the neurites: `"sato"` (default), `"frangi"` or `"meijering"`.
+    pub ridge: ipscope_core::ops::ridge::RidgeFilter,
 }
 
 impl Config {

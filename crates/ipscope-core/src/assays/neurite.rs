@@ -8,7 +8,8 @@
 //! 2. nuclei are classed: *dead* (condensed: area below `dead_max_area_ratio` × the field's
 //!    median nucleus area and mean DNA above `dead_min_intensity_ratio` × the median),
 //!    *neuron* (mean marker in the soma at or above the marker threshold) or *non-neuronal*;
-//! 3. the marker is filtered with the Sato ridge filter ([`sato`]), thresholded (Otsu of the
+//! 3. the marker is filtered with a ridge filter (`ridge_filter`: Sato by default,
+//!    Frangi or Meijering; [`crate::ops::ridge`]), thresholded (Otsu of the
 //!    ridge response × `ridge_threshold_correction`), joined with the neuron somata,
 //!    skeletonized ([`skeletonize`], Zhang as scikit-image) and spurs shorter than
 //!    `min_spur_length` are pruned ([`prune_spurs`]); skeleton pixels inside somata are
@@ -35,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::assays::cells::{segment_cells, CellMethod, CellsParams};
 use crate::ops::label::{label, Connectivity};
 use crate::ops::morphology::{binary_dilation, binary_erosion};
-use crate::ops::ridge::{sato, SatoParams};
+use crate::ops::ridge::RidgeFilter;
 use crate::ops::skeleton::{prune_spurs, skeleton_graph, skeletonize};
 use crate::ops::threshold::otsu;
 use crate::{ensure_shape, Error};
@@ -49,6 +50,8 @@ pub struct NeuriteParams {
     /// Opening radius (px, 4-connected steps) that separates the soma from its neurites.
     /// Default 2.
     pub soma_opening: usize,
+    /// Ridge filter. Default Sato.
+    pub ridge_filter: RidgeFilter,
     /// Ridge-filter scales (px). Default 1 and 2.
     pub ridge_sigmas: Vec<f32>,
     /// Multiplies the Otsu threshold of the ridge response. Default 1.0.
@@ -75,6 +78,7 @@ impl Default for NeuriteParams {
                 ..CellsParams::default()
             },
             soma_opening: 2,
+            ridge_filter: RidgeFilter::Sato,
             ridge_sigmas: vec![1.0, 2.0],
             ridge_threshold_correction: 1.0,
             min_spur_length: 5.0,
@@ -269,13 +273,9 @@ pub fn analyze_neurites<T: Pixel>(
     let is_neuron = |l: u32| l != 0 && class[l as usize] == NucleusClass::Neuron;
 
     // Ridge → threshold → skeleton of neurites joined to the neuron somata.
-    let ridge = sato(
-        marker_s.view(),
-        &SatoParams {
-            sigmas: params.ridge_sigmas.clone(),
-            bright_ridges: true,
-        },
-    );
+    let ridge = params
+        .ridge_filter
+        .apply(marker_s.view(), &params.ridge_sigmas, true);
     let ridge_threshold = match otsu(ridge.view(), 256) {
         Some(t) if t > 0.0 && class.contains(&NucleusClass::Neuron) => {
             f64::from(t) * f64::from(params.ridge_threshold_correction)
