@@ -620,6 +620,17 @@ fn report_sections_render_in_headless_chromium() {
         "{thumbs} overlays in the run's report"
     );
     assert!(text.contains("src=\"data:image/png;base64,"));
+    // The curve table shows each compound's potency against its plate's reference compound.
+    let curves = table(&out.join("Curves.parquet"));
+    let reference = strs(&curves, "RelativePotency_Reference")
+        .into_iter()
+        .find(|r| !r.is_empty())
+        .expect("a compound with a reference");
+    assert!(text.contains("<th>relative potency (95 % CI)</th>"));
+    assert!(
+        text.contains(&format!(") vs {reference}</td>")),
+        "no potency against {reference} in the curve table"
+    );
     // `ipscope report OUT` rebuilds the same thumbnails from the manifest and Image table.
     let again = dir.path().join("report-again.html");
     ok(&ipscope(&["report", p(out), "-o", p(&again)]));

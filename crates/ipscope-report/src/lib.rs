@@ -10,6 +10,7 @@
 //! The curves and QC numbers come from `ipscope-stats` applied to the Wells table, the same
 //! functions that write the run's Curves and Qc tables, so the report and the tables agree.
 
+mod rescue;
 mod sections;
 mod svg;
 
@@ -175,7 +176,7 @@ pub fn render(run: &RunTables, options: &ReportOptions) -> Result<String> {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
          <meta name=\"viewport\" content=\"width=device-width\"><style>{CSS}</style></head><body>\
          <header><h1>{}</h1></header><nav><a href=\"#provenance\">Provenance</a><a href=\"#qc\">Plate QC</a>\
-         <a href=\"#heatmaps\">Heatmaps</a><a href=\"#curves\">Dose-response</a>\
+         <a href=\"#heatmaps\">Heatmaps</a><a href=\"#curves\">Dose-response</a><a href=\"#rescue\">Rescue</a>\
          <a href=\"#colonies\">Colonies</a><a href=\"#overlays\">Overlays</a><a href=\"#flags\">QC flags</a></nav>",
         esc(&title),
         esc(&title)
@@ -186,6 +187,7 @@ pub fn render(run: &RunTables, options: &ReportOptions) -> Result<String> {
     qc_section(&mut h, wells, &metrics, has_roles, &mut flags)?;
     heatmaps(&mut h, wells, &metrics)?;
     curves_section(&mut h, wells, &all_readouts, options, &mut flags)?;
+    rescue::section(&mut h, run)?;
     if !sections::colonies(&mut h, run)? {
         colonies(&mut h, wells)?;
     }
@@ -535,9 +537,10 @@ fn curve_table(h: &mut String, curves: &[PlateCurve]) {
     h.push_str(
         "<details><summary>All fits</summary><table id=\"curve-table\"><tr><th>plate</th><th>compound</th><th>readout</th>\
          <th>status</th><th>EC50</th><th>95 % CI</th><th>HillSlope</th><th>top d</th><th>bottom c</th>\
-         <th>residual SE (df)</th><th>reason</th></tr>",
+         <th>residual SE (df)</th><th>relative potency (95 % CI)</th><th>reason</th></tr>",
     );
-    for c in curves {
+    let potency = sections::potency_cells(curves);
+    for (c, potency) in curves.iter().zip(&potency) {
         let f = &c.fit;
         let p = f.params;
         let ci = f
@@ -547,7 +550,7 @@ fn curve_table(h: &mut String, curves: &[PlateCurve]) {
             .unwrap_or_else(|| "–".into());
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{potency}</td><td>{}</td></tr>",
             esc(&c.plate),
             esc(&c.compound),
             esc(&c.readout),

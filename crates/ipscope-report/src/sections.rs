@@ -246,6 +246,37 @@ pub(crate) fn colonies(h: &mut String, run: &RunTables) -> Result<bool> {
     Ok(true)
 }
 
+/// The relative-potency cell of every curve of the report's curve table: the ratio with its
+/// 95 % interval and reference (the Curves table's `RelativePotency*` columns, from the same
+/// function), `–` for the reference curves and curves without an EC50.
+pub(crate) fn potency_cells(curves: &[ipscope_stats::plate::PlateCurve]) -> Vec<String> {
+    use ipscope_stats::plate::{relative_potencies, CurveRow, COMPOUND, PLATE};
+    let rows: Vec<CurveRow> = curves
+        .iter()
+        .map(|c| CurveRow {
+            labels: vec![(PLATE, c.plate.clone()), (COMPOUND, c.compound.clone())],
+            readout: c.readout.clone(),
+            fit: &c.fit,
+        })
+        .collect();
+    relative_potencies(&rows, None)
+        .into_iter()
+        .map(|cell| match cell {
+            Some(c) => match c.potency {
+                Some(r) => format!(
+                    "{} ({} – {}) vs {}",
+                    num(r.ratio),
+                    num(r.lower),
+                    num(r.upper),
+                    esc(&c.reference)
+                ),
+                None => format!("– vs {}", esc(&c.reference)),
+            },
+            None => "–".to_string(),
+        })
+        .collect()
+}
+
 /// An example overlay to embed in the report: a PNG (a thumbnail of the field with the object
 /// outlines drawn in) and its caption.
 #[derive(Debug, Clone, PartialEq)]
