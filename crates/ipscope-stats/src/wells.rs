@@ -24,6 +24,14 @@ const STATUS: &str = "Status";
 const STATUS_OK: &str = "ok";
 const COUNT_FIELDS: &str = "Count_Fields";
 const COUNT_FIELDS_FAILED: &str = "Count_FieldsFailed";
+/// Image column (Boolean): the field failed image QC.
+pub const QC_FLAG: &str = "Metadata_QCFlag";
+/// Image column (Utf8): why (reason keys joined by `;`, empty when not flagged).
+pub const QC_REASON: &str = "Metadata_QCReason";
+/// Wells column: fields left out of the well's statistics because image QC flagged them.
+pub const COUNT_EXCLUDED_FIELDS: &str = "Count_ExcludedFields";
+/// Wells column: the reasons of the excluded fields with their counts, e.g. `saturated:1`.
+pub const EXCLUDED_REASONS: &str = "Metadata_ExcludedReasons";
 
 /// Per-well summary of a run, computed only from its tables, so that a run and a merge of
 /// shard runs give identical Wells tables.
@@ -46,14 +54,33 @@ const COUNT_FIELDS_FAILED: &str = "Count_FieldsFailed";
 ///   objects of the well's ok fields. A column not already prefixed with `<Object>_` gets the
 ///   prefix (`Median_Nuclei_AreaShape_Area` either way).
 ///
+/// When the Image table has a Boolean `Metadata_QCFlag` column (image QC, see
+/// [`well_summary_with`]), flagged fields with Status ok are left out of the counts and
+/// statistics like failed fields, and two columns follow `Count_FieldsFailed`:
+/// `Count_ExcludedFields` and `Metadata_ExcludedReasons` (the `;`-separated reason keys of
+/// `Metadata_QCReason` over the excluded fields, each with its number of fields, sorted:
+/// `low_content:1;saturated:2`). `Metadata_QCFlag` and `Metadata_QCReason` are field values
+/// and are not copied into the well row.
+///
 /// Medians follow numpy: the middle value, or the average of the two middle values for an even
 /// count. NaN and null values are left out of both statistics; a well with no values left gets
 /// null. Both are computed from the well's values sorted by IEEE total order, the mean with
 /// compensated (Neumaier) summation, so the result does not depend on the order of rows.
 pub fn well_summary(image: &RecordBatch, objects: &[(&str, &RecordBatch)]) -> Result<RecordBatch> {
-    let fields = Fields::from_image(image)?;
+    well_summary_with(image, objects, true)
+}
+
+/// [`well_summary`], choosing whether fields flagged by image QC (`Metadata_QCFlag` true) are
+/// left out of the statistics. With `exclude_flagged` false they count like any other field
+/// and `Count_ExcludedFields` is 0.
+pub fn well_summary_with(
+    image: &RecordBatch,
+    objects: &[(&str, &RecordBatch)],
+    exclude_flagged: bool,
+) -> Result<RecordBatch> {
+    let fields = Fields::from_image(image, exclude_flagged)?;
     let schemas: Vec<(&str, SchemaRef)> = objects.iter().map(|(n, t)| (*n, t.schema())).collect();
-    let mut summary = WellSummary::new(&schemas)?;
+    let mut summary = WellSummary::new(&schemas)?.exclude_flagged(exclude_flagged);
 
     // Rows of each object table by well; objects of failed fields are left out like their
     // counts.
@@ -95,7 +122,8 @@ pub struct FieldInfo<'a> {
     pub image_number: u32,
     pub plate: &'a str,
     pub well: &'a str,
-    /// Status "ok"; the objects of other fields are left out, like their counts.
+    /// Status "ok" and not excluded by image QC; the objects of other fields are left out,
+    /// like their counts.
     pub ok: bool,
 }
 
@@ -116,6 +144,7 @@ pub struct WellSummary {
     closed: HashMap<(String, String), Vec<Stats>>,
     /// ImageNumber -> (plate, well, ok) of every field given.
     given: HashMap<u32, (String, String, bool)>,
+    exclude_flagged: bool,
 }
 
 /// The summarised columns of one object table.
@@ -197,7 +226,15 @@ impl WellSummary {
             open: None,
             closed: HashMap::new(),
             given: HashMap::new(),
+            exclude_flagged: true,
         })
+    }
+
+    /// Whether fields the Image table flags (`Metadata_QCFlag`) are left out (the default);
+    /// such fields must then be given with `ok` false.
+    pub fn exclude_flagged(mut self, on: bool) -> Self {
+        self.exclude_flagged = on;
+        self
     }
 
     /// Adds one field and its objects, one batch per object table (in the order given to
@@ -243,7 +280,7 @@ impl WellSummary {
     /// The Wells table; `image` must list exactly the fields given, with the same plate, well
     /// and status.
     pub fn finish(self, image: &RecordBatch) -> Result<RecordBatch> {
-        let fields = Fields::from_image(image)?;
+        let fields = Fields::from_image(image, self.exclude_flagged)?;
         for (n, &(w, ok)) in &fields.by_image_number {
             let (plate, well) = &fields.wells[w];
             match self.given.get(n) {
@@ -366,7 +403,9 @@ impl WellSummary {
         );
         for (i, field) in image.schema_ref().fields().iter().enumerate() {
             let name = field.name();
-            if !name.starts_with("Metadata_") || name == PLATE || name == WELL || name == SITE {
+            if !name.starts_with("Metadata_")
+                || [PLATE, WELL, SITE, QC_FLAG, QC_REASON].contains(&name.as_str())
+            {
                 continue;
             }
             let values =
@@ -377,24 +416,65 @@ impl WellSummary {
 
         let mut fields_total = vec![0u64; n_wells];
         let mut fields_failed = vec![0u64; n_wells];
+        let mut excluded = vec![0u64; n_wells];
+        let mut reasons: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); n_wells];
         for row in 0..image.num_rows() {
             let w = fields.well_of_row[row];
             fields_total[w] += 1;
-            if !fields.ok[row] {
+            if !fields.status_ok[row] {
                 fields_failed[w] += 1;
+            } else if !fields.ok[row] {
+                excluded[w] += 1;
+                let why = fields
+                    .reasons
+                    .get(row)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_default();
+                let mut keys: Vec<&str> = why
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .collect();
+                if keys.is_empty() {
+                    keys.push("flagged");
+                }
+                keys.sort_unstable();
+                keys.dedup();
+                for k in keys {
+                    *reasons[w].entry(k.to_string()).or_default() += 1;
+                }
             }
         }
         b.u64(COUNT_FIELDS, fields_total)
             .doc("Number of fields (images) of the well in the run")
             .u64(COUNT_FIELDS_FAILED, fields_failed)
             .doc("Number of the well's fields whose Status is not \"ok\" (not analysed)");
+        if fields.has_qc {
+            b.u64(COUNT_EXCLUDED_FIELDS, excluded)
+                .doc("Number of the well's fields with Status \"ok\" left out of its counts and statistics because image QC flagged them (Metadata_QCFlag)")
+                .str(
+                    EXCLUDED_REASONS,
+                    reasons
+                        .iter()
+                        .map(|r| {
+                            r.iter()
+                                .map(|(k, n)| format!("{k}:{n}"))
+                                .collect::<Vec<_>>()
+                                .join(";")
+                        })
+                        .collect(),
+                )
+                .doc("Image-QC reasons of the excluded fields, each with its number of fields (reason:count;...), empty when none");
+        }
 
         for (i, field) in image.schema_ref().fields().iter().enumerate() {
             let name = field.name();
             if !name.starts_with("Count_") {
                 continue;
             }
-            if name == COUNT_FIELDS || name == COUNT_FIELDS_FAILED {
+            if name == COUNT_FIELDS || name == COUNT_FIELDS_FAILED || name == COUNT_EXCLUDED_FIELDS
+            {
                 return Err(Error::Invalid(format!(
                     "Image table has a column `{name}`, a name the Wells table reserves"
                 )));
@@ -465,8 +545,14 @@ struct Fields {
     wells: Vec<(String, String)>,
     /// Output row (well index) of each image row.
     well_of_row: Vec<usize>,
-    /// Whether each image row has Status "ok".
+    /// Whether each image row has Status "ok" and is not excluded by image QC.
     ok: Vec<bool>,
+    /// Whether each image row has Status "ok".
+    status_ok: Vec<bool>,
+    /// Whether the Image table has a `Metadata_QCFlag` column.
+    has_qc: bool,
+    /// `Metadata_QCReason` of each row (empty when the column is absent).
+    reasons: Vec<Option<String>>,
     /// Image row of each well's field with the smallest ImageNumber.
     first_row: Vec<usize>,
     /// (well index, ok) of each ImageNumber.
@@ -474,11 +560,39 @@ struct Fields {
 }
 
 impl Fields {
-    fn from_image(image: &RecordBatch) -> Result<Fields> {
+    fn from_image(image: &RecordBatch, exclude_flagged: bool) -> Result<Fields> {
         let numbers = column_u32(image, IMAGE_NUMBER)?;
         let plates = column_str(image, PLATE)?;
         let wells = column_str(image, WELL)?;
         let status = column_str(image, STATUS)?;
+        let n = image.num_rows();
+        let status_ok: Vec<bool> = (0..n)
+            .map(|row| status.is_valid(row) && status.value(row) == STATUS_OK)
+            .collect();
+        let (has_qc, flagged, reasons) = match image.column_by_name(QC_FLAG) {
+            None => (false, vec![false; n], Vec::new()),
+            Some(a) => {
+                let flags = a.as_boolean_opt().ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "Image column `{QC_FLAG}` is {}, expected Boolean",
+                        a.data_type()
+                    ))
+                })?;
+                let flagged = (0..n)
+                    .map(|r| flags.is_valid(r) && flags.value(r))
+                    .collect();
+                let reasons = match image.column_by_name(QC_REASON) {
+                    None => Vec::new(),
+                    Some(_) => {
+                        let r = column_str(image, QC_REASON)?;
+                        (0..n)
+                            .map(|i| r.is_valid(i).then(|| r.value(i).to_string()))
+                            .collect()
+                    }
+                };
+                (true, flagged, reasons)
+            }
+        };
 
         let mut groups: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
         for row in 0..image.num_rows() {
@@ -496,9 +610,12 @@ impl Fields {
         let mut out = Fields {
             wells: Vec::with_capacity(groups.len()),
             well_of_row: vec![0; image.num_rows()],
-            ok: (0..image.num_rows())
-                .map(|row| status.is_valid(row) && status.value(row) == STATUS_OK)
+            ok: (0..n)
+                .map(|row| status_ok[row] && !(exclude_flagged && flagged[row]))
                 .collect(),
+            status_ok,
+            has_qc,
+            reasons,
             first_row: Vec::with_capacity(groups.len()),
             by_image_number: HashMap::with_capacity(image.num_rows()),
         };

@@ -444,3 +444,95 @@ fn streaming_refuses_what_does_not_fit() {
     let err = s.finish(&image()).unwrap_err();
     assert!(err.to_string().contains("not given"), "{err}");
 }
+
+/// `image()` with image-QC columns: field 1 (B02 site 1) flagged for two reasons, field 3
+/// (failed) flagged too, which counts as failed, not excluded.
+fn image_with_qc() -> RecordBatch {
+    let base = image();
+    let mut b = TableBuilder::new();
+    b.bool(QC_FLAG, vec![false, true, false, true, false]).str(
+        QC_REASON,
+        ["", "saturated;low_content", "", "saturated", ""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
+    let qc = b.finish().unwrap();
+    let mut fields: Vec<Field> = base
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut columns = base.columns().to_vec();
+    for (f, c) in qc.schema().fields().iter().zip(qc.columns()) {
+        fields.push(f.as_ref().clone());
+        columns.push(c.clone());
+    }
+    RecordBatch::try_new(Arc::new(ipscope_table::Schema::new(fields)), columns).unwrap()
+}
+
+#[test]
+fn flagged_fields_are_excluded_and_counted() {
+    let flagged = image_with_qc();
+    let wells = well_summary(&flagged, &[("Nuclei", &nuclei())]).unwrap();
+    // Rows: P0 C01, P1 B02, P1 B03.
+    assert_eq!(strs(&wells, "Metadata_Well")[1].as_deref(), Some("B02"));
+    assert_eq!(u64s(&wells, COUNT_EXCLUDED_FIELDS), vec![0, 1, 0]);
+    assert_eq!(u64s(&wells, "Count_FieldsFailed"), vec![1, 0, 1]);
+    assert_eq!(
+        strs(&wells, EXCLUDED_REASONS),
+        vec![
+            Some(String::new()),
+            Some("low_content:1;saturated:1".into()),
+            Some(String::new())
+        ]
+    );
+    // B02 keeps field 2 only: one nucleus, area NaN (left out), max intensity 1.
+    assert_eq!(u64s(&wells, "Count_Nuclei"), vec![0, 1, 2]);
+    assert_eq!(f64s(&wells, "Median_Nuclei_AreaShape_Area")[1], None);
+    assert_eq!(
+        f64s(&wells, "Mean_Nuclei_Intensity_MaxIntensity_DNA")[1],
+        Some(1.0)
+    );
+    // The field-level QC columns are not copied into the well row.
+    assert!(wells.schema().field_with_name(QC_FLAG).is_err());
+    assert!(wells.schema().field_with_name(QC_REASON).is_err());
+
+    // Not excluding: the plain summary's numbers, and no field counted as excluded.
+    let kept = well_summary_with(&flagged, &[("Nuclei", &nuclei())], false).unwrap();
+    let plain = well_summary(&image(), &[("Nuclei", &nuclei())]).unwrap();
+    assert_eq!(u64s(&kept, COUNT_EXCLUDED_FIELDS), vec![0, 0, 0]);
+    assert_eq!(u64s(&kept, "Count_Nuclei"), u64s(&plain, "Count_Nuclei"));
+    assert_eq!(
+        f64s(&kept, "Median_Nuclei_AreaShape_Area"),
+        f64s(&plain, "Median_Nuclei_AreaShape_Area")
+    );
+
+    // Streaming gives the same table when the pipeline marks the flagged field not ok.
+    let nuclei = nuclei();
+    let mut s = WellSummary::new(&[("Nuclei", nuclei.schema())]).unwrap();
+    let numbers = column_u32(&nuclei, IMAGE_NUMBER).unwrap();
+    for (n, plate, well, ok) in [
+        (1, "P1", "B02", false),
+        (2, "P1", "B02", true),
+        (3, "P1", "B03", false),
+        (4, "P1", "B03", true),
+        (5, "P0", "C01", false),
+    ] {
+        let rows: Vec<u32> = (0..nuclei.num_rows() as u32)
+            .filter(|&r| numbers.value(r as usize) == n)
+            .collect();
+        let part =
+            ipscope_table::arrow_select::take::take_record_batch(&nuclei, &UInt32Array::from(rows))
+                .unwrap();
+        let field = FieldInfo {
+            image_number: n,
+            plate,
+            well,
+            ok,
+        };
+        s.add_field(&field, &[&part]).unwrap();
+    }
+    assert_eq!(s.finish(&flagged).unwrap(), wells);
+}
