@@ -20,7 +20,7 @@ mod wells;
 pub use curve::{fit, relative_potency, CurveFit, Model, RelativePotency};
 pub use normalize::{normalize, NormalizeOptions, Normalized};
 pub use qc::{control_qc, plate_qc, ControlQc};
-pub use wells::{well_summary, FieldInfo, WellSummary};
+pub use wells::{well_summary, well_summary_with, FieldInfo, WellSummary};
 
 /// What can go wrong while summarising tables.
 #[derive(Debug, thiserror::Error)]
