@@ -346,6 +346,52 @@ fn plain_run_scores_the_disease_demo() {
     assert!(qv[at("RESCUER")] < 0.05, "RESCUER q {}", qv[at("RESCUER")]);
     assert!(pv[at("INERT")] > 0.05, "INERT p {}", pv[at("INERT")]);
 
+    // the run's report has the rescue section, and it renders without console errors
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("id=\"rescue\"") && html.contains("id=\"hit-rule\""));
+    match common::chromium_binary() {
+        None => eprintln!(
+            "skipping the Chromium check: no chromium binary on PATH (set IPSCOPE_CHROMIUM)"
+        ),
+        Some(chrome) => {
+            let dom = common::chromium_dom(&chrome, &out.join("report.html"));
+            for id in [
+                "id=\"rescue\"",
+                "id=\"phenotype\"",
+                "id=\"rescue-curves\"",
+                "id=\"compounds\"",
+            ] {
+                assert!(dom.contains(id), "{id} missing from the rendered report");
+            }
+            assert_eq!(
+                dom.matches("class=\"phenotype\"").count(),
+                3,
+                "phenotype plots"
+            );
+            assert_eq!(
+                dom.matches("class=\"rescue-curve\"").count(),
+                4,
+                "one chart a compound"
+            );
+            // 4 compounds × 8 doses × 2 replicates, rescue and viability
+            assert_eq!(dom.matches("class=\"pt-rescue\"").count(), 64);
+            assert_eq!(dom.matches("class=\"pt-viability\"").count(), 64);
+            assert!(
+                dom.matches("class=\"fit-rescue\"").count() >= 2,
+                "rescue fits"
+            );
+            assert!(
+                dom.matches("class=\"fit-viability\"").count() >= 2,
+                "viability fits"
+            );
+            let table = &dom[dom.find("id=\"compounds\"").unwrap()..];
+            let table = &table[..table.find("</table>").unwrap()];
+            assert_eq!(table.matches("<tr class=\"hit\"").count(), 1, "one hit row");
+            let hit_row = &table[table.find("<tr class=\"hit\"").unwrap()..];
+            assert!(hit_row[..hit_row.find("</tr>").unwrap()].contains("RESCUER"));
+        }
+    }
+
     // shard + merge, one thread
     let mut shards = Vec::new();
     for s in ["1/2", "2/2"] {

@@ -129,3 +129,62 @@ pub fn assert_same_tables(a: &Path, b: &Path) {
         assert_eq!(x, y, "{t} differs");
     }
 }
+
+/// A Chromium binary: `$IPSCOPE_CHROMIUM`, else `chromium`, `chromium-browser`,
+/// `google-chrome` or `chrome` on PATH.
+pub fn chromium_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("IPSCOPE_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser", "google-chrome", "chrome"] {
+            let c = dir.join(name);
+            if c.is_file() {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+/// The DOM of `html` after headless Chromium loaded it, asserting that Chromium succeeded, the
+/// page logged no console error and the report's inline script ran.
+pub fn chromium_dom(chrome: &Path, html: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let o = Command::new(chrome)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&o.stdout).into_owned();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "chromium failed: {log}");
+    for bad in [
+        "Uncaught",
+        ":CONSOLE",
+        "SyntaxError",
+        "TypeError",
+        "ReferenceError",
+    ] {
+        assert!(!log.contains(bad), "console error in report: {log}");
+    }
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "inline script did not run"
+    );
+    dom
+}
