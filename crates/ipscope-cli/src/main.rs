@@ -72,7 +72,7 @@ enum Command {
         /// After writing the plate, run it into this output directory.
         #[arg(long, value_name = "OUT")]
         run: Option<PathBuf>,
-        /// What to generate: ipsc (the iPSC dose-response plate), neuron (two neurite-growth conditions with drawn, exactly known neurite lengths), calcium (a cardiomyocyte calcium time-lapse plate, 36 wells of 40x40-pixel stacks, known beat rate, CTD90 and EC50; ignores --size/--wells/--sites), contraction (a brightfield video plate of beating cardiomyocyte sheets, 24 wells of 48x48-pixel stacks, known beat rate, MUSCLEMOTION kinetics and rate EC50; ignores --size/--wells/--sites) or disease (a disease and a control line with a full rescuer, a partial rescuer toxic at high dose, an inert and a toxic compound; --run also profiles and scores rescue).
+        /// What to generate: ipsc (the iPSC dose-response plate), neuron (two neurite-growth conditions with drawn, exactly known neurite lengths), calcium (a cardiomyocyte calcium time-lapse plate, 37 wells of 40x40-pixel stacks, known beat rate, CTD90 and EC50; ignores --size/--wells/--sites), contraction (a brightfield video plate of beating cardiomyocyte sheets, 24 wells of 48x48-pixel stacks, known beat rate, MUSCLEMOTION kinetics and rate EC50; ignores --size/--wells/--sites) or disease (a disease and a control line with a full rescuer, a partial rescuer toxic at high dose, an inert and a toxic compound; --run also profiles and scores rescue).
         #[arg(long, default_value = "ipsc", value_parser = ["ipsc", "neuron", "calcium", "contraction", "disease"])]
         kind: String,
         /// Replace the tables in an existing output directory (with --run).
@@ -209,6 +209,10 @@ struct RunArgs {
     /// Frames per second of a time-lapse whose files do not record the frame interval.
     #[arg(long)]
     fps: Option<f64>,
+    /// Calcium: also trace every cell (component of the beating region) and measure each
+    /// well's asynchrony (Traces and Beats get the cells as ObjectNumber 1, 2, …).
+    #[arg(long)]
+    per_cell: bool,
     #[command(flatten)]
     output_mode: OutputMode,
 }
@@ -543,6 +547,9 @@ fn run_timelapse(args: &RunArgs) -> Result<ExitCode> {
     opts.pattern = args.pattern.clone();
     opts.fps = args.fps;
     opts.threads = args.threads;
+    opts.per_cell = args
+        .per_cell
+        .then_some(ipscope::timelapse_run::CELL_MIN_AREA);
     if let Some(m) = args.max_pixels {
         opts.max_pixels = m;
     }

@@ -66,7 +66,7 @@ fn demo_plate_rate_ctd90_ead_flags_and_ec50_match_the_truth() {
         let i = idx[&t.well];
         assert_eq!(failed[i], 0.0, "{}", t.well);
         match t.kind {
-            WellKind::Regular | WellKind::Ead => {
+            WellKind::Regular | WellKind::Ead | WellKind::Async => {
                 let want = t.rate_bpm.unwrap();
                 let e = (rate[i] / want - 1.0).abs();
                 assert!(e < 0.02, "{}: rate {} vs truth {want}", t.well, rate[i]);
@@ -225,4 +225,90 @@ fn bad_time_lapses_give_named_errors() {
     let errors = table(&out.join("Errors.parquet"));
     let msg = text(&errors, "Message").unwrap()[0].clone().unwrap();
     assert!(msg.contains("1 frame but at least 3"), "{msg}");
+}
+
+#[test]
+fn per_cell_traces_measure_the_asynchrony_of_staggered_cells() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plate = tmp.path().join("plate");
+    let out = tmp.path().join("out");
+    let demo = demo_calcium::generate(&plate, &CalciumDemoParams::default()).unwrap();
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&out),
+        "--assay",
+        "calcium",
+        "--layout",
+        p(&demo.layout),
+        "--channel",
+        "w1=Calcium",
+        "--per-cell",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let wells = table(&out.join("Wells.parquet"));
+    let idx = wells_by_name(&wells);
+    let asyn = numeric(&wells, "Median_Calcium_Asynchrony").unwrap();
+    let cells = numeric(&wells, "Count_BeatingCells").unwrap();
+    let rate = numeric(&wells, "Median_Calcium_BeatRate").unwrap();
+    let mut worst_sync = 0.0f64;
+    for t in &demo.wells {
+        let i = idx[&t.well];
+        match t.kind {
+            WellKind::Async => {
+                let want = t.asynchrony.unwrap();
+                eprintln!(
+                    "{}: asynchrony {:.4} s vs truth {want:.4} s, {} cells",
+                    t.well, asyn[i], cells[i]
+                );
+                assert_eq!(cells[i] as usize, t.cell_offsets.len(), "{}", t.well);
+                assert!(
+                    (asyn[i] / want - 1.0).abs() < 0.15,
+                    "{}: asynchrony {} vs {want}",
+                    t.well,
+                    asyn[i]
+                );
+                assert!((rate[i] / t.rate_bpm.unwrap() - 1.0).abs() < 0.02);
+            }
+            // Synchronous wells with two or more separate cells: no asynchrony to speak of.
+            WellKind::Regular if asyn[i].is_finite() => worst_sync = worst_sync.max(asyn[i]),
+            _ => {}
+        }
+    }
+    eprintln!("largest asynchrony of a synchronous well: {worst_sync:.4} s");
+    assert!(
+        worst_sync < 0.2 * demo_calcium::ASYNC_OFFSET_S,
+        "{worst_sync}"
+    );
+
+    // Traces: the field (ObjectNumber 0) and each cell, one row per frame; Beats per cell.
+    let traces = table(&out.join("Traces.parquet"));
+    let objects = numeric(&traces, "ObjectNumber").unwrap();
+    let field_rows = objects.iter().filter(|&&o| o == 0.0).count();
+    assert_eq!(field_rows, demo.frames * demo.wells.len());
+    assert_eq!(
+        traces.num_rows(),
+        demo.frames * (demo.wells.len() + cells.iter().sum::<f64>() as usize)
+    );
+    let beats = table(&out.join("Beats.parquet"));
+    let (bw, bo) = (
+        text(&beats, "Metadata_Well").unwrap(),
+        numeric(&beats, "ObjectNumber").unwrap(),
+    );
+    let async_well = &demo
+        .wells
+        .iter()
+        .find(|t| t.kind == WellKind::Async)
+        .unwrap();
+    for cell in 1..=async_well.cell_offsets.len() {
+        let n = (0..bw.len())
+            .filter(|&k| bw[k].as_deref() == Some(async_well.well.as_str()) && bo[k] == cell as f64)
+            .count();
+        assert!(
+            n + 1 >= async_well.beats.len() && n <= async_well.beats.len() + 1,
+            "cell {cell}: {n} beats vs {}",
+            async_well.beats.len()
+        );
+    }
 }

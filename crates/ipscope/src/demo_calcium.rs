@@ -1,6 +1,6 @@
 //! A synthetic calcium time-lapse plate of hiPSC-cardiomyocytes with known truth.
 //!
-//! 36 wells (rows B–D, columns 2–13), one multi-page 16-bit TIFF per well
+//! 37 wells (rows B–D, columns 2–13, and E02), one multi-page 16-bit TIFF per well
 //! (`CAL01_B02_s1_w1.tif`, ImageJ description with `finterval`). Each well is a field of
 //! Gaussian "cells" on a dim background whose fluorescence follows
 //! F = bleach(t) · (background + cells(x − motion(t)) · (1 + A · y(t − onset))) + noise,
@@ -13,8 +13,10 @@
 //! Design: 4 DMSO wells (negative) at 50 bpm; compound `CMPD-QT` in 8 concentrations ×
 //! 2 replicates at 40 bpm whose CTD90 rises as a Hill curve with a known EC50; 2 wells with
 //! early-afterdepolarisation-like secondary rises (`E-4031`), 1 irregular rhythm, 1
-//! arrested (cells, no beats), 1 without cells, and the rest DMSO. `truth/wells.csv` holds
-//! each well's rate, CTDs and flags.
+//! arrested (cells, no beats), 1 without cells, and the rest DMSO. Well E02 (`CMPD-DESYNC`)
+//! has four separate cells at 50 bpm whose beats start [`ASYNC_OFFSET_S`] apart (cell k at
+//! k × offset, raster order): its asynchrony (SD of the cells' activation times) is known.
+//! `truth/wells.csv` holds each well's rate, CTDs, flags and asynchrony.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,9 @@ const CTD90_BOTTOM: f64 = 0.40;
 const CTD90_TOP: f64 = 0.72;
 const TAU_RISE: f64 = 0.03;
 const CONCENTRATIONS: [f64; 8] = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0];
+/// Delay between the activations of successive cells of the asynchronous well, s.
+pub const ASYNC_OFFSET_S: f64 = 0.05;
+const ASYNC_CELLS: usize = 4;
 
 /// Size and timing of the demo.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +71,8 @@ pub enum WellKind {
     Irregular,
     Arrest,
     NoCells,
+    /// Four separate cells beating regularly with staggered activation.
+    Async,
 }
 
 /// The truth of one well.
@@ -84,6 +91,10 @@ pub struct WellTruth {
     pub ctd: Option<[f64; 3]>,
     /// Peak times of every beat, s.
     pub beats: Vec<f64>,
+    /// Activation delay of each cell (the asynchronous well; empty elsewhere), s.
+    pub cell_offsets: Vec<f64>,
+    /// Sample SD of `cell_offsets` (the asynchronous well), s.
+    pub asynchrony: Option<f64>,
 }
 
 /// What [`generate`] wrote.
@@ -183,6 +194,14 @@ fn design() -> Vec<(String, String, f64, &'static str, WellKind)> {
         out.push((w('D', c), compound.to_string(), 0.0, role, kind));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
+    // After the sort and the others: the wells above keep their index and so their seed.
+    out.push((
+        w('E', 2),
+        "CMPD-DESYNC".to_string(),
+        1.0,
+        "treated",
+        WellKind::Async,
+    ));
     out
 }
 
@@ -202,13 +221,36 @@ pub fn generate(dir: &Path, params: &CalciumDemoParams) -> Result<CalciumDemoSum
     let mut wells = Vec::new();
     let mut layout =
         String::from("Metadata_Well,Metadata_Compound,Metadata_Concentration,Metadata_Role\n");
-    let mut truth = String::from("Metadata_Well,Kind,RateBpm,CTD30,CTD50,CTD90,Beats,TauDecay\n");
+    let mut truth =
+        String::from("Metadata_Well,Kind,RateBpm,CTD30,CTD50,CTD90,Beats,TauDecay,Asynchrony\n");
     for (wi, (well, compound, conc, role, kind)) in design().into_iter().enumerate() {
         let mut rng = Rng(params.seed.wrapping_mul(1_000_003).wrapping_add(wi as u64));
         // Cells: a few Gaussian blobs; their x-derivative gives the sub-pixel motion.
         let mut cells = vec![0.0f64; n * n];
         let mut dcells = vec![0.0f64; n * n];
-        if kind != WellKind::NoCells {
+        // The asynchronous well: separate cells on a 2 × 2 grid, each with its own delay.
+        let offsets: Vec<f64> = if kind == WellKind::Async {
+            (0..ASYNC_CELLS)
+                .map(|k| k as f64 * ASYNC_OFFSET_S)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let async_cells: Vec<Vec<f64>> = (0..offsets.len())
+            .map(|k| {
+                let (cy, cx) = (
+                    n as f64 * (0.25 + 0.5 * (k / 2) as f64),
+                    n as f64 * (0.25 + 0.5 * (k % 2) as f64),
+                );
+                (0..n * n)
+                    .map(|i| {
+                        let (dy, dx) = ((i / n) as f64 - cy, (i % n) as f64 - cx);
+                        1200.0 * (-(dx * dx + dy * dy) / (2.0 * 3.0 * 3.0)).exp()
+                    })
+                    .collect()
+            })
+            .collect();
+        if !matches!(kind, WellKind::NoCells | WellKind::Async) {
             for _ in 0..5 {
                 let (cy, cx) = (rng.uniform() * n as f64, rng.uniform() * n as f64);
                 let s = 3.0 + 2.0 * rng.uniform();
@@ -273,9 +315,16 @@ pub fn generate(dir: &Path, params: &CalciumDemoParams) -> Result<CalciumDemoSum
             let y = y_at(t);
             let bleach = (-t / 40.0).exp();
             let motion = 0.4 * y;
+            let ys: Vec<f64> = offsets.iter().map(|o| y_at(t - o)).collect();
             for (i, px) in buf.iter_mut().enumerate() {
                 let c = (cells[i] - motion * dcells[i]).max(0.0);
-                let v = bleach * (250.0 + c * (1.0 + amplitude * y)) + 12.0 * rng.normal();
+                let staggered: f64 = async_cells
+                    .iter()
+                    .zip(&ys)
+                    .map(|(g, y)| g[i] * (1.0 + amplitude * y))
+                    .sum();
+                let v =
+                    bleach * (250.0 + c * (1.0 + amplitude * y) + staggered) + 12.0 * rng.normal();
                 *px = v.round().clamp(0.0, 65535.0) as u16;
             }
             writer.write_frame(&buf)?;
@@ -287,7 +336,7 @@ pub fn generate(dir: &Path, params: &CalciumDemoParams) -> Result<CalciumDemoSum
             .filter(|&p| p < frames as f64 * dt)
             .collect();
         let rate_bpm = match kind {
-            WellKind::Regular | WellKind::Ead => Some(60.0 / period),
+            WellKind::Regular | WellKind::Ead | WellKind::Async => Some(60.0 / period),
             WellKind::Irregular if beats.len() > 1 => {
                 Some(60.0 * (beats.len() - 1) as f64 / (beats[beats.len() - 1] - beats[0]))
             }
@@ -298,16 +347,22 @@ pub fn generate(dir: &Path, params: &CalciumDemoParams) -> Result<CalciumDemoSum
             WellKind::Regular | WellKind::Ead | WellKind::Irregular
         )
         .then(|| model_ctd(TAU_RISE, tau_decay));
+        let asynchrony = (offsets.len() > 1).then(|| {
+            let m = offsets.iter().sum::<f64>() / offsets.len() as f64;
+            (offsets.iter().map(|o| (o - m) * (o - m)).sum::<f64>() / (offsets.len() - 1) as f64)
+                .sqrt()
+        });
         let _ = writeln!(layout, "{well},{compound},{conc},{role}");
         let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
         let _ = writeln!(
             truth,
-            "{well},{kind:?},{},{},{},{},{},{tau_decay:.6}",
+            "{well},{kind:?},{},{},{},{},{},{tau_decay:.6},{}",
             opt(rate_bpm),
             opt(ctd.map(|c| c[0])),
             opt(ctd.map(|c| c[1])),
             opt(ctd.map(|c| c[2])),
-            beats.len()
+            beats.len(),
+            opt(asynchrony)
         );
         wells.push(WellTruth {
             well,
@@ -319,6 +374,8 @@ pub fn generate(dir: &Path, params: &CalciumDemoParams) -> Result<CalciumDemoSum
             tau_decay,
             ctd,
             beats,
+            cell_offsets: offsets,
+            asynchrony,
         });
     }
     let layout_path = dir.join("layout.csv");

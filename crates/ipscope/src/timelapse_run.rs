@@ -40,6 +40,9 @@ use rayon::prelude::*;
 use crate::pipeline::{errors_batch, prepare_out_dir, FailureRecord};
 use crate::{Assay, Error, Result};
 
+/// Smallest beating-region component (px) traced as a cell by `--per-cell`.
+pub const CELL_MIN_AREA: usize = 20;
+
 /// What a time-lapse run needs.
 #[derive(Debug, Clone)]
 pub struct TimelapseOptions {
@@ -57,6 +60,9 @@ pub struct TimelapseOptions {
     pub contraction: ContractionParams,
     /// Write the per-frame `Traces` table.
     pub traces: bool,
+    /// Calcium: also trace every cell (component of the beating region of at least this
+    /// many pixels) and measure the well's asynchrony (`--per-cell`).
+    pub per_cell: Option<usize>,
 }
 
 impl TimelapseOptions {
@@ -73,6 +79,7 @@ impl TimelapseOptions {
             calcium: CalciumParams::default(),
             contraction: ContractionParams::default(),
             traces: true,
+            per_cell: None,
         }
     }
 }
@@ -97,6 +104,18 @@ pub struct SeriesResult {
     pub interval_s: f64,
     pub trace: Vec<f64>,
     pub mask_fraction: f64,
+    pub analysis: TraceAnalysis,
+    /// With `--per-cell`: each cell's raw trace, area (px) and analysis.
+    pub cells: Vec<CellResult>,
+    /// Mean over the field's beats of the SD of the cells' activation times, s.
+    pub asynchrony: Option<f64>,
+}
+
+/// One cell of a field (`--per-cell`).
+#[derive(Debug, Clone)]
+pub struct CellResult {
+    pub trace: Vec<f64>,
+    pub area: usize,
     pub analysis: TraceAnalysis,
 }
 
@@ -180,18 +199,56 @@ pub fn analyze_series(
     params: &CalciumParams,
     read: &ReadOptions,
 ) -> Result<SeriesResult> {
+    analyze_series_cells(s, interval_s, params, read, None)
+}
+
+/// [`analyze_series`], with one trace per cell of at least `cell_min_area` pixels when
+/// given (see [`TraceBuilder::per_cell`]) and the field's asynchrony.
+pub fn analyze_series_cells(
+    s: &TimeSeries,
+    interval_s: f64,
+    params: &CalciumParams,
+    read: &ReadOptions,
+    cell_min_area: Option<usize>,
+) -> Result<SeriesResult> {
     let (builder, path) = stream(s, read, |w, h, frames| {
-        TraceBuilder::new(w, h, frames, interval_s, params)
+        let b = TraceBuilder::new(w, h, frames, interval_s, params)?;
+        Ok(match cell_min_area {
+            Some(a) => b.per_cell(a),
+            None => b,
+        })
     })?;
     let field = builder.finish().map_err(|e| finish_err(&path, e))?;
     let analysis =
         analyze_trace(&field.trace, interval_s, params).map_err(|e| signal_err(&path, e))?;
+    let cells = field
+        .cells
+        .into_iter()
+        .zip(field.cell_areas)
+        .map(|(trace, area)| {
+            let analysis =
+                analyze_trace(&trace, interval_s, params).map_err(|e| signal_err(&path, e))?;
+            Ok(CellResult {
+                trace,
+                area,
+                analysis,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let asynchrony = if cell_min_area.is_some() {
+        let per_cell: Vec<Vec<_>> = cells.iter().map(|c| c.analysis.beats.clone()).collect();
+        ipscope_core::assays::calcium::asynchrony(&analysis.beats, &per_cell)
+    } else {
+        None
+    };
     Ok(SeriesResult {
         series: s.clone(),
         interval_s,
         trace: field.trace,
         mask_fraction: field.mask_fraction,
         analysis,
+        cells,
+        asynchrony,
     })
 }
 
@@ -344,13 +401,16 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
         )
     } else {
         let (ok, failures) = run_all(&all, opts.threads, |s| {
-            analyze_series(s, interval(s)?, &opts.calcium, &read)
+            analyze_series_cells(s, interval(s)?, &opts.calcium, &read, opts.per_cell)
         })?;
         write("Beats", beats_batch(&ok)?)?;
         if opts.traces {
             write("Traces", traces_batch(&ok, &channel_name)?)?;
         }
-        write("Wells", wells_batch(&all, &ok, layout.as_ref())?)?;
+        write(
+            "Wells",
+            wells_batch(&all, &ok, layout.as_ref(), opts.per_cell.is_some())?,
+        )?;
         write("Errors", errors_batch(&failures)?)?;
         (
             failures.len(),
@@ -381,40 +441,73 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
     })
 }
 
+/// The traces of a series: the field (object 0), then each cell (1, 2, …).
+fn objects(r: &SeriesResult) -> impl Iterator<Item = (usize, &TraceAnalysis)> + '_ {
+    std::iter::once((0, &r.analysis)).chain(
+        r.cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i + 1, &c.analysis)),
+    )
+}
+
+fn raw_trace(r: &SeriesResult, o: usize) -> &[f64] {
+    match o {
+        0 => &r.trace,
+        _ => &r.cells[o - 1].trace,
+    }
+}
+
 fn beats_batch(results: &[SeriesResult]) -> Result<RecordBatch> {
-    let rows: Vec<(&SeriesResult, usize)> = results
+    // The field's beats (object 0), then each cell's (`--per-cell`).
+    let rows: Vec<(
+        &SeriesResult,
+        usize,
+        &ipscope_core::assays::calcium::Beat,
+        usize,
+    )> = results
         .iter()
-        .flat_map(|r| (0..r.analysis.beats.len()).map(move |k| (r, k)))
+        .flat_map(|r| {
+            objects(r)
+                .flat_map(move |(o, a)| a.beats.iter().enumerate().map(move |(k, b)| (r, o, b, k)))
+        })
         .collect();
     let beat = |f: &dyn Fn(&ipscope_core::assays::calcium::Beat) -> f64| -> Vec<f64> {
-        rows.iter().map(|(r, k)| f(&r.analysis.beats[*k])).collect()
+        rows.iter().map(|(_, _, b, _)| f(b)).collect()
     };
     let opt = |f: &dyn Fn(&ipscope_core::assays::calcium::Beat) -> Option<f64>| {
-        rows.iter()
-            .map(|(r, k)| f(&r.analysis.beats[*k]))
-            .collect::<Vec<_>>()
+        rows.iter().map(|(_, _, b, _)| f(b)).collect::<Vec<_>>()
     };
     let mut b = TableBuilder::new();
     b.str(
         "Metadata_Plate",
-        rows.iter().map(|(r, _)| r.series.plate.clone()).collect(),
+        rows.iter()
+            .map(|(r, _, _, _)| r.series.plate.clone())
+            .collect(),
     )
     .str(
         "Metadata_Well",
-        rows.iter().map(|(r, _)| r.series.well.clone()).collect(),
+        rows.iter()
+            .map(|(r, _, _, _)| r.series.well.clone())
+            .collect(),
     )
     .u32(
         "Metadata_Site",
-        rows.iter().map(|(r, _)| r.series.site).collect(),
+        rows.iter().map(|(r, _, _, _)| r.series.site).collect(),
     )
     .u32(
+        "ObjectNumber",
+        rows.iter().map(|(_, o, _, _)| *o as u32).collect(),
+    )
+    .doc("0: the field trace; 1, 2, …: the cells of --per-cell")
+    .u32(
         "Beat_Number",
-        rows.iter().map(|(_, k)| *k as u32 + 1).collect(),
+        rows.iter().map(|(_, _, _, k)| *k as u32 + 1).collect(),
     )
     .u32(
         "Beat_PeakFrame",
         rows.iter()
-            .map(|(r, k)| r.analysis.beats[*k].peak_frame as u32)
+            .map(|(_, _, b, _)| b.peak_frame as u32)
             .collect(),
     )
     .f64("Beat_PeakTime", beat(&|b| b.peak_time))
@@ -442,51 +535,63 @@ fn beats_batch(results: &[SeriesResult]) -> Result<RecordBatch> {
     .doc("Onset to 90 % recovery, s")
     .opt_f64("Beat_RRInterval", opt(&|b| b.rr_interval))
     .doc("Time to the next beat's peak, s")
-    .bool(
-        "Beat_EAD",
-        rows.iter().map(|(r, k)| r.analysis.beats[*k].ead).collect(),
-    )
+    .bool("Beat_EAD", rows.iter().map(|(_, _, b, _)| b.ead).collect())
     .doc("A secondary rise before 90 % recovery (early-afterdepolarisation-like)");
     Ok(b.finish()?)
 }
 
 fn traces_batch(results: &[SeriesResult], channel: &str) -> Result<RecordBatch> {
-    let rows: Vec<(&SeriesResult, usize)> = results
+    let rows: Vec<(&SeriesResult, usize, &TraceAnalysis, usize)> = results
         .iter()
-        .flat_map(|r| (0..r.trace.len()).map(move |k| (r, k)))
+        .flat_map(|r| {
+            objects(r).flat_map(move |(o, a)| (0..r.trace.len()).map(move |k| (r, o, a, k)))
+        })
         .collect();
     let mut b = TableBuilder::new();
     b.str(
         "Metadata_Plate",
-        rows.iter().map(|(r, _)| r.series.plate.clone()).collect(),
+        rows.iter()
+            .map(|(r, _, _, _)| r.series.plate.clone())
+            .collect(),
     )
     .str(
         "Metadata_Well",
-        rows.iter().map(|(r, _)| r.series.well.clone()).collect(),
+        rows.iter()
+            .map(|(r, _, _, _)| r.series.well.clone())
+            .collect(),
     )
     .u32(
         "Metadata_Site",
-        rows.iter().map(|(r, _)| r.series.site).collect(),
+        rows.iter().map(|(r, _, _, _)| r.series.site).collect(),
     )
-    .u32("Frame", rows.iter().map(|(_, k)| *k as u32).collect())
+    .u32(
+        "ObjectNumber",
+        rows.iter().map(|(_, o, _, _)| *o as u32).collect(),
+    )
+    .doc("0: the field trace; 1, 2, …: the cells of --per-cell")
+    .u32("Frame", rows.iter().map(|(_, _, _, k)| *k as u32).collect())
     .f64(
         "Time",
-        rows.iter().map(|(r, k)| *k as f64 * r.interval_s).collect(),
+        rows.iter()
+            .map(|(r, _, _, k)| *k as f64 * r.interval_s)
+            .collect(),
     )
     .doc("Seconds from the first frame")
     .f64(
         &format!("Intensity_MeanIntensity_{channel}"),
-        rows.iter().map(|(r, k)| r.trace[*k]).collect(),
+        rows.iter()
+            .map(|(r, o, _, k)| raw_trace(r, *o)[*k])
+            .collect(),
     )
     .doc("Mean raw intensity of the beating region (not scaled)")
     .f64(
         "Trace_F0",
-        rows.iter().map(|(r, k)| r.analysis.f0[*k]).collect(),
+        rows.iter().map(|(_, _, a, k)| a.f0[*k]).collect(),
     )
     .doc("Baseline: rolling low percentile, smoothed (photobleaching)")
     .f64(
         "Trace_DeltaF_F0",
-        rows.iter().map(|(r, k)| r.analysis.dff[*k]).collect(),
+        rows.iter().map(|(_, _, a, k)| a.dff[*k]).collect(),
     );
     Ok(b.finish()?)
 }
@@ -570,8 +675,27 @@ fn wells_batch(
     all: &[TimeSeries],
     results: &[SeriesResult],
     layout: Option<&ipscope_io::Layout>,
+    per_cell: bool,
 ) -> Result<RecordBatch> {
     let (mut b, per_well) = wells_base(all, results, |r| &r.series, layout);
+    if per_cell {
+        b.opt_f64(
+            "Median_Calcium_Asynchrony",
+            per_well
+                .iter()
+                .map(|rs| median(rs.iter().filter_map(|r| r.asynchrony).collect()))
+                .collect(),
+        )
+        .doc("SD of the cells' activation times per beat, mean over beats, s; median over fields")
+        .u64(
+            "Count_BeatingCells",
+            per_well
+                .iter()
+                .map(|rs| rs.iter().map(|r| r.cells.len() as u64).sum())
+                .collect(),
+        )
+        .doc("Cells (beating-region components) traced in the well's fields");
+    }
     let count = |f: &dyn Fn(&SeriesResult) -> u64| -> Vec<u64> {
         per_well
             .iter()

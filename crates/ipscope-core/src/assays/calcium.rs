@@ -31,6 +31,7 @@
 //!    seconds, as QTcF), EAD count, irregular rhythm (RR CV > `irregular_rr_cv`) and
 //!    arrest (no beat) flags.
 
+use crate::ops::label::{label, Connectivity};
 use crate::ops::signal::{find_peaks, noise_sigma, percentile_mut, rolling_percentile, PeakParams};
 use crate::ops::threshold::otsu;
 use ipscope_image::ImageView;
@@ -142,6 +143,11 @@ pub struct TraceBuilder {
     mask_pixels: usize,
     trace: Vec<f64>,
     pushed: usize,
+    /// Smallest beating-region component kept as a cell; `None`: no per-cell traces.
+    cell_min_area: Option<usize>,
+    /// Runs of each cell (beating-region component), and each cell's trace.
+    cell_runs: Vec<Vec<(usize, usize)>>,
+    cell_traces: Vec<Vec<f64>>,
 }
 
 /// The field trace and the beating region it came from.
@@ -153,6 +159,10 @@ pub struct FieldTrace {
     pub mask_pixels: usize,
     /// Fraction of the field that is beating region.
     pub mask_fraction: f64,
+    /// With [`TraceBuilder::per_cell`]: one trace per cell (8-connected component of the
+    /// beating region of at least the minimum area, numbered in raster order), and its area.
+    pub cells: Vec<Vec<f64>>,
+    pub cell_areas: Vec<usize>,
 }
 
 impl TraceBuilder {
@@ -180,7 +190,29 @@ impl TraceBuilder {
             mask_pixels: 0,
             trace: Vec::with_capacity(frames),
             pushed: 0,
+            cell_min_area: None,
+            cell_runs: Vec::new(),
+            cell_traces: Vec::new(),
         })
+    }
+
+    /// Also traces every cell: each 8-connected component of the beating region with at
+    /// least `min_area` pixels, as the mean of its pixels.
+    pub fn per_cell(mut self, min_area: usize) -> TraceBuilder {
+        self.cell_min_area = Some(min_area.max(1));
+        self
+    }
+
+    fn push_cells<T: Sample>(&mut self, data: &[T]) {
+        for (runs, trace) in self.cell_runs.iter().zip(self.cell_traces.iter_mut()) {
+            let mut s = 0.0;
+            let mut n = 0usize;
+            for &(start, len) in runs {
+                s += T::sum(&data[start..start + len]);
+                n += len;
+            }
+            trace.push(s / n.max(1) as f64);
+        }
     }
 
     /// Adds the next frame (row-major, `width * height` samples).
@@ -196,6 +228,7 @@ impl TraceBuilder {
         self.pushed += 1;
         if self.mask_pixels > 0 {
             self.trace.push(self.masked_mean(data));
+            self.push_cells(data);
             return Ok(());
         }
         self.buffer.push(data.iter().map(|v| v.to_f32()).collect());
@@ -258,11 +291,43 @@ impl TraceBuilder {
             }
         }
         self.mask_pixels = mask.iter().filter(|&&m| m).count();
+        if let Some(min_area) = self.cell_min_area {
+            self.settle_cells(&mask, min_area);
+        }
         let buffer = std::mem::take(&mut self.buffer);
         for f in &buffer {
             let m = self.masked_mean(f);
             self.trace.push(m);
+            self.push_cells(f.as_slice());
         }
+    }
+
+    /// Cells: the components of the beating region with at least `min_area` pixels.
+    fn settle_cells(&mut self, mask: &[bool], min_area: usize) {
+        let Ok(view) = ImageView::from_slice(mask, self.width, self.height, self.width) else {
+            return;
+        };
+        let labels = label(view, Connectivity::Eight);
+        let count = labels.count() as usize;
+        let mut runs: Vec<Vec<(usize, usize)>> = vec![Vec::new(); count + 1];
+        let lab = labels.image().as_slice();
+        let mut i = 0;
+        while i < lab.len() {
+            let l = lab[i] as usize;
+            let start = i;
+            while i < lab.len() && lab[i] as usize == l && (i == start || i % self.width != 0) {
+                i += 1;
+            }
+            if l > 0 {
+                runs[l].push((start, i - start));
+            }
+        }
+        self.cell_runs = runs
+            .into_iter()
+            .skip(1)
+            .filter(|r| r.iter().map(|&(_, n)| n).sum::<usize>() >= min_area)
+            .collect();
+        self.cell_traces = vec![Vec::with_capacity(self.trace.capacity()); self.cell_runs.len()];
     }
 
     /// The trace of every frame pushed.
@@ -281,6 +346,12 @@ impl TraceBuilder {
             trace: self.trace,
             mask_pixels: self.mask_pixels,
             mask_fraction: self.mask_pixels as f64 / n as f64,
+            cell_areas: self
+                .cell_runs
+                .iter()
+                .map(|r| r.iter().map(|&(_, n)| n).sum())
+                .collect(),
+            cells: self.cell_traces,
         })
     }
 }
@@ -535,6 +606,38 @@ pub fn detect_beats(
         duration_s: n as f64 * dt,
     };
     (beats, summary)
+}
+
+/// Asynchrony of the cells of a field: for every beat of the field trace, each cell's beat
+/// whose onset is nearest the field beat's (within half the shortest RR interval, at most
+/// 0.5 s) gives that cell's activation time relative to the field; the sample standard
+/// deviation of those times over the cells (at least two) is the beat's asynchrony, and the
+/// result is its mean over the beats (seconds). `None` when no beat has two cells.
+pub fn asynchrony(field: &[Beat], cells: &[Vec<Beat>]) -> Option<f64> {
+    let min_rr = field
+        .iter()
+        .filter_map(|b| b.rr_interval)
+        .fold(f64::INFINITY, f64::min);
+    let window = (0.5 * min_rr).min(0.5);
+    let per_beat: Vec<f64> = field
+        .iter()
+        .filter_map(|fb| {
+            let d: Vec<f64> = cells
+                .iter()
+                .filter_map(|cb| {
+                    cb.iter()
+                        .map(|b| b.onset_time - fb.onset_time)
+                        .filter(|d| d.abs() <= window)
+                        .min_by(|a, b| a.abs().total_cmp(&b.abs()))
+                })
+                .collect();
+            (d.len() >= 2).then(|| {
+                let m = d.iter().sum::<f64>() / d.len() as f64;
+                (d.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (d.len() - 1) as f64).sqrt()
+            })
+        })
+        .collect();
+    mean(per_beat)
 }
 
 /// exp of the least-squares quadratic through ln(x) (sample index scaled to −1..1): a
