@@ -89,6 +89,8 @@ pub struct Config {
     pub colonies: ipscope_core::assays::colonies::ColonyParams,
     /// Thresholds of the rule-based colony grade.
     pub colony_grades: ipscope_core::assays::colonies::GradeRules,
+    /// Image QC of every field (`[qc]`, see [`crate::qc_run::QcConfig`]).
+    pub qc: crate::qc_run::QcConfig,
     /// The neurite assay's options.
     pub neurite: NeuriteConfig,
 }

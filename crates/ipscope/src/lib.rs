@@ -35,6 +35,7 @@ pub mod merge;
 pub mod neurite_run;
 pub mod partial;
 pub mod pipeline;
+pub mod qc_run;
 pub mod scan;
 pub mod spots_run;
 pub mod timelapse_run;

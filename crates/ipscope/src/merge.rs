@@ -179,7 +179,12 @@ pub fn merge(
             format,
         )?);
     }
-    written.push(write_wells(out_dir, format, &image)?);
+    written.push(write_wells(
+        out_dir,
+        format,
+        &image,
+        first.parameters.qc.exclude_flagged,
+    )?);
     written.extend(crate::analysis::write_analysis(out_dir, format)?);
 
     let mut inputs_rec: Vec<InputRecord> =

@@ -157,6 +157,20 @@ pub struct FieldRecord {
     /// Wall time spent on the field (manifest only; tables stay deterministic).
     #[serde(default)]
     pub seconds: f64,
+    /// Image quality per channel (empty when the field failed before it was measured).
+    #[serde(default)]
+    pub quality: Vec<crate::qc_run::QualityRow>,
+    /// Image-QC reason keys; empty when the field passes.
+    #[serde(default)]
+    pub qc_reasons: Vec<String>,
+}
+
+impl FieldRecord {
+    /// Whether the field counts in the Wells statistics: processed, and not left out by
+    /// image QC.
+    pub fn counts_in_wells(&self, exclude_flagged: bool) -> bool {
+        self.status == Status::Ok && !(exclude_flagged && !self.qc_reasons.is_empty())
+    }
 }
 
 /// A field's results as the pipeline streams them.
@@ -503,6 +517,8 @@ impl Pipeline {
             layout: vec![],
             inputs: vec![],
             seconds: 0.0,
+            quality: vec![],
+            qc_reasons: vec![],
         };
         Ok(self.nuclei_batch(&empty, &[], &[])?.schema())
     }
@@ -586,6 +602,8 @@ impl Pipeline {
                 .unwrap_or_else(|_| vec![None; self.layout_columns.len()]),
             inputs: vec![],
             seconds: 0.0,
+            quality: vec![],
+            qc_reasons: vec![],
         };
         let outcome = match &task.layout {
             Err(msg) => Err((
@@ -691,6 +709,14 @@ impl Pipeline {
         };
         record.width = first.width() as u32;
         record.height = first.height() as u32;
+        let (quality, reasons) = crate::qc_run::measure_field(
+            &images,
+            &self.channels,
+            self.nuclear,
+            &self.options.config.qc,
+        );
+        record.quality = quality;
+        record.qc_reasons = reasons;
 
         let params = &self.options.config.nuclei;
         let seg = with_dyn_image!(&images[self.nuclear], img => segment_nuclei(img.view(), params));
@@ -836,6 +862,10 @@ impl Pipeline {
                     .collect(),
             )
             .doc("ok, or failed (see Errors)");
+        let quality: Vec<&[crate::qc_run::QualityRow]> =
+            records.iter().map(|r| r.quality.as_slice()).collect();
+        let reasons: Vec<&[String]> = records.iter().map(|r| r.qc_reasons.as_slice()).collect();
+        crate::qc_run::add_image_columns(&mut b, &self.channels, &quality, &reasons);
         Ok(b.finish()?)
     }
 
@@ -927,8 +957,10 @@ impl Pipeline {
         let mut records = Vec::with_capacity(self.tasks.len());
         // Wells is reduced while the fields stream past, one well at a time, so no table of
         // the whole plate's objects is ever held.
+        let exclude_flagged = self.options.config.qc.exclude_flagged;
         let mut wells = ipscope_stats::WellSummary::new(&[("Nuclei", nuclei_schema.clone())])
-            .map_err(wells_err)?;
+            .map_err(wells_err)?
+            .exclude_flagged(exclude_flagged);
         for t in &self.tasks {
             let out = store.load(t.image_number, &nuclei_schema)?;
             if out.nuclei.num_rows() > 0 {
@@ -939,7 +971,7 @@ impl Pipeline {
                 image_number: r.image_number,
                 plate: &r.plate,
                 well: &r.well,
-                ok: r.status == Status::Ok,
+                ok: r.counts_in_wells(exclude_flagged),
             };
             wells.add_field(&field, &[&out.nuclei]).map_err(wells_err)?;
             records.push(out.record);
@@ -1132,11 +1164,13 @@ pub(crate) fn write_wells(
     out_dir: &Path,
     format: Format,
     image: &RecordBatch,
+    exclude_flagged: bool,
 ) -> Result<ipscope_table::WrittenFile> {
     let ext = format.extension();
     let (schema, batches) = ipscope_table::read_table(&out_dir.join(format!("Nuclei.{ext}")))?;
     let nuclei = ipscope_table::concat(&schema, &batches)?;
-    let wells = ipscope_stats::well_summary(image, &[("Nuclei", &nuclei)]).map_err(wells_err)?;
+    let wells = ipscope_stats::well_summary_with(image, &[("Nuclei", &nuclei)], exclude_flagged)
+        .map_err(wells_err)?;
     Ok(ipscope_table::write_table(
         &out_dir.join(format!("Wells.{ext}")),
         wells.schema(),
