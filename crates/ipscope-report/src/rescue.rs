@@ -70,7 +70,7 @@ fn padded(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 }
 
 /// Strip plot of one feature: disease and control vehicle wells, means as bars.
-fn strip(title: &str, groups: &[(String, Vec<f64>, &str)]) -> String {
+fn strip(title: &str, subtitle: &str, groups: &[(String, Vec<f64>, &str)]) -> String {
     let (w, h) = (300.0, 210.0);
     let Some((lo, hi)) = padded(groups.iter().flat_map(|g| g.1.iter().copied())) else {
         return String::new();
@@ -79,14 +79,15 @@ fn strip(title: &str, groups: &[(String, Vec<f64>, &str)]) -> String {
         lo,
         hi,
         a: h - 26.0,
-        b: 30.0,
+        b: 38.0,
     };
     let mut s = String::new();
     let _ = write!(
         s,
-        r#"<svg class="phenotype" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img"><title>{}</title><text x="8" y="14" class="t">{}</text><line x1="60" y1="{:.2}" x2="60" y2="{:.2}" class="axis"/>"#,
+        r#"<svg class="phenotype" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img"><title>{}</title><text x="8" y="14" class="t">{}</text><text x="8" y="26" class="ax">{}</text><line x1="60" y1="{:.2}" x2="60" y2="{:.2}" class="axis"/>"#,
         esc(title),
         esc(title),
+        esc(subtitle),
         y.at(lo),
         y.at(hi)
     );
@@ -259,9 +260,9 @@ fn rescue_chart(
             x.a, x.b
         );
     }
-    for (class, pts, scale, colour) in [
-        ("fit-rescue", &rc, yr, "#08519c"),
-        ("fit-viability", &vc, yv, "#d95f0e"),
+    for (class, pts, scale, colour, f) in [
+        ("fit-rescue", &rc, yr, "#08519c", rescue_fit),
+        ("fit-viability", &vc, yv, "#d95f0e", viability_fit),
     ] {
         if pts.is_empty() {
             continue;
@@ -278,8 +279,14 @@ fn rescue_chart(
             .collect();
         let _ = write!(
             s,
-            r#"<polyline class="{class}" points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
-            p.join(" ")
+            r#"<polyline class="{class}" points="{}" fill="none" stroke="{colour}" stroke-width="2"{}/>"#,
+            p.join(" "),
+            // a fit without a determined midpoint is drawn dashed
+            if f.status.has_ec50() {
+                ""
+            } else {
+                r#" stroke-dasharray="4 3""#
+            }
         );
     }
     for (i, &d) in doses.iter().enumerate() {
@@ -372,7 +379,8 @@ pub(crate) fn section(h: &mut String, run: &RunTables) -> Result<bool> {
                         .collect()
                 };
                 h.push_str(&strip(
-                    &format!("{} — Z′ {}, d {}", feats[i], num(zp[i]), num(cd[i])),
+                    &feats[i],
+                    &format!("Z′ {}, Cohen's d {}", num(zp[i]), num(cd[i])),
                     &[
                         (d.disease.clone(), pick(&d.disease), "#d95f0e"),
                         (d.control.clone(), pick(&d.control), "#2c7fb8"),
@@ -492,15 +500,17 @@ pub(crate) fn section(h: &mut String, run: &RunTables) -> Result<bool> {
     for &i in &rows {
         let _ = write!(
             h,
-            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{} ({} – {})</td><td>{}</td>\
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td>",
             if hit[i] { "hit" } else { "no-hit" },
             rank[i],
             esc(&names[i]),
             esc(&readout[i]),
-            num(ec50[i]),
-            num(lo[i]),
-            num(hi[i]),
+            if ec50[i].is_finite() {
+                format!("{} ({} – {})", num(ec50[i]), num(lo[i]), num(hi[i]))
+            } else {
+                "–".to_string()
+            },
             num(max[i]),
             num(max_nt[i]),
             num(tc50[i]),
@@ -546,6 +556,7 @@ mod tests {
     fn strip_escapes_names_and_draws_every_value() {
         let s = strip(
             "<F>",
+            "Z′ 0.5",
             &[
                 ("<d>".into(), vec![1.0, 2.0, f64::NAN], "#000"),
                 ("c&".into(), vec![3.0], "#111"),
