@@ -12,11 +12,15 @@
 //! `regionprops` definitions) and [`intensity`] (MeasureObjectIntensity). Each visits every
 //! object's bounding box once; none scans the whole image per object.
 
+pub mod granularity;
 mod hull;
 pub mod intensity;
+pub mod radial;
 pub mod shape;
 
+pub use granularity::{measure_granularity, Granularity, GranularityParams};
 pub use intensity::{measure_intensity_features, IntensityFeatures};
+pub use radial::{measure_radial_distribution, RadialDistribution, DEFAULT_RADIAL_BINS};
 pub use shape::{measure_shape_features, ShapeFeatures};
 
 use ipscope_image::{ImageView, Labels, Pixel};
