@@ -131,7 +131,18 @@ fn demo_plate_rate_ctd90_ead_flags_and_ec50_match_the_truth() {
     );
     let traces = table(&out.join("Traces.parquet"));
     assert_eq!(traces.num_rows(), demo.frames * demo.wells.len());
-    assert!(out.join("report.html").is_file());
+    // The report draws each well's trace and the trace readouts' dose-responses.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<section id=\"traces\""));
+    assert_eq!(
+        html.matches("<svg class=\"trace\"").count(),
+        demo.wells.len()
+    );
+    assert!(html.matches("<polyline").count() >= demo.wells.len());
+    assert!(
+        html.contains("CMPD-QT — Calcium CTD90c (EC50"),
+        "no Calcium CTD90c curve"
+    );
 }
 
 fn write_frames(dir: &Path, sizes: &[(usize, usize)]) {

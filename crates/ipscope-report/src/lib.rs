@@ -13,6 +13,7 @@
 mod rescue;
 mod sections;
 mod svg;
+mod traces;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -188,6 +189,7 @@ pub fn render(run: &RunTables, options: &ReportOptions) -> Result<String> {
     heatmaps(&mut h, wells, &metrics)?;
     curves_section(&mut h, wells, &all_readouts, options, &mut flags)?;
     rescue::section(&mut h, run)?;
+    traces::section(&mut h, run)?;
     if !sections::colonies(&mut h, run)? {
         colonies(&mut h, wells)?;
     }
