@@ -72,8 +72,8 @@ enum Command {
         /// After writing the plate, run it into this output directory.
         #[arg(long, value_name = "OUT")]
         run: Option<PathBuf>,
-        /// What to generate: ipsc (the iPSC dose-response plate), neuron (two neurite-growth conditions with drawn, exactly known neurite lengths), calcium (a cardiomyocyte calcium time-lapse plate, 37 wells of 40x40-pixel stacks, known beat rate, CTD90 and EC50; ignores --size/--wells/--sites), contraction (a brightfield video plate of beating cardiomyocyte sheets, 24 wells of 48x48-pixel stacks, known beat rate, MUSCLEMOTION kinetics and rate EC50; ignores --size/--wells/--sites) or disease (a disease and a control line with a full rescuer, a partial rescuer toxic at high dose, an inert and a toxic compound; --run also profiles and scores rescue).
-        #[arg(long, default_value = "ipsc", value_parser = ["ipsc", "neuron", "calcium", "contraction", "disease"])]
+        /// What to generate: ipsc (the iPSC dose-response plate), neuron (two neurite-growth conditions with drawn, exactly known neurite lengths), calcium (a cardiomyocyte calcium time-lapse plate, 37 wells of 40x40-pixel stacks, known beat rate, CTD90 and EC50; ignores --size/--wells/--sites), contraction (a brightfield video plate of beating cardiomyocyte sheets, 24 wells of 48x48-pixel stacks, known beat rate, MUSCLEMOTION kinetics and rate EC50; ignores --size/--wells/--sites), disease (a disease and a control line with a full rescuer, a partial rescuer toxic at high dose, an inert and a toxic compound; --run also profiles and scores rescue) or colonies (iPSC colonies of known class, undifferentiated, differentiating or debris, in DNA, OCT4 and brightfield channels, with a compound series lowering the OCT4-positive fraction with a known EC50; fields are at least 512 px; truth in DIR/truth).
+        #[arg(long, default_value = "ipsc", value_parser = ["ipsc", "neuron", "calcium", "contraction", "disease", "colonies"])]
         kind: String,
         /// Replace the tables in an existing output directory (with --run).
         #[arg(long)]
@@ -213,6 +213,10 @@ struct RunArgs {
     /// well's asynchrony (Traces and Beats get the cells as ObjectNumber 1, 2, …).
     #[arg(long)]
     per_cell: bool,
+    /// Vehicle compound of the disease tables (layout with a disease and a control line);
+    /// default: the compound of the layout's negative wells, else DMSO.
+    #[arg(long)]
+    vehicle: Option<String>,
     #[command(flatten)]
     output_mode: OutputMode,
 }
@@ -366,6 +370,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             if kind == "contraction" {
                 return demo_contraction(&dir, seed, run_out, overwrite, threads, output);
+            }
+            if kind == "colonies" {
+                let params = ipscope::demo_colonies::ColonyDemoParams {
+                    wells,
+                    sites,
+                    size: size.max(512),
+                    seed,
+                    ..Default::default()
+                };
+                return demo_colonies(&dir, &params, run_out, overwrite, threads, output, &argv);
             }
             if kind == "disease" {
                 let params = ipscope::demo::DemoParams {
@@ -598,6 +612,9 @@ fn run_options(args: &RunArgs) -> Result<RunOptions> {
     options.shard = args.shard.as_deref().map(str::parse::<Shard>).transpose()?;
     options.resume = args.resume;
     options.force = args.force;
+    if let Some(v) = &args.vehicle {
+        config.disease.vehicle = Some(v.clone());
+    }
     options.config = config;
     if args.threads == Some(0) {
         anyhow::bail!("--threads must be at least 1");
@@ -1073,6 +1090,57 @@ fn demo_calcium(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `ipscope demo --kind colonies`.
+#[allow(clippy::too_many_arguments)]
+fn demo_colonies(
+    dir: &std::path::Path,
+    params: &ipscope::demo_colonies::ColonyDemoParams,
+    run_out: Option<PathBuf>,
+    overwrite: bool,
+    threads: Option<usize>,
+    output: OutputMode,
+    argv: &[String],
+) -> Result<ExitCode> {
+    let s = ipscope::demo_colonies::generate(dir, params)
+        .with_context(|| format!("writing the colony demo plate to {}", dir.display()))?;
+    let channels: Vec<(String, String)> = ipscope::demo_colonies::CHANNELS
+        .iter()
+        .map(|(id, name)| (id.to_string(), name.to_string()))
+        .collect();
+    if !output.quiet && !output.json {
+        eprintln!(
+            "wrote colony demo plate to {}: {} wells, {} images, {} drawn colonies, OCT4 EC50 {} uM (truth in {})",
+            dir.display(),
+            s.wells,
+            s.images,
+            s.colonies,
+            ipscope::demo_colonies::EC50,
+            dir.join("truth").display()
+        );
+    }
+    let Some(out) = run_out else {
+        if !output.quiet && !output.json {
+            let flags: Vec<String> = channels
+                .iter()
+                .map(|(id, name)| format!("--channel {id}={name}"))
+                .collect();
+            eprintln!(
+                "run it with: ipscope run {} -o OUT --layout {} {}",
+                dir.display(),
+                s.layout.display(),
+                flags.join(" ")
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut options = RunOptions::new(dir);
+    options.layout = Some(s.layout.clone());
+    options.channels = channels;
+    options.threads = threads;
+    let summary = run(options, &out, Format::Parquet, overwrite, output, argv)?;
+    Ok(exit_code(&summary))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -452,3 +452,73 @@ fn one_genotype_run_has_no_disease_tables_and_says_why() {
     );
     assert!(out.join("report.html").is_file());
 }
+
+/// `run --vehicle` names the vehicle of the disease tables and is recorded in the manifest's
+/// parameters; without it the vehicle defaults to DMSO here (the layout has no role column),
+/// which no well has, so the run says so instead of writing the tables.
+#[test]
+fn vehicle_flag_names_the_reference_wells() {
+    let dir = tempfile::tempdir().unwrap();
+    let plate = common::small_plate(dir.path());
+    let mut layout =
+        String::from("Metadata_Well,Metadata_CellLine,Metadata_Compound,Metadata_Concentration\n");
+    for (r, line) in [('A', "patient"), ('B', "healthy")] {
+        for c in 1..=12 {
+            let (cmpd, dose) = if c <= 3 {
+                ("VEH", 0.0)
+            } else {
+                ("X", 0.1 * f64::from(c))
+            };
+            layout.push_str(&format!("{r}{c:02},{line},{cmpd},{dose}\n"));
+        }
+    }
+    let lp = dir.path().join("layout.csv");
+    std::fs::write(&lp, layout).unwrap();
+    let manifest = |out: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap()
+    };
+
+    let out = dir.path().join("veh");
+    let mut args = common::small_run_args(&plate, &out);
+    args.extend(["--layout", p(&lp), "--vehicle", "VEH"]);
+    let o = ipscope(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = manifest(&out);
+    assert_eq!(m["parameters"]["disease"]["vehicle"], "VEH");
+    assert_eq!(
+        m["warnings"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        m["warnings"]
+    );
+    let prof = table(&out.join("Profiles.parquet"));
+    assert_eq!(prof.num_rows(), 24);
+    let rescue = table(&out.join("Rescue.parquet"));
+    let line = strs(&rescue, "Metadata_CellLine");
+    let cmpd = strs(&rescue, "Metadata_Compound");
+    let top = strs(&table(&out.join("Phenotype.parquet")), "Feature")[0].clone();
+    let pct = f64s(&rescue, &format!("Rescue_Percent_{top}"));
+    // the disease (patient) vehicle wells average 0 % rescue, the control ones 100 %
+    for (l, want) in [("patient", 0.0), ("healthy", 100.0)] {
+        let v: Vec<f64> = (0..pct.len())
+            .filter(|&i| line[i] == l && cmpd[i] == "VEH")
+            .map(|i| pct[i])
+            .collect();
+        assert_eq!(v.len(), 3);
+        let mean = v.iter().sum::<f64>() / 3.0;
+        assert!((mean - want).abs() < 1e-9, "{l}: {mean}");
+    }
+
+    let out = dir.path().join("dmso");
+    let mut args = common::small_run_args(&plate, &out);
+    args.extend(["--layout", p(&lp)]);
+    let o = ipscope(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!out.join("Compounds.parquet").exists());
+    let m = manifest(&out);
+    let w = m["warnings"].to_string();
+    assert!(
+        w.contains("no vehicle wells (Metadata_Compound = DMSO)"),
+        "{w}"
+    );
+}

@@ -40,6 +40,16 @@ fn remove_stale(path: &Path) -> Result<()> {
 /// Writes Curves/Qc (when the layout allows) into `out_dir`; returns what it wrote, for the
 /// manifest. The report comes last, from [`write_report_and_manifest`].
 pub fn write_analysis(out_dir: &Path, format: Format) -> Result<Vec<WrittenFile>> {
+    write_analysis_with(out_dir, format, &crate::config::Config::default())
+}
+
+/// [`write_analysis`] with the run's configuration (`[disease]` names the vehicle of the
+/// disease tables, [`crate::disease`]).
+pub fn write_analysis_with(
+    out_dir: &Path,
+    format: Format,
+    config: &crate::config::Config,
+) -> Result<Vec<WrittenFile>> {
     let ext = format.extension();
     let run = ipscope_report::RunTables::read(out_dir).map_err(report_err)?;
     let wells = &run.wells;
@@ -71,7 +81,12 @@ pub fn write_analysis(out_dir: &Path, format: Format) -> Result<Vec<WrittenFile>
     } else {
         remove_stale(&qc_path)?;
     }
-    written.extend(crate::disease::write_tables(out_dir, format, wells)?);
+    written.extend(crate::disease::write_tables(
+        out_dir,
+        format,
+        wells,
+        &config.disease,
+    )?);
     Ok(written)
 }
 
@@ -253,7 +268,12 @@ pub fn write_report_with_overlays(
             })
             .collect();
     }
-    if let Some(why) = crate::disease::note(out_dir, &manifest.format, &run.wells)? {
+    if let Some(why) = crate::disease::note(
+        out_dir,
+        &manifest.format,
+        &run.wells,
+        &manifest.parameters.disease,
+    )? {
         if !manifest.warnings.contains(&why) {
             manifest.warnings.push(why);
         }

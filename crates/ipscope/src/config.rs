@@ -89,8 +89,13 @@ pub struct Config {
     pub colonies: ipscope_core::assays::colonies::ColonyParams,
     /// Thresholds of the rule-based colony grade.
     pub colony_grades: ipscope_core::assays::colonies::GradeRules,
+    /// Disease-model tables (`[disease]`, see [`crate::disease::DiseaseConfig`]).
+    pub disease: crate::disease::DiseaseConfig,
     /// Image QC of every field (`[qc]`, see [`crate::qc_run::QcConfig`]).
     pub qc: crate::qc_run::QcConfig,
+    /// Segment colonies in `run` from `nuclei` or `brightfield` (unset: no colonies; the same
+    /// as `run --colonies`).
+    pub colonies_from: Option<crate::colony_run::ColonySource>,
     /// The neurite assay's options.
     pub neurite: NeuriteConfig,
 }

@@ -27,6 +27,16 @@ use ipscope_table::{Format, RecordBatch, WrittenFile};
 
 use crate::{Error, Result};
 
+/// `[disease]` in the run configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiseaseConfig {
+    /// Vehicle compound of the disease tables (`run --vehicle`); default: the one compound of
+    /// the layout's `negative` wells at concentration 0, else `DMSO`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vehicle: Option<String>,
+}
+
 /// The tables this module writes, in order.
 pub const TABLES: [&str; 5] = ["Profiles", "Phenotype", "Rescue", "Compounds", "Similarity"];
 
@@ -77,9 +87,10 @@ pub fn compute(
     out_dir: &Path,
     ext: &str,
     wells: &RecordBatch,
+    config: &DiseaseConfig,
 ) -> Result<std::result::Result<Option<DiseaseTables>, String>> {
     let stats = |e: ipscope_stats::Error| Error::Invalid(format!("disease tables: {e}"));
-    let design = match detect(wells, None).map_err(stats)? {
+    let design = match detect(wells, config.vehicle.as_deref()).map_err(stats)? {
         Detection::Absent => return Ok(Ok(None)),
         Detection::Skip(why) => return Ok(Err(why)),
         Detection::Ready(d) => d,
@@ -132,10 +143,11 @@ pub fn write_tables(
     out_dir: &Path,
     format: Format,
     wells: &RecordBatch,
+    config: &DiseaseConfig,
 ) -> Result<Vec<WrittenFile>> {
     let ext = format.extension();
     let mut written = Vec::new();
-    match compute(out_dir, ext, wells)? {
+    match compute(out_dir, ext, wells, config)? {
         Ok(Some(t)) => {
             for (name, table) in &t.tables {
                 written.push(ipscope_table::write_table(
@@ -160,11 +172,16 @@ pub fn write_tables(
 
 /// Why a disease-model plate has no disease tables in `out_dir` (None when it has them or is
 /// not a disease-model plate), for the manifest's warnings.
-pub fn note(out_dir: &Path, ext: &str, wells: &RecordBatch) -> Result<Option<String>> {
+pub fn note(
+    out_dir: &Path,
+    ext: &str,
+    wells: &RecordBatch,
+    config: &DiseaseConfig,
+) -> Result<Option<String>> {
     if out_dir.join(format!("Compounds.{ext}")).is_file() {
         return Ok(None);
     }
-    Ok(match compute(out_dir, ext, wells)? {
+    Ok(match compute(out_dir, ext, wells, config)? {
         Err(why) => Some(format!("disease tables not written: {why}")),
         Ok(_) => None,
     })

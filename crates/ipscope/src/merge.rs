@@ -185,7 +185,11 @@ pub fn merge(
         &image,
         first.parameters.qc.exclude_flagged,
     )?);
-    written.extend(crate::analysis::write_analysis(out_dir, format)?);
+    written.extend(crate::analysis::write_analysis_with(
+        out_dir,
+        format,
+        &first.parameters,
+    )?);
 
     let mut inputs_rec: Vec<InputRecord> =
         shards.iter().flat_map(|(m, _)| m.inputs.clone()).collect();

@@ -163,6 +163,10 @@ pub struct FieldRecord {
     /// Image-QC reason keys; empty when the field passes.
     #[serde(default)]
     pub qc_reasons: Vec<String>,
+    /// With colonies: all colonies, then per grade (see [`crate::colony_run::GRADES`]);
+    /// empty otherwise or when the field failed.
+    #[serde(default)]
+    pub colony_counts: Vec<u64>,
 }
 
 impl FieldRecord {
@@ -179,6 +183,8 @@ pub struct FieldOutput {
     pub record: FieldRecord,
     /// Per-nucleus measurements (the rows of `Nuclei.parquet`); empty when the field failed.
     pub nuclei: RecordBatch,
+    /// The rows of `Colonies.parquet` when the run segments colonies.
+    pub colonies: Option<RecordBatch>,
 }
 
 /// A field to process, with its layout values.
@@ -257,7 +263,7 @@ pub struct Pipeline {
 }
 
 /// The output file names, in the order they are written.
-pub const TABLES: [&str; 4] = ["Nuclei", "Image", "Errors", "Wells"];
+pub const TABLES: [&str; 5] = ["Nuclei", "Colonies", "Image", "Errors", "Wells"];
 
 impl Pipeline {
     /// Discovers the plate and its layout and plans the fields; processes nothing yet.
@@ -412,6 +418,20 @@ impl Pipeline {
             plate.fields.iter().any(|f| f.t.is_some()),
         );
         let features = options.config.measure.feature_set()?;
+        if options.config.colonies_from == Some(crate::colony_run::ColonySource::Brightfield)
+            && !channels.iter().any(|c| c.role == Role::Transmitted)
+        {
+            return Err(Error::Invalid(format!(
+                "{}: --colonies brightfield needs a transmitted-light channel; name it, e.g. --channel {}=Brightfield (channels: {})",
+                options.plate_dir.display(),
+                plate.channels.last().map(String::as_str).unwrap_or("w4"),
+                channels
+                    .iter()
+                    .map(|c| format!("{}={}", c.id, c.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         Ok(Pipeline {
             features,
             layout_path: options.layout.clone(),
@@ -519,8 +539,68 @@ impl Pipeline {
             seconds: 0.0,
             quality: vec![],
             qc_reasons: vec![],
+            colony_counts: vec![],
         };
-        Ok(self.nuclei_batch(&empty, &[], &[])?.schema())
+        Ok(self.nuclei_batch(&empty, &[], &[], &[])?.schema())
+    }
+
+    /// The names of the marker channels, in channel order.
+    fn marker_names(&self) -> Vec<String> {
+        self.channels
+            .iter()
+            .filter(|c| c.role == Role::Marker)
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// The Colonies rows of a field (none when `colonies` is `None`); `None` when the run does
+    /// not segment colonies.
+    fn colonies_rows(
+        &self,
+        record: &FieldRecord,
+        colonies: Option<&crate::colony_run::FieldColonies>,
+    ) -> Result<Option<RecordBatch>> {
+        if self.options.config.colonies_from.is_none() {
+            return Ok(None);
+        }
+        let key = crate::colony_run::FieldKey {
+            image_number: record.image_number,
+            plate: &record.plate,
+            well: &record.well,
+            site: record.site,
+        };
+        Ok(Some(crate::colony_run::colonies_batch(
+            &key,
+            colonies,
+            &self.marker_names(),
+        )?))
+    }
+
+    /// The schema of `Colonies` tables, when the run segments colonies.
+    pub fn colonies_schema(&self) -> Result<Option<SchemaRef>> {
+        let empty = FieldRecord {
+            image_number: 0,
+            plate: String::new(),
+            well: String::new(),
+            site: 0,
+            z: None,
+            t: None,
+            files: vec![],
+            width: 0,
+            height: 0,
+            bit_depths: vec![],
+            count_nuclei: 0,
+            threshold: None,
+            status: Status::Ok,
+            failure: None,
+            layout: vec![],
+            inputs: vec![],
+            seconds: 0.0,
+            quality: vec![],
+            qc_reasons: vec![],
+            colony_counts: vec![],
+        };
+        Ok(self.colonies_rows(&empty, None)?.map(|b| b.schema()))
     }
 
     /// Outline thumbnails of the first fields that succeeded (at most
@@ -604,6 +684,7 @@ impl Pipeline {
             seconds: 0.0,
             quality: vec![],
             qc_reasons: vec![],
+            colony_counts: vec![],
         };
         let outcome = match &task.layout {
             Err(msg) => Err((
@@ -633,7 +714,11 @@ impl Pipeline {
         };
         record.seconds = clock.elapsed().as_secs_f64();
         match outcome {
-            Ok(nuclei) => FieldOutput { record, nuclei },
+            Ok((nuclei, colonies)) => FieldOutput {
+                record,
+                nuclei,
+                colonies,
+            },
             Err((file, stage, message)) => {
                 record.status = Status::Failed;
                 record.count_nuclei = 0;
@@ -646,20 +731,31 @@ impl Pipeline {
                     stage: stage.to_string(),
                     message,
                 });
+                record.colony_counts = vec![];
                 let nuclei = self
-                    .nuclei_batch(&record, &[], &[])
+                    .nuclei_batch(&record, &[], &[], &[])
                     .unwrap_or_else(|_| RecordBatch::new_empty(empty_schema()));
-                FieldOutput { record, nuclei }
+                let colonies = self
+                    .colonies_rows(&record, None)
+                    .unwrap_or_else(|_| Some(RecordBatch::new_empty(empty_schema())));
+                FieldOutput {
+                    record,
+                    nuclei,
+                    colonies,
+                }
             }
         }
     }
 
-    /// Reads, segments and measures one field. Errors are (file, stage, message).
+    /// Reads, segments and measures one field: its Nuclei rows and, with colonies, its
+    /// Colonies rows. Errors are (file, stage, message).
+    #[allow(clippy::type_complexity)]
     fn measure_field(
         &self,
         task: &Task,
         record: &mut FieldRecord,
-    ) -> std::result::Result<RecordBatch, (String, &'static str, String)> {
+    ) -> std::result::Result<(RecordBatch, Option<RecordBatch>), (String, &'static str, String)>
+    {
         let f = &task.field;
         let read_opts = ipscope_io::ReadOptions {
             max_pixels: self.options.config.input.max_pixels,
@@ -726,8 +822,34 @@ impl Pipeline {
                 .map_err(|e| (String::new(), "measure", e.to_string()))?;
         record.threshold = Some(seg.threshold);
         record.count_nuclei = measured.shapes.iter().filter(|s| s.area > 0).count() as u64;
-        self.nuclei_batch(record, &measured.shapes, &measured.intensities)
-            .map_err(|e| (String::new(), "measure", e.to_string()))
+        let colonies = match self.options.config.colonies_from {
+            None => None,
+            Some(source) => Some(
+                crate::colony_run::segment_field(
+                    source,
+                    &seg.labels,
+                    &images,
+                    &self.channels,
+                    self.nuclear,
+                    &self.options.config.colonies,
+                    &self.options.config.colony_grades,
+                    None,
+                )
+                .map_err(|e| (String::new(), "colonies", e))?,
+            ),
+        };
+        record.colony_counts = colonies.as_ref().map(|c| c.counts()).unwrap_or_default();
+        let parents = colonies
+            .as_ref()
+            .map(|c| c.parents.as_slice())
+            .unwrap_or(&[]);
+        let nuclei = self
+            .nuclei_batch(record, &measured.shapes, &measured.intensities, parents)
+            .map_err(|e| (String::new(), "measure", e.to_string()))?;
+        let colony_rows = self
+            .colonies_rows(record, colonies.as_ref())
+            .map_err(|e| (String::new(), "colonies", e.to_string()))?;
+        Ok((nuclei, colony_rows))
     }
 
     /// Builds the Nuclei rows of one field (objects with area 0 are skipped); the measurement
@@ -737,6 +859,7 @@ impl Pipeline {
         record: &FieldRecord,
         shapes: &[ShapeFeatures],
         intensities: &[Vec<IntensityFeatures>],
+        parents: &[u32],
     ) -> Result<RecordBatch> {
         let keep: Vec<usize> = (0..shapes.len()).filter(|&i| shapes[i].area > 0).collect();
         let n = keep.len();
@@ -759,6 +882,21 @@ impl Pipeline {
             intensities,
             &keep,
         );
+        if self.options.config.colonies_from.is_some() {
+            b.u32(
+                "Parent_Colonies",
+                keep.iter()
+                    .map(|&i| {
+                        (shapes[i].label as usize)
+                            .checked_sub(1)
+                            .and_then(|k| parents.get(k))
+                            .copied()
+                            .unwrap_or(0)
+                    })
+                    .collect(),
+            )
+            .doc("ObjectNumber of the colony holding the nucleus (0: in none)");
+        }
         Ok(b.finish()?)
     }
 
@@ -866,6 +1004,10 @@ impl Pipeline {
             records.iter().map(|r| r.quality.as_slice()).collect();
         let reasons: Vec<&[String]> = records.iter().map(|r| r.qc_reasons.as_slice()).collect();
         crate::qc_run::add_image_columns(&mut b, &self.channels, &quality, &reasons);
+        if self.options.config.colonies_from.is_some() {
+            let counts: Vec<&[u64]> = records.iter().map(|r| r.colony_counts.as_slice()).collect();
+            crate::colony_run::add_image_columns(&mut b, &counts);
+        }
         Ok(b.finish()?)
     }
 
@@ -954,17 +1096,35 @@ impl Pipeline {
         let nuclei_schema = self.nuclei_schema()?;
         let mut nuclei_writer =
             TableWriter::create(&path_of("Nuclei"), nuclei_schema.clone(), format)?;
+        let colonies_schema = self.colonies_schema()?;
+        let mut colonies_writer = match &colonies_schema {
+            Some(s) => Some(TableWriter::create(
+                &path_of("Colonies"),
+                s.clone(),
+                format,
+            )?),
+            None => None,
+        };
         let mut records = Vec::with_capacity(self.tasks.len());
         // Wells is reduced while the fields stream past, one well at a time, so no table of
         // the whole plate's objects is ever held.
         let exclude_flagged = self.options.config.qc.exclude_flagged;
-        let mut wells = ipscope_stats::WellSummary::new(&[("Nuclei", nuclei_schema.clone())])
+        let mut objects = vec![("Nuclei", nuclei_schema.clone())];
+        if let Some(s) = &colonies_schema {
+            objects.push(("Colonies", s.clone()));
+        }
+        let mut wells = ipscope_stats::WellSummary::new(&objects)
             .map_err(wells_err)?
             .exclude_flagged(exclude_flagged);
         for t in &self.tasks {
-            let out = store.load(t.image_number, &nuclei_schema)?;
+            let out = store.load(t.image_number, &nuclei_schema, colonies_schema.as_ref())?;
             if out.nuclei.num_rows() > 0 {
                 nuclei_writer.write(&out.nuclei)?;
+            }
+            if let (Some(w), Some(c)) = (colonies_writer.as_mut(), out.colonies.as_ref()) {
+                if c.num_rows() > 0 {
+                    w.write(c)?;
+                }
             }
             let r = &out.record;
             let field = ipscope_stats::FieldInfo {
@@ -973,10 +1133,23 @@ impl Pipeline {
                 well: &r.well,
                 ok: r.counts_in_wells(exclude_flagged),
             };
-            wells.add_field(&field, &[&out.nuclei]).map_err(wells_err)?;
+            let mut batches = vec![&out.nuclei];
+            if colonies_schema.is_some() {
+                let c = out.colonies.as_ref().ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "field {}: the saved results have no colonies",
+                        r.image_number
+                    ))
+                })?;
+                batches.push(c);
+            }
+            wells.add_field(&field, &batches).map_err(wells_err)?;
             records.push(out.record);
         }
         let mut written = vec![nuclei_writer.finish()?];
+        if let Some(w) = colonies_writer {
+            written.push(w.finish()?);
+        }
         let image = self.image_batch(&records)?;
         written.push(ipscope_table::write_table(
             &path_of("Image"),
@@ -1001,14 +1174,19 @@ impl Pipeline {
             std::slice::from_ref(&errors),
             format,
         )?);
-        let wells = wells.finish(&image).map_err(wells_err)?;
+        let wells =
+            crate::colony_run::add_well_fractions(wells.finish(&image).map_err(wells_err)?)?;
         written.push(ipscope_table::write_table(
             &path_of("Wells"),
             wells.schema(),
             std::slice::from_ref(&wells),
             format,
         )?);
-        written.extend(crate::analysis::write_analysis(out_dir, format)?);
+        written.extend(crate::analysis::write_analysis_with(
+            out_dir,
+            format,
+            &self.options.config,
+        )?);
         for w in &written {
             on_event(&Event::Written {
                 path: w.path.clone(),
@@ -1169,8 +1347,20 @@ pub(crate) fn write_wells(
     let ext = format.extension();
     let (schema, batches) = ipscope_table::read_table(&out_dir.join(format!("Nuclei.{ext}")))?;
     let nuclei = ipscope_table::concat(&schema, &batches)?;
-    let wells = ipscope_stats::well_summary_with(image, &[("Nuclei", &nuclei)], exclude_flagged)
-        .map_err(wells_err)?;
+    let colonies_path = out_dir.join(format!("Colonies.{ext}"));
+    let colonies = if colonies_path.exists() {
+        let (schema, batches) = ipscope_table::read_table(&colonies_path)?;
+        Some(ipscope_table::concat(&schema, &batches)?)
+    } else {
+        None
+    };
+    let mut objects = vec![("Nuclei", &nuclei)];
+    if let Some(c) = &colonies {
+        objects.push(("Colonies", c));
+    }
+    let wells = crate::colony_run::add_well_fractions(
+        ipscope_stats::well_summary_with(image, &objects, exclude_flagged).map_err(wells_err)?,
+    )?;
     Ok(ipscope_table::write_table(
         &out_dir.join(format!("Wells.{ext}")),
         wells.schema(),
