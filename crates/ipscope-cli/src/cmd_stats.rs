@@ -7,10 +7,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use ipscope::analysis::report;
-use ipscope::stats::curve::{fit, relative_potency, CurveFit, JointFit, Model, RelativePotency};
+use ipscope::stats::curve::{
+    fit, fit_joint, relative_potency, CurveFit, JointFit, Model, RelativePotency,
+};
 use ipscope::stats::input::{distinct, group_keys, numeric, read_any};
 use ipscope::stats::normalize::{normalize, NormalizeOptions};
-use ipscope::stats::plate::{curves_table_with_reference, qc_table, CurveRow};
+use ipscope::stats::plate::{curves_table_with_potencies, qc_table, CurveRow, PotencyCell};
 use ipscope::stats::qc::plate_qc;
 use ipscope::table::arrow_array::{Float64Array, RecordBatch};
 use ipscope::table::{Field, Format, TableBuilder};
@@ -98,6 +100,10 @@ pub enum Cmd {
         /// fit of all groups); default: the first group in sorted order.
         #[arg(long)]
         reference: Option<String>,
+        /// Parameters common to all groups in one joint fit, comma-separated drc names (e.g.
+        /// `c,d` for shared lower and upper limits, drc's `pmodels`); default: none shared.
+        #[arg(long, value_delimiter = ',')]
+        shared: Vec<String>,
         /// Print a JSON list of fits.
         #[arg(long)]
         json: bool,
@@ -257,6 +263,7 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             group,
             model,
             reference,
+            shared,
             json,
             output,
         } => {
@@ -268,16 +275,41 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 .with_context(|| format!("response column of {}", table.display()))?;
             let keys = group_keys(&t, group.as_deref())?;
             let groups = distinct(&keys);
-            let fits: Vec<(String, CurveFit)> = groups
+            let points: Vec<(Vec<f64>, Vec<f64>)> = groups
                 .iter()
                 .map(|g| {
-                    let (x, y): (Vec<f64>, Vec<f64>) = (0..doses.len())
+                    (0..doses.len())
                         .filter(|&i| &keys[i] == g)
                         .map(|i| (doses[i], responses[i]))
-                        .unzip();
-                    (g.clone(), fit(&x, &y, model))
+                        .unzip()
                 })
                 .collect();
+            let mut fits: Vec<(String, CurveFit)> = groups
+                .iter()
+                .zip(&points)
+                .map(|(g, (x, y))| (g.clone(), fit(x, y, model)))
+                .collect();
+            let shared_fit = if shared.is_empty() {
+                None
+            } else {
+                let data: Vec<(&[f64], &[f64])> = points
+                    .iter()
+                    .map(|(x, y)| (x.as_slice(), y.as_slice()))
+                    .collect();
+                let separate: Vec<CurveFit> = fits.iter().map(|(_, f)| f.clone()).collect();
+                let names: Vec<&str> = shared.iter().map(|s| s.trim()).collect();
+                let joint = fit_joint(&data, &separate, model, &names).with_context(|| {
+                    format!(
+                        "joint fit of {} with shared {}",
+                        table.display(),
+                        names.join(", ")
+                    )
+                })?;
+                for ((_, f), jf) in fits.iter_mut().zip(&joint.fits) {
+                    *f = jf.clone();
+                }
+                Some(joint)
+            };
             let reference = match reference {
                 Some(r) => {
                     if !groups.contains(&r) {
@@ -293,18 +325,30 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             let reference_fit = reference
                 .as_ref()
                 .and_then(|r| fits.iter().find(|(g, _)| g == r).map(|(_, f)| f));
-            let joint = JointFit::of(fits.iter().map(|(_, f)| f));
+            let joint = match &shared_fit {
+                Some(j) => Some(JointFit {
+                    curves: j.fits.len(),
+                    rss: j.rss,
+                    df: j.df,
+                    residual_se: j.residual_se,
+                }),
+                None => JointFit::of(fits.iter().map(|(_, f)| f)),
+            };
+            let reference_index = reference
+                .as_ref()
+                .and_then(|r| groups.iter().position(|g| g == r));
             let out: Vec<GroupFit> = fits
                 .iter()
-                .map(|(g, f)| GroupFit {
+                .enumerate()
+                .map(|(gi, (g, f))| GroupFit {
                     group: g.clone(),
                     readout: response.clone(),
                     fit: f,
                     reference: reference.clone(),
-                    relative_potency: match (reference_fit, &joint) {
-                        (Some(r), Some(j)) if Some(g) != reference.as_ref() => {
-                            relative_potency(f, r, j)
-                        }
+                    relative_potency: match (reference_fit, &joint, &shared_fit, reference_index) {
+                        (_, _, _, Some(ri)) if ri == gi => None,
+                        (_, _, Some(sf), Some(ri)) => sf.relative_potency(gi, ri),
+                        (Some(r), Some(j), None, _) => relative_potency(f, r, j),
                         _ => None,
                     },
                 })
@@ -314,7 +358,7 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&as_json)?);
             } else {
-                print_fits(&out, reference.as_deref(), joint.as_ref());
+                print_fits(&out, reference.as_deref(), joint.as_ref(), &shared);
             }
             if let Some(path) = output {
                 if is_json(&path) {
@@ -329,9 +373,19 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                             fit: f,
                         })
                         .collect();
+                    let potencies: Vec<Option<PotencyCell>> = out
+                        .iter()
+                        .map(|g| match &g.reference {
+                            Some(r) if r != &g.group => Some(PotencyCell {
+                                reference: r.clone(),
+                                potency: g.relative_potency,
+                            }),
+                            _ => None,
+                        })
+                        .collect();
                     write_batch(
                         &path,
-                        &curves_table_with_reference(&[label], &rows, reference.as_deref())?,
+                        &curves_table_with_potencies(&[label], &rows, &potencies)?,
                     )?;
                 }
             }
@@ -384,7 +438,12 @@ impl GroupFit<'_> {
     }
 }
 
-fn print_fits(fits: &[GroupFit], reference: Option<&str>, joint: Option<&JointFit>) {
+fn print_fits(
+    fits: &[GroupFit],
+    reference: Option<&str>,
+    joint: Option<&JointFit>,
+    shared: &[String],
+) {
     let o = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.5}"));
     for g in fits {
         let f = g.fit;
@@ -445,8 +504,13 @@ fn print_fits(fits: &[GroupFit], reference: Option<&str>, joint: Option<&JointFi
     }
     if let (Some(j), Some(_)) = (joint, reference) {
         println!(
-            "joint fit ({} curves, separate parameters): residual SE {} on {} df",
+            "joint fit ({} curves, {}): residual SE {} on {} df",
             j.curves,
+            if shared.is_empty() {
+                "separate parameters".to_string()
+            } else {
+                format!("shared {}", shared.join(", "))
+            },
             o(Some(j.residual_se)),
             j.df
         );

@@ -218,6 +218,106 @@ fn curve_per_group_with_relative_potency_and_table_output() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("Atrazine"));
 }
 
+/// drc's S.alba example model (common lower and upper limits, `pmodels =
+/// data.frame(Herbicide, 1, 1, Herbicide)`) against SciPy's joint least-squares fit.
+#[test]
+fn curve_with_shared_limits_matches_scipy_joint_fit() {
+    let Some(csv) = drc_csv("S.alba.csv") else {
+        return;
+    };
+    let out = ok(&ipscope(&[
+        "curve",
+        p(&csv),
+        "--dose",
+        "Dose",
+        "--response",
+        "DryMatter",
+        "--group",
+        "Herbicide",
+        "--shared",
+        "c,d",
+        "--reference",
+        "Glyphosate",
+        "--json",
+    ]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let r = reference();
+    let want = &r["relative_potency"]["S.alba_LL.4_shared_cd_reference_Glyphosate"];
+    for f in v.as_array().unwrap() {
+        let g = f["group"].as_str().unwrap();
+        let w = &want["params"][g];
+        close(
+            f["params"]["b"].as_f64().unwrap(),
+            w["b"].as_f64().unwrap(),
+            1e-4,
+            "b",
+        );
+        close(
+            f["params"]["e"].as_f64().unwrap(),
+            w["e"].as_f64().unwrap(),
+            1e-4,
+            "e",
+        );
+        close(
+            f["se"]["e"].as_f64().unwrap(),
+            w["se_e"].as_f64().unwrap(),
+            1e-3,
+            "SE e",
+        );
+        close(
+            f["params"]["c"].as_f64().unwrap(),
+            want["shared"]["c"].as_f64().unwrap(),
+            1e-4,
+            "c",
+        );
+        close(
+            f["params"]["d"].as_f64().unwrap(),
+            want["shared"]["d"].as_f64().unwrap(),
+            1e-4,
+            "d",
+        );
+        close(
+            f["se"]["d"].as_f64().unwrap(),
+            want["shared"]["se_d"].as_f64().unwrap(),
+            1e-3,
+            "SE d",
+        );
+        assert_eq!(f["df"], want["df"]);
+        close(
+            f["residual_se"].as_f64().unwrap(),
+            want["residual_se"].as_f64().unwrap(),
+            1e-6,
+            "residual SE",
+        );
+    }
+    let rp = &v[0]["relative_potency"];
+    let w = &want["ratios"]["Bentazone"];
+    for key in ["ratio", "se", "lower", "upper", "p_value"] {
+        close(
+            rp[key].as_f64().unwrap(),
+            w[key].as_f64().unwrap(),
+            1e-3,
+            key,
+        );
+    }
+    let o = ipscope(&[
+        "curve",
+        p(&csv),
+        "--dose",
+        "Dose",
+        "--response",
+        "DryMatter",
+        "--group",
+        "Herbicide",
+        "--shared",
+        "c",
+        "--model",
+        "ll3",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("fixed in LL.3"));
+}
+
 #[test]
 fn qc_json_matches_numpy_reference() {
     let csv = repo().join("testdata/reference/stats/plate_qc.csv");

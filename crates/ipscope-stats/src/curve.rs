@@ -930,6 +930,357 @@ pub fn relative_potency(
     })
 }
 
+/// drc's parameter names, in the order of the full parameter vector.
+const NAMES: [&str; 5] = ["b", "c", "d", "e", "f"];
+
+/// A joint fit of several curves in which some parameters are shared, drc's
+/// `drm(y ~ x, curveid = group, pmodels = ...)` (e.g. common lower and upper limits,
+/// `pmodels = data.frame(group, 1, 1, group)`); see [`fit_joint`].
+#[derive(Debug, Clone)]
+pub struct JointCurves {
+    pub model: Model,
+    /// drc names of the shared parameters.
+    pub shared: Vec<String>,
+    /// Points in all groups; residual df = n − number of parameters.
+    pub n: usize,
+    pub df: usize,
+    pub rss: f64,
+    pub residual_se: f64,
+    /// Per group, the fit as the joint model gives it: its parameters, SEs and EDs from the
+    /// joint covariance, and the joint fit's RSS, df and residual SE.
+    pub fits: Vec<CurveFit>,
+    /// Joint covariance s² (JᵀJ)⁻¹ over the joint parameter vector.
+    covariance: DMatrix<f64>,
+    /// Per group, the joint-vector slot of each of (b, c, d, ln e, f) it estimates.
+    slots: Vec<[Option<usize>; 5]>,
+}
+
+struct JointProblem<'a> {
+    model: Model,
+    data: &'a [(Vec<f64>, Vec<f64>)],
+    slots: &'a [[Option<usize>; 5]],
+    x: DVector<f64>,
+}
+
+impl JointProblem<'_> {
+    fn theta(&self, g: usize) -> [f64; 5] {
+        let mut t = self.model.defaults();
+        for (i, slot) in self.slots[g].iter().enumerate() {
+            if let Some(k) = slot {
+                t[i] = self.x[*k];
+            }
+        }
+        t
+    }
+
+    fn n(&self) -> usize {
+        self.data.iter().map(|d| d.1.len()).sum()
+    }
+
+    fn jacobian_matrix(&self) -> DMatrix<f64> {
+        let mut j = DMatrix::zeros(self.n(), self.x.len());
+        let mut row = 0;
+        for (g, (ln_x, _)) in self.data.iter().enumerate() {
+            let theta = self.theta(g);
+            for &lx in ln_x {
+                let (_, grad) = eval(self.model, &theta, lx);
+                for (i, slot) in self.slots[g].iter().enumerate() {
+                    if let Some(k) = slot {
+                        j[(row, *k)] += grad[i];
+                    }
+                }
+                row += 1;
+            }
+        }
+        j
+    }
+
+    fn residual_vector(&self) -> DVector<f64> {
+        let mut r = Vec::with_capacity(self.n());
+        for (g, (ln_x, y)) in self.data.iter().enumerate() {
+            let theta = self.theta(g);
+            for (&lx, &yv) in ln_x.iter().zip(y) {
+                r.push(eval(self.model, &theta, lx).0 - yv);
+            }
+        }
+        DVector::from_vec(r)
+    }
+}
+
+impl LeastSquaresProblem<f64, Dyn, Dyn> for JointProblem<'_> {
+    type ResidualStorage = Owned<f64, Dyn>;
+    type JacobianStorage = Owned<f64, Dyn, Dyn>;
+    type ParameterStorage = Owned<f64, Dyn>;
+
+    fn set_params(&mut self, x: &DVector<f64>) {
+        self.x.copy_from(x);
+    }
+
+    fn params(&self) -> DVector<f64> {
+        self.x.clone()
+    }
+
+    fn residuals(&self) -> Option<DVector<f64>> {
+        let r = self.residual_vector();
+        r.iter().all(|v| v.is_finite()).then_some(r)
+    }
+
+    fn jacobian(&self) -> Option<DMatrix<f64>> {
+        let j = self.jacobian_matrix();
+        j.iter().all(|v| v.is_finite()).then_some(j)
+    }
+}
+
+/// Fits `model` jointly to several groups' (dose, response) points with the parameters named
+/// in `shared` (drc names: `b`, `c`, `d`, `e`, `f`) common to all groups and the others per
+/// group, by least squares (Levenberg–Marquardt). Starts from the separate fits (`separate`,
+/// one per group, e.g. from [`fit`]), with each shared parameter set to every group's estimate
+/// in turn; the lowest RSS wins. Covariance s² (JᵀJ)⁻¹ with s² = RSS / (N − parameters).
+///
+/// Errors name the problem: an unknown or fixed parameter in `shared`, a group without a
+/// separate fit to start from, or a joint fit that does not converge.
+pub fn fit_joint(
+    groups: &[(&[f64], &[f64])],
+    separate: &[CurveFit],
+    model: Model,
+    shared: &[&str],
+) -> Result<JointCurves> {
+    let mut shared_idx = Vec::new();
+    for name in shared {
+        let i = NAMES.iter().position(|n| n == name).ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown parameter `{name}` (expected b, c, d, e or f)"
+            ))
+        })?;
+        let i = if i == 3 { ETA } else { i };
+        if !model.free().contains(&i) {
+            return Err(Error::Invalid(format!(
+                "parameter `{name}` is fixed in {}, so it cannot be shared",
+                model.name()
+            )));
+        }
+        shared_idx.push(i);
+    }
+    if groups.len() != separate.len() || groups.len() < 2 {
+        return Err(Error::Invalid(
+            "a joint fit needs two or more groups, each with its separate fit".into(),
+        ));
+    }
+    let mut starts: Vec<[f64; 5]> = Vec::new();
+    for (g, f) in separate.iter().enumerate() {
+        let p = f
+            .params
+            .filter(|_| f.status != Status::NotConverged)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "group {}: its separate fit ({}: {}) gives no start for the joint fit",
+                    g + 1,
+                    f.status.as_str(),
+                    f.reason
+                ))
+            })?;
+        starts.push(p.full());
+    }
+    let mut slots = vec![[None; 5]; groups.len()];
+    let mut k = 0;
+    for &i in model.free() {
+        if shared_idx.contains(&i) {
+            for s in slots.iter_mut() {
+                s[i] = Some(k);
+            }
+            k += 1;
+        } else {
+            for s in slots.iter_mut() {
+                s[i] = Some(k);
+                k += 1;
+            }
+        }
+    }
+    let mut data = Vec::with_capacity(groups.len());
+    for (doses, responses) in groups {
+        let (mut lx, mut y) = (Vec::new(), Vec::new());
+        for (&d, &r) in doses.iter().zip(responses.iter()) {
+            if r.is_finite() && d.is_finite() && d >= 0.0 {
+                lx.push(d.ln());
+                y.push(r);
+            }
+        }
+        data.push((lx, y));
+    }
+    let n: usize = data.iter().map(|d| d.1.len()).sum();
+    if n <= k {
+        return Err(Error::Invalid(format!(
+            "{n} points for {k} joint parameters"
+        )));
+    }
+    let solver = LevenbergMarquardt::new().with_patience(200);
+    let mut best: Option<(DVector<f64>, f64)> = None;
+    for donor in 0..groups.len() {
+        let mut x = DVector::zeros(k);
+        for (g, s) in slots.iter().enumerate() {
+            for (i, slot) in s.iter().enumerate() {
+                if let Some(kk) = slot {
+                    let from = if shared_idx.contains(&i) { donor } else { g };
+                    x[*kk] = starts[from][i];
+                }
+            }
+        }
+        let problem = JointProblem {
+            model,
+            data: &data,
+            slots: &slots,
+            x,
+        };
+        let (problem, report) = solver.minimize(problem);
+        let r = problem.residual_vector();
+        let rss = r.dot(&r);
+        if report.termination.was_successful()
+            && rss.is_finite()
+            && best.as_ref().is_none_or(|b| rss < b.1)
+        {
+            best = Some((problem.x.clone(), rss));
+        }
+    }
+    let (x, rss) =
+        best.ok_or_else(|| Error::Invalid("the joint fit did not converge from any start".into()))?;
+    let df = n - k;
+    let problem = JointProblem {
+        model,
+        data: &data,
+        slots: &slots,
+        x,
+    };
+    let j = problem.jacobian_matrix();
+    let s2 = rss / df as f64;
+    let covariance = (j.transpose() * &j)
+        .try_inverse()
+        .filter(|m| m.iter().all(|v| v.is_finite()))
+        .map(|m| m * s2)
+        .ok_or_else(|| {
+            Error::Invalid("the joint parameters are not identifiable (JᵀJ is singular)".into())
+        })?;
+    let t = t_quantile(df);
+    let mut fits = Vec::with_capacity(groups.len());
+    for (g, f) in separate.iter().enumerate() {
+        let theta = problem.theta(g);
+        let params = Params {
+            b: theta[B],
+            c: theta[C],
+            d: theta[D],
+            e: theta[ETA].exp(),
+            f: theta[F],
+        };
+        let se_of = |i: usize| slots[g][i].map(|kk| covariance[(kk, kk)].max(0.0).sqrt());
+        let mut out = CurveFit::failed(
+            model,
+            f.status,
+            f.reason.clone(),
+            data[g].1.len(),
+            f.n_dropped,
+        );
+        out.df = df;
+        out.params = Some(params);
+        out.rss = Some(rss);
+        out.residual_se = Some(s2.sqrt());
+        out.p_no_effect = f.p_no_effect;
+        out.dose_range = f.dose_range;
+        out.se = ParamErrors {
+            b: se_of(B),
+            c: se_of(C),
+            d: se_of(D),
+            e: se_of(ETA).map(|s| s * params.e),
+            f: se_of(F),
+        };
+        let ed = |p: f64| -> Option<EffectiveDose> {
+            let (estimate, v) = joint_ed_gradient(model, &params, &slots[g], k, p)?;
+            let se = (v.transpose() * &covariance * &v)[(0, 0)].max(0.0).sqrt();
+            let half = t.map(|t| t * se);
+            Some(EffectiveDose {
+                p,
+                estimate,
+                se: Some(se),
+                lower: half.map(|h| estimate - h),
+                upper: half.map(|h| estimate + h),
+            })
+        };
+        if f.status.has_ec50() {
+            out.ec50 = ed(50.0);
+            out.ed10 = ed(10.0);
+            out.ed90 = ed(90.0);
+            out.hill_slope = Some(-params.b);
+            out.log_ec50 = out.ec50.map(|e| e.estimate.log10());
+        }
+        fits.push(out);
+    }
+    Ok(JointCurves {
+        model,
+        shared: shared.iter().map(|s| s.to_string()).collect(),
+        n,
+        df,
+        rss,
+        residual_se: s2.sqrt(),
+        fits,
+        covariance,
+        slots,
+    })
+}
+
+/// ED_p of one group and its gradient over the joint parameter vector (length `k`).
+fn joint_ed_gradient(
+    model: Model,
+    params: &Params,
+    slots: &[Option<usize>; 5],
+    k: usize,
+    p: f64,
+) -> Option<(f64, DVector<f64>)> {
+    let (estimate, g) = ed_gradient(model, params, p)?;
+    let mut v = DVector::zeros(k);
+    for (pos, &i) in model.free().iter().enumerate() {
+        if let Some(kk) = slots[i] {
+            v[kk] += g[pos];
+        }
+    }
+    Some((estimate, v))
+}
+
+impl JointCurves {
+    /// drc's `EDcomp(fit, c(50, 50), interval = "delta")` for (reference, group) on this joint
+    /// fit: ratio ED50(reference) / ED50(group) with the delta-method SE over the joint
+    /// covariance (shared parameters make the two ED50s correlated). `None` when either group
+    /// has no EC50.
+    pub fn relative_potency(&self, group: usize, reference: usize) -> Option<RelativePotency> {
+        let (fg, fr) = (self.fits.get(group)?, self.fits.get(reference)?);
+        let (ec_g, ec_r) = (fg.ec50?, fr.ec50?);
+        let k = self.covariance.nrows();
+        let (ed_g, vg) = joint_ed_gradient(self.model, &fg.params?, &self.slots[group], k, 50.0)?;
+        let (ed_r, vr) =
+            joint_ed_gradient(self.model, &fr.params?, &self.slots[reference], k, 50.0)?;
+        debug_assert!((ed_g - ec_g.estimate).abs() <= 1e-9 * ed_g.abs());
+        debug_assert!((ed_r - ec_r.estimate).abs() <= 1e-9 * ed_r.abs());
+        let ratio = ed_r / ed_g;
+        let v = vr / ed_r - vg / ed_g;
+        let se = ratio
+            * (v.transpose() * &self.covariance * &v)[(0, 0)]
+                .max(0.0)
+                .sqrt();
+        let t = t_quantile(self.df)?;
+        let p_value = if se > 0.0 {
+            let dist = StudentsT::new(0.0, 1.0, self.df as f64).ok()?;
+            2.0 * (1.0 - dist.cdf(((ratio - 1.0) / se).abs()))
+        } else {
+            f64::NAN
+        };
+        Some(RelativePotency {
+            ratio,
+            se,
+            lower: ratio - t * se,
+            upper: ratio + t * se,
+            df: self.df,
+            p_value,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1092,6 +1443,56 @@ mod tests {
         );
         let p = f.params.unwrap();
         assert!((p.e / truth.e - 1.0).abs() < 0.3, "{p:?}");
+    }
+
+    /// With nothing shared, the joint Levenberg–Marquardt fit over all groups' parameters ends
+    /// where the separate fits did, and its potency (joint covariance) equals the one from the
+    /// separate fits with the pooled variance ([`JointFit`]).
+    #[test]
+    fn joint_fit_without_shared_parameters_matches_the_pooled_shortcut() {
+        let doses: Vec<f64> = [0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
+            .iter()
+            .flat_map(|&d| [d, d, d])
+            .collect();
+        let mut state = 11u64;
+        let mut groups = Vec::new();
+        for (e, b, noise_sd) in [(0.8, 1.4, 0.05), (3.0, 2.2, 0.12), (0.3, 0.9, 0.08)] {
+            let p = Params {
+                b,
+                c: 0.2,
+                d: 1.5,
+                e,
+                f: 1.0,
+            };
+            let y: Vec<f64> = doses
+                .iter()
+                .map(|&x| predict(Model::Ll4, &p, x) + noise_sd * noise(&mut state))
+                .collect();
+            groups.push(y);
+        }
+        let separate: Vec<CurveFit> = groups.iter().map(|y| fit(&doses, y, Model::Ll4)).collect();
+        let data: Vec<(&[f64], &[f64])> = groups.iter().map(|y| (&doses[..], &y[..])).collect();
+        let joint = fit_joint(&data, &separate, Model::Ll4, &[]).unwrap();
+        let pooled = JointFit::of(&separate).unwrap();
+        assert_eq!(joint.df, pooled.df);
+        assert!((joint.rss / pooled.rss - 1.0).abs() < 1e-9);
+        for (j, s) in joint.fits.iter().zip(&separate) {
+            let (pj, ps) = (j.params.unwrap(), s.params.unwrap());
+            assert!((pj.e / ps.e - 1.0).abs() < 1e-6 && (pj.b / ps.b - 1.0).abs() < 1e-6);
+        }
+        for g in 1..3 {
+            let a = joint.relative_potency(g, 0).unwrap();
+            let b = relative_potency(&separate[g], &separate[0], &pooled).unwrap();
+            assert!((a.ratio / b.ratio - 1.0).abs() < 1e-6, "{a:?} {b:?}");
+            assert!((a.se / b.se - 1.0).abs() < 1e-4, "{a:?} {b:?}");
+            assert_eq!(a.df, b.df);
+        }
+        // Sharing a parameter changes the fit and lowers the parameter count.
+        let shared = fit_joint(&data, &separate, Model::Ll4, &["c", "d"]).unwrap();
+        assert_eq!(shared.df, joint.df + 4);
+        assert!(shared.rss >= joint.rss);
+        assert!(fit_joint(&data, &separate, Model::Ll4, &["z"]).is_err());
+        assert!(fit_joint(&data[..1], &separate[..1], Model::Ll4, &["c"]).is_err());
     }
 
     #[test]

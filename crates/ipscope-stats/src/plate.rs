@@ -272,7 +272,23 @@ pub fn curves_table_with_reference(
     rows: &[CurveRow],
     reference: Option<&str>,
 ) -> Result<RecordBatch> {
-    let potencies = relative_potencies(rows, reference);
+    curves_table_with_potencies(label_names, rows, &relative_potencies(rows, reference))
+}
+
+/// The Curves table with the potencies given (one per row, e.g. from a joint fit with shared
+/// parameters).
+pub fn curves_table_with_potencies(
+    label_names: &[&str],
+    rows: &[CurveRow],
+    potencies: &[Option<PotencyCell>],
+) -> Result<RecordBatch> {
+    if potencies.len() != rows.len() {
+        return Err(crate::Error::Invalid(format!(
+            "{} potencies for {} curves",
+            potencies.len(),
+            rows.len()
+        )));
+    }
     let rp = |f: &dyn Fn(&RelativePotency) -> f64| -> Vec<Option<f64>> {
         potencies
             .iter()

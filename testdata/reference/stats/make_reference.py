@@ -286,6 +286,78 @@ def joint_relative_potency(groups, reference):
     return out
 
 
+def joint_shared_limits(groups, reference):
+    """drc's S.alba example: drm(DryMatter ~ Dose, Herbicide, fct = LL.4(),
+    pmodels = data.frame(Herbicide, 1, 1, Herbicide)): slopes b and ED50s e per herbicide,
+    lower limit c and upper limit d shared. Least squares over (b_1, b_2, c, d, e_1, e_2)
+    from a grid of starts; covariance s^2 (J'J)^-1 with s^2 = RSS / (N - 6); EDcomp's ratio
+    ED50(reference) / ED50(group) with its delta-method SE and t interval on N - 6 df.
+    """
+    names = sorted(groups)
+    k = len(names)
+
+    def unpack(th):
+        b, c, d, e = th[:k], th[k], th[k + 1], th[k + 2 :]
+        return b, c, d, e
+
+    def resid(th):
+        b, c, d, e = unpack(th)
+        return np.concatenate(
+            [ll4((b[i], c, d, e[i]), groups[g][0]) - groups[g][1] for i, g in enumerate(names)]
+        )
+
+    best = None
+    ys = np.concatenate([groups[g][1] for g in names])
+    for b0 in (0.5, 1, 2, 4, 8):
+        for scale in (0.3, 1.0, 3.0):
+            start = [b0] * k + [ys.min(), ys.max()]
+            for g in names:
+                x = groups[g][0]
+                start.append(scale * np.exp(np.mean(np.log(x[x > 0]))))
+            r = optimize.least_squares(
+                resid, np.array(start, float), method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=50000
+            )
+            if np.any(r.x[k + 2 :] <= 0):
+                continue
+            rss = float(r.fun @ r.fun)
+            if best is None or rss < best[0]:
+                best = (rss, r.x, r.jac)
+    rss, th, jac = best
+    n, p = len(ys), len(th)
+    df = n - p
+    s2 = rss / df
+    cov = s2 * np.linalg.inv(jac.T @ jac)
+    se = np.sqrt(np.diag(cov))
+    tq = stats.t.ppf(0.975, df)
+    b, c, d, e = unpack(th)
+    ref = names.index(reference)
+    out = {
+        "reference": reference,
+        "rss": rss,
+        "df": int(df),
+        "residual_se": float(np.sqrt(s2)),
+        "shared": {"c": float(c), "d": float(d), "se_c": float(se[k]), "se_d": float(se[k + 1])},
+        "params": {g: {"b": float(b[i]), "e": float(e[i]), "se_b": float(se[i]), "se_e": float(se[k + 2 + i])} for i, g in enumerate(names)},
+        "ratios": {},
+    }
+    for i, g in enumerate(names):
+        if i == ref:
+            continue
+        est = e[ref] / e[i]
+        grad = np.zeros(p)
+        grad[k + 2 + ref] = 1 / e[i]
+        grad[k + 2 + i] = -e[ref] / e[i] ** 2
+        rse = float(np.sqrt(grad @ cov @ grad))
+        out["ratios"][g] = {
+            "ratio": float(est),
+            "se": rse,
+            "lower": float(est - tq * rse),
+            "upper": float(est + tq * rse),
+            "p_value": float(2 * stats.t.sf(abs((est - 1) / rse), df)),
+        }
+    return out
+
+
 def cellhts2_npi(plates):
     """cellHTS2's normalizePlates(method = "NPI") on KcViab plates, its R function
     (R/perPlateScaling.R, cellHTS2 2.x) transcribed line by line:
@@ -344,6 +416,7 @@ def main():
         "S.alba_LL.4_reference_" + ref: joint_relative_potency(alba_groups, ref)
         for ref in ("Bentazone", "Glyphosate")
     }
+    relpot["S.alba_LL.4_shared_cd_reference_Glyphosate"] = joint_shared_limits(alba_groups, "Glyphosate")
 
     out = {
         "generated_by": "testdata/reference/stats/make_reference.py",
