@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use ipscope::features::{add_object_columns, column_docs, measure_objects, FeatureSet};
+use ipscope::features::{
+    add_distribution_columns, add_object_columns, column_docs, measure_objects, FeatureSet,
+};
 use ipscope::image::{DynImage, Image, Labels};
 use ipscope::io::{read_image, ReadOptions};
 use ipscope::table::{write_table, Format, TableBuilder};
@@ -187,6 +189,7 @@ fn measure(
         &m.intensities,
         &keep,
     );
+    add_distribution_columns(&mut b, object, &names, &set, &m, &keep);
     let batch = b.finish()?;
     write_table(output, batch.schema(), &[batch], format)
         .with_context(|| format!("writing {}", output.display()))?;

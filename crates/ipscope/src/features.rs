@@ -13,7 +13,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use ipscope_core::ops::measure::{
-    measure_intensity_features, measure_shape_features, IntensityFeatures, ShapeFeatures,
+    measure_granularity, measure_intensity_features, measure_radial_distribution,
+    measure_shape_features, GranularityParams, IntensityFeatures, RadialDistribution,
+    ShapeFeatures, DEFAULT_RADIAL_BINS,
 };
 use ipscope_image::{with_dyn_image, DynImage, Labels};
 use ipscope_table::TableBuilder;
@@ -31,11 +33,26 @@ pub enum FeatureGroup {
     /// Per-channel intensity statistics (`Intensity_*_<ch>`, `Location_CenterMassIntensity_*`,
     /// `Location_MaxIntensity_*`).
     Intensity,
+    /// Per-channel granular spectrum (`Granularity_<n>_<ch>`, CellProfiler's
+    /// MeasureGranularity defaults); not in the default set.
+    Granularity,
+    /// Per-channel radial intensity distribution (`RadialDistribution_{FracAtD,MeanFrac,
+    /// RadialCV}_<ch>_<b>of4`); not in the default set.
+    RadialDistribution,
 }
 
 impl FeatureGroup {
-    /// Every implemented group.
-    pub const ALL: [FeatureGroup; 3] = [
+    /// Every implemented group (`all`).
+    pub const ALL: [FeatureGroup; 5] = [
+        FeatureGroup::AreaShape,
+        FeatureGroup::Location,
+        FeatureGroup::Intensity,
+        FeatureGroup::Granularity,
+        FeatureGroup::RadialDistribution,
+    ];
+
+    /// The cheap groups `ipscope run` and `default` compute.
+    pub const DEFAULT: [FeatureGroup; 3] = [
         FeatureGroup::AreaShape,
         FeatureGroup::Location,
         FeatureGroup::Intensity,
@@ -46,6 +63,8 @@ impl FeatureGroup {
             FeatureGroup::AreaShape => "AreaShape",
             FeatureGroup::Location => "Location",
             FeatureGroup::Intensity => "Intensity",
+            FeatureGroup::Granularity => "Granularity",
+            FeatureGroup::RadialDistribution => "RadialDistribution",
         }
     }
 }
@@ -58,15 +77,7 @@ impl fmt::Display for FeatureGroup {
 
 /// Groups that issue #5 names but ipscope does not compute yet; asking for them is an error
 /// that says so rather than a silently missing column.
-const PLANNED: [&str; 7] = [
-    "Texture",
-    "Granularity",
-    "RadialDistribution",
-    "Zernike",
-    "Neighbors",
-    "Correlation",
-    "Children",
-];
+const PLANNED: [&str; 5] = ["Texture", "Zernike", "Neighbors", "Correlation", "Children"];
 
 impl FromStr for FeatureGroup {
     type Err = Error;
@@ -109,14 +120,16 @@ pub struct FeatureSet {
 impl Default for FeatureSet {
     fn default() -> Self {
         FeatureSet {
-            groups: FeatureGroup::ALL.into_iter().collect(),
+            groups: FeatureGroup::DEFAULT.into_iter().collect(),
         }
     }
 }
 
 impl FeatureSet {
     pub fn all() -> Self {
-        FeatureSet::default()
+        FeatureSet {
+            groups: FeatureGroup::ALL.into_iter().collect(),
+        }
     }
     pub fn contains(&self, g: FeatureGroup) -> bool {
         self.groups.contains(&g)
@@ -132,7 +145,9 @@ impl FromStr for FeatureSet {
     fn from_str(s: &str) -> Result<Self> {
         let mut groups = BTreeSet::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if part.eq_ignore_ascii_case("default") || part.eq_ignore_ascii_case("all") {
+            if part.eq_ignore_ascii_case("default") {
+                groups.extend(FeatureGroup::DEFAULT);
+            } else if part.eq_ignore_ascii_case("all") {
                 groups.extend(FeatureGroup::ALL);
             } else {
                 groups.insert(part.parse()?);
@@ -156,6 +171,12 @@ pub struct ObjectMeasurements {
     /// One entry per channel, in the channel order given to [`measure_objects`]; empty when
     /// the Intensity group is off.
     pub intensities: Vec<Vec<IntensityFeatures>>,
+    /// Per channel, per object (index = label − 1): `Granularity_1..=16`; empty when the
+    /// Granularity group is off.
+    pub granularity: Vec<Vec<Vec<f64>>>,
+    /// Per channel, per object: the radial distribution over 4 bins; empty when the
+    /// RadialDistribution group is off.
+    pub radial: Vec<Vec<RadialDistribution>>,
 }
 
 /// Measures every object of `labels` in `images` (all of the label image's size).
@@ -188,9 +209,32 @@ pub fn measure_objects(
     } else {
         Vec::new()
     };
+    let granularity = if set.contains(FeatureGroup::Granularity) {
+        let params = GranularityParams::default();
+        images
+            .iter()
+            .map(|im| {
+                with_dyn_image!(im, img => measure_granularity(labels, img.view(), &params)).objects
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let radial = if set.contains(FeatureGroup::RadialDistribution) {
+        images
+            .iter()
+            .map(|im| {
+                with_dyn_image!(im, img => measure_radial_distribution(labels, img.view(), DEFAULT_RADIAL_BINS))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(ObjectMeasurements {
         shapes,
         intensities,
+        granularity,
+        radial,
     })
 }
 
@@ -365,7 +409,127 @@ pub fn column_docs(object: &str, channels: &[String], set: &FeatureSet) -> Vec<C
             }
         }
     }
+    out.extend(distribution_docs(object, channels, set));
     out
+}
+
+/// Number of `Granularity_<n>` columns per channel (CellProfiler's default spectrum length).
+const GRANULARITY_STEPS: usize = 16;
+
+/// RadialDistribution features: name, unit, definition, value of bin `b`.
+type RadialCol = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&RadialDistribution, usize) -> f64,
+);
+
+const RADIAL_COLS: [RadialCol; 3] = [
+    (
+        "FracAtD",
+        "1",
+        "Share of the object's summed intensity in ring",
+        |r, b| r.frac_at_d[b],
+    ),
+    (
+        "MeanFrac",
+        "1",
+        "FracAtD divided by the ring's share of the object's pixels, for ring",
+        |r, b| r.mean_frac[b],
+    ),
+    (
+        "RadialCV",
+        "1",
+        "Coefficient of variation of the mean intensity over 8 sectors around the centre, in ring",
+        |r, b| r.radial_cv[b],
+    ),
+];
+
+/// Docs of the Granularity and RadialDistribution columns, in table order.
+fn distribution_docs(object: &str, channels: &[String], set: &FeatureSet) -> Vec<ColumnDoc> {
+    let mut out = Vec::new();
+    if set.contains(FeatureGroup::Granularity) {
+        for ch in channels {
+            for n in 1..=GRANULARITY_STEPS {
+                out.push(ColumnDoc {
+                    name: format!("{object}_Granularity_{n}_{ch}"),
+                    data_type: "Float64",
+                    unit: "% of the object's mean",
+                    definition: format!("Drop of the object's mean intensity in channel {ch} between openings by reconstruction of size {} and {n} of the background-corrected, 4x subsampled image (CellProfiler MeasureGranularity)", n - 1),
+                    group: "Granularity",
+                });
+            }
+        }
+    }
+    if set.contains(FeatureGroup::RadialDistribution) {
+        let bins = DEFAULT_RADIAL_BINS;
+        for ch in channels {
+            for (feature, unit, def, _) in &RADIAL_COLS {
+                for b in 1..=bins {
+                    out.push(ColumnDoc {
+                        name: format!("{object}_RadialDistribution_{feature}_{ch}_{b}of{bins}"),
+                        data_type: "Float64",
+                        unit,
+                        definition: format!("{def} {b} of {bins} (normalised distance from the centre to the edge) in channel {ch} (CellProfiler MeasureObjectIntensityDistribution)"),
+                        group: "RadialDistribution",
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Appends the Granularity and RadialDistribution columns of the objects `keep` (when their
+/// groups are in `set`), after those of [`add_object_columns`], with their docs.
+pub fn add_distribution_columns(
+    b: &mut TableBuilder,
+    object: &str,
+    channels: &[String],
+    set: &FeatureSet,
+    m: &ObjectMeasurements,
+    keep: &[usize],
+) {
+    let docs = distribution_docs(object, channels, set);
+    let mut doc = docs.iter();
+    let mut push = |b: &mut TableBuilder, vals: Vec<f64>| {
+        if let Some(d) = doc.next() {
+            b.f64(&d.name, vals);
+            b.doc(&doc_text(d));
+        }
+    };
+    if set.contains(FeatureGroup::Granularity) {
+        for ci in 0..channels.len() {
+            for n in 0..GRANULARITY_STEPS {
+                let vals = match m.granularity.get(ci) {
+                    Some(g) => keep
+                        .iter()
+                        .filter_map(|&i| g.get(i))
+                        .map(|v| v.get(n).copied().unwrap_or(f64::NAN))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                push(b, vals);
+            }
+        }
+    }
+    if set.contains(FeatureGroup::RadialDistribution) {
+        for ci in 0..channels.len() {
+            for (_, _, _, get) in &RADIAL_COLS {
+                for bin in 0..DEFAULT_RADIAL_BINS {
+                    let vals = match m.radial.get(ci) {
+                        Some(r) => keep
+                            .iter()
+                            .filter_map(|&i| r.get(i))
+                            .map(|r| get(r, bin))
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    push(b, vals);
+                }
+            }
+        }
+    }
 }
 
 fn doc_text(d: &ColumnDoc) -> String {
@@ -449,7 +613,12 @@ mod tests {
     fn feature_sets_parse() {
         let s: FeatureSet = "areashape, Intensity".parse().unwrap();
         assert!(s.contains(FeatureGroup::AreaShape) && !s.contains(FeatureGroup::Location));
-        assert_eq!("all".parse::<FeatureSet>().unwrap(), FeatureSet::default());
+        assert_eq!(
+            "default".parse::<FeatureSet>().unwrap(),
+            FeatureSet::default()
+        );
+        assert_eq!("all".parse::<FeatureSet>().unwrap(), FeatureSet::all());
+        assert!(!FeatureSet::default().contains(FeatureGroup::Granularity));
         let e = "Texture".parse::<FeatureSet>().unwrap_err().to_string();
         assert!(e.contains("not implemented"), "{e}");
         assert!("".parse::<FeatureSet>().is_err());
@@ -462,7 +631,7 @@ mod tests {
             Labels::from_image(Image::from_vec(4, 2, vec![1u32, 1, 0, 2, 1, 0, 0, 2]).unwrap());
         let img =
             DynImage::U8(Image::from_vec(4, 2, vec![10u8, 20, 30, 40, 50, 60, 70, 80]).unwrap());
-        let set = FeatureSet::default();
+        let set = FeatureSet::all();
         let m = measure_objects(&labels, &[&img], &set).unwrap();
         let channels = vec!["DNA".to_string()];
         let mut b = TableBuilder::new();
@@ -475,6 +644,7 @@ mod tests {
             &m.intensities,
             &[0, 1],
         );
+        add_distribution_columns(&mut b, "Nuclei", &channels, &set, &m, &[0, 1]);
         let batch = b.finish().unwrap();
         let docs = column_docs("Nuclei", &channels, &set);
         let schema = batch.schema();
@@ -484,6 +654,8 @@ mod tests {
         assert_eq!(batch.num_rows(), 2);
         assert!(names.contains(&"Nuclei_Intensity_MedianIntensity_DNA"));
         assert!(names.contains(&"Nuclei_Location_MaxIntensity_X_DNA"));
+        assert!(names.contains(&"Nuclei_Granularity_16_DNA"));
+        assert!(names.contains(&"Nuclei_RadialDistribution_RadialCV_DNA_4of4"));
         let wrong = DynImage::U8(Image::new(3, 2, 0u8));
         assert!(measure_objects(&labels, &[&wrong], &set).is_err());
     }
