@@ -19,6 +19,9 @@ use ipscope_stats::plate::{has_dose_layout, plate_curves};
 use crate::svg::{esc, num};
 use crate::{find_table, read, Result, RunTables};
 
+/// A trace: (time, value) pairs.
+type Points = Vec<(f64, f64)>;
+
 /// Points per thumbnail after decimation.
 pub const MAX_POINTS: usize = 240;
 /// Wells drawn (plate order).
@@ -151,7 +154,7 @@ pub(crate) fn section(h: &mut String, run: &RunTables) -> Result<()> {
     let time = numeric(&traces, "Time")?;
     let value = numeric(&traces, column)?;
     // Each well's first field, in table (plate) order.
-    let mut series: Vec<(String, f64, Vec<(f64, f64)>)> = Vec::new();
+    let mut series: Vec<(String, f64, Points)> = Vec::new();
     for i in 0..traces.num_rows() {
         let Some(w) = &wells[i] else { continue };
         if objects[i] != 0.0 {
