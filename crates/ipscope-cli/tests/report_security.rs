@@ -28,6 +28,9 @@ fn script_compound(port: u16) -> String {
     )
 }
 const ATTRIBUTE_COMPOUND: &str = "\"><svg onload=document.body.dataset.pwned=3>";
+/// The disease line of rows A–F (rows G–H are `control`), so the run writes the disease
+/// tables and the report its rescue section with this name in it.
+const LINE: &str = "D<svg onload=document.body.dataset.pwned=4>";
 
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("IPSCOPE_CHROMIUM") {
@@ -112,10 +115,14 @@ fn hostile_plate(root: &Path, port: u16) -> (PathBuf, PathBuf) {
         .expect("demo layout names compounds");
     let layout = root.join("layout.csv");
     let mut writer = csv::Writer::from_path(&layout).unwrap();
+    let mut header: Vec<String> = header.iter().map(String::from).collect();
+    header.push("Metadata_CellLine".into());
     writer.write_record(&header).unwrap();
     for row in reader.records() {
         let row = row.unwrap();
         let mut cells: Vec<String> = row.iter().map(String::from).collect();
+        let disease = !cells[0].starts_with(['G', 'H']);
+        cells.push(if disease { LINE } else { "control" }.to_string());
         match cells[compound].as_str() {
             "CMPD-A" => cells[compound] = script_compound(port),
             "CMPD-B" => cells[compound] = ATTRIBUTE_COMPOUND.to_string(),
@@ -173,6 +180,8 @@ fn hostile_names_show_as_text_and_nothing_loads_from_the_network() {
     assert!(html.contains("P&lt;img src=x onerror=document.body.dataset.pwned=1&gt;"));
     assert!(html.contains("&lt;script&gt;document.body.dataset.pwned=2&lt;/script&gt;"));
     assert!(html.contains("onload=document.body.dataset.pwned=3&gt;"));
+    assert!(html.contains("id=\"rescue\""), "no rescue section");
+    assert!(html.contains("D&lt;svg onload=document.body.dataset.pwned=4&gt;"));
     for payload in [
         "<img src=x",
         "<script>document.body.dataset.pwned",
