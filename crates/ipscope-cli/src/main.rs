@@ -197,6 +197,9 @@ struct RunArgs {
     /// Refuse images with more pixels than this, before decoding them.
     #[arg(long)]
     max_pixels: Option<u64>,
+    /// Segment colonies from `nuclei` or `brightfield` (a channel named Brightfield, BF, Phase or TL): Colonies table, Parent_Colonies in Nuclei, colony counts and grades per well.
+    #[arg(long, value_name = "SOURCE")]
+    colonies: Option<String>,
     /// Measurement groups for the object tables, comma-separated (see `ipscope schema`): AreaShape, Location, Intensity; default all.
     #[arg(long, value_name = "GROUPS")]
     features: Option<String>,
@@ -564,6 +567,7 @@ fn run_timelapse(args: &RunArgs) -> Result<ExitCode> {
     opts.per_cell = args
         .per_cell
         .then_some(ipscope::timelapse_run::CELL_MIN_AREA);
+    opts.command_line = std::env::args().collect();
     if let Some(m) = args.max_pixels {
         opts.max_pixels = m;
     }
@@ -596,6 +600,9 @@ fn run_options(args: &RunArgs) -> Result<RunOptions> {
     }
     if let Some(m) = args.max_pixels {
         config.input.max_pixels = m;
+    }
+    if let Some(c) = &args.colonies {
+        config.colonies_from = Some(c.parse()?);
     }
     if let Some(f) = &args.features {
         let set: ipscope::features::FeatureSet = f.parse()?;

@@ -180,3 +180,244 @@ fn image_qc_flags_and_excludes_saturated_and_blank_fields() {
     );
     assert!(bools(&table(&kept_out.join("Image.parquet")), "Metadata_QCFlag")[sat_row]);
 }
+
+fn u32_col(b: &RecordBatch, name: &str) -> Vec<u32> {
+    u32s(b, name)
+}
+
+/// Colony tables of a run are self-consistent: Parent_Colonies points at the field's colonies,
+/// Colonies_Children_Nuclei_Count counts them, and the Image and Wells counts add up.
+fn check_colony_tables(out: &Path) {
+    let colonies = table(&out.join("Colonies.parquet"));
+    let nuclei = table(&out.join("Nuclei.parquet"));
+    let image = table(&out.join("Image.parquet"));
+    let wells = table(&out.join("Wells.parquet"));
+    assert!(colonies.num_rows() > 0, "no colonies found");
+    let (ci, co) = (
+        u32_col(&colonies, "ImageNumber"),
+        u32_col(&colonies, "ObjectNumber"),
+    );
+    let children = u64s(&colonies, "Colonies_Children_Nuclei_Count");
+    let mut counted: std::collections::BTreeMap<(u32, u32), u64> = Default::default();
+    let (ni, np) = (
+        u32_col(&nuclei, "ImageNumber"),
+        u32_col(&nuclei, "Parent_Colonies"),
+    );
+    for (i, p) in ni.iter().zip(&np) {
+        if *p > 0 {
+            *counted.entry((*i, *p)).or_default() += 1;
+        }
+    }
+    for k in counted.keys() {
+        assert!(
+            ci.iter().zip(&co).any(|(a, b)| (*a, *b) == *k),
+            "Parent_Colonies {k:?} names no colony"
+        );
+    }
+    for r in 0..colonies.num_rows() {
+        assert_eq!(
+            children[r],
+            counted.get(&(ci[r], co[r])).copied().unwrap_or(0),
+            "children of colony {} of field {}",
+            co[r],
+            ci[r]
+        );
+    }
+    let grades = strs(&colonies, "Classify_Grade");
+    assert!(grades
+        .iter()
+        .all(|g| ["undifferentiated", "differentiating", "too_small"].contains(&g.as_str())));
+    // Image counts: one per colony row, split by grade.
+    let numbers = u32_col(&image, "ImageNumber");
+    let count = u64s(&image, "Count_Colonies");
+    for (row, n) in numbers.iter().enumerate() {
+        let rows: Vec<usize> = (0..ci.len()).filter(|&r| ci[r] == *n).collect();
+        assert_eq!(count[row], rows.len() as u64, "field {n}");
+        for (col, g) in [
+            ("Count_Colonies_Undifferentiated", "undifferentiated"),
+            ("Count_Colonies_Differentiating", "differentiating"),
+            ("Count_Colonies_TooSmall", "too_small"),
+        ] {
+            let k = rows.iter().filter(|&&r| grades[r] == g).count() as u64;
+            assert_eq!(u64s(&image, col)[row], k, "{col} of field {n}");
+        }
+    }
+    // Wells: sums and the undifferentiated fraction.
+    let (u, d) = (
+        u64s(&wells, "Count_Colonies_Undifferentiated"),
+        u64s(&wells, "Count_Colonies_Differentiating"),
+    );
+    let frac = wells
+        .column_by_name("Fraction_Colonies_Undifferentiated")
+        .unwrap()
+        .as_primitive::<ipscope_table::arrow_array::types::Float64Type>()
+        .clone();
+    for r in 0..wells.num_rows() {
+        if u[r] + d[r] == 0 {
+            assert!(frac.is_null(r));
+        } else {
+            assert_eq!(frac.value(r), u[r] as f64 / (u[r] + d[r]) as f64);
+        }
+    }
+    assert_eq!(
+        u64s(&wells, "Count_Colonies").iter().sum::<u64>(),
+        colonies.num_rows() as u64
+    );
+    assert!(wells
+        .column_by_name("Median_Colonies_AreaShape_Area")
+        .is_some());
+}
+
+fn same_tables_with_colonies(a: &Path, b: &Path) {
+    assert_same_tables(a, b);
+    assert_eq!(
+        table(&a.join("Colonies.parquet")),
+        table(&b.join("Colonies.parquet")),
+        "Colonies differs"
+    );
+}
+
+#[test]
+fn colonies_in_run_match_across_threads_shards_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let plate = small_plate(dir.path());
+    let one = dir.path().join("one");
+    run_plate(&plate, &one, &["--colonies", "nuclei"]);
+    check_colony_tables(&one);
+
+    // Two threads: byte-identical tables.
+    let two = dir.path().join("two");
+    let mut args = small_run_args(&plate, &two);
+    args.retain(|a| *a != "1");
+    args.retain(|a| *a != "--threads");
+    args.extend(["--threads", "2", "--colonies", "nuclei"]);
+    let o = ipscope(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    same_tables_with_colonies(&one, &two);
+
+    // Two shards merged.
+    let mut shard_dirs = Vec::new();
+    for s in ["1/2", "2/2"] {
+        let d = dir.path().join(format!("shard{}", &s[..1]));
+        run_plate(&plate, &d, &["--colonies", "nuclei", "--shard", s]);
+        shard_dirs.push(d);
+    }
+    let merged = dir.path().join("merged");
+    let o = ipscope(&[
+        "merge",
+        p(&shard_dirs[0]),
+        p(&shard_dirs[1]),
+        "-o",
+        p(&merged),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    same_tables_with_colonies(&one, &merged);
+
+    // Resume: every field saved, the tables fail to write (file-size limit); the resumed run
+    // assembles them from the saved fields, colonies included.
+    let out = dir.path().join("resumed");
+    let mut args = small_run_args(&plate, &out);
+    args.extend(["--colonies", "nuclei"]);
+    let cmd = format!(
+        "ulimit -f 64; exec \"$0\" {}",
+        args.iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let o = std::process::Command::new("bash")
+        .args(["-c", &cmd, env!("CARGO_BIN_EXE_ipscope")])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(!out.join("manifest.json").exists());
+    args.push("--resume");
+    let o = ipscope(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    same_tables_with_colonies(&one, &out);
+}
+
+/// Nuclei on a square grid, 4 px apart (closer than the default link distance of 8): the
+/// whole field is one colony.
+fn grid_of_nuclei(w: usize, h: usize) -> Image<u16> {
+    Image::from_fn(w, h, |r, c| {
+        let (dr, dc) = ((r % 16) as f64 - 7.5, (c % 16) as f64 - 7.5);
+        if dr * dr + dc * dc <= 36.0 {
+            3000
+        } else {
+            100
+        }
+    })
+}
+
+#[test]
+fn empty_field_has_no_colonies_and_a_full_field_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let plate = small_plate(dir.path());
+    let blank = channel_file(&plate, "B07", "w1");
+    let orig = read_u16(&blank);
+    let (w, h) = (orig.width(), orig.height());
+    ipscope_io::write_tiff(&blank, Image::new(w, h, 0u16).view()).unwrap();
+    let full = channel_file(&plate, "A05", "w1");
+    ipscope_io::write_tiff(&full, grid_of_nuclei(w, h).view()).unwrap();
+    let out = dir.path().join("out");
+    run_plate(&plate, &out, &["--colonies", "nuclei"]);
+    let image = table(&out.join("Image.parquet"));
+    assert!(strs(&image, "Status").iter().all(|s| s == "ok"));
+    let wells = strs(&image, "Metadata_Well");
+    let numbers = u32s(&image, "ImageNumber");
+    let at = |well: &str| numbers[wells.iter().position(|x| x == well).unwrap()];
+    let colonies = table(&out.join("Colonies.parquet"));
+    let ci = u32s(&colonies, "ImageNumber");
+    assert_eq!(ci.iter().filter(|&&n| n == at("B07")).count(), 0);
+    let rows: Vec<usize> = (0..ci.len()).filter(|&r| ci[r] == at("A05")).collect();
+    assert_eq!(rows.len(), 1, "the grid field is one colony");
+    let nuclei = table(&out.join("Nuclei.parquet"));
+    let (ni, np) = (
+        u32s(&nuclei, "ImageNumber"),
+        u32s(&nuclei, "Parent_Colonies"),
+    );
+    let in_field: Vec<u32> = (0..ni.len())
+        .filter(|&r| ni[r] == at("A05"))
+        .map(|r| np[r])
+        .collect();
+    assert!(in_field.len() > 100, "{} nuclei", in_field.len());
+    assert!(
+        in_field.iter().all(|&p| p == 1),
+        "every nucleus in colony 1"
+    );
+    let area = f64s(&colonies, "Colonies_AreaShape_Area")[rows[0]];
+    assert!(area > 0.8 * (w * h) as f64, "area {area} of {}", w * h);
+}
+
+#[test]
+fn brightfield_colonies_without_a_transmitted_channel_is_a_named_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let plate = small_plate(dir.path());
+    let out = dir.path().join("out");
+    let mut args = small_run_args(&plate, &out);
+    args.extend(["--colonies", "brightfield"]);
+    let o = ipscope(&args);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("transmitted-light channel") && err.contains("Brightfield"),
+        "{err}"
+    );
+    assert!(!out.join("Nuclei.parquet").exists() && !out.join("Image.parquet").exists());
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&dir.path().join("x")),
+        "--colonies",
+        "both",
+        "--quiet",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("expected nuclei or brightfield"),
+        "{}",
+        stderr(&o)
+    );
+}

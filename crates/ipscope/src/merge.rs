@@ -169,9 +169,29 @@ pub fn merge(
     });
     let errors = errors_batch(&failures)?;
 
+    // Colonies, when the shards segmented them (all or none do: same parameters).
+    let colonies = if shards[0].1.join(format!("Colonies.{ext}")).exists() {
+        let mut batches = Vec::new();
+        for (_, dir) in &shards {
+            batches.extend(read_all(&dir.join(format!("Colonies.{ext}")))?);
+        }
+        let (schema, _) = ipscope_table::read_table(&shards[0].1.join(format!("Colonies.{ext}")))?;
+        Some(ipscope_table::sort_by_u32(
+            &ipscope_table::concat(&schema, &batches)?,
+            &["ImageNumber", "ObjectNumber"],
+        )?)
+    } else {
+        None
+    };
+
     let path_of = |name: &str| out_dir.join(format!("{name}.{ext}"));
     let mut written = Vec::new();
-    for (name, batch) in [("Nuclei", &nuclei), ("Image", &image), ("Errors", &errors)] {
+    let mut tables = vec![("Nuclei", &nuclei)];
+    if let Some(c) = &colonies {
+        tables.push(("Colonies", c));
+    }
+    tables.extend([("Image", &image), ("Errors", &errors)]);
+    for (name, batch) in tables {
         written.push(ipscope_table::write_table(
             &path_of(name),
             batch.schema(),

@@ -130,13 +130,30 @@ impl PartialStore {
         let record = serde_json::to_string(&out.record)
             .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
         let meta = HashMap::from([(RECORD_KEY.to_string(), record)]);
+        // Colonies first: the Nuclei file marks the field done.
+        if let Some(c) = &out.colonies {
+            write_atomic(
+                &self.colonies_path_of(out.record.image_number),
+                &ipscope_table::encode_ipc(c, &HashMap::new())?,
+            )?;
+        }
         write_atomic(&path, &ipscope_table::encode_ipc(&out.nuclei, &meta)?)?;
         self.done.insert(out.record.image_number);
         Ok(())
     }
 
-    /// Loads a finished field; `schema` is the Nuclei schema of the run.
-    pub fn load(&self, image_number: u32, schema: &SchemaRef) -> Result<FieldOutput> {
+    fn colonies_path_of(&self, image_number: u32) -> PathBuf {
+        self.dir.join(format!("{image_number:08}.colonies.arrow"))
+    }
+
+    /// Loads a finished field; `schema` is the Nuclei schema of the run, `colonies` the
+    /// Colonies schema when the run has colonies.
+    pub fn load(
+        &self,
+        image_number: u32,
+        schema: &SchemaRef,
+        colonies: Option<&SchemaRef>,
+    ) -> Result<FieldOutput> {
         let path = self.path_of(image_number);
         let (meta, batches) = ipscope_table::decode_ipc_file(&path, Some(schema))?;
         let record: FieldRecord = meta
@@ -147,7 +164,19 @@ impl PartialStore {
                     .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
             })?;
         let nuclei = ipscope_table::concat(schema, &batches)?;
-        Ok(FieldOutput { record, nuclei })
+        let colonies = match colonies {
+            Some(cs) => {
+                let (_, b) =
+                    ipscope_table::decode_ipc_file(&self.colonies_path_of(image_number), Some(cs))?;
+                Some(ipscope_table::concat(cs, &b)?)
+            }
+            None => None,
+        };
+        Ok(FieldOutput {
+            record,
+            nuclei,
+            colonies,
+        })
     }
 
     /// Removes the store once the final tables are written.
