@@ -880,4 +880,10 @@ fn report_renders_in_headless_chromium() {
     assert!(dom.contains("class=\"ci\""), "confidence bands");
     assert!(dom.contains("no colony data in this run"));
     assert!(dom.contains("DEMO01"));
+    // The run's image QC (Metadata_QCFlag / Metadata_QCReason, ImageQuality_*) is read.
+    assert!(dom.contains("id=\"field-qc\""));
+    assert!(
+        !dom.contains("no image QC columns"),
+        "the demo run's Image table has QC columns"
+    );
 }

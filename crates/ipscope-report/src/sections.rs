@@ -427,11 +427,23 @@ pub(crate) fn field_qc(h: &mut String, run: &RunTables) -> Result<usize> {
             "<p class=\"ok\" id=\"field-qc\">No field flagged by image QC ({n} fields checked).</p>"
         );
     } else {
+        // The run's `[qc] exclude_flagged` (default true) decides whether Wells left them out.
+        let excluded = run
+            .manifest
+            .as_ref()
+            .and_then(|m| m.pointer("/parameters/qc/exclude_flagged"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true);
         let _ = write!(
             h,
-            "<p class=\"flag\">{} of {n} fields flagged by image QC and left out of the well statistics.</p>\
+            "<p class=\"flag\">{} of {n} fields flagged by image QC; {}.</p>\
              <table id=\"field-qc\"><tr><th>plate</th><th>well</th><th>site</th><th>reason</th>",
-            flagged.len()
+            flagged.len(),
+            if excluded {
+                "the well statistics leave them out"
+            } else {
+                "kept in the well statistics ([qc] exclude_flagged = false)"
+            }
         );
         for c in &quality_cols {
             let _ = write!(h, "<th>{}</th>", esc(c.trim_start_matches("ImageQuality_")));
