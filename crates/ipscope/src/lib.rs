@@ -24,6 +24,7 @@ pub mod colony_run;
 pub mod config;
 pub mod demo;
 pub mod demo_calcium;
+pub mod demo_colonies;
 pub mod demo_contraction;
 pub mod demo_disease;
 pub mod demo_neuron;
