@@ -157,6 +157,30 @@ fn demo_plate_rate_kinetics_arrest_and_ec50_match_the_truth() {
     }
     let traces = table(&out.join("Traces.parquet"));
     assert_eq!(traces.num_rows(), demo.frames * demo.wells.len());
+    // Provenance: every stack hashed, every series' status, every table with its hash.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["inputs"].as_array().unwrap().len(),
+        demo.wells.len()
+    );
+    let images = manifest["images"].as_array().unwrap();
+    assert_eq!(images.len(), demo.wells.len());
+    assert!(images.iter().all(|i| i["status"] == "ok"));
+    let outputs: Vec<&str> = manifest["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["path"].as_str().unwrap())
+        .collect();
+    for t in [
+        "Contractions.parquet",
+        "Traces.parquet",
+        "Wells.parquet",
+        "report.html",
+    ] {
+        assert!(outputs.contains(&t), "{t} not in the manifest: {outputs:?}");
+    }
     // The report draws each well's trace and the trace readouts' dose-responses.
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<section id=\"traces\""));
@@ -230,4 +254,12 @@ fn bad_contraction_videos_give_named_errors() {
         msg.contains("1 frame but at least 3") && msg.contains("P1_B02_s1_w1.tif"),
         "{msg}"
     );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let image = &manifest["images"][0];
+    assert_eq!(image["status"], "failed");
+    assert!(image["error"]
+        .as_str()
+        .unwrap()
+        .contains("1 frame but at least 3"));
 }

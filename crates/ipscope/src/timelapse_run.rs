@@ -32,11 +32,13 @@ use ipscope_core::assays::calcium::{
 use ipscope_core::assays::contraction::{
     analyze_contraction, ContractionAnalysis, ContractionParams, MotionBuilder,
 };
-use ipscope_io::timelapse::{frame_interval, series, FrameData, FrameReader, TimeSeries};
+use ipscope_io::timelapse::{frame_interval, series, FrameData, FrameReader, Frames, TimeSeries};
 use ipscope_io::{DiscoverOptions, ReadOptions};
 use ipscope_table::{Format, RecordBatch, TableBuilder, WrittenFile};
 use rayon::prelude::*;
 
+use crate::channels::{Channel, Role};
+use crate::manifest::{ImageStatus, InputRecord, Manifest, OutputRecord};
 use crate::pipeline::{errors_batch, prepare_out_dir, FailureRecord};
 use crate::{Assay, Error, Result};
 
@@ -60,6 +62,8 @@ pub struct TimelapseOptions {
     pub contraction: ContractionParams,
     /// Write the per-frame `Traces` table.
     pub traces: bool,
+    /// The command line recorded in manifest.json.
+    pub command_line: Vec<String>,
     /// Calcium: also trace every cell (component of the beating region of at least this
     /// many pixels) and measure the well's asynchrony (`--per-cell`).
     pub per_cell: Option<usize>,
@@ -80,6 +84,7 @@ impl TimelapseOptions {
             contraction: ContractionParams::default(),
             traces: true,
             per_cell: None,
+            command_line: Vec::new(),
         }
     }
 }
@@ -291,18 +296,32 @@ fn run_all<R: Send>(
     all: &[TimeSeries],
     threads: Option<usize>,
     work: impl Fn(&TimeSeries) -> Result<R> + Sync + Send,
+    statuses: &mut Vec<ImageStatus>,
 ) -> Result<(Vec<R>, Vec<FailureRecord>)> {
-    let results: Vec<Result<R>> = match threads {
+    let timed = |s: &TimeSeries| {
+        let t = Instant::now();
+        let r = work(s);
+        (r, t.elapsed().as_secs_f64())
+    };
+    let results: Vec<(Result<R>, f64)> = match threads {
         Some(n) => rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
             .build()
             .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?
-            .install(|| all.par_iter().map(&work).collect()),
-        None => all.par_iter().map(&work).collect(),
+            .install(|| all.par_iter().map(timed).collect()),
+        None => all.par_iter().map(timed).collect(),
     };
     let mut ok = Vec::new();
     let mut failures = Vec::new();
-    for (s, r) in all.iter().zip(results) {
+    for (i, (s, (r, seconds))) in all.iter().zip(results).enumerate() {
+        statuses.push(ImageStatus {
+            image_number: i as u32 + 1,
+            well: s.well.clone(),
+            site: s.site,
+            status: if r.is_ok() { "ok" } else { "failed" }.to_string(),
+            error: r.as_ref().err().map(|e| format!("analyse: {e}")),
+            seconds,
+        });
         match r {
             Ok(r) => ok.push(r),
             Err(e) => failures.push(FailureRecord {
@@ -379,10 +398,15 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
         Ok(())
     };
     let interval = |s: &TimeSeries| frame_interval(s.path(), opts.fps).map(|i| i.seconds);
+    let started = chrono::Utc::now().to_rfc3339();
+    let mut statuses: Vec<ImageStatus> = Vec::new();
     let (series_failed, frames, beats) = if opts.assay == Assay::Contraction {
-        let (ok, failures) = run_all(&all, opts.threads, |s| {
-            analyze_contraction_series(s, interval(s)?, &opts.contraction, &read)
-        })?;
+        let (ok, failures) = run_all(
+            &all,
+            opts.threads,
+            |s| analyze_contraction_series(s, interval(s)?, &opts.contraction, &read),
+            &mut statuses,
+        )?;
         write("Contractions", contractions_batch(&ok)?)?;
         if opts.traces {
             write("Traces", contraction_traces_batch(&ok)?)?;
@@ -400,9 +424,12 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
                 .sum::<u64>(),
         )
     } else {
-        let (ok, failures) = run_all(&all, opts.threads, |s| {
-            analyze_series_cells(s, interval(s)?, &opts.calcium, &read, opts.per_cell)
-        })?;
+        let (ok, failures) = run_all(
+            &all,
+            opts.threads,
+            |s| analyze_series_cells(s, interval(s)?, &opts.calcium, &read, opts.per_cell),
+            &mut statuses,
+        )?;
         write("Beats", beats_batch(&ok)?)?;
         if opts.traces {
             write("Traces", traces_batch(&ok, &channel_name)?)?;
@@ -421,14 +448,59 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
         )
     };
     written.extend(crate::analysis::write_analysis(out_dir, format)?);
-    let run = ipscope_report::RunTables::read(out_dir)
-        .map_err(|e| Error::Invalid(format!("report: {e}")))?;
-    let html = ipscope_report::render(&run, &ipscope_report::ReportOptions::default())
-        .map_err(|e| Error::Invalid(format!("report: {e}")))?;
-    written.push(
-        ipscope_report::write_html(&out_dir.join(crate::analysis::REPORT_FILE), &html)
-            .map_err(|e| Error::Invalid(format!("report: {e}")))?,
-    );
+    // Provenance as the nuclei run records it: inputs hashed, every series' status, outputs.
+    let mut files: Vec<&Path> = Vec::new();
+    for s in &all {
+        match &s.frames {
+            Frames::Stack(p) => files.push(p),
+            Frames::Files(f) => files.extend(f.iter().map(|(p, _)| p.as_path())),
+        }
+    }
+    files.dedup();
+    let inputs = files
+        .into_iter()
+        .map(InputRecord::of_file)
+        .collect::<Result<Vec<_>>>()?;
+    let mut config = crate::config::Config::default();
+    config.input.pattern = opts.pattern.clone();
+    config.input.max_pixels = opts.max_pixels;
+    config.channels = opts.channels.iter().cloned().collect();
+    let mut manifest = Manifest {
+        ipscope_version: env!("CARGO_PKG_VERSION").to_string(),
+        command_line: opts.command_line.clone(),
+        started,
+        resumed: Vec::new(),
+        finished: chrono::Utc::now().to_rfc3339(),
+        plate: plate.id.clone(),
+        plate_dir: opts.plate_dir.clone(),
+        naming_scheme: plate.scheme.clone(),
+        fields_in_plate: all.len(),
+        shards: Vec::new(),
+        channels: vec![Channel {
+            id: channel.clone(),
+            name: channel_name.clone(),
+            role: Role::from_name(&channel_name),
+        }],
+        parameters: config,
+        format: ext.to_string(),
+        machine: crate::manifest::Machine::current(
+            opts.threads.unwrap_or_else(rayon::current_num_threads),
+        ),
+        dependencies: crate::manifest::dependencies(),
+        plate_qc: Vec::new(),
+        warnings: Vec::new(),
+        inputs,
+        images: statuses,
+        outputs: written
+            .iter()
+            .map(|w| OutputRecord::from_written(w, out_dir))
+            .collect(),
+    };
+    written.push(crate::analysis::write_report_with_overlays(
+        &mut manifest,
+        out_dir,
+        Vec::new(),
+    )?);
     Ok(TimelapseSummary {
         plate: plate.id.clone(),
         assay: opts.assay,
@@ -437,7 +509,11 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
         frames,
         beats,
         seconds: start.elapsed().as_secs_f64(),
-        outputs: written.iter().map(|w| w.path.clone()).collect(),
+        outputs: written
+            .iter()
+            .map(|w| w.path.clone())
+            .chain([out_dir.join("manifest.json")])
+            .collect(),
     })
 }
 
