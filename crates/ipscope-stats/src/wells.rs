@@ -29,7 +29,7 @@ pub const QC_FLAG: &str = "Metadata_QCFlag";
 /// Image column (Utf8): why (reason keys joined by `;`, empty when not flagged).
 pub const QC_REASON: &str = "Metadata_QCReason";
 /// Wells column: fields left out of the well's statistics because image QC flagged them.
-pub const COUNT_EXCLUDED_FIELDS: &str = "Count_ExcludedFields";
+pub const COUNT_EXCLUDED_FIELDS: &str = "Count_FieldsExcluded";
 /// Wells column: the reasons of the excluded fields with their counts, e.g. `saturated:1`.
 pub const EXCLUDED_REASONS: &str = "Metadata_ExcludedReasons";
 
@@ -57,7 +57,7 @@ pub const EXCLUDED_REASONS: &str = "Metadata_ExcludedReasons";
 /// When the Image table has a Boolean `Metadata_QCFlag` column (image QC, see
 /// [`well_summary_with`]), flagged fields with Status ok are left out of the counts and
 /// statistics like failed fields, and two columns follow `Count_FieldsFailed`:
-/// `Count_ExcludedFields` and `Metadata_ExcludedReasons` (the `;`-separated reason keys of
+/// `Count_FieldsExcluded` and `Metadata_ExcludedReasons` (the `;`-separated reason keys of
 /// `Metadata_QCReason` over the excluded fields, each with its number of fields, sorted:
 /// `low_content:1;saturated:2`). `Metadata_QCFlag` and `Metadata_QCReason` are field values
 /// and are not copied into the well row.
@@ -72,7 +72,7 @@ pub fn well_summary(image: &RecordBatch, objects: &[(&str, &RecordBatch)]) -> Re
 
 /// [`well_summary`], choosing whether fields flagged by image QC (`Metadata_QCFlag` true) are
 /// left out of the statistics. With `exclude_flagged` false they count like any other field
-/// and `Count_ExcludedFields` is 0.
+/// and `Count_FieldsExcluded` is 0.
 pub fn well_summary_with(
     image: &RecordBatch,
     objects: &[(&str, &RecordBatch)],

@@ -96,6 +96,10 @@ pub struct Config {
     /// Segment colonies in `run` from `nuclei` or `brightfield` (unset: no colonies; the same
     /// as `run --colonies`).
     pub colonies_from: Option<crate::colony_run::ColonySource>,
+    /// Marker positivity gate (`[markers]`, see [`crate::marker_run`]).
+    pub markers: crate::marker_run::MarkerConfig,
+    /// Acceptance criteria on markers' percent positive (`[[acceptance]]`).
+    pub acceptance: Vec<crate::marker_run::Acceptance>,
     /// The neurite assay's options.
     pub neurite: NeuriteConfig,
 }

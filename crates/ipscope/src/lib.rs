@@ -33,6 +33,7 @@ mod error;
 pub mod features;
 pub mod lock;
 pub mod manifest;
+pub mod marker_run;
 pub mod merge;
 pub mod neurite_run;
 pub mod partial;

@@ -203,7 +203,8 @@ pub fn merge(
         out_dir,
         format,
         &image,
-        first.parameters.qc.exclude_flagged,
+        &first.parameters,
+        &first.channels,
     )?);
     written.extend(crate::analysis::write_analysis_with(
         out_dir,

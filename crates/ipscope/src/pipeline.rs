@@ -432,6 +432,12 @@ impl Pipeline {
                     .join(", ")
             )));
         }
+        let marker_names: Vec<String> = channels
+            .iter()
+            .filter(|c| c.role == Role::Marker)
+            .map(|c| c.name.clone())
+            .collect();
+        crate::marker_run::check_config(&options.config.acceptance, &marker_names)?;
         Ok(Pipeline {
             features,
             layout_path: options.layout.clone(),
@@ -1116,6 +1122,10 @@ impl Pipeline {
         let mut wells = ipscope_stats::WellSummary::new(&objects)
             .map_err(wells_err)?
             .exclude_flagged(exclude_flagged);
+        let mut marker_values = crate::marker_run::MarkerValues::new(gated_markers(
+            &self.marker_names(),
+            &nuclei_schema,
+        ));
         for t in &self.tasks {
             let out = store.load(t.image_number, &nuclei_schema, colonies_schema.as_ref())?;
             if out.nuclei.num_rows() > 0 {
@@ -1144,6 +1154,9 @@ impl Pipeline {
                 batches.push(c);
             }
             wells.add_field(&field, &batches).map_err(wells_err)?;
+            if field.ok {
+                marker_values.add(&r.plate, &r.well, &out.nuclei)?;
+            }
             records.push(out.record);
         }
         let mut written = vec![nuclei_writer.finish()?];
@@ -1176,6 +1189,8 @@ impl Pipeline {
         )?);
         let wells =
             crate::colony_run::add_well_fractions(wells.finish(&image).map_err(wells_err)?)?;
+        let config = &self.options.config;
+        let wells = marker_values.finish(wells, &config.markers, &config.acceptance)?;
         written.push(ipscope_table::write_table(
             &path_of("Wells"),
             wells.schema(),
@@ -1333,6 +1348,39 @@ pub(crate) fn errors_batch(failures: &[FailureRecord]) -> Result<RecordBatch> {
     Ok(b.finish()?)
 }
 
+/// The markers whose per-nucleus value column the Nuclei table has (without the Intensity
+/// feature group there is nothing to gate).
+fn gated_markers(markers: &[String], nuclei: &SchemaRef) -> Vec<String> {
+    markers
+        .iter()
+        .filter(|m| {
+            nuclei
+                .field_with_name(&crate::marker_run::value_column(m))
+                .is_ok()
+        })
+        .cloned()
+        .collect()
+}
+
+/// ImageNumbers of the Image table's fields that count in Wells: Status ok and, when
+/// `exclude_flagged`, not flagged by image QC.
+fn counted_fields(image: &RecordBatch, exclude_flagged: bool) -> Result<BTreeSet<u32>> {
+    use ipscope_table::arrow_array::cast::AsArray;
+    use ipscope_table::arrow_array::Array;
+    let numbers = ipscope_table::column_u32(image, "ImageNumber")?;
+    let status = ipscope_table::column_str(image, "Status")?;
+    let flags = image
+        .column_by_name("Metadata_QCFlag")
+        .and_then(|a| a.as_boolean_opt().cloned());
+    Ok((0..image.num_rows())
+        .filter(|&i| status.value(i) == Status::Ok.as_str())
+        .filter(|&i| {
+            !exclude_flagged || !flags.as_ref().is_some_and(|f| f.is_valid(i) && f.value(i))
+        })
+        .map(|i| numbers.value(i))
+        .collect())
+}
+
 fn wells_err(e: ipscope_stats::Error) -> Error {
     Error::Invalid(format!("per-well summary: {e}"))
 }
@@ -1342,8 +1390,10 @@ pub(crate) fn write_wells(
     out_dir: &Path,
     format: Format,
     image: &RecordBatch,
-    exclude_flagged: bool,
+    config: &Config,
+    channels: &[Channel],
 ) -> Result<ipscope_table::WrittenFile> {
+    let exclude_flagged = config.qc.exclude_flagged;
     let ext = format.extension();
     let (schema, batches) = ipscope_table::read_table(&out_dir.join(format!("Nuclei.{ext}")))?;
     let nuclei = ipscope_table::concat(&schema, &batches)?;
@@ -1361,6 +1411,17 @@ pub(crate) fn write_wells(
     let wells = crate::colony_run::add_well_fractions(
         ipscope_stats::well_summary_with(image, &objects, exclude_flagged).map_err(wells_err)?,
     )?;
+    // Markers: the fields the Wells summary counted, in ImageNumber order, as a run adds them.
+    let markers: Vec<String> = channels
+        .iter()
+        .filter(|c| c.role == Role::Marker)
+        .map(|c| c.name.clone())
+        .collect();
+    let mut marker_values =
+        crate::marker_run::MarkerValues::new(gated_markers(&markers, &nuclei.schema()));
+    let counted = counted_fields(image, exclude_flagged)?;
+    marker_values.add_table(&nuclei, &counted)?;
+    let wells = marker_values.finish(wells, &config.markers, &config.acceptance)?;
     Ok(ipscope_table::write_table(
         &out_dir.join(format!("Wells.{ext}")),
         wells.schema(),

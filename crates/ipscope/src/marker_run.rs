@@ -1,0 +1,303 @@
+//! Marker positivity in `run`: every marker channel's per-nucleus mean intensity
+//! (`Nuclei_Intensity_MeanIntensity_<marker>`) gated once for the whole plate, then per well
+//! the percent positive, double-positive percentages of marker pairs, heterogeneity (CV,
+//! entropy, Gini) and acceptance criteria, as Wells columns.
+//!
+//! The gate needs the whole plate (Otsu) or the negative-control wells (a percentile), so the
+//! values are gathered while the fields stream past (one number per nucleus and marker with
+//! its well, not the Nuclei table) and reduced after the last field. Fields left out of Wells
+//! (failed, or flagged by image QC) are left out here too.
+//!
+//! ```toml
+//! [markers]
+//! gate = { method = "otsu_log" }   # or "otsu", { method = "fixed", threshold = 0.1 },
+//!                                  # { method = "controls", percentile = 99 }
+//!
+//! [[acceptance]]
+//! marker = "OCT4"
+//! op = ">="
+//! percent = 80
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use ipscope_core::assays::markers::{
+    double_positive, positive, resolve_gate, summarize, CmpOp, Criterion, Gate,
+};
+use ipscope_table::arrow_array::cast::AsArray;
+use ipscope_table::arrow_array::types::Float64Type;
+use ipscope_table::arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch};
+use ipscope_table::{column_str, column_u32, Field};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// `[markers]` of the run configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MarkerConfig {
+    /// How the positivity threshold is set (default: Otsu on the log of the plate's values).
+    pub gate: Gate,
+}
+
+/// One `[[acceptance]]` entry: a marker's percent positive compared with a value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acceptance {
+    /// Column suffix (`Metadata_Acceptance_<name>`); default `<marker>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub marker: String,
+    pub op: CmpOp,
+    /// Percent positive (0..100).
+    pub percent: f64,
+}
+
+impl Acceptance {
+    fn column(&self) -> String {
+        format!(
+            "Metadata_Acceptance_{}",
+            self.name.as_deref().unwrap_or(&self.marker)
+        )
+    }
+}
+
+/// The column a marker's per-nucleus value comes from.
+pub fn value_column(marker: &str) -> String {
+    format!("Nuclei_Intensity_MeanIntensity_{marker}")
+}
+
+/// Checks, before any field runs, that every marker the configuration names is a marker
+/// channel of the run.
+pub fn check_config(acceptance: &[Acceptance], markers: &[String]) -> Result<()> {
+    for a in acceptance {
+        if !markers.iter().any(|m| m == &a.marker) {
+            return Err(Error::Invalid(format!(
+                "[[acceptance]] names marker {:?}, which is not a marker channel of this run (markers: {}); name the channel, e.g. --channel w2={}",
+                a.marker,
+                if markers.is_empty() {
+                    "none".to_string()
+                } else {
+                    markers.join(", ")
+                },
+                a.marker
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Per-nucleus marker values gathered while the fields stream past.
+pub struct MarkerValues {
+    markers: Vec<String>,
+    /// (plate, well) → per marker, the values of its counted nuclei (field order).
+    by_well: BTreeMap<(String, String), Vec<Vec<f64>>>,
+}
+
+impl MarkerValues {
+    pub fn new(markers: Vec<String>) -> MarkerValues {
+        MarkerValues {
+            markers,
+            by_well: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a field's Nuclei rows (only when the field counts in Wells).
+    pub fn add(&mut self, plate: &str, well: &str, nuclei: &RecordBatch) -> Result<()> {
+        let slot = self
+            .by_well
+            .entry((plate.to_string(), well.to_string()))
+            .or_insert_with(|| vec![Vec::new(); self.markers.len()]);
+        for (k, m) in self.markers.iter().enumerate() {
+            let name = value_column(m);
+            let Some(col) = nuclei.column_by_name(&name) else {
+                return Err(Error::Invalid(format!(
+                    "marker {m}: the Nuclei table has no column {name} (the Intensity feature group is needed)"
+                )));
+            };
+            let a = col
+                .as_primitive_opt::<Float64Type>()
+                .ok_or_else(|| Error::Invalid(format!("Nuclei column {name} is not Float64")))?;
+            slot[k].extend((0..a.len()).map(|i| if a.is_null(i) { f64::NAN } else { a.value(i) }));
+        }
+        Ok(())
+    }
+
+    /// Adds the nuclei of a whole Nuclei table (sorted by ImageNumber), field by field, keeping
+    /// the fields in `counted` (the same order and values as a run's [`MarkerValues::add`]).
+    pub fn add_table(
+        &mut self,
+        nuclei: &RecordBatch,
+        counted: &std::collections::BTreeSet<u32>,
+    ) -> Result<()> {
+        let numbers = column_u32(nuclei, "ImageNumber")?;
+        let plates = column_str(nuclei, "Metadata_Plate")?;
+        let wells = column_str(nuclei, "Metadata_Well")?;
+        let mut start = 0;
+        while start < nuclei.num_rows() {
+            let n = numbers.value(start);
+            let mut end = start + 1;
+            while end < nuclei.num_rows() && numbers.value(end) == n {
+                end += 1;
+            }
+            if counted.contains(&n) {
+                let (p, w) = (
+                    plates.value(start).to_string(),
+                    wells.value(start).to_string(),
+                );
+                self.add(&p, &w, &nuclei.slice(start, end - start))?;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Appends the marker columns to Wells (rows matched by plate and well). `controls`: the
+    /// Wells rows that are negative controls (for a control gate).
+    pub fn finish(
+        self,
+        wells: RecordBatch,
+        config: &MarkerConfig,
+        acceptance: &[Acceptance],
+    ) -> Result<RecordBatch> {
+        if self.markers.is_empty() {
+            return Ok(wells);
+        }
+        let plates = column_str(&wells, "Metadata_Plate")?;
+        let names = column_str(&wells, "Metadata_Well")?;
+        let n = wells.num_rows();
+        let control_rows: Vec<bool> = match wells.column_by_name(ipscope_stats::plate::ROLE) {
+            Some(_) => {
+                let r = column_str(&wells, ipscope_stats::plate::ROLE)?;
+                (0..n)
+                    .map(|i| r.is_valid(i) && r.value(i).eq_ignore_ascii_case("negative"))
+                    .collect()
+            }
+            None => vec![false; n],
+        };
+        let empty = vec![Vec::new(); self.markers.len()];
+        let per_row: Vec<&Vec<Vec<f64>>> = (0..n)
+            .map(|i| {
+                self.by_well
+                    .get(&(plates.value(i).to_string(), names.value(i).to_string()))
+                    .unwrap_or(&empty)
+            })
+            .collect();
+        let mut fields: Vec<Field> = wells
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut columns: Vec<ArrayRef> = wells.columns().to_vec();
+        let mut push = |name: String, doc: String, array: ArrayRef| {
+            let meta = HashMap::from([(ipscope_table::DESCRIPTION_KEY.to_string(), doc)]);
+            fields.push(Field::new(name, array.data_type().clone(), true).with_metadata(meta));
+            columns.push(array);
+        };
+        let mut positives: Vec<Vec<Vec<bool>>> = Vec::new();
+        let mut percents: Vec<Vec<f64>> = Vec::new();
+        for (k, m) in self.markers.iter().enumerate() {
+            // One threshold for the plate.
+            let all: Vec<f64> = per_row.iter().flat_map(|v| v[k].iter().copied()).collect();
+            let controls: Vec<f64> = per_row
+                .iter()
+                .zip(&control_rows)
+                .filter(|(_, &c)| c)
+                .flat_map(|(v, _)| v[k].iter().copied())
+                .collect();
+            let threshold = resolve_gate(&config.gate, &all, &controls)
+                .map_err(|e| Error::Invalid(format!("marker {m}: {e}")))?;
+            let summaries: Vec<_> = per_row
+                .iter()
+                .map(|v| summarize(&v[k], threshold))
+                .collect();
+            let pct: Vec<f64> = summaries.iter().map(|s| s.percent_positive).collect();
+            let opt = |v: &[f64]| -> ArrayRef {
+                Arc::new(
+                    v.iter()
+                        .map(|x| x.is_finite().then_some(*x))
+                        .collect::<Float64Array>(),
+                )
+            };
+            push(
+                format!("Percent_Positive_{m}"),
+                format!("Percent of the well's counted nuclei with {} above the plate's gate; null without nuclei", value_column(m)),
+                opt(&pct),
+            );
+            push(
+                format!("Threshold_Positive_{m}"),
+                "The plate's positivity threshold ([markers] gate) on the 0..1 intensity scale"
+                    .to_string(),
+                opt(&vec![threshold.unwrap_or(f64::NAN); n]),
+            );
+            let cv: Vec<f64> = summaries.iter().map(|s| s.cv).collect();
+            let entropy: Vec<f64> = summaries.iter().map(|s| s.entropy).collect();
+            let gini: Vec<f64> = summaries.iter().map(|s| s.gini).collect();
+            push(
+                format!("Heterogeneity_CV_{m}"),
+                "Coefficient of variation (population SD / mean) of the nuclei's values, as scipy.stats.variation".to_string(),
+                opt(&cv),
+            );
+            push(
+                format!("Heterogeneity_Entropy_{m}"),
+                "Shannon entropy (natural log) of the values' 32-bin histogram".to_string(),
+                opt(&entropy),
+            );
+            push(
+                format!("Heterogeneity_Gini_{m}"),
+                "Gini coefficient of the values".to_string(),
+                opt(&gini),
+            );
+            positives.push(per_row.iter().map(|v| positive(&v[k], threshold)).collect());
+            percents.push(pct);
+        }
+        for a in 0..self.markers.len() {
+            for b in a + 1..self.markers.len() {
+                let v: Vec<Option<f64>> = (0..n)
+                    .map(|i| {
+                        let f = double_positive(&positives[a][i], &positives[b][i]);
+                        f.is_finite().then_some(100.0 * f)
+                    })
+                    .collect();
+                push(
+                    format!(
+                        "Percent_DoublePositive_{}_{}",
+                        self.markers[a], self.markers[b]
+                    ),
+                    "Percent of the well's counted nuclei positive for both markers".to_string(),
+                    Arc::new(Float64Array::from(v)),
+                );
+            }
+        }
+        for acc in acceptance {
+            let k = self
+                .markers
+                .iter()
+                .position(|m| m == &acc.marker)
+                .ok_or_else(|| {
+                    Error::Invalid(format!("[[acceptance]]: no marker {:?}", acc.marker))
+                })?;
+            let c = Criterion {
+                marker: acc.marker.clone(),
+                op: acc.op,
+                value: acc.percent,
+            };
+            let pass: BooleanArray = percents[k].iter().map(|&p| Some(c.passes(p))).collect();
+            let op = serde_json::to_string(&acc.op).unwrap_or_default();
+            push(
+                acc.column(),
+                format!(
+                    "Percent_Positive_{} {} {} (false without nuclei)",
+                    acc.marker,
+                    op.trim_matches('"'),
+                    acc.percent
+                ),
+                Arc::new(pass),
+            );
+        }
+        RecordBatch::try_new(Arc::new(ipscope_table::Schema::new(fields)), columns)
+            .map_err(|e| Error::Invalid(format!("Wells marker columns: {e}")))
+    }
+}
