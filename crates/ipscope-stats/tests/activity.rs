@@ -4,10 +4,10 @@
 //! `mean_average_precision` with `assign_reference_index`, 10 000 permutations).
 //!
 //! mAP must equal copairs' within 1e-6. The p-values are Monte-Carlo estimates from different
-//! random streams, so they agree within their error: |p − p_ref| ≤ 4·sqrt(p_ref(1 − p_ref)/n)
-//! + 2/n for n permutations (the +2/n covers the (1 + k)/(1 + n) floor of both). The
-//! Benjamini–Hochberg step is deterministic: given copairs' own p-values, our q-values equal
-//! copairs' `corrected_p_value` to rounding (1e-12 relative).
+//! random streams, so they agree within their error: for n permutations,
+//! |p − p_ref| ≤ 4·sqrt(p_ref(1 − p_ref)/n) plus 2/n (the (1 + k)/(1 + n) floor of both).
+//! The Benjamini–Hochberg step is deterministic: given copairs' own p-values, our q-values
+//! equal copairs' `corrected_p_value` to rounding (1e-12 relative).
 
 use std::path::{Path, PathBuf};
 
