@@ -17,11 +17,15 @@ mod hull;
 pub mod intensity;
 pub mod radial;
 pub mod shape;
+pub mod texture;
+pub mod zernike;
 
 pub use granularity::{measure_granularity, Granularity, GranularityParams};
 pub use intensity::{measure_intensity_features, IntensityFeatures};
 pub use radial::{measure_radial_distribution, RadialDistribution, DEFAULT_RADIAL_BINS};
 pub use shape::{measure_shape_features, ShapeFeatures};
+pub use texture::{measure_texture, Texture, DEFAULT_TEXTURE_SCALE, HARALICK_FEATURES};
+pub use zernike::{measure_zernike, zernike_indexes};
 
 use ipscope_image::{ImageView, Labels, Pixel};
 
