@@ -133,7 +133,7 @@ fn image_qc_flags_and_excludes_saturated_and_blank_fields() {
     let clean_wells = table(&clean_out.join("Wells.parquet"));
     let wells_t = table(&out.join("Wells.parquet"));
     assert_eq!(wells_t.num_rows(), clean_wells.num_rows());
-    let excluded = u64s(&wells_t, "Count_ExcludedFields");
+    let excluded = u64s(&wells_t, "Count_FieldsExcluded");
     let why = strs(&wells_t, "Metadata_ExcludedReasons");
     let nuclei = u64s(&wells_t, "Count_Nuclei");
     let clean_nuclei = u64s(&clean_wells, "Count_Nuclei");
@@ -172,7 +172,7 @@ fn image_qc_flags_and_excludes_saturated_and_blank_fields() {
     let kept_out = dir.path().join("kept");
     run_plate(&bad, &kept_out, &["--config", cfg.to_str().unwrap()]);
     let kept = table(&kept_out.join("Wells.parquet"));
-    assert!(u64s(&kept, "Count_ExcludedFields").iter().all(|&n| n == 0));
+    assert!(u64s(&kept, "Count_FieldsExcluded").iter().all(|&n| n == 0));
     let r = well_row(&kept, "A03");
     assert_eq!(
         u64s(&kept, "Count_Nuclei")[r],
@@ -420,4 +420,126 @@ fn brightfield_colonies_without_a_transmitted_channel_is_a_named_error() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Demo truth: well → true OCT4-positive percent of the field's nuclei.
+fn truth_percent(demo: &Path) -> std::collections::BTreeMap<String, f64> {
+    let mut r = csv::Reader::from_path(demo.join("truth").join("wells.csv")).unwrap();
+    let h = r.headers().unwrap().clone();
+    let (iw, ip) = (
+        h.iter().position(|c| c == "Metadata_Well").unwrap(),
+        h.iter().position(|c| c == "PositiveFraction_OCT4").unwrap(),
+    );
+    r.records()
+        .map(|x| x.unwrap())
+        .filter(|x| !x[ip].is_empty())
+        .map(|x| (x[iw].to_string(), 100.0 * x[ip].parse::<f64>().unwrap()))
+        .collect()
+}
+
+fn bools_opt(b: &RecordBatch, name: &str) -> Vec<bool> {
+    bools(b, name)
+}
+
+#[test]
+fn oct4_percent_positive_matches_the_demo_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let plate = small_plate(dir.path());
+    let demo = dir.path().join("demo");
+    let layout = demo.join("layout.csv");
+    let cfg = dir.path().join("markers.toml");
+    std::fs::write(
+        &cfg,
+        "[[acceptance]]\nmarker = \"OCT4\"\nop = \">=\"\npercent = 50\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    run_plate(&plate, &out, &["--layout", p(&layout), "--config", p(&cfg)]);
+    let wells = table(&out.join("Wells.parquet"));
+    let truth = truth_percent(&demo);
+    let names = strs(&wells, "Metadata_Well");
+    let pct = f64s(&wells, "Percent_Positive_OCT4");
+    let mut within = 0;
+    let mut worst: f64 = 0.0;
+    for (w, p) in names.iter().zip(&pct) {
+        let t = truth[w];
+        let d = (p - t).abs();
+        worst = worst.max(d);
+        if d <= 3.0 {
+            within += 1;
+        }
+    }
+    let share = within as f64 / names.len() as f64;
+    eprintln!(
+        "OCT4 % positive (default gate, Otsu of log): {within}/{} wells within 3 points of truth ({:.0}%), worst {worst:.1} points",
+        names.len(),
+        100.0 * share
+    );
+    assert!(share >= 0.9, "{within}/{} within 3 points", names.len());
+    for col in [
+        "Threshold_Positive_OCT4",
+        "Heterogeneity_CV_OCT4",
+        "Heterogeneity_Entropy_OCT4",
+        "Heterogeneity_Gini_OCT4",
+    ] {
+        assert!(
+            f64s(&wells, col).iter().all(|v| v.is_finite()),
+            "{col} has no value"
+        );
+    }
+    let accept = bools_opt(&wells, "Metadata_Acceptance_OCT4");
+    for (a, p) in accept.iter().zip(&pct) {
+        assert_eq!(*a, *p >= 50.0);
+    }
+    assert!(accept.iter().any(|a| *a) && accept.iter().any(|a| !*a));
+
+    // Gate at the 99th percentile of the negative-control (DMSO) wells: those wells are
+    // about 1% positive, and the gate is the same for the whole plate.
+    let cfg2 = dir.path().join("controls.toml");
+    std::fs::write(
+        &cfg2,
+        "[markers]\ngate = { method = \"controls\", percentile = 99 }\n",
+    )
+    .unwrap();
+    let out2 = dir.path().join("out2");
+    run_plate(
+        &plate,
+        &out2,
+        &["--layout", p(&layout), "--config", p(&cfg2)],
+    );
+    let w2 = table(&out2.join("Wells.parquet"));
+    let roles = strs(&w2, "Metadata_Role");
+    let pct2 = f64s(&w2, "Percent_Positive_OCT4");
+    let thr = f64s(&w2, "Threshold_Positive_OCT4");
+    assert!(thr.iter().all(|t| *t == thr[0]));
+    let neg: Vec<f64> = (0..roles.len())
+        .filter(|&i| roles[i] == "negative")
+        .map(|i| pct2[i])
+        .collect();
+    assert!(!neg.is_empty());
+    let mean = neg.iter().sum::<f64>() / neg.len() as f64;
+    assert!(mean > 0.0 && mean < 3.0, "negative wells {neg:?}");
+}
+
+#[test]
+fn acceptance_on_a_missing_marker_is_a_named_error_before_any_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let plate = small_plate(dir.path());
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[[acceptance]]\nmarker = \"cTnT\"\nop = \">=\"\npercent = 80\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut args = small_run_args(&plate, &out);
+    args.extend(["--config", p(&cfg)]);
+    let o = ipscope(&args);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("cTnT") && err.contains("not a marker channel") && err.contains("OCT4"),
+        "{err}"
+    );
+    assert!(!out.join("Image.parquet").exists() && !out.join("Nuclei.parquet").exists());
 }
