@@ -8,6 +8,7 @@ mod cmd_measure;
 mod cmd_profile;
 mod cmd_segment;
 mod cmd_stats;
+mod cmd_train;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -132,6 +133,8 @@ enum Command {
     Profile(cmd_profile::Cmd),
     /// List the compute devices: GPU adapters (name, backend, type, limits) and the CPU.
     Devices(cmd_devices::Cmd),
+    /// Train a colony classifier on a Colonies table and labelled colonies; prints its cross-validated accuracy and writes model.json for `run --colony-model`.
+    Train(cmd_train::Cmd),
 }
 
 #[derive(Args, Clone, Copy)]
@@ -291,6 +294,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Stats(c) => cmd_stats::dispatch(c),
         Command::Profile(c) => cmd_profile::dispatch(c),
         Command::Devices(c) => cmd_devices::dispatch(c),
+        Command::Train(c) => cmd_train::dispatch(c),
         Command::Scan {
             plate_dir,
             pattern,

@@ -20,6 +20,7 @@ pub mod analysis;
 pub mod assay;
 pub mod campaign;
 pub mod channels;
+pub mod colony_model;
 pub mod colony_run;
 pub mod config;
 pub mod demo;
