@@ -82,6 +82,9 @@ pub struct RunOptions {
     pub force: bool,
     /// Set (e.g. by a signal handler) to stop taking new fields; finished ones are kept.
     pub stop: Option<Arc<AtomicBool>>,
+    /// A trained colony classifier (`--colony-model`) that grades colonies instead of the
+    /// rules of `[colony_grades]`.
+    pub colony_model: Option<Arc<crate::colony_model::ColonyModel>>,
 }
 
 impl RunOptions {
@@ -96,6 +99,7 @@ impl RunOptions {
             resume: false,
             force: false,
             stop: None,
+            colony_model: None,
         }
     }
 }
@@ -173,7 +177,7 @@ impl FieldRecord {
     /// Whether the field counts in the Wells statistics: processed, and not left out by
     /// image QC.
     pub fn counts_in_wells(&self, exclude_flagged: bool) -> bool {
-        self.status == Status::Ok && !(exclude_flagged && !self.qc_reasons.is_empty())
+        self.status == Status::Ok && (!exclude_flagged || self.qc_reasons.is_empty())
     }
 }
 
@@ -839,7 +843,10 @@ impl Pipeline {
                     self.nuclear,
                     &self.options.config.colonies,
                     &self.options.config.colony_grades,
-                    None,
+                    self.options
+                        .colony_model
+                        .as_deref()
+                        .map(|m| m as &dyn crate::colony_run::ColonyGrader),
                 )
                 .map_err(|e| (String::new(), "colonies", e))?,
             ),
