@@ -203,6 +203,9 @@ struct RunArgs {
     /// Segment colonies from `nuclei` or `brightfield` (a channel named Brightfield, BF, Phase or TL): Colonies table, Parent_Colonies in Nuclei, colony counts and grades per well.
     #[arg(long, value_name = "SOURCE")]
     colonies: Option<String>,
+    /// Grade colonies with a classifier trained by `ipscope train` (model.json) instead of the rules of [colony_grades]; needs --colonies.
+    #[arg(long, value_name = "MODEL")]
+    colony_model: Option<PathBuf>,
     /// Measurement groups for the object tables, comma-separated (see `ipscope schema`): AreaShape, Location, Intensity; default all.
     #[arg(long, value_name = "GROUPS")]
     features: Option<String>,
@@ -625,6 +628,13 @@ fn run_options(args: &RunArgs) -> Result<RunOptions> {
     options.force = args.force;
     if let Some(v) = &args.vehicle {
         config.disease.vehicle = Some(v.clone());
+    }
+    if let Some(m) = &args.colony_model {
+        if config.colonies_from.is_none() {
+            anyhow::bail!("--colony-model {} needs --colonies nuclei|brightfield", m.display());
+        }
+        let model = ipscope::colony_model::ColonyModel::load(m)?;
+        options.colony_model = Some(Arc::new(model));
     }
     options.config = config;
     if args.threads == Some(0) {

@@ -31,6 +31,15 @@ fn labelled(seed: u64) -> (Vec<ColonyFeatures>, Vec<Grade>) {
     (feats, grades)
 }
 
+/// A numeric column as f64 (the nuclei count is u64, the rest f64).
+fn number_column(b: &ipscope::table::RecordBatch, name: &str) -> Vec<f64> {
+    if name == "Colonies_Children_Nuclei_Count" {
+        common::u64s(b, name).iter().map(|&v| v as f64).collect()
+    } else {
+        common::f64s(b, name)
+    }
+}
+
 fn accuracy(model: &ColonyModel, feats: &[ColonyFeatures], grades: &[Grade]) -> f64 {
     let ok = feats
         .iter()
@@ -198,6 +207,64 @@ fn cli_train_on_a_run() {
     let stored = m.cv_accuracy.expect("model records its CV accuracy");
     assert!((stored - acc).abs() < 1e-4, "{stored} vs printed {acc}");
     assert_eq!(m.cv_folds, Some(5));
+    // run --colony-model: the Colonies table's grades are the model's predictions from the
+    // same row's features.
+    let out2 = dir.path().join("out2");
+    let mut args: Vec<&str> = vec!["run", p(&plate), "-o", p(&out2), "--colonies", "nuclei"];
+    args.extend(["--colony-model", p(&model), "--layout"]);
+    let layout = plate.join("layout.csv");
+    args.push(p(&layout));
+    args.extend([
+        "--channel",
+        "w1=DNA",
+        "--channel",
+        "w2=OCT4",
+        "--channel",
+        "w3=Brightfield",
+    ]);
+    let o = ipscope(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b2 = table(&out2.join("Colonies.parquet"));
+    let grades = strs(&b2, "Classify_Grade");
+    let cols: Vec<Vec<f64>> = m.features.iter().map(|n| number_column(&b2, n)).collect();
+    let mut differs_from_rules = 0;
+    let rules = strs(&b, "Classify_Grade");
+    for i in 0..b2.num_rows() {
+        let row: Vec<f64> = cols.iter().map(|c| c[i]).collect();
+        let want = m.predict_row(&row).expect("predict");
+        assert_eq!(grades[i], want.as_str(), "row {i}");
+        if rules[i] != grades[i] {
+            differs_from_rules += 1;
+        }
+    }
+    eprintln!(
+        "run --colony-model: {} colonies graded by the model ({differs_from_rules} differ from the rules)",
+        b2.num_rows()
+    );
+    // Without --colonies, and with a file that is not a model, run refuses.
+    let out3 = dir.path().join("out3");
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&out3),
+        "--colony-model",
+        p(&model),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--colonies"), "{}", stderr(&o));
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&out3),
+        "--colonies",
+        "nuclei",
+        "--colony-model",
+        p(&layout),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("layout.csv"), "{}", stderr(&o));
     // A labels file without a key is a named error.
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "Grade\nundifferentiated\n").expect("write");
