@@ -126,8 +126,24 @@ impl Sample for f32 {
     fn to_f32(self) -> f32 {
         self
     }
+    /// Eight independent f64 lanes added in a fixed order (vectorises; deterministic, and
+    /// exact, so equal to a sequential sum, for integer-valued data such as decoded
+    /// 8/16-bit frames).
     fn sum(run: &[Self]) -> f64 {
-        run.iter().map(|&v| f64::from(v)).sum()
+        let mut lanes = [0.0f64; 8];
+        let chunks = run.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for (l, &v) in lanes.iter_mut().zip(c) {
+                *l += f64::from(v);
+            }
+        }
+        let mut s = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
+            + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+        for &v in rest {
+            s += f64::from(v);
+        }
+        s
     }
 }
 
@@ -138,6 +154,9 @@ pub struct TraceBuilder {
     height: usize,
     buffer_frames: usize,
     buffer: Vec<Vec<f32>>,
+    /// Per-pixel sum and sum of squares of the buffered frames, added as they arrive.
+    acc_sum: Vec<f64>,
+    acc_sq: Vec<f64>,
     /// (start, len) runs of beating pixels, row-major.
     runs: Vec<(usize, usize)>,
     mask_pixels: usize,
@@ -186,6 +205,8 @@ impl TraceBuilder {
             height,
             buffer_frames,
             buffer: Vec::with_capacity(buffer_frames),
+            acc_sum: Vec::new(),
+            acc_sq: Vec::new(),
             runs: Vec::new(),
             mask_pixels: 0,
             trace: Vec::with_capacity(frames),
@@ -231,7 +252,22 @@ impl TraceBuilder {
             self.push_cells(data);
             return Ok(());
         }
-        self.buffer.push(data.iter().map(|v| v.to_f32()).collect());
+        let frame: Vec<f32> = data.iter().map(|v| v.to_f32()).collect();
+        if self.acc_sum.len() != n {
+            self.acc_sum = vec![0.0; n];
+            self.acc_sq = vec![0.0; n];
+        }
+        for ((s, q), &v) in self
+            .acc_sum
+            .iter_mut()
+            .zip(self.acc_sq.iter_mut())
+            .zip(&frame)
+        {
+            let v = f64::from(v);
+            *s += v;
+            *q += v * v;
+        }
+        self.buffer.push(frame);
         if self.buffer.len() >= self.buffer_frames {
             self.settle_mask();
         }
@@ -251,15 +287,14 @@ impl TraceBuilder {
     fn settle_mask(&mut self) {
         let n = self.width * self.height;
         let k = self.buffer.len().max(1) as f64;
-        let mut sum = vec![0.0f64; n];
-        let mut sq = vec![0.0f64; n];
-        for f in &self.buffer {
-            for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(f) {
-                let v = f64::from(v);
-                *s += v;
-                *q += v * v;
-            }
-        }
+        let (sum, sq) = if self.acc_sum.len() == n {
+            (
+                std::mem::take(&mut self.acc_sum),
+                std::mem::take(&mut self.acc_sq),
+            )
+        } else {
+            (vec![0.0f64; n], vec![0.0f64; n])
+        };
         let sd: Vec<f32> = sum
             .iter()
             .zip(&sq)
