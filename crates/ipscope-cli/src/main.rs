@@ -1148,7 +1148,7 @@ fn demo_colonies(
                 .map(|(id, name)| format!("--channel {id}={name}"))
                 .collect();
             eprintln!(
-                "run it with: ipscope run {} -o OUT --layout {} {}",
+                "run it with: ipscope run {} -o OUT --colonies nuclei --layout {} {}",
                 dir.display(),
                 s.layout.display(),
                 flags.join(" ")
@@ -1160,6 +1160,7 @@ fn demo_colonies(
     options.layout = Some(s.layout.clone());
     options.channels = channels;
     options.threads = threads;
+    options.config.colonies_from = Some(ipscope::colony_run::ColonySource::Nuclei);
     let summary = run(options, &out, Format::Parquet, overwrite, output, argv)?;
     Ok(exit_code(&summary))
 }
