@@ -272,11 +272,11 @@ mod tests {
         let lab = Image::from_vec(8, 8, vec![1u32; 64]).unwrap();
         let px = Image::from_vec(8, 8, vec![100u8; 64]).unwrap();
         let t = measure_texture(&Labels::from_image(lab), px.view(), 3);
-        for d in 0..4 {
-            assert_eq!(t[0][d][0], 1.0, "ASM");
-            assert_eq!(t[0][d][1], 0.0, "Contrast");
-            assert_eq!(t[0][d][2], 1.0, "Correlation");
-            assert_eq!(t[0][d][8], 0.0, "Entropy");
+        for dir in &t[0] {
+            assert_eq!(dir[0], 1.0, "ASM");
+            assert_eq!(dir[1], 0.0, "Contrast");
+            assert_eq!(dir[2], 1.0, "Correlation");
+            assert_eq!(dir[8], 0.0, "Entropy");
         }
     }
 

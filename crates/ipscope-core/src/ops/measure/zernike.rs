@@ -258,7 +258,7 @@ fn enclosing_circle(rows: &[(i64, i64, i64)], centre: (f64, f64)) -> (f64, f64, 
 
 /// centrosome's `construct_zernike_lookuptable`: Horner coefficients of each radial polynomial.
 fn lookup_table(idx: &[(usize, usize)]) -> Vec<Vec<f64>> {
-    let mut fact = vec![1f64; ZERNIKE_DEGREE + 1];
+    let mut fact = [1f64; ZERNIKE_DEGREE + 1];
     for k in 1..=ZERNIKE_DEGREE {
         fact[k] = fact[k - 1] * k as f64;
     }
