@@ -19,6 +19,8 @@
 //!    `peak_local_max` within each component with `min_seed_distance`, then a watershed of
 //!    the negated smoothed distance inside the foreground. A component that yields no seed
 //!    keeps its highest pixel as seed, so declumping never loses an object;
+//!    With `auto_scale` (default), the declumping scale and the size range of step 6 come
+//!    from the field's estimated nucleus diameter ([`estimate_diameter`]);
 //! 6. drop objects whose area lies outside `[π (min_diameter/2)², π (max_diameter/2)²]`
 //!    (CellProfiler's "discard objects outside the diameter range"), optionally those
 //!    touching the border, and renumber `1..=N` in raster order of first pixel.
@@ -43,6 +45,64 @@ use crate::ops::watershed::watershed;
 /// a large one along a broad contact loses its own maximum (both measured on synthetic
 /// fields, `tests/nuclei_counts.rs`).
 const DISTANCE_SIGMA: f32 = 0.5;
+
+/// Automatic scale: the declumping diameter as a fraction of the estimated diameter.
+pub const AUTO_DECLUMP_FRACTION: f32 = 0.6;
+/// Automatic scale: objects below this fraction of the estimated diameter are dropped.
+pub const AUTO_MIN_FRACTION: f32 = 0.3;
+/// Automatic scale: objects up to this multiple of the estimated diameter are kept.
+pub const AUTO_MAX_FACTOR: f32 = 3.0;
+/// A component counts as one round object for the scale estimate when its area is at most
+/// this multiple of its inscribed disc (π r², r = its largest distance to the background):
+/// an ellipse up to this aspect ratio passes, two touching discs (ratio ≈ 2) do not.
+const ROUND_AREA_RATIO: f64 = 1.6;
+/// Fewest round components a field needs for a scale estimate.
+const MIN_ROUND_OBJECTS: usize = 3;
+
+/// The typical nucleus diameter of a field, in pixels: twice the area-weighted median
+/// inscribed radius (largest Euclidean distance to the background) of the components that
+/// look like single round objects (area ≤ [`ROUND_AREA_RATIO`] × π r², area ≥ `min_area`
+/// and ≥ 20 px). Clumps fail the roundness test, so they do not inflate the estimate;
+/// weighting by area keeps small debris from deflating it. `None` when fewer than
+/// [`MIN_ROUND_OBJECTS`] components qualify. `dist` is the distance transform of the
+/// foreground whose components are `components`.
+pub fn estimate_diameter(components: &Labels, dist: &Image<f32>, min_area: u64) -> Option<f32> {
+    let n = components.count() as usize;
+    let mut area = vec![0u64; n + 1];
+    let mut rmax = vec![0f32; n + 1];
+    for (&l, &d) in components.image().as_slice().iter().zip(dist.as_slice()) {
+        let l = l as usize;
+        if l != 0 {
+            area[l] += 1;
+            if d.is_finite() && d > rmax[l] {
+                rmax[l] = d;
+            }
+        }
+    }
+    let min_area = min_area.max(20);
+    let mut round: Vec<(f32, u64)> = (1..=n)
+        .filter(|&l| {
+            let r = f64::from(rmax[l]);
+            area[l] >= min_area
+                && r > 0.0
+                && area[l] as f64 <= ROUND_AREA_RATIO * std::f64::consts::PI * r * r
+        })
+        .map(|l| (rmax[l], area[l]))
+        .collect();
+    if round.len() < MIN_ROUND_OBJECTS {
+        return None;
+    }
+    round.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let total: u64 = round.iter().map(|x| x.1).sum();
+    let mut acc = 0u64;
+    for &(r, a) in &round {
+        acc += a;
+        if 2 * acc >= total {
+            return Some(2.0 * r);
+        }
+    }
+    None
+}
 
 /// How [`segment_nuclei`] splits touching nuclei (CellProfiler's "method to distinguish
 /// clumped objects" and "method to draw dividing lines").
@@ -132,6 +192,14 @@ pub struct NucleiParams {
     pub min_seed_distance: Option<usize>,
     /// Drop objects touching the image border. Default false.
     pub exclude_border: bool,
+    /// Estimate the typical nucleus diameter of each field (see [`estimate_diameter`]) and
+    /// take the declumping scale and the size range from it: declumping as if
+    /// `min_diameter` were the larger of `min_diameter` and
+    /// [`AUTO_DECLUMP_FRACTION`] × the estimate, objects smaller than
+    /// [`AUTO_MIN_FRACTION`] × the estimate dropped and `max_diameter` raised to
+    /// [`AUTO_MAX_FACTOR`] × the estimate where that is larger. A field without enough
+    /// round objects keeps the fixed settings. Default true.
+    pub auto_scale: bool,
 }
 
 impl Default for NucleiParams {
@@ -153,6 +221,7 @@ impl Default for NucleiParams {
             seed_min_depth: 0.03,
             min_seed_distance: None,
             exclude_border: false,
+            auto_scale: true,
         }
     }
 }
@@ -238,21 +307,42 @@ pub fn segment_nuclei<T: Pixel>(dna: ImageView<T>, params: &NucleiParams) -> Nuc
         fg = morphology::fill_holes(fg.view());
     }
     let components = label(fg.view(), Connectivity::Eight);
+    let needs_dist = components.count() > 0
+        && (params.auto_scale
+            || (params.declump && params.declump_method != DeclumpMethod::Intensity));
+    let dist = if needs_dist {
+        distance_transform_edt(fg.view())
+    } else {
+        Image::new(0, 0, 0f32)
+    };
+    // The settings of this field: the fixed ones, or those scaled to its nuclei.
+    let mut eff = params.clone();
+    let mut size = params.clone();
+    if params.auto_scale && components.count() > 0 {
+        if let Some(d) = estimate_diameter(&components, &dist, params.area_range().0) {
+            // The larger of the fixed and the scaled value (a NaN setting stays as it is).
+            let f = |x: f32, y: f32| if x.is_finite() && y > x { y } else { x };
+            eff.min_diameter = f(params.min_diameter, AUTO_DECLUMP_FRACTION * d);
+            size.min_diameter = f(params.min_diameter, AUTO_MIN_FRACTION * d);
+            size.max_diameter = f(params.max_diameter, AUTO_MAX_FACTOR * d);
+        }
+    }
     let objects = if params.declump && components.count() > 0 {
         match params.declump_method {
-            DeclumpMethod::Shape => declump(&fg, &components, params.seed_distance()),
+            DeclumpMethod::Shape => declump(&fg, &components, dist, eff.seed_distance()),
             DeclumpMethod::Intensity => declump_by_intensity(
                 &scaled,
                 &fg,
                 &components,
-                params.min_diameter,
-                params.seed_distance(),
+                eff.min_diameter,
+                eff.seed_distance(),
             ),
             DeclumpMethod::Hybrid => declump_by_dynamics(
                 &scaled,
                 &fg,
                 &components,
-                params.min_diameter,
+                &dist,
+                eff.min_diameter,
                 t as f32,
                 params.seed_min_depth,
             ),
@@ -260,7 +350,7 @@ pub fn segment_nuclei<T: Pixel>(dna: ImageView<T>, params: &NucleiParams) -> Nuc
     } else {
         components
     };
-    let (lo, hi) = params.area_range();
+    let (lo, hi) = size.area_range();
     let mut kept = filter_by_area(&objects, lo, hi);
     if params.exclude_border {
         kept = relabel_sequential(&clear_border(&kept));
@@ -398,6 +488,7 @@ fn declump_by_dynamics(
     scaled: &Image<f32>,
     fg: &Image<bool>,
     components: &Labels,
+    dist: &Image<f32>,
     min_diameter: f32,
     t: f32,
     rel_depth: f32,
@@ -413,7 +504,6 @@ fn declump_by_dynamics(
         return components.clone();
     }
     let mut smooth = gaussian_blur(scaled.view(), sigma);
-    let dist = distance_transform_edt(fg.view());
     // An all-foreground field has no finite distance; a constant keeps the intensity term.
     let cap = (fg.width() + fg.height()) as f32;
     let t = if t.is_finite() { t } else { 0.0 };
@@ -613,9 +703,13 @@ fn flood_from_markers(
 }
 
 /// Shape-based declumping: watershed of the negated, smoothed distance map from its peaks.
-fn declump(fg: &Image<bool>, components: &Labels, seed_distance: usize) -> Labels {
+fn declump(
+    fg: &Image<bool>,
+    components: &Labels,
+    mut dist: Image<f32>,
+    seed_distance: usize,
+) -> Labels {
     let (w, h) = (fg.width(), fg.height());
-    let mut dist = distance_transform_edt(fg.view());
     // An all-foreground field has no finite distance; any constant keeps it one object.
     let cap = (w + h) as f32;
     for d in dist.as_mut_slice() {
@@ -674,6 +768,72 @@ mod tests {
             ..NucleiParams::default()
         };
         assert_eq!(segment_nuclei(img.view(), &p).labels.count(), 1);
+    }
+
+    /// Discs of radius `r` at `centres` on a `w`×`h` mask.
+    fn discs(w: usize, h: usize, centres: &[(f64, f64, f64)]) -> Image<bool> {
+        Image::from_fn(w, h, |y, x| {
+            centres
+                .iter()
+                .any(|&(cy, cx, r)| (y as f64 - cy).powi(2) + (x as f64 - cx).powi(2) <= r * r)
+        })
+    }
+
+    #[test]
+    fn diameter_estimate_ignores_clumps_and_debris() {
+        // Four isolated discs of radius 10, a clump of three touching discs of radius 10 in
+        // a row (area ≈ 3 π r², inscribed radius 10: not round) and two 3-px specks.
+        let mut c = vec![(20.0, 20.0, 10.0), (20.0, 60.0, 10.0), (60.0, 20.0, 10.0)];
+        c.push((60.0, 60.0, 10.0));
+        c.extend([
+            (100.0, 20.0, 10.0),
+            (100.0, 38.0, 10.0),
+            (100.0, 56.0, 10.0),
+        ]);
+        c.extend([(140.0, 10.0, 1.0), (140.0, 30.0, 1.0)]);
+        let fg = discs(80, 160, &c);
+        let comps = label(fg.view(), Connectivity::Eight);
+        assert_eq!(comps.count(), 7);
+        let dist = distance_transform_edt(fg.view());
+        let d = estimate_diameter(&comps, &dist, 0).unwrap();
+        // EDT to the nearest background pixel: the centre of a radius-10 disc is 11 px away.
+        assert!((20.0..=22.0).contains(&d), "{d}");
+        // Fewer than three round objects: no estimate.
+        let fg = discs(80, 80, &[(20.0, 20.0, 10.0), (60.0, 60.0, 10.0)]);
+        let comps = label(fg.view(), Connectivity::Eight);
+        let dist = distance_transform_edt(fg.view());
+        assert_eq!(estimate_diameter(&comps, &dist, 0), None);
+    }
+
+    #[test]
+    fn auto_scale_keeps_large_textured_nuclei_whole() {
+        // Six nuclei 60 px across with bright 3-px grains inside: with the fixed
+        // 6-px declumping scale each breaks into pieces; scaled to the field it stays one.
+        let centres: Vec<(f64, f64, f64)> = (0..6)
+            .map(|k| {
+                (
+                    40.0 + 80.0 * (k / 3) as f64,
+                    40.0 + 80.0 * (k % 3) as f64,
+                    30.0,
+                )
+            })
+            .collect();
+        let fg = discs(240, 160, &centres);
+        let img = Image::from_fn(240, 160, |y, x| {
+            let grain = ((y / 5) + (x / 5)) % 2 == 0 && y % 5 < 3 && x % 5 < 3;
+            match (fg.get(y, x), grain) {
+                (true, true) => 50000u16,
+                (true, false) => 30000,
+                _ => 1000,
+            }
+        });
+        let auto = segment_nuclei(img.view(), &NucleiParams::default());
+        assert_eq!(auto.labels.count(), 6);
+        let fixed = NucleiParams {
+            auto_scale: false,
+            ..NucleiParams::default()
+        };
+        assert!(segment_nuclei(img.view(), &fixed).labels.count() > 6);
     }
 
     #[test]
