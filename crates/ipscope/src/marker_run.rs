@@ -301,3 +301,86 @@ impl MarkerValues {
             .map_err(|e| Error::Invalid(format!("Wells marker columns: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipscope_table::TableBuilder;
+
+    fn nuclei(a: &[f64], b: &[f64]) -> RecordBatch {
+        let mut t = TableBuilder::new();
+        t.f64(&value_column("A"), a.to_vec())
+            .f64(&value_column("B"), b.to_vec());
+        t.finish().unwrap()
+    }
+
+    #[test]
+    fn wells_columns_by_hand() {
+        let mut v = MarkerValues::new(vec!["A".into(), "B".into()]);
+        // W1: A positive in 2 of 4, B in 1 of 4, both in 1. W2: none positive.
+        v.add(
+            "P",
+            "W1",
+            &nuclei(&[0.9, 0.8, 0.1, 0.2], &[0.9, 0.1, 0.1, 0.1]),
+        )
+        .unwrap();
+        v.add("P", "W2", &nuclei(&[0.1, 0.2], &[0.1, 0.2])).unwrap();
+        let mut w = TableBuilder::new();
+        w.str("Metadata_Plate", vec!["P".into(); 3])
+            .str("Metadata_Well", vec!["W1".into(), "W2".into(), "W3".into()]);
+        let wells = w.finish().unwrap();
+        let config = MarkerConfig {
+            gate: Gate::Fixed { threshold: 0.5 },
+        };
+        let acc = [Acceptance {
+            name: None,
+            marker: "A".into(),
+            op: CmpOp::Ge,
+            percent: 50.0,
+        }];
+        let out = v.finish(wells, &config, &acc).unwrap();
+        let f = |name: &str| -> Vec<Option<f64>> {
+            out.column_by_name(name)
+                .unwrap()
+                .as_primitive::<Float64Type>()
+                .iter()
+                .collect()
+        };
+        assert_eq!(f("Percent_Positive_A"), vec![Some(50.0), Some(0.0), None]);
+        assert_eq!(f("Percent_Positive_B"), vec![Some(25.0), Some(0.0), None]);
+        assert_eq!(
+            f("Percent_DoublePositive_A_B"),
+            vec![Some(25.0), Some(0.0), None]
+        );
+        assert_eq!(f("Threshold_Positive_A"), vec![Some(0.5); 3]);
+        let pass: Vec<bool> = out
+            .column_by_name("Metadata_Acceptance_A")
+            .unwrap()
+            .as_boolean()
+            .iter()
+            .map(|x| x.unwrap())
+            .collect();
+        assert_eq!(pass, vec![true, false, false]);
+        // CV of W1's A values as scipy.stats.variation: population SD / mean.
+        let a = [0.9f64, 0.8, 0.1, 0.2];
+        let m = a.iter().sum::<f64>() / 4.0;
+        let sd = (a.iter().map(|x| (x - m).powi(2)).sum::<f64>() / 4.0).sqrt();
+        let cv = f("Heterogeneity_CV_A")[0].unwrap();
+        assert!((cv - sd / m).abs() < 1e-12, "{cv}");
+    }
+
+    #[test]
+    fn acceptance_must_name_a_marker_channel() {
+        let acc = [Acceptance {
+            name: None,
+            marker: "cTnT".into(),
+            op: CmpOp::Ge,
+            percent: 80.0,
+        }];
+        let err = check_config(&acc, &["OCT4".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cTnT") && err.contains("OCT4"), "{err}");
+        assert!(check_config(&acc, &["cTnT".into()]).is_ok());
+    }
+}
