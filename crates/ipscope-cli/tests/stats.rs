@@ -834,6 +834,59 @@ fn report_sections_render_in_headless_chromium() {
     assert!(!dom.contains("no colony data in this run"));
 }
 
+/// A real run with colonies (`--colonies nuclei`) and image QC: the report's colony section
+/// counts the run's Colonies table, its QC map covers the Image table's wells, and the page
+/// renders without console errors.
+#[test]
+fn run_with_colonies_reports_grades_and_image_qc() {
+    let root = tempfile::tempdir().unwrap();
+    let plate = small_plate(root.path());
+    let out = root.path().join("out");
+    let mut args = small_run_args(&plate, &out);
+    args.extend(["--colonies", "nuclei"]);
+    ok(&ipscope(&args));
+    let colonies = table(&out.join("Colonies.parquet"));
+    let wells = strs(&colonies, "Metadata_Well");
+    let grades = strs(&colonies, "Classify_Grade");
+    let mut distinct = wells.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(!wells.is_empty(), "the demo plate has colonies");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains(&format!(
+            "{} graded colonies in {} wells (column <code>Classify_Grade</code>)",
+            wells.len(),
+            distinct.len()
+        )),
+        "colony summary"
+    );
+    for g in ["undifferentiated", "differentiating", "too_small"] {
+        let k = grades.iter().filter(|x| x.as_str() == g).count();
+        if k > 0 {
+            assert!(html.contains(&format!("{g} {k} (")), "{g} {k}");
+        }
+    }
+    let image = table(&out.join("Image.parquet"));
+    let mut image_wells = strs(&image, "Metadata_Well");
+    image_wells.sort();
+    image_wells.dedup();
+    assert_eq!(
+        html.matches("class=\"mapwell\"").count(),
+        distinct.len() + image_wells.len()
+    );
+    assert!(
+        html.contains(&format!("({} fields checked)", image.num_rows()))
+            || html.contains("fields flagged by image QC;")
+    );
+    let Some(chrome) = chromium() else {
+        eprintln!("skipping the Chromium check: no chromium binary on PATH (set IPSCOPE_CHROMIUM)");
+        return;
+    };
+    let dom = rendered_dom(&chrome, &out.join("report.html"));
+    assert!(dom.contains("id=\"colony-table\""));
+}
+
 #[test]
 fn report_renders_in_headless_chromium() {
     let (dir, _, out) = demo_run();
