@@ -17,6 +17,10 @@ use ipscope_core::ops::measure::{
     measure_shape_features, GranularityParams, IntensityFeatures, RadialDistribution,
     ShapeFeatures, DEFAULT_RADIAL_BINS,
 };
+use ipscope_core::ops::measure::{
+    measure_texture, measure_zernike, zernike_indexes, Texture, DEFAULT_TEXTURE_SCALE,
+    HARALICK_FEATURES,
+};
 use ipscope_image::{with_dyn_image, DynImage, Labels};
 use ipscope_table::TableBuilder;
 use serde::{Deserialize, Serialize};
@@ -39,16 +43,24 @@ pub enum FeatureGroup {
     /// Per-channel radial intensity distribution (`RadialDistribution_{FracAtD,MeanFrac,
     /// RadialCV}_<ch>_<b>of4`); not in the default set.
     RadialDistribution,
+    /// Per-channel Haralick texture (`Texture_<Feature>_<ch>_3_<dir>_256`, CellProfiler's
+    /// MeasureTexture at scale 3); not in the default set.
+    Texture,
+    /// Zernike shape moments up to degree 9 (`AreaShape_Zernike_<n>_<m>`); not in the default
+    /// set.
+    Zernike,
 }
 
 impl FeatureGroup {
     /// Every implemented group (`all`).
-    pub const ALL: [FeatureGroup; 5] = [
+    pub const ALL: [FeatureGroup; 7] = [
         FeatureGroup::AreaShape,
         FeatureGroup::Location,
         FeatureGroup::Intensity,
         FeatureGroup::Granularity,
         FeatureGroup::RadialDistribution,
+        FeatureGroup::Texture,
+        FeatureGroup::Zernike,
     ];
 
     /// The cheap groups `ipscope run` and `default` compute.
@@ -65,6 +77,8 @@ impl FeatureGroup {
             FeatureGroup::Intensity => "Intensity",
             FeatureGroup::Granularity => "Granularity",
             FeatureGroup::RadialDistribution => "RadialDistribution",
+            FeatureGroup::Texture => "Texture",
+            FeatureGroup::Zernike => "Zernike",
         }
     }
 }
@@ -77,7 +91,7 @@ impl fmt::Display for FeatureGroup {
 
 /// Groups that issue #5 names but ipscope does not compute yet; asking for them is an error
 /// that says so rather than a silently missing column.
-const PLANNED: [&str; 5] = ["Texture", "Zernike", "Neighbors", "Correlation", "Children"];
+const PLANNED: [&str; 3] = ["Neighbors", "Correlation", "Children"];
 
 impl FromStr for FeatureGroup {
     type Err = Error;
@@ -177,6 +191,12 @@ pub struct ObjectMeasurements {
     /// Per channel, per object: the radial distribution over 4 bins; empty when the
     /// RadialDistribution group is off.
     pub radial: Vec<Vec<RadialDistribution>>,
+    /// Per channel, per object: Haralick features `[direction][feature]` at scale 3; empty
+    /// when the Texture group is off.
+    pub texture: Vec<Vec<Texture>>,
+    /// Per object: the 30 Zernike features in `zernike_indexes()` order; empty when the
+    /// Zernike group is off.
+    pub zernike: Vec<Vec<f64>>,
 }
 
 /// Measures every object of `labels` in `images` (all of the label image's size).
@@ -230,11 +250,26 @@ pub fn measure_objects(
     } else {
         Vec::new()
     };
+    let texture = if set.contains(FeatureGroup::Texture) {
+        images
+            .iter()
+            .map(|im| with_dyn_image!(im, img => measure_texture(labels, img.view(), DEFAULT_TEXTURE_SCALE)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let zernike = if set.contains(FeatureGroup::Zernike) {
+        measure_zernike(labels)
+    } else {
+        Vec::new()
+    };
     Ok(ObjectMeasurements {
         shapes,
         intensities,
         granularity,
         radial,
+        texture,
+        zernike,
     })
 }
 
@@ -477,11 +512,39 @@ fn distribution_docs(object: &str, channels: &[String], set: &FeatureSet) -> Vec
             }
         }
     }
+    if set.contains(FeatureGroup::Texture) {
+        let scale = DEFAULT_TEXTURE_SCALE;
+        for ch in channels {
+            for dir in 0..4 {
+                for f in HARALICK_FEATURES {
+                    out.push(ColumnDoc {
+                        name: format!("{object}_Texture_{f}_{ch}_{scale}_0{dir}_256"),
+                        data_type: "Float64",
+                        unit: "1",
+                        definition: format!("Haralick {f} of the grey-level co-occurrence matrix at distance {scale}, direction 0{dir} (00 horizontal, 01 down-right, 02 vertical, 03 down-left), 256 levels, in channel {ch} (CellProfiler MeasureTexture); NaN when the object has no pixel pair at that distance"),
+                        group: "Texture",
+                    });
+                }
+            }
+        }
+    }
+    if set.contains(FeatureGroup::Zernike) {
+        for (n, m) in zernike_indexes() {
+            out.push(ColumnDoc {
+                name: format!("{object}_AreaShape_Zernike_{n}_{m}"),
+                data_type: "Float64",
+                unit: "1",
+                definition: format!("Magnitude of the Zernike moment n={n}, m={m} of the object's mask over its minimum enclosing circle, divided by the circle's area (CellProfiler MeasureObjectSizeShape)"),
+                group: "Zernike",
+            });
+        }
+    }
     out
 }
 
-/// Appends the Granularity and RadialDistribution columns of the objects `keep` (when their
-/// groups are in `set`), after those of [`add_object_columns`], with their docs.
+/// Appends the Granularity, RadialDistribution, Texture and Zernike columns of the objects
+/// `keep` (when their groups are in `set`), after those of [`add_object_columns`], with their
+/// docs.
 pub fn add_distribution_columns(
     b: &mut TableBuilder,
     object: &str,
@@ -528,6 +591,33 @@ pub fn add_distribution_columns(
                     push(b, vals);
                 }
             }
+        }
+    }
+    if set.contains(FeatureGroup::Texture) {
+        for ci in 0..channels.len() {
+            for dir in 0..4 {
+                for f in 0..HARALICK_FEATURES.len() {
+                    let vals = match m.texture.get(ci) {
+                        Some(t) => keep
+                            .iter()
+                            .filter_map(|&i| t.get(i))
+                            .map(|t| t[dir][f])
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    push(b, vals);
+                }
+            }
+        }
+    }
+    if set.contains(FeatureGroup::Zernike) {
+        for k in 0..zernike_indexes().len() {
+            let vals = keep
+                .iter()
+                .filter_map(|&i| m.zernike.get(i))
+                .map(|z| z.get(k).copied().unwrap_or(f64::NAN))
+                .collect();
+            push(b, vals);
         }
     }
 }
@@ -619,7 +709,7 @@ mod tests {
         );
         assert_eq!("all".parse::<FeatureSet>().unwrap(), FeatureSet::all());
         assert!(!FeatureSet::default().contains(FeatureGroup::Granularity));
-        let e = "Texture".parse::<FeatureSet>().unwrap_err().to_string();
+        let e = "Neighbors".parse::<FeatureSet>().unwrap_err().to_string();
         assert!(e.contains("not implemented"), "{e}");
         assert!("".parse::<FeatureSet>().is_err());
         assert!("Shape".parse::<FeatureSet>().is_err());
@@ -656,6 +746,8 @@ mod tests {
         assert!(names.contains(&"Nuclei_Location_MaxIntensity_X_DNA"));
         assert!(names.contains(&"Nuclei_Granularity_16_DNA"));
         assert!(names.contains(&"Nuclei_RadialDistribution_RadialCV_DNA_4of4"));
+        assert!(names.contains(&"Nuclei_Texture_InfoMeas2_DNA_3_03_256"));
+        assert!(names.contains(&"Nuclei_AreaShape_Zernike_9_9"));
         let wrong = DynImage::U8(Image::new(3, 2, 0u8));
         assert!(measure_objects(&labels, &[&wrong], &set).is_err());
     }
