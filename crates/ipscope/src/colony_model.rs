@@ -25,9 +25,12 @@ use crate::{Error, Result};
 /// Identifies a model file.
 pub const FORMAT: &str = "ipscope-colony-model";
 
+/// How a feature is read from a measured colony.
+pub type FeatureFn = fn(&ColonyFeatures) -> f64;
+
 /// The features a model may use, as `Colonies` table columns, with their value in
 /// [`ColonyFeatures`].
-pub const FEATURES: [(&str, fn(&ColonyFeatures) -> f64); 11] = [
+pub const FEATURES: [(&str, FeatureFn); 11] = [
     ("Colonies_AreaShape_Area", |f| f.area as f64),
     ("Colonies_AreaShape_FormFactor", |f| f.circularity),
     ("Colonies_AreaShape_Solidity", |f| f.solidity),
