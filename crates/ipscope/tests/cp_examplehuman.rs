@@ -227,7 +227,9 @@ fn examplehuman_matches_cellprofiler() {
                 .iter()
                 .filter(|&&(i, j)| {
                     let (a, b) = (vals[i], want[j]);
-                    !(a.is_nan() && b.is_nan()) && !(rel(a, b) <= 1e-6)
+                    let both_nan = a.is_nan() && b.is_nan();
+                    let close = rel(a, b) <= 1e-6;
+                    !both_nan && !close
                 })
                 .count();
             if bad > 0 {
