@@ -423,6 +423,10 @@ const NUCLEI_DOCS: &[(&str, &str)] = &[
         "minimum distance (px) between declumping seeds; unset = round(min_diameter / 2)",
     ),
     ("exclude_border", "drop objects touching the image border"),
+    (
+        "auto_scale",
+        "estimate the nucleus diameter per field (round objects' inscribed radius) and scale declumping and size range to it",
+    ),
 ];
 
 /// The default configuration as TOML with a comment above every documented key.
