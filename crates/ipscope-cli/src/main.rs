@@ -387,7 +387,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     sites,
                     size: size.max(512),
                     seed,
-                    ..Default::default()
+                    plate_id: if plate_id == "DEMO01" {
+                        "COLONY1".to_string()
+                    } else {
+                        plate_id.clone()
+                    },
                 };
                 return demo_colonies(&dir, &params, run_out, overwrite, threads, output, &argv);
             }
