@@ -635,7 +635,10 @@ fn run_options(args: &RunArgs) -> Result<RunOptions> {
     }
     if let Some(m) = &args.colony_model {
         if config.colonies_from.is_none() {
-            anyhow::bail!("--colony-model {} needs --colonies nuclei|brightfield", m.display());
+            anyhow::bail!(
+                "--colony-model {} needs --colonies nuclei|brightfield",
+                m.display()
+            );
         }
         let model = ipscope::colony_model::ColonyModel::load(m)?;
         options.colony_model = Some(Arc::new(model));
