@@ -12,6 +12,7 @@
 //! `regionprops` definitions) and [`intensity`] (MeasureObjectIntensity). Each visits every
 //! object's bounding box once; none scans the whole image per object.
 
+pub mod correlation;
 pub mod granularity;
 mod hull;
 pub mod intensity;
@@ -20,6 +21,7 @@ pub mod shape;
 pub mod texture;
 pub mod zernike;
 
+pub use correlation::{measure_colocalization, Colocalization, COLOCALIZATION_THRESHOLD};
 pub use granularity::{measure_granularity, Granularity, GranularityParams};
 pub use intensity::{measure_intensity_features, IntensityFeatures};
 pub use radial::{measure_radial_distribution, RadialDistribution, DEFAULT_RADIAL_BINS};
