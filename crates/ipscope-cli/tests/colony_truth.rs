@@ -118,3 +118,36 @@ fn colony_demo_truth() {
     );
     assert!(ratio <= 1.5, "EC50 {ec50} vs {}", demo_colonies::EC50);
 }
+
+/// Colonies from the brightfield channel (texture after flat-field correction; the demo
+/// fields lie inside a well, so no well is looked for), against the drawn regions.
+#[test]
+fn colony_demo_brightfield_dice() {
+    use ipscope::core::assays::colonies::{colonies_from_brightfield, ColonyParams};
+    let params = ColonyDemoParams::default();
+    let design = demo_colonies::plate_design(&params).expect("design");
+    let cp = ColonyParams {
+        detect_well: false,
+        ..Default::default()
+    };
+    let (mut both, mut nt, mut nf) = (0u64, 0u64, 0u64);
+    for w in design.iter().step_by(4) {
+        let f = demo_colonies::render_field(&params, w, 1);
+        let bf = f.brightfield.map(|v| f32::from(v) / 65535.0);
+        let found = colonies_from_brightfield(bf.view(), &cp);
+        for (&t, &c) in f
+            .labels
+            .image()
+            .as_slice()
+            .iter()
+            .zip(found.labels.image().as_slice())
+        {
+            both += u64::from(t > 0 && c > 0);
+            nt += u64::from(t > 0);
+            nf += u64::from(c > 0);
+        }
+    }
+    let dice = 2.0 * both as f64 / (nt + nf) as f64;
+    eprintln!("brightfield colonies: union Dice {dice:.4} over 6 fields");
+    assert!(dice >= 0.85, "brightfield union Dice {dice}");
+}
