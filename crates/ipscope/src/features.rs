@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
+use ipscope_core::ops::measure::{measure_colocalization, Colocalization};
 use ipscope_core::ops::measure::{
     measure_granularity, measure_intensity_features, measure_radial_distribution,
     measure_shape_features, GranularityParams, IntensityFeatures, RadialDistribution,
@@ -49,11 +50,14 @@ pub enum FeatureGroup {
     /// Zernike shape moments up to degree 9 (`AreaShape_Zernike_<n>_<m>`); not in the default
     /// set.
     Zernike,
+    /// Colocalisation of every channel pair (`Correlation_<Measure>_<A>_<B>`, CellProfiler's
+    /// MeasureColocalization); not in the default set.
+    Correlation,
 }
 
 impl FeatureGroup {
     /// Every implemented group (`all`).
-    pub const ALL: [FeatureGroup; 7] = [
+    pub const ALL: [FeatureGroup; 8] = [
         FeatureGroup::AreaShape,
         FeatureGroup::Location,
         FeatureGroup::Intensity,
@@ -61,6 +65,7 @@ impl FeatureGroup {
         FeatureGroup::RadialDistribution,
         FeatureGroup::Texture,
         FeatureGroup::Zernike,
+        FeatureGroup::Correlation,
     ];
 
     /// The cheap groups `ipscope run` and `default` compute.
@@ -79,6 +84,7 @@ impl FeatureGroup {
             FeatureGroup::RadialDistribution => "RadialDistribution",
             FeatureGroup::Texture => "Texture",
             FeatureGroup::Zernike => "Zernike",
+            FeatureGroup::Correlation => "Correlation",
         }
     }
 }
@@ -91,7 +97,7 @@ impl fmt::Display for FeatureGroup {
 
 /// Groups that issue #5 names but ipscope does not compute yet; asking for them is an error
 /// that says so rather than a silently missing column.
-const PLANNED: [&str; 3] = ["Neighbors", "Correlation", "Children"];
+const PLANNED: [&str; 2] = ["Neighbors", "Children"];
 
 impl FromStr for FeatureGroup {
     type Err = Error;
@@ -197,7 +203,32 @@ pub struct ObjectMeasurements {
     /// Per object: the 30 Zernike features in `zernike_indexes()` order; empty when the
     /// Zernike group is off.
     pub zernike: Vec<Vec<f64>>,
+    /// Per channel pair `(i, j)`, `i < j` in [`channel_pairs`] order, per object; empty when
+    /// the Correlation group is off.
+    pub correlation: Vec<Vec<Colocalization>>,
 }
+
+/// The channel pairs `(i, j)`, `i < j`, that the Correlation group measures, in column order.
+pub fn channel_pairs(n: usize) -> Vec<(usize, usize)> {
+    (0..n)
+        .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+        .collect()
+}
+
+type ColocCol = (&'static str, bool, fn(&Colocalization) -> f64, &'static str);
+
+/// CellProfiler's colocalisation columns: measure, channels swapped (`_B_A`), value, definition.
+const COLOC_COLS: [ColocCol; 9] = [
+    ("Correlation", false, |c| c.correlation, "Pearson correlation of the two channels over the object's pixels"),
+    ("Slope", false, |c| c.slope, "Least-squares slope of the second channel on the first"),
+    ("Overlap", false, |c| c.overlap, "Overlap coefficient sum(ab)/sqrt(sum(a^2) sum(b^2)) over pixels above 15 % of each channel's object maximum"),
+    ("K", false, |c| c.k1, "K1 = sum(ab)/sum(a^2) over pixels above both thresholds"),
+    ("K", true, |c| c.k2, "K2 = sum(ab)/sum(b^2) over pixels above both thresholds"),
+    ("Manders", false, |c| c.manders_1, "Manders M1: share of the first channel's above-threshold intensity where the second is above its threshold too (15 % of the object maximum)"),
+    ("Manders", true, |c| c.manders_2, "Manders M2: share of the second channel's above-threshold intensity where the first is above its threshold too"),
+    ("RWC", false, |c| c.rwc_1, "Rank-weighted colocalisation RWC1 (Manders M1 weighted by (R - rank difference)/R)"),
+    ("RWC", true, |c| c.rwc_2, "Rank-weighted colocalisation RWC2"),
+];
 
 /// Measures every object of `labels` in `images` (all of the label image's size).
 ///
@@ -263,6 +294,17 @@ pub fn measure_objects(
     } else {
         Vec::new()
     };
+    let correlation = if set.contains(FeatureGroup::Correlation) {
+        channel_pairs(images.len())
+            .into_iter()
+            .map(|(i, j)| {
+                with_dyn_image!(images[i], a => with_dyn_image!(images[j], b =>
+                    measure_colocalization(labels, a.view(), b.view())))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(ObjectMeasurements {
         shapes,
         intensities,
@@ -270,6 +312,7 @@ pub fn measure_objects(
         radial,
         texture,
         zernike,
+        correlation,
     })
 }
 
@@ -539,6 +582,27 @@ fn distribution_docs(object: &str, channels: &[String], set: &FeatureSet) -> Vec
             });
         }
     }
+    if set.contains(FeatureGroup::Correlation) {
+        for (i, j) in channel_pairs(channels.len()) {
+            for (measure, swapped, _, def) in &COLOC_COLS {
+                let (a, b) = if *swapped {
+                    (&channels[j], &channels[i])
+                } else {
+                    (&channels[i], &channels[j])
+                };
+                out.push(ColumnDoc {
+                    name: format!("{object}_Correlation_{measure}_{a}_{b}"),
+                    data_type: "Float64",
+                    unit: "1",
+                    definition: format!(
+                        "{def}; channels {} and {} (CellProfiler MeasureColocalization)",
+                        channels[i], channels[j]
+                    ),
+                    group: "Correlation",
+                });
+            }
+        }
+    }
     out
 }
 
@@ -618,6 +682,17 @@ pub fn add_distribution_columns(
                 .map(|z| z.get(k).copied().unwrap_or(f64::NAN))
                 .collect();
             push(b, vals);
+        }
+    }
+    if set.contains(FeatureGroup::Correlation) {
+        for p in 0..channel_pairs(channels.len()).len() {
+            for (_, _, get, _) in &COLOC_COLS {
+                let vals = match m.correlation.get(p) {
+                    Some(c) => keep.iter().filter_map(|&i| c.get(i)).map(get).collect(),
+                    None => Vec::new(),
+                };
+                push(b, vals);
+            }
         }
     }
 }
@@ -750,5 +825,48 @@ mod tests {
         assert!(names.contains(&"Nuclei_AreaShape_Zernike_9_9"));
         let wrong = DynImage::U8(Image::new(3, 2, 0u8));
         assert!(measure_objects(&labels, &[&wrong], &set).is_err());
+    }
+
+    #[test]
+    fn correlation_columns_cover_each_channel_pair() {
+        let labels =
+            Labels::from_image(Image::from_vec(4, 2, vec![1u32, 1, 0, 2, 1, 0, 0, 2]).unwrap());
+        let a =
+            DynImage::U8(Image::from_vec(4, 2, vec![10u8, 20, 30, 40, 50, 60, 70, 80]).unwrap());
+        let b =
+            DynImage::U16(Image::from_vec(4, 2, vec![5u16, 9, 1, 400, 600, 2, 3, 100]).unwrap());
+        let set: FeatureSet = "correlation".parse().unwrap();
+        let m = measure_objects(&labels, &[&a, &b], &set).unwrap();
+        let channels = vec!["DNA".to_string(), "OCT4".to_string()];
+        let mut tb = TableBuilder::new();
+        add_object_columns(
+            &mut tb,
+            "Nuclei",
+            &channels,
+            &set,
+            &m.shapes,
+            &m.intensities,
+            &[0, 1],
+        );
+        add_distribution_columns(&mut tb, "Nuclei", &channels, &set, &m, &[0, 1]);
+        let batch = tb.finish().unwrap();
+        let schema = batch.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let docs = column_docs("Nuclei", &channels, &set);
+        let doc_names: Vec<&str> = docs.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, doc_names);
+        for n in [
+            "Nuclei_Correlation_Correlation_DNA_OCT4",
+            "Nuclei_Correlation_Manders_DNA_OCT4",
+            "Nuclei_Correlation_Manders_OCT4_DNA",
+            "Nuclei_Correlation_RWC_OCT4_DNA",
+            "Nuclei_Correlation_K_OCT4_DNA",
+        ] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
+        assert_eq!(
+            names.iter().filter(|n| n.contains("Correlation_")).count(),
+            9
+        );
     }
 }
