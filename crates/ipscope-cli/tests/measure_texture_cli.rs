@@ -103,3 +103,32 @@ fn measure_texture_and_zernike_match_cp_measure() {
     }
     assert_eq!(compared, ids.len() * 82);
 }
+
+#[test]
+fn schema_lists_correlation_columns_per_channel_pair() {
+    let o = ipscope(&[
+        "schema",
+        "--object",
+        "Nuclei",
+        "--channel",
+        "DNA",
+        "--channel",
+        "PH3",
+        "--channel",
+        "Actin",
+        "--features",
+        "correlation",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    // 3 pairs x 9 columns
+    assert_eq!(out.matches("Nuclei_Correlation_").count(), 27, "{out}");
+    for n in [
+        "Nuclei_Correlation_Correlation_DNA_PH3",
+        "Nuclei_Correlation_Manders_PH3_DNA",
+        "Nuclei_Correlation_Overlap_PH3_Actin",
+        "Nuclei_Correlation_RWC_Actin_DNA",
+    ] {
+        assert!(out.contains(n), "{n} missing");
+    }
+}
