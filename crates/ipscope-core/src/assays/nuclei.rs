@@ -193,7 +193,7 @@ pub struct NucleiParams {
     /// Drop objects touching the image border. Default false.
     pub exclude_border: bool,
     /// Estimate the typical nucleus diameter of each field (see [`estimate_diameter`]) and
-    /// take the declumping scale and the size range from it: declumping as if
+    /// take the declumping scale and the size range from it: hybrid and intensity declumping as if
     /// `min_diameter` were the larger of `min_diameter` and
     /// [`AUTO_DECLUMP_FRACTION`] × the estimate, objects smaller than
     /// [`AUTO_MIN_FRACTION`] × the estimate dropped and `max_diameter` raised to
@@ -329,7 +329,9 @@ pub fn segment_nuclei<T: Pixel>(dna: ImageView<T>, params: &NucleiParams) -> Nuc
     }
     let objects = if params.declump && components.count() > 0 {
         match params.declump_method {
-            DeclumpMethod::Shape => declump(&fg, &components, dist, eff.seed_distance()),
+            // Shape declumping keeps its fixed seed spacing: necks, not the scale, separate
+            // nuclei there, and a wider spacing loses small nuclei beside large ones.
+            DeclumpMethod::Shape => declump(&fg, &components, dist, params.seed_distance()),
             DeclumpMethod::Intensity => declump_by_intensity(
                 &scaled,
                 &fg,
