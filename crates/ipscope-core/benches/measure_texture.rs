@@ -1,4 +1,5 @@
-//! Texture (Haralick, scale 3, 256 levels, 4 directions) and Zernike (degree 9) on a synthetic
+//! Texture (Haralick, scale 3, 256 levels, 4 directions), Zernike (degree 9) and the
+//! colocalisation of two channels (MeasureColocalization) on a synthetic
 //! 2048² field with 1,521 textured disk-shaped objects (radius 15 px), the same field as
 //! `measure_granularity`.
 //!
@@ -8,7 +9,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ipscope_core::ops::measure::{measure_texture, measure_zernike};
+use ipscope_core::ops::measure::{measure_colocalization, measure_texture, measure_zernike};
 use ipscope_image::{Image, Labels};
 
 const SIZE: usize = 2048;
@@ -50,6 +51,12 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("zernike", |b| {
         b.iter(|| black_box(measure_zernike(&labels)))
+    });
+    let px2 = Image::from_fn(SIZE, SIZE, |r, c| {
+        (((r * 31 + c * 17) % 101) as f64 * 300.0 + f64::from(px.get(r, c)) * 0.5) as u16
+    });
+    g.bench_function("correlation", |b| {
+        b.iter(|| black_box(measure_colocalization(&labels, px.view(), px2.view())))
     });
     g.finish();
 }
