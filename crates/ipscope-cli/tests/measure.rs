@@ -280,7 +280,7 @@ fn measure_writes_named_channels_and_selected_groups() {
         "--labels",
         p(&labels),
         "--features",
-        "Texture",
+        "Neighbors",
         "-o",
         p(&out2),
     ]);
