@@ -92,8 +92,23 @@ pub fn focus_score(img: ImageView<f32>) -> f64 {
     ss / (n as f64 * mean)
 }
 
-/// In-place iterative radix-2 FFT of `re`/`im` (length a power of two).
-fn fft(re: &mut [f64], im: &mut [f64]) {
+/// Twiddle factors `(sin, cos)` of every butterfly stage of a length-`n` radix-2 FFT, stage
+/// after stage (`len` = 2, 4, …, `n`; `len / 2` entries each), computed once per transform size
+/// with the same expression the butterflies would use, so results do not change.
+fn twiddles(n: usize) -> Vec<(f64, f64)> {
+    let mut t = Vec::with_capacity(n);
+    let mut len = 2;
+    while len <= n {
+        let ang = -2.0 * std::f64::consts::PI / len as f64;
+        t.extend((0..len / 2).map(|k| (ang * k as f64).sin_cos()));
+        len <<= 1;
+    }
+    t
+}
+
+/// In-place iterative radix-2 FFT of `re`/`im` (length a power of two), with the stage
+/// twiddles from [`twiddles`] for the same length.
+fn fft(re: &mut [f64], im: &mut [f64], tw: &[(f64, f64)]) {
     let n = re.len();
     let mut j = 0usize;
     for i in 1..n {
@@ -109,11 +124,11 @@ fn fft(re: &mut [f64], im: &mut [f64]) {
         }
     }
     let mut len = 2;
+    let mut stage = 0;
     while len <= n {
-        let ang = -2.0 * std::f64::consts::PI / len as f64;
+        let tw = &tw[stage..stage + len / 2];
         for start in (0..n).step_by(len) {
-            for k in 0..len / 2 {
-                let (s, c) = (ang * k as f64).sin_cos();
+            for (k, &(s, c)) in tw.iter().enumerate() {
                 let (a, b) = (start + k, start + k + len / 2);
                 let tr = re[b] * c - im[b] * s;
                 let ti = re[b] * s + im[b] * c;
@@ -123,6 +138,7 @@ fn fft(re: &mut [f64], im: &mut [f64]) {
                 im[a] += ti;
             }
         }
+        stage += len / 2;
         len <<= 1;
     }
 }
@@ -151,8 +167,13 @@ pub fn power_log_log_slope(img: ImageView<f32>) -> f64 {
         *v -= mean;
     }
     // Rows, then columns.
+    let tw = twiddles(n);
     for r in 0..n {
-        fft(&mut re[r * n..(r + 1) * n], &mut im[r * n..(r + 1) * n]);
+        fft(
+            &mut re[r * n..(r + 1) * n],
+            &mut im[r * n..(r + 1) * n],
+            &tw,
+        );
     }
     let mut cr = vec![0f64; n];
     let mut ci = vec![0f64; n];
@@ -161,7 +182,7 @@ pub fn power_log_log_slope(img: ImageView<f32>) -> f64 {
             cr[r] = re[r * n + c];
             ci[r] = im[r * n + c];
         }
-        fft(&mut cr, &mut ci);
+        fft(&mut cr, &mut ci, &tw);
         for r in 0..n {
             re[r * n + c] = cr[r];
             im[r * n + c] = ci[r];
@@ -310,17 +331,24 @@ mod tests {
 
     #[test]
     fn fft_matches_direct_dft() {
-        let x: Vec<f64> = (0..8).map(|i| ((i * 3) % 5) as f64).collect();
-        let (mut re, mut im) = (x.clone(), vec![0.0; 8]);
-        fft(&mut re, &mut im);
-        for k in 0..8 {
-            let (mut a, mut b) = (0.0, 0.0);
-            for (t, v) in x.iter().enumerate() {
-                let ang = -2.0 * std::f64::consts::PI * (k * t) as f64 / 8.0;
-                a += v * ang.cos();
-                b += v * ang.sin();
+        for n in [2usize, 8, 64] {
+            let x: Vec<f64> = (0..n)
+                .map(|i| ((i * 3) % 5) as f64 - 0.25 * i as f64)
+                .collect();
+            let (mut re, mut im) = (x.clone(), vec![0.0; n]);
+            fft(&mut re, &mut im, &twiddles(n));
+            for k in 0..n {
+                let (mut a, mut b) = (0.0, 0.0);
+                for (t, v) in x.iter().enumerate() {
+                    let ang = -2.0 * std::f64::consts::PI * (k * t) as f64 / n as f64;
+                    a += v * ang.cos();
+                    b += v * ang.sin();
+                }
+                assert!(
+                    (re[k] - a).abs() < 1e-9 && (im[k] - b).abs() < 1e-9,
+                    "n {n} k {k}"
+                );
             }
-            assert!((re[k] - a).abs() < 1e-9 && (im[k] - b).abs() < 1e-9);
         }
     }
 }
