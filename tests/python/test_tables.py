@@ -115,3 +115,27 @@ def test_pycytominer_profiles(run_dir):
     )
     kept = [c for c in selected.columns if c.startswith("Nuclei_")]
     assert 0 < len(kept) <= len(features)
+
+
+@pytest.mark.parametrize("compression", ["snappy", "gzip", "lz4", "zstd", "none"])
+def test_ipscope_reads_parquet_written_by_pyarrow(tmp_path, compression):
+    """pandas and pyarrow write snappy by default; users hand those files to `ipscope qc`."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+
+    neg = [100.0, 104.0, 98.0, 101.0, 97.0, 103.0]
+    pos = [10.0, 12.0, 9.0, 11.0, 13.0, 8.0]
+    table = pa.table({"Role": ["neg"] * 6 + ["pos"] * 6, "Value": neg + pos})
+    path = tmp_path / f"controls_{compression}.parquet"
+    pq.write_table(table, path, compression=compression)
+    out = subprocess.run(
+        [binary(), "qc", str(path), "--value", "Value", "--control-col", "Role",
+         "--neg", "neg", "--pos", "pos", "--json"],
+        check=True, capture_output=True, text=True,
+    )
+    (row,) = json.loads(out.stdout)
+    sn, sp = np.std(neg, ddof=1), np.std(pos, ddof=1)
+    z = 1 - 3 * (sn + sp) / abs(np.mean(pos) - np.mean(neg))
+    assert row["z_prime"] == pytest.approx(z, rel=1e-12)
