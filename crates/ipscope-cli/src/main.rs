@@ -231,6 +231,7 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
@@ -241,6 +242,19 @@ fn main() -> ExitCode {
             }
             ExitCode::from(1)
         }
+    }
+}
+
+/// Lets a closed stdout end ipscope quietly, as it ends `cat` or `grep`
+/// (`ipscope scan --json | head`), instead of the panic Rust's printing macros give when
+/// the runtime's ignored SIGPIPE turns the write into an error. Outputs are written
+/// atomically, so a run stopped this way leaves finished work intact for `--resume`.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists; `SIG_DFL` is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -771,3 +771,24 @@ fn symlink_loops_in_a_plate_are_walked_once() {
     assert_eq!(v["fields"], 24);
     assert_eq!(v["problems"].as_array().unwrap().len(), 0, "{v}");
 }
+
+/// A reader that goes away (`ipscope config --default | head -1`) ends ipscope quietly, the
+/// way it ends `cat`: no panic message, no exit code 101.
+#[cfg(unix)]
+#[test]
+fn closed_stdout_ends_quietly_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader); // every write to `writer` now fails with EPIPE
+    let out = bin()
+        .args(["config", "--default"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run ipscope");
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "{err}");
+    // 13 = SIGPIPE on Linux and the BSDs.
+    assert_eq!(out.status.signal(), Some(13), "{:?} {err}", out.status);
+}
