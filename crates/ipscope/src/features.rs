@@ -95,7 +95,7 @@ impl fmt::Display for FeatureGroup {
     }
 }
 
-/// Groups that issue #5 names but ipscope does not compute yet; asking for them is an error
+/// CellProfiler groups ipscope does not compute yet; asking for them is an error
 /// that says so rather than a silently missing column.
 const PLANNED: [&str; 2] = ["Neighbors", "Children"];
 
