@@ -549,8 +549,7 @@ fn demo_contraction(
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let mut opts =
-        ipscope::timelapse_run::TimelapseOptions::new(dir, ipscope::Assay::Contraction);
+    let mut opts = ipscope::timelapse_run::TimelapseOptions::new(dir, ipscope::Assay::Contraction);
     opts.channels = s.channels.clone();
     opts.layout = Some(s.layout.clone());
     opts.threads = threads;
