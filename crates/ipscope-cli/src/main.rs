@@ -170,7 +170,7 @@ struct RunArgs {
     /// Plate layout CSV: Metadata_Well plus Metadata_* columns (compound, concentration, role).
     #[arg(long)]
     layout: Option<PathBuf>,
-    /// Name a channel: ID=NAME, e.g. w1=DNA (DNA/Hoechst/DAPI = nuclear stain; other names are markers). Repeatable.
+    /// Name a channel: ID=NAME, e.g. w1=DNA (DNA/Hoechst/DAPI = nuclear stain; other names are markers); ID=NAME:cells marks the cell-body stain that cells grow into from the nuclei (Cells and Cytoplasm tables, [cells] in --config). Repeatable.
     #[arg(long = "channel", value_name = "ID=NAME")]
     channels: Vec<String>,
     /// Worker threads (default: all cores). Results are the same for any number.

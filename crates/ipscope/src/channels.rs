@@ -4,6 +4,8 @@
 //! `--channel w1=DNA`. The name decides the role, case-insensitively: DNA/Hoechst/DAPI are the
 //! nuclear stain; Brightfield/BF/Phase/TL/Transmitted are transmitted light; any other name is a
 //! marker and keeps its name in column suffixes (`Nuclei_Intensity_MeanIntensity_OCT4`).
+//! A `:cells` suffix (`--channel w2=Actin:cells`, or `w2 = "Actin:cells"` under `[channels]`)
+//! makes a channel the cell-body stain that cells are grown into from the nuclei.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +23,9 @@ pub enum Role {
     Transmitted,
     /// Any other stain; measured in every object.
     Marker,
+    /// The cell-body stain (`NAME:cells`): cells grow from the nuclei into it; measured in
+    /// every object like a marker, but not gated as one.
+    Cells,
 }
 
 impl Role {
@@ -44,7 +49,21 @@ pub struct Channel {
     pub role: Role,
 }
 
-/// Parses `ID=NAME` as given to `--channel`.
+/// Suffix of a channel name that gives it the [`Role::Cells`] role.
+pub const CELLS_SUFFIX: &str = ":cells";
+
+/// Splits a `:cells` suffix (any case) off a channel name: the name and whether it had one.
+fn split_role(name: &str) -> (&str, bool) {
+    match name.len().checked_sub(CELLS_SUFFIX.len()) {
+        Some(k) if name.is_char_boundary(k) && name[k..].eq_ignore_ascii_case(CELLS_SUFFIX) => {
+            (&name[..k], true)
+        }
+        _ => (name, false),
+    }
+}
+
+/// Parses `ID=NAME` (or `ID=NAME:cells`) as given to `--channel`; the `:cells` suffix is kept
+/// in the returned name and read by [`resolve_channels`].
 pub fn parse_channel_arg(arg: &str) -> Result<(String, String)> {
     let (id, name) = arg.split_once('=').ok_or_else(|| {
         Error::Invalid(format!(
@@ -57,15 +76,21 @@ pub fn parse_channel_arg(arg: &str) -> Result<(String, String)> {
             "--channel {arg:?}: both the channel id and the name are needed, e.g. w1=DNA"
         )));
     }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    let (bare, cells) = split_role(name);
+    if bare.is_empty()
+        || !bare
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
         return Err(Error::Invalid(format!(
-            "--channel {arg:?}: channel names become column names; use letters, digits, '_' or '-'"
+            "--channel {arg:?}: channel names become column names; use letters, digits, '_' or '-' (and an optional :cells suffix for the cell-body stain)"
         )));
     }
-    Ok((id.to_string(), name.replace('-', "_")))
+    let suffix = if cells { CELLS_SUFFIX } else { "" };
+    Ok((
+        id.to_string(),
+        format!("{}{suffix}", bare.replace('-', "_")),
+    ))
 }
 
 /// Digits of an id without leading zeros (`w01` → `1`), used so `--channel 1=DNA` matches `w1`.
@@ -120,14 +145,19 @@ pub fn resolve_channels(found: &[String], given: &[(String, String)]) -> Result<
         .iter()
         .enumerate()
         .map(|(i, id)| {
-            let name = names
+            let given = names
                 .get(&i)
                 .cloned()
                 .unwrap_or_else(|| id.replace('-', "_"));
+            let (name, cells) = split_role(&given);
             Channel {
                 id: id.clone(),
-                role: Role::from_name(&name),
-                name,
+                role: if cells {
+                    Role::Cells
+                } else {
+                    Role::from_name(name)
+                },
+                name: name.to_string(),
             }
         })
         .collect();
@@ -143,6 +173,27 @@ pub fn resolve_channels(found: &[String], given: &[(String, String)]) -> Result<
         }
     }
     Ok(channels)
+}
+
+/// Index of the channel cells are grown into: the one with the cells role.
+///
+/// # Errors
+/// When more than one channel has it.
+pub fn cells_channel(channels: &[Channel]) -> Result<Option<usize>> {
+    let idx: Vec<usize> = (0..channels.len())
+        .filter(|&i| channels[i].role == Role::Cells)
+        .collect();
+    match idx.as_slice() {
+        [] => Ok(None),
+        [i] => Ok(Some(*i)),
+        _ => Err(Error::Invalid(format!(
+            "channels {} are all marked :cells; mark only the one cell-body stain",
+            idx.iter()
+                .map(|&i| channels[i].name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }
 
 /// Index of the channel nuclei are segmented on: the first with the nuclear role.
@@ -178,6 +229,29 @@ mod tests {
         assert_eq!(ch[1].name, "OCT4");
         assert_eq!(ch[2].name, "w3");
         assert_eq!(nuclear_channel(&ch), Some(0));
+        assert_eq!(cells_channel(&ch).unwrap(), None);
+    }
+
+    #[test]
+    fn cells_suffix_gives_the_cells_role() {
+        let given = vec![
+            parse_channel_arg("w1=DNA").unwrap(),
+            parse_channel_arg("w2=Actin-1:CELLS").unwrap(),
+        ];
+        assert_eq!(given[1].1, "Actin_1:cells");
+        let ch = resolve_channels(&ids(&["w1", "w2"]), &given).unwrap();
+        assert_eq!(ch[1].name, "Actin_1");
+        assert_eq!(ch[1].role, Role::Cells);
+        assert_eq!(cells_channel(&ch).unwrap(), Some(1));
+        let both = resolve_channels(
+            &ids(&["w1", "w2"]),
+            &[
+                ("w1".into(), "A:cells".into()),
+                ("w2".into(), "B:cells".into()),
+            ],
+        )
+        .unwrap();
+        assert!(cells_channel(&both).is_err());
     }
 
     #[test]
@@ -191,6 +265,8 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("two channels"), "{err}");
         assert!(parse_channel_arg("w1").is_err());
+        assert!(parse_channel_arg("w1=:cells").is_err());
+        assert!(parse_channel_arg("w1=a:b").is_err());
         assert!(parse_channel_arg("w1=a b").is_err());
     }
 }

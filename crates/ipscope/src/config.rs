@@ -84,6 +84,10 @@ pub struct Config {
     /// Raw channel id → name, as `--channel`.
     pub channels: BTreeMap<String, String>,
     pub nuclei: NucleiParams,
+    /// Cells grown from the nuclei into the channel named `NAME:cells` (`[cells]`: method
+    /// propagation | watershed | distance, and its settings; see
+    /// [`ipscope_core::assays::cells::CellsParams`]). Used only when a channel has that role.
+    pub cells: ipscope_core::assays::cells::CellsParams,
     pub measure: MeasureConfig,
     /// Colony segmentation (`segment --object colonies`, the colony tables).
     pub colonies: ipscope_core::assays::colonies::ColonyParams,

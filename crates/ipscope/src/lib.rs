@@ -19,6 +19,7 @@
 pub mod analysis;
 pub mod assay;
 pub mod campaign;
+pub mod cells_run;
 pub mod channels;
 pub mod colony_model;
 pub mod colony_run;

@@ -184,9 +184,32 @@ pub fn merge(
         None
     };
 
+    // Cells and Cytoplasm, when the shards grew cells (all or none do: same channels).
+    let mut compartments = Vec::new();
+    for name in ["Cells", "Cytoplasm"] {
+        if !shards[0].1.join(format!("{name}.{ext}")).exists() {
+            continue;
+        }
+        let mut batches = Vec::new();
+        for (_, dir) in &shards {
+            batches.extend(read_all(&dir.join(format!("{name}.{ext}")))?);
+        }
+        let (schema, _) = ipscope_table::read_table(&shards[0].1.join(format!("{name}.{ext}")))?;
+        compartments.push((
+            name,
+            ipscope_table::sort_by_u32(
+                &ipscope_table::concat(&schema, &batches)?,
+                &["ImageNumber", "ObjectNumber"],
+            )?,
+        ));
+    }
+
     let path_of = |name: &str| out_dir.join(format!("{name}.{ext}"));
     let mut written = Vec::new();
     let mut tables = vec![("Nuclei", &nuclei)];
+    for (name, t) in &compartments {
+        tables.push((name, t));
+    }
     if let Some(c) = &colonies {
         tables.push(("Colonies", c));
     }

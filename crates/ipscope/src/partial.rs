@@ -130,29 +130,56 @@ impl PartialStore {
         let record = serde_json::to_string(&out.record)
             .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
         let meta = HashMap::from([(RECORD_KEY.to_string(), record)]);
-        // Colonies first: the Nuclei file marks the field done.
-        if let Some(c) = &out.colonies {
-            write_atomic(
-                &self.colonies_path_of(out.record.image_number),
-                &ipscope_table::encode_ipc(c, &HashMap::new())?,
-            )?;
+        // Colonies, Cells and Cytoplasm first: the Nuclei file marks the field done.
+        for (kind, rows) in [
+            ("colonies", &out.colonies),
+            ("cells", &out.cells),
+            ("cytoplasm", &out.cytoplasm),
+        ] {
+            if let Some(c) = rows {
+                write_atomic(
+                    &self.object_path_of(out.record.image_number, kind),
+                    &ipscope_table::encode_ipc(c, &HashMap::new())?,
+                )?;
+            }
         }
         write_atomic(&path, &ipscope_table::encode_ipc(&out.nuclei, &meta)?)?;
         self.done.insert(out.record.image_number);
         Ok(())
     }
 
-    fn colonies_path_of(&self, image_number: u32) -> PathBuf {
-        self.dir.join(format!("{image_number:08}.colonies.arrow"))
+    /// The file of a field's other object rows (`colonies`, `cells`, `cytoplasm`).
+    fn object_path_of(&self, image_number: u32, kind: &str) -> PathBuf {
+        self.dir.join(format!("{image_number:08}.{kind}.arrow"))
+    }
+
+    fn load_objects(
+        &self,
+        image_number: u32,
+        kind: &str,
+        schema: Option<&SchemaRef>,
+    ) -> Result<Option<ipscope_table::RecordBatch>> {
+        match schema {
+            Some(s) => {
+                let (_, b) = ipscope_table::decode_ipc_file(
+                    &self.object_path_of(image_number, kind),
+                    Some(s),
+                )?;
+                Ok(Some(ipscope_table::concat(s, &b)?))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Loads a finished field; `schema` is the Nuclei schema of the run, `colonies` the
-    /// Colonies schema when the run has colonies.
+    /// Colonies schema when the run has colonies, `cells` the Cells and Cytoplasm schemas
+    /// when it grows cells.
     pub fn load(
         &self,
         image_number: u32,
         schema: &SchemaRef,
         colonies: Option<&SchemaRef>,
+        cells: Option<&(SchemaRef, SchemaRef)>,
     ) -> Result<FieldOutput> {
         let path = self.path_of(image_number);
         let (meta, batches) = ipscope_table::decode_ipc_file(&path, Some(schema))?;
@@ -164,18 +191,12 @@ impl PartialStore {
                     .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
             })?;
         let nuclei = ipscope_table::concat(schema, &batches)?;
-        let colonies = match colonies {
-            Some(cs) => {
-                let (_, b) =
-                    ipscope_table::decode_ipc_file(&self.colonies_path_of(image_number), Some(cs))?;
-                Some(ipscope_table::concat(cs, &b)?)
-            }
-            None => None,
-        };
         Ok(FieldOutput {
             record,
             nuclei,
-            colonies,
+            colonies: self.load_objects(image_number, "colonies", colonies)?,
+            cells: self.load_objects(image_number, "cells", cells.map(|c| &c.0))?,
+            cytoplasm: self.load_objects(image_number, "cytoplasm", cells.map(|c| &c.1))?,
         })
     }
 

@@ -171,6 +171,13 @@ pub struct FieldRecord {
     /// empty otherwise or when the field failed.
     #[serde(default)]
     pub colony_counts: Vec<u64>,
+    /// With a cells channel: `[Count_Cells, Count_Cytoplasm]`; empty otherwise or when the
+    /// field failed.
+    #[serde(default)]
+    pub cell_counts: Vec<u64>,
+    /// The cell-stain threshold on CellProfiler's 0..1 scale (NaN for distance growth).
+    #[serde(default)]
+    pub cells_threshold: Option<f64>,
 }
 
 impl FieldRecord {
@@ -189,6 +196,10 @@ pub struct FieldOutput {
     pub nuclei: RecordBatch,
     /// The rows of `Colonies.parquet` when the run segments colonies.
     pub colonies: Option<RecordBatch>,
+    /// The rows of `Cells.parquet` when the run has a cells channel.
+    pub cells: Option<RecordBatch>,
+    /// The rows of `Cytoplasm.parquet` when the run has a cells channel.
+    pub cytoplasm: Option<RecordBatch>,
 }
 
 /// A field to process, with its layout values.
@@ -264,10 +275,20 @@ pub struct Pipeline {
     threads: usize,
     features: crate::features::FeatureSet,
     z_t: (bool, bool),
+    /// The cell-body stain (`NAME:cells`), when cells are grown from the nuclei.
+    cells_channel: Option<usize>,
 }
 
 /// The output file names, in the order they are written.
-pub const TABLES: [&str; 5] = ["Nuclei", "Colonies", "Image", "Errors", "Wells"];
+pub const TABLES: [&str; 7] = [
+    "Nuclei",
+    "Cells",
+    "Cytoplasm",
+    "Colonies",
+    "Image",
+    "Errors",
+    "Wells",
+];
 
 impl Pipeline {
     /// Discovers the plate and its layout and plans the fields; processes nothing yet.
@@ -285,6 +306,7 @@ impl Pipeline {
         given.retain(|(id, _)| !options.channels.iter().any(|(i, _)| i == id));
         given.extend(options.channels.iter().cloned());
         let channels = resolve_channels(&plate.channels, &given)?;
+        let cells_channel = crate::channels::cells_channel(&channels)?;
         let mut warnings = Vec::new();
         let nuclear = match nuclear_channel(&channels) {
             Some(i) => i,
@@ -456,6 +478,7 @@ impl Pipeline {
             pool,
             threads,
             z_t,
+            cells_channel,
         })
     }
 
@@ -550,8 +573,10 @@ impl Pipeline {
             quality: vec![],
             qc_reasons: vec![],
             colony_counts: vec![],
+            cell_counts: vec![],
+            cells_threshold: None,
         };
-        Ok(self.nuclei_batch(&empty, &[], &[], &[])?.schema())
+        Ok(self.nuclei_batch(&empty, &[], &[], &[], &[])?.schema())
     }
 
     /// The names of the marker channels, in channel order.
@@ -609,8 +634,101 @@ impl Pipeline {
             quality: vec![],
             qc_reasons: vec![],
             colony_counts: vec![],
+            cell_counts: vec![],
+            cells_threshold: None,
         };
         Ok(self.colonies_rows(&empty, None)?.map(|b| b.schema()))
+    }
+
+    /// The schemas of `Cells` and `Cytoplasm` tables, when the run has a cells channel.
+    pub fn cells_schemas(&self) -> Result<Option<(SchemaRef, SchemaRef)>> {
+        let empty = self.blank_record();
+        Ok(self
+            .compartment_rows(&empty, "Cells", None, &[])?
+            .zip(self.compartment_rows(&empty, "Cytoplasm", None, &[])?)
+            .map(|(c, y)| (c.schema(), y.schema())))
+    }
+
+    /// A record of no field (schemas are built from it).
+    fn blank_record(&self) -> FieldRecord {
+        FieldRecord {
+            image_number: 0,
+            plate: String::new(),
+            well: String::new(),
+            site: 0,
+            z: None,
+            t: None,
+            files: vec![],
+            width: 0,
+            height: 0,
+            bit_depths: vec![],
+            count_nuclei: 0,
+            threshold: None,
+            status: Status::Ok,
+            failure: None,
+            layout: vec![],
+            inputs: vec![],
+            seconds: 0.0,
+            quality: vec![],
+            qc_reasons: vec![],
+            colony_counts: vec![],
+            cell_counts: vec![],
+            cells_threshold: None,
+        }
+    }
+
+    /// The Cells or Cytoplasm rows of a field (none when `cells` is `None`), in the format of
+    /// Nuclei plus the parent columns; `None` when the run has no cells channel.
+    /// `nuclei` are the field's nuclear shapes (index = label − 1).
+    fn compartment_rows(
+        &self,
+        record: &FieldRecord,
+        object: &str,
+        cells: Option<&crate::cells_run::FieldCells>,
+        nuclei: &[ShapeFeatures],
+    ) -> Result<Option<RecordBatch>> {
+        if self.cells_channel.is_none() {
+            return Ok(None);
+        }
+        let empty = crate::features::ObjectMeasurements::default();
+        let m = match cells {
+            Some(c) if object == "Cytoplasm" => &c.cytoplasm,
+            Some(c) => &c.cells,
+            None => &empty,
+        };
+        let keep = crate::cells_run::kept(m);
+        let labels: Vec<u32> = keep.iter().map(|&i| m.shapes[i].label).collect();
+        let n = keep.len();
+        let mut b = TableBuilder::new();
+        b.u32("ImageNumber", vec![record.image_number; n])
+            .doc("Field number: row of Image with the same ImageNumber")
+            .u32("ObjectNumber", labels.clone())
+            .doc("Label value of the object in the field: that of the nucleus it grew from")
+            .str("Metadata_Plate", vec![record.plate.clone(); n])
+            .str("Metadata_Well", vec![record.well.clone(); n])
+            .u32("Metadata_Site", vec![record.site; n]);
+        self.add_layout_columns(&mut b, &record.layout, n);
+        let channels: Vec<String> = self.channels.iter().map(|c| c.name.clone()).collect();
+        crate::features::add_object_columns(
+            &mut b,
+            object,
+            &channels,
+            &self.features,
+            &m.shapes,
+            &m.intensities,
+            &keep,
+        );
+        let has = |shapes: &[ShapeFeatures], l: u32| {
+            (l as usize)
+                .checked_sub(1)
+                .and_then(|k| shapes.get(k))
+                .is_some_and(|s| s.area > 0)
+        };
+        let cell_shapes = cells.map(|c| c.cells.shapes.as_slice()).unwrap_or(&[]);
+        crate::cells_run::add_parent_columns(&mut b, object, &labels, &|l| has(nuclei, l), &|l| {
+            has(cell_shapes, l)
+        });
+        Ok(Some(b.finish()?))
     }
 
     /// Outline thumbnails of the first fields that succeeded (at most
@@ -695,6 +813,8 @@ impl Pipeline {
             quality: vec![],
             qc_reasons: vec![],
             colony_counts: vec![],
+            cell_counts: vec![],
+            cells_threshold: None,
         };
         let outcome = match &task.layout {
             Err(msg) => Err((
@@ -724,10 +844,12 @@ impl Pipeline {
         };
         record.seconds = clock.elapsed().as_secs_f64();
         match outcome {
-            Ok((nuclei, colonies)) => FieldOutput {
+            Ok((nuclei, colonies, (cells, cytoplasm))) => FieldOutput {
                 record,
                 nuclei,
                 colonies,
+                cells,
+                cytoplasm,
             },
             Err((file, stage, message)) => {
                 record.status = Status::Failed;
@@ -742,30 +864,45 @@ impl Pipeline {
                     message,
                 });
                 record.colony_counts = vec![];
+                record.cell_counts = vec![];
+                record.cells_threshold = None;
                 let nuclei = self
-                    .nuclei_batch(&record, &[], &[], &[])
+                    .nuclei_batch(&record, &[], &[], &[], &[])
                     .unwrap_or_else(|_| RecordBatch::new_empty(empty_schema()));
                 let colonies = self
                     .colonies_rows(&record, None)
                     .unwrap_or_else(|_| Some(RecordBatch::new_empty(empty_schema())));
+                let [cells, cytoplasm] = ["Cells", "Cytoplasm"].map(|o| {
+                    self.compartment_rows(&record, o, None, &[])
+                        .unwrap_or_else(|_| Some(RecordBatch::new_empty(empty_schema())))
+                });
                 FieldOutput {
                     record,
                     nuclei,
                     colonies,
+                    cells,
+                    cytoplasm,
                 }
             }
         }
     }
 
     /// Reads, segments and measures one field: its Nuclei rows and, with colonies, its
-    /// Colonies rows. Errors are (file, stage, message).
+    /// Colonies rows, with a cells channel its Cells and Cytoplasm rows. Errors are
+    /// (file, stage, message).
     #[allow(clippy::type_complexity)]
     fn measure_field(
         &self,
         task: &Task,
         record: &mut FieldRecord,
-    ) -> std::result::Result<(RecordBatch, Option<RecordBatch>), (String, &'static str, String)>
-    {
+    ) -> std::result::Result<
+        (
+            RecordBatch,
+            Option<RecordBatch>,
+            (Option<RecordBatch>, Option<RecordBatch>),
+        ),
+        (String, &'static str, String),
+    > {
         let f = &task.field;
         let read_opts = ipscope_io::ReadOptions {
             max_pixels: self.options.config.input.max_pixels,
@@ -856,23 +993,54 @@ impl Pipeline {
             .as_ref()
             .map(|c| c.parents.as_slice())
             .unwrap_or(&[]);
+        let cells = match self.cells_channel {
+            None => None,
+            Some(ch) => Some(
+                crate::cells_run::segment_field(
+                    &seg.labels,
+                    &images,
+                    ch,
+                    &self.options.config.cells,
+                    &self.features,
+                )
+                .map_err(|e| (String::new(), "cells", e))?,
+            ),
+        };
+        record.cell_counts = cells.as_ref().map(|c| c.counts()).unwrap_or_default();
+        record.cells_threshold = cells.as_ref().map(|c| c.threshold);
+        let children = cells
+            .as_ref()
+            .map(|c| c.children_of_nuclei(measured.shapes.len()))
+            .unwrap_or_default();
         let nuclei = self
-            .nuclei_batch(record, &measured.shapes, &measured.intensities, parents)
+            .nuclei_batch(
+                record,
+                &measured.shapes,
+                &measured.intensities,
+                parents,
+                &children,
+            )
             .map_err(|e| (String::new(), "measure", e.to_string()))?;
         let colony_rows = self
             .colonies_rows(record, colonies.as_ref())
             .map_err(|e| (String::new(), "colonies", e.to_string()))?;
-        Ok((nuclei, colony_rows))
+        let [cell_rows, cytoplasm_rows] = ["Cells", "Cytoplasm"].map(|o| {
+            self.compartment_rows(record, o, cells.as_ref(), &measured.shapes)
+                .map_err(|e| (String::new(), "cells", e.to_string()))
+        });
+        Ok((nuclei, colony_rows, (cell_rows?, cytoplasm_rows?)))
     }
 
     /// Builds the Nuclei rows of one field (objects with area 0 are skipped); the measurement
-    /// columns, their order and docs come from [`crate::features`].
+    /// columns, their order and docs come from [`crate::features`]. `children`: the
+    /// `Children_Cells_Count` of each label (index = label − 1) when the run grows cells.
     fn nuclei_batch(
         &self,
         record: &FieldRecord,
         shapes: &[ShapeFeatures],
         intensities: &[Vec<IntensityFeatures>],
         parents: &[u32],
+        children: &[u32],
     ) -> Result<RecordBatch> {
         let keep: Vec<usize> = (0..shapes.len()).filter(|&i| shapes[i].area > 0).collect();
         let n = keep.len();
@@ -909,6 +1077,21 @@ impl Pipeline {
                     .collect(),
             )
             .doc("ObjectNumber of the colony holding the nucleus (0: in none)");
+        }
+        if self.cells_channel.is_some() {
+            b.u32(
+                "Children_Cells_Count",
+                keep.iter()
+                    .map(|&i| {
+                        (shapes[i].label as usize)
+                            .checked_sub(1)
+                            .and_then(|k| children.get(k))
+                            .copied()
+                            .unwrap_or(0)
+                    })
+                    .collect(),
+            )
+            .doc("Cells grown from the nucleus (Parent_Nuclei of Cells)");
         }
         Ok(b.finish()?)
     }
@@ -1021,6 +1204,23 @@ impl Pipeline {
             let counts: Vec<&[u64]> = records.iter().map(|r| r.colony_counts.as_slice()).collect();
             crate::colony_run::add_image_columns(&mut b, &counts);
         }
+        if self.cells_channel.is_some() {
+            let get = |k: usize| {
+                records
+                    .iter()
+                    .map(|r| r.cell_counts.get(k).copied().unwrap_or(0))
+                    .collect()
+            };
+            b.u64("Count_Cells", get(0))
+                .doc("Cells grown from the field's nuclei")
+                .u64("Count_Cytoplasm", get(1))
+                .doc("Cytoplasm objects (cell minus nucleus) with pixels")
+                .opt_f64(
+                    "Threshold_FinalThreshold_Cells",
+                    records.iter().map(|r| r.cells_threshold).collect(),
+                )
+                .doc("Threshold of the cell stain, on CellProfiler's 0..1 scale (NaN for distance growth)");
+        }
         Ok(b.finish()?)
     }
 
@@ -1118,6 +1318,14 @@ impl Pipeline {
             )?),
             None => None,
         };
+        let cells_schemas = self.cells_schemas()?;
+        let mut cells_writers = match &cells_schemas {
+            Some((c, y)) => Some((
+                TableWriter::create(&path_of("Cells"), c.clone(), format)?,
+                TableWriter::create(&path_of("Cytoplasm"), y.clone(), format)?,
+            )),
+            None => None,
+        };
         let mut records = Vec::with_capacity(self.tasks.len());
         // Wells is reduced while the fields stream past, one well at a time, so no table of
         // the whole plate's objects is ever held.
@@ -1125,6 +1333,10 @@ impl Pipeline {
         let mut objects = vec![("Nuclei", nuclei_schema.clone())];
         if let Some(s) = &colonies_schema {
             objects.push(("Colonies", s.clone()));
+        }
+        if let Some((c, y)) = &cells_schemas {
+            objects.push(("Cells", c.clone()));
+            objects.push(("Cytoplasm", y.clone()));
         }
         let mut wells = ipscope_stats::WellSummary::new(&objects)
             .map_err(wells_err)?
@@ -1134,7 +1346,12 @@ impl Pipeline {
             &nuclei_schema,
         ));
         for t in &self.tasks {
-            let out = store.load(t.image_number, &nuclei_schema, colonies_schema.as_ref())?;
+            let out = store.load(
+                t.image_number,
+                &nuclei_schema,
+                colonies_schema.as_ref(),
+                cells_schemas.as_ref(),
+            )?;
             if out.nuclei.num_rows() > 0 {
                 nuclei_writer.write(&out.nuclei)?;
             }
@@ -1143,6 +1360,25 @@ impl Pipeline {
                     w.write(c)?;
                 }
             }
+            let missing = |what: &str| {
+                Error::Invalid(format!(
+                    "field {}: the saved results have no {what}",
+                    out.record.image_number
+                ))
+            };
+            let compartments = match cells_writers.as_mut() {
+                Some((cw, yw)) => {
+                    let c = out.cells.as_ref().ok_or_else(|| missing("cells"))?;
+                    let y = out.cytoplasm.as_ref().ok_or_else(|| missing("cytoplasm"))?;
+                    for (w, b) in [(&mut *cw, c), (&mut *yw, y)] {
+                        if b.num_rows() > 0 {
+                            w.write(b)?;
+                        }
+                    }
+                    vec![c, y]
+                }
+                None => vec![],
+            };
             let r = &out.record;
             let field = ipscope_stats::FieldInfo {
                 image_number: r.image_number,
@@ -1160,6 +1396,7 @@ impl Pipeline {
                 })?;
                 batches.push(c);
             }
+            batches.extend(compartments);
             wells.add_field(&field, &batches).map_err(wells_err)?;
             if field.ok {
                 marker_values.add(&r.plate, &r.well, &out.nuclei)?;
@@ -1167,6 +1404,10 @@ impl Pipeline {
             records.push(out.record);
         }
         let mut written = vec![nuclei_writer.finish()?];
+        if let Some((c, y)) = cells_writers {
+            written.push(c.finish()?);
+            written.push(y.finish()?);
+        }
         if let Some(w) = colonies_writer {
             written.push(w.finish()?);
         }
@@ -1411,9 +1652,20 @@ pub(crate) fn write_wells(
     } else {
         None
     };
+    let mut compartments = Vec::new();
+    for name in ["Cells", "Cytoplasm"] {
+        let path = out_dir.join(format!("{name}.{ext}"));
+        if path.exists() {
+            let (schema, batches) = ipscope_table::read_table(&path)?;
+            compartments.push((name, ipscope_table::concat(&schema, &batches)?));
+        }
+    }
     let mut objects = vec![("Nuclei", &nuclei)];
     if let Some(c) = &colonies {
         objects.push(("Colonies", c));
+    }
+    for (name, t) in &compartments {
+        objects.push((name, t));
     }
     let wells = crate::colony_run::add_well_fractions(
         ipscope_stats::well_summary_with(image, &objects, exclude_flagged).map_err(wells_err)?,
