@@ -19,6 +19,9 @@ use ipscope_core::ops::measure::{
     ShapeFeatures, DEFAULT_RADIAL_BINS,
 };
 use ipscope_core::ops::measure::{
+    measure_neighbors, NeighborMethod, Neighbors, DEFAULT_NEIGHBOR_DISTANCE,
+};
+use ipscope_core::ops::measure::{
     measure_texture, measure_zernike, zernike_indexes, Texture, DEFAULT_TEXTURE_SCALE,
     HARALICK_FEATURES,
 };
@@ -53,11 +56,14 @@ pub enum FeatureGroup {
     /// Colocalisation of every channel pair (`Correlation_<Measure>_<A>_<B>`, CellProfiler's
     /// MeasureColocalization); not in the default set.
     Correlation,
+    /// Neighbour count, touching share and closest objects within 5 px
+    /// (`Neighbors_<Feature>_5`, CellProfiler's MeasureObjectNeighbors); not in the default set.
+    Neighbors,
 }
 
 impl FeatureGroup {
     /// Every implemented group (`all`).
-    pub const ALL: [FeatureGroup; 8] = [
+    pub const ALL: [FeatureGroup; 9] = [
         FeatureGroup::AreaShape,
         FeatureGroup::Location,
         FeatureGroup::Intensity,
@@ -66,6 +72,7 @@ impl FeatureGroup {
         FeatureGroup::Texture,
         FeatureGroup::Zernike,
         FeatureGroup::Correlation,
+        FeatureGroup::Neighbors,
     ];
 
     /// The cheap groups `ipscope run` and `default` compute.
@@ -85,6 +92,7 @@ impl FeatureGroup {
             FeatureGroup::Texture => "Texture",
             FeatureGroup::Zernike => "Zernike",
             FeatureGroup::Correlation => "Correlation",
+            FeatureGroup::Neighbors => "Neighbors",
         }
     }
 }
@@ -97,7 +105,7 @@ impl fmt::Display for FeatureGroup {
 
 /// CellProfiler groups ipscope does not compute yet; asking for them is an error
 /// that says so rather than a silently missing column.
-const PLANNED: [&str; 2] = ["Neighbors", "Children"];
+const PLANNED: [&str; 1] = ["Children"];
 
 impl FromStr for FeatureGroup {
     type Err = Error;
@@ -206,6 +214,9 @@ pub struct ObjectMeasurements {
     /// Per channel pair `(i, j)`, `i < j` in [`channel_pairs`] order, per object; empty when
     /// the Correlation group is off.
     pub correlation: Vec<Vec<Colocalization>>,
+    /// Per object: neighbours within [`DEFAULT_NEIGHBOR_DISTANCE`] px; empty when the
+    /// Neighbors group is off.
+    pub neighbors: Vec<Neighbors>,
 }
 
 /// The channel pairs `(i, j)`, `i < j`, that the Correlation group measures, in column order.
@@ -305,6 +316,11 @@ pub fn measure_objects(
     } else {
         Vec::new()
     };
+    let neighbors = if set.contains(FeatureGroup::Neighbors) {
+        measure_neighbors(labels, NeighborMethod::Within(DEFAULT_NEIGHBOR_DISTANCE))
+    } else {
+        Vec::new()
+    };
     Ok(ObjectMeasurements {
         shapes,
         intensities,
@@ -313,6 +329,7 @@ pub fn measure_objects(
         texture,
         zernike,
         correlation,
+        neighbors,
     })
 }
 
@@ -603,8 +620,39 @@ fn distribution_docs(object: &str, channels: &[String], set: &FeatureSet) -> Vec
             }
         }
     }
+    if set.contains(FeatureGroup::Neighbors) {
+        let d = DEFAULT_NEIGHBOR_DISTANCE;
+        for (feature, data_type, unit, def, _) in &NEIGHBOR_COLS {
+            out.push(ColumnDoc {
+                name: format!("{object}_Neighbors_{feature}_{d}"),
+                data_type,
+                unit,
+                definition: format!("{def} (CellProfiler MeasureObjectNeighbors, within {d} px: another object with a pixel at most {d} px from one of this object's pixels is a neighbour)"),
+                group: "Neighbors",
+            });
+        }
+    }
     out
 }
+
+/// Neighbors columns: feature, Arrow type, unit, definition, value (integers for `UInt32`).
+type NeighborCol = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Neighbors) -> f64,
+);
+
+const NEIGHBOR_COLS: [NeighborCol; 7] = [
+    ("NumberOfNeighbors", "UInt32", "1", "Number of other objects within the distance", |n| n.number_of_neighbors as f64),
+    ("PercentTouching", "Float64", "%", "Share of the object's boundary pixels with another object within the distance + 0.5 px", |n| n.percent_touching),
+    ("FirstClosestObjectNumber", "UInt32", "1", "ObjectNumber of the object whose centroid is closest (0 when there is no other object)", |n| n.first_closest_object_number as f64),
+    ("FirstClosestDistance", "Float64", "px", "Centroid distance to the closest object (NaN when there is none)", |n| n.first_closest_distance),
+    ("SecondClosestObjectNumber", "UInt32", "1", "ObjectNumber of the object whose centroid is second closest (0 when there is none)", |n| n.second_closest_object_number as f64),
+    ("SecondClosestDistance", "Float64", "px", "Centroid distance to the second closest object (NaN when there is none)", |n| n.second_closest_distance),
+    ("AngleBetweenNeighbors", "Float64", "degree", "Angle at the object's centroid between the vectors to the first and second closest centroids (NaN without two other objects)", |n| n.angle_between_neighbors),
+];
 
 /// Appends the Granularity, RadialDistribution, Texture and Zernike columns of the objects
 /// `keep` (when their groups are in `set`), after those of [`add_object_columns`], with their
@@ -693,6 +741,18 @@ pub fn add_distribution_columns(
                 };
                 push(b, vals);
             }
+        }
+    }
+    if set.contains(FeatureGroup::Neighbors) {
+        for (_, data_type, _, _, get) in &NEIGHBOR_COLS {
+            let Some(d) = doc.next() else { break };
+            let vals = keep.iter().filter_map(|&i| m.neighbors.get(i)).map(get);
+            if *data_type == "UInt32" {
+                b.u32(&d.name, vals.map(|v| v as u32).collect());
+            } else {
+                b.f64(&d.name, vals.collect());
+            }
+            b.doc(&doc_text(d));
         }
     }
 }
@@ -784,7 +844,7 @@ mod tests {
         );
         assert_eq!("all".parse::<FeatureSet>().unwrap(), FeatureSet::all());
         assert!(!FeatureSet::default().contains(FeatureGroup::Granularity));
-        let e = "Neighbors".parse::<FeatureSet>().unwrap_err().to_string();
+        let e = "Children".parse::<FeatureSet>().unwrap_err().to_string();
         assert!(e.contains("not implemented"), "{e}");
         assert!("".parse::<FeatureSet>().is_err());
         assert!("Shape".parse::<FeatureSet>().is_err());
@@ -823,6 +883,11 @@ mod tests {
         assert!(names.contains(&"Nuclei_RadialDistribution_RadialCV_DNA_4of4"));
         assert!(names.contains(&"Nuclei_Texture_InfoMeas2_DNA_3_03_256"));
         assert!(names.contains(&"Nuclei_AreaShape_Zernike_9_9"));
+        assert!(names.contains(&"Nuclei_Neighbors_AngleBetweenNeighbors_5"));
+        for d in docs.iter().filter(|d| d.group == "Neighbors") {
+            let f = schema.field_with_name(&d.name).unwrap();
+            assert_eq!(f.data_type().to_string(), d.data_type, "{}", d.name);
+        }
         let wrong = DynImage::U8(Image::new(3, 2, 0u8));
         assert!(measure_objects(&labels, &[&wrong], &set).is_err());
     }
