@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::*;
+use ipscope_table::arrow_array::Array;
 
 const CELLS: &str = "w2=OCT4:cells";
 const TABLES: [&str; 6] = ["Image", "Nuclei", "Cells", "Cytoplasm", "Wells", "Errors"];
@@ -254,9 +255,37 @@ fn cells_and_cytoplasm_in_run_match_across_threads_shards_and_resume() {
 }
 
 #[test]
-fn two_cells_channels_are_refused() {
+fn cells_from_config_and_two_cells_channels_refused() {
     let dir = tempfile::tempdir().unwrap();
     let plate = small_plate(dir.path());
+
+    // The role and the method from a configuration file: fixed-distance growth by 3 px.
+    let config = dir.path().join("cells.toml");
+    std::fs::write(
+        &config,
+        "[channels]\nw1 = \"DNA\"\nw2 = \"OCT4:cells\"\n[cells]\nmethod = \"distance\"\ndistance = 3.0\n",
+    )
+    .unwrap();
+    let grown = dir.path().join("distance");
+    run_ok(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&grown),
+        "--config",
+        p(&config),
+        "--threads",
+        "2",
+        "--quiet",
+    ]);
+    check_cell_tables(&grown);
+    // No threshold for distance growth.
+    let image = table(&grown.join("Image.parquet"));
+    let th = image
+        .column_by_name("Threshold_FinalThreshold_Cells")
+        .unwrap();
+    assert_eq!(th.null_count(), image.num_rows());
+
     let out = dir.path().join("out");
     let o = ipscope(&[
         "run",

@@ -175,7 +175,7 @@ pub struct FieldRecord {
     /// field failed.
     #[serde(default)]
     pub cell_counts: Vec<u64>,
-    /// The cell-stain threshold on CellProfiler's 0..1 scale (NaN for distance growth).
+    /// The cell-stain threshold on CellProfiler's 0..1 scale (None for distance growth).
     #[serde(default)]
     pub cells_threshold: Option<f64>,
 }
@@ -1007,7 +1007,11 @@ impl Pipeline {
             ),
         };
         record.cell_counts = cells.as_ref().map(|c| c.counts()).unwrap_or_default();
-        record.cells_threshold = cells.as_ref().map(|c| c.threshold);
+        // None for distance growth (no threshold), which is what the saved JSON record
+        // would turn a NaN into anyway.
+        record.cells_threshold = cells
+            .as_ref()
+            .and_then(|c| c.threshold.is_finite().then_some(c.threshold));
         let children = cells
             .as_ref()
             .map(|c| c.children_of_nuclei(measured.shapes.len()))
@@ -1219,7 +1223,7 @@ impl Pipeline {
                     "Threshold_FinalThreshold_Cells",
                     records.iter().map(|r| r.cells_threshold).collect(),
                 )
-                .doc("Threshold of the cell stain, on CellProfiler's 0..1 scale (NaN for distance growth)");
+                .doc("Threshold of the cell stain, on CellProfiler's 0..1 scale (null for distance growth)");
         }
         Ok(b.finish()?)
     }
