@@ -32,7 +32,7 @@ pub enum Cmd {
         /// More channels as NAME=IMAGE (repeatable).
         #[arg(long = "channel", value_name = "NAME=IMAGE")]
         channels: Vec<String>,
-        /// Feature groups, comma-separated (AreaShape, Location, Intensity, Texture, Zernike, Correlation, Granularity, RadialDistribution; `default` = the first three, `all`).
+        /// Feature groups, comma-separated (AreaShape, Location, Intensity, Texture, Zernike, Correlation, Granularity, RadialDistribution, Neighbors; `default` = the first three, `all`).
         #[arg(long, default_value = "default")]
         features: String,
         /// Output table (.parquet or .arrow).
@@ -47,7 +47,7 @@ pub enum Cmd {
         /// Channel names (repeatable); default shows the pattern with `<channel>`.
         #[arg(long = "channel", value_name = "NAME")]
         channels: Vec<String>,
-        /// Feature groups, comma-separated (AreaShape, Location, Intensity, Texture, Zernike, Correlation, Granularity, RadialDistribution; `default` = the first three, `all`).
+        /// Feature groups, comma-separated (AreaShape, Location, Intensity, Texture, Zernike, Correlation, Granularity, RadialDistribution, Neighbors; `default` = the first three, `all`).
         #[arg(long, default_value = "default")]
         features: String,
         /// One JSON object per column instead of a text table.

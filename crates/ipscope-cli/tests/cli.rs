@@ -751,7 +751,7 @@ fn features_flag_selects_measurement_groups() {
         "-o",
         p(&tmp.path().join("o2")),
         "--features",
-        "Neighbors",
+        "Children",
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not implemented"), "{}", stderr(&o));

@@ -280,7 +280,38 @@ fn measure_writes_named_channels_and_selected_groups() {
         "--labels",
         p(&labels),
         "--features",
-        "Neighbors",
+        "neighbors",
+        "-o",
+        p(&out2),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Objects 1 (rows 1..=3, cols 1..=3, centroid (2, 2)) and 4 (rows 5..=6, cols 2..=7,
+    // centroid (5.5, 4.5)) are two rows apart: neighbours within 5 px, centroids √18.5 apart.
+    let b = read_batch(&out2);
+    assert_eq!(
+        column_u32(&b, "Nuclei_Neighbors_NumberOfNeighbors_5")
+            .unwrap()
+            .values()
+            .to_vec(),
+        vec![1, 1]
+    );
+    assert_eq!(
+        column_u32(&b, "Nuclei_Neighbors_FirstClosestObjectNumber_5")
+            .unwrap()
+            .values()
+            .to_vec(),
+        vec![4, 1]
+    );
+    let dist = column_f64(&b, "Nuclei_Neighbors_FirstClosestDistance_5").unwrap();
+    assert!((dist.value(0) - 18.5f64.sqrt()).abs() < 1e-12);
+    assert!(b.schema().field_with_name("Nuclei_AreaShape_Area").is_err());
+    let o = ipscope(&[
+        "measure",
+        p(&dna),
+        "--labels",
+        p(&labels),
+        "--features",
+        "Children",
         "-o",
         p(&out2),
     ]);
@@ -321,4 +352,26 @@ fn schema_documents_every_column() {
     let o = ipscope(&["schema", "--object", "Cells"]);
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("Cells_Intensity_MADIntensity_<channel>"));
+    let o = ipscope(&["schema", "--features", "neighbors", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let names: Vec<&str> = lines.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    for f in [
+        "NumberOfNeighbors",
+        "PercentTouching",
+        "FirstClosestObjectNumber",
+        "FirstClosestDistance",
+        "SecondClosestObjectNumber",
+        "SecondClosestDistance",
+        "AngleBetweenNeighbors",
+    ] {
+        let want = format!("Nuclei_Neighbors_{f}_5");
+        assert!(
+            names.contains(&want.as_str()),
+            "{want} missing from {names:?}"
+        );
+    }
 }
