@@ -286,6 +286,36 @@ fn cells_from_config_and_two_cells_channels_refused() {
         .unwrap();
     assert_eq!(th.null_count(), image.num_rows());
 
+    // A blank cell stain (A01): cells are the nuclei, no cytoplasm. A blank nuclear image
+    // (A02): no nuclei, no cells. Neither fails.
+    for (well, ch) in [("A01", "w2"), ("A02", "w1")] {
+        let path = plate.join(format!("DEMO01_{well}_s1_{ch}.tif"));
+        let bytes = std::fs::read(&path).unwrap();
+        let opts = ipscope_io::ReadOptions {
+            max_pixels: 1 << 30,
+        };
+        let img = ipscope_io::decode(&bytes, &path, 0, &opts).unwrap();
+        let blank = ipscope_image::Image::new(img.width(), img.height(), 0u16);
+        ipscope_io::write_tiff(&path, blank.view()).unwrap();
+    }
+    let blanks = dir.path().join("blanks");
+    run_ok(&cells_args(&plate, &blanks, "1"));
+    check_cell_tables(&blanks);
+    let image = table(&blanks.join("Image.parquet"));
+    assert_eq!(strs(&image, "Status")[..2], ["ok", "ok"]);
+    let (nuclei, cells, cyto) = (
+        u64s(&image, "Count_Nuclei"),
+        u64s(&image, "Count_Cells"),
+        u64s(&image, "Count_Cytoplasm"),
+    );
+    assert!(nuclei[0] > 0);
+    assert_eq!((cells[0], cyto[0]), (nuclei[0], 0), "blank cell stain");
+    assert_eq!(
+        (nuclei[1], cells[1], cyto[1]),
+        (0, 0, 0),
+        "blank nuclear image"
+    );
+
     let out = dir.path().join("out");
     let o = ipscope(&[
         "run",
