@@ -375,3 +375,108 @@ fn schema_documents_every_column() {
         );
     }
 }
+
+/// The opt-in groups chosen with `[measure] features` reach the run's Nuclei table, with the
+/// numbers `ipscope measure` gives for the same field and labels (run and `segment` use the
+/// same default segmentation).
+#[test]
+fn run_writes_the_feature_groups_the_config_selects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plate = small_plate(tmp.path());
+    let out = tmp.path().join("out");
+    let cfg = tmp.path().join("features.toml");
+    let groups = "Texture,Zernike,Correlation,Granularity,RadialDistribution,Neighbors";
+    let listed: Vec<String> = groups.split(',').map(|g| format!("\"{g}\"")).collect();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[measure]\nfeatures = [\"AreaShape\", \"Location\", \"Intensity\", {}]\n",
+            listed.join(", ")
+        ),
+    )
+    .unwrap();
+    let mut args = small_run_args(&plate, &out);
+    args.extend(["--config", p(&cfg)]);
+    let o = ipscope(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let nuclei = read_batch(&out.join("Nuclei.parquet"));
+
+    // One field of the run, measured again through segment + measure.
+    let image = read_batch(&out.join("Image.parquet"));
+    let numbers = column_u32(&image, "ImageNumber").unwrap();
+    let wells = ipscope_table::column_str(&image, "Metadata_Well").unwrap();
+    let sites = column_u32(&image, "Metadata_Site").unwrap();
+    let (image_number, well, site) = (numbers.value(0), wells.value(0), sites.value(0));
+    let field = |ch: &str| {
+        std::fs::read_dir(&plate)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|f| {
+                let n = f.file_name().unwrap().to_str().unwrap();
+                n.contains(&format!("_{well}_s{site}_{ch}"))
+            })
+            .unwrap_or_else(|| panic!("no {ch} file for {well} s{site}"))
+    };
+    let (dna, oct4) = (field("w1"), field("w2"));
+    let labels = tmp.path().join("labels.tif");
+    let o = ipscope(&["segment", p(&dna), "--labels", p(&labels)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let measured = tmp.path().join("measured.parquet");
+    let oct4_arg = format!("OCT4={}", p(&oct4));
+    let o = ipscope(&[
+        "measure",
+        p(&dna),
+        "--name",
+        "DNA",
+        "--labels",
+        p(&labels),
+        "--channel",
+        &oct4_arg,
+        "--features",
+        &format!("default,{groups}"),
+        "-o",
+        p(&measured),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = read_batch(&measured);
+
+    let rows: Vec<usize> = (0..nuclei.num_rows())
+        .filter(|&r| column_u32(&nuclei, "ImageNumber").unwrap().value(r) == image_number)
+        .collect();
+    assert_eq!(
+        rows.len(),
+        reference.num_rows(),
+        "objects in field {image_number}"
+    );
+    let mut compared = 0;
+    for name in [
+        "Texture_",
+        "Zernike_",
+        "Correlation_",
+        "Granularity_",
+        "RadialDistribution_",
+        "Neighbors_",
+    ] {
+        let cols: Vec<String> = reference
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|c| c.contains(name))
+            .collect();
+        assert!(!cols.is_empty(), "measure wrote no {name} columns");
+        for c in cols {
+            let run = values(&nuclei, &c);
+            let want = values(&reference, &c);
+            for (k, &r) in rows.iter().enumerate() {
+                let (a, b) = (run[r], want[k]);
+                assert!(
+                    (a.is_nan() && b.is_nan()) || close(a, b, 1e-12),
+                    "{c} object {k}: run {a} vs measure {b}"
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 1000, "only {compared} values compared");
+}

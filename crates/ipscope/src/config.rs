@@ -56,7 +56,8 @@ impl Default for InputConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MeasureConfig {
-    /// Feature groups (`AreaShape`, `Location`, `Intensity`); all by default.
+    /// Feature groups: `AreaShape`, `Location`, `Intensity` by default; `Texture`, `Zernike`,
+    /// `Correlation`, `Granularity`, `RadialDistribution` and `Neighbors` on request.
     pub features: Vec<crate::features::FeatureGroup>,
 }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ipscope_core::ops::measure::{IntensityFeatures, ShapeFeatures};
+use ipscope_core::ops::measure::ShapeFeatures;
 use ipscope_core::segment_nuclei;
 use ipscope_image::{with_dyn_image, DynImage};
 use ipscope_io::{Field, Plate};
@@ -576,7 +576,8 @@ impl Pipeline {
             cell_counts: vec![],
             cells_threshold: None,
         };
-        Ok(self.nuclei_batch(&empty, &[], &[], &[], &[])?.schema())
+        let none = crate::features::ObjectMeasurements::default();
+        Ok(self.nuclei_batch(&empty, &none, &[], &[])?.schema())
     }
 
     /// The names of the marker channels, in channel order.
@@ -716,6 +717,14 @@ impl Pipeline {
             &self.features,
             &m.shapes,
             &m.intensities,
+            &keep,
+        );
+        crate::features::add_distribution_columns(
+            &mut b,
+            object,
+            &channels,
+            &self.features,
+            m,
             &keep,
         );
         let has = |shapes: &[ShapeFeatures], l: u32| {
@@ -867,7 +876,12 @@ impl Pipeline {
                 record.cell_counts = vec![];
                 record.cells_threshold = None;
                 let nuclei = self
-                    .nuclei_batch(&record, &[], &[], &[], &[])
+                    .nuclei_batch(
+                        &record,
+                        &crate::features::ObjectMeasurements::default(),
+                        &[],
+                        &[],
+                    )
                     .unwrap_or_else(|_| RecordBatch::new_empty(empty_schema()));
                 let colonies = self
                     .colonies_rows(&record, None)
@@ -1017,13 +1031,7 @@ impl Pipeline {
             .map(|c| c.children_of_nuclei(measured.shapes.len()))
             .unwrap_or_default();
         let nuclei = self
-            .nuclei_batch(
-                record,
-                &measured.shapes,
-                &measured.intensities,
-                parents,
-                &children,
-            )
+            .nuclei_batch(record, &measured, parents, &children)
             .map_err(|e| (String::new(), "measure", e.to_string()))?;
         let colony_rows = self
             .colonies_rows(record, colonies.as_ref())
@@ -1041,11 +1049,11 @@ impl Pipeline {
     fn nuclei_batch(
         &self,
         record: &FieldRecord,
-        shapes: &[ShapeFeatures],
-        intensities: &[Vec<IntensityFeatures>],
+        m: &crate::features::ObjectMeasurements,
         parents: &[u32],
         children: &[u32],
     ) -> Result<RecordBatch> {
+        let shapes = m.shapes.as_slice();
         let keep: Vec<usize> = (0..shapes.len()).filter(|&i| shapes[i].area > 0).collect();
         let n = keep.len();
         let mut b = TableBuilder::new();
@@ -1064,7 +1072,16 @@ impl Pipeline {
             &channels,
             &self.features,
             shapes,
-            intensities,
+            &m.intensities,
+            &keep,
+        );
+        // The opt-in groups (`[measure] features`), after the default ones.
+        crate::features::add_distribution_columns(
+            &mut b,
+            "Nuclei",
+            &channels,
+            &self.features,
+            m,
             &keep,
         );
         if self.options.config.colonies_from.is_some() {
