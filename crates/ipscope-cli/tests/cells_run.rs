@@ -331,3 +331,38 @@ fn cells_from_config_and_two_cells_channels_refused() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains(":cells"), "{}", stderr(&o));
 }
+
+/// With colonies on, every cell and cytoplasm carries its nucleus's colony.
+#[test]
+fn cells_carry_the_colony_of_their_nucleus() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plate = small_plate(tmp.path());
+    let out = tmp.path().join("out");
+    let mut args = cells_args(&plate, &out, "2");
+    args.extend(["--colonies", "nuclei"]);
+    run_ok(&args);
+    let nuclei = table(&out.join("Nuclei.parquet"));
+    let colony_of: BTreeMap<(u32, u32), u32> = u32s(&nuclei, "ImageNumber")
+        .into_iter()
+        .zip(u32s(&nuclei, "ObjectNumber"))
+        .zip(u32s(&nuclei, "Parent_Colonies"))
+        .collect();
+    assert!(
+        colony_of.values().any(|&c| c > 0),
+        "no nucleus is in a colony"
+    );
+    for object in ["Cells", "Cytoplasm"] {
+        let t = table(&out.join(format!("{object}.parquet")));
+        assert!(t.num_rows() > 0, "{object} is empty");
+        let images = u32s(&t, "ImageNumber");
+        let nuclei_of = u32s(&t, "Parent_Nuclei");
+        for (r, colony) in u32s(&t, "Parent_Colonies").into_iter().enumerate() {
+            let nucleus = (images[r], nuclei_of[r]);
+            assert_eq!(
+                Some(&colony),
+                colony_of.get(&nucleus),
+                "{object} row {r} (nucleus {nucleus:?})"
+            );
+        }
+    }
+}

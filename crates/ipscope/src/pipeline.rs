@@ -645,8 +645,8 @@ impl Pipeline {
     pub fn cells_schemas(&self) -> Result<Option<(SchemaRef, SchemaRef)>> {
         let empty = self.blank_record();
         Ok(self
-            .compartment_rows(&empty, "Cells", None, &[])?
-            .zip(self.compartment_rows(&empty, "Cytoplasm", None, &[])?)
+            .compartment_rows(&empty, "Cells", None, &[], &[])?
+            .zip(self.compartment_rows(&empty, "Cytoplasm", None, &[], &[])?)
             .map(|(c, y)| (c.schema(), y.schema())))
     }
 
@@ -687,6 +687,7 @@ impl Pipeline {
         object: &str,
         cells: Option<&crate::cells_run::FieldCells>,
         nuclei: &[ShapeFeatures],
+        colony_parents: &[u32],
     ) -> Result<Option<RecordBatch>> {
         if self.cells_channel.is_none() {
             return Ok(None);
@@ -737,6 +738,24 @@ impl Pipeline {
         crate::cells_run::add_parent_columns(&mut b, object, &labels, &|l| has(nuclei, l), &|l| {
             has(cell_shapes, l)
         });
+        if self.options.config.colonies_from.is_some() {
+            // A cell and its cytoplasm carry the label of the nucleus they grew from, so
+            // they belong to that nucleus's colony.
+            b.u32(
+                "Parent_Colonies",
+                labels
+                    .iter()
+                    .map(|&l| {
+                        (l as usize)
+                            .checked_sub(1)
+                            .and_then(|k| colony_parents.get(k))
+                            .copied()
+                            .unwrap_or(0)
+                    })
+                    .collect(),
+            )
+            .doc("ObjectNumber of the colony holding the object's nucleus (0: in none)");
+        }
         Ok(Some(b.finish()?))
     }
 
@@ -887,7 +906,7 @@ impl Pipeline {
                     .colonies_rows(&record, None)
                     .unwrap_or_else(|_| Some(RecordBatch::new_empty(empty_schema())));
                 let [cells, cytoplasm] = ["Cells", "Cytoplasm"].map(|o| {
-                    self.compartment_rows(&record, o, None, &[])
+                    self.compartment_rows(&record, o, None, &[], &[])
                         .unwrap_or_else(|_| Some(RecordBatch::new_empty(empty_schema())))
                 });
                 FieldOutput {
@@ -1037,7 +1056,7 @@ impl Pipeline {
             .colonies_rows(record, colonies.as_ref())
             .map_err(|e| (String::new(), "colonies", e.to_string()))?;
         let [cell_rows, cytoplasm_rows] = ["Cells", "Cytoplasm"].map(|o| {
-            self.compartment_rows(record, o, cells.as_ref(), &measured.shapes)
+            self.compartment_rows(record, o, cells.as_ref(), &measured.shapes, parents)
                 .map_err(|e| (String::new(), "cells", e.to_string()))
         });
         Ok((nuclei, colony_rows, (cell_rows?, cytoplasm_rows?)))
