@@ -93,6 +93,9 @@ pub struct MarkerValues {
     markers: Vec<String>,
     /// (plate, well) → per marker, the values of its counted nuclei (field order).
     by_well: BTreeMap<(String, String), Vec<Vec<f64>>>,
+    /// (plate, well) → the colony of each of those nuclei as (ImageNumber, Parent_Colonies),
+    /// when the run finds colonies (0 = in none).
+    colonies: BTreeMap<(String, String), Vec<(u32, u32)>>,
 }
 
 impl MarkerValues {
@@ -100,6 +103,7 @@ impl MarkerValues {
         MarkerValues {
             markers,
             by_well: BTreeMap::new(),
+            colonies: BTreeMap::new(),
         }
     }
 
@@ -120,6 +124,14 @@ impl MarkerValues {
                 .as_primitive_opt::<Float64Type>()
                 .ok_or_else(|| Error::Invalid(format!("Nuclei column {name} is not Float64")))?;
             slot[k].extend((0..a.len()).map(|i| if a.is_null(i) { f64::NAN } else { a.value(i) }));
+        }
+        if nuclei.column_by_name("Parent_Colonies").is_some() {
+            let images = column_u32(nuclei, "ImageNumber")?;
+            let parents = column_u32(nuclei, "Parent_Colonies")?;
+            self.colonies
+                .entry((plate.to_string(), well.to_string()))
+                .or_default()
+                .extend((0..nuclei.num_rows()).map(|i| (images.value(i), parents.value(i))));
         }
         Ok(())
     }
@@ -250,7 +262,22 @@ impl MarkerValues {
                 "Gini coefficient of the values".to_string(),
                 opt(&gini),
             );
-            positives.push(per_row.iter().map(|v| positive(&v[k], threshold)).collect());
+            let pos: Vec<Vec<bool>> = per_row.iter().map(|v| positive(&v[k], threshold)).collect();
+            if !self.colonies.is_empty() {
+                let purity: Vec<f64> = (0..n)
+                    .map(|i| {
+                        let key = (plates.value(i).to_string(), names.value(i).to_string());
+                        let owners = self.colonies.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+                        median_colony_percent(owners, &pos[i])
+                    })
+                    .collect();
+                push(
+                    format!("Median_Colonies_PercentPositive_{m}"),
+                    format!("Colony-level purity: median over the well's colonies of the percent of each colony's nuclei positive for {m} (plate gate); null without colonies"),
+                    opt(&purity),
+                );
+            }
+            positives.push(pos);
             percents.push(pct);
         }
         for a in 0..self.markers.len() {
@@ -299,6 +326,33 @@ impl MarkerValues {
         }
         RecordBatch::try_new(Arc::new(ipscope_table::Schema::new(fields)), columns)
             .map_err(|e| Error::Invalid(format!("Wells marker columns: {e}")))
+    }
+}
+
+/// Median over colonies of the percent of their nuclei that are positive. `owners[i]` is the
+/// (field, colony) of nucleus `i` (colony 0: in none); NaN without colonies.
+fn median_colony_percent(owners: &[(u32, u32)], positive: &[bool]) -> f64 {
+    let mut per: BTreeMap<(u32, u32), (u32, u32)> = BTreeMap::new();
+    for (o, &p) in owners.iter().zip(positive) {
+        if o.1 > 0 {
+            let e = per.entry(*o).or_default();
+            e.0 += u32::from(p);
+            e.1 += 1;
+        }
+    }
+    let mut v: Vec<f64> = per
+        .values()
+        .map(|&(p, t)| 100.0 * f64::from(p) / f64::from(t))
+        .collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let h = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[h]
+    } else {
+        0.5 * (v[h - 1] + v[h])
     }
 }
 
@@ -382,5 +436,26 @@ mod tests {
             .to_string();
         assert!(err.contains("cTnT") && err.contains("OCT4"), "{err}");
         assert!(check_config(&acc, &["cTnT".into()]).is_ok());
+    }
+
+    #[test]
+    fn colony_purity_is_the_median_over_colonies() {
+        // Field 1: colony 1 has 2 of 4 positive (50 %), colony 2 1 of 1 (100 %); field 2's
+        // colony 1 is another colony: 0 of 2 (0 %). Nuclei outside colonies do not count.
+        let owners = [
+            (1, 1),
+            (1, 1),
+            (1, 1),
+            (1, 1),
+            (1, 2),
+            (2, 1),
+            (2, 1),
+            (1, 0),
+        ];
+        let pos = [true, false, true, false, true, false, false, true];
+        assert_eq!(median_colony_percent(&owners, &pos), 50.0);
+        assert_eq!(median_colony_percent(&owners[..5], &pos[..5]), 75.0);
+        assert!(median_colony_percent(&[(1, 0)], &[true]).is_nan());
+        assert!(median_colony_percent(&[], &[]).is_nan());
     }
 }
