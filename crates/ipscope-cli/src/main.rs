@@ -200,7 +200,7 @@ struct RunArgs {
     /// Refuse images with more pixels than this, before decoding them.
     #[arg(long)]
     max_pixels: Option<u64>,
-    /// Segment colonies from `nuclei` or `brightfield` (a channel named Brightfield, BF, Phase or TL): Colonies table, Parent_Colonies in Nuclei, colony counts and grades per well.
+    /// Segment colonies from `nuclei`, `brightfield` (a channel named Brightfield, BF, Phase or TL) or `both` (either method): Colonies table, Parent_Colonies in Nuclei, colony counts and grades per well.
     #[arg(long, value_name = "SOURCE")]
     colonies: Option<String>,
     /// Grade colonies with a classifier trained by `ipscope train` (model.json) instead of the rules of [colony_grades]; needs --colonies.

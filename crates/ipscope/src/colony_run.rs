@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use ipscope_core::assays::colonies::{
     colonies_from_brightfield, colonies_from_nuclei, grade_colony, measure_colonies,
-    ColonyFeatures, ColonyParams, Grade, GradeRules,
+    ColonyFeatures, ColonyParams, ColonyResult, Grade, GradeRules,
 };
+use ipscope_core::ops::label::Connectivity;
 use ipscope_image::{DynImage, Image, ImageView, Labels};
 use ipscope_table::arrow_array::cast::AsArray;
 use ipscope_table::arrow_array::types::UInt64Type;
@@ -30,6 +31,16 @@ pub enum ColonySource {
     Nuclei,
     /// Texture of the transmitted-light channel (a channel named Brightfield, BF, Phase, TL).
     Brightfield,
+    /// Both: a pixel is in a colony when either method puts it in one (connected pieces of
+    /// the union, 8-connected); the well and edge measures come from the transmitted light.
+    Both,
+}
+
+impl ColonySource {
+    /// Whether this source needs a transmitted-light channel.
+    pub fn needs_transmitted(self) -> bool {
+        matches!(self, ColonySource::Brightfield | ColonySource::Both)
+    }
 }
 
 impl FromStr for ColonySource {
@@ -38,8 +49,9 @@ impl FromStr for ColonySource {
         match s.trim().to_ascii_lowercase().as_str() {
             "nuclei" => Ok(ColonySource::Nuclei),
             "brightfield" | "bf" | "transmitted" | "phase" => Ok(ColonySource::Brightfield),
+            "both" => Ok(ColonySource::Both),
             _ => Err(Error::Invalid(format!(
-                "--colonies {s:?}: expected nuclei or brightfield"
+                "--colonies {s:?}: expected nuclei, brightfield or both"
             ))),
         }
     }
@@ -140,18 +152,27 @@ pub fn segment_field(
     rules: &GradeRules,
     model: Option<&dyn ColonyGrader>,
 ) -> std::result::Result<FieldColonies, String> {
+    let transmitted = || {
+        channels
+            .iter()
+            .position(|c| c.role == Role::Transmitted)
+            .map(|bf| scaled(&images[bf]))
+            .ok_or("no transmitted-light channel to find colonies in")
+    };
     let (result, intensity) = match source {
         ColonySource::Nuclei => (
             colonies_from_nuclei(nuclei, params),
             scaled(&images[nuclear]),
         ),
         ColonySource::Brightfield => {
-            let bf = channels
-                .iter()
-                .position(|c| c.role == Role::Transmitted)
-                .ok_or("no transmitted-light channel to find colonies in")?;
-            let img = scaled(&images[bf]);
+            let img = transmitted()?;
             (colonies_from_brightfield(img.view(), params), img)
+        }
+        ColonySource::Both => {
+            let img = transmitted()?;
+            let bf = colonies_from_brightfield(img.view(), params);
+            let union = union_colonies(&bf, &colonies_from_nuclei(nuclei, params));
+            (union, img)
         }
     };
     let parents = if result.parents.len() == nuclei.count() as usize {
@@ -343,6 +364,21 @@ pub fn add_well_fractions(wells: RecordBatch) -> Result<RecordBatch> {
         .map_err(|e| Error::Invalid(format!("Wells colony fraction: {e}")))
 }
 
+/// Colonies where either result has one: the 8-connected pieces of the union of both masks,
+/// with the first result's well and threshold (nuclei are assigned to them by overlap).
+fn union_colonies(a: &ColonyResult, b: &ColonyResult) -> ColonyResult {
+    let (la, lb) = (a.labels.image(), b.labels.image());
+    let mask = Image::from_fn(la.width(), la.height(), |r, c| {
+        la.get(r, c) > 0 || lb.get(r, c) > 0
+    });
+    ColonyResult {
+        labels: ipscope_core::ops::label::label(mask.view(), Connectivity::Eight),
+        parents: Vec::new(),
+        well: a.well,
+        threshold: a.threshold,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,6 +415,34 @@ mod tests {
             "nuclei".parse::<ColonySource>().unwrap(),
             ColonySource::Nuclei
         );
-        assert!("both".parse::<ColonySource>().is_err());
+        assert_eq!("both".parse::<ColonySource>().unwrap(), ColonySource::Both);
+        assert!("all".parse::<ColonySource>().is_err());
+    }
+
+    #[test]
+    fn both_joins_the_two_masks() {
+        // Brightfield finds columns 0..=2 and 8..=9; nuclei find 2..=4 (overlapping the
+        // first) and 6 (alone): the union has pieces 0..=4, 6 and 8..=9.
+        let result = |l: Labels| ColonyResult {
+            labels: l,
+            parents: Vec::new(),
+            well: None,
+            threshold: 0.5,
+        };
+        let bf = result(labels(10, 2, |_, c| match c {
+            0..=2 => 1,
+            8..=9 => 2,
+            _ => 0,
+        }));
+        let nu = result(labels(10, 2, |_, c| match c {
+            2..=4 => 1,
+            6 => 2,
+            _ => 0,
+        }));
+        let u = union_colonies(&bf, &nu);
+        assert_eq!(u.labels.count(), 3);
+        let row: Vec<u32> = (0..10).map(|c| u.labels.image().get(1, c)).collect();
+        assert_eq!(row, vec![1, 1, 1, 1, 1, 0, 2, 0, 3, 3]);
+        assert_eq!(u.threshold, 0.5);
     }
 }

@@ -444,11 +444,14 @@ impl Pipeline {
             plate.fields.iter().any(|f| f.t.is_some()),
         );
         let features = options.config.measure.feature_set()?;
-        if options.config.colonies_from == Some(crate::colony_run::ColonySource::Brightfield)
+        if options
+            .config
+            .colonies_from
+            .is_some_and(crate::colony_run::ColonySource::needs_transmitted)
             && !channels.iter().any(|c| c.role == Role::Transmitted)
         {
             return Err(Error::Invalid(format!(
-                "{}: --colonies brightfield needs a transmitted-light channel; name it, e.g. --channel {}=Brightfield (channels: {})",
+                "{}: --colonies brightfield or both needs a transmitted-light channel; name it, e.g. --channel {}=Brightfield (channels: {})",
                 options.plate_dir.display(),
                 plate.channels.last().map(String::as_str).unwrap_or("w4"),
                 channels
