@@ -529,48 +529,17 @@ fn demo_contraction(
     };
     let s = ipscope::demo_contraction::generate(dir, &params)
         .with_context(|| format!("writing the contraction demo plate to {}", dir.display()))?;
-    if !output.quiet && !output.json {
-        eprintln!(
-            "wrote contraction demo plate to {}: {} wells, {} frames at {} fps (truth in {})",
-            dir.display(),
-            s.wells.len(),
-            s.frames,
-            s.fps,
-            s.truth_csv.display()
-        );
-    }
-    let Some(out) = run_out else {
-        if !output.quiet && !output.json {
-            eprintln!(
-                "run it with: ipscope run {} -o OUT --assay contraction --layout {} --channel w1=BF",
-                dir.display(),
-                s.layout.display()
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
+    let demo = TimelapseDemo {
+        assay: ipscope::Assay::Contraction,
+        events: "contractions",
+        wells: s.wells.len(),
+        frames: s.frames,
+        fps: s.fps,
+        truth_csv: &s.truth_csv,
+        layout: &s.layout,
+        channels: &s.channels,
     };
-    let mut opts = ipscope::timelapse_run::TimelapseOptions::new(dir, ipscope::Assay::Contraction);
-    opts.channels = s.channels.clone();
-    opts.layout = Some(s.layout.clone());
-    opts.threads = threads;
-    let r = ipscope::timelapse_run::run(&opts, &out, overwrite)
-        .with_context(|| format!("contraction assay on {}", dir.display()))?;
-    if output.json {
-        println!("{}", serde_json::to_string(&r)?);
-    } else if !output.quiet {
-        println!(
-            "plate {}: {} time series ({} failed), {} contractions in {:.1} s",
-            r.plate, r.series, r.series_failed, r.beats, r.seconds
-        );
-        for p in &r.outputs {
-            println!("  {}", p.display());
-        }
-    }
-    Ok(if r.series_failed > 0 {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    demo.report_and_run(dir, run_out, overwrite, threads, output)
 }
 
 /// `run --assay calcium` and `--assay contraction`: the time-lapse runner.
@@ -1073,8 +1042,7 @@ fn run_neurite(args: &RunArgs) -> Result<ExitCode> {
     })
 }
 
-/// `ipscope demo --kind neuron`.
-#[allow(clippy::too_many_arguments)]
+/// `ipscope demo --kind calcium`.
 fn demo_calcium(
     dir: &std::path::Path,
     seed: u64,
@@ -1089,48 +1057,92 @@ fn demo_calcium(
     };
     let s = ipscope::demo_calcium::generate(dir, &params)
         .with_context(|| format!("writing the calcium demo plate to {}", dir.display()))?;
-    if !output.quiet && !output.json {
-        eprintln!(
-            "wrote calcium demo plate to {}: {} wells, {} frames at {} fps (truth in {})",
-            dir.display(),
-            s.wells.len(),
-            s.frames,
-            s.fps,
-            s.truth_csv.display()
-        );
-    }
-    let Some(out) = run_out else {
+    let demo = TimelapseDemo {
+        assay: ipscope::Assay::Calcium,
+        events: "beats",
+        wells: s.wells.len(),
+        frames: s.frames,
+        fps: s.fps,
+        truth_csv: &s.truth_csv,
+        layout: &s.layout,
+        channels: &s.channels,
+    };
+    demo.report_and_run(dir, run_out, overwrite, threads, output)
+}
+
+/// A generated time-lapse demo plate (calcium or contraction), as the demo commands report
+/// and optionally run it.
+struct TimelapseDemo<'a> {
+    assay: ipscope::Assay,
+    /// What the run counts ("beats", "contractions").
+    events: &'static str,
+    wells: usize,
+    frames: usize,
+    fps: f64,
+    truth_csv: &'a std::path::Path,
+    layout: &'a std::path::Path,
+    channels: &'a [(String, String)],
+}
+
+impl TimelapseDemo<'_> {
+    fn report_and_run(
+        &self,
+        dir: &std::path::Path,
+        run_out: Option<PathBuf>,
+        overwrite: bool,
+        threads: Option<usize>,
+        output: OutputMode,
+    ) -> Result<ExitCode> {
+        let name = self.assay.name();
         if !output.quiet && !output.json {
             eprintln!(
-                "run it with: ipscope run {} -o OUT --assay calcium --layout {} --channel w1=Calcium",
+                "wrote {name} demo plate to {}: {} wells, {} frames at {} fps (truth in {})",
                 dir.display(),
-                s.layout.display()
+                self.wells,
+                self.frames,
+                self.fps,
+                self.truth_csv.display()
             );
         }
-        return Ok(ExitCode::SUCCESS);
-    };
-    let mut opts = ipscope::timelapse_run::TimelapseOptions::new(dir, ipscope::Assay::Calcium);
-    opts.channels = s.channels.clone();
-    opts.layout = Some(s.layout.clone());
-    opts.threads = threads;
-    let r = ipscope::timelapse_run::run(&opts, &out, overwrite)
-        .with_context(|| format!("calcium assay on {}", dir.display()))?;
-    if output.json {
-        println!("{}", serde_json::to_string(&r)?);
-    } else if !output.quiet {
-        println!(
-            "plate {}: {} time series ({} failed), {} beats in {:.1} s",
-            r.plate, r.series, r.series_failed, r.beats, r.seconds
-        );
-        for p in &r.outputs {
-            println!("  {}", p.display());
+        let Some(out) = run_out else {
+            if !output.quiet && !output.json {
+                let channel: Vec<String> = self
+                    .channels
+                    .iter()
+                    .map(|(id, n)| format!("--channel {id}={n}"))
+                    .collect();
+                eprintln!(
+                    "run it with: ipscope run {} -o OUT --assay {name} --layout {} {}",
+                    dir.display(),
+                    self.layout.display(),
+                    channel.join(" ")
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        };
+        let mut opts = ipscope::timelapse_run::TimelapseOptions::new(dir, self.assay);
+        opts.channels = self.channels.to_vec();
+        opts.layout = Some(self.layout.to_path_buf());
+        opts.threads = threads;
+        let r = ipscope::timelapse_run::run(&opts, &out, overwrite)
+            .with_context(|| format!("{name} assay on {}", dir.display()))?;
+        if output.json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else if !output.quiet {
+            println!(
+                "plate {}: {} time series ({} failed), {} {} in {:.1} s",
+                r.plate, r.series, r.series_failed, r.beats, self.events, r.seconds
+            );
+            for p in &r.outputs {
+                println!("  {}", p.display());
+            }
         }
+        Ok(if r.series_failed > 0 {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        })
     }
-    Ok(if r.series_failed > 0 {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 /// `ipscope demo --kind colonies`.
