@@ -555,30 +555,7 @@ impl Pipeline {
 
     /// The schema of `Nuclei` tables for this plate.
     pub fn nuclei_schema(&self) -> Result<SchemaRef> {
-        let empty = FieldRecord {
-            image_number: 0,
-            plate: String::new(),
-            well: String::new(),
-            site: 0,
-            z: None,
-            t: None,
-            files: vec![],
-            width: 0,
-            height: 0,
-            bit_depths: vec![],
-            count_nuclei: 0,
-            threshold: None,
-            status: Status::Ok,
-            failure: None,
-            layout: vec![],
-            inputs: vec![],
-            seconds: 0.0,
-            quality: vec![],
-            qc_reasons: vec![],
-            colony_counts: vec![],
-            cell_counts: vec![],
-            cells_threshold: None,
-        };
+        let empty = self.blank_record();
         let none = crate::features::ObjectMeasurements::default();
         Ok(self.nuclei_batch(&empty, &none, &[], &[])?.schema())
     }
@@ -617,30 +594,7 @@ impl Pipeline {
 
     /// The schema of `Colonies` tables, when the run segments colonies.
     pub fn colonies_schema(&self) -> Result<Option<SchemaRef>> {
-        let empty = FieldRecord {
-            image_number: 0,
-            plate: String::new(),
-            well: String::new(),
-            site: 0,
-            z: None,
-            t: None,
-            files: vec![],
-            width: 0,
-            height: 0,
-            bit_depths: vec![],
-            count_nuclei: 0,
-            threshold: None,
-            status: Status::Ok,
-            failure: None,
-            layout: vec![],
-            inputs: vec![],
-            seconds: 0.0,
-            quality: vec![],
-            qc_reasons: vec![],
-            colony_counts: vec![],
-            cell_counts: vec![],
-            cells_threshold: None,
-        };
+        let empty = self.blank_record();
         Ok(self.colonies_rows(&empty, None)?.map(|b| b.schema()))
     }
 
