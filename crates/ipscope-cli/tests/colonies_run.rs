@@ -405,18 +405,26 @@ fn brightfield_colonies_without_a_transmitted_channel_is_a_named_error() {
         "{err}"
     );
     assert!(!out.join("Nuclei.parquet").exists() && !out.join("Image.parquet").exists());
+    // `both` needs the transmitted light as well.
+    let mut args = small_run_args(&plate, &out);
+    args.extend(["--colonies", "both"]);
+    let o = ipscope(&args);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("transmitted-light channel"), "{err}");
+    assert!(!out.join("Nuclei.parquet").exists() && !out.join("Image.parquet").exists());
     let o = ipscope(&[
         "run",
         p(&plate),
         "-o",
         p(&dir.path().join("x")),
         "--colonies",
-        "both",
+        "all",
         "--quiet",
     ]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("expected nuclei or brightfield"),
+        stderr(&o).contains("expected nuclei, brightfield or both"),
         "{}",
         stderr(&o)
     );
