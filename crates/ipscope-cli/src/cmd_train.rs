@@ -16,9 +16,6 @@ use clap::Args;
 use ipscope::colony_model::{default_features, ColonyModel};
 use ipscope::core::assays::colonies::Grade;
 use ipscope::table::arrow_array::cast::AsArray;
-use ipscope::table::arrow_array::types::{
-    Float32Type, Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type,
-};
 use ipscope::table::arrow_array::{Array, RecordBatch};
 use ipscope::table::DataType;
 
@@ -44,69 +41,9 @@ pub struct Cmd {
     json: bool,
 }
 
+/// A numeric column of the Colonies table as f64 (null → NaN), naming the file on error.
 fn column_f64(b: &RecordBatch, name: &str, table: &Path) -> Result<Vec<f64>> {
-    let c = b
-        .column_by_name(name)
-        .ok_or_else(|| anyhow!("{}: no column {name}", table.display()))?;
-    let n = c.len();
-    let get = |i: usize| !c.is_null(i);
-    Ok(match c.data_type() {
-        DataType::Float64 => {
-            let a = c.as_primitive::<Float64Type>();
-            (0..n)
-                .map(|i| if get(i) { a.value(i) } else { f64::NAN })
-                .collect()
-        }
-        DataType::Float32 => {
-            let a = c.as_primitive::<Float32Type>();
-            (0..n)
-                .map(|i| {
-                    if get(i) {
-                        f64::from(a.value(i))
-                    } else {
-                        f64::NAN
-                    }
-                })
-                .collect()
-        }
-        DataType::UInt64 => {
-            let a = c.as_primitive::<UInt64Type>();
-            (0..n)
-                .map(|i| if get(i) { a.value(i) as f64 } else { f64::NAN })
-                .collect()
-        }
-        DataType::UInt32 => {
-            let a = c.as_primitive::<UInt32Type>();
-            (0..n)
-                .map(|i| {
-                    if get(i) {
-                        f64::from(a.value(i))
-                    } else {
-                        f64::NAN
-                    }
-                })
-                .collect()
-        }
-        DataType::Int64 => {
-            let a = c.as_primitive::<Int64Type>();
-            (0..n)
-                .map(|i| if get(i) { a.value(i) as f64 } else { f64::NAN })
-                .collect()
-        }
-        DataType::Int32 => {
-            let a = c.as_primitive::<Int32Type>();
-            (0..n)
-                .map(|i| {
-                    if get(i) {
-                        f64::from(a.value(i))
-                    } else {
-                        f64::NAN
-                    }
-                })
-                .collect()
-        }
-        t => bail!("{}: column {name} is {t}, not a number", table.display()),
-    })
+    ipscope::stats::input::numeric(b, name).with_context(|| table.display().to_string())
 }
 
 fn column_str(b: &RecordBatch, name: &str) -> Option<Vec<String>> {
