@@ -9,22 +9,15 @@
 //! Tolerance: 1e-7 absolute + 1e-7 relative (values stored with 10 significant digits); every
 //! measure must agree on at least 99.5 % of the 512 object-pairs.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::*;
+
+use std::path::Path;
 
 use ipscope_core::ops::measure::{measure_colocalization, Colocalization};
 use ipscope_image::{with_dyn_image, DynImage, Image, Labels};
 use ipscope_io::{read_image, ReadOptions};
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("IPSCOPE_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/data"))
-}
 
 fn read(path: &Path) -> DynImage {
     read_image(path, 0, &ReadOptions::default()).unwrap()

@@ -10,32 +10,12 @@
 //! Every object must agree: counts and object numbers exactly, distances, angles and percents
 //! within 1e-9 absolute (the reference stores 12 significant digits).
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::*;
 
 use ipscope_core::ops::measure::{measure_neighbors, NeighborMethod, Neighbors};
-use ipscope_image::{DynImage, Image, Labels};
 use ipscope_io::{read_image, ReadOptions};
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("IPSCOPE_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/data"))
-}
-
-fn labels_of(img: DynImage) -> Labels {
-    let lab: Image<u32> = match img {
-        DynImage::U8(i) => i.map(u32::from),
-        DynImage::U16(i) => i.map(u32::from),
-        DynImage::U32(i) => i,
-        DynImage::F32(i) => i.map(|v| v as u32),
-    };
-    Labels::from_image(lab)
-}
 
 type Get = fn(&Neighbors) -> f64;
 

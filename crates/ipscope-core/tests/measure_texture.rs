@@ -10,42 +10,17 @@
 //! an object agrees when all its values of a family (one texture direction, or all 30 Zernike
 //! features) do, and each family must agree on at least 99.5 % of the objects.
 
+mod common;
+use common::*;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use ipscope_core::ops::measure::{
     measure_texture, measure_zernike, zernike_indexes, HARALICK_FEATURES,
 };
-use ipscope_image::{with_dyn_image, DynImage, Image, Labels};
+use ipscope_image::with_dyn_image;
 use ipscope_io::{read_image, ReadOptions};
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("IPSCOPE_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/data"))
-}
-
-fn labels_of(img: DynImage) -> Labels {
-    let lab: Image<u32> = match img {
-        DynImage::U8(i) => i.map(u32::from),
-        DynImage::U16(i) => i.map(u32::from),
-        DynImage::U32(i) => i,
-        DynImage::F32(i) => i.map(|v| v as u32),
-    };
-    Labels::from_image(lab)
-}
-
-fn close(a: f64, b: Option<f64>) -> bool {
-    match b {
-        None => a.is_nan(),
-        Some(b) => (a - b).abs() <= 1e-6 + 1e-6 * b.abs(),
-    }
-}
 
 #[test]
 fn texture_and_zernike_match_cp_measure() {
