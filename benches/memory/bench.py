@@ -104,7 +104,10 @@ def main():
     ap.add_argument("--distinct", type=int, default=9)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--limit-mib", type=float, default=2048)
-    ap.add_argument("--growth-tolerance", type=float, default=6, help="MiB")
+    # 10 MiB: runs now keep one value per nucleus and marker for the plate-wide marker gate
+    # (24 B per nucleus with 3 markers), and the 4 -> 16 well growth measured 2.5-6 MiB on
+    # 2 cores; still well below the 0.75 x Nuclei table (13 MiB) that a kept table would add.
+    ap.add_argument("--growth-tolerance", type=float, default=10, help="MiB")
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     failures = []
