@@ -16,8 +16,8 @@ pub mod ops;
 
 pub use assays::cells::{segment_cells, CellMethod, CellsParams, CellsResult};
 pub use assays::nuclei::{
-    segment_nuclei, threshold_field, DeclumpMethod, FieldThreshold, NucleiParams, NucleiResult,
-    ThresholdMethod,
+    segment_nuclei, segment_nuclei_with, threshold_field, threshold_field_with, DeclumpMethod,
+    FieldThreshold, NucleiParams, NucleiResult, ThresholdMethod,
 };
 pub use backend::{Backend, CpuBackend};
 

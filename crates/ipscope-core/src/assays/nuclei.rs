@@ -32,13 +32,13 @@
 use ipscope_image::{Image, ImageView, Labels, Pixel};
 use serde::{Deserialize, Serialize};
 
-use crate::ops::distance::distance_transform_edt;
+use crate::backend::{Backend, CpuBackend};
 use crate::ops::filter::gaussian_blur;
 use crate::ops::label::{clear_border, filter_by_area, label, relabel_sequential, Connectivity};
-use crate::ops::morphology;
 use crate::ops::peaks::peak_local_max;
 use crate::ops::threshold;
 use crate::ops::watershed::watershed;
+use crate::Error;
 
 /// Smoothing of the distance map before the seed search, in pixels. Without it, the flat
 /// ridges of elongated nuclei give several seeds each; with more, a small nucleus touching
@@ -265,28 +265,52 @@ pub struct NucleiResult {
     pub threshold: f64,
 }
 
-/// Segments nuclei in a DNA-stain image (see the module docs for the steps).
+/// Segments nuclei in a DNA-stain image (see the module docs for the steps), on the CPU.
 ///
 /// Never panics on pixel content or size: empty, constant or NaN images and 1×N images
 /// give zero objects.
 pub fn segment_nuclei<T: Pixel>(dna: ImageView<T>, params: &NucleiParams) -> NucleiResult {
+    let (w, h) = (dna.width(), dna.height());
+    match segment_nuclei_with(&CpuBackend, dna, params) {
+        Ok(r) => r,
+        // Unreachable: the CPU backend never fails.
+        Err(_) => NucleiResult {
+            labels: Labels::empty(w, h),
+            threshold: f64::NAN,
+        },
+    }
+}
+
+/// [`segment_nuclei`] with its hot stages on `backend`: the first Gaussian, the histogram
+/// and Otsu's threshold, hole filling, the 8-connected labelling and the distance
+/// transform. The declumping (its own smoothing, seeds, watershed), the other threshold
+/// methods and the size filter run on the CPU. With [`CpuBackend`] the result is
+/// [`segment_nuclei`]'s; another backend gives it within that backend's stated tolerances.
+///
+/// A device failure (lost, out of memory, an image too large for it) is
+/// [`Error::Backend`], never a panic.
+pub fn segment_nuclei_with<T: Pixel>(
+    backend: &dyn Backend,
+    dna: ImageView<T>,
+    params: &NucleiParams,
+) -> Result<NucleiResult, Error> {
     let (w, h) = (dna.width(), dna.height());
     let none = |threshold: f64| NucleiResult {
         labels: Labels::empty(w, h),
         threshold,
     };
     if w == 0 || h == 0 {
-        return none(f64::NAN);
+        return Ok(none(f64::NAN));
     }
     let scale = T::MAX;
     let scaled = dna.map(|v| (v.to_f64() / scale) as f32);
-    let smoothed = gaussian_blur(scaled.view(), params.smoothing_sigma);
-    let Some(threshold) = threshold_field(smoothed.view(), params) else {
-        return none(f64::NAN);
+    let smoothed = backend.gaussian_blur(scaled.view(), params.smoothing_sigma)?;
+    let Some(threshold) = threshold_field_with(backend, smoothed.view(), params)? else {
+        return Ok(none(f64::NAN));
     };
     let t = threshold.value;
     if t.is_nan() {
-        return none(t);
+        return Ok(none(t));
     }
     let mut fg = match &threshold.local {
         Some(local) => {
@@ -304,14 +328,14 @@ pub fn segment_nuclei<T: Pixel>(dna: ImageView<T>, params: &NucleiParams) -> Nuc
         None => smoothed.map(|v| f64::from(v) > t),
     };
     if params.fill_holes {
-        fg = morphology::fill_holes(fg.view());
+        fg = backend.fill_holes(fg.view())?;
     }
-    let components = label(fg.view(), Connectivity::Eight);
+    let components = backend.label(fg.view(), Connectivity::Eight)?;
     let needs_dist = components.count() > 0
         && (params.auto_scale
             || (params.declump && params.declump_method != DeclumpMethod::Intensity));
     let dist = if needs_dist {
-        distance_transform_edt(fg.view())
+        backend.distance_transform_edt(fg.view())?
     } else {
         Image::new(0, 0, 0f32)
     };
@@ -357,10 +381,10 @@ pub fn segment_nuclei<T: Pixel>(dna: ImageView<T>, params: &NucleiParams) -> Nuc
     if params.exclude_border {
         kept = relabel_sequential(&clear_border(&kept));
     }
-    NucleiResult {
+    Ok(NucleiResult {
         labels: kept,
         threshold: t,
-    }
+    })
 }
 
 /// A field's threshold: one value, or one per pixel for the local method.
@@ -390,6 +414,16 @@ fn correct(t: f64, params: &NucleiParams) -> f64 {
 /// factor and bounds; `None` when the method finds none (empty, constant or non-finite
 /// image, or an even local window).
 pub fn threshold_field(img: ImageView<f32>, params: &NucleiParams) -> Option<FieldThreshold> {
+    // The CPU backend never fails.
+    threshold_field_with(&CpuBackend, img, params).unwrap_or(None)
+}
+
+/// [`threshold_field`] with Otsu's histogram on `backend` (the other methods run on the CPU).
+pub fn threshold_field_with(
+    backend: &dyn Backend,
+    img: ImageView<f32>,
+    params: &NucleiParams,
+) -> Result<Option<FieldThreshold>, Error> {
     let logged;
     let src = if params.threshold_log {
         logged = img.map(|v| if v > 0.0 { v.ln() } else { f32::NAN });
@@ -399,7 +433,10 @@ pub fn threshold_field(img: ImageView<f32>, params: &NucleiParams) -> Option<Fie
     };
     let back = |t: f64| if params.threshold_log { t.exp() } else { t };
     if params.threshold_method == ThresholdMethod::Local {
-        let mut local = threshold::local(src, params.local_block_size, params.local_offset)?;
+        let Some(mut local) = threshold::local(src, params.local_block_size, params.local_offset)
+        else {
+            return Ok(None);
+        };
         if params.threshold_log {
             // Pixels without a logarithm spread NaN through the window; they stay
             // background.
@@ -414,13 +451,13 @@ pub fn threshold_field(img: ImageView<f32>, params: &NucleiParams) -> Option<Fie
             sum += c;
         }
         let value = sum / local.len().max(1) as f64;
-        return Some(FieldThreshold {
+        return Ok(Some(FieldThreshold {
             value,
             local: Some(local),
-        });
+        }));
     }
     let t = match params.threshold_method {
-        ThresholdMethod::Otsu => threshold::otsu(src, 256),
+        ThresholdMethod::Otsu => backend.otsu(src, 256)?,
         ThresholdMethod::Otsu3Foreground => {
             threshold::multiotsu(src, 3, 256).and_then(|t| t.first().copied())
         }
@@ -433,11 +470,14 @@ pub fn threshold_field(img: ImageView<f32>, params: &NucleiParams) -> Option<Fie
             threshold::robust_background(src, &threshold::RobustBackgroundParams::default())
         }
         ThresholdMethod::Local => None,
-    }?;
-    Some(FieldThreshold {
+    };
+    let Some(t) = t else {
+        return Ok(None);
+    };
+    Ok(Some(FieldThreshold {
         value: correct(back(f64::from(t)), params),
         local: None,
-    })
+    }))
 }
 
 /// Intensity-based declumping (CellProfiler's default): the image is smoothed with
@@ -726,6 +766,7 @@ fn declump(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::distance::distance_transform_edt;
 
     #[test]
     fn degenerate_images_give_no_objects() {
@@ -871,5 +912,130 @@ mod tests {
         // round(6 / 2) and [ceil(π·3²), floor(π·40²)]
         assert_eq!(NucleiParams::default().seed_distance(), 3);
         assert_eq!(NucleiParams::default().area_range(), (29, 5026));
+    }
+
+    /// The CPU reference behind the trait, recording which stages were called, and failing
+    /// at one of them when asked.
+    struct Recording {
+        calls: std::sync::Mutex<Vec<&'static str>>,
+        fail_at: Option<&'static str>,
+    }
+
+    impl Recording {
+        fn new(fail_at: Option<&'static str>) -> Recording {
+            Recording {
+                calls: std::sync::Mutex::new(Vec::new()),
+                fail_at,
+            }
+        }
+        fn call(&self, stage: &'static str) -> Result<(), Error> {
+            self.calls.lock().unwrap().push(stage);
+            if self.fail_at == Some(stage) {
+                return Err(Error::Backend {
+                    device: "test".into(),
+                    message: format!("{stage} lost"),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    impl Backend for Recording {
+        fn name(&self) -> String {
+            "recording".into()
+        }
+        fn gaussian_blur(&self, i: ImageView<f32>, s: f32) -> Result<Image<f32>, Error> {
+            self.call("gaussian_blur")?;
+            CpuBackend.gaussian_blur(i, s)
+        }
+        fn histogram(
+            &self,
+            i: ImageView<f32>,
+            n: usize,
+        ) -> Result<Option<threshold::Histogram>, Error> {
+            self.call("histogram")?;
+            CpuBackend.histogram(i, n)
+        }
+        fn binary_erosion(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
+            self.call("binary_erosion")?;
+            CpuBackend.binary_erosion(m)
+        }
+        fn binary_dilation(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
+            self.call("binary_dilation")?;
+            CpuBackend.binary_dilation(m)
+        }
+        fn fill_holes(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
+            self.call("fill_holes")?;
+            CpuBackend.fill_holes(m)
+        }
+        fn distance_transform_edt(&self, m: ImageView<bool>) -> Result<Image<f32>, Error> {
+            self.call("distance_transform_edt")?;
+            CpuBackend.distance_transform_edt(m)
+        }
+        fn label(&self, m: ImageView<bool>, c: Connectivity) -> Result<Labels, Error> {
+            self.call("label")?;
+            CpuBackend.label(m, c)
+        }
+        fn measure_shape(
+            &self,
+            l: &Labels,
+        ) -> Result<Vec<crate::ops::measure::ObjectShape>, Error> {
+            self.call("measure_shape")?;
+            CpuBackend.measure_shape(l)
+        }
+    }
+
+    /// Eight nuclei of radius 9 on a dim background, two pairs touching.
+    fn eight_nuclei() -> Image<u16> {
+        let mut c: Vec<(f64, f64, f64)> = (0..4)
+            .map(|k| (20.0, 20.0 + 30.0 * k as f64, 9.0))
+            .collect();
+        c.extend([(60.0, 20.0, 9.0), (60.0, 36.0, 9.0)]);
+        c.extend([(60.0, 80.0, 9.0), (74.0, 80.0, 9.0)]);
+        let fg = discs(130, 90, &c);
+        Image::from_fn(130, 90, |y, x| if fg.get(y, x) { 30000 } else { 2000 })
+    }
+
+    #[test]
+    fn the_hot_stages_go_through_the_backend() {
+        let img = eight_nuclei();
+        let p = NucleiParams::default();
+        let rec = Recording::new(None);
+        let got = segment_nuclei_with(&rec, img.view(), &p).unwrap();
+        assert_eq!(got, segment_nuclei(img.view(), &p));
+        assert_eq!(got.labels.count(), 8);
+        let calls = rec.calls.lock().unwrap().clone();
+        for stage in [
+            "gaussian_blur",
+            "histogram",
+            "fill_holes",
+            "label",
+            "distance_transform_edt",
+        ] {
+            assert!(calls.contains(&stage), "{stage} not called: {calls:?}");
+        }
+    }
+
+    #[test]
+    fn a_failing_backend_is_an_error_not_a_panic() {
+        let img = eight_nuclei();
+        for stage in [
+            "gaussian_blur",
+            "histogram",
+            "fill_holes",
+            "label",
+            "distance_transform_edt",
+        ] {
+            let rec = Recording::new(Some(stage));
+            let err =
+                segment_nuclei_with(&rec, img.view(), &NucleiParams::default()).expect_err(stage);
+            assert_eq!(
+                err,
+                Error::Backend {
+                    device: "test".into(),
+                    message: format!("{stage} lost"),
+                }
+            );
+        }
     }
 }
