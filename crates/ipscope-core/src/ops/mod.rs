@@ -8,6 +8,7 @@ pub mod distance;
 pub mod eval;
 pub mod expand;
 pub mod filter;
+pub mod illumination;
 pub mod label;
 pub mod measure;
 pub mod morphology;
