@@ -528,6 +528,12 @@ impl Pipeline {
         put(&serde_json::to_string(&self.channels).unwrap_or_default());
         put(&serde_json::to_string(&self.options.shard).unwrap_or_default());
         put(format.extension());
+        // A colony classifier changes the Colonies grades, so a resume with another model
+        // (or without one) must not reuse fields graded by the first.
+        put(&match &self.options.colony_model {
+            Some(m) => serde_json::to_string(m.as_ref()).unwrap_or_default(),
+            None => String::new(),
+        });
         for t in &self.tasks {
             put(&t.image_number.to_string());
             for cf in &t.field.channels {
@@ -1689,6 +1695,7 @@ pub(crate) fn write_wells(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipscope_core::assays::colonies::Grade;
 
     #[test]
     fn shard_parsing_and_partition() {
@@ -1705,5 +1712,54 @@ mod tests {
             })
             .collect();
         assert_eq!(owners, vec![1, 2, 3, 1, 2, 3, 1]);
+    }
+
+    #[test]
+    fn fingerprint_changes_with_the_colony_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = crate::demo::DemoParams {
+            wells: 96,
+            sites: 1,
+            size: 64,
+            ..Default::default()
+        };
+        crate::demo::generate(dir.path(), &params).unwrap();
+        let fingerprint = |model: Option<crate::colony_model::ColonyModel>| {
+            let mut options = RunOptions::new(dir.path());
+            options.colony_model = model.map(Arc::new);
+            Pipeline::new(options)
+                .unwrap()
+                .fingerprint(Format::Parquet)
+                .unwrap()
+        };
+        let names = vec![
+            "Colonies_AreaShape_Area".to_string(),
+            "Colonies_AreaShape_FormFactor".to_string(),
+        ];
+        let rows = vec![
+            vec![100.0, 0.9],
+            vec![120.0, 0.8],
+            vec![900.0, 0.4],
+            vec![1000.0, 0.3],
+        ];
+        let grades = [
+            Grade::Undifferentiated,
+            Grade::Undifferentiated,
+            Grade::Differentiating,
+            Grade::Differentiating,
+        ];
+        let train = |scale: f64| {
+            let rows: Vec<Vec<f64>> = rows
+                .iter()
+                .map(|r| vec![r[0] * scale, r[1]])
+                .collect();
+            crate::colony_model::ColonyModel::train(&names, &rows, &grades).unwrap()
+        };
+        let none = fingerprint(None);
+        assert_eq!(none, fingerprint(None));
+        let a = fingerprint(Some(train(1.0)));
+        let b = fingerprint(Some(train(3.0)));
+        assert_ne!(none, a);
+        assert_ne!(a, b);
     }
 }
