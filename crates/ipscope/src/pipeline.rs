@@ -1749,10 +1749,7 @@ mod tests {
             Grade::Differentiating,
         ];
         let train = |scale: f64| {
-            let rows: Vec<Vec<f64>> = rows
-                .iter()
-                .map(|r| vec![r[0] * scale, r[1]])
-                .collect();
+            let rows: Vec<Vec<f64>> = rows.iter().map(|r| vec![r[0] * scale, r[1]]).collect();
             crate::colony_model::ColonyModel::train(&names, &rows, &grades).unwrap()
         };
         let none = fingerprint(None);
