@@ -7,6 +7,10 @@ given because it is robust to other load on a shared machine. Both tools read th
 from disk and produce a per-object table (ipscope also writes Parquet and a manifest).
 
     python compare.py PLATE_DIR IPSCOPE_BIN WORK_DIR [--threads 1,2] [--json OUT.json]
+                      [--no-peer] [--cellprofiler] [--cpus LIST]
+
+Per-field object counts of ipscope are read from Image.parquet with pyarrow; without pyarrow
+only the plate total (from the run's manifest) is compared.
 """
 
 import argparse
@@ -20,7 +24,10 @@ import subprocess
 import sys
 import time
 
-import pyarrow.parquet as pq
+try:
+    import pyarrow.parquet as pq
+except ImportError:  # counts per field then come from the manifest's plate total
+    pq = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,6 +41,14 @@ def timed(cmd, env=None):
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return out, wall, cpu
+
+
+def tifffile_shape(path):
+    """(height, width) of the first page of a TIFF."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as t:
+        return t.pages[0].shape[:2]
 
 
 def one_thread_env():
@@ -60,30 +75,47 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--json")
     ap.add_argument("--cellprofiler", action="store_true")
+    ap.add_argument("--no-peer", action="store_true", help="time ipscope only")
+    ap.add_argument("--cpus", default="", help="the CPUs the runs are pinned to (recorded)")
     args = ap.parse_args()
     files = sorted(glob.glob(os.path.join(args.plate, "*.tif")))
     with open(os.path.join(args.plate, "truth.json")) as f:
         truth = json.load(f)
 
-    res = {"machine": cpu_model(), "fields": len(files), "runs": {}}
-    print(f"machine: {res['machine']}; load average before: {os.getloadavg()[0]:.2f}")
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    res = {"machine": cpu_model(), "fields": len(files), "runs": {},
+           "cpus_allowed": len(allowed) or os.cpu_count(), "pinned": args.cpus or None}
+    print(f"machine: {res['machine']}; CPUs this run may use: {res['cpus_allowed']}"
+          f"{' (pinned to ' + args.cpus + ')' if args.cpus else ''}; "
+          f"load average before: {os.getloadavg()[0]:.2f}")
 
-    out, wall, cpu = timed([sys.executable, os.path.join(HERE, "skimage_recipe.py"), args.plate],
-                           env=one_thread_env())
-    peer = json.loads(out)
-    pixels = peer["pixels"]
-    peer_counts = {f["file"]: f["objects"] for f in peer["fields"]}
-    res["runs"]["skimage_1t"] = {"tool": peer["tool"], "wall_s": wall, "cpu_s": cpu,
-                                  "counts": peer_counts}
+    pixels = 0
+    for f in files:
+        shape = tifffile_shape(f)
+        pixels += shape[0] * shape[1]
+    if not args.no_peer:
+        out, wall, cpu = timed([sys.executable, os.path.join(HERE, "skimage_recipe.py"),
+                                args.plate], env=one_thread_env())
+        peer = json.loads(out)
+        pixels = peer["pixels"]
+        peer_counts = {f["file"]: f["objects"] for f in peer["fields"]}
+        res["runs"]["skimage_1t"] = {"tool": peer["tool"], "wall_s": wall, "cpu_s": cpu,
+                                      "counts": peer_counts}
 
     for t in [int(x) for x in args.threads.split(",")]:
         dst = os.path.join(args.work, f"ipscope_{t}t")
         shutil.rmtree(dst, ignore_errors=True)
         _, wall, cpu = timed([args.ipscope, "run", args.plate, "-o", dst, "--threads", str(t),
                               "--channel", "w1=DNA", "--quiet"])
-        img = pq.read_table(os.path.join(dst, "Image.parquet"),
-                            columns=["FileName_DNA", "Count_Nuclei"]).to_pydict()
-        counts = dict(zip(img["FileName_DNA"], img["Count_Nuclei"]))
+        if pq is not None:
+            img = pq.read_table(os.path.join(dst, "Image.parquet"),
+                                columns=["FileName_DNA", "Count_Nuclei"]).to_pydict()
+            counts = dict(zip(img["FileName_DNA"], img["Count_Nuclei"]))
+        else:
+            with open(os.path.join(dst, "manifest.json")) as f:
+                outputs = json.load(f)["outputs"]
+            rows = [o["rows"] for o in outputs if o["path"].startswith("Nuclei.")]
+            counts = {"(plate total)": rows[0] if rows else 0}
         res["runs"][f"ipscope_{t}t"] = {"tool": "ipscope", "wall_s": wall, "cpu_s": cpu,
                                         "counts": counts}
 
@@ -116,27 +148,35 @@ def main():
         r["objects"] = n
         print(f"{name:<16}{r['wall_s']:>9.2f}{r['mpx_per_s']:>9.2f}{r['cpu_s']:>9.2f}"
               f"{r['mpx_per_cpu_s']:>11.2f}{n:>9}")
-    sk, ip1 = res["runs"]["skimage_1t"], res["runs"].get("ipscope_1t")
-    if ip1:
+    sk, ip1 = res["runs"].get("skimage_1t"), res["runs"].get("ipscope_1t")
+    if ip1 and sk:
         res["ratio_wall"] = ip1["mpx_per_s"] / sk["mpx_per_s"]
         res["ratio_cpu"] = ip1["mpx_per_cpu_s"] / sk["mpx_per_cpu_s"]
         print(f"ipscope 1 thread / scikit-image: {res['ratio_wall']:.1f}x (wall), "
               f"{res['ratio_cpu']:.1f}x (CPU time)")
-        ip2 = res["runs"].get("ipscope_2t")
-        if ip2:
-            res["scaling_2t"] = ip2["mpx_per_s"] / ip1["mpx_per_s"]
-            print(f"ipscope 2 threads / 1 thread: {res['scaling_2t']:.2f}x (wall)")
-        worst = 0.0
-        for f in files:
-            b = os.path.basename(f)
-            a, c = sk["counts"].get(b, 0), ip1["counts"].get(b, 0)
-            worst = max(worst, abs(c - a) / max(a, 1))
-        res["worst_count_diff"] = worst
+    if ip1:
+        for name, r in res["runs"].items():
+            if name.startswith("ipscope_") and name != "ipscope_1t":
+                r["scaling"] = r["mpx_per_s"] / ip1["mpx_per_s"]
+                print(f"{name} / ipscope_1t: {r['scaling']:.2f}x (wall)")
+        if "ipscope_2t" in res["runs"]:
+            res["scaling_2t"] = res["runs"]["ipscope_2t"]["scaling"]
+    if ip1 and sk:
         total_diff = abs(ip1["objects"] - sk["objects"]) / max(sk["objects"], 1)
         res["total_count_diff"] = total_diff
+        worst = None
+        if pq is not None:
+            worst = 0.0
+            for f in files:
+                b = os.path.basename(f)
+                a, c = sk["counts"].get(b, 0), ip1["counts"].get(b, 0)
+                worst = max(worst, abs(c - a) / max(a, 1))
+        res["worst_count_diff"] = worst
+        per_field = ("per field: needs pyarrow" if worst is None
+                     else f"worst field {100 * worst:.2f} %")
         print(f"object counts: ipscope {ip1['objects']}, scikit-image {sk['objects']}, "
               f"truth {sum(truth.values())}; plate difference {100 * total_diff:.2f} %, "
-              f"worst field {100 * worst:.2f} %")
+              f"{per_field}")
         for name, r in res["runs"].items():
             if name.startswith("ipscope_") and r["counts"] != ip1["counts"]:
                 print(f"WARNING: {name} counts differ from ipscope_1t")

@@ -1,31 +1,46 @@
 #!/usr/bin/env bash
 # Side-by-side speed benchmark: ipscope against the scikit-image recipe on the same plate.
 #
-#   bash benches/peer/run.sh [--fields N] [--size PX] [--nuclei N] [--cellprofiler] [--work DIR]
+#   bash benches/peer/run.sh [--fields N] [--size PX] [--nuclei N] [--threads 1,2]
+#                            [--cpus LIST] [--python PY] [--no-peer] [--cellprofiler] [--work DIR]
 #
 # Builds ipscope (release), writes a plate of N synthetic SIZE x SIZE uint16 fields with
 # ~1,350 nuclei each (default 8 fields of 2048 x 2048), runs the scikit-image recipe on
-# one thread and `ipscope run` on 1 and 2 threads, and prints MPx/s, the ratio, the
-# 2-thread scaling and the object counts. --fields 2 is the short mode.
-# Python: $PYTHON, else .venv/bin/python, with benches/peer/requirements.txt installed.
+# one thread and `ipscope run` on each thread count of --threads (default 1,2), and prints
+# MPx/s, the ratio, the thread scaling and the object counts. --fields 2 is the short mode.
+#   IPSCOPE_BIN=path   use this ipscope binary instead of building one (no cargo needed)
+#   --cpus 0,1         pin every run to these CPUs (taskset), e.g. two cores of an idle machine
+#   --python PY        the Python to use (also $PYTHON); default .venv/bin/python, else python3.
+#                      It needs numpy, scipy, scikit-image and tifffile (pyarrow optional:
+#                      without it only plate totals of ipscope's counts are compared)
+#   --no-peer          time ipscope only (no scikit-image needed)
+#   --cellprofiler     also run `cellprofiler -c -r -p benches/peer/nuclei.cppipe` when both exist
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-fields=8 size=2048 nuclei=1350 cp="" work=""
+fields=8 size=2048 nuclei=1350 threads=1,2 cpus="" work=""
+py=${PYTHON:-}
+extra=()
 while [ $# -gt 0 ]; do
   case $1 in
     --fields) fields=$2; shift 2 ;;
     --size) size=$2; shift 2 ;;
     --nuclei) nuclei=$2; shift 2 ;;
-    --cellprofiler) cp=--cellprofiler; shift ;;
+    --threads) threads=$2; shift 2 ;;
+    --cpus) cpus=$2; shift 2 ;;
+    --python) py=$2; shift 2 ;;
+    --no-peer) extra+=(--no-peer); shift ;;
+    --cellprofiler) extra+=(--cellprofiler); shift ;;
     --work) work=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-py=${PYTHON:-.venv/bin/python}
-if [ ! -x "$py" ]; then
-  echo "run.sh: no Python at $py; set PYTHON or create .venv with benches/peer/requirements.txt" >&2
+if [ -z "$py" ]; then
+  if [ -x .venv/bin/python ]; then py=.venv/bin/python; else py=python3; fi
+fi
+if ! command -v "$py" >/dev/null 2>&1; then
+  echo "run.sh: no Python at $py; set PYTHON or --python, or create .venv with benches/peer/requirements.txt" >&2
   exit 2
 fi
 if [ -z "$work" ]; then
@@ -34,7 +49,19 @@ if [ -z "$work" ]; then
 fi
 mkdir -p "$work"
 
-cargo build --release --quiet -p ipscope-cli
+bin=${IPSCOPE_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release --quiet -p ipscope-cli
+  bin=target/release/ipscope
+fi
+if [ ! -x "$bin" ]; then
+  echo "run.sh: no ipscope binary at $bin" >&2
+  exit 2
+fi
+pin=()
+if [ -n "$cpus" ]; then
+  pin=(taskset -c "$cpus")
+fi
 "$py" benches/peer/make_plate.py "$work/plate" --fields "$fields" --size "$size" --nuclei "$nuclei"
-"$py" benches/peer/compare.py "$work/plate" target/release/ipscope "$work" --threads 1,2 \
-  --json "$work/result.json" $cp
+"${pin[@]}" "$py" benches/peer/compare.py "$work/plate" "$bin" "$work" --threads "$threads" \
+  --json "$work/result.json" ${cpus:+--cpus "$cpus"} "${extra[@]}"
