@@ -35,6 +35,10 @@ pub enum Cmd {
         /// Feature groups, comma-separated (AreaShape, Location, Intensity, Texture, Zernike, Correlation, Granularity, RadialDistribution, Neighbors; `default` = the first three, `all`).
         #[arg(long, default_value = "default")]
         features: String,
+        /// Neighbors group: objects with a pixel within this many pixels are neighbours
+        /// (CellProfiler's "Within a specified distance"); the columns end in `_<N>`.
+        #[arg(long, value_name = "N", default_value_t = ipscope::core::ops::measure::DEFAULT_NEIGHBOR_DISTANCE)]
+        neighbors_distance: usize,
         /// Output table (.parquet or .arrow).
         #[arg(short, long)]
         output: PathBuf,
@@ -50,6 +54,9 @@ pub enum Cmd {
         /// Feature groups, comma-separated (AreaShape, Location, Intensity, Texture, Zernike, Correlation, Granularity, RadialDistribution, Neighbors; `default` = the first three, `all`).
         #[arg(long, default_value = "default")]
         features: String,
+        /// Distance of the Neighbors group (the suffix of its columns).
+        #[arg(long, value_name = "N", default_value_t = ipscope::core::ops::measure::DEFAULT_NEIGHBOR_DISTANCE)]
+        neighbors_distance: usize,
         /// One JSON object per column instead of a text table.
         #[arg(long)]
         json: bool,
@@ -65,17 +72,32 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             name,
             channels,
             features,
+            neighbors_distance,
             output,
-        } => measure(
-            &image, &labels, &object, name, &channels, &features, &output,
-        ),
+        } => {
+            let set = feature_set(&features, neighbors_distance)?;
+            measure(&image, &labels, &object, name, &channels, &set, &output)
+        }
         Cmd::Schema {
             object,
             channels,
             features,
+            neighbors_distance,
             json,
-        } => schema(&object, channels, &features, json),
+        } => schema(
+            &object,
+            channels,
+            &feature_set(&features, neighbors_distance)?,
+            json,
+        ),
     }
+}
+
+/// `--features` with `--neighbors-distance`.
+fn feature_set(features: &str, neighbors_distance: usize) -> Result<FeatureSet> {
+    let set: FeatureSet = features.parse()?;
+    set.with_neighbors_distance(neighbors_distance)
+        .context("--neighbors-distance")
 }
 
 fn valid_name(kind: &str, s: &str) -> Result<()> {
@@ -104,10 +126,9 @@ fn measure(
     object: &str,
     name: Option<String>,
     extra: &[String],
-    features: &str,
+    set: &FeatureSet,
     output: &Path,
 ) -> Result<ExitCode> {
-    let set: FeatureSet = features.parse()?;
     valid_name("--object", object)?;
     let format = Format::from_path(output).with_context(|| {
         format!(
@@ -168,7 +189,7 @@ fn measure(
         images.push(im);
     }
     let refs: Vec<&DynImage> = images.iter().collect();
-    let m = measure_objects(&labels, &refs, &set)?;
+    let m = measure_objects(&labels, &refs, set)?;
     let keep: Vec<usize> = (0..m.shapes.len())
         .filter(|&i| m.shapes[i].area > 0)
         .collect();
@@ -184,12 +205,12 @@ fn measure(
         &mut b,
         object,
         &names,
-        &set,
+        set,
         &m.shapes,
         &m.intensities,
         &keep,
     );
-    add_distribution_columns(&mut b, object, &names, &set, &m, &keep);
+    add_distribution_columns(&mut b, object, &names, set, &m, &keep);
     let batch = b.finish()?;
     write_table(output, batch.schema(), &[batch], format)
         .with_context(|| format!("writing {}", output.display()))?;
@@ -197,14 +218,13 @@ fn measure(
     Ok(ExitCode::SUCCESS)
 }
 
-fn schema(object: &str, channels: Vec<String>, features: &str, json: bool) -> Result<ExitCode> {
-    let set: FeatureSet = features.parse()?;
+fn schema(object: &str, channels: Vec<String>, set: &FeatureSet, json: bool) -> Result<ExitCode> {
     let channels = if channels.is_empty() {
         vec!["<channel>".to_string()]
     } else {
         channels
     };
-    let docs = column_docs(object, &channels, &set);
+    let docs = column_docs(object, &channels, set);
     if json {
         for d in &docs {
             println!("{}", serde_json::to_string(d)?);

@@ -376,9 +376,11 @@ fn schema_documents_every_column() {
     }
 }
 
-/// The opt-in groups chosen with `[measure] features` reach the run's Nuclei table, with the
-/// numbers `ipscope measure` gives for the same field and labels (run and `segment` use the
-/// same default segmentation).
+/// The opt-in groups chosen with `[measure] features` reach the run's Nuclei and Colonies
+/// tables, with the numbers `ipscope measure` gives for the same field and labels (run and
+/// `segment` use the same default segmentation, of nuclei and of colonies from nuclei); the
+/// Neighbors distance of `[measure] neighbors_distance` names the columns as
+/// `--neighbors-distance` does; the Image table has the fields' granular spectra.
 #[test]
 fn run_writes_the_feature_groups_the_config_selects() {
     let tmp = tempfile::tempdir().unwrap();
@@ -390,13 +392,13 @@ fn run_writes_the_feature_groups_the_config_selects() {
     std::fs::write(
         &cfg,
         format!(
-            "[measure]\nfeatures = [\"AreaShape\", \"Location\", \"Intensity\", {}]\n",
+            "[measure]\nfeatures = [\"AreaShape\", \"Location\", \"Intensity\", {}]\nneighbors_distance = 3\n",
             listed.join(", ")
         ),
     )
     .unwrap();
     let mut args = small_run_args(&plate, &out);
-    args.extend(["--config", p(&cfg)]);
+    args.extend(["--config", p(&cfg), "--colonies", "nuclei"]);
     let o = ipscope(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let nuclei = read_batch(&out.join("Nuclei.parquet"));
@@ -406,7 +408,12 @@ fn run_writes_the_feature_groups_the_config_selects() {
     let numbers = column_u32(&image, "ImageNumber").unwrap();
     let wells = ipscope_table::column_str(&image, "Metadata_Well").unwrap();
     let sites = column_u32(&image, "Metadata_Site").unwrap();
-    let (image_number, well, site) = (numbers.value(0), wells.value(0), sites.value(0));
+    // The field with the most colonies (ties: the first).
+    let counts = u64s(&image, "Count_Colonies");
+    let i = (0..counts.len())
+        .max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
+        .unwrap();
+    let (image_number, well, site) = (numbers.value(i), wells.value(i), sites.value(i));
     let field = |ch: &str| {
         std::fs::read_dir(&plate)
             .unwrap()
@@ -421,24 +428,41 @@ fn run_writes_the_feature_groups_the_config_selects() {
     let labels = tmp.path().join("labels.tif");
     let o = ipscope(&["segment", p(&dna), "--labels", p(&labels)]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let measured = tmp.path().join("measured.parquet");
     let oct4_arg = format!("OCT4={}", p(&oct4));
-    let o = ipscope(&[
-        "measure",
-        p(&dna),
-        "--name",
-        "DNA",
-        "--labels",
-        p(&labels),
-        "--channel",
-        &oct4_arg,
-        "--features",
-        &format!("default,{groups}"),
-        "-o",
-        p(&measured),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let reference = read_batch(&measured);
+    let measure = |labels: &Path, object: &str| {
+        let measured = tmp.path().join(format!("{object}.parquet"));
+        let o = ipscope(&[
+            "measure",
+            p(&dna),
+            "--name",
+            "DNA",
+            "--labels",
+            p(labels),
+            "--object",
+            object,
+            "--channel",
+            &oct4_arg,
+            "--features",
+            &format!("default,{groups}"),
+            "--neighbors-distance",
+            "3",
+            "-o",
+            p(&measured),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        read_batch(&measured)
+    };
+    let reference = measure(&labels, "Nuclei");
+    let names: Vec<String> = nuclei
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert!(names.contains(&"Nuclei_Neighbors_NumberOfNeighbors_3".to_string()));
+    assert!(!names
+        .iter()
+        .any(|n| n.ends_with("Neighbors_NumberOfNeighbors_5")));
 
     let rows: Vec<usize> = (0..nuclei.num_rows())
         .filter(|&r| column_u32(&nuclei, "ImageNumber").unwrap().value(r) == image_number)
@@ -479,4 +503,65 @@ fn run_writes_the_feature_groups_the_config_selects() {
         }
     }
     assert!(compared > 1000, "only {compared} values compared");
+
+    // Colonies: every column `measure` writes for the colony label image of the field (the
+    // default and the opt-in groups) equals the run's Colonies row of the same colony.
+    let colony_labels = tmp.path().join("colonies.tif");
+    let o = ipscope(&[
+        "segment",
+        p(&dna),
+        "--object",
+        "colonies",
+        "--colonies-from",
+        "nuclei",
+        "--labels",
+        p(&colony_labels),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let colony_ref = measure(&colony_labels, "Colonies");
+    let colonies = read_batch(&out.join("Colonies.parquet"));
+    let rows: Vec<usize> = (0..colonies.num_rows())
+        .filter(|&r| column_u32(&colonies, "ImageNumber").unwrap().value(r) == image_number)
+        .collect();
+    assert!(!rows.is_empty(), "no colonies in field {image_number}");
+    assert_eq!(rows.len(), colony_ref.num_rows(), "colonies in the field");
+    let run_ids = values(&colonies, "ObjectNumber");
+    let ref_ids = values(&colony_ref, "ObjectNumber");
+    let mut colony_values = 0;
+    for f in colony_ref.schema().fields().iter().skip(2) {
+        let c = f.name();
+        let run = values(&colonies, c);
+        let want = values(&colony_ref, c);
+        for (k, &r) in rows.iter().enumerate() {
+            assert_eq!(run_ids[r], ref_ids[k], "colony order");
+            let (a, b) = (run[r], want[k]);
+            assert!(
+                (a.is_nan() && b.is_nan()) || close(a, b, 1e-12),
+                "{c} colony {}: run {a} vs measure {b}",
+                ref_ids[k]
+            );
+            colony_values += 1;
+        }
+    }
+    let colony_cols = colony_ref.num_columns() - 2;
+    println!(
+        "{} colonies, {colony_cols} columns, {colony_values} values equal",
+        rows.len()
+    );
+    // AreaShape 22, Location 2, per channel Intensity 19, Granularity 16, RadialDistribution
+    // 12, Texture 52, then Zernike 30, Correlation 9, Neighbors 7.
+    assert_eq!(colony_cols, 22 + 2 + 2 * (19 + 16 + 12 + 52) + 30 + 9 + 7);
+    assert!(rows.len() >= 2, "only {} colonies compared", rows.len());
+
+    // Image: the granular spectrum of each field and channel, as CellProfiler's image
+    // measurement (parity with the reference in ipscope-core's measure_granularity test).
+    for ch in ["DNA", "OCT4"] {
+        for n in 1..=16 {
+            let g = values(&image, &format!("Granularity_{n}_{ch}"));
+            assert!(
+                g.iter().all(|v| v.is_finite()),
+                "Granularity_{n}_{ch}: {g:?}"
+            );
+        }
+    }
 }

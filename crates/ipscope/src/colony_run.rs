@@ -21,6 +21,7 @@ use ipscope_table::{DataType, Field, TableBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::channels::{Channel, Role};
+use crate::features::{FeatureGroup, FeatureSet, ObjectMeasurements};
 use crate::{Error, Result};
 
 /// What colonies are segmented from (`--colonies`, config `colonies_from`).
@@ -91,6 +92,9 @@ pub struct FieldColonies {
     pub parents: Vec<u32>,
     pub features: Vec<ColonyFeatures>,
     pub grades: Vec<Grade>,
+    /// The `[measure] features` groups of the colony label image in every channel, as
+    /// Nuclei, Cells and Cytoplasm get them (index = colony label − 1).
+    pub measurements: ObjectMeasurements,
 }
 
 impl FieldColonies {
@@ -140,7 +144,8 @@ fn parents_by_overlap(nuclei: &Labels, colonies: &Labels) -> Vec<u32> {
         .collect()
 }
 
-/// Segments, measures and grades the colonies of one field.
+/// Segments, measures and grades the colonies of one field; `set` chooses the per-channel
+/// feature groups measured on the colonies besides the colony features.
 #[allow(clippy::too_many_arguments)]
 pub fn segment_field(
     source: ColonySource,
@@ -151,6 +156,7 @@ pub fn segment_field(
     params: &ColonyParams,
     rules: &GradeRules,
     model: Option<&dyn ColonyGrader>,
+    set: &FeatureSet,
 ) -> std::result::Result<FieldColonies, String> {
     let transmitted = || {
         channels
@@ -197,10 +203,14 @@ pub fn segment_field(
     )
     .map_err(|e| e.to_string())?;
     let grades = assign_grades(&features, rules, model);
+    let refs: Vec<&DynImage> = images.iter().collect();
+    let measurements =
+        crate::features::measure_objects(&result.labels, &refs, set).map_err(|e| e.to_string())?;
     Ok(FieldColonies {
         parents,
         features,
         grades,
+        measurements,
     })
 }
 
@@ -212,16 +222,23 @@ pub struct FieldKey<'a> {
     pub site: u32,
 }
 
-/// The Colonies rows of one field (`markers`: names of the marker channels, in order).
+/// The Colonies rows of one field: the `[measure] features` groups of `set` in every channel
+/// (`channels`: all channel names, in order), named as for Nuclei, then the colony features
+/// (`markers`: names of the marker channels, in order). A colony feature that a selected
+/// group already writes under the same name (`AreaShape_Area`, `Location_Center_X`,
+/// `Intensity_MeanIntensity_<marker>`, ...) is written once, by the group.
 pub fn colonies_batch(
     key: &FieldKey<'_>,
     colonies: Option<&FieldColonies>,
+    channels: &[String],
     markers: &[String],
+    set: &FeatureSet,
 ) -> Result<RecordBatch> {
     let empty = FieldColonies {
         parents: vec![],
         features: vec![],
         grades: vec![],
+        measurements: ObjectMeasurements::default(),
     };
     let c = colonies.unwrap_or(&empty);
     let f = &c.features;
@@ -234,50 +251,72 @@ pub fn colonies_batch(
         .doc("Label of the colony in the field (1..N, raster order); Parent_Colonies of its nuclei")
         .str("Metadata_Plate", vec![key.plate.to_string(); n])
         .str("Metadata_Well", vec![key.well.to_string(); n])
-        .u32("Metadata_Site", vec![key.site; n])
-        .f64("Colonies_AreaShape_Area", col(|x| x.area as f64))
-        .doc("Colony area (pixels)")
-        .f64("Colonies_AreaShape_Perimeter", col(|x| x.perimeter))
-        .doc("Perimeter (pixels), as CellProfiler's AreaShape_Perimeter")
-        .f64("Colonies_AreaShape_FormFactor", col(|x| x.circularity))
-        .doc("Circularity 4π·Area/Perimeter² (CellProfiler's FormFactor)")
-        .f64("Colonies_AreaShape_Solidity", col(|x| x.solidity))
-        .doc("Area / convex hull area")
-        .f64(
-            "Colonies_AreaShape_ConvexityDeficiency",
-            col(|x| x.convexity_deficiency),
-        )
-        .doc("(ConvexArea − Area) / ConvexArea")
-        .f64("Colonies_Location_Center_X", col(|x| x.center_x))
-        .f64("Colonies_Location_Center_Y", col(|x| x.center_y))
-        .u64(
-            "Colonies_Children_Nuclei_Count",
-            f.iter().map(|x| x.nuclei).collect(),
-        )
-        .doc("Nuclei whose Parent_Colonies is this colony")
-        .f64(
-            "Colonies_Density_NucleiPer10000Pixels",
-            col(|x| x.nuclear_density),
-        )
-        .doc("Nuclei per 10 000 px² of colony area")
-        .f64("Colonies_Packing_NuclearFraction", col(|x| x.packing))
-        .doc("Nuclear pixels / colony pixels")
-        .f64("Colonies_Nuclei_MeanArea", col(|x| x.nuclear_area_mean))
-        .f64("Colonies_Nuclei_MedianArea", col(|x| x.nuclear_area_median))
-        .f64("Colonies_Nuclei_AreaCV", col(|x| x.nuclear_area_cv))
-        .doc("Coefficient of variation of the colony's nuclear areas")
-        .f64("Colonies_Texture_EdgeSharpness", col(|x| x.edge_sharpness))
-        .doc("Mean gradient magnitude on the boundary / mean intensity of the field")
-        .f64("Colonies_Texture_LocalStd", col(|x| x.texture))
-        .doc("Mean flat-fielded local standard deviation inside the colony");
-    for (k, m) in markers.iter().enumerate() {
-        b.f64(
-            &format!("Colonies_Intensity_MeanIntensity_{m}"),
-            f.iter()
-                .map(|x| x.marker_means.get(k).copied().unwrap_or(f64::NAN))
-                .collect(),
-        )
-        .doc("Mean intensity over the colony on CellProfiler's 0..1 scale");
+        .u32("Metadata_Site", vec![key.site; n]);
+    // Colony labels are 1..N; row k is label features[k].label.
+    let keep: Vec<usize> = f
+        .iter()
+        .filter_map(|x| (x.label as usize).checked_sub(1))
+        .collect();
+    let m = &c.measurements;
+    crate::features::add_object_columns(
+        &mut b,
+        "Colonies",
+        channels,
+        set,
+        &m.shapes,
+        &m.intensities,
+        &keep,
+    );
+    crate::features::add_distribution_columns(&mut b, "Colonies", channels, set, m, &keep);
+    if !set.contains(FeatureGroup::AreaShape) {
+        b.f64("Colonies_AreaShape_Area", col(|x| x.area as f64))
+            .doc("Colony area (pixels)")
+            .f64("Colonies_AreaShape_Perimeter", col(|x| x.perimeter))
+            .doc("Perimeter (pixels), as CellProfiler's AreaShape_Perimeter")
+            .f64("Colonies_AreaShape_FormFactor", col(|x| x.circularity))
+            .doc("Circularity 4π·Area/Perimeter² (CellProfiler's FormFactor)")
+            .f64("Colonies_AreaShape_Solidity", col(|x| x.solidity))
+            .doc("Area / convex hull area");
+    }
+    if !set.contains(FeatureGroup::Location) {
+        b.f64("Colonies_Location_Center_X", col(|x| x.center_x))
+            .f64("Colonies_Location_Center_Y", col(|x| x.center_y));
+    }
+    b.f64(
+        "Colonies_AreaShape_ConvexityDeficiency",
+        col(|x| x.convexity_deficiency),
+    )
+    .doc("(ConvexArea − Area) / ConvexArea")
+    .u64(
+        "Colonies_Children_Nuclei_Count",
+        f.iter().map(|x| x.nuclei).collect(),
+    )
+    .doc("Nuclei whose Parent_Colonies is this colony")
+    .f64(
+        "Colonies_Density_NucleiPer10000Pixels",
+        col(|x| x.nuclear_density),
+    )
+    .doc("Nuclei per 10 000 px² of colony area")
+    .f64("Colonies_Packing_NuclearFraction", col(|x| x.packing))
+    .doc("Nuclear pixels / colony pixels")
+    .f64("Colonies_Nuclei_MeanArea", col(|x| x.nuclear_area_mean))
+    .f64("Colonies_Nuclei_MedianArea", col(|x| x.nuclear_area_median))
+    .f64("Colonies_Nuclei_AreaCV", col(|x| x.nuclear_area_cv))
+    .doc("Coefficient of variation of the colony's nuclear areas")
+    .f64("Colonies_Texture_EdgeSharpness", col(|x| x.edge_sharpness))
+    .doc("Mean gradient magnitude on the boundary / mean intensity of the field")
+    .f64("Colonies_Texture_LocalStd", col(|x| x.texture))
+    .doc("Mean flat-fielded local standard deviation inside the colony");
+    if !set.contains(FeatureGroup::Intensity) {
+        for (k, m) in markers.iter().enumerate() {
+            b.f64(
+                &format!("Colonies_Intensity_MeanIntensity_{m}"),
+                f.iter()
+                    .map(|x| x.marker_means.get(k).copied().unwrap_or(f64::NAN))
+                    .collect(),
+            )
+            .doc("Mean intensity over the colony on CellProfiler's 0..1 scale");
+        }
     }
     b.f64(
         "Colonies_DistanceToWellEdge",

@@ -14,6 +14,7 @@
 //!
 //! [measure]
 //! features = ["AreaShape", "Location", "Intensity"]
+//! neighbors_distance = 5       # Neighbors group: "within a specified distance" (px)
 //!
 //! [nuclei]                     # see ipscope_core::NucleiParams
 //! smoothing_sigma = 1.0
@@ -59,12 +60,16 @@ pub struct MeasureConfig {
     /// Feature groups: `AreaShape`, `Location`, `Intensity` by default; `Texture`, `Zernike`,
     /// `Correlation`, `Granularity`, `RadialDistribution` and `Neighbors` on request.
     pub features: Vec<crate::features::FeatureGroup>,
+    /// Neighbors: CellProfiler's "Within a specified distance" in pixels (default 5, at
+    /// least 1); it is the suffix of the columns, `Neighbors_NumberOfNeighbors_<distance>`.
+    pub neighbors_distance: usize,
 }
 
 impl Default for MeasureConfig {
     fn default() -> Self {
         MeasureConfig {
             features: crate::features::FeatureSet::default().groups().collect(),
+            neighbors_distance: ipscope_core::ops::measure::DEFAULT_NEIGHBOR_DISTANCE,
         }
     }
 }
@@ -73,7 +78,9 @@ impl MeasureConfig {
     /// The groups as a [`crate::features::FeatureSet`].
     pub fn feature_set(&self) -> Result<crate::features::FeatureSet> {
         let names: Vec<&str> = self.features.iter().map(|g| g.name()).collect();
-        names.join(",").parse()
+        let set: crate::features::FeatureSet = names.join(",").parse()?;
+        set.with_neighbors_distance(self.neighbors_distance)
+            .map_err(|e| Error::Invalid(format!("[measure] neighbors_distance: {e}")))
     }
 }
 

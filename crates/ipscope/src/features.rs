@@ -56,8 +56,10 @@ pub enum FeatureGroup {
     /// Colocalisation of every channel pair (`Correlation_<Measure>_<A>_<B>`, CellProfiler's
     /// MeasureColocalization); not in the default set.
     Correlation,
-    /// Neighbour count, touching share and closest objects within 5 px
-    /// (`Neighbors_<Feature>_5`, CellProfiler's MeasureObjectNeighbors); not in the default set.
+    /// Neighbour count, touching share and closest objects within a distance (5 px unless
+    /// `[measure] neighbors_distance` / `--neighbors-distance` says otherwise;
+    /// `Neighbors_<Feature>_<distance>`, CellProfiler's MeasureObjectNeighbors); not in the
+    /// default set.
     Neighbors,
 }
 
@@ -143,12 +145,20 @@ fn names(groups: &[FeatureGroup]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeatureSet {
     groups: BTreeSet<FeatureGroup>,
+    /// Neighbors: CellProfiler's "Within a specified distance" (px), also the column suffix.
+    #[serde(default = "default_neighbors_distance")]
+    neighbors_distance: usize,
+}
+
+fn default_neighbors_distance() -> usize {
+    DEFAULT_NEIGHBOR_DISTANCE
 }
 
 impl Default for FeatureSet {
     fn default() -> Self {
         FeatureSet {
             groups: FeatureGroup::DEFAULT.into_iter().collect(),
+            neighbors_distance: DEFAULT_NEIGHBOR_DISTANCE,
         }
     }
 }
@@ -157,7 +167,28 @@ impl FeatureSet {
     pub fn all() -> Self {
         FeatureSet {
             groups: FeatureGroup::ALL.into_iter().collect(),
+            neighbors_distance: DEFAULT_NEIGHBOR_DISTANCE,
         }
+    }
+
+    /// The same groups with another Neighbors distance (CellProfiler's "Within a specified
+    /// distance", at least 1 px; it becomes the suffix of the Neighbors columns).
+    ///
+    /// # Errors
+    /// When `distance` is 0.
+    pub fn with_neighbors_distance(mut self, distance: usize) -> Result<Self> {
+        if distance == 0 {
+            return Err(Error::Invalid(
+                "neighbors distance must be at least 1 pixel (CellProfiler's minimum)".to_string(),
+            ));
+        }
+        self.neighbors_distance = distance;
+        Ok(self)
+    }
+
+    /// The Neighbors distance in pixels (default [`DEFAULT_NEIGHBOR_DISTANCE`]).
+    pub fn neighbors_distance(&self) -> usize {
+        self.neighbors_distance
     }
     pub fn contains(&self, g: FeatureGroup) -> bool {
         self.groups.contains(&g)
@@ -187,7 +218,10 @@ impl FromStr for FeatureSet {
                 names(&FeatureGroup::ALL)
             )));
         }
-        Ok(FeatureSet { groups })
+        Ok(FeatureSet {
+            groups,
+            neighbors_distance: DEFAULT_NEIGHBOR_DISTANCE,
+        })
     }
 }
 
@@ -202,6 +236,10 @@ pub struct ObjectMeasurements {
     /// Per channel, per object (index = label − 1): `Granularity_1..=16`; empty when the
     /// Granularity group is off.
     pub granularity: Vec<Vec<Vec<f64>>>,
+    /// Per channel: `Granularity_1..=16` of the whole image (CellProfiler's image
+    /// measurement, the Image table's `Granularity_<n>_<channel>`); empty when the
+    /// Granularity group is off.
+    pub image_granularity: Vec<Vec<f64>>,
     /// Per channel, per object: the radial distribution over 4 bins; empty when the
     /// RadialDistribution group is off.
     pub radial: Vec<Vec<RadialDistribution>>,
@@ -214,7 +252,7 @@ pub struct ObjectMeasurements {
     /// Per channel pair `(i, j)`, `i < j` in [`channel_pairs`] order, per object; empty when
     /// the Correlation group is off.
     pub correlation: Vec<Vec<Colocalization>>,
-    /// Per object: neighbours within [`DEFAULT_NEIGHBOR_DISTANCE`] px; empty when the
+    /// Per object: neighbours within [`FeatureSet::neighbors_distance`] px; empty when the
     /// Neighbors group is off.
     pub neighbors: Vec<Neighbors>,
 }
@@ -271,16 +309,18 @@ pub fn measure_objects(
     } else {
         Vec::new()
     };
-    let granularity = if set.contains(FeatureGroup::Granularity) {
+    let (granularity, image_granularity) = if set.contains(FeatureGroup::Granularity) {
         let params = GranularityParams::default();
         images
             .iter()
             .map(|im| {
-                with_dyn_image!(im, img => measure_granularity(labels, img.view(), &params)).objects
+                let g =
+                    with_dyn_image!(im, img => measure_granularity(labels, img.view(), &params));
+                (g.objects, g.image)
             })
-            .collect()
+            .unzip()
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let radial = if set.contains(FeatureGroup::RadialDistribution) {
         images
@@ -317,7 +357,7 @@ pub fn measure_objects(
         Vec::new()
     };
     let neighbors = if set.contains(FeatureGroup::Neighbors) {
-        measure_neighbors(labels, NeighborMethod::Within(DEFAULT_NEIGHBOR_DISTANCE))
+        measure_neighbors(labels, NeighborMethod::Within(set.neighbors_distance))
     } else {
         Vec::new()
     };
@@ -325,6 +365,7 @@ pub fn measure_objects(
         shapes,
         intensities,
         granularity,
+        image_granularity,
         radial,
         texture,
         zernike,
@@ -540,6 +581,51 @@ const RADIAL_COLS: [RadialCol; 3] = [
     ),
 ];
 
+/// The Image table's granularity columns, `Granularity_<n>_<channel>` (CellProfiler's
+/// MeasureGranularity image measurement: the spectrum of the whole field, means over the
+/// subsampled, background-corrected image), when the Granularity group is in `set`.
+pub fn image_granularity_docs(channels: &[String], set: &FeatureSet) -> Vec<ColumnDoc> {
+    let mut out = Vec::new();
+    if set.contains(FeatureGroup::Granularity) {
+        for ch in channels {
+            for n in 1..=GRANULARITY_STEPS {
+                out.push(ColumnDoc {
+                    name: format!("Granularity_{n}_{ch}"),
+                    data_type: "Float64",
+                    unit: "% of the image's mean",
+                    definition: format!("Drop of the field's mean intensity in channel {ch} between openings by reconstruction of size {} and {n}, over the background-corrected, 4x subsampled image, in percent of its starting mean (CellProfiler MeasureGranularity, image measurement); null when the field was not measured", n - 1),
+                    group: "Granularity",
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Appends the columns of [`image_granularity_docs`] to an Image table: `per_field[row]` is
+/// that field's [`ObjectMeasurements::image_granularity`] (empty for a field that was not
+/// measured, which gets nulls).
+pub fn add_image_granularity_columns(
+    b: &mut TableBuilder,
+    channels: &[String],
+    set: &FeatureSet,
+    per_field: &[&[Vec<f64>]],
+) {
+    let docs = image_granularity_docs(channels, set);
+    let mut doc = docs.iter();
+    for ci in 0..channels.len() {
+        for n in 0..GRANULARITY_STEPS {
+            let Some(d) = doc.next() else { return };
+            let vals = per_field
+                .iter()
+                .map(|g| g.get(ci).and_then(|s| s.get(n)).copied())
+                .collect();
+            b.opt_f64(&d.name, vals);
+            b.doc(&doc_text(d));
+        }
+    }
+}
+
 /// Docs of the Granularity and RadialDistribution columns, in table order.
 fn distribution_docs(object: &str, channels: &[String], set: &FeatureSet) -> Vec<ColumnDoc> {
     let mut out = Vec::new();
@@ -621,7 +707,7 @@ fn distribution_docs(object: &str, channels: &[String], set: &FeatureSet) -> Vec
         }
     }
     if set.contains(FeatureGroup::Neighbors) {
-        let d = DEFAULT_NEIGHBOR_DISTANCE;
+        let d = set.neighbors_distance;
         for (feature, data_type, unit, def, _) in &NEIGHBOR_COLS {
             out.push(ColumnDoc {
                 name: format!("{object}_Neighbors_{feature}_{d}"),
@@ -890,6 +976,67 @@ mod tests {
         }
         let wrong = DynImage::U8(Image::new(3, 2, 0u8));
         assert!(measure_objects(&labels, &[&wrong], &set).is_err());
+    }
+
+    #[test]
+    fn neighbors_distance_is_the_column_suffix() {
+        // Two 1-px objects 3 px apart: neighbours within 3 px, not within 2 px.
+        let labels = Labels::from_image(Image::from_vec(4, 1, vec![1u32, 0, 0, 2]).unwrap());
+        let img = DynImage::U8(Image::from_vec(4, 1, vec![1u8, 2, 3, 4]).unwrap());
+        let channels = vec!["DNA".to_string()];
+        let count = |d: usize| {
+            let set = "neighbors"
+                .parse::<FeatureSet>()
+                .unwrap()
+                .with_neighbors_distance(d)
+                .unwrap();
+            let m = measure_objects(&labels, &[&img], &set).unwrap();
+            let mut b = TableBuilder::new();
+            add_distribution_columns(&mut b, "Nuclei", &channels, &set, &m, &[0, 1]);
+            let batch = b.finish().unwrap();
+            let name = format!("Nuclei_Neighbors_NumberOfNeighbors_{d}");
+            let col = batch
+                .column_by_name(&name)
+                .unwrap_or_else(|| panic!("{name} missing"));
+            let col = col
+                .as_any()
+                .downcast_ref::<ipscope_table::arrow_array::UInt32Array>()
+                .unwrap();
+            assert!(
+                batch
+                    .column_by_name("Nuclei_Neighbors_NumberOfNeighbors_5")
+                    .is_none()
+                    || d == 5
+            );
+            (col.value(0), col.value(1))
+        };
+        assert_eq!(count(3), (1, 1));
+        assert_eq!(count(2), (0, 0));
+        assert_eq!(FeatureSet::default().neighbors_distance(), 5);
+        assert!(FeatureSet::default().with_neighbors_distance(0).is_err());
+    }
+
+    #[test]
+    fn image_granularity_columns_follow_the_group() {
+        let channels = vec!["DNA".to_string(), "OCT4".to_string()];
+        assert!(image_granularity_docs(&channels, &FeatureSet::default()).is_empty());
+        let set: FeatureSet = "granularity".parse().unwrap();
+        let g = vec![(1..=16).map(f64::from).collect::<Vec<f64>>(); 2];
+        let mut b = TableBuilder::new();
+        add_image_granularity_columns(&mut b, &channels, &set, &[g.as_slice(), &[]]);
+        let batch = b.finish().unwrap();
+        assert_eq!(batch.num_columns(), 32);
+        let col = batch
+            .column_by_name("Granularity_3_OCT4")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<ipscope_table::arrow_array::Float64Array>()
+            .unwrap();
+        assert_eq!(col.value(0), 3.0);
+        assert!(
+            ipscope_table::arrow_array::Array::is_null(col, 1),
+            "a field without values is null"
+        );
     }
 
     #[test]

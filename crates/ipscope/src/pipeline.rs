@@ -178,6 +178,10 @@ pub struct FieldRecord {
     /// The cell-stain threshold on CellProfiler's 0..1 scale (None for distance growth).
     #[serde(default)]
     pub cells_threshold: Option<f64>,
+    /// With the Granularity group: per channel, the field's `Granularity_1..=16` (Image
+    /// columns `Granularity_<n>_<channel>`); empty otherwise or when the field failed.
+    #[serde(default)]
+    pub granularity: Vec<Vec<f64>>,
 }
 
 impl FieldRecord {
@@ -591,10 +595,13 @@ impl Pipeline {
             well: &record.well,
             site: record.site,
         };
+        let channels: Vec<String> = self.channels.iter().map(|c| c.name.clone()).collect();
         Ok(Some(crate::colony_run::colonies_batch(
             &key,
             colonies,
+            &channels,
             &self.marker_names(),
+            &self.features,
         )?))
     }
 
@@ -638,6 +645,7 @@ impl Pipeline {
             colony_counts: vec![],
             cell_counts: vec![],
             cells_threshold: None,
+            granularity: vec![],
         }
     }
 
@@ -806,6 +814,7 @@ impl Pipeline {
             colony_counts: vec![],
             cell_counts: vec![],
             cells_threshold: None,
+            granularity: vec![],
         };
         let outcome = match &task.layout {
             Err(msg) => Err((
@@ -857,6 +866,7 @@ impl Pipeline {
                 record.colony_counts = vec![];
                 record.cell_counts = vec![];
                 record.cells_threshold = None;
+                record.granularity = vec![];
                 let nuclei = self
                     .nuclei_batch(
                         &record,
@@ -965,6 +975,7 @@ impl Pipeline {
                 .map_err(|e| (String::new(), "measure", e.to_string()))?;
         record.threshold = Some(seg.threshold);
         record.count_nuclei = measured.shapes.iter().filter(|s| s.area > 0).count() as u64;
+        record.granularity = measured.image_granularity.clone();
         let colonies = match self.options.config.colonies_from {
             None => None,
             Some(source) => Some(
@@ -980,6 +991,7 @@ impl Pipeline {
                         .colony_model
                         .as_deref()
                         .map(|m| m as &dyn crate::colony_run::ColonyGrader),
+                    &self.features,
                 )
                 .map_err(|e| (String::new(), "colonies", e))?,
             ),
@@ -1207,6 +1219,15 @@ impl Pipeline {
             let counts: Vec<&[u64]> = records.iter().map(|r| r.colony_counts.as_slice()).collect();
             crate::colony_run::add_image_columns(&mut b, &counts);
         }
+        let granularity: Vec<&[Vec<f64>]> =
+            records.iter().map(|r| r.granularity.as_slice()).collect();
+        let channel_names: Vec<String> = self.channels.iter().map(|c| c.name.clone()).collect();
+        crate::features::add_image_granularity_columns(
+            &mut b,
+            &channel_names,
+            &self.features,
+            &granularity,
+        );
         if self.cells_channel.is_some() {
             let get = |k: usize| {
                 records
