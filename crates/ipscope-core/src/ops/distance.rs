@@ -46,6 +46,11 @@ pub fn distance_transform_edt(mask: ImageView<bool>) -> Image<f32> {
     // Pass 2: lower envelope of the parabolas (x - q)² + g(q)² along each row. Breakpoints
     // are kept as exact fractions num / den (den > 0) and compared by cross-multiplication,
     // so no division is needed; all terms fit i64 for any image that fits memory.
+    //
+    // Only runs of foreground pixels need work (background stays 0), and for a run [a, b)
+    // only columns a-1 ..= b: a column p further out is farther from every pixel of the run
+    // than the background pixel a-1 (or b) of the same row, so its parabola is never the
+    // lowest. The minimum, an exact integer, is the same as over the whole row.
     let mut f = vec![0i64; w];
     let mut v = vec![0usize; w];
     // Breakpoint k lies between parabolas v[k-1] and v[k]; index 0 is -inf.
@@ -53,54 +58,60 @@ pub fn distance_transform_edt(mask: ImageView<bool>) -> Image<f32> {
     let mut zd = vec![1i64; w + 1];
     for r in 0..h {
         let gr = &g[r * w..(r + 1) * w];
-        let mut k = 0usize; // number of parabolas in the envelope
-        for q in 0..w {
-            if gr[q] == INF {
-                continue;
-            }
-            f[q] = i64::from(gr[q]) * i64::from(gr[q]);
-            let fq = f[q] + (q * q) as i64;
-            loop {
-                if k == 0 {
-                    v[0] = q;
-                    k = 1;
-                    break;
-                }
-                let p = v[k - 1];
-                let num = fq - (f[p] + (p * p) as i64);
-                let den = 2 * (q - p) as i64;
-                // s <= z[k-1], with z[0] = -inf.
-                if k > 1 && num * zd[k - 1] <= zn[k - 1] * den {
-                    k -= 1;
-                } else {
-                    v[k] = q;
-                    zn[k] = num;
-                    zd[k] = den;
-                    k += 1;
-                    break;
-                }
-            }
-        }
         let orow = out.row_mut(r);
-        if k == 0 {
-            // No background pixel in any column this row can see: nothing in the image.
-            orow.fill(f32::INFINITY);
-            continue;
-        }
-        let mut j = 0usize;
-        for (q, o) in orow.iter_mut().enumerate() {
-            // Advance while breakpoint j+1 lies strictly left of q.
-            while j + 1 < k && zn[j + 1] < q as i64 * zd[j + 1] {
-                j += 1;
+        let mut a = 0usize;
+        while a < w {
+            match gr[a..].iter().position(|&x| x != 0) {
+                Some(s) => a += s,
+                None => break,
             }
-            if gr[q] == 0 {
-                // Background: its own parabola gives 0.
-                *o = 0.0;
+            let b = gr[a..].iter().position(|&x| x == 0).map_or(w, |e| a + e);
+            let (lo, hi) = (a.saturating_sub(1), (b + 1).min(w));
+            let mut k = 0usize; // number of parabolas in the envelope
+            for q in lo..hi {
+                if gr[q] == INF {
+                    continue;
+                }
+                f[q] = i64::from(gr[q]) * i64::from(gr[q]);
+                let fq = f[q] + (q * q) as i64;
+                loop {
+                    if k == 0 {
+                        v[0] = q;
+                        k = 1;
+                        break;
+                    }
+                    let p = v[k - 1];
+                    let num = fq - (f[p] + (p * p) as i64);
+                    let den = 2 * (q - p) as i64;
+                    // s <= z[k-1], with z[0] = -inf.
+                    if k > 1 && num * zd[k - 1] <= zn[k - 1] * den {
+                        k -= 1;
+                    } else {
+                        v[k] = q;
+                        zn[k] = num;
+                        zd[k] = den;
+                        k += 1;
+                        break;
+                    }
+                }
+            }
+            if k == 0 {
+                // A whole row without a background pixel in any column: nothing in the image.
+                orow[a..b].fill(f32::INFINITY);
+                a = b;
                 continue;
             }
-            let p = v[j];
-            let d = q.abs_diff(p) as i64;
-            *o = ((d * d + f[p]) as f64).sqrt() as f32;
+            let mut j = 0usize;
+            for (q, o) in orow.iter_mut().enumerate().take(b).skip(a) {
+                // Advance while breakpoint j+1 lies strictly left of q.
+                while j + 1 < k && zn[j + 1] < q as i64 * zd[j + 1] {
+                    j += 1;
+                }
+                let p = v[j];
+                let d = q.abs_diff(p) as i64;
+                *o = ((d * d + f[p]) as f64).sqrt() as f32;
+            }
+            a = b;
         }
     }
     out
@@ -137,6 +148,16 @@ mod tests {
             !(state >> 33).is_multiple_of(9)
         });
         assert_eq!(distance_transform_edt(m.view()), brute(&m));
+        // Sparse to dense foreground: short and long runs, rows without background.
+        for (k, keep) in [1u64, 2, 3, 5, 8].into_iter().enumerate() {
+            let m = Image::from_fn(29 + k, 19, |_, _| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 33) % 9 < keep
+            });
+            assert_eq!(distance_transform_edt(m.view()), brute(&m), "keep {keep}");
+        }
     }
 
     #[test]

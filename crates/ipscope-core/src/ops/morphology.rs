@@ -15,8 +15,8 @@ use ipscope_image::{Image, ImageView};
 pub fn fill_holes(mask: ImageView<bool>) -> Image<bool> {
     let (w, h) = (mask.width(), mask.height());
     // Flood the background from the border; whatever stays unreached is foreground or a
-    // hole. `filled` starts all true and the flood clears what it reaches. Flat indices
-    // (u32 on the stack when they fit) keep the inner loop free of 2-D bounds checks.
+    // hole. `filled` starts all true and the flood clears what it reaches, a horizontal span
+    // at a time.
     let mut filled = Image::new(w, h, true);
     if w == 0 || h == 0 {
         return filled;
@@ -29,47 +29,60 @@ pub fn fill_holes(mask: ImageView<bool>) -> Image<bool> {
             owned.as_slice()
         }
     };
-    if m.len() < u32::MAX as usize {
-        flood_background::<u32>(m, filled.as_mut_slice(), w, h);
-    } else {
-        flood_background::<usize>(m, filled.as_mut_slice(), w, h);
-    }
+    flood_background_spans(m, filled.as_mut_slice(), w, h);
     filled
 }
 
-/// A stack index type for [`flood_background`].
-trait Index: Copy {
-    fn from_usize(i: usize) -> Self;
-    fn to_usize(self) -> usize;
-}
-impl Index for u32 {
-    #[inline(always)]
-    fn from_usize(i: usize) -> Self {
-        i as u32
+/// Clears `filled` at every background pixel of `mask` 4-connected to the border, as a
+/// scan-line flood: each step clears a whole horizontal span of background and queues the
+/// rows above and below over its extent, so the work is a few sequential passes over each
+/// row instead of a stack push per pixel.
+fn flood_background_spans(mask: &[bool], filled: &mut [bool], w: usize, h: usize) {
+    // (row, first column, one past the last column) to scan for unreached background.
+    let mut stack: Vec<(usize, usize, usize)> = Vec::with_capacity(2 * h + 2);
+    stack.push((0, 0, w));
+    stack.push((h - 1, 0, w));
+    for r in 1..h.saturating_sub(1) {
+        stack.push((r, 0, 1));
+        stack.push((r, w - 1, w));
     }
-    #[inline(always)]
-    fn to_usize(self) -> usize {
-        self as usize
-    }
-}
-impl Index for usize {
-    #[inline(always)]
-    fn from_usize(i: usize) -> Self {
-        i
-    }
-    #[inline(always)]
-    fn to_usize(self) -> usize {
-        self
+    let open = |i: usize, filled: &[bool]| !mask[i] && filled[i];
+    while let Some((r, x0, x1)) = stack.pop() {
+        let row = r * w;
+        let mut x = x0;
+        while x < x1 {
+            if !open(row + x, filled) {
+                x += 1;
+                continue;
+            }
+            let mut l = x;
+            while l > 0 && open(row + l - 1, filled) {
+                l -= 1;
+            }
+            let mut e = x + 1;
+            while e < w && open(row + e, filled) {
+                e += 1;
+            }
+            filled[row + l..row + e].fill(false);
+            if r > 0 {
+                stack.push((r - 1, l, e));
+            }
+            if r + 1 < h {
+                stack.push((r + 1, l, e));
+            }
+            x = e;
+        }
     }
 }
 
-/// Clears `filled` at every background pixel of `mask` 4-connected to the border.
-fn flood_background<I: Index>(mask: &[bool], filled: &mut [bool], w: usize, h: usize) {
-    let mut stack: Vec<I> = Vec::new();
-    let seed = |i: usize, filled: &mut [bool], stack: &mut Vec<I>| {
+/// The pixel-by-pixel reference of [`flood_background_spans`].
+#[cfg(test)]
+fn flood_background_pixels(mask: &[bool], filled: &mut [bool], w: usize, h: usize) {
+    let mut stack: Vec<usize> = Vec::new();
+    let seed = |i: usize, filled: &mut [bool], stack: &mut Vec<usize>| {
         if !mask[i] && filled[i] {
             filled[i] = false;
-            stack.push(I::from_usize(i));
+            stack.push(i);
         }
     };
     for c in 0..w {
@@ -81,7 +94,6 @@ fn flood_background<I: Index>(mask: &[bool], filled: &mut [bool], w: usize, h: u
         seed(r * w + w - 1, filled, &mut stack);
     }
     while let Some(i) = stack.pop() {
-        let i = i.to_usize();
         let c = i % w;
         if i >= w {
             seed(i - w, filled, &mut stack);
@@ -163,6 +175,28 @@ mod tests {
                 ".#.#....", //
             ])
         );
+    }
+
+    #[test]
+    fn span_flood_equals_the_pixel_flood() {
+        let mut state = 77u64;
+        for (k, fg) in [1u64, 3, 5, 6, 7].into_iter().enumerate() {
+            for (w, h) in [(1, 9), (9, 1), (2, 2), (37 + k, 29), (64, 3)] {
+                let m: Vec<bool> = (0..w * h)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        (state >> 33) % 10 < fg
+                    })
+                    .collect();
+                let mut spans = vec![true; w * h];
+                let mut pixels = vec![true; w * h];
+                flood_background_spans(&m, &mut spans, w, h);
+                flood_background_pixels(&m, &mut pixels, w, h);
+                assert_eq!(spans, pixels, "{w}x{h}, {fg}/10 foreground");
+            }
+        }
     }
 
     #[test]
