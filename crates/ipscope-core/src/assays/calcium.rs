@@ -101,34 +101,184 @@ pub trait Sample: Copy + Send + Sync {
     fn to_f32(self) -> f32;
     /// Sum of a run of samples.
     fn sum(run: &[Self]) -> f64;
+    /// Appends a frame to the beating-region buffer: 8- and 16-bit frames as they are (a
+    /// copy, no conversion), others as `f32` (as is the whole buffer once types mix).
+    /// `capacity`: samples the buffer will hold.
+    fn append(data: &[Self], buf: &mut Stored, capacity: usize);
+    /// Whether the type is `u8` or `u16`: [`Sample::to_i32`] is exact and squared
+    /// differences fit a `u32`.
+    const SMALL_INT: bool = false;
+    /// The value as `i32` (exact for `u8` and `u16`).
+    fn to_i32(self) -> i32;
+    /// Sum of the samples whose `mask` is `0xFFFF` (the others' mask is 0), for types
+    /// whose sums are exact integers (so equal to adding run by run); `None` otherwise.
+    #[inline(always)]
+    fn dense_sum(_data: &[Self], _mask: &[u16]) -> Option<f64> {
+        None
+    }
 }
 
-macro_rules! int_sample {
-    ($t:ty) => {
+/// The beating-region buffer: the first frames back to back, in their sample type.
+#[derive(Debug, Default)]
+pub enum Stored {
+    #[default]
+    Empty,
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    F32(Vec<f32>),
+}
+
+/// Buffers and accumulators of finished builders, reused by the next series on the same
+/// thread: the beating-region buffer is tens of MB per series, and fresh memory costs a
+/// page fault (and the kernel zeroing the page) every 4 kB, more than decoding the frames.
+/// Holds at most one buffer of each sample type per thread (the largest a series needed).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    pub(crate) u8s: Vec<u8>,
+    pub(crate) u16s: Vec<u16>,
+    pub(crate) f32s: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// An empty vector from the thread's scratch (`pick` chooses which), with room for
+/// `capacity` values.
+pub(crate) fn take_scratch<T>(pick: fn(&mut Scratch) -> &mut Vec<T>, capacity: usize) -> Vec<T> {
+    let mut v = SCRATCH
+        .try_with(|s| std::mem::take(pick(&mut s.borrow_mut())))
+        .unwrap_or_default();
+    v.clear();
+    v.reserve_exact(capacity);
+    v
+}
+
+/// Gives a vector back to the thread's scratch (kept if larger than what is there).
+pub(crate) fn give_scratch<T>(pick: fn(&mut Scratch) -> &mut Vec<T>, v: Vec<T>) {
+    let _ = SCRATCH.try_with(|s| {
+        let mut s = s.borrow_mut();
+        let slot = pick(&mut s);
+        if v.capacity() > slot.capacity() {
+            *slot = v;
+        }
+    });
+}
+
+impl Stored {
+    /// Appends `data` as `f32`, converting what is buffered when it is of another type.
+    fn append_f32<T: Sample>(&mut self, data: &[T], capacity: usize) {
+        let mut v = match std::mem::take(self) {
+            Stored::F32(v) => v,
+            Stored::Empty => take_scratch(|s| &mut s.f32s, capacity),
+            Stored::U8(u) => {
+                let mut v = take_scratch(|s| &mut s.f32s, capacity);
+                v.extend(u.iter().map(|&x| f32::from(x)));
+                give_scratch(|s| &mut s.u8s, u);
+                v
+            }
+            Stored::U16(u) => {
+                let mut v = take_scratch(|s| &mut s.f32s, capacity);
+                v.extend(u.iter().map(|&x| f32::from(x)));
+                give_scratch(|s| &mut s.u16s, u);
+                v
+            }
+        };
+        v.extend(data.iter().map(|x| x.to_f32()));
+        *self = Stored::F32(v);
+    }
+
+    /// Empties the buffer, giving its memory back to the thread's scratch.
+    fn recycle(&mut self) {
+        match std::mem::take(self) {
+            Stored::Empty => {}
+            Stored::U8(v) => give_scratch(|s| &mut s.u8s, v),
+            Stored::U16(v) => give_scratch(|s| &mut s.u16s, v),
+            Stored::F32(v) => give_scratch(|s| &mut s.f32s, v),
+        }
+    }
+}
+
+/// Sum of a run of 8- or 16-bit samples: `u32` lanes over chunks that cannot overflow,
+/// added up in `u64`. Exact, so equal to any other order of adding.
+macro_rules! small_int_sample {
+    ($t:ty, $chunk:expr, $variant:ident, $field:ident) => {
         impl Sample for $t {
-            #[inline]
+            #[inline(always)]
             fn to_f32(self) -> f32 {
                 self as f32
             }
-            #[inline]
+            #[inline(always)]
             fn sum(run: &[Self]) -> f64 {
-                run.iter().map(|&v| u64::from(v)).sum::<u64>() as f64
+                let mut total = 0u64;
+                for c in run.chunks($chunk) {
+                    total += u64::from(c.iter().map(|&v| u32::from(v)).sum::<u32>());
+                }
+                total as f64
+            }
+            const SMALL_INT: bool = true;
+            #[inline(always)]
+            fn to_i32(self) -> i32 {
+                i32::from(self)
+            }
+            #[inline(always)]
+            fn dense_sum(data: &[Self], mask: &[u16]) -> Option<f64> {
+                let mut total = 0u64;
+                for (d, m) in data.chunks(1 << 16).zip(mask.chunks(1 << 16)) {
+                    total += u64::from(
+                        d.iter()
+                            .zip(m)
+                            .map(|(&v, &m)| u32::from(u16::from(v) & m))
+                            .sum::<u32>(),
+                    );
+                }
+                Some(total as f64)
+            }
+            fn append(data: &[Self], buf: &mut Stored, capacity: usize) {
+                match buf {
+                    Stored::$variant(v) => v.extend_from_slice(data),
+                    Stored::Empty => {
+                        let mut v = take_scratch(|s| &mut s.$field, capacity);
+                        v.extend_from_slice(data);
+                        *buf = Stored::$variant(v);
+                    }
+                    other => other.append_f32(data, capacity),
+                }
             }
         }
     };
 }
-int_sample!(u8);
-int_sample!(u16);
-int_sample!(u32);
+// 2^16 samples of at most 2^16 − 1 (2^24 of at most 2^8 − 1) stay below 2^32.
+small_int_sample!(u8, 1 << 24, U8, u8s);
+small_int_sample!(u16, 1 << 16, U16, u16s);
+
+impl Sample for u32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    #[inline(always)]
+    fn sum(run: &[Self]) -> f64 {
+        run.iter().map(|&v| u64::from(v)).sum::<u64>() as f64
+    }
+    fn append(data: &[Self], buf: &mut Stored, capacity: usize) {
+        buf.append_f32(data, capacity);
+    }
+    #[inline(always)]
+    fn to_i32(self) -> i32 {
+        self as i32
+    }
+}
 
 impl Sample for f32 {
-    #[inline]
+    #[inline(always)]
     fn to_f32(self) -> f32 {
         self
     }
     /// Eight independent f64 lanes added in a fixed order (vectorises; deterministic, and
     /// exact, so equal to a sequential sum, for integer-valued data such as decoded
     /// 8/16-bit frames).
+    #[inline(always)]
     fn sum(run: &[Self]) -> f64 {
         let mut lanes = [0.0f64; 8];
         let chunks = run.chunks_exact(8);
@@ -145,6 +295,90 @@ impl Sample for f32 {
         }
         s
     }
+    fn append(data: &[Self], buf: &mut Stored, capacity: usize) {
+        match buf {
+            Stored::F32(v) => v.extend_from_slice(data),
+            other => other.append_f32(data, capacity),
+        }
+    }
+    #[inline(always)]
+    fn to_i32(self) -> i32 {
+        self as i32
+    }
+}
+
+/// Defines `fn NAME<T: Sample>(…) -> R` that runs its body compiled for AVX2 when the CPU
+/// has it (chosen at run time), else as built. The body is inlined into both variants; no
+/// fused multiply-add is enabled, so both give the same bits.
+macro_rules! with_avx2 {
+    ($(#[$m:meta])* $vis:vis fn $name:ident<T: Sample>($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+        $(#[$m])*
+        $vis fn $name<T: Sample>($($arg: $ty),*) -> $ret {
+            #[inline(always)]
+            fn body<T: Sample>($($arg: $ty),*) -> $ret $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2<T: Sample>($($arg: $ty),*) -> $ret {
+                    body::<T>($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    return unsafe { avx2::<T>($($arg),*) };
+                }
+            }
+            body::<T>($($arg),*)
+        }
+    };
+}
+pub(crate) use with_avx2;
+
+with_avx2! {
+    /// Sum of the samples in `runs` ((start, len), row-major), or of those whose `dense`
+    /// mask is `0xFFFF` when it covers the frame and the type's sums are exact.
+    fn masked_sum<T: Sample>(data: &[T], runs: &[(usize, usize)], dense: &[u16]) -> f64 {
+        if dense.len() == data.len() {
+            if let Some(s) = T::dense_sum(data, dense) {
+                return s;
+            }
+        }
+        let mut s = 0.0;
+        for &(start, len) in runs {
+            s += T::sum(&data[start..start + len]);
+        }
+        s
+    }
+}
+
+with_avx2! {
+    /// Per-pixel temporal standard deviation of `k` frames of `n` samples stored back to
+    /// back: sums and sums of squares in f64 of the `f32` value, each pixel's frames added
+    /// in time order, a block of pixels at a time so the sums stay in L1.
+    fn temporal_sd<T: Sample>(frames: &[T], n: usize, k: usize) -> Vec<f32> {
+        const BLOCK: usize = 512;
+        let mut sd = vec![0.0f32; n];
+        let kf = k.max(1) as f64;
+        let (mut sum, mut sq) = ([0.0f64; BLOCK], [0.0f64; BLOCK]);
+        for (b, out) in sd.chunks_mut(BLOCK).enumerate() {
+            let start = b * BLOCK;
+            let len = out.len();
+            let (sum, sq) = (&mut sum[..len], &mut sq[..len]);
+            sum.fill(0.0);
+            sq.fill(0.0);
+            for f in 0..k {
+                let data = &frames[f * n + start..f * n + start + len];
+                for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(data) {
+                    let v = f64::from(v.to_f32());
+                    *s += v;
+                    *q += v * v;
+                }
+            }
+            for ((o, &s), &q) in out.iter_mut().zip(sum.iter()).zip(sq.iter()) {
+                *o = ((q / kf - (s / kf) * (s / kf)).max(0.0)).sqrt() as f32;
+            }
+        }
+        sd
+    }
 }
 
 /// Builds the field trace from frames pushed one at a time (step 1–2 of the module docs).
@@ -153,10 +387,12 @@ pub struct TraceBuilder {
     width: usize,
     height: usize,
     buffer_frames: usize,
-    buffer: Vec<Vec<f32>>,
-    /// Per-pixel sum and sum of squares of the buffered frames, added as they arrive.
-    acc_sum: Vec<f64>,
-    acc_sq: Vec<f64>,
+    /// The first `buffered` frames, back to back.
+    buffer: Stored,
+    buffered: usize,
+    /// The beating region as a mask of `0xFFFF` (beating) and 0, when its runs are short
+    /// enough that one pass over the frame beats adding run by run (8/16-bit frames).
+    dense_mask: Vec<u16>,
     /// (start, len) runs of beating pixels, row-major.
     runs: Vec<(usize, usize)>,
     mask_pixels: usize,
@@ -204,9 +440,9 @@ impl TraceBuilder {
             width,
             height,
             buffer_frames,
-            buffer: Vec::with_capacity(buffer_frames),
-            acc_sum: Vec::new(),
-            acc_sq: Vec::new(),
+            buffer: Stored::Empty,
+            buffered: 0,
+            dense_mask: Vec::new(),
             runs: Vec::new(),
             mask_pixels: 0,
             trace: Vec::with_capacity(frames),
@@ -226,13 +462,8 @@ impl TraceBuilder {
 
     fn push_cells<T: Sample>(&mut self, data: &[T]) {
         for (runs, trace) in self.cell_runs.iter().zip(self.cell_traces.iter_mut()) {
-            let mut s = 0.0;
-            let mut n = 0usize;
-            for &(start, len) in runs {
-                s += T::sum(&data[start..start + len]);
-                n += len;
-            }
-            trace.push(s / n.max(1) as f64);
+            let n: usize = runs.iter().map(|&(_, len)| len).sum();
+            trace.push(masked_sum(data, runs, &[]) / n.max(1) as f64);
         }
     }
 
@@ -249,26 +480,14 @@ impl TraceBuilder {
         self.pushed += 1;
         if self.mask_pixels > 0 {
             self.trace.push(self.masked_mean(data));
-            self.push_cells(data);
+            if !self.cell_runs.is_empty() {
+                self.push_cells(data);
+            }
             return Ok(());
         }
-        let frame: Vec<f32> = data.iter().map(|v| v.to_f32()).collect();
-        if self.acc_sum.len() != n {
-            self.acc_sum = vec![0.0; n];
-            self.acc_sq = vec![0.0; n];
-        }
-        for ((s, q), &v) in self
-            .acc_sum
-            .iter_mut()
-            .zip(self.acc_sq.iter_mut())
-            .zip(&frame)
-        {
-            let v = f64::from(v);
-            *s += v;
-            *q += v * v;
-        }
-        self.buffer.push(frame);
-        if self.buffer.len() >= self.buffer_frames {
+        T::append(data, &mut self.buffer, self.buffer_frames * n);
+        self.buffered += 1;
+        if self.buffered >= self.buffer_frames {
             self.settle_mask();
         }
         Ok(())
@@ -276,30 +495,38 @@ impl TraceBuilder {
 
     #[inline]
     fn masked_mean<T: Sample>(&self, data: &[T]) -> f64 {
-        let mut s = 0.0;
-        for &(start, len) in &self.runs {
-            s += T::sum(&data[start..start + len]);
+        masked_sum(data, &self.runs, &self.dense_mask) / self.mask_pixels.max(1) as f64
+    }
+
+    /// [`Self::masked_mean`] and [`Self::push_cells`] of every frame of `frames` (frames
+    /// of `width * height` samples back to back).
+    fn trace_frames<T: Sample>(&mut self, frames: &[T]) {
+        let n = self.width * self.height;
+        let count = if n == 0 {
+            self.buffered
+        } else {
+            frames.len() / n
+        };
+        for k in 0..count {
+            let f = &frames[k * n..(k + 1) * n];
+            let m = self.masked_mean(f);
+            self.trace.push(m);
+            if !self.cell_runs.is_empty() {
+                self.push_cells(f);
+            }
         }
-        s / self.mask_pixels as f64
     }
 
     /// Thresholds the temporal SD of the buffered frames, traces them and drops them.
     fn settle_mask(&mut self) {
         let n = self.width * self.height;
-        let k = self.buffer.len().max(1) as f64;
-        let (sum, sq) = if self.acc_sum.len() == n {
-            (
-                std::mem::take(&mut self.acc_sum),
-                std::mem::take(&mut self.acc_sq),
-            )
-        } else {
-            (vec![0.0f64; n], vec![0.0f64; n])
+        let k = self.buffered;
+        let sd: Vec<f32> = match &self.buffer {
+            Stored::Empty => vec![0.0; n],
+            Stored::U8(d) => temporal_sd(d, n, k),
+            Stored::U16(d) => temporal_sd(d, n, k),
+            Stored::F32(d) => temporal_sd(d, n, k),
         };
-        let sd: Vec<f32> = sum
-            .iter()
-            .zip(&sq)
-            .map(|(&s, &q)| ((q / k - (s / k) * (s / k)).max(0.0)).sqrt() as f32)
-            .collect();
         let threshold = ImageView::from_slice(&sd, self.width, self.height, self.width)
             .ok()
             .and_then(|v| otsu(v, 256));
@@ -326,15 +553,24 @@ impl TraceBuilder {
             }
         }
         self.mask_pixels = mask.iter().filter(|&&m| m).count();
+        // Short runs (a speckled region): one masked pass over the frame is cheaper.
+        self.dense_mask = if self.runs.len() * 64 > n {
+            mask.iter().map(|&m| if m { 0xFFFF } else { 0 }).collect()
+        } else {
+            Vec::new()
+        };
         if let Some(min_area) = self.cell_min_area {
             self.settle_cells(&mask, min_area);
         }
-        let buffer = std::mem::take(&mut self.buffer);
-        for f in &buffer {
-            let m = self.masked_mean(f);
-            self.trace.push(m);
-            self.push_cells(f.as_slice());
+        let mut buffer = std::mem::take(&mut self.buffer);
+        match &buffer {
+            Stored::Empty => {}
+            Stored::U8(d) => self.trace_frames(d),
+            Stored::U16(d) => self.trace_frames(d),
+            Stored::F32(d) => self.trace_frames(d),
         }
+        buffer.recycle();
+        self.buffered = 0;
     }
 
     /// Cells: the components of the beating region with at least `min_area` pixels.
@@ -845,6 +1081,107 @@ mod tests {
             b.push(&[1u16; 15]),
             Err(SignalError::FrameLength { got: 15, .. })
         ));
+    }
+
+    /// The field trace computed directly: per-pixel SD of the first `window` frames from
+    /// f64 sums, Otsu, then the mean of the beating pixels of every frame, added one pixel
+    /// after the other.
+    fn direct_trace(frames: &[Vec<f64>], w: usize, h: usize, window: usize) -> (Vec<f64>, usize) {
+        let n = w * h;
+        let k = window as f64;
+        let (mut sum, mut sq) = (vec![0.0f64; n], vec![0.0f64; n]);
+        for f in &frames[..window] {
+            for i in 0..n {
+                sum[i] += f[i];
+                sq[i] += f[i] * f[i];
+            }
+        }
+        let sd: Vec<f32> = (0..n)
+            .map(|i| ((sq[i] / k - (sum[i] / k) * (sum[i] / k)).max(0.0)).sqrt() as f32)
+            .collect();
+        let t = otsu(ImageView::from_slice(&sd, w, h, w).unwrap(), 256).unwrap();
+        let mask: Vec<usize> = (0..n).filter(|&i| sd[i] > t).collect();
+        let trace = frames
+            .iter()
+            .map(|f| mask.iter().map(|&i| f[i]).sum::<f64>() / mask.len() as f64)
+            .collect();
+        (trace, mask.len())
+    }
+
+    #[test]
+    fn streamed_trace_equals_the_direct_computation_for_every_sample_type() {
+        // 300 frames at 50 frames/s: the 4 s window (200 frames) is buffered, the rest
+        // streams; odd sizes so runs cross rows and sums have remainders.
+        let (w, h, frames, dt) = (37, 23, 300, 0.02);
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut rnd = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let video = |scale: f64, rnd: &mut dyn FnMut() -> u64| -> Vec<Vec<f64>> {
+            (0..frames)
+                .map(|f| {
+                    let y = model_transient((f as f64 * dt).rem_euclid(0.8), 0.03, 0.15);
+                    (0..w * h)
+                        .map(|i| {
+                            let beating = (i % w) / 9 % 2 == 0 && (i / w) > 3;
+                            let v = if beating { 0.4 + 0.5 * y } else { 0.6 };
+                            (scale * v).floor() + (rnd() % 7) as f64
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let p = CalciumParams::default();
+        let run = |frames_f64: &[Vec<f64>], push: &dyn Fn(&mut TraceBuilder, &[f64])| {
+            let mut b = TraceBuilder::new(w, h, frames, dt, &p).unwrap();
+            for f in frames_f64 {
+                push(&mut b, f);
+            }
+            b.finish().unwrap()
+        };
+        let v16 = video(60000.0, &mut rnd);
+        let (want, pixels) = direct_trace(&v16, w, h, 200);
+        assert!(pixels > 0 && pixels < w * h, "{pixels}");
+        let as_u16 = |b: &mut TraceBuilder, f: &[f64]| {
+            b.push(&f.iter().map(|&v| v as u16).collect::<Vec<_>>())
+                .unwrap()
+        };
+        // Twice on this thread: the second series reuses the first one's buffers.
+        for _ in 0..2 {
+            let got = run(&v16, &as_u16);
+            assert_eq!(got.trace, want);
+            assert_eq!(got.mask_pixels, pixels);
+        }
+        let as_f32 = |b: &mut TraceBuilder, f: &[f64]| {
+            b.push(&f.iter().map(|&v| v as f32).collect::<Vec<_>>())
+                .unwrap()
+        };
+        assert_eq!(run(&v16, &as_f32).trace, want);
+        let as_u32 = |b: &mut TraceBuilder, f: &[f64]| {
+            b.push(&f.iter().map(|&v| v as u32).collect::<Vec<_>>())
+                .unwrap()
+        };
+        assert_eq!(run(&v16, &as_u32).trace, want);
+        let v8 = video(240.0, &mut rnd);
+        let (want8, _) = direct_trace(&v8, w, h, 200);
+        let as_u8 = |b: &mut TraceBuilder, f: &[f64]| {
+            b.push(&f.iter().map(|&v| v as u8).collect::<Vec<_>>())
+                .unwrap()
+        };
+        assert_eq!(run(&v8, &as_u8).trace, want8);
+        // Frames of mixed types (one file per frame): the buffer turns into f32.
+        let mixed = |b: &mut TraceBuilder, f: &[f64]| {
+            if b.pushed % 3 == 1 {
+                b.push(&f.iter().map(|&v| v as u16).collect::<Vec<_>>())
+            } else {
+                b.push(&f.iter().map(|&v| v as u8).collect::<Vec<_>>())
+            }
+            .unwrap()
+        };
+        assert_eq!(run(&v8, &mixed).trace, want8);
     }
 
     #[test]

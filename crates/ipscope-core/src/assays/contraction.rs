@@ -25,7 +25,8 @@
 //!   consecutive frames below the level, so one noisy frame does not end a contraction.
 
 use crate::assays::calcium::{
-    detect_beats, Beat, CalciumParams, CalciumSummary, Sample, SignalError,
+    detect_beats, give_scratch, take_scratch, with_avx2, Beat, CalciumParams, CalciumSummary,
+    Sample, SignalError,
 };
 use crate::ops::signal::percentile_mut;
 
@@ -56,14 +57,33 @@ impl Default for ContractionParams {
     }
 }
 
+with_avx2! {
+    /// Σ (frame − reference)² of 8/16-bit frames: each square an integer below 2^32, the
+    /// sum exact in u64.
+    fn squared_difference<T: Sample>(reference: &[i32], data: &[T]) -> u64 {
+        reference
+            .iter()
+            .zip(data)
+            .map(|(&a, &b)| {
+                let d = (b.to_i32() - a).unsigned_abs();
+                u64::from(d * d)
+            })
+            .sum::<u64>()
+    }
+}
+
 /// Builds the contraction signal from frames pushed one at a time.
 #[derive(Debug)]
 pub struct MotionBuilder {
     n: usize,
     buffer_frames: usize,
     quiet: usize,
-    buffer: Vec<Vec<f32>>,
+    /// The first `buffered` frames back to back (memory from the thread's scratch).
+    buffer: Vec<f32>,
+    buffered: usize,
     reference: Option<(usize, Vec<f32>, f64)>,
+    /// The reference as integers when the frames are 8- or 16-bit.
+    reference_int: Option<Vec<i32>>,
     signal: Vec<f64>,
     pushed: usize,
 }
@@ -95,7 +115,9 @@ impl MotionBuilder {
                 .min(frames.max(1)),
             quiet: ((params.quiet_s / interval_s).round() as usize).max(1),
             buffer: Vec::new(),
+            buffered: 0,
             reference: None,
+            reference_int: None,
             signal: Vec::with_capacity(frames),
             pushed: 0,
         })
@@ -111,19 +133,28 @@ impl MotionBuilder {
         }
         self.pushed += 1;
         if let Some((_, r, mean)) = &self.reference {
-            let d: f64 = r
-                .iter()
-                .zip(data)
-                .map(|(&a, &b)| {
-                    let d = f64::from(b.to_f32() - a);
-                    d * d
-                })
-                .sum();
+            let d: f64 = match &self.reference_int {
+                // Every squared difference is an integer below 2^32 and the sum is exact
+                // in u64: the sum a sequential f64 loop gives (exact below 2^53), in lanes.
+                Some(ri) if T::SMALL_INT => squared_difference(ri, data) as f64,
+                _ => r
+                    .iter()
+                    .zip(data)
+                    .map(|(&a, &b)| {
+                        let d = f64::from(b.to_f32() - a);
+                        d * d
+                    })
+                    .sum(),
+            };
             self.signal.push((d / self.n as f64).sqrt() / mean);
             return Ok(());
         }
-        self.buffer.push(data.iter().map(|v| v.to_f32()).collect());
-        if self.buffer.len() >= self.buffer_frames {
+        if self.buffered == 0 {
+            self.buffer = take_scratch(|s| &mut s.f32s, self.buffer_frames * self.n);
+        }
+        self.buffer.extend(data.iter().map(|v| v.to_f32()));
+        self.buffered += 1;
+        if self.buffered >= self.buffer_frames {
             self.settle();
         }
         Ok(())
@@ -136,13 +167,16 @@ impl MotionBuilder {
                 .map(|(&x, &y)| f64::from((x - y).abs()))
                 .sum::<f64>()
         };
-        let k = self.buffer.len();
+        let k = self.buffered;
+        let n = self.n;
+        let buffer = std::mem::take(&mut self.buffer);
+        let frame = |i: usize| &buffer[i * n..(i + 1) * n];
         let speed: Vec<f64> = (0..k)
             .map(|i| {
                 if i == 0 {
                     0.0
                 } else {
-                    mad(&self.buffer[i], &self.buffer[i - 1])
+                    mad(frame(i), frame(i - 1))
                 }
             })
             .collect();
@@ -156,7 +190,7 @@ impl MotionBuilder {
                 best = (s, i);
             }
         }
-        let r = self.buffer[best.1].clone();
+        let r = frame(best.1).to_vec();
         let mean = (r.iter().map(|&v| f64::from(v)).sum::<f64>() / self.n.max(1) as f64).max(1e-12);
         let msd = |a: &[f32], b: &[f32]| -> f64 {
             a.iter()
@@ -167,8 +201,9 @@ impl MotionBuilder {
                 })
                 .sum::<f64>()
         };
-        for f in &self.buffer {
-            self.signal.push((msd(f, &r) / self.n as f64).sqrt() / mean);
+        for i in 0..k {
+            self.signal
+                .push((msd(frame(i), &r) / self.n as f64).sqrt() / mean);
         }
         // The reference's difference from itself is 0, below the noise floor of every
         // other frame (a false rest level for beat baselines): the mean of its neighbours.
@@ -181,7 +216,13 @@ impl MotionBuilder {
         if !neighbours.is_empty() {
             self.signal[i] = neighbours.iter().sum::<f64>() / neighbours.len() as f64;
         }
-        self.buffer.clear();
+        give_scratch(|s| &mut s.f32s, buffer);
+        self.buffered = 0;
+        // 8/16-bit frames give a reference of integers up to 65535.
+        self.reference_int = r
+            .iter()
+            .all(|&v| v.fract() == 0.0 && (0.0..=65535.0).contains(&v))
+            .then(|| r.iter().map(|&v| v as i32).collect());
         self.reference = Some((best.1, r, mean));
     }
 
@@ -399,6 +440,46 @@ mod tests {
         assert!((d / truth - 1.0).abs() < 0.1, "duration {d} vs {truth}");
         assert!(a.relaxation_time_mean.unwrap() > 0.0);
         assert!(!a.summary.arrest);
+    }
+
+    #[test]
+    fn integer_frames_give_the_signal_of_the_same_frames_as_floats() {
+        // 8/16-bit frames take the integer path after the reference; the same values pushed
+        // as f32 take the sequential f64 sum. Both must give the same bits, on a thread
+        // whose scratch buffers were used by the series before.
+        let (w, h, fps, frames) = (41usize, 29usize, 50.0, 300usize);
+        let params = ContractionParams::default();
+        let mut state = 7u64;
+        let video: Vec<Vec<u16>> = (0..frames)
+            .map(|f| {
+                let y = model_transient((f as f64 / fps).rem_euclid(1.0), 0.04, 0.12);
+                (0..w * h)
+                    .map(|i| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        let x = (i % w) as f64 - 3.0 * y;
+                        (30000.0 + 20000.0 * (x * 0.7).sin()) as u16 + (state % 50) as u16
+                    })
+                    .collect()
+            })
+            .collect();
+        let signal = |push: &dyn Fn(&mut MotionBuilder, &[u16])| {
+            let mut b = MotionBuilder::new(w, h, frames, 1.0 / fps, &params).unwrap();
+            for f in &video {
+                push(&mut b, f);
+            }
+            b.finish().unwrap()
+        };
+        let floats = signal(&|b, f| {
+            b.push(&f.iter().map(|&v| f32::from(v)).collect::<Vec<_>>())
+                .unwrap()
+        });
+        let ints = signal(&|b, f| b.push(f).unwrap());
+        let again = signal(&|b, f| b.push(f).unwrap());
+        assert!(floats.signal.iter().all(|v| v.is_finite()));
+        assert_eq!(ints, floats);
+        assert_eq!(again, floats);
     }
 
     #[test]
