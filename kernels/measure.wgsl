@@ -4,11 +4,13 @@
 // atomics, so every value is exact regardless of the order in which pixels are visited;
 // 64-bit sums are kept as two u32 words with an explicit carry.
 
+// `height` rows of the band starting at image row `row0` (images larger than one storage
+// binding are reduced band by band into the same accumulator).
 struct Params {
     width: u32,
     height: u32,
     count: u32,
-    _pad: u32,
+    row0: u32,
 }
 
 // Per object (label l at index l - 1), 13 words:
@@ -40,12 +42,13 @@ fn reduce(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     let b = (l - 1u) * STRIDE;
     let v = intensity[i];
+    let row = id.y + p.row0;
     atomicAdd(&acc[b], 1u);
-    add64(b + 1u, id.y);
+    add64(b + 1u, row);
     add64(b + 3u, id.x);
-    atomicMin(&acc[b + 5u], id.y);
+    atomicMin(&acc[b + 5u], row);
     atomicMin(&acc[b + 6u], id.x);
-    atomicMax(&acc[b + 7u], id.y + 1u);
+    atomicMax(&acc[b + 7u], row + 1u);
     atomicMax(&acc[b + 8u], id.x + 1u);
     add64(b + 9u, v);
     atomicMin(&acc[b + 11u], v);

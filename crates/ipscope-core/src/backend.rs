@@ -17,6 +17,7 @@ use crate::ops::label::{label, Connectivity};
 use crate::ops::measure::{measure_shape, ObjectShape};
 use crate::ops::morphology;
 use crate::ops::threshold::{self, Histogram};
+use crate::ops::watershed;
 use crate::Error;
 
 /// The hot operations of segmentation and measurement, on some device.
@@ -63,6 +64,37 @@ pub trait Backend: Send + Sync {
 
     /// [`measure_shape`]: area, centre and bounding box of every object `1..=count`.
     fn measure_shape(&self, labels: &Labels) -> Result<Vec<ObjectShape>, Error>;
+
+    /// [`threshold::li`]: Li's minimum cross-entropy threshold of the finite pixels
+    /// (`skimage.filters.threshold_li`); `None` for an image without finite pixels or a
+    /// constant one. An implementation that sums in a different order states how far its
+    /// threshold may be from the reference's. Default: the CPU reference.
+    fn li(&self, img: ImageView<f32>) -> Result<Option<f32>, Error> {
+        Ok(threshold::li(img))
+    }
+
+    /// [`watershed::watershed`]: floods `elevation` from `markers` (label > 0) inside `mask`,
+    /// 4-connected (`skimage.segmentation.watershed(elevation, markers, mask=mask)`). Labels
+    /// keep the marker values. An implementation that cannot reproduce the reference's
+    /// priority-queue order on ties states the fraction of pixels it may assign differently.
+    /// Default: the CPU reference, after checking that the three images have one size.
+    fn watershed(
+        &self,
+        elevation: ImageView<f32>,
+        markers: &Labels,
+        mask: Option<ImageView<bool>>,
+    ) -> Result<Labels, Error> {
+        let size = (elevation.width(), elevation.height());
+        crate::ensure_shape(
+            "watershed markers",
+            size,
+            (markers.width(), markers.height()),
+        )?;
+        if let Some(m) = mask {
+            crate::ensure_shape("watershed mask", size, (m.width(), m.height()))?;
+        }
+        Ok(watershed::watershed(elevation, markers, mask))
+    }
 }
 
 /// The reference implementation: [`crate::ops`] on the calling thread.
@@ -114,6 +146,33 @@ impl Backend for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_watershed_rejects_mismatched_sizes_instead_of_panicking() {
+        // `CpuBackend` keeps the trait's default `li` and `watershed`.
+        let elev = Image::from_fn(6, 5, |r, c| (r * 6 + c) as f32);
+        let mut m = Image::new(6, 5, 0u32);
+        m.set(0, 0, 1);
+        m.set(4, 5, 2);
+        let markers = Labels::new(m, 2);
+        let want = watershed::watershed(elev.view(), &markers, None);
+        assert_eq!(
+            CpuBackend.watershed(elev.view(), &markers, None).unwrap(),
+            want
+        );
+        let small = Labels::empty(3, 5);
+        let err = CpuBackend.watershed(elev.view(), &small, None).unwrap_err();
+        assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+        let mask = Image::new(6, 4, true);
+        let err = CpuBackend
+            .watershed(elev.view(), &markers, Some(mask.view()))
+            .unwrap_err();
+        assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+        assert_eq!(
+            CpuBackend.li(elev.view()).unwrap(),
+            threshold::li(elev.view())
+        );
+    }
 
     #[test]
     fn default_otsu_from_histogram_equals_the_reference() {

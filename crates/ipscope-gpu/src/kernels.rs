@@ -77,5 +77,23 @@ pub const MEASURE: Kernel = Kernel {
     bindings: &[U, R, R, RW],
 };
 
+/// Partial sums for one step of Li's threshold.
+pub const LI: Kernel = Kernel {
+    name: "li",
+    source: include_str!("../../../kernels/li.wgsl"),
+    entry_points: &["partial_sums"],
+    bindings: &[U, R, RW],
+};
+
+/// Seeded watershed by relaxation of flooding keys.
+pub const WATERSHED: Kernel = Kernel {
+    name: "watershed",
+    source: include_str!("../../../kernels/watershed.wgsl"),
+    entry_points: &["relax"],
+    bindings: &[U, R, R, RW, RW],
+};
+
 /// Every kernel the GPU backend uses.
-pub const KERNELS: &[Kernel] = &[GAUSSIAN, HISTOGRAM, MORPHOLOGY, EDT, LABEL, MEASURE];
+pub const KERNELS: &[Kernel] = &[
+    GAUSSIAN, HISTOGRAM, MORPHOLOGY, EDT, LABEL, MEASURE, LI, WATERSHED,
+];

@@ -9,7 +9,9 @@
 //! * erosion, dilation, hole filling: identical;
 //! * exact Euclidean distance transform: identical;
 //! * connected components: identical labels;
-//! * per-object reductions (area, centroid, bounding box, intensity sum/min/max): identical.
+//! * per-object reductions (area, centroid, bounding box, intensity sum/min/max): identical;
+//! * Li's threshold: one reduction per step, within [`LI_TOLERANCE`] of the CPU;
+//! * seeded watershed: the same flooding costs, labels within [`WATERSHED_TOLERANCE`].
 //!
 //! Device loss, out-of-memory and images beyond the device's limits are [`Error`]s, never
 //! panics. [`select`] resolves `--device auto|cpu|gpu`.
@@ -17,11 +19,15 @@
 mod device;
 mod error;
 pub mod kernels;
+mod li;
 mod ops;
+mod watershed;
 
 pub use device::{list_adapters, AdapterSummary, Gpu};
 pub use error::Error;
+pub use li::LI_TOLERANCE;
 pub use ops::ObjectStats;
+pub use watershed::{WATERSHED_MIN_IOU, WATERSHED_TOLERANCE};
 
 use ipscope_core::backend::{Backend, CpuBackend};
 use ipscope_core::ops::label::Connectivity;
@@ -108,6 +114,19 @@ impl Backend for GpuBackend {
 
     fn measure_shape(&self, labels: &Labels) -> Result<Vec<ObjectShape>, ipscope_core::Error> {
         Ok(self.gpu.measure_shape(labels)?)
+    }
+
+    fn li(&self, img: ImageView<f32>) -> Result<Option<f32>, ipscope_core::Error> {
+        Ok(self.gpu.li(img)?)
+    }
+
+    fn watershed(
+        &self,
+        elevation: ImageView<f32>,
+        markers: &Labels,
+        mask: Option<ImageView<bool>>,
+    ) -> Result<Labels, ipscope_core::Error> {
+        Ok(self.gpu.watershed(elevation, markers, mask)?)
     }
 }
 

@@ -14,23 +14,23 @@ use crate::kernels::{EDT, GAUSSIAN, HISTOGRAM, LABEL, MEASURE, MORPHOLOGY};
 use crate::Error;
 
 /// Dispatches of an iterated kernel between two convergence checks.
-const BATCH: usize = 16;
+pub(crate) const BATCH: usize = 16;
 
-fn to_u32(bytes: &[u8]) -> Vec<u32> {
+pub(crate) fn to_u32(bytes: &[u8]) -> Vec<u32> {
     bytes
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
 }
 
-fn to_f32(bytes: &[u8]) -> Vec<f32> {
+pub(crate) fn to_f32(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
 }
 
-fn mask_words(mask: ImageView<bool>) -> Vec<u32> {
+pub(crate) fn mask_words(mask: ImageView<bool>) -> Vec<u32> {
     mask.rows()
         .flat_map(|r| r.iter().map(|&b| u32::from(b)))
         .collect()
@@ -182,6 +182,9 @@ impl Gpu {
         if mask.is_empty() {
             return Ok(Image::new(w, h, false));
         }
+        if entry != "flood" && (w * h) as u64 * 4 > self.max_binding {
+            return self.morph_banded(mask, entry);
+        }
         self.check_fits(K, w, h, w * h)?;
         let words = mask_words(mask);
         let out = self.scoped(K, || {
@@ -221,6 +224,49 @@ impl Gpu {
                 message: e.to_string(),
             }
         })
+    }
+
+    /// Erosion or dilation of a mask larger than one binding, in bands of rows with a halo of
+    /// one row on each side (the 4-cross reaches one row): each band's rows see exactly the
+    /// neighbours they see in the whole image, so the result is the untiled one.
+    fn morph_banded(
+        &self,
+        mask: ImageView<bool>,
+        entry: &'static str,
+    ) -> Result<Image<bool>, Error> {
+        const K: &str = "morphology";
+        let (w, h) = (mask.width(), mask.height());
+        let max_rows = (self.max_binding / 4 / w as u64) as usize;
+        if max_rows < 3 {
+            return Err(self.too_large(
+                K,
+                w,
+                h,
+                format!(
+                    "one band of 3 rows needs {} bytes, the device binds at most {}",
+                    3 * w * 4,
+                    self.max_binding
+                ),
+            ));
+        }
+        let band = max_rows - 2;
+        let mut out = Image::new(w, h, false);
+        let mut y0 = 0;
+        while y0 < h {
+            let y1 = (y0 + band).min(h);
+            let (a, b) = (y0.saturating_sub(1), (y1 + 1).min(h));
+            let tile = mask.crop(a, 0, b - a, w).map_err(|e| Error::Device {
+                adapter: self.adapter().name.clone(),
+                kernel: K,
+                message: e.to_string(),
+            })?;
+            let res = self.morph(tile, entry)?;
+            for y in y0..y1 {
+                out.row_mut(y).copy_from_slice(res.row(y - a));
+            }
+            y0 = y1;
+        }
+        Ok(out)
     }
 
     /// `ipscope_core::ops::morphology::binary_erosion` on the GPU (exact).
@@ -359,8 +405,21 @@ impl Gpu {
         if n == 0 || labels.image().is_empty() {
             return Ok(Vec::new());
         }
-        self.check_fits(K, w, h, w * h)?;
         self.check_fits(K, w, h, n * STRIDE)?;
+        // Bands of whole rows, each within one binding, all adding into one accumulator.
+        let band = (self.max_binding / 4 / w as u64) as usize;
+        if band == 0 {
+            return Err(self.too_large(
+                K,
+                w,
+                h,
+                format!(
+                    "one row needs {} bytes, the device binds at most {}",
+                    w * 4,
+                    self.max_binding
+                ),
+            ));
+        }
         let lab = labels.image().as_slice();
         let vals: Vec<u32> = match intensity {
             Some(v) => {
@@ -384,14 +443,21 @@ impl Gpu {
             o[11] = u32::MAX;
         }
         let acc = self.scoped(K, || {
-            let params = self.uniform([w as u32, h as u32, n as u32, 0]);
-            let lb = self.storage(lab);
-            let vb = self.storage(&vals);
             let ab = self.storage(&init);
-            let g = self.bind(&MEASURE, &[&params, &lb, &vb, &ab]);
-            let mut enc = self.encoder();
-            self.dispatch(&mut enc, &MEASURE, "reduce", &g, groups_2d(w, h));
-            let out = self.submit_and_read(enc, &[(&ab, n * STRIDE)])?;
+            let mut y0 = 0;
+            while y0 < h {
+                let y1 = (y0 + band).min(h);
+                let rows = y1 - y0;
+                let params = self.uniform([w as u32, rows as u32, n as u32, y0 as u32]);
+                let lb = self.storage(&lab[y0 * w..y1 * w]);
+                let vb = self.storage(&vals[y0 * w..y1 * w]);
+                let g = self.bind(&MEASURE, &[&params, &lb, &vb, &ab]);
+                let mut enc = self.encoder();
+                self.dispatch(&mut enc, &MEASURE, "reduce", &g, groups_2d(w, rows));
+                self.submit(enc)?;
+                y0 = y1;
+            }
+            let out = self.submit_and_read(self.encoder(), &[(&ab, n * STRIDE)])?;
             Ok(to_u32(&out[0]))
         })?;
         let wide = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);

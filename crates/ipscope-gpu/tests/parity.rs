@@ -4,7 +4,8 @@
 //! Needs a GPU adapter; CI uses Mesa's lavapipe (`mesa-vulkan-drivers`). Without one every
 //! case prints why and returns. Each kernel entry point has a case named
 //! `parity_<kernel>_<entry point>` (enforced by `tests/kernels.rs`). Exact equality
-//! everywhere except the Gaussian, held to `GAUSSIAN_TOLERANCE`.
+//! everywhere except the Gaussian (`GAUSSIAN_TOLERANCE`), Li's threshold (`LI_TOLERANCE`)
+//! and the watershed's ties (`WATERSHED_TOLERANCE`, `WATERSHED_MIN_IOU`).
 
 use std::sync::OnceLock;
 
@@ -13,8 +14,10 @@ use ipscope_core::ops::filter::gaussian_blur;
 use ipscope_core::ops::label::{label, Connectivity};
 use ipscope_core::ops::measure::{measure_intensity, measure_shape};
 use ipscope_core::ops::morphology;
+use ipscope_core::ops::peaks::peak_local_max;
 use ipscope_core::ops::threshold;
-use ipscope_gpu::{Gpu, GAUSSIAN_TOLERANCE};
+use ipscope_core::ops::watershed::watershed;
+use ipscope_gpu::{Gpu, GAUSSIAN_TOLERANCE, LI_TOLERANCE, WATERSHED_MIN_IOU, WATERSHED_TOLERANCE};
 use ipscope_image::{Image, Labels};
 
 fn gpu() -> Option<&'static Gpu> {
@@ -312,4 +315,237 @@ fn parity_measure_reduce() {
             );
         }
     }
+}
+
+#[test]
+fn parity_li_partial_sums() {
+    let Some(g) = gpu() else { return };
+    let mut images = images_for_thresholds();
+    // Bimodal fluorescence-like fields, and a u16-scaled one.
+    images.push(gaussian_blur(
+        blobs(211, 173, 31, 3.0, 0.0).map(f32::from).view(),
+        1.5,
+    ));
+    images.push(
+        blobs(160, 120, 32, 2.0, 0.01)
+            .map(|v| if v { 0.6f32 } else { 0.1 })
+            .map(|v| ((v + 0.05 * (v * 97.0).sin()) * 65535.0).round() / 65535.0),
+    );
+    let mut worst = 0f64;
+    for img in &images {
+        let cpu = threshold::li(img.view());
+        let out = g.li(img.view()).unwrap();
+        let (w, h) = (img.width(), img.height());
+        match (cpu, out) {
+            (Some(c), Some(o)) => {
+                let finite = img.as_slice().iter().filter(|v| v.is_finite());
+                let (lo, hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
+                let rel = f64::from((o - c).abs()) / f64::from(hi - lo);
+                eprintln!("li {w}x{h}: cpu {c} gpu {o}, relative difference {rel:e}");
+                worst = worst.max(rel);
+                assert!(rel <= LI_TOLERANCE, "{w}x{h}: cpu {c} gpu {o} ({rel:e})");
+            }
+            (c, o) => assert_eq!(o, c, "{w}x{h}: li"),
+        }
+        // Deterministic: the same threshold on every run.
+        assert_eq!(g.li(img.view()).unwrap(), out, "{w}x{h}: li twice");
+    }
+    eprintln!("li: worst relative difference {worst:e}");
+    // Summed in chunks of 1 KiB bindings: still within the tolerance.
+    let Ok(mut small) = Gpu::new() else { return };
+    small.set_max_binding_for_tests(1024);
+    let img = &images[images.len() - 2];
+    let (c, o) = (
+        threshold::li(img.view()).unwrap(),
+        small.li(img.view()).unwrap().unwrap(),
+    );
+    let range = img.as_slice().iter().fold(0f32, |m, &v| m.max(v))
+        - img.as_slice().iter().fold(f32::MAX, |m, &v| m.min(v));
+    assert!(
+        f64::from((o - c).abs()) <= LI_TOLERANCE * f64::from(range),
+        "chunked: {c} vs {o}"
+    );
+}
+
+/// Watershed inputs as the nuclei recipe's shape declumping builds them: distance map of
+/// the mask, smoothed, its peaks per component as markers, flooded negated inside the mask.
+fn declump_inputs(mask: &Image<bool>, seed_distance: usize) -> (Image<f32>, Labels) {
+    let comps = label(mask.view(), Connectivity::Eight);
+    let dist = distance_transform_edt(mask.view()).map(|d| if d.is_finite() { d } else { 1e4 });
+    let smooth = gaussian_blur(dist.view(), 0.5);
+    let peaks = peak_local_max(smooth.view(), seed_distance, f32::MIN, Some(&comps));
+    let mut markers = Image::new(mask.width(), mask.height(), 0u32);
+    for (n, &(r, c)) in peaks.iter().enumerate() {
+        markers.set(r, c, n as u32 + 1);
+    }
+    (smooth.map(|v| -v), Labels::new(markers, peaks.len() as u32))
+}
+
+/// Fraction of the pixels labelled by either that the two label differently, and the
+/// smallest IoU of a marker's object (≥ 20 pixels) between the two.
+fn watershed_agreement(gpu: &Labels, cpu: &Labels) -> (f64, f64, usize) {
+    let (g, c) = (gpu.image().as_slice(), cpu.image().as_slice());
+    let flooded = g
+        .iter()
+        .zip(c)
+        .filter(|(a, b)| **a != 0 || **b != 0)
+        .count();
+    let differ = g.iter().zip(c).filter(|(a, b)| a != b).count();
+    let n = cpu.count().max(gpu.count()) as usize + 1;
+    let (mut inter, mut area_g, mut area_c) = (vec![0u64; n], vec![0u64; n], vec![0u64; n]);
+    for (&a, &b) in g.iter().zip(c) {
+        area_g[a as usize] += 1;
+        area_c[b as usize] += 1;
+        if a == b {
+            inter[a as usize] += 1;
+        }
+    }
+    let mut min_iou = 1f64;
+    for l in 1..n {
+        if area_c[l] >= 20 {
+            let iou = inter[l] as f64 / (area_g[l] + area_c[l] - inter[l]) as f64;
+            min_iou = min_iou.min(iou);
+        }
+    }
+    (differ as f64 / flooded.max(1) as f64, min_iou, differ)
+}
+
+fn check_watershed(
+    g: &Gpu,
+    elev: &Image<f32>,
+    markers: &Labels,
+    mask: Option<&Image<bool>>,
+    what: &str,
+) -> f64 {
+    let cpu = watershed(elev.view(), markers, mask.map(|m| m.view()));
+    let out = g
+        .watershed(elev.view(), markers, mask.map(|m| m.view()))
+        .unwrap();
+    assert_eq!(out.count(), cpu.count(), "{what}: count");
+    // The same pixels are flooded (reachability does not depend on ties).
+    let reached = |l: &Labels| l.image().map(|v| v != 0);
+    assert_eq!(reached(&out), reached(&cpu), "{what}: flooded pixels");
+    let (frac, min_iou, differ) = watershed_agreement(&out, &cpu);
+    eprintln!("watershed {what}: {differ} pixels differ ({frac:.5}), smallest IoU {min_iou:.4}");
+    assert!(
+        frac <= WATERSHED_TOLERANCE,
+        "{what}: {frac} of the pixels differ"
+    );
+    assert!(min_iou >= WATERSHED_MIN_IOU, "{what}: IoU {min_iou}");
+    // Deterministic.
+    assert_eq!(
+        g.watershed(elev.view(), markers, mask.map(|m| m.view()))
+            .unwrap(),
+        out,
+        "{what}: twice"
+    );
+    frac
+}
+
+#[test]
+fn parity_watershed_relax() {
+    let Some(g) = gpu() else { return };
+    // Touching discs: two and three overlapping nuclei.
+    let discs = |w: usize, h: usize, centres: &[(f64, f64, f64)]| {
+        Image::from_fn(w, h, |r, c| {
+            centres.iter().any(|&(cy, cx, rad)| {
+                (r as f64 - cy).powi(2) + (c as f64 - cx).powi(2) <= rad * rad
+            })
+        })
+    };
+    let cases = [
+        discs(80, 60, &[(30.0, 25.0, 14.0), (30.0, 50.0, 13.0)]),
+        discs(
+            100,
+            90,
+            &[(40.0, 30.0, 16.0), (45.0, 58.0, 15.0), (68.0, 45.0, 12.5)],
+        ),
+        blobs(160, 140, 51, 3.0, 0.0),
+        blobs(200, 150, 52, 4.0, -0.005),
+    ];
+    for (i, mask) in cases.iter().enumerate() {
+        let (elev, markers) = declump_inputs(mask, 4);
+        check_watershed(g, &elev, &markers, Some(mask), &format!("case {i}"));
+    }
+    // No mask, a noisy elevation and scattered markers: basins meet along long ridges.
+    let elev = gaussian_blur(noise(120, 100, 53).view(), 2.0);
+    let mut m = Image::new(120, 100, 0u32);
+    for (k, (r, c)) in [(10, 10), (50, 90), (80, 30), (20, 70), (95, 115)]
+        .into_iter()
+        .enumerate()
+    {
+        m.set(r, c, k as u32 + 1);
+    }
+    check_watershed(g, &elev, &Labels::new(m, 5), None, "noise, no mask");
+    // A flat elevation: only ties (pure plateau), the worst case for the order of a queue.
+    let flat = Image::new(64, 48, 0.5f32);
+    let mut m = Image::new(64, 48, 0u32);
+    m.set(10, 10, 1);
+    m.set(40, 50, 2);
+    let (out, cpu) = (
+        g.watershed(flat.view(), &Labels::new(m.clone(), 2), None)
+            .unwrap(),
+        watershed(flat.view(), &Labels::new(m, 2), None),
+    );
+    let (frac, _, _) = watershed_agreement(&out, &cpu);
+    eprintln!("watershed plateau: {frac:.5} differ");
+    assert!(frac <= 0.05, "plateau: {frac}");
+    // NaN elevations flood last, markers outside the mask are dropped, mismatched sizes are
+    // a named error.
+    let mut e = gaussian_blur(noise(40, 30, 54).view(), 1.0);
+    e.set(15, 15, f32::NAN);
+    let mask = Image::from_fn(40, 30, |r, _| r != 3);
+    let mut m = Image::new(40, 30, 0u32);
+    m.set(3, 5, 7);
+    m.set(20, 30, 2);
+    check_watershed(
+        g,
+        &e,
+        &Labels::new(m, 7),
+        Some(&mask),
+        "NaN, marker outside the mask",
+    );
+    let err = g
+        .watershed(e.view(), &Labels::empty(5, 5), None)
+        .unwrap_err();
+    assert!(err.to_string().contains("markers are 5x5"), "{err}");
+}
+
+#[test]
+fn erosion_dilation_and_reductions_tile_to_the_untiled_result() {
+    let Some(g) = gpu() else { return };
+    let Ok(mut small) = Gpu::new() else { return };
+    // 10 rows of 97 words per binding: bands of 8 rows with a one-row halo.
+    small.set_max_binding_for_tests(10 * 97 * 4);
+    for m in [
+        blobs(97, 61, 61, 2.0, 0.0),
+        noise(97, 50, 62).map(|v| v > 0.4),
+    ] {
+        let whole = g.binary_erosion(m.view()).unwrap();
+        assert_eq!(small.binary_erosion(m.view()).unwrap(), whole);
+        assert_eq!(whole, morphology::binary_erosion(m.view()));
+        let whole = g.binary_dilation(m.view()).unwrap();
+        assert_eq!(small.binary_dilation(m.view()).unwrap(), whole);
+        assert_eq!(whole, morphology::binary_dilation(m.view()));
+        let labels = label(m.view(), Connectivity::Eight);
+        let raw = noise(97, m.height(), 63).map(|v| (v * 65535.0) as u16);
+        assert_eq!(
+            small.object_stats(&labels, Some(raw.view())).unwrap(),
+            g.object_stats(&labels, Some(raw.view())).unwrap()
+        );
+        assert_eq!(
+            small.measure_shape(&labels).unwrap(),
+            measure_shape(&labels)
+        );
+    }
+    // Below three rows per band: a named error.
+    small.set_max_binding_for_tests(1024);
+    let wide = Image::new(200, 10, true);
+    let err = small.binary_erosion(wide.view()).unwrap_err();
+    assert!(
+        err.to_string().contains("too large for morphology"),
+        "{err}"
+    );
 }

@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use ipscope_core::backend::{Backend, CpuBackend};
 use ipscope_core::ops::eval::match_labels;
 use ipscope_core::ops::label::Connectivity;
-use ipscope_gpu::{GpuBackend, GAUSSIAN_TOLERANCE};
+use ipscope_core::ops::peaks::peak_local_max;
+use ipscope_gpu::{GpuBackend, GAUSSIAN_TOLERANCE, LI_TOLERANCE, WATERSHED_TOLERANCE};
 use ipscope_image::{DynImage, Image, Labels, Pixel};
 
 fn data_dir() -> Option<PathBuf> {
@@ -179,4 +180,114 @@ fn nuclei_stages_match_on_real_images() {
         paths.len()
     );
     assert!(f1 >= 0.999, "F1 {f1}");
+}
+
+/// The first DSB2018 images (all of them with `IPSCOPE_GPU_ALL=1`), or `None` (skip).
+fn dsb_images() -> Option<Vec<PathBuf>> {
+    let Some(dir) = data_dir() else {
+        eprintln!("SKIP: no IPSCOPE_DATA directory (set IPSCOPE_DATA to shared/data)");
+        return None;
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir.join("dsb2018_fluo_subset/images"))
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    paths.retain(|p| p.is_file());
+    paths.sort();
+    if std::env::var_os("IPSCOPE_GPU_ALL").is_none() {
+        paths.truncate(6);
+    }
+    if paths.is_empty() {
+        eprintln!("SKIP: no DSB2018 images under {}", dir.display());
+        return None;
+    }
+    Some(paths)
+}
+
+#[test]
+fn li_and_watershed_match_on_real_images() {
+    let Some(paths) = dsb_images() else { return };
+    let gpu = match GpuBackend::new() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("SKIP: no GPU adapter ({e})");
+            return;
+        }
+    };
+    let (mut differ, mut flooded) = (0usize, 0usize);
+    for path in &paths {
+        let img = load(path);
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let smoothed = CpuBackend.gaussian_blur(img.view(), 1.0).unwrap();
+        // Li's threshold within its stated tolerance of the range.
+        let cpu_li = CpuBackend.li(smoothed.view()).unwrap();
+        let gpu_li = gpu.li(smoothed.view()).unwrap();
+        let (lo, hi) = smoothed
+            .as_slice()
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        match (cpu_li, gpu_li) {
+            (Some(c), Some(g)) => {
+                let rel = f64::from((g - c).abs()) / f64::from(hi - lo);
+                eprintln!("{name}: li cpu {c} gpu {g} ({rel:e} of the range)");
+                assert!(rel <= LI_TOLERANCE, "{name}: li {c} vs {g}");
+            }
+            (c, g) => assert_eq!(g, c, "{name}: li"),
+        }
+        // The shape declumping's watershed: negated smoothed distance map, seeded at its
+        // peaks in each component, inside the Otsu foreground.
+        let Some(t) = CpuBackend.otsu(smoothed.view(), 256).unwrap() else {
+            continue;
+        };
+        let fg = CpuBackend
+            .fill_holes(smoothed.map(|v| v > t).view())
+            .unwrap();
+        let comps = CpuBackend.label(fg.view(), Connectivity::Eight).unwrap();
+        let dist = CpuBackend
+            .distance_transform_edt(fg.view())
+            .unwrap()
+            .map(|d| if d.is_finite() { d } else { 1e4 });
+        let surface = CpuBackend.gaussian_blur(dist.view(), 0.5).unwrap();
+        let peaks = peak_local_max(surface.view(), 5, f32::MIN, Some(&comps));
+        let mut markers = Image::new(fg.width(), fg.height(), 0u32);
+        for (n, &(r, c)) in peaks.iter().enumerate() {
+            markers.set(r, c, n as u32 + 1);
+        }
+        let markers = Labels::new(markers, peaks.len() as u32);
+        let elev = surface.map(|v| -v);
+        let cpu = CpuBackend
+            .watershed(elev.view(), &markers, Some(fg.view()))
+            .unwrap();
+        let out = gpu
+            .watershed(elev.view(), &markers, Some(fg.view()))
+            .unwrap();
+        let (c, g) = (cpu.image().as_slice(), out.image().as_slice());
+        assert_eq!(
+            c.iter().map(|&v| v != 0).collect::<Vec<_>>(),
+            g.iter().map(|&v| v != 0).collect::<Vec<_>>(),
+            "{name}: flooded pixels"
+        );
+        let d = c.iter().zip(g).filter(|(a, b)| a != b).count();
+        let f = c.iter().filter(|&&v| v != 0).count();
+        // Objects by IoU: every CPU object has its GPU counterpart (F1 at IoU 0.5).
+        let m = match_labels(cpu.view(), out.view()).unwrap();
+        let k = &m.counts[0];
+        eprintln!(
+            "{name}: watershed, {} markers, {d} of {f} pixels differ, tp {} fp {} fn {}",
+            peaks.len(),
+            k.tp,
+            k.fp,
+            k.fn_
+        );
+        assert_eq!((k.fp, k.fn_), (0, 0), "{name}: objects");
+        differ += d;
+        flooded += f;
+    }
+    let frac = differ as f64 / flooded.max(1) as f64;
+    eprintln!(
+        "watershed on {} images: {frac:.5} of the flooded pixels differ",
+        paths.len()
+    );
+    assert!(frac <= WATERSHED_TOLERANCE, "{frac}");
 }

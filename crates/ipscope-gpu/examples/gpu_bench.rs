@@ -1,0 +1,380 @@
+//! CPU vs GPU, per kernel and for the chain of GPU stages of the nuclei recipe, on a
+//! synthetic field of touching nuclei (no files needed).
+//!
+//! ```sh
+//! cargo build --release -p ipscope-gpu --example gpu_bench
+//! target/release/examples/gpu_bench                 # 2048² and 8192²
+//! target/release/examples/gpu_bench --quick         # 512², one repetition (lavapipe)
+//! target/release/examples/gpu_bench --sizes 1024,4096 --reps 5
+//! ```
+//!
+//! GPU times are wall-clock per call: upload, every dispatch, and readback (each `Backend`
+//! method is self-contained), best of `--reps`; CPU times are the reference functions of
+//! `ipscope_core::ops` on one thread, best of `--reps` (one repetition above 4096²).
+//! Throughput is pixels per second of that call. The GPU result of each kernel is checked
+//! against the CPU's (exact, or within the stated tolerance) and the line says so.
+
+use std::time::Instant;
+
+use ipscope_core::backend::{Backend, CpuBackend};
+use ipscope_core::ops::label::Connectivity;
+use ipscope_gpu::{GpuBackend, LI_TOLERANCE, WATERSHED_TOLERANCE};
+use ipscope_image::{Image, Labels};
+
+struct Args {
+    sizes: Vec<usize>,
+    reps: usize,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args {
+        sizes: vec![2048, 8192],
+        reps: 3,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--quick" => {
+                a.sizes = vec![512];
+                a.reps = 1;
+            }
+            "--sizes" => {
+                let v = it.next().ok_or("--sizes needs a list, e.g. 2048,8192")?;
+                a.sizes = v
+                    .split(',')
+                    .map(|s| s.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("--sizes {v}: {e}"))?;
+            }
+            "--reps" => {
+                let v = it.next().ok_or("--reps needs a number")?;
+                a.reps = v.parse().map_err(|e| format!("--reps {v}: {e}"))?;
+                a.reps = a.reps.max(1);
+            }
+            "-h" | "--help" => {
+                println!("gpu_bench [--quick] [--sizes 2048,8192] [--reps 3]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    if a.sizes.contains(&0) {
+        return Err("sizes must be positive".into());
+    }
+    Ok(a)
+}
+
+/// A field of nuclei: one disc per 24-pixel cell, jittered and of random radius, so many
+/// touch; intensity a smooth dome per nucleus plus a little noise. Returns the field and
+/// the centres (the watershed's markers).
+fn field(n: usize) -> (Image<f32>, Vec<(usize, usize)>) {
+    const CELL: usize = 24;
+    let hash = |a: u64, b: u64, k: u64| {
+        let mut x = a
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
+            .wrapping_add(k.wrapping_mul(0x1656_67B1_9E37_79F9));
+        x ^= x >> 31;
+        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x ^= x >> 29;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let cells = n.div_ceil(CELL);
+    let disc = |cy: usize, cx: usize| {
+        let (y, x) = (cy as u64, cx as u64);
+        let r = 6.0 + 6.0 * hash(y, x, 3);
+        let oy = (cy * CELL) as f64 + 4.0 + (CELL as f64 - 8.0) * hash(y, x, 1);
+        let ox = (cx * CELL) as f64 + 4.0 + (CELL as f64 - 8.0) * hash(y, x, 2);
+        let present = hash(y, x, 4) < 0.8;
+        (oy, ox, r, present)
+    };
+    let img = Image::from_fn(n, n, |r, c| {
+        let (gy, gx) = (r / CELL, c / CELL);
+        let mut v = 0f64;
+        for cy in gy.saturating_sub(1)..(gy + 2).min(cells) {
+            for cx in gx.saturating_sub(1)..(gx + 2).min(cells) {
+                let (oy, ox, rad, present) = disc(cy, cx);
+                if present {
+                    let d2 = ((r as f64 - oy).powi(2) + (c as f64 - ox).powi(2)) / (rad * rad);
+                    v = v.max(1.0 - d2);
+                }
+            }
+        }
+        (0.1 + 0.8 * v.max(0.0) + 0.05 * hash(r as u64, c as u64, 9)) as f32
+    });
+    let mut centres = Vec::new();
+    for cy in 0..cells {
+        for cx in 0..cells {
+            let (oy, ox, _, present) = disc(cy, cx);
+            let (y, x) = (oy.round() as usize, ox.round() as usize);
+            if present && y < n && x < n {
+                centres.push((y, x));
+            }
+        }
+    }
+    (img, centres)
+}
+
+/// Best of `reps` wall-clock runs, in ms, and the last result.
+fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> (f64, T) {
+    let mut best = f64::INFINITY;
+    let mut out = None;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let r = f();
+        best = best.min(t.elapsed().as_secs_f64() * 1e3);
+        out = Some(r);
+    }
+    match out {
+        Some(o) => (best, o),
+        None => unreachable!("reps >= 1"),
+    }
+}
+
+fn rate(px: usize, ms: f64) -> String {
+    let per_s = px as f64 / (ms / 1e3);
+    if per_s >= 1e9 {
+        format!("{:.2} GPx/s", per_s / 1e9)
+    } else {
+        format!("{:.1} MPx/s", per_s / 1e6)
+    }
+}
+
+fn row(name: &str, n: usize, cpu_ms: f64, gpu: Option<(f64, &str)>) {
+    let px = n * n;
+    match gpu {
+        Some((g, check)) => println!(
+            "{name:<16} {n:>5}² cpu {cpu_ms:>9.1} ms {:>12}   gpu {g:>8.1} ms {:>12}   x{:<6.1} {check}",
+            rate(px, cpu_ms),
+            rate(px, g),
+            cpu_ms / g
+        ),
+        None => println!(
+            "{name:<16} {n:>5}² cpu {cpu_ms:>9.1} ms {:>12}",
+            rate(px, cpu_ms)
+        ),
+    }
+}
+
+fn differing<T: PartialEq + Copy>(a: &Image<T>, b: &Image<T>) -> usize {
+    a.as_slice()
+        .iter()
+        .zip(b.as_slice())
+        .filter(|(x, y)| x != y)
+        .count()
+}
+
+fn main() {
+    let a = match args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("gpu_bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let gpu = match GpuBackend::new() {
+        Ok(g) => {
+            let s = g.gpu().adapter();
+            println!(
+                "adapter: {} ({}, {}, driver {}), max storage binding {} MiB",
+                s.name,
+                s.backend,
+                s.device_type,
+                s.driver,
+                s.max_storage_buffer_binding_size >> 20
+            );
+            Some(g)
+        }
+        Err(e) => {
+            println!("no GPU adapter ({e}): CPU figures only");
+            None
+        }
+    };
+    let cpu = CpuBackend;
+    for &n in &a.sizes {
+        let t0 = Instant::now();
+        let (img, centres) = field(n);
+        let cpu_reps = if n > 4096 { 1 } else { a.reps };
+        println!(
+            "\n{n}x{n} ({} nuclei, field made in {:.0} ms); GPU: upload + compute + readback, best of {}; CPU: best of {cpu_reps}",
+            centres.len(),
+            t0.elapsed().as_secs_f64() * 1e3,
+            a.reps
+        );
+        let g = gpu.as_ref();
+        macro_rules! bench {
+            ($name:expr, $call:ident ( $($arg:expr),* ), $check:expr) => {{
+                let (c_ms, c_out) = time(cpu_reps, || cpu.$call($($arg),*));
+                match g {
+                    Some(g) => match time(a.reps, || g.$call($($arg),*)) {
+                        (g_ms, Ok(g_out)) => {
+                            let c_out = c_out.expect("the CPU backend never fails");
+                            let check: String = $check(&c_out, &g_out);
+                            row($name, n, c_ms, Some((g_ms, &check)));
+                            Some(g_out)
+                        }
+                        (_, Err(e)) => {
+                            println!("{:<16} {n:>5}² gpu failed: {e}", $name);
+                            None
+                        }
+                    },
+                    None => {
+                        row($name, n, c_ms, None);
+                        None
+                    }
+                }
+            }};
+        }
+        let exact = |c: &Image<bool>, g: &Image<bool>| match differing(c, g) {
+            0 => "identical".to_string(),
+            d => format!("{d} pixels DIFFER"),
+        };
+        bench!(
+            "gaussian s=1",
+            gaussian_blur(img.view(), 1.0),
+            |c: &Image<f32>, g: &Image<f32>| {
+                let worst = c
+                    .as_slice()
+                    .iter()
+                    .zip(g.as_slice())
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max);
+                format!("max diff {worst:.1e}")
+            }
+        );
+        let smooth = cpu
+            .gaussian_blur(img.view(), 1.0)
+            .unwrap_or_else(|_| img.clone());
+        bench!(
+            "otsu",
+            otsu(smooth.view(), 256),
+            |c: &Option<f32>, g: &Option<f32>| {
+                if c == g {
+                    "identical".to_string()
+                } else {
+                    format!("DIFFER {c:?} {g:?}")
+                }
+            }
+        );
+        let (lo, hi) = smooth
+            .as_slice()
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        bench!(
+            "li",
+            li(smooth.view()),
+            |c: &Option<f32>, g: &Option<f32>| match (c, g) {
+                (Some(c), Some(g)) => {
+                    let rel = f64::from((c - g).abs()) / f64::from(hi - lo);
+                    format!(
+                        "diff {rel:.1e} of the range{}",
+                        if rel <= LI_TOLERANCE {
+                            ""
+                        } else {
+                            " ABOVE TOLERANCE"
+                        }
+                    )
+                }
+                _ => format!("{c:?} {g:?}"),
+            }
+        );
+        let t = cpu.otsu(smooth.view(), 256).ok().flatten().unwrap_or(0.5);
+        let fg = smooth.map(|v| v > t);
+        bench!("erosion", binary_erosion(fg.view()), exact);
+        bench!("dilation", binary_dilation(fg.view()), exact);
+        bench!("fill_holes", fill_holes(fg.view()), exact);
+        bench!("edt", distance_transform_edt(fg.view()), |c: &Image<
+            f32,
+        >,
+                                                          g: &Image<
+            f32,
+        >| {
+            match differing(c, g) {
+                0 => "identical".to_string(),
+                d => format!("{d} pixels DIFFER"),
+            }
+        });
+        bench!(
+            "label8",
+            label(fg.view(), Connectivity::Eight),
+            |c: &Labels, g: &Labels| {
+                if c == g {
+                    "identical".to_string()
+                } else {
+                    "DIFFER".to_string()
+                }
+            }
+        );
+        let labels = cpu
+            .label(fg.view(), Connectivity::Eight)
+            .unwrap_or_else(|_| Labels::empty(n, n));
+        bench!(
+            "measure_shape",
+            measure_shape(&labels),
+            |c: &Vec<_>, g: &Vec<_>| {
+                if c == g {
+                    "identical".to_string()
+                } else {
+                    "DIFFER".to_string()
+                }
+            }
+        );
+        let mut markers = Image::new(n, n, 0u32);
+        let mut k = 0;
+        for &(y, x) in &centres {
+            if fg.get(y, x) {
+                k += 1;
+                markers.set(y, x, k);
+            }
+        }
+        let markers = Labels::new(markers, k);
+        let elev = smooth.map(|v| -v);
+        bench!(
+            "watershed",
+            watershed(elev.view(), &markers, Some(fg.view())),
+            |c: &Labels, g: &Labels| {
+                let flooded = c.image().as_slice().iter().filter(|&&v| v != 0).count();
+                let frac = differing(c.image(), g.image()) as f64 / flooded.max(1) as f64;
+                format!(
+                    "{:.3}% of pixels differ{}",
+                    frac * 100.0,
+                    if frac <= WATERSHED_TOLERANCE {
+                        ""
+                    } else {
+                        " ABOVE TOLERANCE"
+                    }
+                )
+            }
+        );
+        // The GPU stages of the default nuclei recipe, end to end.
+        let chain = |b: &dyn Backend| -> Result<(Labels, usize), ipscope_core::Error> {
+            let s = b.gaussian_blur(img.view(), 1.0)?;
+            let t = b.otsu(s.view(), 256)?.unwrap_or(f32::INFINITY);
+            let fg = s.map(|v| v > t);
+            let filled = b.fill_holes(fg.view())?;
+            let l = b.label(filled.view(), Connectivity::Eight)?;
+            let d = b.distance_transform_edt(filled.view())?;
+            let shapes = b.measure_shape(&l)?;
+            drop(d);
+            Ok((l, shapes.len()))
+        };
+        let (c_ms, c_out) = time(cpu_reps, || chain(&cpu));
+        match g {
+            Some(g) => match time(a.reps, || chain(g)) {
+                (g_ms, Ok(g_out)) => {
+                    let same = c_out.as_ref().map(|c| c.0 == g_out.0).unwrap_or(false);
+                    let check = format!(
+                        "{} objects, labels {}",
+                        g_out.1,
+                        if same { "identical" } else { "DIFFER" }
+                    );
+                    row("nuclei chain", n, c_ms, Some((g_ms, &check)));
+                }
+                (_, Err(e)) => println!("nuclei chain {n}² gpu failed: {e}"),
+            },
+            None => row("nuclei chain", n, c_ms, None),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+// Marker-controlled watershed (ipscope_core::ops::watershed::watershed, 4-connected) by
+// parallel relaxation of flooding keys. The CPU reference pops pixels from a priority queue
+// keyed by (cost, age), where a pixel's cost is the largest elevation on the cheapest path
+// from a marker (max(own elevation, cost of the pixel that reached it)) and the age orders
+// equal costs first come, first served. Here every pixel holds the key
+// (cost, steps since the path last climbed) of its best path, and each `relax` step sets it
+// to the best of its four neighbours' keys extended by one step, with that neighbour's
+// label. Equal keys are decided as the reference's queue would: by the key of the pixel
+// that lifted the path onto its current level (the reference floods a plateau breadth
+// first behind its entries, in the order they were pushed), then by the raster index of the
+// marker the path started from (markers enter the queue in raster order). The (cost, steps)
+// part only falls and paths are acyclic, so repeating the step until nothing changes
+// reaches the best keys, independent of the order of the steps; the labels then differ
+// from the reference only where its queue breaks a tie by age in a way these keys do not
+// capture.
+//
+// Jacobi steps (read `state_in`, write `state_out`, the host swaps them), so there is no
+// race and the result does not depend on scheduling.
+
+struct Params {
+    width: u32,
+    height: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+// Order-preserving u32 key of each pixel's elevation; 0xffffffff outside the mask.
+@group(0) @binding(1) var<storage, read> elev: array<u32>;
+// Per pixel (6 words): cost key, steps on the plateau, the cost key and steps of the pixel
+// that lifted its path onto this level, raster index of its marker, label (0: not reached).
+@group(0) @binding(2) var<storage, read> state_in: array<u32>;
+@group(0) @binding(3) var<storage, read_write> state_out: array<u32>;
+@group(0) @binding(4) var<storage, read_write> changed: atomic<u32>;
+
+const S: u32 = 6u;
+
+struct Best {
+    cost: u32,
+    steps: u32,
+    pcost: u32,
+    psteps: u32,
+    origin: u32,
+    label: u32,
+}
+
+fn less(a: Best, b: Best) -> bool {
+    if (a.cost != b.cost) {
+        return a.cost < b.cost;
+    }
+    if (a.steps != b.steps) {
+        return a.steps < b.steps;
+    }
+    if (a.pcost != b.pcost) {
+        return a.pcost < b.pcost;
+    }
+    if (a.psteps != b.psteps) {
+        return a.psteps < b.psteps;
+    }
+    return a.origin < b.origin;
+}
+
+fn load(i: u32) -> Best {
+    let b = i * S;
+    return Best(
+        state_in[b],
+        state_in[b + 1u],
+        state_in[b + 2u],
+        state_in[b + 3u],
+        state_in[b + 4u],
+        state_in[b + 5u],
+    );
+}
+
+fn offer(best: Best, e: u32, q: u32) -> Best {
+    let n = load(q);
+    if (n.label == 0u) {
+        return best;
+    }
+    // Across a plateau (not higher than the path so far) the pixel queues behind the same
+    // entry as its neighbour, one step later; climbing, it enters a new level behind the
+    // neighbour that lifted it.
+    var cand = Best(n.cost, n.steps + 1u, n.pcost, n.psteps, n.origin, n.label);
+    if (e > n.cost) {
+        cand = Best(e, 0u, n.cost, n.steps, n.origin, n.label);
+    }
+    if (less(cand, best)) {
+        return cand;
+    }
+    return best;
+}
+
+@compute @workgroup_size(16, 16)
+fn relax(@builtin(global_invocation_id) id: vec3<u32>) {
+    if (id.x >= p.width || id.y >= p.height) {
+        return;
+    }
+    let i = id.y * p.width + id.x;
+    let own = load(i);
+    let e = elev[i];
+    // Outside the mask nothing changes; a marker keeps its key and label. Markers are the
+    // only pixels with zero steps and a zero lifting cost: no elevation key is 0, so a climb
+    // never gives one, and a plateau inherits it only with steps >= 1.
+    if (e == 0xffffffffu || (own.label != 0u && own.steps == 0u && own.pcost == 0u)) {
+        store(i, own);
+        return;
+    }
+    // Recomputed from the neighbours at every step (not kept from an earlier one), so the
+    // fixed point is consistent with the neighbours' final keys.
+    var best = Best(0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0u);
+    if (id.y > 0u) {
+        best = offer(best, e, i - p.width);
+    }
+    if (id.x > 0u) {
+        best = offer(best, e, i - 1u);
+    }
+    if (id.x + 1u < p.width) {
+        best = offer(best, e, i + 1u);
+    }
+    if (id.y + 1u < p.height) {
+        best = offer(best, e, i + p.width);
+    }
+    store(i, best);
+    if (less(best, own) || less(own, best) || best.label != own.label) {
+        atomicStore(&changed, 1u);
+    }
+}
+
+fn store(i: u32, v: Best) {
+    let b = i * S;
+    state_out[b] = v.cost;
+    state_out[b + 1u] = v.steps;
+    state_out[b + 2u] = v.pcost;
+    state_out[b + 3u] = v.psteps;
+    state_out[b + 4u] = v.origin;
+    state_out[b + 5u] = v.label;
+}
