@@ -565,3 +565,89 @@ fn run_writes_the_feature_groups_the_config_selects() {
         }
     }
 }
+
+/// `--neighbors-distance` changes the Neighbors columns' suffix and the neighbourhoods:
+/// on a real label image, at d = 2 and d = 5 every object's NumberOfNeighbors and
+/// PercentTouching equal cp-measure's MeasureObjectNeighbors at that distance
+/// (`testdata/reference/measure/neighbors.json`), and the counts differ between the two.
+#[test]
+fn neighbors_distance_names_the_columns_and_matches_cp_measure() {
+    let data = data_dir();
+    let lab = "dsb2018_fluo_subset/labels/700afb1cd830a808.png";
+    let img = "dsb2018_fluo_subset/images/700afb1cd830a808.png";
+    if !data.join(lab).exists() {
+        println!(
+            "skipped: {} not found (set IPSCOPE_DATA)",
+            data.join(lab).display()
+        );
+        return;
+    }
+    let text = std::fs::read_to_string(repo().join("testdata/reference/measure/neighbors.json"))
+        .expect("neighbors.json");
+    let r: Value = serde_json::from_str(&text).expect("valid JSON");
+    let field = r["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["labels"] == lab)
+        .expect("field in neighbors.json");
+    let col = |name: &str| -> Vec<f64> {
+        field["columns"][name]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} not in the reference"))
+            .iter()
+            .map(|v| v.as_f64().unwrap_or(f64::NAN))
+            .collect()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut counts = Vec::new();
+    for d in ["2", "5"] {
+        let out = tmp.path().join(format!("n{d}.parquet"));
+        let o = ipscope(&[
+            "measure",
+            p(&data.join(img)),
+            "--labels",
+            p(&data.join(lab)),
+            "--features",
+            "neighbors",
+            "--neighbors-distance",
+            d,
+            "-o",
+            p(&out),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let b = read_batch(&out);
+        let other = if d == "2" { "5" } else { "2" };
+        assert!(b
+            .column_by_name(&format!("Nuclei_Neighbors_NumberOfNeighbors_{other}"))
+            .is_none());
+        assert_eq!(values(&b, "ObjectNumber"), col("label"));
+        let n = values(&b, &format!("Nuclei_Neighbors_NumberOfNeighbors_{d}"));
+        assert_eq!(n, col(&format!("NumberOfNeighbors_{d}")), "d = {d}");
+        let pt = values(&b, &format!("Nuclei_Neighbors_PercentTouching_{d}"));
+        for (k, (a, w)) in pt
+            .iter()
+            .zip(col(&format!("PercentTouching_{d}")))
+            .enumerate()
+        {
+            assert!(
+                close(*a, w, 1e-9),
+                "PercentTouching_{d} object {k}: {a} vs {w}"
+            );
+        }
+        counts.push(n);
+    }
+    let changed = counts[0]
+        .iter()
+        .zip(&counts[1])
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        changed > 0,
+        "d = 2 and d = 5 give the same neighbour counts"
+    );
+    println!(
+        "{} objects, {changed} with other neighbour counts at d = 5 than at d = 2",
+        counts[0].len()
+    );
+}
