@@ -24,8 +24,6 @@ use std::borrow::Cow;
 
 use ipscope_image::{Image, ImageView, Labels};
 
-use super::label::{label, max_label, Connectivity};
-
 /// A heap entry. `key` packs scikit-image's `(value, age)` priority into one integer whose
 /// order is exactly that of `smaller` in `heap_watershed.pxi` (value first, then age), so
 /// comparisons — and therefore the heap's evolution — are the same, at a fraction of the cost.
@@ -186,14 +184,58 @@ fn markers_tie(markers: &[Item], inside: &[bool], w: usize, h: usize) -> bool {
     if keys.windows(2).all(|k| k[0] != k[1]) {
         return false;
     }
-    let Ok(mask) = Image::from_vec(w, h, inside.to_vec()) else {
-        return true;
+    // Only the parts holding a marker whose key another marker shares need to be known:
+    // walk those, numbering them (0 = not walked).
+    let shared = |k: u64| {
+        let i = keys.partition_point(|&x| x < k);
+        keys.get(i + 1) == Some(&k)
     };
-    let parts = label(mask.view(), Connectivity::Four);
-    let parts = parts.image().as_slice();
-    let mut tagged: Vec<(u64, u32)> = markers.iter().map(|m| (m.key, parts[m.index])).collect();
+    let mut part = vec![0u32; w * h];
+    let mut stack: Vec<usize> = Vec::new();
+    let mut parts = 0u32;
+    let mut tagged: Vec<(u64, u32)> = Vec::new();
+    for m in markers.iter().filter(|m| shared(m.key)) {
+        if part[m.index] == 0 {
+            parts += 1;
+            part[m.index] = parts;
+            stack.push(m.index);
+            while let Some(i) = stack.pop() {
+                for n in neighbours4(i, w, h).into_iter().flatten() {
+                    if inside[n] && part[n] == 0 {
+                        part[n] = parts;
+                        stack.push(n);
+                    }
+                }
+            }
+        }
+        tagged.push((m.key, part[m.index]));
+    }
     tagged.sort_unstable();
     tagged.windows(2).any(|t| t[0] == t[1])
+}
+
+/// The 4-neighbours of pixel `i` in skimage's order for connectivity 1: up, left, right,
+/// down (`None` outside the image).
+#[inline(always)]
+fn neighbours4(i: usize, w: usize, h: usize) -> [Option<usize>; 4] {
+    let c = i % w;
+    [
+        (i >= w).then(|| i - w),
+        (c > 0).then(|| i - 1),
+        (c + 1 < w).then_some(i + 1),
+        (i + w < w * h).then_some(i + w),
+    ]
+}
+
+/// The elevation of pixel `i`; NaN has no place in an order, it floods last, like +inf.
+#[inline(always)]
+fn elev_at(elev: &[f32], i: usize) -> f32 {
+    let v = elev[i];
+    if v.is_nan() {
+        f32::INFINITY
+    } else {
+        v
+    }
 }
 
 /// The radix-heap flood, one 4-connected part of the mask at a time.
@@ -229,31 +271,18 @@ fn flood_by_parts(
             if out[i] != 0 {
                 part_markers.push(i);
             }
-            let c = i % w;
-            let mut visit = |n: usize| {
+            for n in neighbours4(i, w, h).into_iter().flatten() {
                 if inside[n] && !seen[n] {
                     seen[n] = true;
                     stack.push(n);
                 }
-            };
-            if i >= w {
-                visit(i - w);
-            }
-            if c > 0 {
-                visit(i - 1);
-            }
-            if c + 1 < w {
-                visit(i + 1);
-            }
-            if i + w < w * h {
-                visit(i + w);
             }
         }
         part_markers.sort_unstable();
         radix.reset();
         for &i in &part_markers {
             radix.push(Item {
-                key: key(elev[i], 0),
+                key: key(elev_at(elev, i), 0),
                 index: i,
             });
         }
@@ -261,20 +290,12 @@ fn flood_by_parts(
             let i = item.index;
             let popped_value = elev_of_key(item.key);
             let label = out[i];
-            let c = i % w;
-            // Up, left, right, down, as in `flood`.
-            let neighbours = [
-                (i >= w).then(|| i.wrapping_sub(w)),
-                (c > 0).then(|| i.wrapping_sub(1)),
-                (c + 1 < w).then_some(i + 1),
-                (i + w < w * h).then_some(i + w),
-            ];
-            for n in neighbours.into_iter().flatten() {
+            for n in neighbours4(i, w, h).into_iter().flatten() {
                 if !inside[n] || out[n] != 0 {
                     continue;
                 }
                 age = age.wrapping_add(1);
-                let value = elev[n].max(popped_value);
+                let value = elev_at(elev, n).max(popped_value);
                 out[n] = label;
                 radix.push(Item {
                     key: key(value, age),
@@ -323,38 +344,41 @@ fn flood(
             m.height()
         );
     }
-    // Borrow contiguous inputs; copy only a strided view, or elevations with NaN.
+    // Borrow contiguous inputs; copy only a strided view.
     let inside: Cow<[bool]> = match mask.map(|m| (m, m.as_contiguous())) {
         Some((_, Some(m))) => Cow::Borrowed(m),
         Some((m, None)) => Cow::Owned(m.to_image().into_vec()),
         None => Cow::Owned(vec![true; w * h]),
     };
     let inside: &[bool] = &inside;
-    // NaN has no place in an order; it floods last, like +inf.
+    // NaN elevations are read as +inf (`elev_at`), so a contiguous image is borrowed as is.
     let elev: Cow<[f32]> = match elevation.as_contiguous() {
-        Some(e) if !e.iter().any(|v| v.is_nan()) => Cow::Borrowed(e),
-        _ => Cow::Owned(
-            elevation
-                .map(|v| if v.is_nan() { f32::INFINITY } else { v })
-                .into_vec(),
-        ),
+        Some(e) => Cow::Borrowed(e),
+        None => Cow::Owned(elevation.to_image().into_vec()),
     };
     let elev: &[f32] = &elev;
-    let mut out: Vec<u32> = markers.image().as_slice().to_vec();
-    for (o, &m) in out.iter_mut().zip(inside) {
-        if !m {
-            *o = 0;
-        }
-    }
+    // Markers inside the mask, in raster order, in one pass that also finds the largest
+    // label; blocks without a marker (most of an image) are skipped after one OR.
+    let mut out: Vec<u32> = vec![0; w * h];
     let mut heap = Heap {
         items: Vec::with_capacity(1024),
     };
-    for (i, &l) in out.iter().enumerate() {
-        if l != 0 {
-            heap.push(Item {
-                key: key(elev[i], 0),
-                index: i,
-            });
+    let mut largest = 0u32;
+    const BLOCK: usize = 64;
+    for (b, block) in markers.image().as_slice().chunks(BLOCK).enumerate() {
+        if block.iter().fold(0, |a, &l| a | l) == 0 {
+            continue;
+        }
+        for (k, &l) in block.iter().enumerate() {
+            let i = b * BLOCK + k;
+            largest = largest.max(l);
+            if l != 0 && inside[i] {
+                out[i] = l;
+                heap.push(Item {
+                    key: key(elev_at(elev, i), 0),
+                    index: i,
+                });
+            }
         }
     }
     // Keys only grow during the flood (a pushed pixel costs at least what reached it, and
@@ -389,23 +413,16 @@ fn flood(
         }
         let i = item.index;
         let popped_value = elev_of_key(item.key);
-        let (r, c) = (i / w, i % w);
         let label = out[i];
         // Neighbour order of skimage's raveled offsets for connectivity 1: up, left, right, down.
-        let neighbours = [
-            (r > 0).then(|| i - w),
-            (c > 0).then(|| i - 1),
-            (c + 1 < w).then(|| i + 1),
-            (r + 1 < h).then(|| i + w),
-        ];
-        for n in neighbours.into_iter().flatten() {
+        for n in neighbours4(i, w, h).into_iter().flatten() {
             if !inside[n] || out[n] != 0 {
                 continue;
             }
             age = age.wrapping_add(1);
             // The cost of a pixel is at least that of the pixel that reached it
             // (scikit-image >= 0.26, PR #7071).
-            let value = elev[n].max(popped_value);
+            let value = elev_at(elev, n).max(popped_value);
             out[n] = label;
             let it = Item {
                 key: key(value, age),
@@ -417,7 +434,8 @@ fn flood(
             }
         }
     }
-    let count = max_label(markers);
+    // max_label: the largest label present or promised.
+    let count = largest.max(markers.count());
     match Image::from_vec(w, h, out) {
         Ok(img) => Labels::new(img, count),
         // Unreachable: `out` has exactly w * h entries.
@@ -518,9 +536,17 @@ mod tests {
             for k in 0..40 {
                 let i = rnd() as usize % (w * h);
                 m.as_mut_slice()[i] = k % 13 + 1;
-                // Distinct marker elevations, so the part-by-part flood runs.
-                elev.as_mut_slice()[i] = 0.01 + k as f32 / 128.0;
+                // Even cases: distinct marker elevations, so the part-by-part flood runs.
+                // Odd cases: four levels, ties between markers in one part or in different
+                // parts (only the former needs scikit-image's heap).
+                elev.as_mut_slice()[i] = if case % 2 == 0 {
+                    0.01 + k as f32 / 128.0
+                } else {
+                    (k % 4) as f32 / 8.0
+                };
             }
+            // NaN floods last, like +inf.
+            elev.as_mut_slice()[(case * 7) % (w * h)] = f32::NAN;
             let markers = Labels::from_image(m);
             let inside = mask.as_slice();
             let items: Vec<Item> = (0..w * h)
@@ -530,10 +556,15 @@ mod tests {
                     index: i,
                 })
                 .collect();
-            assert!(!markers_tie(&items, inside, w, h), "case {case}");
+            if case % 2 == 0 {
+                assert!(!markers_tie(&items, inside, w, h), "case {case}");
+            }
+            let inf = elev.map(|v| if v.is_nan() { f32::INFINITY } else { v });
+            let with_inf = flood(inf.view(), &markers, Some(mask.view()), false);
             let exact = flood(elev.view(), &markers, Some(mask.view()), false);
             let fast = flood(elev.view(), &markers, Some(mask.view()), true);
             assert_eq!(fast, exact, "case {case}");
+            assert_eq!(with_inf, exact, "case {case}: NaN as +inf");
         }
     }
 
