@@ -323,3 +323,153 @@ fn per_cell_traces_measure_the_asynchrony_of_staggered_cells() {
         );
     }
 }
+
+/// Runs `args` + `-o out`, kills it (SIGKILL) as soon as its first series is kept in
+/// `out/.ipscope-partial`, checks what `--resume` accepts and refuses, resumes, and compares
+/// `tables` byte for byte with an uninterrupted run.
+fn killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(
+    args: &[&str],
+    series: usize,
+    other_fps: &str,
+    tables: &[&str],
+) {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tmp.path().join("reference");
+    let out = tmp.path().join("out");
+    let with_out = |o: &Path, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend(["-o".to_string(), p(o).to_string(), "--quiet".to_string()]);
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let o = common::bin()
+        .args(with_out(&reference, &[]))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // One thread: series finish one after the other; kill after the first.
+    let partial = out.join(".ipscope-partial");
+    let kept = || -> usize {
+        std::fs::read_dir(&partial)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".arrow"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let mut child = common::bin()
+        .args(with_out(&out, &["--threads", "1"]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while kept() == 0 && t0.elapsed() < Duration::from_secs(120) {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = kept();
+    assert!(done >= 1 && done < series, "{done} of {series} series kept");
+    assert!(!out.join("manifest.json").exists());
+
+    // Not resumed: refused, naming --resume; other parameters: refused, naming --force.
+    let o = common::bin().args(with_out(&out, &[])).output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+    let o = common::bin()
+        .args(with_out(&out, &["--resume", "--fps", other_fps]))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("other parameters"), "{}", stderr(&o));
+    assert_eq!(kept(), done, "a refused resume keeps the finished series");
+
+    let o = common::bin()
+        .args(with_out(&out, &["--resume", "--threads", "2"]))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for t in tables {
+        let name = format!("{t}.parquet");
+        let (a, b) = (
+            std::fs::read(reference.join(&name)).unwrap(),
+            std::fs::read(out.join(&name)).unwrap(),
+        );
+        assert!(a == b, "{name} differs after the resume");
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["resumed"].as_array().map(|a| a.len()), Some(1));
+    assert!(
+        !partial.exists(),
+        "the finished run removes its partial results"
+    );
+    // A complete run has nothing to resume.
+    let o = common::bin()
+        .args(with_out(&out, &["--resume"]))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("complete"), "{}", stderr(&o));
+}
+
+#[test]
+fn killed_calcium_and_contraction_runs_resume_to_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plate = tmp.path().join("calcium");
+    let demo = demo_calcium::generate(
+        &plate,
+        &CalciumDemoParams {
+            size: 96,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(
+        &[
+            "run",
+            p(&plate),
+            "--assay",
+            "calcium",
+            "--per-cell",
+            "--layout",
+            p(&demo.layout),
+            "--channel",
+            "w1=Calcium",
+        ],
+        demo.wells.len(),
+        "25",
+        &["Beats", "Traces", "Wells", "Errors", "Curves"],
+    );
+    let plate = tmp.path().join("contraction");
+    let demo = ipscope::demo_contraction::generate(
+        &plate,
+        &ipscope::demo_contraction::ContractionDemoParams {
+            size: 64,
+            seconds: 6.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(
+        &[
+            "run",
+            p(&plate),
+            "--assay",
+            "contraction",
+            "--layout",
+            p(&demo.layout),
+            "--channel",
+            "w1=BF",
+        ],
+        demo.wells.len(),
+        "50",
+        &["Contractions", "Traces", "Wells", "Errors", "Curves"],
+    );
+}

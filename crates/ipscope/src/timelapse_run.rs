@@ -22,20 +22,32 @@
 //!
 //! Then Curves/Qc and report.html as for the nuclei run (the `Median_…` and `Count_…`
 //! columns are readouts).
+//!
+//! **Resume.** Every streamed series is kept in `OUT/.ipscope-partial/<n>.arrow` (its raw
+//! traces as an Arrow IPC column, with the frame interval, beating-region fraction or
+//! reference frame and cell areas in the schema metadata), fsynced and renamed into place.
+//! `--resume` reads the finished series back instead of decoding them again; the beats and
+//! every table are computed from those traces as in an uninterrupted run, so both write
+//! the same tables. `run.json` holds the run's fingerprint (assay, parameters, channel,
+//! pattern, `--fps`, layout, every input file's size and modification time): a resume with
+//! another is refused unless `--force`d.
 
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ipscope_core::assays::calcium::{
-    analyze_trace, CalciumParams, SignalError, TraceAnalysis, TraceBuilder,
+    analyze_trace, CalciumParams, FieldTrace, SignalError, TraceAnalysis, TraceBuilder,
 };
 use ipscope_core::assays::contraction::{
-    analyze_contraction, ContractionAnalysis, ContractionParams, MotionBuilder,
+    analyze_contraction, ContractionAnalysis, ContractionParams, MotionBuilder, MotionTrace,
 };
 use ipscope_io::timelapse::{frame_interval, series, FrameData, FrameReader, Frames, TimeSeries};
 use ipscope_io::{DiscoverOptions, ReadOptions};
 use ipscope_table::{Format, RecordBatch, TableBuilder, WrittenFile};
 use rayon::prelude::*;
+use sha2::{Digest, Sha256};
 
 use crate::channels::{Channel, Role};
 use crate::manifest::{ImageStatus, InputRecord, Manifest, OutputRecord};
@@ -67,6 +79,10 @@ pub struct TimelapseOptions {
     /// Calcium: also trace every cell (component of the beating region of at least this
     /// many pixels) and measure the well's asynchrony (`--per-cell`).
     pub per_cell: Option<usize>,
+    /// Continue an interrupted run in the output directory (`--resume`).
+    pub resume: bool,
+    /// With `resume`: start over when the interrupted run used other parameters or inputs.
+    pub force: bool,
 }
 
 impl TimelapseOptions {
@@ -85,6 +101,8 @@ impl TimelapseOptions {
             traces: true,
             per_cell: None,
             command_line: Vec::new(),
+            resume: false,
+            force: false,
         }
     }
 }
@@ -224,15 +242,27 @@ pub fn analyze_series_cells(
         })
     })?;
     let field = builder.finish().map_err(|e| finish_err(&path, e))?;
+    calcium_result(s, interval_s, params, field, cell_min_area.is_some(), &path)
+}
+
+/// The beats of a streamed field (and of its cells with `per_cell`).
+fn calcium_result(
+    s: &TimeSeries,
+    interval_s: f64,
+    params: &CalciumParams,
+    field: FieldTrace,
+    per_cell: bool,
+    path: &Path,
+) -> Result<SeriesResult> {
     let analysis =
-        analyze_trace(&field.trace, interval_s, params).map_err(|e| signal_err(&path, e))?;
+        analyze_trace(&field.trace, interval_s, params).map_err(|e| signal_err(path, e))?;
     let cells = field
         .cells
         .into_iter()
         .zip(field.cell_areas)
         .map(|(trace, area)| {
             let analysis =
-                analyze_trace(&trace, interval_s, params).map_err(|e| signal_err(&path, e))?;
+                analyze_trace(&trace, interval_s, params).map_err(|e| signal_err(path, e))?;
             Ok(CellResult {
                 trace,
                 area,
@@ -240,7 +270,7 @@ pub fn analyze_series_cells(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let asynchrony = if cell_min_area.is_some() {
+    let asynchrony = if per_cell {
         let per_cell: Vec<Vec<_>> = cells.iter().map(|c| c.analysis.beats.clone()).collect();
         ipscope_core::assays::calcium::asynchrony(&analysis.beats, &per_cell)
     } else {
@@ -279,8 +309,19 @@ pub fn analyze_contraction_series(
         MotionBuilder::new(w, h, frames, interval_s, params)
     })?;
     let motion = builder.finish().map_err(|e| finish_err(&path, e))?;
-    let analysis = analyze_contraction(&motion.signal, interval_s, params)
-        .map_err(|e| signal_err(&path, e))?;
+    contraction_result(s, interval_s, params, motion, &path)
+}
+
+/// The contractions of a streamed series.
+fn contraction_result(
+    s: &TimeSeries,
+    interval_s: f64,
+    params: &ContractionParams,
+    motion: MotionTrace,
+    path: &Path,
+) -> Result<ContractionResult> {
+    let analysis =
+        analyze_contraction(&motion.signal, interval_s, params).map_err(|e| signal_err(path, e))?;
     Ok(ContractionResult {
         series: s.clone(),
         interval_s,
@@ -295,12 +336,12 @@ pub fn analyze_contraction_series(
 fn run_all<R: Send>(
     all: &[TimeSeries],
     threads: Option<usize>,
-    work: impl Fn(&TimeSeries) -> Result<R> + Sync + Send,
+    work: impl Fn(usize, &TimeSeries) -> Result<R> + Sync + Send,
     statuses: &mut Vec<ImageStatus>,
 ) -> Result<(Vec<R>, Vec<FailureRecord>)> {
-    let timed = |s: &TimeSeries| {
+    let timed = |(i, s): (usize, &TimeSeries)| {
         let t = Instant::now();
-        let r = work(s);
+        let r = work(i, s);
         (r, t.elapsed().as_secs_f64())
     };
     let results: Vec<(Result<R>, f64)> = match threads {
@@ -308,8 +349,8 @@ fn run_all<R: Send>(
             .num_threads(n.max(1))
             .build()
             .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?
-            .install(|| all.par_iter().map(timed).collect()),
-        None => all.par_iter().map(timed).collect(),
+            .install(|| all.par_iter().enumerate().map(timed).collect()),
+        None => all.par_iter().enumerate().map(timed).collect(),
     };
     let mut ok = Vec::new();
     let mut failures = Vec::new();
@@ -383,7 +424,30 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
         .as_deref()
         .map(ipscope_io::read_layout)
         .transpose()?;
-    let _lock = prepare_out_dir(out_dir, overwrite)?;
+    let interrupted = crate::partial::exists(out_dir);
+    if opts.resume && !interrupted && out_dir.join("manifest.json").exists() {
+        return Err(Error::Invalid(format!(
+            "{}: the run in this directory is complete; nothing to resume (use --overwrite to run again)",
+            out_dir.display()
+        )));
+    }
+    let _lock = prepare_out_dir(out_dir, overwrite || (opts.resume && interrupted))?;
+    if interrupted && !opts.resume && !overwrite {
+        return Err(Error::Invalid(format!(
+            "{}: holds an interrupted run; continue it with --resume, or start over with --overwrite",
+            out_dir.display()
+        )));
+    }
+    let store = crate::partial::PartialStore::open(
+        out_dir,
+        &fingerprint(opts, &channel, &channel_name, &all)?,
+        opts.resume,
+        opts.force,
+    )?;
+    let shards = Shards {
+        dir: out_dir.join(crate::partial::PARTIAL_DIR),
+        done: store.done().clone(),
+    };
     let format = Format::Parquet;
     let ext = format.extension();
     let mut written: Vec<WrittenFile> = Vec::new();
@@ -404,7 +468,30 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
         let (ok, failures) = run_all(
             &all,
             opts.threads,
-            |s| analyze_contraction_series(s, interval(s)?, &opts.contraction, &read),
+            |i, s| {
+                if let Some((meta, mut traces)) = shards.load(i) {
+                    let motion = MotionTrace {
+                        signal: traces.swap_remove(0),
+                        reference_frame: meta.reference_frame,
+                    };
+                    let dt = f64::from_bits(meta.interval_bits);
+                    return contraction_result(s, dt, &opts.contraction, motion, s.path());
+                }
+                let dt = interval(s)?;
+                let (builder, path) = stream(s, &read, |w, h, frames| {
+                    MotionBuilder::new(w, h, frames, dt, &opts.contraction)
+                })?;
+                let motion = builder.finish().map_err(|e| finish_err(&path, e))?;
+                let meta = ShardMeta {
+                    interval_bits: dt.to_bits(),
+                    fraction_bits: 0,
+                    reference_frame: motion.reference_frame,
+                    lengths: vec![motion.signal.len()],
+                    areas: Vec::new(),
+                };
+                shards.save(i, &meta, &[&motion.signal])?;
+                contraction_result(s, dt, &opts.contraction, motion, &path)
+            },
             &mut statuses,
         )?;
         write("Contractions", contractions_batch(&ok)?)?;
@@ -427,7 +514,41 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
         let (ok, failures) = run_all(
             &all,
             opts.threads,
-            |s| analyze_series_cells(s, interval(s)?, &opts.calcium, &read, opts.per_cell),
+            |i, s| {
+                let per_cell = opts.per_cell.is_some();
+                if let Some((meta, mut traces)) = shards.load(i) {
+                    let trace = traces.remove(0);
+                    let field = FieldTrace {
+                        trace,
+                        mask_pixels: 0,
+                        mask_fraction: f64::from_bits(meta.fraction_bits),
+                        cells: traces,
+                        cell_areas: meta.areas,
+                    };
+                    let dt = f64::from_bits(meta.interval_bits);
+                    return calcium_result(s, dt, &opts.calcium, field, per_cell, s.path());
+                }
+                let dt = interval(s)?;
+                let (builder, path) = stream(s, &read, |w, h, frames| {
+                    let b = TraceBuilder::new(w, h, frames, dt, &opts.calcium)?;
+                    Ok(match opts.per_cell {
+                        Some(a) => b.per_cell(a),
+                        None => b,
+                    })
+                })?;
+                let field = builder.finish().map_err(|e| finish_err(&path, e))?;
+                let mut traces: Vec<&[f64]> = vec![&field.trace];
+                traces.extend(field.cells.iter().map(|c| c.as_slice()));
+                let meta = ShardMeta {
+                    interval_bits: dt.to_bits(),
+                    fraction_bits: field.mask_fraction.to_bits(),
+                    reference_frame: 0,
+                    lengths: traces.iter().map(|t| t.len()).collect(),
+                    areas: field.cell_areas.clone(),
+                };
+                shards.save(i, &meta, &traces)?;
+                calcium_result(s, dt, &opts.calcium, field, per_cell, &path)
+            },
             &mut statuses,
         )?;
         write("Beats", beats_batch(&ok)?)?;
@@ -468,8 +589,12 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
     let mut manifest = Manifest {
         ipscope_version: env!("CARGO_PKG_VERSION").to_string(),
         command_line: opts.command_line.clone(),
-        started,
-        resumed: Vec::new(),
+        started: if store.state.resumed.is_empty() {
+            started
+        } else {
+            store.state.started.clone()
+        },
+        resumed: store.state.resumed.clone(),
         finished: chrono::Utc::now().to_rfc3339(),
         plate: plate.id.clone(),
         plate_dir: opts.plate_dir.clone(),
@@ -501,6 +626,8 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
         out_dir,
         Vec::new(),
     )?);
+    // The tables and the manifest are written: the finished series are no longer needed.
+    store.finish()?;
     Ok(TimelapseSummary {
         plate: plate.id.clone(),
         assay: opts.assay,
@@ -515,6 +642,139 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
             .chain([out_dir.join("manifest.json")])
             .collect(),
     })
+}
+
+/// What a series' shard records besides its traces (floats as their bits: exact).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ShardMeta {
+    interval_bits: u64,
+    /// Calcium: the beating-region fraction.
+    fraction_bits: u64,
+    /// Contraction: the reference frame.
+    reference_frame: usize,
+    /// Length of each trace stored one after the other (field, then cells).
+    lengths: Vec<usize>,
+    /// Calcium `--per-cell`: each cell's area, px.
+    areas: Vec<usize>,
+}
+
+const SHARD_KEY: &str = "ipscope.timelapse_series";
+
+/// The finished series of an interrupted run (see the module docs).
+struct Shards {
+    dir: PathBuf,
+    /// Numbers (index + 1) of the series finished before the interruption.
+    done: BTreeSet<u32>,
+}
+
+impl Shards {
+    fn path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("{:08}.arrow", i + 1))
+    }
+
+    /// Keeps series `i` durably: written to a temporary name, fsynced, renamed.
+    fn save(&self, i: usize, meta: &ShardMeta, traces: &[&[f64]]) -> Result<()> {
+        let path = self.path(i);
+        let mut b = TableBuilder::new();
+        b.f64("Value", traces.concat());
+        let json = serde_json::to_string(meta)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        let bytes = ipscope_table::encode_ipc(
+            &b.finish()?,
+            &HashMap::from([(SHARD_KEY.to_string(), json)]),
+        )?;
+        let tmp = path.with_extension("tmp");
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })();
+        written.map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(&path, e)
+        })
+    }
+
+    /// Series `i` as an interrupted run kept it; `None` when it was not finished or its
+    /// file cannot be read (then it is streamed again).
+    fn load(&self, i: usize) -> Option<(ShardMeta, Vec<Vec<f64>>)> {
+        if !self.done.contains(&(i as u32 + 1)) {
+            return None;
+        }
+        let (meta, batches) = ipscope_table::decode_ipc_file(&self.path(i), None).ok()?;
+        let meta: ShardMeta = serde_json::from_str(meta.get(SHARD_KEY)?).ok()?;
+        let mut values: Vec<f64> = Vec::new();
+        for b in &batches {
+            let col = b
+                .column_by_name("Value")?
+                .as_any()
+                .downcast_ref::<ipscope_table::arrow_array::Float64Array>()?;
+            values.extend(col.values().iter());
+        }
+        if meta.lengths.is_empty() || meta.lengths.iter().sum::<usize>() != values.len() {
+            return None;
+        }
+        let mut traces = Vec::with_capacity(meta.lengths.len());
+        let mut at = 0;
+        for &n in &meta.lengths {
+            traces.push(values[at..at + n].to_vec());
+            at += n;
+        }
+        Some((meta, traces))
+    }
+}
+
+/// What a resumed run must share with the interrupted one: version, assay, parameters,
+/// channel, pattern, frame rate, layout content and every input file's size and
+/// modification time (not the thread count: results do not depend on it).
+fn fingerprint(
+    opts: &TimelapseOptions,
+    channel: &str,
+    channel_name: &str,
+    all: &[TimeSeries],
+) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut put = |s: &str| {
+        h.update(s.as_bytes());
+        h.update([0u8]);
+    };
+    put(env!("CARGO_PKG_VERSION"));
+    put(&opts.assay.to_string());
+    put(channel);
+    put(channel_name);
+    put(&format!("{:?}", opts.pattern));
+    put(&format!("{:?}", opts.fps.map(f64::to_bits)));
+    put(&opts.max_pixels.to_string());
+    put(&format!("{:?}", opts.calcium));
+    put(&format!("{:?}", opts.contraction));
+    put(&format!("{:?} {}", opts.per_cell, opts.traces));
+    match &opts.layout {
+        Some(p) => put(&InputRecord::of_file(p)?.sha256),
+        None => put(""),
+    }
+    for (i, s) in all.iter().enumerate() {
+        put(&format!("{i} {} {}", s.well, s.site));
+        let files: Vec<(&Path, usize)> = match &s.frames {
+            Frames::Stack(p) => vec![(p.as_path(), 0)],
+            Frames::Files(f) => f.iter().map(|(p, k)| (p.as_path(), *k)).collect(),
+        };
+        for (p, page) in files {
+            let meta = std::fs::metadata(p).ok();
+            let mtime = meta
+                .as_ref()
+                .and_then(|m| m.modified().ok())
+                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            put(&format!(
+                "{}|{page}|{}|{mtime}",
+                p.display(),
+                meta.map(|m| m.len()).unwrap_or(0)
+            ));
+        }
+    }
+    Ok(crate::pipeline::hex(&h.finalize()))
 }
 
 /// The traces of a series: the field (object 0), then each cell (1, 2, …).
