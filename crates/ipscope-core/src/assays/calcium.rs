@@ -352,16 +352,40 @@ with_avx2! {
 
 with_avx2! {
     /// Per-pixel temporal standard deviation of `k` frames of `n` samples stored back to
-    /// back: sums and sums of squares in f64 of the `f32` value, each pixel's frames added
-    /// in time order, a block of pixels at a time so the sums stay in L1.
+    /// back, a block of pixels at a time (each frame's block one contiguous run; the sums
+    /// stay in L1). 8/16-bit frames: sums and sums of squares in integers (exact, so equal
+    /// to the f64 sums of any order); others: f64 sums of the `f32` value, each pixel's
+    /// frames added in time order.
     fn temporal_sd<T: Sample>(frames: &[T], n: usize, k: usize) -> Vec<f32> {
-        const BLOCK: usize = 512;
+        const BLOCK: usize = 2048;
         let mut sd = vec![0.0f32; n];
         let kf = k.max(1) as f64;
-        let (mut sum, mut sq) = ([0.0f64; BLOCK], [0.0f64; BLOCK]);
+        let sd_of = |s: f64, q: f64| ((q / kf - (s / kf) * (s / kf)).max(0.0)).sqrt() as f32;
+        // k · 65535 < 2^32 keeps the u32 sums exact.
+        if T::SMALL_INT && k <= 1 << 16 {
+            let (mut sum, mut sq) = (vec![0u32; BLOCK], vec![0u64; BLOCK]);
+            for (b, out) in sd.chunks_mut(BLOCK).enumerate() {
+                let (start, len) = (b * BLOCK, out.len());
+                let (sum, sq) = (&mut sum[..len], &mut sq[..len]);
+                sum.fill(0);
+                sq.fill(0);
+                for f in 0..k {
+                    let data = &frames[f * n + start..f * n + start + len];
+                    for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(data) {
+                        let v = v.to_i32() as u32;
+                        *s += v;
+                        *q += u64::from(v * v);
+                    }
+                }
+                for ((o, &s), &q) in out.iter_mut().zip(sum.iter()).zip(sq.iter()) {
+                    *o = sd_of(f64::from(s), q as f64);
+                }
+            }
+            return sd;
+        }
+        let (mut sum, mut sq) = (vec![0.0f64; BLOCK], vec![0.0f64; BLOCK]);
         for (b, out) in sd.chunks_mut(BLOCK).enumerate() {
-            let start = b * BLOCK;
-            let len = out.len();
+            let (start, len) = (b * BLOCK, out.len());
             let (sum, sq) = (&mut sum[..len], &mut sq[..len]);
             sum.fill(0.0);
             sq.fill(0.0);
@@ -374,7 +398,7 @@ with_avx2! {
                 }
             }
             for ((o, &s), &q) in out.iter_mut().zip(sum.iter()).zip(sq.iter()) {
-                *o = ((q / kf - (s / kf) * (s / kf)).max(0.0)).sqrt() as f32;
+                *o = sd_of(s, q);
             }
         }
         sd
