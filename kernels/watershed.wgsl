@@ -90,6 +90,35 @@ fn offer(best: Best, e: u32, q: u32) -> Best {
     return best;
 }
 
+// The starting state in `state_out`, from the marker labels the host put in the first
+// words of `state_in`: a marker inside the mask gets its elevation key, zero steps, a zero
+// lifting key (the least its cost allows, so no neighbour displaces it), its own raster
+// index and its label; every other pixel is unreached. Markers outside the mask are dropped.
+@compute @workgroup_size(16, 16)
+fn init(@builtin(global_invocation_id) id: vec3<u32>) {
+    if (id.x >= p.width || id.y >= p.height) {
+        return;
+    }
+    let i = id.y * p.width + id.x;
+    let e = elev[i];
+    let m = state_in[i];
+    var v = Best(0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0u);
+    if (e != 0xffffffffu && m != 0u) {
+        v = Best(e, 0u, 0u, 0u, i, m);
+    }
+    store(i, v);
+}
+
+// The labels of the final state, one word per pixel, into the first words of `state_out`.
+@compute @workgroup_size(16, 16)
+fn extract(@builtin(global_invocation_id) id: vec3<u32>) {
+    if (id.x >= p.width || id.y >= p.height) {
+        return;
+    }
+    let i = id.y * p.width + id.x;
+    state_out[i] = state_in[i * S + 5u];
+}
+
 @compute @workgroup_size(16, 16)
 fn relax(@builtin(global_invocation_id) id: vec3<u32>) {
     if (id.x >= p.width || id.y >= p.height) {

@@ -89,7 +89,7 @@ pub const LI: Kernel = Kernel {
 pub const WATERSHED: Kernel = Kernel {
     name: "watershed",
     source: include_str!("../../../kernels/watershed.wgsl"),
-    entry_points: &["relax"],
+    entry_points: &["init", "relax", "extract"],
     bindings: &[U, R, R, RW, RW],
 };
 

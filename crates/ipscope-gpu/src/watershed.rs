@@ -46,9 +46,6 @@ const OUTSIDE: u32 = u32::MAX;
 /// marker's raster index, label.
 const S: usize = 6;
 
-/// The state of a pixel no marker has reached.
-const UNREACHED: [u32; S] = [OUTSIDE, OUTSIDE, OUTSIDE, OUTSIDE, OUTSIDE, 0];
-
 impl Gpu {
     /// `ipscope_core::ops::watershed::watershed` on the GPU: the same costs, labels within
     /// [`WATERSHED_TOLERANCE`] of the reference (see there). Labels keep the marker values;
@@ -88,32 +85,26 @@ impl Gpu {
         self.check_fits(K, w, h, w * h * S)?;
         let inside = |r: usize, c: usize| mask.is_none_or(|m| m.get(r, c));
         let mut elev = Vec::with_capacity(w * h);
-        let mut state = Vec::with_capacity(w * h * S);
         for r in 0..h {
-            let (erow, mrow) = (elevation.row(r), markers.image().row(r));
-            for c in 0..w {
-                if !inside(r, c) {
-                    elev.push(OUTSIDE);
-                    state.extend_from_slice(&UNREACHED);
-                    continue;
-                }
-                let e = key(erow[c]);
-                elev.push(e);
-                match mrow[c] {
-                    0 => state.extend_from_slice(&UNREACHED),
-                    // A marker's key is the least its cost allows: no neighbour displaces it.
-                    l => state.extend_from_slice(&[e, 0, 0, 0, (r * w + c) as u32, l]),
-                }
+            let erow = elevation.row(r);
+            for (c, &v) in erow.iter().enumerate() {
+                elev.push(if inside(r, c) { key(v) } else { OUTSIDE });
             }
         }
+        let marks = markers.image().as_slice();
         let out = self.scoped(K, || {
             let params = self.uniform([w as u32, h as u32, 0, 0]);
             let eb = self.storage(&elev);
-            let a = self.storage(&state);
+            let a = self.zeroed(w * h * S);
             let b = self.zeroed(w * h * S);
             let changed = self.zeroed(1);
             let ab = self.bind(&WATERSHED, &[&params, &eb, &a, &b, &changed]);
             let ba = self.bind(&WATERSHED, &[&params, &eb, &b, &a, &changed]);
+            // The markers go up in the first words of `b`; `init` builds the state in `a`.
+            self.queue.write_buffer(&b, 0, bytemuck::cast_slice(marks));
+            let mut enc = self.encoder();
+            self.dispatch(&mut enc, &WATERSHED, "init", &ba, groups_2d(w, h));
+            self.submit(enc)?;
             loop {
                 let mut enc = self.encoder();
                 enc.clear_buffer(&changed, 0, None);
@@ -127,10 +118,13 @@ impl Gpu {
                     break;
                 }
             }
-            let out = self.submit_and_read(self.encoder(), &[(&a, w * h * S)])?;
+            // Only the labels come back, in the first words of `b`.
+            let mut enc = self.encoder();
+            self.dispatch(&mut enc, &WATERSHED, "extract", &ab, groups_2d(w, h));
+            let out = self.submit_and_read(enc, &[(&b, w * h)])?;
             Ok(to_u32(&out[0]))
         })?;
-        let labels: Vec<u32> = out.chunks_exact(S).map(|s| s[5]).collect();
+        let labels = out;
         let img = Image::from_vec(w, h, labels).map_err(|e| Error::Device {
             adapter: self.adapter().name.clone(),
             kernel: K,

@@ -549,3 +549,57 @@ fn erosion_dilation_and_reductions_tile_to_the_untiled_result() {
         "{err}"
     );
 }
+
+#[test]
+fn parity_watershed_init() {
+    let Some(g) = gpu() else { return };
+    // Only the marker pixels and a few unreachable ones are inside the mask: the result is
+    // the starting state itself (markers outside the mask dropped, labels kept as given).
+    let elev = noise(37, 29, 71);
+    let mut m = Image::new(37, 29, 0u32);
+    for (k, (r, c)) in [(0, 0), (5, 9), (28, 36), (14, 20), (3, 30)]
+        .into_iter()
+        .enumerate()
+    {
+        m.set(r, c, 10 * k as u32 + 3);
+    }
+    let markers = Labels::new(m.clone(), 43);
+    let mask = Image::from_fn(37, 29, |r, c| {
+        (m.get(r, c) != 0 && (r, c) != (14, 20)) || (r == 20 && c % 3 == 0)
+    });
+    let out = g
+        .watershed(elev.view(), &markers, Some(mask.view()))
+        .unwrap();
+    assert_eq!(out, watershed(elev.view(), &markers, Some(mask.view())));
+    assert_eq!(out.image().get(14, 20), 0);
+    assert_eq!(out.image().get(28, 36), 23);
+    assert_eq!(out.count(), 43);
+}
+
+#[test]
+fn parity_watershed_extract() {
+    let Some(g) = gpu() else { return };
+    // One marker per component (and one component without): no basins compete, so every
+    // label is exact.
+    for mask in masks() {
+        let comps = label(mask.view(), Connectivity::Four);
+        let mut m = Image::new(mask.width(), mask.height(), 0u32);
+        let mut seen = vec![false; comps.count() as usize + 1];
+        for r in 0..mask.height() {
+            for c in 0..mask.width() {
+                let l = comps.image().get(r, c) as usize;
+                if l > 1 && !seen[l] {
+                    seen[l] = true;
+                    m.set(r, c, 100 + l as u32);
+                }
+            }
+        }
+        let markers = Labels::new(m, 100 + comps.count());
+        let elev = gaussian_blur(noise(mask.width(), mask.height(), 72).view(), 1.5);
+        let out = g
+            .watershed(elev.view(), &markers, Some(mask.view()))
+            .unwrap();
+        let cpu = watershed(elev.view(), &markers, Some(mask.view()));
+        assert_eq!(out, cpu, "{}x{}", mask.width(), mask.height());
+    }
+}
