@@ -95,6 +95,10 @@ pub struct Machine {
     pub arch: String,
     pub cpus: usize,
     pub threads: usize,
+    /// The device of the nuclei segmentation (`--device`): `cpu`, or `gpu: NAME (API,
+    /// type)`; empty where not recorded (merges, other assays, older manifests).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device: String,
 }
 
 impl Machine {
@@ -105,6 +109,7 @@ impl Machine {
             arch: std::env::consts::ARCH.to_string(),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             threads,
+            device: String::new(),
         }
     }
 }

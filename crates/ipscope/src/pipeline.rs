@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ipscope_core::ops::measure::ShapeFeatures;
-use ipscope_core::segment_nuclei;
+use ipscope_core::{segment_nuclei_with, Backend};
 use ipscope_image::{with_dyn_image, DynImage};
 use ipscope_io::{Field, Plate};
 use ipscope_table::{Format, RecordBatch, SchemaRef, TableBuilder, TableWriter};
@@ -85,6 +85,22 @@ pub struct RunOptions {
     /// A trained colony classifier (`--colony-model`) that grades colonies instead of the
     /// rules of `[colony_grades]`.
     pub colony_model: Option<Arc<crate::colony_model::ColonyModel>>,
+    /// Where the nuclei segmentation runs (`--device`): the CPU reference by default, so
+    /// results do not depend on the machine unless asked. The other stages run on the CPU.
+    pub device: ipscope_gpu::DeviceChoice,
+    /// A backend to segment nuclei on instead of opening one for `device` (embedding an
+    /// already open device, tests).
+    pub backend: Option<SharedBackend>,
+}
+
+/// A caller's [`Backend`] for [`RunOptions::backend`].
+#[derive(Clone)]
+pub struct SharedBackend(pub Arc<dyn Backend>);
+
+impl std::fmt::Debug for SharedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedBackend({})", self.0.name())
+    }
 }
 
 impl RunOptions {
@@ -100,7 +116,18 @@ impl RunOptions {
             force: false,
             stop: None,
             colony_model: None,
+            device: ipscope_gpu::DeviceChoice::Cpu,
+            backend: None,
         }
+    }
+}
+
+/// `--device`'s spelling of a choice.
+fn device_arg(choice: ipscope_gpu::DeviceChoice) -> &'static str {
+    match choice {
+        ipscope_gpu::DeviceChoice::Auto => "auto",
+        ipscope_gpu::DeviceChoice::Cpu => "cpu",
+        ipscope_gpu::DeviceChoice::Gpu => "gpu",
     }
 }
 
@@ -281,6 +308,8 @@ pub struct Pipeline {
     z_t: (bool, bool),
     /// The cell-body stain (`NAME:cells`), when cells are grown from the nuclei.
     cells_channel: Option<usize>,
+    /// The device of the nuclei segmentation, opened once for the run.
+    backend: Arc<dyn Backend>,
 }
 
 /// The output file names, in the order they are written.
@@ -471,7 +500,15 @@ impl Pipeline {
             .map(|c| c.name.clone())
             .collect();
         crate::marker_run::check_config(&options.config.acceptance, &marker_names)?;
+        // Before any field: `--device gpu` without an adapter stops the run here.
+        let backend: Arc<dyn Backend> = match &options.backend {
+            Some(b) => Arc::clone(&b.0),
+            None => Arc::from(ipscope_gpu::select(options.device).map_err(|e| {
+                Error::Invalid(format!("--device {}: {e}", device_arg(options.device)))
+            })?),
+        };
         Ok(Pipeline {
+            backend,
             features,
             layout_path: options.layout.clone(),
             options,
@@ -503,6 +540,10 @@ impl Pipeline {
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
+    /// The device the nuclei segmentation runs on, e.g. `cpu` or `gpu: NAME (Vulkan, …)`.
+    pub fn device(&self) -> String {
+        self.backend.name()
+    }
 
     /// Processes the fields in parallel batches and yields them in ImageNumber order.
     pub fn stream(&self) -> impl Iterator<Item = FieldOutput> + '_ {
@@ -532,6 +573,12 @@ impl Pipeline {
         put(&serde_json::to_string(&self.channels).unwrap_or_default());
         put(&serde_json::to_string(&self.options.shard).unwrap_or_default());
         put(format.extension());
+        // The GPU's floats may flip a pixel at the threshold: a resume on another device
+        // must not mix its fields with the first device's. (CPU runs keep their old print.)
+        let device = self.backend.name();
+        if device != "cpu" {
+            put(&device);
+        }
         // A colony classifier changes the Colonies grades, so a resume with another model
         // (or without one) must not reuse fields graded by the first.
         put(&match &self.options.colony_model {
@@ -755,7 +802,10 @@ impl Pipeline {
                 let bytes = fs::read(&cf.path).ok()?;
                 let img = ipscope_io::decode(&bytes, &cf.path, cf.page, &read_opts).ok()?;
                 let params = &self.options.config.nuclei;
-                let seg = with_dyn_image!(&img, i => segment_nuclei(i.view(), params));
+                let backend = self.backend.as_ref();
+                let seg =
+                    with_dyn_image!(&img, i => segment_nuclei_with(backend, i.view(), params))
+                        .ok()?;
                 let png =
                     crate::analysis::overlay_thumbnail(img.to_f32().view(), seg.labels.view())
                         .ok()?;
@@ -968,7 +1018,19 @@ impl Pipeline {
         record.qc_reasons = reasons;
 
         let params = &self.options.config.nuclei;
-        let seg = with_dyn_image!(&images[self.nuclear], img => segment_nuclei(img.view(), params));
+        let backend = self.backend.as_ref();
+        // A device failure (lost, out of memory, field too large) fails this field only.
+        let seg = with_dyn_image!(&images[self.nuclear], img => segment_nuclei_with(backend, img.view(), params))
+            .map_err(|e| {
+                let nuclear = &self.channels[self.nuclear].id;
+                let file = f
+                    .channels
+                    .iter()
+                    .find(|cf| &cf.channel == nuclear)
+                    .map(|cf| cf.path.display().to_string())
+                    .unwrap_or_default();
+                (file, "segment", e.to_string())
+            })?;
         let channel_images: Vec<&DynImage> = images.iter().collect();
         let measured =
             crate::features::measure_objects(&seg.labels, &channel_images, &self.features)
@@ -1500,7 +1562,10 @@ impl Pipeline {
             parameters: self.options.config.clone(),
             format: ext.to_string(),
             warnings: self.warnings.clone(),
-            machine: crate::manifest::Machine::current(self.threads),
+            machine: crate::manifest::Machine {
+                device: self.backend.name(),
+                ..crate::manifest::Machine::current(self.threads)
+            },
             dependencies: crate::manifest::dependencies(),
             plate_qc: Vec::new(),
             inputs,
