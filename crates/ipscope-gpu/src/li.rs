@@ -19,8 +19,8 @@ use crate::Error;
 /// takes numpy's pairwise sum in f64. The means then differ by a few f32 roundings
 /// (≈ 1e-7 relative), and the iteration stops at the fixed point (the partition no longer
 /// changes) rather than at the CPU's "moved less than half the smallest gap between
-/// distinct values", a difference below that half gap. Measured ≤ 2e-7 on the parity
-/// images and the DSB2018 images.
+/// distinct values", a difference below that half gap. Measured: the identical f32
+/// threshold on the 8 parity images and 6 DSB2018 images.
 pub const LI_TOLERANCE: f64 = 1e-5;
 
 /// Largest workgroups per dispatch: each invocation loops over its share of the pixels, so

@@ -114,26 +114,35 @@ impl Gpu {
     }
 
     /// `ipscope_core::ops::threshold::histogram` on the GPU: the same range, edges and
-    /// integer counts.
+    /// integer counts, for any image size (chunks of one binding each).
     pub fn histogram(&self, img: ImageView<f32>, nbins: usize) -> Result<Option<Histogram>, Error> {
         const K: &str = "histogram";
         let (w, h) = (img.width(), img.height());
         if nbins == 0 || img.is_empty() {
             return Ok(None);
         }
-        self.check_fits(K, w, h, w * h)?;
         self.check_fits(K, w, h, nbins + 1)?;
+        if w > u32::MAX as usize / 2 || h > u32::MAX as usize / 2 {
+            return Err(self.too_large(K, w, h, "more pixels than u32 indices".into()));
+        }
         let data: Vec<f32> = img.rows().flat_map(|row| row.iter().copied()).collect();
-        let n = data.len();
-        let src = self.storage(&data);
+        // An image above one binding is counted in chunks, one buffer each, into the same
+        // (atomic, integer) range and counts: the result does not depend on the chunking.
+        let per_chunk = (self.max_binding / 4).min(u64::from(u32::MAX) / 2) as usize;
+        let chunks: Vec<(wgpu::Buffer, usize)> = data
+            .chunks(per_chunk.max(1))
+            .map(|part| (self.storage(part), part.len()))
+            .collect();
         let keys = self.scoped(K, || {
-            let params = self.uniform([n as u32, nbins as u32, 0, 0]);
             let range = self.storage(&[u32::MAX, 0u32]);
             let counts = self.zeroed(1);
             let edges = self.zeroed(1);
-            let g = self.bind(&HISTOGRAM, &[&params, &src, &range, &counts, &edges]);
             let mut enc = self.encoder();
-            self.dispatch(&mut enc, &HISTOGRAM, "find_range", &g, groups_1d(n, 256));
+            for (src, n) in &chunks {
+                let params = self.uniform([*n as u32, nbins as u32, 0, 0]);
+                let g = self.bind(&HISTOGRAM, &[&params, src, &range, &counts, &edges]);
+                self.dispatch(&mut enc, &HISTOGRAM, "find_range", &g, groups_1d(*n, 256));
+            }
             let out = self.submit_and_read(enc, &[(&range, 2)])?;
             Ok(to_u32(&out[0]))
         })?;
@@ -157,14 +166,17 @@ impl Gpu {
         let mut edges: Vec<f32> = (0..=nbins).map(|i| i as f32 * step + first).collect();
         edges[nbins] = last;
         let counts = self.scoped(K, || {
-            let params = self.uniform([n as u32, nbins as u32, first.to_bits(), last.to_bits()]);
             let range = self.zeroed(2);
             let counts = self.zeroed(nbins);
             let eb = self.storage(&edges);
             let mut enc = self.encoder();
             enc.clear_buffer(&counts, 0, None);
-            let g = self.bind(&HISTOGRAM, &[&params, &src, &range, &counts, &eb]);
-            self.dispatch(&mut enc, &HISTOGRAM, "count_bins", &g, groups_1d(n, 256));
+            for (src, n) in &chunks {
+                let params =
+                    self.uniform([*n as u32, nbins as u32, first.to_bits(), last.to_bits()]);
+                let g = self.bind(&HISTOGRAM, &[&params, src, &range, &counts, &eb]);
+                self.dispatch(&mut enc, &HISTOGRAM, "count_bins", &g, groups_1d(*n, 256));
+            }
             let out = self.submit_and_read(enc, &[(&counts, nbins)])?;
             Ok(to_u32(&out[0]))
         })?;

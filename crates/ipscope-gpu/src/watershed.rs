@@ -19,12 +19,14 @@ use crate::Error;
 /// the pixel that lifted the path onto its level (the reference floods a plateau breadth
 /// first behind its entries, in the order they were pushed), then by the raster order of the
 /// markers the paths started from (the order the reference queues them in). Those ties are plateaus and ridges where basins meet,
-/// so differences are thin lines along the boundaries. Measured below 0.3 % on the
-/// synthetic and DSB2018 parity cases.
+/// so differences are thin lines along the boundaries. Measured: at most 0.38 % on the
+/// synthetic parity cases (none on touching discs, a noise field or a flat plateau), 0.125 %
+/// on six DSB2018 images.
 pub const WATERSHED_TOLERANCE: f64 = 0.005;
 
 /// Smallest intersection over union of an object with its counterpart (same marker label)
-/// between the GPU and the CPU watershed, for objects of at least 20 pixels.
+/// between the GPU and the CPU watershed, for objects of at least 20 pixels (measured: 0.83
+/// on the parity blob fields; every DSB2018 object matched at IoU > 0.5).
 pub const WATERSHED_MIN_IOU: f64 = 0.8;
 
 /// Monotone map from f32 to u32 (NaN floods last, as +inf, like the reference).

@@ -540,6 +540,18 @@ fn erosion_dilation_and_reductions_tile_to_the_untiled_result() {
             measure_shape(&labels)
         );
     }
+    // The histogram (so Otsu's threshold) is counted in chunks of one binding each.
+    for img in images_for_thresholds() {
+        for nbins in [7usize, 256] {
+            assert_eq!(
+                small.histogram(img.view(), nbins).unwrap(),
+                threshold::histogram(img.view(), nbins),
+                "{}x{} nbins {nbins}",
+                img.width(),
+                img.height()
+            );
+        }
+    }
     // Below three rows per band: a named error.
     small.set_max_binding_for_tests(1024);
     let wide = Image::new(200, 10, true);
