@@ -282,7 +282,7 @@ pub fn segment_nuclei<T: Pixel>(dna: ImageView<T>, params: &NucleiParams) -> Nuc
 }
 
 /// [`segment_nuclei`] with its hot stages on `backend`: the first Gaussian, the histogram
-/// and Otsu's threshold, hole filling, the 8-connected labelling and the distance
+/// and Otsu's threshold (or Li's), hole filling, the 8-connected labelling and the distance
 /// transform. The declumping (its own smoothing, seeds, watershed), the other threshold
 /// methods and the size filter run on the CPU. With [`CpuBackend`] the result is
 /// [`segment_nuclei`]'s; another backend gives it within that backend's stated tolerances.
@@ -418,7 +418,8 @@ pub fn threshold_field(img: ImageView<f32>, params: &NucleiParams) -> Option<Fie
     threshold_field_with(&CpuBackend, img, params).unwrap_or(None)
 }
 
-/// [`threshold_field`] with Otsu's histogram on `backend` (the other methods run on the CPU).
+/// [`threshold_field`] with Otsu's histogram and Li's iteration on `backend` (the other
+/// methods run on the CPU).
 pub fn threshold_field_with(
     backend: &dyn Backend,
     img: ImageView<f32>,
@@ -464,7 +465,7 @@ pub fn threshold_field_with(
         ThresholdMethod::Otsu3Background => {
             threshold::multiotsu(src, 3, 256).and_then(|t| t.last().copied())
         }
-        ThresholdMethod::Li => threshold::li(src),
+        ThresholdMethod::Li => backend.li(src)?,
         ThresholdMethod::Triangle => threshold::triangle(src, 256),
         ThresholdMethod::RobustBackground => {
             threshold::robust_background(src, &threshold::RobustBackgroundParams::default())
