@@ -8,8 +8,8 @@
 mod common;
 
 use ipscope_core::ops::illumination::{
-    correct, illumination_function, median_disk, smooth_average, IllumRescale, IllumSmoothing,
-    IlluminationParams, IlluminationSum,
+    correct, illumination_function, median_disk, smooth_average, IllumIntensity, IllumRescale,
+    IllumSmoothing, IlluminationParams, IlluminationSum,
 };
 use ipscope_image::Image;
 use serde_json::Value;
@@ -111,12 +111,34 @@ fn average_is_bit_identical_and_median_exact() {
         method: IllumSmoothing::Median,
         size: Some(size),
         rescale: IllumRescale::None,
+        ..IlluminationParams::default()
     };
     let want = u16_image(&r["median_u16"]).map(|v| f64::from(v) / 65535.0);
     assert_eq!(smooth_average(mean.view(), &p), want);
     let auto = IlluminationParams { size: None, ..p };
     let want = u16_image(&r["median_auto_u16"]).map(|v| f64::from(v) / 65535.0);
     assert_eq!(smooth_average(mean.view(), &auto), want);
+}
+
+#[test]
+fn background_average_is_bit_identical() {
+    let r = refs();
+    let fields: Vec<Image<u16>> = r["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(u16_image)
+        .collect();
+    let p = IlluminationParams {
+        intensity: IllumIntensity::Background,
+        block_size: 16,
+        ..IlluminationParams::default()
+    };
+    let mut sum = IlluminationSum::new(fields[0].width(), fields[0].height());
+    for f in &fields {
+        sum.add_field(f.view(), &p).unwrap();
+    }
+    assert_eq!(sum.mean(), f64_image(&r["background_block16"]));
 }
 
 #[test]
@@ -132,6 +154,7 @@ fn gaussian_and_polynomial_match_centrosome() {
             method,
             size,
             rescale: IllumRescale::None,
+            ..IlluminationParams::default()
         };
         let got = smooth_average(mean.view(), &p);
         let want = f64_image(&r[key]);
@@ -166,6 +189,7 @@ fn rescaled_functions_and_correction_match_cellprofiler() {
             method,
             size,
             rescale,
+            ..IlluminationParams::default()
         };
         let got: Vec<f64> = illumination_function(mean.view(), &p)
             .as_slice()
@@ -177,6 +201,7 @@ fn rescaled_functions_and_correction_match_cellprofiler() {
         assert!(e <= 1.0, "{key}: worst error {e} × tolerance");
     }
     let p = IlluminationParams {
+        method: IllumSmoothing::Median,
         size,
         ..IlluminationParams::default()
     };

@@ -21,6 +21,13 @@
 //! min_diameter = 8.0
 //! max_diameter = 80.0
 //!
+//! [illumination]               # off by default; run --illum turns it on
+//! enabled = true
+//! channels = ["DNA"]           # names or ids; empty = every non-transmitted channel
+//! intensity = "background"     # block minima (block_size = 60 px), or "regular"
+//! method = "polynomial"        # or "median", "gaussian", "none"
+//! # size = 20.0                # median/gaussian size (px); unset = min(30, longest side / 40)
+//!
 //! [neurite]                    # run --assay neurite
 //! ridge = "sato"               # or "frangi", "meijering" (ipscope_core::ops::ridge)
 //! ```
@@ -114,6 +121,9 @@ pub struct Config {
     pub acceptance: Vec<crate::marker_run::Acceptance>,
     /// The neurite assay's options.
     pub neurite: NeuriteConfig,
+    /// Illumination correction before segmentation (`[illumination]`, off by default; see
+    /// [`crate::illum_run::IlluminationConfig`]).
+    pub illumination: crate::illum_run::IlluminationConfig,
 }
 
 /// Options of `run --assay neurite`.

@@ -33,6 +33,7 @@ pub mod demo_neuron;
 pub mod disease;
 mod error;
 pub mod features;
+pub mod illum_run;
 pub mod lock;
 pub mod manifest;
 pub mod marker_run;

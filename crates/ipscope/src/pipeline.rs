@@ -308,6 +308,10 @@ pub struct Pipeline {
     z_t: (bool, bool),
     /// The cell-body stain (`NAME:cells`), when cells are grown from the nuclei.
     cells_channel: Option<usize>,
+    /// Channels corrected for uneven illumination (`[illumination]`), and their functions,
+    /// computed over the whole plate the first time they are needed.
+    illum_channels: Vec<usize>,
+    illumination: std::sync::OnceLock<std::result::Result<crate::illum_run::Illumination, String>>,
     /// The device of the nuclei segmentation, opened once for the run.
     backend: Arc<dyn Backend>,
 }
@@ -500,6 +504,7 @@ impl Pipeline {
             .map(|c| c.name.clone())
             .collect();
         crate::marker_run::check_config(&options.config.acceptance, &marker_names)?;
+        let illum_channels = options.config.illumination.corrected_channels(&channels)?;
         // Before any field: `--device gpu` without an adapter stops the run here.
         let backend: Arc<dyn Backend> = match &options.backend {
             Some(b) => Arc::clone(&b.0),
@@ -523,6 +528,8 @@ impl Pipeline {
             threads,
             z_t,
             cells_channel,
+            illum_channels,
+            illumination: std::sync::OnceLock::new(),
         })
     }
 
@@ -545,8 +552,33 @@ impl Pipeline {
         self.backend.name()
     }
 
+    /// The illumination functions of the corrected channels (none when correction is off),
+    /// computed over every field of the plate the first time they are needed.
+    pub fn illumination(&self) -> Result<&crate::illum_run::Illumination> {
+        self.illumination
+            .get_or_init(|| {
+                let read_opts = ipscope_io::ReadOptions {
+                    max_pixels: self.options.config.input.max_pixels,
+                };
+                crate::illum_run::compute(
+                    &self.plate,
+                    &self.channels,
+                    &self.illum_channels,
+                    &self.options.config.illumination,
+                    &read_opts,
+                    &self.pool,
+                    (self.threads * 2).max(1),
+                )
+                .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| Error::Invalid(e.clone()))
+    }
+
     /// Processes the fields in parallel batches and yields them in ImageNumber order.
     pub fn stream(&self) -> impl Iterator<Item = FieldOutput> + '_ {
+        // The illumination pass first, outside the workers (a failure fails every field).
+        let _ = self.illumination();
         let tasks: Vec<&Task> = self.tasks.iter().collect();
         let chunk = (self.threads * 2).max(1);
         (0..tasks.len())
@@ -801,6 +833,14 @@ impl Pipeline {
                     .find(|cf| cf.channel == nuclear.id)?;
                 let bytes = fs::read(&cf.path).ok()?;
                 let img = ipscope_io::decode(&bytes, &cf.path, cf.page, &read_opts).ok()?;
+                let illum = self.illumination().ok()?.functions.get(self.nuclear);
+                let img = match illum.cloned().flatten() {
+                    Some(f) => DynImage::F32(
+                        with_dyn_image!(&img, i => ipscope_core::ops::illumination::correct(i.view(), f.view()))
+                            .ok()?,
+                    ),
+                    None => img,
+                };
                 let params = &self.options.config.nuclei;
                 let backend = self.backend.as_ref();
                 let seg =
@@ -1016,6 +1056,15 @@ impl Pipeline {
         );
         record.quality = quality;
         record.qc_reasons = reasons;
+        // Image QC measures the raw images; segmentation and measurements the corrected ones.
+        let illum = self
+            .illumination()
+            .map_err(|e| (String::new(), "illumination", e.to_string()))?;
+        if illum.is_active() {
+            illum
+                .apply(&mut images, &self.channels)
+                .map_err(|e| (String::new(), "illumination", e))?;
+        }
 
         let params = &self.options.config.nuclei;
         let backend = self.backend.as_ref();
@@ -1357,6 +1406,10 @@ impl Pipeline {
         for w in &self.warnings {
             on_event(&Event::Warning { message: w.clone() });
         }
+        // The illumination pass reads every field of the plate before the first is processed.
+        for w in &self.illumination()?.warnings {
+            on_event(&Event::Warning { message: w.clone() });
+        }
         let todo: Vec<&Task> = self
             .tasks
             .iter()
@@ -1535,6 +1588,11 @@ impl Pipeline {
             out_dir,
             format,
             &self.options.config,
+        )?);
+        written.extend(crate::illum_run::write_functions(
+            out_dir,
+            &self.channels,
+            self.illumination()?,
         )?);
         for w in &written {
             on_event(&Event::Written {

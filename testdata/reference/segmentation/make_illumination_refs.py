@@ -8,6 +8,8 @@ every field (the polynomial fit and the rescaling skip pixels that are not above
 Steps, as CellProfiler 4's CorrectIlluminationCalculate (Regular, All, filter size "Manually"
 = 7, so sigma = 7 / 2.35) computes them:
   mean        running float64 sum of field / 65535, divided by the number of fields
+  background  the same average of each field's block minima (intensity "Background", block
+              size 16: centrosome.cpmorphology.block + scipy.ndimage.minimum, as CellProfiler)
   median      (mean * 65535).astype(uint16), scipy.ndimage.median_filter(footprint=
               centrosome.cpmorphology.strel_disk(max(1, int(sigma + 0.5))), mode='reflect');
               also with the "Automatic" size min(30, 56 / 40)
@@ -32,7 +34,7 @@ import scipy
 import scipy.ndimage as ndi
 import centrosome
 import centrosome.smooth
-from centrosome.cpmorphology import strel_disk
+from centrosome.cpmorphology import block, strel_disk
 
 OUT = os.path.dirname(os.path.abspath(__file__))
 W, H, N = 56, 40, 3
@@ -85,6 +87,13 @@ def main():
     for f in fs:
         mean += f / 65535.0
     mean = mean / N
+    labels, indexes = block((H, W), (16, 16))
+    background = np.zeros((H, W))
+    for f in fs:
+        px = f / 65535.0
+        minima = np.asarray(ndi.minimum(px, labels, indexes))
+        background += minima[labels]
+    background = background / N
     ones = np.ones((H, W), bool)
     sigma = SIZE / 2.35
     q = (mean * 65535).astype(np.uint16)
@@ -109,6 +118,7 @@ def main():
         "size": SIZE,
         "fields": [enc(f) for f in fs],
         "mean": enc(mean),
+        "background_block16": enc(background),
         "median_u16": enc(median),
         "median_auto_u16": enc(median_auto),
         "gaussian": enc(gauss),

@@ -2,7 +2,11 @@
 //! "Regular", "All" images of a group) followed by CorrectIlluminationApply ("Divide").
 //!
 //! 1. [`IlluminationSum`] averages the fields of a plate on CellProfiler's 0..1 scale: a
-//!    running f64 sum, so memory does not grow with the number of fields;
+//!    running f64 sum, so memory does not grow with the number of fields. Intensity
+//!    `regular` averages the pixels themselves; `background` averages each field's
+//!    [`block_minimum`] (the minimum of blocks of about `block_size` pixels, centrosome's
+//!    `block`), which follows the illumination of the background when the objects are
+//!    sparse and cover different places in different fields;
 //! 2. [`illumination_function`] smooths the average and rescales it:
 //!    * `median`: CellProfiler's median filter — the average scaled to `u16` (× 65535,
 //!      truncated), median over a disc of radius `max(1, int(σ + 0.5))` with σ = size / 2.35
@@ -52,6 +56,17 @@ pub enum IllumSmoothing {
     None,
 }
 
+/// What is averaged (CellProfiler's "Select how the illumination function is calculated").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IllumIntensity {
+    /// The pixels: right when objects cover most of every field, or the fields are many.
+    Regular,
+    /// Each field's block minima: the background, for sparse objects.
+    #[default]
+    Background,
+}
+
 /// How the smoothed function is rescaled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -66,12 +81,19 @@ pub enum IllumRescale {
     None,
 }
 
-/// Settings of [`illumination_function`]; the defaults are CellProfiler's usual choice for
-/// fluorescence (Regular, All, median filter, automatic size, rescale Yes).
+/// Settings of the illumination function. Defaults: background intensity (60 px blocks),
+/// polynomial fit, rescaled to a robust minimum of 1 — the combination that follows a
+/// smooth lamp profile when nuclei are sparse and the plate has few fields (on the demo
+/// plate, `regular` averages are dominated by where the colonies happen to lie; see the
+/// run test `crates/ipscope-cli/tests/illumination.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IlluminationParams {
-    /// Default `median`.
+    /// Default `background`.
+    pub intensity: IllumIntensity,
+    /// Block size (px) of `background`. Default 60 (CellProfiler's).
+    pub block_size: usize,
+    /// Default `polynomial`.
     pub method: IllumSmoothing,
     /// Smoothing filter size in pixels (CellProfiler's "Manually"); `None` = "Automatic",
     /// min(30, longest side / 40). Ignored by `polynomial` and `none`.
@@ -83,7 +105,9 @@ pub struct IlluminationParams {
 impl Default for IlluminationParams {
     fn default() -> Self {
         IlluminationParams {
-            method: IllumSmoothing::Median,
+            intensity: IllumIntensity::Background,
+            block_size: 60,
+            method: IllumSmoothing::Polynomial,
             size: None,
             rescale: IllumRescale::RobustMinimum,
         }
@@ -113,6 +137,30 @@ impl IlluminationSum {
         IlluminationSum {
             sum: Image::new(width, height, 0.0),
             count: 0,
+        }
+    }
+
+    /// Adds one field as `params.intensity` asks: its pixels or its block minima.
+    pub fn add_field<T: Pixel>(
+        &mut self,
+        image: ImageView<T>,
+        params: &IlluminationParams,
+    ) -> Result<(), Error> {
+        match params.intensity {
+            IllumIntensity::Regular => self.add(image),
+            IllumIntensity::Background => {
+                ensure_shape(
+                    "illumination field",
+                    (self.sum.width(), self.sum.height()),
+                    (image.width(), image.height()),
+                )?;
+                let b = block_minimum(image, params.block_size);
+                for (a, &v) in self.sum.as_mut_slice().iter_mut().zip(b.as_slice()) {
+                    *a += v;
+                }
+                self.count += 1;
+                Ok(())
+            }
         }
     }
 
@@ -148,6 +196,36 @@ impl IlluminationSum {
         let n = self.count.max(1) as f64;
         self.sum.map(|v| v / n)
     }
+}
+
+/// Each pixel replaced by the minimum of its block, on the 0..1 scale, as CellProfiler's
+/// "Background" intensity: `max(1, int(n / block_size))` blocks along an axis of n pixels,
+/// pixel i in block `int(i · blocks / n)` (centrosome's `block`). Non-finite samples are
+/// skipped (a block of only those is 0).
+pub fn block_minimum<T: Pixel>(image: ImageView<T>, block_size: usize) -> Image<f64> {
+    let (w, h) = (image.width(), image.height());
+    let blocks = |n: usize| (n / block_size.max(1)).max(1);
+    let (by, bx) = (blocks(h), blocks(w));
+    let index = |i: usize, nb: usize, n: usize| (i as f64 * (nb as f64 / n as f64)) as usize;
+    let mut min = vec![f64::INFINITY; by * bx];
+    for r in 0..h {
+        let br = index(r, by, h).min(by - 1);
+        for (c, &v) in image.row(r).iter().enumerate() {
+            let x = v.to_f64() / T::MAX;
+            let k = br * bx + index(c, bx, w).min(bx - 1);
+            if x.is_finite() && x < min[k] {
+                min[k] = x;
+            }
+        }
+    }
+    Image::from_fn(w, h, |r, c| {
+        let v = min[index(r, by, h).min(by - 1) * bx + index(c, bx, w).min(bx - 1)];
+        if v.is_finite() {
+            v
+        } else {
+            0.0
+        }
+    })
 }
 
 /// The illumination function of an average image: smoothed and rescaled as `params` say.
@@ -409,10 +487,11 @@ fn solve6(mut a: [[f64; 6]; 6], mut b: [f64; 6]) -> Option<[f64; 6]> {
         }
         a.swap(col, piv);
         b.swap(col, piv);
+        let pivot = a[col];
         for row in col + 1..6 {
-            let f = a[row][col] / a[col][col];
-            for k in col..6 {
-                a[row][k] -= f * a[col][k];
+            let f = a[row][col] / pivot[col];
+            for (x, p) in a[row][col..].iter_mut().zip(&pivot[col..]) {
+                *x -= f * p;
             }
             b[row] -= f * b[col];
         }
@@ -467,7 +546,11 @@ mod tests {
     #[test]
     fn rescaled_function_is_at_least_one_and_correction_divides() {
         let mean = Image::from_fn(40, 30, |r, c| 0.1 + 0.01 * (r + c) as f64);
-        let f = illumination_function(mean.view(), &IlluminationParams::default());
+        let p = IlluminationParams {
+            method: IllumSmoothing::Median,
+            ..IlluminationParams::default()
+        };
+        let f = illumination_function(mean.view(), &p);
         assert!(f.as_slice().iter().all(|&v| v >= 1.0));
         let img = Image::new(40, 30, 200u8);
         let out = correct(img.view(), f.view()).unwrap();
@@ -497,6 +580,13 @@ mod tests {
                 assert!(f.as_slice().iter().all(|v| v.is_finite()), "{method:?}");
             }
         }
+        let img = Image::from_fn(7, 5, |r, c| (10 * r + c) as u8);
+        let b = block_minimum(img.view(), 60);
+        assert!(b.as_slice().iter().all(|&v| v == 0.0));
+        let b = block_minimum(img.view(), 3);
+        assert_eq!(b.get(4, 6), 4.0 / 255.0);
+        assert_eq!(b.get(4, 3), 0.0);
+        assert_eq!(block_minimum(Image::new(0, 0, 1u8).view(), 60).len(), 0);
         let mut s = IlluminationSum::new(3, 2);
         assert!(s.add(Image::new(2, 3, 1u8).view()).is_err());
         s.add(Image::new(3, 2, f32::NAN).view()).unwrap();
