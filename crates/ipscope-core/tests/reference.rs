@@ -16,7 +16,7 @@ use ipscope_core::ops::morphology::fill_holes;
 use ipscope_core::ops::peaks::peak_local_max;
 use ipscope_core::ops::threshold::otsu;
 use ipscope_core::ops::watershed::watershed;
-use ipscope_core::{segment_nuclei, DeclumpMethod, NucleiParams};
+use ipscope_core::{segment_nuclei, DeclumpMethod, NucleiParams, ThresholdMethod};
 use ipscope_image::{Image, Labels};
 use serde_json::Value;
 
@@ -302,6 +302,11 @@ fn nuclei_pipeline_matches_the_same_steps_in_skimage() {
             // make_core_refs.py filters areas for diameters 8..80 px
             min_diameter: 8.0,
             max_diameter: 80.0,
+            // The steps of make_core_refs.py: Otsu on the smoothed image, no background
+            // subtraction, no per-object threshold.
+            threshold_method: ThresholdMethod::Otsu,
+            background_radius: 0.0,
+            object_contrast: 0.0,
             ..NucleiParams::default()
         };
         let res = segment_nuclei(img.view(), &params);

@@ -150,7 +150,7 @@ pub enum ThresholdMethod {
 pub struct NucleiParams {
     /// Gaussian σ (pixels) applied before thresholding; 0 disables smoothing. Default 1.0.
     pub smoothing_sigma: f32,
-    /// How the threshold is found. Default `otsu`.
+    /// How the field threshold is found. Default `li` (before 0.2: `otsu`).
     pub threshold_method: ThresholdMethod,
     /// Threshold the natural logarithm of the intensities and map the threshold back
     /// (CellProfiler's "log transform before thresholding"); pixels ≤ 0 take no part.
@@ -200,13 +200,24 @@ pub struct NucleiParams {
     /// [`AUTO_MAX_FACTOR`] × the estimate where that is larger. A field without enough
     /// round objects keeps the fixed settings. Default true.
     pub auto_scale: bool,
+    /// Radius (pixels) of the square grey opening subtracted from the smoothed image before
+    /// thresholding (a top-hat: uneven background and glow wider than 2r+1 px go, nuclei
+    /// stay); the declumping sees the same subtraction. 0 disables. Default 50.
+    pub background_radius: f32,
+    /// Per-object threshold: every connected component above the field threshold is cut
+    /// again at this fraction of its own contrast, background + f · (its 90th percentile −
+    /// background), never below the field threshold (background = median of the pixels at
+    /// or below the field threshold). Dim and bright nuclei of one field each get an outline
+    /// at the same fraction of their own brightness. Not applied to the `local` method.
+    /// 0 disables. Default 0.4.
+    pub object_contrast: f32,
 }
 
 impl Default for NucleiParams {
     fn default() -> Self {
         NucleiParams {
             smoothing_sigma: 1.0,
-            threshold_method: ThresholdMethod::Otsu,
+            threshold_method: ThresholdMethod::Li,
             threshold_log: false,
             local_block_size: 51,
             local_offset: 0.0,
@@ -222,6 +233,8 @@ impl Default for NucleiParams {
             min_seed_distance: None,
             exclude_border: false,
             auto_scale: true,
+            background_radius: 50.0,
+            object_contrast: 0.4,
         }
     }
 }
@@ -303,8 +316,9 @@ pub fn segment_nuclei_with<T: Pixel>(
         return Ok(none(f64::NAN));
     }
     let scale = T::MAX;
-    let scaled = dna.map(|v| (v.to_f64() / scale) as f32);
-    let smoothed = backend.gaussian_blur(scaled.view(), params.smoothing_sigma)?;
+    let mut scaled = dna.map(|v| (v.to_f64() / scale) as f32);
+    let mut smoothed = backend.gaussian_blur(scaled.view(), params.smoothing_sigma)?;
+    subtract_background(&mut smoothed, &mut scaled, params.background_radius);
     let Some(threshold) = threshold_field_with(backend, smoothed.view(), params)? else {
         return Ok(none(f64::NAN));
     };
@@ -327,6 +341,21 @@ pub fn segment_nuclei_with<T: Pixel>(
         }
         None => smoothed.map(|v| f64::from(v) > t),
     };
+    // Per-pixel thresholds of the per-object rule (None: the field threshold everywhere).
+    let mut tmap = None;
+    if threshold.local.is_none() && params.object_contrast > 0.0 {
+        let low = backend.label(fg.view(), Connectivity::Eight)?;
+        let map = object_thresholds(&smoothed, &low, t as f32, params.object_contrast);
+        for ((f, &v), &m) in fg
+            .as_mut_slice()
+            .iter_mut()
+            .zip(smoothed.as_slice())
+            .zip(map.as_slice())
+        {
+            *f = *f && v > m;
+        }
+        tmap = Some(map);
+    }
     if params.fill_holes {
         fg = backend.fill_holes(fg.view())?;
     }
@@ -371,6 +400,7 @@ pub fn segment_nuclei_with<T: Pixel>(
                 eff.min_diameter,
                 t as f32,
                 params.seed_min_depth,
+                tmap.as_ref(),
             ),
         }
     } else {
@@ -385,6 +415,76 @@ pub fn segment_nuclei_with<T: Pixel>(
         labels: kept,
         threshold: t,
     })
+}
+
+/// Quantile of an object's values that stands for its brightness in the per-object rule.
+const OBJECT_QUANTILE: f64 = 0.9;
+
+/// Subtracts the grey opening of `smoothed` with the (2r+1)² square from `smoothed` and
+/// `scaled` (see [`NucleiParams::background_radius`]); r ≤ 0 or NaN does nothing.
+fn subtract_background(smoothed: &mut Image<f32>, scaled: &mut Image<f32>, radius: f32) {
+    if radius.is_nan() || radius < 1.0 || smoothed.is_empty() {
+        return;
+    }
+    // A radius beyond the image changes nothing more than the image size.
+    let r = (radius as usize).min(smoothed.width().max(smoothed.height()));
+    let bg = crate::ops::rank::open(smoothed.view(), r);
+    for ((s, x), &b) in smoothed
+        .as_mut_slice()
+        .iter_mut()
+        .zip(scaled.as_mut_slice())
+        .zip(bg.as_slice())
+    {
+        if b.is_finite() {
+            *s -= b;
+            *x -= b;
+        }
+    }
+}
+
+/// Per-pixel thresholds of the per-object rule ([`NucleiParams::object_contrast`]): for each
+/// component of `low` (the pixels above the field threshold `t`), max(t, bg + f · (q − bg))
+/// with q its [`OBJECT_QUANTILE`] and bg the median of the finite pixels outside `low`;
+/// `t` elsewhere.
+fn object_thresholds(smoothed: &Image<f32>, low: &Labels, t: f32, f: f32) -> Image<f32> {
+    let n = low.count() as usize;
+    let labels = low.image().as_slice();
+    let px = smoothed.as_slice();
+    // Pixels grouped by component (counting sort), then one selection per component.
+    let mut start = vec![0usize; n + 2];
+    for &l in labels {
+        start[l as usize + 1] += 1;
+    }
+    for k in 1..start.len() {
+        start[k] += start[k - 1];
+    }
+    let mut fill = start.clone();
+    let mut vals = vec![0f32; px.len()];
+    for (&l, &v) in labels.iter().zip(px) {
+        vals[fill[l as usize]] = v;
+        fill[l as usize] += 1;
+    }
+    let select = |v: &mut [f32], q: f64| -> Option<f32> {
+        if v.is_empty() {
+            return None;
+        }
+        let k = ((v.len() - 1) as f64 * q) as usize;
+        Some(*v.select_nth_unstable_by(k, f32::total_cmp).1)
+    };
+    let (bg_part, objects) = vals.split_at_mut(start[1]);
+    let mut bg_vals: Vec<f32> = bg_part.iter().copied().filter(|v| v.is_finite()).collect();
+    let bg = select(&mut bg_vals, 0.5).unwrap_or(0.0);
+    let mut per = vec![t; n + 1];
+    for (k, p) in per.iter_mut().enumerate().skip(1) {
+        let v = &mut objects[start[k] - start[1]..start[k + 1] - start[1]];
+        if let Some(q) = select(v, OBJECT_QUANTILE) {
+            let own = bg + f * (q - bg);
+            if own > t {
+                *p = own;
+            }
+        }
+    }
+    low.image().map(|l| per[l as usize])
 }
 
 /// A field's threshold: one value, or one per pixel for the local method.
@@ -535,6 +635,7 @@ fn declump_by_dynamics(
     min_diameter: f32,
     t: f32,
     rel_depth: f32,
+    tmap: Option<&Image<f32>>,
 ) -> Labels {
     let sigma = if min_diameter.is_finite() && min_diameter > 0.0 {
         min_diameter / 3.5
@@ -550,9 +651,16 @@ fn declump_by_dynamics(
     // An all-foreground field has no finite distance; a constant keeps the intensity term.
     let cap = (fg.width() + fg.height()) as f32;
     let t = if t.is_finite() { t } else { 0.0 };
-    for (v, &d) in smooth.as_mut_slice().iter_mut().zip(dist.as_slice()) {
+    // The threshold of each pixel: its object's (per-object rule) or the field's.
+    let at = |i: usize| tmap.map_or(t, |m| m.as_slice()[i]);
+    for (i, (v, &d)) in smooth
+        .as_mut_slice()
+        .iter_mut()
+        .zip(dist.as_slice())
+        .enumerate()
+    {
         let d = if d.is_finite() { d } else { cap };
-        *v = (*v - t).max(0.0) * d.sqrt();
+        *v = (*v - at(i)).max(0.0) * d.sqrt();
     }
     let (w, h) = (fg.width(), fg.height());
     let s = smooth.as_slice();
@@ -624,7 +732,7 @@ fn declump_by_dynamics(
         for &q in &roots {
             if q != keep {
                 let pk = s[peak[q as usize] as usize];
-                if pk - s[pu] >= rel_depth * (pk - t) {
+                if pk - s[pu] >= rel_depth * (pk - at(peak[q as usize] as usize)) {
                     seeds.push(peak[q as usize]);
                 }
                 parent[q as usize] = keep;
@@ -1000,7 +1108,11 @@ mod tests {
     #[test]
     fn the_hot_stages_go_through_the_backend() {
         let img = eight_nuclei();
-        let p = NucleiParams::default();
+        // Otsu: the method whose histogram runs on the backend.
+        let p = NucleiParams {
+            threshold_method: ThresholdMethod::Otsu,
+            ..NucleiParams::default()
+        };
         let rec = Recording::new(None);
         let got = segment_nuclei_with(&rec, img.view(), &p).unwrap();
         assert_eq!(got, segment_nuclei(img.view(), &p));
@@ -1028,8 +1140,11 @@ mod tests {
             "distance_transform_edt",
         ] {
             let rec = Recording::new(Some(stage));
-            let err =
-                segment_nuclei_with(&rec, img.view(), &NucleiParams::default()).expect_err(stage);
+            let p = NucleiParams {
+                threshold_method: ThresholdMethod::Otsu,
+                ..NucleiParams::default()
+            };
+            let err = segment_nuclei_with(&rec, img.view(), &p).expect_err(stage);
             assert_eq!(
                 err,
                 Error::Backend {

@@ -14,6 +14,7 @@ pub mod measure;
 pub mod morphology;
 pub mod outline;
 pub mod peaks;
+pub mod rank;
 pub mod ridge;
 pub mod signal;
 pub mod skeleton;
