@@ -299,31 +299,21 @@ impl Gpu {
 
     /// `ipscope_core::ops::distance::distance_transform_edt` on the GPU: exact integer
     /// squared distances, square root on the host as the CPU takes it, so bit-identical.
+    /// A mask larger than one binding is processed in strips of columns, then bands of rows.
     pub fn distance_transform_edt(&self, mask: ImageView<bool>) -> Result<Image<f32>, Error> {
         const K: &str = "edt";
         let (w, h) = (mask.width(), mask.height());
         if mask.is_empty() {
             return Ok(Image::new(w, h, 0.0));
         }
-        self.check_fits(K, w, h, w * h)?;
         if (w as u64).pow(2) + (h as u64).pow(2) >= 1 << 31 {
             return Err(self.too_large(K, w, h, "squared distances must stay below 2^31".into()));
         }
-        let words = mask_words(mask);
-        let d2 = self.scoped(K, || {
-            let params = self.uniform([w as u32, h as u32, 0, 0]);
-            let m = self.storage(&words);
-            let g = self.zeroed(w * h);
-            let d2 = self.zeroed(w * h);
-            let v = self.zeroed(w * h);
-            let z = self.zeroed(w * h);
-            let bg = self.bind(&EDT, &[&params, &m, &g, &d2, &v, &z]);
-            let mut enc = self.encoder();
-            self.dispatch(&mut enc, &EDT, "columns", &bg, (w.div_ceil(64) as u32, 1));
-            self.dispatch(&mut enc, &EDT, "rows", &bg, (h.div_ceil(64) as u32, 1));
-            let out = self.submit_and_read(enc, &[(&d2, w * h)])?;
-            Ok(to_u32(&out[0]))
-        })?;
+        let d2 = if (w * h) as u64 * 4 > self.max_binding {
+            self.edt_tiled(mask)?
+        } else {
+            self.edt_whole(mask)?
+        };
         let data = d2
             .into_iter()
             .map(|d| {
@@ -338,6 +328,98 @@ impl Gpu {
             adapter: self.adapter().name.clone(),
             kernel: K,
             message: e.to_string(),
+        })
+    }
+
+    /// Squared distances of a mask larger than one binding. The transform is separable, so
+    /// it tiles exactly: the column pass on strips of whole columns, the row pass on bands
+    /// of whole rows, the vertical distances assembled on the host in between.
+    fn edt_tiled(&self, mask: ImageView<bool>) -> Result<Vec<u32>, Error> {
+        const K: &str = "edt";
+        let (w, h) = (mask.width(), mask.height());
+        let strip = (self.max_binding / 4 / h as u64) as usize;
+        let band = (self.max_binding / 4 / w as u64) as usize;
+        if strip == 0 || band == 0 {
+            return Err(self.too_large(
+                K,
+                w,
+                h,
+                format!(
+                    "one whole column or row needs {} bytes, the device binds at most {}",
+                    w.max(h) * 4,
+                    self.max_binding
+                ),
+            ));
+        }
+        let crop_error = |e: ipscope_image::Error| Error::Device {
+            adapter: self.adapter().name.clone(),
+            kernel: K,
+            message: e.to_string(),
+        };
+        let mut g = vec![0u32; w * h];
+        let mut x0 = 0;
+        while x0 < w {
+            let sw = strip.min(w - x0);
+            let part = mask.crop(0, x0, h, sw).map_err(crop_error)?;
+            let words = mask_words(part);
+            let col = self.scoped(K, || {
+                let params = self.uniform([sw as u32, h as u32, 0, 0]);
+                let m = self.storage(&words);
+                let gb = self.zeroed(sw * h);
+                let unused = self.zeroed(1);
+                let bg = self.bind(&EDT, &[&params, &m, &gb, &unused, &unused, &unused]);
+                let mut enc = self.encoder();
+                self.dispatch(&mut enc, &EDT, "columns", &bg, (sw.div_ceil(64) as u32, 1));
+                let out = self.submit_and_read(enc, &[(&gb, sw * h)])?;
+                Ok(to_u32(&out[0]))
+            })?;
+            for (y, row) in col.chunks_exact(sw).enumerate() {
+                g[y * w + x0..y * w + x0 + sw].copy_from_slice(row);
+            }
+            x0 += sw;
+        }
+        let mut d2 = vec![0u32; w * h];
+        let mut y0 = 0;
+        while y0 < h {
+            let bh = band.min(h - y0);
+            let part = &g[y0 * w..(y0 + bh) * w];
+            let rows = self.scoped(K, || {
+                let params = self.uniform([w as u32, bh as u32, 0, 0]);
+                let unused = self.zeroed(1);
+                let gb = self.storage(part);
+                let db = self.zeroed(w * bh);
+                let v = self.zeroed(w * bh);
+                let z = self.zeroed(w * bh);
+                let bg = self.bind(&EDT, &[&params, &unused, &gb, &db, &v, &z]);
+                let mut enc = self.encoder();
+                self.dispatch(&mut enc, &EDT, "rows", &bg, (bh.div_ceil(64) as u32, 1));
+                let out = self.submit_and_read(enc, &[(&db, w * bh)])?;
+                Ok(to_u32(&out[0]))
+            })?;
+            d2[y0 * w..(y0 + bh) * w].copy_from_slice(&rows);
+            y0 += bh;
+        }
+        Ok(d2)
+    }
+
+    /// Squared distances of a mask within one binding, both passes in one submission.
+    fn edt_whole(&self, mask: ImageView<bool>) -> Result<Vec<u32>, Error> {
+        const K: &str = "edt";
+        let (w, h) = (mask.width(), mask.height());
+        let words = mask_words(mask);
+        self.scoped(K, || {
+            let params = self.uniform([w as u32, h as u32, 0, 0]);
+            let m = self.storage(&words);
+            let g = self.zeroed(w * h);
+            let d2 = self.zeroed(w * h);
+            let v = self.zeroed(w * h);
+            let z = self.zeroed(w * h);
+            let bg = self.bind(&EDT, &[&params, &m, &g, &d2, &v, &z]);
+            let mut enc = self.encoder();
+            self.dispatch(&mut enc, &EDT, "columns", &bg, (w.div_ceil(64) as u32, 1));
+            self.dispatch(&mut enc, &EDT, "rows", &bg, (h.div_ceil(64) as u32, 1));
+            let out = self.submit_and_read(enc, &[(&d2, w * h)])?;
+            Ok(to_u32(&out[0]))
         })
     }
 

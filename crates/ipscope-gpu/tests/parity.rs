@@ -539,6 +539,15 @@ fn erosion_dilation_and_reductions_tile_to_the_untiled_result() {
             small.measure_shape(&labels).unwrap(),
             measure_shape(&labels)
         );
+        // The distance transform: column pass on strips, row pass on bands (bit-identical).
+        let cpu = distance_transform_edt(m.view());
+        let out = small.distance_transform_edt(m.view()).unwrap();
+        let same = out
+            .as_slice()
+            .iter()
+            .zip(cpu.as_slice())
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "tiled edt {}x{}", m.width(), m.height());
     }
     // The histogram (so Otsu's threshold) is counted in chunks of one binding each.
     for img in images_for_thresholds() {
