@@ -11,7 +11,7 @@ use ipscope::core::assays::colonies::{colonies_from_brightfield, colonies_from_n
 use ipscope::core::ops::eval::{match_labels, summarize, EvalSummary, ImageMatch};
 use ipscope::core::ops::label::{label, Connectivity};
 use ipscope::core::ops::outline::outline_overlay;
-use ipscope::core::segment_nuclei_with;
+use ipscope::core::{segment_cells, segment_nuclei_with};
 use ipscope::gpu::DeviceChoice;
 use ipscope::image::{with_dyn_image, DynImage, Image, Labels, Pixel};
 use ipscope::io::{read_image, write_png, write_tiff, ReadOptions};
@@ -19,10 +19,11 @@ use ipscope::Config;
 
 #[derive(Subcommand)]
 pub enum Cmd {
-    /// Segment nuclei in single images; write label TIFFs (u16 when the count fits, else
-    /// u32) and optional outline overlays (PNG).
+    /// Segment nuclei (or cells, or colonies) in single images; write label TIFFs (u16 when
+    /// the count fits, else u32) and optional outline overlays (PNG).
     Segment {
-        /// Images of the nuclear stain (TIFF or PNG, one channel).
+        /// Images of the nuclear stain (TIFF or PNG, one channel); with `--object cells`,
+        /// images of the cell-body stain (see `--nuclei-channel`).
         #[arg(required = true)]
         images: Vec<PathBuf>,
         /// Label image for a single input.
@@ -37,13 +38,23 @@ pub enum Cmd {
         /// Directory for overlays, one `<input stem>_overlay.png` per input.
         #[arg(long)]
         overlay_dir: Option<PathBuf>,
-        /// Configuration file; its `[nuclei]` section sets the segmentation.
+        /// Configuration file; its `[nuclei]` section sets the segmentation (`[cells]` that
+        /// of cells, `[colonies]` that of colonies).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// What to segment: `nuclei`, or `colonies` (see `--colonies-from`; `[colonies]`
-        /// in the configuration sets the parameters).
+        /// What to segment: `nuclei`; `cells` grown from the nuclei of each image's DNA image
+        /// into the cell stain (CellProfiler's IdentifySecondaryObjects; `[cells]` in the
+        /// configuration: propagation by default); or `colonies` (see `--colonies-from`;
+        /// `[colonies]` in the configuration sets the parameters).
         #[arg(long, value_enum, default_value_t = ObjectKind::Nuclei)]
         object: ObjectKind,
+        /// With `--object cells`: each input's DNA image. `FROM=TO` replaces the last FROM in
+        /// the input's file name by TO, in the same directory (`d2=d0` pairs
+        /// `..._D03f00d2.tif` with `..._D03f00d0.tif`, as CellProfiler's NamesAndTypes
+        /// matches channels by file name); a path names the DNA image of a single input.
+        /// With `--labels-dir`, the nuclei are written too, as `<input stem>_nuclei.tif`.
+        #[arg(long, value_name = "FROM=TO|PATH")]
+        nuclei_channel: Option<String>,
         /// Colonies from the nuclear stain (nuclei within the linking distance form one
         /// colony) or from a transmitted-light image (texture; a circular well is found
         /// and its outside ignored).
@@ -95,12 +106,14 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             config,
             object,
             colonies_from,
+            nuclei_channel,
             device,
             json,
         } => segment(
             &images,
             object,
             colonies_from,
+            nuclei_channel.as_deref(),
             device,
             Outputs {
                 labels,
@@ -128,6 +141,8 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ObjectKind {
     Nuclei,
+    /// Cells grown from the nuclei of a paired DNA image (`--nuclei-channel`).
+    Cells,
     Colonies,
 }
 
@@ -158,6 +173,7 @@ fn segment(
     images: &[PathBuf],
     object: ObjectKind,
     colonies_from: ColonySource,
+    nuclei_channel: Option<&str>,
     device: DeviceChoice,
     out: Outputs,
     config: Option<&Path>,
@@ -185,9 +201,32 @@ fn segment(
     for dir in [&out.labels_dir, &out.overlay_dir].into_iter().flatten() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    if object == ObjectKind::Cells {
+        // Every pairing checked before the first image is segmented.
+        for path in images {
+            nuclear_path(path, nuclei_channel, images.len())?;
+        }
+    } else if nuclei_channel.is_some() {
+        bail!("--nuclei-channel pairs cell-stain images with DNA images; it needs --object cells");
+    }
     for path in images {
         let img = read_image(path, 0, &ReadOptions::default())
             .with_context(|| format!("cannot read {}", path.display()))?;
+        // With --object cells the input is the cell stain; nuclei come from its DNA image.
+        let (img, cell_img) = if object == ObjectKind::Cells {
+            let dna = nuclear_path(path, nuclei_channel, images.len())?;
+            let dna_img = read_image(&dna, 0, &ReadOptions::default()).with_context(|| {
+                format!(
+                    "cannot read {}, the DNA image of {} (--nuclei-channel)",
+                    dna.display(),
+                    path.display()
+                )
+            })?;
+            (dna_img, Some(img))
+        } else {
+            (img, None)
+        };
+        let mut nuclei = None;
         let mut result = if object == ObjectKind::Colonies
             && colonies_from == ColonySource::Transmitted
         {
@@ -204,6 +243,21 @@ fn segment(
         let mut well = None;
         let what = match object {
             ObjectKind::Nuclei => "nuclei",
+            ObjectKind::Cells => {
+                let cell = cell_img.as_ref().unwrap_or(&img);
+                let params = &config.cells;
+                let grown =
+                    with_dyn_image!(cell, i => segment_cells(i.view(), &result.labels, params))
+                        .with_context(|| {
+                            format!(
+                                "{}: growing cells from its DNA image's nuclei",
+                                path.display()
+                            )
+                        })?;
+                nuclei = Some(std::mem::replace(&mut result.labels, grown.cells));
+                result.threshold = grown.threshold;
+                "cells"
+            }
             ObjectKind::Colonies => {
                 let colonies = match colonies_from {
                     ColonySource::Nuclei => colonies_from_nuclei(&result.labels, &config.colonies),
@@ -228,13 +282,21 @@ fn segment(
         if let Some(p) = &labels_path {
             write_labels(p, &result.labels)?;
         }
+        let nuclei_path = match (&nuclei, &out.labels_dir) {
+            (Some(n), Some(d)) => {
+                let p = d.join(format!("{name}_nuclei.tif"));
+                write_labels(&p, n)?;
+                Some(p)
+            }
+            _ => None,
+        };
         let overlay_path = out.overlay.clone().or_else(|| {
             out.overlay_dir
                 .as_ref()
                 .map(|d| d.join(format!("{name}_overlay.png")))
         });
         if let Some(p) = &overlay_path {
-            let scaled = scaled_f32(&img);
+            let scaled = scaled_f32(cell_img.as_ref().unwrap_or(&img));
             let ov = outline_overlay(scaled.view(), result.labels.view())?;
             write_png(p, ov.view()).with_context(|| format!("cannot write {}", p.display()))?;
         }
@@ -249,6 +311,8 @@ fn segment(
                     "threshold": if result.threshold.is_finite() { Some(result.threshold) } else { None },
                     "labels": labels_path.map(|p| p.display().to_string()),
                     "overlay": overlay_path.map(|p| p.display().to_string()),
+                    "nuclei": nuclei.as_ref().map(|n| n.count()),
+                    "nuclei_labels": nuclei_path.map(|p| p.display().to_string()),
                 })
             );
         } else {
@@ -269,6 +333,40 @@ fn segment(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The DNA image of a cell-stain image (`--nuclei-channel`): `FROM=TO` replaces the last
+/// FROM in the file name by TO, in the same directory; an existing file is the DNA image of
+/// a single input.
+fn nuclear_path(path: &Path, spec: Option<&str>, inputs: usize) -> Result<PathBuf> {
+    let Some(spec) = spec else {
+        bail!(
+            "--object cells needs --nuclei-channel: FROM=TO to find each image's DNA image by renaming it (e.g. d2=d0), or the DNA image's path for a single input"
+        );
+    };
+    if Path::new(spec).is_file() {
+        if inputs > 1 {
+            bail!("--nuclei-channel {spec}: a path pairs with one input image; pair several with FROM=TO");
+        }
+        return Ok(PathBuf::from(spec));
+    }
+    let Some((from, to)) = spec.split_once('=').filter(|(f, _)| !f.is_empty()) else {
+        bail!("--nuclei-channel {spec:?}: neither an existing image file nor FROM=TO");
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let Some(at) = name.rfind(from) else {
+        bail!(
+            "{}: --nuclei-channel {spec}: the file name holds no {from:?} to replace",
+            path.display()
+        );
+    };
+    if from == to {
+        bail!("--nuclei-channel {spec}: FROM and TO are the same, so every image would be its own DNA image");
+    }
+    Ok(path.with_file_name(format!("{}{to}{}", &name[..at], &name[at + from.len()..])))
 }
 
 /// The image on CellProfiler's 0..1 scale, as the segmentation sees it.
@@ -409,7 +507,7 @@ const NUCLEI_DOCS: &[(&str, &str)] = &[
     ),
     (
         "threshold_method",
-        "otsu | otsu3_foreground | otsu3_background | li | triangle | robust_background | local",
+        "li | otsu | otsu3_foreground | otsu3_background | triangle | robust_background | local (field threshold)",
     ),
     (
         "threshold_log",
@@ -451,6 +549,14 @@ const NUCLEI_DOCS: &[(&str, &str)] = &[
     (
         "auto_scale",
         "estimate the nucleus diameter per field (round objects' inscribed radius) and scale declumping and size range to it",
+    ),
+    (
+        "background_radius",
+        "radius (px) of the grey opening subtracted before thresholding (top-hat); 0 = none",
+    ),
+    (
+        "object_contrast",
+        "cut each object at this fraction of its own contrast (90th percentile over background), never below the field threshold; 0 = field threshold only",
     ),
 ];
 
