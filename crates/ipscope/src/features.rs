@@ -482,7 +482,7 @@ const INTENSITY_COLS: [IntCol; 19] = [
     ic("Intensity", "StdIntensity", SCALED, "Population standard deviation of the object's pixel values", |o| o.std),
     ic("Intensity", "MinIntensity", SCALED, "Smallest pixel value in the object", |o| o.min),
     ic("Intensity", "MaxIntensity", SCALED, "Largest pixel value in the object", |o| o.max),
-    ic("Intensity", "IntegratedIntensityEdge", SCALED, "Sum over the object's edge pixels (pixels with another label or background in their 8-neighbourhood, or on the image border; CellProfiler's outline)", |o| o.integrated_edge),
+    ic("Intensity", "IntegratedIntensityEdge", SCALED, "Sum over the object's edge pixels (pixels with another label or background among their 4 neighbours; the image border is not an edge; CellProfiler 4's find_boundaries(mode=\"inner\"))", |o| o.integrated_edge),
     ic("Intensity", "MeanIntensityEdge", SCALED, "Mean over the object's edge pixels", |o| o.mean_edge),
     ic("Intensity", "StdIntensityEdge", SCALED, "Population standard deviation over the edge pixels", |o| o.std_edge),
     ic("Intensity", "MinIntensityEdge", SCALED, "Smallest edge pixel value", |o| o.min_edge),

@@ -3,7 +3,8 @@
 Peers: scikit-image `regionprops` (AreaShape, intensity mean/min/max/std, weighted centroid),
 cp-measure (CellProfiler's MeasureObjectSizeShape/Intensity as a library: FormFactor,
 Compactness, Feret diameters, quartiles/median/MAD with legacy=True, mass displacement,
-max-intensity location) and centrosome's `outline` (CellProfiler's edge pixels).
+max-intensity location, and the edge intensities over CellProfiler 4's edge pixels,
+`skimage.segmentation.find_boundaries(labels, mode="inner")`).
 
 Inputs are real label images + intensity images from $IPSCOPE_DATA (default ../shared/data):
 a deterministic subset of dsb2018_fluo_subset (manual masks, uint8 images) and the StarDist
@@ -25,7 +26,6 @@ import tifffile
 from skimage.io import imread
 from skimage.measure import regionprops_table
 
-import centrosome.outline
 import cp_measure
 from cp_measure.core.measureobjectintensity import get_intensity
 from cp_measure.core.measureobjectsizeshape import get_feret, get_sizeshape
@@ -74,17 +74,13 @@ def measure(img_rel, lab_rel):
     ss = get_sizeshape(dense, pixels, calculate_advanced=False, new_features=False)
     fe = get_feret(dense, pixels)
     it = get_intensity(dense, pixels, legacy=True)
-    # CellProfiler's edge pixels (centrosome.outline: 8-neighbourhood + image border).
-    outline = centrosome.outline.outline(labels)
-    edge = {k: [] for k in ["IntegratedIntensityEdge", "MeanIntensityEdge", "StdIntensityEdge",
-                            "MinIntensityEdge", "MaxIntensityEdge"]}
-    for lab in present:
-        v = pixels[(outline == lab) & (labels == lab)]
-        edge["IntegratedIntensityEdge"].append(v.sum())
-        edge["MeanIntensityEdge"].append(v.mean())
-        edge["StdIntensityEdge"].append(v.std())
-        edge["MinIntensityEdge"].append(v.min())
-        edge["MaxIntensityEdge"].append(v.max())
+    # CellProfiler 4's edge pixels (measureobjectintensity.py and cp-measure:
+    # find_boundaries(labels, mode="inner"), 4-neighbourhood, image border not an edge).
+    edge = {
+        k: it[f"Intensity_{k}"]
+        for k in ["IntegratedIntensityEdge", "MeanIntensityEdge", "StdIntensityEdge",
+                  "MinIntensityEdge", "MaxIntensityEdge"]
+    }
     cols = {
         "label": [int(x) for x in present],
         # scikit-image regionprops
@@ -125,7 +121,7 @@ def measure(img_rel, lab_rel):
         "MassDisplacement": it["Intensity_MassDisplacement"],
         "MaxIntensity_X": it["Location_MaxIntensity_X"],
         "MaxIntensity_Y": it["Location_MaxIntensity_Y"],
-        # centrosome.outline
+        # cp-measure (find_boundaries inner)
         **edge,
     }
     return {

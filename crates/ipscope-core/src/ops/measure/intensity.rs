@@ -9,10 +9,15 @@
 //!   `hi = min(lo+1, n−1)`, value `v[lo]·(1−(p−lo)) + v[hi]·(p−lo)` (CellProfiler's own
 //!   interpolation, not `numpy.percentile`).
 //! - MAD: the same interpolation at `f = ½` of the sorted `|v − median|`.
-//! - Edge: the object's pixels on CellProfiler's outline (`centrosome.outline`): a pixel whose
-//!   8-neighbourhood holds another label (or background), or that lies on the image border.
+//! - Edge: the object's pixels on CellProfiler 4's outline,
+//!   `skimage.segmentation.find_boundaries(labels, mode="inner")`: a pixel with a 4-neighbour
+//!   (N, S, E, W) of another label or background. The image border is not an edge (outside
+//!   neighbours are reflections of the pixel itself). CellProfiler ≤ 3 used `centrosome.outline`
+//!   (8-neighbourhood and image border) instead; CellProfiler 4.0.6's ExampleHuman output
+//!   agrees with `find_boundaries` (see `docs/measurements.md`).
 //! - `CenterMassIntensity`: intensity-weighted centroid; `MassDisplacement`: its distance from
-//!   the unweighted centroid; `MaxIntensity_X/Y`: first maximum in raster order.
+//!   the unweighted centroid; `MaxIntensity_X/Y`: first maximum in raster order (as
+//!   cp-measure; CellProfiler's `scipy.ndimage.maximum_position` has no fixed order on ties).
 
 use ipscope_image::{ImageView, Labels, Pixel};
 
@@ -156,14 +161,10 @@ pub fn measure_intensity_features<T: Pixel>(
                         best = v;
                         best_rc = (r, c);
                     }
-                    let on_edge = r == 0 || c == 0 || r + 1 == height || c + 1 == width || {
-                        let up = lab.row(r - 1);
-                        let down = lab.row(r + 1);
-                        up[c - 1..=c + 1].iter().any(|&x| x != label)
-                            || down[c - 1..=c + 1].iter().any(|&x| x != label)
-                            || lrow[c - 1] != label
-                            || lrow[c + 1] != label
-                    };
+                    let on_edge = (r > 0 && lab.row(r - 1)[c] != label)
+                        || (r + 1 < height && lab.row(r + 1)[c] != label)
+                        || (c > 0 && lrow[c - 1] != label)
+                        || (c + 1 < width && lrow[c + 1] != label);
                     if on_edge {
                         edge.push(v);
                     }
@@ -243,5 +244,45 @@ mod tests {
         assert!((f.mass_displacement - 1.0).abs() < 1e-12);
         assert_eq!(f.min_edge, 0.0);
         assert_eq!(f.median, 0.0);
+    }
+
+    #[test]
+    fn edge_is_find_boundaries_inner() {
+        // skimage.segmentation.find_boundaries(mode="inner") on this 5×5 layout (object 1 in
+        // the top-left 3×3 corner, object 2 in the bottom-right 2×2, touching diagonally)
+        // marks (0,2) (1,2) (2,0) (2,1) (2,2) of object 1 and (3,3) (3,4) (4,3) of object 2:
+        // the image border and the diagonal contact do not make an edge.
+        let lab = Image::from_fn(5, 5, |r, c| match (r, c) {
+            (0..=2, 0..=2) => 1u32,
+            (3..=4, 3..=4) => 2,
+            _ => 0,
+        });
+        // Pixel value = 5·row + col + 1, so each edge set has a distinct sum.
+        let px = Image::from_fn(5, 5, |r, c| (5 * r + c + 1) as u8);
+        let f = measure_intensity_features(&Labels::from_image(lab), px.view());
+        let sum = |cells: &[(usize, usize)]| -> f64 {
+            cells
+                .iter()
+                .map(|&(r, c)| (5 * r + c + 1) as f64 / 255.0)
+                .sum()
+        };
+        let one = sum(&[(0, 2), (1, 2), (2, 0), (2, 1), (2, 2)]);
+        let two = sum(&[(3, 3), (3, 4), (4, 3)]);
+        assert!(
+            (f[0].integrated_edge - one).abs() < 1e-12,
+            "{}",
+            f[0].integrated_edge
+        );
+        assert!(
+            (f[1].integrated_edge - two).abs() < 1e-12,
+            "{}",
+            f[1].integrated_edge
+        );
+        // An object filling the image has no edge pixel: integrated 0, the rest NaN.
+        let full = Labels::from_image(Image::new(3, 3, 1u32));
+        let small = Image::from_fn(3, 3, |r, c| (3 * r + c) as u8);
+        let g = measure_intensity_features(&full, small.view())[0];
+        assert_eq!(g.integrated_edge, 0.0);
+        assert!(g.mean_edge.is_nan() && g.max_edge.is_nan());
     }
 }
