@@ -20,9 +20,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ipscope_core::assays::neurite::{analyze_neurites, NeuriteParams, NucleusClass};
+use ipscope_core::assays::neurite::{analyze_neurites, NeuriteParams, NeuriteResult, NucleusClass};
 use ipscope_core::{segment_nuclei, NucleiParams};
-use ipscope_image::{DynImage, Image};
+use ipscope_image::{DynImage, Image, Labels};
 use ipscope_io::{DiscoverOptions, ReadOptions};
 use ipscope_table::{Format, TableBuilder};
 use rayon::prelude::*;
@@ -115,13 +115,16 @@ fn scaled(img: &DynImage) -> Image<f32> {
     img.to_f32().map(|v| v / s)
 }
 
-fn run_field(
+/// One field as the run analyses it: nuclei on the nuclear image, then
+/// [`analyze_neurites`] (somata, skeleton, per-nucleus measurements). Errors name the file
+/// (first) and the problem.
+pub fn analyze_field(
     dna_path: &Path,
     dna_page: usize,
     marker_path: &Path,
     marker_page: usize,
     opts: &NeuriteRunOptions,
-) -> std::result::Result<FieldResult, (String, String)> {
+) -> std::result::Result<(Labels, NeuriteResult), (String, String)> {
     let read = |p: &Path, page: usize| {
         ipscope_io::read_image(p, page, &ReadOptions::default())
             .map_err(|e| (p.display().to_string(), e.to_string()))
@@ -131,6 +134,17 @@ fn run_field(
     let nuclei = segment_nuclei(dna.view(), &opts.nuclei).labels;
     let res = analyze_neurites(dna.view(), marker.view(), &nuclei, &opts.neurite)
         .map_err(|e| (marker_path.display().to_string(), e.to_string()))?;
+    Ok((nuclei, res))
+}
+
+fn run_field(
+    dna_path: &Path,
+    dna_page: usize,
+    marker_path: &Path,
+    marker_page: usize,
+    opts: &NeuriteRunOptions,
+) -> std::result::Result<FieldResult, (String, String)> {
+    let (nuclei, res) = analyze_field(dna_path, dna_page, marker_path, marker_page, opts)?;
     // Nucleus centroids.
     let n = nuclei.count() as usize;
     let mut sums = vec![(0f64, 0f64, 0u64); n + 1];

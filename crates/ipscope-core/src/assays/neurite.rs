@@ -290,6 +290,83 @@ pub fn analyze_neurites<T: Pixel>(
     let skel_full = prune_spurs(skeletonize(mask.view()).view(), params.min_spur_length);
     let skeleton = Image::from_fn(w, h, |r, c| skel_full.get(r, c) && som[r * w + c] == 0);
 
+    let neuron_labels: Vec<bool> = (0..=n as u32).map(is_neuron).collect();
+    let measured = measure_skeleton(&somata, &skeleton, &neuron_labels, params.attach_distance);
+    let owner = measured.owner;
+    let mut neurons = Vec::with_capacity(n);
+    for k in 1..=n {
+        let c = measured.counts.get(k).copied().unwrap_or_default();
+        neurons.push(NeuronMeasurement {
+            nucleus: k as u32,
+            class: class[k],
+            soma_area: soma_area[k],
+            soma_marker_mean: if soma_area[k] > 0 {
+                msum[k] / soma_area[k] as f64
+            } else {
+                f64::NAN
+            },
+            total_length: c.total_length,
+            trunks: c.trunks,
+            non_trunk_branches: c.non_trunk_branches,
+            branch_ends: c.branch_ends,
+            longest_neurite: c.longest_neurite,
+        });
+    }
+    let unassigned = Image::from_fn(w, h, |r, c| skeleton.get(r, c) && owner.get(r, c) == 0);
+    let unassigned_length = skeleton_graph(unassigned.view()).total_length();
+    Ok(NeuriteResult {
+        neurons,
+        somata: Labels::new(somata, nuclei.count()),
+        skeleton,
+        owner,
+        unassigned_length,
+        marker_threshold,
+        ridge_threshold,
+    })
+}
+
+/// Skeleton measurements of one soma, as CellProfiler's MeasureObjectSkeleton names them
+/// (zeros for somata that are not neurons or own no skeleton).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SkeletonCounts {
+    /// `TotalObjectSkeletonLength`: px, √2 per diagonal step.
+    pub total_length: f64,
+    /// `NumberTrunks`.
+    pub trunks: u32,
+    /// `NumberNonTrunkBranches`: branch points outside the soma.
+    pub non_trunk_branches: u32,
+    /// `NumberBranchEnds`.
+    pub branch_ends: u32,
+    /// Longest geodesic distance from the soma along the neuron's skeleton (px).
+    pub longest_neurite: f64,
+}
+
+/// What [`measure_skeleton`] finds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkeletonMeasurement {
+    /// Indexed by soma label (entry 0 unused).
+    pub counts: Vec<SkeletonCounts>,
+    /// Soma owning each skeleton pixel (0 = unassigned or background).
+    pub owner: Image<u32>,
+}
+
+/// The per-neuron skeleton measurements of [`analyze_neurites`] on given somata (label
+/// image) and neurite skeleton (outside the somata): skeleton pixels within
+/// `attach_distance` of a neuron soma (`neuron[label]`) seed a geodesic propagation along
+/// the skeleton (ties to the lower label); each neuron's owned pixels give its length,
+/// trunks (pieces touching the soma, plus pieces that stop short of it), non-trunk branch
+/// points (junction clusters), branch ends and longest neurite. Labels beyond
+/// `neuron.len()` count as non-neurons.
+pub fn measure_skeleton(
+    somata: &Image<u32>,
+    skeleton: &Image<bool>,
+    neuron: &[bool],
+    attach_distance: usize,
+) -> SkeletonMeasurement {
+    let (w, h) = (somata.width(), somata.height());
+    let som = somata.as_slice();
+    let n = (som.iter().copied().max().unwrap_or(0) as usize).max(neuron.len().saturating_sub(1));
+    let is_neuron = |l: u32| l != 0 && neuron.get(l as usize).copied().unwrap_or(false);
     // Seeds: skeleton pixels within attach_distance of a neuron soma.
     let mut near = Image::from_fn(w, h, |r, c| is_neuron(som[r * w + c]));
     let mut near_label = Image::from_fn(w, h, |r, c| {
@@ -300,7 +377,7 @@ pub fn analyze_neurites<T: Pixel>(
             0
         }
     });
-    for _ in 0..params.attach_distance {
+    for _ in 0..attach_distance {
         let grown = binary_dilation(near.view());
         let prev = near_label.clone();
         for r in 0..h {
@@ -374,25 +451,10 @@ pub fn analyze_neurites<T: Pixel>(
             b.3 = b.3.max(c);
         }
     }
-    let mut neurons = Vec::with_capacity(n);
-    for k in 1..=n {
-        let mut m = NeuronMeasurement {
-            nucleus: k as u32,
-            class: class[k],
-            soma_area: soma_area[k],
-            soma_marker_mean: if soma_area[k] > 0 {
-                msum[k] / soma_area[k] as f64
-            } else {
-                f64::NAN
-            },
-            total_length: 0.0,
-            trunks: 0,
-            non_trunk_branches: 0,
-            branch_ends: 0,
-            longest_neurite: 0.0,
-        };
+    let mut counts = vec![SkeletonCounts::default(); n + 1];
+    for (k, m) in counts.iter_mut().enumerate().skip(1) {
         let (r0, c0, r1, c1) = bbox[k];
-        if class[k] == NucleusClass::Neuron && r0 != usize::MAX {
+        if is_neuron(k as u32) && r0 != usize::MAX {
             let (bh, bw) = (r1 - r0 + 1, c1 - c0 + 1);
             let mine = Image::from_fn(bw, bh, |r, c| owner.get(r0 + r, c0 + c) == k as u32);
             let graph = skeleton_graph(mine.view());
@@ -443,17 +505,6 @@ pub fn analyze_neurites<T: Pixel>(
                 .map(|(_, &d)| d)
                 .fold(0.0, f64::max);
         }
-        neurons.push(m);
     }
-    let unassigned = Image::from_fn(w, h, |r, c| skeleton.get(r, c) && owner.get(r, c) == 0);
-    let unassigned_length = skeleton_graph(unassigned.view()).total_length();
-    Ok(NeuriteResult {
-        neurons,
-        somata: Labels::new(somata, nuclei.count()),
-        skeleton,
-        owner,
-        unassigned_length,
-        marker_threshold,
-        ridge_threshold,
-    })
+    SkeletonMeasurement { counts, owner }
 }
