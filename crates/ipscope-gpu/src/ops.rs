@@ -194,8 +194,28 @@ impl Gpu {
         if mask.is_empty() {
             return Ok(Image::new(w, h, false));
         }
-        if entry != "flood" && (w * h) as u64 * 4 > self.max_binding {
-            return self.morph_banded(mask, entry);
+        if (w * h) as u64 * 4 > self.max_binding {
+            if entry != "flood" {
+                return self.morph_banded(mask, entry);
+            }
+            // Holes are the background components (4-connected, as scipy's cross) that do
+            // not touch the border: label the background with the tiled labelling.
+            let background = mask.map(|v| !v);
+            let l = self.label_tiled(background.view(), Connectivity::Four)?;
+            let li = l.image();
+            let mut open = vec![false; l.count() as usize + 1];
+            for x in 0..w {
+                open[li.get(0, x) as usize] = true;
+                open[li.get(h - 1, x) as usize] = true;
+            }
+            for y in 0..h {
+                open[li.get(y, 0) as usize] = true;
+                open[li.get(y, w - 1) as usize] = true;
+            }
+            return Ok(Image::from_fn(w, h, |r, c| {
+                let b = li.get(r, c) as usize;
+                mask.get(r, c) || (b != 0 && !open[b])
+            }));
         }
         self.check_fits(K, w, h, w * h)?;
         let words = mask_words(mask);
@@ -426,6 +446,110 @@ impl Gpu {
     /// `ipscope_core::ops::label::label` on the GPU: identical labels (raster order of
     /// first pixel).
     pub fn label(&self, mask: ImageView<bool>, conn: Connectivity) -> Result<Labels, Error> {
+        let (w, h) = (mask.width(), mask.height());
+        if !mask.is_empty() && (w * h) as u64 * 4 > self.max_binding {
+            return self.label_tiled(mask, conn);
+        }
+        self.label_whole(mask, conn)
+    }
+
+    /// Labels of a mask larger than one binding: each band of whole rows labelled on the
+    /// device, the components that meet across a seam merged on the host (union-find over
+    /// the two rows of each seam, with the same connectivity), then numbered in raster order
+    /// of their first pixel, as the reference numbers them. Exact.
+    fn label_tiled(&self, mask: ImageView<bool>, conn: Connectivity) -> Result<Labels, Error> {
+        const K: &str = "label";
+        let (w, h) = (mask.width(), mask.height());
+        let band = (self.max_binding / 4 / w as u64) as usize;
+        if band == 0 {
+            return Err(self.too_large(
+                K,
+                w,
+                h,
+                format!(
+                    "one row needs {} bytes, the device binds at most {}",
+                    w * 4,
+                    self.max_binding
+                ),
+            ));
+        }
+        let mut global = vec![0u32; w * h];
+        let mut parent: Vec<u32> = vec![0];
+        let mut y0 = 0;
+        while y0 < h {
+            let bh = band.min(h - y0);
+            let part = mask.crop(y0, 0, bh, w).map_err(|e| Error::Device {
+                adapter: self.adapter().name.clone(),
+                kernel: K,
+                message: e.to_string(),
+            })?;
+            let l = self.label_whole(part, conn)?;
+            let offset = parent.len() as u32 - 1;
+            let Some(top) = offset.checked_add(l.count()) else {
+                return Err(self.too_large(K, w, h, "more objects than u32 labels".into()));
+            };
+            parent.extend(offset + 1..=top);
+            for (g, &v) in global[y0 * w..(y0 + bh) * w]
+                .iter_mut()
+                .zip(l.image().as_slice())
+            {
+                if v != 0 {
+                    *g = v + offset;
+                }
+            }
+            y0 += bh;
+        }
+        fn find(parent: &mut [u32], mut x: u32) -> u32 {
+            while parent[x as usize] != x {
+                let up = parent[parent[x as usize] as usize];
+                parent[x as usize] = up;
+                x = up;
+            }
+            x
+        }
+        let eight = conn == Connectivity::Eight;
+        let mut y = band;
+        while y < h {
+            for x in 0..w {
+                let a = global[(y - 1) * w + x];
+                if a == 0 {
+                    continue;
+                }
+                let lo = if eight { x.saturating_sub(1) } else { x };
+                let hi = if eight { (x + 1).min(w - 1) } else { x };
+                for xb in lo..=hi {
+                    let b = global[y * w + xb];
+                    if b != 0 {
+                        let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+                        if ra != rb {
+                            parent[ra.max(rb) as usize] = ra.min(rb);
+                        }
+                    }
+                }
+            }
+            y += band;
+        }
+        let mut number = vec![0u32; parent.len()];
+        let mut next = 0u32;
+        for g in global.iter_mut() {
+            if *g != 0 {
+                let r = find(&mut parent, *g) as usize;
+                if number[r] == 0 {
+                    next += 1;
+                    number[r] = next;
+                }
+                *g = number[r];
+            }
+        }
+        let img = Image::from_vec(w, h, global).map_err(|e| Error::Device {
+            adapter: self.adapter().name.clone(),
+            kernel: K,
+            message: e.to_string(),
+        })?;
+        Ok(Labels::new(img, next))
+    }
+
+    fn label_whole(&self, mask: ImageView<bool>, conn: Connectivity) -> Result<Labels, Error> {
         const K: &str = "label";
         let (w, h) = (mask.width(), mask.height());
         if mask.is_empty() {

@@ -145,9 +145,9 @@ fn gaussian_tiles_with_halos_give_the_untiled_result() {
     let err = small.gaussian_blur(img.view(), 2.0).unwrap_err();
     assert!(matches!(err, ipscope_gpu::Error::TooLarge { .. }), "{err}");
     // Kernels without tiling refuse images above the limit by name.
-    let mask = img.map(|v| v > 0.5);
-    let err = small.label(mask.view(), Connectivity::Eight).unwrap_err();
-    assert!(err.to_string().contains("too large for label"), "{err}");
+    let markers = Labels::new(img.map(|v| u32::from(v > 0.99)), 1);
+    let err = small.watershed(img.view(), &markers, None).unwrap_err();
+    assert!(err.to_string().contains("too large for watershed"), "{err}");
 }
 
 fn images_for_thresholds() -> Vec<Image<f32>> {
@@ -548,10 +548,30 @@ fn erosion_dilation_and_reductions_tile_to_the_untiled_result() {
             .zip(cpu.as_slice())
             .all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same, "tiled edt {}x{}", m.width(), m.height());
+        // Labelling: bands merged across their seams, numbered as the reference numbers.
+        for conn in [Connectivity::Four, Connectivity::Eight] {
+            assert_eq!(small.label(m.view(), conn).unwrap(), label(m.view(), conn));
+        }
+        // Hole filling through the tiled labelling of the background.
+        for m in [m.clone(), m.map(|v| !v)] {
+            assert_eq!(
+                small.fill_holes(m.view()).unwrap(),
+                morphology::fill_holes(m.view())
+            );
+        }
+    }
+    // The spiral: one component crossing every seam many times.
+    let spiral = &masks()[8];
+    small.set_max_binding_for_tests(1024);
+    for conn in [Connectivity::Four, Connectivity::Eight] {
+        assert_eq!(
+            small.label(spiral.view(), conn).unwrap(),
+            label(spiral.view(), conn)
+        );
     }
     // The histogram (so Otsu's threshold) is counted in chunks of one binding each.
     for img in images_for_thresholds() {
-        for nbins in [7usize, 256] {
+        for nbins in [7usize, 200] {
             assert_eq!(
                 small.histogram(img.view(), nbins).unwrap(),
                 threshold::histogram(img.view(), nbins),
@@ -562,7 +582,6 @@ fn erosion_dilation_and_reductions_tile_to_the_untiled_result() {
         }
     }
     // Below three rows per band: a named error.
-    small.set_max_binding_for_tests(1024);
     let wide = Image::new(200, 10, true);
     let err = small.binary_erosion(wide.view()).unwrap_err();
     assert!(
