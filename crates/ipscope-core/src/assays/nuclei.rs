@@ -1,13 +1,16 @@
 //! Nuclei segmentation from a DNA stain (Hoechst/DAPI), after CellProfiler's
-//! `IdentifyPrimaryObjects` with its usual settings: global Otsu threshold, hole filling,
+//! `IdentifyPrimaryObjects` with its usual settings: a global threshold, hole filling,
 //! intensity- or shape-based declumping, size filter.
 //!
 //! Steps, each an [`crate::ops`] function:
 //! 1. scale to CellProfiler's 0..1 range (divide by [`Pixel::MAX`]; f32 as stored);
 //! 2. Gaussian smoothing (`smoothing_sigma`);
-//! 3. Otsu threshold of the smoothed image (256 bins, as `skimage.filters.threshold_otsu`),
-//!    times `threshold_correction`, clamped to `[threshold_min, threshold_max]`;
-//!    foreground = smoothed `>` threshold;
+//! 3. background subtraction: the grey opening with a (2r+1)² square
+//!    (`background_radius`) is subtracted (a top-hat); the field threshold of the result
+//!    (`threshold_method`, default Li as `skimage.filters.threshold_li`), times
+//!    `threshold_correction`, clamped to `[threshold_min, threshold_max]`; then each
+//!    component above it is cut again at `object_contrast` of its own contrast
+//!    ([`NucleiParams::object_contrast`]); foreground = smoothed `>` its threshold;
 //! 4. fill holes (`fill_holes`), 8-connected components (as CellProfiler's
 //!    `scipy.ndimage.label(binary, ones((3, 3)))`);
 //! 5. declumping (`declump`), by intensity (default, as CellProfiler): the image smoothed with

@@ -92,13 +92,11 @@ fn histogram_in_range(
                     continue;
                 }
                 // numpy's fast path: estimate, then correct by one bin against the edges.
+                // The corrections are data-dependent and hard to predict on noisy images,
+                // so they are computed without branches (`&` does not short-circuit).
                 let mut idx = (f as usize).min(nbins - 1);
-                if v < edges[idx] && idx > 0 {
-                    idx -= 1;
-                }
-                if v >= edges[idx + 1] && idx != nbins - 1 {
-                    idx += 1;
-                }
+                idx -= usize::from((v < edges[idx]) & (idx > 0));
+                idx += usize::from((v >= edges[idx + 1]) & (idx != nbins - 1));
                 lanes[(k % LANES) * nbins + idx] += 1;
             }
         }
@@ -368,21 +366,90 @@ fn multiotsu_indices(prob: &[f32], thresh_count: usize) -> Vec<usize> {
 ///
 /// Returns `None` for an image without finite pixels or a constant one.
 pub fn li(img: ImageView<f32>) -> Option<f32> {
-    li_f64(&finite_pixels(img)).map(|t| t as f32)
+    let pixels = finite_pixels(img);
+    let first = *pixels.first()?;
+    if pixels.iter().all(|&v| v == first) {
+        return None;
+    }
+    let min = pixels.iter().copied().fold(f64::INFINITY, f64::min);
+    // The smallest gap between distinct values, from the f32 values sorted as integer keys
+    // (radix sort: the comparison sort of the f64 copy dominated the run time). Subtracting
+    // `min` is monotone, so the smallest non-zero gap of the shifted sorted values is the
+    // one `li_f64` finds after sorting and deduplicating them.
+    let mut keys: Vec<u32> = img
+        .rows()
+        .flat_map(|r| r.iter())
+        .filter(|v| v.is_finite())
+        .map(|&v| f32_key(if v == 0.0 { 0.0 } else { v }))
+        .collect();
+    radix_sort_u32(&mut keys);
+    let mut tolerance = f64::INFINITY;
+    let mut prev: Option<f64> = None;
+    for w in keys.windows(2) {
+        if w[0] == w[1] {
+            continue;
+        }
+        let a = prev.unwrap_or_else(|| f64::from(f32_from_key(w[0])) - min);
+        let b = f64::from(f32_from_key(w[1])) - min;
+        if b > a {
+            tolerance = tolerance.min(b - a);
+        }
+        prev = Some(b);
+    }
+    li_iterate(pixels, min, tolerance / 2.0).map(|t| t as f32)
+}
+
+/// `f32::total_cmp`'s order as an unsigned integer key.
+fn f32_key(v: f32) -> u32 {
+    let b = v.to_bits();
+    if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
+}
+
+/// The inverse of [`f32_key`].
+fn f32_from_key(k: u32) -> f32 {
+    f32::from_bits(if k & 0x8000_0000 != 0 {
+        k & 0x7fff_ffff
+    } else {
+        !k
+    })
+}
+
+/// Ascending LSD radix sort, two 16-bit passes.
+fn radix_sort_u32(keys: &mut Vec<u32>) {
+    let mut tmp = vec![0u32; keys.len()];
+    for shift in [0u32, 16] {
+        let mut count = vec![0usize; 1 << 16];
+        for &k in keys.iter() {
+            count[((k >> shift) & 0xffff) as usize] += 1;
+        }
+        let mut sum = 0;
+        for c in count.iter_mut() {
+            let n = *c;
+            *c = sum;
+            sum += n;
+        }
+        for &k in keys.iter() {
+            let d = ((k >> shift) & 0xffff) as usize;
+            tmp[count[d]] = k;
+            count[d] += 1;
+        }
+        std::mem::swap(keys, &mut tmp);
+    }
 }
 
 /// [`li`] on a list of finite values, in f64.
 pub fn li_f64(values: &[f64]) -> Option<f64> {
-    let mut image: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let image: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     let first = *image.first()?;
     if image.iter().all(|&v| v == first) {
         return None;
     }
     let min = image.iter().copied().fold(f64::INFINITY, f64::min);
-    for v in &mut image {
-        *v -= min;
-    }
-    let mut uniq = image.clone();
+    let mut uniq: Vec<f64> = image.iter().map(|v| v - min).collect();
     uniq.sort_by(f64::total_cmp);
     uniq.dedup();
     let tolerance = uniq
@@ -390,6 +457,15 @@ pub fn li_f64(values: &[f64]) -> Option<f64> {
         .map(|w| w[1] - w[0])
         .fold(f64::INFINITY, f64::min)
         / 2.0;
+    li_iterate(image, min, tolerance)
+}
+
+/// Li's iteration on the finite, non-constant `image` with its minimum and stopping
+/// tolerance.
+fn li_iterate(mut image: Vec<f64>, min: f64, tolerance: f64) -> Option<f64> {
+    for v in &mut image {
+        *v -= min;
+    }
     let mut t_next = mean(&image);
     let mut t_curr = -2.0 * tolerance;
     let mut fore = Vec::with_capacity(image.len());
@@ -678,5 +754,51 @@ mod tests {
         assert_eq!(otsu_from_histogram(&[], &[]), None);
         let t = otsu_from_histogram(&[0, 10, 0, 10, 0], &[0.0, 1.0, 2.0, 3.0, 4.0]);
         assert_eq!(t, Some(1.0));
+    }
+
+    #[test]
+    fn li_with_radix_gaps_equals_li_f64() {
+        // li() finds the gap tolerance from radix-sorted f32 keys; li_f64 from the sorted
+        // shifted f64 copy. Same result, bit for bit, on varied fields (negative values,
+        // -0.0, repeats, wide and narrow ranges, NaN).
+        let mut state = 7u64;
+        let mut rnd = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for case in 0..12 {
+            let img = Image::from_fn(61, 47, |r, c| {
+                let u = rnd();
+                let v = match case % 4 {
+                    0 => (u * 255.0).round() / 255.0,
+                    1 => u * 1e-3 + 0.5,
+                    2 => (u - 0.3) * 1e4,
+                    _ => u.powi(3) * 1e30,
+                } as f32;
+                if (r + c) % 97 == 0 {
+                    f32::NAN
+                } else if (r * c) % 89 == 1 {
+                    -0.0
+                } else {
+                    v
+                }
+            });
+            let want = li_f64(&finite_pixels(img.view())).map(|t| t as f32);
+            assert_eq!(
+                li(img.view()).map(f32::to_bits),
+                want.map(f32::to_bits),
+                "case {case}"
+            );
+        }
+        let keys: Vec<u32> = [3.5f32, -1.0, 0.0, 7.25, -8.0]
+            .iter()
+            .map(|&v| f32_key(v))
+            .collect();
+        let mut sorted = keys.clone();
+        radix_sort_u32(&mut sorted);
+        let back: Vec<f32> = sorted.iter().map(|&k| f32_from_key(k)).collect();
+        assert_eq!(back, vec![-8.0, -1.0, 0.0, 3.5, 7.25]);
     }
 }
