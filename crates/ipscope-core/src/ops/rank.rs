@@ -31,46 +31,43 @@ impl Op {
 }
 
 /// Running extremum of a 1-D signal over the window `[i - r, i + r]` (clipped).
-fn line(src: &[f32], r: usize, op: Op, g: &mut Vec<f32>, h: &mut Vec<f32>, out: &mut [f32]) {
+fn line(src: &[f32], r: usize, op: Op, buf: &mut Vec<f32>, g: &mut Vec<f32>, out: &mut [f32]) {
     let n = src.len();
     let k = 2 * r + 1;
     // Padded signal of length n + 2r, cut into blocks of k: g = prefix extremum within the
     // block, h = suffix extremum; the window starting at j is op(h[j], g[j + k - 1]).
     let m = n + 2 * r;
+    buf.clear();
+    buf.resize(m, op.pad());
+    buf[r..r + n].copy_from_slice(src);
     g.clear();
-    h.clear();
     g.resize(m, op.pad());
-    h.resize(m, op.pad());
-    let at = |j: usize| {
-        if j < r || j >= r + n {
-            op.pad()
-        } else {
-            src[j - r]
+    for (bg, bb) in g.chunks_mut(k).zip(buf.chunks(k)) {
+        let mut acc = op.pad();
+        for (x, &v) in bg.iter_mut().zip(bb) {
+            acc = op.f(acc, v);
+            *x = acc;
         }
-    };
-    for j in 0..m {
-        let v = at(j);
-        g[j] = if j % k == 0 { v } else { op.f(g[j - 1], v) };
     }
-    for j in (0..m).rev() {
-        let v = at(j);
-        h[j] = if j % k == k - 1 || j == m - 1 {
-            v
-        } else {
-            op.f(h[j + 1], v)
-        };
+    // Suffix extrema in place of the padded signal (it is not needed afterwards).
+    for bb in buf.chunks_mut(k) {
+        let mut acc = op.pad();
+        for x in bb.iter_mut().rev() {
+            acc = op.f(acc, *x);
+            *x = acc;
+        }
     }
     for (i, o) in out.iter_mut().enumerate() {
-        *o = op.f(h[i], g[i + k - 1]);
+        *o = op.f(buf[i], g[i + k - 1]);
     }
 }
 
 fn filter(src: ImageView<f32>, r: usize, op: Op) -> Image<f32> {
     let (w, h) = (src.width(), src.height());
     let mut rows = Image::new(w, h, 0f32);
-    let (mut g, mut hh) = (Vec::new(), Vec::new());
+    let (mut buf, mut g) = (Vec::new(), Vec::new());
     for y in 0..h {
-        line(src.row(y), r, op, &mut g, &mut hh, rows.row_mut(y));
+        line(src.row(y), r, op, &mut buf, &mut g, rows.row_mut(y));
     }
     // Columns: the same recurrences, one image row at a time for all columns at once.
     let k = 2 * r + 1;
