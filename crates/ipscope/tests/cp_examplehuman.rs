@@ -35,8 +35,9 @@
 //!   check). Image.csv has no intensity totals, only counts and thresholds, which depend on
 //!   the segmentation, so no Image column is compared.
 //!
-//! Counts (ipscope vs CellProfiler) are printed, not asserted: the nuclear segmentation is
-//! tuned elsewhere (`crates/ipscope-cli/tests/segment.rs`).
+//! The nuclei count off the border is asserted within 3 % of CellProfiler's 289 (issue #4;
+//! the cppipe discards border objects); the area of matched nuclei is printed (about 20 %
+//! below CellProfiler's, see docs/segmentation.md).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -186,6 +187,29 @@ fn examplehuman_matches_cellprofiler() {
     let ph3 = read("AS_09125_050116030001_D03f00d1.tif");
     let body = read("AS_09125_050116030001_D03f00d2.tif");
     let nuclei = with_dyn_image!(&dna, i => segment_nuclei(i.view(), &NucleiParams::default()));
+    // Issue #4: the nuclei count within 3 % of CellProfiler's 289 (280..=298). The cppipe
+    // discards objects touching the border, so those are left out of ipscope's count too.
+    let lab = nuclei.labels.image();
+    let (w, h) = (lab.width(), lab.height());
+    let mut on_border = vec![false; nuclei.labels.count() as usize + 1];
+    let mut present = vec![false; nuclei.labels.count() as usize + 1];
+    for y in 0..h {
+        for x in 0..w {
+            let l = lab.get(y, x) as usize;
+            present[l] = true;
+            if y == 0 || x == 0 || y + 1 == h || x + 1 == w {
+                on_border[l] = true;
+            }
+        }
+    }
+    let inner = (1..present.len())
+        .filter(|&k| present[k] && !on_border[k])
+        .count();
+    println!("Nuclei off the border: ipscope {inner}, CellProfiler 289");
+    assert!(
+        (280..=298).contains(&inner),
+        "{inner} nuclei off the border"
+    );
     let cells = with_dyn_image!(&body, i => segment_cells(i.view(), &nuclei.labels, &CellsParams::default()))
         .unwrap();
     let images = [&dna, &ph3];
