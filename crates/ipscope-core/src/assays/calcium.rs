@@ -526,11 +526,7 @@ impl TraceBuilder {
     /// of `width * height` samples back to back).
     fn trace_frames<T: Sample>(&mut self, frames: &[T]) {
         let n = self.width * self.height;
-        let count = if n == 0 {
-            self.buffered
-        } else {
-            frames.len() / n
-        };
+        let count = frames.len().checked_div(n).unwrap_or(self.buffered);
         for k in 0..count {
             let f = &frames[k * n..(k + 1) * n];
             let m = self.masked_mean(f);
