@@ -215,9 +215,6 @@ struct RunArgs {
     /// Correct uneven illumination before segmentation: one function per channel from all fields of the plate (CellProfiler's CorrectIlluminationCalculate; by default the fields' block-minimum background fitted by a quadratic surface), each field divided by it; saved as OUT/illum_<channel>.tif. Same as `enabled = true` under [illumination] in --config, which also sets the channels and the method.
     #[arg(long)]
     illum: bool,
-    /// Correct uneven illumination before segmentation: one function per channel from all fields of the plate (CellProfiler's CorrectIlluminationCalculate; by default the fields' block-minimum background fitted by a quadratic surface), each field divided by it; saved as OUT/illum_<channel>.tif. Same as `enabled = true` under [illumination] in --config, which also sets the channels and the method.
-    #[arg(long)]
-    illum: bool,
     /// What to measure: nuclei (default), calcium, contraction (see `ipscope run --help`).
     #[arg(long, default_value = "nuclei", value_parser = |s: &str| s.parse::<ipscope::Assay>())]
     assay: ipscope::Assay,
@@ -635,9 +632,6 @@ fn run_options(args: &RunArgs) -> Result<RunOptions> {
     if let Some(f) = &args.features {
         let set: ipscope::features::FeatureSet = f.parse()?;
         config.measure.features = set.groups().collect();
-    }
-    if args.illum {
-        config.illumination.enabled = true;
     }
     if args.illum {
         config.illumination.enabled = true;
