@@ -401,9 +401,8 @@ pub fn segment_nuclei_with<T: Pixel>(
                 &components,
                 &dist,
                 eff.min_diameter,
-                t as f32,
+                (t as f32, tmap.as_ref()),
                 params.seed_min_depth,
-                tmap.as_ref(),
             ),
         }
     } else {
@@ -636,9 +635,9 @@ fn declump_by_dynamics(
     components: &Labels,
     dist: &Image<f32>,
     min_diameter: f32,
-    t: f32,
+    // The field threshold and, with the per-object rule, each pixel's own threshold.
+    (t, tmap): (f32, Option<&Image<f32>>),
     rel_depth: f32,
-    tmap: Option<&Image<f32>>,
 ) -> Labels {
     let sigma = if min_diameter.is_finite() && min_diameter > 0.0 {
         min_diameter / 3.5
