@@ -1880,7 +1880,7 @@ mod tests {
             "Colonies_AreaShape_Area".to_string(),
             "Colonies_AreaShape_FormFactor".to_string(),
         ];
-        let rows = vec![
+        let rows = [
             vec![100.0, 0.9],
             vec![120.0, 0.8],
             vec![900.0, 0.4],
