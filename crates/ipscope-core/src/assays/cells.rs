@@ -240,22 +240,45 @@ fn propagate(img: &Image<f32>, nuclei: &Labels, fg: &Image<bool>, lambda: f64) -
     Labels::new(out, nuclei.count())
 }
 
-/// Fills the holes of each object (pixels enclosed by one object join it).
+/// Fills the holes of each object (pixels enclosed by one object join it). A gap enclosed
+/// by several touching objects belongs to none of them and stays background.
 fn fill_each(labels: &Labels) -> Labels {
     let fg = labels.image().map(|v| v != 0);
     let filled = morphology::fill_holes(fg.view());
+    let holes = Image::from_fn(fg.width(), fg.height(), |r, c| {
+        filled.get(r, c) && !fg.get(r, c)
+    });
+    let hl = crate::ops::label::label(holes.view(), crate::ops::label::Connectivity::Four);
+    // Per hole component: the one object around it, or none when it borders several.
+    const NONE: u32 = 0;
+    const MANY: u32 = u32::MAX;
+    let mut owner = vec![NONE; hl.count() as usize + 1];
     let mut out = labels.image().clone();
     let (w, h) = (out.width(), out.height());
-    // A hole pixel takes the label of an object pixel found by scanning left, then up.
     for r in 0..h {
         for c in 0..w {
-            if filled.get(r, c) && out.get(r, c) == 0 {
-                let left = (0..c).rev().map(|cc| out.get(r, cc)).find(|&v| v != 0);
-                let up = (0..r).rev().map(|rr| out.get(rr, c)).find(|&v| v != 0);
-                if let Some(v) = left.or(up) {
-                    out.set(r, c, v);
+            let k = hl.image().get(r, c) as usize;
+            if k == 0 {
+                continue;
+            }
+            let around = [
+                (r > 0).then(|| (r - 1, c)),
+                (r + 1 < h).then(|| (r + 1, c)),
+                (c > 0).then(|| (r, c - 1)),
+                (c + 1 < w).then(|| (r, c + 1)),
+            ];
+            for (rr, cc) in around.into_iter().flatten() {
+                let v = labels.image().get(rr, cc);
+                if v != 0 && owner[k] != v {
+                    owner[k] = if owner[k] == NONE { v } else { MANY };
                 }
             }
+        }
+    }
+    for (o, &k) in out.as_mut_slice().iter_mut().zip(hl.image().as_slice()) {
+        let v = owner[k as usize];
+        if k != 0 && v != NONE && v != MANY {
+            *o = v;
         }
     }
     Labels::new(out, labels.count())
