@@ -188,8 +188,13 @@ fn sobel(img: &Image<f32>) -> Image<f32> {
     })
 }
 
-/// Dijkstra flood from the nuclei over `fg` with Jones et al.'s step cost.
-fn propagate(img: &Image<f32>, nuclei: &Labels, fg: &Image<bool>, lambda: f64) -> Labels {
+/// Dijkstra flood from the nuclei over `fg` with Jones et al.'s step cost, as
+/// `centrosome.propagate.propagate(img, nuclei, fg, lambda)` (CellProfiler's Propagation):
+/// a step between 8-neighbours costs √(d² + λ²·s), d the summed absolute difference of their
+/// 3×3 neighbourhoods (edges replicated), s = 1 for an edge step and 2 for a diagonal one.
+/// `img` is the cell stain on a 0..1 scale; pixels outside `fg` stay 0. Nucleus pixels keep
+/// their label. Panics if the sizes differ.
+pub fn propagate(img: &Image<f32>, nuclei: &Labels, fg: &Image<bool>, lambda: f64) -> Labels {
     let (w, h) = (img.width(), img.height());
     let px = |r: i64, c: i64| {
         f64::from(img.get(
