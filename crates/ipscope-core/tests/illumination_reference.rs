@@ -21,31 +21,6 @@ fn refs() -> Value {
     serde_json::from_str(&text).expect("illumination.json is JSON")
 }
 
-fn b64(s: &str) -> Vec<u8> {
-    fn val(c: u8) -> u32 {
-        match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("bad base64 byte {c}"),
-        }
-    }
-    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
-    let mut out = Vec::new();
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= val(c) << (18 - 6 * i);
-        }
-        for i in 0..chunk.len() * 6 / 8 {
-            out.push((acc >> (16 - 8 * i)) as u8);
-        }
-    }
-    out
-}
-
 fn dims(v: &Value) -> (usize, usize) {
     (
         v["width"].as_u64().unwrap() as usize,
@@ -56,7 +31,7 @@ fn dims(v: &Value) -> (usize, usize) {
 fn u16_image(v: &Value) -> Image<u16> {
     assert_eq!(v["dtype"], "u16le-b64");
     let (w, h) = dims(v);
-    let data = b64(v["data"].as_str().unwrap())
+    let data = common::b64(v["data"].as_str().unwrap())
         .chunks(2)
         .map(|b| u16::from_le_bytes([b[0], b[1]]))
         .collect();
@@ -66,7 +41,7 @@ fn u16_image(v: &Value) -> Image<u16> {
 fn f64_image(v: &Value) -> Image<f64> {
     assert_eq!(v["dtype"], "f64le-b64");
     let (w, h) = dims(v);
-    let data = b64(v["data"].as_str().unwrap())
+    let data = common::b64(v["data"].as_str().unwrap())
         .chunks(8)
         .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
         .collect();

@@ -6,6 +6,8 @@
 //! Otsu thresholds bit-exact, Gaussian and EDT within 1e-4 absolute, measurements within
 //! 1e-6 relative.
 
+mod common;
+
 use std::path::PathBuf;
 
 use ipscope_core::ops::distance::distance_transform_edt;
@@ -37,32 +39,6 @@ fn load(name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON in {name}: {e}"))
 }
 
-fn b64(s: &str) -> Vec<u8> {
-    fn val(c: u8) -> u32 {
-        match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("bad base64 byte {c}"),
-        }
-    }
-    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= val(c) << (18 - 6 * i);
-        }
-        let n = chunk.len() * 6 / 8;
-        for i in 0..n {
-            out.push((acc >> (16 - 8 * i)) as u8);
-        }
-    }
-    out
-}
-
 fn dims(v: &Value) -> (usize, usize) {
     (
         v["width"].as_u64().unwrap() as usize,
@@ -73,7 +49,7 @@ fn dims(v: &Value) -> (usize, usize) {
 fn f32_image(v: &Value) -> Image<f32> {
     assert_eq!(v["dtype"], "f32le-b64");
     let (w, h) = dims(v);
-    let data = b64(v["data"].as_str().unwrap())
+    let data = common::b64(v["data"].as_str().unwrap())
         .chunks(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
@@ -83,7 +59,7 @@ fn f32_image(v: &Value) -> Image<f32> {
 fn u16_image(v: &Value) -> Image<u16> {
     assert_eq!(v["dtype"], "u16le-b64");
     let (w, h) = dims(v);
-    let data = b64(v["data"].as_str().unwrap())
+    let data = common::b64(v["data"].as_str().unwrap())
         .chunks(2)
         .map(|b| u16::from_le_bytes([b[0], b[1]]))
         .collect();

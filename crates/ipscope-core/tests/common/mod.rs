@@ -35,3 +35,29 @@ pub fn close(a: f64, b: Option<f64>) -> bool {
         Some(b) => (a - b).abs() <= 1e-6 + 1e-6 * b.abs(),
     }
 }
+
+/// Decodes standard base64 (the reference scripts store arrays as base64 in JSON).
+pub fn b64(s: &str) -> Vec<u8> {
+    fn val(c: u8) -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("bad base64 byte {c}"),
+        }
+    }
+    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= val(c) << (18 - 6 * i);
+        }
+        for i in 0..chunk.len() * 6 / 8 {
+            out.push((acc >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
