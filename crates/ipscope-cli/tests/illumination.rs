@@ -99,18 +99,9 @@ fn interrupt_after_first_field(args: &[&str], out: &Path) -> bool {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let partial = out.join(".ipscope-partial");
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(60) {
-        let saved = std::fs::read_dir(&partial)
-            .map(|d| {
-                d.filter(|e| {
-                    e.as_ref()
-                        .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "arrow"))
-                })
-                .count()
-            })
-            .unwrap_or(0);
+        let saved = saved_fields(out);
         if saved > 0 {
             break;
         }

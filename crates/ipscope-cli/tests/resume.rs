@@ -121,18 +121,9 @@ fn sigint_stops_cleanly_and_resume_refuses_other_parameters() {
         .spawn()
         .unwrap();
     // Wait until the first field is saved, then interrupt.
-    let partial = out.join(".ipscope-partial");
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(20) {
-        let n = std::fs::read_dir(&partial)
-            .map(|d| {
-                d.filter(|e| {
-                    e.as_ref()
-                        .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "arrow"))
-                })
-                .count()
-            })
-            .unwrap_or(0);
+        let n = saved_fields(&out);
         if n > 0 {
             break;
         }

@@ -188,3 +188,16 @@ pub fn chromium_dom(chrome: &Path, html: &Path) -> String {
     );
     dom
 }
+
+/// Fields an interrupted or running `run` has saved so far (`OUT/.ipscope-partial/*.arrow`).
+pub fn saved_fields(out: &Path) -> usize {
+    std::fs::read_dir(out.join(".ipscope-partial"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "arrow"))
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
