@@ -16,12 +16,25 @@
 //
 // Jacobi steps (read `state_in`, write `state_out`, the host swaps them), so there is no
 // race and the result does not depend on scheduling.
+//
+// An image whose state does not fit one binding runs as bands of rows, each with a halo row
+// above and below (a copy of the neighbouring band's edge row, which `relax` leaves alone);
+// the host relaxes every band, copies the edge rows into the neighbours' halos, and repeats
+// until a round changes nothing. The fixed point is unique (see src/watershed.rs), so the
+// bands give the labels of one pass over the whole image.
 
 struct Params {
+    // Width and height of this band (of the image when it is one band), halos included.
     width: u32,
     height: u32,
+    // Rows [first, last) are relaxed; the others are halos, kept as they are.
+    first: u32,
+    last: u32,
+    // Image row of the band's row 0, so a marker's raster index is the image's.
+    row0: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -104,7 +117,7 @@ fn init(@builtin(global_invocation_id) id: vec3<u32>) {
     let m = state_in[i];
     var v = Best(0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0u);
     if (e != 0xffffffffu && m != 0u) {
-        v = Best(e, 0u, 0u, 0u, i, m);
+        v = Best(e, 0u, 0u, 0u, p.row0 * p.width + i, m);
     }
     store(i, v);
 }
@@ -129,8 +142,10 @@ fn relax(@builtin(global_invocation_id) id: vec3<u32>) {
     let e = elev[i];
     // Outside the mask nothing changes; a marker keeps its key and label. Markers are the
     // only pixels with zero steps and a zero lifting cost: no elevation key is 0, so a climb
-    // never gives one, and a plateau inherits it only with steps >= 1.
-    if (e == 0xffffffffu || (own.label != 0u && own.steps == 0u && own.pcost == 0u)) {
+    // never gives one, and a plateau inherits it only with steps >= 1. Halo rows are the
+    // neighbouring band's, copied in by the host.
+    let halo = id.y < p.first || id.y >= p.last;
+    if (halo || e == 0xffffffffu || (own.label != 0u && own.steps == 0u && own.pcost == 0u)) {
         store(i, own);
         return;
     }

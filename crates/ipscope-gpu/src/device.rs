@@ -269,7 +269,7 @@ impl Gpu {
         })
     }
 
-    pub(crate) fn uniform(&self, words: [u32; 4]) -> wgpu::Buffer {
+    pub(crate) fn uniform<const N: usize>(&self, words: [u32; N]) -> wgpu::Buffer {
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,

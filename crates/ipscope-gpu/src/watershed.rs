@@ -1,5 +1,6 @@
 //! Seeded watershed on the GPU: Jacobi relaxation of flooding keys (see
-//! `kernels/watershed.wgsl`), until a batch of steps changes nothing.
+//! `kernels/watershed.wgsl`), until a batch of steps changes nothing; in bands of rows with
+//! halos exchanged between batches when the image's state exceeds one storage binding.
 
 use ipscope_image::{Image, ImageView, Labels};
 
@@ -84,7 +85,10 @@ impl Gpu {
         if elevation.is_empty() {
             return Ok(Labels::new(Image::new(w, h, 0u32), count));
         }
-        self.check_fits(K, w, h, w * h * S)?;
+        if w.saturating_mul(h) > u32::MAX as usize {
+            return Err(self.too_large(K, w, h, "more pixels than u32 indices".into()));
+        }
+        let bands = self.watershed_bands(w, h)?;
         let inside = |r: usize, c: usize| mask.is_none_or(|m| m.get(r, c));
         let mut elev = Vec::with_capacity(w * h);
         for r in 0..h {
@@ -94,26 +98,62 @@ impl Gpu {
             }
         }
         let marks = markers.image().as_slice();
+        let row_bytes = (w * S * 4) as u64;
         let out = self.scoped(K, || {
-            let params = self.uniform([w as u32, h as u32, 0, 0]);
-            let eb = self.storage(&elev);
-            let a = self.zeroed(w * h * S);
-            let b = self.zeroed(w * h * S);
             let changed = self.zeroed(1);
-            let ab = self.bind(&WATERSHED, &[&params, &eb, &a, &b, &changed]);
-            let ba = self.bind(&WATERSHED, &[&params, &eb, &b, &a, &changed]);
-            // The markers go up in the first words of `b`; `init` builds the state in `a`.
-            self.queue.write_buffer(&b, 0, bytemuck::cast_slice(marks));
+            let mut state = Vec::with_capacity(bands.len());
             let mut enc = self.encoder();
-            self.dispatch(&mut enc, &WATERSHED, "init", &ba, groups_2d(w, h));
+            for band in &bands {
+                let (lo, hi) = (band.lo, band.hi);
+                let params = self.uniform([
+                    w as u32,
+                    (hi - lo) as u32,
+                    (band.y0 - lo) as u32,
+                    (band.y1 - lo) as u32,
+                    lo as u32,
+                    0,
+                    0,
+                    0,
+                ]);
+                let eb = self.storage(&elev[lo * w..hi * w]);
+                let a = self.zeroed((hi - lo) * w * S);
+                let b = self.zeroed((hi - lo) * w * S);
+                let ab = self.bind(&WATERSHED, &[&params, &eb, &a, &b, &changed]);
+                let ba = self.bind(&WATERSHED, &[&params, &eb, &b, &a, &changed]);
+                // The markers go up in the first words of `b`; `init` builds the state in
+                // `a`, halo rows included (their starting state is the neighbour's).
+                self.queue
+                    .write_buffer(&b, 0, bytemuck::cast_slice(&marks[lo * w..hi * w]));
+                self.dispatch(&mut enc, &WATERSHED, "init", &ba, groups_2d(w, hi - lo));
+                state.push((a, b, ab, ba));
+            }
             self.submit(enc)?;
             loop {
                 let mut enc = self.encoder();
                 enc.clear_buffer(&changed, 0, None);
-                // An even number of steps: the state ends in `a`.
-                for _ in 0..BATCH / 2 {
-                    self.dispatch(&mut enc, &WATERSHED, "relax", &ab, groups_2d(w, h));
-                    self.dispatch(&mut enc, &WATERSHED, "relax", &ba, groups_2d(w, h));
+                for (band, (_, _, ab, ba)) in bands.iter().zip(&state) {
+                    let groups = groups_2d(w, band.hi - band.lo);
+                    // An even number of steps: the state ends in `a`.
+                    for _ in 0..BATCH / 2 {
+                        self.dispatch(&mut enc, &WATERSHED, "relax", ab, groups);
+                        self.dispatch(&mut enc, &WATERSHED, "relax", ba, groups);
+                    }
+                }
+                // Each band's edge rows into its neighbours' halos, for the next round.
+                for k in 1..bands.len() {
+                    let (up, down) = (&bands[k - 1], &bands[k]);
+                    let (ua, da) = (&state[k - 1].0, &state[k].0);
+                    let up_last = (up.y1 - 1 - up.lo) as u64;
+                    let down_first = (down.y0 - down.lo) as u64;
+                    enc.copy_buffer_to_buffer(ua, up_last * row_bytes, da, 0, row_bytes);
+                    let up_halo = (up.hi - 1 - up.lo) as u64;
+                    enc.copy_buffer_to_buffer(
+                        da,
+                        down_first * row_bytes,
+                        ua,
+                        up_halo * row_bytes,
+                        row_bytes,
+                    );
                 }
                 let flag = self.submit_and_read(enc, &[(&changed, 1)])?;
                 if to_u32(&flag[0])[0] == 0 {
@@ -122,9 +162,22 @@ impl Gpu {
             }
             // Only the labels come back, in the first words of `b`.
             let mut enc = self.encoder();
-            self.dispatch(&mut enc, &WATERSHED, "extract", &ab, groups_2d(w, h));
-            let out = self.submit_and_read(enc, &[(&b, w * h)])?;
-            Ok(to_u32(&out[0]))
+            for (band, (_, _, ab, _)) in bands.iter().zip(&state) {
+                let groups = groups_2d(w, band.hi - band.lo);
+                self.dispatch(&mut enc, &WATERSHED, "extract", ab, groups);
+            }
+            let reads: Vec<(&wgpu::Buffer, usize)> = bands
+                .iter()
+                .zip(&state)
+                .map(|(band, (_, b, _, _))| (b, (band.hi - band.lo) * w))
+                .collect();
+            let parts = self.submit_and_read(enc, &reads)?;
+            let mut labels = Vec::with_capacity(w * h);
+            for (band, part) in bands.iter().zip(&parts) {
+                let part = to_u32(part);
+                labels.extend_from_slice(&part[(band.y0 - band.lo) * w..(band.y1 - band.lo) * w]);
+            }
+            Ok(labels)
         })?;
         let labels = out;
         let img = Image::from_vec(w, h, labels).map_err(|e| Error::Device {
@@ -133,5 +186,67 @@ impl Gpu {
             message: e.to_string(),
         })?;
         Ok(Labels::new(img, count))
+    }
+}
+
+/// One band of rows of the watershed: it owns rows `y0..y1` and holds `lo..hi`, one halo
+/// row above and below where the image has one.
+struct Band {
+    y0: usize,
+    y1: usize,
+    lo: usize,
+    hi: usize,
+}
+
+impl Gpu {
+    /// The image as one band when its state fits one storage binding, else bands of rows
+    /// whose state, halos included, does.
+    ///
+    /// Why the bands give the labels of one pass: every pixel's key is recomputed from its
+    /// neighbours' (`relax`), and the iteration stops at a state where no key changes. The
+    /// (cost, steps) part of a key is a monotone function of the neighbours' (a shortest
+    /// path), so it falls to the same values in any order of updates, with halos that lag a
+    /// round behind included; the rest of a key (the lifting key, the marker) is then fixed
+    /// pixel by pixel along the neighbours that give the least (cost, steps), which are
+    /// strictly cheaper or nearer the plateau's entry, so it is unique too. A round ends with
+    /// the halos refreshed, and the host stops after a round in which no band changed: that
+    /// state is a fixed point of the whole image, the same one a single band reaches.
+    fn watershed_bands(&self, w: usize, h: usize) -> Result<Vec<Band>, Error> {
+        let row_bytes = (w * S * 4) as u64;
+        let max_rows = (self.max_binding / row_bytes) as usize;
+        if max_rows >= h {
+            return Ok(vec![Band {
+                y0: 0,
+                y1: h,
+                lo: 0,
+                hi: h,
+            }]);
+        }
+        if max_rows < 3 {
+            return Err(self.too_large(
+                "watershed",
+                w,
+                h,
+                format!(
+                    "one band of a row and its two halos needs {} bytes per buffer, the \
+                     device binds at most {}",
+                    3 * row_bytes,
+                    self.max_binding
+                ),
+            ));
+        }
+        let step = max_rows - 2;
+        Ok((0..h)
+            .step_by(step)
+            .map(|y0| {
+                let y1 = (y0 + step).min(h);
+                Band {
+                    y0,
+                    y1,
+                    lo: y0.saturating_sub(1),
+                    hi: (y1 + 1).min(h),
+                }
+            })
+            .collect())
     }
 }

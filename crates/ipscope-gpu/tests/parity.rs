@@ -144,7 +144,7 @@ fn gaussian_tiles_with_halos_give_the_untiled_result() {
     small.set_max_binding_for_tests(1024);
     let err = small.gaussian_blur(img.view(), 2.0).unwrap_err();
     assert!(matches!(err, ipscope_gpu::Error::TooLarge { .. }), "{err}");
-    // Kernels without tiling refuse images above the limit by name.
+    // The watershed tiles too, but not below three rows (a row and its halos) per binding.
     let markers = Labels::new(img.map(|v| u32::from(v > 0.99)), 1);
     let err = small.watershed(img.view(), &markers, None).unwrap_err();
     assert!(err.to_string().contains("too large for watershed"), "{err}");
@@ -511,6 +511,74 @@ fn parity_watershed_relax() {
         .watershed(e.view(), &Labels::empty(5, 5), None)
         .unwrap_err();
     assert!(err.to_string().contains("markers are 5x5"), "{err}");
+}
+
+#[test]
+fn watershed_tiles_with_halos_give_the_untiled_result() {
+    let Some(g) = gpu() else { return };
+    let Ok(mut small) = Gpu::new() else { return };
+    // (elevation, markers, mask, rows per band): the state is 24 bytes per pixel, and each
+    // band holds its rows plus a halo row above and below.
+    let mut cases = Vec::new();
+    for (mask, rows) in [
+        (blobs(160, 140, 51, 3.0, 0.0), 9),
+        (blobs(200, 150, 52, 4.0, -0.005), 23),
+    ] {
+        let (elev, markers) = declump_inputs(&mask, 4);
+        cases.push((elev, markers, Some(mask), rows));
+    }
+    // Basins that cross many seams: a noise field without mask, five markers.
+    let elev = gaussian_blur(noise(120, 100, 53).view(), 2.0);
+    let mut m = Image::new(120, 100, 0u32);
+    for (k, (r, c)) in [(10, 10), (50, 90), (80, 30), (20, 70), (95, 115)]
+        .into_iter()
+        .enumerate()
+    {
+        m.set(r, c, k as u32 + 1);
+    }
+    cases.push((elev, Labels::new(m, 5), None, 7));
+    // A flat plateau (only ties) and NaN elevations with a masked-out row on a seam.
+    let flat = Image::new(64, 48, 0.5f32);
+    let mut m = Image::new(64, 48, 0u32);
+    m.set(10, 10, 1);
+    m.set(40, 50, 2);
+    cases.push((flat, Labels::new(m, 2), None, 5));
+    let mut e = gaussian_blur(noise(40, 30, 54).view(), 1.0);
+    e.set(15, 15, f32::NAN);
+    let mut m = Image::new(40, 30, 0u32);
+    m.set(3, 5, 7);
+    m.set(20, 30, 2);
+    let mask = Image::from_fn(40, 30, |r, _| r != 4);
+    cases.push((e.clone(), Labels::new(m.clone(), 7), Some(mask.clone()), 2));
+    // One row per band: every row is a seam.
+    cases.push((e, Labels::new(m, 7), Some(mask), 1));
+    for (i, (elev, markers, mask, rows)) in cases.iter().enumerate() {
+        let (w, h) = (elev.width(), elev.height());
+        small.set_max_binding_for_tests(((rows + 2) * w * 24) as u64);
+        let mask = mask.as_ref().map(|m| m.view());
+        let whole = g.watershed(elev.view(), markers, mask).unwrap();
+        let tiled = small.watershed(elev.view(), markers, mask).unwrap();
+        let bands = h.div_ceil(*rows);
+        let differ = whole
+            .image()
+            .as_slice()
+            .iter()
+            .zip(tiled.image().as_slice())
+            .filter(|(a, b)| a != b)
+            .count();
+        eprintln!(
+            "watershed case {i} ({w}x{h}, {bands} bands): {differ} pixels differ from one pass"
+        );
+        assert!(bands > 1, "case {i} must tile");
+        assert_eq!(tiled, whole, "case {i}: {bands} bands of {rows} rows");
+        // So the tiled labels are as close to the CPU reference as one pass.
+        let cpu = watershed(elev.view(), markers, mask);
+        let (frac, min_iou, _) = watershed_agreement(&tiled, &cpu);
+        assert!(
+            frac <= WATERSHED_TOLERANCE && min_iou >= WATERSHED_MIN_IOU,
+            "case {i}"
+        );
+    }
 }
 
 #[test]
