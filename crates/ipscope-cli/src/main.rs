@@ -361,6 +361,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     args.assay
                 );
             }
+            if args.assay != ipscope::Assay::Nuclei && args.illum {
+                anyhow::bail!(
+                    "--illum: the {} assay does not correct illumination; only the nuclei assay (the default) does",
+                    args.assay
+                );
+            }
             match args.assay {
                 ipscope::Assay::Nuclei => {}
                 ipscope::Assay::Neurite => return run_neurite(&args),
@@ -1000,11 +1006,26 @@ fn print_scan(r: &ipscope::ScanReport) {
     }
 }
 
+/// Ends a run stopped by SIGINT/SIGTERM: the message (finished fields are kept for
+/// `--resume`) and the shell's exit code for the signal.
+fn exit_interrupted(e: &ipscope::Error, signals: &Signals) -> ! {
+    eprintln!("{e}");
+    std::process::exit(i32::from(signals.exit_code()));
+}
+
 /// `ipscope run --assay spots`.
 fn run_spots(args: &RunArgs) -> Result<ExitCode> {
-    let opts = neurite_options(args, "spots")?;
-    let s = ipscope::spots_run::run_spots(&opts, &Default::default())
-        .with_context(|| format!("spots assay on {}", opts.plate_dir.display()))?;
+    let mut opts = neurite_options(args, "spots")?;
+    let signals = Signals::install();
+    opts.stop = Some(signals.any.clone());
+    let s = match ipscope::spots_run::run_spots(&opts, &Default::default()) {
+        Ok(s) => s,
+        Err(e @ ipscope::Error::Interrupted { .. }) => exit_interrupted(&e, &signals),
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("spots assay on {}", opts.plate_dir.display())))
+        }
+    };
     if args.output_mode.json {
         println!(
             "{}",
@@ -1044,8 +1065,18 @@ fn neurite_options(args: &RunArgs, assay: &str) -> Result<ipscope::neurite_run::
     opts.overwrite = args.overwrite;
     opts.pixel_size_um = args.pixel_size;
     opts.threads = args.threads;
+    opts.resume = args.resume;
+    opts.force = args.force;
+    opts.command_line = std::env::args().collect();
     if let Some(path) = &args.config {
-        opts.neurite.ridge_filter = ipscope::config::Config::from_file(path)?.neurite.ridge;
+        let config = ipscope::config::Config::from_file(path)?;
+        if config.illumination.enabled {
+            anyhow::bail!(
+                "{}: [illumination] is enabled, but the {assay} assay does not correct illumination; only the nuclei assay does",
+                path.display()
+            );
+        }
+        opts.neurite.ridge_filter = config.neurite.ridge;
     }
     opts.format = match args.format {
         FormatArg::Parquet => Format::Parquet,
@@ -1056,9 +1087,17 @@ fn neurite_options(args: &RunArgs, assay: &str) -> Result<ipscope::neurite_run::
 
 /// `ipscope run --assay neurite`.
 fn run_neurite(args: &RunArgs) -> Result<ExitCode> {
-    let opts = neurite_options(args, "neurite")?;
-    let s = ipscope::neurite_run::run_neurite(&opts)
-        .with_context(|| format!("neurite assay on {}", opts.plate_dir.display()))?;
+    let mut opts = neurite_options(args, "neurite")?;
+    let signals = Signals::install();
+    opts.stop = Some(signals.any.clone());
+    let s = match ipscope::neurite_run::run_neurite(&opts) {
+        Ok(s) => s,
+        Err(e @ ipscope::Error::Interrupted { .. }) => exit_interrupted(&e, &signals),
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("neurite assay on {}", opts.plate_dir.display())))
+        }
+    };
     if args.output_mode.json {
         println!(
             "{}",

@@ -15,19 +15,35 @@
 //!   joined with the layout's `Metadata_*` columns;
 //! * `Errors.parquet`: one row per field that could not be read.
 //!
+//! * `manifest.json`: provenance as the nuclei run records it (inputs hashed, every field's
+//!   status, outputs).
+//!
 //! Fields run in parallel; rows are kept in plate order, so output does not depend on the
 //! number of threads.
+//!
+//! **Resume.** Every finished field is kept in `OUT/.ipscope-partial/<ImageNumber>.json`
+//! ([`crate::partial::run_fields`]); `--resume` reads those back instead of analysing the
+//! fields again and the tables are built from them as in an uninterrupted run, so both
+//! write the same bytes. The fingerprint (assay, parameters, channels, pattern, pixel size,
+//! format, layout content, every input file's size and modification time) refuses a
+//! changed resume unless `--force`d; `stop` (SIGINT/SIGTERM) ends the run after the fields
+//! in progress are saved.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use ipscope_core::assays::neurite::{analyze_neurites, NeuriteParams, NeuriteResult, NucleusClass};
 use ipscope_core::{segment_nuclei, NucleiParams};
 use ipscope_image::{DynImage, Image, Labels};
 use ipscope_io::{DiscoverOptions, ReadOptions};
-use ipscope_table::{Format, TableBuilder};
-use rayon::prelude::*;
+use ipscope_table::{Format, TableBuilder, WrittenFile};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::channels::{resolve_channels, Role};
+use crate::channels::{resolve_channels, Channel, Role};
+use crate::manifest::{ImageStatus, InputRecord, Manifest, OutputRecord};
+use crate::partial::{f64_bits, FieldRun, PartialStore};
 use crate::{Error, Result};
 
 /// Name of the skeleton in CellProfiler-style column names.
@@ -49,6 +65,14 @@ pub struct NeuriteRunOptions {
     pub neurite: NeuriteParams,
     pub format: Format,
     pub threads: Option<usize>,
+    /// Continue an interrupted run in the output directory (`--resume`).
+    pub resume: bool,
+    /// With `resume`: start over when the interrupted run used other parameters or inputs.
+    pub force: bool,
+    /// Set (by a signal handler) to stop taking new fields; finished ones are kept.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// The command line recorded in manifest.json.
+    pub command_line: Vec<String>,
 }
 
 impl NeuriteRunOptions {
@@ -65,6 +89,10 @@ impl NeuriteRunOptions {
             neurite: NeuriteParams::default(),
             format: Format::Parquet,
             threads: None,
+            resume: false,
+            force: false,
+            stop: None,
+            command_line: Vec::new(),
         }
     }
 }
@@ -79,16 +107,22 @@ pub struct NeuriteRunSummary {
     pub outputs: Vec<PathBuf>,
 }
 
+#[derive(Serialize, Deserialize)]
 struct NeuronRow {
     object: u32,
+    #[serde(with = "f64_bits")]
     x: f64,
+    #[serde(with = "f64_bits")]
     y: f64,
     soma_area: u64,
+    #[serde(with = "f64_bits")]
     marker_mean: f64,
+    #[serde(with = "f64_bits")]
     length: f64,
     trunks: u32,
     non_trunk: u32,
     ends: u32,
+    #[serde(with = "f64_bits")]
     longest: f64,
 }
 
@@ -96,16 +130,23 @@ struct FieldOut {
     well: String,
     site: u32,
     plate: String,
-    result: std::result::Result<FieldResult, (String, String)>,
+    result: FieldResultOrError,
 }
 
+/// A field's result, or the file and the message of its failure (kept for `--resume` too).
+type FieldResultOrError = std::result::Result<FieldResult, (String, String)>;
+
+#[derive(Serialize, Deserialize)]
 struct FieldResult {
     nuclei: usize,
     neurons: Vec<NeuronRow>,
     non_neuronal: usize,
     dead: usize,
+    #[serde(with = "f64_bits")]
     marker_threshold: f64,
+    #[serde(with = "f64_bits")]
     ridge_threshold: f64,
+    #[serde(with = "f64_bits")]
     unassigned: f64,
 }
 
@@ -235,47 +276,52 @@ pub fn run_neurite(opts: &NeuriteRunOptions) -> Result<NeuriteRunSummary> {
         Some(p) => Some(ipscope_io::read_layout(p)?),
         None => None,
     };
-    if opts.out_dir.exists() {
-        let non_empty = std::fs::read_dir(&opts.out_dir)
-            .map_err(|e| Error::io(&opts.out_dir, e))?
-            .next()
-            .is_some();
-        if non_empty && !opts.overwrite {
-            return Err(Error::Invalid(format!(
-                "{}: the output directory is not empty; pass --overwrite to replace its tables",
-                opts.out_dir.display()
-            )));
-        }
-    }
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
-
-    let work = |f: &ipscope_io::Field| -> FieldOut {
-        let find = |id: &str| f.channels.iter().find(|c| c.channel == id);
-        let result = match (find(&dna_ch.id), find(&marker_ch.id)) {
-            (Some(d), Some(m)) => run_field(&d.path, d.page, &m.path, m.page, opts),
-            _ => Err((
-                format!("{} s{}", f.well, f.site),
-                format!(
-                    "missing channel {} or {} in this field",
-                    dna_ch.id, marker_ch.id
-                ),
-            )),
-        };
-        FieldOut {
+    let used = [dna_ch, marker_ch];
+    let params = format!(
+        "{:?} {:?} {:?}",
+        opts.nuclei,
+        opts.neurite,
+        opts.pixel_size_um.map(f64::to_bits)
+    );
+    let (_lock, store) = crate::partial::open_resumable(
+        &opts.out_dir,
+        &fingerprint(opts, "neurite", &params, &plate, &used)?,
+        opts.resume,
+        opts.force,
+        opts.overwrite,
+    )?;
+    let runs = crate::partial::run_fields(
+        &store,
+        &plate.fields,
+        opts.threads,
+        opts.stop.as_deref(),
+        &opts.out_dir,
+        |f: &ipscope_io::Field| -> FieldResultOrError {
+            let find = |id: &str| f.channels.iter().find(|c| c.channel == id);
+            match (find(&dna_ch.id), find(&marker_ch.id)) {
+                (Some(d), Some(m)) => run_field(&d.path, d.page, &m.path, m.page, opts),
+                _ => Err((
+                    format!("{} s{}", f.well, f.site),
+                    format!(
+                        "missing channel {} or {} in this field",
+                        dna_ch.id, marker_ch.id
+                    ),
+                )),
+            }
+        },
+    )?;
+    let statuses = statuses(&plate, &runs);
+    let outs: Vec<FieldOut> = plate
+        .fields
+        .iter()
+        .zip(runs)
+        .map(|(f, r)| FieldOut {
             well: f.well.clone(),
             site: f.site,
             plate: f.plate.clone(),
-            result,
-        }
-    };
-    let outs: Vec<FieldOut> = match opts.threads {
-        Some(t) => rayon::ThreadPoolBuilder::new()
-            .num_threads(t.max(1))
-            .build()
-            .map_err(|e| Error::Invalid(format!("cannot start {t} threads: {e}")))?
-            .install(|| plate.fields.par_iter().map(work).collect()),
-        None => plate.fields.par_iter().map(work).collect(),
-    };
+            result: r.value,
+        })
+        .collect();
 
     let lay_cols: Vec<String> = layout
         .as_ref()
@@ -295,13 +341,17 @@ pub fn run_neurite(opts: &NeuriteRunOptions) -> Result<NeuriteRunSummary> {
     let sfx = |what: &str| format!("ObjectSkeleton_{what}_{SKELETON_NAME}");
     let um = opts.pixel_size_um.filter(|p| p.is_finite() && *p > 0.0);
     let mut outputs = Vec::new();
-    let write = |name: &str, b: TableBuilder, outputs: &mut Vec<PathBuf>| -> Result<()> {
+    let write = |name: &str, b: TableBuilder, outputs: &mut Vec<WrittenFile>| -> Result<()> {
         let batch = b.finish()?;
         let path = opts
             .out_dir
             .join(format!("{name}.{}", opts.format.extension()));
-        ipscope_table::write_table(&path, batch.schema(), &[batch], opts.format)?;
-        outputs.push(path);
+        outputs.push(ipscope_table::write_table(
+            &path,
+            batch.schema(),
+            &[batch],
+            opts.format,
+        )?);
         Ok(())
     };
 
@@ -513,6 +563,7 @@ pub fn run_neurite(opts: &NeuriteRunOptions) -> Result<NeuriteRunSummary> {
         })
         .collect();
     write("Errors", crate::assay::errors_table(&failed), &mut outputs)?;
+    let outputs = write_manifest(opts, &plate, &used, statuses, &outputs, store)?;
 
     Ok(NeuriteRunSummary {
         fields: outs.len(),
@@ -521,4 +572,141 @@ pub fn run_neurite(opts: &NeuriteRunOptions) -> Result<NeuriteRunSummary> {
         wells: wells.len(),
         outputs,
     })
+}
+
+/// Every field's status for the manifest, in plate order.
+pub(crate) fn statuses<T>(
+    plate: &ipscope_io::Plate,
+    runs: &[FieldRun<std::result::Result<T, (String, String)>>],
+) -> Vec<ImageStatus> {
+    plate
+        .fields
+        .iter()
+        .zip(runs)
+        .enumerate()
+        .map(|(i, (f, r))| ImageStatus {
+            image_number: i as u32 + 1,
+            well: f.well.clone(),
+            site: f.site,
+            status: if r.value.is_ok() { "ok" } else { "failed" }.to_string(),
+            error: r
+                .value
+                .as_ref()
+                .err()
+                .map(|(file, msg)| format!("{file}: {msg}")),
+            seconds: r.seconds,
+        })
+        .collect()
+}
+
+/// What a resumed still-image run (neurite, spots) must share with the interrupted one:
+/// version, assay, parameters (`params`, their Debug text), channels, pattern, format,
+/// layout content and every used input file's size and modification time (not the
+/// thread count: results do not depend on it).
+pub(crate) fn fingerprint(
+    opts: &NeuriteRunOptions,
+    assay: &str,
+    params: &str,
+    plate: &ipscope_io::Plate,
+    used: &[&Channel],
+) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut put = |s: &str| {
+        h.update(s.as_bytes());
+        h.update([0u8]);
+    };
+    put(env!("CARGO_PKG_VERSION"));
+    put(assay);
+    put(params);
+    for c in used {
+        put(&format!("{}={} {:?}", c.id, c.name, c.role));
+    }
+    put(&format!("{:?}", opts.pattern));
+    put(opts.format.extension());
+    match &opts.layout {
+        Some(p) => put(&InputRecord::of_file(p)?.sha256),
+        None => put(""),
+    }
+    for f in &plate.fields {
+        put(&format!("{} {} {}", f.plate, f.well, f.site));
+        for c in f
+            .channels
+            .iter()
+            .filter(|c| used.iter().any(|u| u.id == c.channel))
+        {
+            put(&format!(
+                "{}|{}|{}",
+                c.path.display(),
+                c.page,
+                crate::partial::file_stamp(&c.path)
+            ));
+        }
+    }
+    Ok(crate::pipeline::hex(&h.finalize()))
+}
+
+/// Writes `manifest.json` (inputs hashed, every field's status, the outputs, when the run
+/// started and was resumed), then removes the finished fields of the store: the run is
+/// complete. Returns the paths written.
+pub(crate) fn write_manifest(
+    opts: &NeuriteRunOptions,
+    plate: &ipscope_io::Plate,
+    used: &[&Channel],
+    images: Vec<ImageStatus>,
+    written: &[WrittenFile],
+    store: PartialStore,
+) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<&Path> = plate
+        .fields
+        .iter()
+        .flat_map(|f| f.channels.iter())
+        .filter(|c| used.iter().any(|u| u.id == c.channel))
+        .map(|c| c.path.as_path())
+        .collect();
+    files.sort();
+    files.dedup();
+    let inputs = files
+        .into_iter()
+        .map(InputRecord::of_file)
+        .collect::<Result<Vec<_>>>()?;
+    let mut config = crate::config::Config::default();
+    config.input.pattern = opts.pattern.clone();
+    config.channels = opts.channels.iter().cloned().collect();
+    config.nuclei = opts.nuclei.clone();
+    config.neurite.ridge = opts.neurite.ridge_filter;
+    let manifest = Manifest {
+        ipscope_version: env!("CARGO_PKG_VERSION").to_string(),
+        command_line: opts.command_line.clone(),
+        started: store.state.started.clone(),
+        resumed: store.state.resumed.clone(),
+        finished: chrono::Utc::now().to_rfc3339(),
+        plate: plate.id.clone(),
+        plate_dir: opts.plate_dir.clone(),
+        naming_scheme: plate.scheme.clone(),
+        fields_in_plate: plate.fields.len(),
+        shards: Vec::new(),
+        channels: used.iter().map(|&c| c.clone()).collect(),
+        parameters: config,
+        format: opts.format.extension().to_string(),
+        machine: crate::manifest::Machine::current(
+            opts.threads.unwrap_or_else(rayon::current_num_threads),
+        ),
+        dependencies: crate::manifest::dependencies(),
+        plate_qc: Vec::new(),
+        warnings: Vec::new(),
+        inputs,
+        images,
+        outputs: written
+            .iter()
+            .map(|w| OutputRecord::from_written(w, &opts.out_dir))
+            .collect(),
+    };
+    let path = opts.out_dir.join("manifest.json");
+    manifest.write(&path)?;
+    store.finish()?;
+    Ok(written
+        .iter()
+        .map(|w| w.path.clone())
+        .chain([path])
+        .collect())
 }

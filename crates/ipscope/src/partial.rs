@@ -7,16 +7,26 @@
 //! uninterrupted one write the same tables. `run.json` holds the fingerprint of the run
 //! (parameters, channels, the plate's files with sizes and modification times, layout hash,
 //! shard, format): a resume with a different fingerprint is refused unless forced.
+//!
+//! Runners whose per-field results are not Nuclei rows (neurite, spots) keep each finished
+//! field as `<ImageNumber>.json` in the same directory ([`PartialStore::save_record`], floats
+//! as their bits so they read back exactly) and run their fields through [`run_fields`];
+//! [`open_resumable`] is the output-directory check every resumable run shares.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use ipscope_table::SchemaRef;
+use rayon::prelude::*;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::{FieldOutput, FieldRecord};
+use crate::lock::OutputLock;
+use crate::pipeline::{prepare_out_dir, FieldOutput, FieldRecord};
 use crate::{Error, Result};
 
 /// Name of the hidden directory holding finished fields of a run in progress.
@@ -40,7 +50,8 @@ pub struct PartialStore {
     done: BTreeSet<u32>,
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` durably: a temporary file, fsynced, renamed into place.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let r = (|| {
         let mut f = fs::File::create(&tmp)?;
@@ -81,7 +92,10 @@ impl PartialStore {
                 for e in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
                     let name = e.map_err(|e| Error::io(&dir, e))?.file_name();
                     let name = name.to_string_lossy();
-                    if let Some(n) = name.strip_suffix(".arrow").and_then(|n| n.parse().ok()) {
+                    let stem = name
+                        .strip_suffix(".arrow")
+                        .or_else(|| name.strip_suffix(".json"));
+                    if let Some(n) = stem.and_then(|n| n.parse().ok()) {
                         done.insert(n);
                     }
                 }
@@ -203,5 +217,237 @@ impl PartialStore {
     /// Removes the store once the final tables are written.
     pub fn finish(self) -> Result<()> {
         fs::remove_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))
+    }
+
+    fn record_path_of(&self, image_number: u32) -> PathBuf {
+        self.dir.join(format!("{image_number:08}.json"))
+    }
+
+    /// Saves one finished field of a runner that keeps its own per-field record (neurite,
+    /// spots) as `<ImageNumber>.json`, durably. Takes `&self` so parallel workers save each
+    /// field as it finishes; [`PartialStore::done`] stays the set found when the store opened.
+    pub fn save_record<T: Serialize>(&self, image_number: u32, record: &T) -> Result<()> {
+        let path = self.record_path_of(image_number);
+        let bytes = serde_json::to_vec(record)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        write_atomic(&path, &bytes)
+    }
+
+    /// The record of a field finished before the interruption; `None` when it was not
+    /// finished or its file cannot be read back (then the field is computed again).
+    pub fn load_record<T: DeserializeOwned>(&self, image_number: u32) -> Option<T> {
+        if !self.done.contains(&image_number) {
+            return None;
+        }
+        let bytes = fs::read(self.record_path_of(image_number)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// Serde of an `f64` as its bits, so a saved record reads back exactly (NaN included),
+/// which decimal JSON does not promise: `#[serde(with = "crate::partial::f64_bits")]`.
+pub mod f64_bits {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_u64(v.to_bits())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+        u64::deserialize(d).map(f64::from_bits)
+    }
+}
+
+/// Opens `out_dir` for a run that can be resumed, as every resumable runner does: a complete
+/// run has nothing to resume; the directory is locked and, unless resuming, must be empty or
+/// `overwrite`n; an interrupted run is neither discarded without `overwrite` nor continued
+/// without `resume`; then the store is opened ([`PartialStore::open`]).
+pub fn open_resumable(
+    out_dir: &Path,
+    fingerprint: &str,
+    resume: bool,
+    force: bool,
+    overwrite: bool,
+) -> Result<(OutputLock, PartialStore)> {
+    let interrupted = exists(out_dir);
+    if resume && !interrupted && out_dir.join("manifest.json").exists() {
+        return Err(Error::Invalid(format!(
+            "{}: the run in this directory is complete; nothing to resume (use --overwrite to run again)",
+            out_dir.display()
+        )));
+    }
+    let lock = prepare_out_dir(out_dir, overwrite || (resume && interrupted))?;
+    if interrupted && !resume && !overwrite {
+        return Err(Error::Invalid(format!(
+            "{}: holds an interrupted run; continue it with --resume, or start over with --overwrite",
+            out_dir.display()
+        )));
+    }
+    let store = PartialStore::open(out_dir, fingerprint, resume, force)?;
+    Ok((lock, store))
+}
+
+/// Size and modification time of an input file, for a run's fingerprint: a file changed
+/// since the interrupted run makes the resume refused.
+pub fn file_stamp(path: &Path) -> String {
+    let meta = fs::metadata(path).ok();
+    let mtime = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
+        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}|{mtime}", meta.map(|m| m.len()).unwrap_or(0))
+}
+
+/// A field's record as [`run_fields`] keeps it: the value and the time it took.
+#[derive(Serialize, Deserialize)]
+struct Saved<T> {
+    #[serde(with = "f64_bits")]
+    seconds: f64,
+    value: T,
+}
+
+/// One field's result from [`run_fields`].
+#[derive(Debug, Clone)]
+pub struct FieldRun<T> {
+    pub value: T,
+    /// Wall time of the field, in seconds (as first measured, for a resumed field).
+    pub seconds: f64,
+}
+
+/// Runs `work` on every item in parallel (`threads` workers when given), results in item
+/// order so any thread count gives the same tables. Item `i` is field `i + 1` of the store:
+/// one finished before an interruption is read back instead of computed, every newly
+/// finished one is saved as it finishes. Once `stop` is set no field starts; the fields
+/// running finish and are saved, then the run ends with [`Error::Interrupted`].
+pub fn run_fields<I, T>(
+    store: &PartialStore,
+    items: &[I],
+    threads: Option<usize>,
+    stop: Option<&AtomicBool>,
+    out_dir: &Path,
+    work: impl Fn(&I) -> T + Sync + Send,
+) -> Result<Vec<FieldRun<T>>>
+where
+    I: Sync,
+    T: Serialize + DeserializeOwned + Send,
+{
+    let one = |(i, item): (usize, &I)| -> Result<Option<FieldRun<T>>> {
+        let n = i as u32 + 1;
+        if let Some(s) = store.load_record::<Saved<T>>(n) {
+            return Ok(Some(FieldRun {
+                value: s.value,
+                seconds: s.seconds,
+            }));
+        }
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            return Ok(None);
+        }
+        let t = Instant::now();
+        let value = work(item);
+        let saved = Saved {
+            seconds: t.elapsed().as_secs_f64(),
+            value,
+        };
+        store.save_record(n, &saved)?;
+        Ok(Some(FieldRun {
+            value: saved.value,
+            seconds: saved.seconds,
+        }))
+    };
+    let all: Vec<Option<FieldRun<T>>> = match threads {
+        Some(t) => rayon::ThreadPoolBuilder::new()
+            .num_threads(t.max(1))
+            .build()
+            .map_err(|e| Error::Invalid(format!("cannot start {t} threads: {e}")))?
+            .install(|| items.par_iter().enumerate().map(one).collect::<Result<_>>())?,
+        None => items
+            .par_iter()
+            .enumerate()
+            .map(one)
+            .collect::<Result<_>>()?,
+    };
+    let done = all.iter().filter(|r| r.is_some()).count();
+    if done < items.len() {
+        return Err(Error::Interrupted {
+            out_dir: out_dir.to_path_buf(),
+            done,
+            total: items.len(),
+        });
+    }
+    Ok(all.into_iter().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Rec {
+        n: u32,
+        #[serde(with = "f64_bits")]
+        x: f64,
+    }
+
+    /// A value no decimal text of fewer than 17 digits gives back, and NaN.
+    fn value(i: u32) -> Rec {
+        Rec {
+            n: i,
+            x: if i == 2 {
+                f64::NAN
+            } else {
+                0.1 + f64::from(i) / 3.0
+            },
+        }
+    }
+
+    #[test]
+    fn run_fields_stops_keeps_finished_fields_and_reads_them_back_exactly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path();
+        let items: Vec<u32> = (0..6).collect();
+        let stop = AtomicBool::new(false);
+        let calls = AtomicUsize::new(0);
+        // One thread: fields run in order; the stop comes while field 3 runs.
+        let store = PartialStore::open(out, "fp", false, false).unwrap();
+        let r = run_fields(&store, &items, Some(1), Some(&stop), out, |&i| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            if i == 2 {
+                stop.store(true, Ordering::SeqCst);
+            }
+            value(i)
+        });
+        match r {
+            Err(Error::Interrupted { done, total, .. }) => assert_eq!((done, total), (3, 6)),
+            other => panic!("{:?}", other.map(|v| v.len())),
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        // Resumed: the three finished fields are read back, the others computed.
+        let store = PartialStore::open(out, "fp", true, false).unwrap();
+        assert_eq!(store.done().iter().copied().collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(store.state.resumed.len(), 1);
+        let computed = AtomicUsize::new(0);
+        let all = run_fields(&store, &items, Some(2), None, out, |&i| {
+            assert!(i >= 3, "field {} was finished before", i + 1);
+            computed.fetch_add(1, Ordering::SeqCst);
+            value(i)
+        })
+        .unwrap();
+        assert_eq!(computed.load(Ordering::SeqCst), 3);
+        for (i, r) in all.iter().enumerate() {
+            let want = value(i as u32);
+            assert_eq!(r.value.n, want.n);
+            assert_eq!(r.value.x.to_bits(), want.x.to_bits(), "field {}", i + 1);
+        }
+
+        // Another fingerprint: refused, then forced to start over.
+        let e = PartialStore::open(out, "other", true, false).unwrap_err();
+        assert!(e.to_string().contains("--force"), "{e}");
+        let store = PartialStore::open(out, "other", true, true).unwrap();
+        assert!(store.done().is_empty());
+        assert!(store.load_record::<Saved<Rec>>(1).is_none());
     }
 }

@@ -4,19 +4,22 @@
 //! channel (SYN1, γH2AX, BODIPY, …). Writes `Spots.parquet` (one row per spot, `Parent_Cells`),
 //! `Cells.parquet` (one row per cell: `Children_Spots_Count`, summed and mean spot
 //! intensity, spot area), `Image.parquet`, `Wells.parquet` (cells, spots, mean and median
-//! spots per cell, mean spot intensity per cell) and `Errors.parquet`, reusing the
-//! neurite run's options ([`NeuriteRunOptions`]; its neurite settings are ignored).
+//! spots per cell, mean spot intensity per cell), `Errors.parquet` and `manifest.json`,
+//! reusing the neurite run's options ([`NeuriteRunOptions`]; its neurite settings are
+//! ignored). `--resume` works as for the neurite run (see [`crate::neurite_run`]): finished
+//! fields are kept in `OUT/.ipscope-partial` and a resumed run writes the same tables.
 
 use std::path::{Path, PathBuf};
 
 use ipscope_core::assays::spots::{analyze_spots, SpotsParams};
 use ipscope_core::segment_nuclei;
 use ipscope_io::{DiscoverOptions, ReadOptions};
-use ipscope_table::TableBuilder;
-use rayon::prelude::*;
+use ipscope_table::{TableBuilder, WrittenFile};
+use serde::{Deserialize, Serialize};
 
 use crate::channels::{resolve_channels, Role};
 use crate::neurite_run::NeuriteRunOptions;
+use crate::partial::f64_bits;
 use crate::{Error, Result};
 
 /// What a spots run did.
@@ -29,22 +32,30 @@ pub struct SpotsRunSummary {
     pub outputs: Vec<PathBuf>,
 }
 
+#[derive(Serialize, Deserialize)]
 struct CellRow {
     object: u32,
     count: u32,
+    #[serde(with = "f64_bits")]
     total: f64,
+    #[serde(with = "f64_bits")]
     mean: f64,
     area: u64,
 }
 
+#[derive(Serialize, Deserialize)]
 struct SpotRow {
     object: u32,
     parent: u32,
+    #[serde(with = "f64_bits")]
     x: f64,
+    #[serde(with = "f64_bits")]
     y: f64,
+    #[serde(with = "f64_bits")]
     sigma: f64,
 }
 
+#[derive(Serialize, Deserialize)]
 struct FieldResult {
     cells: Vec<CellRow>,
     spots: Vec<SpotRow>,
@@ -158,46 +169,52 @@ pub fn run_spots(opts: &NeuriteRunOptions, params: &SpotsParams) -> Result<Spots
         Some(p) => Some(ipscope_io::read_layout(p)?),
         None => None,
     };
-    if opts.out_dir.exists() {
-        let non_empty = std::fs::read_dir(&opts.out_dir)
-            .map_err(|e| Error::io(&opts.out_dir, e))?
-            .next()
-            .is_some();
-        if non_empty && !opts.overwrite {
-            return Err(Error::Invalid(format!(
-                "{}: the output directory is not empty; pass --overwrite to replace its tables",
-                opts.out_dir.display()
-            )));
-        }
-    }
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
-    let work = |f: &ipscope_io::Field| -> FieldOut {
-        let find = |id: &str| f.channels.iter().find(|c| c.channel == id);
-        let result = match (find(&dna_ch.id), find(&spot_ch.id)) {
-            (Some(d), Some(s)) => run_field((&d.path, d.page), (&s.path, s.page), opts, params),
-            _ => Err((
-                format!("{} s{}", f.well, f.site),
-                format!(
-                    "missing channel {} or {} in this field",
-                    dna_ch.id, spot_ch.id
-                ),
-            )),
-        };
-        FieldOut {
+    let used = [&dna_ch, &spot_ch];
+    let (_lock, store) = crate::partial::open_resumable(
+        &opts.out_dir,
+        &crate::neurite_run::fingerprint(
+            opts,
+            "spots",
+            &format!("{:?} {params:?}", opts.nuclei),
+            &plate,
+            &used,
+        )?,
+        opts.resume,
+        opts.force,
+        opts.overwrite,
+    )?;
+    let runs = crate::partial::run_fields(
+        &store,
+        &plate.fields,
+        opts.threads,
+        opts.stop.as_deref(),
+        &opts.out_dir,
+        |f: &ipscope_io::Field| -> std::result::Result<FieldResult, (String, String)> {
+            let find = |id: &str| f.channels.iter().find(|c| c.channel == id);
+            match (find(&dna_ch.id), find(&spot_ch.id)) {
+                (Some(d), Some(s)) => run_field((&d.path, d.page), (&s.path, s.page), opts, params),
+                _ => Err((
+                    format!("{} s{}", f.well, f.site),
+                    format!(
+                        "missing channel {} or {} in this field",
+                        dna_ch.id, spot_ch.id
+                    ),
+                )),
+            }
+        },
+    )?;
+    let statuses = crate::neurite_run::statuses(&plate, &runs);
+    let outs: Vec<FieldOut> = plate
+        .fields
+        .iter()
+        .zip(runs)
+        .map(|(f, r)| FieldOut {
             well: f.well.clone(),
             site: f.site,
             plate: f.plate.clone(),
-            result,
-        }
-    };
-    let outs: Vec<FieldOut> = match opts.threads {
-        Some(t) => rayon::ThreadPoolBuilder::new()
-            .num_threads(t.max(1))
-            .build()
-            .map_err(|e| Error::Invalid(format!("cannot start {t} threads: {e}")))?
-            .install(|| plate.fields.par_iter().map(work).collect()),
-        None => plate.fields.par_iter().map(work).collect(),
-    };
+            result: r.value,
+        })
+        .collect();
     let lay_cols: Vec<String> = layout
         .as_ref()
         .map(|l| l.columns.clone())
@@ -219,13 +236,17 @@ pub fn run_spots(opts: &NeuriteRunOptions, params: &SpotsParams) -> Result<Spots
         }
     };
     let mut outputs = Vec::new();
-    let write = |name: &str, b: TableBuilder, outputs: &mut Vec<PathBuf>| -> Result<()> {
+    let write = |name: &str, b: TableBuilder, outputs: &mut Vec<WrittenFile>| -> Result<()> {
         let batch = b.finish()?;
         let path = opts
             .out_dir
             .join(format!("{name}.{}", opts.format.extension()));
-        ipscope_table::write_table(&path, batch.schema(), &[batch], opts.format)?;
-        outputs.push(path);
+        outputs.push(ipscope_table::write_table(
+            &path,
+            batch.schema(),
+            &[batch],
+            opts.format,
+        )?);
         Ok(())
     };
     let ch = &spot_ch.name;
@@ -389,6 +410,8 @@ pub fn run_spots(opts: &NeuriteRunOptions, params: &SpotsParams) -> Result<Spots
         })
         .collect();
     write("Errors", crate::assay::errors_table(&failed), &mut outputs)?;
+    let outputs =
+        crate::neurite_run::write_manifest(opts, &plate, &used, statuses, &outputs, store)?;
     Ok(SpotsRunSummary {
         fields: outs.len(),
         fields_failed: failed.len(),

@@ -33,7 +33,6 @@
 //! another is refused unless `--force`d.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -51,7 +50,7 @@ use sha2::{Digest, Sha256};
 
 use crate::channels::{Channel, Role};
 use crate::manifest::{ImageStatus, InputRecord, Manifest, OutputRecord};
-use crate::pipeline::{errors_batch, prepare_out_dir, FailureRecord};
+use crate::pipeline::{errors_batch, FailureRecord};
 use crate::{Assay, Error, Result};
 
 /// Smallest beating-region component (px) traced as a cell by `--per-cell`.
@@ -424,25 +423,12 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
         .as_deref()
         .map(ipscope_io::read_layout)
         .transpose()?;
-    let interrupted = crate::partial::exists(out_dir);
-    if opts.resume && !interrupted && out_dir.join("manifest.json").exists() {
-        return Err(Error::Invalid(format!(
-            "{}: the run in this directory is complete; nothing to resume (use --overwrite to run again)",
-            out_dir.display()
-        )));
-    }
-    let _lock = prepare_out_dir(out_dir, overwrite || (opts.resume && interrupted))?;
-    if interrupted && !opts.resume && !overwrite {
-        return Err(Error::Invalid(format!(
-            "{}: holds an interrupted run; continue it with --resume, or start over with --overwrite",
-            out_dir.display()
-        )));
-    }
-    let store = crate::partial::PartialStore::open(
+    let (_lock, store) = crate::partial::open_resumable(
         out_dir,
         &fingerprint(opts, &channel, &channel_name, &all)?,
         opts.resume,
         opts.force,
+        overwrite,
     )?;
     let shards = Shards {
         dir: out_dir.join(crate::partial::PARTIAL_DIR),
@@ -683,17 +669,7 @@ impl Shards {
             &b.finish()?,
             &HashMap::from([(SHARD_KEY.to_string(), json)]),
         )?;
-        let tmp = path.with_extension("tmp");
-        let written = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })();
-        written.map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::io(&path, e)
-        })
+        crate::partial::write_atomic(&path, &bytes)
     }
 
     /// Series `i` as an interrupted run kept it; `None` when it was not finished or its
@@ -760,17 +736,10 @@ fn fingerprint(
             Frames::Files(f) => f.iter().map(|(p, k)| (p.as_path(), *k)).collect(),
         };
         for (p, page) in files {
-            let meta = std::fs::metadata(p).ok();
-            let mtime = meta
-                .as_ref()
-                .and_then(|m| m.modified().ok())
-                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
             put(&format!(
-                "{}|{page}|{}|{mtime}",
+                "{}|{page}|{}",
                 p.display(),
-                meta.map(|m| m.len()).unwrap_or(0)
+                crate::partial::file_stamp(p)
             ));
         }
     }
