@@ -1370,25 +1370,12 @@ impl Pipeline {
     ) -> Result<RunSummary> {
         let clock = Instant::now();
         let resume = self.options.resume;
-        let interrupted_run = partial::exists(out_dir);
-        if resume && !interrupted_run && out_dir.join("manifest.json").exists() {
-            return Err(Error::Invalid(format!(
-                "{}: the run in this directory is complete; nothing to resume (use --overwrite to run again)",
-                out_dir.display()
-            )));
-        }
-        let _lock = prepare_out_dir(out_dir, overwrite || (resume && interrupted_run))?;
-        if interrupted_run && !resume && !overwrite {
-            return Err(Error::Invalid(format!(
-                "{}: holds an interrupted run; continue it with --resume, or start over with --overwrite",
-                out_dir.display()
-            )));
-        }
-        let mut store = PartialStore::open(
+        let (_lock, mut store) = partial::open_resumable(
             out_dir,
             &self.fingerprint(format)?,
             resume,
             self.options.force,
+            overwrite,
         )?;
         let already = store.done().clone();
         on_event(&Event::Start {
