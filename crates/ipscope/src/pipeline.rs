@@ -29,7 +29,7 @@ use crate::channels::{nuclear_channel, resolve_channels, Channel, Role};
 use crate::config::Config;
 use crate::lock::OutputLock;
 use crate::manifest::{InputRecord, Manifest, OutputRecord};
-use crate::partial::{self, PartialStore};
+use crate::partial;
 use crate::{Error, Result};
 
 /// The I-th (1-based) of N deterministic partitions of a plate's wells.
