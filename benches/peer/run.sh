@@ -2,12 +2,17 @@
 # Side-by-side speed benchmark: ipscope against the scikit-image recipe on the same plate.
 #
 #   bash benches/peer/run.sh [--fields N] [--size PX] [--nuclei N] [--threads 1,2]
-#                            [--cpus LIST] [--python PY] [--no-peer] [--cellprofiler] [--work DIR]
+#                            [--modes job,run] [--cpus LIST] [--python PY] [--no-peer]
+#                            [--cellprofiler] [--work DIR]
 #
 # Builds ipscope (release), writes a plate of N synthetic SIZE x SIZE uint16 fields with
 # ~1,350 nuclei each (default 8 fields of 2048 x 2048), runs the scikit-image recipe on
-# one thread and `ipscope run` on each thread count of --threads (default 1,2), and prints
-# MPx/s, the ratio, the thread scaling and the object counts. --fields 2 is the short mode.
+# one thread and ipscope on each thread count of --threads (default 1,2) in two modes,
+# labelled in the output: "job" = the recipe's work (`run --config benches/peer/job.toml`:
+# no image QC, AreaShape + Intensity) and "run" = the default `ipscope run` (also image QC
+# and the Location group). Prints MPx/s, CPU time, the ratios, the thread scaling and the
+# object counts. --fields 2 is the short mode.
+#   --modes job        time only the matching job (or only `run`)
 #   IPSCOPE_BIN=path   use this ipscope binary instead of building one (no cargo needed)
 #   --cpus 0,1         pin every run to these CPUs (taskset), e.g. two cores of an idle machine
 #   --python PY        the Python to use (also $PYTHON); default .venv/bin/python, else python3.
@@ -27,12 +32,13 @@ while [ $# -gt 0 ]; do
     --size) size=$2; shift 2 ;;
     --nuclei) nuclei=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --modes) extra+=(--modes "$2"); shift 2 ;;
     --cpus) cpus=$2; shift 2 ;;
     --python) py=$2; shift 2 ;;
     --no-peer) extra+=(--no-peer); shift ;;
     --cellprofiler) extra+=(--cellprofiler); shift ;;
     --work) work=$2; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done

@@ -7,6 +7,8 @@ use common::*;
 
 use std::path::Path;
 
+use ipscope_table::arrow_array::Array;
+
 fn run(plate: &Path, out: &Path, threads: &str) {
     let layout = plate.join("layout.csv");
     let o = ipscope(&[
@@ -69,4 +71,76 @@ fn tables_are_byte_identical_at_1_2_and_4_threads() {
             assert!(one == other, "{file} differs between 1 and {t} threads");
         }
     }
+
+    // The report's outline thumbnails are drawn by each field's own worker from the labels
+    // it measured; `ipscope report` draws them again from a fresh read and segmentation of
+    // the files: the same PNGs, at every thread count.
+    let again = dir.path().join("again.html");
+    let o = ipscope(&["report", p(&outs[0]), "-o", p(&again)]);
+    assert!(o.status.success(), "report failed: {}", stderr(&o));
+    let want = overlay_pngs(&again);
+    assert_eq!(want.len(), 4, "expected 4 overlays in {}", again.display());
+    for (out, t) in outs.iter().zip(["1", "2", "4"]) {
+        assert!(
+            overlay_pngs(&out.join("report.html")) == want,
+            "the run's overlays at {t} threads differ from a fresh segmentation's"
+        );
+    }
+
+    // Image QC off (benches/peer/job.toml): same nuclei and measurements, null QC columns.
+    let config = dir.path().join("qc_off.toml");
+    std::fs::write(&config, "[qc]\nenabled = false\n").unwrap();
+    let off = dir.path().join("qc_off");
+    let layout = plate.join("layout.csv");
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&off),
+        "--layout",
+        p(&layout),
+        "--channel",
+        "w1=Hoechst",
+        "--channel",
+        "w2=OCT4",
+        "--threads",
+        "2",
+        "--config",
+        p(&config),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "run with QC off failed: {}", stderr(&o));
+    let nuclei_off = std::fs::read(off.join("Nuclei.parquet")).unwrap();
+    assert!(
+        nuclei_off == std::fs::read(outs[0].join("Nuclei.parquet")).unwrap(),
+        "Nuclei differs with image QC off"
+    );
+    let on = table(&outs[0].join("Image.parquet"));
+    let image = table(&off.join("Image.parquet"));
+    assert_eq!(u64s(&image, "Count_Nuclei"), u64s(&on, "Count_Nuclei"));
+    for name in [
+        "ImageQuality_FocusScore_Hoechst",
+        "ImageQuality_PowerLogLogSlope_OCT4",
+    ] {
+        let col = |b: &ipscope_table::arrow_array::RecordBatch| {
+            b.column_by_name(name)
+                .unwrap_or_else(|| panic!("no {name}"))
+                .null_count()
+        };
+        assert_eq!(col(&on), 0, "{name} missing with QC on");
+        assert_eq!(col(&image), image.num_rows(), "{name} measured with QC off");
+    }
+}
+
+/// The base64 PNGs of a report's example overlays, in order.
+fn overlay_pngs(html: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(html).unwrap();
+    text.split("class=\"overlay\"")
+        .skip(1)
+        .filter_map(|s| {
+            let start = s.find("base64,")? + "base64,".len();
+            let len = s[start..].find('"')?;
+            Some(s[start..start + len].to_string())
+        })
+        .collect()
 }

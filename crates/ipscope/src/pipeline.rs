@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use ipscope_core::ops::measure::ShapeFeatures;
@@ -29,7 +29,7 @@ use crate::channels::{nuclear_channel, resolve_channels, Channel, Role};
 use crate::config::Config;
 use crate::lock::OutputLock;
 use crate::manifest::{InputRecord, Manifest, OutputRecord};
-use crate::partial;
+use crate::partial::{self, PartialStore};
 use crate::{Error, Result};
 
 /// The I-th (1-based) of N deterministic partitions of a plate's wells.
@@ -592,6 +592,87 @@ impl Pipeline {
             .install(|| tasks.par_iter().map(|t| self.process(t)).collect())
     }
 
+    /// Processes `tasks` on the run's thread pool and hands each output (with its outline
+    /// thumbnail when its ImageNumber is in `overlays`) to `sink` on the calling thread, in
+    /// task order. A worker takes the next field as soon as it is free, with no batches and
+    /// no barrier: a slow field holds up only the hand-over of the fields behind it, and
+    /// workers run at most `2 × threads` fields ahead of the last one handed over, so the
+    /// outputs held at once stay bounded whatever the plate size. The stop flag is read
+    /// before each field is started; returns whether it left fields unprocessed. An error of
+    /// `sink` stops the workers after their current field and is returned.
+    fn process_in_order(
+        &self,
+        tasks: &[&Task],
+        overlays: &BTreeSet<u32>,
+        sink: &mut dyn FnMut(FieldOutput, Option<Vec<u8>>) -> Result<()>,
+    ) -> Result<bool> {
+        /// Shared by the workers: the next task to take, how many outputs were handed over.
+        struct Turn {
+            next: usize,
+            handed: usize,
+            abort: bool,
+        }
+        let ahead = (self.threads * 2).max(1);
+        let turn = Mutex::new(Turn {
+            next: 0,
+            handed: 0,
+            abort: false,
+        });
+        let wake = Condvar::new();
+        let lock = || turn.lock().unwrap_or_else(|e| e.into_inner());
+        let stop = || {
+            self.options
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(Ordering::SeqCst))
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                // Moved here: the channel closes when every worker has returned.
+                let tx = tx;
+                self.pool.broadcast(|_| loop {
+                    let i = {
+                        let mut t = lock();
+                        loop {
+                            if t.abort || t.next >= tasks.len() || stop() {
+                                return;
+                            }
+                            if t.next < t.handed + ahead {
+                                t.next += 1;
+                                break t.next - 1;
+                            }
+                            t = wake.wait(t).unwrap_or_else(|e| e.into_inner());
+                        }
+                    };
+                    let task = tasks[i];
+                    let out = self.process_field(task, overlays.contains(&task.image_number));
+                    if tx.send((i, out)).is_err() {
+                        return;
+                    }
+                });
+            });
+            let mut waiting = BTreeMap::new();
+            let mut handed = 0;
+            let mut result = Ok(());
+            for (i, out) in rx {
+                waiting.insert(i, out);
+                while let Some((out, png)) = waiting.remove(&handed) {
+                    handed += 1;
+                    if result.is_ok() {
+                        result = sink(out, png);
+                    }
+                    let mut t = lock();
+                    t.handed = handed;
+                    t.abort |= result.is_err();
+                    drop(t);
+                    wake.notify_all();
+                }
+            }
+            result.map(|()| handed < tasks.len())
+        })
+    }
+
     /// Identifies what a run computes: parameters, channels, the plate's files (path, size,
     /// modification time), layout content, shard and format. A resume must match it.
     fn fingerprint(&self, format: Format) -> Result<String> {
@@ -601,7 +682,12 @@ impl Pipeline {
             h.update([0u8]);
         };
         put(env!("CARGO_PKG_VERSION"));
-        put(&serde_json::to_string(&self.options.config).unwrap_or_default());
+        // `[run] device` is a choice, not a parameter: the device it picked is (below).
+        let config = Config {
+            run: Default::default(),
+            ..self.options.config.clone()
+        };
+        put(&serde_json::to_string(&config).unwrap_or_default());
         put(&serde_json::to_string(&self.channels).unwrap_or_default());
         put(&serde_json::to_string(&self.options.shard).unwrap_or_default());
         put(format.extension());
@@ -810,9 +896,15 @@ impl Pipeline {
     }
 
     /// Outline thumbnails of the first fields that succeeded (at most
-    /// [`crate::analysis::MAX_OVERLAYS`]), for the report: the nuclear channel read and
-    /// segmented again, since the run keeps no pixels. A field that fails now is skipped.
-    fn example_overlays(&self, records: &[FieldRecord]) -> Vec<ipscope_report::Overlay> {
+    /// [`crate::analysis::MAX_OVERLAYS`]), for the report: those drawn while the run
+    /// processed the field (`drawn`, by ImageNumber), the others (fields finished before a
+    /// resume, or later fields when one of the first failed) from the nuclear channel read
+    /// and segmented again, since the run keeps no pixels. A field that fails now is skipped.
+    fn example_overlays(
+        &self,
+        records: &[FieldRecord],
+        drawn: &BTreeMap<u32, Vec<u8>>,
+    ) -> Vec<ipscope_report::Overlay> {
         let ok: BTreeSet<u32> = records
             .iter()
             .filter(|r| r.status == Status::Ok)
@@ -826,6 +918,13 @@ impl Pipeline {
             .iter()
             .filter(|t| ok.contains(&t.image_number))
             .filter_map(|t| {
+                let name = format!("{} site {}", t.field.well, t.field.site);
+                if let Some(png) = drawn.get(&t.image_number) {
+                    return Some(ipscope_report::Overlay {
+                        name,
+                        png: png.clone(),
+                    });
+                }
                 let cf = t
                     .field
                     .channels
@@ -849,16 +948,20 @@ impl Pipeline {
                 let png =
                     crate::analysis::overlay_thumbnail(img.to_f32().view(), seg.labels.view())
                         .ok()?;
-                Some(ipscope_report::Overlay {
-                    name: format!("{} site {}", t.field.well, t.field.site),
-                    png,
-                })
+                Some(ipscope_report::Overlay { name, png })
             })
             .take(crate::analysis::MAX_OVERLAYS)
             .collect()
     }
 
     fn process(&self, task: &Task) -> FieldOutput {
+        self.process_field(task, false).0
+    }
+
+    /// [`Pipeline::process`], and with `overlay` the field's outline thumbnail for the report
+    /// (PNG), made from the labels this segmentation produced, so the report needs no second
+    /// segmentation of the field.
+    fn process_field(&self, task: &Task, overlay: bool) -> (FieldOutput, Option<Vec<u8>>) {
         let clock = Instant::now();
         let f = &task.field;
         let mut record = FieldRecord {
@@ -915,32 +1018,37 @@ impl Pipeline {
                 "layout",
                 msg.clone(),
             )),
-            Ok(_) => catch_unwind(AssertUnwindSafe(|| self.measure_field(task, &mut record)))
-                .unwrap_or_else(|panic| {
-                    let msg = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown".into());
-                    Err((
-                        f.channels
-                            .first()
-                            .map(|c| c.path.display().to_string())
-                            .unwrap_or_default(),
-                        "segment",
-                        format!("internal error (please report): {msg}"),
-                    ))
-                }),
+            Ok(_) => catch_unwind(AssertUnwindSafe(|| {
+                self.measure_field(task, &mut record, overlay)
+            }))
+            .unwrap_or_else(|panic| {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown".into());
+                Err((
+                    f.channels
+                        .first()
+                        .map(|c| c.path.display().to_string())
+                        .unwrap_or_default(),
+                    "segment",
+                    format!("internal error (please report): {msg}"),
+                ))
+            }),
         };
         record.seconds = clock.elapsed().as_secs_f64();
         match outcome {
-            Ok((nuclei, colonies, (cells, cytoplasm))) => FieldOutput {
-                record,
-                nuclei,
-                colonies,
-                cells,
-                cytoplasm,
-            },
+            Ok((nuclei, colonies, (cells, cytoplasm), png)) => (
+                FieldOutput {
+                    record,
+                    nuclei,
+                    colonies,
+                    cells,
+                    cytoplasm,
+                },
+                png,
+            ),
             Err((file, stage, message)) => {
                 record.status = Status::Failed;
                 record.count_nuclei = 0;
@@ -972,30 +1080,35 @@ impl Pipeline {
                     self.compartment_rows(&record, o, None, &[], &[])
                         .unwrap_or_else(|_| Some(RecordBatch::new_empty(empty_schema())))
                 });
-                FieldOutput {
-                    record,
-                    nuclei,
-                    colonies,
-                    cells,
-                    cytoplasm,
-                }
+                (
+                    FieldOutput {
+                        record,
+                        nuclei,
+                        colonies,
+                        cells,
+                        cytoplasm,
+                    },
+                    None,
+                )
             }
         }
     }
 
     /// Reads, segments and measures one field: its Nuclei rows and, with colonies, its
-    /// Colonies rows, with a cells channel its Cells and Cytoplasm rows. Errors are
-    /// (file, stage, message).
+    /// Colonies rows, with a cells channel its Cells and Cytoplasm rows, with `overlay` its
+    /// outline thumbnail (None when it cannot be drawn). Errors are (file, stage, message).
     #[allow(clippy::type_complexity)]
     fn measure_field(
         &self,
         task: &Task,
         record: &mut FieldRecord,
+        overlay: bool,
     ) -> std::result::Result<
         (
             RecordBatch,
             Option<RecordBatch>,
             (Option<RecordBatch>, Option<RecordBatch>),
+            Option<Vec<u8>>,
         ),
         (String, &'static str, String),
     > {
@@ -1048,38 +1161,57 @@ impl Pipeline {
         };
         record.width = first.width() as u32;
         record.height = first.height() as u32;
-        let (quality, reasons) = crate::qc_run::measure_field(
-            &images,
-            &self.channels,
-            self.nuclear,
-            &self.options.config.qc,
-        );
-        record.quality = quality;
-        record.qc_reasons = reasons;
+        let qc = &self.options.config.qc;
+        let measure_quality = |images: &[DynImage]| {
+            if qc.enabled {
+                crate::qc_run::measure_field(images, &self.channels, self.nuclear, qc)
+            } else {
+                (vec![], vec![])
+            }
+        };
+        let params = &self.options.config.nuclei;
+        let backend = self.backend.as_ref();
+        // A device failure (lost, out of memory, field too large) fails this field only.
+        let segment = |images: &[DynImage]| {
+            with_dyn_image!(&images[self.nuclear], img => segment_nuclei_with(backend, img.view(), params))
+                .map_err(|e| {
+                    let nuclear = &self.channels[self.nuclear].id;
+                    let file = f
+                        .channels
+                        .iter()
+                        .find(|cf| &cf.channel == nuclear)
+                        .map(|cf| cf.path.display().to_string())
+                        .unwrap_or_default();
+                    (file, "segment", e.to_string())
+                })
+        };
         // Image QC measures the raw images; segmentation and measurements the corrected ones.
         let illum = self
             .illumination()
             .map_err(|e| (String::new(), "illumination", e.to_string()))?;
-        if illum.is_active() {
+        let ((quality, reasons), seg) = if illum.is_active() {
+            let quality = measure_quality(&images);
             illum
                 .apply(&mut images, &self.channels)
                 .map_err(|e| (String::new(), "illumination", e))?;
-        }
-
-        let params = &self.options.config.nuclei;
-        let backend = self.backend.as_ref();
-        // A device failure (lost, out of memory, field too large) fails this field only.
-        let seg = with_dyn_image!(&images[self.nuclear], img => segment_nuclei_with(backend, img.view(), params))
-            .map_err(|e| {
-                let nuclear = &self.channels[self.nuclear].id;
-                let file = f
-                    .channels
-                    .iter()
-                    .find(|cf| &cf.channel == nuclear)
-                    .map(|cf| cf.path.display().to_string())
-                    .unwrap_or_default();
-                (file, "segment", e.to_string())
-            })?;
+            (quality, segment(&images))
+        } else {
+            // Independent work on the same pixels: a worker with no field left (the last
+            // fields of a plate, a plate with fewer fields than threads) takes one half.
+            rayon::join(|| measure_quality(&images), || segment(&images))
+        };
+        record.quality = quality;
+        record.qc_reasons = reasons;
+        let seg = seg?;
+        let png = overlay
+            .then(|| {
+                crate::analysis::overlay_thumbnail(
+                    images[self.nuclear].to_f32().view(),
+                    seg.labels.view(),
+                )
+                .ok()
+            })
+            .flatten();
         let channel_images: Vec<&DynImage> = images.iter().collect();
         let measured =
             crate::features::measure_objects(&seg.labels, &channel_images, &self.features)
@@ -1145,7 +1277,7 @@ impl Pipeline {
             self.compartment_rows(record, o, cells.as_ref(), &measured.shapes, parents)
                 .map_err(|e| (String::new(), "cells", e.to_string()))
         });
-        Ok((nuclei, colony_rows, (cell_rows?, cytoplasm_rows?)))
+        Ok((nuclei, colony_rows, (cell_rows?, cytoplasm_rows?), png))
     }
 
     /// Builds the Nuclei rows of one field (objects with area 0 are skipped); the measurement
@@ -1402,34 +1534,9 @@ impl Pipeline {
             .iter()
             .filter(|t| !already.contains(&t.image_number))
             .collect();
-        for chunk in todo.chunks((self.threads * 2).max(1)) {
-            if self
-                .options
-                .stop
-                .as_ref()
-                .is_some_and(|s| s.load(Ordering::SeqCst))
-            {
-                return Err(Error::Interrupted {
-                    out_dir: out_dir.to_path_buf(),
-                    done: store.done().len(),
-                    total: self.tasks.len(),
-                });
-            }
-            for out in self.process_chunk(chunk) {
-                store.save(&out)?;
-                on_event(&Event::Field {
-                    image_number: out.record.image_number,
-                    well: out.record.well.clone(),
-                    site: out.record.site,
-                    status: out.record.status,
-                    nuclei: out.record.count_nuclei,
-                    error: out.record.failure.as_ref().map(|f| f.message.clone()),
-                });
-            }
-        }
-
-        // Assemble the tables from the saved fields, in ImageNumber order: the same path
-        // for uninterrupted and resumed runs.
+        // The tables are assembled from the saved fields, in ImageNumber order, while later
+        // fields are still being processed: the same path for uninterrupted and resumed runs.
+        // A table is renamed into place only when finished, so an interrupted run leaves none.
         let ext = format.extension();
         let path_of = |name: &str| out_dir.join(format!("{name}.{ext}"));
         let nuclei_schema = self.nuclei_schema()?;
@@ -1471,7 +1578,7 @@ impl Pipeline {
             &self.marker_names(),
             &nuclei_schema,
         ));
-        for t in &self.tasks {
+        let mut assemble = |t: &Task, store: &PartialStore| -> Result<()> {
             let out = store.load(
                 t.image_number,
                 &nuclei_schema,
@@ -1528,6 +1635,51 @@ impl Pipeline {
                 marker_values.add(&r.plate, &r.well, &out.nuclei)?;
             }
             records.push(out.record);
+            Ok(())
+        };
+        // The report's outline thumbnails, drawn by the first fields' own workers.
+        let overlay_fields: BTreeSet<u32> = self
+            .tasks
+            .iter()
+            .take(crate::analysis::MAX_OVERLAYS)
+            .map(|t| t.image_number)
+            .collect();
+        let mut drawn = BTreeMap::new();
+        let mut assembled = 0;
+        let stopped = self.process_in_order(&todo, &overlay_fields, &mut |out, png| {
+            store.save(&out)?;
+            on_event(&Event::Field {
+                image_number: out.record.image_number,
+                well: out.record.well.clone(),
+                site: out.record.site,
+                status: out.record.status,
+                nuclei: out.record.count_nuclei,
+                error: out.record.failure.as_ref().map(|f| f.message.clone()),
+            });
+            let n = out.record.image_number;
+            if let Some(png) = png {
+                drawn.insert(n, png);
+            }
+            // Up to this field: fields finished by an earlier run come first where they
+            // precede it.
+            while let Some(t) = self.tasks.get(assembled) {
+                assembled += 1;
+                assemble(t, &store)?;
+                if t.image_number == n {
+                    break;
+                }
+            }
+            Ok(())
+        })?;
+        if stopped {
+            return Err(Error::Interrupted {
+                out_dir: out_dir.to_path_buf(),
+                done: store.done().len(),
+                total: self.tasks.len(),
+            });
+        }
+        for t in self.tasks.get(assembled..).unwrap_or_default() {
+            assemble(t, &store)?;
         }
         let mut written = vec![nuclei_writer.finish()?];
         if let Some((c, y)) = cells_writers {
@@ -1623,7 +1775,7 @@ impl Pipeline {
                 .map(|w| OutputRecord::from_written(w, out_dir))
                 .collect(),
         };
-        let overlays = self.example_overlays(&records);
+        let overlays = self.example_overlays(&records, &drawn);
         let report = crate::analysis::write_report_with_overlays(&mut manifest, out_dir, overlays)?;
         on_event(&Event::Written {
             path: report.path.clone(),

@@ -17,6 +17,7 @@ use crate::channels::{Channel, Role};
 ///
 /// ```toml
 /// [qc]
+/// enabled = true                 # false: no image QC (null ImageQuality_*, nothing flagged)
 /// exclude_flagged = true         # leave flagged fields out of the Wells statistics
 /// max_percent_saturated = 1.0    # percent of pixels at the sample type's maximum
 /// min_content_fraction = 0.002   # nuclear-channel foreground (Otsu) below this: low_content
@@ -28,6 +29,10 @@ use crate::channels::{Channel, Role};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QcConfig {
+    /// Measure image quality of every field (default true). `false` skips it, e.g. to time
+    /// the segmentation and measurement job alone: the `ImageQuality_*` columns are null and
+    /// no field is flagged.
+    pub enabled: bool,
     /// Leave flagged fields out of the Wells counts and statistics (default true). They stay
     /// in the Image and object tables.
     pub exclude_flagged: bool,
@@ -44,6 +49,7 @@ impl Default for QcConfig {
     fn default() -> Self {
         let p = QualityParams::default();
         QcConfig {
+            enabled: true,
             exclude_flagged: true,
             max_percent_saturated: p.max_percent_saturated,
             min_content_fraction: p.min_content_fraction,
