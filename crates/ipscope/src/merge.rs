@@ -53,6 +53,51 @@ fn failures_of(batch: &RecordBatch) -> Result<Vec<FailureRecord>> {
         .collect())
 }
 
+/// The illumination functions (`illum_<channel>.tif`, see [`crate::illum_run`]) the shards
+/// saved, by file name. Every shard computes them over the whole plate, so they must be the
+/// same bytes in every shard; a shard that lacks one another has, or holds other bytes, is
+/// refused, naming both files.
+fn illumination_functions(shards: &[(Manifest, PathBuf)]) -> Result<Vec<(String, Vec<u8>)>> {
+    let read = |path: &Path| match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    };
+    let Some((first, first_dir)) = shards.first() else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for c in &first.channels {
+        let name = crate::illum_run::file_name(c);
+        let first_path = first_dir.join(&name);
+        let kept = read(&first_path)?;
+        for (_, dir) in &shards[1..] {
+            let path = dir.join(&name);
+            let (with, without) = match (&kept, read(&path)?) {
+                (Some(a), Some(b)) if *a != b => {
+                    return Err(Error::Invalid(format!(
+                        "merge: {} and {} differ; every shard of one run computes the same illumination function over the whole plate, so these are not shards of one run, or a file was changed",
+                        first_path.display(),
+                        path.display()
+                    )))
+                }
+                (Some(_), Some(_)) | (None, None) => continue,
+                (Some(_), None) => (&first_path, &path),
+                (None, Some(_)) => (&path, &first_path),
+            };
+            return Err(Error::Invalid(format!(
+                "merge: {} exists but {} does not; every shard of a run with illumination correction saves it",
+                with.display(),
+                without.display()
+            )));
+        }
+        if let Some(bytes) = kept {
+            out.push((name, bytes));
+        }
+    }
+    Ok(out)
+}
+
 /// Merges the shard output directories `inputs` into `out_dir`.
 pub fn merge(
     inputs: &[PathBuf],
@@ -139,6 +184,7 @@ pub fn merge(
         .parse()
         .map_err(|_| Error::Invalid(format!("merge: unknown table format {:?}", first.format)))?;
     let ext = format.extension();
+    let illum = illumination_functions(&shards)?;
     let _lock = prepare_out_dir(out_dir, overwrite)?;
 
     let mut images = Vec::new();
@@ -234,6 +280,16 @@ pub fn merge(
         format,
         &first.parameters,
     )?);
+    for (name, bytes) in &illum {
+        let path = out_dir.join(name);
+        crate::partial::write_atomic(&path, bytes)?;
+        written.push(ipscope_table::WrittenFile {
+            sha256: ipscope_table::sha256_file(&path)?,
+            path,
+            rows: 0,
+            bytes: bytes.len() as u64,
+        });
+    }
 
     let mut inputs_rec: Vec<InputRecord> =
         shards.iter().flat_map(|(m, _)| m.inputs.clone()).collect();
