@@ -176,9 +176,9 @@ struct RunArgs {
     /// Worker threads (default: all cores). Results are the same for any number.
     #[arg(long)]
     threads: Option<usize>,
-    /// Where nuclei are segmented: cpu (the reference), gpu (Vulkan, Metal or DX12; an error when there is none, see `ipscope devices`) or auto (a GPU when there is one, else the CPU; says which). The other stages run on the CPU; the manifest records the device.
-    #[arg(long, default_value = "cpu", value_name = "DEVICE", value_parser = |s: &str| s.parse::<ipscope::gpu::DeviceChoice>())]
-    device: ipscope::gpu::DeviceChoice,
+    /// Where nuclei are segmented: cpu (the reference), gpu (Vulkan, Metal or DX12; an error when there is none, see `ipscope devices`) or auto (a GPU when there is one, else the CPU; says which). Default: `[run] device` of --config, else cpu. The other stages run on the CPU; the manifest records the device.
+    #[arg(long, value_name = "DEVICE", value_parser = |s: &str| s.parse::<ipscope::gpu::DeviceChoice>())]
+    device: Option<ipscope::gpu::DeviceChoice>,
     /// TOML configuration (see the docs of ipscope::config); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -354,10 +354,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run(args) => {
             if args.assay != ipscope::Assay::Nuclei
-                && args.device != ipscope::gpu::DeviceChoice::Cpu
+                && run_device(&args)? != ipscope::gpu::DeviceChoice::Cpu
             {
                 anyhow::bail!(
-                    "--device: the {} assay runs on the CPU only; only the nuclei assay (the default) can use a GPU",
+                    "--device (or [run] device in --config): the {} assay runs on the CPU only; only the nuclei assay (the default) can use a GPU",
                     args.assay
                 );
             }
@@ -621,6 +621,15 @@ fn run_timelapse(args: &RunArgs) -> Result<ExitCode> {
     })
 }
 
+/// `run --device`, else `[run] device` of `--config`, else the CPU.
+fn run_device(args: &RunArgs) -> Result<ipscope::gpu::DeviceChoice> {
+    Ok(match (args.device, &args.config) {
+        (Some(d), _) => d,
+        (None, Some(p)) => Config::from_file(p)?.run.device,
+        (None, None) => ipscope::gpu::DeviceChoice::Cpu,
+    })
+}
+
 fn run_options(args: &RunArgs) -> Result<RunOptions> {
     let mut config = match &args.config {
         Some(p) => Config::from_file(p)?,
@@ -650,7 +659,9 @@ fn run_options(args: &RunArgs) -> Result<RunOptions> {
         .map(|c| ipscope::channels::parse_channel_arg(c))
         .collect::<Result<_, _>>()?;
     options.threads = args.threads;
-    options.device = args.device;
+    // The flag wins over `[run] device`; the manifest's parameters record the choice.
+    options.device = args.device.unwrap_or(config.run.device);
+    config.run.device = options.device;
     options.shard = args.shard.as_deref().map(str::parse::<Shard>).transpose()?;
     options.resume = args.resume;
     options.force = args.force;

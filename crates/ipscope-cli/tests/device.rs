@@ -407,3 +407,112 @@ fn device_auto_names_the_device_it_used() {
     assert!(o.status.success());
     assert!(!stderr(&o).contains("device:"), "{}", stderr(&o));
 }
+
+#[test]
+fn run_device_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let plate = few_fields(dir.path(), 2);
+    let config = |name: &str, device: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("[run]\ndevice = \"{device}\"\n")).unwrap();
+        path
+    };
+    let (gpu_toml, auto_toml) = (config("gpu.toml", "gpu"), config("auto.toml", "auto"));
+    let manifest = |out: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap()
+    };
+    let run = |out: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let out = dir.path().join(out);
+        let mut args = small_run_args(&plate, &out);
+        args.retain(|a| *a != "--quiet");
+        args.extend(extra);
+        let o = bin()
+            .args(&args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (o, out)
+    };
+
+    // `config --default` documents the key, with the CPU as the default.
+    let o = ipscope(&["config", "--default"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let at = text
+        .find("[run]")
+        .unwrap_or_else(|| panic!("no [run]: {text}"));
+    let section: Vec<&str> = text[at..].lines().take(3).collect();
+    assert!(
+        section[1].starts_with("# where `ipscope run` segments nuclei"),
+        "{section:?}"
+    );
+    assert_eq!(section[2], "device = \"cpu\"", "{section:?}");
+
+    // The flag wins over the file: `cpu` runs on the CPU whatever the file says.
+    let (o, out) = run(
+        "flag_wins",
+        &["--config", p(&gpu_toml), "--device", "cpu"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = manifest(&out);
+    assert_eq!(m["machine"]["device"], "cpu");
+    assert_eq!(m["parameters"]["run"]["device"], "cpu");
+
+    // Another assay cannot use a GPU, whether the flag or the file asks for one.
+    let neurite = dir.path().join("neurite");
+    let args = [
+        "run",
+        p(&plate),
+        "-o",
+        p(&neurite),
+        "--assay",
+        "neurite",
+        "--config",
+        p(&gpu_toml),
+    ];
+    let o = ipscope(&args);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("[run] device in --config): the neurite assay runs on the CPU only"),
+        "{}",
+        stderr(&o)
+    );
+
+    if adapters(&NO_VULKAN).is_empty() {
+        // Without an adapter: the file's `gpu` is the flag's named error, before any output;
+        // its `auto` falls back to the CPU, says so, and the manifest records the choice.
+        let (o, out) = run("no_gpu", &["--config", p(&gpu_toml)], &NO_VULKAN);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("no GPU adapter found"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!out.exists(), "run created its output before failing");
+        let (o, out) = run("auto_cpu", &["--config", p(&auto_toml)], &NO_VULKAN);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stderr(&o).contains("device: cpu\n"), "{}", stderr(&o));
+        let m = manifest(&out);
+        assert_eq!(m["machine"]["device"], "cpu");
+        assert_eq!(m["parameters"]["run"]["device"], "auto");
+    } else {
+        println!("SKIP (part): the Vulkan loader's VK_ICD_FILENAMES does not hide every adapter");
+    }
+
+    if skip_without_adapter("run_device_from_the_config_file (on a GPU)") {
+        return;
+    }
+    // With an adapter, the file alone moves the nuclei to the GPU.
+    let (o, out) = run("gpu", &["--config", p(&gpu_toml)], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = manifest(&out);
+    let device = m["machine"]["device"].as_str().unwrap().to_string();
+    assert!(device.starts_with("gpu: "), "{device}");
+    assert!(
+        stderr(&o).contains(&format!("device: {device}\n")),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(m["parameters"]["run"]["device"], "gpu");
+}

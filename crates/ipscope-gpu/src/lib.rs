@@ -130,8 +130,9 @@ impl Backend for GpuBackend {
     }
 }
 
-/// The `--device` choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The `--device` choice (`"auto"`, `"cpu"`, `"gpu"` in a configuration file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
     /// A GPU when one is present, else the CPU.
     #[default]

@@ -30,6 +30,9 @@
 //!
 //! [neurite]                    # run --assay neurite
 //! ridge = "sato"               # or "frangi", "meijering" (ipscope_core::ops::ridge)
+//!
+//! [run]
+//! device = "cpu"               # where nuclei are segmented: "cpu", "gpu" or "auto" (run --device wins)
 //! ```
 
 use std::collections::BTreeMap;
@@ -124,6 +127,28 @@ pub struct Config {
     /// Illumination correction before segmentation (`[illumination]`, off by default; see
     /// [`crate::illum_run::IlluminationConfig`]).
     pub illumination: crate::illum_run::IlluminationConfig,
+    /// How `ipscope run` runs (`[run]`).
+    pub run: RunConfig,
+}
+
+/// `[run]`: how `ipscope run` runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Where nuclei are segmented, as `run --device` (which wins over this key): `"cpu"`
+    /// (the default, the reference), `"gpu"` (an error when there is none) or `"auto"`. The
+    /// CLI copies it into [`crate::pipeline::RunOptions::device`], which is what a run uses,
+    /// and records the choice here in the manifest's parameters (the device picked is
+    /// `machine.device`). Not part of the resume fingerprint: the device picked is.
+    pub device: ipscope_gpu::DeviceChoice,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            device: ipscope_gpu::DeviceChoice::Cpu,
+        }
+    }
 }
 
 /// Options of `run --assay neurite`.
@@ -165,6 +190,15 @@ mod tests {
         assert_eq!(c.nuclei.min_diameter, 12.0);
         assert_eq!(c.nuclei.max_diameter, NucleiParams::default().max_diameter);
         assert_eq!(c.channels["w1"], "DNA");
+        assert_eq!(c.run.device, ipscope_gpu::DeviceChoice::Cpu);
+        std::fs::write(&p, "[run]\ndevice = \"auto\"\n").unwrap();
+        assert_eq!(
+            Config::from_file(&p).unwrap().run.device,
+            ipscope_gpu::DeviceChoice::Auto
+        );
+        std::fs::write(&p, "[run]\ndevice = \"tpu\"\n").unwrap();
+        let err = Config::from_file(&p).unwrap_err().to_string();
+        assert!(err.contains("ipscope.toml") && err.contains("tpu"), "{err}");
         std::fs::write(&p, "[nuclei]\nmin_diam = 12.0\n").unwrap();
         let err = Config::from_file(&p).unwrap_err().to_string();
         assert!(
