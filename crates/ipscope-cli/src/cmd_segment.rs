@@ -572,6 +572,9 @@ fn documented_default_config() -> String {
         if t.starts_with('[') {
             section = t.trim_matches(|c| c == '[' || c == ']').to_string();
         }
+        if section == "run" && t.starts_with("device") {
+            out.push_str("# where `ipscope run` segments nuclei: cpu (the reference) | gpu (an error when there is none) | auto (a GPU when there is one); run --device wins\n");
+        }
         if section == "nuclei" {
             if let Some(key) = t.split('=').next().map(str::trim) {
                 if let Some((_, doc)) = NUCLEI_DOCS.iter().find(|(k, _)| *k == key) {
