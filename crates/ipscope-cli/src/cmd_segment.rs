@@ -582,8 +582,22 @@ fn documented_default_config() -> String {
                 }
             }
         }
+        let illum_docs = ipscope::illum_run::IlluminationConfig::KEY_DOCS;
+        let illum_doc = |key: &str| illum_docs.iter().find(|(k, _)| *k == key).map(|d| d.1);
+        let illum_key = (section == "illumination")
+            .then(|| t.split('=').next().map(str::trim))
+            .flatten();
+        if let Some(doc) = illum_key.and_then(illum_doc) {
+            out.push_str(&format!("# {doc}\n"));
+        }
         out.push_str(line);
         out.push('\n');
+        // `size` is unset by default, so TOML has no line for it: a commented example.
+        if illum_key == Some("method") && Config::default().illumination.size.is_none() {
+            if let Some(doc) = illum_doc("size") {
+                out.push_str(&format!("# {doc}\n# size = 20.0\n"));
+            }
+        }
     }
     if !toml.contains("min_seed_distance") {
         out.push_str("# minimum distance (px) between declumping seeds; unset = round(min_diameter / 2)\n# min_seed_distance = 3\n");

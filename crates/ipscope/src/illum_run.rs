@@ -68,6 +68,39 @@ impl Default for IlluminationConfig {
 }
 
 impl IlluminationConfig {
+    /// What each `[illumination]` key means, one line each, as `ipscope config --default`
+    /// prints it above the key (`size`, unset by default, is printed as a commented example).
+    pub const KEY_DOCS: &'static [(&'static str, &'static str)] = &[
+        (
+            "enabled",
+            "correct uneven illumination before segmentation (CellProfiler's CorrectIlluminationCalculate over all fields of the plate, then Apply by division; nuclei assay only); run --illum sets it",
+        ),
+        (
+            "channels",
+            "channels to correct, by name (\"DNA\") or id (\"w1\"); [] = every channel that is not transmitted light",
+        ),
+        (
+            "intensity",
+            "what is averaged over the fields: background (each field's minima in blocks of block_size px; for sparse objects) | regular (the pixels themselves)",
+        ),
+        (
+            "block_size",
+            "block size (px) of intensity = \"background\"",
+        ),
+        (
+            "method",
+            "smoothing of the plate average: polynomial (quadratic surface, least squares) | median (disc) | gaussian | none",
+        ),
+        (
+            "size",
+            "median/gaussian filter size (px; sigma = size / 2.35); unset = CellProfiler's automatic min(30, longest side / 40)",
+        ),
+        (
+            "rescale",
+            "robust_minimum (divide by the 2nd percentile: function >= 1, correction never brightens) | median (divide by the median) | none",
+        ),
+    ];
+
     /// The core parameters.
     pub fn params(&self) -> IlluminationParams {
         IlluminationParams {
@@ -308,6 +341,23 @@ mod tests {
             name: name.into(),
             role,
         }
+    }
+
+    #[test]
+    fn every_key_is_documented_once() {
+        let all = IlluminationConfig {
+            size: Some(20.0),
+            ..IlluminationConfig::default()
+        };
+        let table: toml::Table = toml::from_str(&toml::to_string(&all).unwrap()).unwrap();
+        let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
+        let mut documented: Vec<&str> = IlluminationConfig::KEY_DOCS.iter().map(|d| d.0).collect();
+        keys.sort_unstable();
+        documented.sort_unstable();
+        assert_eq!(keys, documented);
+        assert!(IlluminationConfig::KEY_DOCS
+            .iter()
+            .all(|(_, doc)| !doc.is_empty() && !doc.contains('\n')));
     }
 
     #[test]
