@@ -130,8 +130,11 @@ def main():
                 outputs = json.load(f)["outputs"]
             rows = [o["rows"] for o in outputs if o["path"].startswith("Nuclei.")]
             counts = {"(plate total)": rows[0] if rows else 0}
+        with open(os.path.join(dst, "manifest.json")) as f:
+            field_s = [i["seconds"] for i in json.load(f)["images"]]
         res["runs"][f"ipscope_{m}_{t}t"] = {"tool": f"ipscope ({m})", "mode": m, "threads": t,
-                                            "wall_s": wall, "cpu_s": cpu, "counts": counts}
+                                            "wall_s": wall, "cpu_s": cpu, "counts": counts,
+                                            "field_s": field_s}
 
     if args.cellprofiler:
         cp = shutil.which("cellprofiler")
@@ -179,6 +182,17 @@ def main():
             res[f"ratio_{m}_wall"], res[f"ratio_{m}_cpu"] = ratio_wall, ratio_cpu
             print(f"ipscope {m}, 1 thread / scikit-image: {ratio_wall:.1f}x (wall), "
                   f"{ratio_cpu:.1f}x (CPU time)")
+        # Amdahl from the 1-thread run: each field's own time (manifest) and the rest (start,
+        # tables, report); with 2 free cores the fields spread over both, the rest does not.
+        rest = max(ip1["wall_s"] - sum(ip1["field_s"]), 0.0)
+        loads = [0.0, 0.0]
+        for s_ in sorted(ip1["field_s"], reverse=True):
+            loads[loads.index(min(loads))] += s_
+        bound = ip1["wall_s"] / (rest + max(loads))
+        res[f"bound_{m}_2t"] = bound
+        print(f"ipscope {m}, 1 thread: fields {sum(ip1['field_s']):.2f} s, the rest "
+              f"{rest:.2f} s ({100 * rest / ip1['wall_s']:.0f} %): at most {bound:.2f}x on 2 "
+              f"free cores")
         for name, r in res["runs"].items():
             if r.get("mode") == m and r["threads"] != 1:
                 r["scaling"] = r["mpx_per_s"] / ip1["mpx_per_s"]

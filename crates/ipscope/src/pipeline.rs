@@ -2,8 +2,9 @@
 //!
 //! Flow (one direction, as the house style asks): discover the plate and its layout
 //! (`ipscope-io`), then stream fields through decode → nuclei segmentation → measurements
-//! (`ipscope-core`) in parallel batches, and write the rows in ImageNumber order
-//! (`ipscope-table`), so the output is the same for any thread count. Per-well tables are
+//! (`ipscope-core`) on a pool of workers that each take the next field when free, and write
+//! the rows in ImageNumber order as each field's turn comes (`ipscope-table`), so the output
+//! is the same for any thread count. Per-well tables are
 //! computed from the written tables only (`ipscope-stats`), which is what lets `merge`
 //! reproduce them from shards.
 
