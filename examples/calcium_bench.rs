@@ -65,14 +65,26 @@ fn main() {
     let frames = arg("--frames", 1000);
     let size = arg("--size", 256);
     let unique = arg("--unique", 4).clamp(1, wells.max(1));
+    let repeat = arg("--repeat", 1).max(1);
     let fps = 50.0;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path();
+    // `--dir D` writes the plate to D once and reuses it (for profiling the read passes).
+    let args: Vec<String> = std::env::args().collect();
+    let kept = args
+        .iter()
+        .position(|a| a == "--dir")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
+    let dir = kept.as_deref().unwrap_or(tmp.path());
+    std::fs::create_dir_all(dir).expect("plate folder");
     let t0 = Instant::now();
     for k in 0..wells {
         let (row, col) = (k / 12, k % 12 + 1);
         let name = format!("BENCH_{}{col:02}_s1_w1.tif", (b'A' + row as u8) as char);
         let path = dir.join(&name);
+        if kept.is_some() && path.exists() {
+            continue;
+        }
         if k < unique {
             write_stack(&path, size, frames, fps, k as u64 + 1);
         } else {
@@ -108,37 +120,42 @@ fn main() {
             .sum();
         (t.elapsed().as_secs_f64(), pages)
     };
-    let (d1, pages) = decode();
-    let params = CalciumParams::default();
-    let t = Instant::now();
-    let beats: usize = all
-        .par_iter()
-        .map(|s| {
-            analyze_series(s, 1.0 / fps, &params, &read)
-                .expect("analyse")
-                .analysis
-                .beats
-                .len()
-        })
-        .sum();
-    let analyse = t.elapsed().as_secs_f64();
-    let (d2, _) = decode();
-    let decode_s = d1.min(d2);
-    let mpx = (pages * size * size) as f64 / 1e6;
     println!(
         "calcium_bench: {wells} wells x {frames} frames x {size}^2 on {} threads",
         rayon::current_num_threads()
     );
-    println!(
-        "  decode only : {decode_s:.3} s ({:.0} Mpx/s, {pages} pages)",
-        mpx / decode_s
-    );
-    println!(
-        "  analyse     : {analyse:.3} s ({:.0} Mpx/s, {beats} beats)",
-        mpx / analyse
-    );
-    println!(
-        "  speed ratio (decode time / analysis time): {:.2} (target >= 0.70)",
-        decode_s / analyse
-    );
+    let params = CalciumParams::default();
+    for run in 1..=repeat {
+        if repeat > 1 {
+            println!("run {run} of {repeat}");
+        }
+        let (d1, pages) = decode();
+        let t = Instant::now();
+        let beats: usize = all
+            .par_iter()
+            .map(|s| {
+                analyze_series(s, 1.0 / fps, &params, &read)
+                    .expect("analyse")
+                    .analysis
+                    .beats
+                    .len()
+            })
+            .sum();
+        let analyse = t.elapsed().as_secs_f64();
+        let (d2, _) = decode();
+        let decode_s = d1.min(d2);
+        let mpx = (pages * size * size) as f64 / 1e6;
+        println!(
+            "  decode only : {decode_s:.3} s ({:.0} Mpx/s, {pages} pages)",
+            mpx / decode_s
+        );
+        println!(
+            "  analyse     : {analyse:.3} s ({:.0} Mpx/s, {beats} beats)",
+            mpx / analyse
+        );
+        println!(
+            "  speed ratio (decode time / analysis time): {:.2} (target >= 0.70)",
+            decode_s / analyse
+        );
+    }
 }

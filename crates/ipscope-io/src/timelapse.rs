@@ -30,6 +30,9 @@ use crate::decode::{
 use crate::plate::{natural_cmp, Plate};
 use crate::{Error, Result};
 
+mod plain;
+use plain::PlainStack;
+
 /// Where a series' frames are stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frames {
@@ -293,6 +296,11 @@ pub struct Frame<'a> {
 }
 
 enum Source {
+    /// Uncompressed one-sample pages, read with positioned reads (see [`plain`]).
+    Plain {
+        stack: PlainStack,
+        buf: DecodingResult,
+    },
     Stack {
         dec: Box<TiffDecoder<BufReader<File>>>,
         buf: DecodingResult,
@@ -316,11 +324,35 @@ pub struct FrameReader {
 impl FrameReader {
     /// Opens a series; reads only headers (the page count of a stack).
     pub fn open(series: &TimeSeries, opts: &ReadOptions) -> Result<FrameReader> {
+        FrameReader::open_with(series, opts, true)
+    }
+
+    /// [`FrameReader::open`]; `plain = false` sends every stack through the `tiff` crate
+    /// (the reference the plain reader is tested against).
+    fn open_with(series: &TimeSeries, opts: &ReadOptions, plain: bool) -> Result<FrameReader> {
         let (source, path, frames) = match &series.frames {
             Frames::Stack(path) => {
                 let file = File::open(path).map_err(|e| Error::io(path, e))?;
                 if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
                     return Err(Error::Empty { path: path.clone() });
+                }
+                let stack = plain
+                    .then(|| file.try_clone().ok().and_then(PlainStack::open))
+                    .flatten();
+                if let Some(stack) = stack {
+                    let frames = stack.len();
+                    let source = Source::Plain {
+                        stack,
+                        buf: DecodingResult::U8(Vec::new()),
+                    };
+                    return Ok(FrameReader {
+                        source,
+                        path: path.clone(),
+                        frames,
+                        next: 0,
+                        size: None,
+                        opts: opts.clone(),
+                    });
                 }
                 let mut r = BufReader::with_capacity(1 << 16, file);
                 let (dec, frames) = guarded(path, || {
@@ -386,6 +418,13 @@ impl FrameReader {
         self.next += 1;
         let max_pixels = self.opts.max_pixels;
         let (w, h, file) = match &mut self.source {
+            Source::Plain { stack, buf } => {
+                let path = &self.path;
+                let (w, h) = stack.dimensions(index);
+                check_pixels(path, w as u64, h as u64, max_pixels)?;
+                stack.read(index, buf).map_err(|e| Error::io(path, e))?;
+                (w, h, path.clone())
+            }
             Source::Stack { dec, buf } => {
                 let path = &self.path;
                 let (w, h) = guarded(path, || {
@@ -429,7 +468,7 @@ impl FrameReader {
             message: format!("frame {index}: decoder returned {got} samples for {w}x{h}"),
         };
         let data = match &self.source {
-            Source::Stack { buf, .. } => match buf {
+            Source::Stack { buf, .. } | Source::Plain { buf, .. } => match buf {
                 DecodingResult::U8(v) if v.len() >= n => FrameData::U8(&v[..n]),
                 DecodingResult::U16(v) if v.len() >= n => FrameData::U16(&v[..n]),
                 DecodingResult::U32(v) if v.len() >= n => FrameData::U32(&v[..n]),

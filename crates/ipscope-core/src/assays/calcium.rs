@@ -110,10 +110,11 @@ pub trait Sample: Copy + Send + Sync {
     const SMALL_INT: bool = false;
     /// The value as `i32` (exact for `u8` and `u16`).
     fn to_i32(self) -> i32;
-    /// Sum of the samples whose `mask` is `0xFFFF` (the others' mask is 0), for types
-    /// whose sums are exact integers (so equal to adding run by run); `None` otherwise.
+    /// Sum of the samples whose `mask` is 1 (the others' mask is 0; `ones` of them are 1),
+    /// for types whose sums are exact integers (so equal to adding run by run); `None`
+    /// otherwise.
     #[inline(always)]
-    fn dense_sum(_data: &[Self], _mask: &[u16]) -> Option<f64> {
+    fn dense_sum(_data: &[Self], _mask: &[i16], _ones: usize) -> Option<f64> {
         None
     }
 }
@@ -221,18 +222,23 @@ macro_rules! small_int_sample {
             fn to_i32(self) -> i32 {
                 i32::from(self)
             }
+            /// Σ m·v = Σ m·(v − 2^15) + 2^15·Σ m, with v − 2^15 an `i16`: the products
+            /// of 16-bit pairs add up two pixels per multiply-add instruction (`vpmaddwd`),
+            /// exact in `i32` over 2^15 pixels (each term at most 2^15 in magnitude).
             #[inline(always)]
-            fn dense_sum(data: &[Self], mask: &[u16]) -> Option<f64> {
-                let mut total = 0u64;
-                for (d, m) in data.chunks(1 << 16).zip(mask.chunks(1 << 16)) {
-                    total += u64::from(
+            fn dense_sum(data: &[Self], mask: &[i16], ones: usize) -> Option<f64> {
+                let mut total = 0i64;
+                for (d, m) in data.chunks(1 << 15).zip(mask.chunks(1 << 15)) {
+                    total += i64::from(
                         d.iter()
                             .zip(m)
-                            .map(|(&v, &m)| u32::from(u16::from(v) & m))
-                            .sum::<u32>(),
+                            .map(|(&v, &m)| {
+                                i32::from((u16::from(v) ^ 0x8000) as i16) * i32::from(m)
+                            })
+                            .sum::<i32>(),
                     );
                 }
-                Some(total as f64)
+                Some((total + (ones as i64) * (1 << 15)) as f64)
             }
             fn append(data: &[Self], buf: &mut Stored, capacity: usize) {
                 match buf {
@@ -335,10 +341,10 @@ pub(crate) use with_avx2;
 
 with_avx2! {
     /// Sum of the samples in `runs` ((start, len), row-major), or of those whose `dense`
-    /// mask is `0xFFFF` when it covers the frame and the type's sums are exact.
-    fn masked_sum<T: Sample>(data: &[T], runs: &[(usize, usize)], dense: &[u16]) -> f64 {
+    /// mask is 1 (`ones` of them) when it covers the frame and the type's sums are exact.
+    fn masked_sum<T: Sample>(data: &[T], runs: &[(usize, usize)], dense: &[i16], ones: usize) -> f64 {
         if dense.len() == data.len() {
-            if let Some(s) = T::dense_sum(data, dense) {
+            if let Some(s) = T::dense_sum(data, dense, ones) {
                 return s;
             }
         }
@@ -361,22 +367,42 @@ with_avx2! {
         let mut sd = vec![0.0f32; n];
         let kf = k.max(1) as f64;
         let sd_of = |s: f64, q: f64| ((q / kf - (s / kf) * (s / kf)).max(0.0)).sqrt() as f32;
-        // k · 65535 < 2^32 keeps the u32 sums exact.
+        // k · 65535 < 2^32 keeps the u32 sums exact. Squares add up in u32 while the
+        // frames' maxima say they cannot overflow (12-bit cameras: hundreds of frames),
+        // then move to u64; larger blocks (32 kB per frame) keep the reads sequential.
         if T::SMALL_INT && k <= 1 << 16 {
-            let (mut sum, mut sq) = (vec![0u32; BLOCK], vec![0u64; BLOCK]);
-            for (b, out) in sd.chunks_mut(BLOCK).enumerate() {
-                let (start, len) = (b * BLOCK, out.len());
-                let (sum, sq) = (&mut sum[..len], &mut sq[..len]);
+            const INT_BLOCK: usize = 16384;
+            let mut sum = vec![0u32; INT_BLOCK];
+            let (mut sq32, mut sq) = (vec![0u32; INT_BLOCK], vec![0u64; INT_BLOCK]);
+            for (b, out) in sd.chunks_mut(INT_BLOCK).enumerate() {
+                let (start, len) = (b * INT_BLOCK, out.len());
+                let (sum, sq32, sq) = (&mut sum[..len], &mut sq32[..len], &mut sq[..len]);
                 sum.fill(0);
+                sq32.fill(0);
                 sq.fill(0);
+                let flush = |sq32: &mut [u32], sq: &mut [u64]| {
+                    for (q, q32) in sq.iter_mut().zip(sq32.iter_mut()) {
+                        *q += u64::from(*q32);
+                        *q32 = 0;
+                    }
+                };
+                let mut bound = 0u64;
                 for f in 0..k {
                     let data = &frames[f * n + start..f * n + start + len];
-                    for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(data) {
+                    let max = data.iter().map(|&v| v.to_i32() as u32).max().unwrap_or(0);
+                    let max_sq = u64::from(max) * u64::from(max);
+                    if bound + max_sq > u64::from(u32::MAX) {
+                        flush(sq32, sq);
+                        bound = 0;
+                    }
+                    bound += max_sq;
+                    for ((s, q), &v) in sum.iter_mut().zip(sq32.iter_mut()).zip(data) {
                         let v = v.to_i32() as u32;
                         *s += v;
-                        *q += u64::from(v * v);
+                        *q += v * v;
                     }
                 }
+                flush(sq32, sq);
                 for ((o, &s), &q) in out.iter_mut().zip(sum.iter()).zip(sq.iter()) {
                     *o = sd_of(f64::from(s), q as f64);
                 }
@@ -414,9 +440,9 @@ pub struct TraceBuilder {
     /// The first `buffered` frames, back to back.
     buffer: Stored,
     buffered: usize,
-    /// The beating region as a mask of `0xFFFF` (beating) and 0, when its runs are short
-    /// enough that one pass over the frame beats adding run by run (8/16-bit frames).
-    dense_mask: Vec<u16>,
+    /// The beating region as a mask of 1 (beating) and 0, when its runs are short enough
+    /// that one pass over the frame beats adding run by run (8/16-bit frames).
+    dense_mask: Vec<i16>,
     /// (start, len) runs of beating pixels, row-major.
     runs: Vec<(usize, usize)>,
     mask_pixels: usize,
@@ -487,7 +513,7 @@ impl TraceBuilder {
     fn push_cells<T: Sample>(&mut self, data: &[T]) {
         for (runs, trace) in self.cell_runs.iter().zip(self.cell_traces.iter_mut()) {
             let n: usize = runs.iter().map(|&(_, len)| len).sum();
-            trace.push(masked_sum(data, runs, &[]) / n.max(1) as f64);
+            trace.push(masked_sum(data, runs, &[], 0) / n.max(1) as f64);
         }
     }
 
@@ -519,7 +545,8 @@ impl TraceBuilder {
 
     #[inline]
     fn masked_mean<T: Sample>(&self, data: &[T]) -> f64 {
-        masked_sum(data, &self.runs, &self.dense_mask) / self.mask_pixels.max(1) as f64
+        masked_sum(data, &self.runs, &self.dense_mask, self.mask_pixels)
+            / self.mask_pixels.max(1) as f64
     }
 
     /// [`Self::masked_mean`] and [`Self::push_cells`] of every frame of `frames` (frames
@@ -575,7 +602,7 @@ impl TraceBuilder {
         self.mask_pixels = mask.iter().filter(|&&m| m).count();
         // Short runs (a speckled region): one masked pass over the frame is cheaper.
         self.dense_mask = if self.runs.len() * 64 > n {
-            mask.iter().map(|&m| if m { 0xFFFF } else { 0 }).collect()
+            mask.iter().map(|&m| i16::from(m)).collect()
         } else {
             Vec::new()
         };
