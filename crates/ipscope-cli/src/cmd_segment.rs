@@ -575,6 +575,9 @@ fn documented_default_config() -> String {
         if section == "run" && t.starts_with("device") {
             out.push_str("# where `ipscope run` segments nuclei: cpu (the reference) | gpu (an error when there is none) | auto (a GPU when there is one); run --device wins\n");
         }
+        if section == "qc" && t.starts_with("enabled") {
+            out.push_str("# measure image quality of every field (ImageQuality_* columns, Metadata_QCFlag); false = skip it: null ImageQuality_*, no field flagged\n");
+        }
         if section == "nuclei" {
             if let Some(key) = t.split('=').next().map(str::trim) {
                 if let Some((_, doc)) = NUCLEI_DOCS.iter().find(|(k, _)| *k == key) {
