@@ -17,7 +17,8 @@
 //! the GPU's objects (goal ≥ 0.999), and whether the objects with identical pixels have
 //! identical measurements (area, centre, bounding box).
 //!
-//! `--chain` times only the nuclei chain (for large sizes on a slow device such as lavapipe).
+//! `--chain` times only the nuclei chain, `--only watershed,chain` only those (for large sizes
+//! on a slow device such as lavapipe).
 
 use std::time::Instant;
 
@@ -31,14 +32,15 @@ use ipscope_image::{Image, Labels};
 struct Args {
     sizes: Vec<usize>,
     reps: usize,
-    chain_only: bool,
+    /// Only these benches (`--only`; the first word of a row's name, `chain` for the chain).
+    only: Option<Vec<String>>,
 }
 
 fn args() -> Result<Args, String> {
     let mut a = Args {
         sizes: vec![2048, 8192],
         reps: 3,
-        chain_only: false,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -60,9 +62,19 @@ fn args() -> Result<Args, String> {
                 a.reps = v.parse().map_err(|e| format!("--reps {v}: {e}"))?;
                 a.reps = a.reps.max(1);
             }
-            "--chain" => a.chain_only = true,
+            "--chain" => a.only = Some(vec!["chain".into()]),
+            "--only" => {
+                let v = it
+                    .next()
+                    .ok_or("--only needs a list, e.g. watershed,chain")?;
+                a.only = Some(v.split(',').map(|s| s.trim().to_string()).collect());
+            }
             "-h" | "--help" => {
-                println!("gpu_bench [--quick] [--sizes 2048,8192] [--reps 3] [--chain]");
+                println!(
+                    "gpu_bench [--quick] [--sizes 2048,8192] [--reps 3] [--chain] \
+                     [--only gaussian,otsu,li,erosion,dilation,fill_holes,edt,label8,\
+                     measure_shape,watershed,chain]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -283,8 +295,13 @@ fn main() {
             a.reps
         );
         let g = gpu.as_ref();
-        if !a.chain_only {
-            kernels(&img, &centres, &cpu, g, n, a.reps, cpu_reps);
+        let selected = |name: &str| {
+            let key = name.split_whitespace().next().unwrap_or(name);
+            a.only.as_ref().is_none_or(|o| o.iter().any(|k| k == key))
+        };
+        kernels(&img, &centres, &cpu, g, (n, a.reps, cpu_reps), &selected);
+        if !selected("chain") {
+            continue;
         }
         // The GPU stages of the default nuclei recipe, end to end.
         type Chain = (Labels, Vec<ObjectShape>);
@@ -330,31 +347,34 @@ fn kernels(
     centres: &[(usize, usize)],
     cpu: &CpuBackend,
     g: Option<&GpuBackend>,
-    n: usize,
-    reps: usize,
-    cpu_reps: usize,
+    (n, reps, cpu_reps): (usize, usize, usize),
+    selected: &dyn Fn(&str) -> bool,
 ) {
     {
         macro_rules! bench {
             ($name:expr, $call:ident ( $($arg:expr),* ), $check:expr) => {{
-                let (c_ms, c_out) = time(cpu_reps, || cpu.$call($($arg),*));
-                match g {
-                    Some(g) => match time(reps, || g.$call($($arg),*)) {
-                        (g_ms, Ok(g_out)) => {
-                            let c_out = c_out.expect("the CPU backend never fails");
-                            let check: String = $check(&c_out, &g_out);
-                            row($name, n, c_ms, Some((g_ms, &check)));
-                            Some(g_out)
-                        }
-                        (_, Err(e)) => {
-                            println!("{:<16} {n:>5}² gpu failed: {e}", $name);
+                if selected($name) {
+                    let (c_ms, c_out) = time(cpu_reps, || cpu.$call($($arg),*));
+                    match g {
+                        Some(g) => match time(reps, || g.$call($($arg),*)) {
+                            (g_ms, Ok(g_out)) => {
+                                let c_out = c_out.expect("the CPU backend never fails");
+                                let check: String = $check(&c_out, &g_out);
+                                row($name, n, c_ms, Some((g_ms, &check)));
+                                Some(g_out)
+                            }
+                            (_, Err(e)) => {
+                                println!("{:<16} {n:>5}² gpu failed: {e}", $name);
+                                None
+                            }
+                        },
+                        None => {
+                            row($name, n, c_ms, None);
                             None
                         }
-                    },
-                    None => {
-                        row($name, n, c_ms, None);
-                        None
                     }
+                } else {
+                    None
                 }
             }};
         }
