@@ -558,6 +558,14 @@ const NUCLEI_DOCS: &[(&str, &str)] = &[
         "object_contrast",
         "cut each object at this fraction of its own contrast (90th percentile over background), never below the field threshold; 0 = field threshold only",
     ),
+    (
+        "outline_contrast",
+        "after declumping, grow each object out to this lower fraction of its contrast (CellProfiler-like outlines); 0 = keep the object_contrast outlines",
+    ),
+    (
+        "outline_max_growth",
+        "largest growth (px) of that outline step; 1 = one 4-connected ring; 0 = no growth",
+    ),
 ];
 
 /// The default configuration as TOML with a comment above every documented key.

@@ -228,7 +228,7 @@ fn cp_examplehuman_counts_and_areas() {
         (280..=298).contains(&inner),
         "{inner} nuclei off the border"
     );
-    // Regression band of the count with border objects (measured 321).
+    // Regression band of the count with border objects (measured 322).
     assert!((CP_COUNT_LO..=CP_COUNT_HI).contains(&n), "{n} nuclei");
 }
 
@@ -312,19 +312,23 @@ fn segment_eval_and_config_commands() {
 }
 
 // Measured floors (see the module docs): the default configuration's figures on
-// 2026-11-26 minus 0.005 (F1 DSB2018 0.824, GOWT1 0.684, HeLa 0.824, NIH3T3 0.772, StarDist
-// sample 0.810; cp_examplehuman 321 nuclei, 294 off the border). Issue #4's F1 targets are
-// reached on every set; the cp_examplehuman median area of matched nuclei is not (about
-// 20 % below CellProfiler's, see docs/segmentation.md).
-const F1_DSB: f64 = 0.819;
-const AP_DSB: f64 = 0.424;
-const F1_GOWT1: f64 = 0.679;
-const AP_GOWT1: f64 = 0.329;
-const F1_HELA: f64 = 0.819;
-const AP_HELA: f64 = 0.474;
-const F1_NIH3T3: f64 = 0.767;
-const AP_NIH3T3: f64 = 0.369;
-const F1_STARDIST: f64 = 0.805;
-const AP_STARDIST: f64 = 0.411;
-const CP_COUNT_LO: u32 = 316;
-const CP_COUNT_HI: u32 = 326;
+// 2026-11-26 minus 0.005 (F1 DSB2018 0.802, GOWT1 0.694, HeLa 0.835, NIH3T3 0.777, StarDist
+// sample 0.802; cp_examplehuman 322 nuclei, 295 off the border). Issue #4's targets are
+// asserted beside them: DSB2018 F1 >= 0.80 (above its floor here) and recipe + 0.05 for the
+// other sets; the cp_examplehuman matched area (within 5 % of CellProfiler's) is asserted in
+// crates/ipscope/tests/cp_examplehuman.rs. The outline step of the default (grown out to 0.26
+// of each nucleus's contrast, by at most one pixel) lowered the DSB2018 and StarDist floors
+// (F1 0.824 -> 0.802 and 0.810 -> 0.802, AP 0.429 -> 0.368 and 0.416 -> 0.364: their human
+// outlines are tighter than CellProfiler's) and raised the others; see docs/segmentation.md.
+const F1_DSB: f64 = 0.797;
+const AP_DSB: f64 = 0.363;
+const F1_GOWT1: f64 = 0.689;
+const AP_GOWT1: f64 = 0.340;
+const F1_HELA: f64 = 0.829;
+const AP_HELA: f64 = 0.537;
+const F1_NIH3T3: f64 = 0.771;
+const AP_NIH3T3: f64 = 0.404;
+const F1_STARDIST: f64 = 0.796;
+const AP_STARDIST: f64 = 0.359;
+const CP_COUNT_LO: u32 = 317;
+const CP_COUNT_HI: u32 = 327;
