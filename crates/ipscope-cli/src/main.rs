@@ -602,7 +602,13 @@ fn run_timelapse(args: &RunArgs) -> Result<ExitCode> {
     if let Some(m) = args.max_pixels {
         opts.max_pixels = m;
     }
-    let s = ipscope::timelapse_run::run(&opts, &args.output, args.overwrite)?;
+    let signals = Signals::install();
+    opts.stop = Some(signals.any.clone());
+    let s = match ipscope::timelapse_run::run(&opts, &args.output, args.overwrite) {
+        Ok(s) => s,
+        Err(e @ ipscope::Error::Interrupted { .. }) => exit_interrupted(&e, &signals),
+        Err(e) => return Err(e.into()),
+    };
     if args.output_mode.json {
         println!("{}", serde_json::to_string(&s)?);
     } else if !args.output_mode.quiet {

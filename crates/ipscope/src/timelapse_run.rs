@@ -30,10 +30,14 @@
 //! every table are computed from those traces as in an uninterrupted run, so both write
 //! the same tables. `run.json` holds the run's fingerprint (assay, parameters, channel,
 //! pattern, `--fps`, layout, every input file's size and modification time): a resume with
-//! another is refused unless `--force`d.
+//! another is refused unless `--force`d. SIGINT/SIGTERM ([`TimelapseOptions::stop`]) stop the
+//! run between series: the series in progress finish and are kept, then the run ends with
+//! [`Error::Interrupted`] (the CLI exits 130 or 143) and `--resume` continues it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ipscope_core::assays::calcium::{
@@ -82,6 +86,9 @@ pub struct TimelapseOptions {
     pub resume: bool,
     /// With `resume`: start over when the interrupted run used other parameters or inputs.
     pub force: bool,
+    /// Set (by SIGINT/SIGTERM) to stop: no series starts, those running finish and are kept,
+    /// then the run ends with [`Error::Interrupted`].
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl TimelapseOptions {
@@ -102,6 +109,7 @@ impl TimelapseOptions {
             command_line: Vec::new(),
             resume: false,
             force: false,
+            stop: None,
         }
     }
 }
@@ -331,19 +339,27 @@ fn contraction_result(
 }
 
 /// Runs `work` on every series (in parallel, results in plate order) and splits the
-/// results from the failures.
+/// results from the failures. Once `stop` is set no series starts but those `kept` by an
+/// interrupted run (numbers from 1), which are only read back; the series running finish
+/// (and are kept), then the run ends with [`Error::Interrupted`] in `out_dir`.
 fn run_all<R: Send>(
     all: &[TimeSeries],
     threads: Option<usize>,
+    stop: Option<&AtomicBool>,
+    kept: &BTreeSet<u32>,
+    out_dir: &Path,
     work: impl Fn(usize, &TimeSeries) -> Result<R> + Sync + Send,
     statuses: &mut Vec<ImageStatus>,
 ) -> Result<(Vec<R>, Vec<FailureRecord>)> {
     let timed = |(i, s): (usize, &TimeSeries)| {
+        if stop.is_some_and(|f| f.load(Ordering::SeqCst)) && !kept.contains(&(i as u32 + 1)) {
+            return None;
+        }
         let t = Instant::now();
         let r = work(i, s);
-        (r, t.elapsed().as_secs_f64())
+        Some((r, t.elapsed().as_secs_f64()))
     };
-    let results: Vec<(Result<R>, f64)> = match threads {
+    let results: Vec<Option<(Result<R>, f64)>> = match threads {
         Some(n) => rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
             .build()
@@ -351,9 +367,17 @@ fn run_all<R: Send>(
             .install(|| all.par_iter().enumerate().map(timed).collect()),
         None => all.par_iter().enumerate().map(timed).collect(),
     };
+    let done = results.iter().flatten().count();
+    if done < all.len() {
+        return Err(Error::Interrupted {
+            out_dir: out_dir.to_path_buf(),
+            done,
+            total: all.len(),
+        });
+    }
     let mut ok = Vec::new();
     let mut failures = Vec::new();
-    for (i, (s, (r, seconds))) in all.iter().zip(results).enumerate() {
+    for (i, (s, (r, seconds))) in all.iter().zip(results.into_iter().flatten()).enumerate() {
         statuses.push(ImageStatus {
             image_number: i as u32 + 1,
             well: s.well.clone(),
@@ -454,6 +478,9 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
         let (ok, failures) = run_all(
             &all,
             opts.threads,
+            opts.stop.as_deref(),
+            &shards.done,
+            out_dir,
             |i, s| {
                 if let Some((meta, mut traces)) = shards.load(i) {
                     let motion = MotionTrace {
@@ -500,6 +527,9 @@ pub fn run(opts: &TimelapseOptions, out_dir: &Path, overwrite: bool) -> Result<T
         let (ok, failures) = run_all(
             &all,
             opts.threads,
+            opts.stop.as_deref(),
+            &shards.done,
+            out_dir,
             |i, s| {
                 let per_cell = opts.per_cell.is_some();
                 if let Some((meta, mut traces)) = shards.load(i) {
