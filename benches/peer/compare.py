@@ -38,15 +38,47 @@ except ImportError:  # counts per field then come from the manifest's plate tota
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def timed(cmd, env=None):
-    """Runs cmd; returns (stdout, wall seconds, child CPU seconds)."""
+def runnable_threads(pid):
+    """Threads of pid in state R (running or waiting for a CPU), from /proc; None elsewhere."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    n = 0
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                # the state follows the parenthesised command name
+                n += f.read().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            pass
+    return n
+
+
+def timed(cmd, env=None, sample=False):
+    """Runs cmd; returns (stdout, wall seconds, child CPU seconds, mean runnable threads).
+
+    With sample, the child's threads are sampled every 20 ms: the mean number in state R
+    says how many cores the run could keep busy, even on a loaded machine where they wait
+    for one (on Linux; None elsewhere)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) as p:
+        samples = []
+        if sample:
+            while p.poll() is None:
+                n = runnable_threads(p.pid)
+                if n is not None:
+                    samples.append(n)
+                time.sleep(0.02)
+        out = p.stdout.read()
+        p.wait()
+    if p.returncode != 0:
+        raise subprocess.CalledProcessError(p.returncode, cmd)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return out, wall, cpu
+    return out, wall, cpu, (sum(samples) / len(samples) if samples else None)
 
 
 def tifffile_shape(path):
@@ -102,7 +134,7 @@ def main():
         shape = tifffile_shape(f)
         pixels += shape[0] * shape[1]
     if not args.no_peer:
-        out, wall, cpu = timed([sys.executable, os.path.join(HERE, "skimage_recipe.py"),
+        out, wall, cpu, _ = timed([sys.executable, os.path.join(HERE, "skimage_recipe.py"),
                                 args.plate], env=one_thread_env())
         peer = json.loads(out)
         pixels = peer["pixels"]
@@ -119,8 +151,9 @@ def main():
         dst = os.path.join(args.work, f"ipscope_{m}_{t}t")
         shutil.rmtree(dst, ignore_errors=True)
         extra = ["--config", os.path.join(HERE, "job.toml")] if m == "job" else []
-        _, wall, cpu = timed([args.ipscope, "run", args.plate, "-o", dst, "--threads", str(t),
-                              "--channel", "w1=DNA", "--quiet"] + extra)
+        _, wall, cpu, runnable = timed([args.ipscope, "run", args.plate, "-o", dst,
+                                        "--threads", str(t), "--channel", "w1=DNA",
+                                        "--quiet"] + extra, sample=True)
         if pq is not None:
             img = pq.read_table(os.path.join(dst, "Image.parquet"),
                                 columns=["FileName_DNA", "Count_Nuclei"]).to_pydict()
@@ -134,7 +167,7 @@ def main():
             field_s = [i["seconds"] for i in json.load(f)["images"]]
         res["runs"][f"ipscope_{m}_{t}t"] = {"tool": f"ipscope ({m})", "mode": m, "threads": t,
                                             "wall_s": wall, "cpu_s": cpu, "counts": counts,
-                                            "field_s": field_s}
+                                            "field_s": field_s, "runnable": runnable}
 
     if args.cellprofiler:
         cp = shutil.which("cellprofiler")
@@ -150,7 +183,7 @@ def main():
             dst = os.path.join(args.work, "cellprofiler")
             shutil.rmtree(dst, ignore_errors=True)
             os.makedirs(dst)
-            _, wall, cpu = timed([cp, "-c", "-r", "-p", pipeline,
+            _, wall, cpu, _ = timed([cp, "-c", "-r", "-p", pipeline,
                                   "-i", args.plate, "-o", dst], env=one_thread_env())
             res["runs"]["cellprofiler_1t"] = {"tool": "CellProfiler", "wall_s": wall,
                                               "cpu_s": cpu, "counts": {}}
@@ -158,17 +191,19 @@ def main():
     mpx = pixels / 1e6
     print(f"{len(files)} fields, {mpx:.1f} MPx, {sum(truth.values())} true nuclei")
     print("job = the recipe's work (job.toml: no image QC, AreaShape + Intensity); "
-          "run = default `ipscope run`; busy = CPU s / wall s (cores kept busy)")
+          "run = default `ipscope run`; busy = CPU s / wall s (cores kept busy); "
+          "runnable = mean threads running or waiting for a core")
     print(f"{'run':<18}{'wall s':>9}{'MPx/s':>9}{'CPU s':>9}{'MPx/CPU-s':>11}{'busy':>7}"
-          f"{'objects':>9}")
+          f"{'runnable':>9}{'objects':>9}")
     for name, r in res["runs"].items():
         n = sum(r["counts"].values())
         r["mpx_per_s"] = mpx / r["wall_s"]
         r["mpx_per_cpu_s"] = mpx / r["cpu_s"] if r["cpu_s"] > 0 else None
         r["busy"] = r["cpu_s"] / r["wall_s"]
         r["objects"] = n
+        runnable = "" if r.get("runnable") is None else f"{r['runnable']:.2f}"
         print(f"{name:<18}{r['wall_s']:>9.2f}{r['mpx_per_s']:>9.2f}{r['cpu_s']:>9.2f}"
-              f"{r['mpx_per_cpu_s']:>11.2f}{r['busy']:>7.2f}{n:>9}")
+              f"{r['mpx_per_cpu_s']:>11.2f}{r['busy']:>7.2f}{runnable:>9}{n:>9}")
     sk = res["runs"].get("skimage_1t")
     first = None
     for m in modes:
