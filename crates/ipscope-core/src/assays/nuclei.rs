@@ -425,18 +425,16 @@ pub fn segment_nuclei_with<T: Pixel>(
             // nuclei there, and a wider spacing loses small nuclei beside large ones.
             DeclumpMethod::Shape => declump(&fg, &components, dist, params.seed_distance()),
             DeclumpMethod::Intensity => declump_by_intensity(
-                &scaled,
+                declump_smoothing(backend, &scaled, eff.min_diameter)?,
                 &fg,
                 &components,
-                eff.min_diameter,
                 eff.seed_distance(),
             ),
             DeclumpMethod::Hybrid => declump_by_dynamics(
-                &scaled,
+                declump_smoothing(backend, &scaled, eff.min_diameter)?,
                 &fg,
                 &components,
                 &dist,
-                eff.min_diameter,
                 (t as f32, tmap.as_ref()),
                 params.seed_min_depth,
             ),
@@ -654,23 +652,32 @@ pub fn threshold_field_with(
     }))
 }
 
-/// Intensity-based declumping (CellProfiler's default): the image is smoothed with
-/// σ = min_diameter / 3.5 (CellProfiler's automatic filter size 2.35·d/3.5 as a FWHM), seeds
-/// are its local maxima inside the foreground at least `seed_distance` apart, and the
-/// watershed floods the inverted smoothed image inside the foreground.
-fn declump_by_intensity(
+/// The smoothing of the intensity and hybrid declumpings, σ = min_diameter / 3.5 (1 when
+/// the diameter is not a positive number), on the backend (so `--device gpu` runs it there).
+fn declump_smoothing(
+    backend: &dyn Backend,
     scaled: &Image<f32>,
-    fg: &Image<bool>,
-    components: &Labels,
     min_diameter: f32,
-    seed_distance: usize,
-) -> Labels {
+) -> Result<Image<f32>, Error> {
     let sigma = if min_diameter.is_finite() && min_diameter > 0.0 {
         min_diameter / 3.5
     } else {
         1.0
     };
-    let smooth = gaussian_blur(scaled.view(), sigma);
+    backend.gaussian_blur(scaled.view(), sigma)
+}
+
+/// Intensity-based declumping (CellProfiler's default): the image is smoothed with
+/// σ = min_diameter / 3.5 (CellProfiler's automatic filter size 2.35·d/3.5 as a FWHM), seeds
+/// are its local maxima inside the foreground at least `seed_distance` apart, and the
+/// watershed floods the inverted smoothed image inside the foreground.
+fn declump_by_intensity(
+    // The image smoothed by `declump_smoothing`.
+    smooth: Image<f32>,
+    fg: &Image<bool>,
+    components: &Labels,
+    seed_distance: usize,
+) -> Labels {
     // As CellProfiler: a pixel is a maximum when it equals the maximum of its neighbourhood;
     // connected maxima (a plateau, e.g. a saturated nucleus) form one seed.
     let maxf = max_filter(&smooth, seed_distance);
@@ -701,26 +708,20 @@ fn declump_by_intensity(
 /// with a union-find (M. Grimaud, "New measure of contrast: the dynamics", SPIE 1769,
 /// 1992); the watershed then floods the negated surface inside the foreground.
 fn declump_by_dynamics(
-    scaled: &Image<f32>,
+    // The image smoothed by `declump_smoothing`.
+    mut smooth: Image<f32>,
     fg: &Image<bool>,
     components: &Labels,
     dist: &Image<f32>,
-    min_diameter: f32,
     // The field threshold and, with the per-object rule, each pixel's own threshold.
     (t, tmap): (f32, Option<&Image<f32>>),
     rel_depth: f32,
 ) -> Labels {
-    let sigma = if min_diameter.is_finite() && min_diameter > 0.0 {
-        min_diameter / 3.5
-    } else {
-        1.0
-    };
     // Pixel indices are u32 below (half the memory traffic of usize); a field of 2³² pixels
     // or more (64 GiB of u16 per channel) keeps its undivided components.
     if fg.len() >= u32::MAX as usize {
         return components.clone();
     }
-    let mut smooth = gaussian_blur(scaled.view(), sigma);
     // An all-foreground field has no finite distance; a constant keeps the intensity term.
     let cap = (fg.width() + fg.height()) as f32;
     let t = if t.is_finite() { t } else { 0.0 };
@@ -1157,6 +1158,8 @@ mod tests {
     struct Recording {
         calls: std::sync::Mutex<Vec<&'static str>>,
         fail_at: Option<&'static str>,
+        /// Fail the Gaussian after this many successful calls.
+        fail_after_blurs: Option<usize>,
     }
 
     impl Recording {
@@ -1164,6 +1167,7 @@ mod tests {
             Recording {
                 calls: std::sync::Mutex::new(Vec::new()),
                 fail_at,
+                fail_after_blurs: None,
             }
         }
         fn call(&self, stage: &'static str) -> Result<(), Error> {
@@ -1183,6 +1187,19 @@ mod tests {
             "recording".into()
         }
         fn gaussian_blur(&self, i: ImageView<f32>, s: f32) -> Result<Image<f32>, Error> {
+            let done = self
+                .calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|&&c| c == "gaussian_blur")
+                .count();
+            if self.fail_after_blurs.is_some_and(|n| done >= n) {
+                return Err(Error::Backend {
+                    device: "test".into(),
+                    message: "gaussian_blur lost".into(),
+                });
+            }
             self.call("gaussian_blur")?;
             CpuBackend.gaussian_blur(i, s)
         }
@@ -1255,6 +1272,31 @@ mod tests {
             "distance_transform_edt",
         ] {
             assert!(calls.contains(&stage), "{stage} not called: {calls:?}");
+        }
+    }
+
+    #[test]
+    fn the_declumping_gaussian_goes_through_the_backend() {
+        let img = eight_nuclei();
+        for method in [DeclumpMethod::Hybrid, DeclumpMethod::Intensity] {
+            let p = NucleiParams {
+                declump_method: method,
+                ..NucleiParams::default()
+            };
+            let rec = Recording::new(None);
+            let got = segment_nuclei_with(&rec, img.view(), &p).unwrap();
+            assert_eq!(got, segment_nuclei(img.view(), &p), "{method:?}");
+            let calls = rec.calls.lock().unwrap().clone();
+            let blurs = calls.iter().filter(|&&c| c == "gaussian_blur").count();
+            // The first smoothing and the declumping's.
+            assert_eq!(blurs, 2, "{method:?}: {calls:?}");
+            // A failing device there fails the field.
+            let rec = Recording {
+                fail_after_blurs: Some(1),
+                ..Recording::new(None)
+            };
+            let err = segment_nuclei_with(&rec, img.view(), &p).expect_err("second blur");
+            assert!(matches!(err, Error::Backend { .. }), "{err:?}");
         }
     }
 
