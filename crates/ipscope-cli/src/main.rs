@@ -602,6 +602,30 @@ fn run_timelapse(args: &RunArgs) -> Result<ExitCode> {
     if let Some(m) = args.max_pixels {
         opts.max_pixels = m;
     }
+    // --config: [input] and [channels] apply as in the nuclei run (flags win); a section
+    // asking for what the time-lapse runner does not do is refused, not ignored. ([run]
+    // device is checked with --device for every assay.)
+    if let Some(path) = &args.config {
+        let config = Config::from_file(path)?;
+        if config.illumination.enabled {
+            anyhow::bail!(
+                "{}: [illumination] is enabled, but the {} assay does not correct illumination; only the nuclei assay does",
+                path.display(),
+                args.assay
+            );
+        }
+        if opts.pattern.is_none() {
+            opts.pattern = config.input.pattern;
+        }
+        if args.max_pixels.is_none() {
+            opts.max_pixels = config.input.max_pixels;
+        }
+        for (id, name) in config.channels {
+            if !opts.channels.iter().any(|(i, _)| *i == id) {
+                opts.channels.push((id, name));
+            }
+        }
+    }
     let signals = Signals::install();
     opts.stop = Some(signals.any.clone());
     let s = match ipscope::timelapse_run::run(&opts, &args.output, args.overwrite) {
