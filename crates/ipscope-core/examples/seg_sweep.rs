@@ -201,12 +201,15 @@ fn main() -> Res<()> {
     for arg in std::env::args().skip(1) {
         let params: NucleiParams = serde_json::from_str(&arg)?;
         let mut row = format!("{arg} |");
+        let mut seg_time = std::time::Duration::ZERO;
         for set in &sets {
             let matches: Vec<ImageMatch> = set
                 .pairs
                 .iter()
                 .map(|(img, t)| {
+                    let start = std::time::Instant::now();
                     let pred = with_dyn_image!(img, i => segment_nuclei(i.view(), &params));
+                    seg_time += start.elapsed();
                     match_labels(t.view(), pred.labels.view())
                 })
                 .collect::<Result<_, _>>()?;
@@ -242,6 +245,7 @@ fn main() -> Res<()> {
             100.0 * signed,
             100.0 * (cell_median / cp_cells - 1.0)
         );
+        row += &format!(" | segmentation {:.2} s", seg_time.as_secs_f64());
         println!("{row}");
     }
     Ok(())

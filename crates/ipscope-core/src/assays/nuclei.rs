@@ -462,30 +462,79 @@ pub fn segment_nuclei_with<T: Pixel>(
 /// Grows `objects` by a watershed of the negated `smoothed` image into `outline`, at most
 /// `max_growth` px (Euclidean distance to the nearest object pixel) beyond them; an infinite
 /// `max_growth` sets no limit.
+///
+/// Only the object pixels 4-adjacent to a pixel they may grow into are flooded from (the
+/// others have no unlabelled neighbour to reach), which gives the labels of a watershed
+/// from the whole objects at the cost of the ring.
 fn grow_outlines(
     backend: &dyn Backend,
     smoothed: &Image<f32>,
     objects: Labels,
-    mut outline: Image<bool>,
+    outline: Image<bool>,
     max_growth: f32,
 ) -> Result<Labels, Error> {
-    let outside = objects.image().map(|l| l == 0);
+    let (w, h) = (objects.width(), objects.height());
+    let lab = objects.image().as_slice();
+    // The pixels an object may take: in the outline, outside every object, near enough.
+    let mut grow: Vec<bool> = outline
+        .as_slice()
+        .iter()
+        .zip(lab)
+        .map(|(&o, &l)| o && l == 0)
+        .collect();
     if max_growth.is_finite() {
+        let outside = objects.image().map(|l| l == 0);
         let dist = backend.distance_transform_edt(outside.view())?;
-        for ((o, &d), &out) in outline
-            .as_mut_slice()
-            .iter_mut()
-            .zip(dist.as_slice())
-            .zip(outside.as_slice())
-        {
-            *o = *o && (!out || d <= max_growth);
+        for (g, &d) in grow.iter_mut().zip(dist.as_slice()) {
+            *g = *g && d <= max_growth;
         }
     }
-    for (o, &out) in outline.as_mut_slice().iter_mut().zip(outside.as_slice()) {
-        *o = *o || !out;
+    let mut markers = Image::new(w, h, 0u32);
+    let mut mask = Image::new(w, h, false);
+    let mut any = false;
+    for (i, &g) in grow.iter().enumerate() {
+        if !g {
+            continue;
+        }
+        any = true;
+        mask.as_mut_slice()[i] = true;
+        let (r, c) = (i / w, i % w);
+        let mut mark = |n: usize| {
+            if lab[n] != 0 {
+                markers.as_mut_slice()[n] = lab[n];
+                mask.as_mut_slice()[n] = true;
+            }
+        };
+        if r > 0 {
+            mark(i - w);
+        }
+        if c > 0 {
+            mark(i - 1);
+        }
+        if c + 1 < w {
+            mark(i + 1);
+        }
+        if r + 1 < h {
+            mark(i + w);
+        }
+    }
+    if !any {
+        return Ok(objects);
     }
     let elevation = smoothed.map(|v| -v);
-    Ok(watershed(elevation.view(), &objects, Some(outline.view())))
+    let n = objects.count();
+    let grown = watershed(
+        elevation.view(),
+        &Labels::new(markers, n),
+        Some(mask.view()),
+    );
+    let mut out = objects.into_image();
+    for (o, &g) in out.as_mut_slice().iter_mut().zip(grown.image().as_slice()) {
+        if *o == 0 {
+            *o = g;
+        }
+    }
+    Ok(Labels::new(out, n))
 }
 
 /// Quantile of an object's values that stands for its brightness in the per-object rule.
