@@ -14,8 +14,7 @@ use ipscope::image::{Image, ImageView, Labels};
 use ipscope::pipeline::SharedBackend;
 use ipscope::{Pipeline, RunOptions, Status};
 
-/// The CPU reference, except that the `fail_at`-th Gaussian (one per field) reports a lost
-/// device.
+/// The CPU reference, except that the `fail_at`-th Gaussian reports a lost device.
 struct LosesDevice {
     gaussians: Mutex<usize>,
     fail_at: usize,
@@ -84,11 +83,26 @@ fn a_device_failure_fails_its_field_only() {
     assert_eq!(cpu.device(), "cpu");
     let want: Vec<_> = cpu.stream().collect();
 
-    // One worker thread: fields are segmented in ImageNumber order, so the 5th Gaussian is
-    // the 5th field's.
+    // Count the Gaussians a field asks of the backend (the nuclei's smoothing and the
+    // declumping's) with a device that never fails.
+    let counting = Arc::new(LosesDevice {
+        gaussians: Mutex::new(0),
+        fail_at: usize::MAX,
+    });
+    let counted: Vec<_> = Pipeline::new(options(Some(SharedBackend(counting.clone()))))
+        .unwrap()
+        .stream()
+        .collect();
+    assert_eq!(counted.len(), want.len());
+    let total = *counting.gaussians.lock().unwrap();
+    let per_field = total / want.len();
+    assert!(per_field >= 1 && per_field * want.len() == total, "{total} Gaussians");
+
+    // One worker thread: fields are segmented in ImageNumber order, so the first Gaussian
+    // of the 5th field is call 4 × per_field + 1.
     let failing = Arc::new(LosesDevice {
         gaussians: Mutex::new(0),
-        fail_at: 5,
+        fail_at: 4 * per_field + 1,
     });
     let pipeline = Pipeline::new(options(Some(SharedBackend(failing)))).unwrap();
     assert_eq!(pipeline.device(), "gpu: test device (loses itself once)");
