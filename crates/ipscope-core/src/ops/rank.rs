@@ -5,6 +5,15 @@
 //! `scipy.ndimage.grey_erosion` / `grey_dilation` with `mode='nearest'`.
 //! Reference: M. van Herk, "A fast algorithm for local minimum and maximum filters on
 //! rectangular and octagonal kernels", Pattern Recognit. Lett. 13 (1992) 517–521.
+//!
+//! Two paths give the same bits. The scalar reference (`filter`) runs the recurrences along
+//! each row, then down the columns with `f32::min`/`max`. The fast path, for images without
+//! NaN or −0.0 (there a plain comparison orders the values exactly as `f32::min`/`max` do),
+//! filters columns only, many at once (vectorised; AVX2 chosen at run time), a strip of
+//! columns and one block of 2r+1 rows at a time so the running extrema stay in cache; the
+//! rows are filtered as the columns of the transposed image. A square's minimum is the
+//! minimum of the row minima of the column minima in either order, so the result is the
+//! same.
 
 use ipscope_image::{Image, ImageView};
 
@@ -117,19 +126,267 @@ fn filter(src: ImageView<f32>, r: usize, op: Op) -> Image<f32> {
     out
 }
 
+/// Whether the fast path orders every pixel as `f32::min`/`max` do: no NaN (ignored by
+/// them, not by a comparison) and no −0.0 (which they may or may not rank below +0.0).
+fn plain_order(src: ImageView<f32>) -> bool {
+    // A fold, not `any`: without the early exit the scan vectorises.
+    src.rows().all(|row| {
+        !row.iter().fold(false, |bad, &v| {
+            bad | v.is_nan() | (v.to_bits() == 0x8000_0000)
+        })
+    })
+}
+
+/// The extremum of a fast-path pass: `MAX` selects the maximum.
+#[inline(always)]
+fn pick<const MAX: bool>(a: f32, b: f32) -> f32 {
+    if MAX {
+        if b > a {
+            b
+        } else {
+            a
+        }
+    } else if b < a {
+        b
+    } else {
+        a
+    }
+}
+
+/// Lanes of the fixed-size chunks below: loading a whole chunk before storing it lets the
+/// compiler vectorise without run-time overlap checks (which sent the AVX2 build to the
+/// scalar loop).
+const LANES: usize = 16;
+
+/// `out[i] = pick(a[i], b[i])`.
+#[inline(always)]
+fn combine<const MAX: bool>(out: &mut [f32], a: &[f32], b: &[f32]) {
+    let n = out.len().min(a.len()).min(b.len());
+    let (out, a, b) = (&mut out[..n], &a[..n], &b[..n]);
+    let mut oc = out.chunks_exact_mut(LANES);
+    let (mut ac, mut bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for ((o, x), y) in (&mut oc).zip(&mut ac).zip(&mut bc) {
+        let mut r = [0f32; LANES];
+        for l in 0..LANES {
+            r[l] = pick::<MAX>(x[l], y[l]);
+        }
+        o.copy_from_slice(&r);
+    }
+    for ((o, &x), &y) in oc
+        .into_remainder()
+        .iter_mut()
+        .zip(ac.remainder())
+        .zip(bc.remainder())
+    {
+        *o = pick::<MAX>(x, y);
+    }
+}
+
+/// `acc[i] = pick(acc[i], v[i])`.
+#[inline(always)]
+fn accumulate<const MAX: bool>(acc: &mut [f32], v: &[f32]) {
+    let n = acc.len().min(v.len());
+    let (acc, v) = (&mut acc[..n], &v[..n]);
+    let mut ac = acc.chunks_exact_mut(LANES);
+    let mut vc = v.chunks_exact(LANES);
+    for (a, x) in (&mut ac).zip(&mut vc) {
+        let mut r = [0f32; LANES];
+        for l in 0..LANES {
+            r[l] = pick::<MAX>(a[l], x[l]);
+        }
+        a.copy_from_slice(&r);
+    }
+    for (a, &x) in ac.into_remainder().iter_mut().zip(vc.remainder()) {
+        *a = pick::<MAX>(*a, x);
+    }
+}
+
+/// Columns per strip of [`columns`]: 2r+1 rows of running extrema for this many columns
+/// stay in the core's cache.
+const STRIP: usize = 512;
+
+/// Extremum over the rows `y − r ..= y + r` (clipped) of each column of a `w`-wide
+/// row-major image, into `out`; `hs` is scratch.
+///
+/// van Herk's recurrences on blocks of k = 2r+1 rows of the image padded by r rows on
+/// each side: `hs` holds the suffix extrema of one block, a running prefix extremum walks
+/// the next block, and the window starting at padded row y is their combination.
+#[inline(always)]
+fn columns<const MAX: bool>(src: &[f32], w: usize, r: usize, out: &mut [f32], hs: &mut Vec<f32>) {
+    let h = src.len() / w.max(1);
+    let k = 2 * r + 1;
+    let m = h + 2 * r;
+    let pad = if MAX {
+        f32::NEG_INFINITY
+    } else {
+        f32::INFINITY
+    };
+    // Padded row j, columns c0..c1 (None: a padding row, which changes no extremum).
+    let row = |j: usize, c0: usize, c1: usize| -> Option<&[f32]> {
+        (j >= r && j < r + h).then(|| &src[(j - r) * w + c0..(j - r) * w + c1])
+    };
+    let mut acc = vec![pad; STRIP.min(w)];
+    for c0 in (0..w).step_by(STRIP) {
+        let c1 = (c0 + STRIP).min(w);
+        let sw = c1 - c0;
+        hs.clear();
+        hs.resize(k * sw, pad);
+        for b0 in (0..h).step_by(k) {
+            // Suffix extrema of padded rows b0..b0+k (the block of output rows b0..).
+            let end = (b0 + k).min(m);
+            for j in (b0..end).rev() {
+                let i = j - b0;
+                let (cur, next) = hs.split_at_mut((i + 1) * sw);
+                let cur = &mut cur[i * sw..];
+                match (row(j, c0, c1), j + 1 < end) {
+                    (Some(v), true) => combine::<MAX>(cur, &next[..sw], v),
+                    (Some(v), false) => cur.copy_from_slice(v),
+                    (None, true) => cur.copy_from_slice(&next[..sw]),
+                    (None, false) => cur.fill(pad),
+                }
+            }
+            // Output row b0 sees its whole block; row b0 + i sees the block's suffix from
+            // i and the next block's prefix up to i − 1.
+            out[b0 * w + c0..b0 * w + c1].copy_from_slice(&hs[..sw]);
+            let acc = &mut acc[..sw];
+            acc.fill(pad);
+            for i in 1..k.min(h - b0) {
+                let y = b0 + i;
+                if let Some(v) = row(b0 + k + i - 1, c0, c1) {
+                    accumulate::<MAX>(acc, v);
+                }
+                combine::<MAX>(
+                    &mut out[y * w + c0..y * w + c1],
+                    &hs[i * sw..(i + 1) * sw],
+                    acc,
+                );
+            }
+        }
+    }
+}
+
+/// Transpose of a `w`-wide row-major image into `out` (`h`-wide). A tile of T×T goes
+/// through a local buffer, so both the reads and the writes are runs of T contiguous
+/// values (writing single values T rows apart was slower than the filter passes).
+#[inline(always)]
+fn transpose(src: &[f32], w: usize, out: &mut [f32]) {
+    const T: usize = 64;
+    let h = src.len() / w.max(1);
+    let mut tile = [0f32; T * T];
+    for y0 in (0..h).step_by(T) {
+        let th = T.min(h - y0);
+        for x0 in (0..w).step_by(T) {
+            let tw = T.min(w - x0);
+            for dy in 0..th {
+                let row = &src[(y0 + dy) * w + x0..(y0 + dy) * w + x0 + tw];
+                for (dx, &v) in row.iter().enumerate() {
+                    tile[dx * T + dy] = v;
+                }
+            }
+            for dx in 0..tw {
+                out[(x0 + dx) * h + y0..(x0 + dx) * h + y0 + th]
+                    .copy_from_slice(&tile[dx * T..dx * T + th]);
+            }
+        }
+    }
+}
+
+/// One [`columns`] pass with the extremum chosen at run time.
+#[inline(always)]
+fn pass(max: bool, src: &[f32], w: usize, r: usize, out: &mut [f32], hs: &mut Vec<f32>) {
+    if max {
+        columns::<true>(src, w, r, out, hs)
+    } else {
+        columns::<false>(src, w, r, out, hs)
+    }
+}
+
+/// The fast path: the filter `first` (maximum when true), then `second` if any, each over
+/// the columns and the rows. Ordered Fv, transpose, Fh, Sh, transpose, Sv, so a pair takes
+/// two transposes like one filter. Compiled for AVX2 as well, chosen at run time (minima
+/// and maxima are exact, so both give the same bits).
+fn fast(src: ImageView<f32>, r: usize, first: bool, second: Option<bool>) -> Image<f32> {
+    let (w, h) = (src.width(), src.height());
+    let mut a: Vec<f32> = Vec::with_capacity(w * h);
+    for row in src.rows() {
+        a.extend_from_slice(row);
+    }
+    let mut b = vec![0f32; w * h];
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(
+            a: &mut Vec<f32>,
+            b: &mut Vec<f32>,
+            w: usize,
+            r: usize,
+            first: bool,
+            second: Option<bool>,
+        ) {
+            fast_passes(a, b, w, r, first, second)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { avx2(&mut a, &mut b, w, r, first, second) };
+            return Image::from_vec(w, h, a).unwrap_or_else(|_| unreachable!());
+        }
+    }
+    fast_passes(&mut a, &mut b, w, r, first, second);
+    // `a` holds w·h values, in the source's orientation.
+    Image::from_vec(w, h, a).unwrap_or_else(|_| unreachable!())
+}
+
+/// The passes of [`fast`] on the `w`-wide image in `a`, with `b` as scratch; the result is
+/// left in `a`. Inlined into each instruction-set variant.
+#[inline(always)]
+fn fast_passes(
+    a: &mut Vec<f32>,
+    b: &mut Vec<f32>,
+    w: usize,
+    r: usize,
+    first: bool,
+    second: Option<bool>,
+) {
+    let h = a.len() / w.max(1);
+    let mut hs = Vec::new();
+    pass(first, a, w, r, b, &mut hs);
+    transpose(b, w, a);
+    pass(first, a, h, r, b, &mut hs);
+    if let Some(second) = second {
+        pass(second, b, h, r, a, &mut hs);
+        std::mem::swap(a, b);
+    }
+    transpose(b, h, a);
+    if let Some(second) = second {
+        pass(second, a, w, r, b, &mut hs);
+        std::mem::swap(a, b);
+    }
+}
+
 /// Minimum over the (2r+1)² square around each pixel.
 pub fn erode(src: ImageView<f32>, r: usize) -> Image<f32> {
-    filter(src, r, Op::Min)
+    if plain_order(src) && !src.is_empty() {
+        fast(src, r, false, None)
+    } else {
+        filter(src, r, Op::Min)
+    }
 }
 
 /// Maximum over the (2r+1)² square around each pixel.
 pub fn dilate(src: ImageView<f32>, r: usize) -> Image<f32> {
-    filter(src, r, Op::Max)
+    if plain_order(src) && !src.is_empty() {
+        fast(src, r, true, None)
+    } else {
+        filter(src, r, Op::Max)
+    }
 }
 
 /// Grey opening (erosion, then dilation) with the (2r+1)² square.
 pub fn open(src: ImageView<f32>, r: usize) -> Image<f32> {
-    let e = erode(src, r);
+    if plain_order(src) && !src.is_empty() {
+        return fast(src, r, false, Some(true));
+    }
+    let e = filter(src, r, Op::Min);
     dilate(e.view(), r)
 }
 
@@ -172,6 +429,79 @@ mod tests {
                 let e = naive(&img, r, false);
                 assert_eq!(open(img.view(), r), naive(&e, r, true), "{w}x{h} r{r}");
             }
+        }
+    }
+
+    fn bits(img: &Image<f32>) -> Vec<u32> {
+        img.as_slice().iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn fast_path_equals_the_scalar_reference() {
+        // Float noise with repeats, ±inf and +0.0, on shapes that cover one pixel, single
+        // rows and columns, several column strips (w > STRIP) and windows wider than the
+        // image.
+        let mut state = 99u64;
+        let mut rnd = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for (w, h) in [(1, 1), (1, 9), (9, 1), (700, 5), (6, 530), (33, 47)] {
+            let img = Image::from_fn(w, h, |_, _| {
+                let u = rnd();
+                if u < 0.01 {
+                    f32::INFINITY
+                } else if u < 0.02 {
+                    f32::NEG_INFINITY
+                } else if u < 0.1 {
+                    0.0
+                } else {
+                    // + 0.0: rounding may give −0.0, which the fast path leaves out.
+                    ((u - 0.5) * 1e3).round() as f32 * 0.37 + 0.0
+                }
+            });
+            assert!(plain_order(img.view()));
+            for r in [0, 1, 2, 7, 50, 600] {
+                let (e, d) = (
+                    filter(img.view(), r, Op::Min),
+                    filter(img.view(), r, Op::Max),
+                );
+                assert_eq!(bits(&erode(img.view(), r)), bits(&e), "{w}x{h} r{r}");
+                assert_eq!(bits(&dilate(img.view(), r)), bits(&d), "{w}x{h} r{r}");
+                let o = filter(e.view(), r, Op::Max);
+                assert_eq!(bits(&open(img.view(), r)), bits(&o), "{w}x{h} r{r}");
+            }
+        }
+    }
+
+    #[test]
+    fn nan_and_negative_zero_take_the_reference_path() {
+        // f32::min ignores NaN where a comparison would not, and may rank −0.0 either way:
+        // such images are filtered by the reference, which gives the brute-force result.
+        let img = Image::from_fn(11, 8, |y, x| match (y * 11 + x) % 9 {
+            0 => f32::NAN,
+            4 => -0.0,
+            k => k as f32 - 3.0,
+        });
+        assert!(!plain_order(img.view()));
+        let nan_only = Image::from_fn(3, 3, |y, x| if (y, x) == (1, 1) { 1.0 } else { f32::NAN });
+        assert!(!plain_order(nan_only.view()));
+        for r in [0, 1, 3] {
+            assert_eq!(
+                bits(&erode(img.view(), r)),
+                bits(&filter(img.view(), r, Op::Min))
+            );
+            assert_eq!(
+                bits(&dilate(img.view(), r)),
+                bits(&filter(img.view(), r, Op::Max))
+            );
+            // NaN is ignored; a window of NaN only gives the padding (+inf for a minimum).
+            let e = erode(nan_only.view(), r);
+            assert_eq!(e.get(1, 1), 1.0, "r{r}");
+            let corner = if r == 0 { f32::INFINITY } else { 1.0 };
+            assert_eq!(e.get(0, 0), corner, "r{r}");
         }
     }
 }

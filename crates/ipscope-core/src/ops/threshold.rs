@@ -358,7 +358,10 @@ fn multiotsu_indices(prob: &[f32], thresh_count: usize) -> Vec<usize> {
 /// less than half the smallest gap between distinct pixel values.
 ///
 /// Computed in f64 on the finite pixels (scikit-image works in the image's float type;
-/// the parity test runs it on the float64 image), with numpy's pairwise summation.
+/// the parity test runs it on the float64 image), with numpy's pairwise summation. The
+/// steps run on the sorted pixel values with prefix sums and only the last one on the
+/// pixels themselves, which gives the same bits as re-partitioning every pixel at every
+/// step (see `li_sorted`; where a step is too close to call, the pixels decide).
 ///
 /// References: C. H. Li, C. K. Lee, "Minimum cross entropy thresholding", Pattern
 /// Recognition 26 (1993) 617–625; C. H. Li, P. K. S. Tam, Pattern Recognition Letters 18
@@ -372,10 +375,49 @@ pub fn li(img: ImageView<f32>) -> Option<f32> {
         return None;
     }
     let min = pixels.iter().copied().fold(f64::INFINITY, f64::min);
-    // The smallest gap between distinct values, from the f32 values sorted as integer keys
-    // (radix sort: the comparison sort of the f64 copy dominated the run time). Subtracting
-    // `min` is monotone, so the smallest non-zero gap of the shifted sorted values is the
-    // one `li_f64` finds after sorting and deduplicating them.
+    let mut image = pixels;
+    for v in &mut image {
+        *v -= min;
+    }
+    let t = if min == 0.0 {
+        // Non-negative values (the usual case after a top-hat): no sort unless a stop is
+        // too close to call with the tolerance's bounds.
+        let mut values = Buckets::new(&image);
+        let mut tol = LiTolerance {
+            exact: None,
+            bounds: values.tolerance_bounds(&image),
+            img,
+            min,
+        };
+        match li_sorted(&image, &mut values, &mut tol) {
+            LiSorted::Done(t) => t,
+            LiSorted::Undecided => li_pixels(&image, tol.get()),
+        }
+    } else {
+        let (keys, tolerance) = li_tolerance(img, min);
+        let mut values = SortedKeys::new(keys, min);
+        let mut tol = LiTolerance {
+            exact: Some(tolerance),
+            bounds: (tolerance, tolerance),
+            img,
+            min,
+        };
+        match li_sorted(&image, &mut values, &mut tol) {
+            LiSorted::Done(t) => t,
+            LiSorted::Undecided => li_pixels(&image, tolerance),
+        }
+    } + min;
+    t.is_finite().then_some(t as f32)
+}
+
+/// The finite pixels' sorted keys and Li's stopping tolerance: half the smallest gap between
+/// distinct values minus `min`.
+///
+/// The f32 values are sorted as integer keys (radix sort: the comparison sort of the f64
+/// copy dominated the run time). Subtracting `min` is monotone, so the smallest non-zero
+/// gap of the shifted sorted values is the one `li_f64` finds after sorting and
+/// deduplicating them.
+fn li_tolerance(img: ImageView<f32>, min: f64) -> (Vec<u32>, f64) {
     let mut keys: Vec<u32> = img
         .rows()
         .flat_map(|r| r.iter())
@@ -396,7 +438,7 @@ pub fn li(img: ImageView<f32>) -> Option<f32> {
         }
         prev = Some(b);
     }
-    li_iterate(pixels, min, tolerance / 2.0).map(|t| t as f32)
+    (keys, tolerance / 2.0)
 }
 
 /// `f32::total_cmp`'s order as an unsigned integer key.
@@ -418,24 +460,33 @@ fn f32_from_key(k: u32) -> f32 {
     })
 }
 
-/// Ascending LSD radix sort, two 16-bit passes.
+/// Ascending LSD radix sort, four 8-bit passes (one counting pass for all four; a digit
+/// every key shares is skipped). 256 buckets keep the scatter's write positions in cache,
+/// which 16-bit digits (65,536 positions) did not.
 fn radix_sort_u32(keys: &mut Vec<u32>) {
-    let mut tmp = vec![0u32; keys.len()];
-    for shift in [0u32, 16] {
-        let mut count = vec![0usize; 1 << 16];
-        for &k in keys.iter() {
-            count[((k >> shift) & 0xffff) as usize] += 1;
+    let mut count = [[0usize; 256]; 4];
+    for &k in keys.iter() {
+        for (d, c) in count.iter_mut().enumerate() {
+            c[((k >> (8 * d)) & 0xff) as usize] += 1;
+        }
+    }
+    let n = keys.len();
+    let mut tmp = vec![0u32; n];
+    for (d, c) in count.iter_mut().enumerate() {
+        if c.contains(&n) {
+            continue;
         }
         let mut sum = 0;
-        for c in count.iter_mut() {
-            let n = *c;
-            *c = sum;
-            sum += n;
+        for x in c.iter_mut() {
+            let m = *x;
+            *x = sum;
+            sum += m;
         }
+        let shift = 8 * d;
         for &k in keys.iter() {
-            let d = ((k >> shift) & 0xffff) as usize;
-            tmp[count[d]] = k;
-            count[d] += 1;
+            let b = ((k >> shift) & 0xff) as usize;
+            tmp[c[b]] = k;
+            c[b] += 1;
         }
         std::mem::swap(keys, &mut tmp);
     }
@@ -466,36 +517,522 @@ fn li_iterate(mut image: Vec<f64>, min: f64, tolerance: f64) -> Option<f64> {
     for v in &mut image {
         *v -= min;
     }
-    let mut t_next = mean(&image);
+    let t = li_pixels(&image, tolerance) + min;
+    t.is_finite().then_some(t)
+}
+
+/// scikit-image's iteration on the shifted pixels (minimum 0), each step re-partitioning
+/// every pixel and summing both sides pairwise: the reference [`li_sorted`] must equal.
+fn li_pixels(image: &[f64], tolerance: f64) -> f64 {
+    let mut t_next = mean(image);
     let mut t_curr = -2.0 * tolerance;
     let mut fore = Vec::with_capacity(image.len());
     let mut back = Vec::with_capacity(image.len());
     // The iteration converges in a handful of steps; the cap only guards against a cycle.
     let mut steps = 0;
-    while (t_next - t_curr).abs() > tolerance && steps < 10_000 {
+    while (t_next - t_curr).abs() > tolerance && steps < LI_MAX_STEPS {
         steps += 1;
         t_curr = t_next;
-        fore.clear();
-        back.clear();
-        for &v in &image {
-            if v > t_curr {
-                fore.push(v);
-            } else {
-                back.push(v);
+        match li_step(image, t_curr, &mut fore, &mut back) {
+            Some(t) => t_next = t,
+            None => break,
+        }
+    }
+    t_next
+}
+
+/// Steps of Li's iteration before it stops regardless (a guard against a cycle).
+const LI_MAX_STEPS: usize = 10_000;
+
+/// One step of scikit-image's iteration: the pixels above `t` and the others, their means
+/// by numpy's pairwise summation, and the next threshold; `None` where scikit-image stops
+/// (an empty side, or a background mean of 0).
+fn li_step(image: &[f64], t: f64, fore: &mut Vec<f64>, back: &mut Vec<f64>) -> Option<f64> {
+    fore.clear();
+    back.clear();
+    for &v in image {
+        if v > t {
+            fore.push(v);
+        } else {
+            back.push(v);
+        }
+    }
+    if fore.is_empty() || back.is_empty() {
+        return None;
+    }
+    let mean_fore = mean(fore);
+    let mean_back = mean(back);
+    if mean_back == 0.0 {
+        return None;
+    }
+    Some((mean_back - mean_fore) / (mean_back.ln() - mean_fore.ln()))
+}
+
+/// What [`li_sorted`] found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LiSorted {
+    /// [`li_pixels`]' result, bit for bit.
+    Done(f64),
+    /// A step too close to call (see [`li_sorted`]); [`li_pixels`] decides.
+    Undecided,
+}
+
+/// Relative error bound used by [`li_sorted`] for a threshold computed from its sums
+/// against the same threshold from numpy's pairwise sums. The pairwise sum of n ≥ 0 values
+/// is within about (log₂ n + 20) ε of the exact sum (≈ 5e-15 for 10⁸ pixels), the block
+/// sums of [`li_sorted`] within 64 ε ≈ 7e-15; with the foreground mean at least
+/// [`LI_MIN_RATIO`] times the background mean, the cancellation in
+/// (μ_b − μ_f) / (ln μ_b − ln μ_f) multiplies their sum by at most ≈ 25, so 1e-11 leaves
+/// a margin of about 30.
+const LI_REL_ERR: f64 = 1e-11;
+
+/// Smallest foreground/background mean ratio [`li_sorted`] decides by itself.
+const LI_MIN_RATIO: f64 = 1.1;
+
+/// `a + b` as an unevaluated double-double sum (Knuth's TwoSum).
+#[inline(always)]
+fn two_sum(a: f64, b: f64) -> (f64, f64) {
+    let s = a + b;
+    let bb = s - a;
+    (s, (a - (s - bb)) + (b - bb))
+}
+
+/// Double-double plus double.
+#[inline(always)]
+fn dd_add((hi, lo): (f64, f64), x: f64) -> (f64, f64) {
+    let (s, e) = two_sum(hi, x);
+    let lo = lo + e;
+    let hi = s + lo;
+    (hi, lo - (hi - s))
+}
+
+/// The shifted finite pixel values in ascending order, as [`li_sorted`] reads them.
+trait SortedValues {
+    /// How many values.
+    fn len(&self) -> usize;
+    /// How many values are ≤ `t`.
+    fn below(&mut self, t: f64) -> usize;
+    /// The `i`-th smallest value.
+    fn value(&mut self, i: usize) -> f64;
+    /// Sum of the `k` smallest values, as a double-double within 64 ε of the exact sum.
+    fn prefix(&mut self, k: usize) -> (f64, f64);
+}
+
+/// Values from their radix-sorted keys, with prefix sums at block boundaries.
+struct SortedKeys {
+    keys: Vec<u32>,
+    min: f64,
+    pre: Vec<(f64, f64)>,
+}
+
+impl SortedKeys {
+    const BLOCK: usize = 64;
+
+    fn new(keys: Vec<u32>, min: f64) -> SortedKeys {
+        let mut v = SortedKeys {
+            keys,
+            min,
+            pre: Vec::new(),
+        };
+        let n = v.keys.len();
+        let mut acc = (0.0f64, 0.0f64);
+        let mut pre = Vec::with_capacity(n / Self::BLOCK + 2);
+        for i0 in (0..n).step_by(Self::BLOCK) {
+            pre.push(acc);
+            acc = dd_add(acc, v.block_sum(i0, (i0 + Self::BLOCK).min(n)));
+        }
+        if n.is_multiple_of(Self::BLOCK) {
+            pre.push(acc);
+        }
+        v.pre = pre;
+        v
+    }
+
+    fn val(&self, i: usize) -> f64 {
+        f64::from(f32_from_key(self.keys[i])) - self.min
+    }
+
+    /// Sum of values i0..i1 (at most one block, so within BLOCK·ε of the exact sum).
+    fn block_sum(&self, i0: usize, i1: usize) -> f64 {
+        (i0..i1).fold(0.0f64, |s, i| s + self.val(i))
+    }
+}
+
+impl SortedValues for SortedKeys {
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+    fn below(&mut self, t: f64) -> usize {
+        let min = self.min;
+        // Values are non-decreasing in key order.
+        self.keys
+            .partition_point(|&k| f64::from(f32_from_key(k)) - min <= t)
+    }
+    fn value(&mut self, i: usize) -> f64 {
+        self.val(i)
+    }
+    fn prefix(&mut self, k: usize) -> (f64, f64) {
+        let b = k / Self::BLOCK;
+        dd_add(self.pre[b], self.block_sum(b * Self::BLOCK, k))
+    }
+}
+
+/// Non-negative f32 values (the shifted pixels when their minimum is 0) without a sort:
+/// counted in buckets of their top 16 bits (sign, exponent, 7 mantissa bits), which are
+/// in the values' order. Within a bucket every value is (m + low) · 2^e with m and e the
+/// bucket's, so its sum is exact from the count and the sum of the low 16 bits. Only the
+/// buckets a query falls inside are listed (one pass over the pixels each) and sorted.
+struct Buckets<'a> {
+    image: &'a [f64],
+    /// Occupied buckets, ascending: (top 16 bits, count, Σ low 16 bits, min low, max low).
+    occupied: Vec<(u32, u64, u64, u16, u16)>,
+    /// Values before each occupied bucket (one more entry: the total).
+    start: Vec<usize>,
+    /// Sums before each occupied bucket, double-double (one more entry: the total).
+    sums: Vec<(f64, f64)>,
+    /// Listed buckets: index in `occupied`, sorted low bits, their prefix sums.
+    listed: Vec<(usize, Vec<u16>, Vec<u64>)>,
+}
+
+impl<'a> Buckets<'a> {
+    /// The f32 bits of the non-negative value `v` (an exact f32 held in an f64).
+    fn bits(v: f64) -> u32 {
+        // -0.0 counts as 0.0, as in the keys of `li_tolerance`.
+        (v as f32).to_bits() & 0x7fff_ffff
+    }
+
+    /// The mantissa of bucket `top` without its low 16 bits, and the bucket's scale 2^e.
+    fn scale(top: u32) -> (u64, f64) {
+        let exp = (top >> 7) & 0xff;
+        let m_hi = u64::from(top & 0x7f) << 16;
+        let pow2 = |e: i64| f64::from_bits(((e + 1023) as u64) << 52);
+        if exp == 0 {
+            (m_hi, pow2(-149))
+        } else {
+            (m_hi | (1 << 23), pow2(i64::from(exp) - 150))
+        }
+    }
+
+    /// Exact value of Σ (m_hi + low) · 2^e over `count` values with Σ low = `low_sum`, as
+    /// a double-double.
+    fn exact(top: u32, count: u64, low_sum: u64) -> (f64, f64) {
+        let (m_hi, scale) = Self::scale(top);
+        let total = u128::from(count) * u128::from(m_hi) + u128::from(low_sum);
+        let hi = total as f64;
+        let lo = (total as i128 - hi as i128) as f64;
+        (hi * scale, lo * scale)
+    }
+
+    fn new(image: &'a [f64]) -> Buckets<'a> {
+        let mut count = vec![0u64; 1 << 16];
+        let mut low = vec![0u64; 1 << 16];
+        let mut lo = vec![u16::MAX; 1 << 16];
+        let mut hi = vec![0u16; 1 << 16];
+        for &v in image {
+            let b = Self::bits(v);
+            let (t, l) = ((b >> 16) as usize, (b & 0xffff) as u16);
+            count[t] += 1;
+            low[t] += u64::from(l);
+            lo[t] = lo[t].min(l);
+            hi[t] = hi[t].max(l);
+        }
+        let mut occupied = Vec::new();
+        let (mut start, mut sums) = (vec![0usize], vec![(0.0f64, 0.0f64)]);
+        let (mut n, mut acc) = (0usize, (0.0f64, 0.0f64));
+        for t in 0..1usize << 16 {
+            if count[t] > 0 {
+                occupied.push((t as u32, count[t], low[t], lo[t], hi[t]));
+                n += count[t] as usize;
+                let (h, l) = Self::exact(t as u32, count[t], low[t]);
+                acc = dd_add(dd_add(acc, h), l);
+                start.push(n);
+                sums.push(acc);
             }
         }
-        if fore.is_empty() || back.is_empty() {
-            break;
+        Buckets {
+            image,
+            occupied,
+            start,
+            sums,
+            listed: Vec::new(),
         }
-        let mean_fore = mean(&fore);
-        let mean_back = mean(&back);
-        if mean_back == 0.0 {
-            break;
-        }
-        t_next = (mean_back - mean_fore) / (mean_back.ln() - mean_fore.ln());
     }
-    let t = t_next + min;
-    t.is_finite().then_some(t)
+
+    fn value_of(top: u32, low: u16) -> f64 {
+        let (m_hi, scale) = Self::scale(top);
+        (m_hi + u64::from(low)) as f64 * scale
+    }
+
+    /// Bounds of Li's tolerance (half the smallest gap between distinct values): at least
+    /// half the smallest spacing of f32 values in an occupied bucket, at most half the
+    /// smallest difference between distinct neighbouring pixels.
+    fn tolerance_bounds(&self, image: &[f64]) -> (f64, f64) {
+        let finest = self
+            .occupied
+            .iter()
+            .map(|o| Self::scale(o.0).1)
+            .fold(f64::INFINITY, f64::min);
+        let mut gap = f64::INFINITY;
+        for w in image.windows(2) {
+            let d = (w[1] - w[0]).abs();
+            if d > 0.0 && d < gap {
+                gap = d;
+            }
+        }
+        // The gaps are differences of f64 values, each within ε of the exact one.
+        (0.5 * finest * (1.0 - 1e-12), 0.5 * gap * (1.0 + 1e-12))
+    }
+
+    /// The occupied bucket holding sorted index i (i < len).
+    fn bucket_of_index(&self, i: usize) -> usize {
+        self.start.partition_point(|&s| s <= i) - 1
+    }
+
+    /// Sorted low bits of occupied bucket `o` and their prefix sums (listed on first use).
+    ///
+    /// One pass over the pixels lists the neighbouring buckets too, up to 1/64 of the
+    /// pixels in all: Li's steps close in on the threshold, so the next queries mostly
+    /// fall among them.
+    fn list(&mut self, o: usize) -> usize {
+        if let Some(p) = self.listed.iter().position(|l| l.0 == o) {
+            return p;
+        }
+        let budget = (self.len() / 64).max(self.occupied[o].1 as usize);
+        let (mut a, mut b) = (o, o + 1);
+        let mut taken = self.occupied[o].1 as usize;
+        let is_listed =
+            |listed: &Vec<(usize, Vec<u16>, Vec<u64>)>, q: usize| listed.iter().any(|l| l.0 == q);
+        loop {
+            let mut grew = false;
+            if a > 0 && !is_listed(&self.listed, a - 1) {
+                let c = self.occupied[a - 1].1 as usize;
+                if taken + c <= budget {
+                    a -= 1;
+                    taken += c;
+                    grew = true;
+                }
+            }
+            if b < self.occupied.len() && !is_listed(&self.listed, b) {
+                let c = self.occupied[b].1 as usize;
+                if taken + c <= budget {
+                    b += 1;
+                    taken += c;
+                    grew = true;
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
+        let (lo_top, hi_top) = (self.occupied[a].0, self.occupied[b - 1].0);
+        let mut bits: Vec<u32> = Vec::with_capacity(taken);
+        for &v in self.image {
+            let x = Self::bits(v);
+            if (lo_top..=hi_top).contains(&(x >> 16)) {
+                bits.push(x);
+            }
+        }
+        bits.sort_unstable();
+        let mut at = 0;
+        for q in a..b {
+            let c = self.occupied[q].1 as usize;
+            let lows: Vec<u16> = bits[at..at + c]
+                .iter()
+                .map(|&x| (x & 0xffff) as u16)
+                .collect();
+            at += c;
+            let mut pre = Vec::with_capacity(c + 1);
+            let mut s = 0u64;
+            pre.push(0);
+            for &l in &lows {
+                s += u64::from(l);
+                pre.push(s);
+            }
+            self.listed.push((q, lows, pre));
+        }
+        self.listed
+            .iter()
+            .position(|l| l.0 == o)
+            .unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl SortedValues for Buckets<'_> {
+    fn len(&self) -> usize {
+        self.start[self.start.len() - 1]
+    }
+    fn below(&mut self, t: f64) -> usize {
+        // Buckets whose largest value is ≤ t lie wholly below; the next one may straddle t.
+        let o = self
+            .occupied
+            .partition_point(|b| Self::value_of(b.0, b.4) <= t);
+        if o == self.occupied.len() || Self::value_of(self.occupied[o].0, self.occupied[o].3) > t {
+            return self.start[o];
+        }
+        let top = self.occupied[o].0;
+        let p = self.list(o);
+        let within = self.listed[p]
+            .1
+            .partition_point(|&l| Self::value_of(top, l) <= t);
+        self.start[o] + within
+    }
+    fn value(&mut self, i: usize) -> f64 {
+        let o = self.bucket_of_index(i);
+        let (top, _, _, lo, hi) = self.occupied[o];
+        let r = i - self.start[o];
+        if r == 0 {
+            return Self::value_of(top, lo);
+        }
+        if i + 1 == self.start[o + 1] {
+            return Self::value_of(top, hi);
+        }
+        let p = self.list(o);
+        Self::value_of(top, self.listed[p].1[r])
+    }
+    fn prefix(&mut self, k: usize) -> (f64, f64) {
+        if k >= self.len() {
+            return self.sums[self.sums.len() - 1];
+        }
+        let o = self.bucket_of_index(k);
+        let r = k - self.start[o];
+        if r == 0 {
+            return self.sums[o];
+        }
+        let top = self.occupied[o].0;
+        let p = self.list(o);
+        let (h, l) = Self::exact(top, r as u64, self.listed[p].2[r]);
+        dd_add(dd_add(self.sums[o], h), l)
+    }
+}
+
+/// Li's stopping tolerance: known, or bounds and the way to compute it exactly.
+struct LiTolerance<'a> {
+    exact: Option<f64>,
+    bounds: (f64, f64),
+    img: ImageView<'a, f32>,
+    min: f64,
+}
+
+impl LiTolerance<'_> {
+    /// The exact tolerance (computed on first use).
+    fn get(&mut self) -> f64 {
+        match self.exact {
+            Some(t) => t,
+            None => {
+                let t = li_tolerance(self.img, self.min).1;
+                self.exact = Some(t);
+                t
+            }
+        }
+    }
+
+    /// Whether scikit-image's loop stops (a change of `d` ≤ the tolerance) when the
+    /// change it computes is within `e` of `d`; `None` when too close to call.
+    fn stops(&mut self, d: f64, e: f64) -> Option<bool> {
+        if self.exact.is_none() {
+            let (lo, hi) = self.bounds;
+            if d + e < lo {
+                return Some(true);
+            }
+            if d - e > hi {
+                return Some(false);
+            }
+        }
+        let tol = self.get();
+        if e > 0.0 && (d - tol).abs() <= e {
+            return None;
+        }
+        Some(d <= tol)
+    }
+}
+
+/// [`li_pixels`] without re-partitioning the pixels at every step.
+///
+/// Every step of scikit-image's iteration depends on the pixels only through the partition
+/// at the current threshold, and the partition only through its size k once the values are
+/// sorted (`values`). So the steps run on the sorted values with prefix sums: each
+/// threshold is then within [`LI_REL_ERR`] of the one numpy's pairwise sums give, which
+/// decides the same partition as long as no pixel value lies within that margin of it, and
+/// the same stop as long as the step is not within the margin of the tolerance. Where
+/// either is too close to call, or the means are too close for the bound, it gives up
+/// ([`LiSorted::Undecided`]). Otherwise the final threshold is the pixel path's final step
+/// (pairwise sums over the final partition, in raster order), so the result is
+/// [`li_pixels`]' bit for bit. `image` holds the pixels minus their minimum, in raster
+/// order.
+fn li_sorted(image: &[f64], values: &mut dyn SortedValues, tol: &mut LiTolerance) -> LiSorted {
+    let n = values.len();
+    if n != image.len() || n < 2 {
+        return LiSorted::Undecided;
+    }
+    let total = values.prefix(n);
+    let err = |t: f64| LI_REL_ERR * t.abs();
+    // (threshold, whether it is the pixel path's exactly). The first step always runs:
+    // scikit-image starts from t = −2·tolerance and the mean, at least 0, is farther than
+    // the tolerance from it.
+    let mut t_next = (mean(image), true);
+    let mut t_curr;
+    let mut last: Option<usize> = None;
+    let mut steps = 0;
+    loop {
+        steps += 1;
+        t_curr = t_next;
+        let k = values.below(t_curr.0);
+        if k == 0 || k == n {
+            return LiSorted::Undecided;
+        }
+        if !t_curr.1 {
+            let e = err(t_curr.0);
+            if t_curr.0 - values.value(k - 1) <= e || values.value(k) - t_curr.0 <= e {
+                return LiSorted::Undecided;
+            }
+        }
+        if last == Some(k) {
+            // The same partition gives the same threshold, exactly: the pixel path stops.
+            break;
+        }
+        let sb = values.prefix(k);
+        let (hi, lo) = two_sum(total.0, -sb.0);
+        let sf = hi + (lo + (total.1 - sb.1));
+        let mean_back = (sb.0 + sb.1) / k as f64;
+        let mean_fore = sf / (n - k) as f64;
+        if !(mean_back > 0.0 && mean_fore >= LI_MIN_RATIO * mean_back) {
+            return LiSorted::Undecided;
+        }
+        let t = (mean_back - mean_fore) / (mean_back.ln() - mean_fore.ln());
+        if !t.is_finite() {
+            return LiSorted::Undecided;
+        }
+        t_next = (t, false);
+        last = Some(k);
+        if steps >= LI_MAX_STEPS {
+            break;
+        }
+        let d = (t_next.0 - t_curr.0).abs();
+        let e = if t_curr.1 {
+            err(t_next.0)
+        } else {
+            err(t_next.0) + err(t_curr.0)
+        };
+        match tol.stops(d, e) {
+            Some(true) => break,
+            Some(false) => {}
+            None => return LiSorted::Undecided,
+        }
+    }
+    match last {
+        // The pixel path's last step, on the same partition (no pixel value lies between
+        // its threshold and the largest value at or below it).
+        Some(k) => {
+            let split = values.value(k - 1);
+            let mut fore = Vec::with_capacity(n - k);
+            let mut back = Vec::with_capacity(k);
+            match li_step(image, split, &mut fore, &mut back) {
+                Some(t) => LiSorted::Done(t),
+                None => LiSorted::Undecided,
+            }
+        }
+        None => LiSorted::Undecided,
+    }
 }
 
 /// The triangle threshold, as `skimage.filters.threshold_triangle(image, nbins)`: the bin
@@ -800,5 +1337,141 @@ mod tests {
         radix_sort_u32(&mut sorted);
         let back: Vec<f32> = sorted.iter().map(|&k| f32_from_key(k)).collect();
         assert_eq!(back, vec![-8.0, -1.0, 0.0, 3.5, 7.25]);
+    }
+
+    /// The finite pixels minus their minimum, and their minimum, as [`li`] prepares them.
+    fn li_inputs(img: &Image<f32>) -> (Vec<f64>, f64) {
+        let mut image = finite_pixels(img.view());
+        let min = image.iter().copied().fold(f64::INFINITY, f64::min);
+        for v in &mut image {
+            *v -= min;
+        }
+        (image, min)
+    }
+
+    /// [`li_sorted`] on radix-sorted keys and, where the minimum is 0, on buckets with the
+    /// tolerance's bounds, each with the pixel iteration's answer.
+    fn li_paths(img: &Image<f32>) -> Vec<(&'static str, LiSorted, f64)> {
+        let (image, min) = li_inputs(img);
+        let (keys, tol) = li_tolerance(img.view(), min);
+        let want = li_pixels(&image, tol);
+        let mut exact = LiTolerance {
+            exact: Some(tol),
+            bounds: (tol, tol),
+            img: img.view(),
+            min,
+        };
+        let mut out = vec![(
+            "sorted keys",
+            li_sorted(&image, &mut SortedKeys::new(keys, min), &mut exact),
+            want,
+        )];
+        if min == 0.0 {
+            let mut buckets = Buckets::new(&image);
+            let mut bounded = LiTolerance {
+                exact: None,
+                bounds: buckets.tolerance_bounds(&image),
+                img: img.view(),
+                min,
+            };
+            assert!(bounded.bounds.0 <= tol && tol <= bounded.bounds.1);
+            out.push((
+                "buckets",
+                li_sorted(&image, &mut buckets, &mut bounded),
+                want,
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn li_on_sorted_values_equals_the_pixel_iteration() {
+        // Large fields: blurred nuclei-like discs on a noisy background (float values, as
+        // the top-hat gives them), the same rounded to integers (u8 and u16 ranges), and
+        // a field with a NaN and negative values. The sorted path must decide on its own
+        // here (a path that always deferred to the pixels would pass trivially) and give
+        // the pixel iteration's threshold bit for bit.
+        let mut state = 0x5eed_u64;
+        let mut rnd = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let size = 512;
+        let mut discs = Image::new(size, size, 0.0f32);
+        for _ in 0..90 {
+            let (cy, cx) = (rnd() * size as f64, rnd() * size as f64);
+            let (rad, amp) = (4.0 + 8.0 * rnd(), 0.05 + 0.3 * rnd());
+            let span = |c: f64| (c - rad).max(0.0) as usize..((c + rad + 1.0) as usize).min(size);
+            for y in span(cy) {
+                for x in span(cx) {
+                    let d2 = (y as f64 - cy).powi(2) + (x as f64 - cx).powi(2);
+                    if d2 < rad * rad {
+                        let v = discs.get(y, x).max((amp * (1.0 - d2 / (rad * rad))) as f32);
+                        discs.set(y, x, v);
+                    }
+                }
+            }
+        }
+        let noisy = Image::from_fn(size, size, |y, x| {
+            discs.get(y, x) + 0.01 + (0.004 * rnd()) as f32 + 0.02 * (x as f32 / size as f32)
+        });
+        let smooth = crate::ops::filter::gaussian_blur(noisy.view(), 1.0);
+        let floor = smooth
+            .as_slice()
+            .iter()
+            .copied()
+            .fold(f32::INFINITY, f32::min);
+        let fields = [
+            ("float", smooth.clone()),
+            // Minimum 0, as after the top-hat: the bucket path.
+            ("float from 0", smooth.map(|v| v - floor)),
+            ("u8", smooth.map(|v| (v * 255.0 * 2.0).round().min(255.0))),
+            (
+                "u8 from 0",
+                smooth.map(|v| ((v - floor) * 255.0 * 2.0).round().min(255.0)),
+            ),
+            (
+                "u16 from 0",
+                smooth.map(|v| ((v - floor) * 65535.0).round()),
+            ),
+            (
+                "nan and negatives",
+                Image::from_fn(size, size, |y, x| {
+                    if (y, x) == (3, 4) {
+                        f32::NAN
+                    } else {
+                        smooth.get(y, x) - 0.05
+                    }
+                }),
+            ),
+        ];
+        let mut bucket_cases = 0;
+        for (name, img) in fields {
+            for (path, got, want) in li_paths(&img) {
+                assert_eq!(got, LiSorted::Done(want), "{name}, {path}");
+                bucket_cases += usize::from(path == "buckets");
+            }
+            let li_want = li_f64(&finite_pixels(img.view())).map(|t| t as f32);
+            assert_eq!(li(img.view()), li_want, "{name}");
+        }
+        assert_eq!(bucket_cases, 3);
+        // Foreground barely brighter than the background: beyond the error bound, so the
+        // pixels decide, and li() still equals the pixel iteration.
+        let close = Image::from_fn(64, 64, |y, x| {
+            if (y, x) == (0, 0) {
+                0.0
+            } else {
+                100.0 + ((y * 64 + x) % 7) as f32 * 0.5
+            }
+        });
+        for (path, got, _) in li_paths(&close) {
+            assert_eq!(got, LiSorted::Undecided, "{path}");
+        }
+        assert_eq!(
+            li(close.view()),
+            li_f64(&finite_pixels(close.view())).map(|t| t as f32)
+        );
     }
 }
