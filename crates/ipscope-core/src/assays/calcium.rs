@@ -369,9 +369,9 @@ with_avx2! {
         let sd_of = |s: f64, q: f64| ((q / kf - (s / kf) * (s / kf)).max(0.0)).sqrt() as f32;
         // k · 65535 < 2^32 keeps the u32 sums exact. Squares add up in u32 while the
         // frames' maxima say they cannot overflow (12-bit cameras: hundreds of frames),
-        // then move to u64; larger blocks (32 kB per frame) keep the reads sequential.
+        // then move to u64; larger blocks (64 kB per frame) keep the reads sequential.
         if T::SMALL_INT && k <= 1 << 16 {
-            const INT_BLOCK: usize = 16384;
+            const INT_BLOCK: usize = 32768;
             let mut sum = vec![0u32; INT_BLOCK];
             let (mut sq32, mut sq) = (vec![0u32; INT_BLOCK], vec![0u64; INT_BLOCK]);
             for (b, out) in sd.chunks_mut(INT_BLOCK).enumerate() {
