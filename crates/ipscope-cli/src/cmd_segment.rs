@@ -499,119 +499,76 @@ fn print_summary(s: &EvalSummary) {
     );
 }
 
-/// What each `[nuclei]` key means, printed above it by `ipscope config --default`.
-const NUCLEI_DOCS: &[(&str, &str)] = &[
-    (
-        "smoothing_sigma",
-        "Gaussian sigma (px) before thresholding; 0 = none",
-    ),
-    (
-        "threshold_method",
-        "li | otsu | otsu3_foreground | otsu3_background | triangle | robust_background | local (field threshold)",
-    ),
-    (
-        "threshold_log",
-        "threshold log intensities (CellProfiler's log transform)",
-    ),
-    (
-        "local_block_size",
-        "window (odd, px) of the local threshold",
-    ),
-    (
-        "local_offset",
-        "offset subtracted from the local threshold (0..1 scale)",
-    ),
-    ("threshold_correction", "factor applied to the threshold"),
-    (
-        "threshold_min",
-        "lower bound of the corrected threshold (0..1 scale)",
-    ),
-    (
-        "threshold_max",
-        "upper bound of the corrected threshold (0..1 scale)",
-    ),
-    (
-        "min_diameter",
-        "smallest nucleus diameter (px); also sets the declumping scale",
-    ),
-    ("max_diameter", "largest nucleus diameter (px)"),
-    ("fill_holes", "fill holes inside objects"),
-    ("declump", "split touching nuclei"),
-    (
-        "declump_method",
-        "intensity (bright centres) | shape (distance transform)",
-    ),
-    (
-        "min_seed_distance",
-        "minimum distance (px) between declumping seeds; unset = round(min_diameter / 2)",
-    ),
-    ("exclude_border", "drop objects touching the image border"),
-    (
-        "auto_scale",
-        "estimate the nucleus diameter per field (round objects' inscribed radius) and scale declumping and size range to it",
-    ),
-    (
-        "background_radius",
-        "radius (px) of the grey opening subtracted before thresholding (top-hat); 0 = none",
-    ),
-    (
-        "object_contrast",
-        "cut each object at this fraction of its own contrast (90th percentile over background), never below the field threshold; 0 = field threshold only",
-    ),
-    (
-        "outline_contrast",
-        "after declumping, grow each object out to this lower fraction of its contrast (CellProfiler-like outlines); 0 = keep the object_contrast outlines",
-    ),
-    (
-        "outline_max_growth",
-        "largest growth (px) of that outline step; 1 = one 4-connected ring; 0 = no growth",
-    ),
-];
-
-/// The default configuration as TOML with a comment above every documented key.
+/// The default configuration as TOML: a comment above every section and key (from
+/// [`Config::SECTION_DOCS`]) and, inside its own section, a commented example of every key
+/// that is unset or empty by default, so that uncommenting it in place sets it.
 fn documented_default_config() -> String {
     let toml = Config::default().to_toml();
     let mut out = String::from(
-        "# ipscope configuration (defaults). Pass with --config; command-line flags win.\n",
+        "# ipscope configuration (defaults). Pass with --config; command-line flags win.\n\
+         # Lines `# key = value` are examples of keys unset by default: uncomment one to set it.\n",
     );
-    let mut section = String::new();
+    // The TOML split at its headers; the first part is the top level.
+    let mut sections: Vec<(String, Vec<&str>)> = vec![(String::new(), Vec::new())];
     for line in toml.lines() {
         let t = line.trim();
         if t.starts_with('[') {
-            section = t.trim_matches(|c| c == '[' || c == ']').to_string();
+            sections.push((t.trim_matches(['[', ']']).to_string(), Vec::new()));
+        } else if let Some((_, lines)) = sections.last_mut().filter(|_| !t.is_empty()) {
+            lines.push(line);
         }
-        if section == "run" && t.starts_with("device") {
-            out.push_str("# where `ipscope run` segments nuclei: cpu (the reference) | gpu (an error when there is none) | auto (a GPU when there is one); run --device wins\n");
+    }
+    for (name, lines) in &sections {
+        let docs = Config::section_docs(name);
+        let doc_of = |key: &str| {
+            docs.and_then(|d| d.keys.iter().find(|k| k.0 == key))
+                .map(|k| k.1)
+        };
+        let example_of = |key: &str| {
+            docs.and_then(|d| d.examples.iter().find(|e| e.0 == key))
+                .map(|e| e.1)
+        };
+        if !name.is_empty() {
+            out.push('\n');
+            if let Some(d) = docs.filter(|d| !d.doc.is_empty()) {
+                out.push_str(&format!("# {}\n", d.doc));
+            }
+            out.push_str(&format!("[{name}]\n"));
         }
-        if section == "qc" && t.starts_with("enabled") {
-            out.push_str("# measure image quality of every field (ImageQuality_* columns, Metadata_QCFlag); false = skip it: null ImageQuality_*, no field flagged\n");
-        }
-        if section == "nuclei" {
-            if let Some(key) = t.split('=').next().map(str::trim) {
-                if let Some((_, doc)) = NUCLEI_DOCS.iter().find(|(k, _)| *k == key) {
-                    out.push_str(&format!("# {doc}\n"));
+        let mut printed = Vec::new();
+        for line in lines {
+            // Continuation lines of a multi-line array start with a space or `]`.
+            let key = line
+                .split_once(" = ")
+                .filter(|_| !line.starts_with([' ', ']']))
+                .map(|(k, v)| (k.trim(), v.trim()));
+            let Some((key, value)) = key else {
+                out.push_str(line);
+                out.push('\n');
+                continue;
+            };
+            printed.push(key);
+            if let Some(doc) = doc_of(key) {
+                out.push_str(&format!("# {doc}\n"));
+            }
+            // An empty default with an example (`acceptance = []`): the example replaces it,
+            // since uncommenting it next to the empty line would set the key twice.
+            match example_of(key).filter(|_| value == "[]" || value == "{}") {
+                Some(example) => out.push_str(&format!("# {key} = {example}\n")),
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
                 }
             }
         }
-        let illum_docs = ipscope::illum_run::IlluminationConfig::KEY_DOCS;
-        let illum_doc = |key: &str| illum_docs.iter().find(|(k, _)| *k == key).map(|d| d.1);
-        let illum_key = (section == "illumination")
-            .then(|| t.split('=').next().map(str::trim))
-            .flatten();
-        if let Some(doc) = illum_key.and_then(illum_doc) {
-            out.push_str(&format!("# {doc}\n"));
-        }
-        out.push_str(line);
-        out.push('\n');
-        // `size` is unset by default, so TOML has no line for it: a commented example.
-        if illum_key == Some("method") && Config::default().illumination.size.is_none() {
-            if let Some(doc) = illum_doc("size") {
-                out.push_str(&format!("# {doc}\n# size = 20.0\n"));
+        for (key, example) in docs.map_or(&[][..], |d| d.examples) {
+            if !printed.contains(key) {
+                if let Some(doc) = doc_of(key) {
+                    out.push_str(&format!("# {doc}\n"));
+                }
+                out.push_str(&format!("# {key} = {example}\n"));
             }
         }
-    }
-    if !toml.contains("min_seed_distance") {
-        out.push_str("# minimum distance (px) between declumping seeds; unset = round(min_diameter / 2)\n# min_seed_distance = 3\n");
     }
     out
 }

@@ -76,6 +76,96 @@ fn config_default_documents_every_illumination_key() {
     );
 }
 
+/// Whether a line of the printed file is a commented example (`# key = value`), not a doc.
+fn commented_example(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("# ")?;
+    let (key, _) = rest.split_once(" = ")?;
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    bare.then_some(rest)
+}
+
+/// `config --default`: every section header, key and commented example has a doc line
+/// right above it; the file reads back as the defaults; and uncommenting every example in
+/// place sets exactly those keys, each in its own section.
+#[test]
+fn config_default_documents_every_key_and_its_examples_parse_in_place() {
+    let o = ipscope(&["config", "--default"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut keys = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let key_line = !line.starts_with(['#', ' ', ']']) && line.contains(" = ");
+        let header = line.starts_with('[');
+        if key_line || header || commented_example(line).is_some() {
+            let above = if i > 0 { lines[i - 1] } else { "" };
+            assert!(
+                above.starts_with("# ") && commented_example(above).is_none() && above.len() > 12,
+                "line {} `{line}` has no doc line right above it:\n{text}",
+                i + 1
+            );
+            keys += usize::from(key_line);
+        }
+    }
+    // Every section of Config::default() is there, keys and all (the file reads back).
+    assert!(keys > 60, "only {keys} keys printed:\n{text}");
+    // And no doc is left over for a key that is no longer printed.
+    for s in Config::SECTION_DOCS {
+        let header = format!("[{}]\n", s.section);
+        assert!(s.section.is_empty() || text.contains(&header), "{header}");
+        for (key, _) in s.keys {
+            assert!(
+                text.contains(&format!("\n{key} = ")) || text.contains(&format!("\n# {key} = ")),
+                "[{}] {key} is documented but not printed:\n{text}",
+                s.section
+            );
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("ipscope.toml");
+    std::fs::write(&path, &text).unwrap();
+    assert_eq!(Config::from_file(&path).unwrap(), Config::default());
+
+    let examples: Vec<&str> = lines.iter().filter_map(|l| commented_example(l)).collect();
+    let uncommented: String = lines
+        .iter()
+        .map(|l| commented_example(l).unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, &uncommented).unwrap();
+    let got = Config::from_file(&path)
+        .unwrap_or_else(|e| panic!("{e}\nexamples: {examples:#?}\n{uncommented}"));
+    // The unset keys, each set where it belongs, and nothing else changed.
+    assert_eq!(got.acceptance.len(), 1, "{examples:?}");
+    let a = &got.acceptance[0];
+    assert_eq!(
+        (
+            a.name.as_deref(),
+            a.marker.as_str(),
+            format!("{:?}", a.op),
+            a.percent
+        ),
+        (None, "OCT4", "Ge".to_string(), 80.0)
+    );
+    let mut want = Config {
+        acceptance: got.acceptance.clone(),
+        colonies_from: Some(ipscope::colony_run::ColonySource::Nuclei),
+        ..Config::default()
+    };
+    want.input.pattern =
+        Some(r"(?P<Well>[A-P][0-9]{2})_s(?P<Site>[0-9]+)_(?P<Channel>w[0-9])\.tif".into());
+    want.channels.insert("w1".into(), "DNA".into());
+    want.nuclei.min_seed_distance = Some(3);
+    want.disease.vehicle = Some("DMSO".into());
+    want.qc.min_power_log_log_slope = Some(-2.5);
+    want.illumination.size = Some(20.0);
+    assert_eq!(got, want, "examples: {examples:#?}");
+    assert_eq!(examples.len(), 8, "{examples:#?}");
+}
+
 /// `run --assay calcium|contraction --config`: `[channels]` and `[input]` apply as in the
 /// nuclei run; `[illumination] enabled = true`, which they cannot honour, is refused.
 #[test]
