@@ -57,12 +57,16 @@ fn correlate_columns(src: ImageView<f32>, kernel: &[f64]) -> Image<f32> {
     let (w, h) = (src.width(), src.height());
     let mut out = Image::new(w, h, 0.0f32);
     let mut acc = vec![0.0f64; w];
-    dispatch(|| {
-        for y in 0..h {
-            column_pass_row(src, kernel, y, &mut acc, out.row_mut(y));
-        }
-    });
+    columns(src, kernel, &mut acc, &mut out);
     out
+}
+
+/// Every output row of the column pass (compiled once per instruction set by `dispatched!`).
+#[inline(always)]
+fn columns_body(src: ImageView<f32>, kernel: &[f64], acc: &mut [f64], out: &mut Image<f32>) {
+    for y in 0..src.height() {
+        column_pass_row(src, kernel, y, acc, out.row_mut(y));
+    }
 }
 
 /// One output row of the column pass.
@@ -106,12 +110,22 @@ fn correlate_rows(src: ImageView<f32>, kernel: &[f64]) -> Image<f32> {
     let mut out = Image::new(w, h, 0.0f32);
     let mut line = vec![0.0f64; w + 2 * r];
     let mut acc = vec![0.0f64; w];
-    dispatch(|| {
-        for y in 0..h {
-            row_pass_row(src.row(y), kernel, &mut line, &mut acc, out.row_mut(y));
-        }
-    });
+    rows(src, kernel, &mut line, &mut acc, &mut out);
     out
+}
+
+/// Every row of the row pass (compiled once per instruction set by `dispatched!`).
+#[inline(always)]
+fn rows_body(
+    src: ImageView<f32>,
+    kernel: &[f64],
+    line: &mut [f64],
+    acc: &mut [f64],
+    out: &mut Image<f32>,
+) {
+    for y in 0..src.height() {
+        row_pass_row(src.row(y), kernel, line, acc, out.row_mut(y));
+    }
 }
 
 /// One row of the row pass; `line` has `w + 2r` entries, `acc` `w`.
@@ -142,26 +156,34 @@ fn row_pass_row(row: &[f32], kernel: &[f64], line: &mut [f64], acc: &mut [f64], 
     }
 }
 
-/// Runs `f` compiled for AVX2 when the CPU has it (chosen at run time), else as built.
+/// Defines `fn $name($args) -> ()` that runs `$body($args)` compiled for AVX2 when the CPU has
+/// it (chosen at run time), else as built.
 ///
-/// The closure is inlined into both variants; no fused multiply-add is enabled, so both
-/// give the same bits.
-#[inline(always)]
-fn dispatch(f: impl FnOnce()) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(f: impl FnOnce()) {
-            f()
+/// `$body` must be `#[inline(always)]`: inlined into a `#[target_feature]` function it is
+/// compiled with AVX2 (a closure handed to such a function would keep its own baseline body).
+/// No fused multiply-add is enabled, so both variants give the same bits (tested).
+macro_rules! dispatched {
+    ($name:ident = $body:ident($($p:ident: $t:ty),* $(,)?)) => {
+        fn $name($($p: $t),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($p: $t),*) {
+                    $body($($p),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    unsafe { avx2($($p),*) };
+                    return;
+                }
+            }
+            $body($($p),*)
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { avx2(f) };
-            return;
-        }
-    }
-    f()
+    };
 }
+
+dispatched!(columns = columns_body(src: ImageView<f32>, kernel: &[f64], acc: &mut [f64], out: &mut Image<f32>));
+dispatched!(rows = rows_body(src: ImageView<f32>, kernel: &[f64], line: &mut [f64], acc: &mut [f64], out: &mut Image<f32>));
 
 /// The scalar reference of [`correlate_rows`]: one pixel at a time, SciPy's order.
 #[cfg(test)]
