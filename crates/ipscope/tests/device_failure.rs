@@ -96,7 +96,10 @@ fn a_device_failure_fails_its_field_only() {
     assert_eq!(counted.len(), want.len());
     let total = *counting.gaussians.lock().unwrap();
     let per_field = total / want.len();
-    assert!(per_field >= 1 && per_field * want.len() == total, "{total} Gaussians");
+    assert!(
+        per_field >= 1 && per_field * want.len() == total,
+        "{total} Gaussians"
+    );
 
     // One worker thread: fields are segmented in ImageNumber order, so the first Gaussian
     // of the 5th field is call 4 × per_field + 1.
