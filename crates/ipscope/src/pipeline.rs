@@ -707,19 +707,11 @@ impl Pipeline {
         for t in &self.tasks {
             put(&t.image_number.to_string());
             for cf in &t.field.channels {
-                let meta = fs::metadata(&cf.path).ok();
-                let mtime = meta
-                    .as_ref()
-                    .and_then(|m| m.modified().ok())
-                    .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0);
                 put(&format!(
-                    "{}|{}|{}|{}",
+                    "{}|{}|{}",
                     cf.path.display(),
                     cf.page,
-                    meta.map(|m| m.len()).unwrap_or(0),
-                    mtime
+                    crate::partial::file_stamp(&cf.path)
                 ));
             }
         }
