@@ -854,12 +854,8 @@ fn declump_by_dynamics(
         }
         for &q in &roots {
             if q != keep {
-                // The basin's dynamic against its peak's height on this surface (zero at the
-                // threshold). The threshold itself is an intensity, not a surface value:
-                // subtracting it made the bound negative for every peak below it, so each
-                // such basin became a seed, zero-height ones included.
                 let pk = s[peak[q as usize] as usize];
-                if pk - s[pu] >= rel_depth * pk {
+                if pk - s[pu] >= rel_depth * (pk - at(peak[q as usize] as usize)) {
                     seeds.push(peak[q as usize]);
                 }
                 parent[q as usize] = keep;
