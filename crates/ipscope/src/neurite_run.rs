@@ -39,7 +39,6 @@ use ipscope_image::{DynImage, Image, Labels};
 use ipscope_io::{DiscoverOptions, ReadOptions};
 use ipscope_table::{Format, TableBuilder, WrittenFile};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::channels::{resolve_channels, Channel, Role};
 use crate::manifest::{ImageStatus, InputRecord, Manifest, OutputRecord};
@@ -610,11 +609,8 @@ pub(crate) fn fingerprint(
     plate: &ipscope_io::Plate,
     used: &[&Channel],
 ) -> Result<String> {
-    let mut h = Sha256::new();
-    let mut put = |s: &str| {
-        h.update(s.as_bytes());
-        h.update([0u8]);
-    };
+    let mut fp = crate::partial::Fingerprint::default();
+    let mut put = |s: &str| fp.put(s);
     put(env!("CARGO_PKG_VERSION"));
     put(assay);
     put(params);
@@ -642,7 +638,7 @@ pub(crate) fn fingerprint(
             ));
         }
     }
-    Ok(crate::pipeline::hex(&h.finalize()))
+    Ok(fp.finish())
 }
 
 /// Writes `manifest.json` (inputs hashed, every field's status, the outputs, when the run

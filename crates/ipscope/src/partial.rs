@@ -287,6 +287,25 @@ pub fn open_resumable(
     Ok((lock, store))
 }
 
+/// A run's fingerprint: its parts hashed in order, each ended by a NUL byte, as hex SHA-256.
+#[derive(Default)]
+pub(crate) struct Fingerprint(sha2::Sha256);
+
+impl Fingerprint {
+    /// Adds one part.
+    pub(crate) fn put(&mut self, part: &str) {
+        use sha2::Digest;
+        self.0.update(part.as_bytes());
+        self.0.update([0u8]);
+    }
+
+    /// The hex digest of the parts added.
+    pub(crate) fn finish(self) -> String {
+        use sha2::Digest;
+        crate::pipeline::hex(&self.0.finalize())
+    }
+}
+
 /// Size and modification time of an input file, for a run's fingerprint: a file changed
 /// since the interrupted run makes the resume refused.
 pub fn file_stamp(path: &Path) -> String {

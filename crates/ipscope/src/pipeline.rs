@@ -677,11 +677,8 @@ impl Pipeline {
     /// Identifies what a run computes: parameters, channels, the plate's files (path, size,
     /// modification time), layout content, shard and format. A resume must match it.
     fn fingerprint(&self, format: Format) -> Result<String> {
-        let mut h = Sha256::new();
-        let mut put = |s: &str| {
-            h.update(s.as_bytes());
-            h.update([0u8]);
-        };
+        let mut fp = crate::partial::Fingerprint::default();
+        let mut put = |s: &str| fp.put(s);
         put(env!("CARGO_PKG_VERSION"));
         // `[run] device` is a choice, not a parameter: the device it picked is (below).
         let config = Config {
@@ -718,7 +715,7 @@ impl Pipeline {
         if let Some(l) = &self.layout_path {
             put(&InputRecord::of_file(l)?.sha256);
         }
-        Ok(hex(&h.finalize()))
+        Ok(fp.finish())
     }
 
     /// The schema of `Nuclei` tables for this plate.

@@ -50,7 +50,6 @@ use ipscope_io::timelapse::{frame_interval, series, FrameData, FrameReader, Fram
 use ipscope_io::{DiscoverOptions, ReadOptions};
 use ipscope_table::{Format, RecordBatch, TableBuilder, WrittenFile};
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 
 use crate::channels::{Channel, Role};
 use crate::manifest::{ImageStatus, InputRecord, Manifest, OutputRecord};
@@ -740,11 +739,8 @@ fn fingerprint(
     channel_name: &str,
     all: &[TimeSeries],
 ) -> Result<String> {
-    let mut h = Sha256::new();
-    let mut put = |s: &str| {
-        h.update(s.as_bytes());
-        h.update([0u8]);
-    };
+    let mut fp = crate::partial::Fingerprint::default();
+    let mut put = |s: &str| fp.put(s);
     put(env!("CARGO_PKG_VERSION"));
     put(&opts.assay.to_string());
     put(channel);
@@ -773,7 +769,7 @@ fn fingerprint(
             ));
         }
     }
-    Ok(crate::pipeline::hex(&h.finalize()))
+    Ok(fp.finish())
 }
 
 /// The traces of a series: the field (object 0), then each cell (1, 2, …).
