@@ -13,6 +13,8 @@
 
 use ipscope_image::{Image, ImageView};
 
+use super::par;
+
 /// Euclidean distance of each foreground (`true`) pixel to the nearest background pixel;
 /// 0 on background.
 pub fn distance_transform_edt(mask: ImageView<bool>) -> Image<f32> {
@@ -51,69 +53,86 @@ pub fn distance_transform_edt(mask: ImageView<bool>) -> Image<f32> {
     // only columns a-1 ..= b: a column p further out is farther from every pixel of the run
     // than the background pixel a-1 (or b) of the same row, so its parabola is never the
     // lowest. The minimum, an exact integer, is the same as over the whole row.
-    let mut f = vec![0i64; w];
-    let mut v = vec![0usize; w];
-    // Breakpoint k lies between parabolas v[k-1] and v[k]; index 0 is -inf.
-    let mut zn = vec![0i64; w + 1];
-    let mut zd = vec![1i64; w + 1];
-    for r in 0..h {
-        let gr = &g[r * w..(r + 1) * w];
-        let orow = out.row_mut(r);
-        let mut a = 0usize;
-        while a < w {
-            match gr[a..].iter().position(|&x| x != 0) {
-                Some(s) => a += s,
-                None => break,
-            }
-            let b = gr[a..].iter().position(|&x| x == 0).map_or(w, |e| a + e);
-            let (lo, hi) = (a.saturating_sub(1), (b + 1).min(w));
-            let mut k = 0usize; // number of parabolas in the envelope
-            for q in lo..hi {
-                if gr[q] == INF {
-                    continue;
-                }
-                f[q] = i64::from(gr[q]) * i64::from(gr[q]);
-                let fq = f[q] + (q * q) as i64;
-                loop {
+    //
+    // Rows are independent: bands of them go to idle workers of the current pool.
+    let g = &g;
+    let scratch = || {
+        // Breakpoint k lies between parabolas v[k-1] and v[k]; index 0 is -inf.
+        (
+            vec![0i64; w],
+            vec![0usize; w],
+            vec![0i64; w + 1],
+            vec![1i64; w + 1],
+        )
+    };
+    par::for_each_row_band(
+        out.as_mut_slice(),
+        w,
+        scratch,
+        |(f, v, zn, zd), r0, band| {
+            for (r, orow) in band
+                .chunks_exact_mut(w)
+                .enumerate()
+                .map(|(k, o)| (r0 + k, o))
+            {
+                let gr = &g[r * w..(r + 1) * w];
+                let mut a = 0usize;
+                while a < w {
+                    match gr[a..].iter().position(|&x| x != 0) {
+                        Some(s) => a += s,
+                        None => break,
+                    }
+                    let b = gr[a..].iter().position(|&x| x == 0).map_or(w, |e| a + e);
+                    let (lo, hi) = (a.saturating_sub(1), (b + 1).min(w));
+                    let mut k = 0usize; // number of parabolas in the envelope
+                    for q in lo..hi {
+                        if gr[q] == INF {
+                            continue;
+                        }
+                        f[q] = i64::from(gr[q]) * i64::from(gr[q]);
+                        let fq = f[q] + (q * q) as i64;
+                        loop {
+                            if k == 0 {
+                                v[0] = q;
+                                k = 1;
+                                break;
+                            }
+                            let p = v[k - 1];
+                            let num = fq - (f[p] + (p * p) as i64);
+                            let den = 2 * (q - p) as i64;
+                            // s <= z[k-1], with z[0] = -inf.
+                            if k > 1 && num * zd[k - 1] <= zn[k - 1] * den {
+                                k -= 1;
+                            } else {
+                                v[k] = q;
+                                zn[k] = num;
+                                zd[k] = den;
+                                k += 1;
+                                break;
+                            }
+                        }
+                    }
                     if k == 0 {
-                        v[0] = q;
-                        k = 1;
-                        break;
+                        // A whole row without a background pixel in any column: nothing in the image.
+                        orow[a..b].fill(f32::INFINITY);
+                        a = b;
+                        continue;
                     }
-                    let p = v[k - 1];
-                    let num = fq - (f[p] + (p * p) as i64);
-                    let den = 2 * (q - p) as i64;
-                    // s <= z[k-1], with z[0] = -inf.
-                    if k > 1 && num * zd[k - 1] <= zn[k - 1] * den {
-                        k -= 1;
-                    } else {
-                        v[k] = q;
-                        zn[k] = num;
-                        zd[k] = den;
-                        k += 1;
-                        break;
+                    let mut j = 0usize;
+                    for (q, o) in orow.iter_mut().enumerate().take(b).skip(a) {
+                        // Advance while breakpoint j+1 lies strictly left of q.
+                        while j + 1 < k && zn[j + 1] < q as i64 * zd[j + 1] {
+                            j += 1;
+                        }
+                        let p = v[j];
+                        let d = q.abs_diff(p) as i64;
+                        *o = ((d * d + f[p]) as f64).sqrt() as f32;
                     }
+                    a = b;
                 }
             }
-            if k == 0 {
-                // A whole row without a background pixel in any column: nothing in the image.
-                orow[a..b].fill(f32::INFINITY);
-                a = b;
-                continue;
-            }
-            let mut j = 0usize;
-            for (q, o) in orow.iter_mut().enumerate().take(b).skip(a) {
-                // Advance while breakpoint j+1 lies strictly left of q.
-                while j + 1 < k && zn[j + 1] < q as i64 * zd[j + 1] {
-                    j += 1;
-                }
-                let p = v[j];
-                let d = q.abs_diff(p) as i64;
-                *o = ((d * d + f[p]) as f64).sqrt() as f32;
-            }
-            a = b;
-        }
-    }
+        },
+    );
     out
 }
 
@@ -136,6 +155,29 @@ mod tests {
             }
             best as f32
         })
+    }
+
+    #[test]
+    fn row_bands_on_several_threads_give_the_same_bits() {
+        // Tall enough for several bands per thread; blobs of foreground with long runs.
+        let m = Image::from_fn(61, 700, |r, c| {
+            (r * 7 + c * 3) % 97 > 4 && (r / 50 + c / 20) % 3 != 0
+        });
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let want = one.install(|| distance_transform_edt(m.view()));
+        for threads in [2, 3, 4] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let got = pool.install(|| distance_transform_edt(m.view()));
+            let bits =
+                |i: &Image<f32>| i.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{threads} threads");
+        }
     }
 
     #[test]

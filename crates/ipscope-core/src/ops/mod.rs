@@ -13,6 +13,7 @@ pub mod label;
 pub mod measure;
 pub mod morphology;
 pub mod outline;
+pub mod par;
 pub mod peaks;
 pub mod rank;
 pub mod ridge;

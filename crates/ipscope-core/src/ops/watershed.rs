@@ -246,6 +246,10 @@ fn elev_at(elev: &[f32], i: usize) -> f32 {
 /// image — and gives the same labels. A part's pixels then stay in cache during its flood
 /// instead of being visited in elevation order across the whole image. Needs distinct marker
 /// keys within each part (no [`markers_tie`]); `markers` in any order.
+///
+/// For the same reason the parts are flooded in parallel on the current rayon pool when it
+/// has more than one thread (each part by one task, its ages counted from 1): the labels do
+/// not depend on the thread count.
 fn flood_by_parts(
     markers: &[Item],
     elev: &[f32],
@@ -254,17 +258,17 @@ fn flood_by_parts(
     w: usize,
     h: usize,
 ) {
+    // The markers of each part (raster order), found by a depth-first walk of the part:
+    // part k holds `part_markers[starts[k]..starts[k + 1]]`.
     let mut seen = vec![false; w * h];
     let mut stack: Vec<usize> = Vec::new();
-    let mut part_markers: Vec<usize> = Vec::new();
-    let mut radix = RadixHeap::new(0);
-    let mut age = 1u32;
+    let mut part_markers: Vec<usize> = Vec::with_capacity(markers.len());
+    let mut starts: Vec<usize> = vec![0];
     for m in markers {
         if seen[m.index] {
             continue;
         }
-        // The markers of this part, found by a depth-first walk of the part.
-        part_markers.clear();
+        let first = part_markers.len();
         seen[m.index] = true;
         stack.push(m.index);
         while let Some(i) = stack.pop() {
@@ -278,30 +282,116 @@ fn flood_by_parts(
                 }
             }
         }
-        part_markers.sort_unstable();
-        radix.reset();
-        for &i in &part_markers {
-            radix.push(Item {
-                key: key(elev_at(elev, i), 0),
-                index: i,
-            });
+        part_markers[first..].sort_unstable();
+        starts.push(part_markers.len());
+    }
+    drop(seen);
+    let labels = PartLabels {
+        ptr: out.as_mut_ptr(),
+        len: out.len(),
+        _out: std::marker::PhantomData,
+    };
+    let flood = |radix: &mut RadixHeap, k: usize| {
+        // SAFETY: each part is flooded by exactly one call, and a call reads and writes the
+        // labels of its own part only (see `flood_part`); parts are disjoint.
+        unsafe {
+            flood_part(
+                &part_markers[starts[k]..starts[k + 1]],
+                elev,
+                inside,
+                &labels,
+                w,
+                h,
+                radix,
+            )
         }
-        while let Some(item) = radix.pop() {
-            let i = item.index;
-            let popped_value = elev_of_key(item.key);
-            let label = out[i];
-            for n in neighbours4(i, w, h).into_iter().flatten() {
-                if !inside[n] || out[n] != 0 {
-                    continue;
-                }
-                age = age.wrapping_add(1);
-                let value = elev_at(elev, n).max(popped_value);
-                out[n] = label;
-                radix.push(Item {
-                    key: key(value, age),
-                    index: n,
-                });
+    };
+    let parts = starts.len() - 1;
+    if rayon::current_num_threads() <= 1 || parts < 2 {
+        let mut radix = RadixHeap::new(0);
+        for k in 0..parts {
+            flood(&mut radix, k);
+        }
+    } else {
+        use rayon::prelude::*;
+        (0..parts)
+            .into_par_iter()
+            .with_min_len(8)
+            .for_each_init(|| RadixHeap::new(0), |radix, k| flood(radix, k));
+    }
+}
+
+/// The label image of [`flood_by_parts`], shared by the tasks that flood its parts. A task
+/// touches only the pixels of its own part, so no two tasks touch the same label.
+struct PartLabels<'a> {
+    ptr: *mut u32,
+    len: usize,
+    _out: std::marker::PhantomData<&'a mut [u32]>,
+}
+
+// SAFETY: the tasks that share it access disjoint pixels (`flood_part`).
+unsafe impl Sync for PartLabels<'_> {}
+
+impl PartLabels<'_> {
+    /// # Safety
+    /// No other thread may write pixel `i` concurrently.
+    #[inline(always)]
+    unsafe fn get(&self, i: usize) -> u32 {
+        assert!(i < self.len);
+        // SAFETY: in bounds (checked); no concurrent writer (the caller's contract).
+        unsafe { *self.ptr.add(i) }
+    }
+
+    /// # Safety
+    /// No other thread may read or write pixel `i` concurrently.
+    #[inline(always)]
+    unsafe fn set(&self, i: usize, label: u32) {
+        assert!(i < self.len);
+        // SAFETY: in bounds (checked); exclusive access (the caller's contract).
+        unsafe { *self.ptr.add(i) = label }
+    }
+}
+
+/// Floods one 4-connected part of the mask from its markers (raster order, labels already
+/// set), with a radix heap whose ages start at 1.
+///
+/// # Safety
+/// No other thread may access the pixels of this part of `labels` meanwhile. The flood
+/// touches only them: it starts at the part's markers and steps only to in-mask
+/// 4-neighbours, which belong to the same part.
+unsafe fn flood_part(
+    markers: &[usize],
+    elev: &[f32],
+    inside: &[bool],
+    labels: &PartLabels,
+    w: usize,
+    h: usize,
+    radix: &mut RadixHeap,
+) {
+    radix.reset();
+    for &i in markers {
+        radix.push(Item {
+            key: key(elev_at(elev, i), 0),
+            index: i,
+        });
+    }
+    let mut age = 1u32;
+    while let Some(item) = radix.pop() {
+        let i = item.index;
+        let popped_value = elev_of_key(item.key);
+        // SAFETY (here and below): pixels of this part (the function's contract).
+        let label = unsafe { labels.get(i) };
+        for n in neighbours4(i, w, h).into_iter().flatten() {
+            if !inside[n] || unsafe { labels.get(n) } != 0 {
+                continue;
             }
+            age = age.wrapping_add(1);
+            let value = elev_at(elev, n).max(popped_value);
+            unsafe { labels.set(n, label) };
+            radix.push(Item {
+                key: key(value, age),
+                index: n,
+            });
         }
     }
 }
@@ -565,6 +655,13 @@ mod tests {
             let fast = flood(elev.view(), &markers, Some(mask.view()), true);
             assert_eq!(fast, exact, "case {case}");
             assert_eq!(with_inf, exact, "case {case}: NaN as +inf");
+            // The parts flooded in parallel (each with its own ages): the same labels.
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(3)
+                .build()
+                .unwrap();
+            let parallel = pool.install(|| flood(elev.view(), &markers, Some(mask.view()), true));
+            assert_eq!(parallel, exact, "case {case}: parts flooded on 3 threads");
         }
     }
 

@@ -1,0 +1,127 @@
+//! Parallelism inside one image: bands of whole rows of an output image handed to the
+//! current rayon pool.
+//!
+//! A field runs on one worker of the plate's pool; when the pool has idle workers (the tail
+//! of a plate, fewer fields than threads, or `ipscope segment` of one image) the row-wise
+//! passes of a kernel split their output into bands that the idle workers steal. Every
+//! output value is still computed by one call with the same arithmetic as the whole-image
+//! loop, so results do not depend on the number of threads or on the split. With one thread
+//! (or a small image) the kernel runs as one band on the calling thread.
+
+use rayon::prelude::*;
+
+/// Rows below which a band is not split further: a band's work must outweigh a task's cost.
+const MIN_BAND_ROWS: usize = 32;
+
+/// The number of rows per band for an image of `height` rows on the current pool: about
+/// four bands per thread (so a stolen band balances the load), at least [`MIN_BAND_ROWS`].
+fn band_rows(height: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    if threads == 1 {
+        return height.max(1);
+    }
+    height.div_ceil(threads * 4).max(MIN_BAND_ROWS)
+}
+
+/// Calls `f(scratch, first_row, band)` for consecutive bands of whole rows of `out` (an
+/// image `width` values wide), each band exactly once, in parallel when the current rayon
+/// pool has more than one thread. `init` makes the scratch buffers of one task (one per band
+/// at most). `f` must compute each row from `first_row` and read-only inputs only.
+pub fn for_each_row_band<T, S>(
+    out: &mut [T],
+    width: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+) where
+    T: Send,
+{
+    if width == 0 || out.is_empty() {
+        return;
+    }
+    let height = out.len() / width;
+    let rows = band_rows(height);
+    if rows >= height {
+        f(&mut init(), 0, out);
+        return;
+    }
+    out.par_chunks_mut(rows * width)
+        .enumerate()
+        .for_each_init(init, |scratch, (b, band)| f(scratch, b * rows, band));
+}
+
+/// Maps each band of `rows` (`0..height`) to a value, in parallel like
+/// [`for_each_row_band`]; the values come back in band order, so a reduction over them in
+/// that order is the same for any thread count only when the band split itself is fixed —
+/// use [`fixed_bands`] for that.
+pub fn map_fixed_bands<R: Send>(
+    height: usize,
+    band: usize,
+    f: impl Fn(std::ops::Range<usize>) -> R + Sync + Send,
+) -> Vec<R> {
+    let bands = fixed_bands(height, band);
+    if rayon::current_num_threads() <= 1 || bands.len() <= 1 {
+        return bands.into_iter().map(f).collect();
+    }
+    bands.into_par_iter().map(f).collect()
+}
+
+/// Splits `0..height` into ranges of `band` rows (the last shorter): a split that does not
+/// depend on the thread count, for reductions whose result depends on how they are grouped.
+pub fn fixed_bands(height: usize, band: usize) -> Vec<std::ops::Range<usize>> {
+    let band = band.max(1);
+    (0..height)
+        .step_by(band)
+        .map(|a| a..(a + band).min(height))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(width: usize, height: usize) -> Vec<u64> {
+        let mut out = vec![0u64; width * height];
+        for_each_row_band(
+            &mut out,
+            width,
+            || 0u32,
+            |calls, first, band| {
+                *calls += 1;
+                for (k, row) in band.chunks_mut(width).enumerate() {
+                    for (c, v) in row.iter_mut().enumerate() {
+                        *v = ((first + k) * 1000 + c) as u64;
+                    }
+                }
+            },
+        );
+        out
+    }
+
+    #[test]
+    fn every_row_is_written_once_with_its_own_index_for_any_pool() {
+        let want: Vec<u64> = (0..300)
+            .flat_map(|r| (0..7).map(move |c| (r * 1000 + c) as u64))
+            .collect();
+        for threads in [1, 2, 3, 8] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            assert_eq!(pool.install(|| filled(7, 300)), want, "{threads} threads");
+        }
+        assert!(filled(0, 0).is_empty());
+        assert_eq!(filled(3, 1), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn fixed_bands_cover_the_range_in_order() {
+        assert_eq!(fixed_bands(5, 2), vec![0..2, 2..4, 4..5]);
+        assert!(fixed_bands(0, 4).is_empty());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let sums = pool.install(|| map_fixed_bands(10, 3, |r| r.sum::<usize>()));
+        assert_eq!(sums, vec![3, 12, 21, 9]);
+    }
+}
