@@ -95,6 +95,13 @@ pub trait Backend: Send + Sync {
         }
         Ok(watershed::watershed(elevation, markers, mask))
     }
+
+    /// [`crate::ops::label::filter_by_area`]: keeps the objects whose pixel count lies in `[min, max]`
+    /// and renumbers them `1..=N` in raster order of first pixel (the size filter). Exact on
+    /// every backend. Default: the CPU reference.
+    fn filter_by_area(&self, labels: &Labels, min: u64, max: u64) -> Result<Labels, Error> {
+        Ok(crate::ops::label::filter_by_area(labels, min, max))
+    }
 }
 
 /// The reference implementation: [`crate::ops`] on the calling thread.

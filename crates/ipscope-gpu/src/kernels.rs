@@ -93,7 +93,15 @@ pub const WATERSHED: Kernel = Kernel {
     bindings: &[U, R, R, RW, RW],
 };
 
+/// The size filter: per-label area and first pixel, then a lookup of the new labels.
+pub const RELABEL: Kernel = Kernel {
+    name: "relabel",
+    source: include_str!("../../../kernels/relabel.wgsl"),
+    entry_points: &["areas", "remap"],
+    bindings: &[U, R, RW, R, RW],
+};
+
 /// Every kernel the GPU backend uses.
 pub const KERNELS: &[Kernel] = &[
-    GAUSSIAN, HISTOGRAM, MORPHOLOGY, EDT, LABEL, MEASURE, LI, WATERSHED,
+    GAUSSIAN, HISTOGRAM, MORPHOLOGY, EDT, LABEL, MEASURE, LI, WATERSHED, RELABEL,
 ];

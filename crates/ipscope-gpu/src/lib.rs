@@ -11,7 +11,8 @@
 //! * connected components: identical labels;
 //! * per-object reductions (area, centroid, bounding box, intensity sum/min/max): identical;
 //! * Li's threshold: one reduction per step, within [`LI_TOLERANCE`] of the CPU;
-//! * seeded watershed: the same flooding costs, labels within [`WATERSHED_TOLERANCE`].
+//! * seeded watershed: the same flooding costs, labels within [`WATERSHED_TOLERANCE`];
+//! * the size filter (per-label area and first pixel, then relabelling): identical.
 //!
 //! Device loss, out-of-memory and images beyond the device's limits are [`Error`]s, never
 //! panics. [`select`] resolves `--device auto|cpu|gpu`.
@@ -21,6 +22,7 @@ mod error;
 pub mod kernels;
 mod li;
 mod ops;
+mod relabel;
 mod watershed;
 
 pub use device::{list_adapters, AdapterSummary, Gpu};
@@ -127,6 +129,15 @@ impl Backend for GpuBackend {
         mask: Option<ImageView<bool>>,
     ) -> Result<Labels, ipscope_core::Error> {
         Ok(self.gpu.watershed(elevation, markers, mask)?)
+    }
+
+    fn filter_by_area(
+        &self,
+        labels: &Labels,
+        min: u64,
+        max: u64,
+    ) -> Result<Labels, ipscope_core::Error> {
+        Ok(self.gpu.filter_by_area(labels, min, max)?)
     }
 }
 

@@ -9,15 +9,22 @@
 
 use std::sync::OnceLock;
 
+use ipscope_core::backend::CpuBackend;
 use ipscope_core::ops::distance::distance_transform_edt;
+use ipscope_core::ops::eval::match_labels;
 use ipscope_core::ops::filter::gaussian_blur;
-use ipscope_core::ops::label::{label, Connectivity};
+use ipscope_core::ops::label::{
+    filter_by_area, label, object_areas, relabel_sequential, Connectivity,
+};
 use ipscope_core::ops::measure::{measure_intensity, measure_shape};
 use ipscope_core::ops::morphology;
 use ipscope_core::ops::peaks::peak_local_max;
 use ipscope_core::ops::threshold;
 use ipscope_core::ops::watershed::watershed;
-use ipscope_gpu::{Gpu, GAUSSIAN_TOLERANCE, LI_TOLERANCE, WATERSHED_MIN_IOU, WATERSHED_TOLERANCE};
+use ipscope_core::{segment_nuclei_with, DeclumpMethod, NucleiParams};
+use ipscope_gpu::{
+    Gpu, GpuBackend, GAUSSIAN_TOLERANCE, LI_TOLERANCE, WATERSHED_MIN_IOU, WATERSHED_TOLERANCE,
+};
 use ipscope_image::{Image, Labels};
 
 fn gpu() -> Option<&'static Gpu> {
@@ -710,4 +717,165 @@ fn parity_watershed_extract() {
         let cpu = watershed(elev.view(), &markers, Some(mask.view()));
         assert_eq!(out, cpu, "{}x{}", mask.width(), mask.height());
     }
+}
+
+/// Label images for the size filter: components in raster order, the same renumbered out of
+/// order with gaps (present labels above `count`), a `count` beyond every label, and the
+/// marker numbering of the shape declumping's watershed.
+fn label_sets() -> Vec<Labels> {
+    let mut out = Vec::new();
+    for mask in masks() {
+        let l = label(mask.view(), Connectivity::Four);
+        let n = l.count();
+        // Injective below 100,003 components; label 1 becomes 7,920.
+        let scrambled = l.image().map(|v| {
+            if v == 0 {
+                0
+            } else {
+                (u64::from(v) * 7919 % 100_003) as u32 + 1
+            }
+        });
+        out.push(Labels::new(scrambled, n));
+        out.push(Labels::new(l.image().clone(), n + 50));
+        out.push(l);
+    }
+    for (seed, sd) in [(2u64, 3usize), (5, 7)] {
+        let mask = blobs(130, 140, seed, 3.0, 0.01);
+        let (elev, markers) = declump_inputs(&mask, sd);
+        out.push(watershed(elev.view(), &markers, Some(mask.view())));
+    }
+    out
+}
+
+#[test]
+fn parity_relabel_areas() {
+    let Some(g) = gpu() else { return };
+    // Which objects the area range keeps (and their numbering): identical.
+    for l in label_sets() {
+        let areas = object_areas(&l);
+        let mut sorted: Vec<u64> = areas.iter().skip(1).copied().filter(|&a| a > 0).collect();
+        sorted.sort_unstable();
+        let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
+        for (lo, hi) in [
+            (0, u64::MAX),
+            (1, 1),
+            (2, median),
+            (median, u64::MAX),
+            (median + 1, median),
+        ] {
+            let cpu = filter_by_area(&l, lo, hi);
+            let out = g.filter_by_area(&l, lo, hi).unwrap();
+            assert_eq!(
+                out,
+                cpu,
+                "{}x{}, count {}, range {lo}..={hi}",
+                l.width(),
+                l.height(),
+                l.count()
+            );
+        }
+    }
+}
+
+#[test]
+fn parity_relabel_remap() {
+    let Some(g) = gpu() else { return };
+    let Ok(mut small) = Gpu::new() else { return };
+    // Renumbering alone (every object kept), whole and in bands of 10 rows of 130 words.
+    small.set_max_binding_for_tests(10 * 130 * 4);
+    let mut banded = 0;
+    for l in label_sets() {
+        let cpu = relabel_sequential(&l);
+        assert_eq!(g.filter_by_area(&l, 0, u64::MAX).unwrap(), cpu);
+        let kept = filter_by_area(&l, 20, 400);
+        // The per-label table must fit the lowered binding too.
+        let top = l.image().as_slice().iter().copied().max().unwrap_or(0);
+        if l.width() <= 130 && top.max(l.count()) < 600 {
+            assert_eq!(small.filter_by_area(&l, 0, u64::MAX).unwrap(), cpu);
+            assert_eq!(small.filter_by_area(&l, 20, 400).unwrap(), kept);
+            banded += usize::from(l.height() > 10);
+        }
+    }
+    assert!(banded >= 10, "only {banded} label images ran in bands");
+    // Empty and all-background images.
+    assert_eq!(
+        g.filter_by_area(&Labels::empty(0, 5), 0, 9).unwrap(),
+        filter_by_area(&Labels::empty(0, 5), 0, 9)
+    );
+    let bg = Labels::new(Image::new(9, 4, 0u32), 3);
+    assert_eq!(
+        g.filter_by_area(&bg, 0, 9).unwrap(),
+        filter_by_area(&bg, 0, 9)
+    );
+}
+
+/// F1 at IoU 0.5 of `b` against `a`, and whether the two are identical.
+fn f1_at_half(a: &Labels, b: &Labels) -> f64 {
+    let m = match_labels(a.view(), b.view()).unwrap();
+    let c = &m.counts[0];
+    if c.tp + c.fp + c.fn_ == 0 {
+        return 1.0;
+    }
+    2.0 * c.tp as f64 / (2 * c.tp + c.fp + c.fn_) as f64
+}
+
+#[test]
+fn shape_declumping_and_size_filter_on_the_gpu_match_the_cpu() {
+    if gpu().is_none() {
+        return;
+    }
+    let Ok(backend) = GpuBackend::new() else {
+        return;
+    };
+    // Touching and overlapping discs of several sizes on a noisy background, as u16.
+    let mut r = Lcg(91);
+    let mut centres = Vec::new();
+    for _ in 0..60 {
+        let (y, x) = (
+            8.0 + 144.0 * f64::from(r.next()),
+            8.0 + 184.0 * f64::from(r.next()),
+        );
+        centres.push((y, x, 4.0 + 6.0 * f64::from(r.next())));
+    }
+    let grain = noise(200, 160, 92);
+    let img = Image::from_fn(200, 160, |y, x| {
+        let inside = centres
+            .iter()
+            .any(|&(cy, cx, rad)| (y as f64 - cy).powi(2) + (x as f64 - cx).powi(2) <= rad * rad);
+        let base = if inside { 30000.0 } else { 3000.0 };
+        (base + 4000.0 * grain.get(y, x)) as u16
+    });
+    let (mut identical, mut total) = (0, 0);
+    for method in [DeclumpMethod::Shape, DeclumpMethod::Hybrid] {
+        for (min_d, max_d) in [(5.0, 60.0), (12.0, 18.0)] {
+            let p = NucleiParams {
+                declump_method: method,
+                min_diameter: min_d,
+                max_diameter: max_d,
+                ..NucleiParams::default()
+            };
+            let cpu = segment_nuclei_with(&CpuBackend, img.view(), &p).unwrap();
+            let out = segment_nuclei_with(&backend, img.view(), &p).unwrap();
+            let f1 = f1_at_half(&cpu.labels, &out.labels);
+            let differ = cpu
+                .labels
+                .image()
+                .as_slice()
+                .iter()
+                .zip(out.labels.image().as_slice())
+                .filter(|(a, b)| a != b)
+                .count();
+            eprintln!(
+                "{method:?} diameters {min_d}..{max_d}: cpu {} gpu {} objects, {differ} pixels \
+                 differ, F1@0.5 {f1}",
+                cpu.labels.count(),
+                out.labels.count(),
+            );
+            assert!(cpu.labels.count() > 10, "{method:?}: too few objects");
+            assert!(f1 >= 0.999, "{method:?} {min_d}..{max_d}: F1 {f1}");
+            total += 1;
+            identical += usize::from(cpu.labels == out.labels);
+        }
+    }
+    eprintln!("{identical} of {total} label images identical");
 }

@@ -16,6 +16,7 @@ use ipscope_core::backend::{Backend, CpuBackend};
 use ipscope_core::ops::eval::match_labels;
 use ipscope_core::ops::label::Connectivity;
 use ipscope_core::ops::peaks::peak_local_max;
+use ipscope_core::{segment_nuclei_with, DeclumpMethod, NucleiParams};
 use ipscope_gpu::{GpuBackend, GAUSSIAN_TOLERANCE, LI_TOLERANCE, WATERSHED_TOLERANCE};
 use ipscope_image::{DynImage, Image, Labels, Pixel};
 
@@ -290,4 +291,74 @@ fn li_and_watershed_match_on_real_images() {
         paths.len()
     );
     assert!(frac <= WATERSHED_TOLERANCE, "{frac}");
+}
+
+#[test]
+fn shape_declumping_and_size_filter_match_on_real_images() {
+    // The whole nuclei segmentation with the shape declumping (its distance-map smoothing
+    // and the size filter on the device) against the CPU: F1 at IoU 0.5 ≥ 0.999.
+    let Some(mut paths) = dsb_images() else {
+        return;
+    };
+    // Three DSB2018 images in CI (two segmentations each); IPSCOPE_GPU_ALL=1 runs them all.
+    if std::env::var_os("IPSCOPE_GPU_ALL").is_none() {
+        paths.truncate(3);
+    }
+    if let Some(dir) = data_dir() {
+        paths.push(dir.join("stardist_dsb2018_sample/img2d.tif"));
+    }
+    paths.retain(|p| p.is_file());
+    let gpu = match GpuBackend::new() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("SKIP: no GPU adapter ({e})");
+            return;
+        }
+    };
+    let p = NucleiParams {
+        declump_method: DeclumpMethod::Shape,
+        ..NucleiParams::default()
+    };
+    let (mut tp, mut fp, mut fn_, mut identical, mut objects) = (0u64, 0u64, 0u64, 0usize, 0u32);
+    for path in &paths {
+        let img = load(path);
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let cpu = segment_nuclei_with(&CpuBackend, img.view(), &p).unwrap();
+        let out = segment_nuclei_with(&gpu, img.view(), &p).unwrap();
+        let m = match_labels(cpu.labels.view(), out.labels.view()).unwrap();
+        let c = &m.counts[0];
+        let differ = cpu
+            .labels
+            .image()
+            .as_slice()
+            .iter()
+            .zip(out.labels.image().as_slice())
+            .filter(|(a, b)| a != b)
+            .count();
+        eprintln!(
+            "{name}: shape declumping, cpu {} gpu {} objects, {differ} pixels differ, tp {} fp {} fn {}",
+            cpu.labels.count(),
+            out.labels.count(),
+            c.tp,
+            c.fp,
+            c.fn_
+        );
+        tp += c.tp;
+        fp += c.fp;
+        fn_ += c.fn_;
+        objects += cpu.labels.count();
+        identical += usize::from(cpu.labels == out.labels);
+    }
+    let f1 = if tp + fp + fn_ == 0 {
+        1.0
+    } else {
+        2.0 * tp as f64 / (2 * tp + fp + fn_) as f64
+    };
+    eprintln!(
+        "{} images, {objects} objects, {identical} label images identical: CPU vs GPU \
+         F1@0.5 = {f1:.6}",
+        paths.len()
+    );
+    assert!(objects > 100, "too few objects: {objects}");
+    assert!(f1 >= 0.999, "F1 {f1}");
 }

@@ -38,8 +38,7 @@ use ipscope_image::{Image, ImageView, Labels, Pixel};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, CpuBackend};
-use crate::ops::filter::gaussian_blur;
-use crate::ops::label::{clear_border, filter_by_area, label, relabel_sequential, Connectivity};
+use crate::ops::label::{clear_border, label, relabel_sequential, Connectivity};
 use crate::ops::peaks::peak_local_max;
 use crate::ops::threshold;
 use crate::ops::watershed::watershed;
@@ -315,9 +314,10 @@ pub fn segment_nuclei<T: Pixel>(dna: ImageView<T>, params: &NucleiParams) -> Nuc
 }
 
 /// [`segment_nuclei`] with its hot stages on `backend`: the first Gaussian, the histogram
-/// and Otsu's threshold (or Li's), hole filling, the 8-connected labelling and the distance
-/// transform. The declumping (its own smoothing, seeds, watershed), the other threshold
-/// methods and the size filter run on the CPU. With [`CpuBackend`] the result is
+/// and Otsu's threshold (or Li's), hole filling, the 8-connected labelling, the distance
+/// transform, the declumpings' smoothing (of the image, or of the distance map for the
+/// shape method) and the size filter. The declumping's seeds and watershed and the other
+/// threshold methods run on the CPU. With [`CpuBackend`] the result is
 /// [`segment_nuclei`]'s; another backend gives it within that backend's stated tolerances.
 ///
 /// A device failure (lost, out of memory, an image too large for it) is
@@ -423,7 +423,9 @@ pub fn segment_nuclei_with<T: Pixel>(
         match params.declump_method {
             // Shape declumping keeps its fixed seed spacing: necks, not the scale, separate
             // nuclei there, and a wider spacing loses small nuclei beside large ones.
-            DeclumpMethod::Shape => declump(&fg, &components, dist, params.seed_distance()),
+            DeclumpMethod::Shape => {
+                declump(backend, &fg, &components, dist, params.seed_distance())?
+            }
             DeclumpMethod::Intensity => declump_by_intensity(
                 declump_smoothing(backend, &scaled, eff.min_diameter)?,
                 &fg,
@@ -449,7 +451,7 @@ pub fn segment_nuclei_with<T: Pixel>(
         _ => objects,
     };
     let (lo, hi) = size.area_range();
-    let mut kept = filter_by_area(&objects, lo, hi);
+    let mut kept = backend.filter_by_area(&objects, lo, hi)?;
     if params.exclude_border {
         kept = relabel_sequential(&clear_border(&kept));
     }
@@ -978,11 +980,12 @@ fn flood_from_markers(
 
 /// Shape-based declumping: watershed of the negated, smoothed distance map from its peaks.
 fn declump(
+    backend: &dyn Backend,
     fg: &Image<bool>,
     components: &Labels,
     mut dist: Image<f32>,
     seed_distance: usize,
-) -> Labels {
+) -> Result<Labels, Error> {
     let (w, h) = (fg.width(), fg.height());
     // An all-foreground field has no finite distance; any constant keeps it one object.
     let cap = (w + h) as f32;
@@ -991,14 +994,15 @@ fn declump(
             *d = cap;
         }
     }
-    let smooth = gaussian_blur(dist.view(), DISTANCE_SIGMA);
-    seeded_watershed(smooth, fg, components, seed_distance)
+    let smooth = backend.gaussian_blur(dist.view(), DISTANCE_SIGMA)?;
+    Ok(seeded_watershed(smooth, fg, components, seed_distance))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ops::distance::distance_transform_edt;
+    use crate::ops::filter::gaussian_blur;
 
     #[test]
     fn degenerate_images_give_no_objects() {
@@ -1287,6 +1291,10 @@ mod tests {
             self.call("measure_shape")?;
             CpuBackend.measure_shape(l)
         }
+        fn filter_by_area(&self, l: &Labels, min: u64, max: u64) -> Result<Labels, Error> {
+            self.call("filter_by_area")?;
+            CpuBackend.filter_by_area(l, min, max)
+        }
     }
 
     /// Eight nuclei of radius 9 on a dim background, two pairs touching.
@@ -1319,6 +1327,7 @@ mod tests {
             "fill_holes",
             "label",
             "distance_transform_edt",
+            "filter_by_area",
         ] {
             assert!(calls.contains(&stage), "{stage} not called: {calls:?}");
         }
@@ -1327,7 +1336,11 @@ mod tests {
     #[test]
     fn the_declumping_gaussian_goes_through_the_backend() {
         let img = eight_nuclei();
-        for method in [DeclumpMethod::Hybrid, DeclumpMethod::Intensity] {
+        for method in [
+            DeclumpMethod::Hybrid,
+            DeclumpMethod::Intensity,
+            DeclumpMethod::Shape,
+        ] {
             let p = NucleiParams {
                 declump_method: method,
                 ..NucleiParams::default()
@@ -1337,7 +1350,7 @@ mod tests {
             assert_eq!(got, segment_nuclei(img.view(), &p), "{method:?}");
             let calls = rec.calls.lock().unwrap().clone();
             let blurs = calls.iter().filter(|&&c| c == "gaussian_blur").count();
-            // The first smoothing and the declumping's.
+            // The first smoothing and the declumping's (of the distance map for shape).
             assert_eq!(blurs, 2, "{method:?}: {calls:?}");
             // A failing device there fails the field.
             let rec = Recording {
@@ -1358,6 +1371,7 @@ mod tests {
             "fill_holes",
             "label",
             "distance_transform_edt",
+            "filter_by_area",
         ] {
             let rec = Recording::new(Some(stage));
             let p = NucleiParams {
