@@ -62,10 +62,10 @@ pub enum Cmd {
         colonies_from: ColonySource,
         /// Where nuclei are segmented: cpu (the reference), gpu (Vulkan, Metal or DX12; an
         /// error when there is none, see `ipscope devices`) or auto (a GPU when there is one,
-        /// else the CPU; says which on stderr). Colonies from transmitted light run on the CPU.
-        #[arg(long, default_value = "cpu", value_name = "DEVICE",
-              value_parser = |s: &str| s.parse::<DeviceChoice>())]
-        device: DeviceChoice,
+        /// else the CPU; says which on stderr). Default: `[run] device` of --config, else
+        /// cpu. Colonies from transmitted light run on the CPU.
+        #[arg(long, value_name = "DEVICE", value_parser = |s: &str| s.parse::<DeviceChoice>())]
+        device: Option<DeviceChoice>,
         /// Print one JSON object per image.
         #[arg(long)]
         json: bool,
@@ -174,7 +174,7 @@ fn segment(
     object: ObjectKind,
     colonies_from: ColonySource,
     nuclei_channel: Option<&str>,
-    device: DeviceChoice,
+    device: Option<DeviceChoice>,
     out: Outputs,
     config: Option<&Path>,
     json: bool,
@@ -182,18 +182,30 @@ fn segment(
     if images.len() > 1 && (out.labels.is_some() || out.overlay.is_some()) {
         bail!("--labels and --overlay take one input image; use --labels-dir / --overlay-dir for several");
     }
+    let config_path = config;
     let config = match config {
         Some(p) => Config::from_file(p)?,
         None => Config::default(),
     };
-    // Opened once, before any image: `--device gpu` without an adapter stops here.
+    // The flag wins over `[run] device` of the file, as for `run`; the CPU by default.
+    let (device, source) = match (device, config_path) {
+        (Some(d), _) => (d, None),
+        (None, Some(p)) => (
+            config.run.device,
+            Some(crate::config_device_source(config.run.device, p)),
+        ),
+        (None, None) => (DeviceChoice::Cpu, None),
+    };
+    // Opened once, before any image: `gpu` without an adapter stops here.
     let backend = ipscope::gpu::select(device).with_context(|| {
-        let arg = match device {
-            DeviceChoice::Auto => "auto",
-            DeviceChoice::Cpu => "cpu",
-            DeviceChoice::Gpu => "gpu",
-        };
-        format!("--device {arg}")
+        source.clone().unwrap_or_else(|| {
+            let arg = match device {
+                DeviceChoice::Auto => "auto",
+                DeviceChoice::Cpu => "cpu",
+                DeviceChoice::Gpu => "gpu",
+            };
+            format!("--device {arg}")
+        })
     })?;
     if device != DeviceChoice::Cpu {
         eprintln!("device: {}", backend.name());

@@ -644,6 +644,20 @@ fn run_timelapse(args: &RunArgs) -> Result<ExitCode> {
     })
 }
 
+/// How an error names a device choice that came from `[run] device` of a configuration
+/// file (`--device` names itself).
+pub(crate) fn config_device_source(
+    choice: ipscope::gpu::DeviceChoice,
+    config: &std::path::Path,
+) -> String {
+    let name = match choice {
+        ipscope::gpu::DeviceChoice::Auto => "auto",
+        ipscope::gpu::DeviceChoice::Cpu => "cpu",
+        ipscope::gpu::DeviceChoice::Gpu => "gpu",
+    };
+    format!("[run] device = \"{name}\" in {}", config.display())
+}
+
 /// `run --device`, else `[run] device` of `--config`, else the CPU.
 fn run_device(args: &RunArgs) -> Result<ipscope::gpu::DeviceChoice> {
     Ok(match (args.device, &args.config) {
@@ -684,6 +698,9 @@ fn run_options(args: &RunArgs) -> Result<RunOptions> {
     options.threads = args.threads;
     // The flag wins over `[run] device`; the manifest's parameters record the choice.
     options.device = args.device.unwrap_or(config.run.device);
+    if let (None, Some(p)) = (args.device, &args.config) {
+        options.device_source = Some(config_device_source(options.device, p));
+    }
     config.run.device = options.device;
     options.shard = args.shard.as_deref().map(str::parse::<Shard>).transpose()?;
     options.resume = args.resume;

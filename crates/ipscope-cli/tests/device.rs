@@ -484,11 +484,13 @@ fn run_device_from_the_config_file() {
         // its `auto` falls back to the CPU, says so, and the manifest records the choice.
         let (o, out) = run("no_gpu", &["--config", p(&gpu_toml)], &NO_VULKAN);
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-        assert!(
-            stderr(&o).contains("no GPU adapter found"),
-            "{}",
-            stderr(&o)
+        // The error names the file's key, not a flag that was never given.
+        let want = format!(
+            "[run] device = \"gpu\" in {}: no GPU adapter found",
+            gpu_toml.display()
         );
+        assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("--device gpu"), "{}", stderr(&o));
         assert!(!out.exists(), "run created its output before failing");
         let (o, out) = run("auto_cpu", &["--config", p(&auto_toml)], &NO_VULKAN);
         assert!(o.status.success(), "{}", stderr(&o));
@@ -515,4 +517,82 @@ fn run_device_from_the_config_file() {
         stderr(&o)
     );
     assert_eq!(m["parameters"]["run"]["device"], "gpu");
+}
+
+#[test]
+fn segment_device_from_the_config_file() {
+    // `segment` reads `[run] device` of --config as `run` does: the flag wins, the file's
+    // choice is used without it, and the CPU without either.
+    let dir = tempfile::tempdir().unwrap();
+    let plate = few_fields(dir.path(), 1);
+    let image = std::fs::read_dir(&plate)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("_w1"))
+        .unwrap();
+    let config = |name: &str, device: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("[run]\ndevice = \"{device}\"\n")).unwrap();
+        path
+    };
+    let (gpu_toml, auto_toml) = (config("gpu.toml", "gpu"), config("auto.toml", "auto"));
+    let segment = |labels: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let labels = dir.path().join(labels);
+        let o = bin()
+            .args(["segment", p(&image), "--labels-dir", p(&labels)])
+            .args(extra)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (o, labels)
+    };
+
+    // The flag wins over the file: `cpu` whatever the file says, and says nothing.
+    let (o, _) = segment("flag", &["--config", p(&gpu_toml), "--device", "cpu"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("device:"), "{}", stderr(&o));
+
+    if adapters(&NO_VULKAN).is_empty() {
+        // Without an adapter the file's `gpu` is an error naming the file's key, before
+        // any output; its `auto` falls back to the CPU and says so.
+        let (o, labels) = segment("no_gpu", &["--config", p(&gpu_toml)], &NO_VULKAN);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let want = format!("error: [run] device = \"gpu\" in {}", gpu_toml.display());
+        assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("no GPU adapter found"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("--device"), "{}", stderr(&o));
+        assert!(!labels.exists(), "segment wrote output before failing");
+        // The flag's own error still names the flag.
+        let (o, _) = segment("no_gpu_flag", &["--device", "gpu"], &NO_VULKAN);
+        assert!(stderr(&o).contains("error: --device gpu"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("no GPU adapter found"),
+            "{}",
+            stderr(&o)
+        );
+        let (o, _) = segment("auto_cpu", &["--config", p(&auto_toml)], &NO_VULKAN);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stderr(&o).contains("device: cpu\n"), "{}", stderr(&o));
+    } else {
+        println!("SKIP (part): the Vulkan loader's VK_ICD_FILENAMES does not hide every adapter");
+    }
+
+    if skip_without_adapter("segment_device_from_the_config_file (on a GPU)") {
+        return;
+    }
+    // With an adapter, the file alone moves the nuclei to the GPU, with the flag's labels.
+    let (o, labels) = segment("gpu", &["--config", p(&gpu_toml)], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("device: gpu: "), "{}", stderr(&o));
+    let (o, flag) = segment("gpu_flag", &["--device", "gpu"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let name = format!("{}.tif", image.file_stem().unwrap().to_string_lossy());
+    assert_eq!(
+        read_labels(&labels.join(&name)),
+        read_labels(&flag.join(&name))
+    );
 }

@@ -32,7 +32,7 @@
 //! ridge = "sato"               # or "frangi", "meijering" (ipscope_core::ops::ridge)
 //!
 //! [run]
-//! device = "cpu"               # where nuclei are segmented: "cpu", "gpu" or "auto" (run --device wins)
+//! device = "cpu"               # where nuclei are segmented: "cpu", "gpu" or "auto" (run/segment --device wins)
 //! ```
 
 use std::collections::BTreeMap;
@@ -135,9 +135,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
-    /// Where nuclei are segmented, as `run --device` (which wins over this key): `"cpu"`
-    /// (the default, the reference), `"gpu"` (an error when there is none) or `"auto"`. The
-    /// CLI copies it into [`crate::pipeline::RunOptions::device`], which is what a run uses,
+    /// Where nuclei are segmented, as `run --device` and `segment --device` (which win over
+    /// this key): `"cpu"` (the default, the reference), `"gpu"` (an error when there is
+    /// none, naming this key and the file) or `"auto"`. The CLI copies it into [`crate::pipeline::RunOptions::device`], which is what a run uses,
     /// and records the choice here in the manifest's parameters (the device picked is
     /// `machine.device`). Not part of the resume fingerprint: the device picked is.
     pub device: ipscope_gpu::DeviceChoice,
@@ -221,7 +221,7 @@ impl RunConfig {
     /// What each `[run]` key means (see [`SectionDocs`]).
     pub const KEY_DOCS: &'static [(&'static str, &'static str)] = &[(
         "device",
-        "where `ipscope run` segments nuclei: cpu (the reference) | gpu (an error when there is none) | auto (a GPU when there is one); run --device wins",
+        "where `ipscope run` segments nuclei (and `ipscope segment`): cpu (the reference) | gpu (an error when there is none) | auto (a GPU when there is one); --device wins",
     )];
 }
 

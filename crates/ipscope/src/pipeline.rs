@@ -89,6 +89,9 @@ pub struct RunOptions {
     /// Where the nuclei segmentation runs (`--device`): the CPU reference by default, so
     /// results do not depend on the machine unless asked. The other stages run on the CPU.
     pub device: ipscope_gpu::DeviceChoice,
+    /// Where `device` was chosen, as an error about it names it (e.g.
+    /// `[run] device = "gpu" in plate.toml`); `None`: the `--device` flag.
+    pub device_source: Option<String>,
     /// A backend to segment nuclei on instead of opening one for `device` (embedding an
     /// already open device, tests).
     pub backend: Option<SharedBackend>,
@@ -118,6 +121,7 @@ impl RunOptions {
             stop: None,
             colony_model: None,
             device: ipscope_gpu::DeviceChoice::Cpu,
+            device_source: None,
             backend: None,
         }
     }
@@ -510,7 +514,11 @@ impl Pipeline {
         let backend: Arc<dyn Backend> = match &options.backend {
             Some(b) => Arc::clone(&b.0),
             None => Arc::from(ipscope_gpu::select(options.device).map_err(|e| {
-                Error::Invalid(format!("--device {}: {e}", device_arg(options.device)))
+                let source = match &options.device_source {
+                    Some(s) => s.clone(),
+                    None => format!("--device {}", device_arg(options.device)),
+                };
+                Error::Invalid(format!("{source}: {e}"))
             })?),
         };
         Ok(Pipeline {
