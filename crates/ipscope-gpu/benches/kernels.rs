@@ -66,6 +66,9 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("measure_shape/{name}"), |x| {
             x.iter(|| b.measure_shape(black_box(&labels)))
         });
+        group.bench_function(format!("size_filter/{name}"), |x| {
+            x.iter(|| b.filter_by_area(black_box(&labels), 20, u64::MAX))
+        });
         group.bench_function(format!("nuclei_stages/{name}"), |x| {
             x.iter(|| -> Result<_, ipscope_core::Error> {
                 let s = b.gaussian_blur(img.view(), 1.0)?;

@@ -19,6 +19,12 @@
 //!
 //! `--chain` times only the nuclei chain, `--only watershed,chain` only those (for large sizes
 //! on a slow device such as lavapipe).
+//!
+//! When the adapter has timestamp queries (`TIMESTAMP_QUERY`), each kernel row also gives the
+//! GPU's own compute time of one more call (`compute … ms`: the passes' timestamps summed,
+//! without uploads, readbacks or host work), and the chain is run once more stage by stage:
+//! wall-clock per stage on the CPU and the GPU, and the GPU compute time of each stage's
+//! kernels. Without timestamp queries the stage table gives wall-clock only and says so.
 
 use std::time::Instant;
 
@@ -26,7 +32,7 @@ use ipscope_core::backend::{Backend, CpuBackend};
 use ipscope_core::ops::eval::match_labels;
 use ipscope_core::ops::label::Connectivity;
 use ipscope_core::ops::measure::ObjectShape;
-use ipscope_gpu::{GpuBackend, LI_TOLERANCE, WATERSHED_TOLERANCE};
+use ipscope_gpu::{GpuBackend, KernelTime, LI_TOLERANCE, WATERSHED_TOLERANCE};
 use ipscope_image::{Image, Labels};
 
 struct Args {
@@ -73,7 +79,7 @@ fn args() -> Result<Args, String> {
                 println!(
                     "gpu_bench [--quick] [--sizes 2048,8192] [--reps 3] [--chain] \
                      [--only gaussian,otsu,li,erosion,dilation,fill_holes,edt,label8,\
-                     measure_shape,watershed,chain]"
+                     measure_shape,size_filter,watershed,chain]"
                 );
                 std::process::exit(0);
             }
@@ -151,6 +157,19 @@ fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> (f64, T) {
         Some(o) => (best, o),
         None => unreachable!("reps >= 1"),
     }
+}
+
+/// The GPU compute time of `f`'s kernels from timestamp queries, in ms; `None` without them.
+fn compute_ms(g: &GpuBackend, f: impl FnOnce()) -> Option<f64> {
+    let gpu = g.gpu();
+    if !gpu.set_profiling(true) {
+        return None;
+    }
+    let _ = gpu.take_profile();
+    f();
+    let (k, _) = gpu.take_profile();
+    gpu.set_profiling(false);
+    Some(k.iter().map(|t| t.gpu_ms).sum())
 }
 
 fn rate(px: usize, ms: f64) -> String {
@@ -304,18 +323,7 @@ fn main() {
             continue;
         }
         // The GPU stages of the default nuclei recipe, end to end.
-        type Chain = (Labels, Vec<ObjectShape>);
-        let chain = |b: &dyn Backend| -> Result<Chain, ipscope_core::Error> {
-            let s = b.gaussian_blur(img.view(), 1.0)?;
-            let t = b.otsu(s.view(), 256)?.unwrap_or(f32::INFINITY);
-            let fg = s.map(|v| v > t);
-            let filled = b.fill_holes(fg.view())?;
-            let l = b.label(filled.view(), Connectivity::Eight)?;
-            let d = b.distance_transform_edt(filled.view())?;
-            let shapes = b.measure_shape(&l)?;
-            drop(d);
-            Ok((l, shapes))
-        };
+        let chain = |b: &dyn Backend| run_chain(b, &img, &mut |_, _| ());
         let (c_ms, c_out) = time(cpu_reps, || chain(&cpu));
         match g {
             Some(g) => match time(a.reps, || chain(g)) {
@@ -338,7 +346,124 @@ fn main() {
             },
             None => row("nuclei chain", n, c_ms, None),
         }
+        stage_table(&img, &cpu, g);
     }
+}
+
+type Chain = (Labels, Vec<ObjectShape>);
+
+/// The GPU stages of the default nuclei recipe: Gaussian σ = 1, Otsu, hole filling,
+/// 8-connected labelling, distance transform, size filter, shape measurements. `stage` is
+/// called after each with its name and its wall-clock time in ms.
+fn run_chain(
+    b: &dyn Backend,
+    img: &Image<f32>,
+    stage: &mut dyn FnMut(&'static str, f64),
+) -> Result<Chain, ipscope_core::Error> {
+    let mut t = Instant::now();
+    let mut lap = |name: &'static str| {
+        stage(name, t.elapsed().as_secs_f64() * 1e3);
+        t = Instant::now();
+    };
+    let s = b.gaussian_blur(img.view(), 1.0)?;
+    lap("gaussian");
+    let th = b.otsu(s.view(), 256)?.unwrap_or(f32::INFINITY);
+    lap("otsu");
+    let fg = s.map(|v| v > th);
+    lap("threshold (host)");
+    let filled = b.fill_holes(fg.view())?;
+    lap("fill_holes");
+    let l = b.label(filled.view(), Connectivity::Eight)?;
+    lap("label8");
+    let d = b.distance_transform_edt(filled.view())?;
+    lap("edt");
+    drop(d);
+    let l = b.filter_by_area(&l, 20, u64::MAX)?;
+    lap("size_filter");
+    let shapes = b.measure_shape(&l)?;
+    lap("measure_shape");
+    Ok((l, shapes))
+}
+
+/// One stage of the chain on the GPU: name, wall ms, and the compute ms of its kernels.
+type StageRow = (&'static str, f64, Option<(f64, Vec<KernelTime>)>);
+
+/// The chain once more, stage by stage: wall-clock on the CPU and the GPU, and with
+/// timestamp queries the GPU compute time of each stage's kernels.
+fn stage_table(img: &Image<f32>, cpu: &CpuBackend, g: Option<&GpuBackend>) {
+    let mut cpu_ms: Vec<(&'static str, f64)> = Vec::new();
+    if run_chain(cpu, img, &mut |n, ms| cpu_ms.push((n, ms))).is_err() {
+        return;
+    }
+    let Some(g) = g else { return };
+    let gpu = g.gpu();
+    let timed = gpu.set_profiling(true);
+    let _ = gpu.take_profile();
+    let mut rows: Vec<StageRow> = Vec::new();
+    let out = run_chain(g, img, &mut |n, ms| {
+        let (k, _) = gpu.take_profile();
+        // A host-only stage has no kernels: no compute time.
+        let compute =
+            (timed && !k.is_empty()).then(|| (k.iter().map(|t| t.gpu_ms).sum::<f64>(), k));
+        rows.push((n, ms, compute));
+    });
+    let (_, untimed) = gpu.take_profile();
+    gpu.set_profiling(false);
+    if let Err(e) = out {
+        println!("chain stages: gpu failed: {e}");
+        return;
+    }
+    println!(
+        "chain stages ({}): {:<17} {:>10} {:>12} {:>15}",
+        if timed {
+            "GPU compute from timestamp queries"
+        } else {
+            "no TIMESTAMP_QUERY on this adapter: wall clock only"
+        },
+        "stage",
+        "cpu ms",
+        "gpu wall ms",
+        "gpu compute ms"
+    );
+    let (mut sc, mut sw, mut sg) = (0.0, 0.0, 0.0);
+    for ((name, wall, compute), (_, c)) in rows.iter().zip(&cpu_ms) {
+        let kernels = compute
+            .as_ref()
+            .map(|(_, k)| {
+                k.iter()
+                    .map(|t| format!("{}.{} ×{} {:.2}", t.kernel, t.entry, t.passes, t.gpu_ms))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let gms = compute
+            .as_ref()
+            .map_or("-".to_string(), |(ms, _)| format!("{ms:.2}"));
+        println!("  {name:<17} {c:>10.2} {wall:>12.2} {gms:>15}   {kernels}");
+        sc += c;
+        sw += wall;
+        sg += compute.as_ref().map_or(0.0, |(ms, _)| *ms);
+    }
+    let px = (img.width() * img.height()) as f64;
+    println!(
+        "  {:<17} {sc:>10.2} {sw:>12.2} {:>15}   GPU compute alone: {}{}",
+        "total",
+        if timed {
+            format!("{sg:.2}")
+        } else {
+            "-".to_string()
+        },
+        if timed && sg > 0.0 {
+            rate(px as usize, sg)
+        } else {
+            "n/a".to_string()
+        },
+        if untimed > 0 {
+            format!(" ({untimed} passes untimed)")
+        } else {
+            String::new()
+        }
+    );
 }
 
 /// CPU and GPU, kernel by kernel.
@@ -359,7 +484,12 @@ fn kernels(
                         Some(g) => match time(reps, || g.$call($($arg),*)) {
                             (g_ms, Ok(g_out)) => {
                                 let c_out = c_out.expect("the CPU backend never fails");
-                                let check: String = $check(&c_out, &g_out);
+                                let mut check: String = $check(&c_out, &g_out);
+                                if let Some(ms) = compute_ms(g, || {
+                                    let _ = g.$call($($arg),*);
+                                }) {
+                                    check = format!("compute {ms:>8.2} ms   {check}");
+                                }
                                 row($name, n, c_ms, Some((g_ms, &check)));
                                 Some(g_out)
                             }
@@ -467,6 +597,17 @@ fn kernels(
             "measure_shape",
             measure_shape(&labels),
             |c: &Vec<_>, g: &Vec<_>| {
+                if c == g {
+                    "identical".to_string()
+                } else {
+                    "DIFFER".to_string()
+                }
+            }
+        );
+        bench!(
+            "size_filter",
+            filter_by_area(&labels, 20, u64::MAX),
+            |c: &Labels, g: &Labels| {
                 if c == g {
                     "identical".to_string()
                 } else {

@@ -89,6 +89,8 @@ pub struct Gpu {
     fault: Arc<Mutex<Fault>>,
     /// Largest storage binding the kernels plan with (the device's, or less for tests).
     pub(crate) max_binding: u64,
+    /// Per-kernel GPU timing, when the adapter has timestamp queries.
+    pub(crate) profiler: Option<crate::profile::Profiler>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -123,9 +125,12 @@ impl Gpu {
             max_storage_buffers_per_shader_stage: 8,
             ..wgpu::Limits::downlevel_defaults()
         };
+        // Timestamp queries when the adapter has them (benchmarks time kernels with them;
+        // nothing is written unless profiling is turned on).
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("ipscope"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits,
             ..Default::default()
         }))
@@ -186,6 +191,14 @@ impl Gpu {
             });
         }
         let max_binding = summary.max_storage_buffer_binding_size;
+        // A query set the driver refuses leaves the device without timing, never failing it.
+        let profiler = if features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let p = crate::profile::Profiler::new(&device, &queue);
+            pollster::block_on(scope.pop()).is_none().then_some(p)
+        } else {
+            None
+        };
         Ok(Gpu {
             device,
             queue,
@@ -194,6 +207,7 @@ impl Gpu {
             pipelines,
             fault,
             max_binding,
+            profiler,
         })
     }
 
@@ -303,9 +317,13 @@ impl Gpu {
         group: &wgpu::BindGroup,
         groups: (u32, u32),
     ) {
+        let timestamp_writes = self
+            .profiler
+            .as_ref()
+            .and_then(|p| p.next(kernel.name, entry));
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(entry),
-            timestamp_writes: None,
+            timestamp_writes,
         });
         pass.set_pipeline(&self.pipelines[&(kernel.name, entry)]);
         pass.set_bind_group(0, group, &[]);
@@ -390,6 +408,10 @@ impl Gpu {
                 s
             })
             .collect();
+        let timestamps = self
+            .profiler
+            .as_ref()
+            .and_then(|p| p.resolve(&self.device, &mut enc));
         self.queue.submit([enc.finish()]);
         let results: Vec<MapSlot> = staging
             .iter()
@@ -433,16 +455,27 @@ impl Gpu {
             drop(view);
             s.unmap();
         }
+        if let (Some(p), Some(t)) = (&self.profiler, timestamps) {
+            p.collect(&self.device, t);
+        }
         Ok(out)
     }
 
     /// Submits `enc` and waits for it.
-    pub(crate) fn submit(&self, enc: wgpu::CommandEncoder) -> Result<(), String> {
+    pub(crate) fn submit(&self, mut enc: wgpu::CommandEncoder) -> Result<(), String> {
+        let timestamps = self
+            .profiler
+            .as_ref()
+            .and_then(|p| p.resolve(&self.device, &mut enc));
         self.queue.submit([enc.finish()]);
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
-            .map_err(|e| format!("waiting for the device: {e}"))
+            .map_err(|e| format!("waiting for the device: {e}"))?;
+        if let (Some(p), Some(t)) = (&self.profiler, timestamps) {
+            p.collect(&self.device, t);
+        }
+        Ok(())
     }
 }
 

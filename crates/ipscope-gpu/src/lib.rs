@@ -22,6 +22,7 @@ mod error;
 pub mod kernels;
 mod li;
 mod ops;
+mod profile;
 mod relabel;
 mod watershed;
 
@@ -29,6 +30,7 @@ pub use device::{list_adapters, AdapterSummary, Gpu};
 pub use error::Error;
 pub use li::LI_TOLERANCE;
 pub use ops::ObjectStats;
+pub use profile::KernelTime;
 pub use watershed::{WATERSHED_MIN_IOU, WATERSHED_TOLERANCE};
 
 use ipscope_core::backend::{Backend, CpuBackend};

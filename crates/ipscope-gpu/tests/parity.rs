@@ -879,3 +879,46 @@ fn shape_declumping_and_size_filter_on_the_gpu_match_the_cpu() {
     }
     eprintln!("{identical} of {total} label images identical");
 }
+
+#[test]
+fn timestamp_queries_time_each_kernel_pass() {
+    let Some(g) = gpu() else { return };
+    let img = noise(64, 48, 93);
+    if !g.timestamps_supported() {
+        // Without TIMESTAMP_QUERY profiling cannot be turned on and records nothing.
+        assert!(!g.set_profiling(true));
+        let _ = g.gaussian_blur(img.view(), 1.0).unwrap();
+        assert_eq!(g.take_profile(), (Vec::new(), 0));
+        eprintln!("note: {} has no timestamp queries", g.adapter().name);
+        return;
+    }
+    // Other tests share this device; a private one keeps their passes out of the profile.
+    let Ok(own) = Gpu::new() else { return };
+    assert!(own.set_profiling(true));
+    let _ = own.take_profile();
+    let blurred = own.gaussian_blur(img.view(), 1.0).unwrap();
+    let mask = blurred.map(|v| v > 0.5);
+    let labels = own.label(mask.view(), Connectivity::Eight).unwrap();
+    let (times, untimed) = own.take_profile();
+    assert_eq!(untimed, 0);
+    let passes = |k: &str, e: &str| {
+        times
+            .iter()
+            .find(|t| t.kernel == k && t.entry == e)
+            .map_or(0, |t| t.passes)
+    };
+    assert_eq!(passes("gaussian", "columns"), 1, "{times:?}");
+    assert_eq!(passes("gaussian", "rows"), 1, "{times:?}");
+    assert_eq!(passes("label", "init"), 1, "{times:?}");
+    // Propagation runs in batches of 16 until a batch changes nothing.
+    assert!(passes("label", "propagate") >= 16, "{times:?}");
+    assert!(times
+        .iter()
+        .all(|t| t.gpu_ms.is_finite() && t.gpu_ms >= 0.0));
+    assert!(times.iter().any(|t| t.gpu_ms > 0.0), "{times:?}");
+    assert_eq!(labels, label(mask.view(), Connectivity::Eight));
+    // Turned off, nothing more is recorded.
+    own.set_profiling(false);
+    let _ = own.gaussian_blur(img.view(), 1.0).unwrap();
+    assert_eq!(own.take_profile(), (Vec::new(), 0));
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# GPU figures for the nuclei path on a machine with a real GPU: per kernel and for the nuclei
+# chain at 2048², 4096² and 8192² (CPU ms, GPU wall ms, GPU compute ms from timestamp
+# queries, MPx/s or GPx/s, F1@0.5 of the GPU's objects against the CPU's, per-stage ms).
+# About 3-5 minutes on a data-centre GPU; docs/gpu.md says how to read the output.
+#
+# Two steps, because the GPU machine may have neither a Rust toolchain nor the Vulkan loader:
+#
+#   benches/gpu/device_check.sh prepare   # here: release build of gpu_bench, plus the Vulkan
+#                                         # loader and glvnd libraries of this machine, into
+#                                         # target/gpu-check/ (about 8 MB)
+#   benches/gpu/device_check.sh           # there, from the repository root: runs it
+#
+# On the GPU machine, target/gpu-check/ must travel with the checkout (an ignored path: carry
+# it). Without it the script builds gpu_bench with cargo when cargo is there. Environment:
+# SIZES (default 2048,4096,8192), REPS (3), TIMEOUT (seconds per size, 240), OUT (a folder
+# that receives device_check.txt as well as stdout).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+CHECK="$ROOT/target/gpu-check"
+
+if [[ "${1:-}" == prepare ]]; then
+  cd "$ROOT"
+  cargo build --release --locked -p ipscope-gpu --example gpu_bench
+  mkdir -p "$CHECK/lib"
+  cp target/release/examples/gpu_bench "$CHECK/gpu_bench"
+  # The Vulkan loader and the glvnd libraries NVIDIA's Vulkan driver (libGLX_nvidia) needs;
+  # the driver itself comes with the GPU machine.
+  for lib in libvulkan.so.1 libGLX.so.0 libGLdispatch.so.0 libEGL.so.1 libGL.so.1 \
+             libOpenGL.so.0 libGLESv2.so.2; do
+    path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')
+    if [[ -n "$path" ]]; then
+      cp -L "$path" "$CHECK/lib/$lib"
+    else
+      echo "note: $lib not installed here (apt-get install libvulkan1 libglvnd0 libegl1 libgl1 libglx0 libopengl0 libgles2)" >&2
+    fi
+  done
+  git rev-parse --short HEAD > "$CHECK/commit" 2>/dev/null || true
+  du -sh "$CHECK"
+  exit 0
+fi
+
+SIZES=${SIZES:-2048,4096,8192}
+REPS=${REPS:-3}
+TIMEOUT=${TIMEOUT:-240}
+BIN=${GPU_BENCH_BIN:-$CHECK/gpu_bench}
+if [[ ! -x "$BIN" ]]; then
+  if command -v cargo >/dev/null; then
+    (cd "$ROOT" && cargo build --release -p ipscope-gpu --example gpu_bench)
+    BIN="$ROOT/target/release/examples/gpu_bench"
+  else
+    echo "device_check: no $BIN and no cargo: run 'benches/gpu/device_check.sh prepare' on a build machine and carry target/gpu-check" >&2
+    exit 2
+  fi
+fi
+# The bundled loader only where the system has none.
+if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1 '; then
+  export LD_LIBRARY_PATH="$CHECK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+log=/dev/null
+if [[ -n "${OUT:-}" ]]; then
+  mkdir -p "$OUT"
+  log="$OUT/device_check.txt"
+fi
+{
+  echo "device_check: $(date -u +%FT%TZ), commit $(cat "$CHECK/commit" 2>/dev/null || git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown), $(nproc) CPUs"
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  IFS=, read -ra sizes <<< "$SIZES"
+  for n in "${sizes[@]}"; do
+    start=$(date +%s)
+    # One size per process, so a size that hangs or runs out of memory leaves the others.
+    timeout "$TIMEOUT" "$BIN" --sizes "$n" --reps "$REPS" || echo "gpu_bench --sizes $n: exit $? (timeout ${TIMEOUT}s)"
+    echo "[$n² done in $(( $(date +%s) - start )) s]"
+  done
+} 2>&1 | tee "$log"
