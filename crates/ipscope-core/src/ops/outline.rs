@@ -46,15 +46,7 @@ pub fn outline_overlay(
         .flat_map(|r| r.iter().copied())
         .filter(|v| v.is_finite())
         .collect();
-    finite.sort_by(f32::total_cmp);
-    let pick = |q: f64| -> f32 {
-        if finite.is_empty() {
-            0.0
-        } else {
-            finite[((finite.len() - 1) as f64 * q).round() as usize]
-        }
-    };
-    let (lo, hi) = (pick(0.005), pick(0.995));
+    let (lo, hi) = percentile_pair(&mut finite, 0.005, 0.995);
     let span = if hi > lo { hi - lo } else { 1.0 };
     let edges = outlines(labels);
     let mut out = Image::new(image.width(), image.height(), 0u8);
@@ -67,7 +59,7 @@ pub fn outline_overlay(
             } else {
                 let v = ((src[c] - lo) / span).clamp(0.0, 1.0);
                 if v.is_finite() {
-                    (v * 191.0).round() as u8
+                    round_grey(v * 191.0)
                 } else {
                     0
                 }
@@ -77,9 +69,103 @@ pub fn outline_overlay(
     Ok(out)
 }
 
+/// Index of the `q` percentile among `n` sorted values (nearest rank, as the overlay uses).
+fn rank_of(n: usize, q: f64) -> usize {
+    ((n - 1) as f64 * q).round() as usize
+}
+
+/// The values at the `q_lo` and `q_hi` percentiles (`q_lo <= q_hi`) of `values` in
+/// `f32::total_cmp` order, 0 for none: the elements a full sort would put at those ranks,
+/// found by two selections (linear time; the slice is reordered).
+fn percentile_pair(values: &mut [f32], q_lo: f64, q_hi: f64) -> (f32, f32) {
+    if values.is_empty() {
+        return (0.0, 0.0);
+    }
+    let (i_lo, i_hi) = (rank_of(values.len(), q_lo), rank_of(values.len(), q_hi));
+    let (left, &mut hi, _) = values.select_nth_unstable_by(i_hi, f32::total_cmp);
+    // Everything left of `i_hi` is at most `hi`, so rank `i_lo < i_hi` lies among them.
+    let lo = if i_lo < i_hi {
+        *left.select_nth_unstable_by(i_lo, f32::total_cmp).1
+    } else {
+        hi
+    };
+    (lo, hi)
+}
+
+/// `x.round() as u8` for `0 <= x <= 255` without the libm call (`round` has no baseline
+/// x86-64 instruction): the integer part plus one when the fraction is at least one half.
+/// `x - t` is exact (`t` is `x` truncated, both in the same binade or `t = 0`), so the
+/// comparison is the one `round` makes.
+#[inline]
+fn round_grey(x: f32) -> u8 {
+    let t = x as u8;
+    t + u8::from(x - f32::from(t) >= 0.5)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn selected_percentiles_equal_the_sorted_ones() {
+        // Random values with ties, signed zeros and a range of sizes, against a full sort.
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for n in [1usize, 2, 3, 7, 100, 201, 1000, 4099] {
+            for ties in [false, true] {
+                let v: Vec<f32> = (0..n)
+                    .map(|_| {
+                        let x = next();
+                        if ties {
+                            [0.0, -0.0, 1.0, 2.5][(x % 4) as usize]
+                        } else {
+                            (x >> 40) as f32 / 7.0 - 1000.0
+                        }
+                    })
+                    .collect();
+                let mut sorted = v.clone();
+                sorted.sort_by(f32::total_cmp);
+                for (ql, qh) in [(0.005, 0.995), (0.0, 1.0), (0.5, 0.5), (0.25, 0.75)] {
+                    let want = (sorted[rank_of(n, ql)], sorted[rank_of(n, qh)]);
+                    let got = percentile_pair(&mut v.clone(), ql, qh);
+                    assert_eq!(
+                        (got.0.to_bits(), got.1.to_bits()),
+                        (want.0.to_bits(), want.1.to_bits()),
+                        "n {n} ties {ties} q {ql} {qh}"
+                    );
+                }
+            }
+        }
+        assert_eq!(percentile_pair(&mut [], 0.1, 0.9), (0.0, 0.0));
+    }
+
+    #[test]
+    fn grey_rounding_equals_round() {
+        // Every f32 in [0, 191] near a half-integer and a dense sweep of the range.
+        for k in 0..=191u32 {
+            let mut x = k as f32 + 0.5;
+            for _ in 0..64 {
+                x = f32::from_bits(x.to_bits() - 1);
+            }
+            for _ in 0..129 {
+                if x <= 191.0 {
+                    assert_eq!(round_grey(x), x.round() as u8, "{x}");
+                }
+                x = f32::from_bits(x.to_bits() + 1);
+            }
+        }
+        for i in 0..=2_000_000u32 {
+            let x = i as f32 * (191.0 / 2_000_000.0);
+            assert_eq!(round_grey(x), x.round() as u8, "{x}");
+        }
+        assert_eq!(round_grey(0.0), 0);
+        assert_eq!(round_grey(191.0), 191);
+    }
 
     #[test]
     fn inner_outline_of_a_square_and_touching_objects() {
