@@ -144,3 +144,122 @@ fn overlay_pngs(html: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// A `size`² uint16 nuclear stain: domed discs of radius 6–11 px on a jittered grid, every
+/// third one with a touching neighbour (so declumping's watershed has work), background 300
+/// with noise; the same bytes on every run.
+fn big_field(size: usize) -> ipscope_image::Image<u16> {
+    let mut state = 0x5eed_u64;
+    let mut rnd = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let mut img = vec![0f64; size * size];
+    let disc = |img: &mut [f64], cy: f64, cx: f64, r: f64, peak: f64| {
+        let (y0, y1) = ((cy - r).floor().max(0.0) as usize, (cy + r).ceil() as usize);
+        let (x0, x1) = ((cx - r).floor().max(0.0) as usize, (cx + r).ceil() as usize);
+        for y in y0..y1.min(size) {
+            for x in x0..x1.min(size) {
+                let d2 = ((y as f64 - cy).powi(2) + (x as f64 - cx).powi(2)) / (r * r);
+                if d2 < 1.0 {
+                    let v = peak * (1.0 - 0.6 * d2);
+                    let p = &mut img[y * size + x];
+                    *p = p.max(v);
+                }
+            }
+        }
+    };
+    let step = 40.0;
+    let cells = (size as f64 / step) as usize;
+    for gy in 0..cells {
+        for gx in 0..cells {
+            let cy = (gy as f64 + 0.5) * step + (rnd() - 0.5) * 10.0;
+            let cx = (gx as f64 + 0.5) * step + (rnd() - 0.5) * 10.0;
+            let r = 6.0 + 5.0 * rnd();
+            let peak = 2500.0 + 2000.0 * rnd();
+            disc(&mut img, cy, cx, r, peak);
+            if (gy * cells + gx) % 3 == 0 {
+                // A touching neighbour: centres 1.6 radii apart, a waist between them.
+                let a = rnd() * std::f64::consts::TAU;
+                let r2 = 6.0 + 4.0 * rnd();
+                let d = 0.8 * (r + r2);
+                disc(&mut img, cy + d * a.sin(), cx + d * a.cos(), r2, peak * 0.9);
+            }
+        }
+    }
+    let data: Vec<u16> = img
+        .iter()
+        .map(|&v| (300.0 + v + 60.0 * (rnd() - 0.5)).round() as u16)
+        .collect();
+    ipscope_image::Image::from_vec(size, size, data).unwrap()
+}
+
+#[test]
+fn one_big_field_is_byte_identical_at_1_2_and_4_threads() {
+    // One field and more threads than fields: the threads work inside the field (row bands
+    // of the filters and the distance transform, the watershed's parts in parallel).
+    let dir = tempfile::tempdir().unwrap();
+    let plate = dir.path().join("plate");
+    std::fs::create_dir(&plate).unwrap();
+    let field = plate.join("BIG_A01_s1_w1.tif");
+    ipscope_io::write_tiff(&field, big_field(1024).view()).unwrap();
+
+    // `ipscope segment` (the global pool, sized by RAYON_NUM_THREADS): same label image.
+    let labels: Vec<Vec<u8>> = ["1", "2", "4"]
+        .iter()
+        .map(|t| {
+            let out = dir.path().join(format!("labels{t}.tif"));
+            let o = bin()
+                .args(["segment", p(&field), "--labels", p(&out)])
+                .env("RAYON_NUM_THREADS", t)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "segment at {t} threads: {}", stderr(&o));
+            std::fs::read(&out).unwrap()
+        })
+        .collect();
+    assert!(
+        labels[0] == labels[1],
+        "labels differ between 1 and 2 threads"
+    );
+    assert!(
+        labels[0] == labels[2],
+        "labels differ between 1 and 4 threads"
+    );
+
+    // `ipscope run` of the one-field plate: same tables.
+    let outs: Vec<_> = ["1", "2", "4"]
+        .iter()
+        .map(|t| {
+            let out = dir.path().join(format!("out{t}"));
+            let o = ipscope(&[
+                "run",
+                p(&plate),
+                "-o",
+                p(&out),
+                "--channel",
+                "w1=DNA",
+                "--threads",
+                t,
+                "--quiet",
+            ]);
+            assert!(o.status.success(), "run at {t} threads: {}", stderr(&o));
+            out
+        })
+        .collect();
+    let nuclei = table(&outs[0].join("Nuclei.parquet"));
+    // 625 grid places and ~208 touching neighbours: most must come out as objects.
+    assert!(nuclei.num_rows() > 600, "only {} nuclei", nuclei.num_rows());
+    for name in ["Image", "Nuclei"] {
+        let file = format!("{name}.parquet");
+        let one = std::fs::read(outs[0].join(&file)).unwrap();
+        for (out, t) in outs[1..].iter().zip(["2", "4"]) {
+            assert!(
+                one == std::fs::read(out.join(&file)).unwrap(),
+                "{file} differs between 1 and {t} threads"
+            );
+        }
+    }
+}
