@@ -41,46 +41,60 @@ fn union(parent: &mut [u32], a: u32, b: u32) -> u32 {
     lo
 }
 
+/// A run of object pixels in one row, `start..end`; its provisional label is its index + 1.
+struct Run {
+    row: u32,
+    start: u32,
+    end: u32,
+}
+
 /// Labels the connected components of `mask`, numbered in raster order of first pixel.
+///
+/// Works on runs of object pixels: each run is joined with the runs of the row above that
+/// touch it (overlap, or also share a corner for 8-connectivity), and the output is written
+/// run by run, so background pixels cost one read. The union-find keeps the smallest
+/// provisional label as a set's root, and runs are numbered in raster order of their first
+/// pixel, so roots in increasing order are the components in raster order of first pixel.
 pub fn label(mask: ImageView<bool>, conn: Connectivity) -> Labels {
     let (w, h) = (mask.width(), mask.height());
-    let mut out = Image::new(w, h, 0u32);
-    // parent[0] is the background; provisional labels start at 1.
+    let reach = usize::from(conn == Connectivity::Eight);
+    let mut runs: Vec<Run> = Vec::new();
+    // parent[0] is the background; run i has provisional label i + 1.
     let mut parent: Vec<u32> = vec![0];
-    let eight = conn == Connectivity::Eight;
+    let mut prev = 0..0;
     for r in 0..h {
         let row = mask.row(r);
-        for (c, &inside) in row.iter().enumerate() {
-            if !inside {
-                continue;
-            }
-            let mut cur = 0u32;
-            let mut join = |l: u32, parent: &mut Vec<u32>| {
-                if l == 0 {
-                    return;
-                }
-                cur = if cur == 0 { l } else { union(parent, cur, l) };
+        let first = runs.len();
+        // The first run of the row above that may still touch a run of this row.
+        let mut j = prev.start;
+        let mut c = 0;
+        while c < w {
+            let Some(skip) = row[c..].iter().position(|&b| b) else {
+                break;
             };
-            if c > 0 {
-                join(out.get(r, c - 1), &mut parent);
+            let s = c + skip;
+            let e = row[s..].iter().position(|&b| !b).map_or(w, |n| s + n);
+            c = e;
+            let lab = parent.len() as u32;
+            parent.push(lab);
+            // Runs above touch `s..e` when they overlap `s - reach..e + reach`.
+            let (lo, hi) = (s.saturating_sub(reach), e + reach);
+            while j < prev.end && (runs[j].end as usize) <= lo {
+                j += 1;
             }
-            if r > 0 {
-                if eight && c > 0 {
-                    join(out.get(r - 1, c - 1), &mut parent);
-                }
-                join(out.get(r - 1, c), &mut parent);
-                if eight && c + 1 < w {
-                    join(out.get(r - 1, c + 1), &mut parent);
-                }
+            let mut k = j;
+            while k < prev.end && (runs[k].start as usize) < hi {
+                union(&mut parent, lab, k as u32 + 1);
+                k += 1;
             }
-            if cur == 0 {
-                cur = parent.len() as u32;
-                parent.push(cur);
-            }
-            out.set(r, c, cur);
+            runs.push(Run {
+                row: r as u32,
+                start: s as u32,
+                end: e as u32,
+            });
         }
+        prev = first..runs.len();
     }
-    // Roots in increasing provisional order are components in raster order of first pixel.
     let mut final_of = vec![0u32; parent.len()];
     let mut next = 0u32;
     for l in 1..parent.len() as u32 {
@@ -92,8 +106,9 @@ pub fn label(mask: ImageView<bool>, conn: Connectivity) -> Labels {
             final_of[l as usize] = final_of[root as usize];
         }
     }
-    for v in out.as_mut_slice() {
-        *v = final_of[*v as usize];
+    let mut out = Image::new(w, h, 0u32);
+    for (i, run) in runs.iter().enumerate() {
+        out.row_mut(run.row as usize)[run.start as usize..run.end as usize].fill(final_of[i + 1]);
     }
     Labels::new(out, next)
 }
@@ -172,6 +187,146 @@ pub fn clear_border(labels: &Labels) -> Labels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pixel-by-pixel two-pass labelling that [`label`] replaced: the reference its
+    /// runs must equal label for label.
+    fn label_pixelwise(mask: ImageView<bool>, conn: Connectivity) -> Labels {
+        let (w, h) = (mask.width(), mask.height());
+        let mut out = Image::new(w, h, 0u32);
+        // parent[0] is the background; provisional labels start at 1.
+        let mut parent: Vec<u32> = vec![0];
+        let eight = conn == Connectivity::Eight;
+        for r in 0..h {
+            let row = mask.row(r);
+            for (c, &inside) in row.iter().enumerate() {
+                if !inside {
+                    continue;
+                }
+                let mut cur = 0u32;
+                let mut join = |l: u32, parent: &mut Vec<u32>| {
+                    if l == 0 {
+                        return;
+                    }
+                    cur = if cur == 0 { l } else { union(parent, cur, l) };
+                };
+                if c > 0 {
+                    join(out.get(r, c - 1), &mut parent);
+                }
+                if r > 0 {
+                    if eight && c > 0 {
+                        join(out.get(r - 1, c - 1), &mut parent);
+                    }
+                    join(out.get(r - 1, c), &mut parent);
+                    if eight && c + 1 < w {
+                        join(out.get(r - 1, c + 1), &mut parent);
+                    }
+                }
+                if cur == 0 {
+                    cur = parent.len() as u32;
+                    parent.push(cur);
+                }
+                out.set(r, c, cur);
+            }
+        }
+        // Roots in increasing provisional order are components in raster order of first pixel.
+        let mut final_of = vec![0u32; parent.len()];
+        let mut next = 0u32;
+        for l in 1..parent.len() as u32 {
+            let root = find(&mut parent, l);
+            if root == l {
+                next += 1;
+                final_of[l as usize] = next;
+            } else {
+                final_of[l as usize] = final_of[root as usize];
+            }
+        }
+        for v in out.as_mut_slice() {
+            *v = final_of[*v as usize];
+        }
+        Labels::new(out, next)
+    }
+
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+
+    #[test]
+    fn runs_equal_the_pixelwise_reference_on_random_masks() {
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        for (w, h) in [
+            (1, 1),
+            (1, 9),
+            (9, 1),
+            (2, 2),
+            (17, 13),
+            (64, 48),
+            (131, 97),
+        ] {
+            for density in [1u64, 3, 5, 7, 9] {
+                // Pixels on with probability density / 10, and blobs (sums of neighbours).
+                let noise = Image::from_fn(w, h, |_, _| next() % 10 < density);
+                let blobs = Image::from_fn(w, h, |r, c| {
+                    let on = |r: usize, c: usize| u32::from(noise.get(r.min(h - 1), c.min(w - 1)));
+                    on(r, c) + on(r + 1, c) + on(r, c + 1) + on(r + 1, c + 1) >= 2
+                });
+                for m in [&noise, &blobs] {
+                    for conn in [Connectivity::Four, Connectivity::Eight] {
+                        let got = label(m.view(), conn);
+                        let want = label_pixelwise(m.view(), conn);
+                        assert_eq!(got.count(), want.count(), "{w}x{h} d {density} {conn:?}");
+                        assert_eq!(got.image(), want.image(), "{w}x{h} d {density} {conn:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn runs_equal_the_pixelwise_reference_on_real_masks() {
+        // DSB2018 ground-truth nuclei as masks, whole (touching nuclei merge) and with each
+        // object's inner outline removed (thin bridges and diagonal contacts).
+        let data = std::env::var_os("IPSCOPE_DATA")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+            })
+            .join("dsb2018_fluo_subset/labels");
+        let Ok(dir) = std::fs::read_dir(&data) else {
+            println!("skipping: no {} (set IPSCOPE_DATA)", data.display());
+            return;
+        };
+        let mut files: Vec<_> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        let opts = ipscope_io::ReadOptions::default();
+        let mut checked = 0;
+        for f in files.iter().take(12) {
+            let Ok(img) = ipscope_io::read_image(f, 0, &opts) else {
+                continue;
+            };
+            let lab = img.to_f32();
+            let whole = lab.map(|v| v > 0.0);
+            let edges = crate::ops::outline::outlines(lab.map(|v| v as u32).view());
+            let inner = Image::from_fn(lab.width(), lab.height(), |r, c| {
+                whole.get(r, c) && !edges.get(r, c)
+            });
+            for m in [&whole, &inner] {
+                for conn in [Connectivity::Four, Connectivity::Eight] {
+                    let got = label(m.view(), conn);
+                    let want = label_pixelwise(m.view(), conn);
+                    assert_eq!(got.count(), want.count(), "{}", f.display());
+                    assert_eq!(got.image(), want.image(), "{}", f.display());
+                }
+            }
+            checked += 1;
+        }
+        assert!(checked > 0, "no label image read from {}", data.display());
+    }
 
     fn parse(rows: &[&str]) -> Image<bool> {
         let w = rows.first().map_or(0, |r| r.len());
