@@ -22,7 +22,6 @@ use ipscope_core::{segment_nuclei_with, Backend};
 use ipscope_image::{with_dyn_image, DynImage};
 use ipscope_io::{Field, Plate};
 use ipscope_table::{Format, RecordBatch, SchemaRef, TableBuilder, TableWriter};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -584,21 +583,55 @@ impl Pipeline {
             .map_err(|e| Error::Invalid(e.clone()))
     }
 
-    /// Processes the fields in parallel batches and yields them in ImageNumber order.
+    /// Yields the fields' outputs in ImageNumber order, processed on the run's workers by
+    /// the machinery of [`Pipeline::run`] (a worker takes the next field as soon as it is
+    /// free), `2 × threads` fields at a time: an iterator borrowing the pipeline cannot keep
+    /// workers running between two calls of `next`, so each window ends when its last field
+    /// is done (the workers that finish first help the others' fields from inside). At most
+    /// one window's outputs are held at once. [`Pipeline::for_each_field`] streams without
+    /// windows. Stops early (fewer outputs) when the run's stop flag is raised.
     pub fn stream(&self) -> impl Iterator<Item = FieldOutput> + '_ {
         // The illumination pass first, outside the workers (a failure fails every field).
         let _ = self.illumination();
         let tasks: Vec<&Task> = self.tasks.iter().collect();
-        let chunk = (self.threads * 2).max(1);
-        (0..tasks.len())
-            .step_by(chunk)
-            .flat_map(move |i| self.process_chunk(&tasks[i..(i + chunk).min(tasks.len())]))
+        let window = (self.threads * 2).max(1);
+        (0..tasks.len()).step_by(window).flat_map(move |i| {
+            let mut outs = Vec::with_capacity(window);
+            // The sink only collects, so the workers' only error is none.
+            let _ = self.process_in_order(
+                &tasks[i..(i + window).min(tasks.len())],
+                &BTreeSet::new(),
+                &mut |out, _| {
+                    outs.push(out);
+                    Ok(())
+                },
+            );
+            outs
+        })
     }
 
-    /// Processes fields in parallel on the run's thread pool; results in input order.
-    fn process_chunk(&self, tasks: &[&Task]) -> Vec<FieldOutput> {
-        self.pool
-            .install(|| tasks.par_iter().map(|t| self.process(t)).collect())
+    /// Processes the fields on the run's workers and hands each output to `f` on the calling
+    /// thread, in ImageNumber order, by the machinery of [`Pipeline::run`]: no batches, a
+    /// worker takes the next field as soon as it is free, and at most `2 × threads` fields
+    /// are in flight or waiting for their turn, whatever the plate size. `f` returning
+    /// [`std::ops::ControlFlow::Break`] (or the run's stop flag) stops the workers after
+    /// their current field. Returns how many outputs `f` was given.
+    pub fn for_each_field(
+        &self,
+        mut f: impl FnMut(FieldOutput) -> std::ops::ControlFlow<()>,
+    ) -> usize {
+        let _ = self.illumination();
+        let tasks: Vec<&Task> = self.tasks.iter().collect();
+        let mut handed = 0;
+        // A break is passed to the workers as the sink's error, which stops them.
+        let _ = self.process_in_order(&tasks, &BTreeSet::new(), &mut |out, _| {
+            handed += 1;
+            match f(out) {
+                std::ops::ControlFlow::Continue(()) => Ok(()),
+                std::ops::ControlFlow::Break(()) => Err(Error::Invalid("stopped".into())),
+            }
+        });
+        handed
     }
 
     /// Processes `tasks` on the run's thread pool and hands each output (with its outline
@@ -952,11 +985,7 @@ impl Pipeline {
             .collect()
     }
 
-    fn process(&self, task: &Task) -> FieldOutput {
-        self.process_field(task, false).0
-    }
-
-    /// [`Pipeline::process`], and with `overlay` the field's outline thumbnail for the report
+    /// A field's output, and with `overlay` the field's outline thumbnail for the report
     /// (PNG), made from the labels this segmentation produced, so the report needs no second
     /// segmentation of the field.
     fn process_field(&self, task: &Task, overlay: bool) -> (FieldOutput, Option<Vec<u8>>) {
