@@ -1128,6 +1128,8 @@ fn neurite_options(args: &RunArgs, assay: &str) -> Result<ipscope::neurite_run::
             );
         }
         opts.neurite.ridge_filter = config.neurite.ridge;
+        // The nuclei these assays grow cells from are segmented as in the nuclei assay.
+        opts.nuclei = config.nuclei;
     }
     opts.format = match args.format {
         FormatArg::Parquet => Format::Parquet,

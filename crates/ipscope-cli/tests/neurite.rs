@@ -263,6 +263,29 @@ fn spots_are_counted_per_cell_on_a_drawn_plate() {
     assert_eq!(u64s(&wells, "Count_Spots"), vec![14]);
     let m = f64s(&wells, "Mean_SpotsPerCell")[0];
     assert!((m - 7.0 / 3.0).abs() < 1e-12, "{m}");
+
+    // `[nuclei]` of --config segments the nuclei: a lower bound on the threshold above the
+    // nuclei's intensity (20000 / 65535) leaves no nucleus, so no cell.
+    let config = dir.path().join("nuclei.toml");
+    std::fs::write(&config, "[nuclei]\nthreshold_min = 0.9\n").unwrap();
+    let bounded = dir.path().join("bounded");
+    let o = ipscope(&[
+        "run",
+        p(&plate),
+        "-o",
+        p(&bounded),
+        "--assay",
+        "spots",
+        "--channel",
+        "w1=DNA",
+        "--channel",
+        "w3=SYN1",
+        "--config",
+        p(&config),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(table(&bounded.join("Cells.parquet")).num_rows(), 0);
 }
 
 #[test]
