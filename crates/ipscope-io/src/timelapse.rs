@@ -408,6 +408,31 @@ impl FrameReader {
         &self.path
     }
 
+    /// Whether [`FrameReader::seek`] is cheap: reading a frame again costs what reading it
+    /// the first time did (uncompressed stacks, read with positioned reads; not compressed
+    /// stacks, which would decode every page before it again, nor one file per frame).
+    pub fn seeks_cheaply(&self) -> bool {
+        matches!(self.source, Source::Plain { .. })
+    }
+
+    /// The index of the frame [`FrameReader::next_frame`] returns next.
+    pub fn position(&self) -> usize {
+        self.next
+    }
+
+    /// Makes frame `index` the next one read (`index` ≤ the frame count). Stacks read by
+    /// the general TIFF decoder only go forward: [`Error::Unsupported`] for them.
+    pub fn seek(&mut self, index: usize) -> Result<()> {
+        if matches!(self.source, Source::Stack { .. }) && index != self.next {
+            return Err(Error::Unsupported {
+                path: self.path.clone(),
+                message: "this stack's pages can only be read forward".into(),
+            });
+        }
+        self.next = index.min(self.frames);
+        Ok(())
+    }
+
     /// The next frame, `None` after the last. Every frame must have the first frame's size
     /// ([`Error::FrameSize`] otherwise).
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>> {

@@ -155,6 +155,14 @@ fn signal_err(path: &Path, e: impl std::fmt::Display) -> Error {
 /// A per-frame reduction fed by [`stream`].
 trait FrameSink: Sized {
     fn push_frame(&mut self, frame: &FrameData<'_>) -> std::result::Result<(), SignalError>;
+    /// The reader can read frames again cheaply: the sink may ask for them.
+    fn allow_replay(self) -> Self {
+        self
+    }
+    /// First frames to push again now (after a push; `end`: after the last frame).
+    fn replay(&mut self, _end: bool) -> Option<usize> {
+        None
+    }
 }
 
 impl FrameSink for TraceBuilder {
@@ -164,6 +172,19 @@ impl FrameSink for TraceBuilder {
             FrameData::U16(d) => self.push(d),
             FrameData::U32(d) => self.push(d),
             FrameData::F32(d) => self.push(d),
+        }
+    }
+    /// Uncompressed stacks: the beating region comes from running sums and the first
+    /// frames are read a second time, instead of being copied into a buffer and read twice
+    /// more from memory (same values; see [`TraceBuilder::replaying`]).
+    fn allow_replay(self) -> Self {
+        self.replaying()
+    }
+    fn replay(&mut self, end: bool) -> Option<usize> {
+        if end {
+            self.close_window()
+        } else {
+            self.take_replay()
         }
     }
 }
@@ -189,6 +210,7 @@ fn stream<S: FrameSink>(
     let mut reader = FrameReader::open(s, read)?;
     let frames = reader.len();
     let path = reader.path().to_path_buf();
+    let replay = reader.seeks_cheaply();
     let Some(first) = reader.next_frame()? else {
         return Err(ipscope_io::Error::TooFewFrames {
             path,
@@ -198,13 +220,53 @@ fn stream<S: FrameSink>(
         .into());
     };
     let mut sink = new(first.width, first.height, frames).map_err(|e| signal_err(&path, e))?;
+    if replay {
+        sink = sink.allow_replay();
+    }
     sink.push_frame(&first.data)
         .map_err(|e| signal_err(&path, e))?;
+    if replay {
+        replay_frames(&mut reader, &mut sink, &path, false)?;
+    }
     while let Some(frame) = reader.next_frame()? {
         sink.push_frame(&frame.data)
             .map_err(|e| signal_err(&path, e))?;
+        if replay {
+            replay_frames(&mut reader, &mut sink, &path, false)?;
+        }
+    }
+    if replay {
+        replay_frames(&mut reader, &mut sink, &path, true)?;
     }
     Ok((sink, path))
+}
+
+/// Reads the first frames again when the sink asks (`end`: after the last frame), then
+/// goes back to where the reader was.
+fn replay_frames<S: FrameSink>(
+    reader: &mut FrameReader,
+    sink: &mut S,
+    path: &Path,
+    end: bool,
+) -> Result<()> {
+    let Some(count) = sink.replay(end) else {
+        return Ok(());
+    };
+    let resume = reader.position();
+    reader.seek(0)?;
+    for _ in 0..count {
+        let Some(frame) = reader.next_frame()? else {
+            return Err(ipscope_io::Error::Decode {
+                path: path.to_path_buf(),
+                message: format!("a frame of the first {count} could not be read again"),
+            }
+            .into());
+        };
+        sink.push_frame(&frame.data)
+            .map_err(|e| signal_err(path, e))?;
+    }
+    reader.seek(resume)?;
+    Ok(())
 }
 
 /// A signal error at the end of a series: too few frames is the reader's named error.

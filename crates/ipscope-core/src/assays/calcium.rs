@@ -2,11 +2,13 @@
 //! GCaMP): beating region, field trace, ΔF/F0, beats and their kinetics.
 //!
 //! Steps:
-//! 1. **Beating region.** The first frames (up to [`CalciumParams::mask_window_s`], at most
-//!    [`CalciumParams::max_buffer_frames`]) are kept; their per-pixel temporal standard
-//!    deviation is thresholded with Otsu (256 bins, as `skimage.filters.threshold_otsu`).
-//!    Pixels above it are the beating region. Then the buffer is dropped, so memory does
-//!    not grow with the number of frames.
+//! 1. **Beating region.** The per-pixel temporal standard deviation of the first frames (up
+//!    to [`CalciumParams::mask_window_s`], at most [`CalciumParams::max_buffer_frames`]) is
+//!    thresholded with Otsu (256 bins, as `skimage.filters.threshold_otsu`). Pixels above
+//!    it are the beating region. Those frames are either kept until then and dropped, or,
+//!    when the reader can read them again cheaply ([`TraceBuilder::replaying`]), reduced to
+//!    running sums as they pass and read a second time; either way memory does not grow
+//!    with the number of frames, and the values are the same.
 //! 2. **Field trace.** F(t) = mean over the beating pixels of frame t.
 //! 3. **Baseline.** F0(t) = rolling [`CalciumParams::baseline_percentile`]-th percentile
 //!    over [`CalciumParams::baseline_window_s`] (ignores transients), then
@@ -94,6 +96,10 @@ pub enum SignalError {
     /// The frame interval is not a positive number of seconds.
     #[error("frame interval {0} s is not a positive number")]
     Interval(f64),
+    /// A replaying builder ([`TraceBuilder::replaying`]) finished without its first frames
+    /// pushed again, so they have no trace values.
+    #[error("the first {frames} frame(s) were not pushed a second time (replay)")]
+    ReplayMissing { frames: usize },
 }
 
 /// Pixel types a frame can hold; sums run in integers where they can.
@@ -431,6 +437,130 @@ with_avx2! {
     }
 }
 
+with_avx2! {
+    /// Adds one 8/16-bit frame to per-pixel running sums: `sum` and `sq32` in `u32`, `sq32`
+    /// moved into `sq` first when the frame's maximum could overflow it (`bound`: the most
+    /// `sq32` can hold now). Returns the new bound. The sums are [`temporal_sd`]'s, exactly.
+    fn accumulate_int<T: Sample>(
+        data: &[T],
+        sum: &mut [u32],
+        sq32: &mut [u32],
+        sq: &mut [u64],
+        bound: u64,
+    ) -> u64 {
+        let max = data.iter().map(|&v| v.to_i32() as u32).max().unwrap_or(0);
+        let max_sq = u64::from(max) * u64::from(max);
+        let mut bound = bound;
+        if bound + max_sq > u64::from(u32::MAX) {
+            for (q, q32) in sq.iter_mut().zip(sq32.iter_mut()) {
+                *q += u64::from(*q32);
+                *q32 = 0;
+            }
+            bound = 0;
+        }
+        for ((s, q), &v) in sum.iter_mut().zip(sq32.iter_mut()).zip(data) {
+            let v = v.to_i32() as u32;
+            *s += v;
+            *q += v * v;
+        }
+        bound + max_sq
+    }
+}
+
+with_avx2! {
+    /// Adds one frame to per-pixel `f64` running sums of its `f32` value (time order per
+    /// pixel, as [`temporal_sd`]'s float path).
+    fn accumulate_float<T: Sample>(data: &[T], sum: &mut [f64], sq: &mut [f64]) -> () {
+        for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(data) {
+            let v = f64::from(v.to_f32());
+            *s += v;
+            *q += v * v;
+        }
+    }
+}
+
+/// Per-pixel running sums of the first frames of a replaying [`TraceBuilder`]: the same
+/// sums [`temporal_sd`] forms over a buffer, formed while each frame is still in cache.
+/// 8/16-bit frames add up in exact integers; the first frame of another type turns them
+/// into `f64` (exact: integer sums below 2^53), as the buffer turns into `f32`.
+#[derive(Debug, Default)]
+enum RunningSd {
+    #[default]
+    Empty,
+    Int {
+        sum: Vec<u32>,
+        sq32: Vec<u32>,
+        sq: Vec<u64>,
+        bound: u64,
+    },
+    Float {
+        sum: Vec<f64>,
+        sq: Vec<f64>,
+    },
+}
+
+impl RunningSd {
+    /// Adds a frame of `n` samples; `int_ok`: integer sums cannot overflow over the window.
+    fn add<T: Sample>(&mut self, data: &[T], int_ok: bool) {
+        let n = data.len();
+        if matches!(self, RunningSd::Empty) {
+            *self = if T::SMALL_INT && int_ok {
+                RunningSd::Int {
+                    sum: vec![0; n],
+                    sq32: vec![0; n],
+                    sq: vec![0; n],
+                    bound: 0,
+                }
+            } else {
+                RunningSd::Float {
+                    sum: vec![0.0; n],
+                    sq: vec![0.0; n],
+                }
+            };
+        }
+        if !T::SMALL_INT {
+            if let RunningSd::Int { sum, sq32, sq, .. } = self {
+                let sum = sum.iter().map(|&s| f64::from(s)).collect();
+                let sq = sq
+                    .iter()
+                    .zip(sq32.iter())
+                    .map(|(&q, &q32)| (q + u64::from(q32)) as f64)
+                    .collect();
+                *self = RunningSd::Float { sum, sq };
+            }
+        }
+        match self {
+            RunningSd::Int {
+                sum,
+                sq32,
+                sq,
+                bound,
+            } => *bound = accumulate_int(data, sum, sq32, sq, *bound),
+            RunningSd::Float { sum, sq } => accumulate_float(data, sum, sq),
+            RunningSd::Empty => {}
+        }
+    }
+
+    /// The temporal standard deviation over the `k` frames added (`n` pixels).
+    fn sd(&self, n: usize, k: usize) -> Vec<f32> {
+        let kf = k.max(1) as f64;
+        let sd_of = |s: f64, q: f64| ((q / kf - (s / kf) * (s / kf)).max(0.0)).sqrt() as f32;
+        match self {
+            RunningSd::Empty => vec![0.0; n],
+            RunningSd::Int { sum, sq32, sq, .. } => sum
+                .iter()
+                .zip(sq32.iter().zip(sq.iter()))
+                .map(|(&s, (&q32, &q))| sd_of(f64::from(s), (q + u64::from(q32)) as f64))
+                .collect(),
+            RunningSd::Float { sum, sq } => sum
+                .iter()
+                .zip(sq.iter())
+                .map(|(&s, &q)| sd_of(s, q))
+                .collect(),
+        }
+    }
+}
+
 /// Builds the field trace from frames pushed one at a time (step 1–2 of the module docs).
 #[derive(Debug)]
 pub struct TraceBuilder {
@@ -453,6 +583,15 @@ pub struct TraceBuilder {
     /// Runs of each cell (beating-region component), and each cell's trace.
     cell_runs: Vec<Vec<(usize, usize)>>,
     cell_traces: Vec<Vec<f64>>,
+    /// [`TraceBuilder::replaying`]: running sums instead of the buffer.
+    replay: bool,
+    running: RunningSd,
+    /// Frames of the window still to be pushed again (after [`TraceBuilder::take_replay`]).
+    replay_left: usize,
+    /// Frames of the settled window not yet asked for again (`take_replay` not called).
+    replay_due: usize,
+    /// Frames the window held when the mask settled (replaying).
+    window: usize,
 }
 
 /// The field trace and the beating region it came from.
@@ -500,7 +639,43 @@ impl TraceBuilder {
             cell_min_area: None,
             cell_runs: Vec::new(),
             cell_traces: Vec::new(),
+            replay: false,
+            running: RunningSd::Empty,
+            replay_left: 0,
+            replay_due: 0,
+            window: 0,
         })
+    }
+
+    /// Learns the beating region from per-pixel running sums while the first frames stream
+    /// past, instead of keeping those frames: memory is a few bytes per pixel whatever the
+    /// window, and each frame is read while still in cache. The caller must then push the
+    /// window's frames a second time, in order, before any later frame: after every push
+    /// (and at the end of the frames, [`TraceBuilder::close_window`]) it asks
+    /// [`TraceBuilder::take_replay`] how many. The beating region, the trace and every
+    /// value are those of the buffering builder (test `replaying_equals_buffering`).
+    pub fn replaying(mut self) -> TraceBuilder {
+        self.replay = true;
+        self
+    }
+
+    /// Replaying: when the window has just settled, the number of first frames to push
+    /// again now (frames 0, 1, …); `None` otherwise. Returns each window once.
+    pub fn take_replay(&mut self) -> Option<usize> {
+        if self.replay_due == 0 {
+            return None;
+        }
+        self.replay_left = std::mem::take(&mut self.replay_due);
+        Some(self.replay_left)
+    }
+
+    /// Replaying, at the end of the frames: settles a window that never filled (a recording
+    /// shorter than it) and returns [`TraceBuilder::take_replay`].
+    pub fn close_window(&mut self) -> Option<usize> {
+        if self.replay && self.mask_pixels == 0 && self.buffered > 0 {
+            self.settle_mask();
+        }
+        self.take_replay()
     }
 
     /// Also traces every cell: each 8-connected component of the beating region with at
@@ -522,12 +697,20 @@ impl TraceBuilder {
         let n = self.width * self.height;
         if data.len() != n {
             return Err(SignalError::FrameLength {
-                frame: self.pushed,
+                frame: if self.replay_left > 0 {
+                    self.window - self.replay_left
+                } else {
+                    self.pushed
+                },
                 expected: n,
                 got: data.len(),
             });
         }
-        self.pushed += 1;
+        if self.replay_left > 0 {
+            self.replay_left -= 1;
+        } else {
+            self.pushed += 1;
+        }
         if self.mask_pixels > 0 {
             self.trace.push(self.masked_mean(data));
             if !self.cell_runs.is_empty() {
@@ -535,7 +718,13 @@ impl TraceBuilder {
             }
             return Ok(());
         }
-        T::append(data, &mut self.buffer, self.buffer_frames * n);
+        if self.replay {
+            // k · 65535 < 2^32 keeps the u32 sums exact (as in `temporal_sd`).
+            let int_ok = self.buffer_frames <= 1 << 16;
+            self.running.add(data, int_ok);
+        } else {
+            T::append(data, &mut self.buffer, self.buffer_frames * n);
+        }
         self.buffered += 1;
         if self.buffered >= self.buffer_frames {
             self.settle_mask();
@@ -568,11 +757,15 @@ impl TraceBuilder {
     fn settle_mask(&mut self) {
         let n = self.width * self.height;
         let k = self.buffered;
-        let sd: Vec<f32> = match &self.buffer {
-            Stored::Empty => vec![0.0; n],
-            Stored::U8(d) => temporal_sd(d, n, k),
-            Stored::U16(d) => temporal_sd(d, n, k),
-            Stored::F32(d) => temporal_sd(d, n, k),
+        let sd: Vec<f32> = if self.replay {
+            std::mem::take(&mut self.running).sd(n, k)
+        } else {
+            match &self.buffer {
+                Stored::Empty => vec![0.0; n],
+                Stored::U8(d) => temporal_sd(d, n, k),
+                Stored::U16(d) => temporal_sd(d, n, k),
+                Stored::F32(d) => temporal_sd(d, n, k),
+            }
         };
         let threshold = ImageView::from_slice(&sd, self.width, self.height, self.width)
             .ok()
@@ -608,6 +801,12 @@ impl TraceBuilder {
         };
         if let Some(min_area) = self.cell_min_area {
             self.settle_cells(&mask, min_area);
+        }
+        if self.replay {
+            self.window = k;
+            self.replay_due = k;
+            self.buffered = 0;
+            return;
         }
         let mut buffer = std::mem::take(&mut self.buffer);
         match &buffer {
@@ -658,6 +857,11 @@ impl TraceBuilder {
         }
         if self.mask_pixels == 0 {
             self.settle_mask();
+        }
+        if self.replay && self.trace.len() != self.pushed {
+            return Err(SignalError::ReplayMissing {
+                frames: self.pushed - self.trace.len().min(self.pushed),
+            });
         }
         let n = (self.width * self.height).max(1);
         Ok(FieldTrace {
@@ -1229,6 +1433,138 @@ mod tests {
             .unwrap()
         };
         assert_eq!(run(&v8, &mixed).trace, want8);
+    }
+
+    /// Pushes `frames` into a replaying builder as a reader would: each frame once, and the
+    /// window's frames again whenever the builder asks. `push(b, index, frame)`.
+    fn replayed(
+        b: TraceBuilder,
+        frames: &[Vec<f64>],
+        push: &dyn Fn(&mut TraceBuilder, usize, &[f64]),
+    ) -> Result<FieldTrace, SignalError> {
+        let mut b = b.replaying();
+        let again = |b: &mut TraceBuilder, k: usize| {
+            for (j, g) in frames[..k].iter().enumerate() {
+                push(b, j, g);
+            }
+        };
+        for (i, f) in frames.iter().enumerate() {
+            push(&mut b, i, f);
+            if let Some(k) = b.take_replay() {
+                assert_eq!(k, i + 1, "the window settles on its last frame");
+                again(&mut b, k);
+            }
+        }
+        if let Some(k) = b.close_window() {
+            again(&mut b, k);
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn replaying_equals_buffering() {
+        // Window 200 frames (4 s at 50 frames/s); 300 frames stream past it, 120 end
+        // before it fills. Values near 60,000 overflow 32-bit sums of squares every frame.
+        let (w, h, dt) = (37, 23, 0.02);
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rnd = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let video = |frames: usize, scale: f64, rnd: &mut dyn FnMut() -> u64| -> Vec<Vec<f64>> {
+            (0..frames)
+                .map(|f| {
+                    let y = model_transient((f as f64 * dt).rem_euclid(0.8), 0.03, 0.15);
+                    (0..w * h)
+                        .map(|i| {
+                            let beating = (i % w) / 9 % 2 == 0 && (i / w) > 3;
+                            let v = if beating { 0.4 + 0.5 * y } else { 0.6 };
+                            (scale * v).floor() + (rnd() % 7) as f64
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let p = CalciumParams::default();
+        type Push = dyn Fn(&mut TraceBuilder, usize, &[f64]);
+        let u16s: &Push = &|b, _, f| {
+            b.push(&f.iter().map(|&v| v as u16).collect::<Vec<_>>())
+                .unwrap()
+        };
+        let u8s: &Push = &|b, _, f| {
+            b.push(&f.iter().map(|&v| v as u8).collect::<Vec<_>>())
+                .unwrap()
+        };
+        let f32s: &Push = &|b, _, f| {
+            b.push(&f.iter().map(|&v| v as f32).collect::<Vec<_>>())
+                .unwrap()
+        };
+        let u32s: &Push = &|b, _, f| {
+            b.push(&f.iter().map(|&v| v as u32).collect::<Vec<_>>())
+                .unwrap()
+        };
+        // Frames of mixed types (one file per frame); the same frame has the same type
+        // when it is pushed again.
+        let mixed8: &Push = &|b, i, f| {
+            if i % 3 == 1 {
+                b.push(&f.iter().map(|&v| v as u16).collect::<Vec<_>>())
+            } else {
+                b.push(&f.iter().map(|&v| v as u8).collect::<Vec<_>>())
+            }
+            .unwrap()
+        };
+        let mixed16: &Push = &|b, i, f| {
+            if i == 150 {
+                b.push(&f.iter().map(|&v| v as f32).collect::<Vec<_>>())
+            } else {
+                b.push(&f.iter().map(|&v| v as u16).collect::<Vec<_>>())
+            }
+            .unwrap()
+        };
+        let v16 = video(300, 60000.0, &mut rnd);
+        let v8 = video(300, 240.0, &mut rnd);
+        let short = video(120, 3000.0, &mut rnd);
+        let cases: [(&str, &[Vec<f64>], &Push); 7] = [
+            ("u16", &v16, u16s),
+            ("f32", &v16, f32s),
+            ("u32", &v16, u32s),
+            ("u8", &v8, u8s),
+            ("u8 and u16", &v8, mixed8),
+            ("u16 and f32", &v16, mixed16),
+            ("shorter than the window", &short, u16s),
+        ];
+        for (name, frames, push) in cases {
+            for cells in [None, Some(4)] {
+                let new = || {
+                    let b = TraceBuilder::new(w, h, frames.len(), dt, &p).unwrap();
+                    match cells {
+                        Some(a) => b.per_cell(a),
+                        None => b,
+                    }
+                };
+                let mut buffered = new();
+                for (i, f) in frames.iter().enumerate() {
+                    push(&mut buffered, i, f);
+                }
+                let want = buffered.finish().unwrap();
+                let got = replayed(new(), frames, push).unwrap();
+                assert_eq!(got, want, "{name}, cells {cells:?}");
+                assert_eq!(got.trace.len(), frames.len(), "{name}");
+                let (direct, pixels) = direct_trace(frames, w, h, frames.len().min(200));
+                assert_eq!(got.trace, direct, "{name}");
+                assert_eq!(got.mask_pixels, pixels, "{name}");
+                assert!(cells.is_none() || !got.cells.is_empty(), "{name}");
+            }
+        }
+        // A reader that never pushes the window again gets a named error, not a trace
+        // without its first frames.
+        let mut b = TraceBuilder::new(w, h, 300, dt, &p).unwrap().replaying();
+        for f in &v16 {
+            u16s(&mut b, 0, f);
+        }
+        assert_eq!(b.finish(), Err(SignalError::ReplayMissing { frames: 200 }));
     }
 
     #[test]

@@ -476,4 +476,42 @@ mod tests {
         let msg = err.expect_err("a truncated page").to_string();
         assert!(msg.contains("cut.tif"), "{msg}");
     }
+
+    #[test]
+    fn plain_stacks_seek_back_and_read_the_same_frames_and_compressed_ones_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.tif");
+        let mut e = TiffEncoder::new(std::fs::File::create(&plain).unwrap()).unwrap();
+        write::<colortype::Gray16, _>(&mut e, 3, |i| (i * 13 % 4093) as u16);
+        drop(e);
+        let want = frames(&plain, true);
+        let mut r = FrameReader::open(&series(&plain), &ReadOptions::default()).unwrap();
+        assert!(r.seeks_cheaply());
+        let read = |r: &mut FrameReader| match r.next_frame().unwrap().map(|f| f.data) {
+            Some(FrameData::U16(d)) => d.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(read(&mut r), want[0].3);
+        assert_eq!(read(&mut r), want[1].3);
+        assert_eq!(r.position(), 2);
+        r.seek(0).unwrap();
+        assert_eq!(read(&mut r), want[0].3);
+        r.seek(2).unwrap();
+        assert_eq!(read(&mut r), want[2].3);
+        assert!(r.next_frame().unwrap().is_none());
+        let packed = dir.path().join("packbits.tif");
+        let mut e = TiffEncoder::new(std::fs::File::create(&packed).unwrap())
+            .unwrap()
+            .with_compression(Compression::Packbits);
+        write::<colortype::Gray16, _>(&mut e, 3, |i| (i / 5) as u16);
+        drop(e);
+        let mut r = FrameReader::open(&series(&packed), &ReadOptions::default()).unwrap();
+        assert!(!r.seeks_cheaply());
+        r.next_frame().unwrap();
+        let msg = r.seek(0).expect_err("forward only").to_string();
+        assert!(
+            msg.contains("packbits.tif") && msg.contains("forward"),
+            "{msg}"
+        );
+    }
 }
