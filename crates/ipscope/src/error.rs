@@ -16,12 +16,15 @@ pub enum Error {
     /// Building, writing or reading a table failed.
     #[error(transparent)]
     Table(#[from] ipscope_table::Error),
-    /// The run was asked to stop (SIGINT/SIGTERM); finished fields are kept for `--resume`.
-    #[error("{}: interrupted after {done} of {total} fields; the finished fields are saved: rerun the same command with --resume to continue", out_dir.display())]
+    /// The run was asked to stop (SIGINT/SIGTERM); finished fields (or time series) are
+    /// kept for `--resume`.
+    #[error("{}: interrupted after {done} of {total} {unit}; the finished {unit} are saved: rerun the same command with --resume to continue", out_dir.display())]
     Interrupted {
         out_dir: PathBuf,
         done: usize,
         total: usize,
+        /// What was counted: "fields", or "series" for time-lapse runs.
+        unit: &'static str,
     },
     /// A parameter or option is invalid.
     #[error("{0}")]

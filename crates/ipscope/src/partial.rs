@@ -393,6 +393,7 @@ where
             out_dir: out_dir.to_path_buf(),
             done,
             total: items.len(),
+            unit: "fields",
         });
     }
     Ok(all.into_iter().flatten().collect())

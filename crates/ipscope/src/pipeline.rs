@@ -1703,6 +1703,7 @@ impl Pipeline {
                 out_dir: out_dir.to_path_buf(),
                 done: store.done().len(),
                 total: self.tasks.len(),
+                unit: "fields",
             });
         }
         for t in self.tasks.get(assembled..).unwrap_or_default() {

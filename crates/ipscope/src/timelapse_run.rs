@@ -434,6 +434,7 @@ fn run_all<R: Send>(
             out_dir: out_dir.to_path_buf(),
             done,
             total: all.len(),
+            unit: "series",
         });
     }
     let mut ok = Vec::new();
