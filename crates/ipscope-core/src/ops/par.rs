@@ -35,11 +35,26 @@ pub fn for_each_row_band<T, S>(
 ) where
     T: Send,
 {
+    for_each_aligned_row_band(out, width, 1, init, f)
+}
+
+/// [`for_each_row_band`] with every band but the last a multiple of `align` rows, for
+/// passes that work in blocks of rows (each band then starts a block).
+pub fn for_each_aligned_row_band<T, S>(
+    out: &mut [T],
+    width: usize,
+    align: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+) where
+    T: Send,
+{
     if width == 0 || out.is_empty() {
         return;
     }
     let height = out.len() / width;
-    let rows = band_rows(height);
+    let align = align.max(1);
+    let rows = band_rows(height).div_ceil(align) * align;
     if rows >= height {
         f(&mut init(), 0, out);
         return;
@@ -47,32 +62,6 @@ pub fn for_each_row_band<T, S>(
     out.par_chunks_mut(rows * width)
         .enumerate()
         .for_each_init(init, |scratch, (b, band)| f(scratch, b * rows, band));
-}
-
-/// Maps each band of `rows` (`0..height`) to a value, in parallel like
-/// [`for_each_row_band`]; the values come back in band order, so a reduction over them in
-/// that order is the same for any thread count only when the band split itself is fixed —
-/// use [`fixed_bands`] for that.
-pub fn map_fixed_bands<R: Send>(
-    height: usize,
-    band: usize,
-    f: impl Fn(std::ops::Range<usize>) -> R + Sync + Send,
-) -> Vec<R> {
-    let bands = fixed_bands(height, band);
-    if rayon::current_num_threads() <= 1 || bands.len() <= 1 {
-        return bands.into_iter().map(f).collect();
-    }
-    bands.into_par_iter().map(f).collect()
-}
-
-/// Splits `0..height` into ranges of `band` rows (the last shorter): a split that does not
-/// depend on the thread count, for reductions whose result depends on how they are grouped.
-pub fn fixed_bands(height: usize, band: usize) -> Vec<std::ops::Range<usize>> {
-    let band = band.max(1);
-    (0..height)
-        .step_by(band)
-        .map(|a| a..(a + band).min(height))
-        .collect()
 }
 
 #[cfg(test)]
@@ -110,18 +99,31 @@ mod tests {
             assert_eq!(pool.install(|| filled(7, 300)), want, "{threads} threads");
         }
         assert!(filled(0, 0).is_empty());
-        assert_eq!(filled(3, 1), vec![0, 1, 2]);
-    }
-
-    #[test]
-    fn fixed_bands_cover_the_range_in_order() {
-        assert_eq!(fixed_bands(5, 2), vec![0..2, 2..4, 4..5]);
-        assert!(fixed_bands(0, 4).is_empty());
+        // Aligned bands start at multiples of the alignment.
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
+            .num_threads(4)
             .build()
             .unwrap();
-        let sums = pool.install(|| map_fixed_bands(10, 3, |r| r.sum::<usize>()));
-        assert_eq!(sums, vec![3, 12, 21, 9]);
+        let mut firsts = pool.install(|| {
+            let firsts = std::sync::Mutex::new(Vec::new());
+            let mut out = vec![0u8; 5 * 1000];
+            for_each_aligned_row_band(
+                &mut out,
+                5,
+                7,
+                || (),
+                |_, first, band| {
+                    band.fill(1);
+                    firsts.lock().unwrap().push((first, band.len() / 5));
+                },
+            );
+            assert!(out.iter().all(|&v| v == 1));
+            firsts.into_inner().unwrap()
+        });
+        firsts.sort_unstable();
+        assert!(firsts.len() > 1);
+        assert!(firsts.iter().all(|&(f, _)| f % 7 == 0));
+        assert_eq!(firsts.iter().map(|&(_, n)| n).sum::<usize>(), 1000);
+        assert_eq!(filled(3, 1), vec![0, 1, 2]);
     }
 }

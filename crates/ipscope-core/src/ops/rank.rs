@@ -206,14 +206,23 @@ fn accumulate<const MAX: bool>(acc: &mut [f32], v: &[f32]) {
 const STRIP: usize = 512;
 
 /// Extremum over the rows `y − r ..= y + r` (clipped) of each column of a `w`-wide
-/// row-major image, into `out`; `hs` is scratch.
+/// row-major image, for the output rows `y0..` held in `out` (whole rows, `y0` a multiple
+/// of 2r+1, so the band starts a block); `hs` is scratch.
 ///
 /// van Herk's recurrences on blocks of k = 2r+1 rows of the image padded by r rows on
 /// each side: `hs` holds the suffix extrema of one block, a running prefix extremum walks
 /// the next block, and the window starting at padded row y is their combination.
 #[inline(always)]
-fn columns<const MAX: bool>(src: &[f32], w: usize, r: usize, out: &mut [f32], hs: &mut Vec<f32>) {
+fn columns<const MAX: bool>(
+    src: &[f32],
+    w: usize,
+    r: usize,
+    y0: usize,
+    out: &mut [f32],
+    hs: &mut Vec<f32>,
+) {
     let h = src.len() / w.max(1);
+    let rows_end = y0 + out.len() / w.max(1);
     let k = 2 * r + 1;
     let m = h + 2 * r;
     let pad = if MAX {
@@ -231,7 +240,7 @@ fn columns<const MAX: bool>(src: &[f32], w: usize, r: usize, out: &mut [f32], hs
         let sw = c1 - c0;
         hs.clear();
         hs.resize(k * sw, pad);
-        for b0 in (0..h).step_by(k) {
+        for b0 in (y0..rows_end).step_by(k) {
             // Suffix extrema of padded rows b0..b0+k (the block of output rows b0..).
             let end = (b0 + k).min(m);
             for j in (b0..end).rev() {
@@ -247,19 +256,16 @@ fn columns<const MAX: bool>(src: &[f32], w: usize, r: usize, out: &mut [f32], hs
             }
             // Output row b0 sees its whole block; row b0 + i sees the block's suffix from
             // i and the next block's prefix up to i − 1.
-            out[b0 * w + c0..b0 * w + c1].copy_from_slice(&hs[..sw]);
+            let o0 = (b0 - y0) * w;
+            out[o0 + c0..o0 + c1].copy_from_slice(&hs[..sw]);
             let acc = &mut acc[..sw];
             acc.fill(pad);
-            for i in 1..k.min(h - b0) {
-                let y = b0 + i;
+            for i in 1..k.min(rows_end - b0) {
+                let oy = (b0 + i - y0) * w;
                 if let Some(v) = row(b0 + k + i - 1, c0, c1) {
                     accumulate::<MAX>(acc, v);
                 }
-                combine::<MAX>(
-                    &mut out[y * w + c0..y * w + c1],
-                    &hs[i * sw..(i + 1) * sw],
-                    acc,
-                );
+                combine::<MAX>(&mut out[oy + c0..oy + c1], &hs[i * sw..(i + 1) * sw], acc);
             }
         }
     }
@@ -291,20 +297,86 @@ fn transpose(src: &[f32], w: usize, out: &mut [f32]) {
     }
 }
 
-/// One [`columns`] pass with the extremum chosen at run time.
-#[inline(always)]
-fn pass(max: bool, src: &[f32], w: usize, r: usize, out: &mut [f32], hs: &mut Vec<f32>) {
-    if max {
-        columns::<true>(src, w, r, out, hs)
-    } else {
-        columns::<false>(src, w, r, out, hs)
+/// One [`columns`] pass with the extremum chosen at run time, over bands of output rows
+/// (whole blocks of 2r+1 rows) on idle workers of the current rayon pool: every block is
+/// computed as in one pass over the image, so the bits do not depend on the split.
+fn pass(max: bool, src: &[f32], w: usize, r: usize, out: &mut [f32]) {
+    super::par::for_each_aligned_row_band(out, w, 2 * r + 1, Vec::new, |hs, y0, band| {
+        columns_dispatched(max, src, w, r, y0, band, hs)
+    });
+}
+
+/// [`columns`] compiled for AVX2 as well, chosen at run time (minima and maxima are exact,
+/// so both give the same bits).
+fn columns_dispatched(
+    max: bool,
+    src: &[f32],
+    w: usize,
+    r: usize,
+    y0: usize,
+    out: &mut [f32],
+    hs: &mut Vec<f32>,
+) {
+    #[inline(always)]
+    fn body(
+        max: bool,
+        src: &[f32],
+        w: usize,
+        r: usize,
+        y0: usize,
+        out: &mut [f32],
+        hs: &mut Vec<f32>,
+    ) {
+        if max {
+            columns::<true>(src, w, r, y0, out, hs)
+        } else {
+            columns::<false>(src, w, r, y0, out, hs)
+        }
     }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(
+            max: bool,
+            src: &[f32],
+            w: usize,
+            r: usize,
+            y0: usize,
+            out: &mut [f32],
+            hs: &mut Vec<f32>,
+        ) {
+            body(max, src, w, r, y0, out, hs)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { avx2(max, src, w, r, y0, out, hs) };
+            return;
+        }
+    }
+    body(max, src, w, r, y0, out, hs)
+}
+
+/// [`transpose`] compiled for AVX2 as well, chosen at run time.
+fn transpose_dispatched(src: &[f32], w: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(src: &[f32], w: usize, out: &mut [f32]) {
+            transpose(src, w, out)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { avx2(src, w, out) };
+            return;
+        }
+    }
+    transpose(src, w, out)
 }
 
 /// The fast path: the filter `first` (maximum when true), then `second` if any, each over
 /// the columns and the rows. Ordered Fv, transpose, Fh, Sh, transpose, Sv, so a pair takes
-/// two transposes like one filter. Compiled for AVX2 as well, chosen at run time (minima
-/// and maxima are exact, so both give the same bits).
+/// two transposes like one filter. The column passes are compiled for AVX2 as well, chosen
+/// at run time, and split into bands of rows on idle workers ([`pass`]).
 fn fast(src: ImageView<f32>, r: usize, first: bool, second: Option<bool>) -> Image<f32> {
     let (w, h) = (src.width(), src.height());
     let mut a: Vec<f32> = Vec::with_capacity(w * h);
@@ -312,55 +384,20 @@ fn fast(src: ImageView<f32>, r: usize, first: bool, second: Option<bool>) -> Ima
         a.extend_from_slice(row);
     }
     let mut b = vec![0f32; w * h];
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(
-            a: &mut Vec<f32>,
-            b: &mut Vec<f32>,
-            w: usize,
-            r: usize,
-            first: bool,
-            second: Option<bool>,
-        ) {
-            fast_passes(a, b, w, r, first, second)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { avx2(&mut a, &mut b, w, r, first, second) };
-            return Image::from_vec(w, h, a).unwrap_or_else(|_| unreachable!());
-        }
+    pass(first, &a, w, r, &mut b);
+    transpose_dispatched(&b, w, &mut a);
+    pass(first, &a, h, r, &mut b);
+    if let Some(second) = second {
+        pass(second, &b, h, r, &mut a);
+        std::mem::swap(&mut a, &mut b);
     }
-    fast_passes(&mut a, &mut b, w, r, first, second);
+    transpose_dispatched(&b, h, &mut a);
+    if let Some(second) = second {
+        pass(second, &a, w, r, &mut b);
+        std::mem::swap(&mut a, &mut b);
+    }
     // `a` holds w·h values, in the source's orientation.
     Image::from_vec(w, h, a).unwrap_or_else(|_| unreachable!())
-}
-
-/// The passes of [`fast`] on the `w`-wide image in `a`, with `b` as scratch; the result is
-/// left in `a`. Inlined into each instruction-set variant.
-#[inline(always)]
-fn fast_passes(
-    a: &mut Vec<f32>,
-    b: &mut Vec<f32>,
-    w: usize,
-    r: usize,
-    first: bool,
-    second: Option<bool>,
-) {
-    let h = a.len() / w.max(1);
-    let mut hs = Vec::new();
-    pass(first, a, w, r, b, &mut hs);
-    transpose(b, w, a);
-    pass(first, a, h, r, b, &mut hs);
-    if let Some(second) = second {
-        pass(second, b, h, r, a, &mut hs);
-        std::mem::swap(a, b);
-    }
-    transpose(b, h, a);
-    if let Some(second) = second {
-        pass(second, a, w, r, b, &mut hs);
-        std::mem::swap(a, b);
-    }
 }
 
 /// Minimum over the (2r+1)² square around each pixel.
@@ -472,6 +509,22 @@ mod tests {
                 assert_eq!(bits(&dilate(img.view(), r)), bits(&d), "{w}x{h} r{r}");
                 let o = filter(e.view(), r, Op::Max);
                 assert_eq!(bits(&open(img.view(), r)), bits(&o), "{w}x{h} r{r}");
+            }
+        }
+        // Bands of rows on several threads (blocks of 2r+1 rows per band): the same bits.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for (w, h) in [(6, 530), (700, 130), (33, 470)] {
+            let img = Image::from_fn(w, h, |_, _| ((rnd() - 0.5) * 1e3).round() as f32 + 0.0);
+            assert!(plain_order(img.view()));
+            for r in [0, 1, 2, 7, 50] {
+                let e = filter(img.view(), r, Op::Min);
+                let o = filter(e.view(), r, Op::Max);
+                let (pe, po) = pool.install(|| (erode(img.view(), r), open(img.view(), r)));
+                assert_eq!(bits(&pe), bits(&e), "{w}x{h} r{r}, 3 threads");
+                assert_eq!(bits(&po), bits(&o), "{w}x{h} r{r}, 3 threads");
             }
         }
     }
