@@ -1256,8 +1256,18 @@ impl TimelapseDemo<'_> {
         opts.channels = self.channels.to_vec();
         opts.layout = Some(self.layout.to_path_buf());
         opts.threads = threads;
-        let r = ipscope::timelapse_run::run(&opts, &out, overwrite)
-            .with_context(|| format!("{name} assay on {}", dir.display()))?;
+        // Ctrl-C/SIGTERM stop it as they stop `run` (series in progress saved, 130/143).
+        let signals = Signals::install();
+        opts.stop = Some(signals.any.clone());
+        let r = match ipscope::timelapse_run::run(&opts, &out, overwrite) {
+            Ok(r) => r,
+            Err(e @ ipscope::Error::Interrupted { .. }) => exit_interrupted(&e, &signals),
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("{name} assay on {}", dir.display()))
+                )
+            }
+        };
         if output.json {
             println!("{}", serde_json::to_string(&r)?);
         } else if !output.quiet {
