@@ -70,3 +70,15 @@ fn flood(@builtin(global_invocation_id) id: vec3<u32>) {
         atomicStore(&changed, 1u);
     }
 }
+
+// Hole filling's result from a finished flood, left on the device for the next stages: here
+// `src` is the flood's "reached from the border" map and `dst` receives the filled mask (a
+// pixel is in it unless the flood reached it: the mask itself and its holes).
+@compute @workgroup_size(16, 16)
+fn fill_from_flood(@builtin(global_invocation_id) id: vec3<u32>) {
+    if (id.x >= p.width || id.y >= p.height) {
+        return;
+    }
+    let i = id.y * p.width + id.x;
+    atomicStore(&dst[i], 1u - min(src[i], 1u));
+}

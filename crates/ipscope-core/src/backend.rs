@@ -20,6 +20,18 @@ use crate::ops::threshold::{self, Histogram};
 use crate::ops::watershed;
 use crate::Error;
 
+/// A foreground after [`Backend::fill_label_distance`]: the (filled) mask, its connected
+/// components, and its distance transform when asked for and there is an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilledObjects {
+    /// The mask, holes filled when asked.
+    pub mask: Image<bool>,
+    /// Its connected components, numbered in raster order of first pixel.
+    pub labels: Labels,
+    /// [`distance_transform_edt`] of `mask`; `None` when not asked for or without objects.
+    pub distance: Option<Image<f32>>,
+}
+
 /// The hot operations of segmentation and measurement, on some device.
 pub trait Backend: Send + Sync {
     /// A short human-readable name of the device, e.g. `cpu` or `gpu: NVIDIA H100 (Vulkan)`.
@@ -94,6 +106,36 @@ pub trait Backend: Send + Sync {
             crate::ensure_shape("watershed mask", size, (m.width(), m.height()))?;
         }
         Ok(watershed::watershed(elevation, markers, mask))
+    }
+
+    /// Hole filling (when `fill`), the connected components of the filled mask and, when
+    /// `distance` and there is at least one object, its distance transform: the results of
+    /// [`Backend::fill_holes`], [`Backend::label`] and [`Backend::distance_transform_edt`],
+    /// in one call so that a device can keep the mask resident between the three instead of
+    /// reading it back and uploading it twice more. Default: the three calls.
+    fn fill_label_distance(
+        &self,
+        mask: Image<bool>,
+        fill: bool,
+        conn: Connectivity,
+        distance: bool,
+    ) -> Result<FilledObjects, Error> {
+        let mask = if fill {
+            self.fill_holes(mask.view())?
+        } else {
+            mask
+        };
+        let labels = self.label(mask.view(), conn)?;
+        let distance = if distance && labels.count() > 0 {
+            Some(self.distance_transform_edt(mask.view())?)
+        } else {
+            None
+        };
+        Ok(FilledObjects {
+            mask,
+            labels,
+            distance,
+        })
     }
 
     /// [`crate::ops::label::filter_by_area`]: keeps the objects whose pixel count lies in `[min, max]`

@@ -346,6 +346,32 @@ fn main() {
             },
             None => row("nuclei chain", n, c_ms, None),
         }
+        // The same chain with hole filling, labelling and the distance transform in one
+        // call (`fill_label_distance`: the mask stays on the device between them).
+        if let Some(g) = g {
+            let fused = |b: &dyn Backend| -> Result<Chain, ipscope_core::Error> {
+                let s = b.gaussian_blur(img.view(), 1.0)?;
+                let th = b.otsu(s.view(), 256)?.unwrap_or(f32::INFINITY);
+                let f =
+                    b.fill_label_distance(s.map(|v| v > th), true, Connectivity::Eight, true)?;
+                let l = b.filter_by_area(&f.labels, 20, u64::MAX)?;
+                let shapes = b.measure_shape(&l)?;
+                Ok((l, shapes))
+            };
+            match (time(a.reps, || fused(g)), &c_out) {
+                ((g_ms, Ok(g_out)), Ok(c)) => {
+                    let same = if c.0 == g_out.0 {
+                        "identical"
+                    } else {
+                        "DIFFER"
+                    };
+                    let check = format!("labels {same} to the CPU chain's");
+                    row("chain, resident", n, c_ms, Some((g_ms, &check)));
+                }
+                ((_, Err(e)), _) => println!("chain, resident {n}² gpu failed: {e}"),
+                (_, Err(e)) => println!("chain, resident {n}²: the CPU failed: {e}"),
+            }
+        }
         stage_table(&img, &cpu, g);
     }
 }

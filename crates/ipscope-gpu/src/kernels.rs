@@ -45,11 +45,11 @@ pub const HISTOGRAM: Kernel = Kernel {
     bindings: &[U, R, RW, RW, R],
 };
 
-/// Erosion, dilation, hole filling.
+/// Erosion, dilation, hole filling (and the filled mask left on the device).
 pub const MORPHOLOGY: Kernel = Kernel {
     name: "morphology",
     source: include_str!("../../../kernels/morphology.wgsl"),
-    entry_points: &["erode", "dilate", "flood"],
+    entry_points: &["erode", "dilate", "flood", "fill_from_flood"],
     bindings: &[U, R, RW, RW],
 };
 

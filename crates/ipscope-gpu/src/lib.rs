@@ -19,6 +19,7 @@
 
 mod device;
 mod error;
+mod front;
 pub mod kernels;
 mod li;
 mod ops;
@@ -33,7 +34,7 @@ pub use ops::ObjectStats;
 pub use profile::KernelTime;
 pub use watershed::{WATERSHED_MIN_IOU, WATERSHED_TOLERANCE};
 
-use ipscope_core::backend::{Backend, CpuBackend};
+use ipscope_core::backend::{Backend, CpuBackend, FilledObjects};
 use ipscope_core::ops::label::Connectivity;
 use ipscope_core::ops::measure::ObjectShape;
 use ipscope_core::ops::threshold::Histogram;
@@ -131,6 +132,16 @@ impl Backend for GpuBackend {
         mask: Option<ImageView<bool>>,
     ) -> Result<Labels, ipscope_core::Error> {
         Ok(self.gpu.watershed(elevation, markers, mask)?)
+    }
+
+    fn fill_label_distance(
+        &self,
+        mask: Image<bool>,
+        fill: bool,
+        conn: Connectivity,
+        distance: bool,
+    ) -> Result<FilledObjects, ipscope_core::Error> {
+        Ok(self.gpu.fill_label_distance(mask, fill, conn, distance)?)
     }
 
     fn filter_by_area(

@@ -30,6 +30,28 @@ pub(crate) fn to_f32(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// A mask for a kernel: words to upload, or a buffer already on the device (one u32 per
+/// pixel, 0 or 1).
+#[derive(Clone, Copy)]
+pub(crate) enum MaskSource<'a> {
+    Host(&'a [u32]),
+    Device(&'a wgpu::Buffer),
+}
+
+impl Gpu {
+    /// The buffer of `src`, uploading it when it is on the host (call inside `scoped`).
+    fn mask_buffer<'a>(
+        &self,
+        src: MaskSource<'a>,
+        owned: &'a mut Option<wgpu::Buffer>,
+    ) -> &'a wgpu::Buffer {
+        match src {
+            MaskSource::Device(b) => b,
+            MaskSource::Host(words) => owned.insert(self.storage(words)),
+        }
+    }
+}
+
 pub(crate) fn mask_words(mask: ImageView<bool>) -> Vec<u32> {
     mask.rows()
         .flat_map(|r| r.iter().map(|&b| u32::from(b)))
@@ -334,6 +356,11 @@ impl Gpu {
         } else {
             self.edt_whole(mask)?
         };
+        self.d2_image(w, h, d2)
+    }
+
+    /// Distances from squared distances, with the square root the CPU takes.
+    pub(crate) fn d2_image(&self, w: usize, h: usize, d2: Vec<u32>) -> Result<Image<f32>, Error> {
         let data = d2
             .into_iter()
             .map(|d| {
@@ -346,7 +373,7 @@ impl Gpu {
             .collect();
         Image::from_vec(w, h, data).map_err(|e| Error::Device {
             adapter: self.adapter().name.clone(),
-            kernel: K,
+            kernel: "edt",
             message: e.to_string(),
         })
     }
@@ -424,17 +451,22 @@ impl Gpu {
 
     /// Squared distances of a mask within one binding, both passes in one submission.
     fn edt_whole(&self, mask: ImageView<bool>) -> Result<Vec<u32>, Error> {
-        const K: &str = "edt";
-        let (w, h) = (mask.width(), mask.height());
         let words = mask_words(mask);
+        self.edt_words(MaskSource::Host(&words), mask.width(), mask.height())
+    }
+
+    /// [`Gpu::edt_whole`] of a `w × h` mask given as words or a device buffer.
+    pub(crate) fn edt_words(&self, src: MaskSource, w: usize, h: usize) -> Result<Vec<u32>, Error> {
+        const K: &str = "edt";
         self.scoped(K, || {
             let params = self.uniform([w as u32, h as u32, 0, 0]);
-            let m = self.storage(&words);
+            let mut owned = None;
+            let m = self.mask_buffer(src, &mut owned);
             let g = self.zeroed(w * h);
             let d2 = self.zeroed(w * h);
             let v = self.zeroed(w * h);
             let z = self.zeroed(w * h);
-            let bg = self.bind(&EDT, &[&params, &m, &g, &d2, &v, &z]);
+            let bg = self.bind(&EDT, &[&params, m, &g, &d2, &v, &z]);
             let mut enc = self.encoder();
             self.dispatch(&mut enc, &EDT, "columns", &bg, (w.div_ceil(64) as u32, 1));
             self.dispatch(&mut enc, &EDT, "rows", &bg, (h.div_ceil(64) as u32, 1));
@@ -560,13 +592,27 @@ impl Gpu {
             return Err(self.too_large(K, w, h, "more pixels than u32 labels".into()));
         }
         let words = mask_words(mask);
+        self.label_words(MaskSource::Host(&words), w, h, conn)
+    }
+
+    /// [`Gpu::label_whole`] of a `w × h` mask (within one binding, not empty) given as words
+    /// or a device buffer.
+    pub(crate) fn label_words(
+        &self,
+        src: MaskSource,
+        w: usize,
+        h: usize,
+        conn: Connectivity,
+    ) -> Result<Labels, Error> {
+        const K: &str = "label";
         let eight = u32::from(conn == Connectivity::Eight);
         let roots = self.scoped(K, || {
             let params = self.uniform([w as u32, h as u32, eight, 0]);
-            let m = self.storage(&words);
+            let mut owned = None;
+            let m = self.mask_buffer(src, &mut owned);
             let lab = self.zeroed(w * h);
             let changed = self.zeroed(1);
-            let g = self.bind(&LABEL, &[&params, &m, &lab, &changed]);
+            let g = self.bind(&LABEL, &[&params, m, &lab, &changed]);
             let mut enc = self.encoder();
             self.dispatch(&mut enc, &LABEL, "init", &g, groups_2d(w, h));
             self.submit(enc)?;

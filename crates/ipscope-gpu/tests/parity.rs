@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use ipscope_core::backend::CpuBackend;
+use ipscope_core::backend::{Backend, CpuBackend};
 use ipscope_core::ops::distance::distance_transform_edt;
 use ipscope_core::ops::eval::match_labels;
 use ipscope_core::ops::filter::gaussian_blur;
@@ -921,4 +921,53 @@ fn timestamp_queries_time_each_kernel_pass() {
     own.set_profiling(false);
     let _ = own.gaussian_blur(img.view(), 1.0).unwrap();
     assert_eq!(own.take_profile(), (Vec::new(), 0));
+}
+
+#[test]
+fn parity_morphology_fill_from_flood() {
+    let Some(g) = gpu() else { return };
+    let Ok(mut small) = Gpu::new() else { return };
+    small.set_max_binding_for_tests(10 * 130 * 4);
+    // Hole filling, labels and distances with the mask resident on the device: the three
+    // CPU references, bit for bit; and the tiled path (three separate calls) likewise.
+    let mut resident = 0;
+    for m in masks() {
+        for fill in [true, false] {
+            for conn in [Connectivity::Four, Connectivity::Eight] {
+                let cpu = CpuBackend
+                    .fill_label_distance(m.clone(), fill, conn, true)
+                    .unwrap();
+                let want_mask = if fill {
+                    morphology::fill_holes(m.view())
+                } else {
+                    m.clone()
+                };
+                assert_eq!(cpu.mask, want_mask);
+                assert_eq!(cpu.labels, label(want_mask.view(), conn));
+                let out = g.fill_label_distance(m.clone(), fill, conn, true).unwrap();
+                let what = format!("{}x{} fill {fill} {conn:?}", m.width(), m.height());
+                assert_eq!(out.mask, cpu.mask, "{what}");
+                assert_eq!(out.labels, cpu.labels, "{what}");
+                let bits = |d: &Option<Image<f32>>| {
+                    d.as_ref()
+                        .map(|d| d.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                };
+                assert_eq!(bits(&out.distance), bits(&cpu.distance), "{what}");
+                assert_eq!(
+                    cpu.distance.is_some(),
+                    cpu.labels.count() > 0,
+                    "{what}: distance only with objects"
+                );
+                let none = g.fill_label_distance(m.clone(), fill, conn, false).unwrap();
+                assert_eq!(none.distance, None);
+                assert_eq!(none.labels, cpu.labels);
+                resident += 1;
+                let tiled = small
+                    .fill_label_distance(m.clone(), fill, conn, true)
+                    .unwrap();
+                assert_eq!(tiled, out, "{what}: tiled");
+            }
+        }
+    }
+    assert_eq!(resident, 4 * masks().len());
 }

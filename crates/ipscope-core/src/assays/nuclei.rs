@@ -395,18 +395,15 @@ pub fn segment_nuclei_with<T: Pixel>(
         }
         tmap = Some(map);
     }
-    if params.fill_holes {
-        fg = backend.fill_holes(fg.view())?;
-    }
-    let components = backend.label(fg.view(), Connectivity::Eight)?;
-    let needs_dist = components.count() > 0
-        && (params.auto_scale
-            || (params.declump && params.declump_method != DeclumpMethod::Intensity));
-    let dist = if needs_dist {
-        backend.distance_transform_edt(fg.view())?
-    } else {
-        Image::new(0, 0, 0f32)
-    };
+    // Hole filling, components and distance map in one backend call (a GPU keeps the mask
+    // on the device between them); the distance map only when some object needs it.
+    let wants_dist =
+        params.auto_scale || (params.declump && params.declump_method != DeclumpMethod::Intensity);
+    let front =
+        backend.fill_label_distance(fg, params.fill_holes, Connectivity::Eight, wants_dist)?;
+    let fg = front.mask;
+    let components = front.labels;
+    let dist = front.distance.unwrap_or_else(|| Image::new(0, 0, 0f32));
     // The settings of this field: the fixed ones, or those scaled to its nuclei.
     let mut eff = params.clone();
     let mut size = params.clone();
