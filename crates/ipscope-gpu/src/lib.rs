@@ -6,7 +6,8 @@
 //!
 //! * Gaussian blur (separable): f32 sums, within [`GAUSSIAN_TOLERANCE`] of the CPU;
 //! * histogram for Otsu's threshold: identical counts, so the identical threshold;
-//! * erosion, dilation, hole filling: identical;
+//! * erosion, dilation, hole filling (and hole filling, labelling and the distance
+//!   transform with the mask resident on the device): identical;
 //! * exact Euclidean distance transform: identical;
 //! * connected components: identical labels;
 //! * per-object reductions (area, centroid, bounding box, intensity sum/min/max): identical;
