@@ -41,12 +41,7 @@ pub fn outline_overlay(
         (image.width(), image.height()),
         (labels.width(), labels.height()),
     )?;
-    let mut finite: Vec<f32> = image
-        .rows()
-        .flat_map(|r| r.iter().copied())
-        .filter(|v| v.is_finite())
-        .collect();
-    let (lo, hi) = percentile_pair(&mut finite, 0.005, 0.995);
+    let (lo, hi) = finite_percentiles(image, 0.005, 0.995);
     let span = if hi > lo { hi - lo } else { 1.0 };
     let edges = outlines(labels);
     let mut out = Image::new(image.width(), image.height(), 0u8);
@@ -74,14 +69,9 @@ fn rank_of(n: usize, q: f64) -> usize {
     ((n - 1) as f64 * q).round() as usize
 }
 
-/// The values at the `q_lo` and `q_hi` percentiles (`q_lo <= q_hi`) of `values` in
-/// `f32::total_cmp` order, 0 for none: the elements a full sort would put at those ranks,
-/// found by two selections (linear time; the slice is reordered).
-fn percentile_pair(values: &mut [f32], q_lo: f64, q_hi: f64) -> (f32, f32) {
-    if values.is_empty() {
-        return (0.0, 0.0);
-    }
-    let (i_lo, i_hi) = (rank_of(values.len(), q_lo), rank_of(values.len(), q_hi));
+/// The elements at ranks `i_lo <= i_hi` of `values` in `f32::total_cmp` order (those a
+/// full sort would put there), by two selections (linear time; the slice is reordered).
+fn select_pair(values: &mut [f32], i_lo: usize, i_hi: usize) -> (f32, f32) {
     let (left, &mut hi, _) = values.select_nth_unstable_by(i_hi, f32::total_cmp);
     // Everything left of `i_hi` is at most `hi`, so rank `i_lo < i_hi` lies among them.
     let lo = if i_lo < i_hi {
@@ -89,6 +79,74 @@ fn percentile_pair(values: &mut [f32], q_lo: f64, q_hi: f64) -> (f32, f32) {
     } else {
         hi
     };
+    (lo, hi)
+}
+
+/// A u32 in the order of `f32::total_cmp`.
+#[inline(always)]
+fn total_key(v: f32) -> u32 {
+    let b = v.to_bits();
+    if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
+}
+
+/// The `q_lo` and `q_hi` (`q_lo <= q_hi`) percentiles (nearest rank) of the image's finite
+/// pixels in `f32::total_cmp` order, 0 when there are none, without copying them: a histogram of
+/// the top 16 bits of their [`total_key`]s gives the bucket and the rank inside it of each
+/// percentile, and a second pass collects only those buckets' pixels to select from. The
+/// same elements as sorting all finite pixels.
+fn finite_percentiles(image: ImageView<f32>, q_lo: f64, q_hi: f64) -> (f32, f32) {
+    let mut hist = vec![0u32; 1 << 16];
+    let mut n = 0usize;
+    for row in image.rows() {
+        for &v in row {
+            if v.is_finite() {
+                hist[(total_key(v) >> 16) as usize] += 1;
+                n += 1;
+            }
+        }
+    }
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    // Bucket of a rank, and the rank of its first element.
+    let locate = |rank: usize| -> (u32, usize) {
+        let mut below = 0usize;
+        for (b, &count) in hist.iter().enumerate() {
+            if rank < below + count as usize {
+                return (b as u32, below);
+            }
+            below += count as usize;
+        }
+        unreachable!("rank {rank} is below the {n} counted values")
+    };
+    let (i_lo, i_hi) = (rank_of(n, q_lo), rank_of(n, q_hi));
+    let ((b_lo, first_lo), (b_hi, first_hi)) = (locate(i_lo), locate(i_hi));
+    let (mut in_lo, mut in_hi) = (Vec::new(), Vec::new());
+    for row in image.rows() {
+        for &v in row {
+            if v.is_finite() {
+                let b = total_key(v) >> 16;
+                if b == b_lo {
+                    in_lo.push(v);
+                } else if b == b_hi {
+                    in_hi.push(v);
+                }
+            }
+        }
+    }
+    if b_lo == b_hi {
+        return select_pair(&mut in_lo, i_lo - first_lo, i_hi - first_lo);
+    }
+    let lo = *in_lo
+        .select_nth_unstable_by(i_lo - first_lo, f32::total_cmp)
+        .1;
+    let hi = *in_hi
+        .select_nth_unstable_by(i_hi - first_hi, f32::total_cmp)
+        .1;
     (lo, hi)
 }
 
@@ -107,7 +165,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn selected_percentiles_equal_the_sorted_ones() {
+    fn selected_ranks_equal_the_sorted_ones() {
         // Random values with ties, signed zeros and a range of sizes, against a full sort.
         let mut s = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
@@ -132,7 +190,7 @@ mod tests {
                 sorted.sort_by(f32::total_cmp);
                 for (ql, qh) in [(0.005, 0.995), (0.0, 1.0), (0.5, 0.5), (0.25, 0.75)] {
                     let want = (sorted[rank_of(n, ql)], sorted[rank_of(n, qh)]);
-                    let got = percentile_pair(&mut v.clone(), ql, qh);
+                    let got = select_pair(&mut v.clone(), rank_of(n, ql), rank_of(n, qh));
                     assert_eq!(
                         (got.0.to_bits(), got.1.to_bits()),
                         (want.0.to_bits(), want.1.to_bits()),
@@ -141,7 +199,69 @@ mod tests {
                 }
             }
         }
-        assert_eq!(percentile_pair(&mut [], 0.1, 0.9), (0.0, 0.0));
+    }
+
+    #[test]
+    fn bucketed_percentiles_equal_the_sorted_finite_pixels() {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for (w, h) in [(1, 1), (3, 1), (1, 5), (17, 9), (64, 64), (333, 7)] {
+            for kind in 0..5 {
+                let img = Image::from_fn(w, h, |_, _| {
+                    let x = next();
+                    match kind {
+                        // Wide range of magnitudes and signs.
+                        0 => {
+                            f32::from_bits((x >> 32) as u32 & 0x7f7f_ffff)
+                                * [1.0, -1.0][(x & 1) as usize]
+                        }
+                        // u16 pixels on CellProfiler's scale (many share a bucket).
+                        1 => (x % 65536) as f32 / 65535.0,
+                        // A narrow band: every value in one or two buckets, with ties.
+                        2 => 0.25 + (x % 5) as f32 * f32::EPSILON,
+                        // Non-finite pixels mixed in, and signed zeros.
+                        3 => [
+                            f32::NAN,
+                            f32::INFINITY,
+                            f32::NEG_INFINITY,
+                            0.0,
+                            -0.0,
+                            1.5,
+                            -2.5,
+                        ][(x % 7) as usize],
+                        _ => f32::NAN,
+                    }
+                });
+                let mut finite: Vec<f32> = img
+                    .as_slice()
+                    .iter()
+                    .copied()
+                    .filter(|v| v.is_finite())
+                    .collect();
+                finite.sort_by(f32::total_cmp);
+                for (ql, qh) in [(0.005, 0.995), (0.0, 1.0), (0.5, 0.5), (0.3, 0.31)] {
+                    let want = if finite.is_empty() {
+                        (0.0f32, 0.0f32)
+                    } else {
+                        (
+                            finite[rank_of(finite.len(), ql)],
+                            finite[rank_of(finite.len(), qh)],
+                        )
+                    };
+                    let got = finite_percentiles(img.view(), ql, qh);
+                    assert_eq!(
+                        (got.0.to_bits(), got.1.to_bits()),
+                        (want.0.to_bits(), want.1.to_bits()),
+                        "{w}x{h} kind {kind} q {ql} {qh}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
