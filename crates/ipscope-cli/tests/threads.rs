@@ -180,7 +180,7 @@ fn big_field(size: usize) -> ipscope_image::Image<u16> {
             let r = 6.0 + 5.0 * rnd();
             let peak = 2500.0 + 2000.0 * rnd();
             disc(&mut img, cy, cx, r, peak);
-            if (gy * cells + gx) % 3 == 0 {
+            if (gy * cells + gx).is_multiple_of(3) {
                 // A touching neighbour: centres 1.6 radii apart, a waist between them.
                 let a = rnd() * std::f64::consts::TAU;
                 let r2 = 6.0 + 4.0 * rnd();
