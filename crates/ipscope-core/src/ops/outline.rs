@@ -13,16 +13,14 @@ pub fn outlines(labels: ImageView<u32>) -> Image<bool> {
     let mut out = Image::new(w, h, false);
     for r in 0..h {
         let row = labels.row(r);
-        for c in 0..w {
+        // Outside the image counts as the same label: compare with the pixel itself.
+        let up = if r > 0 { labels.row(r - 1) } else { row };
+        let down = if r + 1 < h { labels.row(r + 1) } else { row };
+        for (c, o) in out.row_mut(r).iter_mut().enumerate() {
             let l = row[c];
-            if l == 0 {
-                continue;
-            }
-            let differs = (c > 0 && row[c - 1] != l)
-                || (c + 1 < w && row[c + 1] != l)
-                || (r > 0 && labels.get(r - 1, c) != l)
-                || (r + 1 < h && labels.get(r + 1, c) != l);
-            out.set(r, c, differs);
+            let left = if c > 0 { row[c - 1] } else { l };
+            let right = if c + 1 < w { row[c + 1] } else { l };
+            *o = l != 0 && (left != l || right != l || up[c] != l || down[c] != l);
         }
     }
     out
@@ -46,19 +44,12 @@ pub fn outline_overlay(
     let edges = outlines(labels);
     let mut out = Image::new(image.width(), image.height(), 0u8);
     for r in 0..image.height() {
-        let src = image.row(r);
-        let e = edges.row(r);
-        for (c, o) in out.row_mut(r).iter_mut().enumerate() {
-            *o = if e[c] {
-                255
-            } else {
-                let v = ((src[c] - lo) / span).clamp(0.0, 1.0);
-                if v.is_finite() {
-                    round_grey(v * 191.0)
-                } else {
-                    0
-                }
-            };
+        let (src, e) = (image.row(r), edges.row(r));
+        // Branch-free so that it vectorises: a NaN pixel stays NaN through the clamp and
+        // `round_grey` gives it 0 (`NaN as u8` is 0, `NaN >= 0.5` is false).
+        for ((o, &s), &edge) in out.row_mut(r).iter_mut().zip(src).zip(e) {
+            let grey = round_grey(((s - lo) / span).clamp(0.0, 1.0) * 191.0);
+            *o = if edge { 255 } else { grey };
         }
     }
     Ok(out)
@@ -197,6 +188,100 @@ mod tests {
                         "n {n} ties {ties} q {ql} {qh}"
                     );
                 }
+            }
+        }
+    }
+
+    /// The previous pixel-by-pixel `outlines` and `outline_overlay` (full sort, branches,
+    /// `f32::round`): the references the row-slice, selection and branch-free versions equal.
+    fn outlines_reference(labels: ImageView<u32>) -> Image<bool> {
+        let (w, h) = (labels.width(), labels.height());
+        let mut out = Image::new(w, h, false);
+        for r in 0..h {
+            let row = labels.row(r);
+            for c in 0..w {
+                let l = row[c];
+                if l == 0 {
+                    continue;
+                }
+                let differs = (c > 0 && row[c - 1] != l)
+                    || (c + 1 < w && row[c + 1] != l)
+                    || (r > 0 && labels.get(r - 1, c) != l)
+                    || (r + 1 < h && labels.get(r + 1, c) != l);
+                out.set(r, c, differs);
+            }
+        }
+        out
+    }
+
+    fn overlay_reference(image: ImageView<f32>, labels: ImageView<u32>) -> Image<u8> {
+        let mut finite: Vec<f32> = image
+            .rows()
+            .flat_map(|r| r.iter().copied())
+            .filter(|v| v.is_finite())
+            .collect();
+        finite.sort_by(f32::total_cmp);
+        let pick = |q: f64| -> f32 {
+            if finite.is_empty() {
+                0.0
+            } else {
+                finite[((finite.len() - 1) as f64 * q).round() as usize]
+            }
+        };
+        let (lo, hi) = (pick(0.005), pick(0.995));
+        let span = if hi > lo { hi - lo } else { 1.0 };
+        let edges = outlines_reference(labels);
+        Image::from_fn(image.width(), image.height(), |r, c| {
+            if edges.get(r, c) {
+                255
+            } else {
+                let v = ((image.get(r, c) - lo) / span).clamp(0.0, 1.0);
+                if v.is_finite() {
+                    (v * 191.0).round() as u8
+                } else {
+                    0
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn outlines_and_overlay_equal_the_pixelwise_reference() {
+        let mut s = 0x1234_5678_9abc_def1u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for (w, h) in [(1, 1), (1, 6), (6, 1), (2, 3), (19, 11), (128, 77)] {
+            for kind in 0..4 {
+                // Blocky labels (runs of equal values) with background, and noisy pixels.
+                let labels = Image::from_fn(w, h, |r, c| {
+                    let x = next();
+                    if kind == 3 {
+                        (x % 3) as u32
+                    } else {
+                        ((r / 3 + c / 4 + (x % 2) as usize) % 4) as u32
+                    }
+                });
+                let image = Image::from_fn(w, h, |_, _| {
+                    let x = next();
+                    match kind {
+                        0 => (x % 65536) as f32 / 65535.0,
+                        1 => [f32::NAN, f32::INFINITY, -1.0, 0.5, 3.0][(x % 5) as usize],
+                        2 => 7.0,
+                        _ => ((x >> 20) % 1000) as f32 - 300.0,
+                    }
+                });
+                let o = outlines(labels.view());
+                assert_eq!(o, outlines_reference(labels.view()), "{w}x{h} {kind}");
+                let ov = outline_overlay(image.view(), labels.view()).unwrap();
+                assert_eq!(
+                    ov,
+                    overlay_reference(image.view(), labels.view()),
+                    "{w}x{h} {kind}"
+                );
             }
         }
     }
