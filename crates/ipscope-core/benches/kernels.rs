@@ -17,6 +17,7 @@ use ipscope_core::ops::filter::gaussian_blur;
 use ipscope_core::ops::label::{label, Connectivity};
 use ipscope_core::ops::measure::{measure_intensity_features, measure_shape_features};
 use ipscope_core::ops::morphology::fill_holes;
+use ipscope_core::ops::outline::outline_overlay;
 use ipscope_core::ops::threshold::otsu;
 use ipscope_core::ops::watershed::watershed;
 use ipscope_core::{segment_nuclei, NucleiParams};
@@ -100,6 +101,10 @@ fn kernels(c: &mut Criterion) {
         });
         g.bench_function(id("measure_intensity_features"), |b| {
             b.iter(|| measure_intensity_features(black_box(&s.labels), raw.view()))
+        });
+        // The report's outline thumbnail of every field (`overlay_thumbnail`).
+        g.bench_function(id("outline_overlay"), |b| {
+            b.iter(|| outline_overlay(black_box(s.scaled.view()), s.labels.image().view()))
         });
         g.bench_function(id("segment_nuclei"), |b| {
             b.iter(|| segment_nuclei(black_box(raw.view()), &NucleiParams::default()))
