@@ -236,17 +236,9 @@ struct RunArgs {
     output_mode: OutputMode,
 }
 
-/// mimalloc instead of the system allocator: a field's full-size intermediate images (tens
-/// of MB each) are allocated and freed per field, and glibc hands such blocks back to the
-/// kernel (or keeps them in one arena per thread that it shrinks), so they return as fresh
-/// pages the kernel must zero, and with two worker threads the unmapping costs both cores.
-/// mimalloc keeps freed segments for reuse: on a 2-core machine a 2-thread plate's CPU time
-/// stays near the 1-thread run's instead of growing by about a tenth (docs/performance.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     restore_default_sigpipe();
+    keep_freed_memory();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
@@ -270,6 +262,21 @@ fn restore_default_sigpipe() {
     // valid disposition for SIGPIPE.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Keeps freed memory in the process for the next field instead of returning it to the
+/// kernel (glibc): a field's full-size intermediate images (tens of MB each) are otherwise
+/// handed back on free and come back as fresh pages the kernel must zero, about a quarter
+/// of a run's CPU time on 2048² fields. Allocations up to 32 MiB stay on the heap, and the
+/// heap is trimmed only past 2 GiB free; peak memory stays that of one field per thread.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called first thing in `main`, before any other thread exists; mallopt only
+    // changes allocator thresholds.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }
 
