@@ -1334,6 +1334,37 @@ mod tests {
         ));
     }
 
+    /// `frames` frames of `w × h` at `dt` s: columns of 9 pixels alternately beating (the
+    /// model transient, 0.8 s period) and still, `scale` times the level, plus noise 0–6
+    /// from the xorshift `state`.
+    fn model_video(
+        w: usize,
+        h: usize,
+        frames: usize,
+        dt: f64,
+        scale: f64,
+        state: &mut u64,
+    ) -> Vec<Vec<f64>> {
+        let mut rnd = || {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            *state
+        };
+        (0..frames)
+            .map(|f| {
+                let y = model_transient((f as f64 * dt).rem_euclid(0.8), 0.03, 0.15);
+                (0..w * h)
+                    .map(|i| {
+                        let beating = (i % w) / 9 % 2 == 0 && (i / w) > 3;
+                        let v = if beating { 0.4 + 0.5 * y } else { 0.6 };
+                        (scale * v).floor() + (rnd() % 7) as f64
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The field trace computed directly: per-pixel SD of the first `window` frames from
     /// f64 sums, Otsu, then the mean of the beating pixels of every frame, added one pixel
     /// after the other.
@@ -1365,26 +1396,7 @@ mod tests {
         // streams; odd sizes so runs cross rows and sums have remainders.
         let (w, h, frames, dt) = (37, 23, 300, 0.02);
         let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut rnd = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let video = |scale: f64, rnd: &mut dyn FnMut() -> u64| -> Vec<Vec<f64>> {
-            (0..frames)
-                .map(|f| {
-                    let y = model_transient((f as f64 * dt).rem_euclid(0.8), 0.03, 0.15);
-                    (0..w * h)
-                        .map(|i| {
-                            let beating = (i % w) / 9 % 2 == 0 && (i / w) > 3;
-                            let v = if beating { 0.4 + 0.5 * y } else { 0.6 };
-                            (scale * v).floor() + (rnd() % 7) as f64
-                        })
-                        .collect()
-                })
-                .collect()
-        };
+        let video = |scale: f64, state: &mut u64| model_video(w, h, frames, dt, scale, state);
         let p = CalciumParams::default();
         let run = |frames_f64: &[Vec<f64>], push: &dyn Fn(&mut TraceBuilder, &[f64])| {
             let mut b = TraceBuilder::new(w, h, frames, dt, &p).unwrap();
@@ -1393,7 +1405,7 @@ mod tests {
             }
             b.finish().unwrap()
         };
-        let v16 = video(60000.0, &mut rnd);
+        let v16 = video(60000.0, &mut state);
         let (want, pixels) = direct_trace(&v16, w, h, 200);
         assert!(pixels > 0 && pixels < w * h, "{pixels}");
         let as_u16 = |b: &mut TraceBuilder, f: &[f64]| {
@@ -1416,7 +1428,7 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(run(&v16, &as_u32).trace, want);
-        let v8 = video(240.0, &mut rnd);
+        let v8 = video(240.0, &mut state);
         let (want8, _) = direct_trace(&v8, w, h, 200);
         let as_u8 = |b: &mut TraceBuilder, f: &[f64]| {
             b.push(&f.iter().map(|&v| v as u8).collect::<Vec<_>>())
@@ -1467,25 +1479,8 @@ mod tests {
         // before it fills. Values near 60,000 overflow 32-bit sums of squares every frame.
         let (w, h, dt) = (37, 23, 0.02);
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut rnd = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let video = |frames: usize, scale: f64, rnd: &mut dyn FnMut() -> u64| -> Vec<Vec<f64>> {
-            (0..frames)
-                .map(|f| {
-                    let y = model_transient((f as f64 * dt).rem_euclid(0.8), 0.03, 0.15);
-                    (0..w * h)
-                        .map(|i| {
-                            let beating = (i % w) / 9 % 2 == 0 && (i / w) > 3;
-                            let v = if beating { 0.4 + 0.5 * y } else { 0.6 };
-                            (scale * v).floor() + (rnd() % 7) as f64
-                        })
-                        .collect()
-                })
-                .collect()
+        let video = |frames: usize, scale: f64, state: &mut u64| {
+            model_video(w, h, frames, dt, scale, state)
         };
         let p = CalciumParams::default();
         type Push = dyn Fn(&mut TraceBuilder, usize, &[f64]);
@@ -1523,9 +1518,9 @@ mod tests {
             }
             .unwrap()
         };
-        let v16 = video(300, 60000.0, &mut rnd);
-        let v8 = video(300, 240.0, &mut rnd);
-        let short = video(120, 3000.0, &mut rnd);
+        let v16 = video(300, 60000.0, &mut state);
+        let v8 = video(300, 240.0, &mut state);
+        let short = video(120, 3000.0, &mut state);
         let cases: [(&str, &[Vec<f64>], &Push); 7] = [
             ("u16", &v16, u16s),
             ("f32", &v16, f32s),
