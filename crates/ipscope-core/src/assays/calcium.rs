@@ -1356,7 +1356,7 @@ mod tests {
                 let y = model_transient((f as f64 * dt).rem_euclid(0.8), 0.03, 0.15);
                 (0..w * h)
                     .map(|i| {
-                        let beating = (i % w) / 9 % 2 == 0 && (i / w) > 3;
+                        let beating = ((i % w) / 9).is_multiple_of(2) && (i / w) > 3;
                         let v = if beating { 0.4 + 0.5 * y } else { 0.6 };
                         (scale * v).floor() + (rnd() % 7) as f64
                     })
