@@ -225,24 +225,18 @@ fn stream<S: FrameSink>(
     }
     sink.push_frame(&first.data)
         .map_err(|e| signal_err(&path, e))?;
-    if replay {
-        replay_frames(&mut reader, &mut sink, &path, false)?;
-    }
+    replay_frames(&mut reader, &mut sink, &path, false)?;
     while let Some(frame) = reader.next_frame()? {
         sink.push_frame(&frame.data)
             .map_err(|e| signal_err(&path, e))?;
-        if replay {
-            replay_frames(&mut reader, &mut sink, &path, false)?;
-        }
+        replay_frames(&mut reader, &mut sink, &path, false)?;
     }
-    if replay {
-        replay_frames(&mut reader, &mut sink, &path, true)?;
-    }
+    replay_frames(&mut reader, &mut sink, &path, true)?;
     Ok((sink, path))
 }
 
 /// Reads the first frames again when the sink asks (`end`: after the last frame), then
-/// goes back to where the reader was.
+/// goes back to where the reader was. Only a sink told [`FrameSink::allow_replay`] asks.
 fn replay_frames<S: FrameSink>(
     reader: &mut FrameReader,
     sink: &mut S,
