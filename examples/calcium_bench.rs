@@ -125,6 +125,20 @@ fn main() {
         rayon::current_num_threads()
     );
     let params = CalciumParams::default();
+    // `--analyse-only` (for profiling): the analysis pass alone, no decode pass, no ratio.
+    if args.iter().any(|a| a == "--analyse-only") {
+        let t = Instant::now();
+        all.par_iter().for_each(|s| {
+            analyze_series(s, 1.0 / fps, &params, &read).expect("analyse");
+        });
+        println!("  analyse     : {:.3} s", t.elapsed().as_secs_f64());
+        return;
+    }
+    // `--decode-only` (for profiling): the decode pass alone.
+    if args.iter().any(|a| a == "--decode-only") {
+        println!("  decode only : {:.3} s", decode().0);
+        return;
+    }
     for run in 1..=repeat {
         if repeat > 1 {
             println!("run {run} of {repeat}");

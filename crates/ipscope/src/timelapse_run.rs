@@ -155,13 +155,14 @@ fn signal_err(path: &Path, e: impl std::fmt::Display) -> Error {
 /// A per-frame reduction fed by [`stream`].
 trait FrameSink: Sized {
     fn push_frame(&mut self, frame: &FrameData<'_>) -> std::result::Result<(), SignalError>;
-    /// The reader can read frames again cheaply: the sink may ask for them.
-    fn allow_replay(self) -> Self {
-        self
+    /// The reader can seek cheaply: frames the sink wants first, in increasing order from
+    /// frame 0, through [`FrameSink::push_preview`], before every frame in order (none: no
+    /// preview).
+    fn preview(&mut self) -> Vec<usize> {
+        Vec::new()
     }
-    /// First frames to push again now (after a push; `end`: after the last frame).
-    fn replay(&mut self, _end: bool) -> Option<usize> {
-        None
+    fn push_preview(&mut self, _frame: &FrameData<'_>) -> std::result::Result<(), SignalError> {
+        Ok(())
     }
 }
 
@@ -174,17 +175,19 @@ impl FrameSink for TraceBuilder {
             FrameData::F32(d) => self.push(d),
         }
     }
-    /// Uncompressed stacks: the beating region comes from running sums and the first
-    /// frames are read a second time, instead of being copied into a buffer and read twice
-    /// more from memory (same values; see [`TraceBuilder::replaying`]).
-    fn allow_replay(self) -> Self {
-        self.replaying()
+    /// Uncompressed stacks: the beating region comes from running sums of the sampled
+    /// frames, read first, and then every frame is read once, instead of the window's
+    /// frames being copied into a buffer and read again from memory (same values; see
+    /// [`TraceBuilder::preview_frames`]).
+    fn preview(&mut self) -> Vec<usize> {
+        self.preview_frames()
     }
-    fn replay(&mut self, end: bool) -> Option<usize> {
-        if end {
-            self.close_window()
-        } else {
-            self.take_replay()
+    fn push_preview(&mut self, frame: &FrameData<'_>) -> std::result::Result<(), SignalError> {
+        match *frame {
+            FrameData::U8(d) => TraceBuilder::push_preview(self, d),
+            FrameData::U16(d) => TraceBuilder::push_preview(self, d),
+            FrameData::U32(d) => TraceBuilder::push_preview(self, d),
+            FrameData::F32(d) => TraceBuilder::push_preview(self, d),
         }
     }
 }
@@ -210,7 +213,7 @@ fn stream<S: FrameSink>(
     let mut reader = FrameReader::open(s, read)?;
     let frames = reader.len();
     let path = reader.path().to_path_buf();
-    let replay = reader.seeks_cheaply();
+    let seeks = reader.seeks_cheaply();
     let Some(first) = reader.next_frame()? else {
         return Err(ipscope_io::Error::TooFewFrames {
             path,
@@ -220,47 +223,34 @@ fn stream<S: FrameSink>(
         .into());
     };
     let mut sink = new(first.width, first.height, frames).map_err(|e| signal_err(&path, e))?;
-    if replay {
-        sink = sink.allow_replay();
+    let preview = if seeks { sink.preview() } else { Vec::new() };
+    if preview.is_empty() {
+        sink.push_frame(&first.data)
+            .map_err(|e| signal_err(&path, e))?;
+    } else {
+        // The preview first (frame 0, in hand, and the others by seeking), then every
+        // frame from the start.
+        sink.push_preview(&first.data)
+            .map_err(|e| signal_err(&path, e))?;
+        for &i in preview.iter().filter(|&&i| i > 0) {
+            reader.seek(i)?;
+            let Some(frame) = reader.next_frame()? else {
+                return Err(ipscope_io::Error::Decode {
+                    path: path.clone(),
+                    message: format!("frame {i} of {frames} could not be read"),
+                }
+                .into());
+            };
+            sink.push_preview(&frame.data)
+                .map_err(|e| signal_err(&path, e))?;
+        }
+        reader.seek(0)?;
     }
-    sink.push_frame(&first.data)
-        .map_err(|e| signal_err(&path, e))?;
-    replay_frames(&mut reader, &mut sink, &path, false)?;
     while let Some(frame) = reader.next_frame()? {
         sink.push_frame(&frame.data)
             .map_err(|e| signal_err(&path, e))?;
-        replay_frames(&mut reader, &mut sink, &path, false)?;
     }
-    replay_frames(&mut reader, &mut sink, &path, true)?;
     Ok((sink, path))
-}
-
-/// Reads the first frames again when the sink asks (`end`: after the last frame), then
-/// goes back to where the reader was. Only a sink told [`FrameSink::allow_replay`] asks.
-fn replay_frames<S: FrameSink>(
-    reader: &mut FrameReader,
-    sink: &mut S,
-    path: &Path,
-    end: bool,
-) -> Result<()> {
-    let Some(count) = sink.replay(end) else {
-        return Ok(());
-    };
-    let resume = reader.position();
-    reader.seek(0)?;
-    for _ in 0..count {
-        let Some(frame) = reader.next_frame()? else {
-            return Err(ipscope_io::Error::Decode {
-                path: path.to_path_buf(),
-                message: format!("a frame of the first {count} could not be read again"),
-            }
-            .into());
-        };
-        sink.push_frame(&frame.data)
-            .map_err(|e| signal_err(path, e))?;
-    }
-    reader.seek(resume)?;
-    Ok(())
 }
 
 /// A signal error at the end of a series: too few frames is the reader's named error.

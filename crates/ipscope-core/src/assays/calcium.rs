@@ -2,13 +2,16 @@
 //! GCaMP): beating region, field trace, ΔF/F0, beats and their kinetics.
 //!
 //! Steps:
-//! 1. **Beating region.** The per-pixel temporal standard deviation of the first frames (up
-//!    to [`CalciumParams::mask_window_s`], at most [`CalciumParams::max_buffer_frames`]) is
-//!    thresholded with Otsu (256 bins, as `skimage.filters.threshold_otsu`). Pixels above
-//!    it are the beating region. Those frames are either kept until then and dropped, or,
-//!    when the reader can read them again cheaply ([`TraceBuilder::replaying`]), reduced to
-//!    running sums as they pass and read a second time; either way memory does not grow
-//!    with the number of frames, and the values are the same.
+//! 1. **Beating region.** The first frames (up to [`CalciumParams::mask_window_s`], at
+//!    most [`CalciumParams::max_buffer_frames`]) form the window. The per-pixel temporal
+//!    standard deviation of at most [`CalciumParams::mask_frames`] of them, evenly spaced
+//!    (every ⌈window / `mask_frames`⌉-th frame from the first), is thresholded with Otsu
+//!    (256 bins, as `skimage.filters.threshold_otsu`). Pixels above it are the beating
+//!    region. The window's frames are either kept until then and dropped, or, when the
+//!    reader can seek cheaply ([`TraceBuilder::preview_frames`]), the sampled frames are
+//!    read first and reduced to running sums, and then every frame is read once, in
+//!    order; either way memory does not grow with the number of frames, and the values
+//!    are the same.
 //! 2. **Field trace.** F(t) = mean over the beating pixels of frame t.
 //! 3. **Baseline.** F0(t) = rolling [`CalciumParams::baseline_percentile`]-th percentile
 //!    over [`CalciumParams::baseline_window_s`] (ignores transients), then
@@ -45,6 +48,11 @@ pub struct CalciumParams {
     pub mask_window_s: f64,
     /// Upper bound on the frames kept in memory for the beating region.
     pub max_buffer_frames: usize,
+    /// At most this many of the window's frames, evenly spaced, give the beating region's
+    /// temporal standard deviation (every ⌈window / `mask_frames`⌉-th frame, from the
+    /// first). 50 frames over 4 s sample a transient every 80 ms; a value at least the
+    /// window uses every frame.
+    pub mask_frames: usize,
     /// Window of the rolling baseline, seconds.
     pub baseline_window_s: f64,
     /// Percentile of the rolling baseline.
@@ -68,6 +76,7 @@ impl Default for CalciumParams {
         CalciumParams {
             mask_window_s: 4.0,
             max_buffer_frames: 400,
+            mask_frames: 50,
             baseline_window_s: 4.0,
             baseline_percentile: 10.0,
             refractory_s: 0.25,
@@ -96,10 +105,10 @@ pub enum SignalError {
     /// The frame interval is not a positive number of seconds.
     #[error("frame interval {0} s is not a positive number")]
     Interval(f64),
-    /// A replaying builder ([`TraceBuilder::replaying`]) finished without its first frames
-    /// pushed again, so they have no trace values.
-    #[error("the first {frames} frame(s) were not pushed a second time (replay)")]
-    ReplayMissing { frames: usize },
+    /// A previewing builder ([`TraceBuilder::preview_frames`]) was given the frames in
+    /// order before all the frames the beating region is learnt from.
+    #[error("{frames} frame(s) of the beating region's preview were not pushed first")]
+    PreviewMissing { frames: usize },
 }
 
 /// Pixel types a frame can hold; sums run in integers where they can.
@@ -120,7 +129,7 @@ pub trait Sample: Copy + Send + Sync {
     /// for types whose sums are exact integers (so equal to adding run by run); `None`
     /// otherwise.
     #[inline(always)]
-    fn dense_sum(_data: &[Self], _mask: &[i16], _ones: usize) -> Option<f64> {
+    fn dense_sum(_data: &[Self], _mask: &[u8], _ones: usize) -> Option<f64> {
         None
     }
 }
@@ -209,7 +218,7 @@ impl Stored {
 /// Sum of a run of 8- or 16-bit samples: `u32` lanes over chunks that cannot overflow,
 /// added up in `u64`. Exact, so equal to any other order of adding.
 macro_rules! small_int_sample {
-    ($t:ty, $chunk:expr, $variant:ident, $field:ident) => {
+    ($t:ty, $chunk:expr, $variant:ident, $field:ident, $fast:expr) => {
         impl Sample for $t {
             #[inline(always)]
             fn to_f32(self) -> f32 {
@@ -228,22 +237,11 @@ macro_rules! small_int_sample {
             fn to_i32(self) -> i32 {
                 i32::from(self)
             }
-            /// Σ m·v = Σ m·(v − 2^15) + 2^15·Σ m, with v − 2^15 an `i16`: the products
-            /// of 16-bit pairs add up two pixels per multiply-add instruction (`vpmaddwd`),
-            /// exact in `i32` over 2^15 pixels (each term at most 2^15 in magnitude).
+            /// Σ m·v = Σ m·(v − 2^15) + 2^15·Σ m ([`dense_offset_sum`]).
             #[inline(always)]
-            fn dense_sum(data: &[Self], mask: &[i16], ones: usize) -> Option<f64> {
-                let mut total = 0i64;
-                for (d, m) in data.chunks(1 << 15).zip(mask.chunks(1 << 15)) {
-                    total += i64::from(
-                        d.iter()
-                            .zip(m)
-                            .map(|(&v, &m)| {
-                                i32::from((u16::from(v) ^ 0x8000) as i16) * i32::from(m)
-                            })
-                            .sum::<i32>(),
-                    );
-                }
+            fn dense_sum(data: &[Self], mask: &[u8], ones: usize) -> Option<f64> {
+                let fast: fn(&[Self], &[u8]) -> Option<i64> = $fast;
+                let total = fast(data, mask).unwrap_or_else(|| dense_offset_sum(data, mask));
                 Some((total + (ones as i64) * (1 << 15)) as f64)
             }
             fn append(data: &[Self], buf: &mut Stored, capacity: usize) {
@@ -261,8 +259,81 @@ macro_rules! small_int_sample {
     };
 }
 // 2^16 samples of at most 2^16 − 1 (2^24 of at most 2^8 − 1) stay below 2^32.
-small_int_sample!(u8, 1 << 24, U8, u8s);
-small_int_sample!(u16, 1 << 16, U16, u16s);
+small_int_sample!(u8, 1 << 24, U8, u8s, |_, _| None);
+small_int_sample!(u16, 1 << 16, U16, u16s, dense_offset_sum_u16);
+
+/// Σ m·(v − 2^15) of 16-bit values `v` and a 0/1 byte mask `m`, in `i32` over runs of 2^15
+/// pixels (each term at most 2^15 in magnitude), added up in `i64`: exact. The reference
+/// for [`dense_offset_sum_u16`]'s AVX2 loop.
+#[inline(always)]
+fn dense_offset_sum<T: Copy + Into<u16>>(data: &[T], mask: &[u8]) -> i64 {
+    let mut total = 0i64;
+    for (d, m) in data.chunks(1 << 15).zip(mask.chunks(1 << 15)) {
+        total += i64::from(
+            d.iter()
+                .zip(m)
+                .map(|(&v, &m)| i32::from((v.into() ^ 0x8000) as i16) * i32::from(m))
+                .sum::<i32>(),
+        );
+    }
+    total
+}
+
+/// [`dense_offset_sum`] of a 16-bit frame with AVX2 when the CPU has it (`None`
+/// otherwise): 16 pixels per multiply-add (`vpmaddwd` of v − 2^15 against the mask widened
+/// to 16 bits). The byte mask is half the traffic of a 16-bit one; the frame is read once.
+fn dense_offset_sum_u16(data: &[u16], mask: &[u8]) -> Option<i64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return Some(unsafe { dense_offset_avx2(data, mask) });
+        }
+    }
+    let _ = (data, mask);
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dense_offset_avx2(data: &[u16], mask: &[u8]) -> i64 {
+    use std::arch::x86_64::*;
+    let n = data.len().min(mask.len());
+    let flip = _mm256_set1_epi16(i16::MIN);
+    let mut total = 0i64;
+    let mut start = 0;
+    // Blocks of 2^16 pixels: each i32 lane of each accumulator adds 2^16 / 32 multiply-add
+    // results of at most 2 · 2^15 in magnitude, below 2^31.
+    while start + 32 <= n {
+        let end = (start + (1 << 16)).min(n) / 32 * 32;
+        let (mut a0, mut a1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        let mut i = start;
+        while i < end {
+            // SAFETY: i + 32 <= end <= n, within both slices.
+            let (d0, d1, m0, m1) = unsafe {
+                (
+                    _mm256_loadu_si256(data.as_ptr().add(i) as *const __m256i),
+                    _mm256_loadu_si256(data.as_ptr().add(i + 16) as *const __m256i),
+                    _mm_loadu_si128(mask.as_ptr().add(i) as *const __m128i),
+                    _mm_loadu_si128(mask.as_ptr().add(i + 16) as *const __m128i),
+                )
+            };
+            let p0 = _mm256_madd_epi16(_mm256_xor_si256(d0, flip), _mm256_cvtepu8_epi16(m0));
+            let p1 = _mm256_madd_epi16(_mm256_xor_si256(d1, flip), _mm256_cvtepu8_epi16(m1));
+            a0 = _mm256_add_epi32(a0, p0);
+            a1 = _mm256_add_epi32(a1, p1);
+            i += 32;
+        }
+        let mut lanes = [0i32; 8];
+        // SAFETY: `lanes` holds 8 i32, one 256-bit store.
+        unsafe {
+            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, _mm256_add_epi32(a0, a1));
+        }
+        total += lanes.iter().map(|&l| i64::from(l)).sum::<i64>();
+        start = end;
+    }
+    total + dense_offset_sum(&data[start..n], &mask[start..n])
+}
 
 impl Sample for u32 {
     #[inline(always)]
@@ -348,7 +419,7 @@ pub(crate) use with_avx2;
 with_avx2! {
     /// Sum of the samples in `runs` ((start, len), row-major), or of those whose `dense`
     /// mask is 1 (`ones` of them) when it covers the frame and the type's sums are exact.
-    fn masked_sum<T: Sample>(data: &[T], runs: &[(usize, usize)], dense: &[i16], ones: usize) -> f64 {
+    fn masked_sum<T: Sample>(data: &[T], runs: &[(usize, usize)], dense: &[u8], ones: usize) -> f64 {
         if dense.len() == data.len() {
             if let Some(s) = T::dense_sum(data, dense, ones) {
                 return s;
@@ -364,11 +435,12 @@ with_avx2! {
 
 with_avx2! {
     /// Per-pixel temporal standard deviation of `k` frames of `n` samples stored back to
-    /// back, a block of pixels at a time (each frame's block one contiguous run; the sums
-    /// stay in L1). 8/16-bit frames: sums and sums of squares in integers (exact, so equal
-    /// to the f64 sums of any order); others: f64 sums of the `f32` value, each pixel's
-    /// frames added in time order.
-    fn temporal_sd<T: Sample>(frames: &[T], n: usize, k: usize) -> Vec<f32> {
+    /// back every `stride` frames (frames 0, `stride`, 2·`stride`, …), a block of pixels at
+    /// a time (each frame's block one contiguous run; the sums stay in L1). 8/16-bit
+    /// frames: sums and sums of squares in integers (exact, so equal to the f64 sums of
+    /// any order); others: f64 sums of the `f32` value, each pixel's frames added in time
+    /// order.
+    fn temporal_sd<T: Sample>(frames: &[T], n: usize, k: usize, stride: usize) -> Vec<f32> {
         const BLOCK: usize = 2048;
         let mut sd = vec![0.0f32; n];
         let kf = k.max(1) as f64;
@@ -393,7 +465,7 @@ with_avx2! {
                     }
                 };
                 let mut bound = 0u64;
-                for f in 0..k {
+                for f in (0..k).map(|f| f * stride) {
                     let data = &frames[f * n + start..f * n + start + len];
                     let max = data.iter().map(|&v| v.to_i32() as u32).max().unwrap_or(0);
                     let max_sq = u64::from(max) * u64::from(max);
@@ -421,7 +493,7 @@ with_avx2! {
             let (sum, sq) = (&mut sum[..len], &mut sq[..len]);
             sum.fill(0.0);
             sq.fill(0.0);
-            for f in 0..k {
+            for f in (0..k).map(|f| f * stride) {
                 let data = &frames[f * n + start..f * n + start + len];
                 for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(data) {
                     let v = f64::from(v.to_f32());
@@ -479,7 +551,7 @@ with_avx2! {
     }
 }
 
-/// Per-pixel running sums of the first frames of a replaying [`TraceBuilder`]: the same
+/// Per-pixel running sums of the preview frames of a previewing [`TraceBuilder`]: the same
 /// sums [`temporal_sd`] forms over a buffer, formed while each frame is still in cache.
 /// 8/16-bit frames add up in exact integers; the first frame of another type turns them
 /// into `f64` (exact: integer sums below 2^53), as the buffer turns into `f32`.
@@ -567,12 +639,14 @@ pub struct TraceBuilder {
     width: usize,
     height: usize,
     buffer_frames: usize,
+    /// Every `stride`-th frame of the window gives the temporal SD.
+    stride: usize,
     /// The first `buffered` frames, back to back.
     buffer: Stored,
     buffered: usize,
     /// The beating region as a mask of 1 (beating) and 0, when its runs are short enough
     /// that one pass over the frame beats adding run by run (8/16-bit frames).
-    dense_mask: Vec<i16>,
+    dense_mask: Vec<u8>,
     /// (start, len) runs of beating pixels, row-major.
     runs: Vec<(usize, usize)>,
     mask_pixels: usize,
@@ -583,15 +657,14 @@ pub struct TraceBuilder {
     /// Runs of each cell (beating-region component), and each cell's trace.
     cell_runs: Vec<Vec<(usize, usize)>>,
     cell_traces: Vec<Vec<f64>>,
-    /// [`TraceBuilder::replaying`]: running sums instead of the buffer.
-    replay: bool,
+    /// [`TraceBuilder::preview_frames`]: running sums of the sampled frames, pushed
+    /// first, instead of the buffer.
+    preview: bool,
     running: RunningSd,
-    /// Frames of the window still to be pushed again (after [`TraceBuilder::take_replay`]).
-    replay_left: usize,
-    /// Frames of the settled window not yet asked for again (`take_replay` not called).
-    replay_due: usize,
-    /// Frames the window held when the mask settled (replaying).
-    window: usize,
+    /// Preview frames pushed so far.
+    previewed: usize,
+    /// The beating region is known.
+    settled: bool,
 }
 
 /// The field trace and the beating region it came from.
@@ -625,10 +698,12 @@ impl TraceBuilder {
         let buffer_frames = want
             .clamp(2, params.max_buffer_frames.max(2))
             .min(frames.max(1));
+        let stride = buffer_frames.div_ceil(params.mask_frames.max(2));
         Ok(TraceBuilder {
             width,
             height,
             buffer_frames,
+            stride,
             buffer: Stored::Empty,
             buffered: 0,
             dense_mask: Vec::new(),
@@ -639,43 +714,53 @@ impl TraceBuilder {
             cell_min_area: None,
             cell_runs: Vec::new(),
             cell_traces: Vec::new(),
-            replay: false,
+            preview: false,
             running: RunningSd::Empty,
-            replay_left: 0,
-            replay_due: 0,
-            window: 0,
+            previewed: 0,
+            settled: false,
         })
     }
 
-    /// Learns the beating region from per-pixel running sums while the first frames stream
-    /// past, instead of keeping those frames: memory is a few bytes per pixel whatever the
-    /// window, and each frame is read while still in cache. The caller must then push the
-    /// window's frames a second time, in order, before any later frame: after every push
-    /// (and at the end of the frames, [`TraceBuilder::close_window`]) it asks
-    /// [`TraceBuilder::take_replay`] how many. The beating region, the trace and every
-    /// value are those of the buffering builder (test `replaying_equals_buffering`).
-    pub fn replaying(mut self) -> TraceBuilder {
-        self.replay = true;
-        self
+    /// Learns the beating region from the sampled frames of the window pushed first, in
+    /// any order, with [`TraceBuilder::push_preview`], instead of keeping the window's
+    /// frames: returns their indices (every ⌈window / `mask_frames`⌉-th frame from 0, the
+    /// window fixed by the `frames` given to [`TraceBuilder::new`]). Each is reduced to
+    /// running sums while still in cache, so memory is a few bytes per pixel whatever the
+    /// window. Then every frame is pushed once, in order, with [`TraceBuilder::push`]. The
+    /// beating region, the trace and every value are those of the buffering builder (test
+    /// `previewing_equals_buffering`). Call before pushing any frame.
+    pub fn preview_frames(&mut self) -> Vec<usize> {
+        self.preview = true;
+        self.sampled()
     }
 
-    /// Replaying: when the window has just settled, the number of first frames to push
-    /// again now (frames 0, 1, …); `None` otherwise. Returns each window once.
-    pub fn take_replay(&mut self) -> Option<usize> {
-        if self.replay_due == 0 {
-            return None;
+    /// Indices of the window's frames the temporal SD is formed from.
+    fn sampled(&self) -> Vec<usize> {
+        (0..self.buffer_frames).step_by(self.stride).collect()
+    }
+
+    /// Adds a frame of the preview ([`TraceBuilder::preview_frames`]); the beating region
+    /// settles with the last one.
+    pub fn push_preview<T: Sample>(&mut self, data: &[T]) -> Result<(), SignalError> {
+        let n = self.width * self.height;
+        let want = self.buffer_frames.div_ceil(self.stride);
+        if data.len() != n {
+            return Err(SignalError::FrameLength {
+                frame: self.previewed * self.stride,
+                expected: n,
+                got: data.len(),
+            });
         }
-        self.replay_left = std::mem::take(&mut self.replay_due);
-        Some(self.replay_left)
-    }
-
-    /// Replaying, at the end of the frames: settles a window that never filled (a recording
-    /// shorter than it) and returns [`TraceBuilder::take_replay`].
-    pub fn close_window(&mut self) -> Option<usize> {
-        if self.replay && self.mask_pixels == 0 && self.buffered > 0 {
+        if self.settled || !self.preview {
+            return Ok(());
+        }
+        // k · 65535 < 2^32 keeps the u32 sums exact (as in `temporal_sd`).
+        self.running.add(data, want <= 1 << 16);
+        self.previewed += 1;
+        if self.previewed >= want {
             self.settle_mask();
         }
-        self.take_replay()
+        Ok(())
     }
 
     /// Also traces every cell: each 8-connected component of the beating region with at
@@ -697,34 +782,25 @@ impl TraceBuilder {
         let n = self.width * self.height;
         if data.len() != n {
             return Err(SignalError::FrameLength {
-                frame: if self.replay_left > 0 {
-                    self.window - self.replay_left
-                } else {
-                    self.pushed
-                },
+                frame: self.pushed,
                 expected: n,
                 got: data.len(),
             });
         }
-        if self.replay_left > 0 {
-            self.replay_left -= 1;
-        } else {
-            self.pushed += 1;
+        if self.preview && !self.settled {
+            return Err(SignalError::PreviewMissing {
+                frames: self.buffer_frames.div_ceil(self.stride) - self.previewed,
+            });
         }
-        if self.mask_pixels > 0 {
+        self.pushed += 1;
+        if self.settled {
             self.trace.push(self.masked_mean(data));
             if !self.cell_runs.is_empty() {
                 self.push_cells(data);
             }
             return Ok(());
         }
-        if self.replay {
-            // k · 65535 < 2^32 keeps the u32 sums exact (as in `temporal_sd`).
-            let int_ok = self.buffer_frames <= 1 << 16;
-            self.running.add(data, int_ok);
-        } else {
-            T::append(data, &mut self.buffer, self.buffer_frames * n);
-        }
+        T::append(data, &mut self.buffer, self.buffer_frames * n);
         self.buffered += 1;
         if self.buffered >= self.buffer_frames {
             self.settle_mask();
@@ -753,18 +829,20 @@ impl TraceBuilder {
         }
     }
 
-    /// Thresholds the temporal SD of the buffered frames, traces them and drops them.
+    /// Thresholds the temporal SD of the sampled frames (the preview's, or the buffered
+    /// window's), traces the buffered frames and drops them.
     fn settle_mask(&mut self) {
         let n = self.width * self.height;
-        let k = self.buffered;
-        let sd: Vec<f32> = if self.replay {
-            std::mem::take(&mut self.running).sd(n, k)
+        self.settled = true;
+        let sd: Vec<f32> = if self.preview {
+            std::mem::take(&mut self.running).sd(n, self.previewed)
         } else {
+            let (k, stride) = (self.buffered.div_ceil(self.stride), self.stride);
             match &self.buffer {
                 Stored::Empty => vec![0.0; n],
-                Stored::U8(d) => temporal_sd(d, n, k),
-                Stored::U16(d) => temporal_sd(d, n, k),
-                Stored::F32(d) => temporal_sd(d, n, k),
+                Stored::U8(d) => temporal_sd(d, n, k, stride),
+                Stored::U16(d) => temporal_sd(d, n, k, stride),
+                Stored::F32(d) => temporal_sd(d, n, k, stride),
             }
         };
         let threshold = ImageView::from_slice(&sd, self.width, self.height, self.width)
@@ -795,17 +873,14 @@ impl TraceBuilder {
         self.mask_pixels = mask.iter().filter(|&&m| m).count();
         // Short runs (a speckled region): one masked pass over the frame is cheaper.
         self.dense_mask = if self.runs.len() * 64 > n {
-            mask.iter().map(|&m| i16::from(m)).collect()
+            mask.iter().map(|&m| u8::from(m)).collect()
         } else {
             Vec::new()
         };
         if let Some(min_area) = self.cell_min_area {
             self.settle_cells(&mask, min_area);
         }
-        if self.replay {
-            self.window = k;
-            self.replay_due = k;
-            self.buffered = 0;
+        if self.preview {
             return;
         }
         let mut buffer = std::mem::take(&mut self.buffer);
@@ -855,13 +930,8 @@ impl TraceBuilder {
                 needed: 3,
             });
         }
-        if self.mask_pixels == 0 {
+        if !self.settled {
             self.settle_mask();
-        }
-        if self.replay && self.trace.len() != self.pushed {
-            return Err(SignalError::ReplayMissing {
-                frames: self.pushed - self.trace.len().min(self.pushed),
-            });
         }
         let n = (self.width * self.height).max(1);
         Ok(FieldTrace {
@@ -1365,14 +1435,20 @@ mod tests {
             .collect()
     }
 
-    /// The field trace computed directly: per-pixel SD of the first `window` frames from
-    /// f64 sums, Otsu, then the mean of the beating pixels of every frame, added one pixel
-    /// after the other.
-    fn direct_trace(frames: &[Vec<f64>], w: usize, h: usize, window: usize) -> (Vec<f64>, usize) {
+    /// The field trace computed directly: per-pixel SD of every `stride`-th of the first
+    /// `window` frames from f64 sums, Otsu, then the mean of the beating pixels of every
+    /// frame, added one pixel after the other.
+    fn direct_trace(
+        frames: &[Vec<f64>],
+        w: usize,
+        h: usize,
+        window: usize,
+        stride: usize,
+    ) -> (Vec<f64>, usize) {
         let n = w * h;
-        let k = window as f64;
+        let k = window.div_ceil(stride) as f64;
         let (mut sum, mut sq) = (vec![0.0f64; n], vec![0.0f64; n]);
-        for f in &frames[..window] {
+        for f in frames[..window].iter().step_by(stride) {
             for i in 0..n {
                 sum[i] += f[i];
                 sq[i] += f[i] * f[i];
@@ -1392,8 +1468,9 @@ mod tests {
 
     #[test]
     fn streamed_trace_equals_the_direct_computation_for_every_sample_type() {
-        // 300 frames at 50 frames/s: the 4 s window (200 frames) is buffered, the rest
-        // streams; odd sizes so runs cross rows and sums have remainders.
+        // 300 frames at 50 frames/s: the 4 s window (200 frames) is buffered, every 4th of
+        // them (50) gives the SD, the rest streams; odd sizes so runs cross rows and sums
+        // have remainders.
         let (w, h, frames, dt) = (37, 23, 300, 0.02);
         let mut state = 0x2545_F491_4F6C_DD1Du64;
         let video = |scale: f64, state: &mut u64| model_video(w, h, frames, dt, scale, state);
@@ -1406,7 +1483,7 @@ mod tests {
             b.finish().unwrap()
         };
         let v16 = video(60000.0, &mut state);
-        let (want, pixels) = direct_trace(&v16, w, h, 200);
+        let (want, pixels) = direct_trace(&v16, w, h, 200, 4);
         assert!(pixels > 0 && pixels < w * h, "{pixels}");
         let as_u16 = |b: &mut TraceBuilder, f: &[f64]| {
             b.push(&f.iter().map(|&v| v as u16).collect::<Vec<_>>())
@@ -1429,7 +1506,7 @@ mod tests {
         };
         assert_eq!(run(&v16, &as_u32).trace, want);
         let v8 = video(240.0, &mut state);
-        let (want8, _) = direct_trace(&v8, w, h, 200);
+        let (want8, _) = direct_trace(&v8, w, h, 200, 4);
         let as_u8 = |b: &mut TraceBuilder, f: &[f64]| {
             b.push(&f.iter().map(|&v| v as u8).collect::<Vec<_>>())
                 .unwrap()
@@ -1447,34 +1524,24 @@ mod tests {
         assert_eq!(run(&v8, &mixed).trace, want8);
     }
 
-    /// Pushes `frames` into a replaying builder as a reader would: each frame once, and the
-    /// window's frames again whenever the builder asks. `push(b, index, frame)`.
-    fn replayed(
-        b: TraceBuilder,
+    /// Pushes `frames` into a previewing builder as a seeking reader would: the frames it
+    /// asks for first, then every frame in order. `push(b, index, frame, preview)`.
+    fn previewed(
+        mut b: TraceBuilder,
         frames: &[Vec<f64>],
-        push: &dyn Fn(&mut TraceBuilder, usize, &[f64]),
+        push: &dyn Fn(&mut TraceBuilder, usize, &[f64], bool),
     ) -> Result<FieldTrace, SignalError> {
-        let mut b = b.replaying();
-        let again = |b: &mut TraceBuilder, k: usize| {
-            for (j, g) in frames[..k].iter().enumerate() {
-                push(b, j, g);
-            }
-        };
-        for (i, f) in frames.iter().enumerate() {
-            push(&mut b, i, f);
-            if let Some(k) = b.take_replay() {
-                assert_eq!(k, i + 1, "the window settles on its last frame");
-                again(&mut b, k);
-            }
+        for i in b.preview_frames() {
+            push(&mut b, i, &frames[i], true);
         }
-        if let Some(k) = b.close_window() {
-            again(&mut b, k);
+        for (i, f) in frames.iter().enumerate() {
+            push(&mut b, i, f, false);
         }
         b.finish()
     }
 
     #[test]
-    fn replaying_equals_buffering() {
+    fn previewing_equals_buffering() {
         // Window 200 frames (4 s at 50 frames/s); 300 frames stream past it, 120 end
         // before it fills. Values near 60,000 overflow 32-bit sums of squares every frame.
         let (w, h, dt) = (37, 23, 0.02);
@@ -1482,41 +1549,28 @@ mod tests {
         let video = |frames: usize, scale: f64, state: &mut u64| {
             model_video(w, h, frames, dt, scale, state)
         };
-        let p = CalciumParams::default();
-        type Push = dyn Fn(&mut TraceBuilder, usize, &[f64]);
-        let u16s: &Push = &|b, _, f| {
-            b.push(&f.iter().map(|&v| v as u16).collect::<Vec<_>>())
-                .unwrap()
-        };
-        let u8s: &Push = &|b, _, f| {
-            b.push(&f.iter().map(|&v| v as u8).collect::<Vec<_>>())
-                .unwrap()
-        };
-        let f32s: &Push = &|b, _, f| {
-            b.push(&f.iter().map(|&v| v as f32).collect::<Vec<_>>())
-                .unwrap()
-        };
-        let u32s: &Push = &|b, _, f| {
-            b.push(&f.iter().map(|&v| v as u32).collect::<Vec<_>>())
-                .unwrap()
-        };
+        type Push = dyn Fn(&mut TraceBuilder, usize, &[f64], bool);
+        fn put<T: Sample>(b: &mut TraceBuilder, f: Vec<T>, preview: bool) {
+            if preview {
+                b.push_preview(&f).unwrap()
+            } else {
+                b.push(&f).unwrap()
+            }
+        }
+        let u16s: &Push = &|b, _, f, p| put(b, f.iter().map(|&v| v as u16).collect(), p);
+        let u8s: &Push = &|b, _, f, p| put(b, f.iter().map(|&v| v as u8).collect(), p);
+        let f32s: &Push = &|b, _, f, p| put(b, f.iter().map(|&v| v as f32).collect(), p);
+        let u32s: &Push = &|b, _, f, p| put(b, f.iter().map(|&v| v as u32).collect(), p);
         // Frames of mixed types (one file per frame); the same frame has the same type
-        // when it is pushed again.
-        let mixed8: &Push = &|b, i, f| {
-            if i % 3 == 1 {
-                b.push(&f.iter().map(|&v| v as u16).collect::<Vec<_>>())
-            } else {
-                b.push(&f.iter().map(|&v| v as u8).collect::<Vec<_>>())
-            }
-            .unwrap()
+        // when it is pushed again. Frame 150 is not sampled (stride 4): the buffer turns
+        // into f32, the preview's sums stay integers, and both give the same SD.
+        let mixed8: &Push = &|b, i, f, p| match i % 3 {
+            1 => put(b, f.iter().map(|&v| v as u16).collect(), p),
+            _ => put(b, f.iter().map(|&v| v as u8).collect(), p),
         };
-        let mixed16: &Push = &|b, i, f| {
-            if i == 150 {
-                b.push(&f.iter().map(|&v| v as f32).collect::<Vec<_>>())
-            } else {
-                b.push(&f.iter().map(|&v| v as u16).collect::<Vec<_>>())
-            }
-            .unwrap()
+        let mixed16: &Push = &|b, i, f, p| match i {
+            150 | 152 => put(b, f.iter().map(|&v| v as f32).collect(), p),
+            _ => put(b, f.iter().map(|&v| v as u16).collect(), p),
         };
         let v16 = video(300, 60000.0, &mut state);
         let v8 = video(300, 240.0, &mut state);
@@ -1530,36 +1584,102 @@ mod tests {
             ("u16 and f32", &v16, mixed16),
             ("shorter than the window", &short, u16s),
         ];
-        for (name, frames, push) in cases {
-            for cells in [None, Some(4)] {
-                let new = || {
-                    let b = TraceBuilder::new(w, h, frames.len(), dt, &p).unwrap();
-                    match cells {
-                        Some(a) => b.per_cell(a),
-                        None => b,
+        // 50 sampled frames (the default), and every frame of the window.
+        for mask_frames in [50, 400] {
+            let p = CalciumParams {
+                mask_frames,
+                ..CalciumParams::default()
+            };
+            for (name, frames, push) in cases {
+                let window = frames.len().min(200);
+                let stride = window.div_ceil(mask_frames);
+                for cells in [None, Some(4)] {
+                    let new = || {
+                        let b = TraceBuilder::new(w, h, frames.len(), dt, &p).unwrap();
+                        match cells {
+                            Some(a) => b.per_cell(a),
+                            None => b,
+                        }
+                    };
+                    let mut buffered = new();
+                    for (i, f) in frames.iter().enumerate() {
+                        push(&mut buffered, i, f, false);
                     }
-                };
-                let mut buffered = new();
-                for (i, f) in frames.iter().enumerate() {
-                    push(&mut buffered, i, f);
+                    let want = buffered.finish().unwrap();
+                    let got = previewed(new(), frames, push).unwrap();
+                    let what = format!("{name}, cells {cells:?}, mask_frames {mask_frames}");
+                    assert_eq!(got, want, "{what}");
+                    assert_eq!(got.trace.len(), frames.len(), "{what}");
+                    let (direct, pixels) = direct_trace(frames, w, h, window, stride);
+                    assert_eq!(got.trace, direct, "{what}");
+                    assert_eq!(got.mask_pixels, pixels, "{what}");
+                    assert!(cells.is_none() || !got.cells.is_empty(), "{what}");
                 }
-                let want = buffered.finish().unwrap();
-                let got = replayed(new(), frames, push).unwrap();
-                assert_eq!(got, want, "{name}, cells {cells:?}");
-                assert_eq!(got.trace.len(), frames.len(), "{name}");
-                let (direct, pixels) = direct_trace(frames, w, h, frames.len().min(200));
-                assert_eq!(got.trace, direct, "{name}");
-                assert_eq!(got.mask_pixels, pixels, "{name}");
-                assert!(cells.is_none() || !got.cells.is_empty(), "{name}");
             }
         }
-        // A reader that never pushes the window again gets a named error, not a trace
-        // without its first frames.
-        let mut b = TraceBuilder::new(w, h, 300, dt, &p).unwrap().replaying();
-        for f in &v16 {
-            u16s(&mut b, 0, f);
+        // Frames in order before the preview is complete: a named error, not a trace from
+        // a region learnt on part of the preview.
+        let p = CalciumParams::default();
+        let mut b = TraceBuilder::new(w, h, 300, dt, &p).unwrap();
+        let first = b.preview_frames();
+        assert_eq!(first, (0..200).step_by(4).collect::<Vec<_>>());
+        let f0: Vec<u16> = v16[0].iter().map(|&v| v as u16).collect();
+        b.push_preview(&f0).unwrap();
+        assert_eq!(b.push(&f0), Err(SignalError::PreviewMissing { frames: 49 }));
+    }
+
+    #[test]
+    fn dense_masked_sums_equal_the_reference() {
+        // Lengths around the AVX2 loop's 32-pixel steps and 2^16-pixel blocks; values up to
+        // 65535 (the offset's extremes) and a mask with every pattern.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut rnd = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for n in [
+            0,
+            1,
+            31,
+            32,
+            33,
+            1000,
+            (1 << 16) - 1,
+            1 << 16,
+            (1 << 16) + 47,
+            200_003,
+        ] {
+            let data: Vec<u16> = (0..n)
+                .map(|i| match i % 5 {
+                    0 => 65535,
+                    1 => 0,
+                    _ => rnd() as u16,
+                })
+                .collect();
+            let mask: Vec<u8> = (0..n).map(|_| (rnd() % 3 != 0) as u8).collect();
+            let want: i64 = data
+                .iter()
+                .zip(&mask)
+                .map(|(&v, &m)| i64::from(m) * (i64::from(v) - 32768))
+                .sum();
+            assert_eq!(dense_offset_sum(&data, &mask), want, "{n}");
+            if let Some(got) = dense_offset_sum_u16(&data, &mask) {
+                assert_eq!(got, want, "{n}");
+            }
+            let ones = mask.iter().filter(|&&m| m == 1).count();
+            let plain: u64 = data
+                .iter()
+                .zip(&mask)
+                .map(|(&v, &m)| u64::from(m) * u64::from(v))
+                .sum();
+            assert_eq!(
+                u16::dense_sum(&data, &mask, ones),
+                Some(plain as f64),
+                "{n}"
+            );
         }
-        assert_eq!(b.finish(), Err(SignalError::ReplayMissing { frames: 200 }));
     }
 
     #[test]
