@@ -1524,12 +1524,15 @@ mod tests {
         assert_eq!(run(&v8, &mixed).trace, want8);
     }
 
+    /// `push(builder, index, frame, preview)`: pushes a frame as some sample type.
+    type Push = dyn Fn(&mut TraceBuilder, usize, &[f64], bool);
+
     /// Pushes `frames` into a previewing builder as a seeking reader would: the frames it
-    /// asks for first, then every frame in order. `push(b, index, frame, preview)`.
+    /// asks for first, then every frame in order.
     fn previewed(
         mut b: TraceBuilder,
         frames: &[Vec<f64>],
-        push: &dyn Fn(&mut TraceBuilder, usize, &[f64], bool),
+        push: &Push,
     ) -> Result<FieldTrace, SignalError> {
         for i in b.preview_frames() {
             push(&mut b, i, &frames[i], true);
@@ -1549,7 +1552,6 @@ mod tests {
         let video = |frames: usize, scale: f64, state: &mut u64| {
             model_video(w, h, frames, dt, scale, state)
         };
-        type Push = dyn Fn(&mut TraceBuilder, usize, &[f64], bool);
         fn put<T: Sample>(b: &mut TraceBuilder, f: Vec<T>, preview: bool) {
             if preview {
                 b.push_preview(&f).unwrap()
