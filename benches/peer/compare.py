@@ -2,11 +2,15 @@
 """Runs the scikit-image recipe and ipscope on the same plate, in the same run, and prints
 MPx/s for both, the ratio, ipscope's 2-thread scaling and the object counts per field.
 
-ipscope is timed in two modes (--modes, default both):
-  job  the issue's per-field job, the same work as the recipe: `ipscope run --config
-       benches/peer/job.toml` (image QC off; AreaShape + Intensity only);
-  run  the default `ipscope run` (also image QC with its FFT per field, the Location group).
-Both write the Image/Wells/Errors tables, the manifest and the HTML report.
+ipscope is timed in three modes (--modes, default job,run):
+  recipe  the recipe's own steps in ipscope (`--config benches/peer/recipe.toml`: Gaussian,
+          Otsu, fill holes, remove small, distance-transform declumping, AreaShape +
+          Intensity; ipscope's default nuclei refinements off, image QC off);
+  job     the issue's per-field job with ipscope's default nuclei segmentation: `ipscope run
+          --config benches/peer/job.toml` (image QC off; AreaShape + Intensity only);
+  run     the default `ipscope run` (also image QC with its FFT per field, the Location group).
+All write the Image/Wells/Errors tables, the manifest and the HTML report. Object counts are
+compared with the recipe's for each mode.
 
 Wall time is what a user waits for; CPU time (user + system of the child process) is also
 given because it is robust to other load on a shared machine. Both tools read the TIFFs
@@ -36,6 +40,8 @@ except ImportError:  # counts per field then come from the manifest's plate tota
     pq = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Mode -> the config file `ipscope run` gets (None: the defaults).
+CONFIGS = {"recipe": "recipe.toml", "job": "job.toml", "run": None}
 
 
 def runnable_threads(pid):
@@ -112,7 +118,9 @@ def main():
     ap.add_argument("work")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--modes", default="job,run",
-                    help="ipscope runs to time: job (the recipe's work, job.toml), run (defaults)")
+                    help="ipscope runs to time: recipe (the recipe's steps, recipe.toml), "
+                         "job (the recipe's work with ipscope's segmentation, job.toml), "
+                         "run (defaults)")
     ap.add_argument("--json")
     ap.add_argument("--cellprofiler", action="store_true")
     ap.add_argument("--no-peer", action="store_true", help="time ipscope only")
@@ -144,13 +152,13 @@ def main():
 
     modes = [m for m in args.modes.split(",") if m]
     for m in modes:
-        if m not in ("job", "run"):
-            sys.exit(f"compare.py: unknown mode {m} (job, run)")
+        if m not in CONFIGS:
+            sys.exit(f"compare.py: unknown mode {m} (recipe, job, run)")
     # Thread counts alternate within a mode, so slow drifts of the load hit both alike.
     for m, t in [(m, int(x)) for m in modes for x in args.threads.split(",")]:
         dst = os.path.join(args.work, f"ipscope_{m}_{t}t")
         shutil.rmtree(dst, ignore_errors=True)
-        extra = ["--config", os.path.join(HERE, "job.toml")] if m == "job" else []
+        extra = ["--config", os.path.join(HERE, CONFIGS[m])] if CONFIGS[m] else []
         _, wall, cpu, runnable = timed([args.ipscope, "run", args.plate, "-o", dst,
                                         "--threads", str(t), "--channel", "w1=DNA",
                                         "--quiet"] + extra, sample=True)
@@ -190,7 +198,9 @@ def main():
 
     mpx = pixels / 1e6
     print(f"{len(files)} fields, {mpx:.1f} MPx, {sum(truth.values())} true nuclei")
-    print("job = the recipe's work (job.toml: no image QC, AreaShape + Intensity); "
+    print("recipe = the recipe's steps (recipe.toml); "
+          "job = the recipe's work with ipscope's segmentation (job.toml: no image QC, "
+          "AreaShape + Intensity); "
           "run = default `ipscope run`; busy = CPU s / wall s (cores kept busy); "
           "runnable = mean threads running or waiting for a core")
     print(f"{'run':<18}{'wall s':>9}{'MPx/s':>9}{'CPU s':>9}{'MPx/CPU-s':>11}{'busy':>7}"
@@ -205,12 +215,10 @@ def main():
         print(f"{name:<18}{r['wall_s']:>9.2f}{r['mpx_per_s']:>9.2f}{r['cpu_s']:>9.2f}"
               f"{r['mpx_per_cpu_s']:>11.2f}{r['busy']:>7.2f}{runnable:>9}{n:>9}")
     sk = res["runs"].get("skimage_1t")
-    first = None
     for m in modes:
         ip1 = res["runs"].get(f"ipscope_{m}_1t")
         if ip1 is None:
             continue
-        first = first or ip1
         if sk:
             ratio_wall = ip1["mpx_per_s"] / sk["mpx_per_s"]
             ratio_cpu = ip1["mpx_per_cpu_s"] / sk["mpx_per_cpu_s"]
@@ -239,27 +247,29 @@ def main():
     if (os.getloadavg()[0] > 0.5 or res["cpus_allowed"] < 2) and len(res["runs"]) > 1:
         print("note: wall-clock scaling is only meaningful on an idle machine with a free "
               "core per thread; under load compare CPU time and `busy`")
-    if first and sk:
-        ip1 = first
-        total_diff = abs(ip1["objects"] - sk["objects"]) / max(sk["objects"], 1)
-        res["total_count_diff"] = total_diff
-        worst = None
-        if pq is not None:
-            worst = 0.0
-            for f in files:
-                b = os.path.basename(f)
-                a, c = sk["counts"].get(b, 0), ip1["counts"].get(b, 0)
-                worst = max(worst, abs(c - a) / max(a, 1))
-        res["worst_count_diff"] = worst
-        per_field = ("per field: needs pyarrow" if worst is None
-                     else f"worst field {100 * worst:.2f} %")
-        print(f"object counts: ipscope {ip1['objects']}, scikit-image {sk['objects']}, "
-              f"truth {sum(truth.values())}; plate difference {100 * total_diff:.2f} %, "
-              f"{per_field}")
-    if first:
+    for m in modes:
+        ip1 = res["runs"].get(f"ipscope_{m}_1t")
+        if ip1 is None:
+            continue
+        if sk:
+            total_diff = abs(ip1["objects"] - sk["objects"]) / max(sk["objects"], 1)
+            res[f"total_count_diff_{m}"] = total_diff
+            worst = None
+            if pq is not None:
+                worst = 0.0
+                for f in files:
+                    b = os.path.basename(f)
+                    a, c = sk["counts"].get(b, 0), ip1["counts"].get(b, 0)
+                    worst = max(worst, abs(c - a) / max(a, 1))
+            res[f"worst_count_diff_{m}"] = worst
+            per_field = ("per field: needs pyarrow" if worst is None
+                         else f"worst field {100 * worst:.2f} %")
+            print(f"object counts, {m}: ipscope {ip1['objects']}, scikit-image "
+                  f"{sk['objects']}, truth {sum(truth.values())}; plate difference "
+                  f"{100 * total_diff:.2f} %, {per_field}")
         for name, r in res["runs"].items():
-            if name.startswith("ipscope_") and r["counts"] != first["counts"]:
-                print(f"WARNING: {name} counts differ from {first['tool']} on 1 thread")
+            if r.get("mode") == m and r["counts"] != ip1["counts"]:
+                print(f"WARNING: {name} counts differ from ipscope {m} on 1 thread")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.json:
         with open(args.json, "w") as f:

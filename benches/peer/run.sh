@@ -2,17 +2,19 @@
 # Side-by-side speed benchmark: ipscope against the scikit-image recipe on the same plate.
 #
 #   bash benches/peer/run.sh [--fields N] [--size PX] [--nuclei N] [--threads 1,2]
-#                            [--modes job,run] [--cpus LIST] [--python PY] [--no-peer]
+#                            [--modes recipe,job,run] [--cpus LIST] [--python PY] [--no-peer]
 #                            [--cellprofiler] [--work DIR]
 #
 # Builds ipscope (release), writes a plate of N synthetic SIZE x SIZE uint16 fields with
 # ~1,350 nuclei each (default 8 fields of 2048 x 2048), runs the scikit-image recipe on
-# one thread and ipscope on each thread count of --threads (default 1,2) in two modes,
-# labelled in the output: "job" = the recipe's work (`run --config benches/peer/job.toml`:
-# no image QC, AreaShape + Intensity) and "run" = the default `ipscope run` (also image QC
-# and the Location group). Prints MPx/s, CPU time, the ratios, the thread scaling and the
-# object counts. --fields 2 is the short mode.
-#   --modes job        time only the matching job (or only `run`)
+# one thread and ipscope on each thread count of --threads (default 1,2) in the modes of
+# --modes (default job,run), labelled in the output: "recipe" = the recipe's own steps in
+# ipscope (`run --config benches/peer/recipe.toml`), "job" = the recipe's work with
+# ipscope's default segmentation (`run --config benches/peer/job.toml`: no image QC,
+# AreaShape + Intensity) and "run" = the default `ipscope run` (also image QC and the
+# Location group). Prints MPx/s, CPU time, the ratios, the thread scaling and the object
+# counts of each mode against the recipe's. --fields 2 is the short mode.
+#   --modes recipe,job time only those modes
 #   IPSCOPE_BIN=path   use this ipscope binary instead of building one (no cargo needed)
 #   --cpus 0,1         pin every run to these CPUs (taskset), e.g. two cores of an idle machine
 #   --python PY        the Python to use (also $PYTHON); default .venv/bin/python, else python3.
@@ -38,7 +40,7 @@ while [ $# -gt 0 ]; do
     --no-peer) extra+=(--no-peer); shift ;;
     --cellprofiler) extra+=(--cellprofiler); shift ;;
     --work) work=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
