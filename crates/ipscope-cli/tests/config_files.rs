@@ -246,3 +246,32 @@ fn time_lapse_runs_apply_input_and_channels_and_refuse_illumination() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// The peer benchmark's configurations parse (a typo would make `benches/peer/run.sh` fail
+/// only when someone runs it), and `recipe.toml` sets the scikit-image recipe's steps.
+#[test]
+fn peer_benchmark_configs_parse_and_recipe_mirrors_the_recipe() {
+    use ipscope::core::assays::nuclei::DeclumpMethod;
+    use ipscope::core::assays::nuclei::ThresholdMethod;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/peer");
+    let job = Config::from_file(&dir.join("job.toml")).unwrap();
+    assert!(!job.qc.enabled);
+    let recipe = Config::from_file(&dir.join("recipe.toml")).unwrap();
+    let n = &recipe.nuclei;
+    assert!(!recipe.qc.enabled);
+    assert_eq!(n.threshold_method, ThresholdMethod::Otsu);
+    assert_eq!(n.declump_method, DeclumpMethod::Shape);
+    assert_eq!(n.smoothing_sigma, 1.0);
+    assert_eq!(n.background_radius, 0.0);
+    assert_eq!((n.object_contrast, n.outline_contrast), (0.0, 0.0));
+    assert_eq!(n.min_seed_distance, Some(7));
+    assert!(!n.auto_scale);
+    // remove_small_objects(max_size=29): objects of 30 px and more stay; the equivalent
+    // diameter of 30 px is 6.18 px.
+    let d = |area: f32| (4.0 * area / std::f32::consts::PI).sqrt();
+    assert!(
+        d(29.0) < n.min_diameter && n.min_diameter <= d(30.0),
+        "{}",
+        n.min_diameter
+    );
+}
