@@ -66,6 +66,11 @@ pub enum Cmd {
         /// cpu. Colonies from transmitted light run on the CPU.
         #[arg(long, value_name = "DEVICE", value_parser = |s: &str| s.parse::<DeviceChoice>())]
         device: Option<DeviceChoice>,
+        /// Worker threads (default: all cores, or `RAYON_NUM_THREADS`); images run side by
+        /// side and idle threads share one image's filters. Results are the same for any
+        /// number.
+        #[arg(long)]
+        threads: Option<usize>,
         /// Print one JSON object per image.
         #[arg(long)]
         json: bool,
@@ -108,22 +113,35 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             colonies_from,
             nuclei_channel,
             device,
+            threads,
             json,
-        } => segment(
-            &images,
-            object,
-            colonies_from,
-            nuclei_channel.as_deref(),
-            device,
-            Outputs {
-                labels,
-                labels_dir,
-                overlay,
-                overlay_dir,
-            },
-            config.as_deref(),
-            json,
-        ),
+        } => {
+            let run = || {
+                segment(
+                    &images,
+                    object,
+                    colonies_from,
+                    nuclei_channel.as_deref(),
+                    device,
+                    Outputs {
+                        labels,
+                        labels_dir,
+                        overlay,
+                        overlay_dir,
+                    },
+                    config.as_deref(),
+                    json,
+                )
+            };
+            match threads {
+                Some(n) => rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .context("--threads: could not start the worker threads")?
+                    .install(run),
+                None => run(),
+            }
+        }
         Cmd::Eval {
             truth,
             pred,
@@ -325,6 +343,7 @@ fn segment(
                     "overlay": overlay_path.map(|p| p.display().to_string()),
                     "nuclei": nuclei.as_ref().map(|n| n.count()),
                     "nuclei_labels": nuclei_path.map(|p| p.display().to_string()),
+                    "threads": rayon::current_num_threads(),
                 })
             );
         } else {

@@ -206,17 +206,23 @@ fn one_big_field_is_byte_identical_at_1_2_and_4_threads() {
     let field = plate.join("BIG_A01_s1_w1.tif");
     ipscope_io::write_tiff(&field, big_field(1024).view()).unwrap();
 
-    // `ipscope segment` (the global pool, sized by RAYON_NUM_THREADS): same label image.
+    // `ipscope segment --threads N` (and the global pool sized by RAYON_NUM_THREADS, for 4):
+    // same label image.
     let labels: Vec<Vec<u8>> = ["1", "2", "4"]
         .iter()
         .map(|t| {
             let out = dir.path().join(format!("labels{t}.tif"));
-            let o = bin()
-                .args(["segment", p(&field), "--labels", p(&out)])
-                .env("RAYON_NUM_THREADS", t)
-                .output()
-                .unwrap();
+            let mut cmd = bin();
+            cmd.args(["segment", p(&field), "--labels", p(&out), "--json"]);
+            if *t == "4" {
+                cmd.env("RAYON_NUM_THREADS", t);
+            } else {
+                cmd.args(["--threads", t]).env("RAYON_NUM_THREADS", "3");
+            }
+            let o = cmd.output().unwrap();
             assert!(o.status.success(), "segment at {t} threads: {}", stderr(&o));
+            let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(line["threads"].to_string(), *t, "{line}");
             std::fs::read(&out).unwrap()
         })
         .collect();
