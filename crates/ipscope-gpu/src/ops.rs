@@ -178,15 +178,9 @@ impl Gpu {
         if keys[0] > keys[1] {
             return Ok(None); // no finite pixel
         }
-        let (mut first, mut last) = (unkey(keys[0]), unkey(keys[1]));
-        if first == last {
-            first -= 0.5;
-            last += 0.5;
-        }
         // The same float32 edges as the CPU reference (numpy.linspace in float32).
-        let step = (last - first) / nbins as f32;
-        let mut edges: Vec<f32> = (0..=nbins).map(|i| i as f32 * step + first).collect();
-        edges[nbins] = last;
+        let (first, last, _, edges) =
+            ipscope_core::ops::threshold::histogram_edges((unkey(keys[0]), unkey(keys[1])), nbins);
         let counts = self.scoped(K, || {
             let range = self.zeroed(2);
             let counts = self.zeroed(nbins);

@@ -108,7 +108,7 @@ pub fn histogram(img: ImageView<f32>, nbins: usize) -> Option<Histogram> {
 fn histogram_in_range(
     img: ImageView<f32>,
     nbins: usize,
-    (mut first, mut last): (f32, f32),
+    (first, last): (f32, f32),
 ) -> Option<Histogram> {
     if nbins == 0 {
         return None;
@@ -116,14 +116,7 @@ fn histogram_in_range(
     if nbins >= 1 << 24 {
         return histogram_in_range_scalar(img, nbins, (first, last));
     }
-    if first == last {
-        first -= 0.5;
-        last += 0.5;
-    }
-    // numpy.linspace(first, last, nbins + 1) in float32: i * step + first, last edge = last.
-    let step = (last - first) / nbins as f32;
-    let mut edges: Vec<f32> = (0..=nbins).map(|i| i as f32 * step + first).collect();
-    edges[nbins] = last;
+    let (first, last, step, edges) = histogram_edges((first, last), nbins);
     const BLOCK: usize = 256;
     const LANES: usize = 4;
     let stride = nbins + 1;
@@ -138,6 +131,29 @@ fn histogram_in_range(
             }
         }
     }
+    Some(sum_lanes(&lanes, stride, nbins, edges))
+}
+
+/// numpy's histogram edges for `nbins` bins over `range`: a zero-width range widened to
+/// `[v − 0.5, v + 0.5]`, then `numpy.linspace(first, last, nbins + 1)` in float32 (edge i =
+/// i · step + first, the last edge = last). Returns (first, last, step, edges).
+pub fn histogram_edges(
+    (mut first, mut last): (f32, f32),
+    nbins: usize,
+) -> (f32, f32, f32, Vec<f32>) {
+    if first == last {
+        first -= 0.5;
+        last += 0.5;
+    }
+    let step = (last - first) / nbins as f32;
+    let mut edges: Vec<f32> = (0..=nbins).map(|i| i as f32 * step + first).collect();
+    edges[nbins] = last;
+    (first, last, step, edges)
+}
+
+/// The histogram from per-lane counts (`lanes` tables of `stride ≥ nbins` bins; bins past
+/// `nbins` are not counted) and the edges.
+fn sum_lanes(lanes: &[u64], stride: usize, nbins: usize, edges: Vec<f32>) -> Histogram {
     let mut counts = vec![0u64; nbins];
     for lane in lanes.chunks_exact(stride) {
         for (c, &l) in counts.iter_mut().zip(lane) {
@@ -145,11 +161,11 @@ fn histogram_in_range(
         }
     }
     let bin_centers = edges.windows(2).map(|e| (e[0] + e[1]) / 2.0).collect();
-    Some(Histogram {
+    Histogram {
         counts,
         edges,
         bin_centers,
-    })
+    }
 }
 
 /// The bin of each value of `chunk` (see [`histogram_in_range`]); `nbins` for a value
@@ -200,19 +216,12 @@ fn find_bins(chunk: &[f32], out: &mut [u32], first: f32, last: f32, step: f32, n
 fn histogram_in_range_scalar(
     img: ImageView<f32>,
     nbins: usize,
-    (mut first, mut last): (f32, f32),
+    range: (f32, f32),
 ) -> Option<Histogram> {
     if nbins == 0 {
         return None;
     }
-    if first == last {
-        first -= 0.5;
-        last += 0.5;
-    }
-    // numpy.linspace(first, last, nbins + 1) in float32: i * step + first, last edge = last.
-    let step = (last - first) / nbins as f32;
-    let mut edges: Vec<f32> = (0..=nbins).map(|i| i as f32 * step + first).collect();
-    edges[nbins] = last;
+    let (first, last, _, edges) = histogram_edges(range, nbins);
     let denom = last - first;
     let nb = nbins as f32;
     // The bin estimates of a block of pixels are computed together (the division
@@ -242,18 +251,7 @@ fn histogram_in_range_scalar(
             }
         }
     }
-    let mut counts = vec![0u64; nbins];
-    for lane in lanes.chunks_exact(nbins) {
-        for (c, &l) in counts.iter_mut().zip(lane) {
-            *c += l;
-        }
-    }
-    let bin_centers = edges.windows(2).map(|e| (e[0] + e[1]) / 2.0).collect();
-    Some(Histogram {
-        counts,
-        edges,
-        bin_centers,
-    })
+    Some(sum_lanes(&lanes, nbins, nbins, edges))
 }
 
 /// Otsu's threshold of the finite pixels of `img` with `nbins` bins (scikit-image uses 256).
