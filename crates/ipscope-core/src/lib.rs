@@ -14,6 +14,21 @@ pub mod assays;
 pub mod backend;
 pub mod ops;
 
+/// Helpers shared by the unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Marsaglia's xorshift64 from `seed` (non-zero): a fixed, portable stream of test data.
+    pub(crate) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+}
+
 pub use assays::cells::{segment_cells, CellMethod, CellsParams, CellsResult};
 pub use assays::nuclei::{
     segment_nuclei, segment_nuclei_with, threshold_field, threshold_field_with, DeclumpMethod,

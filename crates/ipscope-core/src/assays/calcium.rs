@@ -1634,13 +1634,7 @@ mod tests {
     fn dense_masked_sums_equal_the_reference() {
         // Lengths around the AVX2 loop's 32-pixel steps and 2^16-pixel blocks; values up to
         // 65535 (the offset's extremes) and a mask with every pattern.
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut rnd = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rnd = crate::testing::xorshift(0x2545_F491_4F6C_DD1D);
         for n in [
             0,
             1,

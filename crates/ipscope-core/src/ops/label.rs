@@ -246,15 +246,7 @@ mod tests {
         Labels::new(out, next)
     }
 
-    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
-        let mut s = seed;
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        }
-    }
+    use crate::testing::xorshift;
 
     #[test]
     fn runs_equal_the_pixelwise_reference_on_random_masks() {

@@ -1418,13 +1418,8 @@ mod tests {
     fn vector_bins_equal_the_scalar_reference() {
         // Random values, values on and next to every edge, NaN, ±inf, a constant image, one
         // bin and odd bin counts; the range given or taken from the data.
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut rnd = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32
-        };
+        let mut next = crate::testing::xorshift(0x9E37_79B9_7F4A_7C15);
+        let mut rnd = || (next() >> 40) as f32 / (1u64 << 24) as f32;
         for nbins in [1usize, 2, 3, 7, 256, 1000, 4099] {
             for (first, last) in [
                 (0.0f32, 1.0f32),
