@@ -1654,7 +1654,7 @@ mod tests {
                     _ => rnd() as u16,
                 })
                 .collect();
-            let mask: Vec<u8> = (0..n).map(|_| (rnd() % 3 != 0) as u8).collect();
+            let mask: Vec<u8> = (0..n).map(|_| u8::from(!rnd().is_multiple_of(3))).collect();
             let want: i64 = data
                 .iter()
                 .zip(&mask)
