@@ -731,19 +731,19 @@ impl TraceBuilder {
     /// `previewing_equals_buffering`). Call before pushing any frame.
     pub fn preview_frames(&mut self) -> Vec<usize> {
         self.preview = true;
-        self.sampled()
+        (0..self.buffer_frames).step_by(self.stride).collect()
     }
 
-    /// Indices of the window's frames the temporal SD is formed from.
-    fn sampled(&self) -> Vec<usize> {
-        (0..self.buffer_frames).step_by(self.stride).collect()
+    /// How many of the window's frames the temporal SD is formed from.
+    fn sampled_count(&self) -> usize {
+        self.buffer_frames.div_ceil(self.stride)
     }
 
     /// Adds a frame of the preview ([`TraceBuilder::preview_frames`]); the beating region
     /// settles with the last one.
     pub fn push_preview<T: Sample>(&mut self, data: &[T]) -> Result<(), SignalError> {
         let n = self.width * self.height;
-        let want = self.buffer_frames.div_ceil(self.stride);
+        let want = self.sampled_count();
         if data.len() != n {
             return Err(SignalError::FrameLength {
                 frame: self.previewed * self.stride,
@@ -789,7 +789,7 @@ impl TraceBuilder {
         }
         if self.preview && !self.settled {
             return Err(SignalError::PreviewMissing {
-                frames: self.buffer_frames.div_ceil(self.stride) - self.previewed,
+                frames: self.sampled_count() - self.previewed,
             });
         }
         self.pushed += 1;

@@ -158,13 +158,7 @@ mod tests {
     #[test]
     fn selected_ranks_equal_the_sorted_ones() {
         // Random values with ties, signed zeros and a range of sizes, against a full sort.
-        let mut s = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        let mut next = crate::testing::xorshift(0x2545_f491_4f6c_dd1d);
         for n in [1usize, 2, 3, 7, 100, 201, 1000, 4099] {
             for ties in [false, true] {
                 let v: Vec<f32> = (0..n)
@@ -247,13 +241,7 @@ mod tests {
 
     #[test]
     fn outlines_and_overlay_equal_the_pixelwise_reference() {
-        let mut s = 0x1234_5678_9abc_def1u64;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        let mut next = crate::testing::xorshift(0x1234_5678_9abc_def1);
         for (w, h) in [(1, 1), (1, 6), (6, 1), (2, 3), (19, 11), (128, 77)] {
             for kind in 0..4 {
                 // Blocky labels (runs of equal values) with background, and noisy pixels.
@@ -288,13 +276,7 @@ mod tests {
 
     #[test]
     fn bucketed_percentiles_equal_the_sorted_finite_pixels() {
-        let mut s = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15);
         for (w, h) in [(1, 1), (3, 1), (1, 5), (17, 9), (64, 64), (333, 7)] {
             for kind in 0..5 {
                 let img = Image::from_fn(w, h, |_, _| {
