@@ -3,7 +3,7 @@
 //! * [`ops`] holds the pixel algorithms (filters, thresholds, morphology, labelling, distance
 //!   transform, peak finding, watershed, per-object measurements). Each one mirrors a named
 //!   reference implementation (SciPy / scikit-image) and is checked against that peer's
-//!   output by `tests/reference.rs`, whose inputs and outputs come from
+//!   output by `tests/algorithms/reference.rs`, whose inputs and outputs come from
 //!   `testdata/reference/core/make_core_refs.py`.
 //! * [`assays`] builds the biology from the ops, one module per assay.
 //!

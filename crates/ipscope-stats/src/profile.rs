@@ -2,7 +2,7 @@
 //! reference subset per plate, and reduced by feature selection — the steps of
 //! `pycytominer.aggregate`, `pycytominer.normalize` and `pycytominer.feature_select`
 //! (Serrano et al. 2025, Nat Methods 22:677), with the same column names and the same numbers
-//! (checked against pycytominer 1.2.0 by `tests/profiles.rs`).
+//! (checked against pycytominer 1.2.0 by `tests/stats/profiles.rs`).
 //!
 //! Features are the columns whose names start with `Cells`, `Nuclei` or `Cytoplasm` (and
 //! `Image` when asked), as pycytominer's `infer_cp_features`; every other column is metadata.

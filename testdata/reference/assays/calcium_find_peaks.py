@@ -3,7 +3,7 @@
 Writes calcium_find_peaks.json: synthetic ΔF/F0-like traces (regular, fast, irregular,
 with early-afterdepolarisation-like bumps, plateau tops, pure noise) and, for several
 (height, distance, prominence) settings, the peaks SciPy finds with their prominences and
-bases. crates/ipscope-core/tests/calcium_reference.rs runs ops::signal::find_peaks on the
+bases. crates/ipscope-core/tests/algorithms/calcium_reference.rs runs ops::signal::find_peaks on the
 same traces and settings and must find the same peaks. Traces are rounded to 6 decimals
 before SciPy sees them, so both sides read the same numbers from the JSON.
 """

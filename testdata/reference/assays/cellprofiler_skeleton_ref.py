@@ -2,7 +2,7 @@
 """CellProfiler's MeasureObjectSkeleton on ipscope's somata and neurite skeletons.
 
 Input: the JSON the Rust test `skeleton_counts_agree_with_cellprofiler_measureobjectskeleton`
-(crates/ipscope-cli/tests/neurite.rs) writes with IPSCOPE_WRITE_CP_INPUT=FILE: for every field
+(crates/ipscope-cli/tests/cli/neurite.rs) writes with IPSCOPE_WRITE_CP_INPUT=FILE: for every field
 of the demo neuron plate (`ipscope demo --kind neuron`, default parameters) the somata
 ipscope finds (label = nucleus label) and its pruned neurite skeleton, as (start, length,
 value) runs of nonzero pixels, row-major.
@@ -23,8 +23,8 @@ and centrosome's code, unmodified.
 Regenerate from the repository root:
     .venv/bin/pip install --no-deps cellprofiler==4.2.8 cellprofiler-core==4.2.8
     .venv/bin/pip install centrosome future h5py
-    IPSCOPE_WRITE_CP_INPUT=/tmp/cp_input.json cargo test -p ipscope-cli --test neurite \
-        skeleton_counts_agree_with_cellprofiler
+    IPSCOPE_WRITE_CP_INPUT=/tmp/cp_input.json cargo test -p ipscope-cli --test cli \
+        neurite::skeleton_counts_agree_with_cellprofiler
     .venv/bin/python testdata/reference/assays/cellprofiler_skeleton_ref.py /tmp/cp_input.json
 Writes cellprofiler_skeleton.json next to this script.
 """

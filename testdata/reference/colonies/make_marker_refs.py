@@ -3,7 +3,7 @@
     .venv/bin/python testdata/reference/colonies/make_marker_refs.py
 
 writes testdata/reference/colonies/marker_refs.json, read by
-crates/ipscope-core/tests/markers_reference.rs.
+crates/ipscope-core/tests/algorithms/markers_reference.rs.
 """
 import json
 import os

@@ -3,7 +3,7 @@
 
 Builds small deterministic inputs (numpy default_rng, fixed seeds), runs the peer function
 for each op and writes inputs + outputs as compact JSON next to this script. The Rust test
-crates/ipscope-core/tests/reference.rs reads them; nothing here runs at test time.
+crates/ipscope-core/tests/algorithms/reference.rs reads them; nothing here runs at test time.
 
 Encoding: an image is {"width", "height", "dtype", "data"} with row-major flat data.
 float32 and u16 data are stored as base64 of their little-endian bytes (dtypes "f32le-b64",

@@ -2,7 +2,7 @@
 and edge intensities on the cells whose masks equal ipscope's.
 
 Not a test reference: it reads a Cells label image that ipscope wrote (argument 1, a 16-bit
-TIFF of the cells grown in `crates/ipscope/tests/cp_examplehuman.rs`) and CellProfiler's
+TIFF of the cells grown in `crates/ipscope/tests/facade/cp_examplehuman.rs`) and CellProfiler's
 Cells.csv from $IPSCOPE_DATA/cp_examplehuman, finds the CellProfiler rows whose centroid equals
 an ipscope cell's (1e-6 px) and prints, for each:
 

@@ -1,5 +1,5 @@
 """Reference values for ipscope's per-object colocalisation (MeasureColocalization)
-(crates/ipscope-core/tests/measure_correlation.rs).
+(crates/ipscope-core/tests/algorithms/measure_correlation.rs).
 
 Peer: cp-measure's `get_correlation_pearson`, `get_correlation_manders_fold`,
 `get_correlation_overlap` and `get_correlation_rwc` (CellProfiler's MeasureColocalization,

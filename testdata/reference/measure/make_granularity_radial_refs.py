@@ -1,5 +1,5 @@
 """Reference values for ipscope's Granularity and RadialDistribution measurements
-(crates/ipscope-core/tests/measure_granularity.rs).
+(crates/ipscope-core/tests/algorithms/measure_granularity.rs).
 
 Peer: cp-measure, CellProfiler's MeasureGranularity (`get_granularity`, CellProfiler's defaults:
 subsampling 0.25, background subsampling 0.25, structuring element radius 10, spectrum length 16)

@@ -1,5 +1,5 @@
 """Reference values for ipscope's image-level Granularity (the Image table's
-`Granularity_<n>_<channel>`; crates/ipscope-core/tests/measure_granularity.rs).
+`Granularity_<n>_<channel>`; crates/ipscope-core/tests/algorithms/measure_granularity.rs).
 
 Peer: cp-measure 0.3.0's `get_granularity` (CellProfiler's MeasureGranularity as a library) with
 CellProfiler's defaults (subsampling 0.25, background subsampling 0.25, element radius 10, 16

@@ -1,4 +1,4 @@
-"""Reference values for ipscope's per-object measurements (crates/ipscope-cli/tests/measure.rs).
+"""Reference values for ipscope's per-object measurements (crates/ipscope-cli/tests/cli/measure.rs).
 
 Peers: scikit-image `regionprops` (AreaShape, intensity mean/min/max/std, weighted centroid),
 cp-measure (CellProfiler's MeasureObjectSizeShape/Intensity as a library: FormFactor,

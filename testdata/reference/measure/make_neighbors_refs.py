@@ -1,5 +1,5 @@
 """Reference values for ipscope's Neighbors measurements
-(crates/ipscope-core/tests/measure_neighbors.rs).
+(crates/ipscope-core/tests/algorithms/measure_neighbors.rs).
 
 Peer: cp-measure 0.3.0's `measureobjectneighbors(masks, masks, method, distance)`, CellProfiler's
 MeasureObjectNeighbors as a library, with the objects as their own neighbours, for

@@ -1,5 +1,5 @@
 """Reference values for ipscope's Texture (Haralick) and Zernike measurements
-(crates/ipscope-core/tests/measure_texture.rs).
+(crates/ipscope-core/tests/algorithms/measure_texture.rs).
 
 Peer: cp-measure, CellProfiler's MeasureTexture (`get_texture`: image converted with
 `skimage.util.img_as_ubyte`, 256 grey levels, `mahotas.features.haralick(ignore_zeros=True)` on

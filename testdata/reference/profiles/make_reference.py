@@ -1,5 +1,5 @@
 """Reference profiles, normalisations, feature selections (pycytominer) and average precision /
-mAP (copairs) for crates/ipscope-stats/tests/profiles.rs.
+mAP (copairs) for crates/ipscope-stats/tests/stats/profiles.rs.
 
 Run from the repository root:
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference illumination functions for ipscope-core's ops::illumination.
 
-Writes illumination.json next to this script; crates/ipscope-core/tests/illumination_reference.rs
+Writes illumination.json next to this script; crates/ipscope-core/tests/algorithms/illumination_reference.rs
 reads it. Input: three synthetic uint16 fields (56 x 40, fixed seed) of bright discs on a
 background, all multiplied by the same off-centre vignetting, with a 3 x 3 patch of zeros in
 every field (the polynomial fit and the rescaling skip pixels that are not above 0).

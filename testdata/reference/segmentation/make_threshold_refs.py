@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference thresholds for ipscope-core's ops::threshold, computed by scikit-image.
 
-Writes thresholds.json next to this script; crates/ipscope-core/tests/seg_threshold.rs
+Writes thresholds.json next to this script; crates/ipscope-core/tests/algorithms/seg_threshold.rs
 reads it. Inputs are float32 images (base64 little-endian, bit-exact) built with fixed
 seeds: noisy bimodal/trimodal fields, a skewed background-heavy field, a smoothed field
 of discs, and a tiny one. Peers:

@@ -9,7 +9,7 @@ DSB2018 AP = mean over tau in 0.50:0.95 of TP/(TP+FP+FN).
 
 Reads $IPSCOPE_DATA (default ../shared/data relative to the repository root) and writes
 recipe_scores.json next to this script; the accuracy tests in
-crates/ipscope-cli/tests/segment.rs read it.
+crates/ipscope-cli/tests/cli/segment.rs read it.
 
     .venv/bin/python testdata/reference/segmentation/skimage_recipe.py
 """

@@ -47,7 +47,7 @@ use crate::Error;
 /// Smoothing of the distance map before the seed search, in pixels. Without it, the flat
 /// ridges of elongated nuclei give several seeds each; with more, a small nucleus touching
 /// a large one along a broad contact loses its own maximum (both measured on synthetic
-/// fields, `tests/nuclei_counts.rs`).
+/// fields, `tests/algorithms/nuclei_counts.rs`).
 const DISTANCE_SIGMA: f32 = 0.5;
 
 /// Automatic scale: the declumping diameter as a fraction of the estimated diameter.

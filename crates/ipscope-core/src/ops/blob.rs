@@ -7,7 +7,7 @@
 //! spaced scales (SciPy's `gaussian_laplace`, mirror-reflected edges, kernel truncated at 4σ),
 //! local maxima in 3×3×3 (row, col, scale) neighbourhoods above an absolute threshold, then
 //! pruning of blobs whose disks (radius σ√2) overlap by more than `overlap` of the smaller
-//! one (the smaller blob goes). The parity test (`tests/skeleton_reference.rs`) compares
+//! one (the smaller blob goes). The parity test (`tests/algorithms/skeleton_reference.rs`) compares
 //! counts, positions and scales with skimage on noisy images of Gaussian spots.
 //!
 //! [`spots_per_object`] assigns spots to the objects (cells) containing their centres and

@@ -28,7 +28,7 @@
 //! 3. [`correct`] divides an image (on the 0..1 scale) by the function.
 //!
 //! Reference values: `testdata/reference/segmentation/make_illumination_refs.py` (SciPy and
-//! centrosome on the same fields), compared in `tests/illumination_reference.rs`.
+//! centrosome on the same fields), compared in `tests/algorithms/illumination_reference.rs`.
 
 use ipscope_image::{Image, ImageView, Pixel};
 use serde::{Deserialize, Serialize};
@@ -85,7 +85,7 @@ pub enum IllumRescale {
 /// polynomial fit, rescaled to a robust minimum of 1 — the combination that follows a
 /// smooth lamp profile when nuclei are sparse and the plate has few fields (on the demo
 /// plate, `regular` averages are dominated by where the colonies happen to lie; see the
-/// run test `crates/ipscope-cli/tests/illumination.rs`).
+/// run test `crates/ipscope-cli/tests/cli/illumination.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IlluminationParams {

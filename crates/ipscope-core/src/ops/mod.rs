@@ -1,7 +1,7 @@
 //! Pixel algorithms as free functions over image views.
 //!
 //! Each module names the reference implementation it reproduces; the parity cases live in
-//! `tests/reference.rs`. ops never depend on assays.
+//! `tests/algorithms/reference.rs`. ops never depend on assays.
 
 pub mod blob;
 pub mod distance;

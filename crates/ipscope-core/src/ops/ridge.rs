@@ -9,7 +9,7 @@
 //! deviations when σ > 1, at 100 otherwise), mirror-reflected edges — and the response is
 //! σ² · max(λ, 0) with λ the larger eigenvalue of the Hessian of the (for bright ridges,
 //! negated) image; the output is the maximum over scales. Intermediate images are float32 as
-//! in SciPy, sums are accumulated in f64; the parity test (`tests/skeleton_reference.rs`)
+//! in SciPy, sums are accumulated in f64; the parity test (`tests/algorithms/skeleton_reference.rs`)
 //! holds it within 1e-4 of the largest response.
 //!
 //! [`frangi`] and [`meijering`] reproduce `skimage.filters.frangi` and
@@ -26,7 +26,7 @@
 //!   normalised eigenvalue of larger magnitude, clipped at 0 and divided by its maximum over
 //!   the image, at each scale; maximum over scales.
 //!
-//! Their parity test (`tests/ridge_reference.rs`) holds both within 1e-4 of the largest
+//! Their parity test (`tests/algorithms/ridge_reference.rs`) holds both within 1e-4 of the largest
 //! response, as for Sato.
 
 use ipscope_image::{Image, ImageView};

@@ -7,7 +7,7 @@
 //! differs from the paper's conditions in 25 of the 256 neighbourhoods, e.g. it also thins 2-pixel
 //! staircases). The table is scikit-image's (`_skeletonize_various_cy.pyx`, BSD-3-Clause);
 //! the parity test against skimage 0.26 on blobs, lines, rings and a real mask is
-//! `tests/skeleton_reference.rs`.
+//! `tests/algorithms/skeleton_reference.rs`.
 //!
 //! [`skeleton_graph`] follows skan (Nunez-Iglesias et al. 2018, PeerJ 6:e4312,
 //! `skan.Skeleton`): skeleton pixels are nodes joined to their 8 neighbours with the
