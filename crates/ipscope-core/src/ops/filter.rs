@@ -46,8 +46,9 @@ pub fn gaussian_blur(src: ImageView<f32>, sigma: f32) -> Image<f32> {
     if kernel.len() == 1 || src.is_empty() {
         return src.to_image();
     }
-    let tmp = correlate_columns(src, &kernel);
-    correlate_rows(tmp.view(), &kernel)
+    let mut out = correlate_columns(src, &kernel);
+    correlate_rows_in_place(&mut out, &kernel);
+    out
 }
 
 /// Correlates every column with a symmetric odd-length kernel, edges replicated.
@@ -107,48 +108,40 @@ fn column_pass_row(
     }
 }
 
-/// Correlates every row with a symmetric odd-length kernel, edges replicated.
+/// Correlates every row with a symmetric odd-length kernel, edges replicated, in place.
 ///
-/// Tap by tap over the whole row (vectorised) rather than pixel by pixel; per pixel the
-/// additions happen in the same order as [`correlate_rows_reference`], so the results are
-/// the same bits (tested).
-fn correlate_rows(src: ImageView<f32>, kernel: &[f64]) -> Image<f32> {
-    let (w, h) = (src.width(), src.height());
+/// Each row is copied into a padded `f64` line first, so the output can overwrite it: the
+/// Gaussian needs no second full-size image. Tap by tap over the whole row (vectorised)
+/// rather than pixel by pixel; per pixel the additions happen in the same order as
+/// [`correlate_rows_reference`], so the results are the same bits (tested).
+fn correlate_rows_in_place(img: &mut Image<f32>, kernel: &[f64]) {
+    let w = img.width();
     let r = kernel.len() / 2;
-    let mut out = Image::new(w, h, 0.0f32);
     par::for_each_row_band(
-        out.as_mut_slice(),
+        img.as_mut_slice(),
         w,
         || (vec![0.0f64; w + 2 * r], vec![0.0f64; w]),
-        |(line, acc), y0, band| rows(src, kernel, y0, line, acc, band),
+        |(line, acc), _, band| rows(kernel, line, acc, band, w),
     );
-    out
 }
 
-/// The rows `y0..` of the row pass in `out` (whole rows; compiled once per instruction set
-/// by `dispatched!`).
+/// The rows of `band` (whole rows of width `w`), each replaced by its row pass (compiled
+/// once per instruction set by `dispatched!`).
 #[inline(always)]
-fn rows_body(
-    src: ImageView<f32>,
-    kernel: &[f64],
-    y0: usize,
-    line: &mut [f64],
-    acc: &mut [f64],
-    out: &mut [f32],
-) {
-    for (k, row) in out.chunks_exact_mut(src.width()).enumerate() {
-        row_pass_row(src.row(y0 + k), kernel, line, acc, row);
+fn rows_body(kernel: &[f64], line: &mut [f64], acc: &mut [f64], band: &mut [f32], w: usize) {
+    for row in band.chunks_exact_mut(w) {
+        row_pass_row(kernel, line, acc, row);
     }
 }
 
-/// One row of the row pass; `line` has `w + 2r` entries, `acc` `w`.
+/// One row of the row pass, in place; `line` has `w + 2r` entries, `acc` `w`.
 #[inline(always)]
-fn row_pass_row(row: &[f32], kernel: &[f64], line: &mut [f64], acc: &mut [f64], out: &mut [f32]) {
+fn row_pass_row(kernel: &[f64], line: &mut [f64], acc: &mut [f64], row: &mut [f32]) {
     let w = row.len();
     let r = kernel.len() / 2;
     let (first, lastv) = (f64::from(row[0]), f64::from(row[w - 1]));
     line[..r].fill(first);
-    for (l, &v) in line[r..r + w].iter_mut().zip(row) {
+    for (l, &v) in line[r..r + w].iter_mut().zip(row.iter()) {
         *l = f64::from(v);
     }
     line[r + w..].fill(lastv);
@@ -164,7 +157,7 @@ fn row_pass_row(row: &[f32], kernel: &[f64], line: &mut [f64], acc: &mut [f64], 
             *a += (lv + rv) * kw;
         }
     }
-    for (o, &a) in out.iter_mut().zip(acc.iter()) {
+    for (o, &a) in row.iter_mut().zip(acc.iter()) {
         *o = a as f32;
     }
 }
@@ -196,7 +189,7 @@ macro_rules! dispatched {
 }
 
 dispatched!(columns = columns_body(src: ImageView<f32>, kernel: &[f64], y0: usize, acc: &mut [f64], out: &mut [f32]));
-dispatched!(rows = rows_body(src: ImageView<f32>, kernel: &[f64], y0: usize, line: &mut [f64], acc: &mut [f64], out: &mut [f32]));
+dispatched!(rows = rows_body(kernel: &[f64], line: &mut [f64], acc: &mut [f64], band: &mut [f32], w: usize));
 
 /// The scalar reference of [`correlate_rows`]: one pixel at a time, SciPy's order.
 #[cfg(test)]
@@ -290,7 +283,8 @@ mod tests {
         });
         for sigma in [0.5, 1.0, 1.7, 3.0, 9.0] {
             let k = gaussian_kernel(sigma, GAUSSIAN_TRUNCATE);
-            let rows = correlate_rows(img.view(), &k);
+            let mut rows = img.clone();
+            correlate_rows_in_place(&mut rows, &k);
             let rows_ref = correlate_rows_reference(img.view(), &k);
             let bits =
                 |i: &Image<f32>| i.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();

@@ -82,7 +82,9 @@ impl IntensityFeatures {
     }
 }
 
-/// CellProfiler's interpolated quantile of sorted values (see the module docs).
+/// CellProfiler's interpolated quantile of sorted values (see the module docs); the
+/// reference the selection below is tested against.
+#[cfg(test)]
 fn cp_quantile(sorted: &[f64], f: f64) -> f64 {
     let n = sorted.len();
     if n == 0 {
@@ -93,6 +95,27 @@ fn cp_quantile(sorted: &[f64], f: f64) -> f64 {
     let hi = (lo + 1).min(n - 1);
     let t = pos - lo as f64;
     sorted[lo] * (1.0 - t) + sorted[hi] * t
+}
+
+/// CellProfiler's interpolated quantile of `values` as if sorted (`f64::total_cmp`), by selection instead of a
+/// sort: the elements of ranks `lo` and `lo + 1` are those a sort would put there, so the
+/// result is the same bits. `values` is reordered.
+fn cp_quantile_select(values: &mut [f64], f: f64) -> f64 {
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let pos = n as f64 * f;
+    let lo = (pos as usize).min(n - 1);
+    let t = pos - lo as f64;
+    let (_, &mut at_lo, above) = values.select_nth_unstable_by(lo, f64::total_cmp);
+    // Rank lo + 1 is the least of the elements after rank lo (or lo itself at the end).
+    let at_hi = above
+        .iter()
+        .copied()
+        .min_by(f64::total_cmp)
+        .unwrap_or(at_lo);
+    at_lo * (1.0 - t) + at_hi * t
 }
 
 /// Sum, mean, population std (two-pass), min, max.
@@ -173,15 +196,13 @@ pub fn measure_intensity_features<T: Pixel>(
             let n = vals.len() as f64;
             let (integrated, mean, std, min, max) = moments(&vals);
             let (integrated_edge, mean_edge, std_edge, min_edge, max_edge) = moments(&edge);
-            vals.sort_unstable_by(f64::total_cmp);
-            let median = cp_quantile(&vals, 0.5);
-            let lower_quartile = cp_quantile(&vals, 0.25);
-            let upper_quartile = cp_quantile(&vals, 0.75);
+            let median = cp_quantile_select(&mut vals, 0.5);
+            let lower_quartile = cp_quantile_select(&mut vals, 0.25);
+            let upper_quartile = cp_quantile_select(&mut vals, 0.75);
             for v in vals.iter_mut() {
                 *v = (*v - median).abs();
             }
-            vals.sort_unstable_by(f64::total_cmp);
-            let mad = cp_quantile(&vals, 0.5);
+            let mad = cp_quantile_select(&mut vals, 0.5);
             let (cy, cx) = (sr as f64 / n, sc as f64 / n);
             let (my, mx) = if integrated != 0.0 {
                 (wr / integrated, wc / integrated)
@@ -227,6 +248,33 @@ mod tests {
         assert_eq!(cp_quantile(&v, 0.25), 2.0);
         assert_eq!(cp_quantile(&v, 0.75), 4.0);
         assert_eq!(cp_quantile(&[1.0, 2.0, 3.0], 0.5), 2.5);
+    }
+
+    #[test]
+    fn selected_quantiles_equal_the_sorted_ones_bit_for_bit() {
+        let mut next = crate::testing::xorshift(11);
+        for n in [1usize, 2, 3, 4, 5, 7, 16, 31, 100, 257, 1000] {
+            for levels in [3u64, 50, 1 << 20] {
+                // Few levels give many ties, as 8-bit pixels do; -0.0 sits beside 0.0.
+                let vals: Vec<f64> = (0..n)
+                    .map(|_| match next() % levels {
+                        0 => -0.0,
+                        k => (k as f64 - levels as f64 / 3.0) / levels as f64,
+                    })
+                    .collect();
+                let mut sorted = vals.clone();
+                sorted.sort_unstable_by(f64::total_cmp);
+                let mut work = vals.clone();
+                for f in [0.5, 0.25, 0.75, 0.0, 0.999] {
+                    assert_eq!(
+                        cp_quantile_select(&mut work, f).to_bits(),
+                        cp_quantile(&sorted, f).to_bits(),
+                        "n {n}, levels {levels}, f {f}"
+                    );
+                }
+            }
+        }
+        assert!(cp_quantile_select(&mut [], 0.5).is_nan());
     }
 
     #[test]
