@@ -131,13 +131,28 @@ impl<T: fmt::Debug> fmt::Debug for Image<T> {
     }
 }
 
+/// `n` copies of `value`, every one written.
+///
+/// `vec![0; n]` asks the allocator for zeroed memory, and for pages fresh from the system it
+/// writes nothing: the first read of such a page maps the kernel's shared zero page, and the
+/// first write then replaces it, a copy-on-write fault whose TLB flush interrupts every other
+/// core running the process. Kernels read label and flag images before writing them, so with
+/// several worker threads those faults cost a few per cent of a run. Writing the value
+/// up front faults each page in once, writable. On memory the allocator reuses (most
+/// allocations of a run) zeroed memory is written anyway, so this costs nothing more there.
+pub fn filled_vec<T: Copy>(n: usize, value: T) -> Vec<T> {
+    let mut v = Vec::with_capacity(n);
+    v.resize(n, value);
+    v
+}
+
 impl<T: Copy> Image<T> {
     /// A `width x height` image filled with `value`.
     pub fn new(width: usize, height: usize, value: T) -> Self {
         Image {
             width,
             height,
-            data: vec![value; width * height],
+            data: filled_vec(width * height, value),
         }
     }
 

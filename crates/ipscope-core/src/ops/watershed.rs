@@ -190,7 +190,7 @@ fn markers_tie(markers: &[Item], inside: &[bool], w: usize, h: usize) -> bool {
         let i = keys.partition_point(|&x| x < k);
         keys.get(i + 1) == Some(&k)
     };
-    let mut part = vec![0u32; w * h];
+    let mut part = ipscope_image::filled_vec(w * h, 0u32);
     let mut stack: Vec<usize> = Vec::new();
     let mut parts = 0u32;
     let mut tagged: Vec<(u64, u32)> = Vec::new();
@@ -260,7 +260,7 @@ fn flood_by_parts(
 ) {
     // The markers of each part (raster order), found by a depth-first walk of the part:
     // part k holds `part_markers[starts[k]..starts[k + 1]]`.
-    let mut seen = vec![false; w * h];
+    let mut seen = ipscope_image::filled_vec(w * h, false);
     let mut stack: Vec<usize> = Vec::new();
     let mut part_markers: Vec<usize> = Vec::with_capacity(markers.len());
     let mut starts: Vec<usize> = vec![0];
@@ -449,7 +449,7 @@ fn flood(
     let elev: &[f32] = &elev;
     // Markers inside the mask, in raster order, in one pass that also finds the largest
     // label; blocks without a marker (most of an image) are skipped after one OR.
-    let mut out: Vec<u32> = vec![0; w * h];
+    let mut out: Vec<u32> = ipscope_image::filled_vec(w * h, 0);
     let mut heap = Heap {
         items: Vec::with_capacity(1024),
     };
