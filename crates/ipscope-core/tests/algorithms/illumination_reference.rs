@@ -6,6 +6,7 @@
 //! SciPy / LAPACK (1e-12 relative / 1e-10 absolute); functions stored as f32 (1e-6 relative).
 
 use crate::common;
+use crate::common::{dims, u16_image};
 
 use ipscope_core::ops::illumination::{
     correct, illumination_function, median_disk, smooth_average, IllumIntensity, IllumRescale,
@@ -19,23 +20,6 @@ fn refs() -> Value {
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).expect("illumination.json is JSON")
-}
-
-fn dims(v: &Value) -> (usize, usize) {
-    (
-        v["width"].as_u64().unwrap() as usize,
-        v["height"].as_u64().unwrap() as usize,
-    )
-}
-
-fn u16_image(v: &Value) -> Image<u16> {
-    assert_eq!(v["dtype"], "u16le-b64");
-    let (w, h) = dims(v);
-    let data = common::b64(v["data"].as_str().unwrap())
-        .chunks(2)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]))
-        .collect();
-    Image::from_vec(w, h, data).unwrap()
 }
 
 fn f64_image(v: &Value) -> Image<f64> {

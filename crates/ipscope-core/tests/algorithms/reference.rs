@@ -7,8 +7,7 @@
 //! 1e-6 relative.
 
 use crate::common;
-
-use std::path::PathBuf;
+use crate::common::{dims, f32_image, u16_image};
 
 use ipscope_core::ops::distance::distance_transform_edt;
 use ipscope_core::ops::filter::gaussian_blur;
@@ -21,50 +20,6 @@ use ipscope_core::ops::watershed::watershed;
 use ipscope_core::{segment_nuclei, DeclumpMethod, NucleiParams, ThresholdMethod};
 use ipscope_image::{Image, Labels};
 use serde_json::Value;
-
-fn load(name: &str) -> Value {
-    let path: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "..",
-        "testdata",
-        "reference",
-        "core",
-        name,
-    ]
-    .iter()
-    .collect();
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON in {name}: {e}"))
-}
-
-fn dims(v: &Value) -> (usize, usize) {
-    (
-        v["width"].as_u64().unwrap() as usize,
-        v["height"].as_u64().unwrap() as usize,
-    )
-}
-
-fn f32_image(v: &Value) -> Image<f32> {
-    assert_eq!(v["dtype"], "f32le-b64");
-    let (w, h) = dims(v);
-    let data = common::b64(v["data"].as_str().unwrap())
-        .chunks(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Image::from_vec(w, h, data).unwrap()
-}
-
-fn u16_image(v: &Value) -> Image<u16> {
-    assert_eq!(v["dtype"], "u16le-b64");
-    let (w, h) = dims(v);
-    let data = common::b64(v["data"].as_str().unwrap())
-        .chunks(2)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]))
-        .collect();
-    Image::from_vec(w, h, data).unwrap()
-}
 
 fn ints(v: &Value) -> Vec<u64> {
     v["data"]
@@ -114,7 +69,7 @@ fn rel_close(what: &str, got: f64, want: f64) {
 
 #[test]
 fn gaussian_matches_scipy_gaussian_filter() {
-    let r = load("gaussian.json");
+    let r = common::reference_json("core", "gaussian.json");
     for case in r["cases"].as_array().unwrap() {
         let name = case["input"].as_str().unwrap();
         let sigma = case["sigma"].as_f64().unwrap() as f32;
@@ -131,12 +86,12 @@ fn gaussian_matches_scipy_gaussian_filter() {
 
 #[test]
 fn otsu_matches_skimage_bit_for_bit() {
-    let r = load("otsu.json");
+    let r = common::reference_json("core", "otsu.json");
     let blobs = f32_image(&r["inputs"]["blobs"]);
     for case in r["cases"].as_array().unwrap() {
         let name = case["input"].as_str().unwrap();
         let img = if name == "blobs_s1" {
-            let g = load("gaussian.json");
+            let g = common::reference_json("core", "gaussian.json");
             assert_eq!(g["inputs"]["blobs"], r["inputs"]["blobs"]);
             gaussian_blur(blobs.view(), 1.0)
         } else {
@@ -155,7 +110,7 @@ fn otsu_matches_skimage_bit_for_bit() {
 
 #[test]
 fn fill_holes_label_and_edt_match_scipy_and_skimage() {
-    let r = load("binary.json");
+    let r = common::reference_json("core", "binary.json");
     let input = |name: &str| bool_image(&r["inputs"][name]);
     for case in r["fill_holes"].as_array().unwrap() {
         let name = case["input"].as_str().unwrap();
@@ -190,7 +145,7 @@ fn fill_holes_label_and_edt_match_scipy_and_skimage() {
 
 #[test]
 fn peak_local_max_matches_skimage_including_order() {
-    let r = load("peaks.json");
+    let r = common::reference_json("core", "peaks.json");
     for case in r["cases"].as_array().unwrap() {
         let name = case["input"].as_str().unwrap();
         let img = f32_image(&r["inputs"][name]);
@@ -221,7 +176,7 @@ fn peak_local_max_matches_skimage_including_order() {
 
 #[test]
 fn watershed_matches_skimage_pixel_for_pixel() {
-    let r = load("watershed.json");
+    let r = common::reference_json("core", "watershed.json");
     for (k, case) in r["cases"].as_array().unwrap().iter().enumerate() {
         let elev = f32_image(&case["elevation"]);
         let markers = label_image(&case["markers"]);
@@ -234,7 +189,7 @@ fn watershed_matches_skimage_pixel_for_pixel() {
 
 #[test]
 fn measurements_match_regionprops() {
-    let r = load("measure.json");
+    let r = common::reference_json("core", "measure.json");
     let labels = label_image(&r["labels"]);
     let intensity = u16_image(&r["intensity_u16"]);
     let shapes = measure_shape(&labels);
@@ -269,7 +224,7 @@ fn measurements_match_regionprops() {
 
 #[test]
 fn nuclei_pipeline_matches_the_same_steps_in_skimage() {
-    let r = load("nuclei.json");
+    let r = common::reference_json("core", "nuclei.json");
     for (k, case) in r["cases"].as_array().unwrap().iter().enumerate() {
         let img = u16_image(&case["input"]);
         let params = NucleiParams {

@@ -5,42 +5,10 @@
 //! tolerance as for Sato: within 1e-4 of the case's largest response (float32 filtering).
 
 use crate::common;
-
-use std::path::PathBuf;
+use crate::common::f32_image;
 
 use ipscope_core::ops::ridge::{frangi, meijering, FrangiParams, MeijeringParams, RidgeFilter};
 use ipscope_image::Image;
-use serde_json::Value;
-
-fn load(name: &str) -> Value {
-    let path: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "..",
-        "testdata",
-        "reference",
-        "assays",
-        name,
-    ]
-    .iter()
-    .collect();
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON in {name}: {e}"))
-}
-
-fn f32_image(v: &Value) -> Image<f32> {
-    assert_eq!(v["dtype"], "f32le-b64");
-    let (w, h) = (
-        v["width"].as_u64().unwrap() as usize,
-        v["height"].as_u64().unwrap() as usize,
-    );
-    let data = common::b64(v["data"].as_str().unwrap())
-        .chunks(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Image::from_vec(w, h, data).unwrap()
-}
 
 /// Worst |got − want| over the image and the reference's largest response.
 fn compare(got: &Image<f32>, want: &Image<f32>) -> (f32, f32) {
@@ -57,7 +25,7 @@ fn compare(got: &Image<f32>, want: &Image<f32>) -> (f32, f32) {
 
 #[test]
 fn frangi_and_meijering_match_skimage_within_tolerance() {
-    let refs = load("ridge_filters.json");
+    let refs = common::reference_json("assays", "ridge_filters.json");
     let cases = refs["cases"].as_array().unwrap();
     assert!(cases.len() >= 4);
     for (k, case) in cases.iter().enumerate() {

@@ -8,7 +8,7 @@
 //! f64 on the same float64 pixels); local threshold images within 1e-6 absolute
 //! (float32 Gaussian, as `reference.rs` for `gaussian_blur`).
 
-use crate::common;
+use crate::common::f32_image;
 
 use std::path::PathBuf;
 
@@ -34,19 +34,6 @@ fn load() -> Value {
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).expect("thresholds.json is JSON")
-}
-
-fn f32_image(v: &Value) -> Image<f32> {
-    let (w, h) = (
-        v["width"].as_u64().unwrap() as usize,
-        v["height"].as_u64().unwrap() as usize,
-    );
-    assert_eq!(v["dtype"], "f32le-b64");
-    let data: Vec<f32> = common::b64(v["data"].as_str().unwrap())
-        .chunks(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Image::from_vec(w, h, data).unwrap()
 }
 
 fn f32s(v: &Value) -> Vec<f32> {

@@ -7,38 +7,13 @@
 //! blob_log spots: same count, positions and scales.
 
 use crate::common;
-
-use std::path::PathBuf;
+use crate::common::{dims, f32_image};
 
 use ipscope_core::ops::blob::{blob_log, BlobLogParams};
 use ipscope_core::ops::ridge::{sato, SatoParams};
 use ipscope_core::ops::skeleton::{skeleton_graph, skeletonize};
 use ipscope_image::Image;
 use serde_json::Value;
-
-fn load(name: &str) -> Value {
-    let path: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "..",
-        "testdata",
-        "reference",
-        "assays",
-        name,
-    ]
-    .iter()
-    .collect();
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON in {name}: {e}"))
-}
-
-fn dims(v: &Value) -> (usize, usize) {
-    (
-        v["width"].as_u64().unwrap() as usize,
-        v["height"].as_u64().unwrap() as usize,
-    )
-}
 
 fn bool_image(v: &Value) -> Image<bool> {
     assert_eq!(v["dtype"], "bool-str");
@@ -52,19 +27,9 @@ fn bool_image(v: &Value) -> Image<bool> {
     Image::from_vec(w, h, data).unwrap()
 }
 
-fn f32_image(v: &Value) -> Image<f32> {
-    assert_eq!(v["dtype"], "f32le-b64");
-    let (w, h) = dims(v);
-    let data = common::b64(v["data"].as_str().unwrap())
-        .chunks(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Image::from_vec(w, h, data).unwrap()
-}
-
 #[test]
 fn skeletonize_matches_skimage_pixel_for_pixel() {
-    let refs = load("skeleton.json");
+    let refs = common::reference_json("assays", "skeleton.json");
     let cases = refs["cases"].as_array().unwrap();
     assert!(cases.len() >= 9);
     for case in cases {
@@ -87,7 +52,7 @@ fn skeletonize_matches_skimage_pixel_for_pixel() {
 
 #[test]
 fn skeleton_graph_matches_skan_branch_distances() {
-    let refs = load("skan.json");
+    let refs = common::reference_json("assays", "skan.json");
     let cases = refs["cases"].as_array().unwrap();
     let mut checked = 0;
     for case in cases {
@@ -162,7 +127,7 @@ fn skeleton_graph_matches_skan_branch_distances() {
 
 #[test]
 fn sato_matches_skimage_within_tolerance() {
-    let refs = load("ridge.json");
+    let refs = common::reference_json("assays", "ridge.json");
     for (k, case) in refs["cases"].as_array().unwrap().iter().enumerate() {
         let img = f32_image(&case["image"]);
         let want = f32_image(&case["sato"]);
@@ -194,7 +159,7 @@ fn sato_matches_skimage_within_tolerance() {
 
 #[test]
 fn blob_log_matches_skimage_counts_positions_and_scales() {
-    let refs = load("blob_log.json");
+    let refs = common::reference_json("assays", "blob_log.json");
     let mut total = 0;
     for (k, case) in refs["cases"].as_array().unwrap().iter().enumerate() {
         let img = f32_image(&case["image"]);

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use ipscope_image::{DynImage, Image, Labels};
+use serde_json::Value;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -59,4 +60,42 @@ pub fn b64(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A JSON file of reference values, `testdata/reference/<dir>/<name>`.
+pub fn reference_json(dir: &str, name: &str) -> Value {
+    let path = repo().join("testdata/reference").join(dir).join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON in {name}: {e}"))
+}
+
+/// The `width` and `height` of an image stored in a reference JSON.
+pub fn dims(v: &Value) -> (usize, usize) {
+    (
+        v["width"].as_u64().unwrap() as usize,
+        v["height"].as_u64().unwrap() as usize,
+    )
+}
+
+/// An `f32` image stored in a reference JSON (little-endian, base64).
+pub fn f32_image(v: &Value) -> Image<f32> {
+    assert_eq!(v["dtype"], "f32le-b64");
+    let (w, h) = dims(v);
+    let data = b64(v["data"].as_str().unwrap())
+        .chunks(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Image::from_vec(w, h, data).unwrap()
+}
+
+/// A `u16` image stored in a reference JSON (little-endian, base64).
+pub fn u16_image(v: &Value) -> Image<u16> {
+    assert_eq!(v["dtype"], "u16le-b64");
+    let (w, h) = dims(v);
+    let data = b64(v["data"].as_str().unwrap())
+        .chunks(2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    Image::from_vec(w, h, data).unwrap()
 }
