@@ -32,22 +32,6 @@ const ATTRIBUTE_COMPOUND: &str = "\"><svg onload=document.body.dataset.pwned=3>"
 /// tables and the report its rescue section with this name in it.
 const LINE: &str = "D<svg onload=document.body.dataset.pwned=4>";
 
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("IPSCOPE_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser", "google-chrome", "chrome"] {
-            let c = dir.join(name);
-            if c.is_file() {
-                return Some(c);
-            }
-        }
-    }
-    None
-}
-
 /// `chromium --headless --dump-dom URL`: the DOM after the page's scripts ran.
 fn dump_dom(chrome: &Path, profile: &Path, url: &str) -> Output {
     Command::new(chrome)
@@ -193,7 +177,7 @@ fn hostile_names_show_as_text_and_nothing_loads_from_the_network() {
     }
     assert_no_external_references(&html);
 
-    let Some(chrome) = chromium() else {
+    let Some(chrome) = chromium_binary() else {
         eprintln!("skipping the Chromium check: no chromium binary on PATH (set IPSCOPE_CHROMIUM)");
         return;
     };

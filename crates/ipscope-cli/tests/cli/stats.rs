@@ -8,8 +8,8 @@
 use crate::common;
 use common::*;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 use std::sync::OnceLock;
 
 use ipscope_table::arrow_array::Array;
@@ -643,68 +643,6 @@ fn run_writes_curves_qc_and_report_recovering_demo_ec50() {
     assert!(z.value(i) > 0.5, "Z' on OCT4 {}", z.value(i));
 }
 
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("IPSCOPE_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser", "google-chrome", "chrome"] {
-            let c = dir.join(name);
-            if c.is_file() {
-                return Some(c);
-            }
-        }
-    }
-    None
-}
-
-fn headless(chrome: &Path, profile: &Path, extra: &[&str], url: &str) -> Output {
-    Command::new(chrome)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(url)
-        .output()
-        .expect("run chromium")
-}
-
-/// The DOM of `html` after headless Chromium loaded it, asserting that it loaded without
-/// console errors and that the report's inline script ran.
-fn rendered_dom(chrome: &Path, html: &Path) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", html.display());
-    let o = headless(chrome, profile.path(), &["--dump-dom"], &url);
-    let dom = String::from_utf8_lossy(&o.stdout).into_owned();
-    let log = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "chromium failed: {log}");
-    for bad in [
-        "Uncaught",
-        ":CONSOLE",
-        "SyntaxError",
-        "TypeError",
-        "ReferenceError",
-    ] {
-        assert!(!log.contains(bad), "console error in report: {log}");
-    }
-    assert!(
-        dom.contains("data-ready=\"1\""),
-        "inline script did not run"
-    );
-    dom
-}
-
 /// The run's own report embeds outline thumbnails of its first fields, and they decode in the
 /// browser; a run directory with a Colonies table and image-QC columns in its Image table
 /// (synthetic, as the colony and QC assays write them) gets the colony and flagged-field
@@ -811,16 +749,16 @@ fn report_sections_render_in_headless_chromium() {
     assert!(text.contains(&format!("{} graded colonies in {n} wells", cw.len())));
     assert!(text.contains(&format!("{flagged} of {n} fields flagged by image QC")));
 
-    let Some(chrome) = chromium() else {
+    let Some(chrome) = chromium_binary() else {
         eprintln!("skipping the Chromium check: no chromium binary on PATH (set IPSCOPE_CHROMIUM)");
         return;
     };
-    let dom = rendered_dom(&chrome, &report);
+    let dom = chromium_dom(&chrome, &report);
     assert!(
         dom.contains(&format!("data-overlays=\"{thumbs}\"")),
         "overlay thumbnails did not all decode"
     );
-    let dom = rendered_dom(&chrome, &html);
+    let dom = chromium_dom(&chrome, &html);
     for id in [
         "id=\"colony-summary\"",
         "id=\"colony-table\"",
@@ -879,11 +817,11 @@ fn run_with_colonies_reports_grades_and_image_qc() {
         html.contains(&format!("({} fields checked)", image.num_rows()))
             || html.contains("fields flagged by image QC;")
     );
-    let Some(chrome) = chromium() else {
+    let Some(chrome) = chromium_binary() else {
         eprintln!("skipping the Chromium check: no chromium binary on PATH (set IPSCOPE_CHROMIUM)");
         return;
     };
-    let dom = rendered_dom(&chrome, &out.join("report.html"));
+    let dom = chromium_dom(&chrome, &out.join("report.html"));
     assert!(dom.contains("id=\"colony-table\""));
 }
 
@@ -902,11 +840,11 @@ fn report_renders_in_headless_chromium() {
             .collect();
         assert!(hits.is_empty(), "network reference in report: {hits:?}");
     }
-    let Some(chrome) = chromium() else {
+    let Some(chrome) = chromium_binary() else {
         eprintln!("skipping the Chromium check: no chromium binary on PATH (set IPSCOPE_CHROMIUM)");
         return;
     };
-    let dom = rendered_dom(&chrome, &html);
+    let dom = chromium_dom(&chrome, &html);
     for id in [
         "id=\"provenance\"",
         "id=\"qc\"",

@@ -147,11 +147,10 @@ pub fn chromium_binary() -> Option<PathBuf> {
     None
 }
 
-/// The DOM of `html` after headless Chromium loaded it, asserting that Chromium succeeded, the
-/// page logged no console error and the report's inline script ran.
-pub fn chromium_dom(chrome: &Path, html: &Path) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let o = Command::new(chrome)
+/// Runs headless Chromium (`--no-sandbox`, no network services, logging to stderr) with a
+/// fresh profile directory, then the `extra` flags and `url`.
+pub fn headless(chrome: &Path, profile: &Path, extra: &[&str], url: &str) -> Output {
+    Command::new(chrome)
         .args([
             "--headless",
             "--no-sandbox",
@@ -164,11 +163,19 @@ pub fn chromium_dom(chrome: &Path, html: &Path) -> String {
             "--enable-logging=stderr",
             "--v=0",
         ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--dump-dom")
-        .arg(format!("file://{}", html.display()))
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
         .output()
-        .expect("run chromium");
+        .expect("run chromium")
+}
+
+/// The DOM of `html` after headless Chromium loaded it, asserting that Chromium succeeded, the
+/// page logged no console error and the report's inline script ran.
+pub fn chromium_dom(chrome: &Path, html: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", html.display());
+    let o = headless(chrome, profile.path(), &["--dump-dom"], &url);
     let dom = String::from_utf8_lossy(&o.stdout).into_owned();
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "chromium failed: {log}");
