@@ -5,7 +5,7 @@ use common::*;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use ipscope_table::arrow_array::Array;
@@ -27,25 +27,6 @@ fn demo_plate_root() -> &'static Path {
         dir
     })
     .path()
-}
-
-fn run_demo(plate: &Path, out: &Path, extra: &[&str]) -> Output {
-    let layout = plate.join("layout.csv");
-    let mut args = vec![
-        "run",
-        p(plate),
-        "-o",
-        p(out),
-        "--layout",
-        p(&layout),
-        "--channel",
-        "w1=Hoechst",
-        "--channel",
-        "w2=OCT4",
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    ipscope(&args)
 }
 
 fn truth_counts(plate: &Path) -> BTreeMap<String, u64> {

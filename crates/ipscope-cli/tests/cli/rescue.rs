@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::{f64s, ipscope, p, repo, stderr, strs, table};
+use common::{f64s, ipscope, p, repo, run_demo, stderr, strs, table};
 use ipscope_table::arrow_array::cast::AsArray;
 use ipscope_table::arrow_array::RecordBatch;
 
@@ -231,23 +231,8 @@ fn rescue_with_one_genotype_names_the_problem() {
 const DISEASE_TABLES: [&str; 5] = ["Profiles", "Phenotype", "Rescue", "Compounds", "Similarity"];
 
 fn run_disease(plate: &std::path::Path, out: &std::path::Path, extra: &[&str]) {
-    let layout = plate.join("layout.csv");
-    let mut args = vec![
-        "run",
-        p(plate),
-        "--layout",
-        p(&layout),
-        "--channel",
-        "w1=Hoechst",
-        "--channel",
-        "w2=OCT4",
-        "-o",
-        p(out),
-        "--quiet",
-    ];
-    args.extend(extra);
-    let o = ipscope(&args);
-    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    let o = run_demo(plate, out, extra);
+    assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
 }
 
 /// The disease demo plate through a plain `ipscope run --layout` (no disease flags): the run

@@ -10,22 +10,7 @@ use std::path::Path;
 use ipscope_table::arrow_array::Array;
 
 fn run(plate: &Path, out: &Path, threads: &str) {
-    let layout = plate.join("layout.csv");
-    let o = ipscope(&[
-        "run",
-        p(plate),
-        "-o",
-        p(out),
-        "--layout",
-        p(&layout),
-        "--channel",
-        "w1=Hoechst",
-        "--channel",
-        "w2=OCT4",
-        "--threads",
-        threads,
-        "--quiet",
-    ]);
+    let o = run_demo(plate, out, &["--threads", threads]);
     assert!(
         o.status.success(),
         "run with {threads} threads failed: {}",

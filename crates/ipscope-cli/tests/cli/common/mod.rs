@@ -207,3 +207,24 @@ pub fn saved_fields(out: &Path) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// `ipscope run` of a demo plate (`ipscope demo` or a plate of the same shape) with its layout
+/// and channels w1=Hoechst, w2=OCT4, quiet, then `extra`.
+pub fn run_demo(plate: &Path, out: &Path, extra: &[&str]) -> Output {
+    let layout = plate.join("layout.csv");
+    let mut args = vec![
+        "run",
+        p(plate),
+        "-o",
+        p(out),
+        "--layout",
+        p(&layout),
+        "--channel",
+        "w1=Hoechst",
+        "--channel",
+        "w2=OCT4",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    ipscope(&args)
+}
