@@ -102,32 +102,22 @@ const OUTLINE_RGB: [u8; 3] = [255, 200, 0];
 /// 0.5th and 99.5th percentiles, inner outlines) reduced by whole blocks, a block showing an
 /// outline when any of its pixels is one (so one-pixel outlines survive) and the mean grey
 /// otherwise.
-pub fn overlay_thumbnail(
-    image: ipscope_image::ImageView<f32>,
+pub fn overlay_thumbnail<T: ipscope_image::Pixel>(
+    image: ipscope_image::ImageView<T>,
     labels: ipscope_image::ImageView<u32>,
 ) -> Result<Vec<u8>> {
-    let overlay = ipscope_core::ops::outline::outline_overlay(image, labels)
-        .map_err(|e| Error::Invalid(format!("overlay: {e}")))?;
-    let (w, h) = (overlay.width(), overlay.height());
+    let (w, h) = (image.width(), image.height());
     let k = w.max(h).div_ceil(THUMBNAIL_SIDE).max(1);
-    let (tw, th) = (w.div_ceil(k), h.div_ceil(k));
+    // Made block by block from the field (no full-size overlay); 255 marks an outlined block.
+    let thumb = ipscope_core::ops::outline::outline_thumbnail(image, labels, k)
+        .map_err(|e| Error::Invalid(format!("overlay: {e}")))?;
+    let (tw, th) = (thumb.width(), thumb.height());
     let mut rgb = Vec::with_capacity(tw * th * 3);
-    for tr in 0..th {
-        for tc in 0..tw {
-            let (mut sum, mut n, mut edge) = (0u64, 0u64, false);
-            for r in tr * k..((tr + 1) * k).min(h) {
-                for &v in &overlay.row(r)[tc * k..((tc + 1) * k).min(w)] {
-                    edge |= v == 255;
-                    sum += u64::from(v);
-                    n += 1;
-                }
-            }
-            if edge {
-                rgb.extend_from_slice(&OUTLINE_RGB);
-            } else {
-                let g = (sum / n.max(1)) as u8;
-                rgb.extend_from_slice(&[g, g, g]);
-            }
+    for &g in thumb.as_slice() {
+        if g == 255 {
+            rgb.extend_from_slice(&OUTLINE_RGB);
+        } else {
+            rgb.extend_from_slice(&[g, g, g]);
         }
     }
     let mut png_bytes = Vec::new();
@@ -196,7 +186,7 @@ pub fn overlays_of_run(
             let bytes = std::fs::read(&path).ok()?;
             let img = ipscope_io::decode(&bytes, &path, 0, &read_opts).ok()?;
             let seg = ipscope_image::with_dyn_image!(&img, im => ipscope_core::segment_nuclei(im.view(), params));
-            let png = overlay_thumbnail(img.to_f32().view(), seg.labels.view()).ok()?;
+            let png = ipscope_image::with_dyn_image!(&img, im => overlay_thumbnail(im.view(), seg.labels.view())).ok()?;
             Some(ipscope_report::Overlay {
                 name: format!(
                     "{} site {}",

@@ -976,9 +976,11 @@ impl Pipeline {
                 let seg =
                     with_dyn_image!(&img, i => segment_nuclei_with(backend, i.view(), params))
                         .ok()?;
-                let png =
-                    crate::analysis::overlay_thumbnail(img.to_f32().view(), seg.labels.view())
-                        .ok()?;
+                let png = with_dyn_image!(&img, i => crate::analysis::overlay_thumbnail(
+                    i.view(),
+                    seg.labels.view()
+                ))
+                .ok()?;
                 Some(ipscope_report::Overlay { name, png })
             })
             .take(crate::analysis::MAX_OVERLAYS)
@@ -1232,10 +1234,10 @@ impl Pipeline {
         let seg = seg?;
         let png = overlay
             .then(|| {
-                crate::analysis::overlay_thumbnail(
-                    images[self.nuclear].to_f32().view(),
+                with_dyn_image!(&images[self.nuclear], i => crate::analysis::overlay_thumbnail(
+                    i.view(),
                     seg.labels.view(),
-                )
+                ))
                 .ok()
             })
             .flatten();

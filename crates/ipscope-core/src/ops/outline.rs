@@ -5,7 +5,7 @@
 //! pixel is on the outline when one of its 4-neighbours carries another label (background
 //! included). Pixels outside the image do not count as another label.
 
-use ipscope_image::{Image, ImageView};
+use ipscope_image::{Image, ImageView, Pixel};
 
 /// Inner outlines of all objects of a label image (0 = background).
 pub fn outlines(labels: ImageView<u32>) -> Image<bool> {
@@ -16,12 +16,7 @@ pub fn outlines(labels: ImageView<u32>) -> Image<bool> {
         // Outside the image counts as the same label: compare with the pixel itself.
         let up = if r > 0 { labels.row(r - 1) } else { row };
         let down = if r + 1 < h { labels.row(r + 1) } else { row };
-        for (c, o) in out.row_mut(r).iter_mut().enumerate() {
-            let l = row[c];
-            let left = if c > 0 { row[c - 1] } else { l };
-            let right = if c + 1 < w { row[c + 1] } else { l };
-            *o = l != 0 && (left != l || right != l || up[c] != l || down[c] != l);
-        }
+        outline_row(row, up, down, out.row_mut(r));
     }
     out
 }
@@ -53,6 +48,80 @@ pub fn outline_overlay(
         }
     }
     Ok(out)
+}
+
+/// The [`outline_overlay`] of `image` (pixels read as f32, [`Pixel::to_f32`]) shrunk by `k`
+/// (at least 1) in both directions: a `ceil(w / k)` × `ceil(h / k)` image whose pixel is 255
+/// when its k × k block (clipped at the image's edge) holds an outline pixel, else the
+/// block's mean grey, rounded down.
+///
+/// The same values as averaging the full-size overlay block by block, without making it:
+/// one row of outline flags and greys at a time, so a 2048² field needs no full-size
+/// buffer and is read once after the percentiles' two passes.
+///
+/// Errors when the label image differs in size from the image.
+pub fn outline_thumbnail<T: Pixel>(
+    image: ImageView<T>,
+    labels: ImageView<u32>,
+    k: usize,
+) -> Result<Image<u8>, crate::Error> {
+    crate::ensure_shape(
+        "labels",
+        (image.width(), image.height()),
+        (labels.width(), labels.height()),
+    )?;
+    let (w, h) = (image.width(), image.height());
+    let k = k.max(1);
+    let (tw, th) = (w.div_ceil(k), h.div_ceil(k));
+    let (lo, hi) = finite_percentiles_by(image, 0.005, 0.995, T::to_f32);
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let mut out = Image::new(tw, th, 0u8);
+    let mut sums = vec![0u64; tw];
+    let mut any_edge = vec![false; tw];
+    let mut grey = vec![0u8; w];
+    let mut edge = vec![false; w];
+    for tr in 0..th {
+        sums.fill(0);
+        any_edge.fill(false);
+        let rows = tr * k..((tr + 1) * k).min(h);
+        let n_rows = rows.len() as u64;
+        for r in rows {
+            let (src, row) = (image.row(r), labels.row(r));
+            let up = if r > 0 { labels.row(r - 1) } else { row };
+            let down = if r + 1 < h { labels.row(r + 1) } else { row };
+            outline_row(row, up, down, &mut edge);
+            for (g, &s) in grey.iter_mut().zip(src) {
+                *g = round_grey(((s.to_f32() - lo) / span).clamp(0.0, 1.0) * 191.0);
+            }
+            for (tc, (sum, any)) in sums.iter_mut().zip(any_edge.iter_mut()).enumerate() {
+                let cols = tc * k..((tc + 1) * k).min(w);
+                *any |= edge[cols.clone()].iter().fold(false, |a, &e| a | e);
+                *sum += grey[cols].iter().map(|&g| u64::from(g)).sum::<u64>();
+            }
+        }
+        for (tc, o) in out.row_mut(tr).iter_mut().enumerate() {
+            let n = n_rows * (((tc + 1) * k).min(w) - tc * k) as u64;
+            *o = if any_edge[tc] {
+                255
+            } else {
+                (sums[tc] / n.max(1)) as u8
+            };
+        }
+    }
+    Ok(out)
+}
+
+/// The [`outlines`] flags of one row, given the rows above and below (the row itself at the
+/// image's edges).
+#[inline]
+fn outline_row(row: &[u32], up: &[u32], down: &[u32], out: &mut [bool]) {
+    let w = row.len();
+    for (c, o) in out.iter_mut().enumerate() {
+        let l = row[c];
+        let left = if c > 0 { row[c - 1] } else { l };
+        let right = if c + 1 < w { row[c + 1] } else { l };
+        *o = l != 0 && (left != l || right != l || up[c] != l || down[c] != l);
+    }
 }
 
 /// Index of the `q` percentile among `n` sorted values (nearest rank, as the overlay uses).
@@ -90,10 +159,21 @@ fn total_key(v: f32) -> u32 {
 /// percentile, and a second pass collects only those buckets' pixels to select from. The
 /// same elements as sorting all finite pixels.
 fn finite_percentiles(image: ImageView<f32>, q_lo: f64, q_hi: f64) -> (f32, f32) {
+    finite_percentiles_by(image, q_lo, q_hi, |v| v)
+}
+
+/// [`finite_percentiles`] of the pixels read through `value`.
+fn finite_percentiles_by<T: Pixel>(
+    image: ImageView<T>,
+    q_lo: f64,
+    q_hi: f64,
+    value: impl Fn(T) -> f32,
+) -> (f32, f32) {
     let mut hist = vec![0u32; 1 << 16];
     let mut n = 0usize;
     for row in image.rows() {
-        for &v in row {
+        for &p in row {
+            let v = value(p);
             if v.is_finite() {
                 hist[(total_key(v) >> 16) as usize] += 1;
                 n += 1;
@@ -118,7 +198,8 @@ fn finite_percentiles(image: ImageView<f32>, q_lo: f64, q_hi: f64) -> (f32, f32)
     let ((b_lo, first_lo), (b_hi, first_hi)) = (locate(i_lo), locate(i_hi));
     let (mut in_lo, mut in_hi) = (Vec::new(), Vec::new());
     for row in image.rows() {
-        for &v in row {
+        for &p in row {
+            let v = value(p);
             if v.is_finite() {
                 let b = total_key(v) >> 16;
                 if b == b_lo {
@@ -272,6 +353,68 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The full-size overlay averaged block by block, as the report's thumbnail did before
+    /// [`outline_thumbnail`]: 255 where a block holds an outline pixel, else the mean grey.
+    fn thumbnail_reference(image: ImageView<f32>, labels: ImageView<u32>, k: usize) -> Image<u8> {
+        let ov = overlay_reference(image, labels);
+        let (w, h) = (ov.width(), ov.height());
+        Image::from_fn(w.div_ceil(k), h.div_ceil(k), |tr, tc| {
+            let (mut sum, mut n, mut edge) = (0u64, 0u64, false);
+            for r in tr * k..((tr + 1) * k).min(h) {
+                for c in tc * k..((tc + 1) * k).min(w) {
+                    let v = ov.get(r, c);
+                    edge |= v == 255;
+                    sum += u64::from(v);
+                    n += 1;
+                }
+            }
+            if edge {
+                255
+            } else {
+                (sum / n) as u8
+            }
+        })
+    }
+
+    #[test]
+    fn thumbnail_equals_the_block_averaged_overlay() {
+        let mut next = crate::testing::xorshift(0x0bad_cafe_f00d_1234);
+        for (w, h) in [(1, 1), (1, 6), (7, 1), (19, 11), (64, 64), (130, 77)] {
+            for k in [1, 2, 3, 8, 50] {
+                for kind in 0..3 {
+                    let labels = Image::from_fn(w, h, |r, c| {
+                        let x = next();
+                        match kind {
+                            0 => ((r / 5 + c / 6 + (x % 2) as usize) % 4) as u32,
+                            1 => 0,
+                            _ => (x % 3) as u32,
+                        }
+                    });
+                    let raw = Image::from_fn(w, h, |_, _| (next() % 65536) as u16);
+                    let image = raw.map(|v| v as f32);
+                    let want = thumbnail_reference(image.view(), labels.view(), k);
+                    let got = outline_thumbnail(image.view(), labels.view(), k).unwrap();
+                    assert_eq!(got, want, "{w}x{h} k {k} kind {kind}");
+                    // Integer pixels read as f32 give the same thumbnail as their f32 copy.
+                    let got = outline_thumbnail(raw.view(), labels.view(), k).unwrap();
+                    assert_eq!(got, want, "u16 {w}x{h} k {k} kind {kind}");
+                }
+            }
+        }
+        let nan = Image::new(5, 4, f32::NAN);
+        let z = Image::new(5, 4, 0u32);
+        let t = outline_thumbnail(nan.view(), z.view(), 2).unwrap();
+        assert_eq!((t.width(), t.height()), (3, 2));
+        assert!(t.as_slice().iter().all(|&v| v == 0));
+        assert!(outline_thumbnail(nan.view(), Image::new(4, 4, 0u32).view(), 2).is_err());
+        let empty = Image::new(0, 0, 0f32);
+        assert!(
+            outline_thumbnail(empty.view(), Image::new(0, 0, 0u32).view(), 0)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
