@@ -29,14 +29,101 @@ pub fn fill_holes(mask: ImageView<bool>) -> Image<bool> {
             owned.as_slice()
         }
     };
-    flood_background_spans(m, filled.as_mut_slice(), w, h);
+    clear_border_background(m, filled.as_mut_slice(), w, h);
     filled
 }
 
+/// The index of the first element of `v` from `from` on that differs from `b` (`v.len()`
+/// when none), comparing eight bytes at a time.
+#[inline]
+fn next_other(v: &[bool], from: usize, b: bool) -> usize {
+    // SAFETY: a bool is one byte holding 0 or 1, so its slice reads as bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), v.len()) };
+    let same = u64::from_ne_bytes([u8::from(b); 8]);
+    let mut i = from;
+    while i + 8 <= bytes.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[i..i + 8]);
+        if u64::from_ne_bytes(word) != same {
+            break;
+        }
+        i += 8;
+    }
+    bytes[i..]
+        .iter()
+        .position(|&x| x != u8::from(b))
+        .map_or(bytes.len(), |n| i + n)
+}
+
+/// Clears `filled` at every background pixel of `mask` 4-connected to the border, by runs:
+/// each row's background runs are joined (union-find) with the runs of the row above that
+/// overlap them, a set remembers whether one of its runs touches the border, and the runs of
+/// such sets are cleared at the end. Each row is read once and written once.
+fn clear_border_background(mask: &[bool], filled: &mut [bool], w: usize, h: usize) {
+    // A run of background: row, start, end; its set is its index.
+    let mut runs: Vec<(u32, u32, u32)> = Vec::new();
+    let mut parent: Vec<u32> = Vec::new();
+    let mut border: Vec<bool> = Vec::new();
+    fn find(parent: &mut [u32], mut x: u32) -> u32 {
+        let mut r = x;
+        while parent[r as usize] != r {
+            r = parent[r as usize];
+        }
+        while parent[x as usize] != r {
+            let n = parent[x as usize];
+            parent[x as usize] = r;
+            x = n;
+        }
+        r
+    }
+    let mut prev = 0..0;
+    for r in 0..h {
+        let row = &mask[r * w..(r + 1) * w];
+        let first = runs.len();
+        let mut j = prev.start;
+        let mut c = 0;
+        while c < w {
+            let s = next_other(row, c, true);
+            if s >= w {
+                break;
+            }
+            let e = next_other(row, s, false);
+            c = e;
+            let id = runs.len() as u32;
+            parent.push(id);
+            border.push(r == 0 || r + 1 == h || s == 0 || e == w);
+            // Runs above share a column with `s..e` (4-connectivity).
+            while j < prev.end && (runs[j].2 as usize) <= s {
+                j += 1;
+            }
+            let mut k = j;
+            while k < prev.end && (runs[k].1 as usize) < e {
+                let (a, b) = (find(&mut parent, id), find(&mut parent, k as u32));
+                if a != b {
+                    parent[b as usize] = a;
+                    border[a as usize] |= border[b as usize];
+                }
+                k += 1;
+            }
+            runs.push((r as u32, s as u32, e as u32));
+        }
+        prev = first..runs.len();
+    }
+    for i in 0..runs.len() {
+        let root = find(&mut parent, i as u32);
+        if border[root as usize] {
+            let (r, s, e) = runs[i];
+            let row = r as usize * w;
+            filled[row + s as usize..row + e as usize].fill(false);
+        }
+    }
+}
+
 /// Clears `filled` at every background pixel of `mask` 4-connected to the border, as a
-/// scan-line flood: each step clears a whole horizontal span of background and queues the
+/// scan-line flood (the previous method, kept as a reference for the tests): each step clears a whole horizontal span of background and queues the
 /// rows above and below over its extent, so the work is a few sequential passes over each
 /// row instead of a stack push per pixel.
+#[cfg(test)]
 fn flood_background_spans(mask: &[bool], filled: &mut [bool], w: usize, h: usize) {
     // (row, first column, one past the last column) to scan for unreached background.
     let mut stack: Vec<(usize, usize, usize)> = Vec::with_capacity(2 * h + 2);
@@ -180,8 +267,8 @@ mod tests {
     #[test]
     fn span_flood_equals_the_pixel_flood() {
         let mut state = 77u64;
-        for (k, fg) in [1u64, 3, 5, 6, 7].into_iter().enumerate() {
-            for (w, h) in [(1, 9), (9, 1), (2, 2), (37 + k, 29), (64, 3)] {
+        for (k, fg) in [0u64, 1, 3, 5, 6, 7, 9, 10].into_iter().enumerate() {
+            for (w, h) in [(1, 9), (9, 1), (2, 2), (37 + k, 29), (64, 3), (130, 41)] {
                 let m: Vec<bool> = (0..w * h)
                     .map(|_| {
                         state = state
@@ -192,9 +279,12 @@ mod tests {
                     .collect();
                 let mut spans = vec![true; w * h];
                 let mut pixels = vec![true; w * h];
+                let mut runs = vec![true; w * h];
                 flood_background_spans(&m, &mut spans, w, h);
                 flood_background_pixels(&m, &mut pixels, w, h);
+                clear_border_background(&m, &mut runs, w, h);
                 assert_eq!(spans, pixels, "{w}x{h}, {fg}/10 foreground");
+                assert_eq!(runs, pixels, "runs {w}x{h}, {fg}/10 foreground");
             }
         }
     }

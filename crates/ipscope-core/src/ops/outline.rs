@@ -5,7 +5,7 @@
 //! pixel is on the outline when one of its 4-neighbours carries another label (background
 //! included). Pixels outside the image do not count as another label.
 
-use ipscope_image::{Image, ImageView, Pixel};
+use ipscope_image::{Image, ImageView, Pixel, SampleType};
 
 /// Inner outlines of all objects of a label image (0 = background).
 pub fn outlines(labels: ImageView<u32>) -> Image<bool> {
@@ -40,11 +40,9 @@ pub fn outline_overlay(
     let mut out = Image::new(image.width(), image.height(), 0u8);
     for r in 0..image.height() {
         let (src, e) = (image.row(r), edges.row(r));
-        // Branch-free so that it vectorises: a NaN pixel stays NaN through the clamp and
-        // `round_grey` gives it 0 (`NaN as u8` is 0, `NaN >= 0.5` is false).
+        // Branch-free so that it vectorises; a NaN pixel is 0 (`grey_of`).
         for ((o, &s), &edge) in out.row_mut(r).iter_mut().zip(src).zip(e) {
-            let grey = round_grey(((s - lo) / span).clamp(0.0, 1.0) * 191.0);
-            *o = if edge { 255 } else { grey };
+            *o = if edge { 255 } else { grey_of(s, lo, span) };
         }
     }
     Ok(out)
@@ -73,16 +71,20 @@ pub fn outline_thumbnail<T: Pixel>(
     let (w, h) = (image.width(), image.height());
     let k = k.max(1);
     let (tw, th) = (w.div_ceil(k), h.div_ceil(k));
-    let (lo, hi) = finite_percentiles_by(image, 0.005, 0.995, T::to_f32);
+    let (lo, hi) = match T::SAMPLE {
+        SampleType::U8 | SampleType::U16 => small_int_percentiles(image, 0.005, 0.995),
+        SampleType::U32 | SampleType::F32 => finite_percentiles_by(image, 0.005, 0.995, T::to_f32),
+    };
     let span = if hi > lo { hi - lo } else { 1.0 };
     let mut out = Image::new(tw, th, 0u8);
-    let mut sums = vec![0u64; tw];
-    let mut any_edge = vec![false; tw];
-    let mut grey = vec![0u8; w];
+    // Per column, over the rows of the current band of k rows: the sum of greys and whether
+    // an outline pixel was seen; reduced to blocks once per band.
+    let mut col_sum = vec![0u32; w];
+    let mut col_edge = vec![0u8; w];
     let mut edge = vec![false; w];
     for tr in 0..th {
-        sums.fill(0);
-        any_edge.fill(false);
+        col_sum.fill(0);
+        col_edge.fill(0);
         let rows = tr * k..((tr + 1) * k).min(h);
         let n_rows = rows.len() as u64;
         for r in rows {
@@ -90,25 +92,34 @@ pub fn outline_thumbnail<T: Pixel>(
             let up = if r > 0 { labels.row(r - 1) } else { row };
             let down = if r + 1 < h { labels.row(r + 1) } else { row };
             outline_row(row, up, down, &mut edge);
-            for (g, &s) in grey.iter_mut().zip(src) {
-                *g = round_grey(((s.to_f32() - lo) / span).clamp(0.0, 1.0) * 191.0);
-            }
-            for (tc, (sum, any)) in sums.iter_mut().zip(any_edge.iter_mut()).enumerate() {
-                let cols = tc * k..((tc + 1) * k).min(w);
-                *any |= edge[cols.clone()].iter().fold(false, |a, &e| a | e);
-                *sum += grey[cols].iter().map(|&g| u64::from(g)).sum::<u64>();
+            for (((cs, ce), &s), &e) in col_sum
+                .iter_mut()
+                .zip(col_edge.iter_mut())
+                .zip(src)
+                .zip(&edge)
+            {
+                *cs += u32::from(grey_of(s.to_f32(), lo, span));
+                *ce |= u8::from(e);
             }
         }
-        for (tc, o) in out.row_mut(tr).iter_mut().enumerate() {
-            let n = n_rows * (((tc + 1) * k).min(w) - tc * k) as u64;
-            *o = if any_edge[tc] {
+        let blocks = col_sum.chunks(k).zip(col_edge.chunks(k));
+        for (o, (sums, edges)) in out.row_mut(tr).iter_mut().zip(blocks) {
+            let n = n_rows * sums.len() as u64;
+            *o = if edges.iter().any(|&e| e != 0) {
                 255
             } else {
-                (sums[tc] / n.max(1)) as u8
+                (sums.iter().map(|&v| u64::from(v)).sum::<u64>() / n.max(1)) as u8
             };
         }
     }
     Ok(out)
+}
+
+/// The overlay's grey of one pixel: the pixel stretched onto 0..=191 and rounded; NaN gives
+/// 0 (the clamp keeps it, [`round_grey`] maps it to 0).
+#[inline(always)]
+fn grey_of(s: f32, lo: f32, span: f32) -> u8 {
+    round_grey(((s - lo) / span).clamp(0.0, 1.0) * 191.0)
 }
 
 /// The [`outlines`] flags of one row, given the rows above and below (the row itself at the
@@ -116,11 +127,30 @@ pub fn outline_thumbnail<T: Pixel>(
 #[inline]
 fn outline_row(row: &[u32], up: &[u32], down: &[u32], out: &mut [bool]) {
     let w = row.len();
-    for (c, o) in out.iter_mut().enumerate() {
+    let edge_at = |c: usize| {
         let l = row[c];
         let left = if c > 0 { row[c - 1] } else { l };
         let right = if c + 1 < w { row[c + 1] } else { l };
-        *o = l != 0 && (left != l || right != l || up[c] != l || down[c] != l);
+        l != 0 && (left != l || right != l || up[c] != l || down[c] != l)
+    };
+    if w < 3 {
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = edge_at(c);
+        }
+        return;
+    }
+    out[0] = edge_at(0);
+    out[w - 1] = edge_at(w - 1);
+    // The interior, as slices shifted by one column, so that it vectorises.
+    let inner = out[1..w - 1]
+        .iter_mut()
+        .zip(&row[..w - 2])
+        .zip(&row[1..w - 1])
+        .zip(&row[2..])
+        .zip(&up[1..w - 1])
+        .zip(&down[1..w - 1]);
+    for (((((o, &left), &l), &right), &u), &d) in inner {
+        *o = l != 0 && ((left != l) | (right != l) | (u != l) | (d != l));
     }
 }
 
@@ -160,6 +190,32 @@ fn total_key(v: f32) -> u32 {
 /// same elements as sorting all finite pixels.
 fn finite_percentiles(image: ImageView<f32>, q_lo: f64, q_hi: f64) -> (f32, f32) {
     finite_percentiles_by(image, q_lo, q_hi, |v| v)
+}
+
+/// [`finite_percentiles`] of an image of u8 or u16 pixels (read as f32, all finite, exact):
+/// one histogram of the values themselves gives the element at each rank.
+fn small_int_percentiles<T: Pixel>(image: ImageView<T>, q_lo: f64, q_hi: f64) -> (f32, f32) {
+    let mut hist = vec![0u32; 1 << 16];
+    for row in image.rows() {
+        for &p in row {
+            hist[p.to_f32() as usize & 0xffff] += 1;
+        }
+    }
+    let n = image.width() * image.height();
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let at = |rank: usize| -> f32 {
+        let mut below = 0usize;
+        for (v, &count) in hist.iter().enumerate() {
+            below += count as usize;
+            if rank < below {
+                return v as f32;
+            }
+        }
+        unreachable!("rank {rank} is below the {n} counted values")
+    };
+    (at(rank_of(n, q_lo)), at(rank_of(n, q_hi)))
 }
 
 /// [`finite_percentiles`] of the pixels read through `value`.
@@ -225,11 +281,14 @@ fn finite_percentiles_by<T: Pixel>(
 /// `x.round() as u8` for `0 <= x <= 255` without the libm call (`round` has no baseline
 /// x86-64 instruction): the integer part plus one when the fraction is at least one half.
 /// `x - t` is exact (`t` is `x` truncated, both in the same binade or `t = 0`), so the
-/// comparison is the one `round` makes.
-#[inline]
+/// comparison is the one `round` makes. NaN gives 0 (as `NaN as u8` does). No saturating
+/// cast, so that a row of them vectorises.
+#[inline(always)]
 fn round_grey(x: f32) -> u8 {
-    let t = x as u8;
-    t + u8::from(x - f32::from(t) >= 0.5)
+    let x = if x.is_nan() { 0.0 } else { x.clamp(0.0, 255.0) };
+    // SAFETY: x is finite and within 0..=255, so its truncation fits an i32.
+    let t = unsafe { x.to_int_unchecked::<i32>() };
+    (t + i32::from(x - t as f32 >= 0.5)) as u8
 }
 
 #[cfg(test)]
@@ -400,6 +459,10 @@ mod tests {
                     // Integer pixels read as f32 give the same thumbnail as their f32 copy.
                     let got = outline_thumbnail(raw.view(), labels.view(), k).unwrap();
                     assert_eq!(got, want, "u16 {w}x{h} k {k} kind {kind}");
+                    let raw8 = raw.map(|v| (v >> 8) as u8);
+                    let want8 = thumbnail_reference(raw8.map(f32::from).view(), labels.view(), k);
+                    let got8 = outline_thumbnail(raw8.view(), labels.view(), k).unwrap();
+                    assert_eq!(got8, want8, "u8 {w}x{h} k {k} kind {kind}");
                 }
             }
         }
@@ -495,6 +558,8 @@ mod tests {
         }
         assert_eq!(round_grey(0.0), 0);
         assert_eq!(round_grey(191.0), 191);
+        assert_eq!(round_grey(255.0), 255);
+        assert_eq!(round_grey(f32::NAN), 0);
     }
 
     #[test]

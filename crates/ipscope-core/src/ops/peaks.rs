@@ -37,17 +37,18 @@ fn sliding_max(line: &[f32], r: usize, out: &mut [f32], pad: &mut Vec<f32>, g: &
     pad[r..r + n].copy_from_slice(line);
     g.clear();
     g.resize(m, f32::NEG_INFINITY);
-    for j in 0..m {
-        g[j] = if j % w == 0 {
-            pad[j]
-        } else {
-            g[j - 1].max(pad[j])
-        };
-    }
-    // Suffix maxima within blocks, computed in place over `pad`.
-    for j in (0..m).rev() {
-        if j + 1 < m && (j + 1) % w != 0 {
-            pad[j] = pad[j].max(pad[j + 1]);
+    // Prefix maxima (into `g`) and suffix maxima (in place over `pad`) within blocks of `w`,
+    // block by block rather than testing `j % w` at every element.
+    for (gb, pb) in g.chunks_mut(w).zip(pad.chunks_mut(w)) {
+        let mut run = f32::NEG_INFINITY;
+        for (gv, &pv) in gb.iter_mut().zip(pb.iter()) {
+            run = run.max(pv);
+            *gv = run;
+        }
+        let mut run = f32::NEG_INFINITY;
+        for pv in pb.iter_mut().rev() {
+            run = run.max(*pv);
+            *pv = run;
         }
     }
     for (i, o) in out.iter_mut().enumerate().take(n) {
@@ -55,24 +56,47 @@ fn sliding_max(line: &[f32], r: usize, out: &mut [f32], pad: &mut Vec<f32>, g: &
     }
 }
 
+/// Buffers of [`maximum_filter`], kept across the objects of one image.
+#[derive(Default)]
+struct Scratch {
+    tmp: Vec<f32>,
+    col: Vec<f32>,
+    res: Vec<f32>,
+    pad: Vec<f32>,
+    g: Vec<f32>,
+}
+
 /// Square maximum filter of radius `r` with the window clipped to the image.
-fn maximum_filter(img: &Image<f32>, r: usize) -> Image<f32> {
+fn maximum_filter(img: &Image<f32>, r: usize, s: &mut Scratch) -> Image<f32> {
     let (w, h) = (img.width(), img.height());
-    let mut tmp = Image::new(w, h, 0.0f32);
-    let (mut pad, mut g) = (Vec::new(), Vec::new());
-    for y in 0..h {
-        sliding_max(img.row(y), r, tmp.row_mut(y), &mut pad, &mut g);
+    let Scratch {
+        tmp,
+        col,
+        res,
+        pad,
+        g,
+    } = s;
+    tmp.clear();
+    tmp.resize(w * h, 0.0);
+    if w == 0 {
+        return Image::new(w, h, 0.0);
+    }
+    for (y, t) in tmp.chunks_exact_mut(w).enumerate() {
+        sliding_max(img.row(y), r, t, pad, g);
     }
     let mut out = Image::new(w, h, 0.0f32);
-    let mut col = vec![0.0f32; h];
-    let mut res = vec![0.0f32; h];
+    col.clear();
+    col.resize(h, 0.0);
+    res.clear();
+    res.resize(h, 0.0);
+    let dst = out.as_mut_slice();
     for x in 0..w {
-        for (y, v) in col.iter_mut().enumerate() {
-            *v = tmp.get(y, x);
+        for (v, t) in col.iter_mut().zip(tmp.iter().skip(x).step_by(w)) {
+            *v = *t;
         }
-        sliding_max(&col, r, &mut res, &mut pad, &mut g);
-        for (y, &v) in res.iter().enumerate() {
-            out.set(y, x, v);
+        sliding_max(col, r, res, pad, g);
+        for (d, &v) in dst.iter_mut().skip(x).step_by(w).zip(res.iter()) {
+            *d = v;
         }
     }
     out
@@ -85,6 +109,7 @@ fn peak_mask(
     min_distance: usize,
     threshold: f32,
     object: Option<&Image<bool>>,
+    scratch: &mut Scratch,
 ) -> Image<bool> {
     let inside = |i: usize| object.is_none_or(|o| o.as_slice()[i]);
     let above = |i: usize, v: f32| inside(i) && v > threshold;
@@ -96,7 +121,7 @@ fn peak_mask(
             keep
         });
     }
-    let maxed = maximum_filter(img, min_distance);
+    let maxed = maximum_filter(img, min_distance, scratch);
     let src = img.as_slice();
     let mx = maxed.as_slice();
     let trivial = (0..src.len()).all(|i| !inside(i) || src[i] == mx[i]);
@@ -183,7 +208,13 @@ pub fn peak_local_max(
     let Some(labels) = mask else {
         // NaN never wins a window's maximum and is never above the threshold.
         let clean = img.map(|v| if v.is_nan() { f32::NEG_INFINITY } else { v });
-        let m = peak_mask(&clean, min_distance, threshold_abs, None);
+        let m = peak_mask(
+            &clean,
+            min_distance,
+            threshold_abs,
+            None,
+            &mut Scratch::default(),
+        );
         return high_peaks(&clean, &m, min_distance);
     };
     assert!(
@@ -208,6 +239,7 @@ pub fn peak_local_max(
         }
     }
     let mut peaks = Vec::new();
+    let mut scratch = Scratch::default();
     for (l, &(r0, c0, r1, c1)) in bbox.iter().enumerate().skip(1) {
         if r0 == usize::MAX {
             continue;
@@ -223,7 +255,13 @@ pub fn peak_local_max(
                 f32::MIN
             }
         });
-        let m = peak_mask(&crop, min_distance, threshold_abs, Some(&object));
+        let m = peak_mask(
+            &crop,
+            min_distance,
+            threshold_abs,
+            Some(&object),
+            &mut scratch,
+        );
         peaks.extend(
             high_peaks(&crop, &m, min_distance)
                 .into_iter()

@@ -12,15 +12,18 @@
 //!   pushes, and labels it at once with the popped pixel's label;
 //! * the heap is scikit-image's own binary heap (`heap_general.pxi`), reproduced operation by
 //!   operation, so even markers with equal elevation leave it in the same order. Where no
-//!   such tie can matter (or once the last marker is out), a radix heap for the monotone
-//!   keys (Ahuja et al., "Faster algorithms for the shortest path problem", J. ACM 1990)
-//!   pops the same sequence faster.
+//!   such tie can matter, every key is unique and any priority queue pops the same
+//!   sequence: the flood then runs one 4-connected part of the mask at a time with a small
+//!   binary heap per part; when ties exist, once the last marker is out, a radix heap for
+//!   the monotone keys (Ahuja et al., "Faster algorithms for the shortest path problem",
+//!   J. ACM 1990) takes over from scikit-image's heap.
 //!
 //! The result is therefore identical, pixel for pixel, to scikit-image's, with one
 //! difference: NaN elevations are flooded last, like `+inf` (scikit-image's comparisons
 //! with NaN give an order-dependent result).
 
 use std::borrow::Cow;
+use std::collections::BinaryHeap;
 
 use ipscope_image::{Image, ImageView, Labels};
 
@@ -137,15 +140,6 @@ impl RadixHeap {
         }
     }
 
-    /// Empties the heap for keys starting again from 0.
-    fn reset(&mut self) {
-        for b in &mut self.buckets {
-            b.clear();
-        }
-        self.last = 0;
-        self.len = 0;
-    }
-
     #[inline(always)]
     fn bucket(&self, key: u64) -> usize {
         64 - (key ^ self.last).leading_zeros() as usize
@@ -174,6 +168,32 @@ impl RadixHeap {
         }
         self.len -= 1;
         self.buckets[0].pop()
+    }
+}
+
+/// A heap entry ordered for `std`'s max-heap so that the smallest key comes out first. Keys
+/// are unique within a part's flood (ages are, and markers' keys are, see `markers_tie`),
+/// so any correct priority queue pops them in the one order scikit-image's heap does.
+#[derive(Clone, Copy)]
+struct MinItem(Item);
+
+impl PartialEq for MinItem {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for MinItem {}
+
+impl PartialOrd for MinItem {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MinItem {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.0.key.cmp(&self.0.key)
     }
 }
 
@@ -238,7 +258,7 @@ fn elev_at(elev: &[f32], i: usize) -> f32 {
     }
 }
 
-/// The radix-heap flood, one 4-connected part of the mask at a time.
+/// The flood without scikit-image's heap, one 4-connected part of the mask at a time.
 ///
 /// The flood of one part never sees another, and within a part the order of the keys (value,
 /// then age) does not depend on the ages handed out to other parts, so flooding the parts one
@@ -291,7 +311,7 @@ fn flood_by_parts(
         len: out.len(),
         _out: std::marker::PhantomData,
     };
-    let flood = |radix: &mut RadixHeap, k: usize| {
+    let flood = |queue: &mut BinaryHeap<MinItem>, k: usize| {
         // SAFETY: each part is flooded by exactly one call, and a call reads and writes the
         // labels of its own part only (see `flood_part`); parts are disjoint.
         unsafe {
@@ -302,22 +322,22 @@ fn flood_by_parts(
                 &labels,
                 w,
                 h,
-                radix,
+                queue,
             )
         }
     };
     let parts = starts.len() - 1;
     if rayon::current_num_threads() <= 1 || parts < 2 {
-        let mut radix = RadixHeap::new(0);
+        let mut queue = BinaryHeap::new();
         for k in 0..parts {
-            flood(&mut radix, k);
+            flood(&mut queue, k);
         }
     } else {
         use rayon::prelude::*;
         (0..parts)
             .into_par_iter()
             .with_min_len(8)
-            .for_each_init(|| RadixHeap::new(0), |radix, k| flood(radix, k));
+            .for_each_init(BinaryHeap::new, |queue, k| flood(queue, k));
     }
 }
 
@@ -353,7 +373,11 @@ impl PartLabels<'_> {
 }
 
 /// Floods one 4-connected part of the mask from its markers (raster order, labels already
-/// set), with a radix heap whose ages start at 1.
+/// set), ages starting at 1.
+///
+/// The queue is a binary heap: a part's front is a few dozen pixels, and its keys (continuous
+/// elevations, then ages) are unique, so a radix heap would redistribute a bucket at almost
+/// every pop; the binary heap pops the same sequence in a few levels of sifting.
 ///
 /// # Safety
 /// No other thread may access the pixels of this part of `labels` meanwhile. The flood
@@ -366,17 +390,17 @@ unsafe fn flood_part(
     labels: &PartLabels,
     w: usize,
     h: usize,
-    radix: &mut RadixHeap,
+    queue: &mut BinaryHeap<MinItem>,
 ) {
-    radix.reset();
+    queue.clear();
     for &i in markers {
-        radix.push(Item {
+        queue.push(MinItem(Item {
             key: key(elev_at(elev, i), 0),
             index: i,
-        });
+        }));
     }
     let mut age = 1u32;
-    while let Some(item) = radix.pop() {
+    while let Some(MinItem(item)) = queue.pop() {
         let i = item.index;
         let popped_value = elev_of_key(item.key);
         // SAFETY (here and below): pixels of this part (the function's contract).
@@ -388,10 +412,10 @@ unsafe fn flood_part(
             age = age.wrapping_add(1);
             let value = elev_at(elev, n).max(popped_value);
             unsafe { labels.set(n, label) };
-            radix.push(Item {
+            queue.push(MinItem(Item {
                 key: key(value, age),
                 index: n,
-            });
+            }));
         }
     }
 }
@@ -472,8 +496,8 @@ fn flood(
         }
     }
     // Keys only grow during the flood (a pushed pixel costs at least what reached it, and
-    // ages increase), so a radix heap pops the same sequence as scikit-image's binary heap
-    // at a fraction of the cost — as long as keys are unique. Only markers share a key (age
+    // ages increase), and once they are unique any priority queue (a part's binary heap, a
+    // radix heap) pops the same sequence as scikit-image's heap, at a fraction of the cost. Only markers share a key (age
     // 0, same elevation), and only scikit-image's own heap breaks such ties its way. A tie
     // matters only between markers in the same 4-connected part of the mask (the flood of
     // one part never sees another), so the binary heap is kept, until the last marker is
