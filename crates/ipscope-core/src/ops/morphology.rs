@@ -109,10 +109,9 @@ fn clear_border_background(mask: &[bool], filled: &mut [bool], w: usize, h: usiz
         }
         prev = first..runs.len();
     }
-    for i in 0..runs.len() {
+    for (i, &(r, s, e)) in runs.iter().enumerate() {
         let root = find(&mut parent, i as u32);
         if border[root as usize] {
-            let (r, s, e) = runs[i];
             let row = r as usize * w;
             filled[row + s as usize..row + e as usize].fill(false);
         }
