@@ -89,24 +89,52 @@ fn column_pass_row(
 ) {
     let r = kernel.len() / 2;
     let last = src.height() - 1;
+    let w = out.len();
     // SciPy's symmetric path (ni_filters.c): centre tap, then (x[i-j] + x[i+j]) * w[j]
     // from the outermost tap inwards; the same order keeps results bit-identical.
     let centre = kernel[r];
-    for (a, &v) in acc.iter_mut().zip(src.row(y)) {
+    let mid = src.row(y);
+    // Blocks of BLOCK columns: the block's sums stay in registers over all taps instead of
+    // going through `acc` once per tap. The rest of the row goes through `acc`.
+    let full = w / BLOCK * BLOCK;
+    for c0 in (0..full).step_by(BLOCK) {
+        let mut a = [0.0f64; BLOCK];
+        let m = &mid[c0..c0 + BLOCK];
+        for k in 0..BLOCK {
+            a[k] = f64::from(m[k]) * centre;
+        }
+        for j in (1..=r).rev() {
+            let up = &src.row(y.saturating_sub(j))[c0..c0 + BLOCK];
+            let down = &src.row((y + j).min(last))[c0..c0 + BLOCK];
+            let kw = kernel[r + j];
+            for k in 0..BLOCK {
+                a[k] += (f64::from(up[k]) + f64::from(down[k])) * kw;
+            }
+        }
+        for (o, &v) in out[c0..c0 + BLOCK].iter_mut().zip(&a) {
+            *o = v as f32;
+        }
+    }
+    let acc = &mut acc[full..w];
+    for (a, &v) in acc.iter_mut().zip(&mid[full..]) {
         *a = f64::from(v) * centre;
     }
     for j in (1..=r).rev() {
-        let up = src.row(y.saturating_sub(j));
-        let down = src.row((y + j).min(last));
+        let up = &src.row(y.saturating_sub(j))[full..];
+        let down = &src.row((y + j).min(last))[full..];
         let kw = kernel[r + j];
         for ((a, &u), &d) in acc.iter_mut().zip(up).zip(down) {
             *a += (f64::from(u) + f64::from(d)) * kw;
         }
     }
-    for (o, &a) in out.iter_mut().zip(acc.iter()) {
+    for (o, &a) in out[full..].iter_mut().zip(acc.iter()) {
         *o = a as f32;
     }
 }
+
+/// Columns per register block in the Gaussian's passes (32 f64: eight AVX2 registers; 16 was
+/// 5 % slower at 2048², criterion).
+const BLOCK: usize = 32;
 
 /// Correlates every row with a symmetric odd-length kernel, edges replicated, in place.
 ///
@@ -146,18 +174,39 @@ fn row_pass_row(kernel: &[f64], line: &mut [f64], acc: &mut [f64], row: &mut [f3
     }
     line[r + w..].fill(lastv);
     let centre = kernel[r];
-    for (a, &v) in acc.iter_mut().zip(&line[r..r + w]) {
+    // Register blocks of BLOCK columns, as in the column pass; the rest through `acc`.
+    let full = w / BLOCK * BLOCK;
+    for c0 in (0..full).step_by(BLOCK) {
+        let mut a = [0.0f64; BLOCK];
+        let m = &line[r + c0..r + c0 + BLOCK];
+        for k in 0..BLOCK {
+            a[k] = m[k] * centre;
+        }
+        for j in (1..=r).rev() {
+            let kw = kernel[r - j];
+            let left = &line[r - j + c0..r - j + c0 + BLOCK];
+            let right = &line[r + j + c0..r + j + c0 + BLOCK];
+            for k in 0..BLOCK {
+                a[k] += (left[k] + right[k]) * kw;
+            }
+        }
+        for (o, &v) in row[c0..c0 + BLOCK].iter_mut().zip(&a) {
+            *o = v as f32;
+        }
+    }
+    let acc = &mut acc[full..w];
+    for (a, &v) in acc.iter_mut().zip(&line[r + full..r + w]) {
         *a = v * centre;
     }
     for j in (1..=r).rev() {
         let kw = kernel[r - j];
-        let left = &line[r - j..r - j + w];
-        let right = &line[r + j..r + j + w];
+        let left = &line[r - j + full..r - j + w];
+        let right = &line[r + j + full..r + j + w];
         for ((a, &lv), &rv) in acc.iter_mut().zip(left).zip(right) {
             *a += (lv + rv) * kw;
         }
     }
-    for (o, &a) in row.iter_mut().zip(acc.iter()) {
+    for (o, &a) in row[full..].iter_mut().zip(acc.iter()) {
         *o = a as f32;
     }
 }
@@ -275,23 +324,30 @@ mod tests {
     #[test]
     fn vector_passes_equal_the_scalar_reference_bit_for_bit() {
         let mut state = 3u64;
-        let img = Image::from_fn(37, 29, |_, _| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 40) as f32 / 1e4 - 300.0
-        });
-        for sigma in [0.5, 1.0, 1.7, 3.0, 9.0] {
-            let k = gaussian_kernel(sigma, GAUSSIAN_TRUNCATE);
-            let mut rows = img.clone();
-            correlate_rows_in_place(&mut rows, &k);
-            let rows_ref = correlate_rows_reference(img.view(), &k);
-            let bits =
-                |i: &Image<f32>| i.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&rows), bits(&rows_ref), "rows, sigma {sigma}");
-            let cols = correlate_columns(img.view(), &k);
-            let cols_ref = correlate_columns_reference(img.view(), &k);
-            assert_eq!(bits(&cols), bits(&cols_ref), "columns, sigma {sigma}");
+        // Widths below, at and past the register block, with and without a remainder.
+        for (w, h) in [(37, 29), (16, 5), (7, 20), (64, 3)] {
+            let img = Image::from_fn(w, h, |_, _| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 40) as f32 / 1e4 - 300.0
+            });
+            for sigma in [0.5, 1.0, 1.7, 3.0, 9.0] {
+                let k = gaussian_kernel(sigma, GAUSSIAN_TRUNCATE);
+                let mut rows = img.clone();
+                correlate_rows_in_place(&mut rows, &k);
+                let rows_ref = correlate_rows_reference(img.view(), &k);
+                let bits =
+                    |i: &Image<f32>| i.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&rows), bits(&rows_ref), "rows, {w}x{h} sigma {sigma}");
+                let cols = correlate_columns(img.view(), &k);
+                let cols_ref = correlate_columns_reference(img.view(), &k);
+                assert_eq!(
+                    bits(&cols),
+                    bits(&cols_ref),
+                    "columns, {w}x{h} sigma {sigma}"
+                );
+            }
         }
     }
 
