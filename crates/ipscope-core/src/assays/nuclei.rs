@@ -483,9 +483,17 @@ fn grow_outlines(
         .collect();
     if max_growth.is_finite() {
         let outside = objects.image().map(|l| l == 0);
-        let dist = backend.distance_transform_edt(outside.view())?;
-        for (g, &d) in grow.iter_mut().zip(dist.as_slice()) {
-            *g = *g && d <= max_growth;
+        // The default limit (1 px) is a neighbourhood test: `within_distance` answers it
+        // without the transform; a long reach still takes the backend's transform.
+        let near = if max_growth <= 16.0 {
+            crate::ops::distance::within_distance(outside.view(), max_growth)
+        } else {
+            backend
+                .distance_transform_edt(outside.view())?
+                .map(|d| d <= max_growth)
+        };
+        for (g, &n) in grow.iter_mut().zip(near.as_slice()) {
+            *g = *g && n;
         }
     }
     let mut markers = Image::new(w, h, 0u32);

@@ -146,6 +146,85 @@ pub fn distance_transform_edt(mask: ImageView<bool>) -> Image<f32> {
     out
 }
 
+/// Whether each pixel's [`distance_transform_edt`] is at most `max` (`d <= max` on the same
+/// f32 distances), without the transform when `max` is small.
+///
+/// A distance is `sqrt` of an integer `d²`, so `d <= max` holds exactly for `d² <= K`, the
+/// largest such integer; no pixel farther than `R = floor(sqrt(K))` columns away can be
+/// that close. So the vertical distance to the background is needed only up to `R + 1`, and
+/// each pixel's minimum of `(q - p)² + g(p)²` only over the `2R + 1` columns `p` around it:
+/// `2R + 1` vectorised passes over each row instead of the lower envelope of every run. For
+/// `R > 16` (or `max` NaN or infinite) it thresholds the transform itself.
+pub fn within_distance(mask: ImageView<bool>, max: f32) -> Image<bool> {
+    let (w, h) = (mask.width(), mask.height());
+    // The distance of a squared distance, as the transform computes it.
+    let dist = |sq: u32| (f64::from(sq)).sqrt() as f32;
+    const MAX_RADIUS: u32 = 16;
+    let limit = (MAX_RADIUS + 1) * (MAX_RADIUS + 1);
+    // K: the largest squared distance whose distance is at most `max` (None: not even 0).
+    let mut k: Option<u32> = None;
+    if max.is_finite() {
+        let mut sq = 0u32;
+        while sq < limit && dist(sq) <= max {
+            k = Some(sq);
+            sq += 1;
+        }
+        if sq >= limit {
+            k = None;
+        }
+    }
+    let small = max.is_finite() && (k.is_some() || dist(0) > max);
+    if !small || w == 0 || h == 0 {
+        let d = distance_transform_edt(mask);
+        return d.map(|v| v <= max);
+    }
+    let Some(k) = k else {
+        // Every distance is at least 0 > max.
+        return Image::new(w, h, false);
+    };
+    let radius = (0..=MAX_RADIUS).rev().find(|r| r * r <= k).unwrap_or(0) as usize;
+    // Vertical distance to the background in the column, capped at radius + 1 ("far").
+    let cap = radius as u32 + 1;
+    let mut g: Vec<u32> = Vec::with_capacity(w * h);
+    g.extend(mask.row(0).iter().map(|&m| if m { cap } else { 0 }));
+    for r in 1..h {
+        g.extend_from_within((r - 1) * w..r * w);
+        let row = &mut g[r * w..];
+        for (c, &m) in row.iter_mut().zip(mask.row(r)) {
+            *c = if m { (*c + 1).min(cap) } else { 0 };
+        }
+    }
+    for r in (0..h - 1).rev() {
+        let (head, tail) = g.split_at_mut((r + 1) * w);
+        for (c, &b) in head[r * w..].iter_mut().zip(&tail[..w]) {
+            *c = (*c).min(b + 1);
+        }
+    }
+    let mut out = Image::new(w, h, false);
+    let mut sq = vec![0u32; w];
+    let mut best = vec![0u32; w];
+    for (r, orow) in out.as_mut_slice().chunks_exact_mut(w).enumerate() {
+        for (s, &v) in sq.iter_mut().zip(&g[r * w..(r + 1) * w]) {
+            *s = v * v;
+        }
+        best.copy_from_slice(&sq);
+        for dq in 1..=radius.min(w - 1) {
+            let d2 = (dq * dq) as u32;
+            // Columns to the right (q + dq) and to the left (q - dq).
+            for (b, &s) in best[..w - dq].iter_mut().zip(&sq[dq..]) {
+                *b = (*b).min(s + d2);
+            }
+            for (b, &s) in best[dq..].iter_mut().zip(&sq[..w - dq]) {
+                *b = (*b).min(s + d2);
+            }
+        }
+        for (o, &b) in orow.iter_mut().zip(&best) {
+            *o = b <= k;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +244,48 @@ mod tests {
             }
             best as f32
         })
+    }
+
+    #[test]
+    fn within_distance_equals_the_thresholded_transform() {
+        let mut state = 11u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        for (w, h) in [(1, 1), (1, 7), (9, 1), (23, 17), (40, 33)] {
+            for density in [0u64, 1, 5, 9, 10] {
+                let mask = Image::from_fn(w, h, |_, _| next() % 10 < density);
+                let d = distance_transform_edt(mask.view());
+                for max in [
+                    -1.0f32,
+                    0.0,
+                    0.5,
+                    1.0,
+                    1.0001,
+                    1.4142135,
+                    1.5,
+                    2.0,
+                    2.3,
+                    3.0,
+                    7.9,
+                    16.0,
+                    16.5,
+                    40.0,
+                    f32::INFINITY,
+                    f32::NAN,
+                ] {
+                    let want = d.map(|v| v <= max);
+                    assert_eq!(
+                        within_distance(mask.view(), max),
+                        want,
+                        "{w}x{h} density {density} max {max}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
