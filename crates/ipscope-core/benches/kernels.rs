@@ -12,12 +12,12 @@ use std::hint::black_box;
 
 use common::field;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ipscope_core::ops::distance::distance_transform_edt;
+use ipscope_core::ops::distance::{distance_transform_edt, within_distance};
 use ipscope_core::ops::filter::gaussian_blur;
 use ipscope_core::ops::label::{label, Connectivity};
 use ipscope_core::ops::measure::{measure_intensity_features, measure_shape_features};
 use ipscope_core::ops::morphology::fill_holes;
-use ipscope_core::ops::outline::outline_overlay;
+use ipscope_core::ops::outline::{outline_overlay, outline_thumbnail};
 use ipscope_core::ops::threshold::otsu;
 use ipscope_core::ops::watershed::watershed;
 use ipscope_core::{segment_nuclei, NucleiParams};
@@ -102,9 +102,22 @@ fn kernels(c: &mut Criterion) {
         g.bench_function(id("measure_intensity_features"), |b| {
             b.iter(|| measure_intensity_features(black_box(&s.labels), raw.view()))
         });
-        // The report's outline thumbnail of every field (`overlay_thumbnail`).
+        // The full-size overlay (`ipscope segment --overlay`) and the report's thumbnail
+        // (`overlay_thumbnail`: blocks of 8 at 2048², from the u16 field).
         g.bench_function(id("outline_overlay"), |b| {
             b.iter(|| outline_overlay(black_box(s.scaled.view()), s.labels.image().view()))
+        });
+        g.bench_function(id("outline_thumbnail"), |b| {
+            let k = size.div_ceil(256);
+            b.iter(|| outline_thumbnail(black_box(raw.view()), s.labels.image().view(), k))
+        });
+        // Outline growth's 1 px reach: the windowed test and the transform it replaces.
+        let outside = s.labels.image().map(|l| l == 0);
+        g.bench_function(id("within_distance_1px"), |b| {
+            b.iter(|| within_distance(black_box(outside.view()), 1.0))
+        });
+        g.bench_function(id("edt_of_background"), |b| {
+            b.iter(|| distance_transform_edt(black_box(outside.view())))
         });
         g.bench_function(id("segment_nuclei"), |b| {
             b.iter(|| segment_nuclei(black_box(raw.view()), &NucleiParams::default()))
