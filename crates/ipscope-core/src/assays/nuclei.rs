@@ -38,7 +38,7 @@ use ipscope_image::{Image, ImageView, Labels, Pixel};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, CpuBackend};
-use crate::ops::label::{clear_border, label, relabel_sequential, Connectivity};
+use crate::ops::label::{clear_border, find, label, relabel_sequential, Connectivity};
 use crate::ops::peaks::peak_local_max;
 use crate::ops::threshold;
 use crate::ops::watershed::watershed;
@@ -810,18 +810,6 @@ fn declump_by_dynamics(
     // Per root: its peak pixel.
     let mut peak = vec![NONE; w * h];
     let mut seeds: Vec<u32> = Vec::new();
-    fn find(parent: &mut [u32], mut x: u32) -> u32 {
-        let mut r = x;
-        while parent[r as usize] != r {
-            r = parent[r as usize];
-        }
-        while parent[x as usize] != r {
-            let n = parent[x as usize];
-            parent[x as usize] = r;
-            x = n;
-        }
-        r
-    }
     let mut roots: Vec<u32> = Vec::with_capacity(8);
     for &p in &order {
         let pu = p as usize;

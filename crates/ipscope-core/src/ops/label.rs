@@ -19,7 +19,8 @@ pub enum Connectivity {
     Eight,
 }
 
-fn find(parent: &mut [u32], mut x: u32) -> u32 {
+/// The root of `x`'s set, with every node on the path pointed at it (path compression).
+pub(crate) fn find(parent: &mut [u32], mut x: u32) -> u32 {
     let mut root = x;
     while parent[root as usize] != root {
         root = parent[root as usize];

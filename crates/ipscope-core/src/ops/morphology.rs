@@ -10,6 +10,8 @@
 
 use ipscope_image::{Image, ImageView};
 
+use super::label::find;
+
 /// Fills background regions that cannot reach the image border through 4-connected
 /// background pixels (`scipy.ndimage.binary_fill_holes`).
 pub fn fill_holes(mask: ImageView<bool>) -> Image<bool> {
@@ -64,18 +66,6 @@ fn clear_border_background(mask: &[bool], filled: &mut [bool], w: usize, h: usiz
     let mut runs: Vec<(u32, u32, u32)> = Vec::new();
     let mut parent: Vec<u32> = Vec::new();
     let mut border: Vec<bool> = Vec::new();
-    fn find(parent: &mut [u32], mut x: u32) -> u32 {
-        let mut r = x;
-        while parent[r as usize] != r {
-            r = parent[r as usize];
-        }
-        while parent[x as usize] != r {
-            let n = parent[x as usize];
-            parent[x as usize] = r;
-            x = n;
-        }
-        r
-    }
     let mut prev = 0..0;
     for r in 0..h {
         let row = &mask[r * w..(r + 1) * w];
