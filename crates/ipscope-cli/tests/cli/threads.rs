@@ -76,24 +76,7 @@ fn tables_are_byte_identical_at_1_2_and_4_threads() {
     let config = dir.path().join("qc_off.toml");
     std::fs::write(&config, "[qc]\nenabled = false\n").unwrap();
     let off = dir.path().join("qc_off");
-    let layout = plate.join("layout.csv");
-    let o = ipscope(&[
-        "run",
-        p(&plate),
-        "-o",
-        p(&off),
-        "--layout",
-        p(&layout),
-        "--channel",
-        "w1=Hoechst",
-        "--channel",
-        "w2=OCT4",
-        "--threads",
-        "2",
-        "--config",
-        p(&config),
-        "--quiet",
-    ]);
+    let o = run_demo(&plate, &off, &["--threads", "2", "--config", p(&config)]);
     assert!(o.status.success(), "run with QC off failed: {}", stderr(&o));
     let nuclei_off = std::fs::read(off.join("Nuclei.parquet")).unwrap();
     assert!(

@@ -161,24 +161,13 @@ pub fn within_distance(mask: ImageView<bool>, max: f32) -> Image<bool> {
     let dist = |sq: u32| (f64::from(sq)).sqrt() as f32;
     const MAX_RADIUS: u32 = 16;
     let limit = (MAX_RADIUS + 1) * (MAX_RADIUS + 1);
-    // K: the largest squared distance whose distance is at most `max` (None: not even 0).
-    let mut k: Option<u32> = None;
-    if max.is_finite() {
-        let mut sq = 0u32;
-        while sq < limit && dist(sq) <= max {
-            k = Some(sq);
-            sq += 1;
-        }
-        if sq >= limit {
-            k = None;
-        }
+    let fits = |sq: u32| dist(sq) <= max;
+    // Radii past MAX_RADIUS (and NaN or infinite `max`): threshold the transform itself.
+    if !max.is_finite() || w == 0 || h == 0 || fits(limit) {
+        return distance_transform_edt(mask).map(|v| v <= max);
     }
-    let small = max.is_finite() && (k.is_some() || dist(0) > max);
-    if !small || w == 0 || h == 0 {
-        let d = distance_transform_edt(mask);
-        return d.map(|v| v <= max);
-    }
-    let Some(k) = k else {
+    // K: the largest squared distance whose distance is at most `max`.
+    let Some(k) = (0..limit).take_while(|&sq| fits(sq)).last() else {
         // Every distance is at least 0 > max.
         return Image::new(w, h, false);
     };
