@@ -748,7 +748,7 @@ fn declump_by_intensity(
         is_max.as_mut_slice()[i] = f && v == m && v.is_finite();
     }
     let maxima = label(is_max.view(), Connectivity::Eight);
-    flood_from_markers(smooth, fg, components, maxima)
+    flood_from_markers(smooth, fg, components, maxima, false)
 }
 
 /// Hybrid declumping: intensity and shape evidence in one surface, seeds chosen by their
@@ -758,8 +758,9 @@ fn declump_by_intensity(
 /// the threshold `t`, weighted by the square root of the distance to the background, so a
 /// bright spot near an edge or a neck counts less than one in the middle of a round body.
 /// A regional maximum of the surface is a seed when the dip separating it from a higher
-/// maximum is at least `rel_depth` times its own height; the rest merge into their higher
-/// neighbour. This replaces the fixed seed distance of CellProfiler's method, so the seed
+/// maximum is positive and at least `rel_depth` times its own height; the rest merge into
+/// their higher neighbour. A component whose surface is zero throughout (nowhere above the
+/// threshold once smoothed) gives no object. This replaces the fixed seed distance of CellProfiler's method, so the seed
 /// spacing adapts to the nucleus size. Dynamics are computed by flooding from the top
 /// with a union-find (M. Grimaud, "New measure of contrast: the dynamics", SPIE 1769,
 /// 1992); the watershed then floods the negated surface inside the foreground.
@@ -850,7 +851,10 @@ fn declump_by_dynamics(
         for &q in &roots {
             if q != keep {
                 let pk = s[peak[q as usize] as usize];
-                if pk - s[pu] >= rel_depth * (pk - at(peak[q as usize] as usize)) {
+                // A basin that meets this one at its own peak's level has no dip (the
+                // flood in raster order splits a plateau, e.g. the zero-height rim of an
+                // object, into several basins): it is not a maximum of its own.
+                if pk > s[pu] && pk - s[pu] >= rel_depth * (pk - at(peak[q as usize] as usize)) {
                     seeds.push(peak[q as usize]);
                 }
                 parent[q as usize] = keep;
@@ -858,9 +862,11 @@ fn declump_by_dynamics(
         }
         parent[pu] = keep;
     }
-    // Every flooded component's final peak is a seed too.
+    // Every flooded component's final peak is a seed too, unless the surface is zero all
+    // over it: the smoothed image never rises above the threshold there, and
+    // `flood_from_markers` leaves it out.
     for &p in &order {
-        if parent[p as usize] == p {
+        if parent[p as usize] == p && s[peak[p as usize] as usize] > 0.0 {
             seeds.push(peak[p as usize]);
         }
     }
@@ -870,7 +876,7 @@ fn declump_by_dynamics(
         markers.as_mut_slice()[i as usize] = n as u32 + 1;
     }
     let n = seeds.len() as u32;
-    flood_from_markers(smooth, fg, components, Labels::new(markers, n))
+    flood_from_markers(smooth, fg, components, Labels::new(markers, n), true)
 }
 
 /// `f32::total_cmp`'s order as an unsigned integer: `a.total_cmp(&b)` equals
@@ -926,16 +932,20 @@ fn seeded_watershed(
         markers.set(r, c, n as u32 + 1);
     }
     let n = peaks.len() as u32;
-    flood_from_markers(surface, fg, components, Labels::new(markers, n))
+    flood_from_markers(surface, fg, components, Labels::new(markers, n), false)
 }
 
 /// Watershed of `-surface` inside `fg` from `markers`; a component of `components` without a
-/// marker is seeded at its highest pixel, so no object is lost.
+/// marker is seeded at its highest pixel, so no object is lost — except, with `drop_flat`,
+/// a component whose surface is nowhere above 0 (the hybrid declumping's surface is the
+/// smoothed image above the threshold: such a component holds no nucleus), which stays
+/// unlabelled.
 fn flood_from_markers(
     surface: Image<f32>,
     fg: &Image<bool>,
     components: &Labels,
     markers: Labels,
+    drop_flat: bool,
 ) -> Labels {
     let smooth = &surface;
     let mut n = markers.count();
@@ -959,7 +969,10 @@ fn flood_from_markers(
             best[l] = Some((v, i));
         }
     }
-    for (_, i) in best.into_iter().flatten() {
+    for (v, i) in best.into_iter().flatten() {
+        if drop_flat && !(v > 0.0) {
+            continue;
+        }
         n += 1;
         markers.as_mut_slice()[i] = n;
     }
@@ -1162,6 +1175,70 @@ mod tests {
         let c = segment_nuclei(img.view(), &free).labels;
         let area = |l: &Labels| l.image().as_slice().iter().filter(|&&v| v != 0).count();
         assert!(area(&c) > area(&b), "{} vs {}", area(&c), area(&b));
+    }
+
+    #[test]
+    fn hybrid_seeds_need_height_and_a_dip() {
+        // One component: a bright disc (1.0) with a dim U (0.2, below the threshold 0.5)
+        // attached to its right; the flood in raster order meets the U's two arms as two
+        // zero-height basins, which merge with each other and with the disc without any dip.
+        // A second component, a dim square, never rises above the threshold.
+        let (w, h) = (40, 30);
+        let in_u = |y: usize, x: usize| {
+            (4..20).contains(&y)
+                && ((17..20).contains(&x)
+                    || (31..34).contains(&x)
+                    || (y >= 17 && (17..34).contains(&x)))
+        };
+        let in_disc =
+            |y: usize, x: usize| (y as f64 - 10.0).powi(2) + (x as f64 - 11.0).powi(2) <= 36.0;
+        let in_square = |y: usize, x: usize| (24..28).contains(&y) && (25..29).contains(&x);
+        let smooth = Image::from_fn(w, h, |y, x| {
+            if in_disc(y, x) {
+                1.0f32
+            } else if in_u(y, x) || in_square(y, x) {
+                0.2
+            } else {
+                0.0
+            }
+        });
+        let fg = smooth.map(|v| v > 0.0);
+        let comps = label(fg.view(), Connectivity::Eight);
+        assert_eq!(comps.count(), 2);
+        let dist = distance_transform_edt(fg.view());
+        let out = declump_by_dynamics(smooth.clone(), &fg, &comps, &dist, (0.5, None), 0.03);
+        // One object: the disc's seed floods the whole first component; the dim square is
+        // no nucleus. (Counting zero-height basins as seeds gave four objects here.)
+        assert_eq!(out.count(), 1);
+        for (i, (&l, &s)) in out
+            .image()
+            .as_slice()
+            .iter()
+            .zip(smooth.as_slice())
+            .enumerate()
+        {
+            let (y, x) = (i / w, i % w);
+            let want = u32::from(in_disc(y, x) || in_u(y, x));
+            assert_eq!(l, want, "({y}, {x}) = {s}");
+        }
+        // Two discs joined by a dim neck: two seeds, each at a positive height with a dip.
+        let two = Image::from_fn(w, h, |y, x| {
+            let d1 = (y as f64 - 10.0).powi(2) + (x as f64 - 8.0).powi(2) <= 25.0;
+            let d2 = (y as f64 - 10.0).powi(2) + (x as f64 - 28.0).powi(2) <= 25.0;
+            let neck = (9..12).contains(&y) && (8..28).contains(&x);
+            if d1 || d2 {
+                1.0f32
+            } else if neck {
+                0.6
+            } else {
+                0.0
+            }
+        });
+        let fg = two.map(|v| v > 0.0);
+        let comps = label(fg.view(), Connectivity::Eight);
+        let dist = distance_transform_edt(fg.view());
+        let out = declump_by_dynamics(two, &fg, &comps, &dist, (0.5, None), 0.03);
+        assert_eq!(out.count(), 2);
     }
 
     #[test]
