@@ -970,7 +970,7 @@ fn flood_from_markers(
         }
     }
     for (v, i) in best.into_iter().flatten() {
-        if drop_flat && !(v > 0.0) {
+        if drop_flat && (v.is_nan() || v <= 0.0) {
             continue;
         }
         n += 1;
