@@ -173,7 +173,8 @@ impl RadixHeap {
 
 /// A heap entry ordered for `std`'s max-heap so that the smallest key comes out first. Keys
 /// are unique within a part's flood (ages are, and markers' keys are, see `markers_tie`),
-/// so any correct priority queue pops them in the one order scikit-image's heap does.
+/// except between markers of one label, so any correct priority queue gives the labels
+/// scikit-image's heap does.
 #[derive(Clone, Copy)]
 struct MinItem(Item);
 
@@ -197,8 +198,18 @@ impl Ord for MinItem {
     }
 }
 
-/// Whether two markers with the same elevation lie in the same 4-connected part of the mask.
-fn markers_tie(markers: &[Item], inside: &[bool], w: usize, h: usize) -> bool {
+/// Whether two markers with the same elevation but different labels lie in the same
+/// 4-connected part of the mask (`labels`: each marker pixel's label).
+///
+/// Markers of one label that tie may leave the heap in any order: the labels come out the
+/// same. Such markers pop one after the other (no other key lies between theirs), each
+/// pushes its unlabelled neighbours with the same label and with values that do not depend
+/// on which of them pushed, so any order pushes the same pixels, labels and values, only
+/// with their ages permuted within one run of consecutive ages. Pixels of one label whose
+/// ages are permuted within such a run compare with every other pixel as before (value
+/// first, then an age outside the run), so they again pop as one run per value, and the
+/// argument repeats until the flood ends.
+fn markers_tie(markers: &[Item], labels: &[u32], inside: &[bool], w: usize, h: usize) -> bool {
     let mut keys: Vec<u64> = markers.iter().map(|m| m.key).collect();
     keys.sort_unstable();
     if keys.windows(2).all(|k| k[0] != k[1]) {
@@ -213,7 +224,7 @@ fn markers_tie(markers: &[Item], inside: &[bool], w: usize, h: usize) -> bool {
     let mut part = ipscope_image::filled_vec(w * h, 0u32);
     let mut stack: Vec<usize> = Vec::new();
     let mut parts = 0u32;
-    let mut tagged: Vec<(u64, u32)> = Vec::new();
+    let mut tagged: Vec<(u64, u32, u32)> = Vec::new();
     for m in markers.iter().filter(|m| shared(m.key)) {
         if part[m.index] == 0 {
             parts += 1;
@@ -228,10 +239,14 @@ fn markers_tie(markers: &[Item], inside: &[bool], w: usize, h: usize) -> bool {
                 }
             }
         }
-        tagged.push((m.key, part[m.index]));
+        tagged.push((m.key, part[m.index], labels[m.index]));
     }
+    // Sorted by key, part, then label: a group of one key and part holds two labels exactly
+    // when two neighbours in the order differ in label only.
     tagged.sort_unstable();
-    tagged.windows(2).any(|t| t[0] == t[1])
+    tagged
+        .windows(2)
+        .any(|t| t[0].0 == t[1].0 && t[0].1 == t[1].1 && t[0].2 != t[1].2)
 }
 
 /// The 4-neighbours of pixel `i` in skimage's order for connectivity 1: up, left, right,
@@ -264,8 +279,9 @@ fn elev_at(elev: &[f32], i: usize) -> f32 {
 /// then age) does not depend on the ages handed out to other parts, so flooding the parts one
 /// after the other pops, within each part, the same sequence as one flood over the whole
 /// image — and gives the same labels. A part's pixels then stay in cache during its flood
-/// instead of being visited in elevation order across the whole image. Needs distinct marker
-/// keys within each part (no [`markers_tie`]); `markers` in any order.
+/// instead of being visited in elevation order across the whole image. Needs markers that
+/// share a key within a part to share their label too (no [`markers_tie`]); `markers` in any
+/// order.
 ///
 /// For the same reason the parts are flooded in parallel on the current rayon pool when it
 /// has more than one thread (each part by one task, its ages counted from 1): the labels do
@@ -499,12 +515,12 @@ fn flood(
     // ages increase), and once they are unique any priority queue (a part's binary heap, a
     // radix heap) pops the same sequence as scikit-image's heap, at a fraction of the cost. Only markers share a key (age
     // 0, same elevation), and only scikit-image's own heap breaks such ties its way. A tie
-    // matters only between markers in the same 4-connected part of the mask (the flood of
-    // one part never sees another), so the binary heap is kept, until the last marker is
-    // out, only when such a tie exists.
+    // matters only between markers of different labels in the same 4-connected part of the
+    // mask (the flood of one part never sees another; see `markers_tie` for one label), so
+    // the binary heap is kept, until the last marker is out, only when such a tie exists.
     let mut markers_left = heap.items.len();
     let mut radix: Option<RadixHeap> = None;
-    if allow_radix && !markers_tie(&heap.items, inside, w, h) {
+    if allow_radix && !markers_tie(&heap.items, &out, inside, w, h) {
         flood_by_parts(&heap.items, elev, inside, &mut out, w, h);
         heap.items.clear();
     }
@@ -671,7 +687,10 @@ mod tests {
                 })
                 .collect();
             if case % 2 == 0 {
-                assert!(!markers_tie(&items, inside, w, h), "case {case}");
+                assert!(
+                    !markers_tie(&items, markers.image().as_slice(), inside, w, h),
+                    "case {case}"
+                );
             }
             let inf = elev.map(|v| if v.is_nan() { f32::INFINITY } else { v });
             let with_inf = flood(inf.view(), &markers, Some(mask.view()), false);
@@ -689,6 +708,83 @@ mod tests {
         }
     }
 
+    #[test]
+    fn markers_of_one_label_may_tie_in_any_order() {
+        // Ties between markers of one label in one part: `markers_tie` lets the part-by-part
+        // flood run (its heap breaks the ties its own way), and the labels must be those of
+        // scikit-image's heap. Coarse levels make every other kind of tie common too.
+        let mut state = 2718u64;
+        let mut rnd = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        const CASES: usize = 500;
+        let mut with_ties = 0;
+        for case in 0..CASES {
+            let (w, h) = (24 + case % 17, 19 + case % 5);
+            let mut elev = Image::from_fn(w, h, |_, _| (rnd() % 6) as f32 / 4.0);
+            let dense = case % 3 == 0;
+            let mask = Image::from_fn(w, h, |_, _| dense || rnd() % 5 < 3);
+            let mut m = Image::new(w, h, 0u32);
+            for k in 0..30u32 {
+                let i = rnd() as usize % (w * h);
+                if k % 2 == 0 {
+                    // Three levels, each with its own label: every tie is within a label.
+                    let level = rnd() % 3;
+                    m.as_mut_slice()[i] = level + 1;
+                    elev.as_mut_slice()[i] = level as f32 / 4.0;
+                } else {
+                    // Distinct elevations, other labels (one of them shared).
+                    m.as_mut_slice()[i] = 4 + k % 5;
+                    elev.as_mut_slice()[i] = 0.1 + k as f32 / 256.0;
+                }
+            }
+            let markers = Labels::from_image(m);
+            let inside = mask.as_slice();
+            let lab = markers.image().as_slice();
+            let items: Vec<Item> = (0..w * h)
+                .filter(|&i| inside[i] && lab[i] != 0)
+                .map(|i| Item {
+                    key: key(elev.as_slice()[i], 0),
+                    index: i,
+                })
+                .collect();
+            assert!(!markers_tie(&items, lab, inside, w, h), "case {case}");
+            let mut keys: Vec<u64> = items.iter().map(|m| m.key).collect();
+            keys.sort_unstable();
+            with_ties += usize::from(keys.windows(2).any(|k| k[0] == k[1]));
+            let exact = flood(elev.view(), &markers, Some(mask.view()), false);
+            let fast = flood(elev.view(), &markers, Some(mask.view()), true);
+            assert_eq!(fast, exact, "case {case}");
+        }
+        assert!(
+            with_ties > CASES / 2,
+            "{with_ties} of {CASES} cases with tied markers"
+        );
+        // A tie between two labels in one part is still seen.
+        let inside = [true; 4];
+        let items = [
+            Item {
+                key: key(1.0, 0),
+                index: 0,
+            },
+            Item {
+                key: key(1.0, 0),
+                index: 3,
+            },
+        ];
+        assert!(markers_tie(&items, &[1, 0, 0, 2], &inside, 2, 2));
+        assert!(!markers_tie(&items, &[1, 0, 0, 1], &inside, 2, 2));
+        assert!(!markers_tie(
+            &items,
+            &[1, 0, 0, 2],
+            &[true, false, false, true],
+            2,
+            2
+        ));
+    }
     #[test]
     fn radix_heap_pops_monotone_keys_in_order() {
         let mut r = RadixHeap::new(0);
