@@ -367,33 +367,36 @@ pub fn segment_nuclei_with<T: Pixel>(
     let mut outline = None;
     if threshold.local.is_none() && params.object_contrast > 0.0 {
         let low = backend.label(fg.view(), Connectivity::Eight)?;
-        let map = object_thresholds(&smoothed, &low, t as f32, params.object_contrast);
+        // The background level and each component's quantile, once for both fractions.
+        let levels = ObjectLevels::new(&smoothed, &low);
+        let per = levels.thresholds(t as f32, params.object_contrast);
+        let lab = low.image().as_slice();
         if params.outline_contrast > 0.0
             && params.outline_contrast < params.object_contrast
             && params.outline_max_growth > 0.0
         {
-            let omap = object_thresholds(&smoothed, &low, t as f32, params.outline_contrast);
+            let per_o = levels.thresholds(t as f32, params.outline_contrast);
             let mut o = Image::new(w, h, false);
-            for (((p, &v), &m), &f) in o
+            for (((p, &v), &l), &f) in o
                 .as_mut_slice()
                 .iter_mut()
                 .zip(smoothed.as_slice())
-                .zip(omap.as_slice())
+                .zip(lab)
                 .zip(fg.as_slice())
             {
-                *p = f && v > m;
+                *p = f && v > per_o[l as usize];
             }
             outline = Some(o);
         }
-        for ((f, &v), &m) in fg
+        for ((f, &v), &l) in fg
             .as_mut_slice()
             .iter_mut()
             .zip(smoothed.as_slice())
-            .zip(map.as_slice())
+            .zip(lab)
         {
-            *f = *f && v > m;
+            *f = *f && v > per[l as usize];
         }
-        tmap = Some(map);
+        tmap = Some(low.image().map(|l| per[l as usize]));
     }
     // Hole filling, components and distance map in one backend call (a GPU keeps the mask
     // on the device between them); the distance map only when some object needs it.
@@ -569,49 +572,74 @@ fn subtract_background(smoothed: &mut Image<f32>, scaled: &mut Image<f32>, radiu
     }
 }
 
-/// Per-pixel thresholds of the per-object rule ([`NucleiParams::object_contrast`]): for each
-/// component of `low` (the pixels above the field threshold `t`), max(t, bg + f · (q − bg))
-/// with q its [`OBJECT_QUANTILE`] and bg the median of the finite pixels outside `low`;
-/// `t` elsewhere.
-fn object_thresholds(smoothed: &Image<f32>, low: &Labels, t: f32, f: f32) -> Image<f32> {
-    let n = low.count() as usize;
-    let labels = low.image().as_slice();
-    let px = smoothed.as_slice();
-    // Pixels grouped by component (counting sort), then one selection per component.
-    let mut start = vec![0usize; n + 2];
-    for &l in labels {
-        start[l as usize + 1] += 1;
-    }
-    for k in 1..start.len() {
-        start[k] += start[k - 1];
-    }
-    let mut fill = start.clone();
-    let mut vals = vec![0f32; px.len()];
-    for (&l, &v) in labels.iter().zip(px) {
-        vals[fill[l as usize]] = v;
-        fill[l as usize] += 1;
-    }
-    let select = |v: &mut [f32], q: f64| -> Option<f32> {
-        if v.is_empty() {
-            return None;
+/// What the per-object rule ([`NucleiParams::object_contrast`]) reads from a field: the
+/// background level (median of the finite pixels outside the components of `low`, the
+/// pixels above the field threshold) and each component's [`OBJECT_QUANTILE`].
+struct ObjectLevels {
+    bg: f32,
+    /// Per label (0: the background, `None`).
+    quantile: Vec<Option<f32>>,
+}
+
+impl ObjectLevels {
+    fn new(smoothed: &Image<f32>, low: &Labels) -> Self {
+        let n = low.count() as usize;
+        let labels = low.image().as_slice();
+        let px = smoothed.as_slice();
+        // The objects' pixels grouped by component (counting sort), then one selection per
+        // component; the background's finite pixels apart.
+        let mut start = vec![0usize; n + 2];
+        for &l in labels {
+            start[l as usize + 1] += 1;
         }
-        let k = ((v.len() - 1) as f64 * q) as usize;
-        Some(*v.select_nth_unstable_by(k, f32::total_cmp).1)
-    };
-    let (bg_part, objects) = vals.split_at_mut(start[1]);
-    let mut bg_vals: Vec<f32> = bg_part.iter().copied().filter(|v| v.is_finite()).collect();
-    let bg = select(&mut bg_vals, 0.5).unwrap_or(0.0);
-    let mut per = vec![t; n + 1];
-    for (k, p) in per.iter_mut().enumerate().skip(1) {
-        let v = &mut objects[start[k] - start[1]..start[k + 1] - start[1]];
-        if let Some(q) = select(v, OBJECT_QUANTILE) {
-            let own = bg + f * (q - bg);
-            if own > t {
-                *p = own;
+        for k in 1..start.len() {
+            start[k] += start[k - 1];
+        }
+        let mut fill = start.clone();
+        let mut objects = vec![0f32; px.len() - start[1]];
+        let mut bg_vals: Vec<f32> = Vec::with_capacity(start[1]);
+        for (&l, &v) in labels.iter().zip(px) {
+            if l != 0 {
+                objects[fill[l as usize] - start[1]] = v;
+                fill[l as usize] += 1;
+            } else if v.is_finite() {
+                bg_vals.push(v);
             }
         }
+        let select = |v: &mut [f32], q: f64| -> Option<f32> {
+            if v.is_empty() {
+                return None;
+            }
+            let k = ((v.len() - 1) as f64 * q) as usize;
+            Some(*v.select_nth_unstable_by(k, f32::total_cmp).1)
+        };
+        let bg = select(&mut bg_vals, 0.5).unwrap_or(0.0);
+        let mut quantile = vec![None; n + 1];
+        for (k, q) in quantile.iter_mut().enumerate().skip(1) {
+            let v = &mut objects[start[k] - start[1]..start[k + 1] - start[1]];
+            *q = select(v, OBJECT_QUANTILE);
+        }
+        ObjectLevels { bg, quantile }
     }
-    low.image().map(|l| per[l as usize])
+
+    /// Each label's threshold at fraction `f`: max(t, bg + f · (q − bg)) for a component,
+    /// `t` for the background.
+    fn thresholds(&self, t: f32, f: f32) -> Vec<f32> {
+        self.quantile
+            .iter()
+            .map(|q| match q {
+                Some(q) => {
+                    let own = self.bg + f * (q - self.bg);
+                    if own > t {
+                        own
+                    } else {
+                        t
+                    }
+                }
+                None => t,
+            })
+            .collect()
+    }
 }
 
 /// A field's threshold: one value, or one per pixel for the local method.
