@@ -27,6 +27,18 @@ pub(crate) mod testing {
             s
         }
     }
+
+    /// Knuth's MMIX linear congruential generator from `seed`, each value the top 31 bits
+    /// of the state after a step.
+    pub(crate) fn lcg32(seed: u64) -> impl FnMut() -> u32 {
+        let mut state = seed;
+        move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        }
+    }
 }
 
 pub use assays::cells::{segment_cells, CellMethod, CellsParams, CellsResult};

@@ -615,18 +615,12 @@ mod tests {
 
     #[test]
     fn radix_path_equals_the_binary_heap_path() {
-        let mut state = 99u64;
-        let mut rnd = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u32
-        };
+        let mut rnd = crate::testing::lcg32(99);
         for case in 0..20 {
             let (w, h) = (31 + case, 23);
             // Coarse levels make plateaus and ties between non-marker pixels common.
             let mut elev = Image::from_fn(w, h, |_, _| (rnd() % 5) as f32);
-            let mask = Image::from_fn(w, h, |_, _| rnd() % 7 != 0);
+            let mask = Image::from_fn(w, h, |_, _| !rnd().is_multiple_of(7));
             let mut m = Image::new(w, h, 0u32);
             for k in 0..12 {
                 let i = rnd() as usize % (w * h);
@@ -650,13 +644,7 @@ mod tests {
     fn flood_by_parts_equals_the_binary_heap_path_on_many_small_parts() {
         // A sparse mask breaks into many 4-connected parts, some with several markers, some
         // with none; the part-by-part flood must give scikit-image's heap's labels.
-        let mut state = 4242u64;
-        let mut rnd = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u32
-        };
+        let mut rnd = crate::testing::lcg32(4242);
         for case in 0..10 {
             let (w, h) = (40 + case, 37);
             // Coarse levels: plateaus and ties between flooded pixels are common.
@@ -713,13 +701,7 @@ mod tests {
         // Ties between markers of one label in one part: `markers_tie` lets the part-by-part
         // flood run (its heap breaks the ties its own way), and the labels must be those of
         // scikit-image's heap. Coarse levels make every other kind of tie common too.
-        let mut state = 2718u64;
-        let mut rnd = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u32
-        };
+        let mut rnd = crate::testing::lcg32(2718);
         const CASES: usize = 500;
         let mut with_ties = 0;
         for case in 0..CASES {
