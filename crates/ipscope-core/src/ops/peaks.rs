@@ -239,36 +239,57 @@ pub fn peak_local_max(
         }
     }
     let mut peaks = Vec::new();
-    let mut scratch = Scratch::default();
+    let mut scratch = PeakScratch::default();
     for (l, &(r0, c0, r1, c1)) in bbox.iter().enumerate().skip(1) {
         if r0 == usize::MAX {
             continue;
         }
         let (bh, bw) = (r1 - r0, c1 - c0);
         let object = Image::from_fn(bw, bh, |r, c| lab.get(r0 + r, c0 + c) == l as u32);
-        // scikit-image paints the other pixels of the crop with the dtype's minimum.
-        let crop = Image::from_fn(bw, bh, |r, c| {
-            let v = img.get(r0 + r, c0 + c);
-            if object.get(r, c) && !v.is_nan() {
-                v
-            } else {
-                f32::MIN
-            }
-        });
-        let m = peak_mask(
-            &crop,
-            min_distance,
-            threshold_abs,
-            Some(&object),
-            &mut scratch,
-        );
+        // The box lies inside the image, so the crop cannot fail.
+        let Ok(values) = img.crop(r0, c0, bh, bw) else {
+            continue;
+        };
         peaks.extend(
-            high_peaks(&crop, &m, min_distance)
+            object_peaks(values, &object, min_distance, threshold_abs, &mut scratch)
                 .into_iter()
                 .map(|(r, c)| (r + r0, c + c0)),
         );
     }
     peaks
+}
+
+/// Scratch buffers of [`object_peaks`], reused from one object to the next.
+#[derive(Default)]
+pub(crate) struct PeakScratch(Scratch);
+
+/// The peaks of one labelled object, as [`peak_local_max`] finds them with labels:
+/// `values` is the image inside the object's bounding box and `object` marks the object's
+/// pixels there (same size). Coordinates are relative to the box, best first.
+pub(crate) fn object_peaks(
+    values: ImageView<f32>,
+    object: &Image<bool>,
+    min_distance: usize,
+    threshold_abs: f32,
+    scratch: &mut PeakScratch,
+) -> Vec<(usize, usize)> {
+    // scikit-image paints the other pixels of the crop with the dtype's minimum.
+    let crop = Image::from_fn(values.width(), values.height(), |r, c| {
+        let v = values.get(r, c);
+        if object.get(r, c) && !v.is_nan() {
+            v
+        } else {
+            f32::MIN
+        }
+    });
+    let m = peak_mask(
+        &crop,
+        min_distance,
+        threshold_abs,
+        Some(object),
+        &mut scratch.0,
+    );
+    high_peaks(&crop, &m, min_distance)
 }
 
 #[cfg(test)]
