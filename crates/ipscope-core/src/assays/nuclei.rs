@@ -41,7 +41,9 @@ use crate::backend::{Backend, CpuBackend};
 use crate::ops::filter::{gaussian_blur, gaussian_kernel, GAUSSIAN_TRUNCATE};
 use crate::ops::label::{clear_border, find, label, relabel_sequential, Connectivity};
 use crate::ops::measure::shape::bounding_boxes;
-use crate::ops::peaks::{object_peaks, peak_local_max, PeakScratch};
+#[cfg(test)]
+use crate::ops::peaks::peak_local_max;
+use crate::ops::peaks::{object_peaks, PeakScratch};
 use crate::ops::threshold;
 use crate::ops::watershed::watershed;
 use crate::Error;
@@ -1025,7 +1027,7 @@ fn flood_from_markers(
 ///   Gaussian's radius `g` only: the box widened by `g` (clipped to the field, whose edges
 ///   the crop then shares) holds all of it, and the crop's Gaussian does each pixel's
 ///   arithmetic in the same order;
-/// * [`peak_local_max`] with labels already works object by object in the object's box
+/// * [`crate::ops::peaks::peak_local_max`] with labels already works object by object in the object's box
 ///   ([`object_peaks`]), and an object without a peak is seeded at its first highest pixel
 ///   in raster order either way;
 /// * seeds are numbered as there: the peaks object by object in label order, then the
@@ -1197,7 +1199,7 @@ mod tests {
                     let r = 2.0 + f64::from(rnd() % 90) / 10.0;
                     let cy = f64::from(rnd() % (h as u32 + 10)) - 5.0;
                     let cx = f64::from(rnd() % (w as u32 + 10)) - 5.0;
-                    (cy, cx, r, rnd() % 3 == 0)
+                    (cy, cx, r, rnd().is_multiple_of(3))
                 })
                 .collect();
             let fg = Image::from_fn(w, h, |y, x| {
