@@ -1044,6 +1044,14 @@ fn declump(components: &Labels, dist: &Image<f32>, seed_distance: usize) -> Labe
     let cap = (w + h) as f32;
     let g = gaussian_kernel(f64::from(DISTANCE_SIGMA), GAUSSIAN_TRUNCATE).len() / 2;
     let lab = components.image();
+    // A field with a background pixel has finite distances everywhere, one without none.
+    let capped;
+    let dist = if dist.as_slice().first().is_some_and(|d| d.is_finite()) {
+        dist
+    } else {
+        capped = dist.map(|d| if d.is_finite() { d } else { cap });
+        &capped
+    };
     let mut scratch = PeakScratch::default();
     let mut crops = Vec::with_capacity(components.count() as usize);
     let mut peaks_total = 0u32;
@@ -1052,19 +1060,21 @@ fn declump(components: &Labels, dist: &Image<f32>, seed_distance: usize) -> Labe
         let Some((r0, c0, r1, c1)) = b else { continue };
         let (er0, ec0) = (r0.saturating_sub(g), c0.saturating_sub(g));
         let (er1, ec1) = ((r1 + g).min(h), (c1 + g).min(w));
-        let wide = Image::from_fn(ec1 - ec0, er1 - er0, |r, c| {
-            let d = dist.get(er0 + r, ec0 + c);
-            if d.is_finite() {
-                d
-            } else {
-                cap
-            }
-        });
-        let smooth = gaussian_blur(wide.view(), DISTANCE_SIGMA);
         let (bh, bw) = (r1 - r0, c1 - c0);
-        let object = Image::from_fn(bw, bh, |r, c| lab.get(r0 + r, c0 + c) == l as u32);
+        // Unreachable errors: the boxes lie inside the field and the widened box.
+        let Ok(wide) = dist.view().crop(er0, ec0, er1 - er0, ec1 - ec0) else {
+            continue;
+        };
+        let smooth = gaussian_blur(wide, DISTANCE_SIGMA);
         let Ok(surface) = smooth.view().crop(r0 - er0, c0 - ec0, bh, bw) else {
-            continue; // unreachable: the box lies inside its widened crop
+            continue;
+        };
+        let mut object = Vec::with_capacity(bw * bh);
+        for r in r0..r1 {
+            object.extend(lab.row(r)[c0..c1].iter().map(|&v| v == l as u32));
+        }
+        let Ok(object) = Image::from_vec(bw, bh, object) else {
+            continue;
         };
         let mut seeds = object_peaks(surface, &object, seed_distance, f32::MIN, &mut scratch);
         let peaked = !seeds.is_empty();

@@ -274,14 +274,24 @@ pub(crate) fn object_peaks(
     scratch: &mut PeakScratch,
 ) -> Vec<(usize, usize)> {
     // scikit-image paints the other pixels of the crop with the dtype's minimum.
-    let crop = Image::from_fn(values.width(), values.height(), |r, c| {
-        let v = values.get(r, c);
-        if object.get(r, c) && !v.is_nan() {
-            v
-        } else {
-            f32::MIN
-        }
-    });
+    let mut crop = Vec::with_capacity(object.len());
+    for (row, inside) in values
+        .rows()
+        .zip(object.as_slice().chunks_exact(values.width().max(1)))
+    {
+        crop.extend(row.iter().zip(inside).map(
+            |(&v, &o)| {
+                if o && !v.is_nan() {
+                    v
+                } else {
+                    f32::MIN
+                }
+            },
+        ));
+    }
+    let Ok(crop) = Image::from_vec(values.width(), values.height(), crop) else {
+        return Vec::new(); // unreachable: `object` has the size of `values`
+    };
     let m = peak_mask(
         &crop,
         min_distance,
