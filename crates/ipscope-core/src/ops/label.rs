@@ -122,13 +122,14 @@ pub(crate) fn max_label(labels: &Labels) -> u32 {
 
 /// Renumbers objects `1..=N` in raster order of their first pixel, dropping missing labels.
 pub fn relabel_sequential(labels: &Labels) -> Labels {
-    remap_raster(labels, |_| true)
+    remap_raster(labels, max_label(labels), |_| true)
 }
 
-/// Keeps the labels for which `keep(label)` holds and renumbers them in raster order.
-fn remap_raster(labels: &Labels, mut keep: impl FnMut(u32) -> bool) -> Labels {
+/// Keeps the labels for which `keep(label)` holds and renumbers them in raster order;
+/// `largest` is [`max_label`] of `labels`.
+fn remap_raster(labels: &Labels, largest: u32, mut keep: impl FnMut(u32) -> bool) -> Labels {
     const UNSEEN: u32 = u32::MAX;
-    let mut map = vec![UNSEEN; max_label(labels) as usize + 1];
+    let mut map = vec![UNSEEN; largest as usize + 1];
     map[0] = 0;
     let mut next = 0u32;
     let img = labels.image().map(|l| {
@@ -150,9 +151,15 @@ fn remap_raster(labels: &Labels, mut keep: impl FnMut(u32) -> bool) -> Labels {
 ///
 /// The vector has `max(count, largest label present) + 1` entries.
 pub fn object_areas(labels: &Labels) -> Vec<u64> {
-    let mut areas = vec![0u64; max_label(labels) as usize + 1];
+    // Sized by `count` and grown for a larger label, in the counting pass itself (no pass
+    // for the largest label first).
+    let mut areas = vec![0u64; labels.count() as usize + 1];
     for &l in labels.image().as_slice() {
-        areas[l as usize] += 1;
+        let l = l as usize;
+        if l >= areas.len() {
+            areas.resize(l + 1, 0);
+        }
+        areas[l] += 1;
     }
     areas
 }
@@ -161,7 +168,9 @@ pub fn object_areas(labels: &Labels) -> Vec<u64> {
 /// order of first pixel.
 pub fn filter_by_area(labels: &Labels, min: u64, max: u64) -> Labels {
     let areas = object_areas(labels);
-    remap_raster(labels, |l| (min..=max).contains(&areas[l as usize]))
+    // `areas` has max_label + 1 entries.
+    let largest = areas.len() as u32 - 1;
+    remap_raster(labels, largest, |l| (min..=max).contains(&areas[l as usize]))
 }
 
 /// Removes objects touching the image border; the other labels and `count` are unchanged
