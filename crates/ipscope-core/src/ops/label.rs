@@ -170,7 +170,9 @@ pub fn filter_by_area(labels: &Labels, min: u64, max: u64) -> Labels {
     let areas = object_areas(labels);
     // `areas` has max_label + 1 entries.
     let largest = areas.len() as u32 - 1;
-    remap_raster(labels, largest, |l| (min..=max).contains(&areas[l as usize]))
+    remap_raster(labels, largest, |l| {
+        (min..=max).contains(&areas[l as usize])
+    })
 }
 
 /// Removes objects touching the image border; the other labels and `count` are unchanged
