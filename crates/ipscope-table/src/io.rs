@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arrow_array::{RecordBatch, RecordBatchOptions};
 use arrow_ipc::reader::FileReader as IpcFileReader;
 use arrow_ipc::writer::FileWriter as IpcFileWriter;
-use arrow_schema::SchemaRef;
+use arrow_schema::{Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
 use crate::ops::same_columns;
@@ -99,14 +100,24 @@ pub struct WrittenFile {
 /// for its writer-bug workarounds, so it is left as is), and the embedded Arrow schema lists
 /// metadata in sorted key order. Page-level statistics and the page index stay on (DuckDB and
 /// polars use them for pruning); encodings are the Parquet 1.0 ones every reader knows.
-fn parquet_properties() -> Result<WriterProperties> {
+///
+/// Floating-point columns are written without a dictionary: measurements are nearly all
+/// distinct, so a dictionary only adds its indices (and its encoding's hashing) to the
+/// plain values. Strings and integers (plate, well, site, numbers) keep it.
+fn parquet_properties(schema: &Schema) -> Result<WriterProperties> {
     let level = ZstdLevel::try_new(ZSTD_LEVEL).map_err(|e| Error::Schema(e.to_string()))?;
-    Ok(WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(PARQUET_MAX_ROW_GROUP_ROWS))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .build())
+        .set_statistics_enabled(EnabledStatistics::Page);
+    for field in schema.fields() {
+        if field.data_type().is_floating() {
+            builder = builder
+                .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        }
+    }
+    Ok(builder.build())
 }
 
 /// Counts and hashes the bytes on their way to the file, so `finish` need not read it again.
@@ -216,7 +227,7 @@ impl TableWriter {
         let inner = match format {
             Format::Parquet => {
                 let writer =
-                    ArrowWriter::try_new(sink, schema.clone(), Some(parquet_properties()?))
+                    ArrowWriter::try_new(sink, schema.clone(), Some(parquet_properties(&schema)?))
                         .map_err(|e| Error::parquet(path, e))?;
                 Inner::Parquet(Box::new(writer))
             }
