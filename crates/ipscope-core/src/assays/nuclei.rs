@@ -447,7 +447,8 @@ pub fn segment_nuclei_with<T: Pixel>(
     };
     let objects = match outline {
         Some(o) if objects.count() > 0 => {
-            grow_outlines(backend, &smoothed, objects, o, params.outline_max_growth)?
+            // The last use of `smoothed`: the growth negates it in place.
+            grow_outlines(backend, smoothed, objects, o, params.outline_max_growth)?
         }
         _ => objects,
     };
@@ -471,7 +472,7 @@ pub fn segment_nuclei_with<T: Pixel>(
 /// from the whole objects at the cost of the ring.
 fn grow_outlines(
     backend: &dyn Backend,
-    smoothed: &Image<f32>,
+    smoothed: Image<f32>,
     objects: Labels,
     outline: Image<bool>,
     max_growth: f32,
@@ -532,7 +533,11 @@ fn grow_outlines(
     if !any {
         return Ok(objects);
     }
-    let elevation = smoothed.map(|v| -v);
+    // The watershed's elevation, in the smoothed image's own buffer.
+    let mut elevation = smoothed;
+    for v in elevation.as_mut_slice() {
+        *v = -*v;
+    }
     let n = objects.count();
     let grown = watershed(
         elevation.view(),
