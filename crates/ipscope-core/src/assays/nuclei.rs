@@ -825,11 +825,7 @@ fn declump_by_dynamics(
     // Per box: its seeds (or the fallback seed), and whether it has a seed of its own.
     let mut seeded = Vec::with_capacity(components.count() as usize);
     let mut all_seeds: Vec<u32> = Vec::new();
-    let mut order: Vec<u64> = Vec::new();
-    let mut parent: Vec<u32> = Vec::new();
-    let mut peak: Vec<u32> = Vec::new();
-    let mut roots: Vec<u32> = Vec::with_capacity(8);
-    const NONE: u32 = u32::MAX;
+    let mut scratch = DynamicsScratch::default();
     for (l, b) in bounding_boxes(components).into_iter().enumerate().skip(1) {
         let Some((r0, c0, r1, c1)) = b else { continue };
         let (bh, bw) = (r1 - r0, c1 - c0);
@@ -853,85 +849,9 @@ fn declump_by_dynamics(
                 })),
             }
         }
+        // The box's raster order is the field's, so the flooding order of its pixels is too.
         let at = |i: usize| tmap.map_or(t, |m| m.get(r0 + i / bw, c0 + i % bw));
-        // Flooding order: decreasing value, ties in raster order (the box's raster order is
-        // the field's). Sorting packed u64 keys (descending total order of the value, then
-        // index) gives exactly the order of `s[b].total_cmp(&s[a]).then(a.cmp(&b))`.
-        order.clear();
-        order.extend(
-            (0..bw * bh)
-                .filter(|&i| object[i] && surf[i].is_finite())
-                .map(|i| (u64::from(!total_order_bits(surf[i])) << 32) | i as u64),
-        );
-        order.sort_unstable();
-        parent.clear();
-        parent.resize(bw * bh, NONE);
-        // Per root: its peak pixel.
-        peak.clear();
-        peak.resize(bw * bh, NONE);
-        let s = &surf;
-        let mut seeds: Vec<u32> = Vec::new();
-        for &k in &order {
-            let p = k as u32;
-            let pu = p as usize;
-            let (r, c) = (pu / bw, pu % bw);
-            roots.clear();
-            for dr in -1i64..=1 {
-                for dc in -1i64..=1 {
-                    if dr == 0 && dc == 0 {
-                        continue;
-                    }
-                    let (rr, cc) = (r as i64 + dr, c as i64 + dc);
-                    if rr < 0 || cc < 0 || rr >= bh as i64 || cc >= bw as i64 {
-                        continue;
-                    }
-                    let q = (rr as usize * bw + cc as usize) as u32;
-                    if parent[q as usize] != NONE {
-                        let root = find(&mut parent, q);
-                        if !roots.contains(&root) {
-                            roots.push(root);
-                        }
-                    }
-                }
-            }
-            parent[pu] = p;
-            if roots.is_empty() {
-                peak[pu] = p;
-                continue;
-            }
-            // The brightest peak (first in flooding order on ties) absorbs the others.
-            let mut keep = roots[0];
-            for &q in &roots[1..] {
-                let (pq, pk) = (peak[q as usize], peak[keep as usize]);
-                let (a, b) = (s[pq as usize], s[pk as usize]);
-                if a > b || (a == b && pq < pk) {
-                    keep = q;
-                }
-            }
-            for &q in &roots {
-                if q != keep {
-                    let pk = s[peak[q as usize] as usize];
-                    // A basin that meets this one at its own peak's level has no dip (the
-                    // flood in raster order splits a plateau, e.g. the zero-height rim of
-                    // an object, into several basins): it is not a maximum of its own.
-                    if pk > s[pu] && pk - s[pu] >= rel_depth * (pk - at(peak[q as usize] as usize))
-                    {
-                        seeds.push(peak[q as usize]);
-                    }
-                    parent[q as usize] = keep;
-                }
-            }
-            parent[pu] = keep;
-        }
-        // Every flooded component's final peak is a seed too, unless the surface is zero
-        // all over it: the smoothed image never rises above the threshold there.
-        for &k in &order {
-            let p = k as u32;
-            if parent[p as usize] == p && s[peak[p as usize] as usize] > 0.0 {
-                seeds.push(peak[p as usize]);
-            }
-        }
-        seeds.sort_unstable();
+        let mut seeds = dynamics_seeds(&surf, &object, bw, at, rel_depth, &mut scratch);
         let own = !seeds.is_empty();
         if !own {
             // No seed: the component's first highest pixel, unless its surface is nowhere
@@ -986,6 +906,116 @@ fn declump_by_dynamics(
         };
     }
     flood_in_boxes(components, boxes, next_fallback)
+}
+
+/// Reused buffers of [`dynamics_seeds`].
+#[derive(Default)]
+struct DynamicsScratch {
+    order: Vec<u64>,
+    parent: Vec<u32>,
+    peak: Vec<u32>,
+    roots: Vec<u32>,
+}
+
+/// The hybrid declumping's seeds in an image `w` pixels wide (a component's box, or a whole
+/// field): the flood of the surface `s` from the top inside `mask` with a union-find over
+/// 8-neighbours, keeping a basin's peak when the dip to the higher basin it meets is
+/// positive and at least `rel_depth` times the peak's height above its threshold `at(peak)`,
+/// and every flooded region's final peak whose surface is above 0. Pixel indices, sorted;
+/// the image has fewer than 2³² pixels.
+fn dynamics_seeds(
+    s: &[f32],
+    mask: &[bool],
+    w: usize,
+    at: impl Fn(usize) -> f32,
+    rel_depth: f32,
+    scratch: &mut DynamicsScratch,
+) -> Vec<u32> {
+    const NONE: u32 = u32::MAX;
+    let h = s.len() / w.max(1);
+    let DynamicsScratch {
+        order,
+        parent,
+        peak,
+        roots,
+    } = scratch;
+    // Flooding order: decreasing value, ties in raster order. Sorting packed u64 keys
+    // (descending total order of the value, then index) gives exactly the order of
+    // `s[b].total_cmp(&s[a]).then(a.cmp(&b))` without an indirect comparison.
+    order.clear();
+    order.extend(
+        (0..s.len())
+            .filter(|&i| mask[i] && s[i].is_finite())
+            .map(|i| (u64::from(!total_order_bits(s[i])) << 32) | i as u64),
+    );
+    order.sort_unstable();
+    parent.clear();
+    parent.resize(s.len(), NONE);
+    // Per root: its peak pixel.
+    peak.clear();
+    peak.resize(s.len(), NONE);
+    let mut seeds: Vec<u32> = Vec::new();
+    for &k in order.iter() {
+        let p = k as u32;
+        let pu = p as usize;
+        let (r, c) = (pu / w, pu % w);
+        roots.clear();
+        for dr in -1i64..=1 {
+            for dc in -1i64..=1 {
+                if dr == 0 && dc == 0 {
+                    continue;
+                }
+                let (rr, cc) = (r as i64 + dr, c as i64 + dc);
+                if rr < 0 || cc < 0 || rr >= h as i64 || cc >= w as i64 {
+                    continue;
+                }
+                let q = (rr as usize * w + cc as usize) as u32;
+                if parent[q as usize] != NONE {
+                    let root = find(parent, q);
+                    if !roots.contains(&root) {
+                        roots.push(root);
+                    }
+                }
+            }
+        }
+        parent[pu] = p;
+        if roots.is_empty() {
+            peak[pu] = p;
+            continue;
+        }
+        // The brightest peak (first in flooding order on ties) absorbs the others.
+        let mut keep = roots[0];
+        for &q in &roots[1..] {
+            let (pq, pk) = (peak[q as usize], peak[keep as usize]);
+            let (a, b) = (s[pq as usize], s[pk as usize]);
+            if a > b || (a == b && pq < pk) {
+                keep = q;
+            }
+        }
+        for &q in roots.iter() {
+            if q != keep {
+                let pk = s[peak[q as usize] as usize];
+                // A basin that meets this one at its own peak's level has no dip (the flood
+                // in raster order splits a plateau, e.g. the zero-height rim of an object,
+                // into several basins): it is not a maximum of its own.
+                if pk > s[pu] && pk - s[pu] >= rel_depth * (pk - at(peak[q as usize] as usize)) {
+                    seeds.push(peak[q as usize]);
+                }
+                parent[q as usize] = keep;
+            }
+        }
+        parent[pu] = keep;
+    }
+    // Every flooded region's final peak is a seed too, unless the surface is zero all over
+    // it: the smoothed image never rises above the threshold there.
+    for &k in order.iter() {
+        let p = k as u32;
+        if parent[p as usize] == p && s[peak[p as usize] as usize] > 0.0 {
+            seeds.push(peak[p as usize]);
+        }
+    }
+    seeds.sort_unstable();
+    seeds
 }
 
 /// `f32::total_cmp`'s order as an unsigned integer: `a.total_cmp(&b)` equals
@@ -1370,28 +1400,18 @@ mod tests {
         pub(super) static FIELD_FLOODS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
-    /// [`declump_by_dynamics`] as it was, over the whole field at once: the reference the
+    /// [`declump_by_dynamics`] over the whole field at once (its form before the boxes): the
+    /// surface of the field, the seeds of one flood of it, one watershed. The reference the
     /// box-by-box version must equal.
-    #[allow(clippy::type_complexity)]
     fn declump_by_dynamics_full_frame(
-        // The image smoothed by `declump_smoothing`.
         mut smooth: Image<f32>,
         fg: &Image<bool>,
         components: &Labels,
         dist: &Image<f32>,
-        // The field threshold and, with the per-object rule, each pixel's own threshold.
         (t, tmap): (f32, Option<&Image<f32>>),
         rel_depth: f32,
     ) -> Labels {
-        // Pixel indices are u32 below (half the memory traffic of usize); a field of 2³² pixels
-        // or more (64 GiB of u16 per channel) keeps its undivided components.
-        if fg.len() >= u32::MAX as usize {
-            return components.clone();
-        }
-        // An all-foreground field has no finite distance; a constant keeps the intensity term.
         let cap = (fg.width() + fg.height()) as f32;
-        let t = if t.is_finite() { t } else { 0.0 };
-        // The threshold of each pixel: its object's (per-object rule) or the field's.
         let at = |i: usize| tmap.map_or(t, |m| m.as_slice()[i]);
         for (i, (v, &d)) in smooth
             .as_mut_slice()
@@ -1402,86 +1422,16 @@ mod tests {
             let d = if d.is_finite() { d } else { cap };
             *v = (*v - at(i)).max(0.0) * d.sqrt();
         }
-        let (w, h) = (fg.width(), fg.height());
-        let s = smooth.as_slice();
-        let mask = fg.as_slice();
-        // Flooding order: decreasing value, ties in raster order. Sorting packed u64 keys
-        // (descending total order of the value, then index) gives exactly the order of
-        // `s[b].total_cmp(&s[a]).then(a.cmp(&b))` without an indirect comparison.
-        let mut keys: Vec<u64> = (0..w * h)
-            .filter(|&i| mask[i] && s[i].is_finite())
-            .map(|i| (u64::from(!total_order_bits(s[i])) << 32) | i as u64)
-            .collect();
-        keys.sort_unstable();
-        let order: Vec<u32> = keys.iter().map(|&k| k as u32).collect();
-        drop(keys);
-        const NONE: u32 = u32::MAX;
-        let mut parent = vec![NONE; w * h];
-        // Per root: its peak pixel.
-        let mut peak = vec![NONE; w * h];
-        let mut seeds: Vec<u32> = Vec::new();
-        let mut roots: Vec<u32> = Vec::with_capacity(8);
-        for &p in &order {
-            let pu = p as usize;
-            let (r, c) = (pu / w, pu % w);
-            roots.clear();
-            for dr in -1i64..=1 {
-                for dc in -1i64..=1 {
-                    if dr == 0 && dc == 0 {
-                        continue;
-                    }
-                    let (rr, cc) = (r as i64 + dr, c as i64 + dc);
-                    if rr < 0 || cc < 0 || rr >= h as i64 || cc >= w as i64 {
-                        continue;
-                    }
-                    let q = (rr as usize * w + cc as usize) as u32;
-                    if parent[q as usize] != NONE {
-                        let root = find(&mut parent, q);
-                        if !roots.contains(&root) {
-                            roots.push(root);
-                        }
-                    }
-                }
-            }
-            parent[pu] = p;
-            if roots.is_empty() {
-                peak[pu] = p;
-                continue;
-            }
-            // The brightest peak (first in flooding order on ties) absorbs the others.
-            let mut keep = roots[0];
-            for &q in &roots[1..] {
-                let (pq, pk) = (peak[q as usize], peak[keep as usize]);
-                let (a, b) = (s[pq as usize], s[pk as usize]);
-                if a > b || (a == b && pq < pk) {
-                    keep = q;
-                }
-            }
-            for &q in &roots {
-                if q != keep {
-                    let pk = s[peak[q as usize] as usize];
-                    // A basin that meets this one at its own peak's level has no dip (the
-                    // flood in raster order splits a plateau, e.g. the zero-height rim of an
-                    // object, into several basins): it is not a maximum of its own.
-                    if pk > s[pu] && pk - s[pu] >= rel_depth * (pk - at(peak[q as usize] as usize))
-                    {
-                        seeds.push(peak[q as usize]);
-                    }
-                    parent[q as usize] = keep;
-                }
-            }
-            parent[pu] = keep;
-        }
-        // Every flooded component's final peak is a seed too, unless the surface is zero all
-        // over it: the smoothed image never rises above the threshold there, and
-        // `flood_from_markers` leaves it out.
-        for &p in &order {
-            if parent[p as usize] == p && s[peak[p as usize] as usize] > 0.0 {
-                seeds.push(peak[p as usize]);
-            }
-        }
-        seeds.sort_unstable();
-        let mut markers = Image::new(w, h, 0u32);
+        let w = fg.width();
+        let seeds = dynamics_seeds(
+            smooth.as_slice(),
+            fg.as_slice(),
+            w,
+            at,
+            rel_depth,
+            &mut DynamicsScratch::default(),
+        );
+        let mut markers = Image::new(w, fg.height(), 0u32);
         for (n, &i) in seeds.iter().enumerate() {
             markers.as_mut_slice()[i as usize] = n as u32 + 1;
         }
