@@ -1349,20 +1349,39 @@ mod tests {
         assert_eq!(segment_nuclei(spike.view(), &p).labels.count(), 0);
     }
 
+    /// Centre row, centre column, radius and a random number, of [`random_shapes`].
+    type RandomShape = (f64, f64, f64, u32);
+
+    /// A random field size of 20 to 20 + `span` − 1 pixels a side and 1 to `max` shapes
+    /// `(centre row, centre col, radius, a random number for the caller)`: centres up to 5 px
+    /// outside the field, radii 2 to 2 + (`span` − 1) / 10 px.
+    fn random_shapes(
+        rnd: &mut impl FnMut() -> u32,
+        span: u32,
+        max: u32,
+    ) -> (usize, usize, Vec<RandomShape>) {
+        let (w, h) = (20 + (rnd() % span) as usize, 20 + (rnd() % span) as usize);
+        let shapes = (0..1 + rnd() % max)
+            .map(|_| {
+                let r = 2.0 + f64::from(rnd() % span) / 10.0;
+                let cy = f64::from(rnd() % (h as u32 + 10)) - 5.0;
+                let cx = f64::from(rnd() % (w as u32 + 10)) - 5.0;
+                (cy, cx, r, rnd())
+            })
+            .collect();
+        (w, h, shapes)
+    }
+
     /// Random fields of overlapping discs and boxes (symmetric shapes make seeds of equal
     /// height), some touching the edges, and all-foreground fields.
     #[test]
     fn declumping_in_boxes_equals_the_whole_field() {
         let mut rnd = crate::testing::lcg32(7);
         for case in 0..120 {
-            let (w, h) = (20 + (rnd() % 90) as usize, 20 + (rnd() % 90) as usize);
-            let shapes: Vec<(f64, f64, f64, bool)> = (0..1 + rnd() % 14)
-                .map(|_| {
-                    let r = 2.0 + f64::from(rnd() % 90) / 10.0;
-                    let cy = f64::from(rnd() % (h as u32 + 10)) - 5.0;
-                    let cx = f64::from(rnd() % (w as u32 + 10)) - 5.0;
-                    (cy, cx, r, rnd().is_multiple_of(3))
-                })
+            let (w, h, shapes) = random_shapes(&mut rnd, 90, 14);
+            let shapes: Vec<(f64, f64, f64, bool)> = shapes
+                .into_iter()
+                .map(|(cy, cx, r, x)| (cy, cx, r, x.is_multiple_of(3)))
                 .collect();
             let fg = Image::from_fn(w, h, |y, x| {
                 case % 40 == 39
@@ -1444,14 +1463,10 @@ mod tests {
         let mut rnd = crate::testing::lcg32(11);
         let mut boxes_only = 0;
         for case in 0..80 {
-            let (w, h) = (20 + (rnd() % 80) as usize, 20 + (rnd() % 80) as usize);
-            let blobs: Vec<(f64, f64, f64, f64)> = (0..1 + rnd() % 12)
-                .map(|_| {
-                    let r = 2.0 + f64::from(rnd() % 80) / 10.0;
-                    let cy = f64::from(rnd() % (h as u32 + 10)) - 5.0;
-                    let cx = f64::from(rnd() % (w as u32 + 10)) - 5.0;
-                    (cy, cx, r, 0.3 + f64::from(rnd() % 70) / 100.0)
-                })
+            let (w, h, blobs) = random_shapes(&mut rnd, 80, 12);
+            let blobs: Vec<(f64, f64, f64, f64)> = blobs
+                .into_iter()
+                .map(|(cy, cx, r, x)| (cy, cx, r, 0.3 + f64::from(x % 70) / 100.0))
                 .collect();
             // Coarse levels (ties of the surface) in even cases, fine ones in odd cases.
             let levels = if case % 2 == 0 { 8.0 } else { 4096.0 };
