@@ -14,7 +14,10 @@
 # On the GPU machine, target/gpu-check/ must travel with the checkout (an ignored path: carry
 # it). Without it the script builds gpu_bench with cargo when cargo is there. Environment:
 # SIZES (default 2048,4096,8192), REPS (3), TIMEOUT (seconds per size, 240), OUT (a folder
-# that receives device_check.txt as well as stdout).
+# that receives device_check.txt as well as stdout), E2E (a number of wells, 96 or 384: with
+# `prepare`, also copies the ipscope CLI; when running, also times `ipscope run` on the demo
+# plate of that many wells x 2 sites of 1024² with --device cpu and gpu and compares the
+# Nuclei tables).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CHECK="$ROOT/target/gpu-check"
@@ -24,6 +27,10 @@ if [[ "${1:-}" == prepare ]]; then
   cargo build --release --locked -p ipscope-gpu --example gpu_bench
   mkdir -p "$CHECK/lib"
   cp target/release/examples/gpu_bench "$CHECK/gpu_bench"
+  if [[ -n "${E2E:-}" ]]; then
+    cargo build --release --locked -p ipscope-cli
+    cp target/release/ipscope "$CHECK/ipscope"
+  fi
   # The Vulkan loader and the glvnd libraries NVIDIA's Vulkan driver (libGLX_nvidia) needs;
   # the driver itself comes with the GPU machine.
   for lib in libvulkan.so.1 libGLX.so.0 libGLdispatch.so.0 libEGL.so.1 libGL.so.1 \
@@ -57,6 +64,14 @@ fi
 if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1 '; then
   export LD_LIBRARY_PATH="$CHECK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
+# Some container images mount NVIDIA's driver under /usr/local/nvidia, where the loader does
+# not look: name its manifests when nothing else does.
+nv=/usr/local/nvidia/share
+if [[ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" && -f $nv/vulkan/icd.d/nvidia_icd.json ]] \
+   && ! ls /usr/share/vulkan/icd.d/nvidia_icd*.json /etc/vulkan/icd.d/nvidia_icd*.json >/dev/null 2>&1; then
+  export VK_DRIVER_FILES=$nv/vulkan/icd.d/nvidia_icd.json
+  [[ -f $nv/glvnd/egl_vendor.d/10_nvidia.json ]] && export __EGL_VENDOR_LIBRARY_FILENAMES=$nv/glvnd/egl_vendor.d/10_nvidia.json
+fi
 log=/dev/null
 if [[ -n "${OUT:-}" ]]; then
   mkdir -p "$OUT"
@@ -72,4 +87,29 @@ fi
     timeout "$TIMEOUT" "$BIN" --sizes "$n" --reps "$REPS" || echo "gpu_bench --sizes $n: exit $? (timeout ${TIMEOUT}s)"
     echo "[$n² done in $(( $(date +%s) - start )) s]"
   done
+  if [[ -n "${E2E:-}" ]]; then
+    # End to end: the demo plate (E2E wells x 2 sites of 1024²) through `ipscope run` on all
+    # CPU threads and on the GPU; the Nuclei tables are compared row by row.
+    CLI=${IPSCOPE_BIN:-$CHECK/ipscope}
+    work=$(mktemp -d)
+    "$CLI" demo "$work/plate" --wells "$E2E" --sites 2 --size "${E2E_SIZE:-1024}" --quiet
+    for dev in cpu gpu; do
+      start=$(date +%s%N)
+      "$CLI" run "$work/plate" -o "$work/$dev" --device "$dev" --quiet || echo "run --device $dev: exit $?"
+      echo "run --device $dev: $(( ($(date +%s%N) - start) / 1000000 )) ms ($(nproc) CPU threads available)"
+    done
+    grep -o '"device": "gpu: [^"]*"' "$work/gpu/manifest.json" || true
+    "${PYTHON:-python3}" - "$work" <<'PY' || echo "table comparison skipped (python3 with pyarrow needed)"
+import sys, pyarrow.parquet as pq
+w = sys.argv[1]
+c, g = (pq.read_table(f"{w}/{d}/Nuclei.parquet") for d in ("cpu", "gpu"))
+num = [f.name for f in c.schema if str(f.type).startswith(("double", "float", "int", "uint"))]
+same = [n for n in num if c.column(n).equals(g.column(n))]
+print(f"Nuclei rows cpu {c.num_rows} gpu {g.num_rows}; numeric columns identical {len(same)} of {len(num)}")
+for n in num:
+    if n not in same:
+        print(f"  differs: {n}")
+PY
+    rm -rf "$work"
+  fi
 } 2>&1 | tee "$log"

@@ -78,7 +78,7 @@ fn args() -> Result<Args, String> {
             "-h" | "--help" => {
                 println!(
                     "gpu_bench [--quick] [--sizes 2048,8192] [--reps 3] [--chain] \
-                     [--only gaussian,otsu,li,erosion,dilation,fill_holes,edt,label8,\
+                     [--only transfer,gaussian,otsu,li,erosion,dilation,fill_holes,edt,label8,\
                      measure_shape,size_filter,watershed,chain]"
                 );
                 std::process::exit(0);
@@ -318,6 +318,25 @@ fn main() {
             let key = name.split_whitespace().next().unwrap_or(name);
             a.only.as_ref().is_none_or(|o| o.iter().any(|k| k == key))
         };
+        if let Some(g) = g.filter(|_| selected("transfer")) {
+            // What one kernel call's upload and readback of a 4 B/px image cost alone.
+            let mut best = (f64::INFINITY, f64::INFINITY);
+            for _ in 0..a.reps {
+                match g.gpu().transfer_probe(n * n) {
+                    Ok((u, d)) => best = (best.0.min(u), best.1.min(d)),
+                    Err(e) => println!("transfer         {n:>5}² failed: {e}"),
+                }
+            }
+            let mb = (n * n * 4) as f64 / 1e6;
+            println!(
+                "transfer         {n:>5}² upload {:>8.1} ms ({:.1} GB/s)   readback {:>8.1} ms ({:.1} GB/s)   of {mb:.0} MB, best of {}",
+                best.0,
+                mb / best.0,
+                best.1,
+                mb / best.1,
+                a.reps
+            );
+        }
         kernels(&img, &centres, &cpu, g, (n, a.reps, cpu_reps), &selected);
         if !selected("chain") {
             continue;

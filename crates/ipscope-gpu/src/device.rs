@@ -216,6 +216,28 @@ impl Gpu {
         &self.summary
     }
 
+    /// Times one upload and one readback of `words` 4-byte words (a new storage buffer
+    /// filled from the host, then copied back through a mapped staging buffer, as every
+    /// kernel call does), in ms: `(upload, readback)`. For benches: it says how much of a
+    /// call's wall time the transfers alone take on this device.
+    #[doc(hidden)]
+    pub fn transfer_probe(&self, words: usize) -> Result<(f64, f64), Error> {
+        let data = vec![0x3f80_0000u32; words.max(1)];
+        self.scoped("transfer", || {
+            let t = std::time::Instant::now();
+            let buffer = self.storage(&data);
+            self.submit(self.encoder())?;
+            let up = t.elapsed().as_secs_f64() * 1e3;
+            let t = std::time::Instant::now();
+            let back = self.submit_and_read(self.encoder(), &[(&buffer, data.len())])?;
+            let down = t.elapsed().as_secs_f64() * 1e3;
+            if back.first().map(Vec::len) != Some(data.len() * 4) {
+                return Err("the readback came back short".into());
+            }
+            Ok((up, down))
+        })
+    }
+
     /// Plans kernels as if storage bindings held at most `bytes` (at least 1 KiB), so tests
     /// can exercise tiling on any device. Never raises the device's own limit.
     pub fn set_max_binding_for_tests(&mut self, bytes: u64) {
