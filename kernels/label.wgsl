@@ -6,12 +6,14 @@
 // nothing. Each component then carries the index + 1 of its first pixel in raster order,
 // so numbering the distinct values in raster order gives exactly the CPU's labels
 // (ipscope_core::ops::label::label). Atomics keep concurrent reads and writes defined.
+// With `invert` set, the zero pixels of `mask` are the ones labelled (hole filling labels
+// the background, see holes.wgsl).
 
 struct Params {
     width: u32,
     height: u32,
     eight: u32,
-    _pad: u32,
+    invert: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -26,7 +28,7 @@ fn init(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     let i = id.y * p.width + id.x;
     var v = 0u;
-    if (mask[i] != 0u) {
+    if ((mask[i] != 0u) != (p.invert != 0u)) {
         v = i + 1u;
     }
     atomicStore(&lab[i], v);

@@ -45,11 +45,19 @@ pub const HISTOGRAM: Kernel = Kernel {
     bindings: &[U, R, RW, RW, R],
 };
 
-/// Erosion, dilation, hole filling (and the filled mask left on the device).
+/// Erosion and dilation.
 pub const MORPHOLOGY: Kernel = Kernel {
     name: "morphology",
     source: include_str!("../../../kernels/morphology.wgsl"),
-    entry_points: &["erode", "dilate", "flood", "fill_from_flood"],
+    entry_points: &["erode", "dilate"],
+    bindings: &[U, R, RW],
+};
+
+/// Hole filling from the background's labels (open components, then the filled mask).
+pub const HOLES: Kernel = Kernel {
+    name: "holes",
+    source: include_str!("../../../kernels/holes.wgsl"),
+    entry_points: &["open_border", "fill"],
     bindings: &[U, R, RW, RW],
 };
 
@@ -103,5 +111,5 @@ pub const RELABEL: Kernel = Kernel {
 
 /// Every kernel the GPU backend uses.
 pub const KERNELS: &[Kernel] = &[
-    GAUSSIAN, HISTOGRAM, MORPHOLOGY, EDT, LABEL, MEASURE, LI, WATERSHED, RELABEL,
+    GAUSSIAN, HISTOGRAM, MORPHOLOGY, HOLES, EDT, LABEL, MEASURE, LI, WATERSHED, RELABEL,
 ];

@@ -10,7 +10,7 @@ use ipscope_core::ops::threshold::Histogram;
 use ipscope_image::{Image, ImageView, Labels};
 
 use crate::device::{groups_1d, groups_2d, Gpu};
-use crate::kernels::{EDT, GAUSSIAN, HISTOGRAM, LABEL, MEASURE, MORPHOLOGY};
+use crate::kernels::{EDT, GAUSSIAN, HISTOGRAM, HOLES, LABEL, MEASURE, MORPHOLOGY};
 use crate::Error;
 
 /// Dispatches of an iterated kernel between two convergence checks.
@@ -211,27 +211,7 @@ impl Gpu {
             return Ok(Image::new(w, h, false));
         }
         if (w * h) as u64 * 4 > self.max_binding {
-            if entry != "flood" {
-                return self.morph_banded(mask, entry);
-            }
-            // Holes are the background components (4-connected, as scipy's cross) that do
-            // not touch the border: label the background with the tiled labelling.
-            let background = mask.map(|v| !v);
-            let l = self.label_tiled(background.view(), Connectivity::Four)?;
-            let li = l.image();
-            let mut open = vec![false; l.count() as usize + 1];
-            for x in 0..w {
-                open[li.get(0, x) as usize] = true;
-                open[li.get(h - 1, x) as usize] = true;
-            }
-            for y in 0..h {
-                open[li.get(y, 0) as usize] = true;
-                open[li.get(y, w - 1) as usize] = true;
-            }
-            return Ok(Image::from_fn(w, h, |r, c| {
-                let b = li.get(r, c) as usize;
-                mask.get(r, c) || (b != 0 && !open[b])
-            }));
+            return self.morph_banded(mask, entry);
         }
         self.check_fits(K, w, h, w * h)?;
         let words = mask_words(mask);
@@ -239,39 +219,84 @@ impl Gpu {
             let params = self.uniform([w as u32, h as u32, 0, 0]);
             let src = self.storage(&words);
             let dst = self.zeroed(w * h);
-            let changed = self.zeroed(1);
-            let g = self.bind(&MORPHOLOGY, &[&params, &src, &dst, &changed]);
+            let g = self.bind(&MORPHOLOGY, &[&params, &src, &dst]);
             let mut enc = self.encoder();
-            enc.clear_buffer(&dst, 0, None);
-            enc.clear_buffer(&changed, 0, None);
-            if entry != "flood" {
-                self.dispatch(&mut enc, &MORPHOLOGY, entry, &g, groups_2d(w, h));
-                let out = self.submit_and_read(enc, &[(&dst, w * h)])?;
-                return Ok(to_u32(&out[0]));
-            }
-            self.submit(enc)?;
-            loop {
-                let mut enc = self.encoder();
-                enc.clear_buffer(&changed, 0, None);
-                for _ in 0..BATCH {
-                    self.dispatch(&mut enc, &MORPHOLOGY, "flood", &g, groups_2d(w, h));
-                }
-                let flag = self.submit_and_read(enc, &[(&changed, 1)])?;
-                if to_u32(&flag[0])[0] == 0 {
-                    break;
-                }
-            }
-            let out = self.submit_and_read(self.encoder(), &[(&dst, w * h)])?;
-            // `dst` marks the background reached from the border; the rest is filled.
-            Ok(to_u32(&out[0]).into_iter().map(|o| 1 - o.min(1)).collect())
+            self.dispatch(&mut enc, &MORPHOLOGY, entry, &g, groups_2d(w, h));
+            let out = self.submit_and_read(enc, &[(&dst, w * h)])?;
+            Ok(to_u32(&out[0]))
         })?;
-        Image::from_vec(w, h, out.into_iter().map(|v| v != 0).collect()).map_err(|e| {
+        self.mask_image(K, w, h, out)
+    }
+
+    /// A mask image from one u32 word per pixel.
+    pub(crate) fn mask_image(
+        &self,
+        kernel: &'static str,
+        w: usize,
+        h: usize,
+        words: Vec<u32>,
+    ) -> Result<Image<bool>, Error> {
+        Image::from_vec(w, h, words.into_iter().map(|v| v != 0).collect()).map_err(|e| {
             Error::Device {
                 adapter: self.adapter().name.clone(),
-                kernel: K,
+                kernel,
                 message: e.to_string(),
             }
         })
+    }
+
+    /// The filled mask of the `w × h` mask in `src` (one u32 per pixel), left on the device
+    /// (call inside `scoped`): the background labelled 4-connected (`label.wgsl`, inverted),
+    /// the components that touch the border marked open, every other background pixel filled.
+    pub(crate) fn fill_on_device(
+        &self,
+        src: &wgpu::Buffer,
+        w: usize,
+        h: usize,
+    ) -> Result<wgpu::Buffer, String> {
+        let lab = self.propagate_labels(src, w, h, 0, 1)?;
+        let params = self.uniform([w as u32, h as u32, 0, 0]);
+        let open = self.zeroed(w * h);
+        let filled = self.zeroed(w * h);
+        let g = self.bind(&HOLES, &[&params, &lab, &open, &filled]);
+        let mut enc = self.encoder();
+        enc.clear_buffer(&open, 0, None);
+        self.dispatch(&mut enc, &HOLES, "open_border", &g, groups_2d(w, h));
+        self.dispatch(&mut enc, &HOLES, "fill", &g, groups_2d(w, h));
+        self.submit(enc)?;
+        Ok(filled)
+    }
+
+    /// Converged labels of the `w × h` mask in `src` (call inside `scoped`): `init`, then
+    /// batches of `propagate` until one changes nothing. Every component carries the index
+    /// + 1 of its first pixel in raster order. `eight`: 8-connected; `invert`: label the
+    /// zero pixels.
+    pub(crate) fn propagate_labels(
+        &self,
+        src: &wgpu::Buffer,
+        w: usize,
+        h: usize,
+        eight: u32,
+        invert: u32,
+    ) -> Result<wgpu::Buffer, String> {
+        let params = self.uniform([w as u32, h as u32, eight, invert]);
+        let lab = self.zeroed(w * h);
+        let changed = self.zeroed(1);
+        let g = self.bind(&LABEL, &[&params, src, &lab, &changed]);
+        let mut enc = self.encoder();
+        self.dispatch(&mut enc, &LABEL, "init", &g, groups_2d(w, h));
+        self.submit(enc)?;
+        loop {
+            let mut enc = self.encoder();
+            enc.clear_buffer(&changed, 0, None);
+            for _ in 0..BATCH {
+                self.dispatch(&mut enc, &LABEL, "propagate", &g, groups_2d(w, h));
+            }
+            let flag = self.submit_and_read(enc, &[(&changed, 1)])?;
+            if to_u32(&flag[0])[0] == 0 {
+                return Ok(lab);
+            }
+        }
     }
 
     /// Erosion or dilation of a mask larger than one binding, in bands of rows with a halo of
@@ -327,10 +352,46 @@ impl Gpu {
         self.morph(mask, "dilate")
     }
 
-    /// `ipscope_core::ops::morphology::fill_holes` on the GPU (exact): the background is
-    /// flooded from the border until a batch of steps changes nothing.
+    /// `ipscope_core::ops::morphology::fill_holes` on the GPU (exact): the background's
+    /// 4-connected components are labelled on the device and those that do not touch the
+    /// border filled. A mask larger than one binding labels its background with the tiled
+    /// labelling and fills on the host.
     pub fn fill_holes(&self, mask: ImageView<bool>) -> Result<Image<bool>, Error> {
-        self.morph(mask, "flood")
+        const K: &str = "holes";
+        let (w, h) = (mask.width(), mask.height());
+        if mask.is_empty() {
+            return Ok(Image::new(w, h, false));
+        }
+        if (w * h) as u64 * 4 > self.max_binding {
+            let background = mask.map(|v| !v);
+            let l = self.label_tiled(background.view(), Connectivity::Four)?;
+            let li = l.image();
+            let mut open = vec![false; l.count() as usize + 1];
+            for x in 0..w {
+                open[li.get(0, x) as usize] = true;
+                open[li.get(h - 1, x) as usize] = true;
+            }
+            for y in 0..h {
+                open[li.get(y, 0) as usize] = true;
+                open[li.get(y, w - 1) as usize] = true;
+            }
+            return Ok(Image::from_fn(w, h, |r, c| {
+                let b = li.get(r, c) as usize;
+                mask.get(r, c) || (b != 0 && !open[b])
+            }));
+        }
+        self.check_fits(K, w, h, w * h)?;
+        if (w * h) as u64 >= u64::from(u32::MAX) {
+            return Err(self.too_large(K, w, h, "more pixels than u32 labels".into()));
+        }
+        let words = mask_words(mask);
+        let out = self.scoped(K, || {
+            let src = self.storage(&words);
+            let filled = self.fill_on_device(&src, w, h)?;
+            let out = self.submit_and_read(self.encoder(), &[(&filled, w * h)])?;
+            Ok(to_u32(&out[0]))
+        })?;
+        self.mask_image(K, w, h, out)
     }
 
     /// `ipscope_core::ops::distance::distance_transform_edt` on the GPU: exact integer
@@ -601,46 +662,35 @@ impl Gpu {
         const K: &str = "label";
         let eight = u32::from(conn == Connectivity::Eight);
         let roots = self.scoped(K, || {
-            let params = self.uniform([w as u32, h as u32, eight, 0]);
             let mut owned = None;
             let m = self.mask_buffer(src, &mut owned);
-            let lab = self.zeroed(w * h);
-            let changed = self.zeroed(1);
-            let g = self.bind(&LABEL, &[&params, m, &lab, &changed]);
-            let mut enc = self.encoder();
-            self.dispatch(&mut enc, &LABEL, "init", &g, groups_2d(w, h));
-            self.submit(enc)?;
-            loop {
-                let mut enc = self.encoder();
-                enc.clear_buffer(&changed, 0, None);
-                for _ in 0..BATCH {
-                    self.dispatch(&mut enc, &LABEL, "propagate", &g, groups_2d(w, h));
-                }
-                let flag = self.submit_and_read(enc, &[(&changed, 1)])?;
-                if to_u32(&flag[0])[0] == 0 {
-                    break;
-                }
-            }
+            let lab = self.propagate_labels(m, w, h, eight, 0)?;
             let out = self.submit_and_read(self.encoder(), &[(&lab, w * h)])?;
             Ok(to_u32(&out[0]))
         })?;
         // Each component carries its first pixel's index + 1; number them as met in raster
-        // order, which is the order of those first pixels.
+        // order, which is the order of those first pixels. In place: a component's first
+        // pixel gets the next number, every later pixel copies its first pixel's number
+        // (already rewritten, being earlier in raster order).
+        let mut data = roots;
         let mut next = 0u32;
-        let mut map = std::collections::HashMap::new();
-        let data: Vec<u32> = roots
-            .into_iter()
-            .map(|r| {
-                if r == 0 {
-                    0
-                } else {
-                    *map.entry(r).or_insert_with(|| {
-                        next += 1;
-                        next
-                    })
-                }
-            })
-            .collect();
+        for i in 0..data.len() {
+            let r = data[i] as usize;
+            data[i] = if r == 0 {
+                0
+            } else if r == i + 1 {
+                next += 1;
+                next
+            } else if r <= i {
+                data[r - 1]
+            } else {
+                return Err(Error::Device {
+                    adapter: self.adapter().name.clone(),
+                    kernel: K,
+                    message: format!("pixel {i} points at a later first pixel {}", r - 1),
+                });
+            };
+        }
         let img = Image::from_vec(w, h, data).map_err(|e| Error::Device {
             adapter: self.adapter().name.clone(),
             kernel: K,

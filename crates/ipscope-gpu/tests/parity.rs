@@ -235,7 +235,7 @@ fn parity_morphology_dilate() {
 }
 
 #[test]
-fn parity_morphology_flood() {
+fn parity_holes_fill() {
     let Some(g) = gpu() else { return };
     for m in masks() {
         // Holes are background enclosed by foreground: invert the blobs too.
@@ -245,6 +245,52 @@ fn parity_morphology_flood() {
                 morphology::fill_holes(m.view())
             );
         }
+    }
+}
+
+#[test]
+fn parity_holes_open_border() {
+    let Some(g) = gpu() else { return };
+    // Background that reaches the border through one pixel of each side, in a corner, only
+    // diagonally (a hole for the 4-connected cross), in one-pixel-wide images, and none.
+    let ring = |n: usize, gap: Option<(usize, usize)>| {
+        Image::from_fn(n, n, move |r, c| {
+            let edge = r == 1 || c == 1 || r == n - 2 || c == n - 2;
+            let frame = r == 0 || c == 0 || r == n - 1 || c == n - 1;
+            match gap {
+                Some(p) if (r, c) == p => false,
+                _ => edge || frame && (r + c) % 2 == 0,
+            }
+        })
+    };
+    let mut cases = vec![
+        ring(9, None),
+        ring(9, Some((1, 4))),
+        ring(9, Some((4, 7))),
+        ring(9, Some((7, 4))),
+        ring(9, Some((4, 1))),
+        ring(12, Some((1, 1))),
+        Image::from_fn(7, 7, |r, c| (r + c) % 2 == 0),
+        Image::from_fn(1, 9, |r, _| r % 3 != 1),
+        Image::from_fn(9, 1, |_, c| c % 3 != 1),
+        Image::new(5, 4, true),
+        Image::new(5, 4, false),
+        Image::from_fn(6, 6, |r, c| r == 0 || c == 0 || r == 5 || c == 5),
+    ];
+    cases.push(Image::from_fn(40, 30, |r, c| {
+        // Nested rings: holes inside objects inside holes.
+        let d = (r as i32 - 15).abs().max((c as i32 - 20).abs());
+        d % 4 == 1
+    }));
+    for m in cases {
+        let want = morphology::fill_holes(m.view());
+        assert_eq!(
+            g.fill_holes(m.view()).unwrap(),
+            want,
+            "{}x{}",
+            m.width(),
+            m.height()
+        );
     }
 }
 
@@ -924,7 +970,7 @@ fn timestamp_queries_time_each_kernel_pass() {
 }
 
 #[test]
-fn parity_morphology_fill_from_flood() {
+fn parity_resident_fill_label_distance() {
     let Some(g) = gpu() else { return };
     let Ok(mut small) = Gpu::new() else { return };
     small.set_max_binding_for_tests(10 * 130 * 4);
