@@ -65,20 +65,19 @@ fn find_range(
     }
 }
 
-@compute @workgroup_size(256)
-fn count_bins(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-) {
-    let i = gid.x + gid.y * groups.x * 256u;
-    if (i >= p.len) {
-        return;
-    }
-    let v = src[i];
-    if (!is_finite(v) || !(v >= p.first && v <= p.last)) {
-        return;
-    }
+// Pixels per invocation of `count_bins`: a workgroup bins 256 × 16 consecutive pixels.
+const PER_THREAD: u32 = 16u;
+// Up to this many bins, a workgroup counts into its own copy first and adds it to `counts`
+// once, so the global atomics are few (Otsu's 256 bins would otherwise serialise on them).
+const LOCAL_BINS: u32 = 1024u;
+var<workgroup> wg_counts: array<atomic<u32>, 1024>;
+
+// The bin of `v`, or `nbins` when it is not counted.
+fn bin_of(v: f32) -> u32 {
     let nb = p.nbins;
+    if (!is_finite(v) || !(v >= p.first && v <= p.last)) {
+        return nb;
+    }
     let f = ((v - p.first) / (p.last - p.first)) * f32(nb);
     var idx = min(u32(max(f, 0.0)), nb - 1u);
     if (v < edges[idx] && idx > 0u) {
@@ -87,5 +86,44 @@ fn count_bins(
     if (v >= edges[idx + 1u] && idx != nb - 1u) {
         idx = idx + 1u;
     }
-    atomicAdd(&counts[idx], 1u);
+    return idx;
+}
+
+@compute @workgroup_size(256)
+fn count_bins(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let nb = p.nbins;
+    let local = nb <= LOCAL_BINS;
+    if (local) {
+        for (var b = lid; b < nb; b = b + 256u) {
+            atomicStore(&wg_counts[b], 0u);
+        }
+    }
+    workgroupBarrier();
+    let base = (wid.x + wid.y * groups.x) * 256u * PER_THREAD;
+    for (var k = 0u; k < PER_THREAD; k = k + 1u) {
+        let i = base + k * 256u + lid;
+        if (i < p.len) {
+            let b = bin_of(src[i]);
+            if (b < nb) {
+                if (local) {
+                    atomicAdd(&wg_counts[b], 1u);
+                } else {
+                    atomicAdd(&counts[b], 1u);
+                }
+            }
+        }
+    }
+    workgroupBarrier();
+    if (local) {
+        for (var b = lid; b < nb; b = b + 256u) {
+            let c = atomicLoad(&wg_counts[b]);
+            if (c != 0u) {
+                atomicAdd(&counts[b], c);
+            }
+        }
+    }
 }

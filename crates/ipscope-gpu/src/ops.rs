@@ -191,7 +191,13 @@ impl Gpu {
                 let params =
                     self.uniform([*n as u32, nbins as u32, first.to_bits(), last.to_bits()]);
                 let g = self.bind(&HISTOGRAM, &[&params, src, &range, &counts, &eb]);
-                self.dispatch(&mut enc, &HISTOGRAM, "count_bins", &g, groups_1d(*n, 256));
+                self.dispatch(
+                    &mut enc,
+                    &HISTOGRAM,
+                    "count_bins",
+                    &g,
+                    groups_1d(*n, 256 * 16),
+                );
             }
             let out = self.submit_and_read(enc, &[(&counts, nbins)])?;
             Ok(to_u32(&out[0]))
