@@ -102,13 +102,21 @@ fi
     "${PYTHON:-python3}" - "$work" <<'PY' || echo "table comparison skipped (python3 with pyarrow needed)"
 import sys, pyarrow.parquet as pq
 w = sys.argv[1]
-c, g = (pq.read_table(f"{w}/{d}/Nuclei.parquet") for d in ("cpu", "gpu"))
-num = [f.name for f in c.schema if str(f.type).startswith(("double", "float", "int", "uint"))]
-same = [n for n in num if c.column(n).equals(g.column(n))]
-print(f"Nuclei rows cpu {c.num_rows} gpu {g.num_rows}; numeric columns identical {len(same)} of {len(num)}")
-for n in num:
-    if n not in same:
-        print(f"  differs: {n}")
+c, g = (pq.read_table(f"{w}/{d}/Nuclei.parquet").to_pydict() for d in ("cpu", "gpu"))
+num = [k for k, v in c.items() if v and isinstance(v[0], (int, float))]
+key = lambda t, i: (t["ImageNumber"][i], t["ObjectNumber"][i])
+rows = lambda t: {key(t, i): tuple(t[k][i] for k in num) for i in range(len(t["ImageNumber"]))}
+rc, rg = rows(c), rows(g)
+same = sum(1 for k, v in rc.items() if rg.get(k) == v)
+per = lambda t: {i: t["ImageNumber"].count(i) for i in set(t["ImageNumber"])}
+pc, pg = per(c), per(g)
+print(f"Nuclei rows cpu {len(rc)} gpu {len(rg)}; identical in all {len(num)} numeric columns: "
+      f"{same} ({100 * same / max(len(rc), 1):.3f} %); fields with equal object counts "
+      f"{sum(1 for i in pc if pc[i] == pg.get(i))} of {len(pc)}")
+for k in [k for k in num if k.endswith("AreaShape_Area")]:
+    d = [abs(rc[i][num.index(k)] - rg[i][num.index(k)]) for i in rc if i in rg and rc[i] != rg[i]]
+    if d:
+        print(f"  {k}: {len(d)} differing objects, largest difference {max(d)} px")
 PY
     rm -rf "$work"
   fi

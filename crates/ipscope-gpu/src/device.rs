@@ -91,6 +91,48 @@ pub struct Gpu {
     pub(crate) max_binding: u64,
     /// Per-kernel GPU timing, when the adapter has timestamp queries.
     pub(crate) profiler: Option<crate::profile::Profiler>,
+    /// Idle mapped staging buffers for readbacks (MAP_READ) and uploads (MAP_WRITE), kept
+    /// between calls: a new host-visible buffer is pinned, mapped and faulted in page by
+    /// page on its first use, which costs more than the copy through it.
+    staging: Mutex<Staging>,
+}
+
+/// Idle staging buffers, at most [`STAGING_KEEP`] of each kind.
+#[derive(Default)]
+struct Staging {
+    read: Vec<wgpu::Buffer>,
+    write: Vec<wgpu::Buffer>,
+}
+
+/// Staging buffers kept per kind (a field's images are a few sizes, repeated).
+const STAGING_KEEP: usize = 6;
+/// Uploads below this many bytes go through `create_buffer_init` (sub-allocated, cheap).
+const SMALL_UPLOAD: usize = 1 << 16;
+
+/// The idle buffer of `pool` that fits `size` bytes best (at most twice as large).
+fn take_fitting(pool: &mut Vec<wgpu::Buffer>, size: u64) -> Option<wgpu::Buffer> {
+    let best = pool
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.size() >= size && b.size() <= size.saturating_mul(2).max(1 << 16))
+        .min_by_key(|(_, b)| b.size())
+        .map(|(i, _)| i)?;
+    Some(pool.swap_remove(best))
+}
+
+/// Returns `b` to `pool`, dropping the smallest buffer when the pool is full.
+fn give_back(pool: &mut Vec<wgpu::Buffer>, b: wgpu::Buffer) {
+    pool.push(b);
+    if pool.len() > STAGING_KEEP {
+        if let Some(i) = pool
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, b)| b.size())
+            .map(|(i, _)| i)
+        {
+            pool.swap_remove(i);
+        }
+    }
 }
 
 impl std::fmt::Debug for Gpu {
@@ -208,6 +250,7 @@ impl Gpu {
             fault,
             max_binding,
             profiler,
+            staging: Mutex::new(Staging::default()),
         })
     }
 
@@ -231,7 +274,7 @@ impl Gpu {
             let t = std::time::Instant::now();
             let back = self.submit_and_read(self.encoder(), &[(&buffer, data.len())])?;
             let down = t.elapsed().as_secs_f64() * 1e3;
-            if back.first().map(Vec::len) != Some(data.len() * 4) {
+            if back.first().map(Vec::len) != Some(data.len()) {
                 return Err("the readback came back short".into());
             }
             Ok((up, down))
@@ -283,15 +326,102 @@ impl Gpu {
         // Zero-sized bindings are invalid; callers never dispatch on empty images, but a
         // one-element pad keeps every buffer legal.
         let bytes: &[u8] = bytemuck::cast_slice(data);
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        if bytes.len() >= SMALL_UPLOAD && bytes.len() % 4 == 0 {
+            if let Some(staging) = self.upload_staging(bytes) {
+                let size = bytes.len() as u64;
+                let dst = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size,
+                    usage,
+                    mapped_at_creation: false,
+                });
+                let mut enc = self.encoder();
+                enc.copy_buffer_to_buffer(&staging, 0, &dst, 0, size);
+                self.queue.submit([enc.finish()]);
+                // Mapped again only once this copy has run (map_async waits for it).
+                if let Ok(mut pool) = self.staging.lock() {
+                    give_back(&mut pool.write, staging);
+                }
+                return dst;
+            }
+        }
         let pad = [0u8; 4];
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,
                 contents: if bytes.is_empty() { &pad } else { bytes },
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
+                usage,
             })
+    }
+
+    /// A MAP_WRITE staging buffer holding `bytes` (unmapped, ready to copy from): an idle
+    /// one from the pool, mapped again, or a new one mapped at creation. `None` when
+    /// mapping fails (the caller then uploads the ordinary way).
+    fn upload_staging(&self, bytes: &[u8]) -> Option<wgpu::Buffer> {
+        let size = bytes.len() as u64;
+        let reused = self
+            .staging
+            .lock()
+            .ok()
+            .and_then(|mut p| take_fitting(&mut p.write, size));
+        let staging = match reused {
+            Some(b) => {
+                let slot = self.map(&b, wgpu::MapMode::Write, size);
+                self.wait_mapped(&slot).ok()?;
+                b
+            }
+            None => self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("upload"),
+                size,
+                usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: true,
+            }),
+        };
+        {
+            let mut view = staging.get_mapped_range_mut(..size).ok()?;
+            view.copy_from_slice(bytes);
+        }
+        staging.unmap();
+        Some(staging)
+    }
+
+    /// Starts mapping the first `size` bytes of `b`; the slot receives the outcome.
+    fn map(&self, b: &wgpu::Buffer, mode: wgpu::MapMode, size: u64) -> MapSlot {
+        let slot = Arc::new(Mutex::new(None));
+        let done = Arc::clone(&slot);
+        b.map_async(mode, ..size, move |r| {
+            if let Ok(mut d) = done.lock() {
+                *d = Some(r);
+            }
+        });
+        slot
+    }
+
+    /// Waits until a mapping started with [`Gpu::map`] has its outcome.
+    fn wait_mapped(&self, slot: &MapSlot) -> Result<(), String> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| format!("waiting for the device: {e}"))?;
+        // When several threads share the device, another thread's poll may be the one
+        // running this callback, just after our wait returned: give it time.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while slot.lock().map(|s| s.is_none()).unwrap_or(false)
+            && std::time::Instant::now() < deadline
+        {
+            let _ = self.device.poll(wgpu::PollType::Poll);
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        let state = slot
+            .lock()
+            .map_err(|_| "mapping lock poisoned".to_string())?;
+        match state.as_ref() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(format!("mapping a staging buffer: {e}")),
+            None => Err("mapping a staging buffer: the device never answered".into()),
+        }
     }
 
     pub(crate) fn zeroed(&self, n_words: usize) -> wgpu::Buffer {
@@ -410,24 +540,33 @@ impl Gpu {
         })
     }
 
-    /// Submits `enc` and copies `buffers` back, `n_words` u32/f32 words each.
+    /// Submits `enc` and copies `buffers` back, `n_words` u32/f32 words each (as u32 words:
+    /// f32 results come back as their bits). One copy on the host, from a pooled staging
+    /// buffer into the result.
     pub(crate) fn submit_and_read(
         &self,
         mut enc: wgpu::CommandEncoder,
         buffers: &[(&wgpu::Buffer, usize)],
-    ) -> Result<Vec<Vec<u8>>, String> {
-        let staging: Vec<wgpu::Buffer> = buffers
+    ) -> Result<Vec<Vec<u32>>, String> {
+        let staging: Vec<(wgpu::Buffer, u64)> = buffers
             .iter()
             .map(|&(b, n)| {
                 let size = (n.max(1) * 4) as u64;
-                let s = self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("readback"),
-                    size,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
+                let reused = self
+                    .staging
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| take_fitting(&mut p.read, size));
+                let s = reused.unwrap_or_else(|| {
+                    self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("readback"),
+                        size,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
                 });
                 enc.copy_buffer_to_buffer(b, 0, &s, 0, size);
-                s
+                (s, size)
             })
             .collect();
         let timestamps = self
@@ -435,47 +574,36 @@ impl Gpu {
             .as_ref()
             .and_then(|p| p.resolve(&self.device, &mut enc));
         self.queue.submit([enc.finish()]);
-        let results: Vec<MapSlot> = staging
+        let slots: Vec<MapSlot> = staging
             .iter()
-            .map(|s| {
-                let slot = Arc::new(Mutex::new(None));
-                let done = Arc::clone(&slot);
-                s.map_async(wgpu::MapMode::Read, .., move |r| {
-                    if let Ok(mut d) = done.lock() {
-                        *d = Some(r);
-                    }
-                });
-                slot
-            })
+            .map(|(s, size)| self.map(s, wgpu::MapMode::Read, *size))
             .collect();
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| format!("waiting for the device: {e}"))?;
         let mut out = Vec::with_capacity(staging.len());
-        for ((s, slot), &(_, n)) in staging.iter().zip(&results).zip(buffers) {
-            // When several threads share the device, another thread's poll may be the one
-            // running this callback, just after our wait returned: give it time.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            while slot.lock().map(|s| s.is_none()).unwrap_or(false)
-                && std::time::Instant::now() < deadline
-            {
-                let _ = self.device.poll(wgpu::PollType::Poll);
-                std::thread::sleep(std::time::Duration::from_micros(200));
+        let mut failed = None;
+        for ((s, size), slot) in staging.iter().zip(&slots) {
+            if failed.is_some() {
+                break;
             }
-            let state = slot
-                .lock()
-                .map_err(|_| "readback lock poisoned".to_string())?;
-            match state.as_ref() {
-                Some(Ok(())) => {}
-                Some(Err(e)) => return Err(format!("reading back a result: {e}")),
-                None => return Err("reading back a result: the device never answered".into()),
+            if let Err(e) = self.wait_mapped(slot) {
+                failed = Some(format!("reading back a result: {e}"));
+                break;
             }
-            let view = s
-                .get_mapped_range(..)
-                .map_err(|e| format!("reading back a result: {e}"))?;
-            out.push(view[..n * 4].to_vec());
-            drop(view);
+            match s.get_mapped_range(..*size) {
+                Ok(view) => out.push(words(&view)),
+                Err(e) => failed = Some(format!("reading back a result: {e}")),
+            }
             s.unmap();
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if let Ok(mut pool) = self.staging.lock() {
+            for (s, _) in staging {
+                give_back(&mut pool.read, s);
+            }
+        }
+        for (o, &(_, n)) in out.iter_mut().zip(buffers) {
+            o.truncate(n);
         }
         if let (Some(p), Some(t)) = (&self.profiler, timestamps) {
             p.collect(&self.device, t);
@@ -498,6 +626,17 @@ impl Gpu {
             p.collect(&self.device, t);
         }
         Ok(())
+    }
+}
+
+/// Little-endian u32 words of a mapped range (one copy: a cast where the range is aligned).
+fn words(bytes: &[u8]) -> Vec<u32> {
+    match bytemuck::try_cast_slice::<u8, u32>(bytes) {
+        Ok(w) if cfg!(target_endian = "little") => w.to_vec(),
+        _ => bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
     }
 }
 

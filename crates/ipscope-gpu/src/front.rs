@@ -6,7 +6,7 @@ use ipscope_core::ops::label::Connectivity;
 use ipscope_image::Image;
 
 use crate::device::Gpu;
-use crate::ops::{mask_words, to_u32, MaskSource};
+use crate::ops::{first_result, mask_words, MaskSource};
 use crate::Error;
 
 impl Gpu {
@@ -53,7 +53,7 @@ impl Gpu {
             let (filled, out) = self.scoped(K, || {
                 let filled = self.fill_on_device(&src, w, h)?;
                 let out = self.submit_and_read(self.encoder(), &[(&filled, w * h)])?;
-                Ok((filled, to_u32(&out[0])))
+                Ok((filled, first_result(out)))
             })?;
             (filled, self.mask_image(K, w, h, out)?)
         } else {

@@ -6,7 +6,6 @@ use ipscope_image::ImageView;
 
 use crate::device::Gpu;
 use crate::kernels::LI;
-use crate::ops::to_u32;
 use crate::Error;
 
 /// Largest difference between the GPU's and the CPU's Li threshold, relative to the image's
@@ -129,7 +128,7 @@ impl Gpu {
                 let out = self.submit_and_read(enc, &reads)?;
                 let (mut fore, mut back, mut count) = (0f64, 0f64, 0u64);
                 for part in &out {
-                    for p in to_u32(part).chunks_exact(3) {
+                    for p in part.chunks_exact(3) {
                         fore += f64::from(f32::from_bits(p[0]));
                         back += f64::from(f32::from_bits(p[1]));
                         count += u64::from(p[2]);

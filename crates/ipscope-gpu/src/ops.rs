@@ -16,18 +16,14 @@ use crate::Error;
 /// Dispatches of an iterated kernel between two convergence checks.
 pub(crate) const BATCH: usize = 16;
 
-pub(crate) fn to_u32(bytes: &[u8]) -> Vec<u32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+/// The first readback of [`Gpu::submit_and_read`]'s results.
+pub(crate) fn first_result(out: Vec<Vec<u32>>) -> Vec<u32> {
+    out.into_iter().next().unwrap_or_default()
 }
 
-pub(crate) fn to_f32(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+/// f32 results from the words they came back as (in place).
+pub(crate) fn floats(words: Vec<u32>) -> Vec<f32> {
+    words.into_iter().map(f32::from_bits).collect()
 }
 
 /// A mask for a kernel: words to upload, or a buffer already on the device (one u32 per
@@ -90,6 +86,24 @@ impl Gpu {
             ));
         }
         let band = (max_rows - 2 * r).min(h);
+        if band == h {
+            // One tile: upload the pixels where they lie when the view is contiguous, and
+            // make the image of the readback itself.
+            let copied;
+            let data = match src.as_contiguous() {
+                Some(d) => d,
+                None => {
+                    copied = src.rows().flatten().copied().collect::<Vec<f32>>();
+                    &copied
+                }
+            };
+            let res = self.gaussian_tile(data, w, h, r, &weights)?;
+            return Image::from_vec(w, h, res).map_err(|e| Error::Device {
+                adapter: self.adapter().name.clone(),
+                kernel: K,
+                message: e.to_string(),
+            });
+        }
         let mut out = Image::new(w, h, 0.0f32);
         let mut y0 = 0;
         while y0 < h {
@@ -131,7 +145,7 @@ impl Gpu {
             self.dispatch(&mut enc, &GAUSSIAN, "columns", &g1, groups_2d(w, h));
             self.dispatch(&mut enc, &GAUSSIAN, "rows", &g2, groups_2d(w, h));
             let out = self.submit_and_read(enc, &[(&dst, w * h)])?;
-            Ok(to_f32(&out[0]))
+            Ok(floats(first_result(out)))
         })
     }
 
@@ -166,7 +180,7 @@ impl Gpu {
                 self.dispatch(&mut enc, &HISTOGRAM, "find_range", &g, groups_1d(*n, 256));
             }
             let out = self.submit_and_read(enc, &[(&range, 2)])?;
-            Ok(to_u32(&out[0]))
+            Ok(first_result(out))
         })?;
         let unkey = |k: u32| {
             f32::from_bits(if k & 0x8000_0000 != 0 {
@@ -200,7 +214,7 @@ impl Gpu {
                 );
             }
             let out = self.submit_and_read(enc, &[(&counts, nbins)])?;
-            Ok(to_u32(&out[0]))
+            Ok(first_result(out))
         })?;
         let bin_centers = edges.windows(2).map(|e| (e[0] + e[1]) / 2.0).collect();
         Ok(Some(Histogram {
@@ -229,7 +243,7 @@ impl Gpu {
             let mut enc = self.encoder();
             self.dispatch(&mut enc, &MORPHOLOGY, entry, &g, groups_2d(w, h));
             let out = self.submit_and_read(enc, &[(&dst, w * h)])?;
-            Ok(to_u32(&out[0]))
+            Ok(first_result(out))
         })?;
         self.mask_image(K, w, h, out)
     }
@@ -299,7 +313,7 @@ impl Gpu {
                 self.dispatch(&mut enc, &LABEL, "propagate", &g, groups_2d(w, h));
             }
             let flag = self.submit_and_read(enc, &[(&changed, 1)])?;
-            if to_u32(&flag[0])[0] == 0 {
+            if flag[0][0] == 0 {
                 return Ok(lab);
             }
         }
@@ -395,7 +409,7 @@ impl Gpu {
             let src = self.storage(&words);
             let filled = self.fill_on_device(&src, w, h)?;
             let out = self.submit_and_read(self.encoder(), &[(&filled, w * h)])?;
-            Ok(to_u32(&out[0]))
+            Ok(first_result(out))
         })?;
         self.mask_image(K, w, h, out)
     }
@@ -479,7 +493,7 @@ impl Gpu {
                 let mut enc = self.encoder();
                 self.dispatch(&mut enc, &EDT, "columns", &bg, (sw.div_ceil(64) as u32, 1));
                 let out = self.submit_and_read(enc, &[(&gb, sw * h)])?;
-                Ok(to_u32(&out[0]))
+                Ok(first_result(out))
             })?;
             for (y, row) in col.chunks_exact(sw).enumerate() {
                 g[y * w + x0..y * w + x0 + sw].copy_from_slice(row);
@@ -502,7 +516,7 @@ impl Gpu {
                 let mut enc = self.encoder();
                 self.dispatch(&mut enc, &EDT, "rows", &bg, (bh.div_ceil(64) as u32, 1));
                 let out = self.submit_and_read(enc, &[(&db, w * bh)])?;
-                Ok(to_u32(&out[0]))
+                Ok(first_result(out))
             })?;
             d2[y0 * w..(y0 + bh) * w].copy_from_slice(&rows);
             y0 += bh;
@@ -532,7 +546,7 @@ impl Gpu {
             self.dispatch(&mut enc, &EDT, "columns", &bg, (w.div_ceil(64) as u32, 1));
             self.dispatch(&mut enc, &EDT, "rows", &bg, (h.div_ceil(64) as u32, 1));
             let out = self.submit_and_read(enc, &[(&d2, w * h)])?;
-            Ok(to_u32(&out[0]))
+            Ok(first_result(out))
         })
     }
 
@@ -672,7 +686,7 @@ impl Gpu {
             let m = self.mask_buffer(src, &mut owned);
             let lab = self.propagate_labels(m, w, h, eight, 0)?;
             let out = self.submit_and_read(self.encoder(), &[(&lab, w * h)])?;
-            Ok(to_u32(&out[0]))
+            Ok(first_result(out))
         })?;
         // Each component carries its first pixel's index + 1; number them as met in raster
         // order, which is the order of those first pixels. In place: a component's first
@@ -772,7 +786,7 @@ impl Gpu {
                 y0 = y1;
             }
             let out = self.submit_and_read(self.encoder(), &[(&ab, n * STRIDE)])?;
-            Ok(to_u32(&out[0]))
+            Ok(first_result(out))
         })?;
         let wide = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
         Ok(acc

@@ -4,7 +4,7 @@ use ipscope_image::{Image, Labels};
 
 use crate::device::{groups_2d, Gpu};
 use crate::kernels::RELABEL;
-use crate::ops::to_u32;
+use crate::ops::first_result;
 use crate::Error;
 
 impl Gpu {
@@ -66,7 +66,7 @@ impl Gpu {
                 self.dispatch(&mut enc, &RELABEL, "areas", &g, groups_2d(w, y1 - y0));
             }
             let out = self.submit_and_read(enc, &[(&ab, 2 * n)])?;
-            Ok(to_u32(&out[0]))
+            Ok(first_result(out))
         })?;
         // Kept labels, numbered in raster order of their first pixel.
         let mut kept: Vec<(u32, u32)> = acc
@@ -100,7 +100,11 @@ impl Gpu {
                 .map(|(&(y0, y1), ob)| (ob, (y1 - y0) * w))
                 .collect();
             let out = self.submit_and_read(enc, &reads)?;
-            Ok(out.iter().flat_map(|b| to_u32(b)).collect::<Vec<u32>>())
+            Ok(if out.len() == 1 {
+                first_result(out)
+            } else {
+                out.concat()
+            })
         })?;
         let img = Image::from_vec(w, h, relabelled).map_err(|e| Error::Device {
             adapter: self.adapter().name.clone(),

@@ -6,7 +6,7 @@ use ipscope_image::{Image, ImageView, Labels};
 
 use crate::device::{groups_2d, Gpu};
 use crate::kernels::WATERSHED;
-use crate::ops::{to_u32, BATCH};
+use crate::ops::BATCH;
 use crate::Error;
 
 /// Largest fraction of the flooded pixels (labelled by the CPU or the GPU) that the GPU may
@@ -156,7 +156,7 @@ impl Gpu {
                     );
                 }
                 let flag = self.submit_and_read(enc, &[(&changed, 1)])?;
-                if to_u32(&flag[0])[0] == 0 {
+                if flag[0][0] == 0 {
                     break;
                 }
             }
@@ -174,7 +174,6 @@ impl Gpu {
             let parts = self.submit_and_read(enc, &reads)?;
             let mut labels = Vec::with_capacity(w * h);
             for (band, part) in bands.iter().zip(&parts) {
-                let part = to_u32(part);
                 labels.extend_from_slice(&part[(band.y0 - band.lo) * w..(band.y1 - band.lo) * w]);
             }
             Ok(labels)
