@@ -329,7 +329,7 @@ impl Gpu {
         let usage = wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_SRC
             | wgpu::BufferUsages::COPY_DST;
-        if bytes.len() >= SMALL_UPLOAD && bytes.len() % 4 == 0 {
+        if bytes.len() >= SMALL_UPLOAD && bytes.len().is_multiple_of(4) {
             if let Some(staging) = self.upload_staging(bytes) {
                 let size = bytes.len() as u64;
                 let dst = self.device.create_buffer(&wgpu::BufferDescriptor {

@@ -288,9 +288,9 @@ impl Gpu {
     }
 
     /// Converged labels of the `w × h` mask in `src` (call inside `scoped`): `init`, then
-    /// batches of `propagate` until one changes nothing. Every component carries the index
-    /// + 1 of its first pixel in raster order. `eight`: 8-connected; `invert`: label the
-    /// zero pixels.
+    /// batches of `propagate` until one changes nothing. Every component carries its first
+    /// pixel's index (raster order) plus one. `eight`: 8-connected; `invert`: label the zero
+    /// pixels.
     pub(crate) fn propagate_labels(
         &self,
         src: &wgpu::Buffer,
