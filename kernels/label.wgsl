@@ -1,13 +1,17 @@
-// Connected-component labelling by iterative minimum-label propagation with pointer
-// jumping (cf. O. Kalentev et al., "Connected component labeling on a 2D grid using
-// CUDA", J. Parallel Distrib. Comput. 71 (2011)). `init` gives every foreground pixel its
-// own index + 1; `propagate` lowers each pixel to the smallest label among itself, its
-// neighbours (4- or 8-connected) and the label its label points at, until a pass changes
-// nothing. Each component then carries the index + 1 of its first pixel in raster order,
-// so numbering the distinct values in raster order gives exactly the CPU's labels
-// (ipscope_core::ops::label::label). Atomics keep concurrent reads and writes defined.
-// With `invert` set, the zero pixels of `mask` are the ones labelled (hole filling labels
-// the background, see holes.wgsl).
+// Connected-component labelling by union-find on the pixel grid (after O. Kalentev et al.,
+// J. Parallel Distrib. Comput. 71 (2011), and D. P. Playne & K. Hawick, "A new algorithm for
+// parallel connected-component labelling on GPUs", IEEE TPDS 29 (2018)). Labels are pixel
+// index + 1 (0 is background) and each one points at a pixel of the same component with a
+// smaller or equal label; a root points at itself.
+//
+// `init` makes every labelled pixel its own root. `merge` joins each pixel with its earlier
+// neighbours (left and up; up-left and up-right when 8-connected): the larger of the two
+// roots is linked to the smaller with atomicMin, retried until both finds meet, so one
+// dispatch joins every component whatever its shape. `flatten` points every pixel at its
+// root. The root is the component's smallest index, its first pixel in raster order, for
+// any order the invocations run in: numbering the distinct values in raster order gives
+// exactly the CPU's labels (ipscope_core::ops::label::label). With `invert` set, the zero
+// pixels of `mask` are the ones labelled (hole filling labels the background, holes.wgsl).
 
 struct Params {
     width: u32,
@@ -19,7 +23,10 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> mask: array<u32>;
 @group(0) @binding(2) var<storage, read_write> lab: array<atomic<u32>>;
-@group(0) @binding(3) var<storage, read_write> changed: atomic<u32>;
+
+fn labelled(i: u32) -> bool {
+    return (mask[i] != 0u) != (p.invert != 0u);
+}
 
 @compute @workgroup_size(16, 16)
 fn init(@builtin(global_invocation_id) id: vec3<u32>) {
@@ -28,57 +35,83 @@ fn init(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     let i = id.y * p.width + id.x;
     var v = 0u;
-    if ((mask[i] != 0u) != (p.invert != 0u)) {
+    if (labelled(i)) {
         v = i + 1u;
     }
     atomicStore(&lab[i], v);
 }
 
-fn neighbour(x: i32, y: i32, best: u32) -> u32 {
-    if (x < 0 || y < 0 || x >= i32(p.width) || y >= i32(p.height)) {
-        return best;
+// The root of label `l` (> 0).
+fn find(l: u32) -> u32 {
+    var x = l;
+    var up = atomicLoad(&lab[x - 1u]);
+    while (up != x) {
+        x = up;
+        up = atomicLoad(&lab[x - 1u]);
     }
-    let l = atomicLoad(&lab[u32(y) * p.width + u32(x)]);
-    if (l != 0u && l < best) {
-        return l;
+    return x;
+}
+
+fn join(a0: u32, b0: u32) {
+    var a = find(a0);
+    var b = find(b0);
+    loop {
+        if (a == b) {
+            return;
+        }
+        if (a < b) {
+            let old = atomicMin(&lab[b - 1u], a);
+            if (old == b) {
+                return;
+            }
+            b = find(old);
+        } else {
+            let old = atomicMin(&lab[a - 1u], b);
+            if (old == a) {
+                return;
+            }
+            a = find(old);
+        }
     }
-    return best;
 }
 
 @compute @workgroup_size(16, 16)
-fn propagate(@builtin(global_invocation_id) id: vec3<u32>) {
+fn merge(@builtin(global_invocation_id) id: vec3<u32>) {
     if (id.x >= p.width || id.y >= p.height) {
         return;
     }
     let i = id.y * p.width + id.x;
-    let own = atomicLoad(&lab[i]);
-    if (own == 0u) {
+    if (!labelled(i)) {
         return;
     }
-    let x = i32(id.x);
-    let y = i32(id.y);
-    var best = own;
-    best = neighbour(x - 1, y, best);
-    best = neighbour(x + 1, y, best);
-    best = neighbour(x, y - 1, best);
-    best = neighbour(x, y + 1, best);
-    if (p.eight != 0u) {
-        best = neighbour(x - 1, y - 1, best);
-        best = neighbour(x + 1, y - 1, best);
-        best = neighbour(x - 1, y + 1, best);
-        best = neighbour(x + 1, y + 1, best);
+    let me = i + 1u;
+    if (id.x > 0u && labelled(i - 1u)) {
+        join(me, i);
     }
-    // Pointer jumping: the pixel a label names lies in the same component and holds a
-    // label no larger than its own.
-    for (var hop = 0u; hop < 8u; hop = hop + 1u) {
-        let next = atomicLoad(&lab[best - 1u]);
-        if (next >= best) {
-            break;
+    if (id.y > 0u) {
+        let up = i - p.width;
+        if (labelled(up)) {
+            join(me, up + 1u);
         }
-        best = next;
+        if (p.eight != 0u) {
+            if (id.x > 0u && labelled(up - 1u)) {
+                join(me, up);
+            }
+            if (id.x + 1u < p.width && labelled(up + 1u)) {
+                join(me, up + 2u);
+            }
+        }
     }
-    if (best < own) {
-        atomicMin(&lab[i], best);
-        atomicStore(&changed, 1u);
+}
+
+@compute @workgroup_size(16, 16)
+fn flatten(@builtin(global_invocation_id) id: vec3<u32>) {
+    if (id.x >= p.width || id.y >= p.height) {
+        return;
+    }
+    let i = id.y * p.width + id.x;
+    let l = atomicLoad(&lab[i]);
+    if (l != 0u) {
+        atomicStore(&lab[i], find(l));
     }
 }

@@ -73,8 +73,8 @@ pub const EDT: Kernel = Kernel {
 pub const LABEL: Kernel = Kernel {
     name: "label",
     source: include_str!("../../../kernels/label.wgsl"),
-    entry_points: &["init", "propagate"],
-    bindings: &[U, R, RW, RW],
+    entry_points: &["init", "merge", "flatten"],
+    bindings: &[U, R, RW],
 };
 
 /// Per-object reductions.

@@ -274,7 +274,7 @@ impl Gpu {
         w: usize,
         h: usize,
     ) -> Result<wgpu::Buffer, String> {
-        let lab = self.propagate_labels(src, w, h, 0, 1)?;
+        let lab = self.union_labels(src, w, h, 0, 1)?;
         let params = self.uniform([w as u32, h as u32, 0, 0]);
         let open = self.zeroed(w * h);
         let filled = self.zeroed(w * h);
@@ -287,11 +287,11 @@ impl Gpu {
         Ok(filled)
     }
 
-    /// Converged labels of the `w × h` mask in `src` (call inside `scoped`): `init`, then
-    /// batches of `propagate` until one changes nothing. Every component carries its first
-    /// pixel's index (raster order) plus one. `eight`: 8-connected; `invert`: label the zero
-    /// pixels.
-    pub(crate) fn propagate_labels(
+    /// Labels of the `w × h` mask in `src` (call inside `scoped`): `init`, one `merge`
+    /// (union-find over the earlier neighbours) and `flatten`, in one submission. Every
+    /// component carries its first pixel's index (raster order) plus one. `eight`:
+    /// 8-connected; `invert`: label the zero pixels.
+    pub(crate) fn union_labels(
         &self,
         src: &wgpu::Buffer,
         w: usize,
@@ -301,22 +301,13 @@ impl Gpu {
     ) -> Result<wgpu::Buffer, String> {
         let params = self.uniform([w as u32, h as u32, eight, invert]);
         let lab = self.zeroed(w * h);
-        let changed = self.zeroed(1);
-        let g = self.bind(&LABEL, &[&params, src, &lab, &changed]);
+        let g = self.bind(&LABEL, &[&params, src, &lab]);
         let mut enc = self.encoder();
-        self.dispatch(&mut enc, &LABEL, "init", &g, groups_2d(w, h));
-        self.submit(enc)?;
-        loop {
-            let mut enc = self.encoder();
-            enc.clear_buffer(&changed, 0, None);
-            for _ in 0..BATCH {
-                self.dispatch(&mut enc, &LABEL, "propagate", &g, groups_2d(w, h));
-            }
-            let flag = self.submit_and_read(enc, &[(&changed, 1)])?;
-            if flag[0][0] == 0 {
-                return Ok(lab);
-            }
+        for entry in ["init", "merge", "flatten"] {
+            self.dispatch(&mut enc, &LABEL, entry, &g, groups_2d(w, h));
         }
+        self.submit(enc)?;
+        Ok(lab)
     }
 
     /// Erosion or dilation of a mask larger than one binding, in bands of rows with a halo of
@@ -684,7 +675,7 @@ impl Gpu {
         let roots = self.scoped(K, || {
             let mut owned = None;
             let m = self.mask_buffer(src, &mut owned);
-            let lab = self.propagate_labels(m, w, h, eight, 0)?;
+            let lab = self.union_labels(m, w, h, eight, 0)?;
             let out = self.submit_and_read(self.encoder(), &[(&lab, w * h)])?;
             Ok(first_result(out))
         })?;

@@ -335,7 +335,7 @@ fn parity_label_init() {
 }
 
 #[test]
-fn parity_label_propagate() {
+fn parity_label_merge() {
     let Some(g) = gpu() else { return };
     for m in masks() {
         for conn in [Connectivity::Four, Connectivity::Eight] {
@@ -344,6 +344,36 @@ fn parity_label_propagate() {
             assert_eq!(out.count(), cpu.count());
             assert_eq!(out, cpu, "{}x{} {conn:?}", m.width(), m.height());
         }
+    }
+}
+
+#[test]
+fn parity_label_flatten() {
+    let Some(g) = gpu() else { return };
+    // Components whose union-find trees grow deep: random masks near the percolation
+    // threshold (large fractal clusters joined in every order), a serpentine one pixel wide
+    // whose ends meet last, and combs whose teeth join only through the bottom row.
+    let mut cases: Vec<Image<bool>> = [0.45f32, 0.55, 0.6, 0.7]
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| noise(203, 151, 70 + i as u64).map(|v| v < d))
+        .collect();
+    cases.push(Image::from_fn(61, 47, |r, c| {
+        r % 4 == 0 || (r % 8 == 1 || r % 8 == 2 || r % 8 == 3) && c == 60 || (r % 8 >= 5) && c == 0
+    }));
+    cases.push(Image::from_fn(90, 40, |r, c| c % 3 == 0 || r == 39));
+    cases.push(Image::from_fn(90, 40, |r, c| c % 3 == 0 || r == 0));
+    for m in cases {
+        for conn in [Connectivity::Four, Connectivity::Eight] {
+            let cpu = label(m.view(), conn);
+            let out = g.label(m.view(), conn).unwrap();
+            assert_eq!(out, cpu, "{}x{} {conn:?}", m.width(), m.height());
+        }
+        // The background too, as hole filling labels it.
+        assert_eq!(
+            g.fill_holes(m.view()).unwrap(),
+            morphology::fill_holes(m.view())
+        );
     }
 }
 
@@ -958,8 +988,9 @@ fn timestamp_queries_time_each_kernel_pass() {
     assert_eq!(passes("gaussian", "columns"), 1, "{times:?}");
     assert_eq!(passes("gaussian", "rows"), 1, "{times:?}");
     assert_eq!(passes("label", "init"), 1, "{times:?}");
-    // Propagation runs in batches of 16 until a batch changes nothing.
-    assert!(passes("label", "propagate") >= 16, "{times:?}");
+    // Union-find: one merge and one flatten, whatever the components' shapes.
+    assert_eq!(passes("label", "merge"), 1, "{times:?}");
+    assert_eq!(passes("label", "flatten"), 1, "{times:?}");
     assert!(times
         .iter()
         .all(|t| t.gpu_ms.is_finite() && t.gpu_ms >= 0.0));
