@@ -7,11 +7,17 @@
 // "A general algorithm for computing distance transforms in linear time", 2000), which
 // selects the same envelope at every integer column, so the squared distances are exact
 // integers; the host takes the square root. Needs width² + height² < 2³¹.
+//
+// `rows` walks one row per invocation; with `transposed` set it reads its input and writes
+// its output (and scratch) with the row index fastest, so neighbouring invocations touch
+// neighbouring words. A whole image runs `columns`, `transpose` (g into d2), `rows`
+// transposed (d2 into g) and `transpose` back (g into d2); bands of a tiled image run
+// `rows` in place.
 
 struct Params {
     width: u32,
     height: u32,
-    _pad0: u32,
+    transposed: u32,
     _pad1: u32,
 }
 
@@ -66,9 +72,18 @@ fn floor_div(a: i32, b: i32) -> i32 {
     return q;
 }
 
+// Where row `y`, column `x` of a row-major `width × height` image lies in the layout `rows`
+// works in.
+fn at(y: u32, x: u32) -> u32 {
+    if (p.transposed != 0u) {
+        return x * p.height + y;
+    }
+    return y * p.width + x;
+}
+
 // f(q) + q², the parabola's apex term.
-fn apex(base: u32, q: u32) -> i32 {
-    let gq = i32(g[base + q]);
+fn apex(y: u32, q: u32) -> i32 {
+    let gq = i32(g[at(y, q)]);
     return gq * gq + i32(q * q);
 }
 
@@ -79,27 +94,26 @@ fn rows(@builtin(global_invocation_id) id: vec3<u32>) {
         return;
     }
     let w = p.width;
-    let base = y * w;
     var k = 0u;
     for (var q = 0u; q < w; q = q + 1u) {
-        if (g[base + q] == INF) {
+        if (g[at(y, q)] == INF) {
             continue;
         }
-        let aq = apex(base, q);
+        let aq = apex(y, q);
         loop {
             if (k == 0u) {
-                env_v[base] = q;
-                env_z[base] = -2147483647;
+                env_v[at(y, 0u)] = q;
+                env_z[at(y, 0u)] = -2147483647;
                 k = 1u;
                 break;
             }
-            let pp = env_v[base + k - 1u];
-            let start = floor_div(aq - apex(base, pp), 2 * i32(q - pp)) + 1;
-            if (start <= env_z[base + k - 1u]) {
+            let pp = env_v[at(y, k - 1u)];
+            let start = floor_div(aq - apex(y, pp), 2 * i32(q - pp)) + 1;
+            if (start <= env_z[at(y, k - 1u)]) {
                 k = k - 1u;
             } else {
-                env_v[base + k] = q;
-                env_z[base + k] = start;
+                env_v[at(y, k)] = q;
+                env_z[at(y, k)] = start;
                 k = k + 1u;
                 break;
             }
@@ -107,18 +121,40 @@ fn rows(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     if (k == 0u) {
         for (var x = 0u; x < w; x = x + 1u) {
-            d2[base + x] = INF;
+            d2[at(y, x)] = INF;
         }
         return;
     }
     var j = 0u;
     for (var x = 0u; x < w; x = x + 1u) {
-        while (j + 1u < k && env_z[base + j + 1u] <= i32(x)) {
+        while (j + 1u < k && env_z[at(y, j + 1u)] <= i32(x)) {
             j = j + 1u;
         }
-        let pp = env_v[base + j];
-        let gp = g[base + pp];
+        let pp = env_v[at(y, j)];
+        let gp = g[at(y, pp)];
         let dx = i32(x) - i32(pp);
-        d2[base + x] = u32(dx * dx) + gp * gp;
+        d2[at(y, x)] = u32(dx * dx) + gp * gp;
+    }
+}
+
+var<workgroup> tile: array<u32, 272>;
+
+// d2 = the transpose of the row-major `width × height` image in g, through a 16 × 17 tile
+// so both the reads and the writes are contiguous.
+@compute @workgroup_size(16, 16)
+fn transpose(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) l: vec3<u32>,
+) {
+    let x = wg.x * 16u + l.x;
+    let y = wg.y * 16u + l.y;
+    if (x < p.width && y < p.height) {
+        tile[l.y * 17u + l.x] = g[y * p.width + x];
+    }
+    workgroupBarrier();
+    let ty = wg.y * 16u + l.x;
+    let tx = wg.x * 16u + l.y;
+    if (ty < p.height && tx < p.width) {
+        d2[tx * p.height + ty] = tile[l.x * 17u + l.y];
     }
 }

@@ -532,10 +532,18 @@ impl Gpu {
             let d2 = self.zeroed(w * h);
             let v = self.zeroed(w * h);
             let z = self.zeroed(w * h);
+            // Columns into g; g transposed into d2; the rows of the transposed layout from
+            // d2 into g; g transposed back into d2.
+            let across = self.uniform([w as u32, h as u32, 1, 0]);
+            let back = self.uniform([h as u32, w as u32, 0, 0]);
             let bg = self.bind(&EDT, &[&params, m, &g, &d2, &v, &z]);
+            let rows = self.bind(&EDT, &[&across, m, &d2, &g, &v, &z]);
+            let untranspose = self.bind(&EDT, &[&back, m, &g, &d2, &v, &z]);
             let mut enc = self.encoder();
             self.dispatch(&mut enc, &EDT, "columns", &bg, (w.div_ceil(64) as u32, 1));
-            self.dispatch(&mut enc, &EDT, "rows", &bg, (h.div_ceil(64) as u32, 1));
+            self.dispatch(&mut enc, &EDT, "transpose", &bg, groups_2d(w, h));
+            self.dispatch(&mut enc, &EDT, "rows", &rows, (h.div_ceil(64) as u32, 1));
+            self.dispatch(&mut enc, &EDT, "transpose", &untranspose, groups_2d(h, w));
             let out = self.submit_and_read(enc, &[(&d2, w * h)])?;
             Ok(first_result(out))
         })

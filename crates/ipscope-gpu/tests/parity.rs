@@ -323,6 +323,31 @@ fn parity_edt_rows() {
 }
 
 #[test]
+fn parity_edt_transpose() {
+    let Some(g) = gpu() else { return };
+    // A whole image's rows run on the transposed layout: shapes whose sides are not
+    // multiples of the 16-pixel tile, wide and tall, one pixel thin, bit for bit.
+    for (i, (w, h)) in [
+        (37usize, 5usize),
+        (5, 37),
+        (1, 40),
+        (40, 1),
+        (16, 16),
+        (33, 17),
+        (100, 71),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let m = noise(w, h, 90 + i as u64).map(|v| v > 0.25);
+        let cpu = distance_transform_edt(m.view());
+        let out = g.distance_transform_edt(m.view()).unwrap();
+        let bits = |d: &Image<f32>| d.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&out), bits(&cpu), "{w}x{h}");
+    }
+}
+
+#[test]
 fn parity_label_init() {
     let Some(g) = gpu() else { return };
     // Isolated pixels: every foreground pixel is its own component, numbered in raster order.
