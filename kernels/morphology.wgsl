@@ -1,6 +1,7 @@
 // Binary morphology with the 4-connected cross (ipscope_core::ops::morphology): erosion and
 // dilation with pixels outside the image as background (hole filling is holes.wgsl). Masks
-// are one u32 per pixel (0 or 1). Integer logic only, so results are exact.
+// are one u32 per pixel (0 or 1). Integer logic only, so results are exact. `pack` packs a
+// mask 32 pixels to a word for its readback (bit b of word k: pixel 32k + b, raster order).
 
 struct Params {
     width: u32,
@@ -40,4 +41,24 @@ fn dilate(@builtin(global_invocation_id) id: vec3<u32>) {
     let y = i32(id.y);
     let v = at(x, y) | at(x - 1, y) | at(x + 1, y) | at(x, y - 1) | at(x, y + 1);
     atomicStore(&dst[id.y * p.width + id.x], v);
+}
+
+@compute @workgroup_size(256)
+fn pack(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let k = gid.x + gid.y * groups.x * 256u;
+    let n = p.width * p.height;
+    if (k * 32u >= n) {
+        return;
+    }
+    var word = 0u;
+    for (var b = 0u; b < 32u; b = b + 1u) {
+        let i = k * 32u + b;
+        if (i < n && src[i] != 0u) {
+            word = word | (1u << b);
+        }
+    }
+    atomicStore(&dst[k], word);
 }

@@ -6,7 +6,7 @@ use ipscope_core::ops::label::Connectivity;
 use ipscope_image::Image;
 
 use crate::device::Gpu;
-use crate::ops::{first_result, mask_words, MaskSource};
+use crate::ops::{mask_words, MaskSource};
 use crate::Error;
 
 impl Gpu {
@@ -52,8 +52,8 @@ impl Gpu {
         let (on_device, mask) = if fill {
             let (filled, out) = self.scoped(K, || {
                 let filled = self.fill_on_device(&src, w, h)?;
-                let out = self.submit_and_read(self.encoder(), &[(&filled, w * h)])?;
-                Ok((filled, first_result(out)))
+                let out = self.read_mask(self.encoder(), &filled, w, h)?;
+                Ok((filled, out))
             })?;
             (filled, self.mask_image(K, w, h, out)?)
         } else {

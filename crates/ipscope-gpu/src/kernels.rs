@@ -49,7 +49,7 @@ pub const HISTOGRAM: Kernel = Kernel {
 pub const MORPHOLOGY: Kernel = Kernel {
     name: "morphology",
     source: include_str!("../../../kernels/morphology.wgsl"),
-    entry_points: &["erode", "dilate"],
+    entry_points: &["erode", "dilate", "pack"],
     bindings: &[U, R, RW],
 };
 

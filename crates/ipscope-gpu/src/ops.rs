@@ -161,7 +161,15 @@ impl Gpu {
         if w > u32::MAX as usize / 2 || h > u32::MAX as usize / 2 {
             return Err(self.too_large(K, w, h, "more pixels than u32 indices".into()));
         }
-        let data: Vec<f32> = img.rows().flat_map(|row| row.iter().copied()).collect();
+        // The pixels where they lie when the view is contiguous.
+        let copied;
+        let data = match img.as_contiguous() {
+            Some(d) => d,
+            None => {
+                copied = img.rows().flatten().copied().collect::<Vec<f32>>();
+                &copied
+            }
+        };
         // An image above one binding is counted in chunks, one buffer each, into the same
         // (atomic, integer) range and counts: the result does not depend on the chunking.
         let per_chunk = (self.max_binding / 4).min(u64::from(u32::MAX) / 2) as usize;
@@ -242,27 +250,51 @@ impl Gpu {
             let g = self.bind(&MORPHOLOGY, &[&params, &src, &dst]);
             let mut enc = self.encoder();
             self.dispatch(&mut enc, &MORPHOLOGY, entry, &g, groups_2d(w, h));
-            let out = self.submit_and_read(enc, &[(&dst, w * h)])?;
-            Ok(first_result(out))
+            self.read_mask(enc, &dst, w, h)
         })?;
         self.mask_image(K, w, h, out)
     }
 
-    /// A mask image from one u32 word per pixel.
+    /// Reads back the `w × h` mask in `mask` (one u32 per pixel) packed 32 pixels to a word
+    /// (`morphology.wgsl` `pack`, encoded after `enc`'s work): 1/32 of the bytes to copy.
+    pub(crate) fn read_mask(
+        &self,
+        mut enc: wgpu::CommandEncoder,
+        mask: &wgpu::Buffer,
+        w: usize,
+        h: usize,
+    ) -> Result<Vec<u32>, String> {
+        let n = (w * h).div_ceil(32);
+        let params = self.uniform([w as u32, h as u32, 0, 0]);
+        let packed = self.zeroed(n);
+        let g = self.bind(&MORPHOLOGY, &[&params, mask, &packed]);
+        self.dispatch(&mut enc, &MORPHOLOGY, "pack", &g, groups_1d(n, 256));
+        Ok(first_result(self.submit_and_read(enc, &[(&packed, n)])?))
+    }
+
+    /// A mask image from [`Gpu::read_mask`]'s packed words.
     pub(crate) fn mask_image(
         &self,
         kernel: &'static str,
         w: usize,
         h: usize,
-        words: Vec<u32>,
+        packed: Vec<u32>,
     ) -> Result<Image<bool>, Error> {
-        Image::from_vec(w, h, words.into_iter().map(|v| v != 0).collect()).map_err(|e| {
-            Error::Device {
-                adapter: self.adapter().name.clone(),
-                kernel,
-                message: e.to_string(),
-            }
-        })
+        let fail = |message: String| Error::Device {
+            adapter: self.adapter().name.clone(),
+            kernel,
+            message,
+        };
+        if packed.len() < (w * h).div_ceil(32) {
+            return Err(fail(format!(
+                "{} packed words for a {w} x {h} mask",
+                packed.len()
+            )));
+        }
+        let data = (0..w * h)
+            .map(|i| (packed[i / 32] >> (i % 32)) & 1 != 0)
+            .collect();
+        Image::from_vec(w, h, data).map_err(|e| fail(e.to_string()))
     }
 
     /// The filled mask of the `w × h` mask in `src` (one u32 per pixel), left on the device
@@ -399,8 +431,7 @@ impl Gpu {
         let out = self.scoped(K, || {
             let src = self.storage(&words);
             let filled = self.fill_on_device(&src, w, h)?;
-            let out = self.submit_and_read(self.encoder(), &[(&filled, w * h)])?;
-            Ok(first_result(out))
+            self.read_mask(self.encoder(), &filled, w, h)
         })?;
         self.mask_image(K, w, h, out)
     }

@@ -237,6 +237,49 @@ fn parity_morphology_dilate() {
 }
 
 #[test]
+fn parity_morphology_pack() {
+    let Some(g) = gpu() else { return };
+    // Masks come back packed 32 pixels to a word: pixel counts below, at and around
+    // multiples of 32, every bit pattern of a word (noise), all set and all clear.
+    for (i, (w, h)) in [
+        (1usize, 1usize),
+        (31, 1),
+        (32, 1),
+        (33, 1),
+        (8, 4),
+        (7, 9),
+        (64, 3),
+        (45, 38),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for m in [
+            noise(w, h, 120 + i as u64).map(|v| v > 0.5),
+            Image::new(w, h, true),
+            Image::new(w, h, false),
+        ] {
+            let what = format!("{w}x{h}");
+            assert_eq!(
+                g.binary_dilation(m.view()).unwrap(),
+                morphology::binary_dilation(m.view()),
+                "{what}"
+            );
+            assert_eq!(
+                g.binary_erosion(m.view()).unwrap(),
+                morphology::binary_erosion(m.view()),
+                "{what}"
+            );
+            assert_eq!(
+                g.fill_holes(m.view()).unwrap(),
+                morphology::fill_holes(m.view()),
+                "{what}"
+            );
+        }
+    }
+}
+
+#[test]
 fn parity_holes_fill() {
     let Some(g) = gpu() else { return };
     for m in masks() {
