@@ -14,7 +14,8 @@
 # On the GPU machine, target/gpu-check/ must travel with the checkout (an ignored path: carry
 # it). Without it the script builds gpu_bench with cargo when cargo is there. Environment:
 # SIZES (default 2048,4096,8192), REPS (3), TIMEOUT (seconds per size, 240), OUT (a folder
-# that receives device_check.txt as well as stdout), E2E (a number of wells, 96 or 384: with
+# that receives device_check.txt as well as stdout), ONLY (gpu_bench --only: named benches,
+# e.g. edt,chain), E2E (a number of wells, 96 or 384: with
 # `prepare`, also copies the ipscope CLI; when running, also times `ipscope run` on the demo
 # plate of that many wells x 2 sites of 1024² with --device cpu and gpu and compares the
 # Nuclei tables).
@@ -84,7 +85,7 @@ fi
   for n in "${sizes[@]}"; do
     start=$(date +%s)
     # One size per process, so a size that hangs or runs out of memory leaves the others.
-    timeout "$TIMEOUT" "$BIN" --sizes "$n" --reps "$REPS" || echo "gpu_bench --sizes $n: exit $? (timeout ${TIMEOUT}s)"
+    timeout "$TIMEOUT" "$BIN" --sizes "$n" --reps "$REPS" ${ONLY:+--only "$ONLY"} || echo "gpu_bench --sizes $n: exit $? (timeout ${TIMEOUT}s)"
     echo "[$n² done in $(( $(date +%s) - start )) s]"
   done
   if [[ -n "${E2E:-}" ]]; then

@@ -387,6 +387,11 @@ fn parity_edt_transpose() {
         let out = g.distance_transform_edt(m.view()).unwrap();
         let bits = |d: &Image<f32>| d.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&out), bits(&cpu), "{w}x{h}");
+        // Above the size limit for the transposed layout, the row pass runs in place.
+        let Ok(mut in_place) = Gpu::new() else { return };
+        in_place.set_edt_transposed_max_for_tests(w * h - 1);
+        let out = in_place.distance_transform_edt(m.view()).unwrap();
+        assert_eq!(bits(&out), bits(&cpu), "{w}x{h} in place");
     }
 }
 
