@@ -8,16 +8,16 @@
 // selects the same envelope at every integer column, so the squared distances are exact
 // integers; the host takes the square root. Needs width² + height² < 2³¹.
 //
-// `rows` walks one row per invocation; with `transposed` set it reads its input and writes
-// its output (and scratch) with the row index fastest, so neighbouring invocations touch
-// neighbouring words. A whole image runs `columns`, `transpose` (g into d2), `rows`
-// transposed (d2 into g) and `transpose` back (g into d2); bands of a tiled image run
-// `rows` in place.
+// `rows` runs one workgroup per row. Where every vertical distance of the row is at most
+// WINDOW, each pixel x takes the minimum of (x - q)² + g(q)² over |x - q| <= g(x) directly,
+// one invocation per pixel: no q farther away can beat g(x)² (q = x), so the minimum is the
+// envelope's, exactly. Rows with a larger (or infinite) vertical distance run the envelope,
+// one invocation for the row.
 
 struct Params {
     width: u32,
     height: u32,
-    transposed: u32,
+    _pad0: u32,
     _pad1: u32,
 }
 
@@ -72,48 +72,79 @@ fn floor_div(a: i32, b: i32) -> i32 {
     return q;
 }
 
-// Where row `y`, column `x` of a row-major `width × height` image lies in the layout `rows`
-// works in.
-fn at(y: u32, x: u32) -> u32 {
-    if (p.transposed != 0u) {
-        return x * p.height + y;
-    }
-    return y * p.width + x;
-}
-
 // f(q) + q², the parabola's apex term.
-fn apex(y: u32, q: u32) -> i32 {
-    let gq = i32(g[at(y, q)]);
+fn apex(base: u32, q: u32) -> i32 {
+    let gq = i32(g[base + q]);
     return gq * gq + i32(q * q);
 }
 
-@compute @workgroup_size(64)
-fn rows(@builtin(global_invocation_id) id: vec3<u32>) {
-    let y = id.x;
+const WINDOW: u32 = 64u;
+var<workgroup> row_max: atomic<u32>;
+
+@compute @workgroup_size(256)
+fn rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let y = wid.x + wid.y * groups.x;
+    if (lid == 0u) {
+        atomicStore(&row_max, 0u);
+    }
+    workgroupBarrier();
+    let w = p.width;
+    let base = y * w;
+    if (y < p.height) {
+        for (var x = lid; x < w; x = x + 256u) {
+            atomicMax(&row_max, g[base + x]);
+        }
+    }
+    workgroupBarrier();
     if (y >= p.height) {
         return;
     }
+    if (atomicLoad(&row_max) <= WINDOW) {
+        for (var x = lid; x < w; x = x + 256u) {
+            let gx = g[base + x];
+            var best = gx * gx;
+            let lo = x - min(x, gx);
+            let hi = min(x + gx, w - 1u);
+            for (var q = lo; q <= hi; q = q + 1u) {
+                let gq = g[base + q];
+                let dx = i32(x) - i32(q);
+                best = min(best, u32(dx * dx) + gq * gq);
+            }
+            d2[base + x] = best;
+        }
+    } else if (lid == 0u) {
+        envelope(y);
+    }
+}
+
+// The row's squared distances from the lower envelope of its parabolas.
+fn envelope(y: u32) {
     let w = p.width;
+    let base = y * w;
     var k = 0u;
     for (var q = 0u; q < w; q = q + 1u) {
-        if (g[at(y, q)] == INF) {
+        if (g[base + q] == INF) {
             continue;
         }
-        let aq = apex(y, q);
+        let aq = apex(base, q);
         loop {
             if (k == 0u) {
-                env_v[at(y, 0u)] = q;
-                env_z[at(y, 0u)] = -2147483647;
+                env_v[base] = q;
+                env_z[base] = -2147483647;
                 k = 1u;
                 break;
             }
-            let pp = env_v[at(y, k - 1u)];
-            let start = floor_div(aq - apex(y, pp), 2 * i32(q - pp)) + 1;
-            if (start <= env_z[at(y, k - 1u)]) {
+            let pp = env_v[base + k - 1u];
+            let start = floor_div(aq - apex(base, pp), 2 * i32(q - pp)) + 1;
+            if (start <= env_z[base + k - 1u]) {
                 k = k - 1u;
             } else {
-                env_v[at(y, k)] = q;
-                env_z[at(y, k)] = start;
+                env_v[base + k] = q;
+                env_z[base + k] = start;
                 k = k + 1u;
                 break;
             }
@@ -121,40 +152,18 @@ fn rows(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     if (k == 0u) {
         for (var x = 0u; x < w; x = x + 1u) {
-            d2[at(y, x)] = INF;
+            d2[base + x] = INF;
         }
         return;
     }
     var j = 0u;
     for (var x = 0u; x < w; x = x + 1u) {
-        while (j + 1u < k && env_z[at(y, j + 1u)] <= i32(x)) {
+        while (j + 1u < k && env_z[base + j + 1u] <= i32(x)) {
             j = j + 1u;
         }
-        let pp = env_v[at(y, j)];
-        let gp = g[at(y, pp)];
+        let pp = env_v[base + j];
+        let gp = g[base + pp];
         let dx = i32(x) - i32(pp);
-        d2[at(y, x)] = u32(dx * dx) + gp * gp;
-    }
-}
-
-var<workgroup> tile: array<u32, 272>;
-
-// d2 = the transpose of the row-major `width × height` image in g, through a 16 × 17 tile
-// so both the reads and the writes are contiguous.
-@compute @workgroup_size(16, 16)
-fn transpose(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_id) l: vec3<u32>,
-) {
-    let x = wg.x * 16u + l.x;
-    let y = wg.y * 16u + l.y;
-    if (x < p.width && y < p.height) {
-        tile[l.y * 17u + l.x] = g[y * p.width + x];
-    }
-    workgroupBarrier();
-    let ty = wg.y * 16u + l.x;
-    let tx = wg.x * 16u + l.y;
-    if (ty < p.height && tx < p.width) {
-        d2[tx * p.height + ty] = tile[l.x * 17u + l.y];
+        d2[base + x] = u32(dx * dx) + gp * gp;
     }
 }

@@ -95,8 +95,6 @@ pub struct Gpu {
     /// between calls: a new host-visible buffer is pinned, mapped and faulted in page by
     /// page on its first use, which costs more than the copy through it.
     staging: Mutex<Staging>,
-    /// Largest image whose distance transform transposes for its row pass.
-    pub(crate) edt_transposed_max: usize,
 }
 
 /// Idle staging buffers, at most [`STAGING_KEEP`] of each kind.
@@ -253,20 +251,12 @@ impl Gpu {
             max_binding,
             profiler,
             staging: Mutex::new(Staging::default()),
-            edt_transposed_max: crate::ops::EDT_TRANSPOSED_ROWS_MAX,
         })
     }
 
     /// The adapter this device runs on.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.summary
-    }
-
-    /// Sets the largest image (pixels) whose distance transform runs its row pass on the
-    /// transposed layout, so tests can take both paths with small images.
-    #[doc(hidden)]
-    pub fn set_edt_transposed_max_for_tests(&mut self, pixels: usize) {
-        self.edt_transposed_max = pixels;
     }
 
     /// Times one upload and one readback of `words` 4-byte words (a new storage buffer

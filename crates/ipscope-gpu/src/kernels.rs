@@ -65,7 +65,7 @@ pub const HOLES: Kernel = Kernel {
 pub const EDT: Kernel = Kernel {
     name: "edt",
     source: include_str!("../../../kernels/edt.wgsl"),
-    entry_points: &["columns", "rows", "transpose"],
+    entry_points: &["columns", "rows"],
     bindings: &[U, R, RW, RW, RW, RW],
 };
 

@@ -16,13 +16,6 @@ use crate::Error;
 /// Dispatches of an iterated kernel between two convergence checks.
 pub(crate) const BATCH: usize = 16;
 
-/// Largest image (pixels) whose distance transform runs its row pass on the transposed
-/// layout: camera fields up to 2304². Measured on an H100 (timestamp queries): at 2048² the
-/// transposed pass took 4.6 ms against 7.0–12.1 ms in place; at 4096² 35.5 ms against 7.7 ms
-/// and at 8192² 67–76 ms against 39–68 ms, where each of the few thousand invocations walks a
-/// long row and the in-place walk reuses each cache line 32 times.
-pub(crate) const EDT_TRANSPOSED_ROWS_MAX: usize = 2304 * 2304;
-
 /// The first readback of [`Gpu::submit_and_read`]'s results.
 pub(crate) fn first_result(out: Vec<Vec<u32>>) -> Vec<u32> {
     out.into_iter().next().unwrap_or_default()
@@ -543,7 +536,7 @@ impl Gpu {
                 let z = self.zeroed(w * bh);
                 let bg = self.bind(&EDT, &[&params, &unused, &gb, &db, &v, &z]);
                 let mut enc = self.encoder();
-                self.dispatch(&mut enc, &EDT, "rows", &bg, (bh.div_ceil(64) as u32, 1));
+                self.dispatch(&mut enc, &EDT, "rows", &bg, groups_1d(bh, 1));
                 let out = self.submit_and_read(enc, &[(&db, w * bh)])?;
                 Ok(first_result(out))
             })?;
@@ -573,19 +566,7 @@ impl Gpu {
             let bg = self.bind(&EDT, &[&params, m, &g, &d2, &v, &z]);
             let mut enc = self.encoder();
             self.dispatch(&mut enc, &EDT, "columns", &bg, (w.div_ceil(64) as u32, 1));
-            if w * h <= self.edt_transposed_max {
-                // g transposed into d2; the rows of the transposed layout from d2 into g;
-                // g transposed back into d2.
-                let across = self.uniform([w as u32, h as u32, 1, 0]);
-                let back = self.uniform([h as u32, w as u32, 0, 0]);
-                let rows = self.bind(&EDT, &[&across, m, &d2, &g, &v, &z]);
-                let untranspose = self.bind(&EDT, &[&back, m, &g, &d2, &v, &z]);
-                self.dispatch(&mut enc, &EDT, "transpose", &bg, groups_2d(w, h));
-                self.dispatch(&mut enc, &EDT, "rows", &rows, (h.div_ceil(64) as u32, 1));
-                self.dispatch(&mut enc, &EDT, "transpose", &untranspose, groups_2d(h, w));
-            } else {
-                self.dispatch(&mut enc, &EDT, "rows", &bg, (h.div_ceil(64) as u32, 1));
-            }
+            self.dispatch(&mut enc, &EDT, "rows", &bg, groups_1d(h, 1));
             let out = self.submit_and_read(enc, &[(&d2, w * h)])?;
             Ok(first_result(out))
         })

@@ -366,32 +366,41 @@ fn parity_edt_rows() {
 }
 
 #[test]
-fn parity_edt_transpose() {
+fn edt_rows_take_the_window_or_the_envelope() {
     let Some(g) = gpu() else { return };
-    // A whole image's rows run on the transposed layout: shapes whose sides are not
-    // multiples of the 16-pixel tile, wide and tall, one pixel thin, bit for bit.
+    // A row whose vertical distances are all at most 64 takes the windowed minimum, any
+    // other the envelope. Columns with runs of foreground from 100 to 160 pixels put the
+    // rows' largest vertical distance on both sides of 64; a disc of radius 90, wide and
+    // tall shapes whose sides are not multiples of the workgroup, and columns without
+    // background (infinite vertical distance) likewise; bit for bit.
+    let runs = Image::from_fn(61, 300, |r, c| {
+        let len = 100 + c;
+        let top = (300 - len) / 2;
+        r >= top && r < top + len && (r + 3 * c) % 37 != 0
+    });
+    let disc = Image::from_fn(260, 240, |r, c| {
+        let (dy, dx) = (r as f64 - 120.0, c as f64 - 130.0);
+        dy * dy + dx * dx <= 90.0 * 90.0 || (r * 7 + c * 3) % 53 == 0
+    });
+    let mut cases = vec![runs, disc, Image::from_fn(300, 70, |_, c| c % 97 == 5)];
     for (i, (w, h)) in [
         (37usize, 5usize),
         (5, 37),
         (1, 40),
         (40, 1),
-        (16, 16),
-        (33, 17),
-        (100, 71),
+        (257, 3),
+        (300, 71),
     ]
     .into_iter()
     .enumerate()
     {
-        let m = noise(w, h, 90 + i as u64).map(|v| v > 0.25);
+        cases.push(noise(w, h, 90 + i as u64).map(|v| v > 0.25));
+    }
+    for m in cases {
         let cpu = distance_transform_edt(m.view());
         let out = g.distance_transform_edt(m.view()).unwrap();
         let bits = |d: &Image<f32>| d.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&out), bits(&cpu), "{w}x{h}");
-        // Above the size limit for the transposed layout, the row pass runs in place.
-        let Ok(mut in_place) = Gpu::new() else { return };
-        in_place.set_edt_transposed_max_for_tests(w * h - 1);
-        let out = in_place.distance_transform_edt(m.view()).unwrap();
-        assert_eq!(bits(&out), bits(&cpu), "{w}x{h} in place");
+        assert_eq!(bits(&out), bits(&cpu), "{}x{}", m.width(), m.height());
     }
 }
 
