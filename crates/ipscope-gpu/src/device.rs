@@ -106,32 +106,54 @@ struct Staging {
 
 /// Staging buffers kept per kind (a field's images are a few sizes, repeated).
 const STAGING_KEEP: usize = 6;
+/// Bytes of idle staging buffers kept per kind (one 8192² f32 image is 256 MiB).
+const STAGING_KEEP_BYTES: u64 = 768 << 20;
 /// Uploads below this many bytes go through `create_buffer_init` (sub-allocated, cheap).
 const SMALL_UPLOAD: usize = 1 << 16;
 
+/// The size in bytes of a pooled staging buffer.
+trait StagingSize {
+    fn bytes(&self) -> u64;
+}
+
+impl StagingSize for wgpu::Buffer {
+    fn bytes(&self) -> u64 {
+        self.size()
+    }
+}
+
 /// The idle buffer of `pool` that fits `size` bytes best (at most twice as large).
-fn take_fitting(pool: &mut Vec<wgpu::Buffer>, size: u64) -> Option<wgpu::Buffer> {
+fn take_fitting<B: StagingSize>(pool: &mut Vec<B>, size: u64) -> Option<B> {
     let best = pool
         .iter()
         .enumerate()
-        .filter(|(_, b)| b.size() >= size && b.size() <= size.saturating_mul(2).max(1 << 16))
-        .min_by_key(|(_, b)| b.size())
+        .filter(|(_, b)| b.bytes() >= size && b.bytes() <= size.saturating_mul(2).max(1 << 16))
+        .min_by_key(|(_, b)| b.bytes())
         .map(|(i, _)| i)?;
     Some(pool.swap_remove(best))
 }
 
-/// Returns `b` to `pool`, dropping the smallest buffer when the pool is full.
-fn give_back(pool: &mut Vec<wgpu::Buffer>, b: wgpu::Buffer) {
+/// Returns `b` to `pool`: at most [`STAGING_KEEP`] buffers (the smallest dropped first) and
+/// [`STAGING_KEEP_BYTES`] of them (the largest dropped first), so the host memory the pool
+/// pins stays bounded whatever the image sizes.
+fn give_back<B: StagingSize>(pool: &mut Vec<B>, b: B) {
     pool.push(b);
-    if pool.len() > STAGING_KEEP {
-        if let Some(i) = pool
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, b)| b.size())
-            .map(|(i, _)| i)
-        {
+    let drop_where = |pool: &mut Vec<B>, largest: bool| {
+        let sizes = pool.iter().map(StagingSize::bytes).enumerate();
+        let pick = if largest {
+            sizes.max_by_key(|&(_, s)| s)
+        } else {
+            sizes.min_by_key(|&(_, s)| s)
+        };
+        if let Some((i, _)) = pick {
             pool.swap_remove(i);
         }
+    };
+    if pool.len() > STAGING_KEEP {
+        drop_where(pool, false);
+    }
+    while pool.iter().map(StagingSize::bytes).sum::<u64>() > STAGING_KEEP_BYTES {
+        drop_where(pool, true);
     }
 }
 
@@ -677,4 +699,41 @@ pub(crate) fn groups_1d(n: usize, size: usize) -> (u32, u32) {
     let g = n.div_ceil(size).max(1);
     let x = g.min(65535);
     (x as u32, g.div_ceil(x) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl StagingSize for u64 {
+        fn bytes(&self) -> u64 {
+            *self
+        }
+    }
+
+    #[test]
+    fn the_staging_pool_stays_within_its_count_and_bytes() {
+        let mut pool: Vec<u64> = Vec::new();
+        for i in 0..STAGING_KEEP as u64 + 3 {
+            give_back(&mut pool, 1024 * (i + 1));
+        }
+        // Full: the smallest went first.
+        assert_eq!(pool.len(), STAGING_KEEP);
+        assert!(pool.iter().all(|&b| b > 3 * 1024), "{pool:?}");
+        // The best fit at most twice as large (64 KiB for small requests); none for a much
+        // larger request.
+        assert_eq!(take_fitting(&mut pool, 5 * 1024 - 8), Some(5 * 1024));
+        assert_eq!(pool.len(), STAGING_KEEP - 1);
+        assert_eq!(take_fitting(&mut pool, 1 << 20), None);
+        let mut big = vec![300u64 << 20];
+        assert_eq!(take_fitting(&mut big, 100 << 20), None);
+        assert_eq!(take_fitting(&mut big, 200 << 20), Some(300 << 20));
+        // Over the byte budget, the largest go until the rest fits.
+        give_back(&mut pool, STAGING_KEEP_BYTES / 2);
+        give_back(&mut pool, STAGING_KEEP_BYTES / 2 + 1);
+        let total: u64 = pool.iter().sum();
+        assert!(total <= STAGING_KEEP_BYTES, "{total}");
+        assert!(pool.contains(&(STAGING_KEEP_BYTES / 2)), "{pool:?}");
+        assert!(!pool.contains(&(STAGING_KEEP_BYTES / 2 + 1)), "{pool:?}");
+    }
 }
