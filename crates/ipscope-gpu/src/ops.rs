@@ -4,7 +4,7 @@
 //! `tests/parity.rs` hold them to it (exact, except the Gaussian's stated f32 tolerance).
 
 use ipscope_core::ops::filter::{gaussian_kernel, GAUSSIAN_TRUNCATE};
-use ipscope_core::ops::label::Connectivity;
+use ipscope_core::ops::label::{clear_border, Connectivity};
 use ipscope_core::ops::measure::ObjectShape;
 use ipscope_core::ops::threshold::Histogram;
 use ipscope_image::{Image, ImageView, Labels};
@@ -15,6 +15,18 @@ use crate::Error;
 
 /// Dispatches of an iterated kernel between two convergence checks.
 pub(crate) const BATCH: usize = 16;
+
+/// The pixels of `view` in raster order: where they lie when the view is contiguous, else
+/// copied into `buf`.
+fn pixels<'a, T: Copy>(view: ImageView<'a, T>, buf: &'a mut Vec<T>) -> &'a [T] {
+    match view.as_contiguous() {
+        Some(d) => d,
+        None => {
+            buf.extend(view.rows().flatten().copied());
+            buf
+        }
+    }
+}
 
 /// The first readback of [`Gpu::submit_and_read`]'s results.
 pub(crate) fn first_result(out: Vec<Vec<u32>>) -> Vec<u32> {
@@ -89,15 +101,8 @@ impl Gpu {
         if band == h {
             // One tile: upload the pixels where they lie when the view is contiguous, and
             // make the image of the readback itself.
-            let copied;
-            let data = match src.as_contiguous() {
-                Some(d) => d,
-                None => {
-                    copied = src.rows().flatten().copied().collect::<Vec<f32>>();
-                    &copied
-                }
-            };
-            let res = self.gaussian_tile(data, w, h, r, &weights)?;
+            let mut copied = Vec::new();
+            let res = self.gaussian_tile(pixels(src, &mut copied), w, h, r, &weights)?;
             return Image::from_vec(w, h, res).map_err(|e| Error::Device {
                 adapter: self.adapter().name.clone(),
                 kernel: K,
@@ -161,15 +166,8 @@ impl Gpu {
         if w > u32::MAX as usize / 2 || h > u32::MAX as usize / 2 {
             return Err(self.too_large(K, w, h, "more pixels than u32 indices".into()));
         }
-        // The pixels where they lie when the view is contiguous.
-        let copied;
-        let data = match img.as_contiguous() {
-            Some(d) => d,
-            None => {
-                copied = img.rows().flatten().copied().collect::<Vec<f32>>();
-                &copied
-            }
-        };
+        let mut copied = Vec::new();
+        let data = pixels(img, &mut copied);
         // An image above one binding is counted in chunks, one buffer each, into the same
         // (atomic, integer) range and counts: the result does not depend on the chunking.
         let per_chunk = (self.max_binding / 4).min(u64::from(u32::MAX) / 2) as usize;
@@ -406,21 +404,12 @@ impl Gpu {
             return Ok(Image::new(w, h, false));
         }
         if (w * h) as u64 * 4 > self.max_binding {
+            // The holes: the background's components that do not touch the border.
             let background = mask.map(|v| !v);
-            let l = self.label_tiled(background.view(), Connectivity::Four)?;
-            let li = l.image();
-            let mut open = vec![false; l.count() as usize + 1];
-            for x in 0..w {
-                open[li.get(0, x) as usize] = true;
-                open[li.get(h - 1, x) as usize] = true;
-            }
-            for y in 0..h {
-                open[li.get(y, 0) as usize] = true;
-                open[li.get(y, w - 1) as usize] = true;
-            }
+            let holes = clear_border(&self.label_tiled(background.view(), Connectivity::Four)?);
+            let holes = holes.image();
             return Ok(Image::from_fn(w, h, |r, c| {
-                let b = li.get(r, c) as usize;
-                mask.get(r, c) || (b != 0 && !open[b])
+                mask.get(r, c) || holes.get(r, c) != 0
             }));
         }
         self.check_fits(K, w, h, w * h)?;
