@@ -11,7 +11,7 @@
 
 use ipscope_image::{Image, ImageView, Labels};
 
-use crate::ops::distance::distance_transform_edt;
+use crate::ops::distance::{distance_transform_edt, distance_transform_edt_of_objects};
 use crate::ops::filter::gaussian_blur;
 use crate::ops::label::{label, Connectivity};
 use crate::ops::measure::{measure_shape, ObjectShape};
@@ -189,6 +189,30 @@ impl Backend for CpuBackend {
 
     fn measure_shape(&self, labels: &Labels) -> Result<Vec<ObjectShape>, Error> {
         Ok(measure_shape(labels))
+    }
+
+    /// The trait's three steps, with the distance transform taken in each component's box
+    /// ([`crate::ops::distance::distance_transform_edt_of_objects`], the same bits).
+    fn fill_label_distance(
+        &self,
+        mask: Image<bool>,
+        fill: bool,
+        conn: Connectivity,
+        distance: bool,
+    ) -> Result<FilledObjects, Error> {
+        let mask = if fill {
+            morphology::fill_holes(mask.view())
+        } else {
+            mask
+        };
+        let labels = label(mask.view(), conn);
+        let distance =
+            (distance && labels.count() > 0).then(|| distance_transform_edt_of_objects(&labels));
+        Ok(FilledObjects {
+            mask,
+            labels,
+            distance,
+        })
     }
 }
 

@@ -9,6 +9,8 @@
 
 use ipscope_image::{Image, ImageView, Labels};
 
+use super::scan::{for_each_nonzero_run, next_other_bool};
+
 /// Pixel connectivity of a component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Connectivity {
@@ -70,11 +72,11 @@ pub fn label(mask: ImageView<bool>, conn: Connectivity) -> Labels {
         let mut j = prev.start;
         let mut c = 0;
         while c < w {
-            let Some(skip) = row[c..].iter().position(|&b| b) else {
+            let s = next_other_bool(row, c, false);
+            if s >= w {
                 break;
-            };
-            let s = c + skip;
-            let e = row[s..].iter().position(|&b| !b).map_or(w, |n| s + n);
+            }
+            let e = next_other_bool(row, s, true);
             c = e;
             let lab = parent.len() as u32;
             parent.push(lab);
@@ -132,19 +134,29 @@ fn remap_raster(labels: &Labels, largest: u32, mut keep: impl FnMut(u32) -> bool
     let mut map = vec![UNSEEN; largest as usize + 1];
     map[0] = 0;
     let mut next = 0u32;
-    let img = labels.image().map(|l| {
-        let m = &mut map[l as usize];
-        if *m == UNSEEN {
-            *m = if keep(l) {
-                next += 1;
-                next
-            } else {
-                0
-            };
-        }
-        *m
-    });
-    Labels::new(img, next)
+    let (w, h) = (labels.width(), labels.height());
+    let img = labels.image();
+    // Run by run: one look-up per run of a label, the background left as the zeros the
+    // output starts with.
+    let mut out = Image::new(w, h, 0u32);
+    for r in 0..h {
+        let orow = out.row_mut(r);
+        for_each_nonzero_run(img.row(r), |s, e, l| {
+            let m = &mut map[l as usize];
+            if *m == UNSEEN {
+                *m = if keep(l) {
+                    next += 1;
+                    next
+                } else {
+                    0
+                };
+            }
+            if *m != 0 {
+                orow[s..e].fill(*m);
+            }
+        });
+    }
+    Labels::new(out, next)
 }
 
 /// Pixel count per label; index `i` is label `i` (index 0 counts the background).
@@ -152,15 +164,21 @@ fn remap_raster(labels: &Labels, largest: u32, mut keep: impl FnMut(u32) -> bool
 /// The vector has `max(count, largest label present) + 1` entries.
 pub fn object_areas(labels: &Labels) -> Vec<u64> {
     // Sized by `count` and grown for a larger label, in the counting pass itself (no pass
-    // for the largest label first).
+    // for the largest label first). Counted by runs; the background is what is left.
     let mut areas = vec![0u64; labels.count() as usize + 1];
-    for &l in labels.image().as_slice() {
-        let l = l as usize;
-        if l >= areas.len() {
-            areas.resize(l + 1, 0);
-        }
-        areas[l] += 1;
+    let img = labels.image();
+    let mut objects = 0u64;
+    for r in 0..labels.height() {
+        for_each_nonzero_run(img.row(r), |s, e, l| {
+            let l = l as usize;
+            if l >= areas.len() {
+                areas.resize(l + 1, 0);
+            }
+            areas[l] += (e - s) as u64;
+            objects += (e - s) as u64;
+        });
     }
+    areas[0] = (labels.width() * labels.height()) as u64 - objects;
     areas
 }
 

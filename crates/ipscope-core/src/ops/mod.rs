@@ -17,6 +17,7 @@ pub mod par;
 pub mod peaks;
 pub mod rank;
 pub mod ridge;
+pub(crate) mod scan;
 pub mod signal;
 pub mod skeleton;
 pub mod threshold;

@@ -11,6 +11,7 @@
 use ipscope_image::{Image, ImageView};
 
 use super::label::find;
+use super::scan::next_other_bool as next_other;
 
 /// Fills background regions that cannot reach the image border through 4-connected
 /// background pixels (`scipy.ndimage.binary_fill_holes`).
@@ -33,28 +34,6 @@ pub fn fill_holes(mask: ImageView<bool>) -> Image<bool> {
     };
     clear_border_background(m, filled.as_mut_slice(), w, h);
     filled
-}
-
-/// The index of the first element of `v` from `from` on that differs from `b` (`v.len()`
-/// when none), comparing eight bytes at a time.
-#[inline]
-fn next_other(v: &[bool], from: usize, b: bool) -> usize {
-    // SAFETY: a bool is one byte holding 0 or 1, so its slice reads as bytes.
-    let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), v.len()) };
-    let same = u64::from_ne_bytes([u8::from(b); 8]);
-    let mut i = from;
-    while i + 8 <= bytes.len() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&bytes[i..i + 8]);
-        if u64::from_ne_bytes(word) != same {
-            break;
-        }
-        i += 8;
-    }
-    bytes[i..]
-        .iter()
-        .position(|&x| x != u8::from(b))
-        .map_or(bytes.len(), |n| i + n)
 }
 
 /// Clears `filled` at every background pixel of `mask` 4-connected to the border, by runs:

@@ -17,6 +17,7 @@
 use ipscope_image::Labels;
 
 use super::hull;
+use crate::ops::scan::for_each_nonzero_run;
 
 /// AreaShape and Location of one object (CellProfiler `AreaShape_*`, `Location_Center_*`).
 ///
@@ -110,24 +111,17 @@ pub(crate) fn bounding_boxes(labels: &Labels) -> Vec<Option<(usize, usize, usize
     let mut bbox: Vec<Option<(usize, usize, usize, usize)>> = vec![None; n + 1];
     let img = labels.image();
     for r in 0..labels.height() {
-        let row = img.row(r);
-        let mut c = 0;
-        while c < row.len() {
-            let l = row[c] as usize;
-            // Runs of one label are common; handle a run at once.
-            let start = c;
-            while c < row.len() && row[c] as usize == l {
-                c += 1;
-            }
-            if l == 0 || l > n {
-                continue;
+        for_each_nonzero_run(img.row(r), |start, c, l| {
+            let l = l as usize;
+            if l > n {
+                return;
             }
             let b = bbox[l].get_or_insert((r, start, r + 1, c));
             b.0 = b.0.min(r);
             b.1 = b.1.min(start);
             b.2 = b.2.max(r + 1);
             b.3 = b.3.max(c);
-        }
+        });
     }
     bbox
 }
