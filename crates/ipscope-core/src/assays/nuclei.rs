@@ -1291,9 +1291,42 @@ fn flood_in_boxes(components: &Labels, boxes: Vec<BoxFlood>, count: u32) -> Labe
             Some(fg.view()),
         );
     }
+    let mut stack = Vec::new();
     for b in boxes {
         let (r0, c0) = b.origin;
         let (bw, bh) = (b.object.width(), b.object.height());
+        if let [(sr, sc)] = b.seeds[..] {
+            // One seed: the flood gives its label to the 4-connected part of the object that
+            // holds it, whatever the elevation; a plain flood fill finds that part.
+            let mut left = b.object;
+            let number = b.numbers[0];
+            if left.get(sr, sc) {
+                left.set(sr, sc, false);
+                stack.push((sr, sc));
+            }
+            while let Some((r, c)) = stack.pop() {
+                out.set(r0 + r, c0 + c, number);
+                let mut visit = |r: usize, c: usize| {
+                    if left.get(r, c) {
+                        left.set(r, c, false);
+                        stack.push((r, c));
+                    }
+                };
+                if r > 0 {
+                    visit(r - 1, c);
+                }
+                if c > 0 {
+                    visit(r, c - 1);
+                }
+                if c + 1 < bw {
+                    visit(r, c + 1);
+                }
+                if r + 1 < bh {
+                    visit(r + 1, c);
+                }
+            }
+            continue;
+        }
         let mut markers = Image::new(bw, bh, 0u32);
         for (k, &(r, c)) in b.seeds.iter().enumerate() {
             markers.set(r, c, k as u32 + 1);
@@ -1411,6 +1444,47 @@ mod tests {
             field >= 5 && 360 - field >= 50,
             "{field} of 360 flooded whole"
         );
+    }
+
+    /// A box with one seed is filled, not flooded: the seed's 4-connected part of the object,
+    /// as the flood gives it, even where the object's parts touch only by a corner.
+    #[test]
+    fn one_seed_boxes_equal_the_flood() {
+        let mut rnd = crate::testing::lcg32(31);
+        // Cases where the seed's part is not the whole object (the fill must stop there).
+        let mut partial = 0;
+        for case in 0..200 {
+            let (w, h) = (3 + (rnd() % 20) as usize, 3 + (rnd() % 20) as usize);
+            let density = 3 + rnd() % 6;
+            let object = Image::from_fn(w, h, |_, _| rnd() % 10 < density);
+            let elevation = Image::from_fn(w, h, |_, _| (rnd() % 50) as f32);
+            let Some(seed) = (0..w * h)
+                .map(|i| (i / w, i % w))
+                .filter(|&(r, c)| object.get(r, c))
+                .nth((rnd() % 8) as usize)
+            else {
+                continue;
+            };
+            let (fw, fh) = (w + 7, h + 4);
+            let origin = (2, 5);
+            let mut b = BoxFlood::new(origin, elevation.clone(), object.clone(), vec![seed]);
+            b.numbers = vec![3];
+            let got = flood_in_boxes(&Labels::empty(fw, fh), vec![b], 3);
+            let mut markers = Image::new(w, h, 0u32);
+            markers.set(seed.0, seed.1, 3);
+            let want = watershed(
+                elevation.view(),
+                &Labels::new(markers, 3),
+                Some(object.view()),
+            );
+            let got_box = Image::from_fn(w, h, |r, c| got.image().get(origin.0 + r, origin.1 + c));
+            assert_eq!(&got_box, want.image(), "case {case}");
+            let inside = got_box.as_slice().iter().filter(|&&l| l != 0).count();
+            let all = got.image().as_slice().iter().filter(|&&l| l != 0).count();
+            assert_eq!(inside, all, "case {case}: nothing outside the box");
+            partial += usize::from(inside < object.as_slice().iter().filter(|&&o| o).count());
+        }
+        assert!(partial >= 20, "{partial} of 200 cases split the object");
     }
 
     thread_local! {
