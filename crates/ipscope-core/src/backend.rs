@@ -144,6 +144,12 @@ pub trait Backend: Send + Sync {
     fn filter_by_area(&self, labels: &Labels, min: u64, max: u64) -> Result<Labels, Error> {
         Ok(crate::ops::label::filter_by_area(labels, min, max))
     }
+
+    /// [`Backend::filter_by_area`] of labels the caller gives up, so that a backend may
+    /// renumber them where they lie. Default: [`Backend::filter_by_area`].
+    fn filter_by_area_owned(&self, labels: Labels, min: u64, max: u64) -> Result<Labels, Error> {
+        self.filter_by_area(&labels, min, max)
+    }
 }
 
 /// The reference implementation: [`crate::ops`] on the calling thread.
@@ -189,6 +195,10 @@ impl Backend for CpuBackend {
 
     fn measure_shape(&self, labels: &Labels) -> Result<Vec<ObjectShape>, Error> {
         Ok(measure_shape(labels))
+    }
+
+    fn filter_by_area_owned(&self, labels: Labels, min: u64, max: u64) -> Result<Labels, Error> {
+        Ok(crate::ops::label::filter_by_area_in_place(labels, min, max))
     }
 
     /// The trait's three steps, with the distance transform taken in each component's box

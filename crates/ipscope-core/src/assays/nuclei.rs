@@ -453,7 +453,7 @@ pub fn segment_nuclei_with<T: Pixel>(
         _ => objects,
     };
     let (lo, hi) = size.area_range();
-    let mut kept = backend.filter_by_area(&objects, lo, hi)?;
+    let mut kept = backend.filter_by_area_owned(objects, lo, hi)?;
     if params.exclude_border {
         kept = relabel_sequential(&clear_border(&kept));
     }

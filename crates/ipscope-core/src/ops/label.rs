@@ -129,18 +129,32 @@ pub fn relabel_sequential(labels: &Labels) -> Labels {
 
 /// Keeps the labels for which `keep(label)` holds and renumbers them in raster order;
 /// `largest` is [`max_label`] of `labels`.
-fn remap_raster(labels: &Labels, largest: u32, mut keep: impl FnMut(u32) -> bool) -> Labels {
+fn remap_raster(labels: &Labels, largest: u32, keep: impl FnMut(u32) -> bool) -> Labels {
+    let (w, h) = (labels.width(), labels.height());
+    // The background is left as the zeros the output starts with.
+    let mut out = Image::new(w, h, 0u32);
+    let next = remap_runs(labels.image(), largest, keep, |r, s, e, m| {
+        if m != 0 {
+            out.row_mut(r)[s..e].fill(m);
+        }
+    });
+    Labels::new(out, next)
+}
+
+/// The renumbering of [`remap_raster`], run by run over `img`: calls `write(row, start, end,
+/// new label)` for each run of a non-zero label (one look-up per run), and returns the number
+/// of labels kept.
+fn remap_runs(
+    img: &Image<u32>,
+    largest: u32,
+    mut keep: impl FnMut(u32) -> bool,
+    mut write: impl FnMut(usize, usize, usize, u32),
+) -> u32 {
     const UNSEEN: u32 = u32::MAX;
     let mut map = vec![UNSEEN; largest as usize + 1];
     map[0] = 0;
     let mut next = 0u32;
-    let (w, h) = (labels.width(), labels.height());
-    let img = labels.image();
-    // Run by run: one look-up per run of a label, the background left as the zeros the
-    // output starts with.
-    let mut out = Image::new(w, h, 0u32);
-    for r in 0..h {
-        let orow = out.row_mut(r);
+    for r in 0..img.height() {
         for_each_nonzero_run(img.row(r), |s, e, l| {
             let m = &mut map[l as usize];
             if *m == UNSEEN {
@@ -151,12 +165,10 @@ fn remap_raster(labels: &Labels, largest: u32, mut keep: impl FnMut(u32) -> bool
                     0
                 };
             }
-            if *m != 0 {
-                orow[s..e].fill(*m);
-            }
+            write(r, s, e, *m);
         });
     }
-    Labels::new(out, next)
+    next
 }
 
 /// Pixel count per label; index `i` is label `i` (index 0 counts the background).
@@ -191,6 +203,27 @@ pub fn filter_by_area(labels: &Labels, min: u64, max: u64) -> Labels {
     remap_raster(labels, largest, |l| {
         (min..=max).contains(&areas[l as usize])
     })
+}
+
+/// [`filter_by_area`] of an owned label image, renumbered where it lies: no second
+/// full-size image (whose fresh pages cost more than the renumbering), the same result.
+pub fn filter_by_area_in_place(labels: Labels, min: u64, max: u64) -> Labels {
+    let areas = object_areas(&labels);
+    let largest = areas.len() as u32 - 1;
+    let mut img = labels.into_image();
+    // Runs are read from the image while it is written: each run is rewritten only after
+    // it has been found, and its new value is not looked up again.
+    let mut runs: Vec<(usize, usize, usize, u32)> = Vec::new();
+    let next = remap_runs(
+        &img,
+        largest,
+        |l| (min..=max).contains(&areas[l as usize]),
+        |r, s, e, m| runs.push((r, s, e, m)),
+    );
+    for (r, s, e, m) in runs {
+        img.row_mut(r)[s..e].fill(m);
+    }
+    Labels::new(img, next)
 }
 
 /// Removes objects touching the image border; the other labels and `count` are unchanged
@@ -422,5 +455,37 @@ mod tests {
         assert_eq!(c.count(), 3);
         assert_eq!(c.image().as_slice().iter().filter(|&&v| v == 2).count(), 3);
         assert!(c.image().as_slice().iter().all(|&v| v == 0 || v == 2));
+        assert_eq!(filter_by_area_in_place(l, 2, 2), f);
+    }
+
+    /// The renumbering in place equals the one into a new image, on label images with
+    /// labels out of raster order, gaps, runs of one label and a count below the largest.
+    #[test]
+    fn size_filter_in_place_equals_the_copying_one() {
+        let mut next = crate::testing::xorshift(0x5eed_0f_a4ea5);
+        for (w, h) in [(1, 1), (5, 1), (1, 9), (17, 13), (64, 40)] {
+            for labels_max in [1u64, 3, 40, 1000] {
+                let img = Image::from_fn(w, h, |_, c| {
+                    let x = next();
+                    if x % 3 == 0 {
+                        0
+                    } else {
+                        (x % labels_max) as u32 + (c % 2) as u32
+                    }
+                });
+                for count in [0, 5] {
+                    let l = Labels::new(img.clone(), count);
+                    for (lo, hi) in [(0, u64::MAX), (2, 6), (1, 1), (5, 3)] {
+                        let want = filter_by_area(&l, lo, hi);
+                        let got = filter_by_area_in_place(l.clone(), lo, hi);
+                        assert_eq!(
+                            got, want,
+                            "{w}x{h} max {labels_max} count {count} {lo}..={hi}"
+                        );
+                        assert_eq!(object_areas(&got)[0], object_areas(&want)[0]);
+                    }
+                }
+            }
+        }
     }
 }
