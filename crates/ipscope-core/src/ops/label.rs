@@ -462,12 +462,12 @@ mod tests {
     /// labels out of raster order, gaps, runs of one label and a count below the largest.
     #[test]
     fn size_filter_in_place_equals_the_copying_one() {
-        let mut next = crate::testing::xorshift(0x5eed_0f_a4ea5);
+        let mut next = crate::testing::xorshift(0x05ee_d0fa_4ea5);
         for (w, h) in [(1, 1), (5, 1), (1, 9), (17, 13), (64, 40)] {
             for labels_max in [1u64, 3, 40, 1000] {
                 let img = Image::from_fn(w, h, |_, c| {
                     let x = next();
-                    if x % 3 == 0 {
+                    if x.is_multiple_of(3) {
                         0
                     } else {
                         (x % labels_max) as u32 + (c % 2) as u32
