@@ -175,18 +175,25 @@ fn object_shape(mask: &LocalMask, label: u32, b: (usize, usize, usize, usize)) -
     // Exact integer moments in bbox coordinates.
     let (mut n, mut sr, mut sc, mut srr, mut scc, mut src) =
         (0i128, 0i128, 0i128, 0i128, 0i128, 0i128);
+    // Row by row: the row's count, Σc and Σc² in i64 (exact: Σc² < w³ ≤ 2^63 for any row
+    // that fits memory), then the row's share of each moment in i128.
+    let pw = w + 2;
     for r in 0..h {
-        for c in 0..w {
-            if mask.at(r + 1, c + 1) {
-                let (ri, ci) = (r as i128, c as i128);
-                n += 1;
-                sr += ri;
-                sc += ci;
-                srr += ri * ri;
-                scc += ci * ci;
-                src += ri * ci;
-            }
+        let row = &mask.m[(r + 1) * pw + 1..(r + 1) * pw + 1 + w];
+        let (mut k, mut s1, mut s2) = (0i64, 0i64, 0i64);
+        for (c, &m) in row.iter().enumerate() {
+            let (on, ci) = (i64::from(m), c as i64);
+            k += on;
+            s1 += on * ci;
+            s2 += on * ci * ci;
         }
+        let (ri, k, s1, s2) = (r as i128, i128::from(k), i128::from(s1), i128::from(s2));
+        n += k;
+        sr += ri * k;
+        sc += s1;
+        srr += ri * ri * k;
+        scc += s2;
+        src += ri * s1;
     }
     let area = n as u64;
     let nf = n as f64;
