@@ -481,7 +481,7 @@ fn grow_outlines(
     // A limit of 1 px (the default; up to just below √2, as the transform's f32 distances
     // compare): the pixels an object may take are its 4-neighbours, found in one pass over
     // the outline's runs instead of whole-field masks and a distance test.
-    if 1.0 <= max_growth && !(2f64.sqrt() as f32 <= max_growth) {
+    if (1.0..2f64.sqrt() as f32).contains(&max_growth) {
         return Ok(grow_into_ring(smoothed, objects, &outline));
     }
     grow_outlines_whole_field(backend, smoothed, objects, outline, max_growth)
