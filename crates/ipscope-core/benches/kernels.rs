@@ -12,7 +12,9 @@ use std::hint::black_box;
 
 use common::field;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ipscope_core::ops::distance::{distance_transform_edt, within_distance};
+use ipscope_core::ops::distance::{
+    distance_transform_edt, distance_transform_edt_of_objects, within_distance,
+};
 use ipscope_core::ops::filter::gaussian_blur;
 use ipscope_core::ops::label::{label, Connectivity};
 use ipscope_core::ops::measure::{measure_intensity_features, measure_shape_features};
@@ -92,6 +94,11 @@ fn kernels(c: &mut Criterion) {
         });
         g.bench_function(id("distance_transform_edt"), |b| {
             b.iter(|| distance_transform_edt(black_box(s.fg.view())))
+        });
+        // The same transform in each component's box (what the nuclei segmentation runs).
+        let components = label(s.fg.view(), Connectivity::Eight);
+        g.bench_function(id("distance_transform_edt_of_objects"), |b| {
+            b.iter(|| distance_transform_edt_of_objects(black_box(&components)))
         });
         g.bench_function(id("watershed"), |b| {
             b.iter(|| watershed(s.elevation.view(), black_box(&s.markers), Some(s.fg.view())))

@@ -82,17 +82,6 @@ pub fn outline_thumbnail<T: Pixel>(
     let mut col_sum = vec![0u32; w];
     let mut col_edge = vec![0u8; w];
     let mut edge = vec![false; w];
-    let mut greys = vec![0u8; w];
-    // 8- and 16-bit pixels: every value's grey in a table (at most 64 KiB), looked up
-    // instead of a division per pixel; the same greys.
-    let table: Option<Vec<u8>> = match T::SAMPLE {
-        SampleType::U8 | SampleType::U16 => Some(
-            (0..=T::MAX as u32)
-                .map(|v| grey_of(v as f32, lo, span))
-                .collect(),
-        ),
-        SampleType::U32 | SampleType::F32 => None,
-    };
     for tr in 0..th {
         col_sum.fill(0);
         col_edge.fill(0);
@@ -103,25 +92,13 @@ pub fn outline_thumbnail<T: Pixel>(
             let up = if r > 0 { labels.row(r - 1) } else { row };
             let down = if r + 1 < h { labels.row(r + 1) } else { row };
             outline_row(row, up, down, &mut edge);
-            match &table {
-                Some(t) => {
-                    for (g, &s) in greys.iter_mut().zip(src) {
-                        *g = t[s.to_f32() as usize];
-                    }
-                }
-                None => {
-                    for (g, &s) in greys.iter_mut().zip(src) {
-                        *g = grey_of(s.to_f32(), lo, span);
-                    }
-                }
-            }
-            for (((cs, ce), &g), &e) in col_sum
+            for (((cs, ce), &s), &e) in col_sum
                 .iter_mut()
                 .zip(col_edge.iter_mut())
-                .zip(&greys)
+                .zip(src)
                 .zip(&edge)
             {
-                *cs += u32::from(g);
+                *cs += u32::from(grey_of(s.to_f32(), lo, span));
                 *ce |= u8::from(e);
             }
         }
