@@ -340,8 +340,7 @@ pub fn segment_nuclei_with<T: Pixel>(
     if w == 0 || h == 0 {
         return Ok(none(f64::NAN));
     }
-    let scale = T::MAX;
-    let mut scaled = dna.map(|v| (v.to_f64() / scale) as f32);
+    let mut scaled = unit_scale(dna);
     let mut smoothed = backend.gaussian_blur(scaled.view(), params.smoothing_sigma)?;
     subtract_background(&mut smoothed, &mut scaled, params.background_radius);
     let Some(threshold) = threshold_field_with(backend, smoothed.view(), params)? else {
@@ -462,6 +461,21 @@ pub fn segment_nuclei_with<T: Pixel>(
         labels: kept,
         threshold: t,
     })
+}
+
+/// The pixels scaled onto 0..=1 as f32: `(v / T::MAX) as f32`, the quotient in f64. For 8-
+/// and 16-bit pixels a multiplication by the reciprocal gives the same f32 for every value
+/// (test `unit_scale_by_the_reciprocal_equals_the_division`, all 65,536), without a division
+/// per pixel.
+fn unit_scale<T: Pixel>(dna: ImageView<T>) -> Image<f32> {
+    let scale = T::MAX;
+    match T::SAMPLE {
+        ipscope_image::SampleType::U8 | ipscope_image::SampleType::U16 => {
+            let inv = 1.0 / scale;
+            dna.map(|v| (v.to_f64() * inv) as f32)
+        }
+        _ => dna.map(|v| (v.to_f64() / scale) as f32),
+    }
 }
 
 /// Grows `objects` by a watershed of the negated `smoothed` image into `outline`, at most
@@ -1828,6 +1842,21 @@ mod tests {
         let c = segment_nuclei(img.view(), &free).labels;
         let area = |l: &Labels| l.image().as_slice().iter().filter(|&&v| v != 0).count();
         assert!(area(&c) > area(&b), "{} vs {}", area(&c), area(&b));
+    }
+
+    #[test]
+    fn unit_scale_by_the_reciprocal_equals_the_division() {
+        let all16 = Image::from_fn(256, 256, |r, c| (r * 256 + c) as u16);
+        let got = unit_scale(all16.view());
+        for (&v, &g) in all16.as_slice().iter().zip(got.as_slice()) {
+            let want = (f64::from(v) / 65535.0) as f32;
+            assert_eq!(g.to_bits(), want.to_bits(), "{v}");
+        }
+        let all8 = Image::from_fn(16, 16, |r, c| (r * 16 + c) as u8);
+        let got = unit_scale(all8.view());
+        for (&v, &g) in all8.as_slice().iter().zip(got.as_slice()) {
+            assert_eq!(g.to_bits(), ((f64::from(v) / 255.0) as f32).to_bits(), "{v}");
+        }
     }
 
     /// The one-ring growth equals the whole-field growth it short-cuts, on random objects,
