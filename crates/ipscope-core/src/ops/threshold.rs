@@ -867,34 +867,13 @@ impl<'a> Buckets<'a> {
         let mut low = vec![0u64; 1 << 16];
         let mut lo = vec![u16::MAX; 1 << 16];
         let mut hi = vec![0u16; 1 << 16];
-        // Neighbouring pixels of a smooth image often share a bucket (its width is 1/128 of
-        // the value): a run of one bucket is summed in registers and added once, instead of
-        // each pixel's four updates waiting for the previous pixel's.
-        let mut add = |t: usize, n: u64, sum: u64, min: u16, max: u16| {
-            count[t] += n;
-            low[t] += sum;
-            lo[t] = lo[t].min(min);
-            hi[t] = hi[t].max(max);
-        };
-        let mut run = None;
-        let (mut n, mut sum, mut min, mut max) = (0u64, 0u64, u16::MAX, 0u16);
         for &v in image {
             let b = Self::bits(v);
             let (t, l) = ((b >> 16) as usize, (b & 0xffff) as u16);
-            if run != Some(t) {
-                if let Some(r) = run {
-                    add(r, n, sum, min, max);
-                }
-                run = Some(t);
-                (n, sum, min, max) = (0, 0, u16::MAX, 0);
-            }
-            n += 1;
-            sum += u64::from(l);
-            min = min.min(l);
-            max = max.max(l);
-        }
-        if let Some(r) = run {
-            add(r, n, sum, min, max);
+            count[t] += 1;
+            low[t] += u64::from(l);
+            lo[t] = lo[t].min(l);
+            hi[t] = hi[t].max(l);
         }
         let mut occupied = Vec::new();
         let (mut start, mut sums) = (vec![0usize], vec![(0.0f64, 0.0f64)]);
