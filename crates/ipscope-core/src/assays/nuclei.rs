@@ -1855,7 +1855,11 @@ mod tests {
         let all8 = Image::from_fn(16, 16, |r, c| (r * 16 + c) as u8);
         let got = unit_scale(all8.view());
         for (&v, &g) in all8.as_slice().iter().zip(got.as_slice()) {
-            assert_eq!(g.to_bits(), ((f64::from(v) / 255.0) as f32).to_bits(), "{v}");
+            assert_eq!(
+                g.to_bits(),
+                ((f64::from(v) / 255.0) as f32).to_bits(),
+                "{v}"
+            );
         }
     }
 
