@@ -127,7 +127,7 @@ pub trait Backend: Send + Sync {
         };
         let labels = self.label(mask.view(), conn)?;
         let distance = if distance && labels.count() > 0 {
-            Some(self.distance_transform_edt(mask.view())?)
+            Some(self.distance_of_components(mask.view(), &labels)?)
         } else {
             None
         };
@@ -136,6 +136,17 @@ pub trait Backend: Send + Sync {
             labels,
             distance,
         })
+    }
+
+    /// [`Backend::distance_transform_edt`] of `mask`, whose connected components are
+    /// `labels` (the step of [`Backend::fill_label_distance`] that may use them). Default:
+    /// the transform of the mask.
+    fn distance_of_components(
+        &self,
+        mask: ImageView<bool>,
+        _labels: &Labels,
+    ) -> Result<Image<f32>, Error> {
+        self.distance_transform_edt(mask)
     }
 
     /// [`crate::ops::label::filter_by_area`]: keeps the objects whose pixel count lies in `[min, max]`
@@ -201,28 +212,14 @@ impl Backend for CpuBackend {
         Ok(crate::ops::label::filter_by_area_in_place(labels, min, max))
     }
 
-    /// The trait's three steps, with the distance transform taken in each component's box
+    /// The transform in each component's box
     /// ([`crate::ops::distance::distance_transform_edt_of_objects`], the same bits).
-    fn fill_label_distance(
+    fn distance_of_components(
         &self,
-        mask: Image<bool>,
-        fill: bool,
-        conn: Connectivity,
-        distance: bool,
-    ) -> Result<FilledObjects, Error> {
-        let mask = if fill {
-            morphology::fill_holes(mask.view())
-        } else {
-            mask
-        };
-        let labels = label(mask.view(), conn);
-        let distance =
-            (distance && labels.count() > 0).then(|| distance_transform_edt_of_objects(&labels));
-        Ok(FilledObjects {
-            mask,
-            labels,
-            distance,
-        })
+        _mask: ImageView<bool>,
+        labels: &Labels,
+    ) -> Result<Image<f32>, Error> {
+        Ok(distance_transform_edt_of_objects(labels))
     }
 }
 

@@ -1846,21 +1846,15 @@ mod tests {
 
     #[test]
     fn unit_scale_by_the_reciprocal_equals_the_division() {
-        let all16 = Image::from_fn(256, 256, |r, c| (r * 256 + c) as u16);
-        let got = unit_scale(all16.view());
-        for (&v, &g) in all16.as_slice().iter().zip(got.as_slice()) {
-            let want = (f64::from(v) / 65535.0) as f32;
-            assert_eq!(g.to_bits(), want.to_bits(), "{v}");
+        fn every_value<T: Pixel>(img: Image<T>) {
+            let got = unit_scale(img.view());
+            for (&v, &g) in img.as_slice().iter().zip(got.as_slice()) {
+                let want = (v.to_f64() / T::MAX) as f32;
+                assert_eq!(g.to_bits(), want.to_bits(), "{v:?}");
+            }
         }
-        let all8 = Image::from_fn(16, 16, |r, c| (r * 16 + c) as u8);
-        let got = unit_scale(all8.view());
-        for (&v, &g) in all8.as_slice().iter().zip(got.as_slice()) {
-            assert_eq!(
-                g.to_bits(),
-                ((f64::from(v) / 255.0) as f32).to_bits(),
-                "{v}"
-            );
-        }
+        every_value(Image::from_fn(256, 256, |r, c| (r * 256 + c) as u16));
+        every_value(Image::from_fn(16, 16, |r, c| (r * 16 + c) as u8));
     }
 
     /// The one-ring growth equals the whole-field growth it short-cuts, on random objects,
