@@ -502,80 +502,35 @@ fn grow_outlines(
 }
 
 /// [`grow_outlines`] by one ring: the outline's pixels outside every object that share an
-/// edge with one are flooded from the object pixels they touch, as the whole-field version
-/// floods them; only the flooded pixels' elevations are negated (the watershed reads no
-/// other), and only the ring's labels are copied back.
+/// edge with one, found over the outline's runs.
 fn grow_into_ring(smoothed: Image<f32>, objects: Labels, outline: &Image<bool>) -> Labels {
     let (w, h) = (objects.width(), objects.height());
     let lab = objects.image().as_slice();
-    let mut elevation = smoothed;
-    let mut markers = Image::new(w, h, 0u32);
-    let mut mask = Image::new(w, h, false);
+    let o = outline.as_slice();
     let mut ring: Vec<usize> = Vec::new();
-    {
-        let (elev, mark, inside) = (
-            elevation.as_mut_slice(),
-            markers.as_mut_slice(),
-            mask.as_mut_slice(),
-        );
-        let o = outline.as_slice();
-        for r in 0..h {
-            let orow = &o[r * w..(r + 1) * w];
-            let mut c = 0;
-            loop {
-                let s = next_other_bool(orow, c, false);
-                if s >= w {
-                    break;
-                }
-                let e = next_other_bool(orow, s, true);
-                for c in s..e {
-                    let i = r * w + c;
-                    if lab[i] != 0 {
-                        continue;
-                    }
-                    let near = [
-                        (r > 0).then(|| i - w),
-                        (c > 0).then(|| i - 1),
-                        (c + 1 < w).then_some(i + 1),
-                        (r + 1 < h).then_some(i + w),
-                    ];
-                    if !near.iter().flatten().any(|&n| lab[n] != 0) {
-                        continue;
-                    }
-                    ring.push(i);
-                    inside[i] = true;
-                    elev[i] = -elev[i];
-                    for n in near.into_iter().flatten() {
-                        if lab[n] != 0 && !inside[n] {
-                            mark[n] = lab[n];
-                            inside[n] = true;
-                            elev[n] = -elev[n];
-                        }
-                    }
-                }
-                c = e;
+    for r in 0..h {
+        let orow = &o[r * w..(r + 1) * w];
+        let mut c = 0;
+        loop {
+            let s = next_other_bool(orow, c, false);
+            if s >= w {
+                break;
             }
+            let e = next_other_bool(orow, s, true);
+            for c in s..e {
+                let i = r * w + c;
+                if lab[i] == 0 && neighbours4(i, w, h).any(|n| lab[n] != 0) {
+                    ring.push(i);
+                }
+            }
+            c = e;
         }
     }
-    if ring.is_empty() {
-        return objects;
-    }
-    let n = objects.count();
-    let grown = watershed(
-        elevation.view(),
-        &Labels::new(markers, n),
-        Some(mask.view()),
-    );
-    let mut out = objects.into_image();
-    let (o, g) = (out.as_mut_slice(), grown.image().as_slice());
-    for i in ring {
-        o[i] = g[i];
-    }
-    Labels::new(out, n)
+    flood_from_ring(smoothed, objects, ring)
 }
 
-/// [`grow_outlines`] for any limit: the grow mask, the distance test and the flood over the
-/// whole field.
+/// [`grow_outlines`] for any limit: the grow mask and the distance test over the whole
+/// field.
 fn grow_outlines_whole_field(
     backend: &dyn Backend,
     smoothed: Image<f32>,
@@ -583,7 +538,6 @@ fn grow_outlines_whole_field(
     outline: Image<bool>,
     max_growth: f32,
 ) -> Result<Labels, Error> {
-    let (w, h) = (objects.width(), objects.height());
     let lab = objects.image().as_slice();
     // The pixels an object may take: in the outline, outside every object, near enough.
     let mut grow: Vec<bool> = outline
@@ -607,42 +561,59 @@ fn grow_outlines_whole_field(
             *g = *g && n;
         }
     }
+    let ring = grow
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &g)| g.then_some(i))
+        .collect();
+    Ok(flood_from_ring(smoothed, objects, ring))
+}
+
+/// The 4-neighbours of pixel `i` of a `w × h` image, in the order up, left, right, down.
+fn neighbours4(i: usize, w: usize, h: usize) -> impl Iterator<Item = usize> {
+    let (r, c) = (i / w, i % w);
+    [
+        (r > 0).then(|| i - w),
+        (c > 0).then(|| i - 1),
+        (c + 1 < w).then_some(i + 1),
+        (r + 1 < h).then_some(i + w),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The outline growth's flood: the `ring` pixels (outside every object) are flooded, by a
+/// watershed of the negated `smoothed` image, from the object pixels that share an edge with
+/// them (the others have no unlabelled neighbour to reach, so this gives the labels of a
+/// watershed from the whole objects at the cost of the ring). Only the flooded pixels'
+/// elevations are negated (the watershed reads no other) and only the ring's labels are
+/// copied back.
+fn flood_from_ring(smoothed: Image<f32>, objects: Labels, ring: Vec<usize>) -> Labels {
+    if ring.is_empty() {
+        return objects;
+    }
+    let (w, h) = (objects.width(), objects.height());
+    let lab = objects.image().as_slice();
+    let mut elevation = smoothed;
     let mut markers = Image::new(w, h, 0u32);
     let mut mask = Image::new(w, h, false);
-    let mut any = false;
-    for (i, &g) in grow.iter().enumerate() {
-        if !g {
-            continue;
-        }
-        any = true;
-        mask.as_mut_slice()[i] = true;
-        let (r, c) = (i / w, i % w);
-        let mut mark = |n: usize| {
-            if lab[n] != 0 {
-                markers.as_mut_slice()[n] = lab[n];
-                mask.as_mut_slice()[n] = true;
+    {
+        let (elev, mark, inside) = (
+            elevation.as_mut_slice(),
+            markers.as_mut_slice(),
+            mask.as_mut_slice(),
+        );
+        for &i in &ring {
+            inside[i] = true;
+            elev[i] = -elev[i];
+            for n in neighbours4(i, w, h) {
+                if lab[n] != 0 && !inside[n] {
+                    mark[n] = lab[n];
+                    inside[n] = true;
+                    elev[n] = -elev[n];
+                }
             }
-        };
-        if r > 0 {
-            mark(i - w);
         }
-        if c > 0 {
-            mark(i - 1);
-        }
-        if c + 1 < w {
-            mark(i + 1);
-        }
-        if r + 1 < h {
-            mark(i + w);
-        }
-    }
-    if !any {
-        return Ok(objects);
-    }
-    // The watershed's elevation, in the smoothed image's own buffer.
-    let mut elevation = smoothed;
-    for v in elevation.as_mut_slice() {
-        *v = -*v;
     }
     let n = objects.count();
     let grown = watershed(
@@ -651,12 +622,11 @@ fn grow_outlines_whole_field(
         Some(mask.view()),
     );
     let mut out = objects.into_image();
-    for (o, &g) in out.as_mut_slice().iter_mut().zip(grown.image().as_slice()) {
-        if *o == 0 {
-            *o = g;
-        }
+    let (o, g) = (out.as_mut_slice(), grown.image().as_slice());
+    for i in ring {
+        o[i] = g[i];
     }
-    Ok(Labels::new(out, n))
+    Labels::new(out, n)
 }
 
 /// Quantile of an object's values that stands for its brightness in the per-object rule.
@@ -1855,6 +1825,45 @@ mod tests {
         }
         every_value(Image::from_fn(256, 256, |r, c| (r * 256 + c) as u16));
         every_value(Image::from_fn(16, 16, |r, c| (r * 16 + c) as u8));
+    }
+
+    /// The ring's flood negates only the pixels it floods; the watershed then gives what it
+    /// gives on the fully negated image (it reads no elevation outside its mask).
+    #[test]
+    fn ring_flood_equals_the_flood_of_the_negated_image() {
+        let mut rnd = crate::testing::lcg32(78);
+        for case in 0..100 {
+            let (w, h) = (1 + (rnd() % 30) as usize, 1 + (rnd() % 30) as usize);
+            let fg = Image::from_fn(w, h, |_, _| rnd() % 10 < 4);
+            let objects = label(fg.view(), Connectivity::Four);
+            let levels = 1 + rnd() % 20;
+            let smoothed = Image::from_fn(w, h, |_, _| (rnd() % levels) as f32 / 7.0);
+            let lab = objects.image().as_slice();
+            let ring: Vec<usize> = (0..w * h)
+                .filter(|&i| lab[i] == 0 && !rnd().is_multiple_of(3))
+                .collect();
+            let mut markers = Image::new(w, h, 0u32);
+            let mut mask = Image::new(w, h, false);
+            for &i in &ring {
+                mask.as_mut_slice()[i] = true;
+                for n in neighbours4(i, w, h).filter(|&n| lab[n] != 0) {
+                    markers.as_mut_slice()[n] = lab[n];
+                    mask.as_mut_slice()[n] = true;
+                }
+            }
+            let negated = smoothed.map(|v| -v);
+            let flooded = watershed(
+                negated.view(),
+                &Labels::new(markers, objects.count()),
+                Some(mask.view()),
+            );
+            let mut want = objects.image().clone();
+            for &i in &ring {
+                want.as_mut_slice()[i] = flooded.image().as_slice()[i];
+            }
+            let got = flood_from_ring(smoothed, objects.clone(), ring);
+            assert_eq!(got.image(), &want, "case {case}");
+        }
     }
 
     /// The one-ring growth equals the whole-field growth it short-cuts, on random objects,

@@ -85,15 +85,9 @@ pub(crate) fn for_each_nonzero_run(row: &[u32], mut f: impl FnMut(usize, usize, 
 mod tests {
     use super::*;
 
-    /// A small deterministic generator (xorshift) for the rows below.
+    /// Rows of random runs, from sparse to dense, and degenerate ones.
     fn rows() -> Vec<Vec<u32>> {
-        let mut s = 0x9e37_79b9_u32;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            s
-        };
+        let mut next = crate::testing::lcg32(0x9e37_79b9);
         let mut out = vec![vec![], vec![0; 100], vec![7; 100], vec![0; 16], vec![3; 32]];
         for len in [1usize, 15, 16, 17, 31, 33, 64, 100, 257] {
             for density in [1u32, 8, 64, 256] {
