@@ -97,25 +97,67 @@ fn cp_quantile(sorted: &[f64], f: f64) -> f64 {
     sorted[lo] * (1.0 - t) + sorted[hi] * t
 }
 
+/// Rank `lo` of `values` in `f64::total_cmp` order and, if there is one, rank `lo + 1` (the
+/// least of the elements after rank `lo`). `values` is reordered: the elements before index
+/// `lo` are those of lower rank. A sort would put the same values (bits) at those ranks.
+fn rank_pair(values: &mut [f64], lo: usize) -> (f64, Option<f64>) {
+    let (_, &mut at_lo, above) = values.select_nth_unstable_by(lo, f64::total_cmp);
+    (at_lo, above.iter().copied().min_by(f64::total_cmp))
+}
+
+/// Position `lo` and fraction `t` of CellProfiler's quantile `f` among `n > 0` sorted values.
+fn quantile_position(n: usize, f: f64) -> (usize, f64) {
+    let pos = n as f64 * f;
+    let lo = (pos as usize).min(n - 1);
+    (lo, pos - lo as f64)
+}
+
+fn interpolate(at_lo: f64, at_hi: f64, t: f64) -> f64 {
+    at_lo * (1.0 - t) + at_hi * t
+}
+
 /// CellProfiler's interpolated quantile of `values` as if sorted (`f64::total_cmp`), by selection instead of a
 /// sort: the elements of ranks `lo` and `lo + 1` are those a sort would put there, so the
 /// result is the same bits. `values` is reordered.
 fn cp_quantile_select(values: &mut [f64], f: f64) -> f64 {
-    let n = values.len();
-    if n == 0 {
+    if values.is_empty() {
         return f64::NAN;
     }
-    let pos = n as f64 * f;
-    let lo = (pos as usize).min(n - 1);
-    let t = pos - lo as f64;
-    let (_, &mut at_lo, above) = values.select_nth_unstable_by(lo, f64::total_cmp);
-    // Rank lo + 1 is the least of the elements after rank lo (or lo itself at the end).
-    let at_hi = above
-        .iter()
-        .copied()
-        .min_by(f64::total_cmp)
-        .unwrap_or(at_lo);
-    at_lo * (1.0 - t) + at_hi * t
+    let (lo, t) = quantile_position(values.len(), f);
+    let (at_lo, at_hi) = rank_pair(values, lo);
+    interpolate(at_lo, at_hi.unwrap_or(at_lo), t)
+}
+
+/// CellProfiler's lower quartile, median and upper quartile of `values` (as
+/// [`cp_quantile_select`] gives each): after the median's selection each quartile is
+/// selected in the half of `values` on its side. `values` is reordered.
+fn cp_quartiles(values: &mut [f64]) -> (f64, f64, f64) {
+    let n = values.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let (m, tm) = quantile_position(n, 0.5);
+    let (m_lo, m_hi) = rank_pair(values, m);
+    let m_hi = m_hi.unwrap_or(m_lo);
+    let mut quartile = |f: f64| {
+        let (q, t) = quantile_position(n, f);
+        let (at_lo, at_hi) = match q.cmp(&m) {
+            // Ranks below the median's are in values[..m]; rank m is the median's own.
+            std::cmp::Ordering::Less => {
+                let (a, b) = rank_pair(&mut values[..m], q);
+                (a, b.unwrap_or(m_lo))
+            }
+            std::cmp::Ordering::Equal => (m_lo, m_hi),
+            std::cmp::Ordering::Greater => {
+                let (a, b) = rank_pair(&mut values[m + 1..], q - m - 1);
+                (a, b.unwrap_or(a))
+            }
+        };
+        interpolate(at_lo, at_hi, t)
+    };
+    let lower = quartile(0.25);
+    let upper = quartile(0.75);
+    (lower, interpolate(m_lo, m_hi, tm), upper)
 }
 
 /// Sum, mean, population std (two-pass), min, max.
@@ -136,6 +178,12 @@ fn moments(v: &[f64]) -> (f64, f64, f64, f64, f64) {
 
 /// Intensity features of `image` in every object `1..=count`, index `i` = label `i + 1`.
 ///
+/// Each object's box is read run by run (a run: the object's pixels between two others in a
+/// row); a run's pixels are an edge when the rows above or below differ there, its ends also
+/// when the image goes on beyond them. The pixels are scaled in one pass after they are
+/// gathered and summed in raster order, so every figure is the same bits as a pixel-by-pixel
+/// pass (test `runs_equal_the_pixel_by_pixel_pass`).
+///
 /// # Panics
 /// If `image` does not have the size of `labels`.
 pub fn measure_intensity_features<T: Pixel>(
@@ -154,6 +202,10 @@ pub fn measure_intensity_features<T: Pixel>(
     let lab = labels.image();
     let (width, height) = (labels.width(), labels.height());
     let scale = T::MAX;
+    let mut raw: Vec<T> = Vec::new();
+    let mut on_edge: Vec<bool> = Vec::new();
+    // (row, first column, end column) of each run, in raster order.
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
     let mut vals: Vec<f64> = Vec::new();
     let mut edge: Vec<f64> = Vec::new();
     (1..boxes.len())
@@ -162,43 +214,70 @@ pub fn measure_intensity_features<T: Pixel>(
             let Some((r0, c0, r1, c1)) = boxes[l] else {
                 return IntensityFeatures::absent(label);
             };
-            vals.clear();
-            edge.clear();
-            let (mut sr, mut sc) = (0u64, 0u64);
-            let (mut wr, mut wc) = (0f64, 0f64);
-            let (mut best, mut best_rc) = (f64::NEG_INFINITY, (0usize, 0usize));
+            raw.clear();
+            on_edge.clear();
+            runs.clear();
             for r in r0..r1 {
-                let lrow = lab.row(r);
+                let lrow = &lab.row(r)[..c1];
+                // Beyond the image the neighbour is the pixel itself (never an edge).
+                let above = if r > 0 { lab.row(r - 1) } else { lrow };
+                let below = if r + 1 < height { lab.row(r + 1) } else { lrow };
                 let prow = image.row(r);
-                for c in c0..c1 {
+                let mut c = c0;
+                while c < c1 {
                     if lrow[c] != label {
+                        c += 1;
                         continue;
                     }
-                    let v = prow[c].to_f64() / scale;
-                    vals.push(v);
-                    sr += r as u64;
-                    sc += c as u64;
+                    let a = c;
+                    let b = crate::ops::scan::next_other_u32(lrow, a, label);
+                    raw.extend_from_slice(&prow[a..b]);
+                    on_edge.extend((a..b).map(|c| (above[c] != label) | (below[c] != label)));
+                    let first = on_edge.len() - (b - a);
+                    on_edge[first] |= a > 0;
+                    *on_edge.last_mut().unwrap_or(&mut false) |= b < width;
+                    runs.push((r, a, b));
+                    c = b;
+                }
+            }
+            vals.clear();
+            vals.extend(raw.iter().map(|&p| p.to_f64() / scale));
+            let n = vals.len() as f64;
+            let (mut sr, mut sc) = (0u64, 0u64);
+            // `Iterator::sum` of f64 starts at -0.0.
+            let mut integrated = -0.0f64;
+            let (mut wr, mut wc) = (0f64, 0f64);
+            let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+            let (mut best, mut best_rc) = (f64::NEG_INFINITY, (0usize, 0usize));
+            let mut at = 0;
+            for &(r, a, b) in &runs {
+                let len = (b - a) as u64;
+                sr += r as u64 * len;
+                sc += (a + b - 1) as u64 * len / 2;
+                for (c, &v) in (a..b).zip(&vals[at..at + (b - a)]) {
+                    integrated += v;
                     wr += v * r as f64;
                     wc += v * c as f64;
+                    min = min.min(v);
+                    max = max.max(v);
                     if v > best {
                         best = v;
                         best_rc = (r, c);
                     }
-                    let on_edge = (r > 0 && lab.row(r - 1)[c] != label)
-                        || (r + 1 < height && lab.row(r + 1)[c] != label)
-                        || (c > 0 && lrow[c - 1] != label)
-                        || (c + 1 < width && lrow[c + 1] != label);
-                    if on_edge {
-                        edge.push(v);
-                    }
                 }
+                at += b - a;
             }
-            let n = vals.len() as f64;
-            let (integrated, mean, std, min, max) = moments(&vals);
+            let mean = integrated / n;
+            let std = (vals.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt();
+            edge.clear();
+            edge.extend(
+                vals.iter()
+                    .zip(&on_edge)
+                    .filter(|&(_, &e)| e)
+                    .map(|(&v, _)| v),
+            );
             let (integrated_edge, mean_edge, std_edge, min_edge, max_edge) = moments(&edge);
-            let median = cp_quantile_select(&mut vals, 0.5);
-            let lower_quartile = cp_quantile_select(&mut vals, 0.25);
-            let upper_quartile = cp_quantile_select(&mut vals, 0.75);
+            let (lower_quartile, median, upper_quartile) = cp_quartiles(&mut vals);
             for v in vals.iter_mut() {
                 *v = (*v - median).abs();
             }
@@ -240,6 +319,144 @@ mod tests {
     use super::*;
     use ipscope_image::Image;
 
+    /// The pass the run-wise one replaced: every pixel of each box in turn.
+    ///
+    /// # Panics
+    /// If `image` does not have the size of `labels`.
+    fn pixel_by_pixel<T: Pixel>(labels: &Labels, image: ImageView<T>) -> Vec<IntensityFeatures> {
+        assert!(
+            image.width() == labels.width() && image.height() == labels.height(),
+            "pixel_by_pixel: image is {}x{}, labels are {}x{}",
+            image.width(),
+            image.height(),
+            labels.width(),
+            labels.height()
+        );
+        let boxes = bounding_boxes(labels);
+        let lab = labels.image();
+        let (width, height) = (labels.width(), labels.height());
+        let scale = T::MAX;
+        let mut vals: Vec<f64> = Vec::new();
+        let mut edge: Vec<f64> = Vec::new();
+        (1..boxes.len())
+            .map(|l| {
+                let label = l as u32;
+                let Some((r0, c0, r1, c1)) = boxes[l] else {
+                    return IntensityFeatures::absent(label);
+                };
+                vals.clear();
+                edge.clear();
+                let (mut sr, mut sc) = (0u64, 0u64);
+                let (mut wr, mut wc) = (0f64, 0f64);
+                let (mut best, mut best_rc) = (f64::NEG_INFINITY, (0usize, 0usize));
+                for r in r0..r1 {
+                    let lrow = lab.row(r);
+                    let prow = image.row(r);
+                    for c in c0..c1 {
+                        if lrow[c] != label {
+                            continue;
+                        }
+                        let v = prow[c].to_f64() / scale;
+                        vals.push(v);
+                        sr += r as u64;
+                        sc += c as u64;
+                        wr += v * r as f64;
+                        wc += v * c as f64;
+                        if v > best {
+                            best = v;
+                            best_rc = (r, c);
+                        }
+                        let on_edge = (r > 0 && lab.row(r - 1)[c] != label)
+                            || (r + 1 < height && lab.row(r + 1)[c] != label)
+                            || (c > 0 && lrow[c - 1] != label)
+                            || (c + 1 < width && lrow[c + 1] != label);
+                        if on_edge {
+                            edge.push(v);
+                        }
+                    }
+                }
+                let n = vals.len() as f64;
+                let (integrated, mean, std, min, max) = moments(&vals);
+                let (integrated_edge, mean_edge, std_edge, min_edge, max_edge) = moments(&edge);
+                let median = cp_quantile_select(&mut vals, 0.5);
+                let lower_quartile = cp_quantile_select(&mut vals, 0.25);
+                let upper_quartile = cp_quantile_select(&mut vals, 0.75);
+                for v in vals.iter_mut() {
+                    *v = (*v - median).abs();
+                }
+                let mad = cp_quantile_select(&mut vals, 0.5);
+                let (cy, cx) = (sr as f64 / n, sc as f64 / n);
+                let (my, mx) = if integrated != 0.0 {
+                    (wr / integrated, wc / integrated)
+                } else {
+                    (f64::NAN, f64::NAN)
+                };
+                IntensityFeatures {
+                    label,
+                    integrated,
+                    mean,
+                    std,
+                    min,
+                    max,
+                    lower_quartile,
+                    median,
+                    upper_quartile,
+                    mad,
+                    integrated_edge,
+                    mean_edge,
+                    std_edge,
+                    min_edge,
+                    max_edge,
+                    mass_displacement: (my - cy).hypot(mx - cx),
+                    center_mass_x: mx,
+                    center_mass_y: my,
+                    max_x: best_rc.1 as f64,
+                    max_y: best_rc.0 as f64,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runs_equal_the_pixel_by_pixel_pass() {
+        fn same<T: Pixel>(labels: &Labels, img: &Image<T>, case: usize) {
+            let got = measure_intensity_features(labels, img.view());
+            let want = pixel_by_pixel(labels, img.view());
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                // Debug prints every field; NaN == NaN there, and -0.0 differs from 0.0.
+                assert_eq!(format!("{g:?}"), format!("{w:?}"), "case {case}");
+            }
+        }
+        let mut rnd = crate::testing::lcg32(91);
+        for case in 0..300 {
+            let (w, h) = (1 + (rnd() % 40) as usize, 1 + (rnd() % 40) as usize);
+            // Blobs of a few labels with holes and gaps, some labels absent.
+            let k = 1 + rnd() % 6;
+            let lab = Image::from_fn(w, h, |_, _| match rnd() % 8 {
+                0 | 1 => 0,
+                _ => 1 + rnd() % k,
+            });
+            let lab = if case % 2 == 0 {
+                // Smoother objects: the label of a coarse cell.
+                let cells = Image::from_fn(w / 3 + 1, h / 3 + 1, |_, _| rnd() % (k + 1));
+                Image::from_fn(w, h, |r, c| cells.row(r / 3)[c / 3])
+            } else {
+                lab
+            };
+            let labels = Labels::from_image(lab);
+            let levels = [2u32, 256, 65536][case % 3];
+            let px16 = Image::from_fn(w, h, |_, _| (rnd() % levels) as u16);
+            same(&labels, &px16, case);
+            let px8 = px16.map(|v| v as u8);
+            same(&labels, &px8, case);
+            // No -0.0: which of ±0 `f64::min` returns is unspecified, and differs between
+            // the two loops as compiled.
+            let pxf = px16.map(|v| v as f32 / 77.0);
+            same(&labels, &pxf, case);
+        }
+    }
+
     #[test]
     fn quantiles_follow_cellprofiler() {
         // n = 4: median position 2 → v[2]; lower quartile position 1 → v[1].
@@ -265,6 +482,13 @@ mod tests {
                 let mut sorted = vals.clone();
                 sorted.sort_unstable_by(f64::total_cmp);
                 let mut work = vals.clone();
+                let (lq, med, uq) = cp_quartiles(&mut work);
+                let want = [0.25, 0.5, 0.75].map(|f| cp_quantile(&sorted, f).to_bits());
+                assert_eq!(
+                    [lq, med, uq].map(f64::to_bits),
+                    want,
+                    "n {n}, levels {levels}"
+                );
                 for f in [0.5, 0.25, 0.75, 0.0, 0.999] {
                     assert_eq!(
                         cp_quantile_select(&mut work, f).to_bits(),
@@ -275,6 +499,7 @@ mod tests {
             }
         }
         assert!(cp_quantile_select(&mut [], 0.5).is_nan());
+        assert!(cp_quartiles(&mut []).1.is_nan());
     }
 
     #[test]
