@@ -15,15 +15,13 @@ fn cross(o: (i64, i64), a: (i64, i64), b: (i64, i64)) -> i64 {
     (a.1 - o.1) * (b.0 - o.0) - (a.0 - o.0) * (b.1 - o.1)
 }
 
-/// Andrew's monotone chain; input need not be sorted or unique.
-fn convex_hull(mut pts: Vec<(i64, i64)>) -> Polygon {
-    pts.sort_unstable();
-    pts.dedup();
+/// Andrew's monotone chain over points sorted and unique (lexicographic `(y, x)`).
+fn hull_of_sorted(pts: &[(i64, i64)]) -> Polygon {
     if pts.len() < 3 {
-        return pts;
+        return pts.to_vec();
     }
     let mut lower: Vec<(i64, i64)> = Vec::with_capacity(pts.len());
-    for &p in &pts {
+    for &p in pts {
         while lower.len() >= 2 && cross(lower[lower.len() - 2], lower[lower.len() - 1], p) <= 0 {
             lower.pop();
         }
@@ -55,54 +53,93 @@ fn row_extremes(mask: &LocalMask) -> Vec<(i64, i64, i64)> {
 }
 
 /// Hull of the pixels' edge midpoints in doubled bbox coordinates.
+///
+/// A pixel `(r, c)` gives the midpoints `(2r ∓ 1, 2c)` and `(2r, 2c ∓ 1)`; only the least and
+/// greatest `x` of each `y` can be hull vertices, so the points are built per `y`, in sorted
+/// order: at `y = 2r` the row's own ends `2a − 1`, `2b + 1`; at `y = 2r + 1` the ends `2a`,
+/// `2b` of rows `r` and `r + 1`, whichever reach further.
 pub(crate) fn object_hull(mask: &LocalMask) -> Polygon {
-    let mut pts = Vec::new();
-    for (r, a, b) in row_extremes(mask) {
-        for c in [a, b] {
-            let (y, x) = (2 * r, 2 * c);
-            pts.extend([(y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)]);
+    let rows = row_extremes(mask);
+    let mut pts = Vec::with_capacity(4 * rows.len() + 2);
+    let mut push_ends = |y: i64, lo: i64, hi: i64| {
+        pts.push((y, lo));
+        if hi != lo {
+            pts.push((y, hi));
+        }
+    };
+    for (i, &(r, a, b)) in rows.iter().enumerate() {
+        // y = 2r − 1: shared with the row above when that row is the previous one.
+        let prev = i.checked_sub(1).map(|j| rows[j]).filter(|p| p.0 == r - 1);
+        if prev.is_none() {
+            push_ends(2 * r - 1, 2 * a, 2 * b);
+        }
+        push_ends(2 * r, 2 * a - 1, 2 * b + 1);
+        match rows.get(i + 1).filter(|n| n.0 == r + 1) {
+            Some(&(_, na, nb)) => push_ends(2 * r + 1, 2 * a.min(na), 2 * b.max(nb)),
+            None => push_ends(2 * r + 1, 2 * a, 2 * b),
         }
     }
-    convex_hull(pts)
-}
-
-fn inside_or_on(poly: &Polygon, p: (i64, i64)) -> bool {
-    let n = poly.len();
-    (0..n).all(|i| cross(poly[i], poly[(i + 1) % n], p) >= 0)
+    hull_of_sorted(&pts)
 }
 
 /// Number of pixel centres of the `h × w` box inside or on the doubled-coordinate polygon.
+///
+/// Each edge `a → b` of the counter-clockwise polygon keeps the points with
+/// `cross(a, b, p) ≥ 0`, on a row `y` a bound on `x`: `dy·x ≤ dx·(y − a.y) + dy·a.x` with
+/// `dy = b.y − a.y`, `dx = b.x − a.x` (an upper bound for `dy > 0`, a lower one for `dy < 0`,
+/// all or nothing for `dy = 0`). A row's inside pixels are those whose `x = 2c` meets every
+/// bound, exactly, in integers.
 pub(crate) fn count_inside(poly: &Polygon, h: usize, w: usize) -> u64 {
     if poly.len() < 3 {
         return 0;
     }
+    let n = poly.len();
     let mut total = 0u64;
     for r in 0..h as i64 {
-        // The polygon is convex, so the inside pixels of a row are contiguous: walk in from
-        // both ends.
         let y = 2 * r;
-        let Some(left) = (0..w as i64).find(|&c| inside_or_on(poly, (y, 2 * c))) else {
-            continue;
-        };
-        let right = (left..w as i64)
-            .rev()
-            .find(|&c| inside_or_on(poly, (y, 2 * c)))
-            .unwrap_or(left);
-        total += (right - left + 1) as u64;
+        // Bounds on c, the column (x = 2c).
+        let (mut lo, mut hi) = (0i64, w as i64 - 1);
+        for i in 0..n {
+            let (a, b) = (poly[i], poly[(i + 1) % n]);
+            let (dy, dx) = (b.0 - a.0, b.1 - a.1);
+            let rhs = dx * (y - a.0) + dy * a.1;
+            match dy.signum() {
+                // dy·2c ≤ rhs  ⇔  c ≤ ⌊rhs / 2dy⌋
+                1 => hi = hi.min(rhs.div_euclid(2 * dy)),
+                // 2c·dy ≤ rhs with dy < 0  ⇔  c ≥ ⌈rhs / 2dy⌉ = −⌊rhs / −2dy⌋
+                -1 => lo = lo.max(-(rhs.div_euclid(-2 * dy))),
+                _ if rhs < 0 => {
+                    hi = -1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if hi >= lo {
+            total += (hi - lo + 1) as u64;
+        }
     }
     total
+}
+
+/// Hull of the pixel centres of the rows' ends (bbox coordinates); the points are made row
+/// by row, each row's ends left to right, so they are sorted and unique.
+fn centre_hull(mask: &LocalMask) -> Polygon {
+    let mut pts = Vec::new();
+    for (r, a, b) in row_extremes(mask) {
+        pts.push((r, a));
+        if b != a {
+            pts.push((r, b));
+        }
+    }
+    hull_of_sorted(&pts)
 }
 
 /// `(min, max)` Feret diameter of the object: the hull of the pixel centres, its smallest
 /// caliper width (the largest distance of a vertex from each edge's line, minimised over the
 /// edges) and its largest vertex-to-vertex distance, as `centrosome.cpmorphology.feret_diameter`.
 pub(crate) fn feret(mask: &LocalMask) -> (f64, f64) {
-    let mut pts = Vec::new();
-    for (r, a, b) in row_extremes(mask) {
-        pts.push((r, a));
-        pts.push((r, b));
-    }
-    let hull = convex_hull(pts);
+    let hull = centre_hull(mask);
     let n = hull.len();
     let mut max2 = 0i64;
     for i in 0..n {
@@ -126,4 +163,109 @@ pub(crate) fn feret(mask: &LocalMask) -> (f64, f64) {
         min_width = min_width.min(far as f64 / len);
     }
     (min_width, (max2 as f64).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipscope_image::{Image, Labels};
+
+    /// Andrew's monotone chain; input need not be sorted or unique.
+    fn convex_hull(mut pts: Vec<(i64, i64)>) -> Polygon {
+        pts.sort_unstable();
+        pts.dedup();
+        if pts.len() < 3 {
+            return pts;
+        }
+        let mut lower: Vec<(i64, i64)> = Vec::with_capacity(pts.len());
+        for &p in &pts {
+            while lower.len() >= 2 && cross(lower[lower.len() - 2], lower[lower.len() - 1], p) <= 0
+            {
+                lower.pop();
+            }
+            lower.push(p);
+        }
+        let mut upper: Vec<(i64, i64)> = Vec::with_capacity(pts.len());
+        for &p in pts.iter().rev() {
+            while upper.len() >= 2 && cross(upper[upper.len() - 2], upper[upper.len() - 1], p) <= 0
+            {
+                upper.pop();
+            }
+            upper.push(p);
+        }
+        lower.pop();
+        upper.pop();
+        lower.extend(upper);
+        lower
+    }
+
+    /// The hull as it was built: all four midpoints of both ends of every row, sorted.
+    fn object_hull_sorted(mask: &LocalMask) -> Polygon {
+        let mut pts = Vec::new();
+        for (r, a, b) in row_extremes(mask) {
+            for c in [a, b] {
+                let (y, x) = (2 * r, 2 * c);
+                pts.extend([(y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)]);
+            }
+        }
+        convex_hull(pts)
+    }
+
+    fn inside_or_on(poly: &Polygon, p: (i64, i64)) -> bool {
+        let n = poly.len();
+        (0..n).all(|i| cross(poly[i], poly[(i + 1) % n], p) >= 0)
+    }
+
+    /// The count as it was made: each row walked in from both ends.
+    fn count_inside_walk(poly: &Polygon, h: usize, w: usize) -> u64 {
+        if poly.len() < 3 {
+            return 0;
+        }
+        let mut total = 0u64;
+        for r in 0..h as i64 {
+            let y = 2 * r;
+            let Some(left) = (0..w as i64).find(|&c| inside_or_on(poly, (y, 2 * c))) else {
+                continue;
+            };
+            let right = (left..w as i64)
+                .rev()
+                .find(|&c| inside_or_on(poly, (y, 2 * c)))
+                .unwrap_or(left);
+            total += (right - left + 1) as u64;
+        }
+        total
+    }
+
+    /// The per-`y` extremes give the hull of all the midpoints, the half-plane bounds the
+    /// walked count, and the Feret hull skips no vertex the sorted one has; on random
+    /// objects (ragged, with holes and gaps between rows, so not all connected).
+    #[test]
+    fn hulls_and_counts_equal_the_sorted_and_walked_ones() {
+        let mut rnd = crate::testing::lcg32(5);
+        for case in 0..2000 {
+            let (w, h) = (1 + (rnd() % 24) as usize, 1 + (rnd() % 24) as usize);
+            let density = 1 + rnd() % 9;
+            let mut img = Image::from_fn(w, h, |_, _| u32::from(rnd() % 10 < density));
+            // One pixel at least, so the object exists.
+            let (r, c) = ((rnd() as usize) % h, (rnd() as usize) % w);
+            img.row_mut(r)[c] = 1;
+            let labels = Labels::from_image(img);
+            let b = crate::ops::measure::bounding_boxes(&labels)[1].unwrap();
+            let mask = LocalMask::new(&labels, 1, b);
+            let hull = object_hull(&mask);
+            assert_eq!(hull, object_hull_sorted(&mask), "case {case}");
+            let (bh, bw) = (b.2 - b.0, b.3 - b.1);
+            assert_eq!(
+                count_inside(&hull, bh, bw),
+                count_inside_walk(&hull, bh, bw),
+                "case {case}"
+            );
+            // Feret's hull as it was made: both ends of every row, sorted and deduplicated.
+            let mut pts = Vec::new();
+            for (r, a, b) in row_extremes(&mask) {
+                pts.extend([(r, a), (r, b)]);
+            }
+            assert_eq!(centre_hull(&mask), convex_hull(pts), "case {case}");
+        }
+    }
 }
