@@ -86,40 +86,62 @@ pub(crate) fn object_hull(mask: &LocalMask) -> Polygon {
 ///
 /// Each edge `a → b` of the counter-clockwise polygon keeps the points with
 /// `cross(a, b, p) ≥ 0`, on a row `y` a bound on `x`: `dy·x ≤ dx·(y − a.y) + dy·a.x` with
-/// `dy = b.y − a.y`, `dx = b.x − a.x` (an upper bound for `dy > 0`, a lower one for `dy < 0`,
-/// all or nothing for `dy = 0`). A row's inside pixels are those whose `x = 2c` meets every
-/// bound, exactly, in integers.
+/// `dy = b.y − a.y`, `dx = b.x − a.x`: for the column `c` (`x = 2c`) `c ≤ ⌊rhs / 2dy⌋` when
+/// `dy > 0`, `c ≥ −⌊rhs / 2|dy|⌋` when `dy < 0`, in exact integers. A row crossing the polygon
+/// meets its boundary on the edges whose `y` span holds the row; the other edges' half-planes
+/// hold the whole polygon, so only those bounds are applied, the quotient stepped row by row
+/// (`rhs` grows by `2dx` a row) instead of divided each time.
 pub(crate) fn count_inside(poly: &Polygon, h: usize, w: usize) -> u64 {
-    if poly.len() < 3 {
+    if poly.len() < 3 || h == 0 || w == 0 {
         return 0;
     }
     let n = poly.len();
-    let mut total = 0u64;
-    for r in 0..h as i64 {
-        let y = 2 * r;
-        // Bounds on c, the column (x = 2c).
-        let (mut lo, mut hi) = (0i64, w as i64 - 1);
-        for i in 0..n {
-            let (a, b) = (poly[i], poly[(i + 1) % n]);
-            let (dy, dx) = (b.0 - a.0, b.1 - a.1);
-            let rhs = dx * (y - a.0) + dy * a.1;
-            match dy.signum() {
-                // dy·2c ≤ rhs  ⇔  c ≤ ⌊rhs / 2dy⌋
-                1 => hi = hi.min(rhs.div_euclid(2 * dy)),
-                // 2c·dy ≤ rhs with dy < 0  ⇔  c ≥ ⌈rhs / 2dy⌉ = −⌊rhs / −2dy⌋
-                -1 => lo = lo.max(-(rhs.div_euclid(-2 * dy))),
-                _ if rhs < 0 => {
-                    hi = -1;
-                    break;
-                }
-                _ => {}
+    let last = h as i64 - 1;
+    // The least row at or below y (y = 2r) and the greatest at or above it, in the box.
+    let first_row = |y: i64| (y + 1).div_euclid(2).max(0);
+    let last_row = |y: i64| y.div_euclid(2).min(last);
+    let ymin = poly.iter().map(|p| p.0).min().unwrap_or(0);
+    let ymax = poly.iter().map(|p| p.0).max().unwrap_or(-1);
+    let (top, bottom) = (first_row(ymin), last_row(ymax));
+    if top > bottom {
+        return 0;
+    }
+    let rows = (bottom - top + 1) as usize;
+    let mut lo = vec![0i64; rows];
+    let mut hi = vec![w as i64 - 1; rows];
+    for i in 0..n {
+        let (a, b) = (poly[i], poly[(i + 1) % n]);
+        let (dy, dx) = (b.0 - a.0, b.1 - a.1);
+        if dy == 0 {
+            // On its own row a horizontal edge bounds nothing (cross = 0).
+            continue;
+        }
+        let (r0, r1) = (first_row(a.0.min(b.0)), last_row(a.0.max(b.0)));
+        if r0 > r1 {
+            continue;
+        }
+        let d = 2 * dy.abs();
+        let rhs = dx * (2 * r0 - a.0) + dy * a.1;
+        let (mut q, mut rem) = (rhs.div_euclid(d), rhs.rem_euclid(d));
+        let (sq, sr) = ((2 * dx).div_euclid(d), (2 * dx).rem_euclid(d));
+        for r in (r0 - top) as usize..=(r1 - top) as usize {
+            if dy > 0 {
+                hi[r] = hi[r].min(q);
+            } else {
+                lo[r] = lo[r].max(-q);
+            }
+            q += sq;
+            rem += sr;
+            if rem >= d {
+                rem -= d;
+                q += 1;
             }
         }
-        if hi >= lo {
-            total += (hi - lo + 1) as u64;
-        }
     }
-    total
+    lo.iter()
+        .zip(&hi)
+        .map(|(&l, &u)| (u - l + 1).max(0) as u64)
+        .sum()
 }
 
 /// Hull of the pixel centres of the rows' ends (bbox coordinates); the points are made row
