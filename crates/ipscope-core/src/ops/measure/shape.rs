@@ -17,7 +17,7 @@
 use ipscope_image::Labels;
 
 use super::hull;
-use crate::ops::scan::for_each_nonzero_run;
+use crate::ops::scan::{for_each_nonzero_run, next_other_bool};
 
 /// AreaShape and Location of one object (CellProfiler `AreaShape_*`, `Location_Center_*`).
 ///
@@ -180,13 +180,7 @@ fn object_shape(mask: &LocalMask, label: u32, b: (usize, usize, usize, usize)) -
     let pw = w + 2;
     for r in 0..h {
         let row = &mask.m[(r + 1) * pw + 1..(r + 1) * pw + 1 + w];
-        let (mut k, mut s1, mut s2) = (0i64, 0i64, 0i64);
-        for (c, &m) in row.iter().enumerate() {
-            let (on, ci) = (i64::from(m), c as i64);
-            k += on;
-            s1 += on * ci;
-            s2 += on * ci * ci;
-        }
+        let (k, s1, s2) = row_moments(row);
         let (ri, k, s1, s2) = (r as i128, i128::from(k), i128::from(s1), i128::from(s2));
         n += k;
         sr += ri * k;
@@ -267,17 +261,43 @@ fn object_shape(mask: &LocalMask, label: u32, b: (usize, usize, usize, usize)) -
     }
 }
 
+/// Count, Σc and Σc² of the set pixels `c` of `row`, over its runs with closed forms (exact
+/// in i64 for any row that fits memory: Σc² < w³).
+fn row_moments(row: &[bool]) -> (i64, i64, i64) {
+    // Σc and Σc² over c < x.
+    let s1_below = |x: i64| x * (x - 1) / 2;
+    let s2_below = |x: i64| (x - 1) * x * (2 * x - 1) / 6;
+    let (mut k, mut s1, mut s2) = (0i64, 0i64, 0i64);
+    let mut c = 0;
+    while c < row.len() {
+        let a = next_other_bool(row, c, false);
+        if a == row.len() {
+            break;
+        }
+        let b = next_other_bool(row, a, true);
+        let (ai, bi) = (a as i64, b as i64);
+        k += bi - ai;
+        s1 += s1_below(bi) - s1_below(ai);
+        s2 += s2_below(bi) - s2_below(ai);
+        c = b;
+    }
+    (k, s1, s2)
+}
+
 /// `skimage.measure.perimeter(image, neighborhood=4)`: border pixels (object pixels with a
 /// 4-neighbour outside) weighted by the pattern of their border neighbours (Benkrid & Crookes).
 fn perimeter4(mask: &LocalMask) -> f64 {
     let (h, w) = (mask.h, mask.w);
     let pw = w + 2;
+    let m = &mask.m;
     let mut border = vec![false; (h + 2) * pw];
     for r in 1..=h {
-        for c in 1..=w {
-            let i = r * pw + c;
-            border[i] =
-                mask.m[i] && !(mask.m[i - 1] && mask.m[i + 1] && mask.m[i - pw] && mask.m[i + pw]);
+        // Row r's pixels and their four neighbours, without branches.
+        let i = r * pw + 1;
+        let (up, down) = (&m[i - pw..i - pw + w], &m[i + pw..i + pw + w]);
+        let (left, mid, right) = (&m[i - 1..i - 1 + w], &m[i..i + w], &m[i + 1..i + 1 + w]);
+        for (c, b) in border[i..i + w].iter_mut().enumerate() {
+            *b = mid[c] & !(left[c] & right[c] & up[c] & down[c]);
         }
     }
     let s2 = std::f64::consts::SQRT_2;
@@ -366,6 +386,22 @@ mod tests {
             }
         }
         sum / 4
+    }
+
+    #[test]
+    fn row_moments_equal_the_pixel_sums() {
+        let mut rnd = crate::testing::lcg32(23);
+        for case in 0..3000 {
+            let w = (rnd() % 80) as usize;
+            let density = rnd() % 11;
+            let row: Vec<bool> = (0..w).map(|_| rnd() % 10 < density).collect();
+            let mut want = (0i64, 0i64, 0i64);
+            for (c, _) in row.iter().enumerate().filter(|(_, &m)| m) {
+                let c = c as i64;
+                want = (want.0 + 1, want.1 + c, want.2 + c * c);
+            }
+            assert_eq!(row_moments(&row), want, "case {case}");
+        }
     }
 
     #[test]
