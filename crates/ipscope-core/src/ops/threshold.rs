@@ -175,9 +175,14 @@ fn find_bins_body(chunk: &[f32], out: &mut [u32], first: f32, last: f32, step: f
     let denom = last - first;
     let nb = nbins as f32;
     let top = nbins as i32 - 1;
+    let top_f = top as f32;
     for (o, &v) in out.iter_mut().zip(chunk) {
-        // `as i32` saturates (NaN to 0); such values are dropped below anyway.
-        let i = ((((v - first) / denom) * nb) as i32).clamp(0, top);
+        // Clamped to [0, top] in float32 first (NaN to 0: `max` takes the number), then
+        // truncated: the bins of `(estimate as i32).clamp(0, top)`, without the saturating
+        // conversion's per-lane checks that keep the loop from vectorising.
+        let est = (((v - first) / denom) * nb).max(0.0).min(top_f);
+        // SAFETY: `est` is finite and within [0, top], so it fits an i32.
+        let i = unsafe { est.to_int_unchecked::<i32>() };
         let lo = i as f32 * step + first;
         let hi = if i == top {
             last
