@@ -55,45 +55,71 @@ pub fn gaussian_blur(src: ImageView<f32>, sigma: f32) -> Image<f32> {
 ///
 /// Works a whole output row at a time so memory is read in rows, and the inner loops run
 /// over contiguous columns, which the compiler vectorises; each output keeps SciPy's order
-/// of operations, so the vector path gives the same bits as a pixel-by-pixel loop.
+/// of operations, so the vector path gives the same bits as a pixel-by-pixel loop. The input
+/// rows a band needs are widened to f64 once each, into a ring of `2r + 1` rows, rather than
+/// once per tap (the widening is exact, so the sums are the same).
 fn correlate_columns(src: ImageView<f32>, kernel: &[f64]) -> Image<f32> {
     let (w, h) = (src.width(), src.height());
     let mut out = Image::new(w, h, 0.0f32);
+    let taps = kernel.len();
     // Bands of output rows on idle workers; each row's arithmetic is unchanged.
     par::for_each_row_band(
         out.as_mut_slice(),
         w,
-        || vec![0.0f64; w],
-        |acc, y0, band| columns(src, kernel, y0, acc, band),
+        || (vec![0.0f64; taps * w], vec![0.0f64; w]),
+        |(ring, acc), y0, band| columns(src, kernel, y0, ring, acc, band),
     );
     out
 }
 
 /// The output rows `y0..` of the column pass in `out` (whole rows; compiled once per
-/// instruction set by `dispatched!`).
+/// instruction set by `dispatched!`). `ring` holds `2r + 1` rows: slot `t mod (2r + 1)` is
+/// input row `t` (clamped to the image) as f64.
 #[inline(always)]
-fn columns_body(src: ImageView<f32>, kernel: &[f64], y0: usize, acc: &mut [f64], out: &mut [f32]) {
-    for (k, row) in out.chunks_exact_mut(src.width()).enumerate() {
-        column_pass_row(src, kernel, y0 + k, acc, row);
-    }
-}
-
-/// One output row of the column pass.
-#[inline(always)]
-fn column_pass_row(
+fn columns_body(
     src: ImageView<f32>,
     kernel: &[f64],
-    y: usize,
+    y0: usize,
+    ring: &mut [f64],
     acc: &mut [f64],
     out: &mut [f32],
 ) {
+    let w = src.width();
     let r = kernel.len() / 2;
     let last = src.height() - 1;
+    let load = |ring: &mut [f64], t: usize| {
+        // Row t − r of the image (t is offset by r so that it is never negative).
+        let slot = t % kernel.len();
+        let row = src.row(t.saturating_sub(r).min(last));
+        for (d, &v) in ring[slot * w..(slot + 1) * w].iter_mut().zip(row) {
+            *d = f64::from(v);
+        }
+    };
+    for t in y0..=y0 + 2 * r {
+        load(ring, t);
+    }
+    for (k, row) in out.chunks_exact_mut(w).enumerate() {
+        if k > 0 {
+            load(ring, y0 + k + 2 * r);
+        }
+        column_pass_row(ring, kernel, y0 + k + r, acc, row);
+    }
+}
+
+/// One output row of the column pass: the row whose rows `t − j`, `t + j` (offset by `r`, see
+/// [`columns_body`]) are in `ring`.
+#[inline(always)]
+fn column_pass_row(ring: &[f64], kernel: &[f64], t: usize, acc: &mut [f64], out: &mut [f32]) {
+    let r = kernel.len() / 2;
     let w = out.len();
+    let line = |t: usize| {
+        let slot = t % kernel.len();
+        &ring[slot * w..(slot + 1) * w]
+    };
     // SciPy's symmetric path (ni_filters.c): centre tap, then (x[i-j] + x[i+j]) * w[j]
     // from the outermost tap inwards; the same order keeps results bit-identical.
     let centre = kernel[r];
-    let mid = src.row(y);
+    let mid = line(t);
     // Blocks of BLOCK columns: the block's sums stay in registers over all taps instead of
     // going through `acc` once per tap. The rest of the row goes through `acc`.
     let full = w / BLOCK * BLOCK;
@@ -101,14 +127,14 @@ fn column_pass_row(
         let mut a = [0.0f64; BLOCK];
         let m = &mid[c0..c0 + BLOCK];
         for k in 0..BLOCK {
-            a[k] = f64::from(m[k]) * centre;
+            a[k] = m[k] * centre;
         }
         for j in (1..=r).rev() {
-            let up = &src.row(y.saturating_sub(j))[c0..c0 + BLOCK];
-            let down = &src.row((y + j).min(last))[c0..c0 + BLOCK];
+            let up = &line(t - j)[c0..c0 + BLOCK];
+            let down = &line(t + j)[c0..c0 + BLOCK];
             let kw = kernel[r + j];
             for k in 0..BLOCK {
-                a[k] += (f64::from(up[k]) + f64::from(down[k])) * kw;
+                a[k] += (up[k] + down[k]) * kw;
             }
         }
         for (o, &v) in out[c0..c0 + BLOCK].iter_mut().zip(&a) {
@@ -117,14 +143,14 @@ fn column_pass_row(
     }
     let acc = &mut acc[full..w];
     for (a, &v) in acc.iter_mut().zip(&mid[full..]) {
-        *a = f64::from(v) * centre;
+        *a = v * centre;
     }
     for j in (1..=r).rev() {
-        let up = &src.row(y.saturating_sub(j))[full..];
-        let down = &src.row((y + j).min(last))[full..];
+        let up = &line(t - j)[full..];
+        let down = &line(t + j)[full..];
         let kw = kernel[r + j];
         for ((a, &u), &d) in acc.iter_mut().zip(up).zip(down) {
-            *a += (f64::from(u) + f64::from(d)) * kw;
+            *a += (u + d) * kw;
         }
     }
     for (o, &a) in out[full..].iter_mut().zip(acc.iter()) {
@@ -237,7 +263,7 @@ macro_rules! dispatched {
     };
 }
 
-dispatched!(columns = columns_body(src: ImageView<f32>, kernel: &[f64], y0: usize, acc: &mut [f64], out: &mut [f32]));
+dispatched!(columns = columns_body(src: ImageView<f32>, kernel: &[f64], y0: usize, ring: &mut [f64], acc: &mut [f64], out: &mut [f32]));
 dispatched!(rows = rows_body(kernel: &[f64], line: &mut [f64], acc: &mut [f64], band: &mut [f32], w: usize));
 
 /// The scalar reference of [`correlate_rows`]: one pixel at a time, SciPy's order.
