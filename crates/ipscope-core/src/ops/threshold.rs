@@ -1417,6 +1417,13 @@ mod tests {
         assert_eq!(want, (-500.0, 500.0));
         let none = Image::from_vec(3, 1, vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY]).unwrap();
         assert_eq!(finite_range(none.view()), None);
+        // The largest finite magnitudes count; eight lanes and a remainder.
+        let mut big = vec![1.0f32; 19];
+        big[2] = f32::MAX;
+        big[11] = -f32::MAX;
+        big[18] = f32::INFINITY;
+        let big = Image::from_vec(19, 1, big).unwrap();
+        assert_eq!(finite_range(big.view()), Some((-f32::MAX, f32::MAX)));
     }
 
     #[test]
