@@ -92,15 +92,7 @@ pub fn outline_thumbnail<T: Pixel>(
             let up = if r > 0 { labels.row(r - 1) } else { row };
             let down = if r + 1 < h { labels.row(r + 1) } else { row };
             outline_row(row, up, down, &mut edge);
-            for (((cs, ce), &s), &e) in col_sum
-                .iter_mut()
-                .zip(col_edge.iter_mut())
-                .zip(src)
-                .zip(&edge)
-            {
-                *cs += u32::from(grey_of(s.to_f32(), lo, span));
-                *ce |= u8::from(e);
-            }
+            add_row(src, &edge, &mut col_sum, &mut col_edge, lo, span);
         }
         let blocks = col_sum.chunks(k).zip(col_edge.chunks(k));
         for (o, (sums, edges)) in out.row_mut(tr).iter_mut().zip(blocks) {
@@ -113,6 +105,59 @@ pub fn outline_thumbnail<T: Pixel>(
         }
     }
     Ok(out)
+}
+
+/// Adds a row's greys to `col_sum` and its outline flags to `col_edge`.
+#[inline(always)]
+fn add_row_body<T: Pixel>(
+    src: &[T],
+    edge: &[bool],
+    col_sum: &mut [u32],
+    col_edge: &mut [u8],
+    lo: f32,
+    span: f32,
+) {
+    for (((cs, ce), &s), &e) in col_sum
+        .iter_mut()
+        .zip(col_edge.iter_mut())
+        .zip(src)
+        .zip(edge)
+    {
+        *cs += u32::from(grey_of(s.to_f32(), lo, span));
+        *ce |= u8::from(e);
+    }
+}
+
+/// [`add_row_body`] compiled for AVX2 as well, chosen at run time (no fused multiply-add, so
+/// both give the same greys).
+fn add_row<T: Pixel>(
+    src: &[T],
+    edge: &[bool],
+    col_sum: &mut [u32],
+    col_edge: &mut [u8],
+    lo: f32,
+    span: f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<T: Pixel>(
+            src: &[T],
+            edge: &[bool],
+            col_sum: &mut [u32],
+            col_edge: &mut [u8],
+            lo: f32,
+            span: f32,
+        ) {
+            add_row_body(src, edge, col_sum, col_edge, lo, span)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { avx2(src, edge, col_sum, col_edge, lo, span) };
+            return;
+        }
+    }
+    add_row_body(src, edge, col_sum, col_edge, lo, span)
 }
 
 /// The overlay's grey of one pixel: the pixel stretched onto 0..=191 and rounded; NaN gives
@@ -551,6 +596,35 @@ mod tests {
                         "{w}x{h} kind {kind} q {ql} {qh}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn dispatched_rows_equal_the_baseline_build() {
+        let mut rnd = crate::testing::lcg32(29);
+        for w in [1usize, 7, 8, 31, 64, 1000] {
+            let src: Vec<u16> = (0..w).map(|_| (rnd() % 65536) as u16).collect();
+            let srcf: Vec<f32> = src
+                .iter()
+                .map(|&v| match v % 97 {
+                    0 => f32::NAN,
+                    1 => f32::INFINITY,
+                    _ => v as f32 / 3.0 - 900.0,
+                })
+                .collect();
+            let edge: Vec<bool> = (0..w).map(|_| rnd().is_multiple_of(5)).collect();
+            for (lo, span) in [(0.0f32, 65535.0f32), (1234.5, 777.25), (-3.0, 1e-3)] {
+                let start: Vec<u32> = (0..w).map(|_| rnd() % 1000).collect();
+                let (mut a, mut b) = (start.clone(), start.clone());
+                let (mut ea, mut eb) = (vec![0u8; w], vec![0u8; w]);
+                add_row(&src, &edge, &mut a, &mut ea, lo, span);
+                add_row_body(&src, &edge, &mut b, &mut eb, lo, span);
+                assert_eq!((&a, &ea), (&b, &eb), "u16, width {w}");
+                let (mut a, mut b) = (start.clone(), start);
+                add_row(&srcf, &edge, &mut a, &mut ea, lo, span);
+                add_row_body(&srcf, &edge, &mut b, &mut eb, lo, span);
+                assert_eq!((&a, &ea), (&b, &eb), "f32, width {w}");
             }
         }
     }
