@@ -190,35 +190,12 @@ pub(crate) fn feret(mask: &LocalMask) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ipscope_image::{Image, Labels};
 
-    /// Andrew's monotone chain; input need not be sorted or unique.
+    /// The hull of any points, as it was computed: sorted and deduplicated first.
     fn convex_hull(mut pts: Vec<(i64, i64)>) -> Polygon {
         pts.sort_unstable();
         pts.dedup();
-        if pts.len() < 3 {
-            return pts;
-        }
-        let mut lower: Vec<(i64, i64)> = Vec::with_capacity(pts.len());
-        for &p in &pts {
-            while lower.len() >= 2 && cross(lower[lower.len() - 2], lower[lower.len() - 1], p) <= 0
-            {
-                lower.pop();
-            }
-            lower.push(p);
-        }
-        let mut upper: Vec<(i64, i64)> = Vec::with_capacity(pts.len());
-        for &p in pts.iter().rev() {
-            while upper.len() >= 2 && cross(upper[upper.len() - 2], upper[upper.len() - 1], p) <= 0
-            {
-                upper.pop();
-            }
-            upper.push(p);
-        }
-        lower.pop();
-        upper.pop();
-        lower.extend(upper);
-        lower
+        hull_of_sorted(&pts)
     }
 
     /// The hull as it was built: all four midpoints of both ends of every row, sorted.
@@ -265,15 +242,7 @@ mod tests {
     fn hulls_and_counts_equal_the_sorted_and_walked_ones() {
         let mut rnd = crate::testing::lcg32(5);
         for case in 0..2000 {
-            let (w, h) = (1 + (rnd() % 24) as usize, 1 + (rnd() % 24) as usize);
-            let density = 1 + rnd() % 9;
-            let mut img = Image::from_fn(w, h, |_, _| u32::from(rnd() % 10 < density));
-            // One pixel at least, so the object exists.
-            let (r, c) = ((rnd() as usize) % h, (rnd() as usize) % w);
-            img.row_mut(r)[c] = 1;
-            let labels = Labels::from_image(img);
-            let b = crate::ops::measure::bounding_boxes(&labels)[1].unwrap();
-            let mask = LocalMask::new(&labels, 1, b);
+            let (mask, b) = LocalMask::random(&mut rnd, 24);
             let hull = object_hull(&mask);
             assert_eq!(hull, object_hull_sorted(&mask), "case {case}");
             let (bh, bw) = (b.2 - b.0, b.3 - b.1);

@@ -151,6 +151,24 @@ impl LocalMask {
         LocalMask { w, h, m }
     }
 
+    /// A random object (ragged, with holes, its rows not all connected) of label 1 in an
+    /// image of at most `max × max` pixels, its bounding box and its mask, for the tests.
+    #[cfg(test)]
+    pub(crate) fn random(
+        rnd: &mut impl FnMut() -> u32,
+        max: u32,
+    ) -> (Self, (usize, usize, usize, usize)) {
+        let (w, h) = (1 + (rnd() % max) as usize, 1 + (rnd() % max) as usize);
+        let density = 1 + rnd() % 9;
+        let mut img = ipscope_image::Image::from_fn(w, h, |_, _| u32::from(rnd() % 10 < density));
+        // One pixel at least, so that the object exists.
+        let (r, c) = ((rnd() as usize) % h, (rnd() as usize) % w);
+        img.row_mut(r)[c] = 1;
+        let labels = Labels::from_image(img);
+        let b = bounding_boxes(&labels)[1].unwrap_or_else(|| unreachable!());
+        (LocalMask::new(&labels, 1, b), b)
+    }
+
     /// The pixel at padded coordinates `(r, c)` (used by the tests' reference counts).
     #[cfg(test)]
     pub(crate) fn at(&self, r: usize, c: usize) -> bool {
@@ -408,13 +426,7 @@ mod tests {
     fn euler_table_equals_the_count() {
         let mut rnd = crate::testing::lcg32(17);
         for case in 0..1000 {
-            let (w, h) = (1 + (rnd() % 20) as usize, 1 + (rnd() % 20) as usize);
-            let density = 1 + rnd() % 9;
-            let mut img = Image::from_fn(w, h, |_, _| u32::from(rnd() % 10 < density));
-            img.row_mut(0)[0] = 1;
-            let l = Labels::from_image(img);
-            let b = bounding_boxes(&l)[1].unwrap();
-            let mask = LocalMask::new(&l, 1, b);
+            let (mask, _) = LocalMask::random(&mut rnd, 20);
             assert_eq!(euler8(&mask), euler8_counted(&mask), "case {case}");
         }
     }
