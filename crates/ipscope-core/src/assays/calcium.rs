@@ -390,33 +390,7 @@ impl Sample for f32 {
     }
 }
 
-/// Defines `fn NAME<T: Sample>(…) -> R` that runs its body compiled for AVX2 when the CPU
-/// has it (chosen at run time), else as built. The body is inlined into both variants; no
-/// fused multiply-add is enabled, so both give the same bits.
-macro_rules! with_avx2 {
-    ($(#[$m:meta])* $vis:vis fn $name:ident<T: Sample>($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
-        $(#[$m])*
-        $vis fn $name<T: Sample>($($arg: $ty),*) -> $ret {
-            #[inline(always)]
-            fn body<T: Sample>($($arg: $ty),*) -> $ret $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2")]
-                unsafe fn avx2<T: Sample>($($arg: $ty),*) -> $ret {
-                    body::<T>($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2 (checked just above).
-                    return unsafe { avx2::<T>($($arg),*) };
-                }
-            }
-            body::<T>($($arg),*)
-        }
-    };
-}
-pub(crate) use with_avx2;
-
-with_avx2! {
+crate::ops::dispatched! {
     /// Sum of the samples in `runs` ((start, len), row-major), or of those whose `dense`
     /// mask is 1 (`ones` of them) when it covers the frame and the type's sums are exact.
     fn masked_sum<T: Sample>(data: &[T], runs: &[(usize, usize)], dense: &[u8], ones: usize) -> f64 {
@@ -433,7 +407,7 @@ with_avx2! {
     }
 }
 
-with_avx2! {
+crate::ops::dispatched! {
     /// Per-pixel temporal standard deviation of `k` frames of `n` samples stored back to
     /// back every `stride` frames (frames 0, `stride`, 2·`stride`, …), a block of pixels at
     /// a time (each frame's block one contiguous run; the sums stay in L1). 8/16-bit
@@ -509,7 +483,7 @@ with_avx2! {
     }
 }
 
-with_avx2! {
+crate::ops::dispatched! {
     /// Adds one 8/16-bit frame to per-pixel running sums: `sum` and `sq32` in `u32`, `sq32`
     /// moved into `sq` first when the frame's maximum could overflow it (`bound`: the most
     /// `sq32` can hold now). Returns the new bound. The sums are [`temporal_sd`]'s, exactly.
@@ -539,7 +513,7 @@ with_avx2! {
     }
 }
 
-with_avx2! {
+crate::ops::dispatched! {
     /// Adds one frame to per-pixel `f64` running sums of its `f32` value (time order per
     /// pixel, as [`temporal_sd`]'s float path).
     fn accumulate_float<T: Sample>(data: &[T], sum: &mut [f64], sq: &mut [f64]) -> () {

@@ -25,8 +25,8 @@
 //!   consecutive frames below the level, so one noisy frame does not end a contraction.
 
 use crate::assays::calcium::{
-    detect_beats, give_scratch, take_scratch, with_avx2, Beat, CalciumParams, CalciumSummary,
-    Sample, SignalError,
+    detect_beats, give_scratch, take_scratch, Beat, CalciumParams, CalciumSummary, Sample,
+    SignalError,
 };
 use crate::ops::signal::percentile_mut;
 
@@ -57,7 +57,7 @@ impl Default for ContractionParams {
     }
 }
 
-with_avx2! {
+crate::ops::dispatched! {
     /// Σ (frame − reference)² of 8/16-bit frames: each square an integer below 2^32, the
     /// sum exact in u64.
     fn squared_difference<T: Sample>(reference: &[i32], data: &[T]) -> u64 {

@@ -237,34 +237,8 @@ fn row_pass_row(kernel: &[f64], line: &mut [f64], acc: &mut [f64], row: &mut [f3
     }
 }
 
-/// Defines `fn $name($args) -> ()` that runs `$body($args)` compiled for AVX2 when the CPU has
-/// it (chosen at run time), else as built.
-///
-/// `$body` must be `#[inline(always)]`: inlined into a `#[target_feature]` function it is
-/// compiled with AVX2 (a closure handed to such a function would keep its own baseline body).
-/// No fused multiply-add is enabled, so both variants give the same bits (tested).
-macro_rules! dispatched {
-    ($name:ident = $body:ident($($p:ident: $t:ty),* $(,)?)) => {
-        fn $name($($p: $t),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2")]
-                unsafe fn avx2($($p: $t),*) {
-                    $body($($p),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2 (checked just above).
-                    unsafe { avx2($($p),*) };
-                    return;
-                }
-            }
-            $body($($p),*)
-        }
-    };
-}
-
-dispatched!(columns = columns_body(src: ImageView<f32>, kernel: &[f64], y0: usize, ring: &mut [f64], acc: &mut [f64], out: &mut [f32]));
-dispatched!(rows = rows_body(kernel: &[f64], line: &mut [f64], acc: &mut [f64], band: &mut [f32], w: usize));
+crate::ops::dispatched!(columns = columns_body(src: ImageView<f32>, kernel: &[f64], y0: usize, ring: &mut [f64], acc: &mut [f64], out: &mut [f32]));
+crate::ops::dispatched!(rows = rows_body(kernel: &[f64], line: &mut [f64], acc: &mut [f64], band: &mut [f32], w: usize));
 
 /// The scalar reference of [`correlate_rows`]: one pixel at a time, SciPy's order.
 #[cfg(test)]

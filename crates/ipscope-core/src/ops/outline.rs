@@ -107,7 +107,8 @@ pub fn outline_thumbnail<T: Pixel>(
     Ok(out)
 }
 
-/// Adds a row's greys to `col_sum` and its outline flags to `col_edge`.
+/// Adds a row's greys to `col_sum` and its outline flags to `col_edge` (`add_row`: also
+/// compiled for AVX2, chosen at run time).
 #[inline(always)]
 fn add_row_body<T: Pixel>(
     src: &[T],
@@ -128,37 +129,14 @@ fn add_row_body<T: Pixel>(
     }
 }
 
-/// [`add_row_body`] compiled for AVX2 as well, chosen at run time (no fused multiply-add, so
-/// both give the same greys).
-fn add_row<T: Pixel>(
+crate::ops::dispatched!(add_row<T: Pixel> = add_row_body(
     src: &[T],
     edge: &[bool],
     col_sum: &mut [u32],
     col_edge: &mut [u8],
     lo: f32,
     span: f32,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2<T: Pixel>(
-            src: &[T],
-            edge: &[bool],
-            col_sum: &mut [u32],
-            col_edge: &mut [u8],
-            lo: f32,
-            span: f32,
-        ) {
-            add_row_body(src, edge, col_sum, col_edge, lo, span)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { avx2(src, edge, col_sum, col_edge, lo, span) };
-            return;
-        }
-    }
-    add_row_body(src, edge, col_sum, col_edge, lo, span)
-}
+));
 
 /// The overlay's grey of one pixel: the pixel stretched onto 0..=191 and rounded; NaN gives
 /// 0 (the clamp keeps it, [`round_grey`] maps it to 0).

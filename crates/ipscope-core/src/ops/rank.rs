@@ -306,9 +306,10 @@ fn pass(max: bool, src: &[f32], w: usize, r: usize, out: &mut [f32]) {
     });
 }
 
-/// [`columns`] compiled for AVX2 as well, chosen at run time (minima and maxima are exact,
-/// so both give the same bits).
-fn columns_dispatched(
+/// [`columns`] with the extremum chosen at run time (`columns_dispatched`: also compiled
+/// for AVX2, chosen at run time; minima and maxima are exact, so both give the same bits).
+#[inline(always)]
+fn columns_body(
     max: bool,
     src: &[f32],
     w: usize,
@@ -317,61 +318,25 @@ fn columns_dispatched(
     out: &mut [f32],
     hs: &mut Vec<f32>,
 ) {
-    #[inline(always)]
-    fn body(
-        max: bool,
-        src: &[f32],
-        w: usize,
-        r: usize,
-        y0: usize,
-        out: &mut [f32],
-        hs: &mut Vec<f32>,
-    ) {
-        if max {
-            columns::<true>(src, w, r, y0, out, hs)
-        } else {
-            columns::<false>(src, w, r, y0, out, hs)
-        }
+    if max {
+        columns::<true>(src, w, r, y0, out, hs)
+    } else {
+        columns::<false>(src, w, r, y0, out, hs)
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(
-            max: bool,
-            src: &[f32],
-            w: usize,
-            r: usize,
-            y0: usize,
-            out: &mut [f32],
-            hs: &mut Vec<f32>,
-        ) {
-            body(max, src, w, r, y0, out, hs)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { avx2(max, src, w, r, y0, out, hs) };
-            return;
-        }
-    }
-    body(max, src, w, r, y0, out, hs)
 }
 
-/// [`transpose`] compiled for AVX2 as well, chosen at run time.
-fn transpose_dispatched(src: &[f32], w: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(src: &[f32], w: usize, out: &mut [f32]) {
-            transpose(src, w, out)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { avx2(src, w, out) };
-            return;
-        }
-    }
-    transpose(src, w, out)
-}
+super::dispatched!(columns_dispatched = columns_body(
+    max: bool,
+    src: &[f32],
+    w: usize,
+    r: usize,
+    y0: usize,
+    out: &mut [f32],
+    hs: &mut Vec<f32>,
+));
+
+// `transpose_dispatched`: [`transpose`] compiled for AVX2 as well, chosen at run time.
+super::dispatched!(transpose_dispatched = transpose(src: &[f32], w: usize, out: &mut [f32]));
 
 /// The fast path: the filter `first` (maximum when true), then `second` if any, each over
 /// the columns and the rows. Ordered Fv, transpose, Fh, Sh, transpose, Sv, so a pair takes

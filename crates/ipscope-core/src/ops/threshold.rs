@@ -43,47 +43,36 @@ fn finite_range(img: ImageView<f32>) -> Option<(f32, f32)> {
     (lo <= hi).then_some((lo, hi))
 }
 
-/// Min and max of the finite values of `row` (±inf when it has none), eight independent
-/// lanes without branches (min and max are exact, so any order gives the same result),
-/// compiled for AVX2 when the CPU has it.
-fn finite_range_of(row: &[f32]) -> (f32, f32) {
-    #[inline(always)]
-    fn body(row: &[f32]) -> (f32, f32) {
-        let mut lo = [f32::INFINITY; 8];
-        let mut hi = [f32::NEG_INFINITY; 8];
-        let chunks = row.chunks_exact(8);
-        let rest = chunks.remainder();
-        for c in chunks {
-            for k in 0..8 {
-                let v = c[k];
-                let finite = v.is_finite();
-                lo[k] = if finite && v < lo[k] { v } else { lo[k] };
-                hi[k] = if finite && v > hi[k] { v } else { hi[k] };
-            }
-        }
-        for &v in rest {
-            if v.is_finite() {
-                lo[0] = lo[0].min(v);
-                hi[0] = hi[0].max(v);
-            }
-        }
-        let l = lo.iter().fold(f32::INFINITY, |a, &b| a.min(b));
-        let h = hi.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        (l, h)
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(row: &[f32]) -> (f32, f32) {
-            body(row)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { avx2(row) };
+/// Min and max of the finite values of `row` (±inf when it has none) in eight independent
+/// lanes (min and max are exact, so any order gives the same result; the tests compile to
+/// well-predicted branches, which measured faster than a branch-free form);
+/// `finite_range_of` is compiled for AVX2 as well, chosen at run time.
+#[inline(always)]
+fn finite_range_body(row: &[f32]) -> (f32, f32) {
+    let mut lo = [f32::INFINITY; 8];
+    let mut hi = [f32::NEG_INFINITY; 8];
+    let chunks = row.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            let v = c[k];
+            let finite = v.is_finite();
+            lo[k] = if finite && v < lo[k] { v } else { lo[k] };
+            hi[k] = if finite && v > hi[k] { v } else { hi[k] };
         }
     }
-    body(row)
+    for &v in rest {
+        if v.is_finite() {
+            lo[0] = lo[0].min(v);
+            hi[0] = hi[0].max(v);
+        }
+    }
+    let l = lo.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+    let h = hi.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    (l, h)
 }
+
+crate::ops::dispatched!(finite_range_of = finite_range_body(row: &[f32]) -> (f32, f32));
 
 /// `numpy.histogram(finite pixels, bins=nbins)` with the range taken from the data.
 ///
@@ -197,23 +186,16 @@ fn find_bins_body(chunk: &[f32], out: &mut [u32], first: f32, last: f32, step: f
     }
 }
 
-/// [`find_bins_body`] compiled for AVX2 when the CPU has it (chosen at run time), else as
-/// built. No fused multiply-add is enabled, so both give the same bins.
-fn find_bins(chunk: &[f32], out: &mut [u32], first: f32, last: f32, step: f32, nbins: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(c: &[f32], o: &mut [u32], first: f32, last: f32, step: f32, n: usize) {
-            find_bins_body(c, o, first, last, step, n)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { avx2(chunk, out, first, last, step, nbins) };
-            return;
-        }
-    }
-    find_bins_body(chunk, out, first, last, step, nbins)
-}
+// `find_bins`: [`find_bins_body`] compiled for AVX2 as well, chosen at run time (no fused
+// multiply-add, so both give the same bins).
+crate::ops::dispatched!(find_bins = find_bins_body(
+    chunk: &[f32],
+    out: &mut [u32],
+    first: f32,
+    last: f32,
+    step: f32,
+    nbins: usize,
+));
 
 /// [`histogram_in_range`] one pixel at a time: the reference its vectorised bin search is
 /// tested against, and the path for more than 2^24 bins (where bin numbers stop being exact
