@@ -233,9 +233,10 @@ pub fn measure_intensity_features<T: Pixel>(
                     let b = crate::ops::scan::next_other_u32(lrow, a, label);
                     raw.extend_from_slice(&prow[a..b]);
                     on_edge.extend((a..b).map(|c| (above[c] != label) | (below[c] != label)));
-                    let first = on_edge.len() - (b - a);
+                    // The run's ends: their left and right neighbours are another label.
+                    let (first, last) = (on_edge.len() - (b - a), on_edge.len() - 1);
                     on_edge[first] |= a > 0;
-                    *on_edge.last_mut().unwrap_or(&mut false) |= b < width;
+                    on_edge[last] |= b < width;
                     runs.push((r, a, b));
                     c = b;
                 }

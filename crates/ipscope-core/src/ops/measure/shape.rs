@@ -193,13 +193,13 @@ fn object_shape(mask: &LocalMask, label: u32, b: (usize, usize, usize, usize)) -
     // Exact integer moments in bbox coordinates.
     let (mut n, mut sr, mut sc, mut srr, mut scc, mut src) =
         (0i128, 0i128, 0i128, 0i128, 0i128, 0i128);
-    // Row by row: the row's count, Σc and Σc² in i64 (exact: Σc² < w³ ≤ 2^63 for any row
-    // that fits memory), then the row's share of each moment in i128.
+    // Row by row: the row's count, Σc and Σc² (closed forms over its runs), then the row's
+    // share of each moment.
     let pw = w + 2;
     for r in 0..h {
         let row = &mask.m[(r + 1) * pw + 1..(r + 1) * pw + 1 + w];
         let (k, s1, s2) = row_moments(row);
-        let (ri, k, s1, s2) = (r as i128, i128::from(k), i128::from(s1), i128::from(s2));
+        let ri = r as i128;
         n += k;
         sr += ri * k;
         sc += s1;
@@ -279,13 +279,13 @@ fn object_shape(mask: &LocalMask, label: u32, b: (usize, usize, usize, usize)) -
     }
 }
 
-/// Count, Σc and Σc² of the set pixels `c` of `row`, over its runs with closed forms (exact
-/// in i64 for any row that fits memory: Σc² < w³).
-fn row_moments(row: &[bool]) -> (i64, i64, i64) {
+/// Count, Σc and Σc² of the set pixels `c` of `row`, over its runs with closed forms, in
+/// i128 (exact for any row).
+fn row_moments(row: &[bool]) -> (i128, i128, i128) {
     // Σc and Σc² over c < x.
-    let s1_below = |x: i64| x * (x - 1) / 2;
-    let s2_below = |x: i64| (x - 1) * x * (2 * x - 1) / 6;
-    let (mut k, mut s1, mut s2) = (0i64, 0i64, 0i64);
+    let s1_below = |x: i128| x * (x - 1) / 2;
+    let s2_below = |x: i128| (x - 1) * x * (2 * x - 1) / 6;
+    let (mut k, mut s1, mut s2) = (0i128, 0i128, 0i128);
     let mut c = 0;
     while c < row.len() {
         let a = next_other_bool(row, c, false);
@@ -293,7 +293,7 @@ fn row_moments(row: &[bool]) -> (i64, i64, i64) {
             break;
         }
         let b = next_other_bool(row, a, true);
-        let (ai, bi) = (a as i64, b as i64);
+        let (ai, bi) = (a as i128, b as i128);
         k += bi - ai;
         s1 += s1_below(bi) - s1_below(ai);
         s2 += s2_below(bi) - s2_below(ai);
@@ -413,13 +413,19 @@ mod tests {
             let w = (rnd() % 80) as usize;
             let density = rnd() % 11;
             let row: Vec<bool> = (0..w).map(|_| rnd() % 10 < density).collect();
-            let mut want = (0i64, 0i64, 0i64);
+            let mut want = (0i128, 0i128, 0i128);
             for (c, _) in row.iter().enumerate().filter(|(_, &m)| m) {
-                let c = c as i64;
+                let c = c as i128;
                 want = (want.0 + 1, want.1 + c, want.2 + c * c);
             }
             assert_eq!(row_moments(&row), want, "case {case}");
         }
+        // A row so wide that the closed form's product (w − 1)·w·(2w − 1) passes 2^63.
+        let w = 3_000_000i128;
+        let row = vec![true; w as usize];
+        let want = (w, w * (w - 1) / 2, (w - 1) * w * (2 * w - 1) / 6);
+        assert!(6 * want.2 > i128::from(i64::MAX));
+        assert_eq!(row_moments(&row), want);
     }
 
     #[test]
