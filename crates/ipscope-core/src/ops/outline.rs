@@ -71,10 +71,7 @@ pub fn outline_thumbnail<T: Pixel>(
     let (w, h) = (image.width(), image.height());
     let k = k.max(1);
     let (tw, th) = (w.div_ceil(k), h.div_ceil(k));
-    let (lo, hi) = match T::SAMPLE {
-        SampleType::U8 | SampleType::U16 => small_int_percentiles(image, 0.005, 0.995),
-        SampleType::U32 | SampleType::F32 => finite_percentiles_by(image, 0.005, 0.995, T::to_f32),
-    };
+    let (lo, hi) = pixel_percentiles(image, 0.005, 0.995);
     let span = if hi > lo { hi - lo } else { 1.0 };
     let mut out = Image::new(tw, th, 0u8);
     // Per column, over the rows of the current band of k rows: the sum of greys and whether
@@ -215,9 +212,10 @@ fn finite_percentiles(image: ImageView<f32>, q_lo: f64, q_hi: f64) -> (f32, f32)
     finite_percentiles_by(image, q_lo, q_hi, |v| v)
 }
 
-/// [`finite_percentiles`] of an image of u8 or u16 pixels (read as f32, all finite, exact):
-/// one histogram of the values themselves gives the element at each rank.
-fn small_int_percentiles<T: Pixel>(image: ImageView<T>, q_lo: f64, q_hi: f64) -> (f32, f32) {
+/// [`finite_percentiles`] of the pixels read as f32. For u8 and u16 pixels (all finite,
+/// exact as f32) one histogram of the values themselves gives the element at each rank;
+/// other types go through [`finite_percentiles_by`].
+fn pixel_percentiles<T: Pixel>(image: ImageView<T>, q_lo: f64, q_hi: f64) -> (f32, f32) {
     if !matches!(T::SAMPLE, SampleType::U8 | SampleType::U16) {
         return finite_percentiles_by(image, q_lo, q_hi, T::to_f32);
     }
@@ -614,7 +612,7 @@ mod tests {
             all.sort_by(f32::total_cmp);
             for (ql, qh) in [(0.005, 0.995), (0.0, 1.0), (0.5, 0.5), (0.3, 0.31)] {
                 let want = (all[rank_of(all.len(), ql)], all[rank_of(all.len(), qh)]);
-                let got = small_int_percentiles(img.view(), ql, qh);
+                let got = pixel_percentiles(img.view(), ql, qh);
                 assert_eq!(got, want, "{}x{} q {ql} {qh}", img.width(), img.height());
             }
         }
