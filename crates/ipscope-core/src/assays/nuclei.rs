@@ -427,7 +427,7 @@ pub fn segment_nuclei_with<T: Pixel>(
         match params.declump_method {
             // Shape declumping keeps its fixed seed spacing: necks, not the scale, separate
             // nuclei there, and a wider spacing loses small nuclei beside large ones.
-            DeclumpMethod::Shape => declump(&components, &dist, params.seed_distance()),
+            DeclumpMethod::Shape => declump(components, &dist, params.seed_distance()),
             DeclumpMethod::Intensity => declump_by_intensity(
                 declump_smoothing(backend, &scaled, eff.min_diameter)?,
                 &fg,
@@ -436,7 +436,7 @@ pub fn segment_nuclei_with<T: Pixel>(
             ),
             DeclumpMethod::Hybrid => declump_by_dynamics(
                 declump_smoothing(backend, &scaled, eff.min_diameter)?,
-                &components,
+                components,
                 &dist,
                 (t as f32, tmap.as_ref()),
                 params.seed_min_depth,
@@ -445,6 +445,8 @@ pub fn segment_nuclei_with<T: Pixel>(
     } else {
         components
     };
+    // Not needed past the declumping: freed before the outline growth's buffers are made.
+    drop((scaled, dist, fg));
     let objects = match outline {
         Some(o) if objects.count() > 0 => {
             // The last use of `smoothed`: the growth negates it in place.
@@ -877,7 +879,7 @@ fn declump_by_intensity(
 fn declump_by_dynamics(
     // The image smoothed by `declump_smoothing`.
     smooth: Image<f32>,
-    components: &Labels,
+    components: Labels,
     dist: &Image<f32>,
     // The field threshold and, with the per-object rule, each pixel's own threshold.
     (t, tmap): (f32, Option<&Image<f32>>),
@@ -886,7 +888,7 @@ fn declump_by_dynamics(
     // Pixel indices are u32 below (half the memory traffic of usize); a field of 2³² pixels
     // or more (64 GiB of u16 per channel) keeps its undivided components.
     if components.image().len() >= u32::MAX as usize {
-        return components.clone();
+        return components;
     }
     let (w, h) = (components.width(), components.height());
     // An all-foreground field has no finite distance; a constant keeps the intensity term.
@@ -902,7 +904,7 @@ fn declump_by_dynamics(
     let mut seeded = Vec::with_capacity(components.count() as usize);
     let mut all_seeds: Vec<u32> = Vec::new();
     let mut scratch = DynamicsScratch::default();
-    for (l, b) in bounding_boxes(components).into_iter().enumerate().skip(1) {
+    for (l, b) in bounding_boxes(&components).into_iter().enumerate().skip(1) {
         let Some((r0, c0, r1, c1)) = b else { continue };
         let (bh, bw) = (r1 - r0, c1 - c0);
         let mut object = Vec::with_capacity(bw * bh);
@@ -1218,7 +1220,7 @@ fn flood_from_markers(
 /// * seeds are numbered as there: the peaks object by object in label order, then the
 ///   seeds of the objects without a peak;
 /// * the watershed runs box by box too, as [`flood_in_boxes`] explains.
-fn declump(components: &Labels, dist: &Image<f32>, seed_distance: usize) -> Labels {
+fn declump(components: Labels, dist: &Image<f32>, seed_distance: usize) -> Labels {
     let (w, h) = (components.width(), components.height());
     // An all-foreground field has no finite distance; any constant keeps it one object.
     let cap = (w + h) as f32;
@@ -1235,7 +1237,7 @@ fn declump(components: &Labels, dist: &Image<f32>, seed_distance: usize) -> Labe
     let mut scratch = PeakScratch::default();
     let mut crops = Vec::with_capacity(components.count() as usize);
     let mut peaks_total = 0u32;
-    for (l, b) in bounding_boxes(components).into_iter().enumerate().skip(1) {
+    for (l, b) in bounding_boxes(&components).into_iter().enumerate().skip(1) {
         let Some((r0, c0, r1, c1)) = b else { continue };
         let (er0, ec0) = (r0.saturating_sub(g), c0.saturating_sub(g));
         let (er1, ec1) = ((r1 + g).min(h), (c1 + g).min(w));
@@ -1338,9 +1340,13 @@ impl BoxFlood {
 /// others (see [`crate::ops::watershed`]). When seeds of one component do tie, scikit-image's
 /// heap over the whole field breaks the tie: the boxes are then put back into the field and
 /// flooded at once.
-fn flood_in_boxes(components: &Labels, boxes: Vec<BoxFlood>, count: u32) -> Labels {
+///
+/// When every component has its box (`1..=count()` in order, as the declumpings make them),
+/// the output is written over `components`' own pixels: each box sets each of its
+/// component's pixels to a seed's label or 0, and the background stays 0, so no second
+/// full-size image is zeroed.
+fn flood_in_boxes(components: Labels, boxes: Vec<BoxFlood>, count: u32) -> Labels {
     let (w, h) = (components.width(), components.height());
-    let mut out = Image::new(w, h, 0u32);
     if boxes.iter().any(BoxFlood::seeds_tie) {
         #[cfg(test)]
         tests::FIELD_FLOODS.with(|n| n.set(n.get() + 1));
@@ -1367,6 +1373,11 @@ fn flood_in_boxes(components: &Labels, boxes: Vec<BoxFlood>, count: u32) -> Labe
             Some(fg.view()),
         );
     }
+    let mut out = if boxes.len() == components.count() as usize {
+        components.into_image()
+    } else {
+        Image::new(w, h, 0u32)
+    };
     let mut stack = Vec::new();
     for b in boxes {
         let (r0, c0) = b.origin;
@@ -1401,6 +1412,16 @@ fn flood_in_boxes(components: &Labels, boxes: Vec<BoxFlood>, count: u32) -> Labe
                     visit(r + 1, c);
                 }
             }
+            // The component's pixels the flood did not reach (parts joined only by a
+            // corner) are background.
+            for r in 0..bh {
+                let dst = &mut out.row_mut(r0 + r)[c0..c0 + bw];
+                for (d, &unreached) in dst.iter_mut().zip(left.row(r)) {
+                    if unreached {
+                        *d = 0;
+                    }
+                }
+            }
             continue;
         }
         let mut markers = Image::new(bw, bh, 0u32);
@@ -1414,9 +1435,12 @@ fn flood_in_boxes(components: &Labels, boxes: Vec<BoxFlood>, count: u32) -> Labe
         );
         for r in 0..bh {
             let dst = &mut out.row_mut(r0 + r)[c0..c0 + bw];
-            for (d, &v) in dst.iter_mut().zip(local.image().row(r)) {
+            let own = b.object.row(r);
+            for ((d, &v), &o) in dst.iter_mut().zip(local.image().row(r)).zip(own) {
                 if v != 0 {
                     *d = b.numbers[v as usize - 1];
+                } else if o {
+                    *d = 0;
                 }
             }
         }
@@ -1506,7 +1530,7 @@ mod tests {
             let components = label(fg.view(), Connectivity::Eight);
             let dist = crate::ops::distance::distance_transform_edt(fg.view());
             for seed_distance in [1, 3, 7] {
-                let fast = declump(&components, &dist, seed_distance);
+                let fast = declump(components.clone(), &dist, seed_distance);
                 let reference = declump_full_frame(&components, &dist, seed_distance);
                 assert_eq!(
                     fast, reference,
@@ -1543,9 +1567,6 @@ mod tests {
             };
             let (fw, fh) = (w + 7, h + 4);
             let origin = (2, 5);
-            let mut b = BoxFlood::new(origin, elevation.clone(), object.clone(), vec![seed]);
-            b.numbers = vec![3];
-            let got = flood_in_boxes(&Labels::empty(fw, fh), vec![b], 3);
             let mut markers = Image::new(w, h, 0u32);
             markers.set(seed.0, seed.1, 3);
             let want = watershed(
@@ -1553,11 +1574,24 @@ mod tests {
                 &Labels::new(markers, 3),
                 Some(object.view()),
             );
-            let got_box = Image::from_fn(w, h, |r, c| got.image().get(origin.0 + r, origin.1 + c));
-            assert_eq!(&got_box, want.image(), "case {case}");
-            let inside = got_box.as_slice().iter().filter(|&&l| l != 0).count();
-            let all = got.image().as_slice().iter().filter(|&&l| l != 0).count();
-            assert_eq!(inside, all, "case {case}: nothing outside the box");
+            // Into a fresh field (the box's component is not in `components`), and over the
+            // component's own pixels (label 1, the only component: the output reuses them).
+            let own = Image::from_fn(fw, fh, |r, c| {
+                let (r, c) = (r.wrapping_sub(origin.0), c.wrapping_sub(origin.1));
+                u32::from(r < h && c < w && object.get(r, c))
+            });
+            for components in [Labels::empty(fw, fh), Labels::new(own, 1)] {
+                let mut b = BoxFlood::new(origin, elevation.clone(), object.clone(), vec![seed]);
+                b.numbers = vec![3];
+                let got = flood_in_boxes(components, vec![b], 3);
+                let got_box =
+                    Image::from_fn(w, h, |r, c| got.image().get(origin.0 + r, origin.1 + c));
+                assert_eq!(&got_box, want.image(), "case {case}");
+                let inside = got_box.as_slice().iter().filter(|&&l| l != 0).count();
+                let all = got.image().as_slice().iter().filter(|&&l| l != 0).count();
+                assert_eq!(inside, all, "case {case}: nothing outside the box");
+            }
+            let inside = want.image().as_slice().iter().filter(|&&l| l != 0).count();
             partial += usize::from(inside < object.as_slice().iter().filter(|&&o| o).count());
         }
         assert!(partial >= 20, "{partial} of 200 cases split the object");
@@ -1642,8 +1676,13 @@ mod tests {
             let tmap =
                 (case % 3 == 0).then(|| components.image().map(|l| 0.1 + (l % 4) as f32 / 20.0));
             for rel in [0.0f32, 0.2, 0.6] {
-                let fast =
-                    declump_by_dynamics(img.clone(), &components, &dist, (t, tmap.as_ref()), rel);
+                let fast = declump_by_dynamics(
+                    img.clone(),
+                    components.clone(),
+                    &dist,
+                    (t, tmap.as_ref()),
+                    rel,
+                );
                 let reference = declump_by_dynamics_full_frame(
                     img.clone(),
                     &fg,
@@ -1932,7 +1971,7 @@ mod tests {
         let comps = label(fg.view(), Connectivity::Eight);
         assert_eq!(comps.count(), 2);
         let dist = distance_transform_edt(fg.view());
-        let out = declump_by_dynamics(smooth.clone(), &comps, &dist, (0.5, None), 0.03);
+        let out = declump_by_dynamics(smooth.clone(), comps.clone(), &dist, (0.5, None), 0.03);
         // One object: the disc's seed floods the whole first component; the dim square is
         // no nucleus. (Counting zero-height basins as seeds gave four objects here.)
         assert_eq!(out.count(), 1);
@@ -1963,7 +2002,7 @@ mod tests {
         let fg = two.map(|v| v > 0.0);
         let comps = label(fg.view(), Connectivity::Eight);
         let dist = distance_transform_edt(fg.view());
-        let out = declump_by_dynamics(two, &comps, &dist, (0.5, None), 0.03);
+        let out = declump_by_dynamics(two, comps.clone(), &dist, (0.5, None), 0.03);
         assert_eq!(out.count(), 2);
     }
 
