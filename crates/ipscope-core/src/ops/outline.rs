@@ -105,7 +105,8 @@ pub fn outline_thumbnail<T: Pixel>(
 }
 
 /// Adds a row's greys to `col_sum` and its outline flags to `col_edge` (`add_row`: also
-/// compiled for AVX2, chosen at run time).
+/// compiled for AVX2, chosen at run time). A separate body, not `dispatched!`'s in-place
+/// form, so that the test can run the baseline build beside the dispatched one.
 #[inline(always)]
 fn add_row_body<T: Pixel>(
     src: &[T],

@@ -306,34 +306,25 @@ fn pass(max: bool, src: &[f32], w: usize, r: usize, out: &mut [f32]) {
     });
 }
 
-/// [`columns`] with the extremum chosen at run time (`columns_dispatched`: also compiled
-/// for AVX2, chosen at run time; minima and maxima are exact, so both give the same bits).
-#[inline(always)]
-fn columns_body(
-    max: bool,
-    src: &[f32],
-    w: usize,
-    r: usize,
-    y0: usize,
-    out: &mut [f32],
-    hs: &mut Vec<f32>,
-) {
-    if max {
-        columns::<true>(src, w, r, y0, out, hs)
-    } else {
-        columns::<false>(src, w, r, y0, out, hs)
+super::dispatched! {
+    /// [`columns`] with the extremum chosen at run time, compiled for AVX2 as well (minima
+    /// and maxima are exact, so both give the same bits).
+    fn columns_dispatched(
+        max: bool,
+        src: &[f32],
+        w: usize,
+        r: usize,
+        y0: usize,
+        out: &mut [f32],
+        hs: &mut Vec<f32>,
+    ) {
+        if max {
+            columns::<true>(src, w, r, y0, out, hs)
+        } else {
+            columns::<false>(src, w, r, y0, out, hs)
+        }
     }
 }
-
-super::dispatched!(columns_dispatched = columns_body(
-    max: bool,
-    src: &[f32],
-    w: usize,
-    r: usize,
-    y0: usize,
-    out: &mut [f32],
-    hs: &mut Vec<f32>,
-));
 
 // `transpose_dispatched`: [`transpose`] compiled for AVX2 as well, chosen at run time.
 super::dispatched!(transpose_dispatched = transpose(src: &[f32], w: usize, out: &mut [f32]));
