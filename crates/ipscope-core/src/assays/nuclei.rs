@@ -343,6 +343,10 @@ pub fn segment_nuclei_with<T: Pixel>(
     let mut scaled = unit_scale(dna);
     let mut smoothed = backend.gaussian_blur(scaled.view(), params.smoothing_sigma)?;
     subtract_background(&mut smoothed, &mut scaled, params.background_radius);
+    // The unit-scaled pixels again only for the declumpings that smooth them: otherwise
+    // freed here, before the largest buffers (components, distance map) are made.
+    let by_intensity = params.declump && params.declump_method != DeclumpMethod::Shape;
+    let scaled = by_intensity.then_some(scaled);
     let Some(threshold) = threshold_field_with(backend, smoothed.view(), params)? else {
         return Ok(none(f64::NAN));
     };
@@ -402,6 +406,8 @@ pub fn segment_nuclei_with<T: Pixel>(
         }
         tmap = Some(low.image().map(|l| per[l as usize]));
     }
+    // Past the threshold masks only the outline growth reads the smoothed pixels.
+    let smoothed = outline.is_some().then_some(smoothed);
     // Hole filling, components and distance map in one backend call (a GPU keeps the mask
     // on the device between them); the distance map only when some object needs it.
     let wants_dist =
@@ -423,32 +429,32 @@ pub fn segment_nuclei_with<T: Pixel>(
             size.max_diameter = f(params.max_diameter, AUTO_MAX_FACTOR * d);
         }
     }
-    let objects = if params.declump && components.count() > 0 {
-        match params.declump_method {
-            // Shape declumping keeps its fixed seed spacing: necks, not the scale, separate
-            // nuclei there, and a wider spacing loses small nuclei beside large ones.
-            DeclumpMethod::Shape => declump(components, &dist, params.seed_distance()),
-            DeclumpMethod::Intensity => declump_by_intensity(
-                declump_smoothing(backend, &scaled, eff.min_diameter)?,
-                &fg,
-                &components,
-                eff.seed_distance(),
-            ),
-            DeclumpMethod::Hybrid => declump_by_dynamics(
-                declump_smoothing(backend, &scaled, eff.min_diameter)?,
-                components,
-                &dist,
-                (t as f32, tmap.as_ref()),
-                params.seed_min_depth,
-            ),
-        }
-    } else {
-        components
+    // `scaled` is kept exactly when the method smooths it (`by_intensity`).
+    let method = params.declump_method;
+    let objects = match scaled.as_ref() {
+        _ if !params.declump || components.count() == 0 => components,
+        // Shape declumping keeps its fixed seed spacing: necks, not the scale, separate
+        // nuclei there, and a wider spacing loses small nuclei beside large ones.
+        _ if method == DeclumpMethod::Shape => declump(components, &dist, params.seed_distance()),
+        Some(scaled) if method == DeclumpMethod::Intensity => declump_by_intensity(
+            declump_smoothing(backend, scaled, eff.min_diameter)?,
+            &fg,
+            &components,
+            eff.seed_distance(),
+        ),
+        Some(scaled) => declump_by_dynamics(
+            declump_smoothing(backend, scaled, eff.min_diameter)?,
+            components,
+            &dist,
+            (t as f32, tmap.as_ref()),
+            params.seed_min_depth,
+        ),
+        None => components,
     };
     // Not needed past the declumping: freed before the outline growth's buffers are made.
     drop((scaled, dist, fg));
-    let objects = match outline {
-        Some(o) if objects.count() > 0 => {
+    let objects = match (outline, smoothed) {
+        (Some(o), Some(smoothed)) if objects.count() > 0 => {
             // The last use of `smoothed`: the growth negates it in place.
             grow_outlines(backend, smoothed, objects, o, params.outline_max_growth)?
         }
