@@ -8,6 +8,9 @@
 //! Y (= row) names.
 
 use std::fmt;
+use std::sync::OnceLock;
+
+pub mod scan;
 
 /// Errors raised when building images from raw parts.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -497,10 +500,24 @@ impl DynImage {
 ///
 /// ipscope numbers objects in raster order of their first pixel, so `ObjectNumber` in tables
 /// equals the label value and two runs on the same input give the same numbers.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Labels {
     image: Image<u32>,
     count: u32,
+    /// [`Labels::bounding_boxes`], made on first use: the labels never change once wrapped,
+    /// and the segmentation's declumping and distance map and the measurements all read the
+    /// boxes of the same labels.
+    boxes: OnceLock<Vec<Option<BoundingBox>>>,
+}
+
+/// A bounding box `(row0, col0, row1, col1)`, the ends exclusive.
+pub type BoundingBox = (usize, usize, usize, usize);
+
+/// Equal pixels and count (whether the boxes were made yet does not matter).
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        self.count == other.count && self.image == other.image
+    }
 }
 
 impl Labels {
@@ -508,19 +525,20 @@ impl Labels {
     ///
     /// The caller promises labels lie in `0..=count`; [`Labels::from_image`] computes it.
     pub fn new(image: Image<u32>, count: u32) -> Self {
-        Labels { image, count }
+        Labels {
+            image,
+            count,
+            boxes: OnceLock::new(),
+        }
     }
     /// Wraps a label image, taking `count` as its largest value.
     pub fn from_image(image: Image<u32>) -> Self {
         let count = image.as_slice().iter().copied().max().unwrap_or(0);
-        Labels { image, count }
+        Labels::new(image, count)
     }
     /// An all-background label image.
     pub fn empty(width: usize, height: usize) -> Self {
-        Labels {
-            image: Image::new(width, height, 0),
-            count: 0,
-        }
+        Labels::new(Image::new(width, height, 0), 0)
     }
     /// The largest label (= number of objects when labels are sequential).
     pub fn count(&self) -> u32 {
@@ -541,11 +559,75 @@ impl Labels {
     pub fn into_image(self) -> Image<u32> {
         self.image
     }
+    /// The bounding box of each label `0..=count` (index = label; `None` for labels without
+    /// pixels, and always for 0, the background), from one pass over the image on the first
+    /// call; later calls return the same boxes.
+    pub fn bounding_boxes(&self) -> &[Option<BoundingBox>] {
+        self.boxes.get_or_init(|| {
+            let n = self.count as usize;
+            let mut boxes: Vec<Option<BoundingBox>> = vec![None; n + 1];
+            for r in 0..self.height() {
+                scan::for_each_nonzero_run(self.image.row(r), |start, end, l| {
+                    let Some(b) = boxes.get_mut(l as usize) else {
+                        return;
+                    };
+                    let b = b.get_or_insert((r, start, r + 1, end));
+                    b.0 = b.0.min(r);
+                    b.1 = b.1.min(start);
+                    b.2 = b.2.max(r + 1);
+                    b.3 = b.3.max(end);
+                });
+            }
+            boxes
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The boxes from the run scan against each pixel's own min/max, on random label images
+    /// (sparse to dense, labels past `count` ignored), and the second call's are the first's.
+    #[test]
+    fn bounding_boxes_equal_the_pixel_extremes() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for (w, h, density, count) in [
+            (1, 1, 1, 1),
+            (37, 23, 2, 5),
+            (64, 9, 9, 3),
+            (100, 71, 5, 40),
+        ] {
+            let img = Image::from_fn(w, h, |_, _| {
+                if next() % 10 < density {
+                    (next() % (u64::from(count) + 3)) as u32
+                } else {
+                    0
+                }
+            });
+            let labels = Labels::new(img.clone(), count);
+            let mut want: Vec<Option<BoundingBox>> = vec![None; count as usize + 1];
+            for r in 0..h {
+                for c in 0..w {
+                    let l = img.row(r)[c] as usize;
+                    if l == 0 || l > count as usize {
+                        continue;
+                    }
+                    let b = want[l].get_or_insert((r, c, r + 1, c + 1));
+                    *b = (b.0.min(r), b.1.min(c), b.2.max(r + 1), b.3.max(c + 1));
+                }
+            }
+            assert_eq!(labels.bounding_boxes(), &want[..], "{w}x{h}");
+            assert_eq!(labels.bounding_boxes(), &want[..], "{w}x{h}, second call");
+            assert_eq!(labels.clone().bounding_boxes(), &want[..]);
+        }
+    }
 
     #[test]
     fn views_and_crops_share_pixels() {

@@ -40,7 +40,6 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{Backend, CpuBackend};
 use crate::ops::filter::{gaussian_blur, gaussian_kernel, GAUSSIAN_TRUNCATE};
 use crate::ops::label::{clear_border, find, label, relabel_sequential, Connectivity};
-use crate::ops::measure::shape::bounding_boxes;
 #[cfg(test)]
 use crate::ops::peaks::peak_local_max;
 use crate::ops::peaks::{object_peaks, PeakScratch};
@@ -910,7 +909,13 @@ fn declump_by_dynamics(
     let mut seeded = Vec::with_capacity(components.count() as usize);
     let mut all_seeds: Vec<u32> = Vec::new();
     let mut scratch = DynamicsScratch::default();
-    for (l, b) in bounding_boxes(&components).into_iter().enumerate().skip(1) {
+    for (l, b) in components
+        .bounding_boxes()
+        .iter()
+        .copied()
+        .enumerate()
+        .skip(1)
+    {
         let Some((r0, c0, r1, c1)) = b else { continue };
         let (bh, bw) = (r1 - r0, c1 - c0);
         let mut object = Vec::with_capacity(bw * bh);
@@ -1243,7 +1248,13 @@ fn declump(components: Labels, dist: &Image<f32>, seed_distance: usize) -> Label
     let mut scratch = PeakScratch::default();
     let mut crops = Vec::with_capacity(components.count() as usize);
     let mut peaks_total = 0u32;
-    for (l, b) in bounding_boxes(&components).into_iter().enumerate().skip(1) {
+    for (l, b) in components
+        .bounding_boxes()
+        .iter()
+        .copied()
+        .enumerate()
+        .skip(1)
+    {
         let Some((r0, c0, r1, c1)) = b else { continue };
         let (er0, ec0) = (r0.saturating_sub(g), c0.saturating_sub(g));
         let (er1, ec1) = ((r1 + g).min(h), (c1 + g).min(w));

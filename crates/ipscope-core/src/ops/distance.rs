@@ -203,7 +203,7 @@ pub fn distance_transform_edt_of_objects(labels: &ipscope_image::Labels) -> Imag
         return out;
     }
     let lab = labels.image();
-    let boxes = crate::ops::measure::bounding_boxes(labels);
+    let boxes = labels.bounding_boxes();
     let widest = boxes
         .iter()
         .flatten()

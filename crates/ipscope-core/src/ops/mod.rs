@@ -59,7 +59,7 @@ pub mod par;
 pub mod peaks;
 pub mod rank;
 pub mod ridge;
-pub(crate) mod scan;
+pub(crate) use ipscope_image::scan;
 pub mod signal;
 pub mod skeleton;
 pub mod threshold;

@@ -21,8 +21,6 @@
 
 use ipscope_image::{ImageView, Labels, Pixel};
 
-use super::shape::bounding_boxes;
-
 /// Intensity features of one object in one channel; NaN for an absent label (and NaN edge
 /// values for an object without edge pixels, which cannot happen for a finite object).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -198,7 +196,7 @@ pub fn measure_intensity_features<T: Pixel>(
         labels.width(),
         labels.height()
     );
-    let boxes = bounding_boxes(labels);
+    let boxes = labels.bounding_boxes();
     let lab = labels.image();
     let (width, height) = (labels.width(), labels.height());
     let scale = T::MAX;
@@ -333,7 +331,7 @@ mod tests {
             labels.width(),
             labels.height()
         );
-        let boxes = bounding_boxes(labels);
+        let boxes = labels.bounding_boxes();
         let lab = labels.image();
         let (width, height) = (labels.width(), labels.height());
         let scale = T::MAX;

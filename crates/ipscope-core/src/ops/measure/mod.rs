@@ -27,7 +27,6 @@ pub use granularity::{measure_granularity, Granularity, GranularityParams};
 pub use intensity::{measure_intensity_features, IntensityFeatures};
 pub use neighbors::{measure_neighbors, NeighborMethod, Neighbors, DEFAULT_NEIGHBOR_DISTANCE};
 pub use radial::{measure_radial_distribution, RadialDistribution, DEFAULT_RADIAL_BINS};
-pub(crate) use shape::bounding_boxes;
 pub use shape::{measure_shape_features, ShapeFeatures};
 pub use texture::{measure_texture, Texture, DEFAULT_TEXTURE_SCALE, HARALICK_FEATURES};
 pub use zernike::{measure_zernike, zernike_indexes};

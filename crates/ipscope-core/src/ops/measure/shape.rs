@@ -17,7 +17,7 @@
 use ipscope_image::Labels;
 
 use super::hull;
-use crate::ops::scan::{for_each_nonzero_run, next_other_bool};
+use crate::ops::scan::next_other_bool;
 
 /// AreaShape and Location of one object (CellProfiler `AreaShape_*`, `Location_Center_*`).
 ///
@@ -104,28 +104,6 @@ impl ShapeFeatures {
     }
 }
 
-/// Bounding boxes `(row0, col0, row1, col1)` (exclusive ends) of labels `1..=n`, index = label;
-/// `None` for absent labels. One pass over the image.
-pub(crate) fn bounding_boxes(labels: &Labels) -> Vec<Option<(usize, usize, usize, usize)>> {
-    let n = labels.count() as usize;
-    let mut bbox: Vec<Option<(usize, usize, usize, usize)>> = vec![None; n + 1];
-    let img = labels.image();
-    for r in 0..labels.height() {
-        for_each_nonzero_run(img.row(r), |start, c, l| {
-            let l = l as usize;
-            if l > n {
-                return;
-            }
-            let b = bbox[l].get_or_insert((r, start, r + 1, c));
-            b.0 = b.0.min(r);
-            b.1 = b.1.min(start);
-            b.2 = b.2.max(r + 1);
-            b.3 = b.3.max(c);
-        });
-    }
-    bbox
-}
-
 /// The object's mask inside its bounding box, padded by one background pixel on every side.
 pub(crate) struct LocalMask {
     pub(crate) w: usize,
@@ -165,7 +143,7 @@ impl LocalMask {
         let (r, c) = ((rnd() as usize) % h, (rnd() as usize) % w);
         img.row_mut(r)[c] = 1;
         let labels = Labels::from_image(img);
-        let b = bounding_boxes(&labels)[1].unwrap_or_else(|| unreachable!());
+        let b = labels.bounding_boxes()[1].unwrap_or_else(|| unreachable!());
         (LocalMask::new(&labels, 1, b), b)
     }
 
@@ -178,7 +156,7 @@ impl LocalMask {
 
 /// AreaShape of every object `1..=count`, index `i` = label `i + 1`.
 pub fn measure_shape_features(labels: &Labels) -> Vec<ShapeFeatures> {
-    let boxes = bounding_boxes(labels);
+    let boxes = labels.bounding_boxes();
     (1..boxes.len())
         .map(|l| match boxes[l] {
             None => ShapeFeatures::absent(l as u32),

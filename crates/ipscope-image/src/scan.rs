@@ -14,7 +14,7 @@ const BLOCK: usize = 16;
 /// The index of the first element of `v` at or after `from` that is not `x`; `v.len()` when
 /// none is.
 #[inline]
-pub(crate) fn next_other_u32(v: &[u32], from: usize, x: u32) -> usize {
+pub fn next_other_u32(v: &[u32], from: usize, x: u32) -> usize {
     let mut i = from.min(v.len());
     for block in v[i..].chunks_exact(BLOCK) {
         if block.iter().fold(0, |a, &y| a | (y ^ x)) != 0 {
@@ -30,7 +30,7 @@ pub(crate) fn next_other_u32(v: &[u32], from: usize, x: u32) -> usize {
 
 /// The index of the first zero of `v` at or after `from`; `v.len()` when there is none.
 #[inline]
-pub(crate) fn next_zero_u32(v: &[u32], from: usize) -> usize {
+pub fn next_zero_u32(v: &[u32], from: usize) -> usize {
     let mut i = from.min(v.len());
     for block in v[i..].chunks_exact(BLOCK) {
         if !block.iter().fold(true, |a, &y| a & (y != 0)) {
@@ -47,7 +47,7 @@ pub(crate) fn next_zero_u32(v: &[u32], from: usize) -> usize {
 /// The index of the first element of `v` at or after `from` that differs from `b`;
 /// `v.len()` when none does.
 #[inline]
-pub(crate) fn next_other_bool(v: &[bool], from: usize, b: bool) -> usize {
+pub fn next_other_bool(v: &[bool], from: usize, b: bool) -> usize {
     // SAFETY: a bool is one byte holding 0 or 1, so its slice reads as bytes.
     let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), v.len()) };
     let x = u8::from(b);
@@ -67,7 +67,7 @@ pub(crate) fn next_other_bool(v: &[bool], from: usize, b: bool) -> usize {
 /// Calls `f(start, end, value)` for each run of equal non-zero values of `row`
 /// (`row[start..end]` all equal `value`), left to right.
 #[inline]
-pub(crate) fn for_each_nonzero_run(row: &[u32], mut f: impl FnMut(usize, usize, u32)) {
+pub fn for_each_nonzero_run(row: &[u32], mut f: impl FnMut(usize, usize, u32)) {
     let mut c = next_other_u32(row, 0, 0);
     while c < row.len() {
         let l = row[c];
@@ -87,7 +87,14 @@ mod tests {
 
     /// Rows of random runs, from sparse to dense, and degenerate ones.
     fn rows() -> Vec<Vec<u32>> {
-        let mut next = crate::testing::lcg32(0x9e37_79b9);
+        // A linear congruential generator (Knuth's MMIX constants).
+        let mut state = 0x9e37_79b9u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
         let mut out = vec![vec![], vec![0; 100], vec![7; 100], vec![0; 16], vec![3; 32]];
         for len in [1usize, 15, 16, 17, 31, 33, 64, 100, 257] {
             for density in [1u32, 8, 64, 256] {
