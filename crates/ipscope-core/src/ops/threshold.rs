@@ -43,36 +43,70 @@ fn finite_range(img: ImageView<f32>) -> Option<(f32, f32)> {
     (lo <= hi).then_some((lo, hi))
 }
 
-/// Min and max of the finite values of `row` (±inf when it has none) in eight independent
-/// lanes (min and max are exact, so any order gives the same result; the tests compile to
-/// well-predicted branches, which measured faster than a branch-free form);
-/// `finite_range_of` is compiled for AVX2 as well, chosen at run time.
-#[inline(always)]
-fn finite_range_body(row: &[f32]) -> (f32, f32) {
-    let mut lo = [f32::INFINITY; 8];
-    let mut hi = [f32::NEG_INFINITY; 8];
-    let chunks = row.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for k in 0..8 {
-            let v = c[k];
-            let finite = v.is_finite();
-            lo[k] = if finite && v < lo[k] { v } else { lo[k] };
-            hi[k] = if finite && v > hi[k] { v } else { hi[k] };
-        }
+/// Min and max of the finite values of `row` (±inf when it has none): with AVX2 sixteen at a
+/// time ([`finite_range_avx2`]), else one at a time. Min and max are exact, so both give
+/// the same result.
+fn finite_range_of(row: &[f32]) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { finite_range_avx2(row) };
     }
-    for &v in rest {
-        if v.is_finite() {
-            lo[0] = lo[0].min(v);
-            hi[0] = hi[0].max(v);
-        }
-    }
-    let l = lo.iter().fold(f32::INFINITY, |a, &b| a.min(b));
-    let h = hi.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    (l, h)
+    finite_range_scalar(row)
 }
 
-crate::ops::dispatched!(finite_range_of = finite_range_body(row: &[f32]) -> (f32, f32));
+/// [`finite_range_of`] one value at a time: the reference and the path without AVX2.
+fn finite_range_scalar(row: &[f32]) -> (f32, f32) {
+    row.iter()
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        })
+}
+
+/// [`finite_range_of`] in AVX2 registers, two of eight lanes each for the min and the max:
+/// a value whose magnitude is not below +inf (±inf, NaN) becomes +inf for the min and −inf
+/// for the max (blends), then `vminps`/`vmaxps`. The compiler's own vectorisation of the
+/// same selects kept converting the comparison masks to bytes and back (2.4 ms a 2048²
+/// field, against 0.6 ms here).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn finite_range_avx2(row: &[f32]) -> (f32, f32) {
+    use std::arch::x86_64::*;
+    let chunks = row.chunks_exact(16);
+    let rest = chunks.remainder();
+    let inf = _mm256_set1_ps(f32::INFINITY);
+    let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+    let (mut lo0, mut lo1, mut hi0, mut hi1) = (inf, inf, ninf, ninf);
+    for c in chunks {
+        // SAFETY: `c` holds 16 f32, read as two unaligned groups of eight.
+        let (a, b) = unsafe {
+            (
+                _mm256_loadu_ps(c.as_ptr()),
+                _mm256_loadu_ps(c.as_ptr().add(8)),
+            )
+        };
+        let fa = _mm256_cmp_ps::<_CMP_LT_OQ>(_mm256_and_ps(a, magnitude), inf);
+        let fb = _mm256_cmp_ps::<_CMP_LT_OQ>(_mm256_and_ps(b, magnitude), inf);
+        lo0 = _mm256_min_ps(_mm256_blendv_ps(inf, a, fa), lo0);
+        lo1 = _mm256_min_ps(_mm256_blendv_ps(inf, b, fb), lo1);
+        hi0 = _mm256_max_ps(_mm256_blendv_ps(ninf, a, fa), hi0);
+        hi1 = _mm256_max_ps(_mm256_blendv_ps(ninf, b, fb), hi1);
+    }
+    let mut lo = [0f32; 8];
+    let mut hi = [0f32; 8];
+    // SAFETY: the arrays hold eight f32 each.
+    unsafe {
+        _mm256_storeu_ps(lo.as_mut_ptr(), _mm256_min_ps(lo0, lo1));
+        _mm256_storeu_ps(hi.as_mut_ptr(), _mm256_max_ps(hi0, hi1));
+    }
+    let (l, h) = finite_range_scalar(rest);
+    (
+        lo.iter().fold(l, |a, &b| a.min(b)),
+        hi.iter().fold(h, |a, &b| a.max(b)),
+    )
+}
 
 /// `numpy.histogram(finite pixels, bins=nbins)` with the range taken from the data.
 ///
@@ -91,13 +125,21 @@ pub fn histogram(img: ImageView<f32>, nbins: usize) -> Option<Histogram> {
 /// i · step + first, a multiply and an add, each rounded; the last edge is `last`), so the
 /// whole search is branch-free arithmetic that compiles to AVX2 when the CPU has it. Pixels
 /// outside `[first, last]` and NaN go to a bin past the end that is not counted. Counting
-/// stays one pixel at a time, into four tables summed at the end: most pixels of a field fall
-/// in a few background bins, and one table would make each increment wait for the previous.
+/// stays one pixel at a time, into sixteen u32 tables (16 KB for 256 bins) summed into u64
+/// totals: most pixels of a field fall in a few background bins, and one table would make
+/// each increment wait for the previous.
 /// The same counts as [`histogram_in_range_scalar`] (test `vector_bins_equal_the_scalar_reference`).
-fn histogram_in_range(
+fn histogram_in_range(img: ImageView<f32>, nbins: usize, range: (f32, f32)) -> Option<Histogram> {
+    histogram_in_range_flushed(img, nbins, range, 1 << 31)
+}
+
+/// [`histogram_in_range`], its u32 tables added to the totals every `flush_every` pixels
+/// (the tests flush often; a lane gets at most every sixteenth pixel, so `2^31` is safe).
+fn histogram_in_range_flushed(
     img: ImageView<f32>,
     nbins: usize,
     (first, last): (f32, f32),
+    flush_every: usize,
 ) -> Option<Histogram> {
     if nbins == 0 {
         return None;
@@ -107,20 +149,42 @@ fn histogram_in_range(
     }
     let (first, last, step, edges) = histogram_edges((first, last), nbins);
     const BLOCK: usize = 256;
-    const LANES: usize = 4;
+    const LANES: usize = 16;
     let stride = nbins + 1;
     let mut bins = [0u32; BLOCK];
-    let mut lanes = vec![0u64; LANES * stride];
+    // Counts in u32 tables, added to the u64 totals before any lane could reach 2^32.
+    let mut lanes = vec![0u32; LANES * stride];
+    let mut totals = vec![0u64; stride];
+    let mut pending = 0usize;
+    let flush = |lanes: &mut [u32], totals: &mut [u64]| {
+        for lane in lanes.chunks_exact_mut(stride) {
+            for (t, l) in totals.iter_mut().zip(lane.iter_mut()) {
+                *t += u64::from(*l);
+                *l = 0;
+            }
+        }
+    };
     for row in img.rows() {
         for chunk in row.chunks(BLOCK) {
             let bins = &mut bins[..chunk.len()];
             find_bins(chunk, bins, first, last, step, nbins);
-            for (k, &b) in bins.iter().enumerate() {
-                lanes[(k % LANES) * stride + b as usize] += 1;
+            for group in bins.chunks(LANES) {
+                for (lane, &b) in lanes.chunks_exact_mut(stride).zip(group) {
+                    debug_assert!((b as usize) < stride);
+                    // SAFETY: `find_bins` gives bins in `0..=nbins`, below `stride` (the
+                    // bounds check would cost a tenth of the histogram's time).
+                    unsafe { *lane.get_unchecked_mut(b as usize) += 1 };
+                }
+            }
+            pending += chunk.len();
+            if pending >= flush_every {
+                flush(&mut lanes, &mut totals);
+                pending = 0;
             }
         }
     }
-    Some(sum_lanes(&lanes, stride, nbins, edges))
+    flush(&mut lanes, &mut totals);
+    Some(sum_lanes(&totals, stride, nbins, edges))
 }
 
 /// numpy's histogram edges for `nbins` bins over `range`: a zero-width range widened to
@@ -1370,6 +1434,37 @@ mod tests {
     use super::*;
     use ipscope_image::Image;
 
+    /// The AVX2 range against the scalar one on rows of every length up to 70 with NaN,
+    /// ±inf, ±0 and extreme values scattered through them.
+    #[test]
+    fn vector_range_equals_the_scalar_one() {
+        let mut next = crate::testing::lcg32(0x51ed_270b);
+        let special = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            0.0,
+            f32::MAX,
+            -f32::MAX,
+        ];
+        for len in 0..=70 {
+            for density in [0u32, 1, 4, 10] {
+                let row: Vec<f32> = (0..len)
+                    .map(|_| {
+                        if next() % 10 < density {
+                            special[(next() % special.len() as u32) as usize]
+                        } else {
+                            (next() % 20_001) as f32 / 100.0 - 100.0
+                        }
+                    })
+                    .collect();
+                let want = finite_range_scalar(&row);
+                assert_eq!(finite_range_of(&row), want, "{row:?}");
+            }
+        }
+    }
+
     #[test]
     fn finite_range_skips_nan_and_infinities() {
         let mut v: Vec<f32> = (0..1003)
@@ -1433,6 +1528,8 @@ mod tests {
                 let want = histogram_in_range_scalar(img.view(), nbins, (first, last));
                 let got = histogram_in_range(img.view(), nbins, (first, last));
                 assert_eq!(got, want, "{nbins} bins, [{first}, {last}]");
+                let flushed = histogram_in_range_flushed(img.view(), nbins, (first, last), 300);
+                assert_eq!(flushed, want, "{nbins} bins, flushed every block");
                 assert_eq!(histogram(img.view(), nbins), {
                     let r = finite_range(img.view()).unwrap();
                     histogram_in_range_scalar(img.view(), nbins, r)
