@@ -12,7 +12,7 @@
 use ipscope_image::{Image, ImageView, Labels};
 
 use crate::ops::distance::{distance_transform_edt, distance_transform_edt_of_objects};
-use crate::ops::filter::gaussian_blur;
+use crate::ops::filter::{gaussian_blur, gaussian_blur_unit_u16, unit_scale_u16};
 use crate::ops::label::{label, Connectivity};
 use crate::ops::measure::{measure_shape, ObjectShape};
 use crate::ops::morphology;
@@ -39,6 +39,14 @@ pub trait Backend: Send + Sync {
 
     /// [`gaussian_blur`]: `scipy.ndimage.gaussian_filter(mode='nearest', truncate=4.0)`.
     fn gaussian_blur(&self, img: ImageView<f32>, sigma: f32) -> Result<Image<f32>, Error>;
+
+    /// [`Backend::gaussian_blur`] of a 16-bit image scaled onto 0..=1 (each pixel
+    /// [`unit_scale_u16`]), as the nuclei segmentation smooths its input when it needs no
+    /// other copy of the scaled pixels. Default: the scaled image, then its blur; the CPU
+    /// scales each row as it reads it ([`gaussian_blur_unit_u16`], the same bits).
+    fn gaussian_blur_unit_u16(&self, img: ImageView<u16>, sigma: f32) -> Result<Image<f32>, Error> {
+        self.gaussian_blur(img.map(unit_scale_u16).view(), sigma)
+    }
 
     /// [`threshold::histogram`]: `numpy.histogram` of the finite pixels; `None` when
     /// `nbins == 0` or no pixel is finite.
@@ -174,6 +182,10 @@ impl Backend for CpuBackend {
 
     fn gaussian_blur(&self, img: ImageView<f32>, sigma: f32) -> Result<Image<f32>, Error> {
         Ok(gaussian_blur(img, sigma))
+    }
+
+    fn gaussian_blur_unit_u16(&self, img: ImageView<u16>, sigma: f32) -> Result<Image<f32>, Error> {
+        Ok(gaussian_blur_unit_u16(img, sigma))
     }
 
     fn histogram(&self, img: ImageView<f32>, nbins: usize) -> Result<Option<Histogram>, Error> {

@@ -50,13 +50,19 @@ pub trait Pixel: Copy + Send + Sync + Default + PartialOrd + fmt::Debug + 'stati
     fn to_f64(self) -> f64;
     /// Conversion to f32 (exact for u8/u16/f32).
     fn to_f32(self) -> f32;
+    /// `view` itself when `Self` is u16, else `None`: for the paths that have a 16-bit form.
+    fn as_u16(view: ImageView<'_, Self>) -> Option<ImageView<'_, u16>> {
+        let _ = view;
+        None
+    }
 }
 
 macro_rules! impl_pixel {
-    ($t:ty, $max:expr, $s:expr) => {
+    ($t:ty, $max:expr, $s:expr $(, $u16:item)?) => {
         impl Pixel for $t {
             const MAX: f64 = $max;
             const SAMPLE: SampleType = $s;
+            $($u16)?
             #[inline(always)]
             fn to_f64(self) -> f64 {
                 self as f64
@@ -69,7 +75,14 @@ macro_rules! impl_pixel {
     };
 }
 impl_pixel!(u8, 255.0, SampleType::U8);
-impl_pixel!(u16, 65535.0, SampleType::U16);
+impl_pixel!(
+    u16,
+    65535.0,
+    SampleType::U16,
+    fn as_u16(view: ImageView<'_, u16>) -> Option<ImageView<'_, u16>> {
+        Some(view)
+    }
+);
 impl_pixel!(u32, 4294967295.0, SampleType::U32);
 impl_pixel!(f32, 1.0, SampleType::F32);
 

@@ -339,13 +339,23 @@ pub fn segment_nuclei_with<T: Pixel>(
     if w == 0 || h == 0 {
         return Ok(none(f64::NAN));
     }
-    let mut scaled = unit_scale(dna);
-    let mut smoothed = backend.gaussian_blur(scaled.view(), params.smoothing_sigma)?;
-    subtract_background(&mut smoothed, &mut scaled, params.background_radius);
-    // The unit-scaled pixels again only for the declumpings that smooth them: otherwise
-    // freed here, before the largest buffers (components, distance map) are made.
+    // The unit-scaled pixels are needed past the smoothing only by the declumpings that
+    // smooth them again, and by the background subtraction: otherwise a 16-bit field is
+    // smoothed without making them, and any scaled copy is freed before the largest
+    // buffers (components, distance map) are made.
     let by_intensity = params.declump && params.declump_method != DeclumpMethod::Shape;
-    let scaled = by_intensity.then_some(scaled);
+    let (scaled, smoothed) = match T::as_u16(dna) {
+        Some(dna16) if !by_intensity && !subtracts_background(params.background_radius) => (
+            None,
+            backend.gaussian_blur_unit_u16(dna16, params.smoothing_sigma)?,
+        ),
+        _ => {
+            let mut scaled = unit_scale(dna);
+            let mut smoothed = backend.gaussian_blur(scaled.view(), params.smoothing_sigma)?;
+            subtract_background(&mut smoothed, &mut scaled, params.background_radius);
+            (by_intensity.then_some(scaled), smoothed)
+        }
+    };
     let Some(threshold) = threshold_field_with(backend, smoothed.view(), params)? else {
         return Ok(none(f64::NAN));
     };
@@ -641,8 +651,13 @@ const OBJECT_QUANTILE: f64 = 0.9;
 
 /// Subtracts the grey opening of `smoothed` with the (2r+1)² square from `smoothed` and
 /// `scaled` (see [`NucleiParams::background_radius`]); r ≤ 0 or NaN does nothing.
+/// Whether [`subtract_background`] changes anything at this radius.
+fn subtracts_background(radius: f32) -> bool {
+    !radius.is_nan() && radius >= 1.0
+}
+
 fn subtract_background(smoothed: &mut Image<f32>, scaled: &mut Image<f32>, radius: f32) {
-    if radius.is_nan() || radius < 1.0 || smoothed.is_empty() {
+    if !subtracts_background(radius) || smoothed.is_empty() {
         return;
     }
     // A radius beyond the image changes nothing more than the image size.
@@ -1879,8 +1894,80 @@ mod tests {
                 assert_eq!(g.to_bits(), want.to_bits(), "{v:?}");
             }
         }
-        every_value(Image::from_fn(256, 256, |r, c| (r * 256 + c) as u16));
+        let all16 = Image::from_fn(256, 256, |r, c| (r * 256 + c) as u16);
+        every_value(all16.clone());
         every_value(Image::from_fn(16, 16, |r, c| (r * 16 + c) as u8));
+        // The Gaussian's own scaling of 16-bit rows is the same.
+        let scaled = unit_scale(all16.view());
+        for (&v, &g) in all16.as_slice().iter().zip(scaled.as_slice()) {
+            assert_eq!(crate::ops::filter::unit_scale_u16(v).to_bits(), g.to_bits());
+        }
+    }
+
+    /// The 16-bit field smoothed without its scaled copy (CPU backend and the trait's
+    /// default) is the blur of the scaled copy, bit for bit, for several sigmas and sizes;
+    /// the segmentation takes that path only for u16 pixels.
+    #[test]
+    fn unscaled_16_bit_smoothing_equals_the_smoothing_of_the_scaled_field() {
+        struct Default16;
+        impl Backend for Default16 {
+            fn name(&self) -> String {
+                "default".into()
+            }
+            fn gaussian_blur(&self, i: ImageView<f32>, s: f32) -> Result<Image<f32>, Error> {
+                CpuBackend.gaussian_blur(i, s)
+            }
+            fn histogram(
+                &self,
+                i: ImageView<f32>,
+                n: usize,
+            ) -> Result<Option<crate::ops::threshold::Histogram>, Error> {
+                CpuBackend.histogram(i, n)
+            }
+            fn binary_erosion(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
+                CpuBackend.binary_erosion(m)
+            }
+            fn binary_dilation(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
+                CpuBackend.binary_dilation(m)
+            }
+            fn fill_holes(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
+                CpuBackend.fill_holes(m)
+            }
+            fn distance_transform_edt(&self, m: ImageView<bool>) -> Result<Image<f32>, Error> {
+                CpuBackend.distance_transform_edt(m)
+            }
+            fn label(&self, m: ImageView<bool>, c: Connectivity) -> Result<Labels, Error> {
+                CpuBackend.label(m, c)
+            }
+            fn measure_shape(
+                &self,
+                l: &Labels,
+            ) -> Result<Vec<crate::ops::measure::ObjectShape>, Error> {
+                CpuBackend.measure_shape(l)
+            }
+        }
+        let mut rnd = crate::testing::lcg32(0x1605);
+        for (w, h) in [(1, 1), (5, 40), (37, 29), (70, 9)] {
+            let img = Image::from_fn(w, h, |_, _| (rnd() & 0xffff) as u16);
+            let scaled = unit_scale(img.view());
+            for sigma in [0.0f32, 0.4, 1.0, 2.5] {
+                let want = CpuBackend.gaussian_blur(scaled.view(), sigma).unwrap();
+                for got in [
+                    CpuBackend
+                        .gaussian_blur_unit_u16(img.view(), sigma)
+                        .unwrap(),
+                    Default16.gaussian_blur_unit_u16(img.view(), sigma).unwrap(),
+                ] {
+                    let bits = |i: &Image<f32>| {
+                        i.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                    };
+                    assert_eq!(bits(&got), bits(&want), "{w}x{h}, sigma {sigma}");
+                }
+            }
+        }
+        assert!(<u16 as Pixel>::as_u16(Image::new(3, 2, 7u16).view()).is_some());
+        assert!(<u8 as Pixel>::as_u16(Image::new(2, 2, 0u8).view()).is_none());
+        assert!(<f32 as Pixel>::as_u16(Image::new(2, 2, 0f32).view()).is_none());
     }
 
     /// The ring's flood negates only the pixels it floods; the watershed then gives what it

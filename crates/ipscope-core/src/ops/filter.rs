@@ -49,6 +49,45 @@ pub fn gaussian_blur(src: ImageView<f32>, sigma: f32) -> Image<f32> {
     correlate_separable(src, &kernel)
 }
 
+/// [`gaussian_blur`] of a 16-bit image scaled onto 0..=1, each pixel `v / 65535` rounded to
+/// f32 (the nuclei segmentation's input, [`unit_scale_u16`]): the same bits as the blur of
+/// the scaled image, without making it. Each input row is scaled as the column pass widens
+/// it, so the field is read as 2 bytes a pixel and no 4-byte copy is written and read back.
+pub fn gaussian_blur_unit_u16(src: ImageView<u16>, sigma: f32) -> Image<f32> {
+    let kernel = gaussian_kernel(f64::from(sigma), GAUSSIAN_TRUNCATE);
+    if kernel.len() == 1 || src.is_empty() {
+        return src.map(unit_scale_u16);
+    }
+    correlate_separable(src, &kernel)
+}
+
+/// A 16-bit pixel on 0..=1: `(v / 65535) as f32`, by the reciprocal (the same f32 for all
+/// 65,536 values, tested where the segmentation scales its input).
+#[inline(always)]
+pub fn unit_scale_u16(v: u16) -> f32 {
+    (f64::from(v) * (1.0 / 65535.0)) as f32
+}
+
+/// A pixel as the Gaussian's passes read it, widened to f64: an f32 as it is, a u16 scaled
+/// onto 0..=1 first ([`unit_scale_u16`]).
+trait GaussianInput: Copy + Send + Sync {
+    fn widen(self) -> f64;
+}
+
+impl GaussianInput for f32 {
+    #[inline(always)]
+    fn widen(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+impl GaussianInput for u16 {
+    #[inline(always)]
+    fn widen(self) -> f64 {
+        f64::from(unit_scale_u16(self))
+    }
+}
+
 /// Correlates every column, then every row, with a symmetric odd-length kernel, edges
 /// replicated: SciPy's two passes, the column pass's output stored as f32 in between.
 ///
@@ -60,7 +99,7 @@ pub fn gaussian_blur(src: ImageView<f32>, sigma: f32) -> Image<f32> {
 /// run over contiguous columns, which the compiler vectorises; each output keeps SciPy's
 /// order of operations, so the result is the same bits as the scalar reference passes
 /// (test `vector_passes_equal_the_scalar_reference_bit_for_bit`).
-fn correlate_separable(src: ImageView<f32>, kernel: &[f64]) -> Image<f32> {
+fn correlate_separable<T: GaussianInput>(src: ImageView<T>, kernel: &[f64]) -> Image<f32> {
     let (w, h) = (src.width(), src.height());
     let mut out = Image::new(w, h, 0.0f32);
     let taps = kernel.len();
@@ -86,8 +125,8 @@ fn correlate_separable(src: ImageView<f32>, kernel: &[f64]) -> Image<f32> {
 /// input row `t` (clamped to the image) as f64; `line` (`w + 2r`) is the row pass's padded
 /// copy of a row.
 #[inline(always)]
-fn separable_body(
-    src: ImageView<f32>,
+fn separable_body<T: GaussianInput>(
+    src: ImageView<T>,
     kernel: &[f64],
     y0: usize,
     ring: &mut [f64],
@@ -103,7 +142,7 @@ fn separable_body(
         let slot = t % kernel.len();
         let row = src.row(t.saturating_sub(r).min(last));
         for (d, &v) in ring[slot * w..(slot + 1) * w].iter_mut().zip(row) {
-            *d = f64::from(v);
+            *d = v.widen();
         }
     };
     for t in y0..=y0 + 2 * r {
@@ -223,8 +262,8 @@ fn row_pass_row(kernel: &[f64], line: &mut [f64], acc: &mut [f64], row: &mut [f3
     }
 }
 
-crate::ops::dispatched!(separable = separable_body(
-    src: ImageView<f32>,
+crate::ops::dispatched!(separable<T: GaussianInput> = separable_body(
+    src: ImageView<T>,
     kernel: &[f64],
     y0: usize,
     ring: &mut [f64],
