@@ -340,22 +340,21 @@ pub fn segment_nuclei_with<T: Pixel>(
         return Ok(none(f64::NAN));
     }
     // The unit-scaled pixels are needed past the smoothing only by the declumpings that
-    // smooth them again, and by the background subtraction: otherwise a 16-bit field is
-    // smoothed without making them, and any scaled copy is freed before the largest
-    // buffers (components, distance map) are made.
+    // smooth them again: otherwise a 16-bit field is smoothed without making them, and any
+    // scaled copy is freed before the largest buffers (components, distance map) are made.
     let by_intensity = params.declump && params.declump_method != DeclumpMethod::Shape;
-    let (scaled, smoothed) = match T::as_u16(dna) {
-        Some(dna16) if !by_intensity && !subtracts_background(params.background_radius) => (
+    let (mut scaled, mut smoothed) = match T::as_u16(dna) {
+        Some(dna16) if !by_intensity => (
             None,
             backend.gaussian_blur_unit_u16(dna16, params.smoothing_sigma)?,
         ),
         _ => {
-            let mut scaled = unit_scale(dna);
-            let mut smoothed = backend.gaussian_blur(scaled.view(), params.smoothing_sigma)?;
-            subtract_background(&mut smoothed, &mut scaled, params.background_radius);
+            let scaled = unit_scale(dna);
+            let smoothed = backend.gaussian_blur(scaled.view(), params.smoothing_sigma)?;
             (by_intensity.then_some(scaled), smoothed)
         }
     };
+    subtract_background(&mut smoothed, scaled.as_mut(), params.background_radius);
     let Some(threshold) = threshold_field_with(backend, smoothed.view(), params)? else {
         return Ok(none(f64::NAN));
     };
@@ -649,29 +648,36 @@ fn flood_from_ring(smoothed: Image<f32>, objects: Labels, ring: Vec<usize>) -> L
 /// Quantile of an object's values that stands for its brightness in the per-object rule.
 const OBJECT_QUANTILE: f64 = 0.9;
 
-/// Subtracts the grey opening of `smoothed` with the (2r+1)² square from `smoothed` and
-/// `scaled` (see [`NucleiParams::background_radius`]); r ≤ 0 or NaN does nothing.
-/// Whether [`subtract_background`] changes anything at this radius.
-fn subtracts_background(radius: f32) -> bool {
-    !radius.is_nan() && radius >= 1.0
-}
-
-fn subtract_background(smoothed: &mut Image<f32>, scaled: &mut Image<f32>, radius: f32) {
-    if !subtracts_background(radius) || smoothed.is_empty() {
+/// Subtracts the grey opening of `smoothed` with the (2r+1)² square from `smoothed` and,
+/// when given, `scaled` (see [`NucleiParams::background_radius`]); r ≤ 0 or NaN does
+/// nothing.
+fn subtract_background(smoothed: &mut Image<f32>, scaled: Option<&mut Image<f32>>, radius: f32) {
+    if radius.is_nan() || radius < 1.0 || smoothed.is_empty() {
         return;
     }
     // A radius beyond the image changes nothing more than the image size.
     let r = (radius as usize).min(smoothed.width().max(smoothed.height()));
     let bg = crate::ops::rank::open(smoothed.view(), r);
-    for ((s, x), &b) in smoothed
-        .as_mut_slice()
-        .iter_mut()
-        .zip(scaled.as_mut_slice())
-        .zip(bg.as_slice())
-    {
-        if b.is_finite() {
-            *s -= b;
-            *x -= b;
+    match scaled {
+        Some(scaled) => {
+            for ((s, x), &b) in smoothed
+                .as_mut_slice()
+                .iter_mut()
+                .zip(scaled.as_mut_slice())
+                .zip(bg.as_slice())
+            {
+                if b.is_finite() {
+                    *s -= b;
+                    *x -= b;
+                }
+            }
+        }
+        None => {
+            for (s, &b) in smoothed.as_mut_slice().iter_mut().zip(bg.as_slice()) {
+                if b.is_finite() {
+                    *s -= b;
+                }
+            }
         }
     }
 }
