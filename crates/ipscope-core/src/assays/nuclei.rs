@@ -1915,43 +1915,7 @@ mod tests {
     /// the segmentation takes that path only for u16 pixels.
     #[test]
     fn unscaled_16_bit_smoothing_equals_the_smoothing_of_the_scaled_field() {
-        struct Default16;
-        impl Backend for Default16 {
-            fn name(&self) -> String {
-                "default".into()
-            }
-            fn gaussian_blur(&self, i: ImageView<f32>, s: f32) -> Result<Image<f32>, Error> {
-                CpuBackend.gaussian_blur(i, s)
-            }
-            fn histogram(
-                &self,
-                i: ImageView<f32>,
-                n: usize,
-            ) -> Result<Option<crate::ops::threshold::Histogram>, Error> {
-                CpuBackend.histogram(i, n)
-            }
-            fn binary_erosion(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
-                CpuBackend.binary_erosion(m)
-            }
-            fn binary_dilation(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
-                CpuBackend.binary_dilation(m)
-            }
-            fn fill_holes(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
-                CpuBackend.fill_holes(m)
-            }
-            fn distance_transform_edt(&self, m: ImageView<bool>) -> Result<Image<f32>, Error> {
-                CpuBackend.distance_transform_edt(m)
-            }
-            fn label(&self, m: ImageView<bool>, c: Connectivity) -> Result<Labels, Error> {
-                CpuBackend.label(m, c)
-            }
-            fn measure_shape(
-                &self,
-                l: &Labels,
-            ) -> Result<Vec<crate::ops::measure::ObjectShape>, Error> {
-                CpuBackend.measure_shape(l)
-            }
-        }
+        use crate::backend::RequiredOnly;
         let mut rnd = crate::testing::lcg32(0x1605);
         for (w, h) in [(1, 1), (5, 40), (37, 29), (70, 9)] {
             let img = Image::from_fn(w, h, |_, _| (rnd() & 0xffff) as u16);
@@ -1962,7 +1926,9 @@ mod tests {
                     CpuBackend
                         .gaussian_blur_unit_u16(img.view(), sigma)
                         .unwrap(),
-                    Default16.gaussian_blur_unit_u16(img.view(), sigma).unwrap(),
+                    RequiredOnly
+                        .gaussian_blur_unit_u16(img.view(), sigma)
+                        .unwrap(),
                 ] {
                     let bits = |i: &Image<f32>| {
                         i.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>()

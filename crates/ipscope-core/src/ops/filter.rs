@@ -120,45 +120,46 @@ fn correlate_separable<T: GaussianInput>(src: ImageView<T>, kernel: &[f64]) -> I
     out
 }
 
-/// The output rows `y0..` of both passes in `out` (whole rows; compiled once per
-/// instruction set by `dispatched!`). `ring` holds `2r + 1` rows: slot `t mod (2r + 1)` is
-/// input row `t` (clamped to the image) as f64; `line` (`w + 2r`) is the row pass's padded
-/// copy of a row.
-#[inline(always)]
-fn separable_body<T: GaussianInput>(
-    src: ImageView<T>,
-    kernel: &[f64],
-    y0: usize,
-    ring: &mut [f64],
-    acc: &mut [f64],
-    line: &mut [f64],
-    out: &mut [f32],
-) {
-    let w = src.width();
-    let r = kernel.len() / 2;
-    let last = src.height() - 1;
-    let load = |ring: &mut [f64], t: usize| {
-        // Row t − r of the image (t is offset by r so that it is never negative).
-        let slot = t % kernel.len();
-        let row = src.row(t.saturating_sub(r).min(last));
-        for (d, &v) in ring[slot * w..(slot + 1) * w].iter_mut().zip(row) {
-            *d = v.widen();
+crate::ops::dispatched! {
+    /// The output rows `y0..` of both passes in `out` (whole rows; compiled once per
+    /// instruction set by `dispatched!`). `ring` holds `2r + 1` rows: slot `t mod (2r + 1)` is
+    /// input row `t` (clamped to the image) as f64; `line` (`w + 2r`) is the row pass's padded
+    /// copy of a row.
+    fn separable<T: GaussianInput>(
+        src: ImageView<T>,
+        kernel: &[f64],
+        y0: usize,
+        ring: &mut [f64],
+        acc: &mut [f64],
+        line: &mut [f64],
+        out: &mut [f32],
+    ) {
+        let w = src.width();
+        let r = kernel.len() / 2;
+        let last = src.height() - 1;
+        let load = |ring: &mut [f64], t: usize| {
+            // Row t − r of the image (t is offset by r so that it is never negative).
+            let slot = t % kernel.len();
+            let row = src.row(t.saturating_sub(r).min(last));
+            for (d, &v) in ring[slot * w..(slot + 1) * w].iter_mut().zip(row) {
+                *d = v.widen();
+            }
+        };
+        for t in y0..=y0 + 2 * r {
+            load(ring, t);
         }
-    };
-    for t in y0..=y0 + 2 * r {
-        load(ring, t);
-    }
-    for (k, row) in out.chunks_exact_mut(w).enumerate() {
-        if k > 0 {
-            load(ring, y0 + k + 2 * r);
+        for (k, row) in out.chunks_exact_mut(w).enumerate() {
+            if k > 0 {
+                load(ring, y0 + k + 2 * r);
+            }
+            column_pass_row(ring, kernel, y0 + k + r, acc, row);
+            row_pass_row(kernel, line, acc, row);
         }
-        column_pass_row(ring, kernel, y0 + k + r, acc, row);
-        row_pass_row(kernel, line, acc, row);
     }
 }
 
 /// One output row of the column pass: the row whose rows `t − j`, `t + j` (offset by `r`, see
-/// [`separable_body`]) are in `ring`.
+/// [`separable`]) are in `ring`.
 #[inline(always)]
 fn column_pass_row(ring: &[f64], kernel: &[f64], t: usize, acc: &mut [f64], out: &mut [f32]) {
     let r = kernel.len() / 2;
@@ -261,16 +262,6 @@ fn row_pass_row(kernel: &[f64], line: &mut [f64], acc: &mut [f64], row: &mut [f3
         *o = a as f32;
     }
 }
-
-crate::ops::dispatched!(separable<T: GaussianInput> = separable_body(
-    src: ImageView<T>,
-    kernel: &[f64],
-    y0: usize,
-    ring: &mut [f64],
-    acc: &mut [f64],
-    line: &mut [f64],
-    out: &mut [f32],
-));
 
 /// The scalar reference of [`correlate_separable`]'s row pass: one pixel at a time, in
 /// SciPy's order.

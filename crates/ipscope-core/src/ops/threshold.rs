@@ -133,8 +133,9 @@ fn histogram_in_range(img: ImageView<f32>, nbins: usize, range: (f32, f32)) -> O
     histogram_in_range_flushed(img, nbins, range, 1 << 31)
 }
 
-/// [`histogram_in_range`], its u32 tables added to the totals every `flush_every` pixels
-/// (the tests flush often; a lane gets at most every sixteenth pixel, so `2^31` is safe).
+/// [`histogram_in_range`], its u32 tables added to the totals once `flush_every` pixels
+/// were counted (the tests flush often). At `2^31` even a lane that got every pixel (rows
+/// one pixel wide) stays below `2^32` between flushes.
 fn histogram_in_range_flushed(
     img: ImageView<f32>,
     nbins: usize,
