@@ -572,6 +572,13 @@ impl Labels {
     pub fn into_image(self) -> Image<u32> {
         self.image
     }
+    /// Each label that has pixels with its box ([`Labels::bounding_boxes`]), in label order.
+    pub fn object_boxes(&self) -> impl Iterator<Item = (u32, BoundingBox)> + '_ {
+        self.bounding_boxes()
+            .iter()
+            .enumerate()
+            .filter_map(|(l, b)| b.map(|b| (l as u32, b)))
+    }
     /// The bounding box of each label `0..=count` (index = label; `None` for labels without
     /// pixels, and always for 0, the background), from one pass over the image on the first
     /// call; later calls return the same boxes.
@@ -639,6 +646,12 @@ mod tests {
             assert_eq!(labels.bounding_boxes(), &want[..], "{w}x{h}");
             assert_eq!(labels.bounding_boxes(), &want[..], "{w}x{h}, second call");
             assert_eq!(labels.clone().bounding_boxes(), &want[..]);
+            let present: Vec<(u32, BoundingBox)> = want
+                .iter()
+                .enumerate()
+                .filter_map(|(l, b)| b.map(|b| (l as u32, b)))
+                .collect();
+            assert_eq!(labels.object_boxes().collect::<Vec<_>>(), present);
         }
     }
 

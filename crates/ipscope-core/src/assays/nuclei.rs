@@ -930,21 +930,14 @@ fn declump_by_dynamics(
     let mut seeded = Vec::with_capacity(components.count() as usize);
     let mut all_seeds: Vec<u32> = Vec::new();
     let mut scratch = DynamicsScratch::default();
-    for (l, b) in components
-        .bounding_boxes()
-        .iter()
-        .copied()
-        .enumerate()
-        .skip(1)
-    {
-        let Some((r0, c0, r1, c1)) = b else { continue };
+    for (l, (r0, c0, r1, c1)) in components.object_boxes() {
         let (bh, bw) = (r1 - r0, c1 - c0);
         let mut object = Vec::with_capacity(bw * bh);
         let mut surf = Vec::with_capacity(bw * bh);
         for r in r0..r1 {
             let labs = &lab.row(r)[c0..c1];
             let (sm, di) = (&smooth.row(r)[c0..c1], &dist.row(r)[c0..c1]);
-            object.extend(labs.iter().map(|&v| v == l as u32));
+            object.extend(labs.iter().map(|&v| v == l));
             // The surface (I_σ − t)₊ · √EDT with the pixel's own threshold.
             match tmap {
                 Some(m) => surf.extend(sm.iter().zip(di).zip(&m.row(r)[c0..c1]).map(
@@ -1269,14 +1262,7 @@ fn declump(components: Labels, dist: &Image<f32>, seed_distance: usize) -> Label
     let mut scratch = PeakScratch::default();
     let mut crops = Vec::with_capacity(components.count() as usize);
     let mut peaks_total = 0u32;
-    for (l, b) in components
-        .bounding_boxes()
-        .iter()
-        .copied()
-        .enumerate()
-        .skip(1)
-    {
-        let Some((r0, c0, r1, c1)) = b else { continue };
+    for (l, (r0, c0, r1, c1)) in components.object_boxes() {
         let (er0, ec0) = (r0.saturating_sub(g), c0.saturating_sub(g));
         let (er1, ec1) = ((r1 + g).min(h), (c1 + g).min(w));
         let (bh, bw) = (r1 - r0, c1 - c0);
@@ -1290,7 +1276,7 @@ fn declump(components: Labels, dist: &Image<f32>, seed_distance: usize) -> Label
         };
         let mut object = Vec::with_capacity(bw * bh);
         for r in r0..r1 {
-            object.extend(lab.row(r)[c0..c1].iter().map(|&v| v == l as u32));
+            object.extend(lab.row(r)[c0..c1].iter().map(|&v| v == l));
         }
         let Ok(object) = Image::from_vec(bw, bh, object) else {
             continue;

@@ -219,11 +219,7 @@ pub fn distance_transform_edt_of_objects(labels: &ipscope_image::Labels) -> Imag
     let sqrt_table = sqrt_table((widest * widest + tallest * tallest + 1).min(1 << 14));
     // Objects in chunks: each chunk's distances in box order, then copied into the image.
     const CHUNK: usize = 64;
-    let objects: Vec<(u32, (usize, usize, usize, usize))> = boxes
-        .iter()
-        .enumerate()
-        .filter_map(|(l, b)| b.map(|b| (l as u32, b)))
-        .collect();
+    let objects: Vec<(u32, (usize, usize, usize, usize))> = labels.object_boxes().collect();
     let parts: Vec<Vec<f32>> = objects
         .par_chunks(CHUNK)
         .map_init(
