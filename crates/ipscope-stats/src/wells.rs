@@ -64,8 +64,8 @@ pub const EXCLUDED_REASONS: &str = "Metadata_ExcludedReasons";
 ///
 /// Medians follow numpy: the middle value, or the average of the two middle values for an even
 /// count. NaN and null values are left out of both statistics; a well with no values left gets
-/// null. Both are computed from the well's values sorted by IEEE total order, the mean with
-/// compensated (Neumaier) summation, so the result does not depend on the order of rows.
+/// null. The median is selected in IEEE total order and the mean is the exactly summed values'
+/// sum rounded once, divided by their count, so neither depends on the order of rows.
 pub fn well_summary(image: &RecordBatch, objects: &[(&str, &RecordBatch)]) -> Result<RecordBatch> {
     well_summary_with(image, objects, true)
 }
@@ -135,7 +135,7 @@ pub struct FieldInfo<'a> {
 /// feature is reduced to its median and mean and the values are dropped. [`WellSummary::finish`]
 /// then takes the (small) Image table for the counts and metadata and checks that it lists
 /// exactly the fields that were given. The result equals `well_summary` of the same tables,
-/// bit for bit: the statistics are computed from each well's values sorted by total order.
+/// bit for bit: neither statistic depends on the order of the values.
 pub struct WellSummary {
     objects: Vec<ObjectFeatures>,
     n_features: usize,
@@ -339,12 +339,9 @@ impl WellSummary {
             let stats = open
                 .values
                 .into_iter()
-                .map(|mut v| {
-                    v.sort_unstable_by(f64::total_cmp);
-                    Stats {
-                        median: median_sorted(&v),
-                        mean: mean_sorted(&v),
-                    }
+                .map(|mut v| Stats {
+                    mean: mean_exact(&v),
+                    median: median_of(&mut v),
                 })
                 .collect();
             self.closed.insert(open.key, stats);
@@ -668,39 +665,92 @@ fn is_feature(name: &str, data_type: &DataType) -> bool {
         && !name.contains("_Number_")
 }
 
-/// numpy's median of values already sorted and free of NaN; `None` for no values.
-fn median_sorted(v: &[f64]) -> Option<f64> {
+/// numpy's median of values free of NaN (the middle value in IEEE total order, or the average
+/// of the two middle ones); `None` for no values. Reorders `v`: a selection, not a sort.
+fn median_of(v: &mut [f64]) -> Option<f64> {
     let n = v.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
-        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    if n == 0 {
+        return None;
     }
+    let (below, &mut upper, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+    if n % 2 == 1 {
+        return Some(upper);
+    }
+    // The lower middle value is the largest of those below the upper one.
+    let lower = below.iter().copied().max_by(f64::total_cmp)?;
+    Some((lower + upper) / 2.0)
 }
 
-/// Mean with Neumaier's compensated summation, over values in a fixed (sorted) order.
-fn mean_sorted(v: &[f64]) -> Option<f64> {
+/// Mean of values free of NaN: their exact sum, rounded once to the nearest f64 (Shewchuk's
+/// non-overlapping partial sums, as Python's `math.fsum`), divided by their count. Exact, so
+/// the same bits for the values in any order. With an infinity among them, or a finite sum
+/// beyond f64's range, the plain sum's infinity (or NaN for both signs) stands instead.
+fn mean_exact(v: &[f64]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
-    let mut sum = 0.0f64;
-    let mut compensation = 0.0f64;
-    for &x in v {
-        let t = sum + x;
-        if sum.abs() >= x.abs() {
-            compensation += (sum - t) + x;
-        } else {
-            compensation += (x - t) + sum;
-        }
-        sum = t;
+    let n = v.len() as f64;
+    if v.iter().any(|x| x.is_infinite()) {
+        return Some(v.iter().sum::<f64>() / n);
     }
-    // With infinities the compensation becomes NaN; the plain sum is the right answer then.
-    let total = if compensation.is_finite() {
-        sum + compensation
-    } else {
-        sum
+    // Invariant: `partials` are non-overlapping, increasing in magnitude, and sum exactly to
+    // the values so far.
+    let mut partials: Vec<f64> = Vec::with_capacity(8);
+    for &value in v {
+        let mut x = value;
+        let mut kept = 0;
+        for i in 0..partials.len() {
+            let mut y = partials[i];
+            if x.abs() < y.abs() {
+                std::mem::swap(&mut x, &mut y);
+            }
+            let high = x + y;
+            let low = y - (high - x);
+            if low != 0.0 {
+                partials[kept] = low;
+                kept += 1;
+            }
+            x = high;
+        }
+        partials.truncate(kept);
+        if x != 0.0 {
+            if !x.is_finite() {
+                return Some(v.iter().sum::<f64>() / n);
+            }
+            partials.push(x);
+        }
+    }
+    Some(round_partials(&partials) / n)
+}
+
+/// The sum of non-overlapping partials (increasing magnitude) rounded once to the nearest
+/// f64, ties to even, as `math.fsum` finishes.
+fn round_partials(partials: &[f64]) -> f64 {
+    let Some((&top, rest)) = partials.split_last() else {
+        return 0.0;
     };
-    Some(total / v.len() as f64)
+    let mut high = top;
+    let mut low = 0.0;
+    let mut i = rest.len();
+    while i > 0 {
+        i -= 1;
+        let x = high;
+        let y = rest[i];
+        high = x + y;
+        low = y - (high - x);
+        if low != 0.0 {
+            break;
+        }
+    }
+    // Half-way case: the rest below decides the rounding direction.
+    if i > 0 && ((low < 0.0 && rest[i - 1] < 0.0) || (low > 0.0 && rest[i - 1] > 0.0)) {
+        let y = low * 2.0;
+        let x = high + y;
+        if y == x - high {
+            high = x;
+        }
+    }
+    high
 }
 
 /// Appends the values of `rows` (all when `None`) of a numeric column as f64 to `dst`,

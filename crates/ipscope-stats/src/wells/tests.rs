@@ -340,20 +340,86 @@ fn errors_name_the_problem() {
 #[test]
 fn median_like_numpy() {
     // np.median([1, 2, 3, 10]) == 2.5; np.median([3]) == 3; np.median([1, 2, 9]) == 2
-    assert_eq!(median_sorted(&[1.0, 2.0, 3.0, 10.0]), Some(2.5));
-    assert_eq!(median_sorted(&[3.0]), Some(3.0));
-    assert_eq!(median_sorted(&[1.0, 2.0, 9.0]), Some(2.0));
-    assert_eq!(median_sorted(&[]), None);
+    assert_eq!(median_of(&mut [10.0, 2.0, 3.0, 1.0]), Some(2.5));
+    assert_eq!(median_of(&mut [3.0]), Some(3.0));
+    assert_eq!(median_of(&mut [9.0, 1.0, 2.0]), Some(2.0));
+    assert_eq!(median_of(&mut []), None);
+    // Selection gives the sorted values' median for any order, ties and signed zeros included.
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for n in 1..60usize {
+        let mut v: Vec<f64> = (0..n)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                match rng % 5 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => (rng >> 40) as f64 / 64.0 - 100.0,
+                }
+            })
+            .collect();
+        let mut sorted = v.clone();
+        sorted.sort_by(f64::total_cmp);
+        let want = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        assert_eq!(median_of(&mut v).map(f64::to_bits), Some(want.to_bits()), "{n}");
+    }
 }
 
 #[test]
-fn mean_is_compensated() {
-    // Sorted [-1e16, 1, 1e16]: naive left-to-right sum loses the 1 (-1e16 + 1 == -1e16), giving 0;
-    // Neumaier keeps it: sum 1, mean 1/3.
-    assert_eq!(mean_sorted(&[-1e16, 1.0, 1e16]), Some(1.0 / 3.0));
-    assert_eq!(mean_sorted(&[1.0, 2.0, 3.0, 10.0]), Some(4.0));
-    assert_eq!(mean_sorted(&[]), None);
-    assert_eq!(mean_sorted(&[1.0, f64::INFINITY]), Some(f64::INFINITY));
+fn mean_is_the_exact_sum_rounded_once() {
+    // Left to right, -1e16 + 1 == -1e16 and the 1 is lost; the exact sum is 1.
+    assert_eq!(mean_exact(&[-1e16, 1.0, 1e16]), Some(1.0 / 3.0));
+    assert_eq!(mean_exact(&[1e16, 1.0, -1e16]), Some(1.0 / 3.0));
+    assert_eq!(mean_exact(&[1.0, 2.0, 3.0, 10.0]), Some(4.0));
+    assert_eq!(mean_exact(&[]), None);
+    assert_eq!(mean_exact(&[1.0, f64::INFINITY]), Some(f64::INFINITY));
+    assert!(mean_exact(&[f64::NEG_INFINITY, f64::INFINITY]).is_some_and(f64::is_nan));
+    // A finite sum beyond f64's range is the plain sum's infinity.
+    assert_eq!(mean_exact(&[f64::MAX, f64::MAX]), Some(f64::INFINITY));
+    // Half-way cases: 2^53 + 1 is a tie between 2^53 and 2^53 + 2; a tiny value beyond decides.
+    let two53 = 9_007_199_254_740_992.0f64;
+    assert_eq!(mean_exact(&[two53, 1.0, 1e-30]), Some((two53 + 2.0) / 3.0));
+    assert_eq!(mean_exact(&[two53, 1.0, -1e-30]), Some(two53 / 3.0));
+    assert_eq!(mean_exact(&[two53, 1.0]), Some(two53 / 2.0));
+
+    // Against exact integer arithmetic: multiples of 2^-20 of wildly different sizes, whose
+    // sum an i128 holds exactly (and `as f64` rounds to nearest, ties to even), in several
+    // orders.
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for trial in 0..200 {
+        let n = 1 + (next() % 300) as usize;
+        let ticks: Vec<i128> = (0..n)
+            .map(|_| {
+                let r = next();
+                let magnitude = (r >> 11) as i128 >> (r % 53);
+                let sign = if r & 1 == 0 { 1 } else { -1 };
+                sign * (magnitude << (next() % 20))
+            })
+            .collect();
+        let scale = (1u64 << 20) as f64;
+        let mut v: Vec<f64> = ticks.iter().map(|&t| t as f64 / scale).collect();
+        // Every value is exact: at most 53 significant bits.
+        for (&t, &x) in ticks.iter().zip(&v) {
+            assert_eq!((x * scale) as i128, t);
+        }
+        let want = (ticks.iter().sum::<i128>() as f64 / scale) / n as f64;
+        assert_eq!(mean_exact(&v).map(f64::to_bits), Some(want.to_bits()), "{trial}");
+        v.reverse();
+        assert_eq!(mean_exact(&v).map(f64::to_bits), Some(want.to_bits()), "{trial}");
+        v.sort_by(f64::total_cmp);
+        assert_eq!(mean_exact(&v).map(f64::to_bits), Some(want.to_bits()), "{trial}");
+    }
 }
 
 #[test]
