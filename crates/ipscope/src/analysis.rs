@@ -50,8 +50,18 @@ pub fn write_analysis_with(
     format: Format,
     config: &crate::config::Config,
 ) -> Result<Vec<WrittenFile>> {
+    write_analysis_of(&read_run(out_dir)?, out_dir, format, config)
+}
+
+/// [`write_analysis_with`] of the run's tables already read ([`read_run`]), so that the
+/// report can use the same read ([`write_report_of`]).
+pub fn write_analysis_of(
+    run: &ipscope_report::RunTables,
+    out_dir: &Path,
+    format: Format,
+    config: &crate::config::Config,
+) -> Result<Vec<WrittenFile>> {
     let ext = format.extension();
-    let run = ipscope_report::RunTables::read(out_dir).map_err(report_err)?;
     let wells = &run.wells;
     let mut written = Vec::new();
     let all = readouts(wells);
@@ -239,7 +249,24 @@ pub fn write_report_with_overlays(
     out_dir: &Path,
     overlays: Vec<ipscope_report::Overlay>,
 ) -> Result<WrittenFile> {
-    let mut run = ipscope_report::RunTables::read(out_dir).map_err(report_err)?;
+    write_report_of(manifest, read_run(out_dir)?, overlays)
+}
+
+/// The Wells, Image and Errors tables of the run in `out_dir`, for [`write_analysis_of`] and
+/// [`write_report_of`].
+pub fn read_run(out_dir: &Path) -> Result<ipscope_report::RunTables> {
+    ipscope_report::RunTables::read(out_dir).map_err(report_err)
+}
+
+/// [`write_report_with_overlays`] of the run's tables already read ([`read_run`]; they must be
+/// the files now in the run's folder).
+pub fn write_report_of(
+    manifest: &mut crate::manifest::Manifest,
+    mut run: ipscope_report::RunTables,
+    overlays: Vec<ipscope_report::Overlay>,
+) -> Result<WrittenFile> {
+    let out_dir = run.out_dir.clone();
+    let out_dir = out_dir.as_path();
     let overlays = if overlays.is_empty() {
         run.image
             .as_ref()

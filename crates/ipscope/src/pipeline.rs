@@ -1753,7 +1753,10 @@ impl Pipeline {
             std::slice::from_ref(&wells),
             format,
         )?);
-        written.extend(crate::analysis::write_analysis_with(
+        // Read back once: the analysis tables and the report use the same read.
+        let run = crate::analysis::read_run(out_dir)?;
+        written.extend(crate::analysis::write_analysis_of(
+            &run,
             out_dir,
             format,
             &self.options.config,
@@ -1806,7 +1809,7 @@ impl Pipeline {
                 .collect(),
         };
         let overlays = self.example_overlays(&records, &drawn);
-        let report = crate::analysis::write_report_with_overlays(&mut manifest, out_dir, overlays)?;
+        let report = crate::analysis::write_report_of(&mut manifest, run, overlays)?;
         on_event(&Event::Written {
             path: report.path.clone(),
             rows: 0,
