@@ -8,6 +8,8 @@
 //! pass into the float32 output array). The parity test finds it bit-identical to SciPy in
 //! most cases and within 3e-8 otherwise.
 
+use std::mem::MaybeUninit;
+
 use ipscope_image::{Image, ImageView};
 
 use super::par;
@@ -101,12 +103,15 @@ impl GaussianInput for u16 {
 /// (test `vector_passes_equal_the_scalar_reference_bit_for_bit`).
 fn correlate_separable<T: GaussianInput>(src: ImageView<T>, kernel: &[f64]) -> Image<f32> {
     let (w, h) = (src.width(), src.height());
-    let mut out = Image::new(w, h, 0.0f32);
+    let n = w * h;
+    // The output is written once, row by row, so it is not filled with zeros first (a
+    // memset of the whole field).
+    let mut data: Vec<f32> = Vec::with_capacity(n);
     let taps = kernel.len();
     let r = taps / 2;
     // Bands of output rows on idle workers; each row's arithmetic is unchanged.
     par::for_each_row_band(
-        out.as_mut_slice(),
+        &mut data.spare_capacity_mut()[..n],
         w,
         || {
             (
@@ -117,7 +122,12 @@ fn correlate_separable<T: GaussianInput>(src: ImageView<T>, kernel: &[f64]) -> I
         },
         |(ring, acc, line), y0, band| separable(src, kernel, y0, ring, acc, line, band),
     );
-    out
+    // SAFETY: the bands cover the `n` elements, and `separable` writes every element of its
+    // band: each output row in full (`row_pass_row` stores all `w` columns). With `w` or `h`
+    // zero, `n` is zero.
+    unsafe { data.set_len(n) };
+    // The buffer has `w * h` pixels, so this cannot fail.
+    Image::from_vec(w, h, data).unwrap_or_else(|_| Image::new(w, h, 0.0))
 }
 
 crate::ops::dispatched! {
@@ -132,7 +142,7 @@ crate::ops::dispatched! {
         ring: &mut [f64],
         acc: &mut [f64],
         line: &mut [f64],
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
     ) {
         let w = src.width();
         let r = kernel.len() / 2;
@@ -152,18 +162,20 @@ crate::ops::dispatched! {
             if k > 0 {
                 load(ring, y0 + k + 2 * r);
             }
-            column_pass_row(ring, kernel, y0 + k + r, acc, row);
+            column_pass_row(ring, kernel, y0 + k + r, acc, line);
             row_pass_row(kernel, line, acc, row);
         }
     }
 }
 
 /// One output row of the column pass: the row whose rows `t − j`, `t + j` (offset by `r`, see
-/// [`separable`]) are in `ring`.
+/// [`separable`]) are in `ring`, rounded to f32 as SciPy stores it between the passes, into
+/// the middle `line[r..r + w]` of the row pass's padded line (as f64 again).
 #[inline(always)]
-fn column_pass_row(ring: &[f64], kernel: &[f64], t: usize, acc: &mut [f64], out: &mut [f32]) {
+fn column_pass_row(ring: &[f64], kernel: &[f64], t: usize, acc: &mut [f64], line: &mut [f64]) {
     let r = kernel.len() / 2;
-    let w = out.len();
+    let w = acc.len();
+    let out = &mut line[r..r + w];
     let line = |t: usize| {
         let slot = t % kernel.len();
         &ring[slot * w..(slot + 1) * w]
@@ -190,7 +202,7 @@ fn column_pass_row(ring: &[f64], kernel: &[f64], t: usize, acc: &mut [f64], out:
             }
         }
         for (o, &v) in out[c0..c0 + BLOCK].iter_mut().zip(&a) {
-            *o = v as f32;
+            *o = f64::from(v as f32);
         }
     }
     let acc = &mut acc[full..w];
@@ -206,7 +218,7 @@ fn column_pass_row(ring: &[f64], kernel: &[f64], t: usize, acc: &mut [f64], out:
         }
     }
     for (o, &a) in out[full..].iter_mut().zip(acc.iter()) {
-        *o = a as f32;
+        *o = f64::from(a as f32);
     }
 }
 
@@ -214,16 +226,15 @@ fn column_pass_row(ring: &[f64], kernel: &[f64], t: usize, acc: &mut [f64], out:
 /// 5 % slower at 2048², criterion).
 const BLOCK: usize = 32;
 
-/// One row of the row pass, in place; `line` has `w + 2r` entries, `acc` `w`.
+/// One row of the row pass into `row` (every element written), from the column pass's row
+/// in the middle of `line` (`w + 2r` entries; the ends are filled here, edges repeated);
+/// `acc` has `w` entries.
 #[inline(always)]
-fn row_pass_row(kernel: &[f64], line: &mut [f64], acc: &mut [f64], row: &mut [f32]) {
+fn row_pass_row(kernel: &[f64], line: &mut [f64], acc: &mut [f64], row: &mut [MaybeUninit<f32>]) {
     let w = row.len();
     let r = kernel.len() / 2;
-    let (first, lastv) = (f64::from(row[0]), f64::from(row[w - 1]));
+    let (first, lastv) = (line[r], line[r + w - 1]);
     line[..r].fill(first);
-    for (l, &v) in line[r..r + w].iter_mut().zip(row.iter()) {
-        *l = f64::from(v);
-    }
     line[r + w..].fill(lastv);
     let centre = kernel[r];
     // Register blocks of BLOCK columns, as in the column pass; the rest through `acc`.
@@ -243,7 +254,7 @@ fn row_pass_row(kernel: &[f64], line: &mut [f64], acc: &mut [f64], row: &mut [f3
             }
         }
         for (o, &v) in row[c0..c0 + BLOCK].iter_mut().zip(&a) {
-            *o = v as f32;
+            o.write(v as f32);
         }
     }
     let acc = &mut acc[full..w];
@@ -259,7 +270,7 @@ fn row_pass_row(kernel: &[f64], line: &mut [f64], acc: &mut [f64], row: &mut [f3
         }
     }
     for (o, &a) in row[full..].iter_mut().zip(acc.iter()) {
-        *o = a as f32;
+        o.write(a as f32);
     }
 }
 
