@@ -26,11 +26,6 @@ use crate::{Error, Result};
 /// load a whole group (pyarrow, DuckDB) while leaving groups large enough to compress well.
 pub const PARQUET_MAX_ROW_GROUP_ROWS: usize = 64 * 1024;
 
-/// Rows per data page at most (parquet-rs' default is 20,000). A page is compressed when it
-/// is full, so with smaller pages a run's object table is compressed as its fields arrive
-/// instead of all at once when the file is closed, after the last field.
-pub const PARQUET_PAGE_ROWS: usize = 2048;
-
 /// zstd level 3 is zstd's own default: most of the gain of higher levels at a fraction of the time.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -115,7 +110,6 @@ fn parquet_properties(schema: &Schema) -> Result<WriterProperties> {
         .set_writer_version(WriterVersion::PARQUET_1_0)
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(PARQUET_MAX_ROW_GROUP_ROWS))
-        .set_data_page_row_count_limit(PARQUET_PAGE_ROWS)
         .set_statistics_enabled(EnabledStatistics::Page);
     for field in schema.fields() {
         if field.data_type().is_floating() {

@@ -26,7 +26,7 @@ pub use builder::{TableBuilder, DESCRIPTION_KEY};
 pub use error::{Error, Result};
 pub use io::{
     read_table, sha256_file, write_table, Format, TableWriter, WrittenFile,
-    PARQUET_MAX_ROW_GROUP_ROWS, PARQUET_PAGE_ROWS,
+    PARQUET_MAX_ROW_GROUP_ROWS,
 };
 pub use ipc::{decode_ipc_file, encode_ipc};
 pub use ops::{

@@ -354,63 +354,6 @@ fn parquet_row_groups_are_bounded_and_zstd() {
 }
 
 #[test]
-fn parquet_pages_hold_at_most_page_rows() {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    use parquet::file::serialized_reader::ReadOptionsBuilder;
-    let dir = tempfile::tempdir().unwrap();
-    // Five fields of 1,350 objects, written as a run writes them: one batch a field.
-    let (fields, per) = (5u32, 1350u32);
-    let path = dir.path().join("fields.parquet");
-    let mut b = TableBuilder::new();
-    b.u32("ImageNumber", vec![])
-        .f64("Nuclei_AreaShape_Area", vec![]);
-    let schema = b.finish().unwrap().schema();
-    let mut w = TableWriter::create(&path, schema, Format::Parquet).unwrap();
-    for f in 0..fields {
-        let mut b = TableBuilder::new();
-        b.u32("ImageNumber", vec![f + 1; per as usize]).f64(
-            "Nuclei_AreaShape_Area",
-            (0..per).map(|i| f64::from(f * per + i) * 0.5).collect(),
-        );
-        w.write(&b.finish().unwrap()).unwrap();
-    }
-    w.finish().unwrap();
-    let options = ReadOptionsBuilder::new().with_page_index().build();
-    let reader =
-        SerializedFileReader::new_with_options(std::fs::File::open(&path).unwrap(), options)
-            .unwrap();
-    let meta = reader.metadata();
-    assert_eq!(meta.num_row_groups(), 1);
-    let rows = (fields * per) as usize;
-    let pages = meta
-        .page_index_for_row_group(0)
-        .page_locations(1)
-        .expect("page index written")
-        .clone();
-    // parquet-rs closes a page after the mini-batch (1,024 rows) that reaches the limit.
-    let mut starts: Vec<usize> = pages.iter().map(|p| p.first_row_index as usize).collect();
-    assert_eq!(starts[0], 0);
-    starts.push(rows);
-    for pair in starts.windows(2) {
-        let n = pair[1] - pair[0];
-        assert!(n > 0 && n < PARQUET_PAGE_ROWS + 1024, "{starts:?}");
-    }
-    assert!(
-        pages.len() >= rows / (PARQUET_PAGE_ROWS + 1024),
-        "{starts:?}"
-    );
-    let (_, batches) = read_table(&path).unwrap();
-    let areas: Vec<f64> = batches
-        .iter()
-        .flat_map(|b| {
-            let a = b.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
-            a.values().to_vec()
-        })
-        .collect();
-    assert_eq!(areas, (0..rows).map(|i| i as f64 * 0.5).collect::<Vec<_>>());
-}
-
-#[test]
 fn empty_table_roundtrip() {
     let dir = tempfile::tempdir().unwrap();
     let batch = nuclei(vec![], vec![], vec![]);
