@@ -24,6 +24,7 @@ only the plate total (from the run's manifest) is compared.
 """
 
 import argparse
+import csv
 import glob
 import json
 import os
@@ -178,23 +179,27 @@ def main():
                                             "field_s": field_s, "runnable": runnable}
 
     if args.cellprofiler:
-        cp = shutil.which("cellprofiler")
+        # `$CELLPROFILER`, else `cellprofiler` on PATH (install_cellprofiler.sh makes one).
+        cp = os.environ.get("CELLPROFILER") or shutil.which("cellprofiler")
+        # The recipe's steps as a CellProfiler 4.2 pipeline, made by make_cppipe.py.
         pipeline = os.path.join(HERE, "nuclei.cppipe")
         if cp is None:
-            print("--cellprofiler: `cellprofiler` is not on PATH; skipped")
+            print("--cellprofiler: `cellprofiler` is not on PATH and $CELLPROFILER is not "
+                  "set (benches/peer/install_cellprofiler.sh installs it); skipped")
         elif not os.path.exists(pipeline):
-            # No CellProfiler was available to build and check a pipeline with; export one
-            # (IdentifyPrimaryObjects, MeasureObjectSizeShape, MeasureObjectIntensity,
-            # ExportToSpreadsheet) from the GUI to benches/peer/nuclei.cppipe to enable this.
-            print(f"--cellprofiler: no pipeline at {pipeline}; skipped")
+            print(f"--cellprofiler: no pipeline at {pipeline} (make_cppipe.py writes it); "
+                  "skipped")
         else:
             dst = os.path.join(args.work, "cellprofiler")
             shutil.rmtree(dst, ignore_errors=True)
             os.makedirs(dst)
             _, wall, cpu, _ = timed([cp, "-c", "-r", "-p", pipeline,
-                                  "-i", args.plate, "-o", dst], env=one_thread_env())
+                                     "-i", args.plate, "-o", dst], env=one_thread_env())
+            with open(os.path.join(dst, "Image.csv"), newline="") as f:
+                counts = {row["FileName_DNA"]: int(float(row["Count_Nuclei"]))
+                          for row in csv.DictReader(f)}
             res["runs"]["cellprofiler_1t"] = {"tool": "CellProfiler", "wall_s": wall,
-                                              "cpu_s": cpu, "counts": {}}
+                                              "cpu_s": cpu, "counts": counts}
 
     mpx = pixels / 1e6
     print(f"{len(files)} fields, {mpx:.1f} MPx, {sum(truth.values())} true nuclei")
@@ -244,6 +249,20 @@ def main():
                 print(f"ipscope {m}, {r['threads']} threads / 1 thread: {r['scaling']:.2f}x "
                       f"(wall), CPU time {r['cpu_ratio']:.2f}x of 1 thread's, "
                       f"busy {r['busy']:.2f} cores")
+    cpr = res["runs"].get("cellprofiler_1t")
+    if cpr:
+        for m in modes:
+            ip1 = res["runs"].get(f"ipscope_{m}_1t")
+            if ip1 is None:
+                continue
+            ratio = ip1["mpx_per_s"] / cpr["mpx_per_s"]
+            res[f"ratio_{m}_cellprofiler_wall"] = ratio
+            worst = max((abs(ip1["counts"].get(b, 0) - a) / max(a, 1)
+                         for b, a in cpr["counts"].items()), default=0.0)
+            print(f"ipscope {m}, 1 thread / CellProfiler: {ratio:.1f}x (wall), "
+                  f"{ip1['mpx_per_cpu_s'] / cpr['mpx_per_cpu_s']:.1f}x (CPU time); objects "
+                  f"{ip1['objects']} vs CellProfiler {cpr['objects']}"
+                  + ("" if pq is None else f", worst field {100 * worst:.2f} %"))
     if (os.getloadavg()[0] > 0.5 or res["cpus_allowed"] < 2) and len(res["runs"]) > 1:
         print("note: wall-clock scaling is only meaningful on an idle machine with a free "
               "core per thread; under load compare CPU time and `busy`")

@@ -21,7 +21,10 @@
 #                      It needs numpy, scipy, scikit-image and tifffile (pyarrow optional:
 #                      without it only plate totals of ipscope's counts are compared)
 #   --no-peer          time ipscope only (no scikit-image needed)
-#   --cellprofiler     also run `cellprofiler -c -r -p benches/peer/nuclei.cppipe` when both exist
+#   --cellprofiler     also run CellProfiler 4.2 headless (`cellprofiler -c -r -p
+#                      benches/peer/nuclei.cppipe`, one thread): $CELLPROFILER, else
+#                      `cellprofiler` on PATH (install_cellprofiler.sh installs one; the
+#                      pipeline is written by make_cppipe.py), and compare speed and counts
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
