@@ -62,7 +62,7 @@ def runnable_threads(pid):
     return n
 
 
-def timed(cmd, env=None, sample=False):
+def timed(cmd, env=None, sample=False, stderr=None):
     """Runs cmd; returns (stdout, wall seconds, child CPU seconds, mean runnable threads).
 
     With sample, the child's threads are sampled every 20 ms: the mean number in state R
@@ -70,7 +70,7 @@ def timed(cmd, env=None, sample=False):
     for one (on Linux; None elsewhere)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) as p:
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True) as p:
         samples = []
         if sample:
             while p.poll() is None:
@@ -193,8 +193,11 @@ def main():
             dst = os.path.join(args.work, "cellprofiler")
             shutil.rmtree(dst, ignore_errors=True)
             os.makedirs(dst)
-            _, wall, cpu, _ = timed([cp, "-c", "-r", "-p", pipeline,
-                                     "-i", args.plate, "-o", dst], env=one_thread_env())
+            # Its log (a line per module and image) goes to a file beside its tables.
+            with open(os.path.join(dst, "cellprofiler.log"), "w") as log:
+                out, wall, cpu, _ = timed([cp, "-c", "-r", "-p", pipeline, "-i", args.plate,
+                                           "-o", dst], env=one_thread_env(), stderr=log)
+                log.write(out)
             with open(os.path.join(dst, "Image.csv"), newline="") as f:
                 counts = {row["FileName_DNA"]: int(float(row["Count_Nuclei"]))
                           for row in csv.DictReader(f)}
