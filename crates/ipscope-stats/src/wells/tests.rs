@@ -366,7 +366,11 @@ fn median_like_numpy() {
         } else {
             (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
         };
-        assert_eq!(median_of(&mut v).map(f64::to_bits), Some(want.to_bits()), "{n}");
+        assert_eq!(
+            median_of(&mut v).map(f64::to_bits),
+            Some(want.to_bits()),
+            "{n}"
+        );
     }
 }
 
@@ -414,11 +418,23 @@ fn mean_is_the_exact_sum_rounded_once() {
             assert_eq!((x * scale) as i128, t);
         }
         let want = (ticks.iter().sum::<i128>() as f64 / scale) / n as f64;
-        assert_eq!(mean_exact(&v).map(f64::to_bits), Some(want.to_bits()), "{trial}");
+        assert_eq!(
+            mean_exact(&v).map(f64::to_bits),
+            Some(want.to_bits()),
+            "{trial}"
+        );
         v.reverse();
-        assert_eq!(mean_exact(&v).map(f64::to_bits), Some(want.to_bits()), "{trial}");
+        assert_eq!(
+            mean_exact(&v).map(f64::to_bits),
+            Some(want.to_bits()),
+            "{trial}"
+        );
         v.sort_by(f64::total_cmp);
-        assert_eq!(mean_exact(&v).map(f64::to_bits), Some(want.to_bits()), "{trial}");
+        assert_eq!(
+            mean_exact(&v).map(f64::to_bits),
+            Some(want.to_bits()),
+            "{trial}"
+        );
     }
 }
 
