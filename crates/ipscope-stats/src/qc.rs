@@ -51,8 +51,23 @@ pub(crate) fn median_sorted(v: &[f64]) -> Option<f64> {
 /// Median of the finite values of `v`.
 pub fn median(v: &[f64]) -> Option<f64> {
     let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
-    s.sort_by(f64::total_cmp);
-    median_sorted(&s)
+    median_of(&mut s)
+}
+
+/// numpy's median of values free of NaN (the middle value in IEEE total order, or the average
+/// of the two middle ones); `None` for no values. Reorders `v`: a selection, not a sort.
+pub(crate) fn median_of(v: &mut [f64]) -> Option<f64> {
+    let n = v.len();
+    if n == 0 {
+        return None;
+    }
+    let (below, &mut upper, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+    if n % 2 == 1 {
+        return Some(upper);
+    }
+    // The lower middle value is the largest of those below the upper one.
+    let lower = below.iter().copied().max_by(f64::total_cmp)?;
+    Some((lower + upper) / 2.0)
 }
 
 /// Raw median absolute deviation of the non-NaN values of `v`.

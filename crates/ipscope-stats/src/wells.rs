@@ -13,6 +13,7 @@ use ipscope_table::arrow_array::types::{
 use ipscope_table::arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use ipscope_table::{column, column_str, column_u32, DataType, Field, SchemaRef, TableBuilder};
 
+use crate::qc::median_of;
 use crate::{Error, Result};
 
 const IMAGE_NUMBER: &str = "ImageNumber";
@@ -663,22 +664,6 @@ fn is_feature(name: &str, data_type: &DataType) -> bool {
         && !name.contains("_Location_")
         && !name.starts_with("Number_")
         && !name.contains("_Number_")
-}
-
-/// numpy's median of values free of NaN (the middle value in IEEE total order, or the average
-/// of the two middle ones); `None` for no values. Reorders `v`: a selection, not a sort.
-fn median_of(v: &mut [f64]) -> Option<f64> {
-    let n = v.len();
-    if n == 0 {
-        return None;
-    }
-    let (below, &mut upper, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
-    if n % 2 == 1 {
-        return Some(upper);
-    }
-    // The lower middle value is the largest of those below the upper one.
-    let lower = below.iter().copied().max_by(f64::total_cmp)?;
-    Some((lower + upper) / 2.0)
 }
 
 /// Mean of values free of NaN: their exact sum, rounded once to the nearest f64 (Shewchuk's
