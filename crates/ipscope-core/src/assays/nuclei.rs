@@ -38,7 +38,7 @@ use ipscope_image::{Image, ImageView, Labels, Pixel};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, CpuBackend};
-use crate::ops::filter::{gaussian_blur, gaussian_kernel, GAUSSIAN_TRUNCATE};
+use crate::ops::filter::{gaussian_kernel, GaussianCrops, GAUSSIAN_TRUNCATE};
 use crate::ops::label::{clear_border, find, label, relabel_sequential, Connectivity};
 #[cfg(test)]
 use crate::ops::peaks::peak_local_max;
@@ -1260,6 +1260,7 @@ fn declump(components: Labels, dist: &Image<f32>, seed_distance: usize) -> Label
         &capped
     };
     let mut scratch = PeakScratch::default();
+    let mut gaussian = GaussianCrops::new(DISTANCE_SIGMA);
     let mut crops = Vec::with_capacity(components.count() as usize);
     let mut peaks_total = 0u32;
     for (l, (r0, c0, r1, c1)) in components.object_boxes() {
@@ -1270,8 +1271,10 @@ fn declump(components: Labels, dist: &Image<f32>, seed_distance: usize) -> Label
         let Ok(wide) = dist.view().crop(er0, ec0, er1 - er0, ec1 - ec0) else {
             continue;
         };
-        let smooth = gaussian_blur(wide, DISTANCE_SIGMA);
-        let Ok(surface) = smooth.view().crop(r0 - er0, c0 - ec0, bh, bw) else {
+        let Ok(smooth) = gaussian.blur(wide) else {
+            continue;
+        };
+        let Ok(surface) = smooth.crop(r0 - er0, c0 - ec0, bh, bw) else {
             continue;
         };
         let mut object = Vec::with_capacity(bw * bh);
@@ -1479,7 +1482,7 @@ fn declump_full_frame(components: &Labels, dist: &Image<f32>, seed_distance: usi
     let (w, h) = (components.width(), components.height());
     let cap = (w + h) as f32;
     let capped = dist.map(|d| if d.is_finite() { d } else { cap });
-    let smooth = gaussian_blur(capped.view(), DISTANCE_SIGMA);
+    let smooth = crate::ops::filter::gaussian_blur(capped.view(), DISTANCE_SIGMA);
     let fg = components.image().map(|l| l != 0);
     seeded_watershed(smooth, &fg, components, seed_distance)
 }
@@ -1832,7 +1835,7 @@ mod tests {
             &[(20.0, 15.0, 8.0), (20.0, 45.0, 8.0), (20.0, 75.0, 6.0)],
         );
         let sharp = Image::from_fn(90, 40, |y, x| if fg.get(y, x) { 40000f32 } else { 2000.0 });
-        let img = gaussian_blur(sharp.view(), 2.5).map(|v| v.round() as u16);
+        let img = crate::ops::filter::gaussian_blur(sharp.view(), 2.5).map(|v| v.round() as u16);
         let core = NucleiParams {
             outline_contrast: 0.0,
             ..NucleiParams::default()
