@@ -3,6 +3,7 @@
 //! Exit codes: 0 = everything processed, 2 = finished but some fields failed (see
 //! Errors.parquet), 1 = nothing could run (bad usage, unreadable plate, output refused).
 
+mod alloc;
 mod cmd_devices;
 mod cmd_measure;
 mod cmd_profile;
@@ -21,6 +22,10 @@ use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ipscope::{Config, Event, Format, Pipeline, RunOptions, RunSummary, Shard, Status};
+
+/// The system allocator with huge pages for whole images (see `alloc`).
+#[global_allocator]
+static ALLOC: alloc::HugeImages = alloc::HugeImages;
 
 #[derive(Parser)]
 #[command(
