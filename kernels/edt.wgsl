@@ -1,7 +1,11 @@
 // Exact Euclidean distance transform (ipscope_core::ops::distance::distance_transform_edt):
 // P. Felzenszwalb & D. Huttenlocher, "Distance Transforms of Sampled Functions", Theory of
-// Computing 8 (2012). `columns`: one invocation per column, the vertical distance to the
-// nearest background pixel. `rows`: one invocation per row, the lower envelope of the
+// Computing 8 (2012). `columns_window`: one invocation per pixel, the vertical distance to
+// the nearest background pixel found within COLUMN_WINDOW pixels up and down (or the image's
+// edge, beyond which nothing is background); a pixel it cannot settle flags its column.
+// `columns`: one invocation per column, the same distances by a sweep down and up the column
+// (every column, or with `flagged` set only the flagged ones). `rows`: one invocation per
+// row, the lower envelope of the
 // parabolas (x - q)² + g(q)². The intersections are kept as integers (the first column
 // where the newer parabola is strictly lower, a floor division as in A. Meijster et al.,
 // "A general algorithm for computing distance transforms in linear time", 2000), which
@@ -17,7 +21,8 @@
 struct Params {
     width: u32,
     height: u32,
-    _pad0: u32,
+    // 1: `columns` sweeps only the columns `columns_window` flagged; 0: every column.
+    flagged: u32,
     _pad1: u32,
 }
 
@@ -31,11 +36,68 @@ const INF: u32 = 0xffffffffu;
 // Per-row scratch: envelope apexes and their first columns.
 @group(0) @binding(4) var<storage, read_write> env_v: array<u32>;
 @group(0) @binding(5) var<storage, read_write> env_z: array<i32>;
+// Per column: 1 where `columns_window` left a pixel unsettled (zeroed before the pass).
+@group(0) @binding(6) var<storage, read_write> need: array<atomic<u32>>;
+
+// How far `columns_window` looks up and down. A pixel whose nearer background lies within it
+// (or whose both sides end at the image's edge or background within it) is settled exactly:
+// a side not seen to its end lies farther than the window, so farther than the side found.
+const COLUMN_WINDOW: u32 = 64u;
+
+@compute @workgroup_size(16, 16)
+fn columns_window(@builtin(global_invocation_id) id: vec3<u32>) {
+    let x = id.x;
+    let y = id.y;
+    if (x >= p.width || y >= p.height) {
+        return;
+    }
+    let w = p.width;
+    let i = y * w + x;
+    if (mask[i] == 0u) {
+        g[i] = 0u;
+        return;
+    }
+    var up = INF;
+    var up_seen = false;
+    for (var k = 1u; k <= COLUMN_WINDOW; k = k + 1u) {
+        if (k > y) {
+            up_seen = true;
+            break;
+        }
+        if (mask[i - k * w] == 0u) {
+            up = k;
+            up_seen = true;
+            break;
+        }
+    }
+    var down = INF;
+    var down_seen = false;
+    for (var k = 1u; k <= COLUMN_WINDOW; k = k + 1u) {
+        if (y + k >= p.height) {
+            down_seen = true;
+            break;
+        }
+        if (mask[i + k * w] == 0u) {
+            down = k;
+            down_seen = true;
+            break;
+        }
+    }
+    let best = min(up, down);
+    if (best != INF || (up_seen && down_seen)) {
+        g[i] = best;
+    } else {
+        atomicStore(&need[x], 1u);
+    }
+}
 
 @compute @workgroup_size(64)
 fn columns(@builtin(global_invocation_id) id: vec3<u32>) {
     let x = id.x;
     if (x >= p.width) {
+        return;
+    }
+    if (p.flagged != 0u && atomicLoad(&need[x]) == 0u) {
         return;
     }
     let w = p.width;

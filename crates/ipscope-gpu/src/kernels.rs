@@ -65,8 +65,8 @@ pub const HOLES: Kernel = Kernel {
 pub const EDT: Kernel = Kernel {
     name: "edt",
     source: include_str!("../../../kernels/edt.wgsl"),
-    entry_points: &["columns", "rows"],
-    bindings: &[U, R, RW, RW, RW, RW],
+    entry_points: &["columns_window", "columns", "rows"],
+    bindings: &[U, R, RW, RW, RW, RW, RW],
 };
 
 /// Connected components.

@@ -500,7 +500,10 @@ impl Gpu {
                 let m = self.storage(&words);
                 let gb = self.zeroed(sw * h);
                 let unused = self.zeroed(1);
-                let bg = self.bind(&EDT, &[&params, &m, &gb, &unused, &unused, &unused]);
+                let bg = self.bind(
+                    &EDT,
+                    &[&params, &m, &gb, &unused, &unused, &unused, &unused],
+                );
                 let mut enc = self.encoder();
                 self.dispatch(&mut enc, &EDT, "columns", &bg, (sw.div_ceil(64) as u32, 1));
                 let out = self.submit_and_read(enc, &[(&gb, sw * h)])?;
@@ -523,7 +526,9 @@ impl Gpu {
                 let db = self.zeroed(w * bh);
                 let v = self.zeroed(w * bh);
                 let z = self.zeroed(w * bh);
-                let bg = self.bind(&EDT, &[&params, &unused, &gb, &db, &v, &z]);
+                // Another buffer for the column flags: `unused` is bound read-only as the mask.
+                let no_flags = self.zeroed(1);
+                let bg = self.bind(&EDT, &[&params, &unused, &gb, &db, &v, &z, &no_flags]);
                 let mut enc = self.encoder();
                 self.dispatch(&mut enc, &EDT, "rows", &bg, groups_1d(bh, 1));
                 let out = self.submit_and_read(enc, &[(&db, w * bh)])?;
@@ -545,15 +550,19 @@ impl Gpu {
     pub(crate) fn edt_words(&self, src: MaskSource, w: usize, h: usize) -> Result<Vec<u32>, Error> {
         const K: &str = "edt";
         self.scoped(K, || {
-            let params = self.uniform([w as u32, h as u32, 0, 0]);
+            // The windowed column pass settles nearly every pixel of a nuclei mask in
+            // parallel; the sweep then runs only down the columns it flagged.
+            let params = self.uniform([w as u32, h as u32, 1, 0]);
             let mut owned = None;
             let m = self.mask_buffer(src, &mut owned);
             let g = self.zeroed(w * h);
             let d2 = self.zeroed(w * h);
             let v = self.zeroed(w * h);
             let z = self.zeroed(w * h);
-            let bg = self.bind(&EDT, &[&params, m, &g, &d2, &v, &z]);
+            let need = self.zeroed(w);
+            let bg = self.bind(&EDT, &[&params, m, &g, &d2, &v, &z, &need]);
             let mut enc = self.encoder();
+            self.dispatch(&mut enc, &EDT, "columns_window", &bg, groups_2d(w, h));
             self.dispatch(&mut enc, &EDT, "columns", &bg, (w.div_ceil(64) as u32, 1));
             self.dispatch(&mut enc, &EDT, "rows", &bg, groups_1d(h, 1));
             let out = self.submit_and_read(enc, &[(&d2, w * h)])?;

@@ -350,6 +350,56 @@ fn parity_edt_columns() {
 }
 
 #[test]
+fn parity_edt_columns_window() {
+    let Some(g) = gpu() else { return };
+    // The windowed column pass settles a pixel whose nearer background lies within 64 pixels
+    // up or down, or whose column ends (image edge or background) within 64 on both sides;
+    // any other pixel sends its column to the sweep. Runs of foreground from 1 to 200 pixels
+    // long, some starting at the top or ending at the bottom edge (beyond which nothing is
+    // background), columns with no background at all, a column whose only background is one
+    // pixel at either end, full-width bands, and widths that are not multiples of the
+    // 16-wide workgroups; distances bit for bit.
+    let h = 300usize;
+    let runs = Image::from_fn(70, h, |r, c| {
+        let len = 1 + c * 3;
+        let top = match c % 3 {
+            0 => 0,              // from the top edge
+            1 => h - len.min(h), // to the bottom edge
+            _ => (h - len.min(h)) / 2,
+        };
+        r >= top && r < top + len
+    });
+    let edges = Image::from_fn(5, 140, |r, c| match c {
+        0 => true,     // no background in the column
+        1 => r != 0,   // background at the top only
+        2 => r != 139, // background at the bottom only
+        3 => r % 129 != 5,
+        _ => r % 64 != 0,
+    });
+    // Full-width bands, where each pixel's distance is its vertical one (no nearer column
+    // hides a wrong vertical distance): 100 rows from the top edge, 150 in the middle, 18,
+    // and 129 down to the bottom edge.
+    let bands = Image::from_fn(40, 400, |r, _| ![100, 251, 270].contains(&r));
+    // Only bands at the edges, 100 rows from the top and 99 to the bottom, so no pixel with
+    // both sides beyond the window flags the columns for another reason.
+    let edge_bands = Image::from_fn(40, 200, |r, _| r != 100);
+    let noisy = noise(77, 131, 7).map(|v| v > 0.05);
+    for m in [
+        runs,
+        edges,
+        bands,
+        edge_bands,
+        noisy,
+        Image::new(3, 200, true),
+    ] {
+        let cpu = distance_transform_edt(m.view());
+        let out = g.distance_transform_edt(m.view()).unwrap();
+        let bits = |d: &Image<f32>| d.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&out), bits(&cpu), "{}x{}", m.width(), m.height());
+    }
+}
+
+#[test]
 fn parity_edt_rows() {
     let Some(g) = gpu() else { return };
     for m in masks() {
