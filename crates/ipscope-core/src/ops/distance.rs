@@ -88,11 +88,14 @@ fn root(sq: i64, table: &[f32]) -> f32 {
 /// Scratch of the row pass for rows up to `w` pixels: the squared column distances `f`, the
 /// parabolas of the lower envelope `v`, and the breakpoints between them as exact fractions
 /// `zn / zd` (breakpoint k lies between parabolas v[k-1] and v[k]; index 0 is -inf).
+/// `line` and `d2` are the scratch of [`window_row`].
 struct Envelope {
     f: Vec<i64>,
     v: Vec<usize>,
     zn: Vec<i64>,
     zd: Vec<i64>,
+    line: Vec<u32>,
+    d2: Vec<u32>,
 }
 
 impl Envelope {
@@ -102,6 +105,8 @@ impl Envelope {
             v: vec![0; w],
             zn: vec![0; w + 1],
             zd: vec![1; w + 1],
+            line: Vec::new(),
+            d2: Vec::new(),
         }
     }
 
@@ -119,7 +124,7 @@ impl Envelope {
     /// minimum, an exact integer, is the same as over the whole row.
     fn row(&mut self, gr: &[u32], orow: &mut [f32], sqrt_table: &[f32]) {
         const INF: u32 = u32::MAX;
-        let Envelope { f, v, zn, zd } = self;
+        let Envelope { f, v, zn, zd, .. } = self;
         let w = gr.len();
         let mut a = 0usize;
         while a < w {
@@ -298,11 +303,64 @@ fn object_distances(
         }
     }
     for r in 0..bh {
-        env.row(
-            &g[r * bw..(r + 1) * bw],
-            &mut dist[r * bw..(r + 1) * bw],
-            sqrt_table,
-        );
+        let gr = &g[r * bw..(r + 1) * bw];
+        let dr = &mut dist[r * bw..(r + 1) * bw];
+        // The largest vertical distance of the row (u32::MAX where a column has no
+        // background): short reaches take the windowed minimum, others the envelope.
+        let reach = gr.iter().copied().max().unwrap_or(0);
+        if reach <= ROW_WINDOW {
+            let Envelope { line, d2, .. } = &mut *env;
+            window_row(gr, dr, reach as usize, line, d2, sqrt_table);
+        } else {
+            env.row(gr, dr, sqrt_table);
+        }
+    }
+}
+
+/// The largest vertical distance for which [`window_row`] replaces the envelope in a row: it
+/// does `reach + 1` vectorised passes over the row, the envelope a constant (but scalar,
+/// branchy) amount of work per pixel.
+const ROW_WINDOW: u32 = 64;
+
+/// Larger than any `k² + g(q)²` of [`window_row`] (at most 2 · 64²): columns beyond the row.
+const FAR: u32 = 1 << 30;
+
+crate::ops::dispatched! {
+    /// The row pass of [`Envelope::row`] for a row whose vertical distances `gr` are all at
+    /// most `reach` (`reach <= ROW_WINDOW`): each pixel's squared distance is the minimum of
+    /// `(x - q)² + g(q)²` over `|x - q| < reach` within the row, which is the envelope's
+    /// minimum over the whole row, since `q = x` gives `g(x)² <= reach²` and a column
+    /// `reach` or more away gives at least that. Exact integers, the same square roots;
+    /// written where `gr != 0`, as `Envelope::row` writes them. `line` and `d2` are scratch.
+    fn window_row(
+        gr: &[u32],
+        out: &mut [f32],
+        reach: usize,
+        line: &mut Vec<u32>,
+        d2: &mut Vec<u32>,
+        sqrt_table: &[f32],
+    ) {
+        let w = gr.len();
+        line.clear();
+        line.resize(w + 2 * reach, FAR);
+        for (l, &g) in line[reach..reach + w].iter_mut().zip(gr) {
+            *l = g * g;
+        }
+        d2.clear();
+        d2.extend_from_slice(&line[reach..reach + w]);
+        for k in 1..reach {
+            let kk = (k * k) as u32;
+            let left = &line[reach - k..reach - k + w];
+            let right = &line[reach + k..reach + k + w];
+            for ((d, &a), &b) in d2.iter_mut().zip(left).zip(right) {
+                *d = (*d).min(kk + a.min(b));
+            }
+        }
+        for ((o, &d), &g) in out.iter_mut().zip(d2.iter()).zip(gr) {
+            if g != 0 {
+                *o = root(i64::from(d), sqrt_table);
+            }
+        }
     }
 }
 
@@ -559,6 +617,13 @@ mod tests {
                 })
             }));
         }
+        // Objects whose rows reach past the windowed row pass's 64 (the envelope's rows) next
+        // to rows within it, one cut by the image's edge.
+        cases.push(Image::from_fn(230, 210, |r, c| {
+            let (dy, dx) = (r as i64 - 100, c as i64 - 95);
+            let (ey, ex) = (r as i64 - 20, c as i64 - 210);
+            dy * dy + dx * dx <= 90 * 90 || ey * ey + ex * ex <= 40 * 40
+        }));
         for (k, m) in cases.iter().enumerate() {
             let labels = label(m.view(), Connectivity::Eight);
             let want = distance_transform_edt(m.view());
