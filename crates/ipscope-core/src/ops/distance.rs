@@ -222,46 +222,34 @@ pub fn distance_transform_edt_of_objects(labels: &ipscope_image::Labels) -> Imag
         .max()
         .unwrap_or(0);
     let sqrt_table = sqrt_table((widest * widest + tallest * tallest + 1).min(1 << 14));
-    // Objects in chunks: each chunk's distances in box order, then copied into the image.
+    // Objects in chunks on the pool's workers, each object's distances written straight
+    // into its own pixels of `out`.
     const CHUNK: usize = 64;
     let objects: Vec<(u32, (usize, usize, usize, usize))> = labels.object_boxes().collect();
-    let parts: Vec<Vec<f32>> = objects
-        .par_chunks(CHUNK)
-        .map_init(
-            || (Envelope::new(widest), Vec::new(), Vec::new()),
-            |(env, g, row), chunk| {
-                let mut values = Vec::new();
-                for &(l, (r0, c0, r1, c1)) in chunk {
-                    let (r0, c0) = (r0.saturating_sub(1), c0.saturating_sub(1));
-                    let (r1, c1) = ((r1 + 1).min(h), (c1 + 1).min(w));
-                    let bw = c1 - c0;
-                    object_distances(lab, l, (r0, c0, r1, c1), g, env, row, &sqrt_table);
-                    // The object's pixels, in raster order within the box.
-                    for r in r0..r1 {
-                        let gr = &g[(r - r0) * bw..(r - r0 + 1) * bw];
-                        let vr = &row[(r - r0) * bw..(r - r0 + 1) * bw];
-                        values.extend(gr.iter().zip(vr).filter(|(&x, _)| x != 0).map(|(_, &d)| d));
+    let shared = par::DisjointPixels::new(out.as_mut_slice());
+    objects.par_chunks(CHUNK).for_each_init(
+        || (Envelope::new(widest), Vec::new(), Vec::new()),
+        |(env, g, row), chunk| {
+            for &(l, (r0, c0, r1, c1)) in chunk {
+                let (r0, c0) = (r0.saturating_sub(1), c0.saturating_sub(1));
+                let (r1, c1) = ((r1 + 1).min(h), (c1 + 1).min(w));
+                let bw = c1 - c0;
+                object_distances(lab, l, (r0, c0, r1, c1), g, env, row, &sqrt_table);
+                for r in r0..r1 {
+                    let gr = &g[(r - r0) * bw..(r - r0 + 1) * bw];
+                    let vr = &row[(r - r0) * bw..(r - r0 + 1) * bw];
+                    for (k, (&x, &d)) in gr.iter().zip(vr).enumerate() {
+                        if x != 0 {
+                            // SAFETY: `g` is non-zero exactly on object `l`'s pixels
+                            // (`object_distances`), and a pixel has one label, so no other
+                            // task writes this pixel; nothing reads `out` meanwhile.
+                            unsafe { shared.set(r * w + c0 + k, d) };
+                        }
                     }
                 }
-                values
-            },
-        )
-        .collect();
-    for (chunk, values) in objects.chunks(CHUNK).zip(parts) {
-        let mut next = values.into_iter();
-        for &(l, (r0, c0, r1, c1)) in chunk {
-            for r in r0..r1 {
-                let lrow = &lab.row(r)[c0..c1];
-                for (o, _) in out.row_mut(r)[c0..c1]
-                    .iter_mut()
-                    .zip(lrow)
-                    .filter(|(_, &x)| x == l)
-                {
-                    *o = next.next().unwrap_or(0.0);
-                }
             }
-        }
-    }
+        },
+    );
     out
 }
 

@@ -64,6 +64,48 @@ pub fn for_each_aligned_row_band<T, S>(
         .for_each_init(init, |scratch, (b, band)| f(scratch, b * rows, band));
 }
 
+/// An image shared by parallel tasks that each touch a disjoint set of its pixels (one
+/// object's or one part's): the tasks read and write through it without a lock, and the
+/// caller proves the disjointness at each access.
+pub(crate) struct DisjointPixels<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _out: std::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: the tasks that share it access disjoint pixels (the contract of `get` and `set`);
+// `T: Send` so values may be written from another thread.
+unsafe impl<T: Send> Sync for DisjointPixels<'_, T> {}
+
+impl<'a, T: Copy> DisjointPixels<'a, T> {
+    /// Shares `out` for the lifetime of the borrow.
+    pub(crate) fn new(out: &'a mut [T]) -> Self {
+        DisjointPixels {
+            ptr: out.as_mut_ptr(),
+            len: out.len(),
+            _out: std::marker::PhantomData,
+        }
+    }
+
+    /// # Safety
+    /// No other thread may write pixel `i` concurrently.
+    #[inline(always)]
+    pub(crate) unsafe fn get(&self, i: usize) -> T {
+        assert!(i < self.len);
+        // SAFETY: in bounds (checked); no concurrent writer (the caller's contract).
+        unsafe { *self.ptr.add(i) }
+    }
+
+    /// # Safety
+    /// No other thread may read or write pixel `i` concurrently.
+    #[inline(always)]
+    pub(crate) unsafe fn set(&self, i: usize, v: T) {
+        assert!(i < self.len);
+        // SAFETY: in bounds (checked); exclusive access (the caller's contract).
+        unsafe { *self.ptr.add(i) = v }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

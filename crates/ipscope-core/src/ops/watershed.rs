@@ -322,11 +322,8 @@ fn flood_by_parts(
         starts.push(part_markers.len());
     }
     drop(seen);
-    let labels = PartLabels {
-        ptr: out.as_mut_ptr(),
-        len: out.len(),
-        _out: std::marker::PhantomData,
-    };
+    // Shared by the tasks that flood the parts: a task touches only its own part's pixels.
+    let labels = super::par::DisjointPixels::new(out);
     let flood = |queue: &mut BinaryHeap<MinItem>, k: usize| {
         // SAFETY: each part is flooded by exactly one call, and a call reads and writes the
         // labels of its own part only (see `flood_part`); parts are disjoint.
@@ -357,37 +354,6 @@ fn flood_by_parts(
     }
 }
 
-/// The label image of [`flood_by_parts`], shared by the tasks that flood its parts. A task
-/// touches only the pixels of its own part, so no two tasks touch the same label.
-struct PartLabels<'a> {
-    ptr: *mut u32,
-    len: usize,
-    _out: std::marker::PhantomData<&'a mut [u32]>,
-}
-
-// SAFETY: the tasks that share it access disjoint pixels (`flood_part`).
-unsafe impl Sync for PartLabels<'_> {}
-
-impl PartLabels<'_> {
-    /// # Safety
-    /// No other thread may write pixel `i` concurrently.
-    #[inline(always)]
-    unsafe fn get(&self, i: usize) -> u32 {
-        assert!(i < self.len);
-        // SAFETY: in bounds (checked); no concurrent writer (the caller's contract).
-        unsafe { *self.ptr.add(i) }
-    }
-
-    /// # Safety
-    /// No other thread may read or write pixel `i` concurrently.
-    #[inline(always)]
-    unsafe fn set(&self, i: usize, label: u32) {
-        assert!(i < self.len);
-        // SAFETY: in bounds (checked); exclusive access (the caller's contract).
-        unsafe { *self.ptr.add(i) = label }
-    }
-}
-
 /// Floods one 4-connected part of the mask from its markers (raster order, labels already
 /// set), ages starting at 1.
 ///
@@ -403,7 +369,7 @@ unsafe fn flood_part(
     markers: &[usize],
     elev: &[f32],
     inside: &[bool],
-    labels: &PartLabels,
+    labels: &super::par::DisjointPixels<u32>,
     w: usize,
     h: usize,
     queue: &mut BinaryHeap<MinItem>,
