@@ -88,14 +88,14 @@ fn root(sq: i64, table: &[f32]) -> f32 {
 /// Scratch of the row pass for rows up to `w` pixels: the squared column distances `f`, the
 /// parabolas of the lower envelope `v`, and the breakpoints between them as exact fractions
 /// `zn / zd` (breakpoint k lies between parabolas v[k-1] and v[k]; index 0 is -inf).
-/// `line` and `d2` are the scratch of [`window_row`].
+/// `sq` and `best` are the scratch of [`window_row`].
 struct Envelope {
     f: Vec<i64>,
     v: Vec<usize>,
     zn: Vec<i64>,
     zd: Vec<i64>,
-    line: Vec<u32>,
-    d2: Vec<u32>,
+    sq: Vec<u32>,
+    best: Vec<u32>,
 }
 
 impl Envelope {
@@ -105,8 +105,8 @@ impl Envelope {
             v: vec![0; w],
             zn: vec![0; w + 1],
             zd: vec![1; w + 1],
-            line: Vec::new(),
-            d2: Vec::new(),
+            sq: Vec::new(),
+            best: Vec::new(),
         }
     }
 
@@ -297,8 +297,8 @@ fn object_distances(
         // background): short reaches take the windowed minimum, others the envelope.
         let reach = gr.iter().copied().max().unwrap_or(0);
         if reach <= ROW_WINDOW {
-            let Envelope { line, d2, .. } = &mut *env;
-            window_row(gr, dr, reach as usize, line, d2, sqrt_table);
+            let Envelope { sq, best, .. } = &mut *env;
+            window_row(gr, dr, reach as usize, sq, best, sqrt_table);
         } else {
             env.row(gr, dr, sqrt_table);
         }
@@ -306,47 +306,51 @@ fn object_distances(
 }
 
 /// The largest vertical distance for which [`window_row`] replaces the envelope in a row: it
-/// does `reach + 1` vectorised passes over the row, the envelope a constant (but scalar,
+/// does about `reach` vectorised passes over the row, the envelope a constant (but scalar,
 /// branchy) amount of work per pixel.
 const ROW_WINDOW: u32 = 64;
 
-/// Larger than any `k² + g(q)²` of [`window_row`] (at most 2 · 64²): columns beyond the row.
-const FAR: u32 = 1 << 30;
+/// The row pass of [`Envelope::row`] for a row whose vertical distances `gr` are all at most
+/// `reach` (`reach <= ROW_WINDOW`): each pixel's squared distance is the minimum of
+/// `(x - q)² + g(q)²` over `|x - q| < reach` within the row, which is the envelope's minimum
+/// over the whole row, since `q = x` gives `g(x)² <= reach²` and a column `reach` or more
+/// away gives at least that. Exact integers, the same square roots; written where
+/// `gr != 0`, as `Envelope::row` writes them. `sq` and `best` are scratch.
+fn window_row(
+    gr: &[u32],
+    out: &mut [f32],
+    reach: usize,
+    sq: &mut Vec<u32>,
+    best: &mut Vec<u32>,
+    sqrt_table: &[f32],
+) {
+    sq.clear();
+    sq.extend(gr.iter().map(|&g| g * g));
+    best.clear();
+    best.resize(gr.len(), 0);
+    row_window_min(sq, best, reach.saturating_sub(1));
+    for ((o, &d), &g) in out.iter_mut().zip(best.iter()).zip(gr) {
+        if g != 0 {
+            *o = root(i64::from(d), sqrt_table);
+        }
+    }
+}
 
 crate::ops::dispatched! {
-    /// The row pass of [`Envelope::row`] for a row whose vertical distances `gr` are all at
-    /// most `reach` (`reach <= ROW_WINDOW`): each pixel's squared distance is the minimum of
-    /// `(x - q)² + g(q)²` over `|x - q| < reach` within the row, which is the envelope's
-    /// minimum over the whole row, since `q = x` gives `g(x)² <= reach²` and a column
-    /// `reach` or more away gives at least that. Exact integers, the same square roots;
-    /// written where `gr != 0`, as `Envelope::row` writes them. `line` and `d2` are scratch.
-    fn window_row(
-        gr: &[u32],
-        out: &mut [f32],
-        reach: usize,
-        line: &mut Vec<u32>,
-        d2: &mut Vec<u32>,
-        sqrt_table: &[f32],
-    ) {
-        let w = gr.len();
-        line.clear();
-        line.resize(w + 2 * reach, FAR);
-        for (l, &g) in line[reach..reach + w].iter_mut().zip(gr) {
-            *l = g * g;
-        }
-        d2.clear();
-        d2.extend_from_slice(&line[reach..reach + w]);
-        for k in 1..reach {
+    /// `best[x] = min(sq[x], min over 1 <= k <= reach of sq[x ± k] + k²)`, columns beyond
+    /// the row left out: a row's windowed lower envelope of squared distances, in `reach`
+    /// vectorised passes over the whole row (exact integers; `sq` below 2^31 − reach²).
+    fn row_window_min(sq: &[u32], best: &mut [u32], reach: usize) {
+        let w = sq.len();
+        best.copy_from_slice(sq);
+        for k in 1..=reach.min(w.saturating_sub(1)) {
             let kk = (k * k) as u32;
-            let left = &line[reach - k..reach - k + w];
-            let right = &line[reach + k..reach + k + w];
-            for ((d, &a), &b) in d2.iter_mut().zip(left).zip(right) {
-                *d = (*d).min(kk + a.min(b));
+            // Columns to the right (x + k) and to the left (x - k).
+            for (b, &s) in best[..w - k].iter_mut().zip(&sq[k..]) {
+                *b = (*b).min(s + kk);
             }
-        }
-        for ((o, &d), &g) in out.iter_mut().zip(d2.iter()).zip(gr) {
-            if g != 0 {
-                *o = root(i64::from(d), sqrt_table);
+            for (b, &s) in best[k..].iter_mut().zip(&sq[..w - k]) {
+                *b = (*b).min(s + kk);
             }
         }
     }
@@ -402,17 +406,7 @@ pub fn within_distance(mask: ImageView<bool>, max: f32) -> Image<bool> {
         for (s, &v) in sq.iter_mut().zip(&g[r * w..(r + 1) * w]) {
             *s = v * v;
         }
-        best.copy_from_slice(&sq);
-        for dq in 1..=radius.min(w - 1) {
-            let d2 = (dq * dq) as u32;
-            // Columns to the right (q + dq) and to the left (q - dq).
-            for (b, &s) in best[..w - dq].iter_mut().zip(&sq[dq..]) {
-                *b = (*b).min(s + d2);
-            }
-            for (b, &s) in best[dq..].iter_mut().zip(&sq[..w - dq]) {
-                *b = (*b).min(s + d2);
-            }
-        }
+        row_window_min(&sq, &mut best, radius);
         for (o, &b) in orow.iter_mut().zip(&best) {
             *o = b <= k;
         }
