@@ -5,7 +5,8 @@
 //!
 //! The gate needs the whole plate (Otsu) or the negative-control wells (a percentile), so the
 //! values are gathered while the fields stream past (one number per nucleus and marker with
-//! its well, not the Nuclei table) and reduced after the last field. Fields left out of Wells
+//! its well, not the Nuclei table), into a scratch file rather than memory, and reduced after
+//! the last field, one well at a time ([`MarkerValues`]). Fields left out of Wells
 //! (failed, or flagged by image QC) are left out here too.
 //!
 //! ```toml
@@ -20,10 +21,14 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ipscope_core::assays::markers::{
-    double_positive, positive, resolve_gate, summarize, CmpOp, Criterion, Gate,
+    double_positive, positive, resolve_gate, resolve_otsu_streamed, summarize, CmpOp, Criterion,
+    Gate,
 };
 use ipscope_table::arrow_array::cast::AsArray;
 use ipscope_table::arrow_array::types::Float64Type;
@@ -89,31 +94,72 @@ pub fn check_config(acceptance: &[Acceptance], markers: &[String]) -> Result<()>
 }
 
 /// Per-nucleus marker values gathered while the fields stream past.
+///
+/// The values are not held in memory (a 384-well plate has millions of nuclei): each field's
+/// are appended to an unnamed scratch file in the output directory (8 bytes per nucleus and
+/// marker, 8 more for its colony), removed when this is dropped, and only where each field's
+/// block lies is kept. [`MarkerValues::finish`] reads the file back: twice for a plate-wide
+/// Otsu gate (range, then histogram), then one well at a time. What stays in memory is one
+/// well's values, plus the negative-control wells' for a control gate (an exact percentile
+/// needs them all).
 pub struct MarkerValues {
     markers: Vec<String>,
-    /// (plate, well) → per marker, the values of its counted nuclei (field order).
-    by_well: BTreeMap<(String, String), Vec<Vec<f64>>>,
-    /// (plate, well) → the colony of each of those nuclei as (ImageNumber, Parent_Colonies),
-    /// when the run finds colonies (0 = in none).
-    colonies: BTreeMap<(String, String), Vec<(u32, u32)>>,
+    /// Where the scratch file goes (created at the first field with nuclei).
+    dir: PathBuf,
+    spill: Option<Spill>,
+    /// (plate, well) → its fields' blocks in the scratch file (field order).
+    by_well: BTreeMap<(String, String), Vec<Block>>,
+    /// Whether the run finds colonies (a field came with `Parent_Colonies`).
+    colonies: bool,
+}
+
+struct Spill {
+    file: BufWriter<File>,
+    len: u64,
+}
+
+/// One field's nuclei in the scratch file: at `offset`, per marker `rows` f64 (little
+/// endian), then, with `colonies`, `rows` pairs of u32 (ImageNumber, Parent_Colonies).
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    offset: u64,
+    rows: usize,
+    colonies: bool,
+}
+
+/// One well's values read back: per marker the values of its counted nuclei (field order),
+/// and their colonies as (ImageNumber, Parent_Colonies) where the fields had them.
+struct WellValues {
+    values: Vec<Vec<f64>>,
+    owners: Vec<(u32, u32)>,
 }
 
 impl MarkerValues {
-    pub fn new(markers: Vec<String>) -> MarkerValues {
+    /// Values of `markers`, their scratch file (if any nuclei come) in `dir`.
+    pub fn new(markers: Vec<String>, dir: &Path) -> MarkerValues {
         MarkerValues {
             markers,
+            dir: dir.to_path_buf(),
+            spill: None,
             by_well: BTreeMap::new(),
-            colonies: BTreeMap::new(),
+            colonies: false,
+        }
+    }
+
+    fn io_error(&self, e: std::io::Error) -> Error {
+        Error::Io {
+            path: self.dir.clone(),
+            source: std::io::Error::new(
+                e.kind(),
+                format!("the scratch file of the marker values in this directory: {e}"),
+            ),
         }
     }
 
     /// Adds a field's Nuclei rows (only when the field counts in Wells).
     pub fn add(&mut self, plate: &str, well: &str, nuclei: &RecordBatch) -> Result<()> {
-        let slot = self
-            .by_well
-            .entry((plate.to_string(), well.to_string()))
-            .or_insert_with(|| vec![Vec::new(); self.markers.len()]);
-        for (k, m) in self.markers.iter().enumerate() {
+        let mut columns = Vec::with_capacity(self.markers.len());
+        for m in &self.markers {
             let name = value_column(m);
             let Some(col) = nuclei.column_by_name(&name) else {
                 return Err(Error::Invalid(format!(
@@ -123,17 +169,97 @@ impl MarkerValues {
             let a = col
                 .as_primitive_opt::<Float64Type>()
                 .ok_or_else(|| Error::Invalid(format!("Nuclei column {name} is not Float64")))?;
-            slot[k].extend((0..a.len()).map(|i| if a.is_null(i) { f64::NAN } else { a.value(i) }));
+            columns.push(a);
         }
-        if nuclei.column_by_name("Parent_Colonies").is_some() {
-            let images = column_u32(nuclei, "ImageNumber")?;
-            let parents = column_u32(nuclei, "Parent_Colonies")?;
-            self.colonies
-                .entry((plate.to_string(), well.to_string()))
-                .or_default()
-                .extend((0..nuclei.num_rows()).map(|i| (images.value(i), parents.value(i))));
+        let colonies = nuclei.column_by_name("Parent_Colonies").is_some();
+        let owners = if colonies {
+            Some((
+                column_u32(nuclei, "ImageNumber")?,
+                column_u32(nuclei, "Parent_Colonies")?,
+            ))
+        } else {
+            None
+        };
+        self.colonies |= colonies;
+        let key = (plate.to_string(), well.to_string());
+        let rows = nuclei.num_rows();
+        if rows == 0 || self.markers.is_empty() {
+            self.by_well.entry(key).or_default();
+            return Ok(());
         }
-        Ok(())
+        if self.spill.is_none() {
+            let file = tempfile::tempfile_in(&self.dir).map_err(|e| self.io_error(e))?;
+            self.spill = Some(Spill {
+                file: BufWriter::with_capacity(1 << 16, file),
+                len: 0,
+            });
+        }
+        let Some(spill) = self.spill.as_mut() else {
+            return Ok(());
+        };
+        self.by_well.entry(key).or_default().push(Block {
+            offset: spill.len,
+            rows,
+            colonies,
+        });
+        let mut bytes = Vec::with_capacity(rows * 8 * (columns.len() + 1));
+        for a in &columns {
+            for i in 0..rows {
+                let v = if a.is_null(i) { f64::NAN } else { a.value(i) };
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        if let Some((images, parents)) = owners {
+            for i in 0..rows {
+                bytes.extend_from_slice(&images.value(i).to_le_bytes());
+                bytes.extend_from_slice(&parents.value(i).to_le_bytes());
+            }
+        }
+        spill.len += bytes.len() as u64;
+        let written = spill.file.write_all(&bytes);
+        written.map_err(|e| self.io_error(e))
+    }
+
+    /// Reads a well's values back from the scratch file (`file`, flushed): every marker's and
+    /// the colonies, or with `only` that marker's values alone.
+    fn read_well(
+        &self,
+        file: Option<&mut File>,
+        key: &(String, String),
+        only: Option<usize>,
+    ) -> Result<WellValues> {
+        let k = self.markers.len();
+        let mut out = WellValues {
+            values: vec![Vec::new(); k],
+            owners: Vec::new(),
+        };
+        let (Some(blocks), Some(file)) = (self.by_well.get(key), file) else {
+            return Ok(out);
+        };
+        let mut bytes = Vec::new();
+        for b in blocks {
+            let column = b.rows * 8;
+            let (start, len) = match only {
+                Some(m) => (b.offset + (m * column) as u64, column),
+                None => (b.offset, column * k + if b.colonies { column } else { 0 }),
+            };
+            bytes.resize(len, 0);
+            file.seek(SeekFrom::Start(start))
+                .and_then(|_| file.read_exact(&mut bytes))
+                .map_err(|e| self.io_error(e))?;
+            let (values, owners) = bytes.split_at(len.min(column * k));
+            for (m, column) in values.chunks_exact(column).enumerate() {
+                out.values[only.unwrap_or(m)].extend(
+                    column
+                        .chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())),
+                );
+            }
+            let u = |s: &[u8]| u32::from_le_bytes(s.try_into().unwrap_or_default());
+            out.owners
+                .extend(owners.chunks_exact(8).map(|c| (u(&c[..4]), u(&c[4..]))));
+        }
+        Ok(out)
     }
 
     /// Adds the nuclei of a whole Nuclei table (sorted by ImageNumber), field by field, keeping
@@ -168,7 +294,7 @@ impl MarkerValues {
     /// Appends the marker columns to Wells (rows matched by plate and well). `controls`: the
     /// Wells rows that are negative controls (for a control gate).
     pub fn finish(
-        self,
+        mut self,
         wells: RecordBatch,
         config: &MarkerConfig,
         acceptance: &[Acceptance],
@@ -176,6 +302,14 @@ impl MarkerValues {
         if self.markers.is_empty() {
             return Ok(wells);
         }
+        let mut file = match self.spill.take() {
+            Some(s) => Some(
+                s.file
+                    .into_inner()
+                    .map_err(|e| self.io_error(e.into_error()))?,
+            ),
+            None => None,
+        };
         let plates = column_str(&wells, "Metadata_Plate")?;
         let names = column_str(&wells, "Metadata_Well")?;
         let n = wells.num_rows();
@@ -188,14 +322,57 @@ impl MarkerValues {
             }
             None => vec![false; n],
         };
-        let empty = vec![Vec::new(); self.markers.len()];
-        let per_row: Vec<&Vec<Vec<f64>>> = (0..n)
-            .map(|i| {
-                self.by_well
-                    .get(&(plates.value(i).to_string(), names.value(i).to_string()))
-                    .unwrap_or(&empty)
-            })
+        let keys: Vec<(String, String)> = (0..n)
+            .map(|i| (plates.value(i).to_string(), names.value(i).to_string()))
             .collect();
+        // One threshold per marker for the plate (the Wells rows' nuclei).
+        let mut thresholds = Vec::with_capacity(self.markers.len());
+        for (k, m) in self.markers.iter().enumerate() {
+            let threshold = match &config.gate {
+                Gate::Otsu | Gate::OtsuLog => {
+                    let log = config.gate == Gate::OtsuLog;
+                    resolve_otsu_streamed(log, |feed| {
+                        for key in &keys {
+                            feed(&self.read_well(file.as_mut(), key, Some(k))?.values[k]);
+                        }
+                        Ok::<(), Error>(())
+                    })?
+                }
+                gate => {
+                    let mut controls = Vec::new();
+                    if matches!(gate, Gate::Controls { .. }) {
+                        for (key, _) in keys.iter().zip(&control_rows).filter(|(_, &c)| c) {
+                            let w = self.read_well(file.as_mut(), key, Some(k))?;
+                            controls.extend_from_slice(&w.values[k]);
+                        }
+                    }
+                    resolve_gate(gate, &[], &controls)
+                        .map_err(|e| Error::Invalid(format!("marker {m}: {e}")))?
+                }
+            };
+            thresholds.push(threshold);
+        }
+        // Then the wells one at a time.
+        let markers = self.markers.len();
+        let pairs: Vec<(usize, usize)> = (0..markers)
+            .flat_map(|a| (a + 1..markers).map(move |b| (a, b)))
+            .collect();
+        let mut summaries = vec![Vec::with_capacity(n); markers];
+        let mut purity = vec![Vec::with_capacity(n); markers];
+        let mut double = vec![Vec::with_capacity(n); pairs.len()];
+        for key in &keys {
+            let w = self.read_well(file.as_mut(), key, None)?;
+            let pos: Vec<Vec<bool>> = (0..markers)
+                .map(|k| positive(&w.values[k], thresholds[k]))
+                .collect();
+            for k in 0..markers {
+                summaries[k].push(summarize(&w.values[k], thresholds[k]));
+                purity[k].push(median_colony_percent(&w.owners, &pos[k]));
+            }
+            for (p, &(a, b)) in pairs.iter().enumerate() {
+                double[p].push(double_positive(&pos[a], &pos[b]));
+            }
+        }
         let mut fields: Vec<Field> = wells
             .schema()
             .fields()
@@ -208,23 +385,9 @@ impl MarkerValues {
             fields.push(Field::new(name, array.data_type().clone(), true).with_metadata(meta));
             columns.push(array);
         };
-        let mut positives: Vec<Vec<Vec<bool>>> = Vec::new();
         let mut percents: Vec<Vec<f64>> = Vec::new();
         for (k, m) in self.markers.iter().enumerate() {
-            // One threshold for the plate.
-            let all: Vec<f64> = per_row.iter().flat_map(|v| v[k].iter().copied()).collect();
-            let controls: Vec<f64> = per_row
-                .iter()
-                .zip(&control_rows)
-                .filter(|(_, &c)| c)
-                .flat_map(|(v, _)| v[k].iter().copied())
-                .collect();
-            let threshold = resolve_gate(&config.gate, &all, &controls)
-                .map_err(|e| Error::Invalid(format!("marker {m}: {e}")))?;
-            let summaries: Vec<_> = per_row
-                .iter()
-                .map(|v| summarize(&v[k], threshold))
-                .collect();
+            let (summaries, threshold) = (&summaries[k], thresholds[k]);
             let pct: Vec<f64> = summaries.iter().map(|s| s.percent_positive).collect();
             let opt = |v: &[f64]| -> ArrayRef {
                 Arc::new(
@@ -262,41 +425,28 @@ impl MarkerValues {
                 "Gini coefficient of the values".to_string(),
                 opt(&gini),
             );
-            let pos: Vec<Vec<bool>> = per_row.iter().map(|v| positive(&v[k], threshold)).collect();
-            if !self.colonies.is_empty() {
-                let purity: Vec<f64> = (0..n)
-                    .map(|i| {
-                        let key = (plates.value(i).to_string(), names.value(i).to_string());
-                        let owners = self.colonies.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-                        median_colony_percent(owners, &pos[i])
-                    })
-                    .collect();
+            if self.colonies {
                 push(
                     format!("Median_Colonies_PercentPositive_{m}"),
                     format!("Colony-level purity: median over the well's colonies of the percent of each colony's nuclei positive for {m} (plate gate); null without colonies"),
-                    opt(&purity),
+                    opt(&purity[k]),
                 );
             }
-            positives.push(pos);
             percents.push(pct);
         }
-        for a in 0..self.markers.len() {
-            for b in a + 1..self.markers.len() {
-                let v: Vec<Option<f64>> = (0..n)
-                    .map(|i| {
-                        let f = double_positive(&positives[a][i], &positives[b][i]);
-                        f.is_finite().then_some(100.0 * f)
-                    })
-                    .collect();
-                push(
-                    format!(
-                        "Percent_DoublePositive_{}_{}",
-                        self.markers[a], self.markers[b]
-                    ),
-                    "Percent of the well's counted nuclei positive for both markers".to_string(),
-                    Arc::new(Float64Array::from(v)),
-                );
-            }
+        for (p, &(a, b)) in pairs.iter().enumerate() {
+            let v: Vec<Option<f64>> = double[p]
+                .iter()
+                .map(|f| f.is_finite().then_some(100.0 * f))
+                .collect();
+            push(
+                format!(
+                    "Percent_DoublePositive_{}_{}",
+                    self.markers[a], self.markers[b]
+                ),
+                "Percent of the well's counted nuclei positive for both markers".to_string(),
+                Arc::new(Float64Array::from(v)),
+            );
         }
         for acc in acceptance {
             let k = self
@@ -370,7 +520,8 @@ mod tests {
 
     #[test]
     fn wells_columns_by_hand() {
-        let mut v = MarkerValues::new(vec!["A".into(), "B".into()]);
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = MarkerValues::new(vec!["A".into(), "B".into()], dir.path());
         // W1: A positive in 2 of 4, B in 1 of 4, both in 1. W2: none positive.
         v.add(
             "P",
@@ -421,6 +572,190 @@ mod tests {
         let sd = (a.iter().map(|x| (x - m).powi(2)).sum::<f64>() / 4.0).sqrt();
         let cv = f("Heterogeneity_CV_A")[0].unwrap();
         assert!((cv - sd / m).abs() < 1e-12, "{cv}");
+    }
+
+    /// A well in the tests: name, per marker its values, the colonies of its nuclei.
+    type TestWell<'a> = (&'a str, Vec<Vec<f64>>, Vec<(u32, u32)>);
+
+    /// The Wells columns computed the direct way: every well's values in memory, the gate
+    /// resolved on all of them at once.
+    fn direct(
+        wells: &[TestWell],
+        controls: &[bool],
+        gate: &Gate,
+    ) -> Vec<(String, Vec<Option<f64>>)> {
+        let k = wells[0].1.len();
+        let mut out = Vec::new();
+        let mut pos = Vec::new();
+        for m in 0..k {
+            let all: Vec<f64> = wells.iter().flat_map(|w| w.1[m].clone()).collect();
+            let ctl: Vec<f64> = wells
+                .iter()
+                .zip(controls)
+                .filter(|(_, &c)| c)
+                .flat_map(|(w, _)| w.1[m].clone())
+                .collect();
+            let t = resolve_gate(gate, &all, &ctl).unwrap();
+            let fin = |x: f64| x.is_finite().then_some(x);
+            let s: Vec<_> = wells.iter().map(|w| summarize(&w.1[m], t)).collect();
+            out.push((
+                format!("Percent_Positive_M{m}"),
+                s.iter().map(|s| fin(s.percent_positive)).collect(),
+            ));
+            out.push((format!("Threshold_Positive_M{m}"), vec![t; wells.len()]));
+            out.push((
+                format!("Heterogeneity_Gini_M{m}"),
+                s.iter().map(|s| fin(s.gini)).collect(),
+            ));
+            let p: Vec<Vec<bool>> = wells.iter().map(|w| positive(&w.1[m], t)).collect();
+            out.push((
+                format!("Median_Colonies_PercentPositive_M{m}"),
+                wells
+                    .iter()
+                    .zip(&p)
+                    .map(|(w, p)| fin(median_colony_percent(&w.2, p)))
+                    .collect(),
+            ));
+            pos.push(p);
+        }
+        out.push((
+            "Percent_DoublePositive_M0_M1".into(),
+            (0..wells.len())
+                .map(|i| {
+                    let f = double_positive(&pos[0][i], &pos[1][i]);
+                    f.is_finite().then_some(100.0 * f)
+                })
+                .collect(),
+        ));
+        out
+    }
+
+    #[test]
+    fn spilled_values_give_the_direct_columns() {
+        // Three markers over five wells of several fields each (one well without nuclei,
+        // one not in Wells), NaN values and colonies, added in an interleaved field order.
+        let mut state = 11u64;
+        let mut r = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        let names = ["A01", "A02", "A03", "B01", "B02"];
+        let mut wells: Vec<TestWell> = names
+            .iter()
+            .map(|w| (*w, vec![Vec::new(); 3], Vec::new()))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let markers: Vec<String> = (0..3).map(|m| format!("M{m}")).collect();
+        let mut v = MarkerValues::new(markers.clone(), dir.path());
+        let mut image = 0u32;
+        for round in 0..4 {
+            for (wi, well) in names.iter().enumerate().chain([(9, &"Z99")]) {
+                image += 1;
+                let rows = if wi == 2 {
+                    0
+                } else {
+                    3 + (r() % 40) as usize + round
+                };
+                let mut t = TableBuilder::new();
+                let mut cols = Vec::new();
+                for (m, marker) in markers.iter().enumerate() {
+                    let c: Vec<f64> = (0..rows)
+                        .map(|i| {
+                            let u = f64::from(r() % 100_000) / 100_000.0;
+                            if i % 17 == 5 {
+                                f64::NAN
+                            } else if (m + wi + i) % 3 == 0 {
+                                0.6 * u + 0.3
+                            } else {
+                                0.1 * u + 0.01
+                            }
+                        })
+                        .collect();
+                    t.f64(&value_column(marker), c.clone());
+                    cols.push(c);
+                }
+                let parents: Vec<u32> = (0..rows).map(|_| r() % 4).collect();
+                t.u32("ImageNumber", vec![image; rows])
+                    .u32("Parent_Colonies", parents.clone());
+                v.add("P", well, &t.finish().unwrap()).unwrap();
+                if let Some(w) = wells.get_mut(wi) {
+                    for (m, c) in cols.into_iter().enumerate() {
+                        w.1[m].extend(c);
+                    }
+                    w.2.extend(parents.iter().map(|&p| (image, p)));
+                }
+            }
+        }
+        let controls = [true, false, false, true, false];
+        let mut b = TableBuilder::new();
+        b.str("Metadata_Plate", vec!["P".into(); names.len()])
+            .str(
+                "Metadata_Well",
+                names.iter().map(|w| w.to_string()).collect(),
+            )
+            .str(
+                ipscope_stats::plate::ROLE,
+                controls
+                    .iter()
+                    .map(|&c| if c { "negative" } else { "treated" }.to_string())
+                    .collect(),
+            );
+        let table = b.finish().unwrap();
+        // The scratch file holds the values, 8 bytes per nucleus and marker plus the colony.
+        let spilled = v.spill.as_ref().map(|s| s.len).unwrap();
+        let added: usize = v.by_well.values().flatten().map(|b| b.rows).sum();
+        assert_eq!(spilled, (added * 8 * 4) as u64);
+        for gate in [
+            Gate::OtsuLog,
+            Gate::Otsu,
+            Gate::Controls { percentile: 90.0 },
+            Gate::Fixed { threshold: 0.2 },
+        ] {
+            // A second copy of the same values for each gate (finish consumes them).
+            let mut again = MarkerValues::new(markers.clone(), dir.path());
+            again.by_well = v.by_well.clone();
+            again.colonies = v.colonies;
+            let s = v.spill.as_mut().unwrap();
+            s.file.flush().unwrap();
+            let mut copy = tempfile::tempfile_in(dir.path()).unwrap();
+            let f = s.file.get_mut();
+            f.seek(SeekFrom::Start(0)).unwrap();
+            std::io::copy(f, &mut copy).unwrap();
+            f.seek(SeekFrom::End(0)).unwrap();
+            again.spill = Some(Spill {
+                file: BufWriter::new(copy),
+                len: s.len,
+            });
+            let config = MarkerConfig { gate: gate.clone() };
+            let out = again.finish(table.clone(), &config, &[]).unwrap();
+            let want = direct(&wells, &controls, &gate);
+            for (name, want) in want {
+                let got: Vec<Option<f64>> = out
+                    .column_by_name(&name)
+                    .unwrap_or_else(|| panic!("{name}"))
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .collect();
+                assert_eq!(got, want, "{gate:?} {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_unwritable_scratch_directory_is_a_named_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("gone");
+        let mut v = MarkerValues::new(vec!["A".into(), "B".into()], &missing);
+        let err = v
+            .add("P", "W1", &nuclei(&[0.9], &[0.1]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("gone") && err.contains("scratch file of the marker values"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1603,10 +1603,10 @@ impl Pipeline {
         let mut wells = ipscope_stats::WellSummary::new(&objects)
             .map_err(wells_err)?
             .exclude_flagged(exclude_flagged);
-        let mut marker_values = crate::marker_run::MarkerValues::new(gated_markers(
-            &self.marker_names(),
-            &nuclei_schema,
-        ));
+        let mut marker_values = crate::marker_run::MarkerValues::new(
+            gated_markers(&self.marker_names(), &nuclei_schema),
+            out_dir,
+        );
         let mut assemble = |t: &Task, store: &PartialStore| -> Result<()> {
             let out = store.load(
                 t.image_number,
@@ -1996,7 +1996,7 @@ pub(crate) fn write_wells(
         .map(|c| c.name.clone())
         .collect();
     let mut marker_values =
-        crate::marker_run::MarkerValues::new(gated_markers(&markers, &nuclei.schema()));
+        crate::marker_run::MarkerValues::new(gated_markers(&markers, &nuclei.schema()), out_dir);
     let counted = counted_fields(image, exclude_flagged)?;
     marker_values.add_table(&nuclei, &counted)?;
     let wells = marker_values.finish(wells, &config.markers, &config.acceptance)?;

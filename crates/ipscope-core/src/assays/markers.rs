@@ -20,7 +20,7 @@
 use ipscope_image::ImageView;
 use serde::{Deserialize, Serialize};
 
-use crate::ops::threshold::otsu;
+use crate::ops::threshold::{histogram_of_slice, otsu, otsu_from_histogram};
 
 /// Number of equal-width bins of the entropy histogram.
 pub const ENTROPY_BINS: usize = 32;
@@ -115,6 +115,63 @@ pub fn resolve_gate(
                 .ok_or(GateError::NoControls)
         }
     }
+}
+
+/// The value Otsu's gate histograms for a cell's value, as [`resolve_gate`] forms it: the
+/// value itself (`log` false) or its natural log (only for values > 0), in float32; `None`
+/// for values left out (non-finite, or ≤ 0 on the log scale).
+fn otsu_input(x: f64, log: bool) -> Option<f32> {
+    let v = if log {
+        if !(x > 0.0 && x.is_finite()) {
+            return None;
+        }
+        x.ln() as f32
+    } else {
+        if !x.is_finite() {
+            return None;
+        }
+        x as f32
+    };
+    v.is_finite().then_some(v)
+}
+
+/// [`resolve_gate`] for Otsu's gates (`log`: [`Gate::OtsuLog`], else [`Gate::Otsu`]) over
+/// values too many to hold at once, e.g. a whole plate's nuclei kept in a file.
+///
+/// `feed` is called twice and must pass every value each time to the function it is given,
+/// in chunks of any size and order: the first pass finds the range, the second counts the
+/// 256-bin histogram (the counts of chunks add up to those of the whole), so the threshold
+/// is the one [`resolve_gate`] gives on all the values in one slice.
+pub fn resolve_otsu_streamed<E>(
+    log: bool,
+    mut feed: impl FnMut(&mut dyn FnMut(&[f64])) -> Result<(), E>,
+) -> Result<Option<f64>, E> {
+    const BINS: usize = 256;
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    feed(&mut |chunk| {
+        for v in chunk.iter().filter_map(|&x| otsu_input(x, log)) {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+    })?;
+    if lo >= hi {
+        return Ok(None);
+    }
+    let mut counts = vec![0u64; BINS];
+    let mut centers = Vec::new();
+    let mut buf = Vec::new();
+    feed(&mut |chunk| {
+        buf.clear();
+        buf.extend(chunk.iter().filter_map(|&x| otsu_input(x, log)));
+        if let Some(h) = histogram_of_slice(&buf, BINS, (lo, hi)) {
+            for (c, n) in counts.iter_mut().zip(&h.counts) {
+                *c += n;
+            }
+            centers = h.bin_centers;
+        }
+    })?;
+    let t = otsu_from_histogram(&counts, &centers).map(f64::from);
+    Ok(if log { t.map(f64::exp) } else { t })
 }
 
 /// Positivity of each cell: `value > threshold` (NaN is negative; no threshold: all negative).
@@ -333,6 +390,50 @@ mod tests {
         assert!((s.percent_positive - 40.0).abs() < 1e-12);
         let none = summarize(&[], None);
         assert!(none.percent_positive.is_nan());
+    }
+
+    #[test]
+    fn streamed_otsu_equals_the_whole_slice() {
+        // Skewed values with NaN, zeros and negatives, cut into uneven chunks and
+        // fed in a shuffled order.
+        let mut r = crate::testing::lcg32(7);
+        let mut v: Vec<f64> = (0..5000)
+            .map(|i| {
+                let u = f64::from(r() % 10_000) / 10_000.0;
+                match i % 97 {
+                    0 => f64::NAN,
+                    1 => 0.0,
+                    2 => -u,
+                    // Continuous, no gap: the threshold moves with the counts.
+                    _ => 0.01 + u * u,
+                }
+            })
+            .collect();
+        v.push(f64::INFINITY);
+        let cuts = [0, 1, 2, 700, 701, 2300, 4999, v.len()];
+        let mut chunks: Vec<&[f64]> = cuts.windows(2).map(|w| &v[w[0]..w[1]]).collect();
+        chunks.swap(0, 5);
+        chunks.swap(2, 6);
+        for (log, gate) in [(false, Gate::Otsu), (true, Gate::OtsuLog)] {
+            let want = resolve_gate(&gate, &v, &[]).unwrap();
+            let got = resolve_otsu_streamed::<()>(log, |f| {
+                for c in &chunks {
+                    f(c);
+                }
+                Ok(())
+            })
+            .unwrap();
+            assert!(want.is_some());
+            assert_eq!(got, want, "{gate:?}");
+        }
+        // Fewer than two distinct values: no threshold, as the whole-slice gate.
+        let same = [0.3, 0.3, f64::NAN];
+        let got = resolve_otsu_streamed::<()>(false, |f| {
+            f(&same);
+            Ok(())
+        });
+        assert_eq!(got, Ok(None));
+        assert_eq!(resolve_gate(&Gate::Otsu, &same, &[]), Ok(None));
     }
 
     #[test]

@@ -117,6 +117,19 @@ pub fn histogram(img: ImageView<f32>, nbins: usize) -> Option<Histogram> {
     histogram_in_range(img, nbins, range)
 }
 
+/// `numpy.histogram(values, bins=nbins, range=range)` of a slice of values with a range
+/// known beforehand (e.g. from an earlier pass over values too many to hold at once): the
+/// counts of several slices with the same range add up to the counts of their union, bin for
+/// bin. Values outside the range and NaN are not counted. `None` when `nbins == 0`.
+pub fn histogram_of_slice(values: &[f32], nbins: usize, range: (f32, f32)) -> Option<Histogram> {
+    // An empty slice counts nothing; a lone NaN (never counted) stands for it, as a view
+    // needs a pixel.
+    let nan = [f32::NAN];
+    let values = if values.is_empty() { &nan[..] } else { values };
+    let img = ImageView::from_slice(values, values.len(), 1, values.len()).ok()?;
+    histogram_in_range(img, nbins, range)
+}
+
 /// [`histogram`] with the finite range already known (one pass fewer).
 ///
 /// numpy's bin search, vectorised: a block of pixels gets its bin estimates
