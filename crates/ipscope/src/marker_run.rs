@@ -181,12 +181,11 @@ impl MarkerValues {
             None
         };
         self.colonies |= colonies;
-        let key = (plate.to_string(), well.to_string());
         let rows = nuclei.num_rows();
         if rows == 0 || self.markers.is_empty() {
-            self.by_well.entry(key).or_default();
             return Ok(());
         }
+        let key = (plate.to_string(), well.to_string());
         if self.spill.is_none() {
             let file = tempfile::tempfile_in(&self.dir).map_err(|e| self.io_error(e))?;
             self.spill = Some(Spill {
@@ -634,12 +633,11 @@ mod tests {
     fn spilled_values_give_the_direct_columns() {
         // Three markers over five wells of several fields each (one well without nuclei,
         // one not in Wells), NaN values and colonies, added in an interleaved field order.
-        let mut state = 11u64;
+        // Pseudo-random numbers by Knuth's multiplicative hash of a counter.
+        let mut k = 0u32;
         let mut r = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u32
+            k += 1;
+            k.wrapping_mul(2_654_435_761) >> 8
         };
         let names = ["A01", "A02", "A03", "B01", "B02"];
         let mut wells: Vec<TestWell> = names
