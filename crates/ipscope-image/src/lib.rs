@@ -544,6 +544,17 @@ impl Labels {
             boxes: OnceLock::new(),
         }
     }
+    /// Wraps a label image whose largest label is `count` with its boxes already known
+    /// (what [`Labels::bounding_boxes`] would compute: index = label, `count + 1` entries),
+    /// as a labelling that writes the objects run by run can record them without another
+    /// pass over the image. Boxes of another length are ignored (made on first use).
+    pub fn with_boxes(image: Image<u32>, count: u32, boxes: Vec<Option<BoundingBox>>) -> Self {
+        let labels = Labels::new(image, count);
+        if boxes.len() == count as usize + 1 {
+            let _ = labels.boxes.set(boxes);
+        }
+        labels
+    }
     /// Wraps a label image, taking `count` as its largest value.
     pub fn from_image(image: Image<u32>) -> Self {
         let count = image.as_slice().iter().copied().max().unwrap_or(0);

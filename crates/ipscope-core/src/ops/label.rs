@@ -7,7 +7,7 @@
 //!
 //! [`clear_border`] follows `skimage.segmentation.clear_border(labels, buffer_size=0)`.
 
-use ipscope_image::{Image, ImageView, Labels};
+use ipscope_image::{BoundingBox, Image, ImageView, Labels};
 
 use super::scan::{for_each_nonzero_run, next_other_bool};
 
@@ -109,11 +109,34 @@ pub fn label(mask: ImageView<bool>, conn: Connectivity) -> Labels {
             final_of[l as usize] = final_of[root as usize];
         }
     }
-    let mut out = Image::new(w, h, 0u32);
-    for (i, run) in runs.iter().enumerate() {
-        out.row_mut(run.row as usize)[run.start as usize..run.end as usize].fill(final_of[i + 1]);
+    // The output written once, row by row (zeros between the runs, no fill of the whole
+    // image first), and each object's box from its runs.
+    let mut boxes: Vec<Option<BoundingBox>> = vec![None; next as usize + 1];
+    let mut data: Vec<u32> = Vec::with_capacity(w * h);
+    let mut runs = runs.iter().zip(&final_of[1..]).peekable();
+    for r in 0..h {
+        let row0 = r * w;
+        while let Some((run, &l)) = runs.next_if(|(run, _)| run.row as usize == r) {
+            let (s, e) = (run.start as usize, run.end as usize);
+            data.resize(row0 + s, 0);
+            data.resize(row0 + e, l);
+            grow_box(&mut boxes[l as usize], r, s, e);
+        }
+        data.resize(row0 + w, 0);
     }
-    Labels::new(out, next)
+    // `data` has `w * h` pixels, so this cannot fail.
+    let out = Image::from_vec(w, h, data).unwrap_or_else(|_| Image::new(w, h, 0));
+    Labels::with_boxes(out, next, boxes)
+}
+
+/// Widens `b` (or starts it) to hold the run `start..end` of row `r`.
+#[inline]
+fn grow_box(b: &mut Option<BoundingBox>, r: usize, start: usize, end: usize) {
+    let b = b.get_or_insert((r, start, r + 1, end));
+    b.0 = b.0.min(r);
+    b.1 = b.1.min(start);
+    b.2 = b.2.max(r + 1);
+    b.3 = b.3.max(end);
 }
 
 /// The largest label value present or promised (`count`), whichever is larger.
@@ -207,23 +230,51 @@ pub fn filter_by_area(labels: &Labels, min: u64, max: u64) -> Labels {
 
 /// [`filter_by_area`] of an owned label image, renumbered where it lies: no second
 /// full-size image (whose fresh pages cost more than the renumbering), the same result.
+///
+/// One pass over the image finds its runs, each object's area and box; the kept objects
+/// are renumbered from the runs (only runs whose number changes are rewritten), and their
+/// boxes go with the result, so the measurements need no pass of their own for them.
 pub fn filter_by_area_in_place(labels: Labels, min: u64, max: u64) -> Labels {
-    let areas = object_areas(&labels);
-    let largest = areas.len() as u32 - 1;
+    let count = labels.count() as usize;
+    let h = labels.height();
     let mut img = labels.into_image();
-    // Runs are read from the image while it is written: each run is rewritten only after
-    // it has been found, and its new value is not looked up again.
-    let mut runs: Vec<(usize, usize, usize, u32)> = Vec::new();
-    let next = remap_runs(
-        &img,
-        largest,
-        |l| (min..=max).contains(&areas[l as usize]),
-        |r, s, e, m| runs.push((r, s, e, m)),
-    );
-    for (r, s, e, m) in runs {
-        img.row_mut(r)[s..e].fill(m);
+    // Sized by `count` and grown for a larger label, as in `object_areas`.
+    let mut areas = vec![0u64; count + 1];
+    let mut boxes: Vec<Option<BoundingBox>> = vec![None; count + 1];
+    let mut runs: Vec<(u32, u32, u32, u32)> = Vec::new();
+    for r in 0..h {
+        for_each_nonzero_run(img.row(r), |s, e, l| {
+            let i = l as usize;
+            if i >= areas.len() {
+                areas.resize(i + 1, 0);
+                boxes.resize(i + 1, None);
+            }
+            areas[i] += (e - s) as u64;
+            grow_box(&mut boxes[i], r, s, e);
+            runs.push((r as u32, s as u32, e as u32, l));
+        });
     }
-    Labels::new(img, next)
+    // New numbers in raster order of first pixel (the order of the first runs).
+    const UNSEEN: u32 = u32::MAX;
+    let mut map = vec![UNSEEN; areas.len()];
+    let mut kept_boxes: Vec<Option<BoundingBox>> = vec![None];
+    let mut next = 0u32;
+    for &(r, s, e, l) in &runs {
+        let m = &mut map[l as usize];
+        if *m == UNSEEN {
+            *m = if (min..=max).contains(&areas[l as usize]) {
+                next += 1;
+                kept_boxes.push(boxes[l as usize]);
+                next
+            } else {
+                0
+            };
+        }
+        if *m != l {
+            img.row_mut(r as usize)[s as usize..e as usize].fill(*m);
+        }
+    }
+    Labels::with_boxes(img, next, kept_boxes)
 }
 
 /// Removes objects touching the image border; the other labels and `count` are unchanged
@@ -311,6 +362,14 @@ mod tests {
 
     use crate::testing::xorshift;
 
+    /// The boxes of `labels` from a pass over its pixels ([`Labels::bounding_boxes`] of
+    /// the same image wrapped anew), to check the boxes a labelling recorded.
+    fn rescanned_boxes(labels: &Labels) -> Vec<Option<BoundingBox>> {
+        Labels::new(labels.image().clone(), labels.count())
+            .bounding_boxes()
+            .to_vec()
+    }
+
     #[test]
     fn runs_equal_the_pixelwise_reference_on_random_masks() {
         let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
@@ -336,6 +395,11 @@ mod tests {
                         let want = label_pixelwise(m.view(), conn);
                         assert_eq!(got.count(), want.count(), "{w}x{h} d {density} {conn:?}");
                         assert_eq!(got.image(), want.image(), "{w}x{h} d {density} {conn:?}");
+                        assert_eq!(
+                            got.bounding_boxes(),
+                            rescanned_boxes(&got),
+                            "{w}x{h} d {density} {conn:?}: boxes"
+                        );
                     }
                 }
             }
@@ -483,6 +547,11 @@ mod tests {
                             "{w}x{h} max {labels_max} count {count} {lo}..={hi}"
                         );
                         assert_eq!(object_areas(&got)[0], object_areas(&want)[0]);
+                        assert_eq!(
+                            got.bounding_boxes(),
+                            rescanned_boxes(&got),
+                            "{w}x{h} max {labels_max} count {count} {lo}..={hi}: boxes"
+                        );
                     }
                 }
             }
