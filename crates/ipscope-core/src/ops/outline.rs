@@ -143,9 +143,9 @@ fn grey_of(s: f32, lo: f32, span: f32) -> u8 {
     round_grey(((s - lo) / span).clamp(0.0, 1.0) * 191.0)
 }
 
+crate::ops::dispatched! {
 /// The [`outlines`] flags of one row, given the rows above and below (the row itself at the
-/// image's edges).
-#[inline]
+/// image's edges); compiled for AVX2 too and chosen at run time (`dispatched!`).
 fn outline_row(row: &[u32], up: &[u32], down: &[u32], out: &mut [bool]) {
     let w = row.len();
     let edge_at = |c: usize| {
@@ -173,6 +173,7 @@ fn outline_row(row: &[u32], up: &[u32], down: &[u32], out: &mut [bool]) {
     for (((((o, &left), &l), &right), &u), &d) in inner {
         *o = l != 0 && ((left != l) | (right != l) | (u != l) | (d != l));
     }
+}
 }
 
 /// Index of the `q` percentile among `n` sorted values (nearest rank, as the overlay uses).
