@@ -60,8 +60,6 @@ fn sliding_max(line: &[f32], r: usize, out: &mut [f32], pad: &mut Vec<f32>, g: &
 #[derive(Default)]
 struct Scratch {
     tmp: Vec<f32>,
-    col: Vec<f32>,
-    res: Vec<f32>,
     pad: Vec<f32>,
     g: Vec<f32>,
 }
@@ -69,13 +67,7 @@ struct Scratch {
 /// Square maximum filter of radius `r` with the window clipped to the image.
 fn maximum_filter(img: &Image<f32>, r: usize, s: &mut Scratch) -> Image<f32> {
     let (w, h) = (img.width(), img.height());
-    let Scratch {
-        tmp,
-        col,
-        res,
-        pad,
-        g,
-    } = s;
+    let Scratch { tmp, pad, g } = s;
     tmp.clear();
     tmp.resize(w * h, 0.0);
     if w == 0 {
@@ -85,21 +77,70 @@ fn maximum_filter(img: &Image<f32>, r: usize, s: &mut Scratch) -> Image<f32> {
         sliding_max(img.row(y), r, t, pad, g);
     }
     let mut out = Image::new(w, h, 0.0f32);
-    col.clear();
-    col.resize(h, 0.0);
-    res.clear();
-    res.resize(h, 0.0);
-    let dst = out.as_mut_slice();
-    for x in 0..w {
-        for (v, t) in col.iter_mut().zip(tmp.iter().skip(x).step_by(w)) {
-            *v = *t;
+    sliding_max_rows(tmp, w, r, out.as_mut_slice(), pad, g);
+    out
+}
+
+/// The column pass of [`maximum_filter`]: [`sliding_max`] down every column of the `w`-wide
+/// image `src` into `out`, with whole rows as the elements, so that each step is an
+/// element-wise maximum of two rows (vectorised) instead of a strided walk down one column.
+/// Every pixel goes through the same maxima in the same order as `sliding_max` on its
+/// column, so the result is the same bits.
+fn sliding_max_rows(
+    src: &[f32],
+    w: usize,
+    r: usize,
+    out: &mut [f32],
+    pad: &mut Vec<f32>,
+    g: &mut Vec<f32>,
+) {
+    let h = src.len() / w;
+    let k = 2 * r + 1;
+    let m = h + 2 * r;
+    pad.clear();
+    pad.resize(m * w, f32::NEG_INFINITY);
+    pad[r * w..(r + h) * w].copy_from_slice(src);
+    g.clear();
+    g.resize(m * w, f32::NEG_INFINITY);
+    // Blocks of k rows: prefix maxima into `g`, suffix maxima in place over `pad`.
+    for (gb, pb) in g.chunks_mut(k * w).zip(pad.chunks_mut(k * w)) {
+        let mut prev: Option<&[f32]> = None;
+        for (grow, prow) in gb.chunks_exact_mut(w).zip(pb.chunks_exact(w)) {
+            match prev {
+                None => {
+                    for (gv, &pv) in grow.iter_mut().zip(prow) {
+                        *gv = f32::NEG_INFINITY.max(pv);
+                    }
+                }
+                Some(before) => {
+                    for ((gv, &run), &pv) in grow.iter_mut().zip(before).zip(prow) {
+                        *gv = run.max(pv);
+                    }
+                }
+            }
+            prev = Some(grow);
         }
-        sliding_max(col, r, res, pad, g);
-        for (d, &v) in dst.iter_mut().skip(x).step_by(w).zip(res.iter()) {
-            *d = v;
+        let rows = pb.len() / w;
+        for j in (0..rows).rev() {
+            let (head, tail) = pb.split_at_mut((j + 1) * w);
+            let cur = &mut head[j * w..];
+            if j + 1 == rows {
+                for v in cur.iter_mut() {
+                    *v = f32::NEG_INFINITY.max(*v);
+                }
+            } else {
+                for (v, &run) in cur.iter_mut().zip(&tail[..w]) {
+                    *v = run.max(*v);
+                }
+            }
         }
     }
-    out
+    for (y, o) in out.chunks_exact_mut(w).take(h).enumerate() {
+        let (s, gg) = (&pad[y * w..(y + 1) * w], &g[(y + k - 1) * w..(y + k) * w]);
+        for ((o, &a), &b) in o.iter_mut().zip(s).zip(gg) {
+            *o = a.max(b);
+        }
+    }
 }
 
 /// Candidate mask as scikit-image's `_get_peak_mask`; `object` marks the pixels of the
@@ -320,6 +361,49 @@ mod tests {
                     .cloned()
                     .fold(f32::NEG_INFINITY, f32::max);
                 assert_eq!(o, naive, "r={r} i={i}");
+            }
+        }
+    }
+
+    /// The filter (rows, then columns as whole rows) against the same 1-D pass run down
+    /// each column on its own, bit for bit, and against the window maxima: random images
+    /// with ties, NaN and -inf, boxes narrower, as wide as and wider than the window.
+    #[test]
+    fn column_pass_on_rows_equals_the_per_column_pass() {
+        let mut next = crate::testing::xorshift(0x3c6e_f372_fe94_f82b);
+        let mut s = Scratch::default();
+        for (w, h) in [(1, 1), (1, 7), (7, 1), (3, 20), (15, 15), (16, 17), (40, 9)] {
+            for r in [1usize, 2, 7, 12] {
+                let img = Image::from_fn(w, h, |_, _| match next() % 23 {
+                    0 => f32::NAN,
+                    1 => f32::NEG_INFINITY,
+                    2 => f32::MIN,
+                    x => (x % 7) as f32 * 0.5,
+                });
+                let got = maximum_filter(&img, r, &mut s);
+                let mut rows = vec![0.0f32; w * h];
+                for (y, t) in rows.chunks_exact_mut(w).enumerate() {
+                    sliding_max(img.row(y), r, t, &mut Vec::new(), &mut Vec::new());
+                }
+                for x in 0..w {
+                    let col: Vec<f32> = (0..h).map(|y| rows[y * w + x]).collect();
+                    let mut want = vec![0.0f32; h];
+                    sliding_max(&col, r, &mut want, &mut Vec::new(), &mut Vec::new());
+                    for y in 0..h {
+                        assert_eq!(
+                            got.get(y, x).to_bits(),
+                            want[y].to_bits(),
+                            "{w}x{h} r {r} at ({y}, {x})"
+                        );
+                        let naive = (y.saturating_sub(r)..(y + r + 1).min(h))
+                            .flat_map(|yy| {
+                                (x.saturating_sub(r)..(x + r + 1).min(w)).map(move |xx| (yy, xx))
+                            })
+                            .map(|(yy, xx)| img.get(yy, xx))
+                            .fold(f32::NEG_INFINITY, f32::max);
+                        assert_eq!(got.get(y, x), naive, "{w}x{h} r {r} at ({y}, {x}): window");
+                    }
+                }
             }
         }
     }
