@@ -128,8 +128,12 @@ pub trait Backend: Send + Sync {
         conn: Connectivity,
         distance: bool,
     ) -> Result<FilledObjects, Error> {
+        // The unfilled mask is freed before the components and the distance map are made
+        // (the field's largest buffers), not at the end of the call.
         let mask = if fill {
-            self.fill_holes(mask.view())?
+            let filled = self.fill_holes(mask.view())?;
+            drop(mask);
+            filled
         } else {
             mask
         };
