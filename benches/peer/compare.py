@@ -112,6 +112,10 @@ def cpu_model():
         return f"{platform.processor() or '?'}, {os.cpu_count()} CPUs"
 
 
+# MPx/s of the scikit-image recipe on one core of a 2-core machine like CI's (issue #8).
+REFERENCE_MPX_S = (2.6, 4.3)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("plate")
@@ -223,6 +227,18 @@ def main():
         print(f"{name:<18}{r['wall_s']:>9.2f}{r['mpx_per_s']:>9.2f}{r['cpu_s']:>9.2f}"
               f"{r['mpx_per_cpu_s']:>11.2f}{r['busy']:>7.2f}{runnable:>9}{n:>9}")
     sk = res["runs"].get("skimage_1t")
+    # The issue's reference for the recipe on a 2-core machine like CI's, on this plate's
+    # default fields (2048 x 2048, ~1,350 nuclei): outside it the host is slower or faster
+    # than that reference, and the ratio moves with it (a busy host slows the memory-bound
+    # NumPy recipe more than ipscope), so such a ratio is not the issue's figure.
+    if sk and pixels == len(files) * 2048 * 2048:
+        lo, hi = REFERENCE_MPX_S
+        inside = lo <= sk["mpx_per_s"] <= hi
+        res["skimage_in_reference_range"] = inside
+        if not inside:
+            print(f"note: scikit-image ran at {sk['mpx_per_s']:.2f} MPx/s, outside the "
+                  f"{lo}-{hi} MPx/s of a 2-core machine like CI's (the issue's reference); "
+                  f"the ratios below are of this host as it is now")
     for m in modes:
         ip1 = res["runs"].get(f"ipscope_{m}_1t")
         if ip1 is None:
