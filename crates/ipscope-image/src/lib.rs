@@ -526,6 +526,17 @@ pub struct Labels {
 /// A bounding box `(row0, col0, row1, col1)`, the ends exclusive.
 pub type BoundingBox = (usize, usize, usize, usize);
 
+/// Widens `b` (or starts it) to hold the run `start..end` of row `r`: how
+/// [`Labels::bounding_boxes`] and labellings that write runs build the boxes.
+#[inline]
+pub fn grow_box(b: &mut Option<BoundingBox>, r: usize, start: usize, end: usize) {
+    let b = b.get_or_insert((r, start, r + 1, end));
+    b.0 = b.0.min(r);
+    b.1 = b.1.min(start);
+    b.2 = b.2.max(r + 1);
+    b.3 = b.3.max(end);
+}
+
 /// Equal pixels and count (whether the boxes were made yet does not matter).
 impl PartialEq for Labels {
     fn eq(&self, other: &Self) -> bool {
@@ -599,14 +610,9 @@ impl Labels {
             let mut boxes: Vec<Option<BoundingBox>> = vec![None; n + 1];
             for r in 0..self.height() {
                 scan::for_each_nonzero_run(self.image.row(r), |start, end, l| {
-                    let Some(b) = boxes.get_mut(l as usize) else {
-                        return;
-                    };
-                    let b = b.get_or_insert((r, start, r + 1, end));
-                    b.0 = b.0.min(r);
-                    b.1 = b.1.min(start);
-                    b.2 = b.2.max(r + 1);
-                    b.3 = b.3.max(end);
+                    if let Some(b) = boxes.get_mut(l as usize) {
+                        grow_box(b, r, start, end);
+                    }
                 });
             }
             boxes

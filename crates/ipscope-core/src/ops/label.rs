@@ -7,7 +7,7 @@
 //!
 //! [`clear_border`] follows `skimage.segmentation.clear_border(labels, buffer_size=0)`.
 
-use ipscope_image::{BoundingBox, Image, ImageView, Labels};
+use ipscope_image::{grow_box, BoundingBox, Image, ImageView, Labels};
 
 use super::scan::{for_each_nonzero_run, next_other_bool};
 
@@ -127,16 +127,6 @@ pub fn label(mask: ImageView<bool>, conn: Connectivity) -> Labels {
     // `data` has `w * h` pixels, so this cannot fail.
     let out = Image::from_vec(w, h, data).unwrap_or_else(|_| Image::new(w, h, 0));
     Labels::with_boxes(out, next, boxes)
-}
-
-/// Widens `b` (or starts it) to hold the run `start..end` of row `r`.
-#[inline]
-fn grow_box(b: &mut Option<BoundingBox>, r: usize, start: usize, end: usize) {
-    let b = b.get_or_insert((r, start, r + 1, end));
-    b.0 = b.0.min(r);
-    b.1 = b.1.min(start);
-    b.2 = b.2.max(r + 1);
-    b.3 = b.3.max(end);
 }
 
 /// The largest label value present or promised (`count`), whichever is larger.
