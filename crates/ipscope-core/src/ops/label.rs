@@ -154,6 +154,40 @@ fn remap_raster(labels: &Labels, largest: u32, keep: impl FnMut(u32) -> bool) ->
     Labels::new(out, next)
 }
 
+/// Kept labels numbered `1..` in the order they are first met, the others 0: the
+/// renumbering of [`remap_runs`] and [`filter_by_area_in_place`].
+struct Renumbering {
+    /// New number of each old label; `UNSEEN` until it is met.
+    map: Vec<u32>,
+    /// Labels kept so far (the last number given).
+    next: u32,
+}
+
+impl Renumbering {
+    const UNSEEN: u32 = u32::MAX;
+
+    /// For old labels `0..=largest`; the background stays 0.
+    fn new(largest: u32) -> Self {
+        let mut map = vec![Self::UNSEEN; largest as usize + 1];
+        map[0] = 0;
+        Renumbering { map, next: 0 }
+    }
+
+    /// The new number of old label `l`, `keep` deciding (once per label) whether it stays.
+    fn number(&mut self, l: u32, keep: impl FnOnce(u32) -> bool) -> u32 {
+        let m = &mut self.map[l as usize];
+        if *m == Self::UNSEEN {
+            *m = if keep(l) {
+                self.next += 1;
+                self.next
+            } else {
+                0
+            };
+        }
+        *m
+    }
+}
+
 /// The renumbering of [`remap_raster`], run by run over `img`: calls `write(row, start, end,
 /// new label)` for each run of a non-zero label (one look-up per run), and returns the number
 /// of labels kept.
@@ -163,25 +197,14 @@ fn remap_runs(
     mut keep: impl FnMut(u32) -> bool,
     mut write: impl FnMut(usize, usize, usize, u32),
 ) -> u32 {
-    const UNSEEN: u32 = u32::MAX;
-    let mut map = vec![UNSEEN; largest as usize + 1];
-    map[0] = 0;
-    let mut next = 0u32;
+    let mut renumbering = Renumbering::new(largest);
     for r in 0..img.height() {
         for_each_nonzero_run(img.row(r), |s, e, l| {
-            let m = &mut map[l as usize];
-            if *m == UNSEEN {
-                *m = if keep(l) {
-                    next += 1;
-                    next
-                } else {
-                    0
-                };
-            }
-            write(r, s, e, *m);
+            let m = renumbering.number(l, &mut keep);
+            write(r, s, e, m);
         });
     }
-    next
+    renumbering.next
 }
 
 /// Pixel count per label; index `i` is label `i` (index 0 counts the background).
@@ -245,26 +268,21 @@ pub fn filter_by_area_in_place(labels: Labels, min: u64, max: u64) -> Labels {
         });
     }
     // New numbers in raster order of first pixel (the order of the first runs).
-    const UNSEEN: u32 = u32::MAX;
-    let mut map = vec![UNSEEN; areas.len()];
+    let mut renumbering = Renumbering::new(areas.len() as u32 - 1);
     let mut kept_boxes: Vec<Option<BoundingBox>> = vec![None];
-    let mut next = 0u32;
     for &(r, s, e, l) in &runs {
-        let m = &mut map[l as usize];
-        if *m == UNSEEN {
-            *m = if (min..=max).contains(&areas[l as usize]) {
-                next += 1;
+        let m = renumbering.number(l, |l| {
+            let kept = (min..=max).contains(&areas[l as usize]);
+            if kept {
                 kept_boxes.push(boxes[l as usize]);
-                next
-            } else {
-                0
-            };
-        }
-        if *m != l {
-            img.row_mut(r as usize)[s as usize..e as usize].fill(*m);
+            }
+            kept
+        });
+        if m != l {
+            img.row_mut(r as usize)[s as usize..e as usize].fill(m);
         }
     }
-    Labels::with_boxes(img, next, kept_boxes)
+    Labels::with_boxes(img, renumbering.next, kept_boxes)
 }
 
 /// Removes objects touching the image border; the other labels and `count` are unchanged
