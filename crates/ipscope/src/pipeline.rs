@@ -1395,6 +1395,62 @@ impl Pipeline {
         }
     }
 
+    /// Image, Errors and Wells of a finished run, written; with them as the report and the
+    /// analysis tables read them (the batches just written, not read back from the files).
+    fn write_plate_tables(
+        &self,
+        records: &[FieldRecord],
+        wells: ipscope_stats::WellSummary,
+        marker_values: crate::marker_run::MarkerValues,
+        path_of: &dyn Fn(&str) -> PathBuf,
+        format: Format,
+        out_dir: &Path,
+    ) -> Result<(Vec<ipscope_table::WrittenFile>, ipscope_report::RunTables)> {
+        let mut written = Vec::with_capacity(3);
+        let image = self.image_batch(records)?;
+        written.push(ipscope_table::write_table(
+            &path_of("Image"),
+            image.schema(),
+            std::slice::from_ref(&image),
+            format,
+        )?);
+        let mut failures = self.plate_failures.clone();
+        failures.extend(records.iter().filter_map(|r| r.failure.clone()));
+        failures.sort_by(|a, b| {
+            (a.image_number, &a.well, a.site, &a.file).cmp(&(
+                b.image_number,
+                &b.well,
+                b.site,
+                &b.file,
+            ))
+        });
+        let errors = errors_batch(&failures)?;
+        written.push(ipscope_table::write_table(
+            &path_of("Errors"),
+            errors.schema(),
+            std::slice::from_ref(&errors),
+            format,
+        )?);
+        let wells =
+            crate::colony_run::add_well_fractions(wells.finish(&image).map_err(wells_err)?)?;
+        let config = &self.options.config;
+        let wells = marker_values.finish(wells, &config.markers, &config.acceptance)?;
+        written.push(ipscope_table::write_table(
+            &path_of("Wells"),
+            wells.schema(),
+            std::slice::from_ref(&wells),
+            format,
+        )?);
+        let run = ipscope_report::RunTables {
+            wells,
+            image: Some(image),
+            errors: Some(errors),
+            manifest: None,
+            out_dir: out_dir.to_path_buf(),
+        };
+        Ok((written, run))
+    }
+
     /// Builds the Image table from field records (in ImageNumber order).
     pub fn image_batch(&self, records: &[FieldRecord]) -> Result<RecordBatch> {
         let mut b = TableBuilder::new();
@@ -1711,50 +1767,31 @@ impl Pipeline {
         for t in self.tasks.get(assembled..).unwrap_or_default() {
             assemble(t, &store)?;
         }
-        let mut written = vec![nuclei_writer.finish()?];
-        if let Some((c, y)) = cells_writers {
-            written.push(c.finish()?);
-            written.push(y.finish()?);
-        }
-        if let Some(w) = colonies_writer {
-            written.push(w.finish()?);
-        }
-        let image = self.image_batch(&records)?;
-        written.push(ipscope_table::write_table(
-            &path_of("Image"),
-            image.schema(),
-            std::slice::from_ref(&image),
-            format,
-        )?);
-        let mut failures = self.plate_failures.clone();
-        failures.extend(records.iter().filter_map(|r| r.failure.clone()));
-        failures.sort_by(|a, b| {
-            (a.image_number, &a.well, a.site, &a.file).cmp(&(
-                b.image_number,
-                &b.well,
-                b.site,
-                &b.file,
-            ))
+        // The object tables' last pages are compressed and synced on a second thread while
+        // this one builds and writes Image, Errors and Wells: at the end of a run the workers
+        // are idle, and these are the run's serial tail.
+        let (objects_written, plate_tables) = std::thread::scope(|scope| {
+            let objects = scope.spawn(move || -> Result<Vec<ipscope_table::WrittenFile>> {
+                let mut written = vec![nuclei_writer.finish()?];
+                if let Some((c, y)) = cells_writers {
+                    written.push(c.finish()?);
+                    written.push(y.finish()?);
+                }
+                if let Some(w) = colonies_writer {
+                    written.push(w.finish()?);
+                }
+                Ok(written)
+            });
+            let plate_tables =
+                self.write_plate_tables(&records, wells, marker_values, &path_of, format, out_dir);
+            match objects.join() {
+                Ok(objects) => (objects, plate_tables),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
         });
-        let errors = errors_batch(&failures)?;
-        written.push(ipscope_table::write_table(
-            &path_of("Errors"),
-            errors.schema(),
-            std::slice::from_ref(&errors),
-            format,
-        )?);
-        let wells =
-            crate::colony_run::add_well_fractions(wells.finish(&image).map_err(wells_err)?)?;
-        let config = &self.options.config;
-        let wells = marker_values.finish(wells, &config.markers, &config.acceptance)?;
-        written.push(ipscope_table::write_table(
-            &path_of("Wells"),
-            wells.schema(),
-            std::slice::from_ref(&wells),
-            format,
-        )?);
-        // Read back once: the analysis tables and the report use the same read.
-        let run = crate::analysis::read_run(out_dir)?;
+        let mut written = objects_written?;
+        let (plate_written, run) = plate_tables?;
+        written.extend(plate_written);
         written.extend(crate::analysis::write_analysis_of(
             &run,
             out_dir,
