@@ -20,6 +20,7 @@
 //!   cp-measure; CellProfiler's `scipy.ndimage.maximum_position` has no fixed order on ties).
 
 use ipscope_image::{ImageView, Labels, Pixel};
+use rayon::prelude::*;
 
 /// Intensity features of one object in one channel; NaN for an absent label (and NaN edge
 /// values for an object without edge pixels, which cannot happen for a finite object).
@@ -174,6 +175,31 @@ fn moments(v: &[f64]) -> (f64, f64, f64, f64, f64) {
     (sum, mean, var.sqrt(), lo, hi)
 }
 
+/// Objects per parallel task of the per-object measurements: enough that a task outweighs
+/// its scheduling (a 2048² field has ~1,300 nuclei).
+pub(crate) const OBJECTS_PER_TASK: usize = 64;
+
+/// One task's buffers for [`measure_intensity_features`], reused from object to object.
+struct IntensityScratch<T> {
+    raw: Vec<T>,
+    on_edge: Vec<bool>,
+    runs: Vec<(usize, usize, usize)>,
+    vals: Vec<f64>,
+    edge: Vec<f64>,
+}
+
+impl<T> Default for IntensityScratch<T> {
+    fn default() -> Self {
+        IntensityScratch {
+            raw: Vec::new(),
+            on_edge: Vec::new(),
+            runs: Vec::new(),
+            vals: Vec::new(),
+            edge: Vec::new(),
+        }
+    }
+}
+
 /// Intensity features of `image` in every object `1..=count`, index `i` = label `i + 1`.
 ///
 /// Each object's box is read run by run (a run: the object's pixels between two others in a
@@ -200,14 +226,21 @@ pub fn measure_intensity_features<T: Pixel>(
     let lab = labels.image();
     let (width, height) = (labels.width(), labels.height());
     let scale = T::MAX;
-    let mut raw: Vec<T> = Vec::new();
-    let mut on_edge: Vec<bool> = Vec::new();
-    // (row, first column, end column) of each run, in raster order.
-    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
-    let mut vals: Vec<f64> = Vec::new();
-    let mut edge: Vec<f64> = Vec::new();
+    // Objects in parallel when the pool has idle workers (each object's figures are computed
+    // by one call as before, so the same bits for any thread count); scratch per task:
+    // pixels, edge flags, runs `(row, first column, end column)` in raster order, values,
+    // edge values.
     (1..boxes.len())
-        .map(|l| {
+        .into_par_iter()
+        .with_min_len(OBJECTS_PER_TASK)
+        .map_init(IntensityScratch::<T>::default, |scratch, l| {
+            let IntensityScratch {
+                raw,
+                on_edge,
+                runs,
+                vals,
+                edge,
+            } = scratch;
             let label = l as u32;
             let Some((r0, c0, r1, c1)) = boxes[l] else {
                 return IntensityFeatures::absent(label);
@@ -249,7 +282,7 @@ pub fn measure_intensity_features<T: Pixel>(
             let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
             let (mut best, mut best_rc) = (f64::NEG_INFINITY, (0usize, 0usize));
             let mut at = 0;
-            for &(r, a, b) in &runs {
+            for &(r, a, b) in runs.iter() {
                 let len = (b - a) as u64;
                 sr += r as u64 * len;
                 sc += (a + b - 1) as u64 * len / 2;
@@ -271,16 +304,16 @@ pub fn measure_intensity_features<T: Pixel>(
             edge.clear();
             edge.extend(
                 vals.iter()
-                    .zip(&on_edge)
+                    .zip(on_edge.iter())
                     .filter(|&(_, &e)| e)
                     .map(|(&v, _)| v),
             );
-            let (integrated_edge, mean_edge, std_edge, min_edge, max_edge) = moments(&edge);
-            let (lower_quartile, median, upper_quartile) = cp_quartiles(&mut vals);
+            let (integrated_edge, mean_edge, std_edge, min_edge, max_edge) = moments(edge);
+            let (lower_quartile, median, upper_quartile) = cp_quartiles(vals);
             for v in vals.iter_mut() {
                 *v = (*v - median).abs();
             }
-            let mad = cp_quantile_select(&mut vals, 0.5);
+            let mad = cp_quantile_select(vals, 0.5);
             let (cy, cx) = (sr as f64 / n, sc as f64 / n);
             let (my, mx) = if integrated != 0.0 {
                 (wr / integrated, wc / integrated)
