@@ -618,3 +618,64 @@ fn flagged_fields_are_excluded_and_counted() {
     }
     assert_eq!(s.finish(&flagged).unwrap(), wells);
 }
+
+#[test]
+fn integer_sum_rounds_like_the_partials() {
+    // Values of both signs spread over `span` binary orders of magnitude around 2^shift,
+    // with exact cancellations and ties: where the integer sum applies it must give the
+    // partials' bits, and it must decline where the values span too much.
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut integer, mut declined) = (0, 0);
+    for trial in 0..2000 {
+        let n = (next() % 70) as usize + 1;
+        let span = [4, 20, 60, 140][trial % 4];
+        let shift = (next() % 1600) as i32 - 800;
+        let mut v: Vec<f64> = (0..n)
+            .map(|_| {
+                let r = next();
+                // 1 to 53 significant bits.
+                let mantissa = ((r >> 11) >> (next() % 53)) as f64;
+                let exponent = shift + (next() % span) as i32;
+                let sign = if r & 1 == 0 { 1.0 } else { -1.0 };
+                sign * mantissa * 2f64.powi(exponent)
+            })
+            .collect();
+        if trial % 3 == 0 {
+            let copies: Vec<f64> = v.iter().step_by(2).map(|x| -x).collect();
+            v.extend(copies);
+        }
+        if v.iter().any(|x| !x.is_finite()) {
+            continue;
+        }
+        let Ok(partials) = exact_sum(&v) else {
+            assert_eq!(
+                exact_sum_fixed(&v),
+                None,
+                "trial {trial}: overflow is declined"
+            );
+            continue;
+        };
+        match exact_sum_fixed(&v) {
+            Some(sum) => {
+                integer += 1;
+                assert_eq!(
+                    sum.to_bits(),
+                    round_partials(&partials).to_bits(),
+                    "trial {trial}: {v:?}"
+                );
+            }
+            None => declined += 1,
+        }
+    }
+    // Both paths were taken (the 140-bit spans do not fit an i128).
+    assert!(integer > 1000 && declined > 100, "{integer} {declined}");
+    assert_eq!(exact_sum_fixed(&[1.0, 2f64.powi(-200)]), None);
+    assert_eq!(exact_sum_fixed(&[0.0, -0.0]), Some(0.0));
+    assert_eq!(exact_sum_fixed(&[5e-324, 5e-324]), None);
+}
