@@ -1406,14 +1406,17 @@ impl Pipeline {
         format: Format,
         out_dir: &Path,
     ) -> Result<(Vec<ipscope_table::WrittenFile>, ipscope_report::RunTables)> {
+        let write = |name: &str, batch: &RecordBatch| {
+            ipscope_table::write_table(
+                &path_of(name),
+                batch.schema(),
+                std::slice::from_ref(batch),
+                format,
+            )
+        };
         let mut written = Vec::with_capacity(3);
         let image = self.image_batch(records)?;
-        written.push(ipscope_table::write_table(
-            &path_of("Image"),
-            image.schema(),
-            std::slice::from_ref(&image),
-            format,
-        )?);
+        written.push(write("Image", &image)?);
         let mut failures = self.plate_failures.clone();
         failures.extend(records.iter().filter_map(|r| r.failure.clone()));
         failures.sort_by(|a, b| {
@@ -1425,22 +1428,12 @@ impl Pipeline {
             ))
         });
         let errors = errors_batch(&failures)?;
-        written.push(ipscope_table::write_table(
-            &path_of("Errors"),
-            errors.schema(),
-            std::slice::from_ref(&errors),
-            format,
-        )?);
+        written.push(write("Errors", &errors)?);
         let wells =
             crate::colony_run::add_well_fractions(wells.finish(&image).map_err(wells_err)?)?;
         let config = &self.options.config;
         let wells = marker_values.finish(wells, &config.markers, &config.acceptance)?;
-        written.push(ipscope_table::write_table(
-            &path_of("Wells"),
-            wells.schema(),
-            std::slice::from_ref(&wells),
-            format,
-        )?);
+        written.push(write("Wells", &wells)?);
         let run = ipscope_report::RunTables {
             wells,
             image: Some(image),
