@@ -2,6 +2,17 @@ use super::*;
 
 use ipscope_table::{column_f64, column_u64};
 
+/// Marsaglia's xorshift64 from `seed` (non-zero): the tests' reproducible random numbers.
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 /// Image table with rows deliberately out of plate/well order.
 ///
 /// | ImageNumber | Plate | Well | Site | Compound | Dose | Status | Count_Nuclei |
@@ -345,13 +356,11 @@ fn median_like_numpy() {
     assert_eq!(median_of(&mut [9.0, 1.0, 2.0]), Some(2.0));
     assert_eq!(median_of(&mut []), None);
     // Selection gives the sorted values' median for any order, ties and signed zeros included.
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     for n in 1..60usize {
         let mut v: Vec<f64> = (0..n)
             .map(|_| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
+                let rng = next();
                 match rng % 5 {
                     0 => 0.0,
                     1 => -0.0,
@@ -394,13 +403,7 @@ fn mean_is_the_exact_sum_rounded_once() {
     // Against exact integer arithmetic: multiples of 2^-20 of wildly different sizes, whose
     // sum an i128 holds exactly (and `as f64` rounds to nearest, ties to even), in several
     // orders.
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     for trial in 0..200 {
         let n = 1 + (next() % 300) as usize;
         let ticks: Vec<i128> = (0..n)
@@ -624,13 +627,7 @@ fn integer_sum_rounds_like_the_partials() {
     // Values of both signs spread over `span` binary orders of magnitude around 2^shift,
     // with exact cancellations and ties: where the integer sum applies it must give the
     // partials' bits, and it must decline where the values span too much.
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let (mut integer, mut declined) = (0, 0);
     for trial in 0..2000 {
         let n = (next() % 70) as usize + 1;
