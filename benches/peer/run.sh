@@ -3,7 +3,7 @@
 #
 #   bash benches/peer/run.sh [--fields N] [--size PX] [--nuclei N] [--threads 1,2]
 #                            [--modes recipe,job,run] [--cpus LIST] [--python PY] [--no-peer]
-#                            [--cellprofiler] [--work DIR]
+#                            [--cellprofiler] [--repeat N] [--work DIR]
 #
 # Builds ipscope (release), writes a plate of N synthetic SIZE x SIZE uint16 fields with
 # ~1,350 nuclei each (default 8 fields of 2048 x 2048), runs the scikit-image recipe on
@@ -20,6 +20,9 @@
 #   --python PY        the Python to use (also $PYTHON); default .venv/bin/python, else python3.
 #                      It needs numpy, scipy, scikit-image and tifffile (pyarrow optional:
 #                      without it only plate totals of ipscope's counts are compared)
+#   --repeat N         run each ipscope mode and thread count N times, alternated, and report
+#                      the median run with the range of wall times (noisy hosts); the
+#                      scikit-image recipe runs once
 #   --no-peer          time ipscope only (no scikit-image needed)
 #   --cellprofiler     also run CellProfiler 4.2 headless (`cellprofiler -c -r -p
 #                      benches/peer/nuclei.cppipe`, one thread): $CELLPROFILER, else
@@ -41,9 +44,10 @@ while [ $# -gt 0 ]; do
     --cpus) cpus=$2; shift 2 ;;
     --python) py=$2; shift 2 ;;
     --no-peer) extra+=(--no-peer); shift ;;
+    --repeat) extra+=(--repeat "$2"); shift 2 ;;
     --cellprofiler) extra+=(--cellprofiler); shift ;;
     --work) work=$2; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
