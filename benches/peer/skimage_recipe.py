@@ -34,17 +34,36 @@ PROPERTIES = ("label", "area", "centroid", "bbox", "eccentricity", "perimeter", 
               "intensity_mean", "intensity_min", "intensity_max")
 
 
-def recipe(img):
+def recipe(img, tick=None):
+    """The recipe on one image; `tick(step)` (if given) is called as each step ends."""
+    tick = tick or (lambda step: None)
     f = gaussian(img_as_float(img), sigma=1)
-    fg = ndi.binary_fill_holes(f > threshold_otsu(f))
+    tick("gaussian")
+    threshold = threshold_otsu(f)
+    tick("otsu")
+    fg = ndi.binary_fill_holes(f > threshold)
+    tick("fill_holes")
     fg = remove_small_objects(fg, max_size=29)
+    tick("remove_small")
     dist = ndi.distance_transform_edt(fg)
+    tick("edt")
     comps = label(fg)
+    tick("label")
     peaks = peak_local_max(dist, min_distance=7, labels=comps, exclude_border=False)
+    tick("peaks")
     markers = np.zeros(fg.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     labels = watershed(-dist, markers, mask=fg)
-    return regionprops_table(labels, intensity_image=img, properties=PROPERTIES)
+    tick("watershed")
+    table = regionprops_table(labels, intensity_image=img, properties=PROPERTIES)
+    tick("regionprops")
+    return table
+
+
+def plate_files(plate, limit=0):
+    """The plate's TIFFs in name order, the first `limit` of them when limit > 0."""
+    files = sorted(glob.glob(os.path.join(plate, "*.tif")))
+    return files[:limit] if limit else files
 
 
 def main():
@@ -52,9 +71,7 @@ def main():
     ap.add_argument("plate")
     ap.add_argument("--limit", type=int, default=0)
     args = ap.parse_args()
-    files = sorted(glob.glob(os.path.join(args.plate, "*.tif")))
-    if args.limit:
-        files = files[: args.limit]
+    files = plate_files(args.plate, args.limit)
     fields = []
     pixels = 0
     t_all = time.perf_counter()
