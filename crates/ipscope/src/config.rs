@@ -492,7 +492,7 @@ impl Config {
             section: "qc",
             doc: "image quality control of every field (CellProfiler's MeasureImageQuality)",
             keys: QC_DOCS,
-            examples: &[("min_power_log_log_slope", "-2.5")],
+            examples: &[("min_power_log_log_slope", "-1.5")],
         },
         SectionDocs {
             section: "markers.gate",

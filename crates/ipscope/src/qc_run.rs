@@ -22,7 +22,7 @@ use crate::channels::{Channel, Role};
 /// max_percent_saturated = 1.0    # percent of pixels at the sample type's maximum
 /// min_content_fraction = 0.002   # nuclear-channel foreground (Otsu) below this: low_content
 /// min_focus_score = 0.0          # nuclear-channel focus score below this: out_of_focus
-/// # min_power_log_log_slope = -2.5  # unset: not used
+/// # min_power_log_log_slope = -1.5  # unset: not used
 /// debris_area = 20000
 /// max_debris_fraction = 0.05
 /// ```
@@ -151,7 +151,7 @@ pub fn add_image_columns(
 ) {
     let measures: [(&str, &str); 5] = [
         ("FocusScore", "CellProfiler MeasureImageQuality FocusScore: normalised variance Σ(x−μ)²/(N·μ) on the 0..1 scale; higher is sharper"),
-        ("PowerLogLogSlope", "CellProfiler MeasureImageQuality PowerLogLogSlope: slope of log radially averaged power against log frequency (largest centred power-of-two crop); more negative is blurrier"),
+        ("PowerLogLogSlope", "CellProfiler MeasureImageQuality PowerLogLogSlope: slope of log power summed per frequency radius against log radius, radii 1 to min(H, W)/8 − 2 (centrosome's radial power spectrum, whole image); more negative is blurrier"),
         ("PercentMaximal", "Percent of pixels at the sample type's maximum (saturated), as CellProfiler's PercentMaximal for a saturated image"),
         ("ContentFraction", "Fraction of pixels above the channel's Otsu threshold (ipscope)"),
         ("DebrisFraction", "Fraction of pixels in bright objects larger than [qc] debris_area (ipscope)"),

@@ -160,7 +160,7 @@ fn config_default_documents_every_key_and_its_examples_parse_in_place() {
     want.channels.insert("w1".into(), "DNA".into());
     want.nuclei.min_seed_distance = Some(3);
     want.disease.vehicle = Some("DMSO".into());
-    want.qc.min_power_log_log_slope = Some(-2.5);
+    want.qc.min_power_log_log_slope = Some(-1.5);
     want.illumination.size = Some(20.0);
     assert_eq!(got, want, "examples: {examples:#?}");
     assert_eq!(examples.len(), 8, "{examples:#?}");

@@ -14,6 +14,7 @@ mod measure_neighbors;
 mod measure_texture;
 mod nuclei_counts;
 mod propagate_reference;
+mod quality_reference;
 mod rank_reference;
 mod reference;
 mod ridge_reference;
