@@ -7,7 +7,7 @@
 //! and transmitted light has no foreground to threshold).
 
 use ipscope_core::assays::quality::{assess, measure_quality, ImageQuality, QualityParams};
-use ipscope_image::DynImage;
+use ipscope_image::{with_dyn_image, DynImage, Pixel};
 use ipscope_table::TableBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -121,7 +121,8 @@ pub fn measure_field(
         // On CellProfiler's 0..1 scale, so the focus score is comparable with its values and
         // the type's maximum is 1.
         let scale = img.sample_type().scale() as f32;
-        let scaled = img.to_f32().map(|v| v / scale);
+        // One pass (not `to_f32` and then a division), the same values.
+        let scaled = with_dyn_image!(img, i => i.map(|v| v.to_f32() / scale));
         let q = measure_quality(scaled.view(), 1.0, &params);
         let reasons = assess(&q, &params);
         let transmitted = channels.get(i).is_some_and(|c| c.role == Role::Transmitted);
