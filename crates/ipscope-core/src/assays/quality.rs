@@ -396,8 +396,9 @@ mod tests {
 
     #[test]
     fn slope_matches_a_direct_dft() {
-        // Odd and even sides, an odd row count (one row transformed alone), wide and tall.
-        for (w, h) in [(48, 48), (57, 41), (40, 65), (64, 50)] {
+        // Odd and even sides, an odd row count (one row transformed alone), wide and tall,
+        // the smallest side with two radii (32).
+        for (w, h) in [(48, 48), (57, 41), (40, 65), (64, 50), (32, 90), (90, 33)] {
             let img = gaussian_blur(pattern(w, h).view(), 1.5);
             let (got, want) = (
                 power_log_log_slope(img.view()),
@@ -414,6 +415,8 @@ mod tests {
     fn degenerate_images_give_cellprofilers_zero() {
         // Under 24 px on a side: no radius between DC and the limit.
         assert_eq!(power_log_log_slope(pattern(23, 100).view()), 0.0);
+        // Under 32: one radius, no line to fit.
+        assert_eq!(power_log_log_slope(pattern(100, 31).view()), 0.0);
         assert_eq!(power_log_log_slope(Image::new(64, 64, 0.3f32).view()), 0.0);
         // Over half of the pixels at the mean: CellProfiler's scaling divides by zero.
         let spikes = Image::from_fn(64, 64, |r, c| match (r, c) {
