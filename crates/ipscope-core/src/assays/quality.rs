@@ -26,7 +26,7 @@ use rustfft::num_complex::Complex64;
 use rustfft::FftPlanner;
 use serde::{Deserialize, Serialize};
 
-use crate::ops::label::{label, object_areas, Connectivity};
+use crate::ops::label::{component_areas, Connectivity};
 use crate::ops::threshold::otsu;
 
 thread_local! {
@@ -250,16 +250,11 @@ pub fn measure_quality(img: ImageView<f32>, ceiling: f32, params: &QualityParams
         .count() as f64;
     let (content_fraction, debris_fraction) = match otsu(img, 256) {
         Some(t) => {
-            let fg = img.map(|v| v > t);
-            let fgc = fg.as_slice().iter().filter(|&&v| v).count() as f64;
-            let labels = label(fg.view(), Connectivity::Eight);
-            let areas = object_areas(&labels);
-            let debris: u64 = areas
-                .iter()
-                .skip(1)
-                .filter(|&&a| a > params.debris_area)
-                .sum();
-            (fgc / n, debris as f64 / n)
+            // Component sizes only: no label image is needed.
+            let areas = component_areas(img.map(|v| v > t).view(), Connectivity::Eight);
+            let fgc: u64 = areas.iter().sum();
+            let debris: u64 = areas.iter().filter(|&&a| a > params.debris_area).sum();
+            (fgc as f64 / n, debris as f64 / n)
         }
         None => (0.0, 0.0),
     };

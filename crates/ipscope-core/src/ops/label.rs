@@ -51,14 +51,11 @@ struct Run {
     end: u32,
 }
 
-/// Labels the connected components of `mask`, numbered in raster order of first pixel.
-///
-/// Works on runs of object pixels: each run is joined with the runs of the row above that
-/// touch it (overlap, or also share a corner for 8-connectivity), and the output is written
-/// run by run, so background pixels cost one read. The union-find keeps the smallest
-/// provisional label as a set's root, and runs are numbered in raster order of their first
-/// pixel, so roots in increasing order are the components in raster order of first pixel.
-pub fn label(mask: ImageView<bool>, conn: Connectivity) -> Labels {
+/// The runs of `mask`'s object pixels in raster order (run `i` has provisional label
+/// `i + 1`) and the union-find over them (`parent[0]` is the background): each run joined
+/// with the runs of the row above that touch it (overlap, or also share a corner for
+/// 8-connectivity). The smallest provisional label of a set is its root.
+fn joined_runs(mask: ImageView<bool>, conn: Connectivity) -> (Vec<Run>, Vec<u32>) {
     let (w, h) = (mask.width(), mask.height());
     let reach = usize::from(conn == Connectivity::Eight);
     let mut runs: Vec<Run> = Vec::new();
@@ -98,6 +95,32 @@ pub fn label(mask: ImageView<bool>, conn: Connectivity) -> Labels {
         }
         prev = first..runs.len();
     }
+    (runs, parent)
+}
+
+/// The pixel count of each connected component of `mask`, in no particular order: the sizes
+/// of `object_areas(&label(mask, conn))[1..]` without writing a label image.
+pub fn component_areas(mask: ImageView<bool>, conn: Connectivity) -> Vec<u64> {
+    let (runs, mut parent) = joined_runs(mask, conn);
+    let mut areas = vec![0u64; parent.len()];
+    for (i, run) in runs.iter().enumerate() {
+        let root = find(&mut parent, i as u32 + 1);
+        areas[root as usize] += u64::from(run.end - run.start);
+    }
+    areas.retain(|&a| a > 0);
+    areas
+}
+
+/// Labels the connected components of `mask`, numbered in raster order of first pixel.
+///
+/// Works on runs of object pixels: each run is joined with the runs of the row above that
+/// touch it (overlap, or also share a corner for 8-connectivity), and the output is written
+/// run by run, so background pixels cost one read. The union-find keeps the smallest
+/// provisional label as a set's root, and runs are numbered in raster order of their first
+/// pixel, so roots in increasing order are the components in raster order of first pixel.
+pub fn label(mask: ImageView<bool>, conn: Connectivity) -> Labels {
+    let (w, h) = (mask.width(), mask.height());
+    let (runs, mut parent) = joined_runs(mask, conn);
     let mut final_of = vec![0u32; parent.len()];
     let mut next = 0u32;
     for l in 1..parent.len() as u32 {
@@ -408,6 +431,11 @@ mod tests {
                             rescanned_boxes(&got),
                             "{w}x{h} d {density} {conn:?}: boxes"
                         );
+                        let mut areas = component_areas(m.view(), conn);
+                        areas.sort_unstable();
+                        let mut want_areas = object_areas(&want)[1..].to_vec();
+                        want_areas.sort_unstable();
+                        assert_eq!(areas, want_areas, "{w}x{h} d {density} {conn:?}: areas");
                     }
                 }
             }
