@@ -139,15 +139,10 @@ pub fn power_log_log_slope(img: ImageView<f32>) -> f64 {
         return 0.0;
     }
     let kmax = top - 2;
-    let value = |v: f32| {
-        let v = f64::from(v);
-        if v.is_finite() {
-            v
-        } else {
-            0.0
-        }
-    };
-    let mean = sum_pixels(img, |v| if v.is_finite() { v } else { 0.0 }) / (h * w) as f64;
+    // Non-finite pixels count as 0.
+    let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
+    let value = |v: f32| finite(f64::from(v));
+    let mean = sum_pixels(img, finite) / (h * w) as f64;
     // Pixels equal to the mean, counted while the rows are packed for the transform.
     let mut at_mean = 0usize;
     // Columns 0..=kmax + 1 of every row's transform: the positive frequencies up to kmax
