@@ -226,6 +226,12 @@ pub fn power_log_log_slope(img: ImageView<f32>) -> f64 {
     if pts.len() < 2 {
         return 0.0;
     }
+    least_squares_slope(&pts)
+}
+
+/// The slope of the least-squares line through `(x, y)` points (at least two, not all at
+/// one `x`).
+fn least_squares_slope(pts: &[(f64, f64)]) -> f64 {
     let m = pts.len() as f64;
     let mx = pts.iter().map(|p| p.0).sum::<f64>() / m;
     let my = pts.iter().map(|p| p.1).sum::<f64>() / m;
@@ -376,12 +382,7 @@ mod tests {
         let pts: Vec<(f64, f64)> = (1..=kmax)
             .map(|k| (((k + 1) as f64).ln(), sum[k].ln()))
             .collect();
-        let m = pts.len() as f64;
-        let mx = pts.iter().map(|p| p.0).sum::<f64>() / m;
-        let my = pts.iter().map(|p| p.1).sum::<f64>() / m;
-        let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-        let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
-        sxy / sxx
+        least_squares_slope(&pts)
     }
 
     #[test]
