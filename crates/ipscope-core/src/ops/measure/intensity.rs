@@ -19,7 +19,7 @@
 //!   the unweighted centroid; `MaxIntensity_X/Y`: first maximum in raster order (as
 //!   cp-measure; CellProfiler's `scipy.ndimage.maximum_position` has no fixed order on ties).
 
-use ipscope_image::{ImageView, Labels, Pixel};
+use ipscope_image::{ImageView, Labels, Pixel, SampleType};
 use rayon::prelude::*;
 
 /// Intensity features of one object in one channel; NaN for an absent label (and NaN edge
@@ -99,9 +99,46 @@ fn cp_quantile(sorted: &[f64], f: f64) -> f64 {
 /// Rank `lo` of `values` in `f64::total_cmp` order and, if there is one, rank `lo + 1` (the
 /// least of the elements after rank `lo`). `values` is reordered: the elements before index
 /// `lo` are those of lower rank. A sort would put the same values (bits) at those ranks.
-fn rank_pair(values: &mut [f64], lo: usize) -> (f64, Option<f64>) {
-    let (_, &mut at_lo, above) = values.select_nth_unstable_by(lo, f64::total_cmp);
-    (at_lo, above.iter().copied().min_by(f64::total_cmp))
+fn rank_pair<K: Rank>(values: &mut [K], lo: usize) -> (f64, Option<f64>) {
+    let (_, &mut at_lo, above) = values.select_nth_unstable_by(lo, K::cmp_rank);
+    (
+        at_lo.value(),
+        above.iter().copied().min_by(K::cmp_rank).map(K::value),
+    )
+}
+
+/// A value as the quantile selections order it: `f64` by `f64::total_cmp`, or the bits of
+/// an `f64` that is neither negative (sign bit clear) nor NaN, whose order as integers is
+/// that same order, compared in one instruction.
+trait Rank: Copy {
+    fn cmp_rank(&self, other: &Self) -> std::cmp::Ordering;
+    fn value(self) -> f64;
+}
+
+impl Rank for f64 {
+    #[inline(always)]
+    fn cmp_rank(&self, other: &Self) -> std::cmp::Ordering {
+        self.total_cmp(other)
+    }
+    #[inline(always)]
+    fn value(self) -> f64 {
+        self
+    }
+}
+
+/// The bits of a non-negative, non-NaN `f64` (sign bit clear).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct PositiveBits(u64);
+
+impl Rank for PositiveBits {
+    #[inline(always)]
+    fn cmp_rank(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+    #[inline(always)]
+    fn value(self) -> f64 {
+        f64::from_bits(self.0)
+    }
 }
 
 /// Position `lo` and fraction `t` of CellProfiler's quantile `f` among `n > 0` sorted values.
@@ -118,7 +155,7 @@ fn interpolate(at_lo: f64, at_hi: f64, t: f64) -> f64 {
 /// CellProfiler's interpolated quantile of `values` as if sorted (`f64::total_cmp`), by selection instead of a
 /// sort: the elements of ranks `lo` and `lo + 1` are those a sort would put there, so the
 /// result is the same bits. `values` is reordered.
-fn cp_quantile_select(values: &mut [f64], f: f64) -> f64 {
+fn cp_quantile_select<K: Rank>(values: &mut [K], f: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
@@ -130,7 +167,7 @@ fn cp_quantile_select(values: &mut [f64], f: f64) -> f64 {
 /// CellProfiler's lower quartile, median and upper quartile of `values` (as
 /// [`cp_quantile_select`] gives each): after the median's selection each quartile is
 /// selected in the half of `values` on its side. `values` is reordered.
-fn cp_quartiles(values: &mut [f64]) -> (f64, f64, f64) {
+fn cp_quartiles<K: Rank>(values: &mut [K]) -> (f64, f64, f64) {
     let n = values.len();
     if n == 0 {
         return (f64::NAN, f64::NAN, f64::NAN);
@@ -180,33 +217,24 @@ fn moments(v: &[f64]) -> (f64, f64, f64, f64, f64) {
 pub(crate) const OBJECTS_PER_TASK: usize = 64;
 
 /// One task's buffers for [`measure_intensity_features`], reused from object to object.
-struct IntensityScratch<T> {
-    raw: Vec<T>,
+#[derive(Default)]
+struct IntensityScratch {
     on_edge: Vec<bool>,
     runs: Vec<(usize, usize, usize)>,
     vals: Vec<f64>,
     edge: Vec<f64>,
-}
-
-impl<T> Default for IntensityScratch<T> {
-    fn default() -> Self {
-        IntensityScratch {
-            raw: Vec::new(),
-            on_edge: Vec::new(),
-            runs: Vec::new(),
-            vals: Vec::new(),
-            edge: Vec::new(),
-        }
-    }
+    keys: Vec<PositiveBits>,
 }
 
 /// Intensity features of `image` in every object `1..=count`, index `i` = label `i + 1`.
 ///
 /// Each object's box is read run by run (a run: the object's pixels between two others in a
 /// row); a run's pixels are an edge when the rows above or below differ there, its ends also
-/// when the image goes on beyond them. The pixels are scaled in one pass after they are
-/// gathered and summed in raster order, so every figure is the same bits as a pixel-by-pixel
-/// pass (test `runs_equal_the_pixel_by_pixel_pass`).
+/// when the image goes on beyond them. The pixels are scaled as they are gathered and
+/// summed in raster order, so every figure is the same bits as a pixel-by-pixel pass (test
+/// `runs_equal_the_pixel_by_pixel_pass`). The quartiles and MAD of integer images are
+/// selected on the values' bits (never negative or NaN there), the same values as
+/// `f64::total_cmp` gives.
 ///
 /// # Panics
 /// If `image` does not have the size of `labels`.
@@ -226,6 +254,7 @@ pub fn measure_intensity_features<T: Pixel>(
     let lab = labels.image();
     let (width, height) = (labels.width(), labels.height());
     let scale = T::MAX;
+    let never_negative = T::SAMPLE != SampleType::F32;
     // Objects in parallel when the pool has idle workers (each object's figures are computed
     // by one call as before, so the same bits for any thread count); scratch per task:
     // pixels, edge flags, runs `(row, first column, end column)` in raster order, values,
@@ -233,19 +262,19 @@ pub fn measure_intensity_features<T: Pixel>(
     (1..boxes.len())
         .into_par_iter()
         .with_min_len(OBJECTS_PER_TASK)
-        .map_init(IntensityScratch::<T>::default, |scratch, l| {
+        .map_init(IntensityScratch::default, |scratch, l| {
             let IntensityScratch {
-                raw,
                 on_edge,
                 runs,
                 vals,
                 edge,
+                keys,
             } = scratch;
             let label = l as u32;
             let Some((r0, c0, r1, c1)) = boxes[l] else {
                 return IntensityFeatures::absent(label);
             };
-            raw.clear();
+            vals.clear();
             on_edge.clear();
             runs.clear();
             for r in r0..r1 {
@@ -262,7 +291,8 @@ pub fn measure_intensity_features<T: Pixel>(
                     }
                     let a = c;
                     let b = crate::ops::scan::next_other_u32(lrow, a, label);
-                    raw.extend_from_slice(&prow[a..b]);
+                    // Converted as gathered: a copy call per short run cost more.
+                    vals.extend(prow[a..b].iter().map(|&p| p.to_f64() / scale));
                     on_edge.extend((a..b).map(|c| (above[c] != label) | (below[c] != label)));
                     // The run's ends: their left and right neighbours are another label.
                     let (first, last) = (on_edge.len() - (b - a), on_edge.len() - 1);
@@ -272,8 +302,6 @@ pub fn measure_intensity_features<T: Pixel>(
                     c = b;
                 }
             }
-            vals.clear();
-            vals.extend(raw.iter().map(|&p| p.to_f64() / scale));
             let n = vals.len() as f64;
             let (mut sr, mut sc) = (0u64, 0u64);
             // `Iterator::sum` of f64 starts at -0.0.
@@ -309,11 +337,20 @@ pub fn measure_intensity_features<T: Pixel>(
                     .map(|(&v, _)| v),
             );
             let (integrated_edge, mean_edge, std_edge, min_edge, max_edge) = moments(edge);
-            let (lower_quartile, median, upper_quartile) = cp_quartiles(vals);
-            for v in vals.iter_mut() {
-                *v = (*v - median).abs();
-            }
-            let mad = cp_quantile_select(vals, 0.5);
+            let (lower_quartile, median, upper_quartile, mad) = if never_negative {
+                keys.clear();
+                keys.extend(vals.iter().map(|v| PositiveBits(v.to_bits())));
+                let (lq, med, uq) = cp_quartiles(keys);
+                keys.clear();
+                keys.extend(vals.iter().map(|v| PositiveBits((v - med).abs().to_bits())));
+                (lq, med, uq, cp_quantile_select(keys, 0.5))
+            } else {
+                let (lq, med, uq) = cp_quartiles(vals);
+                for v in vals.iter_mut() {
+                    *v = (*v - med).abs();
+                }
+                (lq, med, uq, cp_quantile_select(vals, 0.5))
+            };
             let (cy, cx) = (sr as f64 / n, sc as f64 / n);
             let (my, mx) = if integrated != 0.0 {
                 (wr / integrated, wc / integrated)
@@ -528,10 +565,27 @@ mod tests {
                         "n {n}, levels {levels}, f {f}"
                     );
                 }
+                // The same selections on the bits of non-negative values (integer images).
+                let positive: Vec<f64> = vals.iter().map(|v| v.abs()).collect();
+                let mut sorted = positive.clone();
+                sorted.sort_unstable_by(f64::total_cmp);
+                let mut bits: Vec<PositiveBits> =
+                    positive.iter().map(|v| PositiveBits(v.to_bits())).collect();
+                let (lq, med, uq) = cp_quartiles(&mut bits);
+                let want = [0.25, 0.5, 0.75].map(|f| cp_quantile(&sorted, f).to_bits());
+                assert_eq!([lq, med, uq].map(f64::to_bits), want, "bits: n {n}");
+                for f in [0.5, 0.25, 0.75, 0.0, 0.999] {
+                    assert_eq!(
+                        cp_quantile_select(&mut bits, f).to_bits(),
+                        cp_quantile(&sorted, f).to_bits(),
+                        "bits: n {n}, levels {levels}, f {f}"
+                    );
+                }
             }
         }
-        assert!(cp_quantile_select(&mut [], 0.5).is_nan());
-        assert!(cp_quartiles(&mut []).1.is_nan());
+        assert!(cp_quantile_select::<f64>(&mut [], 0.5).is_nan());
+        assert!(cp_quartiles::<f64>(&mut []).1.is_nan());
+        assert!(cp_quantile_select::<PositiveBits>(&mut [], 0.5).is_nan());
     }
 
     #[test]
