@@ -104,6 +104,9 @@ def main():
     ap.add_argument("--distinct", type=int, default=9)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--limit-mib", type=float, default=2048)
+    ap.add_argument("--config", help="run the plate with this ipscope TOML (e.g. "
+                    "benches/peer/recipe.toml: the issue's per-field job as the scikit-image "
+                    "recipe defines it); default: ipscope's default job")
     # 10 MiB: runs now keep one value per nucleus and marker for the plate-wide marker gate
     # (24 B per nucleus with 3 markers), and the 4 -> 16 well growth measured 2.5-6 MiB on
     # 2 cores; still well below the 0.75 x Nuclei table (13 MiB) that a kept table would add.
@@ -120,10 +123,12 @@ def main():
         plate = os.path.join(args.work, f"plate{args.wells}x{args.sites}x{args.channels}_{args.size}")
         make_plate(args.python, plate, args.wells, args.sites, args.channels, args.size,
                    args.distinct, 1350 * args.size * args.size // (2048 * 2048))
+        extra = ["--config", args.config] if args.config else []
+        job = os.path.splitext(os.path.basename(args.config))[0] if args.config else "default"
         for t in threads:
             rss, s, summary = measured(args.bin, plate, os.path.join(args.work, f"out{t}"), t,
-                                       args.channels)
-            label = f"{args.wells}x{args.sites}x{args.channels} @{args.size}"
+                                       args.channels, extra)
+            label = f"{args.wells}x{args.sites}x{args.channels} @{args.size} {job}"
             report(label, t, rss, s, summary, args.size, args.channels)
             check_peak(f"{label} threads={t}", rss)
     else:
