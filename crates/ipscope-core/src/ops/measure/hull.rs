@@ -15,19 +15,42 @@ fn cross(o: (i64, i64), a: (i64, i64), b: (i64, i64)) -> i64 {
     (a.1 - o.1) * (b.0 - o.0) - (a.0 - o.0) * (b.1 - o.1)
 }
 
+/// One task's buffers for the hulls, reused from object to object so that an object's
+/// hulls allocate nothing (the workers share one malloc arena, whose lock they would
+/// otherwise wait for).
+#[derive(Default)]
+pub(crate) struct HullScratch {
+    rows: Vec<(i64, i64, i64)>,
+    pts: Vec<(i64, i64)>,
+    upper: Vec<(i64, i64)>,
+    /// The last hull made.
+    hull: Polygon,
+    lo: Vec<i64>,
+    hi: Vec<i64>,
+}
+
 /// Andrew's monotone chain over points sorted and unique (lexicographic `(y, x)`).
+#[cfg(test)]
 fn hull_of_sorted(pts: &[(i64, i64)]) -> Polygon {
+    let (mut upper, mut out) = (Vec::new(), Vec::new());
+    hull_of_sorted_into(pts, &mut upper, &mut out);
+    out
+}
+
+/// [`hull_of_sorted`] into `lower` (cleared first), `upper` a buffer.
+fn hull_of_sorted_into(pts: &[(i64, i64)], upper: &mut Polygon, lower: &mut Polygon) {
+    lower.clear();
     if pts.len() < 3 {
-        return pts.to_vec();
+        lower.extend_from_slice(pts);
+        return;
     }
-    let mut lower: Vec<(i64, i64)> = Vec::with_capacity(pts.len());
     for &p in pts {
         while lower.len() >= 2 && cross(lower[lower.len() - 2], lower[lower.len() - 1], p) <= 0 {
             lower.pop();
         }
         lower.push(p);
     }
-    let mut upper: Vec<(i64, i64)> = Vec::with_capacity(pts.len());
+    upper.clear();
     for &p in pts.iter().rev() {
         while upper.len() >= 2 && cross(upper[upper.len() - 2], upper[upper.len() - 1], p) <= 0 {
             upper.pop();
@@ -36,20 +59,26 @@ fn hull_of_sorted(pts: &[(i64, i64)]) -> Polygon {
     }
     lower.pop();
     upper.pop();
-    lower.extend(upper);
-    lower
+    lower.extend_from_slice(upper);
 }
 
 /// Leftmost and rightmost object pixel of each row (bbox coordinates); enough for the hull.
+#[cfg(test)]
 fn row_extremes(mask: &LocalMask) -> Vec<(i64, i64, i64)> {
-    let mut out = Vec::with_capacity(mask.h);
+    let mut out = Vec::new();
+    row_extremes_into(mask, &mut out);
+    out
+}
+
+/// [`row_extremes`] into `out` (cleared first).
+fn row_extremes_into(mask: &LocalMask, out: &mut Vec<(i64, i64, i64)>) {
+    out.clear();
     for r in 0..mask.h {
         let row = &mask.m[(r + 1) * (mask.w + 2) + 1..(r + 1) * (mask.w + 2) + 1 + mask.w];
         if let (Some(a), Some(b)) = (row.iter().position(|&x| x), row.iter().rposition(|&x| x)) {
             out.push((r as i64, a as i64, b as i64));
         }
     }
-    out
 }
 
 /// Hull of the pixels' edge midpoints in doubled bbox coordinates.
@@ -58,9 +87,24 @@ fn row_extremes(mask: &LocalMask) -> Vec<(i64, i64, i64)> {
 /// greatest `x` of each `y` can be hull vertices, so the points are built per `y`, in sorted
 /// order: at `y = 2r` the row's own ends `2a − 1`, `2b + 1`; at `y = 2r + 1` the ends `2a`,
 /// `2b` of rows `r` and `r + 1`, whichever reach further.
+#[cfg(test)]
 pub(crate) fn object_hull(mask: &LocalMask) -> Polygon {
-    let rows = row_extremes(mask);
-    let mut pts = Vec::with_capacity(4 * rows.len() + 2);
+    let mut s = HullScratch::default();
+    object_hull_in(mask, &mut s);
+    s.hull
+}
+
+/// [`object_hull`] into `s.hull`.
+fn object_hull_in(mask: &LocalMask, s: &mut HullScratch) {
+    let HullScratch {
+        rows,
+        pts,
+        upper,
+        hull,
+        ..
+    } = s;
+    row_extremes_into(mask, rows);
+    pts.clear();
     let mut push_ends = |y: i64, lo: i64, hi: i64| {
         pts.push((y, lo));
         if hi != lo {
@@ -79,7 +123,14 @@ pub(crate) fn object_hull(mask: &LocalMask) -> Polygon {
             None => push_ends(2 * r + 1, 2 * a, 2 * b),
         }
     }
-    hull_of_sorted(&pts)
+    hull_of_sorted_into(pts, upper, hull);
+}
+
+/// The number of pixel centres of the object's `h × w` box inside or on its hull
+/// ([`object_hull`], [`count_inside`]): `ConvexArea`.
+pub(crate) fn convex_area(mask: &LocalMask, s: &mut HullScratch) -> u64 {
+    object_hull_in(mask, s);
+    count_inside_in(&s.hull, mask.h, mask.w, &mut s.lo, &mut s.hi)
 }
 
 /// Number of pixel centres of the `h × w` box inside or on the doubled-coordinate polygon.
@@ -91,7 +142,19 @@ pub(crate) fn object_hull(mask: &LocalMask) -> Polygon {
 /// meets its boundary on the edges whose `y` span holds the row; the other edges' half-planes
 /// hold the whole polygon, so only those bounds are applied, the quotient stepped row by row
 /// (`rhs` grows by `2dx` a row) instead of divided each time.
+#[cfg(test)]
 pub(crate) fn count_inside(poly: &Polygon, h: usize, w: usize) -> u64 {
+    count_inside_in(poly, h, w, &mut Vec::new(), &mut Vec::new())
+}
+
+/// [`count_inside`] with `lo` and `hi` as its per-row bounds' buffers.
+fn count_inside_in(
+    poly: &Polygon,
+    h: usize,
+    w: usize,
+    lo: &mut Vec<i64>,
+    hi: &mut Vec<i64>,
+) -> u64 {
     if poly.len() < 3 || h == 0 || w == 0 {
         return 0;
     }
@@ -107,8 +170,10 @@ pub(crate) fn count_inside(poly: &Polygon, h: usize, w: usize) -> u64 {
         return 0;
     }
     let rows = (bottom - top + 1) as usize;
-    let mut lo = vec![0i64; rows];
-    let mut hi = vec![w as i64 - 1; rows];
+    lo.clear();
+    lo.resize(rows, 0);
+    hi.clear();
+    hi.resize(rows, w as i64 - 1);
     for i in 0..n {
         let (a, b) = (poly[i], poly[(i + 1) % n]);
         let (dy, dx) = (b.0 - a.0, b.1 - a.1);
@@ -139,29 +204,46 @@ pub(crate) fn count_inside(poly: &Polygon, h: usize, w: usize) -> u64 {
         }
     }
     lo.iter()
-        .zip(&hi)
+        .zip(hi.iter())
         .map(|(&l, &u)| (u - l + 1).max(0) as u64)
         .sum()
 }
 
 /// Hull of the pixel centres of the rows' ends (bbox coordinates); the points are made row
 /// by row, each row's ends left to right, so they are sorted and unique.
+#[cfg(test)]
 fn centre_hull(mask: &LocalMask) -> Polygon {
-    let mut pts = Vec::new();
-    for (r, a, b) in row_extremes(mask) {
+    let mut s = HullScratch::default();
+    centre_hull_in(mask, &mut s);
+    s.hull
+}
+
+/// [`centre_hull`] into `s.hull`.
+fn centre_hull_in(mask: &LocalMask, s: &mut HullScratch) {
+    let HullScratch {
+        rows,
+        pts,
+        upper,
+        hull,
+        ..
+    } = s;
+    row_extremes_into(mask, rows);
+    pts.clear();
+    for &(r, a, b) in rows.iter() {
         pts.push((r, a));
         if b != a {
             pts.push((r, b));
         }
     }
-    hull_of_sorted(&pts)
+    hull_of_sorted_into(pts, upper, hull);
 }
 
 /// `(min, max)` Feret diameter of the object: the hull of the pixel centres, its smallest
 /// caliper width (the largest distance of a vertex from each edge's line, minimised over the
 /// edges) and its largest vertex-to-vertex distance, as `centrosome.cpmorphology.feret_diameter`.
-pub(crate) fn feret(mask: &LocalMask) -> (f64, f64) {
-    let hull = centre_hull(mask);
+pub(crate) fn feret(mask: &LocalMask, s: &mut HullScratch) -> (f64, f64) {
+    centre_hull_in(mask, s);
+    let hull = &s.hull;
     let n = hull.len();
     let mut max2 = 0i64;
     for i in 0..n {

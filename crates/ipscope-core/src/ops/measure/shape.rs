@@ -106,6 +106,7 @@ impl ShapeFeatures {
 }
 
 /// The object's mask inside its bounding box, padded by one background pixel on every side.
+#[derive(Default)]
 pub(crate) struct LocalMask {
     pub(crate) w: usize,
     pub(crate) h: usize,
@@ -114,11 +115,21 @@ pub(crate) struct LocalMask {
 }
 
 impl LocalMask {
+    #[cfg(test)]
     pub(crate) fn new(labels: &Labels, label: u32, b: (usize, usize, usize, usize)) -> Self {
+        let mut mask = LocalMask::default();
+        mask.fill(labels, label, b);
+        mask
+    }
+
+    /// This mask made that of `label` in the box `b` of `labels`, its buffer reused.
+    pub(crate) fn fill(&mut self, labels: &Labels, label: u32, b: (usize, usize, usize, usize)) {
         let (r0, c0, r1, c1) = b;
         let (h, w) = (r1 - r0, c1 - c0);
         let pw = w + 2;
-        let mut m = vec![false; (h + 2) * pw];
+        let m = &mut self.m;
+        m.clear();
+        m.resize((h + 2) * pw, false);
         let img = labels.image();
         for r in 0..h {
             let row = &img.row(r0 + r)[c0..c1];
@@ -127,7 +138,7 @@ impl LocalMask {
                 *o = l == label;
             }
         }
-        LocalMask { w, h, m }
+        (self.w, self.h) = (w, h);
     }
 
     /// A random object (ragged, with holes, its rows not all connected) of label 1 in an
@@ -159,17 +170,40 @@ impl LocalMask {
 pub fn measure_shape_features(labels: &Labels) -> Vec<ShapeFeatures> {
     let boxes = labels.bounding_boxes();
     // Objects in parallel when the pool has idle workers; each object's figures as before.
+    // Each task's mask and hull buffers are reused from object to object.
     (1..boxes.len())
         .into_par_iter()
         .with_min_len(super::intensity::OBJECTS_PER_TASK)
-        .map(|l| match boxes[l] {
+        .map_init(ShapeScratch::default, |s, l| match boxes[l] {
             None => ShapeFeatures::absent(l as u32),
-            Some(b) => object_shape(&LocalMask::new(labels, l as u32, b), l as u32, b),
+            Some(b) => {
+                s.mask.fill(labels, l as u32, b);
+                object_shape(s, l as u32, b)
+            }
         })
         .collect()
 }
 
-fn object_shape(mask: &LocalMask, label: u32, b: (usize, usize, usize, usize)) -> ShapeFeatures {
+/// One task's buffers for [`measure_shape_features`].
+#[derive(Default)]
+struct ShapeScratch {
+    mask: LocalMask,
+    border: Vec<bool>,
+    hull: hull::HullScratch,
+}
+
+/// The shape of the object in `s.mask` (label `label`, box `b`).
+fn object_shape(
+    s: &mut ShapeScratch,
+    label: u32,
+    b: (usize, usize, usize, usize),
+) -> ShapeFeatures {
+    let ShapeScratch {
+        mask,
+        border,
+        hull: hs,
+    } = s;
+    let mask = &*mask;
     let (r0, c0, r1, c1) = b;
     let (h, w) = (mask.h, mask.w);
     // Exact integer moments in bbox coordinates.
@@ -227,11 +261,10 @@ fn object_shape(mask: &LocalMask, label: u32, b: (usize, usize, usize, usize)) -
         0.5 * (-2.0 * bb).atan2(c - a)
     };
 
-    let perimeter = perimeter4(mask);
+    let perimeter = perimeter4(mask, border);
     let euler_number = euler8(mask);
-    let hull = hull::object_hull(mask);
-    let convex_area = hull::count_inside(&hull, h, w);
-    let (min_feret, max_feret) = hull::feret(mask);
+    let convex_area = hull::convex_area(mask, hs);
+    let (min_feret, max_feret) = hull::feret(mask, hs);
     let bbox_area = (h * w) as u64;
     let pi = std::f64::consts::PI;
     ShapeFeatures {
@@ -286,11 +319,12 @@ fn row_moments(row: &[bool]) -> (i128, i128, i128) {
 
 /// `skimage.measure.perimeter(image, neighborhood=4)`: border pixels (object pixels with a
 /// 4-neighbour outside) weighted by the pattern of their border neighbours (Benkrid & Crookes).
-fn perimeter4(mask: &LocalMask) -> f64 {
+fn perimeter4(mask: &LocalMask, border: &mut Vec<bool>) -> f64 {
     let (h, w) = (mask.h, mask.w);
     let pw = w + 2;
     let m = &mask.m;
-    let mut border = vec![false; (h + 2) * pw];
+    border.clear();
+    border.resize((h + 2) * pw, false);
     for r in 1..=h {
         // Row r's pixels and their four neighbours, without branches.
         let i = r * pw + 1;
