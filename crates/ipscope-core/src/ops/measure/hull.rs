@@ -29,7 +29,7 @@ pub(crate) struct HullScratch {
     hi: Vec<i64>,
 }
 
-/// Andrew's monotone chain over points sorted and unique (lexicographic `(y, x)`).
+/// [`hull_of_sorted_into`] with fresh buffers (tests).
 #[cfg(test)]
 fn hull_of_sorted(pts: &[(i64, i64)]) -> Polygon {
     let (mut upper, mut out) = (Vec::new(), Vec::new());
@@ -37,7 +37,8 @@ fn hull_of_sorted(pts: &[(i64, i64)]) -> Polygon {
     out
 }
 
-/// [`hull_of_sorted`] into `lower` (cleared first), `upper` a buffer.
+/// Andrew's monotone chain over points sorted and unique (lexicographic `(y, x)`), into
+/// `lower` (cleared first); `upper` is a buffer.
 fn hull_of_sorted_into(pts: &[(i64, i64)], upper: &mut Polygon, lower: &mut Polygon) {
     lower.clear();
     if pts.len() < 3 {
@@ -62,7 +63,7 @@ fn hull_of_sorted_into(pts: &[(i64, i64)], upper: &mut Polygon, lower: &mut Poly
     lower.extend_from_slice(upper);
 }
 
-/// Leftmost and rightmost object pixel of each row (bbox coordinates); enough for the hull.
+/// [`row_extremes_into`] into a new vector (tests).
 #[cfg(test)]
 fn row_extremes(mask: &LocalMask) -> Vec<(i64, i64, i64)> {
     let mut out = Vec::new();
@@ -70,7 +71,8 @@ fn row_extremes(mask: &LocalMask) -> Vec<(i64, i64, i64)> {
     out
 }
 
-/// [`row_extremes`] into `out` (cleared first).
+/// Leftmost and rightmost object pixel of each row (bbox coordinates), enough for the hull,
+/// into `out` (cleared first).
 fn row_extremes_into(mask: &LocalMask, out: &mut Vec<(i64, i64, i64)>) {
     out.clear();
     for r in 0..mask.h {
@@ -81,12 +83,7 @@ fn row_extremes_into(mask: &LocalMask, out: &mut Vec<(i64, i64, i64)>) {
     }
 }
 
-/// Hull of the pixels' edge midpoints in doubled bbox coordinates.
-///
-/// A pixel `(r, c)` gives the midpoints `(2r ∓ 1, 2c)` and `(2r, 2c ∓ 1)`; only the least and
-/// greatest `x` of each `y` can be hull vertices, so the points are built per `y`, in sorted
-/// order: at `y = 2r` the row's own ends `2a − 1`, `2b + 1`; at `y = 2r + 1` the ends `2a`,
-/// `2b` of rows `r` and `r + 1`, whichever reach further.
+/// [`object_hull_in`] with fresh buffers (tests).
 #[cfg(test)]
 pub(crate) fn object_hull(mask: &LocalMask) -> Polygon {
     let mut s = HullScratch::default();
@@ -94,7 +91,12 @@ pub(crate) fn object_hull(mask: &LocalMask) -> Polygon {
     s.hull
 }
 
-/// [`object_hull`] into `s.hull`.
+/// Hull of the pixels' edge midpoints in doubled bbox coordinates, into `s.hull`.
+///
+/// A pixel `(r, c)` gives the midpoints `(2r ∓ 1, 2c)` and `(2r, 2c ∓ 1)`; only the least and
+/// greatest `x` of each `y` can be hull vertices, so the points are built per `y`, in sorted
+/// order: at `y = 2r` the row's own ends `2a − 1`, `2b + 1`; at `y = 2r + 1` the ends `2a`,
+/// `2b` of rows `r` and `r + 1`, whichever reach further.
 fn object_hull_in(mask: &LocalMask, s: &mut HullScratch) {
     let HullScratch {
         rows,
@@ -127,10 +129,16 @@ fn object_hull_in(mask: &LocalMask, s: &mut HullScratch) {
 }
 
 /// The number of pixel centres of the object's `h × w` box inside or on its hull
-/// ([`object_hull`], [`count_inside`]): `ConvexArea`.
+/// ([`object_hull_in`], [`count_inside_in`]): `ConvexArea`.
 pub(crate) fn convex_area(mask: &LocalMask, s: &mut HullScratch) -> u64 {
     object_hull_in(mask, s);
     count_inside_in(&s.hull, mask.h, mask.w, &mut s.lo, &mut s.hi)
+}
+
+/// [`count_inside_in`] with fresh buffers (tests).
+#[cfg(test)]
+pub(crate) fn count_inside(poly: &Polygon, h: usize, w: usize) -> u64 {
+    count_inside_in(poly, h, w, &mut Vec::new(), &mut Vec::new())
 }
 
 /// Number of pixel centres of the `h × w` box inside or on the doubled-coordinate polygon.
@@ -142,12 +150,8 @@ pub(crate) fn convex_area(mask: &LocalMask, s: &mut HullScratch) -> u64 {
 /// meets its boundary on the edges whose `y` span holds the row; the other edges' half-planes
 /// hold the whole polygon, so only those bounds are applied, the quotient stepped row by row
 /// (`rhs` grows by `2dx` a row) instead of divided each time.
-#[cfg(test)]
-pub(crate) fn count_inside(poly: &Polygon, h: usize, w: usize) -> u64 {
-    count_inside_in(poly, h, w, &mut Vec::new(), &mut Vec::new())
-}
-
-/// [`count_inside`] with `lo` and `hi` as its per-row bounds' buffers.
+///
+/// `lo` and `hi` are the per-row bounds' buffers.
 fn count_inside_in(
     poly: &Polygon,
     h: usize,
@@ -209,8 +213,7 @@ fn count_inside_in(
         .sum()
 }
 
-/// Hull of the pixel centres of the rows' ends (bbox coordinates); the points are made row
-/// by row, each row's ends left to right, so they are sorted and unique.
+/// [`centre_hull_in`] with fresh buffers (tests).
 #[cfg(test)]
 fn centre_hull(mask: &LocalMask) -> Polygon {
     let mut s = HullScratch::default();
@@ -218,7 +221,8 @@ fn centre_hull(mask: &LocalMask) -> Polygon {
     s.hull
 }
 
-/// [`centre_hull`] into `s.hull`.
+/// Hull of the pixel centres of the rows' ends (bbox coordinates) into `s.hull`; the points
+/// are made row by row, each row's ends left to right, so they are sorted and unique.
 fn centre_hull_in(mask: &LocalMask, s: &mut HullScratch) {
     let HullScratch {
         rows,
