@@ -83,12 +83,18 @@ fn row_extremes_into(mask: &LocalMask, out: &mut Vec<(i64, i64, i64)>) {
     }
 }
 
+/// The hull that `make` leaves in fresh buffers (tests).
+#[cfg(test)]
+fn fresh_hull(mask: &LocalMask, make: fn(&LocalMask, &mut HullScratch)) -> Polygon {
+    let mut s = HullScratch::default();
+    make(mask, &mut s);
+    s.hull
+}
+
 /// [`object_hull_in`] with fresh buffers (tests).
 #[cfg(test)]
 pub(crate) fn object_hull(mask: &LocalMask) -> Polygon {
-    let mut s = HullScratch::default();
-    object_hull_in(mask, &mut s);
-    s.hull
+    fresh_hull(mask, object_hull_in)
 }
 
 /// Hull of the pixels' edge midpoints in doubled bbox coordinates, into `s.hull`.
@@ -216,9 +222,7 @@ fn count_inside_in(
 /// [`centre_hull_in`] with fresh buffers (tests).
 #[cfg(test)]
 fn centre_hull(mask: &LocalMask) -> Polygon {
-    let mut s = HullScratch::default();
-    centre_hull_in(mask, &mut s);
-    s.hull
+    fresh_hull(mask, centre_hull_in)
 }
 
 /// Hull of the pixel centres of the rows' ends (bbox coordinates) into `s.hull`; the points
