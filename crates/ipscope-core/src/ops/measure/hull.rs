@@ -104,6 +104,30 @@ pub(crate) fn object_hull(mask: &LocalMask) -> Polygon {
 /// order: at `y = 2r` the row's own ends `2a − 1`, `2b + 1`; at `y = 2r + 1` the ends `2a`,
 /// `2b` of rows `r` and `r + 1`, whichever reach further.
 fn object_hull_in(mask: &LocalMask, s: &mut HullScratch) {
+    hull_of_row_ends(mask, s, |rows, pts| {
+        let mut push_ends = |y, lo, hi| push_ends(pts, y, lo, hi);
+        for (i, &(r, a, b)) in rows.iter().enumerate() {
+            // y = 2r − 1: shared with the row above when that row is the previous one.
+            let prev = i.checked_sub(1).map(|j| rows[j]).filter(|p| p.0 == r - 1);
+            if prev.is_none() {
+                push_ends(2 * r - 1, 2 * a, 2 * b);
+            }
+            push_ends(2 * r, 2 * a - 1, 2 * b + 1);
+            match rows.get(i + 1).filter(|n| n.0 == r + 1) {
+                Some(&(_, na, nb)) => push_ends(2 * r + 1, 2 * a.min(na), 2 * b.max(nb)),
+                None => push_ends(2 * r + 1, 2 * a, 2 * b),
+            }
+        }
+    });
+}
+
+/// The hull, into `s.hull`, of the sorted and unique points that `points` makes from the
+/// mask's row ends ([`row_extremes_into`]).
+fn hull_of_row_ends(
+    mask: &LocalMask,
+    s: &mut HullScratch,
+    points: impl FnOnce(&[(i64, i64, i64)], &mut Vec<(i64, i64)>),
+) {
     let HullScratch {
         rows,
         pts,
@@ -113,25 +137,16 @@ fn object_hull_in(mask: &LocalMask, s: &mut HullScratch) {
     } = s;
     row_extremes_into(mask, rows);
     pts.clear();
-    let mut push_ends = |y: i64, lo: i64, hi: i64| {
-        pts.push((y, lo));
-        if hi != lo {
-            pts.push((y, hi));
-        }
-    };
-    for (i, &(r, a, b)) in rows.iter().enumerate() {
-        // y = 2r − 1: shared with the row above when that row is the previous one.
-        let prev = i.checked_sub(1).map(|j| rows[j]).filter(|p| p.0 == r - 1);
-        if prev.is_none() {
-            push_ends(2 * r - 1, 2 * a, 2 * b);
-        }
-        push_ends(2 * r, 2 * a - 1, 2 * b + 1);
-        match rows.get(i + 1).filter(|n| n.0 == r + 1) {
-            Some(&(_, na, nb)) => push_ends(2 * r + 1, 2 * a.min(na), 2 * b.max(nb)),
-            None => push_ends(2 * r + 1, 2 * a, 2 * b),
-        }
-    }
+    points(rows, pts);
     hull_of_sorted_into(pts, upper, hull);
+}
+
+/// `(y, lo)` and, if it is another point, `(y, hi)` appended to `pts`.
+fn push_ends(pts: &mut Vec<(i64, i64)>, y: i64, lo: i64, hi: i64) {
+    pts.push((y, lo));
+    if hi != lo {
+        pts.push((y, hi));
+    }
 }
 
 /// The number of pixel centres of the object's `h × w` box inside or on its hull
@@ -228,22 +243,11 @@ fn centre_hull(mask: &LocalMask) -> Polygon {
 /// Hull of the pixel centres of the rows' ends (bbox coordinates) into `s.hull`; the points
 /// are made row by row, each row's ends left to right, so they are sorted and unique.
 fn centre_hull_in(mask: &LocalMask, s: &mut HullScratch) {
-    let HullScratch {
-        rows,
-        pts,
-        upper,
-        hull,
-        ..
-    } = s;
-    row_extremes_into(mask, rows);
-    pts.clear();
-    for &(r, a, b) in rows.iter() {
-        pts.push((r, a));
-        if b != a {
-            pts.push((r, b));
+    hull_of_row_ends(mask, s, |rows, pts| {
+        for &(r, a, b) in rows {
+            push_ends(pts, r, a, b);
         }
-    }
-    hull_of_sorted_into(pts, upper, hull);
+    });
 }
 
 /// `(min, max)` Feret diameter of the object: the hull of the pixel centres, its smallest
