@@ -1,6 +1,6 @@
 //! Per-kernel throughput at 512², 2048² and 4096² on a synthetic nuclei field (about one
 //! nucleus per 3,100 px², a fifth of them in touching pairs or triples, as
-//! `benches/peer/make_plate.py`), plus the whole nuclei segmentation.
+//! `benches/peer/make_plate.py`), plus the whole nuclei segmentation and the image QC.
 //!
 //! `cargo bench -p ipscope-core --bench kernels` (criterion prints time and MPx/s per size;
 //! near-constant MPx/s across sizes means linear scaling). Filter with a name, e.g.
@@ -12,6 +12,7 @@ use std::hint::black_box;
 
 use common::field;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ipscope_core::assays::quality::{measure_quality, power_log_log_slope, QualityParams};
 use ipscope_core::ops::distance::{
     distance_transform_edt, distance_transform_edt_of_objects, within_distance,
 };
@@ -125,6 +126,14 @@ fn kernels(c: &mut Criterion) {
         });
         g.bench_function(id("edt_of_background"), |b| {
             b.iter(|| distance_transform_edt(black_box(outside.view())))
+        });
+        // Image QC (`ipscope run`'s default): CellProfiler's PowerLogLogSlope alone, then
+        // every ImageQuality figure of one channel.
+        g.bench_function(id("power_log_log_slope"), |b| {
+            b.iter(|| power_log_log_slope(black_box(s.scaled.view())))
+        });
+        g.bench_function(id("measure_quality"), |b| {
+            b.iter(|| measure_quality(black_box(s.scaled.view()), 1.0, &QualityParams::default()))
         });
         g.bench_function(id("segment_nuclei"), |b| {
             b.iter(|| segment_nuclei(black_box(raw.view()), &NucleiParams::default()))

@@ -82,20 +82,67 @@ impl Default for QualityParams {
 
 /// `Σ f(x)` over the image in f64: eight running sums per row (a fixed order, so it
 /// vectorises and gives the same bits on every run), rows added in order.
-fn sum_pixels(img: ImageView<f32>, f: impl Fn(f64) -> f64) -> f64 {
-    img.rows()
-        .map(|row| {
-            let chunks = row.chunks_exact(8);
-            let tail = chunks.remainder();
-            let mut acc = [0f64; 8];
-            for c in chunks {
-                for (a, &v) in acc.iter_mut().zip(c) {
-                    *a += f(f64::from(v));
+fn sum_pixels<F: Fn(f64) -> f64>(img: ImageView<f32>, f: F) -> f64 {
+    img.rows().map(|row| sum_row(row, &f)).sum()
+}
+
+crate::ops::dispatched! {
+    /// One row of [`sum_pixels`] (compiled for AVX2 too: the lanes' sums are the same).
+    fn sum_row<F: Fn(f64) -> f64>(row: &[f32], f: &F) -> f64 {
+        let chunks = row.chunks_exact(8);
+        let tail = chunks.remainder();
+        let mut acc = [0f64; 8];
+        for c in chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a += f(f64::from(v));
+            }
+        }
+        let lanes =
+            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        tail.iter().fold(lanes, |s, &v| s + f(f64::from(v)))
+    }
+}
+
+crate::ops::dispatched! {
+    /// Row `a` less `mean` as the real parts of `z`, and row `b` (the next row, if any) less
+    /// `mean` as the imaginary parts (0 without it), for one complex transform of both; as
+    /// in [`power_log_log_slope`], a non-finite pixel reads as 0.
+    fn pack_rows(a: &[f32], b: Option<&[f32]>, mean: f64, z: &mut [Complex64]) {
+        let value = |v: f32| {
+            let v = f64::from(v);
+            if v.is_finite() {
+                v
+            } else {
+                0.0
+            }
+        };
+        match b {
+            Some(b) => {
+                for ((z, &a), &b) in z.iter_mut().zip(a).zip(b) {
+                    *z = Complex64::new(value(a) - mean, value(b) - mean);
                 }
             }
-            let lanes =
-                ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-            tail.iter().fold(lanes, |s, &v| s + f(f64::from(v)))
+            None => {
+                for (z, &a) in z.iter_mut().zip(a) {
+                    *z = Complex64::new(value(a) - mean, 0.0);
+                }
+            }
+        }
+    }
+}
+
+/// How many pixels of `img` are `mean` as [`power_log_log_slope`] reads them (non-finite
+/// pixels as 0): none unless `mean` is an f32, since every pixel is one.
+fn pixels_at(img: ImageView<f32>, mean: f64) -> usize {
+    let m = mean as f32;
+    if f64::from(m) != mean {
+        return 0;
+    }
+    img.rows()
+        .map(|row| {
+            row.iter()
+                .filter(|&&v| if v.is_finite() { v == m } else { m == 0.0 })
+                .count()
         })
         .sum()
 }
@@ -141,14 +188,20 @@ pub fn power_log_log_slope(img: ImageView<f32>) -> f64 {
     let kmax = top - 2;
     // Non-finite pixels count as 0.
     let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
-    let value = |v: f32| finite(f64::from(v));
     let mean = sum_pixels(img, finite) / (h * w) as f64;
-    // Pixels equal to the mean, counted while the rows are packed for the transform.
-    let mut at_mean = 0usize;
+    // Constant images (every pixel at the mean) and a zero median absolute deviation.
+    if 2 * pixels_at(img, mean) > h * w {
+        return 0.0;
+    }
     // Columns 0..=kmax + 1 of every row's transform: the positive frequencies up to kmax
-    // directly, the negative ones as complex conjugates of their mirror images.
+    // directly, the negative ones as complex conjugates of their mirror images. They are
+    // gathered for `TILE` rows at a time in `tile` (column-major) and copied down `cols`
+    // in runs of `TILE`: storing each row's values straight into their columns touched a
+    // page per value.
+    const TILE: usize = 32;
     let ncols = kmax + 2;
-    let mut cols = vec![Complex64::new(0.0, 0.0); ncols * h];
+    let n = ncols * h;
+    let mut cols: Vec<Complex64> = Vec::with_capacity(n);
     FFT_PLANNER.with_borrow_mut(|planner| {
         let row_fft = planner.plan_fft_forward(w);
         let col_fft = planner.plan_fft_forward(h);
@@ -159,64 +212,78 @@ pub fn power_log_log_slope(img: ImageView<f32>) -> f64 {
                 .max(col_fft.get_inplace_scratch_len())
         ];
         let mut z = vec![Complex64::new(0.0, 0.0); w];
-        let mut r = 0;
-        while r < h {
-            let pair = r + 1 < h;
-            let a = img.row(r);
-            if pair {
-                let b = img.row(r + 1);
-                for ((z, &a), &b) in z.iter_mut().zip(a).zip(b) {
-                    let (a, b) = (value(a) - mean, value(b) - mean);
-                    at_mean += usize::from(a == 0.0) + usize::from(b == 0.0);
-                    *z = Complex64::new(a, b);
-                }
-            } else {
-                for (z, &a) in z.iter_mut().zip(a) {
-                    let a = value(a) - mean;
-                    at_mean += usize::from(a == 0.0);
-                    *z = Complex64::new(a, 0.0);
-                }
-            }
-            row_fft.process_with_scratch(&mut z, &mut scratch);
-            for k in 0..ncols {
-                let zk = z[k];
-                if pair {
-                    // z = a + i b: A(k) = (Z(k) + Z*(−k)) / 2, B(k) = (Z(k) − Z*(−k)) / 2i.
-                    let zm = z[if k == 0 { 0 } else { w - k }].conj();
-                    cols[k * h + r] = (zk + zm) * 0.5;
-                    let d = zk - zm;
-                    cols[k * h + r + 1] = Complex64::new(d.im * 0.5, -d.re * 0.5);
-                } else {
-                    cols[k * h + r] = zk;
+        let mut tile = vec![Complex64::new(0.0, 0.0); ncols * TILE];
+        let spare = &mut cols.spare_capacity_mut()[..n];
+        for r0 in (0..h).step_by(TILE) {
+            let rows = TILE.min(h - r0);
+            // Rows in pairs (TILE is even, so the pairs are those of the whole image); the
+            // last row of an odd height alone.
+            for j in (0..rows).step_by(2) {
+                let pair = j + 1 < rows;
+                let b = pair.then(|| img.row(r0 + j + 1));
+                pack_rows(img.row(r0 + j), b, mean, &mut z);
+                row_fft.process_with_scratch(&mut z, &mut scratch);
+                for (k, t) in tile.chunks_exact_mut(TILE).enumerate() {
+                    let zk = z[k];
+                    if pair {
+                        // z = a + i b: A(k) = (Z(k) + Z*(−k)) / 2, B(k) = (Z(k) − Z*(−k)) / 2i.
+                        let zm = z[if k == 0 { 0 } else { w - k }].conj();
+                        t[j] = (zk + zm) * 0.5;
+                        let d = zk - zm;
+                        t[j + 1] = Complex64::new(d.im * 0.5, -d.re * 0.5);
+                    } else {
+                        t[j] = zk;
+                    }
                 }
             }
-            r += 2;
+            for (k, t) in tile.chunks_exact(TILE).enumerate() {
+                for (o, &v) in spare[k * h + r0..k * h + r0 + rows].iter_mut().zip(t) {
+                    o.write(v);
+                }
+            }
         }
+        // SAFETY: the tiles cover rows 0..h in steps of TILE, and each wrote rows
+        // r0..r0 + rows of every column k < ncols: all n = ncols · h elements.
+        unsafe { cols.set_len(n) };
         col_fft.process_with_scratch(&mut cols, &mut scratch);
     });
-    // Constant images (every pixel at the mean) and a zero median absolute deviation.
-    if 2 * at_mean > h * w {
-        return 0.0;
-    }
-    // |F(u, v)|², with F(u, v) = F*(−u, −v) for the columns not kept.
-    let power = |u: usize, v: usize| {
-        let f = if v < ncols {
-            cols[v * h + u]
-        } else {
-            cols[(w - v) * h + if u == 0 { 0 } else { h - u }]
-        };
-        f.norm_sqr()
-    };
+    // Σ |F(u, v)|² per radius, column by column of `cols` (contiguous): column `c` holds
+    // F(u, c), the frequencies v = c (folded: c) and, as F(u, w − c) = F*(−u, c), those of
+    // v = w − c at the mirrored rows (folded: c − 1). |F|² is the same for F and F*.
     let mut sum = vec![0f64; kmax + 1];
-    let near = |len: usize| (0..=kmax).chain(len - 1 - kmax..len);
-    for u in near(h) {
-        let fu = u.min(h - 1 - u);
-        for v in near(w) {
-            let fv = v.min(w - 1 - v);
-            let k = ((fu * fu + fv * fv) as f64).sqrt() as usize;
-            if (1..=kmax).contains(&k) {
-                sum[k] += power(u, v);
+    let mut radius = vec![0usize; kmax + 1];
+    let mut add_column = |col: &[Complex64], fv: usize, mirrored: bool| {
+        // ⌊√(fu² + fv²)⌋ for fu = 0..=kmax, growing with fu: the integer square root, which
+        // is what the f64 square root floors to for these small integers.
+        let mut k = fv;
+        for (fu, rk) in radius.iter_mut().enumerate() {
+            let n = fu * fu + fv * fv;
+            while (k + 1) * (k + 1) <= n {
+                k += 1;
             }
+            *rk = k;
+        }
+        let mut add = |fu: usize, f: Complex64| {
+            let k = radius[fu];
+            if (1..=kmax).contains(&k) {
+                sum[k] += f.norm_sqr();
+            }
+        };
+        // Rows u = 0..=kmax (folded fu = u) and u = h − 1 − kmax..h (fu = h − 1 − u); a
+        // mirrored column holds row u at (h − u) mod h.
+        for u in 0..=kmax {
+            add(u, col[if mirrored && u > 0 { h - u } else { u }]);
+        }
+        for u in h - 1 - kmax..h {
+            add(h - 1 - u, col[if mirrored { h - u } else { u }]);
+        }
+    };
+    for (c, col) in cols.chunks_exact(h).enumerate() {
+        if c <= kmax {
+            add_column(col, c, false);
+        }
+        if c >= 1 {
+            add_column(col, c - 1, true);
         }
     }
     let pts: Vec<(f64, f64)> = (1..=kmax)
@@ -416,6 +483,26 @@ mod tests {
             _ => 0.5,
         });
         assert_eq!(power_log_log_slope(spikes.view()), 0.0);
+        // Non-finite pixels (read as 0) at a mean of 0 count as at the mean: 40 of 64 rows
+        // of NaN over rows of ±1 pairs that sum to 0, and the same ±1 rows alone (a slope).
+        let pairs = |r: usize, c: usize| {
+            let s = if (r * 31 + (c / 2) * 17) % 7 < 3 {
+                1.0
+            } else {
+                -1.0
+            };
+            if c.is_multiple_of(2) {
+                s
+            } else {
+                -s
+            }
+        };
+        let half_nan = Image::from_fn(64, 64, |r, c| if r < 40 { f32::NAN } else { pairs(r, c) });
+        assert_eq!(power_log_log_slope(half_nan.view()), 0.0);
+        assert_ne!(
+            power_log_log_slope(Image::from_fn(64, 64, pairs).view()),
+            0.0
+        );
         // A non-finite pixel counts as 0.
         let mut nan = pattern(64, 64);
         let mut zero = nan.clone();
