@@ -237,17 +237,45 @@ fn sum_lanes(lanes: &[u64], stride: usize, nbins: usize, edges: Vec<f32>) -> His
 
 /// The bin of each value of `chunk` (see [`histogram_in_range`]); `nbins` for a value
 /// outside `[first, last]` or NaN. `nbins < 2^24`.
+///
+/// The estimate only has to fall within one bin of the value's bin (the correction against
+/// the edges moves it by one), so one multiplication by `nbins / (last − first)` stands for
+/// numpy's division then multiplication: the two differ by a few units in the last place,
+/// far below a bin for `nbins < 2^24`. Where that factor overflows (a range of a few
+/// subnormals) the division is kept.
 #[inline(always)]
 fn find_bins_body(chunk: &[f32], out: &mut [u32], first: f32, last: f32, step: f32, nbins: usize) {
-    let denom = last - first;
-    let nb = nbins as f32;
+    let (denom, nb) = (last - first, nbins as f32);
+    let scale = nb / denom;
+    if scale.is_finite() {
+        bins_from_estimates(chunk, out, first, last, step, nbins, |v| {
+            (v - first) * scale
+        });
+    } else {
+        bins_from_estimates(chunk, out, first, last, step, nbins, |v| {
+            ((v - first) / denom) * nb
+        });
+    }
+}
+
+/// [`find_bins_body`] with the bin estimate `estimate(v)` (within one bin of the right one).
+#[inline(always)]
+fn bins_from_estimates(
+    chunk: &[f32],
+    out: &mut [u32],
+    first: f32,
+    last: f32,
+    step: f32,
+    nbins: usize,
+    estimate: impl Fn(f32) -> f32,
+) {
     let top = nbins as i32 - 1;
     let top_f = top as f32;
     for (o, &v) in out.iter_mut().zip(chunk) {
         // Clamped to [0, top] in float32 first (NaN to 0: `max` takes the number), then
         // truncated: the bins of `(estimate as i32).clamp(0, top)`, without the saturating
         // conversion's per-lane checks that keep the loop from vectorising.
-        let est = (((v - first) / denom) * nb).max(0.0).min(top_f);
+        let est = estimate(v).max(0.0).min(top_f);
         // SAFETY: `est` is finite and within [0, top], so it fits an i32.
         let i = unsafe { est.to_int_unchecked::<i32>() };
         let lo = i as f32 * step + first;
@@ -1529,6 +1557,9 @@ mod tests {
                 (-3.5, 1e-3),
                 (100.0, 65535.0),
                 (0.25, 0.25),
+                // A range of subnormals: nbins / (last − first) overflows f32.
+                (0.0, 1e-40),
+                (-2e-41, 3e-41),
             ] {
                 let step = (last - first) / nbins as f32;
                 let mut v: Vec<f32> = (0..3001).map(|_| first + (last - first) * rnd()).collect();
