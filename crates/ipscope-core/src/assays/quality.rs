@@ -108,14 +108,7 @@ crate::ops::dispatched! {
     /// `mean` as the imaginary parts (0 without it), for one complex transform of both; as
     /// in [`power_log_log_slope`], a non-finite pixel reads as 0.
     fn pack_rows(a: &[f32], b: Option<&[f32]>, mean: f64, z: &mut [Complex64]) {
-        let value = |v: f32| {
-            let v = f64::from(v);
-            if v.is_finite() {
-                v
-            } else {
-                0.0
-            }
-        };
+        let value = |v: f32| finite_or_zero(f64::from(v));
         match b {
             Some(b) => {
                 for ((z, &a), &b) in z.iter_mut().zip(a).zip(b) {
@@ -128,6 +121,16 @@ crate::ops::dispatched! {
                 }
             }
         }
+    }
+}
+
+/// A pixel as [`power_log_log_slope`] reads it: non-finite pixels count as 0.
+#[inline(always)]
+fn finite_or_zero(v: f64) -> f64 {
+    if v.is_finite() {
+        v
+    } else {
+        0.0
     }
 }
 
@@ -186,9 +189,7 @@ pub fn power_log_log_slope(img: ImageView<f32>) -> f64 {
         return 0.0;
     }
     let kmax = top - 2;
-    // Non-finite pixels count as 0.
-    let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
-    let mean = sum_pixels(img, finite) / (h * w) as f64;
+    let mean = sum_pixels(img, finite_or_zero) / (h * w) as f64;
     // Constant images (every pixel at the mean) and a zero median absolute deviation.
     if 2 * pixels_at(img, mean) > h * w {
         return 0.0;
