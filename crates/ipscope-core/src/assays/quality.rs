@@ -312,11 +312,11 @@ fn least_squares_slope(pts: &[(f64, f64)]) -> f64 {
 /// images scaled to 0..1).
 pub fn measure_quality(img: ImageView<f32>, ceiling: f32, params: &QualityParams) -> ImageQuality {
     let n = img.len().max(1) as f64;
+    // Counted row by row (a flattened iterator over the rows does not vectorise).
     let saturated = img
         .rows()
-        .flat_map(|r| r.iter())
-        .filter(|&&v| v >= ceiling)
-        .count() as f64;
+        .map(|r| r.iter().filter(|&&v| v >= ceiling).count())
+        .sum::<usize>() as f64;
     let (content_fraction, debris_fraction) = match otsu(img, 256) {
         Some(t) => {
             // Component sizes only: no label image is needed.
