@@ -137,14 +137,13 @@ fn finite_or_zero(v: f64) -> f64 {
 /// How many pixels of `img` are `mean` as [`power_log_log_slope`] reads them (non-finite
 /// pixels as 0): none unless `mean` is an f32, since every pixel is one.
 fn pixels_at(img: ImageView<f32>, mean: f64) -> usize {
-    let m = mean as f32;
-    if f64::from(m) != mean {
+    if f64::from(mean as f32) != mean {
         return 0;
     }
     img.rows()
         .map(|row| {
             row.iter()
-                .filter(|&&v| if v.is_finite() { v == m } else { m == 0.0 })
+                .filter(|&&v| finite_or_zero(f64::from(v)) == mean)
                 .count()
         })
         .sum()
