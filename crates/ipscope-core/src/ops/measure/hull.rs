@@ -255,28 +255,42 @@ fn centre_hull_in(mask: &LocalMask, s: &mut HullScratch) {
 /// edges) and its largest vertex-to-vertex distance, as `centrosome.cpmorphology.feret_diameter`.
 pub(crate) fn feret(mask: &LocalMask, s: &mut HullScratch) -> (f64, f64) {
     centre_hull_in(mask, s);
-    let hull = &s.hull;
+    feret_of_hull(&s.hull)
+}
+
+/// [`feret`] of a hull: with three or more vertices by rotating calipers (Shamos): the
+/// vertex farthest from each edge's line moves forward around the hull as the edge does,
+/// so one pass finds every edge's farthest vertex (its width) and the antipodal pairs, among
+/// which is the farthest pair. The same integers and the same divisions as comparing every
+/// vertex with every edge and every pair ([`feret_pairwise`] in the tests), so the same bits.
+fn feret_of_hull(hull: &[(i64, i64)]) -> (f64, f64) {
     let n = hull.len();
-    let mut max2 = 0i64;
-    for i in 0..n {
-        for j in i + 1..n {
-            let (dy, dx) = (hull[i].0 - hull[j].0, hull[i].1 - hull[j].1);
-            max2 = max2.max(dy * dy + dx * dx);
-        }
-    }
+    let dist2 = |a: (i64, i64), b: (i64, i64)| (a.0 - b.0).pow(2) + (a.1 - b.1).pow(2);
     if n < 3 {
+        let max2 = match hull {
+            [a, b] => dist2(*a, *b),
+            _ => 0,
+        };
         return (0.0, (max2 as f64).sqrt());
     }
-    let mut min_width = f64::INFINITY;
+    // The hull is counter-clockwise without collinear vertices: `cross` of an edge with the
+    // other vertices is positive, rising to a maximum (at one vertex or two, on an edge
+    // parallel to this one) and falling again.
+    let (mut max2, mut min_width) = (0i64, f64::INFINITY);
+    let mut j = 1;
     for i in 0..n {
         let (a, b) = (hull[i], hull[(i + 1) % n]);
-        let len = (((b.0 - a.0).pow(2) + (b.1 - a.1).pow(2)) as f64).sqrt();
-        let far = hull
-            .iter()
-            .map(|&p| cross(a, b, p).abs())
-            .max()
-            .unwrap_or(0);
-        min_width = min_width.min(far as f64 / len);
+        let height = |k: usize| cross(a, b, hull[k % n]);
+        while height(j + 1) > height(j) {
+            j = (j + 1) % n;
+        }
+        let len = (dist2(a, b) as f64).sqrt();
+        min_width = min_width.min(height(j) as f64 / len);
+        max2 = max2.max(dist2(a, hull[j])).max(dist2(b, hull[j]));
+        if height(j + 1) == height(j) {
+            let k = hull[(j + 1) % n];
+            max2 = max2.max(dist2(a, k)).max(dist2(b, k));
+        }
     }
     (min_width, (max2 as f64).sqrt())
 }
@@ -284,6 +298,69 @@ pub(crate) fn feret(mask: &LocalMask, s: &mut HullScratch) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`feret_of_hull`] as it was computed: every vertex against every edge and every pair.
+    fn feret_pairwise(hull: &[(i64, i64)]) -> (f64, f64) {
+        let n = hull.len();
+        let mut max2 = 0i64;
+        for i in 0..n {
+            for j in i + 1..n {
+                let (dy, dx) = (hull[i].0 - hull[j].0, hull[i].1 - hull[j].1);
+                max2 = max2.max(dy * dy + dx * dx);
+            }
+        }
+        if n < 3 {
+            return (0.0, (max2 as f64).sqrt());
+        }
+        let mut min_width = f64::INFINITY;
+        for i in 0..n {
+            let (a, b) = (hull[i], hull[(i + 1) % n]);
+            let len = (((b.0 - a.0).pow(2) + (b.1 - a.1).pow(2)) as f64).sqrt();
+            let far = hull
+                .iter()
+                .map(|&p| cross(a, b, p).abs())
+                .max()
+                .unwrap_or(0);
+            min_width = min_width.min(far as f64 / len);
+        }
+        (min_width, (max2 as f64).sqrt())
+    }
+
+    #[test]
+    fn calipers_equal_the_pairwise_feret_bit_for_bit() {
+        let mut next = crate::testing::xorshift(5);
+        let mut tested = 0;
+        for case in 0..4000u64 {
+            // Points in a small square (many parallel edges, collinear points) or a wide one.
+            let span = [3u64, 6, 20, 1000][(case % 4) as usize];
+            let count = 1 + next() % 40;
+            let mut pts: Vec<(i64, i64)> = (0..count)
+                .map(|_| ((next() % span) as i64, (next() % span) as i64))
+                .collect();
+            if case % 5 == 0 {
+                // Symmetric shapes: every point mirrored through the centre.
+                let m: Vec<_> = pts
+                    .iter()
+                    .map(|&(y, x)| (span as i64 - y, span as i64 - x))
+                    .collect();
+                pts.extend(m);
+            }
+            pts.sort_unstable();
+            pts.dedup();
+            let hull = hull_of_sorted(&pts);
+            let (got, want) = (feret_of_hull(&hull), feret_pairwise(&hull));
+            assert_eq!(
+                (got.0.to_bits(), got.1.to_bits()),
+                (want.0.to_bits(), want.1.to_bits()),
+                "hull {hull:?}"
+            );
+            tested += usize::from(hull.len() >= 3);
+        }
+        assert!(
+            tested > 3000,
+            "only {tested} hulls of three or more vertices"
+        );
+    }
 
     /// The hull of any points, as it was computed: sorted and deduplicated first.
     fn convex_hull(mut pts: Vec<(i64, i64)>) -> Polygon {
