@@ -196,112 +196,6 @@ fn cp_quartiles<K: Rank>(values: &mut [K]) -> (f64, f64, f64) {
     (lower, interpolate(m_lo, m_hi, tm), upper)
 }
 
-/// Sorts 16-bit values: least significant byte first, then the most significant, each by
-/// counting (a byte whose value is the same for all keys is skipped); short slices by the
-/// standard sort. `spare` is the second buffer.
-fn sort_u16(keys: &mut [u16], spare: &mut Vec<u16>) {
-    let n = keys.len();
-    if n <= 64 {
-        keys.sort_unstable();
-        return;
-    }
-    let (mut low, mut high) = ([0u32; 256], [0u32; 256]);
-    for &k in keys.iter() {
-        low[usize::from(k & 0xff)] += 1;
-        high[usize::from(k >> 8)] += 1;
-    }
-    // Counts into the first position of each byte value; false when one value has them all.
-    let starts = |counts: &mut [u32; 256]| {
-        if counts.iter().any(|&c| c as usize == n) {
-            return false;
-        }
-        let mut sum = 0;
-        for c in counts.iter_mut() {
-            let k = *c;
-            *c = sum;
-            sum += k;
-        }
-        true
-    };
-    spare.clear();
-    spare.resize(n, 0);
-    if starts(&mut low) {
-        for &k in keys.iter() {
-            let at = &mut low[usize::from(k & 0xff)];
-            spare[*at as usize] = k;
-            *at += 1;
-        }
-    } else {
-        spare.copy_from_slice(keys);
-    }
-    if starts(&mut high) {
-        for &k in spare.iter() {
-            let at = &mut high[usize::from(k >> 8)];
-            keys[*at as usize] = k;
-            *at += 1;
-        }
-    } else {
-        keys.copy_from_slice(spare);
-    }
-}
-
-/// CellProfiler's lower quartile, median, upper quartile and MAD of a 16-bit object's pixels
-/// `raw` scaled by `scale` (as [`cp_quartiles`] and [`cp_quantile_select`] give them on the
-/// scaled values): `raw` is sorted as integers, whose order is that of the scaled values.
-/// The distances from the median, `|v − median|`, rise from the median outwards on either
-/// side (a rounded difference is monotonic in `v`), so their ranks come from merging the two
-/// sides, nearest first. `raw` is reordered.
-fn quartiles_and_mad_u16(
-    raw: &mut [u16],
-    spare: &mut Vec<u16>,
-    scale: f64,
-) -> (f64, f64, f64, f64) {
-    let n = raw.len();
-    if n == 0 {
-        return (f64::NAN, f64::NAN, f64::NAN, f64::NAN);
-    }
-    sort_u16(raw, spare);
-    let raw = &*raw;
-    let value = |i: usize| f64::from(raw[i]) / scale;
-    let quantile = |f: f64| {
-        let (lo, t) = quantile_position(n, f);
-        interpolate(value(lo), value((lo + 1).min(n - 1)), t)
-    };
-    let (lower, median, upper) = (quantile(0.25), quantile(0.5), quantile(0.75));
-    // Pixels at or below the median are `raw[..above]`, taken from the top down; those
-    // above it from `above` up.
-    let above = raw.partition_point(|&p| f64::from(p) / scale <= median);
-    let (mut down, mut up) = (above, above);
-    let distance = |i: usize| (value(i) - median).abs();
-    let mut nearest = || {
-        let below = (down > 0).then(|| distance(down - 1));
-        let over = (up < n).then(|| distance(up));
-        match (below, over) {
-            (Some(b), Some(o)) if b <= o => {
-                down -= 1;
-                b
-            }
-            (_, Some(o)) => {
-                up += 1;
-                o
-            }
-            (Some(b), None) => {
-                down -= 1;
-                b
-            }
-            // Only asked for ranks below n.
-            (None, None) => f64::NAN,
-        }
-    };
-    let (lo, t) = quantile_position(n, 0.5);
-    for _ in 0..lo {
-        nearest();
-    }
-    let at_lo = nearest();
-    let at_hi = if lo + 1 < n { nearest() } else { at_lo };
-    (lower, median, upper, interpolate(at_lo, at_hi, t))
-}
-
 /// Sum, mean, population std (two-pass), min, max.
 fn moments(v: &[f64]) -> (f64, f64, f64, f64, f64) {
     if v.is_empty() {
@@ -330,10 +224,6 @@ struct IntensityScratch {
     vals: Vec<f64>,
     edge: Vec<f64>,
     keys: Vec<PositiveBits>,
-    /// The pixels of a 16-bit image as they are, sorted for the quartiles.
-    raw: Vec<u16>,
-    /// The radix sort's second buffer.
-    spare: Vec<u16>,
 }
 
 /// Intensity features of `image` in every object `1..=count`, index `i` = label `i + 1`.
@@ -342,9 +232,8 @@ struct IntensityScratch {
 /// row); a run's pixels are an edge when the rows above or below differ there, its ends also
 /// when the image goes on beyond them. The pixels are scaled as they are gathered and
 /// summed in raster order, so every figure is the same bits as a pixel-by-pixel pass (test
-/// `runs_equal_the_pixel_by_pixel_pass`). The quartiles and MAD of 16-bit images come from
-/// the object's pixels sorted as integers ([`quartiles_and_mad_u16`]); those of 8-bit images
-/// are selected on the values' bits (never negative or NaN there); all the same values as
+/// `runs_equal_the_pixel_by_pixel_pass`). The quartiles and MAD of integer images are
+/// selected on the values' bits (never negative or NaN there), the same values as
 /// `f64::total_cmp` gives.
 ///
 /// # Panics
@@ -366,7 +255,6 @@ pub fn measure_intensity_features<T: Pixel>(
     let (width, height) = (labels.width(), labels.height());
     let scale = T::MAX;
     let never_negative = T::SAMPLE != SampleType::F32;
-    let sixteen = T::as_u16(image);
     // Objects in parallel when the pool has idle workers (each object's figures are computed
     // by one call as before, so the same bits for any thread count); scratch per task:
     // pixels, edge flags, runs `(row, first column, end column)` in raster order, values,
@@ -381,8 +269,6 @@ pub fn measure_intensity_features<T: Pixel>(
                 vals,
                 edge,
                 keys,
-                raw,
-                spare,
             } = scratch;
             let label = l as u32;
             let Some((r0, c0, r1, c1)) = boxes[l] else {
@@ -391,7 +277,6 @@ pub fn measure_intensity_features<T: Pixel>(
             vals.clear();
             on_edge.clear();
             runs.clear();
-            raw.clear();
             for r in r0..r1 {
                 let lrow = &lab.row(r)[..c1];
                 // Beyond the image the neighbour is the pixel itself (never an edge).
@@ -408,9 +293,6 @@ pub fn measure_intensity_features<T: Pixel>(
                     let b = crate::ops::scan::next_other_u32(lrow, a, label);
                     // Converted as gathered: a copy call per short run cost more.
                     vals.extend(prow[a..b].iter().map(|&p| p.to_f64() / scale));
-                    if let Some(px) = sixteen {
-                        raw.extend_from_slice(&px.row(r)[a..b]);
-                    }
                     on_edge.extend((a..b).map(|c| (above[c] != label) | (below[c] != label)));
                     // The run's ends: their left and right neighbours are another label.
                     let (first, last) = (on_edge.len() - (b - a), on_edge.len() - 1);
@@ -455,9 +337,7 @@ pub fn measure_intensity_features<T: Pixel>(
                     .map(|(&v, _)| v),
             );
             let (integrated_edge, mean_edge, std_edge, min_edge, max_edge) = moments(edge);
-            let (lower_quartile, median, upper_quartile, mad) = if sixteen.is_some() {
-                quartiles_and_mad_u16(raw, spare, scale)
-            } else if never_negative {
+            let (lower_quartile, median, upper_quartile, mad) = if never_negative {
                 keys.clear();
                 keys.extend(vals.iter().map(|v| PositiveBits(v.to_bits())));
                 let (lq, med, uq) = cp_quartiles(keys);
@@ -706,48 +586,6 @@ mod tests {
         assert!(cp_quantile_select::<f64>(&mut [], 0.5).is_nan());
         assert!(cp_quartiles::<f64>(&mut []).1.is_nan());
         assert!(cp_quantile_select::<PositiveBits>(&mut [], 0.5).is_nan());
-    }
-
-    #[test]
-    fn sixteen_bit_quartiles_and_mad_equal_the_sorted_ones_bit_for_bit() {
-        let mut next = crate::testing::xorshift(29);
-        let mut spare = Vec::new();
-        for n in [1usize, 2, 3, 4, 5, 9, 64, 65, 66, 100, 257, 1000, 4099] {
-            // Few levels (many ties, a median between two values), one byte, both bytes, a
-            // narrow band far from 0 (one high byte), the whole range.
-            for (base, levels) in [
-                (0u64, 2u64),
-                (7, 3),
-                (0, 256),
-                (1000, 10),
-                (40000, 300),
-                (0, 65536),
-            ] {
-                let mut raw: Vec<u16> = (0..n).map(|_| (base + next() % levels) as u16).collect();
-                let scale = 65535.0;
-                let mut sorted: Vec<f64> = raw.iter().map(|&p| f64::from(p) / scale).collect();
-                sorted.sort_unstable_by(f64::total_cmp);
-                let med = cp_quantile(&sorted, 0.5);
-                let mut dist: Vec<f64> = sorted.iter().map(|v| (v - med).abs()).collect();
-                dist.sort_unstable_by(f64::total_cmp);
-                let want = [
-                    cp_quantile(&sorted, 0.25),
-                    med,
-                    cp_quantile(&sorted, 0.75),
-                    cp_quantile(&dist, 0.5),
-                ];
-                let (lq, m, uq, mad) = quartiles_and_mad_u16(&mut raw, &mut spare, scale);
-                assert_eq!(
-                    [lq, m, uq, mad].map(f64::to_bits),
-                    want.map(f64::to_bits),
-                    "n {n}, base {base}, levels {levels}"
-                );
-                assert!(raw.windows(2).all(|p| p[0] <= p[1]), "not sorted: n {n}");
-            }
-        }
-        assert!(quartiles_and_mad_u16(&mut [], &mut spare, 65535.0)
-            .3
-            .is_nan());
     }
 
     #[test]
