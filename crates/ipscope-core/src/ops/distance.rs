@@ -270,26 +270,7 @@ fn object_distances(
     g.resize(bw * bh, 0);
     dist.clear();
     dist.resize(bw * bh, 0.0);
-    for (c, &x) in g[..bw].iter_mut().zip(&lab.row(r0)[c0..c1]) {
-        *c = if x == l { u32::MAX } else { 0 };
-    }
-    for r in 1..bh {
-        let (done, rest) = g.split_at_mut(r * bw);
-        let prev = &done[(r - 1) * bw..];
-        for ((c, &x), &p) in rest[..bw]
-            .iter_mut()
-            .zip(&lab.row(r0 + r)[c0..c1])
-            .zip(prev)
-        {
-            *c = if x == l { p.saturating_add(1) } else { 0 };
-        }
-    }
-    for r in (0..bh.saturating_sub(1)).rev() {
-        let (head, tail) = g.split_at_mut((r + 1) * bw);
-        for (c, &b) in head[r * bw..].iter_mut().zip(&tail[..bw]) {
-            *c = (*c).min(b.saturating_add(1));
-        }
-    }
+    vertical_distances(lab.view(), l, (r0, c0), bw, g);
     for r in 0..bh {
         let gr = &g[r * bw..(r + 1) * bw];
         let dr = &mut dist[r * bw..(r + 1) * bw];
@@ -301,6 +282,40 @@ fn object_distances(
             window_row(gr, dr, reach as usize, sq, best, sqrt_table);
         } else {
             env.row(gr, dr, sqrt_table);
+        }
+    }
+}
+
+crate::ops::dispatched! {
+    /// The vertical distances to the nearest pixel that is not object `l`'s, for the box of
+    /// `g.len() / bw` rows and `bw` columns at `(r0, c0)` of `lab`, into `g` (0 off the
+    /// object, `u32::MAX` where a column of the box has no such pixel): a pass down, then a
+    /// pass up. Branch-free, so that both passes vectorise (a branch on the label kept the
+    /// pass down scalar); compiled for AVX2 as well (`dispatched!`), the same integers.
+    fn vertical_distances(lab: ImageView<u32>, l: u32, origin: (usize, usize), bw: usize, g: &mut [u32]) {
+        let (r0, c0) = origin;
+        let bh = g.len() / bw.max(1);
+        // All ones on the object's pixels, zero elsewhere.
+        let own = |x: u32| u32::from(x == l).wrapping_neg();
+        for (c, &x) in g[..bw].iter_mut().zip(&lab.row(r0)[c0..c0 + bw]) {
+            *c = own(x);
+        }
+        for r in 1..bh {
+            let (done, rest) = g.split_at_mut(r * bw);
+            let prev = &done[(r - 1) * bw..];
+            for ((c, &x), &p) in rest[..bw]
+                .iter_mut()
+                .zip(&lab.row(r0 + r)[c0..c0 + bw])
+                .zip(prev)
+            {
+                *c = p.saturating_add(1) & own(x);
+            }
+        }
+        for r in (0..bh.saturating_sub(1)).rev() {
+            let (head, tail) = g.split_at_mut((r + 1) * bw);
+            for (c, &b) in head[r * bw..].iter_mut().zip(&tail[..bw]) {
+                *c = (*c).min(b.saturating_add(1));
+            }
         }
     }
 }
