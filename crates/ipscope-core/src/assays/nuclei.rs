@@ -460,7 +460,10 @@ pub fn segment_nuclei_with<T: Pixel>(
         None => components,
     };
     // Not needed past the declumping: freed before the outline growth's buffers are made.
-    drop((scaled, dist, fg));
+    // The distance map (the transform of `fg`) goes back as this thread's zeroed buffer for
+    // the next field's.
+    crate::ops::distance::recycle_distance_map(dist, fg.view());
+    drop((scaled, fg));
     let objects = match (outline, smoothed) {
         (Some(o), Some(smoothed)) if objects.count() > 0 => {
             // The last use of `smoothed`: the growth negates it in place.

@@ -200,10 +200,13 @@ impl Envelope {
 ///
 /// Most of a nuclei field is background; the boxes cover a few times the objects' area, so
 /// this reads a fraction of the pixels the whole-image passes do.
+///
+/// The output starts as this thread's zeroed buffer from [`recycle_distance_map`] when one
+/// of the same size is kept (no whole-field zero fill), else as a new zeroed image.
 pub fn distance_transform_edt_of_objects(labels: &ipscope_image::Labels) -> Image<f32> {
     use rayon::prelude::*;
     let (w, h) = (labels.width(), labels.height());
-    let mut out = Image::new(w, h, 0.0f32);
+    let mut out = zeroed_map(w, h);
     if w == 0 || h == 0 {
         return out;
     }
@@ -251,6 +254,59 @@ pub fn distance_transform_edt_of_objects(labels: &ipscope_image::Labels) -> Imag
         },
     );
     out
+}
+
+std::thread_local! {
+    /// A whole-field buffer of zeros for this thread's next distance map of the same size
+    /// ([`recycle_distance_map`]).
+    static ZEROED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A `w` × `h` image of zeros: this thread's kept buffer when it has that many pixels, else
+/// a new one.
+fn zeroed_map(w: usize, h: usize) -> Image<f32> {
+    let n = w * h;
+    let kept = ZEROED.with(|z| {
+        let mut z = z.borrow_mut();
+        if z.len() == n {
+            std::mem::take(&mut *z)
+        } else {
+            Vec::new()
+        }
+    });
+    if kept.len() == n && n > 0 {
+        debug_assert!(kept.iter().all(|&v| v.to_bits() == 0));
+        if let Ok(img) = Image::from_vec(w, h, kept) {
+            return img;
+        }
+    }
+    Image::new(w, h, 0.0f32)
+}
+
+/// Hands a distance map that is done with back to this thread for the next field's
+/// [`distance_transform_edt_of_objects`]: the pixels of `mask` are set back to zero (the map
+/// must be the transform of `mask`, or of components of it, and so zero everywhere else),
+/// which touches a field's foreground runs instead of filling the whole next map with zeros.
+/// A map of another size than `mask`, or an empty one, is dropped.
+pub fn recycle_distance_map(dist: Image<f32>, mask: ImageView<bool>) {
+    let (w, h) = (dist.width(), dist.height());
+    if w * h == 0 || (mask.width(), mask.height()) != (w, h) {
+        return;
+    }
+    let mut data = dist.into_vec();
+    for (row, m) in data.chunks_exact_mut(w).zip(mask.rows()) {
+        let mut a = ipscope_image::scan::next_other_bool(m, 0, false);
+        while a < w {
+            let b = ipscope_image::scan::next_other_bool(m, a, true);
+            row[a..b].fill(0.0);
+            a = ipscope_image::scan::next_other_bool(m, b, false);
+        }
+    }
+    debug_assert!(
+        data.iter().all(|&v| v.to_bits() == 0),
+        "a recycled distance map was not zero off its mask"
+    );
+    ZEROED.with(|z| *z.borrow_mut() = data);
 }
 
 /// The distances of object `l`'s pixels in the box `(r0, c0, r1, c1)` (exclusive ends), pixels
@@ -567,6 +623,43 @@ mod tests {
             distance_transform_edt(Image::new(0, 0, true).view()).len(),
             0
         );
+    }
+
+    #[test]
+    fn recycled_maps_give_the_same_distances() {
+        use crate::ops::label::{label, Connectivity};
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        let bits = |i: &Image<f32>| i.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let kept = || ZEROED.with(|z| z.borrow().len());
+        let (w, h) = (61, 47);
+        // Masks of one size in turn on this thread, each map handed back with its mask: a
+        // pixel of an earlier map left non-zero would show in a later one's background.
+        for (k, density) in [2u64, 8, 5, 9, 1, 6, 3, 7].into_iter().enumerate() {
+            let m = Image::from_fn(w, h, |_, _| next() % 10 < density);
+            let got = distance_transform_edt_of_objects(&label(m.view(), Connectivity::Eight));
+            assert_eq!(kept(), 0, "mask {k}: the kept buffer was not taken");
+            assert_eq!(
+                bits(&got),
+                bits(&distance_transform_edt(m.view())),
+                "mask {k}"
+            );
+            recycle_distance_map(got, m.view());
+            assert_eq!(kept(), w * h, "mask {k}: the map was not kept");
+        }
+        // Another size makes a new map and leaves the kept one; a map with a mask of another
+        // size is dropped.
+        let m = Image::from_fn(20, 30, |r, c| (r + c) % 7 != 0);
+        let got = distance_transform_edt_of_objects(&label(m.view(), Connectivity::Eight));
+        assert_eq!(bits(&got), bits(&distance_transform_edt(m.view())));
+        assert_eq!(kept(), w * h);
+        recycle_distance_map(got, Image::new(30, 20, true).view());
+        assert_eq!(kept(), w * h);
     }
 
     #[test]
