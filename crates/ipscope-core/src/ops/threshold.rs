@@ -417,37 +417,179 @@ pub fn otsu_from_histogram(counts: &[u64], bin_centers: &[f32]) -> Option<f32> {
 /// numpy's pairwise summation (`pairwise_sum` in `loops_utils.h`), so that means of many
 /// pixels round the same way as `numpy.mean` on a contiguous float64 array.
 fn pairwise_sum(a: &[f64]) -> f64 {
-    let n = a.len();
+    pairwise_at(a, 0, a.len())
+}
+
+/// [`pairwise_sum`] of the `n` values `p.at(a)`, `p.at(a + 1)`, ...
+fn pairwise_at<P: LiPixels + ?Sized>(p: &P, a: usize, n: usize) -> f64 {
     if n < 8 {
         let mut s = -0.0f64;
-        for &v in a {
-            s += v;
+        for i in a..a + n {
+            s += p.at(i);
         }
         s
     } else if n <= 128 {
         let mut r = [0f64; 8];
-        r.copy_from_slice(&a[..8]);
+        for (k, rk) in r.iter_mut().enumerate() {
+            *rk = p.at(a + k);
+        }
         let mut i = 8;
         while i < n - (n % 8) {
             for (k, rk) in r.iter_mut().enumerate() {
-                *rk += a[i + k];
+                *rk += p.at(a + i + k);
             }
             i += 8;
         }
         let mut s = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for &v in &a[i..] {
-            s += v;
+        for j in a + i..a + n {
+            s += p.at(j);
         }
         s
     } else {
         let mut n2 = n / 2;
         n2 -= n2 % 8;
-        pairwise_sum(&a[..n2]) + pairwise_sum(&a[n2..])
+        pairwise_at(p, a, n2) + pairwise_at(p, a + n2, n - n2)
+    }
+}
+
+/// numpy's pairwise sum of a sequence of known length, fed in pieces: the same leaves
+/// (runs of at most 128 values, summed as [`pairwise_sum`] does) and the same additions, in
+/// the same order, as [`pairwise_sum`] of the whole sequence collected into an array, with
+/// only the current leaf held.
+struct PairwiseSink {
+    /// What is left to do, last first: `Some(n)` sums the next `n` values, `None` adds the
+    /// two sums on top of `sums`.
+    work: Vec<Option<usize>>,
+    sums: Vec<f64>,
+    /// The current leaf's values so far, and its length (0 once all is summed).
+    leaf: Vec<f64>,
+    need: usize,
+}
+
+impl PairwiseSink {
+    fn new(n: usize) -> PairwiseSink {
+        let mut sink = PairwiseSink {
+            work: vec![Some(n)],
+            sums: Vec::new(),
+            leaf: Vec::with_capacity(128),
+            need: 0,
+        };
+        sink.advance();
+        sink
+    }
+
+    /// Does the additions due and opens the next leaf (`need` = 0 when there is none).
+    fn advance(&mut self) {
+        while let Some(w) = self.work.pop() {
+            match w {
+                None => {
+                    let b = self.sums.pop().unwrap_or(0.0);
+                    let a = self.sums.pop().unwrap_or(0.0);
+                    self.sums.push(a + b);
+                }
+                Some(0) => self.sums.push(pairwise_sum(&[])),
+                Some(n) if n <= 128 => {
+                    self.need = n;
+                    return;
+                }
+                Some(n) => {
+                    // As `pairwise_at`: the first n2 values, then the rest, then their sum.
+                    let mut n2 = n / 2;
+                    n2 -= n2 % 8;
+                    self.work.extend([None, Some(n - n2), Some(n2)]);
+                }
+            }
+        }
+        self.need = 0;
+    }
+
+    /// Takes the next values (no more than the length given in all).
+    fn extend(&mut self, mut xs: &[f64]) {
+        while !xs.is_empty() && self.need > 0 {
+            if self.leaf.is_empty() && xs.len() >= self.need {
+                // A whole leaf in `xs`: summed where it lies.
+                self.sums.push(pairwise_sum(&xs[..self.need]));
+                xs = &xs[self.need..];
+            } else {
+                let take = (self.need - self.leaf.len()).min(xs.len());
+                self.leaf.extend_from_slice(&xs[..take]);
+                xs = &xs[take..];
+                if self.leaf.len() < self.need {
+                    return;
+                }
+                self.sums.push(pairwise_sum(&self.leaf));
+                self.leaf.clear();
+            }
+            self.advance();
+        }
+    }
+
+    /// The sum (of what was given, if that fell short of the length).
+    fn finish(mut self) -> f64 {
+        if !self.leaf.is_empty() {
+            let leaf = std::mem::take(&mut self.leaf);
+            self.sums.push(pairwise_sum(&leaf));
+        }
+        self.sums
+            .iter()
+            .copied()
+            .reduce(|a, b| a + b)
+            .unwrap_or(-0.0)
+    }
+}
+
+/// The shifted finite pixels Li's iteration reads (minus their minimum), in raster order.
+trait LiPixels {
+    /// How many pixels.
+    fn count(&self) -> usize;
+    /// Pixel `i` (`i < count()`).
+    fn at(&self, i: usize) -> f64;
+    /// The f32 pixels whose values these are, when they are (a minimum of zero): then the
+    /// f32 bits of pixel `i`, less the sign, are those of `at(i)`.
+    fn unshifted(&self) -> Option<&[f32]> {
+        None
+    }
+}
+
+impl LiPixels for [f64] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    #[inline(always)]
+    fn at(&self, i: usize) -> f64 {
+        self[i]
+    }
+}
+
+/// The pixels of an image whose pixels are all finite and contiguous, each less `min` when
+/// read: the values of the shifted f64 copy [`li`] otherwise makes (`f64::from(v) - min`,
+/// the same operation), without making it.
+struct Shifted<'a> {
+    px: &'a [f32],
+    min: f64,
+}
+
+impl LiPixels for Shifted<'_> {
+    fn count(&self) -> usize {
+        self.px.len()
+    }
+    #[inline(always)]
+    fn at(&self, i: usize) -> f64 {
+        f64::from(self.px[i]) - self.min
+    }
+    fn unshifted(&self) -> Option<&[f32]> {
+        // v − (±0) is v, or +0 for v = −0: the same value, and the same bits but the sign.
+        (self.min == 0.0).then_some(self.px)
     }
 }
 
 fn mean(a: &[f64]) -> f64 {
     pairwise_sum(a) / a.len() as f64
+}
+
+/// [`mean`] of the pixels of `p`.
+fn mean_of<P: LiPixels + ?Sized>(p: &P) -> f64 {
+    pairwise_at(p, 0, p.count()) / p.count() as f64
 }
 
 /// Finite pixels of a view as f64, in raster order.
@@ -601,6 +743,23 @@ fn multiotsu_indices(prob: &[f32], thresh_count: usize) -> Vec<usize> {
 ///
 /// Returns `None` for an image without finite pixels or a constant one.
 pub fn li(img: ImageView<f32>) -> Option<f32> {
+    // A contiguous image without NaN or infinities (a field) is read in place, each pixel
+    // shifted as it is read; otherwise from a shifted f64 copy of its finite pixels.
+    if let Some(px) = img.as_contiguous().filter(|px| all_finite(px)) {
+        // The minimum as the copy's fold finds it, up to the sign of a zero minimum (which
+        // `f64::min` leaves open, and which no step of the iteration distinguishes).
+        let (lo, hi) = finite_range(img)?;
+        if lo == hi {
+            return None;
+        }
+        let min = f64::from(lo);
+        return li_shifted(img, &Shifted { px, min }, min);
+    }
+    li_copied(img)
+}
+
+/// [`li`] from the shifted f64 copy of the finite pixels (any view).
+fn li_copied(img: ImageView<f32>) -> Option<f32> {
     let pixels = finite_pixels(img);
     let first = *pixels.first()?;
     if pixels.iter().all(|&v| v == first) {
@@ -611,19 +770,30 @@ pub fn li(img: ImageView<f32>) -> Option<f32> {
     for v in &mut image {
         *v -= min;
     }
+    li_shifted(img, &image[..], min)
+}
+
+/// Whether every value of `px` is finite (one pass, no early exit, so it vectorises).
+fn all_finite(px: &[f32]) -> bool {
+    px.chunks(4096)
+        .all(|c| c.iter().fold(true, |a, v| a & v.is_finite()))
+}
+
+/// [`li`] of the shifted finite pixels `image` of `img` (not constant) and their minimum.
+fn li_shifted<P: LiPixels + ?Sized>(img: ImageView<f32>, image: &P, min: f64) -> Option<f32> {
     let t = if min == 0.0 {
         // Non-negative values (the usual case after a top-hat): no sort unless a stop is
         // too close to call with the tolerance's bounds.
-        let mut values = Buckets::new(&image);
+        let mut values = Buckets::new(image);
         let mut tol = LiTolerance {
             exact: None,
-            bounds: values.tolerance_bounds(&image),
+            bounds: values.tolerance_bounds(image),
             img,
             min,
         };
-        match li_sorted(&image, &mut values, &mut tol) {
+        match li_sorted(image, &mut values, &mut tol) {
             LiSorted::Done(t) => t,
-            LiSorted::Undecided => li_pixels(&image, tol.get()),
+            LiSorted::Undecided => li_pixels(image, tol.get()),
         }
     } else {
         let (keys, tolerance) = li_tolerance(img, min);
@@ -634,9 +804,9 @@ pub fn li(img: ImageView<f32>) -> Option<f32> {
             img,
             min,
         };
-        match li_sorted(&image, &mut values, &mut tol) {
+        match li_sorted(image, &mut values, &mut tol) {
             LiSorted::Done(t) => t,
-            LiSorted::Undecided => li_pixels(&image, tolerance),
+            LiSorted::Undecided => li_pixels(image, tolerance),
         }
     } + min;
     t.is_finite().then_some(t as f32)
@@ -749,23 +919,21 @@ fn li_iterate(mut image: Vec<f64>, min: f64, tolerance: f64) -> Option<f64> {
     for v in &mut image {
         *v -= min;
     }
-    let t = li_pixels(&image, tolerance) + min;
+    let t = li_pixels(&image[..], tolerance) + min;
     t.is_finite().then_some(t)
 }
 
 /// scikit-image's iteration on the shifted pixels (minimum 0), each step re-partitioning
 /// every pixel and summing both sides pairwise: the reference [`li_sorted`] must equal.
-fn li_pixels(image: &[f64], tolerance: f64) -> f64 {
-    let mut t_next = mean(image);
+fn li_pixels<P: LiPixels + ?Sized>(image: &P, tolerance: f64) -> f64 {
+    let mut t_next = mean_of(image);
     let mut t_curr = -2.0 * tolerance;
-    let mut fore = Vec::with_capacity(image.len());
-    let mut back = Vec::with_capacity(image.len());
     // The iteration converges in a handful of steps; the cap only guards against a cycle.
     let mut steps = 0;
     while (t_next - t_curr).abs() > tolerance && steps < LI_MAX_STEPS {
         steps += 1;
         t_curr = t_next;
-        match li_step(image, t_curr, &mut fore, &mut back) {
+        match li_step(image, t_curr, None) {
             Some(t) => t_next = t,
             None => break,
         }
@@ -779,21 +947,39 @@ const LI_MAX_STEPS: usize = 10_000;
 /// One step of scikit-image's iteration: the pixels above `t` and the others, their means
 /// by numpy's pairwise summation, and the next threshold; `None` where scikit-image stops
 /// (an empty side, or a background mean of 0).
-fn li_step(image: &[f64], t: f64, fore: &mut Vec<f64>, back: &mut Vec<f64>) -> Option<f64> {
-    fore.clear();
-    back.clear();
-    for &v in image {
-        if v > t {
-            fore.push(v);
-        } else {
-            back.push(v);
-        }
-    }
-    if fore.is_empty() || back.is_empty() {
+///
+/// Each side is summed as it is read (one count, then one pass per side), in raster order
+/// as numpy sums the array of that side, without making the arrays.
+///
+/// `above`, when known, is the number of pixels above `t` (else they are counted).
+fn li_step<P: LiPixels + ?Sized>(image: &P, t: f64, above: Option<usize>) -> Option<f64> {
+    let n = image.count();
+    let above =
+        above.unwrap_or_else(|| (0..n).map(|i| usize::from(image.at(i) > t)).sum::<usize>());
+    if above == 0 || above == n {
         return None;
     }
-    let mean_fore = mean(fore);
-    let mean_back = mean(back);
+    // Blocks of pixels split without branches (each value written to both sides' buffers,
+    // each side's count moved on where it belongs), then summed side by side.
+    let (mut fore, mut back) = (PairwiseSink::new(above), PairwiseSink::new(n - above));
+    const BLOCK: usize = 256;
+    let (mut fb, mut bb) = ([0f64; BLOCK], [0f64; BLOCK]);
+    for i0 in (0..n).step_by(BLOCK) {
+        let (mut f, mut b) = (0, 0);
+        for i in i0..(i0 + BLOCK).min(n) {
+            let v = image.at(i);
+            let up = usize::from(v > t);
+            fb[f] = v;
+            bb[b] = v;
+            f += up;
+            b += 1 - up;
+        }
+        fore.extend(&fb[..f]);
+        back.extend(&bb[..b]);
+    }
+    let (fore, back) = (fore.finish(), back.finish());
+    let mean_fore = fore / above as f64;
+    let mean_back = back / (n - above) as f64;
     if mean_back == 0.0 {
         return None;
     }
@@ -914,10 +1100,10 @@ impl SortedValues for SortedKeys {
 /// in the values' order. Within a bucket every value is (m + low) · 2^e with m and e the
 /// bucket's, so its sum is exact from the count and the sum of the low 16 bits. Only the
 /// buckets a query falls inside are listed (one pass over the pixels each) and sorted.
-struct Buckets<'a> {
-    image: &'a [f64],
-    /// Occupied buckets, ascending: (top 16 bits, count, Σ low 16 bits, min low, max low).
-    occupied: Vec<(u32, u64, u64, u16, u16)>,
+struct Buckets<'a, P: LiPixels + ?Sized> {
+    image: &'a P,
+    /// Occupied buckets, ascending: (top 16 bits, count, Σ low 16 bits).
+    occupied: Vec<(u32, u64, u64)>,
     /// Values before each occupied bucket (one more entry: the total).
     start: Vec<usize>,
     /// Sums before each occupied bucket, double-double (one more entry: the total).
@@ -926,7 +1112,7 @@ struct Buckets<'a> {
     listed: Vec<(usize, Vec<u16>, Vec<u64>)>,
 }
 
-impl<'a> Buckets<'a> {
+impl<'a, P: LiPixels + ?Sized> Buckets<'a, P> {
     /// The f32 bits of the non-negative value `v` (an exact f32 held in an f64).
     fn bits(v: f64) -> u32 {
         // -0.0 counts as 0.0, as in the keys of `li_tolerance`.
@@ -955,27 +1141,47 @@ impl<'a> Buckets<'a> {
         (hi * scale, lo * scale)
     }
 
-    fn new(image: &'a [f64]) -> Buckets<'a> {
-        let mut count = vec![0u64; 1 << 16];
-        let mut low = vec![0u64; 1 << 16];
-        let mut lo = vec![u16::MAX; 1 << 16];
-        let mut hi = vec![0u16; 1 << 16];
-        for &v in image {
-            let b = Self::bits(v);
-            let (t, l) = ((b >> 16) as usize, (b & 0xffff) as u16);
-            count[t] += 1;
-            low[t] += u64::from(l);
-            lo[t] = lo[t].min(l);
-            hi[t] = hi[t].max(l);
+    fn new(image: &'a P) -> Buckets<'a, P> {
+        // Each bucket's count and sum of low bits side by side (one cache line per pixel),
+        // in two tables, even and odd pixels: a run of pixels in one bucket then updates two
+        // entries in turn instead of waiting on one entry's previous update.
+        const TOPS: usize = 1 << 16;
+        let mut acc = vec![[0u64; 2]; 2 * TOPS];
+        let (even, odd) = acc.split_at_mut(TOPS);
+        let n = image.count();
+        let add = |table: &mut [[u64; 2]], b: u32| {
+            let e = &mut table[(b >> 16) as usize];
+            e[0] += 1;
+            e[1] += u64::from(b & 0xffff);
+        };
+        if let Some(px) = image.unshifted() {
+            for pair in px.chunks_exact(2) {
+                add(even, pair[0].to_bits() & 0x7fff_ffff);
+                add(odd, pair[1].to_bits() & 0x7fff_ffff);
+            }
+        } else {
+            for i in (0..n / 2 * 2).step_by(2) {
+                add(even, Self::bits(image.at(i)));
+                add(odd, Self::bits(image.at(i + 1)));
+            }
         }
+        if n % 2 == 1 {
+            add(even, Self::bits(image.at(n - 1)));
+        }
+        for (e, o) in even.iter_mut().zip(odd.iter()) {
+            e[0] += o[0];
+            e[1] += o[1];
+        }
+        let count = |t: usize| even[t][0];
+        let low = |t: usize| even[t][1];
         let mut occupied = Vec::new();
         let (mut start, mut sums) = (vec![0usize], vec![(0.0f64, 0.0f64)]);
         let (mut n, mut acc) = (0usize, (0.0f64, 0.0f64));
         for t in 0..1usize << 16 {
-            if count[t] > 0 {
-                occupied.push((t as u32, count[t], low[t], lo[t], hi[t]));
-                n += count[t] as usize;
-                let (h, l) = Self::exact(t as u32, count[t], low[t]);
+            if count(t) > 0 {
+                occupied.push((t as u32, count(t), low(t)));
+                n += count(t) as usize;
+                let (h, l) = Self::exact(t as u32, count(t), low(t));
                 acc = dd_add(dd_add(acc, h), l);
                 start.push(n);
                 sums.push(acc);
@@ -998,19 +1204,35 @@ impl<'a> Buckets<'a> {
     /// Bounds of Li's tolerance (half the smallest gap between distinct values): at least
     /// half the smallest spacing of f32 values in an occupied bucket, at most half the
     /// smallest difference between distinct neighbouring pixels.
-    fn tolerance_bounds(&self, image: &[f64]) -> (f64, f64) {
+    fn tolerance_bounds(&self, image: &P) -> (f64, f64) {
         let finest = self
             .occupied
             .iter()
             .map(|o| Self::scale(o.0).1)
             .fold(f64::INFINITY, f64::min);
-        let mut gap = f64::INFINITY;
-        for w in image.windows(2) {
-            let d = (w[1] - w[0]).abs();
-            if d > 0.0 && d < gap {
-                gap = d;
+        // The smallest non-zero difference (a minimum, so in any order): four running
+        // minima over consecutive differences, without branches, then the rest.
+        let mut gaps = [f64::INFINITY; 4];
+        let n = image.count();
+        let mut i = 1;
+        while i + 4 <= n {
+            for (k, g) in gaps.iter_mut().enumerate() {
+                let d = (image.at(i + k) - image.at(i + k - 1)).abs();
+                let d = if d > 0.0 { d } else { f64::INFINITY };
+                *g = if d < *g { d } else { *g };
+            }
+            i += 4;
+        }
+        for j in i..n {
+            let d = (image.at(j) - image.at(j - 1)).abs();
+            if d > 0.0 && d < gaps[0] {
+                gaps[0] = d;
             }
         }
+        let gap = gaps
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, |a, b| if b < a { b } else { a });
         // The gaps are differences of f64 values, each within ε of the exact one.
         (0.5 * finest * (1.0 - 1e-12), 0.5 * gap * (1.0 + 1e-12))
     }
@@ -1058,10 +1280,30 @@ impl<'a> Buckets<'a> {
         }
         let (lo_top, hi_top) = (self.occupied[a].0, self.occupied[b - 1].0);
         let mut bits: Vec<u32> = Vec::with_capacity(taken);
-        for &v in self.image {
-            let x = Self::bits(v);
-            if (lo_top..=hi_top).contains(&(x >> 16)) {
-                bits.push(x);
+        let (lo_bits, hi_bits) = (lo_top << 16, hi_top << 16 | 0xffff);
+        if let Some(px) = self.image.unshifted() {
+            // Blocks with no value in the listed buckets (most) are passed over after one
+            // branch-free test of the whole block.
+            for block in px.chunks(32) {
+                let any = block.iter().fold(false, |a, v| {
+                    let x = v.to_bits() & 0x7fff_ffff;
+                    a | ((x >= lo_bits) & (x <= hi_bits))
+                });
+                if any {
+                    for v in block {
+                        let x = v.to_bits() & 0x7fff_ffff;
+                        if (lo_bits..=hi_bits).contains(&x) {
+                            bits.push(x);
+                        }
+                    }
+                }
+            }
+        } else {
+            for i in 0..self.image.count() {
+                let x = Self::bits(self.image.at(i));
+                if (lo_top..=hi_top).contains(&(x >> 16)) {
+                    bits.push(x);
+                }
             }
         }
         bits.sort_unstable();
@@ -1089,16 +1331,17 @@ impl<'a> Buckets<'a> {
     }
 }
 
-impl SortedValues for Buckets<'_> {
+impl<P: LiPixels + ?Sized> SortedValues for Buckets<'_, P> {
     fn len(&self) -> usize {
         self.start[self.start.len() - 1]
     }
     fn below(&mut self, t: f64) -> usize {
-        // Buckets whose largest value is ≤ t lie wholly below; the next one may straddle t.
+        // Buckets whose largest possible value is ≤ t lie wholly below; the next one may
+        // straddle t.
         let o = self
             .occupied
-            .partition_point(|b| Self::value_of(b.0, b.4) <= t);
-        if o == self.occupied.len() || Self::value_of(self.occupied[o].0, self.occupied[o].3) > t {
+            .partition_point(|b| Self::value_of(b.0, u16::MAX) <= t);
+        if o == self.occupied.len() || Self::value_of(self.occupied[o].0, 0) > t {
             return self.start[o];
         }
         let top = self.occupied[o].0;
@@ -1110,14 +1353,8 @@ impl SortedValues for Buckets<'_> {
     }
     fn value(&mut self, i: usize) -> f64 {
         let o = self.bucket_of_index(i);
-        let (top, _, _, lo, hi) = self.occupied[o];
+        let top = self.occupied[o].0;
         let r = i - self.start[o];
-        if r == 0 {
-            return Self::value_of(top, lo);
-        }
-        if i + 1 == self.start[o + 1] {
-            return Self::value_of(top, hi);
-        }
         let p = self.list(o);
         Self::value_of(top, self.listed[p].1[r])
     }
@@ -1191,9 +1428,13 @@ impl LiTolerance<'_> {
 /// (pairwise sums over the final partition, in raster order), so the result is
 /// [`li_pixels`]' bit for bit. `image` holds the pixels minus their minimum, in raster
 /// order.
-fn li_sorted(image: &[f64], values: &mut dyn SortedValues, tol: &mut LiTolerance) -> LiSorted {
+fn li_sorted<P: LiPixels + ?Sized>(
+    image: &P,
+    values: &mut dyn SortedValues,
+    tol: &mut LiTolerance,
+) -> LiSorted {
     let n = values.len();
-    if n != image.len() || n < 2 {
+    if n != image.count() || n < 2 {
         return LiSorted::Undecided;
     }
     let total = values.prefix(n);
@@ -1201,7 +1442,7 @@ fn li_sorted(image: &[f64], values: &mut dyn SortedValues, tol: &mut LiTolerance
     // (threshold, whether it is the pixel path's exactly). The first step always runs:
     // scikit-image starts from t = −2·tolerance and the mean, at least 0, is farther than
     // the tolerance from it.
-    let mut t_next = (mean(image), true);
+    let mut t_next = (mean_of(image), true);
     let mut t_curr;
     let mut last: Option<usize> = None;
     let mut steps = 0;
@@ -1255,10 +1496,9 @@ fn li_sorted(image: &[f64], values: &mut dyn SortedValues, tol: &mut LiTolerance
         // The pixel path's last step, on the same partition (no pixel value lies between
         // its threshold and the largest value at or below it).
         Some(k) => {
+            // The k smallest values are those at or below the split.
             let split = values.value(k - 1);
-            let mut fore = Vec::with_capacity(n - k);
-            let mut back = Vec::with_capacity(k);
-            match li_step(image, split, &mut fore, &mut back) {
+            match li_step(image, split, Some(n - k)) {
                 Some(t) => LiSorted::Done(t),
                 None => LiSorted::Undecided,
             }
@@ -1696,6 +1936,167 @@ mod tests {
         assert_eq!(back, vec![-8.0, -1.0, 0.0, 3.5, 7.25]);
     }
 
+    #[test]
+    fn sunk_pairwise_sums_equal_the_sums_of_the_collected_values() {
+        // The sink takes a side's values in pieces; numpy sums the array of that side.
+        // Every length up to 600 and a few long ones, values of mixed magnitude (so that the
+        // order of additions shows in the bits), pieces of varied length.
+        let mut state = 11u64;
+        let mut rnd = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let lengths: Vec<usize> = (0..600).chain([1000, 4097, 65_536, 100_003]).collect();
+        for n in lengths {
+            let v: Vec<f64> = (0..n)
+                .map(|i| rnd() * 10f64.powi((i % 9) as i32 - 4))
+                .collect();
+            for first in [1, 5, 128, 300] {
+                let mut sink = PairwiseSink::new(n);
+                let (mut at, mut piece) = (0, first);
+                while at < n {
+                    let end = (at + piece).min(n);
+                    sink.extend(&v[at..end]);
+                    at = end;
+                    piece = piece * 7 % 300 + 1;
+                }
+                let got = sink.finish();
+                assert_eq!(
+                    got.to_bits(),
+                    pairwise_sum(&v).to_bits(),
+                    "n {n}, first {first}"
+                );
+            }
+            let s = Shifted {
+                px: &v.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+                min: 0.25,
+            };
+            let copy: Vec<f64> = s.px.iter().map(|&x| f64::from(x) - 0.25).collect();
+            assert_eq!(mean_of(&s).to_bits(), mean_of(&copy[..]).to_bits(), "n {n}");
+        }
+    }
+
+    /// scikit-image's step as numpy computes it: both sides collected, then their means.
+    fn li_step_collected(image: &[f64], t: f64) -> Option<f64> {
+        let fore: Vec<f64> = image.iter().copied().filter(|&v| v > t).collect();
+        let back: Vec<f64> = image.iter().copied().filter(|&v| v <= t).collect();
+        if fore.is_empty() || back.is_empty() {
+            return None;
+        }
+        let (mean_fore, mean_back) = (mean(&fore), mean(&back));
+        if mean_back == 0.0 {
+            return None;
+        }
+        Some((mean_back - mean_fore) / (mean_back.ln() - mean_fore.ln()))
+    }
+
+    #[test]
+    fn li_steps_equal_the_steps_on_collected_sides() {
+        // The step splits blocks of pixels without branches and sums each side as it goes;
+        // the result must be the collected sides' bit for bit: lengths around the block
+        // size, thresholds taking none, few, half, most and all of the pixels, values of
+        // mixed magnitude, zeros.
+        let mut state = 23u64;
+        let mut rnd = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for n in [1usize, 2, 7, 255, 256, 257, 1000, 70_001] {
+            let image: Vec<f64> = (0..n)
+                .map(|i| {
+                    if i % 13 == 0 {
+                        0.0
+                    } else {
+                        rnd() * 10f64.powi((i % 7) as i32 - 3)
+                    }
+                })
+                .collect();
+            let mut sorted = image.clone();
+            sorted.sort_by(f64::total_cmp);
+            let ts = [
+                -1.0,
+                0.0,
+                sorted[n / 10],
+                sorted[n / 2],
+                sorted[n - 1] * 0.99,
+                1e9,
+            ];
+            for t in ts {
+                let want = li_step_collected(&image, t);
+                let above = image.iter().filter(|&&v| v > t).count();
+                for known in [None, Some(above)] {
+                    assert_eq!(
+                        li_step(&image[..], t, known).map(f64::to_bits),
+                        want.map(f64::to_bits),
+                        "n {n}, t {t}, count {known:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn li_in_place_equals_li_of_the_copy() {
+        // Contiguous fields without NaN are read in place; the same fields through the
+        // shifted copy must give the same threshold bit for bit: minimum 0 (the bucket
+        // path), -0.0 among the pixels and as the minimum, negative values, repeats.
+        let mut state = 3u64;
+        let mut rnd = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut decided = 0;
+        for case in 0..16 {
+            let img = Image::from_fn(97, 83, |r, c| {
+                let u = rnd();
+                let blob = if (r / 20 + c / 20) % 3 == 0 { 0.4 } else { 0.0 };
+                let v = match case % 4 {
+                    0 => ((u * 0.05 + blob) * 255.0).round() / 255.0,
+                    1 => u * 0.05 + blob,
+                    2 => (u - 0.3) * 1e3 + blob * 1e3,
+                    _ => (u * 0.05 + blob) * 65535.0,
+                } as f32;
+                let v = if case >= 8 { v.max(0.0) } else { v };
+                if case >= 12 && (r * c) % 31 == 5 {
+                    -0.0
+                } else if case % 8 == 1 && (r, c) == (5, 5) {
+                    0.0
+                } else {
+                    v
+                }
+            });
+            assert!(img.view().as_contiguous().is_some_and(all_finite));
+            let got = li(img.view());
+            decided += usize::from(got.is_some());
+            assert_eq!(
+                got.map(f32::to_bits),
+                li_copied(img.view()).map(f32::to_bits),
+                "case {case}"
+            );
+        }
+        assert!(decided >= 14, "only {decided} thresholds");
+        // A cropped view (not contiguous) and a field with an infinity take the copy.
+        let big = Image::from_fn(40, 30, |r, c| ((r * 7 + c * 3) % 11) as f32);
+        let crop = big.view().crop(2, 3, 20, 30).unwrap();
+        assert!(crop.as_contiguous().is_none());
+        assert_eq!(li(crop), li_copied(crop));
+        let inf = Image::from_fn(40, 30, |r, c| {
+            if r == c {
+                f32::INFINITY
+            } else {
+                (r % 5) as f32
+            }
+        });
+        assert!(!all_finite(inf.as_slice()));
+        assert_eq!(li(inf.view()), li_copied(inf.view()));
+    }
+
     /// The finite pixels minus their minimum, and their minimum, as [`li`] prepares them.
     fn li_inputs(img: &Image<f32>) -> (Vec<f64>, f64) {
         let mut image = finite_pixels(img.view());
@@ -1710,8 +2111,9 @@ mod tests {
     /// tolerance's bounds, each with the pixel iteration's answer.
     fn li_paths(img: &Image<f32>) -> Vec<(&'static str, LiSorted, f64)> {
         let (image, min) = li_inputs(img);
+        let image = &image[..];
         let (keys, tol) = li_tolerance(img.view(), min);
-        let want = li_pixels(&image, tol);
+        let want = li_pixels(image, tol);
         let mut exact = LiTolerance {
             exact: Some(tol),
             bounds: (tol, tol),
@@ -1720,21 +2122,21 @@ mod tests {
         };
         let mut out = vec![(
             "sorted keys",
-            li_sorted(&image, &mut SortedKeys::new(keys, min), &mut exact),
+            li_sorted(image, &mut SortedKeys::new(keys, min), &mut exact),
             want,
         )];
         if min == 0.0 {
-            let mut buckets = Buckets::new(&image);
+            let mut buckets = Buckets::new(image);
             let mut bounded = LiTolerance {
                 exact: None,
-                bounds: buckets.tolerance_bounds(&image),
+                bounds: buckets.tolerance_bounds(image),
                 img: img.view(),
                 min,
             };
             assert!(bounded.bounds.0 <= tol && tol <= bounded.bounds.1);
             out.push((
                 "buckets",
-                li_sorted(&image, &mut buckets, &mut bounded),
+                li_sorted(image, &mut buckets, &mut bounded),
                 want,
             ));
         }
