@@ -40,6 +40,14 @@ pub trait Backend: Send + Sync {
     /// [`gaussian_blur`]: `scipy.ndimage.gaussian_filter(mode='nearest', truncate=4.0)`.
     fn gaussian_blur(&self, img: ImageView<f32>, sigma: f32) -> Result<Image<f32>, Error>;
 
+    /// Whether the hybrid declumping smooths the scaled image itself, in each component's
+    /// box widened by the kernel's radius (the same values there, over a fraction of the
+    /// field on a nuclei field), instead of asking for the whole field's
+    /// [`Backend::gaussian_blur`]. Default: the whole field (a device smooths it in one pass).
+    fn declump_smoothing_in_boxes(&self) -> bool {
+        false
+    }
+
     /// [`Backend::gaussian_blur`] of a 16-bit image scaled onto 0..=1 (each pixel
     /// [`unit_scale_u16`]), as the nuclei segmentation smooths its input when it needs no
     /// other copy of the scaled pixels. Default: the scaled image, then its blur; the CPU
@@ -182,6 +190,10 @@ pub struct CpuBackend;
 impl Backend for CpuBackend {
     fn name(&self) -> String {
         "cpu".to_string()
+    }
+
+    fn declump_smoothing_in_boxes(&self) -> bool {
+        true
     }
 
     fn gaussian_blur(&self, img: ImageView<f32>, sigma: f32) -> Result<Image<f32>, Error> {

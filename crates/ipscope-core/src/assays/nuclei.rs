@@ -451,7 +451,11 @@ pub fn segment_nuclei_with<T: Pixel>(
             eff.seed_distance(),
         ),
         Some(scaled) => declump_by_dynamics(
-            declump_smoothing(backend, scaled, eff.min_diameter)?,
+            if backend.declump_smoothing_in_boxes() {
+                DeclumpSmoothing::InBoxes(scaled, declump_sigma(eff.min_diameter))
+            } else {
+                DeclumpSmoothing::Field(declump_smoothing(backend, scaled, eff.min_diameter)?)
+            },
             components,
             &dist,
             (t as f32, tmap.as_ref()),
@@ -856,12 +860,52 @@ fn declump_smoothing(
     scaled: &Image<f32>,
     min_diameter: f32,
 ) -> Result<Image<f32>, Error> {
-    let sigma = if min_diameter.is_finite() && min_diameter > 0.0 {
+    backend.gaussian_blur(scaled.view(), declump_sigma(min_diameter))
+}
+
+/// The declumping smoothing's σ: min_diameter / 3.5, or 1 without a usable diameter.
+fn declump_sigma(min_diameter: f32) -> f32 {
+    if min_diameter.is_finite() && min_diameter > 0.0 {
         min_diameter / 3.5
     } else {
         1.0
-    };
-    backend.gaussian_blur(scaled.view(), sigma)
+    }
+}
+
+/// The image the hybrid declumping reads inside each component's box: smoothed whole by
+/// the backend, or the scaled image with the σ to smooth each box with (widened by the
+/// kernel's radius, so that the box's values are the whole field's).
+enum DeclumpSmoothing<'a> {
+    Field(Image<f32>),
+    InBoxes(&'a Image<f32>, f32),
+}
+
+impl DeclumpSmoothing<'_> {
+    /// The smoothed image in the box `(r0, c0, r1, c1)` (exclusive ends) of the field:
+    /// cropped from the whole field's, or the box widened by the kernel's radius (within the
+    /// field) smoothed in `crops` (made on first use, reused after), whose values in the box
+    /// are the whole field's: the separable passes read at most the radius away, and where
+    /// the widened box stops at the field's edge the edge is replicated as the whole field's
+    /// is. Errors only for a box outside the field.
+    fn in_box<'b>(
+        &'b self,
+        crops: &'b mut Option<GaussianCrops>,
+        (r0, c0, r1, c1): (usize, usize, usize, usize),
+    ) -> Result<ImageView<'b, f32>, ipscope_image::Error> {
+        let (bh, bw) = (r1.saturating_sub(r0), c1.saturating_sub(c0));
+        match self {
+            DeclumpSmoothing::InBoxes(scaled, sigma) => {
+                let gaussian = crops.get_or_insert_with(|| GaussianCrops::new(*sigma));
+                let (h, w) = (scaled.height(), scaled.width());
+                let g = gaussian.radius();
+                let (er0, ec0) = (r0.saturating_sub(g), c0.saturating_sub(g));
+                let (er1, ec1) = ((r1 + g).min(h).max(er0), (c1 + g).min(w).max(ec0));
+                let wide = scaled.view().crop(er0, ec0, er1 - er0, ec1 - ec0)?;
+                gaussian.blur(wide)?.crop(r0 - er0, c0 - ec0, bh, bw)
+            }
+            DeclumpSmoothing::Field(img) => img.view().crop(r0, c0, bh, bw),
+        }
+    }
 }
 
 /// Intensity-based declumping (CellProfiler's default): the image is smoothed with
@@ -906,8 +950,8 @@ fn declump_by_intensity(
 /// with a union-find (M. Grimaud, "New measure of contrast: the dynamics", SPIE 1769,
 /// 1992); the watershed then floods the negated surface inside the foreground.
 fn declump_by_dynamics(
-    // The image smoothed by `declump_smoothing`.
-    smooth: Image<f32>,
+    // The image smoothed by `declump_smoothing`, or what to smooth in each box.
+    smooth: DeclumpSmoothing,
     components: Labels,
     dist: &Image<f32>,
     // The field threshold and, with the per-object rule, each pixel's own threshold.
@@ -933,13 +977,19 @@ fn declump_by_dynamics(
     let mut seeded = Vec::with_capacity(components.count() as usize);
     let mut all_seeds: Vec<u32> = Vec::new();
     let mut scratch = DynamicsScratch::default();
+    let mut crops = None;
     for (l, (r0, c0, r1, c1)) in components.object_boxes() {
         let (bh, bw) = (r1 - r0, c1 - c0);
+        // The smoothed image in the box (errors are unreachable: the boxes lie in the field).
+        let smoothed = smooth.in_box(&mut crops, (r0, c0, r1, c1));
+        let Ok(smoothed) = smoothed else {
+            continue;
+        };
         let mut object = Vec::with_capacity(bw * bh);
         let mut surf = Vec::with_capacity(bw * bh);
         for r in r0..r1 {
             let labs = &lab.row(r)[c0..c1];
-            let (sm, di) = (&smooth.row(r)[c0..c1], &dist.row(r)[c0..c1]);
+            let (sm, di) = (smoothed.row(r - r0), &dist.row(r)[c0..c1]);
             object.extend(labs.iter().map(|&v| v == l));
             // The surface (I_σ − t)₊ · √EDT with the pixel's own threshold.
             match tmap {
@@ -1673,6 +1723,45 @@ mod tests {
     }
 
     #[test]
+    fn boxes_smoothed_alone_equal_the_smoothed_field() {
+        // Every box (at the edges, inside, one pixel, the whole field, wider than the
+        // kernel and narrower) smoothed alone has the whole field's values bit for bit.
+        let mut rnd = crate::testing::lcg32(5);
+        let (w, h) = (53, 41);
+        let img = Image::from_fn(w, h, |_, _| (rnd() % 1000) as f32 / 997.0);
+        let mut boxes = vec![
+            (0, 0, h, w),
+            (0, 0, 1, 1),
+            (h - 1, w - 1, h, w),
+            (5, 0, 9, w),
+        ];
+        for _ in 0..60 {
+            let (r0, c0) = (rnd() as usize % h, rnd() as usize % w);
+            let (r1, c1) = (
+                r0 + 1 + rnd() as usize % (h - r0),
+                c0 + 1 + rnd() as usize % (w - c0),
+            );
+            boxes.push((r0, c0, r1, c1));
+        }
+        let bits = |v: ImageView<f32>| {
+            v.rows()
+                .flat_map(|r| r.iter().map(|x| x.to_bits()))
+                .collect::<Vec<_>>()
+        };
+        for sigma in [0.3f32, 1.0, 2.6, 9.0] {
+            let field =
+                DeclumpSmoothing::Field(crate::ops::filter::gaussian_blur(img.view(), sigma));
+            let alone = DeclumpSmoothing::InBoxes(&img, sigma);
+            let (mut none, mut crops) = (None, None);
+            for &b in &boxes {
+                let want = bits(field.in_box(&mut none, b).unwrap());
+                let got = bits(alone.in_box(&mut crops, b).unwrap());
+                assert_eq!(got, want, "sigma {sigma}, box {b:?}");
+            }
+        }
+    }
+
+    #[test]
     fn hybrid_declumping_in_boxes_equals_the_whole_field() {
         let mut rnd = crate::testing::lcg32(11);
         let mut boxes_only = 0;
@@ -1705,9 +1794,23 @@ mod tests {
             // The per-object rule's per-pixel thresholds in every third case.
             let tmap =
                 (case % 3 == 0).then(|| components.image().map(|l| 0.1 + (l % 4) as f32 / 20.0));
+            // Smoothing each box (widened by the kernel's radius) gives the objects of the
+            // whole field's smoothing: σ small and large against the boxes, boxes at the
+            // field's edges, the all-foreground field.
+            for sigma in [0.8f32, 2.6, 7.0] {
+                let whole = crate::ops::filter::gaussian_blur(img.view(), sigma);
+                let run = |s: DeclumpSmoothing| {
+                    declump_by_dynamics(s, components.clone(), &dist, (t, tmap.as_ref()), 0.2)
+                };
+                assert_eq!(
+                    run(DeclumpSmoothing::InBoxes(&img, sigma)),
+                    run(DeclumpSmoothing::Field(whole)),
+                    "case {case}, sigma {sigma}"
+                );
+            }
             for rel in [0.0f32, 0.2, 0.6] {
                 let fast = declump_by_dynamics(
-                    img.clone(),
+                    DeclumpSmoothing::Field(img.clone()),
                     components.clone(),
                     &dist,
                     (t, tmap.as_ref()),
@@ -2039,7 +2142,13 @@ mod tests {
         let comps = label(fg.view(), Connectivity::Eight);
         assert_eq!(comps.count(), 2);
         let dist = distance_transform_edt(fg.view());
-        let out = declump_by_dynamics(smooth.clone(), comps.clone(), &dist, (0.5, None), 0.03);
+        let out = declump_by_dynamics(
+            DeclumpSmoothing::Field(smooth.clone()),
+            comps.clone(),
+            &dist,
+            (0.5, None),
+            0.03,
+        );
         // One object: the disc's seed floods the whole first component; the dim square is
         // no nucleus. (Counting zero-height basins as seeds gave four objects here.)
         assert_eq!(out.count(), 1);
@@ -2070,7 +2179,13 @@ mod tests {
         let fg = two.map(|v| v > 0.0);
         let comps = label(fg.view(), Connectivity::Eight);
         let dist = distance_transform_edt(fg.view());
-        let out = declump_by_dynamics(two, comps.clone(), &dist, (0.5, None), 0.03);
+        let out = declump_by_dynamics(
+            DeclumpSmoothing::Field(two),
+            comps.clone(),
+            &dist,
+            (0.5, None),
+            0.03,
+        );
         assert_eq!(out.count(), 2);
     }
 

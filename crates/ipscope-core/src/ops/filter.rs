@@ -74,6 +74,11 @@ impl GaussianCrops {
         }
     }
 
+    /// The kernel's radius: a pixel's value depends on the pixels at most this far away.
+    pub fn radius(&self) -> usize {
+        self.kernel.len() / 2
+    }
+
     /// [`gaussian_blur`] of `src`, in a buffer the next call reuses. Errors only if the
     /// view could not be made (it cannot: the buffer holds the image's pixels).
     pub fn blur(
