@@ -1456,7 +1456,34 @@ fn flood_in_boxes(components: Labels, boxes: Vec<BoxFlood>, count: u32) -> Label
     let mut out = if boxes.len() == components.count() as usize {
         components.into_image()
     } else {
-        Image::new(w, h, 0u32)
+        // Components without a box (the hybrid declumping's without a seed or any surface)
+        // become background: cleared in their own bounding boxes while every pixel still
+        // holds its component's label, before any box writes its objects.
+        let mut boxed = vec![false; components.count() as usize + 1];
+        for b in &boxes {
+            if let Some(i) = b.object.as_slice().iter().position(|&o| o) {
+                let (r, c) = (i / b.object.width(), i % b.object.width());
+                let l = components.image().get(b.origin.0 + r, b.origin.1 + c) as usize;
+                if let Some(x) = boxed.get_mut(l) {
+                    *x = true;
+                }
+            }
+        }
+        let unboxed: Vec<(u32, (usize, usize, usize, usize))> = components
+            .object_boxes()
+            .filter(|&(l, _)| !boxed.get(l as usize).copied().unwrap_or(true))
+            .collect();
+        let mut img = components.into_image();
+        for (l, (r0, c0, r1, c1)) in unboxed {
+            for r in r0..r1 {
+                for v in &mut img.row_mut(r)[c0..c1] {
+                    if *v == l {
+                        *v = 0;
+                    }
+                }
+            }
+        }
+        img
     };
     let mut stack = Vec::new();
     for b in boxes {

@@ -335,12 +335,18 @@ super::dispatched!(transpose_dispatched = transpose(src: &[f32], w: usize, out: 
 /// at run time, and split into bands of rows on idle workers ([`pass`]).
 fn fast(src: ImageView<f32>, r: usize, first: bool, second: Option<bool>) -> Image<f32> {
     let (w, h) = (src.width(), src.height());
-    let mut a: Vec<f32> = Vec::with_capacity(w * h);
-    for row in src.rows() {
-        a.extend_from_slice(row);
-    }
+    // The first pass reads a contiguous source where it lies (a field is), else a copy.
+    let copy;
+    let source = match src.as_contiguous() {
+        Some(px) => px,
+        None => {
+            copy = src.rows().flatten().copied().collect::<Vec<f32>>();
+            &copy[..]
+        }
+    };
     let mut b = vec![0f32; w * h];
-    pass(first, &a, w, r, &mut b);
+    pass(first, source, w, r, &mut b);
+    let mut a = vec![0f32; w * h];
     transpose_dispatched(&b, w, &mut a);
     pass(first, &a, h, r, &mut b);
     if let Some(second) = second {
@@ -404,6 +410,26 @@ mod tests {
             }
             best
         })
+    }
+
+    #[test]
+    fn views_inside_a_larger_image_filter_as_their_copies() {
+        // A crop is not contiguous: the filters copy it; a whole image is read in place.
+        let mut state = 99u64;
+        let big = Image::from_fn(37, 23, |_, _| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 40) as f32
+        });
+        let crop = big.view().crop(3, 5, 15, 26).unwrap();
+        assert!(crop.as_contiguous().is_none());
+        let copy = crop.to_image();
+        for r in [1, 4] {
+            assert_eq!(open(crop, r), open(copy.view(), r), "r{r}");
+            assert_eq!(erode(crop, r), naive(&copy, r, false), "r{r}");
+            assert_eq!(dilate(crop, r), naive(&copy, r, true), "r{r}");
+        }
     }
 
     #[test]
