@@ -39,6 +39,17 @@ pub(crate) mod testing {
             (state >> 33) as u32
         }
     }
+
+    /// The same generator's states as f64 in [0, 1): the top 53 bits after each step.
+    pub(crate) fn lcg_unit(seed: u64) -> impl FnMut() -> f64 {
+        let mut state = seed;
+        move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
 }
 
 pub use assays::cells::{segment_cells, CellMethod, CellsParams, CellsResult};

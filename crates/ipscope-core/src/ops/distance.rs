@@ -508,13 +508,8 @@ mod tests {
 
     #[test]
     fn within_distance_equals_the_thresholded_transform() {
-        let mut state = 11u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state >> 33
-        };
+        let mut lcg = crate::testing::lcg32(11u64);
+        let mut next = || u64::from(lcg());
         for (w, h) in [(1, 1), (1, 7), (9, 1), (23, 17), (40, 33)] {
             for density in [0u64, 1, 5, 9, 10] {
                 let mask = Image::from_fn(w, h, |_, _| next() % 10 < density);
@@ -628,13 +623,8 @@ mod tests {
     #[test]
     fn recycled_maps_give_the_same_distances() {
         use crate::ops::label::{label, Connectivity};
-        let mut state = 7u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state >> 33
-        };
+        let mut lcg = crate::testing::lcg32(7u64);
+        let mut next = || u64::from(lcg());
         let bits = |i: &Image<f32>| i.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         let kept = || ZEROED.with(|z| z.borrow().len());
         let (w, h) = (61, 47);
@@ -666,13 +656,8 @@ mod tests {
     fn objects_transform_equals_the_whole_image_transform() {
         use crate::ops::label::{label, Connectivity};
         use ipscope_image::Labels;
-        let mut state = 99u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state >> 33
-        };
+        let mut lcg = crate::testing::lcg32(99u64);
+        let mut next = || u64::from(lcg());
         let bits = |i: &Image<f32>| i.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         let mut cases: Vec<Image<bool>> = vec![
             Image::new(0, 0, true),

@@ -1895,13 +1895,7 @@ mod tests {
         // li() finds the gap tolerance from radix-sorted f32 keys; li_f64 from the sorted
         // shifted f64 copy. Same result, bit for bit, on varied fields (negative values,
         // -0.0, repeats, wide and narrow ranges, NaN).
-        let mut state = 7u64;
-        let mut rnd = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rnd = crate::testing::lcg_unit(7u64);
         for case in 0..12 {
             let img = Image::from_fn(61, 47, |r, c| {
                 let u = rnd();
@@ -1941,13 +1935,7 @@ mod tests {
         // The sink takes a side's values in pieces; numpy sums the array of that side.
         // Every length up to 600 and a few long ones, values of mixed magnitude (so that the
         // order of additions shows in the bits), pieces of varied length.
-        let mut state = 11u64;
-        let mut rnd = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rnd = crate::testing::lcg_unit(11u64);
         let lengths: Vec<usize> = (0..600).chain([1000, 4097, 65_536, 100_003]).collect();
         for n in lengths {
             let v: Vec<f64> = (0..n)
@@ -1998,13 +1986,7 @@ mod tests {
         // the result must be the collected sides' bit for bit: lengths around the block
         // size, thresholds taking none, few, half, most and all of the pixels, values of
         // mixed magnitude, zeros.
-        let mut state = 23u64;
-        let mut rnd = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rnd = crate::testing::lcg_unit(23u64);
         for n in [1usize, 2, 7, 255, 256, 257, 1000, 70_001] {
             let image: Vec<f64> = (0..n)
                 .map(|i| {
@@ -2044,13 +2026,7 @@ mod tests {
         // Contiguous fields without NaN are read in place; the same fields through the
         // shifted copy must give the same threshold bit for bit: minimum 0 (the bucket
         // path), -0.0 among the pixels and as the minimum, negative values, repeats.
-        let mut state = 3u64;
-        let mut rnd = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rnd = crate::testing::lcg_unit(3u64);
         let mut decided = 0;
         for case in 0..16 {
             let img = Image::from_fn(97, 83, |r, c| {
@@ -2150,13 +2126,7 @@ mod tests {
         // a field with a NaN and negative values. The sorted path must decide on its own
         // here (a path that always deferred to the pixels would pass trivially) and give
         // the pixel iteration's threshold bit for bit.
-        let mut state = 0x5eed_u64;
-        let mut rnd = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rnd = crate::testing::lcg_unit(0x5eed_u64);
         let size = 512;
         let mut discs = Image::new(size, size, 0.0f32);
         for _ in 0..90 {
