@@ -521,6 +521,9 @@ pub struct Labels {
     /// and the segmentation's declumping and distance map and the measurements all read the
     /// boxes of the same labels.
     boxes: OnceLock<Vec<Option<BoundingBox>>>,
+    /// [`Labels::areas`], made on first use (the intensity measurements of every channel
+    /// read them).
+    areas: OnceLock<Vec<u32>>,
 }
 
 /// A bounding box `(row0, col0, row1, col1)`, the ends exclusive.
@@ -553,6 +556,7 @@ impl Labels {
             image,
             count,
             boxes: OnceLock::new(),
+            areas: OnceLock::new(),
         }
     }
     /// Wraps a label image whose largest label is `count` with its boxes already known
@@ -618,6 +622,22 @@ impl Labels {
             boxes
         })
     }
+    /// The number of pixels of each label `0..=count` (index = label; 0 for the
+    /// background), from one pass over the image on the first call; later calls return the
+    /// same counts.
+    pub fn areas(&self) -> &[u32] {
+        self.areas.get_or_init(|| {
+            let mut areas = vec![0u32; self.count as usize + 1];
+            for r in 0..self.height() {
+                scan::for_each_nonzero_run(self.image.row(r), |start, end, l| {
+                    if let Some(a) = areas.get_mut(l as usize) {
+                        *a += (end - start) as u32;
+                    }
+                });
+            }
+            areas
+        })
+    }
 }
 
 #[cfg(test)]
@@ -626,6 +646,29 @@ mod tests {
 
     /// The boxes from the run scan against each pixel's own min/max, on random label images
     /// (sparse to dense, labels past `count` ignored), and the second call's are the first's.
+    #[test]
+    fn areas_equal_the_pixel_counts() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u32
+        };
+        for (w, h, count) in [(1usize, 1usize, 1u32), (37, 23, 5), (100, 71, 40)] {
+            let img = Image::from_fn(w, h, |_, _| next() % (count + 3));
+            let labels = Labels::new(img.clone(), count);
+            let mut want = vec![0u32; count as usize + 1];
+            for &v in img.as_slice() {
+                if v > 0 && v <= count {
+                    want[v as usize] += 1;
+                }
+            }
+            assert_eq!(labels.areas(), &want[..], "{w}x{h}");
+            assert_eq!(labels.areas(), &want[..], "second call, {w}x{h}");
+        }
+    }
+
     #[test]
     fn bounding_boxes_equal_the_pixel_extremes() {
         let mut state = 0x2545_f491_4f6c_dd1du64;

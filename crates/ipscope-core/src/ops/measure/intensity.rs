@@ -212,6 +212,109 @@ fn moments(v: &[f64]) -> (f64, f64, f64, f64, f64) {
     (sum, mean, var.sqrt(), lo, hi)
 }
 
+/// Sorts 16-bit values ascending: two counting passes (low byte into `tmp`, high byte back),
+/// a pass skipped when all values share that byte; short lists by `sort_unstable`.
+fn sort_u16(v: &mut [u16], tmp: &mut Vec<u16>) {
+    let n = v.len();
+    if n < 64 {
+        v.sort_unstable();
+        return;
+    }
+    let (mut low, mut high) = ([0u32; 256], [0u32; 256]);
+    for &x in v.iter() {
+        low[usize::from(x & 0xff)] += 1;
+        high[usize::from(x >> 8)] += 1;
+    }
+    // Counts into first positions; false (no pass needed) when one bucket holds every value.
+    let starts = |counts: &mut [u32; 256]| {
+        if counts.iter().any(|&c| c as usize == n) {
+            return false;
+        }
+        let mut at = 0u32;
+        for c in counts.iter_mut() {
+            let k = *c;
+            *c = at;
+            at += k;
+        }
+        true
+    };
+    let by_low = starts(&mut low);
+    let by_high = starts(&mut high);
+    tmp.clear();
+    tmp.resize(n, 0);
+    if by_low {
+        for &x in v.iter() {
+            let d = usize::from(x & 0xff);
+            tmp[low[d] as usize] = x;
+            low[d] += 1;
+        }
+    } else {
+        tmp.copy_from_slice(v);
+    }
+    if by_high {
+        for &x in tmp.iter() {
+            let d = usize::from(x >> 8);
+            v[high[d] as usize] = x;
+            high[d] += 1;
+        }
+    } else {
+        v.copy_from_slice(tmp);
+    }
+}
+
+/// The lower quartile, median, upper quartile and MAD (median absolute deviation from the
+/// median) of a 16-bit object's pixels, each scaled by `scale` as the intensity features
+/// read them: the same bits as [`cp_quartiles`] and [`cp_quantile_select`] on the scaled
+/// values, from the raw values sorted once. The scaled values keep the raw values' order
+/// (distinct integers give distinct quotients), so the quartiles are read at their ranks.
+/// The deviations of the values at or below the median, taken downwards, and of those
+/// above it, taken upwards, are two non-decreasing lists (rounding is monotonic); the MAD's
+/// two ranks of their union are found by a binary search over how many come from the first.
+/// `raw` is sorted; NaN for no pixels.
+fn quartiles_and_mad_u16(raw: &mut [u16], tmp: &mut Vec<u16>, scale: f64) -> [f64; 4] {
+    let n = raw.len();
+    if n == 0 {
+        return [f64::NAN; 4];
+    }
+    sort_u16(raw, tmp);
+    let raw = &*raw;
+    let v = |i: usize| f64::from(raw[i]) / scale;
+    let at = |f: f64| {
+        let (q, t) = quantile_position(n, f);
+        interpolate(v(q), v((q + 1).min(n - 1)), t)
+    };
+    let (lower, median, upper) = (at(0.25), at(0.5), at(0.75));
+    // Deviations: `below(a)`, a = 0.. from the median down; `above(b)`, b = 0.. upwards.
+    let split = raw.partition_point(|&x| f64::from(x) / scale <= median);
+    let (nl, nr) = (split, n - split);
+    let below = |a: usize| (v(split - 1 - a) - median).abs();
+    let above = |b: usize| (v(split + b) - median).abs();
+    let (k, t) = quantile_position(n, 0.5);
+    // The k + 1 smallest deviations: `a` of them below, the rest above; the fewest `a`
+    // at which the last one taken above is not greater than the next one below.
+    let take = k + 1;
+    let (mut lo, mut hi) = (take.saturating_sub(nr), take.min(nl));
+    while lo < hi {
+        let a = (lo + hi) / 2;
+        if above(take - a - 1) > below(a) {
+            lo = a + 1;
+        } else {
+            hi = a;
+        }
+    }
+    let (a, b) = (lo, take - lo);
+    let last = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) => x.max(y),
+        (x, y) => x.or(y).unwrap_or(f64::NAN),
+    };
+    let at_k = last((a > 0).then(|| below(a - 1)), (b > 0).then(|| above(b - 1)));
+    let next = match ((a < nl).then(|| below(a)), (b < nr).then(|| above(b))) {
+        (Some(x), Some(y)) => x.min(y),
+        (x, y) => x.or(y).unwrap_or(at_k),
+    };
+    [lower, median, upper, interpolate(at_k, next, t)]
+}
+
 /// Objects per parallel task of the per-object measurements: enough that a task outweighs
 /// its scheduling (a 2048² field has ~1,300 nuclei).
 pub(crate) const OBJECTS_PER_TASK: usize = 64;
@@ -219,22 +322,62 @@ pub(crate) const OBJECTS_PER_TASK: usize = 64;
 /// One task's buffers for [`measure_intensity_features`], reused from object to object.
 #[derive(Default)]
 struct IntensityScratch {
-    on_edge: Vec<bool>,
-    runs: Vec<(usize, usize, usize)>,
     vals: Vec<f64>,
     edge: Vec<f64>,
     keys: Vec<PositiveBits>,
+    /// A 16-bit image's raw pixels of the object, and the sort's second buffer.
+    raw: Vec<u16>,
+    raw_tmp: Vec<u16>,
+}
+
+/// The sums of one object's pixels that [`measure_intensity_features`] makes in its raster
+/// pass, in the order the pixels come (raster order within the object).
+#[derive(Clone, Copy)]
+struct RasterSums {
+    /// Σ row and Σ column of the pixels.
+    sr: u64,
+    sc: u64,
+    integrated: f64,
+    /// Σ value · row and Σ value · column.
+    wr: f64,
+    wc: f64,
+    min: f64,
+    max: f64,
+    /// The first brightest pixel in raster order, and where it is.
+    best: f64,
+    best_rc: (usize, usize),
+}
+
+impl RasterSums {
+    const NEW: RasterSums = RasterSums {
+        sr: 0,
+        sc: 0,
+        // `Iterator::sum` of f64 starts at -0.0.
+        integrated: -0.0,
+        wr: 0.0,
+        wc: 0.0,
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+        best: f64::NEG_INFINITY,
+        best_rc: (0, 0),
+    };
 }
 
 /// Intensity features of `image` in every object `1..=count`, index `i` = label `i + 1`.
 ///
-/// Each object's box is read run by run (a run: the object's pixels between two others in a
-/// row); a run's pixels are an edge when the rows above or below differ there, its ends also
-/// when the image goes on beyond them. The pixels are scaled as they are gathered and
-/// summed in raster order, so every figure is the same bits as a pixel-by-pixel pass (test
-/// `runs_equal_the_pixel_by_pixel_pass`). The quartiles and MAD of integer images are
-/// selected on the values' bits (never negative or NaN there), the same values as
-/// `f64::total_cmp` gives.
+/// One raster pass over the image and the labels, run by run (a run: an object's pixels
+/// between two others in a row), sorts the pixels by object: each object's scaled values,
+/// edge flags (and a 16-bit image's raw values) go to its own stretch of one buffer, in
+/// raster order, while its sums (integrated intensity, mass centre, extremes, brightest
+/// pixel) are made in that same order. A run's pixels are an edge when the rows above or
+/// below differ there, its ends also when the image goes on beyond them. The pass reads
+/// the field front to back (the object-by-object reading of each box it replaced waited on
+/// memory at every box's rows); the rest of each object's figures then come from its
+/// stretch, objects in parallel. Each object's pixels are summed in raster order, so every
+/// figure is the same bits as a pixel-by-pixel pass (test `runs_equal_the_pixel_by_pixel_pass`).
+/// The quartiles and MAD of a 16-bit image come from its raw values sorted
+/// ([`quartiles_and_mad_u16`]), of other integer images by selection on the values' bits
+/// (never negative or NaN there): the same values as `f64::total_cmp` gives.
 ///
 /// # Panics
 /// If `image` does not have the size of `labels`.
@@ -250,94 +393,114 @@ pub fn measure_intensity_features<T: Pixel>(
         labels.width(),
         labels.height()
     );
-    let boxes = labels.bounding_boxes();
     let lab = labels.image();
     let (width, height) = (labels.width(), labels.height());
     let scale = T::MAX;
     let never_negative = T::SAMPLE != SampleType::F32;
+    let image16 = T::as_u16(image);
+    // Object l's stretch: `begin[l]..begin[l] + areas[l]`.
+    let areas = labels.areas();
+    let count = areas.len().saturating_sub(1);
+    let mut begin = Vec::with_capacity(count + 1);
+    let mut total = 0usize;
+    for &a in areas {
+        begin.push(total);
+        total += a as usize;
+    }
+    let mut next = begin.clone();
+    let mut vals = vec![0.0f64; total];
+    let mut on_edge = vec![false; total];
+    let mut raw = vec![0u16; if image16.is_some() { total } else { 0 }];
+    let mut sums = vec![RasterSums::NEW; count + 1];
+    for r in 0..height {
+        let lrow = lab.row(r);
+        // Beyond the image the neighbour is the pixel itself (never an edge).
+        let above = if r > 0 { lab.row(r - 1) } else { lrow };
+        let below = if r + 1 < height { lab.row(r + 1) } else { lrow };
+        let prow = image.row(r);
+        // The rows the next one reads where its objects are: its pixels and the labels
+        // below it (this row's scan reads its own labels densely).
+        if r + 1 < height {
+            ipscope_image::scan::prefetch(image.row(r + 1));
+        }
+        if r + 2 < height {
+            ipscope_image::scan::prefetch(lab.row(r + 2));
+        }
+        ipscope_image::scan::for_each_nonzero_run(lrow, |a, b, label| {
+            let l = label as usize;
+            if l > count {
+                return;
+            }
+            let k = next[l];
+            next[l] += b - a;
+            let s = &mut sums[l];
+            let len = (b - a) as u64;
+            s.sr += r as u64 * len;
+            s.sc += (a + b - 1) as u64 * len / 2;
+            let rf = r as f64;
+            for ((c, v), e) in (a..b)
+                .zip(&mut vals[k..k + (b - a)])
+                .zip(&mut on_edge[k..k + (b - a)])
+            {
+                let x = prow[c].to_f64() / scale;
+                *v = x;
+                s.integrated += x;
+                s.wr += x * rf;
+                s.wc += x * c as f64;
+                s.min = s.min.min(x);
+                s.max = s.max.max(x);
+                if x > s.best {
+                    s.best = x;
+                    s.best_rc = (r, c);
+                }
+                *e = (above[c] != label) | (below[c] != label);
+            }
+            // The run's ends: their left and right neighbours are another label.
+            on_edge[k] |= a > 0;
+            on_edge[k + (b - a) - 1] |= b < width;
+            if let Some(img) = image16 {
+                raw[k..k + (b - a)].copy_from_slice(&img.row(r)[a..b]);
+            }
+        });
+    }
     // Objects in parallel when the pool has idle workers (each object's figures are computed
-    // by one call as before, so the same bits for any thread count); scratch per task:
-    // pixels, edge flags, runs `(row, first column, end column)` in raster order, values,
-    // edge values.
-    (1..boxes.len())
+    // by one call as before, so the same bits for any thread count).
+    (1..count + 1)
         .into_par_iter()
         .with_min_len(OBJECTS_PER_TASK)
         .map_init(IntensityScratch::default, |scratch, l| {
             let IntensityScratch {
-                on_edge,
-                runs,
-                vals,
+                vals: work,
                 edge,
                 keys,
+                raw: raw_work,
+                raw_tmp,
             } = scratch;
             let label = l as u32;
-            let Some((r0, c0, r1, c1)) = boxes[l] else {
+            let span = begin[l]..begin[l] + areas[l] as usize;
+            if span.is_empty() {
                 return IntensityFeatures::absent(label);
-            };
-            vals.clear();
-            on_edge.clear();
-            runs.clear();
-            for r in r0..r1 {
-                let lrow = &lab.row(r)[..c1];
-                // Beyond the image the neighbour is the pixel itself (never an edge).
-                let above = if r > 0 { lab.row(r - 1) } else { lrow };
-                let below = if r + 1 < height { lab.row(r + 1) } else { lrow };
-                let prow = image.row(r);
-                let mut c = c0;
-                while c < c1 {
-                    if lrow[c] != label {
-                        c += 1;
-                        continue;
-                    }
-                    let a = c;
-                    let b = crate::ops::scan::next_other_u32(lrow, a, label);
-                    // Converted as gathered: a copy call per short run cost more.
-                    vals.extend(prow[a..b].iter().map(|&p| p.to_f64() / scale));
-                    on_edge.extend((a..b).map(|c| (above[c] != label) | (below[c] != label)));
-                    // The run's ends: their left and right neighbours are another label.
-                    let (first, last) = (on_edge.len() - (b - a), on_edge.len() - 1);
-                    on_edge[first] |= a > 0;
-                    on_edge[last] |= b < width;
-                    runs.push((r, a, b));
-                    c = b;
-                }
             }
+            let s = &sums[l];
+            let vals = &vals[span.clone()];
             let n = vals.len() as f64;
-            let (mut sr, mut sc) = (0u64, 0u64);
-            // `Iterator::sum` of f64 starts at -0.0.
-            let mut integrated = -0.0f64;
-            let (mut wr, mut wc) = (0f64, 0f64);
-            let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
-            let (mut best, mut best_rc) = (f64::NEG_INFINITY, (0usize, 0usize));
-            let mut at = 0;
-            for &(r, a, b) in runs.iter() {
-                let len = (b - a) as u64;
-                sr += r as u64 * len;
-                sc += (a + b - 1) as u64 * len / 2;
-                for (c, &v) in (a..b).zip(&vals[at..at + (b - a)]) {
-                    integrated += v;
-                    wr += v * r as f64;
-                    wc += v * c as f64;
-                    min = min.min(v);
-                    max = max.max(v);
-                    if v > best {
-                        best = v;
-                        best_rc = (r, c);
-                    }
-                }
-                at += b - a;
-            }
+            let integrated = s.integrated;
             let mean = integrated / n;
             let std = (vals.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt();
             edge.clear();
             edge.extend(
                 vals.iter()
-                    .zip(on_edge.iter())
+                    .zip(&on_edge[span.clone()])
                     .filter(|&(_, &e)| e)
                     .map(|(&v, _)| v),
             );
             let (integrated_edge, mean_edge, std_edge, min_edge, max_edge) = moments(edge);
-            let (lower_quartile, median, upper_quartile, mad) = if never_negative {
+            let (lower_quartile, median, upper_quartile, mad) = if image16.is_some() {
+                raw_work.clear();
+                raw_work.extend_from_slice(&raw[span]);
+                let [lq, med, uq, mad] = quartiles_and_mad_u16(raw_work, raw_tmp, scale);
+                (lq, med, uq, mad)
+            } else if never_negative {
                 keys.clear();
                 keys.extend(vals.iter().map(|v| PositiveBits(v.to_bits())));
                 let (lq, med, uq) = cp_quartiles(keys);
@@ -345,15 +508,17 @@ pub fn measure_intensity_features<T: Pixel>(
                 keys.extend(vals.iter().map(|v| PositiveBits((v - med).abs().to_bits())));
                 (lq, med, uq, cp_quantile_select(keys, 0.5))
             } else {
-                let (lq, med, uq) = cp_quartiles(vals);
-                for v in vals.iter_mut() {
+                work.clear();
+                work.extend_from_slice(vals);
+                let (lq, med, uq) = cp_quartiles(work);
+                for v in work.iter_mut() {
                     *v = (*v - med).abs();
                 }
-                (lq, med, uq, cp_quantile_select(vals, 0.5))
+                (lq, med, uq, cp_quantile_select(work, 0.5))
             };
-            let (cy, cx) = (sr as f64 / n, sc as f64 / n);
+            let (cy, cx) = (s.sr as f64 / n, s.sc as f64 / n);
             let (my, mx) = if integrated != 0.0 {
-                (wr / integrated, wc / integrated)
+                (s.wr / integrated, s.wc / integrated)
             } else {
                 (f64::NAN, f64::NAN)
             };
@@ -362,8 +527,8 @@ pub fn measure_intensity_features<T: Pixel>(
                 integrated,
                 mean,
                 std,
-                min,
-                max,
+                min: s.min,
+                max: s.max,
                 lower_quartile,
                 median,
                 upper_quartile,
@@ -376,8 +541,8 @@ pub fn measure_intensity_features<T: Pixel>(
                 mass_displacement: (my - cy).hypot(mx - cx),
                 center_mass_x: mx,
                 center_mass_y: my,
-                max_x: best_rc.1 as f64,
-                max_y: best_rc.0 as f64,
+                max_x: s.best_rc.1 as f64,
+                max_y: s.best_rc.0 as f64,
             }
         })
         .collect()
@@ -513,7 +678,13 @@ mod tests {
             } else {
                 lab
             };
-            let labels = Labels::from_image(lab);
+            // Some label images hold values past their count, which are no object.
+            let labels = if case % 4 == 3 {
+                let top = lab.as_slice().iter().copied().max().unwrap_or(0);
+                Labels::new(lab, top.saturating_sub(1))
+            } else {
+                Labels::from_image(lab)
+            };
             let levels = [2u32, 256, 65536][case % 3];
             let px16 = Image::from_fn(w, h, |_, _| (rnd() % levels) as u16);
             same(&labels, &px16, case);
@@ -534,6 +705,46 @@ mod tests {
         assert_eq!(cp_quantile(&v, 0.25), 2.0);
         assert_eq!(cp_quantile(&v, 0.75), 4.0);
         assert_eq!(cp_quantile(&[1.0, 2.0, 3.0], 0.5), 2.5);
+    }
+
+    #[test]
+    fn sixteen_bit_quantiles_from_the_sort_equal_the_selections_bit_for_bit() {
+        let mut next = crate::testing::xorshift(29);
+        let mut tmp = Vec::new();
+        for n in [1usize, 2, 3, 4, 5, 8, 63, 64, 65, 100, 257, 1000, 4099] {
+            // Few levels (many ties), one high byte, one low byte, the whole range.
+            for (levels, base, step) in [
+                (2u64, 0u64, 1u64),
+                (7, 3000, 1),
+                (200, 512, 1),
+                (40, 0, 256),
+                (65536, 0, 1),
+            ] {
+                let raw: Vec<u16> = (0..n)
+                    .map(|_| (base + (next() % levels) * step) as u16)
+                    .collect();
+                let scale = 65535.0;
+                let mut vals: Vec<f64> = raw.iter().map(|&x| f64::from(x) / scale).collect();
+                let (lq, med, uq) = cp_quartiles(&mut vals);
+                for v in vals.iter_mut() {
+                    *v = (*v - med).abs();
+                }
+                let mad = cp_quantile_select(&mut vals, 0.5);
+                let mut work = raw.clone();
+                let got = quartiles_and_mad_u16(&mut work, &mut tmp, scale);
+                assert_eq!(
+                    got.map(f64::to_bits),
+                    [lq, med, uq, mad].map(f64::to_bits),
+                    "n {n}, levels {levels}, base {base}, step {step}"
+                );
+                let mut sorted = raw.clone();
+                sorted.sort_unstable();
+                assert_eq!(work, sorted, "n {n}, levels {levels}");
+            }
+        }
+        assert!(quartiles_and_mad_u16(&mut [], &mut tmp, 65535.0)
+            .iter()
+            .all(|v| v.is_nan()));
     }
 
     #[test]
