@@ -49,13 +49,8 @@ impl OutputLock {
             chrono::Utc::now().to_rfc3339()
         );
         for _ in 0..3 {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    f.write_all(me.as_bytes())
-                        .and_then(|_| f.sync_all())
-                        .map_err(|e| Error::io(&path, e))?;
-                    return Ok(OutputLock { path });
-                }
+            match create_with(&path, me.as_bytes()) {
+                Ok(()) => return Ok(OutputLock { path }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let text = std::fs::read_to_string(&path).unwrap_or_default();
                     let field = |k: &str| {
@@ -67,12 +62,13 @@ impl OutputLock {
                     };
                     let (pid, host) = (field("pid="), field("host="));
                     let same_host = host == host_name();
-                    let stale = same_host
+                    let stale = (same_host
                         && pid
                             .parse::<u32>()
                             .ok()
                             .and_then(process_alive)
-                            .is_some_and(|alive| !alive);
+                            .is_some_and(|alive| !alive))
+                        || (text.trim().is_empty() && older_than(&path, EMPTY_LOCK_GRACE));
                     if !stale {
                         return Err(Error::Invalid(format!(
                             "{}: another ipscope run (pid {pid} on host {host}) is writing into this directory; \
@@ -94,8 +90,95 @@ impl OutputLock {
     }
 }
 
+/// How long an empty lock file may be a run's lock still being written (where the lock is
+/// made by creating the file and then writing it, below); older, its run is gone.
+const EMPTY_LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether `path` was last modified more than `age` ago.
+fn older_than(path: &Path, age: std::time::Duration) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|e| e > age)
+}
+
+/// Creates `path` holding `bytes`, failing with `AlreadyExists` if it exists. The content is
+/// written to a file of this process first and linked to `path` whole, so a run killed at
+/// any instant never leaves a lock without its owner (an empty lock would refuse every
+/// later run until deleted by hand). Where the file system has no hard links the file is
+/// created and then written; an empty lock found later is judged by its age.
+fn create_with(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temp = path.with_file_name(format!("{LOCK_FILE}.{}.tmp", std::process::id()));
+    let written = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()));
+    let linked = written.and_then(|_| std::fs::hard_link(&temp, path));
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
+            f.write_all(bytes).and_then(|_| f.sync_all())
+        }
+        other => other,
+    }
+}
+
 impl Drop for OutputLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock_path(dir: &Path) -> PathBuf {
+        dir.join(LOCK_FILE)
+    }
+
+    #[test]
+    fn a_lock_holds_its_owner_and_leaves_no_other_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = OutputLock::acquire(dir.path()).unwrap();
+        let text = std::fs::read_to_string(lock_path(dir.path())).unwrap();
+        assert!(
+            text.contains(&format!("pid={}\n", std::process::id())),
+            "{text}"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(LOCK_FILE)]);
+        let second = OutputLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(second.contains("another ipscope run"), "{second}");
+        drop(lock);
+        assert!(!lock_path(dir.path()).exists());
+    }
+
+    #[test]
+    fn an_empty_lock_is_taken_over_once_it_is_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = lock_path(dir.path());
+        let f = std::fs::File::create(&path).unwrap();
+        // A fresh empty lock may be a run that has not written its lock yet.
+        let e = OutputLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("another ipscope run"), "{e}");
+        // Left empty for a minute: its run was killed before writing it.
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
+            .unwrap();
+        drop(f);
+        let lock = OutputLock::acquire(dir.path()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(&format!("pid={}\n", std::process::id())),
+            "{text}"
+        );
+        drop(lock);
     }
 }
