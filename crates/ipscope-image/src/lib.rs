@@ -644,19 +644,23 @@ impl Labels {
 mod tests {
     use super::*;
 
-    /// The boxes from the run scan against each pixel's own min/max, on random label images
-    /// (sparse to dense, labels past `count` ignored), and the second call's are the first's.
-    #[test]
-    fn areas_equal_the_pixel_counts() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
+    /// A xorshift64 generator for the tests' random label images.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            (state >> 32) as u32
-        };
+            state
+        }
+    }
+
+    /// The areas from the run scan against a count of each pixel (labels past `count`
+    /// ignored), and the second call's are the first's.
+    #[test]
+    fn areas_equal_the_pixel_counts() {
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for (w, h, count) in [(1usize, 1usize, 1u32), (37, 23, 5), (100, 71, 40)] {
-            let img = Image::from_fn(w, h, |_, _| next() % (count + 3));
+            let img = Image::from_fn(w, h, |_, _| (next() >> 32) as u32 % (count + 3));
             let labels = Labels::new(img.clone(), count);
             let mut want = vec![0u32; count as usize + 1];
             for &v in img.as_slice() {
@@ -669,15 +673,11 @@ mod tests {
         }
     }
 
+    /// The boxes from the run scan against each pixel's own min/max, on random label images
+    /// (sparse to dense, labels past `count` ignored), and the second call's are the first's.
     #[test]
     fn bounding_boxes_equal_the_pixel_extremes() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for (w, h, density, count) in [
             (1, 1, 1, 1),
             (37, 23, 2, 5),
