@@ -14,8 +14,8 @@ use std::str::FromStr;
 
 use ipscope_core::ops::measure::{measure_colocalization, Colocalization};
 use ipscope_core::ops::measure::{
-    measure_granularity, measure_intensity_features, measure_radial_distribution,
-    measure_shape_features, GranularityParams, IntensityFeatures, RadialDistribution,
+    measure_granularity, measure_intensity_features_in, measure_radial_distribution,
+    measure_shape_features, GranularityParams, IntensityFeatures, ObjectRuns, RadialDistribution,
     ShapeFeatures, DEFAULT_RADIAL_BINS,
 };
 use ipscope_core::ops::measure::{
@@ -302,9 +302,11 @@ pub fn measure_objects(
     // Shapes are always computed: they decide which labels exist and are cheap.
     let shapes = measure_shape_features(labels);
     let intensities = if set.contains(FeatureGroup::Intensity) {
+        // Where the objects' pixels are, found once for every channel.
+        let objects = ObjectRuns::new(labels);
         images
             .iter()
-            .map(|im| with_dyn_image!(im, img => measure_intensity_features(labels, img.view())))
+            .map(|im| with_dyn_image!(im, img => measure_intensity_features_in(&objects, img.view())))
             .collect()
     } else {
         Vec::new()

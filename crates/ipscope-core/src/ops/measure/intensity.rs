@@ -1,5 +1,5 @@
-//! CellProfiler's `MeasureObjectIntensity` for every object, one pass over each object's
-//! bounding box.
+//! CellProfiler's `MeasureObjectIntensity` for every object: one pass over the objects' runs
+//! of pixels, which are found once per label image ([`ObjectRuns`]) and shared by the channels.
 //!
 //! Pixel values are on CellProfiler's scale (divided by the type's [`Pixel::MAX`]).
 //! Definitions (CellProfiler 4 `measureobjectintensity.py`, as packaged by cp-measure with
@@ -363,21 +363,104 @@ impl RasterSums {
     };
 }
 
-/// Intensity features of `image` in every object `1..=count`, index `i` = label `i + 1`.
-///
-/// One raster pass over the image and the labels, run by run (a run: an object's pixels
-/// between two others in a row), sorts the pixels by object: each object's scaled values,
-/// edge flags (and a 16-bit image's raw values) go to its own stretch of one buffer, in
-/// raster order, while its sums (integrated intensity, mass centre, extremes, brightest
-/// pixel) are made in that same order. A run's pixels are an edge when the rows above or
-/// below differ there, its ends also when the image goes on beyond them. The pass reads
-/// the field front to back (the object-by-object reading of each box it replaced waited on
-/// memory at every box's rows); the rest of each object's figures then come from its
-/// stretch, objects in parallel. Each object's pixels are summed in raster order, so every
-/// figure is the same bits as a pixel-by-pixel pass (test `runs_equal_the_pixel_by_pixel_pass`).
-/// The quartiles and MAD of a 16-bit image come from its raw values sorted
-/// ([`quartiles_and_mad_u16`]), of other integer images by selection on the values' bits
-/// (never negative or NaN there): the same values as `f64::total_cmp` gives.
+/// One run of an object's pixels: row `row`, columns `start..end`, of object `label`, whose
+/// pixels are `at..at + (end - start)` of the object's stretch in [`ObjectRuns`].
+#[derive(Clone, Copy)]
+struct Run {
+    row: usize,
+    start: usize,
+    end: usize,
+    label: u32,
+    at: usize,
+}
+
+/// Where every object's pixels lie, from one raster pass over a label image, for the
+/// intensity measurements of any number of channels ([`measure_intensity_features_in`]):
+/// the objects' runs in raster order (a run: an object's pixels between two others in a
+/// row), each with its place in its object's stretch of one buffer (object `l`'s stretch
+/// holds its pixels in raster order), and each pixel's edge flag in that order. Only the
+/// labels decide these, so a field's channels share them and read no labels themselves.
+pub struct ObjectRuns {
+    width: usize,
+    height: usize,
+    /// Object `l`'s stretch is `begin[l]..begin[l + 1]` (`count + 2` entries).
+    begin: Vec<usize>,
+    runs: Vec<Run>,
+    /// Whether each pixel of the stretches is on its object's edge (see the module docs).
+    on_edge: Vec<bool>,
+}
+
+impl ObjectRuns {
+    /// The runs and edge flags of `labels`' objects `1..=count` (larger values are ignored).
+    /// A run's pixels are an edge when the rows above or below differ there, its ends also
+    /// when the image goes on beyond them (its left and right neighbours are then another
+    /// label).
+    pub fn new(labels: &Labels) -> Self {
+        let lab = labels.image();
+        let (width, height) = (labels.width(), labels.height());
+        let areas = labels.areas();
+        let count = areas.len().saturating_sub(1);
+        let mut begin = Vec::with_capacity(count + 2);
+        let mut total = 0usize;
+        for &a in areas {
+            begin.push(total);
+            total += a as usize;
+        }
+        begin.push(total);
+        let mut next = begin.clone();
+        let mut on_edge = vec![false; total];
+        let mut runs = Vec::new();
+        for r in 0..height {
+            let lrow = lab.row(r);
+            // Beyond the image the neighbour is the pixel itself (never an edge).
+            let above = if r > 0 { lab.row(r - 1) } else { lrow };
+            let below = if r + 1 < height { lab.row(r + 1) } else { lrow };
+            // The labels the next row reads below its objects (this row's scan reads its
+            // own labels densely).
+            if r + 2 < height {
+                ipscope_image::scan::prefetch(lab.row(r + 2));
+            }
+            ipscope_image::scan::for_each_nonzero_run(lrow, |a, b, label| {
+                let l = label as usize;
+                if l > count {
+                    return;
+                }
+                let n = b - a;
+                let at = next[l];
+                next[l] += n;
+                runs.push(Run {
+                    row: r,
+                    start: a,
+                    end: b,
+                    label,
+                    at,
+                });
+                let (up, down) = (&above[a..b], &below[a..b]);
+                let e = &mut on_edge[at..at + n];
+                for i in 0..n {
+                    e[i] = (up[i] != label) | (down[i] != label);
+                }
+                e[0] |= a > 0;
+                e[n - 1] |= b < width;
+            });
+        }
+        ObjectRuns {
+            width,
+            height,
+            begin,
+            runs,
+            on_edge,
+        }
+    }
+
+    /// The largest label measured (`count` of the labels).
+    pub fn count(&self) -> usize {
+        self.begin.len() - 2
+    }
+}
+
+/// Intensity features of `image` in every object `1..=count`, index `i` = label `i + 1`
+/// ([`measure_intensity_features_in`] with the labels' [`ObjectRuns`]).
 ///
 /// # Panics
 /// If `image` does not have the size of `labels`.
@@ -385,83 +468,106 @@ pub fn measure_intensity_features<T: Pixel>(
     labels: &Labels,
     image: ImageView<T>,
 ) -> Vec<IntensityFeatures> {
+    measure_intensity_features_in(&ObjectRuns::new(labels), image)
+}
+
+/// Runs whose pixels [`measure_intensity_features_in`] asks the memory for ahead of their
+/// turn: the runs of a row are scattered over it, which the hardware prefetchers do not follow.
+const PREFETCH_RUNS: usize = 8;
+
+/// Intensity features of `image` in every object of `objects` (index `i` = label `i + 1`).
+///
+/// The pass follows the objects' runs in raster order: each object's scaled values (and a
+/// 16-bit image's raw values) go to its stretch of one buffer while its sums (integrated
+/// intensity, mass centre, extremes, brightest pixel) are made in that same order, reading
+/// the image only where objects are and no labels. The rest of each object's figures then
+/// come from its stretch, objects in parallel. Each object's pixels are summed in raster
+/// order, so every figure is the same bits as a pixel-by-pixel pass (test
+/// `runs_equal_the_pixel_by_pixel_pass`). The quartiles and MAD of a 16-bit image come from
+/// its raw values sorted ([`quartiles_and_mad_u16`]), of other integer images by selection
+/// on the values' bits (never negative or NaN there): the same values as `f64::total_cmp`
+/// gives.
+///
+/// # Panics
+/// If `image` does not have the size of the labels `objects` was made from.
+pub fn measure_intensity_features_in<T: Pixel>(
+    objects: &ObjectRuns,
+    image: ImageView<T>,
+) -> Vec<IntensityFeatures> {
     assert!(
-        image.width() == labels.width() && image.height() == labels.height(),
+        image.width() == objects.width && image.height() == objects.height,
         "measure_intensity_features: image is {}x{}, labels are {}x{}",
         image.width(),
         image.height(),
-        labels.width(),
-        labels.height()
+        objects.width,
+        objects.height
     );
-    let lab = labels.image();
-    let (width, height) = (labels.width(), labels.height());
     let scale = T::MAX;
     let never_negative = T::SAMPLE != SampleType::F32;
     let image16 = T::as_u16(image);
-    // Object l's stretch: `begin[l]..begin[l] + areas[l]`.
-    let areas = labels.areas();
-    let count = areas.len().saturating_sub(1);
-    let mut begin = Vec::with_capacity(count + 1);
-    let mut total = 0usize;
-    for &a in areas {
-        begin.push(total);
-        total += a as usize;
-    }
-    let mut next = begin.clone();
+    let count = objects.count();
+    let begin = &objects.begin;
+    let total = begin[count + 1];
+    let on_edge = &objects.on_edge;
     let mut vals = vec![0.0f64; total];
-    let mut on_edge = vec![false; total];
     let mut raw = vec![0u16; if image16.is_some() { total } else { 0 }];
     let mut sums = vec![RasterSums::NEW; count + 1];
-    for r in 0..height {
-        let lrow = lab.row(r);
-        // Beyond the image the neighbour is the pixel itself (never an edge).
-        let above = if r > 0 { lab.row(r - 1) } else { lrow };
-        let below = if r + 1 < height { lab.row(r + 1) } else { lrow };
-        let prow = image.row(r);
-        // The rows the next one reads where its objects are: its pixels and the labels
-        // below it (this row's scan reads its own labels densely).
-        if r + 1 < height {
-            ipscope_image::scan::prefetch(image.row(r + 1));
+    let runs = &objects.runs;
+    for (i, run) in runs.iter().enumerate() {
+        if let Some(ahead) = runs.get(i + PREFETCH_RUNS) {
+            ipscope_image::scan::prefetch(&image.row(ahead.row)[ahead.start..ahead.end]);
         }
-        if r + 2 < height {
-            ipscope_image::scan::prefetch(lab.row(r + 2));
+        let Run {
+            row: r,
+            start: a,
+            end: b,
+            label,
+            at: k,
+        } = *run;
+        let n = b - a;
+        let s = &mut sums[label as usize];
+        let len = n as u64;
+        s.sr += r as u64 * len;
+        s.sc += (a + b - 1) as u64 * len / 2;
+        let rf = r as f64;
+        // The sums in registers for the run (the same additions in the same order); every
+        // slice cut to the run's length once, so the loop has no bounds checks.
+        let RasterSums {
+            mut integrated,
+            mut wr,
+            mut wc,
+            mut min,
+            mut max,
+            mut best,
+            mut best_rc,
+            ..
+        } = *s;
+        let pixels = &image.row(r)[a..b];
+        let v_out = &mut vals[k..k + n];
+        for i in 0..n {
+            let c = a + i;
+            let x = pixels[i].to_f64() / scale;
+            v_out[i] = x;
+            integrated += x;
+            wr += x * rf;
+            wc += x * c as f64;
+            min = min.min(x);
+            max = max.max(x);
+            if x > best {
+                best = x;
+                best_rc = (r, c);
+            }
         }
-        ipscope_image::scan::for_each_nonzero_run(lrow, |a, b, label| {
-            let l = label as usize;
-            if l > count {
-                return;
-            }
-            let k = next[l];
-            next[l] += b - a;
-            let s = &mut sums[l];
-            let len = (b - a) as u64;
-            s.sr += r as u64 * len;
-            s.sc += (a + b - 1) as u64 * len / 2;
-            let rf = r as f64;
-            for ((c, v), e) in (a..b)
-                .zip(&mut vals[k..k + (b - a)])
-                .zip(&mut on_edge[k..k + (b - a)])
-            {
-                let x = prow[c].to_f64() / scale;
-                *v = x;
-                s.integrated += x;
-                s.wr += x * rf;
-                s.wc += x * c as f64;
-                s.min = s.min.min(x);
-                s.max = s.max.max(x);
-                if x > s.best {
-                    s.best = x;
-                    s.best_rc = (r, c);
-                }
-                *e = (above[c] != label) | (below[c] != label);
-            }
-            // The run's ends: their left and right neighbours are another label.
-            on_edge[k] |= a > 0;
-            on_edge[k + (b - a) - 1] |= b < width;
-            if let Some(img) = image16 {
-                raw[k..k + (b - a)].copy_from_slice(&img.row(r)[a..b]);
-            }
-        });
+        s.integrated = integrated;
+        s.wr = wr;
+        s.wc = wc;
+        s.min = min;
+        s.max = max;
+        s.best = best;
+        s.best_rc = best_rc;
+        if let Some(img) = image16 {
+            raw[k..k + n].copy_from_slice(&img.row(r)[a..b]);
+        }
     }
     // Objects in parallel when the pool has idle workers (each object's figures are computed
     // by one call as before, so the same bits for any thread count).
@@ -477,7 +583,7 @@ pub fn measure_intensity_features<T: Pixel>(
                 raw_tmp,
             } = scratch;
             let label = l as u32;
-            let span = begin[l]..begin[l] + areas[l] as usize;
+            let span = begin[l]..begin[l + 1];
             if span.is_empty() {
                 return IntensityFeatures::absent(label);
             }

@@ -24,7 +24,9 @@ pub mod zernike;
 
 pub use correlation::{measure_colocalization, Colocalization, COLOCALIZATION_THRESHOLD};
 pub use granularity::{measure_granularity, Granularity, GranularityParams};
-pub use intensity::{measure_intensity_features, IntensityFeatures};
+pub use intensity::{
+    measure_intensity_features, measure_intensity_features_in, IntensityFeatures, ObjectRuns,
+};
 pub use neighbors::{measure_neighbors, NeighborMethod, Neighbors, DEFAULT_NEIGHBOR_DISTANCE};
 pub use radial::{measure_radial_distribution, RadialDistribution, DEFAULT_RADIAL_BINS};
 pub use shape::{measure_shape_features, ShapeFeatures};
