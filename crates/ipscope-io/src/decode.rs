@@ -108,7 +108,9 @@ pub fn decode(bytes: &[u8], path: &Path, page: usize, opts: &ReadOptions) -> Res
             path: path.to_path_buf(),
         });
     }
-    guarded(path, || decode_reader(Cursor::new(bytes), path, page, opts))
+    guarded(path, || {
+        decode_reader(Cursor::new(bytes), path, page, opts, Some(bytes))
+    })
 }
 
 /// Reads and decodes page `page` (0-based) of the image file at `path`.
@@ -238,14 +240,17 @@ fn probe_reader<R: Read + Seek>(mut r: R, path: &Path) -> Result<ImageInfo> {
     }
 }
 
+/// `bytes`: the whole file, when the caller has it in memory (an uncompressed TIFF page is
+/// then read from it directly, see [`direct_strips`]).
 fn decode_reader<R: Read + Seek>(
     mut r: R,
     path: &Path,
     page: usize,
     opts: &ReadOptions,
+    bytes: Option<&[u8]>,
 ) -> Result<DynImage> {
     match sniff(&mut r, path)? {
-        Container::Tiff => decode_tiff(r, path, page, opts),
+        Container::Tiff => decode_tiff(r, path, page, opts, bytes),
         Container::Png => {
             if page > 0 {
                 return Err(Error::PageOutOfRange {
@@ -486,6 +491,7 @@ fn decode_tiff<R: Read + Seek>(
     path: &Path,
     page: usize,
     opts: &ReadOptions,
+    bytes: Option<&[u8]>,
 ) -> Result<DynImage> {
     let pages = count_tiff_pages(&mut r, path)?;
     if page >= pages {
@@ -503,8 +509,18 @@ fn decode_tiff<R: Read + Seek>(
     let (w, h) = dec.dimensions().map_err(|e| tiff_err(path, e))?;
     check_pixels(path, u64::from(w), u64::from(h), opts.max_pixels)?;
     let sample_type = tiff_sample(&mut dec, path)?;
-    let data = dec.read_image().map_err(|e| tiff_err(path, e))?;
     let (w, h) = (w as usize, h as usize);
+    if let Some(bytes) = bytes {
+        if let Some(v) = direct_strips(&mut dec, bytes, sample_type, w, h) {
+            return Ok(match v {
+                Direct::U8(v) => DynImage::U8(to_image(path, w, h, v)?),
+                Direct::U16(v) => DynImage::U16(to_image(path, w, h, v)?),
+                Direct::U32(v) => DynImage::U32(to_image(path, w, h, v)?),
+                Direct::F32(v) => DynImage::F32(to_image(path, w, h, v)?),
+            });
+        }
+    }
+    let data = dec.read_image().map_err(|e| tiff_err(path, e))?;
     let wrong = |got: &str| Error::Decode {
         path: path.to_path_buf(),
         message: format!("decoder returned {got} samples for a {sample_type} image"),
@@ -517,6 +533,88 @@ fn decode_tiff<R: Read + Seek>(
         (_, other) => return Err(wrong(result_name(&other))),
     };
     Ok(image)
+}
+
+/// The samples [`direct_strips`] read.
+enum Direct {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    F32(Vec<f32>),
+}
+
+/// The current page of a little-endian TIFF whose pixels are stored as they are
+/// (uncompressed, no predictor, one grayscale sample, black is zero, in strips), read
+/// straight from the file's `bytes`: each strip's samples appended to the image's buffer in
+/// one pass, where the decoder fills a zeroed buffer and then copies every strip into it.
+/// The same samples as the decoder gives (test `direct_strips_equal_the_decoder`). `None`
+/// for any other page, or where a tag is missing or odd or a strip lies outside `bytes`:
+/// the decoder then reads the page (and reports what is wrong with it).
+fn direct_strips<R: Read + Seek>(
+    dec: &mut TiffDecoder<R>,
+    bytes: &[u8],
+    sample: SampleType,
+    w: usize,
+    h: usize,
+) -> Option<Direct> {
+    if !(bytes.starts_with(b"II*\0") || bytes.starts_with(b"II+\0")) {
+        return None;
+    }
+    // A tag's single value, `default` where it is absent; None where it cannot be read.
+    let mut one = |tag: Tag, default: u64| -> Option<u64> {
+        match dec.find_tag(tag).ok()? {
+            None => Some(default),
+            Some(v) => v.into_u64().ok(),
+        }
+    };
+    // Compression 1 = none, Photometric 1 = black is zero, Predictor 1 = none, PlanarConfiguration 1 = chunky.
+    if one(Tag::Compression, 1)? != 1
+        || one(Tag::PhotometricInterpretation, u64::MAX)? != 1
+        || one(Tag::Predictor, 1)? != 1
+        || one(Tag::SamplesPerPixel, 1)? != 1
+        || one(Tag::PlanarConfiguration, 1)? != 1
+        || one(Tag::TileWidth, 0)? != 0
+    {
+        return None;
+    }
+    let rows_per_strip = usize::try_from(one(Tag::RowsPerStrip, u64::from(u32::MAX))?)
+        .ok()?
+        .clamp(1, h.max(1));
+    let offsets = dec.get_tag_u64_vec(Tag::StripOffsets).ok()?;
+    let counts = dec.get_tag_u64_vec(Tag::StripByteCounts).ok()?;
+    let strips = h.div_ceil(rows_per_strip);
+    if offsets.len() != strips || counts.len() != strips {
+        return None;
+    }
+    let size = sample.bits() as usize / 8;
+    let n = w.checked_mul(h)?;
+    // Each strip's bytes: its rows' worth from its offset, inside the file.
+    let mut parts = Vec::with_capacity(strips);
+    for (i, (&off, &count)) in offsets.iter().zip(&counts).enumerate() {
+        let rows = rows_per_strip.min(h - i * rows_per_strip);
+        let need = rows.checked_mul(w)?.checked_mul(size)?;
+        let start = usize::try_from(off).ok()?;
+        if usize::try_from(count).ok()? < need {
+            return None;
+        }
+        parts.push(bytes.get(start..start.checked_add(need)?)?);
+    }
+    fn gather<T, const N: usize>(parts: &[&[u8]], n: usize, f: fn([u8; N]) -> T) -> Vec<T> {
+        let mut v = Vec::with_capacity(n);
+        for part in parts {
+            v.extend(
+                part.chunks_exact(N)
+                    .map(|c| f(c.try_into().unwrap_or([0; N]))),
+            );
+        }
+        v
+    }
+    Some(match sample {
+        SampleType::U8 => Direct::U8(parts.concat()),
+        SampleType::U16 => Direct::U16(gather(&parts, n, u16::from_le_bytes)),
+        SampleType::U32 => Direct::U32(gather(&parts, n, u32::from_le_bytes)),
+        SampleType::F32 => Direct::F32(gather(&parts, n, f32::from_le_bytes)),
+    })
 }
 
 pub(crate) fn result_name(r: &DecodingResult) -> &'static str {
@@ -1000,6 +1098,142 @@ pub(crate) mod tests {
         let img = decode(&bytes, &p(), 0, &ReadOptions::default()).unwrap();
         assert_eq!(img, DynImage::U16(Image::from_fn(w, h, value)));
         assert_eq!(probe_bytes(&bytes, &p()).unwrap().width, 20);
+    }
+
+    /// Decodes `bytes` through the decoder only (the path for pages `direct_strips` refuses).
+    fn by_decoder(bytes: &[u8]) -> Result<DynImage> {
+        decode_reader(Cursor::new(bytes), &p(), 0, &ReadOptions::default(), None)
+    }
+
+    /// Whether `direct_strips` reads page 0 of `bytes`.
+    fn read_directly(bytes: &[u8]) -> bool {
+        let mut dec = open_tiff(Cursor::new(bytes), &p(), u64::MAX).unwrap();
+        let (w, h) = dec.dimensions().unwrap();
+        let sample = tiff_sample(&mut dec, &p()).unwrap();
+        direct_strips(&mut dec, bytes, sample, w as usize, h as usize).is_some()
+    }
+
+    /// Uncompressed pages of every sample type, classic and BigTIFF, in strips of 1 row to the
+    /// whole image: read from the bytes, the same image as the decoder gives; compressed
+    /// pages, white-is-zero pages and strips past the end of the file are left to the
+    /// decoder (the same image, or its error).
+    #[test]
+    fn direct_strips_equal_the_decoder() {
+        fn encoded<C: colortype::ColorType>(
+            w: u32,
+            h: u32,
+            data: &[C::Inner],
+            rows: Option<u32>,
+            big: bool,
+            compression: Compression,
+        ) -> Vec<u8>
+        where
+            [C::Inner]: TiffValue,
+        {
+            let mut out = Cursor::new(Vec::new());
+            if big {
+                let mut enc = TiffEncoder::new_big(&mut out)
+                    .unwrap()
+                    .with_compression(compression);
+                let mut img = enc.new_image::<C>(w, h).unwrap();
+                if let Some(r) = rows {
+                    img.rows_per_strip(r).unwrap();
+                }
+                img.write_data(data).unwrap();
+            } else {
+                let mut enc = TiffEncoder::new(&mut out)
+                    .unwrap()
+                    .with_compression(compression);
+                let mut img = enc.new_image::<C>(w, h).unwrap();
+                if let Some(r) = rows {
+                    img.rows_per_strip(r).unwrap();
+                }
+                img.write_data(data).unwrap();
+            }
+            out.into_inner()
+        }
+        let (w, h) = (37u32, 23u32);
+        let n = (w * h) as usize;
+        let v8: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+        let v16: Vec<u16> = (0..n)
+            .map(|i| (i * 2_654_435_761 % 65_521) as u16)
+            .collect();
+        let v32: Vec<u32> = (0..n)
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761))
+            .collect();
+        let vf: Vec<f32> = (0..n).map(|i| i as f32 * 0.37 - 100.0).collect();
+        let mut cases = 0;
+        for rows in [None, Some(1), Some(4), Some(22), Some(23), Some(1000)] {
+            for big in [false, true] {
+                let none = Compression::Uncompressed;
+                for bytes in [
+                    encoded::<colortype::Gray8>(w, h, &v8, rows, big, none),
+                    encoded::<colortype::Gray16>(w, h, &v16, rows, big, none),
+                    encoded::<colortype::Gray32>(w, h, &v32, rows, big, none),
+                    encoded::<colortype::Gray32Float>(w, h, &vf, rows, big, none),
+                ] {
+                    assert!(read_directly(&bytes), "rows {rows:?} big {big}");
+                    let want = by_decoder(&bytes).unwrap();
+                    assert_eq!(
+                        decode(&bytes, &p(), 0, &ReadOptions::default()).unwrap(),
+                        want
+                    );
+                    cases += 1;
+                }
+                let deflated = encoded::<colortype::Gray16>(
+                    w,
+                    h,
+                    &v16,
+                    rows,
+                    big,
+                    Compression::Deflate(DeflateLevel::Fast),
+                );
+                assert!(!read_directly(&deflated));
+                assert_eq!(
+                    decode(&deflated, &p(), 0, &ReadOptions::default()).unwrap(),
+                    by_decoder(&deflated).unwrap()
+                );
+            }
+        }
+        assert_eq!(cases, 48);
+        // A 4 x 2 page by hand: black-is-zero is read directly; white-is-zero (the decoder
+        // inverts it), a strip shorter than its rows and one past the end of the file are not.
+        let data: Vec<u8> = (1..=8u16).flat_map(|v| (v * 1000).to_le_bytes()).collect();
+        let page = |photometric: u32, offset: u32, count: u32| {
+            tiff_by_hand(
+                &[
+                    (256, 4, vec![4]),
+                    (257, 4, vec![2]),
+                    (258, 3, vec![16]),
+                    (259, 3, vec![1]),
+                    (262, 3, vec![photometric]),
+                    (273, 4, vec![offset]),
+                    (277, 3, vec![1]),
+                    (278, 4, vec![2]),
+                    (279, 4, vec![count]),
+                ],
+                &data,
+            )
+        };
+        let black = page(1, 8, 16);
+        assert!(read_directly(&black));
+        assert_eq!(
+            decode(&black, &p(), 0, &ReadOptions::default()).unwrap(),
+            DynImage::U16(Image::from_fn(4, 2, |r, c| ((r * 4 + c + 1) * 1000) as u16))
+        );
+        let white = page(0, 8, 16);
+        assert!(!read_directly(&white));
+        assert_eq!(
+            decode(&white, &p(), 0, &ReadOptions::default()).unwrap(),
+            by_decoder(&white).unwrap()
+        );
+        for bad in [page(1, 8, 14), page(1, 1 << 20, 16)] {
+            assert!(!read_directly(&bad));
+            assert_eq!(
+                format!("{:?}", decode(&bad, &p(), 0, &ReadOptions::default())),
+                format!("{:?}", by_decoder(&bad))
+            );
+        }
     }
 
     #[test]
