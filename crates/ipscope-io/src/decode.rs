@@ -1240,6 +1240,16 @@ pub(crate) mod tests {
     fn pages_are_selected_and_out_of_range_is_named() {
         let pages: Vec<Vec<u8>> = (0..3u8).map(|k| vec![k * 10 + 1; 6]).collect();
         let refs: Vec<&[u8]> = pages.iter().map(|v| v.as_slice()).collect();
+        // Uncompressed pages are read from the bytes directly, each from its own directory.
+        let stored = tiff_pages::<colortype::Gray8>(3, 2, &refs, Compression::Uncompressed);
+        for k in 0..3 {
+            let img = decode(&stored, &p(), k, &ReadOptions::default()).unwrap();
+            assert_eq!(
+                img,
+                DynImage::U8(Image::new(3, 2, k as u8 * 10 + 1)),
+                "page {k}"
+            );
+        }
         let bytes =
             tiff_pages::<colortype::Gray8>(3, 2, &refs, Compression::Deflate(DeflateLevel::Fast));
         assert_eq!(probe_bytes(&bytes, &p()).unwrap().pages, 3);
