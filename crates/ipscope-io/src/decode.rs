@@ -1130,25 +1130,29 @@ pub(crate) mod tests {
         where
             [C::Inner]: TiffValue,
         {
+            /// Writes the one page with `rows` rows per strip (the encoder's choice if None).
+            fn page<K: tiff::encoder::TiffKind, C: colortype::ColorType>(
+                mut enc: TiffEncoder<&mut Cursor<Vec<u8>>, K>,
+                w: u32,
+                h: u32,
+                data: &[C::Inner],
+                rows: Option<u32>,
+            ) where
+                [C::Inner]: TiffValue,
+            {
+                let mut img = enc.new_image::<C>(w, h).unwrap();
+                if let Some(r) = rows {
+                    img.rows_per_strip(r).unwrap();
+                }
+                img.write_data(data).unwrap();
+            }
             let mut out = Cursor::new(Vec::new());
             if big {
-                let mut enc = TiffEncoder::new_big(&mut out)
-                    .unwrap()
-                    .with_compression(compression);
-                let mut img = enc.new_image::<C>(w, h).unwrap();
-                if let Some(r) = rows {
-                    img.rows_per_strip(r).unwrap();
-                }
-                img.write_data(data).unwrap();
+                let enc = TiffEncoder::new_big(&mut out).unwrap();
+                page::<_, C>(enc.with_compression(compression), w, h, data, rows);
             } else {
-                let mut enc = TiffEncoder::new(&mut out)
-                    .unwrap()
-                    .with_compression(compression);
-                let mut img = enc.new_image::<C>(w, h).unwrap();
-                if let Some(r) = rows {
-                    img.rows_per_strip(r).unwrap();
-                }
-                img.write_data(data).unwrap();
+                let enc = TiffEncoder::new(&mut out).unwrap();
+                page::<_, C>(enc.with_compression(compression), w, h, data, rows);
             }
             out.into_inner()
         }
