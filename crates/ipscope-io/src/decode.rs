@@ -510,17 +510,11 @@ fn decode_tiff<R: Read + Seek>(
     check_pixels(path, u64::from(w), u64::from(h), opts.max_pixels)?;
     let sample_type = tiff_sample(&mut dec, path)?;
     let (w, h) = (w as usize, h as usize);
-    if let Some(bytes) = bytes {
-        if let Some(v) = direct_strips(&mut dec, bytes, sample_type, w, h) {
-            return Ok(match v {
-                Direct::U8(v) => DynImage::U8(to_image(path, w, h, v)?),
-                Direct::U16(v) => DynImage::U16(to_image(path, w, h, v)?),
-                Direct::U32(v) => DynImage::U32(to_image(path, w, h, v)?),
-                Direct::F32(v) => DynImage::F32(to_image(path, w, h, v)?),
-            });
-        }
-    }
-    let data = dec.read_image().map_err(|e| tiff_err(path, e))?;
+    let direct = bytes.and_then(|b| direct_strips(&mut dec, b, sample_type, w, h));
+    let data = match direct {
+        Some(data) => data,
+        None => dec.read_image().map_err(|e| tiff_err(path, e))?,
+    };
     let wrong = |got: &str| Error::Decode {
         path: path.to_path_buf(),
         message: format!("decoder returned {got} samples for a {sample_type} image"),
@@ -533,14 +527,6 @@ fn decode_tiff<R: Read + Seek>(
         (_, other) => return Err(wrong(result_name(&other))),
     };
     Ok(image)
-}
-
-/// The samples [`direct_strips`] read.
-enum Direct {
-    U8(Vec<u8>),
-    U16(Vec<u16>),
-    U32(Vec<u32>),
-    F32(Vec<f32>),
 }
 
 /// The current page of a little-endian TIFF whose pixels are stored as they are
@@ -556,7 +542,7 @@ fn direct_strips<R: Read + Seek>(
     sample: SampleType,
     w: usize,
     h: usize,
-) -> Option<Direct> {
+) -> Option<DecodingResult> {
     if !(bytes.starts_with(b"II*\0") || bytes.starts_with(b"II+\0")) {
         return None;
     }
@@ -610,10 +596,10 @@ fn direct_strips<R: Read + Seek>(
         v
     }
     Some(match sample {
-        SampleType::U8 => Direct::U8(parts.concat()),
-        SampleType::U16 => Direct::U16(gather(&parts, n, u16::from_le_bytes)),
-        SampleType::U32 => Direct::U32(gather(&parts, n, u32::from_le_bytes)),
-        SampleType::F32 => Direct::F32(gather(&parts, n, f32::from_le_bytes)),
+        SampleType::U8 => DecodingResult::U8(parts.concat()),
+        SampleType::U16 => DecodingResult::U16(gather(&parts, n, u16::from_le_bytes)),
+        SampleType::U32 => DecodingResult::U32(gather(&parts, n, u32::from_le_bytes)),
+        SampleType::F32 => DecodingResult::F32(gather(&parts, n, f32::from_le_bytes)),
     })
 }
 
