@@ -5,7 +5,8 @@
 // smaller or equal label; a root points at itself.
 //
 // `init` makes every labelled pixel its own root. `merge` joins each pixel with its earlier
-// neighbours (left and up; up-left and up-right when 8-connected): the larger of the two
+// neighbours (left and up; up-left and up-right when 8-connected; those a join through other
+// pixels already connects are skipped): the larger of the two
 // roots is linked to the smaller with atomicMin, retried until both finds meet, so one
 // dispatch joins every component whatever its shape. `flatten` points every pixel at its
 // root. The root is the component's smallest index, its first pixel in raster order, for
@@ -75,6 +76,15 @@ fn join(a0: u32, b0: u32) {
     }
 }
 
+// Joins each pixel with the fewest earlier neighbours that keep the components whole (the
+// decision tree of K. Wu, E. Otoo, K. Suzuki, Pattern Anal. Appl. 12 (2009), for 8-connected
+// scans): with a, b, c the up-left, up and up-right neighbours and d the left one,
+// 8-connected: b alone when it is set (a, c and d all touch b); else c, and a or else d (a
+// and d touch each other); else a, or else d. 4-connected: d, and b unless a and d are both
+// set (then b is joined to d through a: b joins a as its left neighbour, and d joins a, or
+// is joined to it through the same rule one pixel to the left, which ends where a pixel's
+// left or up-left neighbour is unset). Every skipped join is implied by joins other
+// pixels make, so the components, and their roots, are those of joining every neighbour.
 @compute @workgroup_size(16, 16)
 fn merge(@builtin(global_invocation_id) id: vec3<u32>) {
     if (id.x >= p.width || id.y >= p.height) {
@@ -85,21 +95,35 @@ fn merge(@builtin(global_invocation_id) id: vec3<u32>) {
         return;
     }
     let me = i + 1u;
-    if (id.x > 0u && labelled(i - 1u)) {
-        join(me, i);
-    }
+    let d = id.x > 0u && labelled(i - 1u);
+    let up = i - p.width;
+    var a = false;
+    var b = false;
+    var c = false;
     if (id.y > 0u) {
-        let up = i - p.width;
-        if (labelled(up)) {
+        a = id.x > 0u && labelled(up - 1u);
+        b = labelled(up);
+        c = id.x + 1u < p.width && labelled(up + 1u);
+    }
+    if (p.eight != 0u) {
+        if (b) {
             join(me, up + 1u);
-        }
-        if (p.eight != 0u) {
-            if (id.x > 0u && labelled(up - 1u)) {
-                join(me, up);
-            }
-            if (id.x + 1u < p.width && labelled(up + 1u)) {
+        } else {
+            if (c) {
                 join(me, up + 2u);
             }
+            if (a) {
+                join(me, up);
+            } else if (d) {
+                join(me, i);
+            }
+        }
+    } else {
+        if (d) {
+            join(me, i);
+        }
+        if (b && !(a && d)) {
+            join(me, up + 1u);
         }
     }
 }

@@ -464,6 +464,36 @@ fn parity_label_init() {
         assert_eq!(out, label(m.view(), conn));
         assert_eq!(out.count(), 12 * 10);
     }
+    // `merge` skips the joins other pixels' joins imply: lines whose pixels touch only
+    // diagonally (up-right, up-left), a checkerboard (one component 8-connected, none
+    // 4-connected), a U whose arms meet only at its bottom, and images a few pixels wide or
+    // high, each labelled 4- and 8-connected and as background.
+    let cases = [
+        Image::from_fn(53, 41, |r, c| (r + c) % 7 == 0),
+        Image::from_fn(53, 41, |r, c| (r + 60 - c) % 7 == 0),
+        Image::from_fn(40, 37, |r, c| (r + c) % 2 == 0),
+        Image::from_fn(48, 40, |r, c| {
+            (c == 2 || c == 13) && r < 30 || r == 29 && (2..=13).contains(&c)
+        }),
+        Image::from_fn(5, 70, |r, c| (r / 3 + c) % 2 == 0),
+        Image::from_fn(70, 3, |r, c| (r + c / 5) % 2 == 0),
+    ];
+    for m in cases {
+        for conn in [Connectivity::Four, Connectivity::Eight] {
+            let cpu = label(m.view(), conn);
+            assert_eq!(
+                g.label(m.view(), conn).unwrap(),
+                cpu,
+                "{}x{} {conn:?}",
+                m.width(),
+                m.height()
+            );
+        }
+        assert_eq!(
+            g.fill_holes(m.view()).unwrap(),
+            morphology::fill_holes(m.view())
+        );
+    }
 }
 
 #[test]
