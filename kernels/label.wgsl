@@ -13,6 +13,13 @@
 // any order the invocations run in: numbering the distinct values in raster order gives
 // exactly the CPU's labels (ipscope_core::ops::label::label). With `invert` set, the zero
 // pixels of `mask` are the ones labelled (hole filling labels the background, holes.wgsl).
+//
+// `local` and `seams` are the tiled alternative to `init` and `merge` (the host picks one
+// pair, `Gpu::set_tiled_labelling`): `local` labels each 16 x 16 tile in workgroup memory
+// (shared-memory atomics), then points every pixel at its tile component's first pixel,
+// which is also that component's smallest image index (a tile's raster order is the
+// image's); `seams` joins, in global memory, only the neighbours that lie in different
+// tiles. `flatten` follows either pair, with the same roots.
 
 struct Params {
     width: u32,
@@ -124,6 +131,132 @@ fn merge(@builtin(global_invocation_id) id: vec3<u32>) {
         }
         if (b && !(a && d)) {
             join(me, up + 1u);
+        }
+    }
+}
+
+const TILE: u32 = 16u;
+
+// One tile's union-find, by index in the tile (row-major, TILE wide).
+var<workgroup> tile: array<atomic<u32>, 256>;
+
+fn tile_find(l: u32) -> u32 {
+    var x = l;
+    var up = atomicLoad(&tile[x]);
+    while (up != x) {
+        x = up;
+        up = atomicLoad(&tile[x]);
+    }
+    return x;
+}
+
+fn tile_join(a0: u32, b0: u32) {
+    var a = tile_find(a0);
+    var b = tile_find(b0);
+    loop {
+        if (a == b) {
+            return;
+        }
+        if (a < b) {
+            let old = atomicMin(&tile[b], a);
+            if (old == b) {
+                return;
+            }
+            b = tile_find(old);
+        } else {
+            let old = atomicMin(&tile[a], b);
+            if (old == a) {
+                return;
+            }
+            a = tile_find(old);
+        }
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn local(
+    @builtin(global_invocation_id) id: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let inside = id.x < p.width && id.y < p.height;
+    let t = lid.y * TILE + lid.x;
+    let i = id.y * p.width + id.x;
+    var on = false;
+    if (inside) {
+        on = labelled(i);
+    }
+    atomicStore(&tile[t], t);
+    workgroupBarrier();
+    if (on) {
+        if (lid.x > 0u && labelled(i - 1u)) {
+            tile_join(t, t - 1u);
+        }
+        if (lid.y > 0u) {
+            let up = i - p.width;
+            if (labelled(up)) {
+                tile_join(t, t - TILE);
+            }
+            if (p.eight != 0u) {
+                if (lid.x > 0u && labelled(up - 1u)) {
+                    tile_join(t, t - TILE - 1u);
+                }
+                if (lid.x + 1u < TILE && id.x + 1u < p.width && labelled(up + 1u)) {
+                    tile_join(t, t - TILE + 1u);
+                }
+            }
+        }
+    }
+    workgroupBarrier();
+    if (!inside) {
+        return;
+    }
+    var v = 0u;
+    if (on) {
+        let r = tile_find(t);
+        v = (wid.y * TILE + r / TILE) * p.width + wid.x * TILE + r % TILE + 1u;
+    }
+    atomicStore(&lab[i], v);
+}
+
+// Joins of neighbours in different tiles (after `local`): the tile's first row with the row
+// above, its first column with the column on the left, and (8-connected) its last column with
+// the pixel up and to the right.
+@compute @workgroup_size(16, 16)
+fn seams(
+    @builtin(global_invocation_id) id: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let eight = p.eight != 0u;
+    let first_row = lid.y == 0u;
+    let first_col = lid.x == 0u;
+    let last_col = lid.x + 1u == TILE;
+    if (!(first_row || first_col || (eight && last_col))) {
+        return;
+    }
+    if (id.x >= p.width || id.y >= p.height) {
+        return;
+    }
+    let i = id.y * p.width + id.x;
+    if (!labelled(i)) {
+        return;
+    }
+    let me = i + 1u;
+    if (first_col && id.x > 0u && labelled(i - 1u)) {
+        join(me, i);
+    }
+    if (id.y > 0u) {
+        let up = i - p.width;
+        if (first_row && labelled(up)) {
+            join(me, up + 1u);
+        }
+        if (eight) {
+            if ((first_row || first_col) && id.x > 0u && labelled(up - 1u)) {
+                join(me, up);
+            }
+            if ((first_row || last_col) && id.x + 1u < p.width && labelled(up + 1u)) {
+                join(me, up + 2u);
+            }
         }
     }
 }

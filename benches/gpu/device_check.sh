@@ -18,7 +18,8 @@
 # e.g. edt,chain), E2E (a number of wells, 96 or 384: with
 # `prepare`, also copies the ipscope CLI; when running, also times `ipscope run` on the demo
 # plate of that many wells x 2 sites of 1024² with --device cpu and gpu and compares the
-# Nuclei tables).
+# Nuclei tables). After each size, fill_holes and label8 once more with the tiled labelling
+# (gpu_bench --tiled-labels), for comparison with the default's rows.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CHECK="$ROOT/target/gpu-check"
@@ -87,6 +88,11 @@ fi
     # One size per process, so a size that hangs or runs out of memory leaves the others.
     timeout "$TIMEOUT" "$BIN" --sizes "$n" --reps "$REPS" ${ONLY:+--only "$ONLY"} || echo "gpu_bench --sizes $n: exit $? (timeout ${TIMEOUT}s)"
     echo "[$n² done in $(( $(date +%s) - start )) s]"
+    if [[ -z "${ONLY:-}" || ",$ONLY," == *,chain,* ]]; then
+      # The tiled labelling (label.wgsl local + seams) against the rows above: identical
+      # labels, compare the compute of fill_holes and label8.
+      timeout "$TIMEOUT" "$BIN" --sizes "$n" --reps "$REPS" --tiled-labels --only fill_holes,label8 || echo "gpu_bench --tiled-labels --sizes $n: exit $?"
+    fi
   done
   if [[ -n "${E2E:-}" ]]; then
     # End to end: the demo plate (E2E wells x 2 sites of 1024²) through `ipscope run` on all

@@ -40,6 +40,8 @@ struct Args {
     reps: usize,
     /// Only these benches (`--only`; the first word of a row's name, `chain` for the chain).
     only: Option<Vec<String>>,
+    /// Label with the tiled passes (`--tiled-labels`, `Gpu::set_tiled_labelling`).
+    tiled_labels: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -47,6 +49,7 @@ fn args() -> Result<Args, String> {
         sizes: vec![2048, 8192],
         reps: 3,
         only: None,
+        tiled_labels: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -69,6 +72,7 @@ fn args() -> Result<Args, String> {
                 a.reps = a.reps.max(1);
             }
             "--chain" => a.only = Some(vec!["chain".into()]),
+            "--tiled-labels" => a.tiled_labels = true,
             "--only" => {
                 let v = it
                     .next()
@@ -77,7 +81,7 @@ fn args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "gpu_bench [--quick] [--sizes 2048,8192] [--reps 3] [--chain] \
+                    "gpu_bench [--quick] [--sizes 2048,8192] [--reps 3] [--chain] [--tiled-labels] \
                      [--only transfer,gaussian,otsu,li,erosion,dilation,fill_holes,edt,label8,\
                      measure_shape,size_filter,watershed,chain]"
                 );
@@ -286,6 +290,10 @@ fn main() {
     };
     let gpu = match GpuBackend::new() {
         Ok(g) => {
+            g.gpu().set_tiled_labelling(a.tiled_labels);
+            if a.tiled_labels {
+                println!("labelling: tiled (label.wgsl local, seams)");
+            }
             let s = g.gpu().adapter();
             println!(
                 "adapter: {} ({}, {}, driver {}), max storage binding {} MiB",

@@ -95,6 +95,8 @@ pub struct Gpu {
     /// between calls: a new host-visible buffer is pinned, mapped and faulted in page by
     /// page on its first use, which costs more than the copy through it.
     staging: Mutex<Staging>,
+    /// Label with `label.wgsl`'s tiled pair (`local`, `seams`) instead of `init`, `merge`.
+    pub(crate) tiled_labels: std::sync::atomic::AtomicBool,
 }
 
 /// Idle staging buffers, at most [`STAGING_KEEP`] of each kind.
@@ -273,7 +275,17 @@ impl Gpu {
             max_binding,
             profiler,
             staging: Mutex::new(Staging::default()),
+            tiled_labels: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Labels (and the background of hole filling) with `label.wgsl`'s tiled pair of passes
+    /// when `on`: each 16 × 16 tile joined in workgroup memory, then only the neighbours
+    /// across tile seams in global memory. Off (the default): every pixel joins in global
+    /// memory. The labels are identical either way; this is for comparing their speed.
+    pub fn set_tiled_labelling(&self, on: bool) {
+        self.tiled_labels
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The adapter this device runs on.

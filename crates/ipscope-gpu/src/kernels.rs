@@ -73,7 +73,7 @@ pub const EDT: Kernel = Kernel {
 pub const LABEL: Kernel = Kernel {
     name: "label",
     source: include_str!("../../../kernels/label.wgsl"),
-    entry_points: &["init", "merge", "flatten"],
+    entry_points: &["init", "merge", "local", "seams", "flatten"],
     bindings: &[U, R, RW],
 };
 

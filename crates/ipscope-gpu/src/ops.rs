@@ -318,7 +318,8 @@ impl Gpu {
     }
 
     /// Labels of the `w × h` mask in `src` (call inside `scoped`): `init`, one `merge`
-    /// (union-find over the earlier neighbours) and `flatten`, in one submission. Every
+    /// (union-find over the earlier neighbours) and `flatten`, in one submission (`local`,
+    /// `seams` and `flatten` with [`Gpu::set_tiled_labelling`]). Every
     /// component carries its first pixel's index (raster order) plus one. `eight`:
     /// 8-connected; `invert`: label the zero pixels.
     pub(crate) fn union_labels(
@@ -333,7 +334,13 @@ impl Gpu {
         let lab = self.zeroed(w * h);
         let g = self.bind(&LABEL, &[&params, src, &lab]);
         let mut enc = self.encoder();
-        for entry in ["init", "merge", "flatten"] {
+        let tiled = self.tiled_labels.load(std::sync::atomic::Ordering::Relaxed);
+        let entries = if tiled {
+            ["local", "seams", "flatten"]
+        } else {
+            ["init", "merge", "flatten"]
+        };
+        for entry in entries {
             self.dispatch(&mut enc, &LABEL, entry, &g, groups_2d(w, h));
         }
         self.submit(enc)?;

@@ -454,6 +454,73 @@ fn edt_rows_take_the_window_or_the_envelope() {
     }
 }
 
+/// Labels (4- and 8-connected) and the filled mask (the background labelled) of `m` on
+/// `g`, against the CPU.
+fn assert_labels_match(g: &Gpu, m: &Image<bool>) {
+    for conn in [Connectivity::Four, Connectivity::Eight] {
+        let cpu = label(m.view(), conn);
+        let out = g.label(m.view(), conn).unwrap();
+        assert_eq!(out, cpu, "{}x{} {conn:?}", m.width(), m.height());
+    }
+    assert_eq!(
+        g.fill_holes(m.view()).unwrap(),
+        morphology::fill_holes(m.view()),
+        "{}x{} filled",
+        m.width(),
+        m.height()
+    );
+}
+
+/// Masks whose components join in few places: lines whose pixels touch only diagonally
+/// (up-right, up-left), a checkerboard (one component 8-connected, none 4-connected), U
+/// shapes whose arms meet only at the bottom (inside one 16-pixel tile column, and across
+/// three tiles), and images a few pixels wide or high.
+fn sparse_join_masks() -> Vec<Image<bool>> {
+    vec![
+        Image::from_fn(53, 41, |r, c| (r + c) % 7 == 0),
+        Image::from_fn(53, 41, |r, c| (r + 60 - c) % 7 == 0),
+        Image::from_fn(40, 37, |r, c| (r + c) % 2 == 0),
+        Image::from_fn(48, 40, |r, c| {
+            (c == 2 || c == 13) && r < 30 || r == 29 && (2..=13).contains(&c)
+        }),
+        Image::from_fn(60, 50, |r, c| {
+            (c == 5 || c == 40) && r < 45 || r == 44 && (5..=40).contains(&c)
+        }),
+        Image::from_fn(5, 70, |r, c| (r / 3 + c) % 2 == 0),
+        Image::from_fn(70, 3, |r, c| (r + c / 5) % 2 == 0),
+    ]
+}
+
+/// Components whose union-find trees grow deep: random masks near the percolation
+/// threshold (large fractal clusters joined in every order), a serpentine one pixel wide
+/// whose ends meet last, and combs whose teeth join only through the bottom or top row.
+fn deep_tree_masks() -> Vec<Image<bool>> {
+    let mut cases: Vec<Image<bool>> = [0.45f32, 0.55, 0.6, 0.7]
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| noise(203, 151, 70 + i as u64).map(|v| v < d))
+        .collect();
+    cases.push(Image::from_fn(61, 47, |r, c| {
+        r % 4 == 0 || (r % 8 == 1 || r % 8 == 2 || r % 8 == 3) && c == 60 || (r % 8 >= 5) && c == 0
+    }));
+    cases.push(Image::from_fn(90, 40, |r, c| c % 3 == 0 || r == 39));
+    cases.push(Image::from_fn(90, 40, |r, c| c % 3 == 0 || r == 0));
+    cases
+}
+
+/// A device of its own with the tiled labelling on (the shared one stays untiled).
+fn tiled_gpu() -> Option<&'static Gpu> {
+    static TILED: OnceLock<Option<Gpu>> = OnceLock::new();
+    gpu()?;
+    TILED
+        .get_or_init(|| {
+            let g = Gpu::new().ok()?;
+            g.set_tiled_labelling(true);
+            Some(g)
+        })
+        .as_ref()
+}
+
 #[test]
 fn parity_label_init() {
     let Some(g) = gpu() else { return };
@@ -464,35 +531,34 @@ fn parity_label_init() {
         assert_eq!(out, label(m.view(), conn));
         assert_eq!(out.count(), 12 * 10);
     }
-    // `merge` skips the joins other pixels' joins imply: lines whose pixels touch only
-    // diagonally (up-right, up-left), a checkerboard (one component 8-connected, none
-    // 4-connected), a U whose arms meet only at its bottom, and images a few pixels wide or
-    // high, each labelled 4- and 8-connected and as background.
-    let cases = [
-        Image::from_fn(53, 41, |r, c| (r + c) % 7 == 0),
-        Image::from_fn(53, 41, |r, c| (r + 60 - c) % 7 == 0),
-        Image::from_fn(40, 37, |r, c| (r + c) % 2 == 0),
-        Image::from_fn(48, 40, |r, c| {
-            (c == 2 || c == 13) && r < 30 || r == 29 && (2..=13).contains(&c)
-        }),
-        Image::from_fn(5, 70, |r, c| (r / 3 + c) % 2 == 0),
-        Image::from_fn(70, 3, |r, c| (r + c / 5) % 2 == 0),
-    ];
-    for m in cases {
-        for conn in [Connectivity::Four, Connectivity::Eight] {
-            let cpu = label(m.view(), conn);
-            assert_eq!(
-                g.label(m.view(), conn).unwrap(),
-                cpu,
-                "{}x{} {conn:?}",
-                m.width(),
-                m.height()
-            );
-        }
-        assert_eq!(
-            g.fill_holes(m.view()).unwrap(),
-            morphology::fill_holes(m.view())
-        );
+    // `merge` skips the joins other pixels' joins imply.
+    for m in sparse_join_masks() {
+        assert_labels_match(g, &m);
+    }
+}
+
+#[test]
+fn parity_label_local() {
+    let Some(g) = tiled_gpu() else { return };
+    // Each 16 x 16 tile labelled in workgroup memory, then joined across the seams.
+    let isolated = Image::from_fn(23, 19, |r, c| r % 2 == 0 && c % 2 == 0);
+    assert_eq!(
+        g.label(isolated.view(), Connectivity::Eight)
+            .unwrap()
+            .count(),
+        12 * 10
+    );
+    for m in sparse_join_masks().into_iter().chain(masks()) {
+        assert_labels_match(g, &m);
+    }
+}
+
+#[test]
+fn parity_label_seams() {
+    let Some(g) = tiled_gpu() else { return };
+    // Components that cross many seams, joined there in every order.
+    for m in deep_tree_masks() {
+        assert_labels_match(g, &m);
     }
 }
 
@@ -512,30 +578,8 @@ fn parity_label_merge() {
 #[test]
 fn parity_label_flatten() {
     let Some(g) = gpu() else { return };
-    // Components whose union-find trees grow deep: random masks near the percolation
-    // threshold (large fractal clusters joined in every order), a serpentine one pixel wide
-    // whose ends meet last, and combs whose teeth join only through the bottom row.
-    let mut cases: Vec<Image<bool>> = [0.45f32, 0.55, 0.6, 0.7]
-        .iter()
-        .enumerate()
-        .map(|(i, &d)| noise(203, 151, 70 + i as u64).map(|v| v < d))
-        .collect();
-    cases.push(Image::from_fn(61, 47, |r, c| {
-        r % 4 == 0 || (r % 8 == 1 || r % 8 == 2 || r % 8 == 3) && c == 60 || (r % 8 >= 5) && c == 0
-    }));
-    cases.push(Image::from_fn(90, 40, |r, c| c % 3 == 0 || r == 39));
-    cases.push(Image::from_fn(90, 40, |r, c| c % 3 == 0 || r == 0));
-    for m in cases {
-        for conn in [Connectivity::Four, Connectivity::Eight] {
-            let cpu = label(m.view(), conn);
-            let out = g.label(m.view(), conn).unwrap();
-            assert_eq!(out, cpu, "{}x{} {conn:?}", m.width(), m.height());
-        }
-        // The background too, as hole filling labels it.
-        assert_eq!(
-            g.fill_holes(m.view()).unwrap(),
-            morphology::fill_holes(m.view())
-        );
+    for m in deep_tree_masks() {
+        assert_labels_match(g, &m);
     }
 }
 
