@@ -352,6 +352,30 @@ fn main() {
                 first.0,
                 first.1
             );
+            // Where a readback's time goes: the device's copy, the mapping, the host's copy
+            // out of the mapped memory (against a host memcpy of the same size), for a
+            // pooled staging buffer and a fresh one; best of the repetitions by total.
+            for fresh in [false, true] {
+                let best = (0..a.reps.max(2))
+                    .filter_map(|_| g.gpu().readback_phases(n * n, fresh).ok())
+                    .min_by(|x, y| {
+                        let t = |p: &ipscope_gpu::ReadbackPhases| p.copy_ms + p.map_ms + p.host_ms;
+                        t(x).total_cmp(&t(y))
+                    });
+                match best {
+                    Some(p) => println!(
+                        "  readback phases, {} staging: device copy {:.1} ms ({:.1} GB/s), map {:.1} ms, host copy out {:.1} ms ({:.1} GB/s; host memcpy {:.1} GB/s)",
+                        if fresh { "fresh" } else { "pooled" },
+                        p.copy_ms,
+                        mb / p.copy_ms,
+                        p.map_ms,
+                        p.host_ms,
+                        mb / p.host_ms,
+                        mb / p.memcpy_ms
+                    ),
+                    None => println!("  readback phases: failed"),
+                }
+            }
         }
         kernels(&img, &centres, &cpu, g, (n, a.reps, cpu_reps), &selected);
         if !selected("chain") {

@@ -79,6 +79,20 @@ struct Fault {
     uncaptured: Option<wgpu::Error>,
 }
 
+/// The phases of one readback, in ms ([`Gpu::readback_phases`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct ReadbackPhases {
+    /// The device's copy into the staging buffer, submitted and waited for.
+    pub copy_ms: f64,
+    /// Mapping the staging buffer for reading.
+    pub map_ms: f64,
+    /// The host's copy out of the mapped range into a new vector.
+    pub host_ms: f64,
+    /// A host copy of the same size between two ordinary allocations.
+    pub memcpy_ms: f64,
+}
+
 /// An open GPU device with the kernels compiled; the GPU half of [`crate::GpuBackend`].
 pub struct Gpu {
     pub(crate) device: wgpu::Device,
@@ -312,6 +326,80 @@ impl Gpu {
                 return Err("the readback came back short".into());
             }
             Ok((up, down))
+        })
+    }
+
+    /// Times the phases of one readback of `words` 4-byte words, in ms, for benches that
+    /// look for where a slow readback spends its time: the device's copy into a staging
+    /// buffer (submitted and waited for alone), the mapping, and the host's copy out of the
+    /// mapped range; plus, for comparison, a host copy of the same size between two ordinary
+    /// allocations. The buffer read back is a new one, as a kernel call's result is.
+    /// `fresh`: a new staging buffer; else one from the pool (as kernel calls use), seeded
+    /// first.
+    #[doc(hidden)]
+    pub fn readback_phases(&self, n_words: usize, fresh: bool) -> Result<ReadbackPhases, Error> {
+        let data = vec![0x3f80_0000u32; n_words.max(1)];
+        let size = (data.len() * 4) as u64;
+        let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
+        self.scoped("transfer", || {
+            if !fresh {
+                // Seed the pool as an earlier kernel call would, with another buffer.
+                let seed = self.storage(&data);
+                self.submit_and_read(self.encoder(), &[(&seed, data.len())])?;
+            }
+            // A new buffer read back for the first time, as a kernel call's result is.
+            let buffer = self.storage(&data);
+            self.submit(self.encoder())?;
+            let pooled = if fresh {
+                None
+            } else {
+                self.staging
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| take_fitting(&mut p.read, size))
+            };
+            let staging = pooled.unwrap_or_else(|| {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("readback probe"),
+                    size,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            });
+            let t = std::time::Instant::now();
+            let mut enc = self.encoder();
+            enc.copy_buffer_to_buffer(&buffer, 0, &staging, 0, size);
+            self.submit(enc)?;
+            let copy_ms = ms(t);
+            let t = std::time::Instant::now();
+            let slot = self.map(&staging, wgpu::MapMode::Read, size);
+            self.wait_mapped(&slot)?;
+            let map_ms = ms(t);
+            let t = std::time::Instant::now();
+            let back = match staging.get_mapped_range(..size) {
+                Ok(view) => words(&view),
+                Err(e) => return Err(format!("reading back the probe: {e}")),
+            };
+            let host_ms = ms(t);
+            staging.unmap();
+            if !fresh {
+                if let Ok(mut pool) = self.staging.lock() {
+                    give_back(&mut pool.read, staging);
+                }
+            }
+            if back != data {
+                return Err("the probe came back altered".into());
+            }
+            let t = std::time::Instant::now();
+            let copy = std::hint::black_box(data.clone());
+            let memcpy_ms = ms(t);
+            drop(copy);
+            Ok(ReadbackPhases {
+                copy_ms,
+                map_ms,
+                host_ms,
+                memcpy_ms,
+            })
         })
     }
 

@@ -28,7 +28,7 @@ mod profile;
 mod relabel;
 mod watershed;
 
-pub use device::{list_adapters, AdapterSummary, Gpu};
+pub use device::{list_adapters, AdapterSummary, Gpu, ReadbackPhases};
 pub use error::Error;
 pub use li::LI_TOLERANCE;
 pub use ops::ObjectStats;
