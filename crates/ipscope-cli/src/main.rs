@@ -3,7 +3,6 @@
 //! Exit codes: 0 = everything processed, 2 = finished but some fields failed (see
 //! Errors.parquet), 1 = nothing could run (bad usage, unreadable plate, output refused).
 
-mod alloc;
 mod cmd_devices;
 mod cmd_measure;
 mod cmd_profile;
@@ -23,9 +22,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ipscope::{Config, Event, Format, Pipeline, RunOptions, RunSummary, Shard, Status};
 
-/// The system allocator with huge pages for whole images (see `alloc`).
+/// The system allocator with huge pages for whole images (see `ipscope_image::memory`).
 #[global_allocator]
-static ALLOC: alloc::HugeImages = alloc::HugeImages;
+static ALLOC: ipscope::image::memory::HugeImages = ipscope::image::memory::HugeImages;
 
 #[derive(Parser)]
 #[command(
@@ -243,7 +242,7 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     restore_default_sigpipe();
-    keep_freed_memory();
+    ipscope::image::memory::keep_freed_memory();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
@@ -267,28 +266,6 @@ fn restore_default_sigpipe() {
     // valid disposition for SIGPIPE.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
-/// Keeps freed memory in the process for the next field instead of returning it to the
-/// kernel (glibc): a field's full-size intermediate images (tens of MB each) are otherwise
-/// handed back on free and come back as fresh pages the kernel must zero, about a quarter
-/// of a run's CPU time on 2048² fields. Allocations up to 32 MiB stay on the heap, and the
-/// heap is trimmed only past 2 GiB free; peak memory stays that of one field per thread.
-///
-/// All threads share the main arena: glibc gives each worker thread its own arena of 64 MiB
-/// heaps and unmaps a heap as soon as it is empty, whatever the trim threshold, so a
-/// worker's full-size images came back as fresh pages every field (405,000 page faults on 8
-/// fields of 2048², against 65,000 with one arena, which is the peak memory faulted in once).
-/// The per-field allocations are few and large, so the shared arena's lock is not contended.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: called first thing in `main`, before any other thread exists; mallopt only
-    // changes allocator thresholds.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }
 

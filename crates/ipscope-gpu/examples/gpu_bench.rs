@@ -35,6 +35,11 @@ use ipscope_core::ops::measure::ObjectShape;
 use ipscope_gpu::{GpuBackend, KernelTime, LI_TOLERANCE, WATERSHED_TOLERANCE};
 use ipscope_image::{Image, Labels};
 
+/// The allocator and heap settings of the `ipscope` CLI, so that the transfers and host
+/// stages are timed as `ipscope run` gets them (see `ipscope_image::memory`).
+#[global_allocator]
+static ALLOC: ipscope_image::memory::HugeImages = ipscope_image::memory::HugeImages;
+
 struct Args {
     sizes: Vec<usize>,
     reps: usize,
@@ -281,6 +286,7 @@ fn compare_objects(
 }
 
 fn main() {
+    ipscope_image::memory::keep_freed_memory();
     let a = match args() {
         Ok(a) => a,
         Err(e) => {

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::sync::OnceLock;
 
+pub mod memory;
 pub mod scan;
 
 /// Errors raised when building images from raw parts.
