@@ -39,13 +39,19 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     if adapters.is_empty() {
         println!(
             "no GPU adapter found (Vulkan, Metal, DX12); on Linux without a GPU, Mesa's \
-             lavapipe (package mesa-vulkan-drivers) provides a CPU Vulkan device"
+             lavapipe (package mesa-vulkan-drivers) provides a CPU Vulkan device for testing"
         );
     }
     for (i, a) in adapters.iter().enumerate() {
         println!("gpu {i}: {} ({}, {})", a.name, a.backend, a.device_type);
         if !a.driver.is_empty() {
             println!("    driver: {}", a.driver);
+        }
+        if a.device_type == "CPU" {
+            println!(
+                "    a software renderer on the CPU (for testing): --device gpu uses it, \
+                 --device auto does not"
+            );
         }
         println!(
             "    max storage binding: {} MiB, max buffer: {} MiB, max workgroups per dimension: {}, max invocations per workgroup: {}",

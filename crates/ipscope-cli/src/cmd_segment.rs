@@ -215,7 +215,7 @@ fn segment(
         (None, None) => (DeviceChoice::Cpu, None),
     };
     // Opened once, before any image: `gpu` without an adapter stops here.
-    let backend = ipscope::gpu::select(device).with_context(|| {
+    let (backend, note) = ipscope::gpu::select_with_note(device).with_context(|| {
         source.clone().unwrap_or_else(|| {
             let arg = match device {
                 DeviceChoice::Auto => "auto",
@@ -226,7 +226,10 @@ fn segment(
         })
     })?;
     if device != DeviceChoice::Cpu {
-        eprintln!("device: {}", backend.name());
+        match note {
+            Some(note) => eprintln!("device: {} ({note})", backend.name()),
+            None => eprintln!("device: {}", backend.name()),
+        }
     }
     for dir in [&out.labels_dir, &out.overlay_dir].into_iter().flatten() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -774,7 +774,10 @@ fn run(
     let device = options.device;
     let pipeline = Pipeline::new(options)?;
     if device != ipscope::gpu::DeviceChoice::Cpu && !mode.quiet {
-        eprintln!("device: {}", pipeline.device());
+        match pipeline.device_note() {
+            Some(note) => eprintln!("device: {} ({note})", pipeline.device()),
+            None => eprintln!("device: {}", pipeline.device()),
+        }
     }
     let show_bar = !mode.quiet && !mode.json && std::io::stderr().is_terminal();
     let bar = if show_bar {

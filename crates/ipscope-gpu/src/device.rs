@@ -35,6 +35,15 @@ fn instance() -> wgpu::Instance {
     wgpu::Instance::new(desc)
 }
 
+/// The adapter wgpu prefers (high performance first), or [`Error::NoAdapter`].
+fn preferred_adapter() -> Result<wgpu::Adapter, Error> {
+    pollster::block_on(instance().request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    }))
+    .map_err(|_| Error::NoAdapter)
+}
+
 fn summary(adapter: &wgpu::Adapter) -> AdapterSummary {
     let info = adapter.get_info();
     let limits = adapter.limits();
@@ -186,13 +195,19 @@ impl Gpu {
     ///
     /// [`Error::NoAdapter`] when there is none: the caller decides whether to fall back.
     pub fn new() -> Result<Gpu, Error> {
-        let instance = instance();
-        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            ..Default::default()
-        }))
-        .map_err(|_| Error::NoAdapter)?;
-        Gpu::from_adapter(adapter)
+        Gpu::from_adapter(preferred_adapter()?)
+    }
+
+    /// The device `--device auto` uses: the adapter [`Gpu::new`] would open, unless that
+    /// is a software renderer (Vulkan's CPU device type, such as Mesa's lavapipe), which
+    /// runs the kernels on the CPU far slower than ipscope's CPU path. `Ok(Err(adapter))`
+    /// then, with nothing opened; [`Error::NoAdapter`] when there is no adapter at all.
+    pub fn new_hardware() -> Result<Result<Gpu, AdapterSummary>, Error> {
+        let adapter = preferred_adapter()?;
+        if adapter.get_info().device_type == wgpu::DeviceType::Cpu {
+            return Ok(Err(summary(&adapter)));
+        }
+        Gpu::from_adapter(adapter).map(Ok)
     }
 
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu, Error> {

@@ -159,7 +159,7 @@ impl Backend for GpuBackend {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
-    /// A GPU when one is present, else the CPU.
+    /// A GPU when one is present (not a software renderer such as lavapipe), else the CPU.
     #[default]
     Auto,
     /// The CPU reference.
@@ -184,14 +184,32 @@ impl std::str::FromStr for DeviceChoice {
 
 /// Opens the backend for a `--device` choice. `auto` falls back to the CPU only when no
 /// adapter exists (any other failure to open one is reported); the returned backend's
-/// [`Backend::name`] says which device was picked.
+/// [`Backend::name`] says which device was picked. See [`select_with_note`] for why `auto`
+/// may pass over an adapter.
 pub fn select(choice: DeviceChoice) -> Result<Box<dyn Backend>, Error> {
+    select_with_note(choice).map(|(backend, _)| backend)
+}
+
+/// [`select`], with a note when `auto` passed over an adapter: a software renderer
+/// (Vulkan's CPU device type, such as Mesa's lavapipe, often installed with the graphics
+/// stack) runs the kernels on the CPU many times slower than ipscope's CPU path, so `auto`
+/// takes the CPU path instead and the note says which adapter it left and how to use it
+/// anyway (`--device gpu`, which takes whatever adapter there is).
+pub fn select_with_note(choice: DeviceChoice) -> Result<(Box<dyn Backend>, Option<String>), Error> {
     match choice {
-        DeviceChoice::Cpu => Ok(Box::new(CpuBackend)),
-        DeviceChoice::Gpu => Ok(Box::new(GpuBackend::new()?)),
-        DeviceChoice::Auto => match GpuBackend::new() {
-            Ok(g) => Ok(Box::new(g)),
-            Err(Error::NoAdapter) => Ok(Box::new(CpuBackend)),
+        DeviceChoice::Cpu => Ok((Box::new(CpuBackend), None)),
+        DeviceChoice::Gpu => Ok((Box::new(GpuBackend::new()?), None)),
+        DeviceChoice::Auto => match Gpu::new_hardware() {
+            Ok(Ok(g)) => Ok((Box::new(GpuBackend::from_gpu(g)), None)),
+            Ok(Err(software)) => Ok((
+                Box::new(CpuBackend),
+                Some(format!(
+                    "no hardware GPU: the adapter found, {} ({}), is a software renderer on \
+                     the CPU, slower than the CPU path; --device gpu would use it",
+                    software.name, software.backend
+                )),
+            )),
+            Err(Error::NoAdapter) => Ok((Box::new(CpuBackend), None)),
             Err(e) => Err(e),
         },
     }

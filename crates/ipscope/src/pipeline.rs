@@ -318,6 +318,8 @@ pub struct Pipeline {
     illumination: std::sync::OnceLock<std::result::Result<crate::illum_run::Illumination, String>>,
     /// The device of the nuclei segmentation, opened once for the run.
     backend: Arc<dyn Backend>,
+    /// Why `--device auto` passed over an adapter, if it did.
+    device_note: Option<String>,
 }
 
 /// The output file names, in the order they are written.
@@ -510,18 +512,22 @@ impl Pipeline {
         crate::marker_run::check_config(&options.config.acceptance, &marker_names)?;
         let illum_channels = options.config.illumination.corrected_channels(&channels)?;
         // Before any field: `--device gpu` without an adapter stops the run here.
-        let backend: Arc<dyn Backend> = match &options.backend {
-            Some(b) => Arc::clone(&b.0),
-            None => Arc::from(ipscope_gpu::select(options.device).map_err(|e| {
-                let source = match &options.device_source {
-                    Some(s) => s.clone(),
-                    None => format!("--device {}", device_arg(options.device)),
-                };
-                Error::Invalid(format!("{source}: {e}"))
-            })?),
+        let (backend, device_note): (Arc<dyn Backend>, _) = match &options.backend {
+            Some(b) => (Arc::clone(&b.0), None),
+            None => {
+                let (b, note) = ipscope_gpu::select_with_note(options.device).map_err(|e| {
+                    let source = match &options.device_source {
+                        Some(s) => s.clone(),
+                        None => format!("--device {}", device_arg(options.device)),
+                    };
+                    Error::Invalid(format!("{source}: {e}"))
+                })?;
+                (Arc::from(b), note)
+            }
         };
         Ok(Pipeline {
             backend,
+            device_note,
             features,
             layout_path: options.layout.clone(),
             options,
@@ -558,6 +564,12 @@ impl Pipeline {
     /// The device the nuclei segmentation runs on, e.g. `cpu` or `gpu: NAME (Vulkan, …)`.
     pub fn device(&self) -> String {
         self.backend.name()
+    }
+
+    /// Why `--device auto` passed over the adapter it found (a software renderer such as
+    /// lavapipe), if it did.
+    pub fn device_note(&self) -> Option<&str> {
+        self.device_note.as_deref()
     }
 
     /// The illumination functions of the corrected channels (none when correction is off),

@@ -381,31 +381,65 @@ fn device_auto_names_the_device_it_used() {
         .map(|e| e.unwrap().path())
         .find(|p| p.to_string_lossy().contains("_w1"))
         .unwrap();
-    let o = ipscope(&["segment", p(&image), "--device", "auto"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let err = stderr(&o);
-    let line = err
-        .lines()
-        .find_map(|l| l.strip_prefix("device: "))
-        .unwrap_or_else(|| panic!("no device line: {err}"));
-    if listed.is_empty() {
-        assert_eq!(line, "cpu");
-    } else {
-        // A GPU, one of those `ipscope devices` lists, with its API and type.
-        let named = listed.iter().any(|a| {
-            line == format!(
-                "gpu: {} ({}, {})",
-                a["name"].as_str().unwrap(),
-                a["backend"].as_str().unwrap(),
-                a["type"].as_str().unwrap()
-            )
-        });
-        assert!(named, "{line} is not among {listed:?}");
+    let out = dir.path().join("out");
+    let mut run = small_run_args(&plate, &out);
+    run.retain(|a| *a != "--quiet");
+    run.extend(["--device", "auto"]);
+    let hardware: Vec<&serde_json::Value> = listed.iter().filter(|a| a["type"] != "CPU").collect();
+    for args in [vec!["segment", p(&image), "--device", "auto"], run] {
+        let o = ipscope(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let err = stderr(&o);
+        let line = err
+            .lines()
+            .find_map(|l| l.strip_prefix("device: "))
+            .unwrap_or_else(|| panic!("no device line: {err}"));
+        if listed.is_empty() {
+            assert_eq!(line, "cpu");
+        } else if hardware.is_empty() {
+            // Only software renderers (lavapipe): the CPU path, naming the adapter it left.
+            let named = listed.iter().any(|a| {
+                line == format!(
+                    "cpu (no hardware GPU: the adapter found, {} ({}), is a software \
+                     renderer on the CPU, slower than the CPU path; --device gpu would use it)",
+                    a["name"].as_str().unwrap(),
+                    a["backend"].as_str().unwrap()
+                )
+            });
+            assert!(named, "{line} does not name one of {listed:?}");
+        } else {
+            // A GPU, one of those `ipscope devices` lists, with its API and type.
+            let named = hardware.iter().any(|a| {
+                line == format!(
+                    "gpu: {} ({}, {})",
+                    a["name"].as_str().unwrap(),
+                    a["backend"].as_str().unwrap(),
+                    a["type"].as_str().unwrap()
+                )
+            });
+            assert!(named, "{line} is not among {hardware:?}");
+        }
+        if args[0] == "run" {
+            // The manifest records the device used: the CPU unless a hardware GPU is there.
+            let manifest: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap())
+                    .unwrap();
+            let used = manifest["machine"]["device"].as_str().unwrap();
+            assert_eq!(used == "cpu", hardware.is_empty(), "{used}");
+        }
     }
     // The default is the CPU, and says nothing.
     let o = ipscope(&["segment", p(&image)]);
     assert!(o.status.success());
     assert!(!stderr(&o).contains("device:"), "{}", stderr(&o));
+    // `ipscope devices` marks each software renderer as the one `auto` leaves.
+    let o = ipscope(&["devices"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let marked = text
+        .matches("--device gpu uses it, --device auto does not")
+        .count();
+    assert_eq!(marked, listed.len() - hardware.len(), "{text}");
 }
 
 #[test]
