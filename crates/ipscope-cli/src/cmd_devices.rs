@@ -47,7 +47,7 @@ pub fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         if !a.driver.is_empty() {
             println!("    driver: {}", a.driver);
         }
-        if a.device_type == "CPU" {
+        if a.is_software_renderer() {
             println!(
                 "    a software renderer on the CPU (for testing): --device gpu uses it, \
                  --device auto does not"

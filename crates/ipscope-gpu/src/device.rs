@@ -44,6 +44,17 @@ fn preferred_adapter() -> Result<wgpu::Adapter, Error> {
     .map_err(|_| Error::NoAdapter)
 }
 
+/// [`AdapterSummary::device_type`] of a software renderer (Vulkan's CPU device type).
+const SOFTWARE: &str = "CPU";
+
+impl AdapterSummary {
+    /// Whether the adapter is a software renderer running on the CPU (Vulkan's CPU device
+    /// type, such as Mesa's lavapipe): fine for testing, far slower than the CPU path.
+    pub fn is_software_renderer(&self) -> bool {
+        self.device_type == SOFTWARE
+    }
+}
+
 fn summary(adapter: &wgpu::Adapter) -> AdapterSummary {
     let info = adapter.get_info();
     let limits = adapter.limits();
@@ -51,7 +62,7 @@ fn summary(adapter: &wgpu::Adapter) -> AdapterSummary {
         wgpu::DeviceType::DiscreteGpu => "discrete GPU",
         wgpu::DeviceType::IntegratedGpu => "integrated GPU",
         wgpu::DeviceType::VirtualGpu => "virtual GPU",
-        wgpu::DeviceType::Cpu => "CPU",
+        wgpu::DeviceType::Cpu => SOFTWARE,
         wgpu::DeviceType::Other => "other",
     };
     let driver = [info.driver.as_str(), info.driver_info.as_str()]
@@ -204,8 +215,9 @@ impl Gpu {
     /// then, with nothing opened; [`Error::NoAdapter`] when there is no adapter at all.
     pub fn new_hardware() -> Result<Result<Gpu, AdapterSummary>, Error> {
         let adapter = preferred_adapter()?;
-        if adapter.get_info().device_type == wgpu::DeviceType::Cpu {
-            return Ok(Err(summary(&adapter)));
+        let found = summary(&adapter);
+        if found.is_software_renderer() {
+            return Ok(Err(found));
         }
         Gpu::from_adapter(adapter).map(Ok)
     }
@@ -344,7 +356,7 @@ impl Gpu {
         })
     }
 
-    /// Times the phases of one readback of `words` 4-byte words, in ms, for benches that
+    /// Times the phases of one readback of `n_words` 4-byte words, in ms, for benches that
     /// look for where a slow readback spends its time: the device's copy into a staging
     /// buffer (submitted and waited for alone), the mapping, and the host's copy out of the
     /// mapped range; plus, for comparison, a host copy of the same size between two ordinary
