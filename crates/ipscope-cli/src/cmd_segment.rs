@@ -226,10 +226,7 @@ fn segment(
         })
     })?;
     if device != DeviceChoice::Cpu {
-        match note {
-            Some(note) => eprintln!("device: {} ({note})", backend.name()),
-            None => eprintln!("device: {}", backend.name()),
-        }
+        eprintln!("{}", crate::device_line(&backend.name(), note.as_deref()));
     }
     for dir in [&out.labels_dir, &out.overlay_dir].into_iter().flatten() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

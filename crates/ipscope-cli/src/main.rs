@@ -269,6 +269,15 @@ fn restore_default_sigpipe() {
     }
 }
 
+/// The line `run` and `segment` print for a device choice other than `cpu`: the device
+/// used, and why `auto` passed over an adapter if it did.
+fn device_line(device: &str, note: Option<&str>) -> String {
+    match note {
+        Some(note) => format!("device: {device} ({note})"),
+        None => format!("device: {device}"),
+    }
+}
+
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     let argv: Vec<String> = std::env::args().collect();
     match cli.command {
@@ -774,10 +783,10 @@ fn run(
     let device = options.device;
     let pipeline = Pipeline::new(options)?;
     if device != ipscope::gpu::DeviceChoice::Cpu && !mode.quiet {
-        match pipeline.device_note() {
-            Some(note) => eprintln!("device: {} ({note})", pipeline.device()),
-            None => eprintln!("device: {}", pipeline.device()),
-        }
+        eprintln!(
+            "{}",
+            device_line(&pipeline.device(), pipeline.device_note())
+        );
     }
     let show_bar = !mode.quiet && !mode.json && std::io::stderr().is_terminal();
     let bar = if show_bar {
