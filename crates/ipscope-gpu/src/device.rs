@@ -377,22 +377,7 @@ impl Gpu {
             // A new buffer read back for the first time, as a kernel call's result is.
             let buffer = self.storage(&data);
             self.submit(self.encoder())?;
-            let pooled = if fresh {
-                None
-            } else {
-                self.staging
-                    .lock()
-                    .ok()
-                    .and_then(|mut p| take_fitting(&mut p.read, size))
-            };
-            let staging = pooled.unwrap_or_else(|| {
-                self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("readback probe"),
-                    size,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            });
+            let staging = self.readback_staging(size, !fresh);
             let t = std::time::Instant::now();
             let mut enc = self.encoder();
             enc.copy_buffer_to_buffer(&buffer, 0, &staging, 0, size);
@@ -689,6 +674,27 @@ impl Gpu {
         })
     }
 
+    /// A MAP_READ staging buffer of at least `size` bytes: an idle one from the pool when
+    /// `pooled` and one fits, else a new one.
+    fn readback_staging(&self, size: u64, pooled: bool) -> wgpu::Buffer {
+        let reused = pooled
+            .then(|| {
+                self.staging
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| take_fitting(&mut p.read, size))
+            })
+            .flatten();
+        reused.unwrap_or_else(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
     /// Submits `enc` and copies `buffers` back, `n_words` u32/f32 words each (as u32 words:
     /// f32 results come back as their bits). One copy on the host, from a pooled staging
     /// buffer into the result.
@@ -701,19 +707,7 @@ impl Gpu {
             .iter()
             .map(|&(b, n)| {
                 let size = (n.max(1) * 4) as u64;
-                let reused = self
-                    .staging
-                    .lock()
-                    .ok()
-                    .and_then(|mut p| take_fitting(&mut p.read, size));
-                let s = reused.unwrap_or_else(|| {
-                    self.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("readback"),
-                        size,
-                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    })
-                });
+                let s = self.readback_staging(size, true);
                 enc.copy_buffer_to_buffer(b, 0, &s, 0, size);
                 (s, size)
             })
