@@ -32,6 +32,53 @@ pub struct FilledObjects {
     pub distance: Option<Image<f32>>,
 }
 
+/// The result of [`Backend::segment_otsu`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtsuObjects {
+    /// Otsu's threshold of the smoothed image; `None` when it has none (empty, constant or
+    /// without finite pixels), and then there is no object.
+    pub threshold: Option<f32>,
+    /// The kept objects, numbered `1..=N` in raster order of first pixel.
+    pub labels: Labels,
+    /// Their shape measurements, in label order.
+    pub shapes: Vec<ObjectShape>,
+}
+
+/// [`Backend::segment_otsu`] stage by stage on `backend`: [`Backend::gaussian_blur`],
+/// [`Backend::otsu`], `pixel > threshold`, [`Backend::fill_holes`], the 8-connected
+/// [`Backend::label`], [`Backend::filter_by_area_owned`] and [`Backend::measure_shape`].
+/// With [`CpuBackend`] it is the reference of every backend's `segment_otsu`.
+pub fn segment_otsu_by_stages<B: Backend + ?Sized>(
+    backend: &B,
+    img: ImageView<f32>,
+    sigma: f32,
+    nbins: usize,
+    (min_area, max_area): (u64, u64),
+) -> Result<OtsuObjects, Error> {
+    let (w, h) = (img.width(), img.height());
+    let smoothed = backend.gaussian_blur(img, sigma)?;
+    let Some(t) = backend.otsu(smoothed.view(), nbins)? else {
+        return Ok(OtsuObjects {
+            threshold: None,
+            labels: Labels::empty(w, h),
+            shapes: Vec::new(),
+        });
+    };
+    let fg = smoothed.map(|v| v > t);
+    drop(smoothed);
+    let filled = backend.fill_holes(fg.view())?;
+    drop(fg);
+    let labels = backend.label(filled.view(), Connectivity::Eight)?;
+    drop(filled);
+    let labels = backend.filter_by_area_owned(labels, min_area, max_area)?;
+    let shapes = backend.measure_shape(&labels)?;
+    Ok(OtsuObjects {
+        threshold: Some(t),
+        labels,
+        shapes,
+    })
+}
+
 /// The hot operations of segmentation and measurement, on some device.
 pub trait Backend: Send + Sync {
     /// A short human-readable name of the device, e.g. `cpu` or `gpu: NVIDIA H100 (Vulkan)`.
@@ -62,17 +109,9 @@ pub trait Backend: Send + Sync {
 
     /// [`threshold::otsu`] from this backend's [`Backend::histogram`].
     fn otsu(&self, img: ImageView<f32>, nbins: usize) -> Result<Option<f32>, Error> {
-        let Some(hist) = self.histogram(img, nbins)? else {
-            return Ok(None);
-        };
-        // A constant image has no threshold (the histogram was widened to one bin).
-        if hist.counts.iter().filter(|&&c| c > 0).count() < 2 {
-            return Ok(None);
-        }
-        Ok(threshold::otsu_from_histogram(
-            &hist.counts,
-            &hist.bin_centers,
-        ))
+        Ok(self
+            .histogram(img, nbins)?
+            .and_then(|hist| threshold::otsu_of_histogram(&hist)))
     }
 
     /// [`morphology::binary_erosion`] by the 4-connected cross.
@@ -180,6 +219,22 @@ pub trait Backend: Send + Sync {
     /// renumber them where they lie. Default: [`Backend::filter_by_area`].
     fn filter_by_area_owned(&self, labels: Labels, min: u64, max: u64) -> Result<Labels, Error> {
         self.filter_by_area(&labels, min, max)
+    }
+
+    /// A global-threshold segmentation in one call: Gaussian σ = `sigma`, Otsu's threshold
+    /// with `nbins` bins, the foreground `pixel > threshold` with its holes filled, its
+    /// 8-connected components, those whose pixel count lies in `[min_area, max_area]`
+    /// numbered in raster order of first pixel, and their shapes. One call, so that a device
+    /// can keep every intermediate image resident and move only the image up and the labels
+    /// down. Default: [`segment_otsu_by_stages`] on this backend.
+    fn segment_otsu(
+        &self,
+        img: ImageView<f32>,
+        sigma: f32,
+        nbins: usize,
+        area: (u64, u64),
+    ) -> Result<OtsuObjects, Error> {
+        segment_otsu_by_stages(self, img, sigma, nbins, area)
     }
 }
 

@@ -109,7 +109,16 @@ pub const RELABEL: Kernel = Kernel {
     bindings: &[U, R, RW, R, RW],
 };
 
+/// The resident segmentation's own steps: the threshold, and the size filter over
+/// union-find labels (areas at first pixels, ids, numbers in raster order).
+pub const SEGMENT: Kernel = Kernel {
+    name: "segment",
+    source: include_str!("../../../kernels/segment.wgsl"),
+    entry_points: &["threshold", "root_areas", "number", "remap"],
+    bindings: &[U, R, RW, RW, R, RW],
+};
+
 /// Every kernel the GPU backend uses.
 pub const KERNELS: &[Kernel] = &[
-    GAUSSIAN, HISTOGRAM, MORPHOLOGY, HOLES, EDT, LABEL, MEASURE, LI, WATERSHED, RELABEL,
+    GAUSSIAN, HISTOGRAM, MORPHOLOGY, HOLES, EDT, LABEL, MEASURE, LI, WATERSHED, RELABEL, SEGMENT,
 ];

@@ -13,7 +13,10 @@
 //! * per-object reductions (area, centroid, bounding box, intensity sum/min/max): identical;
 //! * Li's threshold: one reduction per step, within [`LI_TOLERANCE`] of the CPU;
 //! * seeded watershed: the same flooding costs, labels within [`WATERSHED_TOLERANCE`];
-//! * the size filter (per-label area and first pixel, then relabelling): identical.
+//! * the size filter (per-label area and first pixel, then relabelling): identical;
+//! * a global-threshold segmentation with every intermediate image resident
+//!   (`Backend::segment_otsu`: Gaussian, Otsu, hole filling, labelling, size filter, shapes;
+//!   the image up once, the labels down once): identical to the same stages on the device.
 //!
 //! Device loss, out-of-memory and images beyond the device's limits are [`Error`]s, never
 //! panics. [`select`] resolves `--device auto|cpu|gpu`.
@@ -26,6 +29,7 @@ mod li;
 mod ops;
 mod profile;
 mod relabel;
+mod segment;
 mod watershed;
 
 pub use device::{list_adapters, AdapterSummary, Gpu, ReadbackPhases};
@@ -35,7 +39,9 @@ pub use ops::ObjectStats;
 pub use profile::KernelTime;
 pub use watershed::{WATERSHED_MIN_IOU, WATERSHED_TOLERANCE};
 
-use ipscope_core::backend::{Backend, CpuBackend, FilledObjects};
+use ipscope_core::backend::{
+    segment_otsu_by_stages, Backend, CpuBackend, FilledObjects, OtsuObjects,
+};
 use ipscope_core::ops::label::Connectivity;
 use ipscope_core::ops::measure::ObjectShape;
 use ipscope_core::ops::threshold::Histogram;
@@ -152,6 +158,21 @@ impl Backend for GpuBackend {
         max: u64,
     ) -> Result<Labels, ipscope_core::Error> {
         Ok(self.gpu.filter_by_area(labels, min, max)?)
+    }
+
+    fn segment_otsu(
+        &self,
+        img: ImageView<f32>,
+        sigma: f32,
+        nbins: usize,
+        area: (u64, u64),
+    ) -> Result<OtsuObjects, ipscope_core::Error> {
+        if self.gpu.segment_resident_fits(img.width(), img.height()) {
+            Ok(self.gpu.segment_otsu(img, sigma, nbins, area)?)
+        } else {
+            // Beyond one binding: the stages one by one, each tiled.
+            segment_otsu_by_stages(self, img, sigma, nbins, area)
+        }
     }
 }
 

@@ -139,19 +139,34 @@ impl Gpu {
         weights: &[f32],
     ) -> Result<Vec<f32>, Error> {
         self.scoped("gaussian", || {
-            let params = self.uniform([w as u32, h as u32, r as u32, 0]);
             let src = self.storage(data);
-            let tmp = self.zeroed(w * h);
-            let dst = self.zeroed(w * h);
-            let wb = self.storage(weights);
-            let g1 = self.bind(&GAUSSIAN, &[&params, &src, &tmp, &wb]);
-            let g2 = self.bind(&GAUSSIAN, &[&params, &tmp, &dst, &wb]);
             let mut enc = self.encoder();
-            self.dispatch(&mut enc, &GAUSSIAN, "columns", &g1, groups_2d(w, h));
-            self.dispatch(&mut enc, &GAUSSIAN, "rows", &g2, groups_2d(w, h));
+            let dst = self.encode_gaussian(&mut enc, &src, w, h, r, weights);
             let out = self.submit_and_read(enc, &[(&dst, w * h)])?;
             Ok(floats(first_result(out)))
         })
+    }
+
+    /// Records the separable Gaussian of the `w × h` f32 image in `src` (radius `r`, taps
+    /// `weights`) into `enc`; the result's buffer (call inside `scoped`).
+    pub(crate) fn encode_gaussian(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        w: usize,
+        h: usize,
+        r: usize,
+        weights: &[f32],
+    ) -> wgpu::Buffer {
+        let params = self.uniform([w as u32, h as u32, r as u32, 0]);
+        let tmp = self.zeroed(w * h);
+        let dst = self.zeroed(w * h);
+        let wb = self.storage(weights);
+        let g1 = self.bind(&GAUSSIAN, &[&params, src, &tmp, &wb]);
+        let g2 = self.bind(&GAUSSIAN, &[&params, &tmp, &dst, &wb]);
+        self.dispatch(enc, &GAUSSIAN, "columns", &g1, groups_2d(w, h));
+        self.dispatch(enc, &GAUSSIAN, "rows", &g2, groups_2d(w, h));
+        dst
     }
 
     /// `ipscope_core::ops::threshold::histogram` on the GPU: the same range, edges and
@@ -175,15 +190,27 @@ impl Gpu {
             .chunks(per_chunk.max(1))
             .map(|part| (self.storage(part), part.len()))
             .collect();
+        let chunks: Vec<(&wgpu::Buffer, usize)> = chunks.iter().map(|(b, n)| (b, *n)).collect();
+        self.histogram_of(&chunks, nbins)
+    }
+
+    /// The histogram of f32 pixels already on the device, in `chunks` of (buffer, pixel
+    /// count), each within one binding and below 2^31 pixels: [`Gpu::histogram`]'s result.
+    pub(crate) fn histogram_of(
+        &self,
+        chunks: &[(&wgpu::Buffer, usize)],
+        nbins: usize,
+    ) -> Result<Option<Histogram>, Error> {
+        const K: &str = "histogram";
         let keys = self.scoped(K, || {
             let range = self.storage(&[u32::MAX, 0u32]);
             let counts = self.zeroed(1);
             let edges = self.zeroed(1);
             let mut enc = self.encoder();
-            for (src, n) in &chunks {
-                let params = self.uniform([*n as u32, nbins as u32, 0, 0]);
+            for &(src, n) in chunks {
+                let params = self.uniform([n as u32, nbins as u32, 0, 0]);
                 let g = self.bind(&HISTOGRAM, &[&params, src, &range, &counts, &edges]);
-                self.dispatch(&mut enc, &HISTOGRAM, "find_range", &g, groups_1d(*n, 256));
+                self.dispatch(&mut enc, &HISTOGRAM, "find_range", &g, groups_1d(n, 256));
             }
             let out = self.submit_and_read(enc, &[(&range, 2)])?;
             Ok(first_result(out))
@@ -207,16 +234,16 @@ impl Gpu {
             let eb = self.storage(&edges);
             let mut enc = self.encoder();
             enc.clear_buffer(&counts, 0, None);
-            for (src, n) in &chunks {
+            for &(src, n) in chunks {
                 let params =
-                    self.uniform([*n as u32, nbins as u32, first.to_bits(), last.to_bits()]);
+                    self.uniform([n as u32, nbins as u32, first.to_bits(), last.to_bits()]);
                 let g = self.bind(&HISTOGRAM, &[&params, src, &range, &counts, &eb]);
                 self.dispatch(
                     &mut enc,
                     &HISTOGRAM,
                     "count_bins",
                     &g,
-                    groups_1d(*n, 256 * 16),
+                    groups_1d(n, 256 * 16),
                 );
             }
             let out = self.submit_and_read(enc, &[(&counts, nbins)])?;
@@ -754,7 +781,7 @@ impl Gpu {
         intensity: Option<ImageView<u16>>,
     ) -> Result<Vec<ObjectStats>, Error> {
         const K: &str = "measure";
-        const STRIDE: usize = 13;
+        const STRIDE: usize = STATS_STRIDE;
         let (w, h) = (labels.width(), labels.height());
         let n = labels.count() as usize;
         if n == 0 || labels.image().is_empty() {
@@ -791,14 +818,8 @@ impl Gpu {
             }
             None => vec![0; w * h],
         };
-        let mut init = vec![0u32; n * STRIDE];
-        for o in init.chunks_exact_mut(STRIDE) {
-            o[5] = u32::MAX;
-            o[6] = u32::MAX;
-            o[11] = u32::MAX;
-        }
         let acc = self.scoped(K, || {
-            let ab = self.storage(&init);
+            let ab = self.storage(&stats_init(n));
             let mut y0 = 0;
             while y0 < h {
                 let y1 = (y0 + band).min(h);
@@ -815,25 +836,7 @@ impl Gpu {
             let out = self.submit_and_read(self.encoder(), &[(&ab, n * STRIDE)])?;
             Ok(first_result(out))
         })?;
-        let wide = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
-        Ok(acc
-            .chunks_exact(STRIDE)
-            .enumerate()
-            .map(|(i, o)| ObjectStats {
-                label: i as u32 + 1,
-                area: u64::from(o[0]),
-                sum_row: wide(o[1], o[2]),
-                sum_col: wide(o[3], o[4]),
-                bbox: if o[0] == 0 {
-                    (0, 0, 0, 0)
-                } else {
-                    (o[5] as usize, o[6] as usize, o[7] as usize, o[8] as usize)
-                },
-                sum_intensity: wide(o[9], o[10]),
-                min_intensity: o[11],
-                max_intensity: o[12],
-            })
-            .collect())
+        Ok(stats_from(&acc))
     }
 
     /// `ipscope_core::ops::measure::measure_shape` on the GPU (exact: integer sums, the
@@ -845,6 +848,43 @@ impl Gpu {
             .map(ObjectStats::shape)
             .collect())
     }
+}
+
+/// Words per object of `measure.wgsl`'s accumulator.
+pub(crate) const STATS_STRIDE: usize = 13;
+
+/// The accumulator of `measure.wgsl` for `n` objects, before any pixel: zero sums, the
+/// minima at `u32::MAX`.
+pub(crate) fn stats_init(n: usize) -> Vec<u32> {
+    let mut init = vec![0u32; n * STATS_STRIDE];
+    for o in init.chunks_exact_mut(STATS_STRIDE) {
+        o[5] = u32::MAX;
+        o[6] = u32::MAX;
+        o[11] = u32::MAX;
+    }
+    init
+}
+
+/// [`ObjectStats`] of labels 1.. from `measure.wgsl`'s accumulator.
+pub(crate) fn stats_from(acc: &[u32]) -> Vec<ObjectStats> {
+    let wide = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    acc.chunks_exact(STATS_STRIDE)
+        .enumerate()
+        .map(|(i, o)| ObjectStats {
+            label: i as u32 + 1,
+            area: u64::from(o[0]),
+            sum_row: wide(o[1], o[2]),
+            sum_col: wide(o[3], o[4]),
+            bbox: if o[0] == 0 {
+                (0, 0, 0, 0)
+            } else {
+                (o[5] as usize, o[6] as usize, o[7] as usize, o[8] as usize)
+            },
+            sum_intensity: wide(o[9], o[10]),
+            min_intensity: o[11],
+            max_intensity: o[12],
+        })
+        .collect()
 }
 
 /// Integer per-object sums from the `measure` kernel.

@@ -1256,3 +1256,154 @@ fn parity_resident_fill_label_distance() {
     }
     assert_eq!(resident, 4 * masks().len());
 }
+
+/// Fields for the resident segmentation: bright blobs of many sizes (some with holes,
+/// some touching the border) on a noisy background.
+fn segment_fields() -> Vec<Image<f32>> {
+    [(97, 61, 201, 2.0), (160, 130, 202, 3.0), (64, 64, 203, 1.5)]
+        .into_iter()
+        .map(|(w, h, seed, s)| {
+            let fg = blobs(w, h, seed, s, 0.01);
+            let grain = noise(w, h, seed + 50);
+            Image::from_fn(w, h, |r, c| {
+                0.2 * grain.get(r, c) + if fg.get(r, c) { 0.7 } else { 0.0 }
+            })
+        })
+        .collect()
+}
+
+/// The resident segmentation against the stages on the CPU, exact (σ = 0: no Gaussian, so
+/// no f32 tolerance), for each area range: threshold, labels and shapes.
+fn check_segment_exact(g: &Gpu, img: &Image<f32>, area: (u64, u64), what: &str) -> usize {
+    let cpu =
+        ipscope_core::backend::segment_otsu_by_stages(&CpuBackend, img.view(), 0.0, 256, area)
+            .unwrap();
+    let out = g.segment_otsu(img.view(), 0.0, 256, area).unwrap();
+    assert_eq!(out.threshold, cpu.threshold, "{what}: threshold");
+    assert_eq!(out.labels, cpu.labels, "{what}: labels");
+    assert_eq!(out.shapes, cpu.shapes, "{what}: shapes");
+    cpu.labels.count() as usize
+}
+
+#[test]
+fn parity_segment_threshold() {
+    let Some(g) = gpu() else { return };
+    for (k, mut img) in segment_fields().into_iter().enumerate() {
+        // Pixels lying exactly at the threshold stay background (`>`, not `>=`): put a few
+        // there, while Otsu's threshold stays where it was.
+        let t = threshold::otsu(img.view(), 256).unwrap();
+        for c in 0..img.width().min(9) {
+            img.set(img.height() / 2, c, t);
+        }
+        assert_eq!(
+            threshold::otsu(img.view(), 256),
+            Some(t),
+            "field {k}: threshold moved"
+        );
+        let n = check_segment_exact(g, &img, (0, u64::MAX), &format!("field {k}"));
+        assert!(n > 3, "field {k}: {n} objects");
+    }
+    // No threshold: empty and constant fields, as on the CPU.
+    for img in [Image::new(20, 10, 0.5f32), Image::new(0, 0, 0f32)] {
+        let out = g.segment_otsu(img.view(), 1.0, 256, (0, u64::MAX)).unwrap();
+        assert_eq!(out.threshold, None);
+        assert_eq!(out.labels.count(), 0);
+    }
+}
+
+#[test]
+fn parity_segment_root_areas() {
+    let Some(g) = gpu() else { return };
+    // Area bounds equal to objects' own areas: each must be kept at the bound itself.
+    for (k, img) in segment_fields().into_iter().enumerate() {
+        let all = ipscope_core::backend::segment_otsu_by_stages(
+            &CpuBackend,
+            img.view(),
+            0.0,
+            256,
+            (0, u64::MAX),
+        )
+        .unwrap();
+        let mut areas: Vec<u64> = all.shapes.iter().map(|s| s.area).collect();
+        areas.sort_unstable();
+        let (a, b) = (areas[areas.len() / 4], areas[3 * areas.len() / 4]);
+        assert!(a < b, "field {k}: areas {areas:?}");
+        let n = check_segment_exact(g, &img, (a, b), &format!("field {k}, areas {a}..={b}"));
+        assert!(
+            n > 1 && n < areas.len(),
+            "field {k}: {n} of {}",
+            areas.len()
+        );
+    }
+}
+
+#[test]
+fn parity_segment_number() {
+    let Some(g) = gpu() else { return };
+    // Hundreds of small objects hand out ids concurrently; their numbers must still follow
+    // raster order of first pixel. Single pixels and pairs on a grid, some diagonal.
+    let img = Image::from_fn(151, 97, |r, c| {
+        let on = (r % 4 == 1 && c % 4 == 1) || (r % 8 == 2 && c % 8 == 2);
+        if on {
+            0.9
+        } else {
+            0.1
+        }
+    });
+    for area in [(0, u64::MAX), (2, u64::MAX), (1, 1)] {
+        let n = check_segment_exact(g, &img, area, &format!("grid, areas {area:?}"));
+        assert!(n > 100, "grid {area:?}: {n} objects");
+    }
+    // No object kept.
+    let n = check_segment_exact(g, &img, (1000, u64::MAX), "grid, nothing kept");
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn parity_segment_remap() {
+    let Some(g) = gpu() else { return };
+    // With smoothing: identical to the same stages on this device, within the Gaussian's
+    // tolerance of the CPU (F1@0.5 ≥ 0.999 and identical objects measured identically).
+    let backend = GpuBackend::from_gpu(Gpu::new().unwrap());
+    for (k, img) in segment_fields().into_iter().enumerate() {
+        let area = (20, u64::MAX);
+        let staged =
+            ipscope_core::backend::segment_otsu_by_stages(&backend, img.view(), 1.0, 256, area)
+                .unwrap();
+        let out = g.segment_otsu(img.view(), 1.0, 256, area).unwrap();
+        assert_eq!(out, staged, "field {k}: resident vs stages on the device");
+        let cpu =
+            ipscope_core::backend::segment_otsu_by_stages(&CpuBackend, img.view(), 1.0, 256, area)
+                .unwrap();
+        let f1 = f1_at_half(&cpu.labels, &out.labels);
+        assert!(f1 >= 0.999, "field {k}: F1 {f1}");
+        assert!(cpu.labels.count() > 3, "field {k}: too few objects");
+        if cpu.labels == out.labels {
+            assert_eq!(cpu.shapes, out.shapes, "field {k}: shapes");
+        }
+    }
+}
+
+#[test]
+fn segment_otsu_beyond_one_binding_runs_the_stages_tiled() {
+    if gpu().is_none() {
+        return;
+    }
+    let Ok(mut small) = Gpu::new() else { return };
+    small.set_max_binding_for_tests(4096);
+    // 64 × 64: 16 KiB per buffer, beyond the 4 KiB binding; the Gaussian's bands fit.
+    let img = &segment_fields()[2];
+    assert!(!small.segment_resident_fits(img.width(), img.height()));
+    assert!(small
+        .segment_otsu(img.view(), 1.0, 256, (20, u64::MAX))
+        .is_err());
+    let backend = GpuBackend::from_gpu(small);
+    let tiled = backend
+        .segment_otsu(img.view(), 1.0, 256, (20, u64::MAX))
+        .unwrap();
+    let whole = gpu()
+        .unwrap()
+        .segment_otsu(img.view(), 1.0, 256, (20, u64::MAX))
+        .unwrap();
+    assert_eq!(tiled, whole);
+}

@@ -360,6 +360,15 @@ pub fn otsu(img: ImageView<f32>, nbins: usize) -> Option<f32> {
     otsu_from_histogram(&hist.counts, &hist.bin_centers)
 }
 
+/// Otsu's threshold from [`histogram`]'s result, as [`otsu`] gives it for the image: `None`
+/// for a constant image (its histogram was widened to one occupied bin).
+pub fn otsu_of_histogram(hist: &Histogram) -> Option<f32> {
+    if hist.counts.iter().filter(|&&c| c > 0).count() < 2 {
+        return None;
+    }
+    otsu_from_histogram(&hist.counts, &hist.bin_centers)
+}
+
 /// Otsu's threshold from a histogram, as `threshold_otsu(hist=(counts, bin_centers))`.
 ///
 /// Leading and trailing empty bins are trimmed first, as scikit-image does. Returns `None`

@@ -1,0 +1,193 @@
+//! A resident segmentation: `Backend::segment_otsu` with every intermediate image on the
+//! device. The image goes up once; the smoothed field, the mask, the filled mask and the
+//! union-find labels never come back; the numbered labels and the objects' sums come down
+//! once. Between, only a handful of words cross (the histogram's range and counts, the number
+//! of objects and their first pixels).
+
+use ipscope_core::backend::OtsuObjects;
+use ipscope_core::ops::filter::{gaussian_kernel, GAUSSIAN_TRUNCATE};
+use ipscope_core::ops::threshold::otsu_of_histogram;
+use ipscope_image::{Image, ImageView, Labels};
+
+use crate::device::{groups_2d, Gpu};
+use crate::kernels::{MEASURE, SEGMENT};
+use crate::ops::{first_result, stats_from, stats_init, ObjectStats, STATS_STRIDE};
+use crate::Error;
+
+impl Gpu {
+    /// Whether [`Gpu::segment_otsu`] can keep a `w × h` image resident: every per-pixel
+    /// buffer within one storage binding, and pixel indices within u32.
+    pub fn segment_resident_fits(&self, w: usize, h: usize) -> bool {
+        let n = (w as u64) * (h as u64);
+        n * 4 <= self.max_binding && n < u64::from(u32::MAX) / 2
+    }
+
+    /// `Backend::segment_otsu` with the image resident on the device (see the module docs):
+    /// the same labels and shapes as `ipscope_core::backend::segment_otsu_by_stages` on this
+    /// device (identical: the same Gaussian, histogram, union-find and integer sums), and
+    /// so within the Gaussian's tolerance of the CPU. An image beyond one binding is
+    /// [`Error::TooLarge`] (check [`Gpu::segment_resident_fits`] first; `GpuBackend` then
+    /// runs the stages one by one, tiled).
+    pub fn segment_otsu(
+        &self,
+        img: ImageView<f32>,
+        sigma: f32,
+        nbins: usize,
+        (min_area, max_area): (u64, u64),
+    ) -> Result<OtsuObjects, Error> {
+        const K: &str = "segment";
+        let (w, h) = (img.width(), img.height());
+        let none = || OtsuObjects {
+            threshold: None,
+            labels: Labels::empty(w, h),
+            shapes: Vec::new(),
+        };
+        if img.is_empty() || nbins == 0 {
+            return Ok(none());
+        }
+        if !self.segment_resident_fits(w, h) {
+            return Err(self.too_large(
+                K,
+                w,
+                h,
+                format!(
+                    "a resident segmentation needs {} bytes per buffer, the device binds at most {}",
+                    (w as u64) * (h as u64) * 4,
+                    self.max_binding
+                ),
+            ));
+        }
+        self.check_fits(K, w, h, nbins + 1)?;
+        let n = w * h;
+        let kernel = gaussian_kernel(f64::from(sigma), GAUSSIAN_TRUNCATE);
+        let weights: Vec<f32> = kernel.iter().map(|&k| k as f32).collect();
+        let data: Vec<f32>;
+        let pixels = match img.as_contiguous() {
+            Some(d) => d,
+            None => {
+                data = img.rows().flatten().copied().collect();
+                &data
+            }
+        };
+        // 1. The image up, smoothed where it lies.
+        let smoothed = self.scoped(K, || {
+            let src = self.storage(pixels);
+            if weights.len() == 1 {
+                return Ok(src);
+            }
+            let mut enc = self.encoder();
+            let dst = self.encode_gaussian(&mut enc, &src, w, h, weights.len() / 2, &weights);
+            self.submit(enc)?;
+            Ok(dst)
+        })?;
+        // 2. Otsu's threshold from the histogram of the resident field.
+        let Some(t) = self
+            .histogram_of(&[(&smoothed, n)], nbins)?
+            .and_then(|hist| otsu_of_histogram(&hist))
+        else {
+            return Ok(none());
+        };
+        // 3. Threshold, fill, label; areas at first pixels, ids for the kept components.
+        let lo = u32::try_from(min_area).unwrap_or(u32::MAX);
+        let hi = u32::try_from(max_area).unwrap_or(u32::MAX);
+        // At most n / lo components have lo or more pixels; word 0 is the counter.
+        let cap = n / (lo.max(1) as usize) + 1;
+        let (lab, acc, firsts, count) = self.scoped(K, || {
+            let unused_r = self.zeroed(1);
+            let (unused_a, unused_b) = (self.zeroed(1), self.zeroed(1));
+            let mask = self.zeroed(n);
+            let params = self.uniform([w as u32, h as u32, t.to_bits(), 0]);
+            let g = self.bind(
+                &SEGMENT,
+                &[&params, &smoothed, &unused_a, &unused_b, &unused_r, &mask],
+            );
+            let mut enc = self.encoder();
+            self.dispatch(&mut enc, &SEGMENT, "threshold", &g, groups_2d(w, h));
+            self.submit(enc)?;
+            let filled = self.fill_on_device(&mask, w, h)?;
+            drop(mask);
+            let lab = self.union_labels(&filled, w, h, 1, 0)?;
+            drop(filled);
+            let acc = self.zeroed(n);
+            let firsts = self.zeroed(cap);
+            let params = self.uniform([w as u32, h as u32, lo, hi]);
+            let unused_w = self.zeroed(1);
+            let g = self.bind(
+                &SEGMENT,
+                &[&params, &lab, &acc, &firsts, &unused_r, &unused_w],
+            );
+            let mut enc = self.encoder();
+            enc.clear_buffer(&acc, 0, None);
+            enc.clear_buffer(&firsts, 0, None);
+            self.dispatch(&mut enc, &SEGMENT, "root_areas", &g, groups_2d(w, h));
+            self.dispatch(&mut enc, &SEGMENT, "number", &g, groups_2d(w, h));
+            let count = first_result(self.submit_and_read(enc, &[(&firsts, 1)])?);
+            Ok((
+                lab,
+                acc,
+                firsts,
+                count.first().copied().unwrap_or(0) as usize,
+            ))
+        })?;
+        drop(smoothed);
+        if count >= cap {
+            return Err(Error::Device {
+                adapter: self.adapter().name.clone(),
+                kernel: K,
+                message: format!("{count} objects counted, at most {} possible", cap - 1),
+            });
+        }
+        if count == 0 {
+            return Ok(OtsuObjects {
+                threshold: Some(t),
+                labels: Labels::empty(w, h),
+                shapes: Vec::new(),
+            });
+        }
+        // 4. Each id's number in raster order of its first pixel.
+        let ids = self.scoped(K, || {
+            Ok(first_result(self.submit_and_read(
+                self.encoder(),
+                &[(&firsts, count + 1)],
+            )?))
+        })?;
+        let mut order: Vec<(u32, u32)> = (1..=count as u32)
+            .map(|k| (ids.get(k as usize).copied().unwrap_or(u32::MAX), k))
+            .collect();
+        order.sort_unstable();
+        let mut rank = vec![0u32; count + 1];
+        for (number, &(_, k)) in order.iter().enumerate() {
+            rank[k as usize] = number as u32 + 1;
+        }
+        // 5. The numbered labels and their sums, then both down.
+        let (labels, sums) = self.scoped(K, || {
+            let rb = self.storage(&rank);
+            let out = self.zeroed(n);
+            let params = self.uniform([w as u32, h as u32, 0, 0]);
+            let g = self.bind(&SEGMENT, &[&params, &lab, &acc, &firsts, &rb, &out]);
+            let mut enc = self.encoder();
+            self.dispatch(&mut enc, &SEGMENT, "remap", &g, groups_2d(w, h));
+            // No intensity: the shape sums only.
+            let vals = self.zeroed(n);
+            enc.clear_buffer(&vals, 0, None);
+            let sums = self.storage(&stats_init(count));
+            let params = self.uniform([w as u32, h as u32, count as u32, 0]);
+            let g = self.bind(&MEASURE, &[&params, &out, &vals, &sums]);
+            self.dispatch(&mut enc, &MEASURE, "reduce", &g, groups_2d(w, h));
+            let mut back =
+                self.submit_and_read(enc, &[(&out, n), (&sums, count * STATS_STRIDE)])?;
+            let sums = back.pop().unwrap_or_default();
+            Ok((first_result(back), sums))
+        })?;
+        let img = Image::from_vec(w, h, labels).map_err(|e| Error::Device {
+            adapter: self.adapter().name.clone(),
+            kernel: K,
+            message: e.to_string(),
+        })?;
+        Ok(OtsuObjects {
+            threshold: Some(t),
+            labels: Labels::new(img, count as u32),
+            shapes: stats_from(&sums).iter().map(ObjectStats::shape).collect(),
+        })
+    }
+}
