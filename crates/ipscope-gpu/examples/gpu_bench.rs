@@ -20,6 +20,11 @@
 //! `--chain` times only the nuclei chain, `--only watershed,chain` only those (for large sizes
 //! on a slow device such as lavapipe).
 //!
+//! `segment otsu` is the resident segmentation (`Backend::segment_otsu`: Gaussian σ = 1,
+//! Otsu, hole filling, 8-connected labels, size filter ≥ 20 px, shapes; on the GPU the image
+//! goes up once and the labels come down once), against the same stages on the CPU; its line
+//! adds the GPU's compute alone.
+//!
 //! When the adapter has timestamp queries (`TIMESTAMP_QUERY`), each kernel row also gives the
 //! GPU's own compute time of one more call (`compute … ms`: the passes' timestamps summed,
 //! without uploads, readbacks or host work), and the chain is run once more stage by stage:
@@ -28,7 +33,7 @@
 
 use std::time::Instant;
 
-use ipscope_core::backend::{Backend, CpuBackend};
+use ipscope_core::backend::{segment_otsu_by_stages, Backend, CpuBackend};
 use ipscope_core::ops::eval::match_labels;
 use ipscope_core::ops::label::Connectivity;
 use ipscope_core::ops::measure::ObjectShape;
@@ -88,7 +93,7 @@ fn args() -> Result<Args, String> {
                 println!(
                     "gpu_bench [--quick] [--sizes 2048,8192] [--reps 3] [--chain] [--tiled-labels] \
                      [--only transfer,gaussian,otsu,li,erosion,dilation,fill_holes,edt,label8,\
-                     measure_shape,size_filter,watershed,chain]"
+                     measure_shape,size_filter,watershed,segment,chain]"
                 );
                 std::process::exit(0);
             }
@@ -384,6 +389,9 @@ fn main() {
             }
         }
         kernels(&img, &centres, &cpu, g, (n, a.reps, cpu_reps), &selected);
+        if selected("segment") {
+            segment_row(&img, &cpu, g, (n, a.reps, cpu_reps));
+        }
         if !selected("chain") {
             continue;
         }
@@ -442,6 +450,51 @@ fn main() {
 }
 
 type Chain = (Labels, Vec<ObjectShape>);
+
+/// The resident global-threshold segmentation, `Backend::segment_otsu`, on the CPU and the
+/// GPU: wall clock of the call (the GPU's: one upload, the kernels, one readback of the
+/// labels), the GPU's labels against the same stages run one by one on the GPU (identical)
+/// and against the CPU's (F1@0.5, identical objects measured alike), and the GPU's compute
+/// alone from timestamp queries.
+fn segment_row(
+    img: &Image<f32>,
+    cpu: &CpuBackend,
+    g: Option<&GpuBackend>,
+    (n, reps, cpu_reps): (usize, usize, usize),
+) {
+    const NAME: &str = "segment otsu";
+    let area = (20, u64::MAX);
+    let seg = |b: &dyn Backend| -> Result<Chain, ipscope_core::Error> {
+        let o = b.segment_otsu(img.view(), 1.0, 256, area)?;
+        Ok((o.labels, o.shapes))
+    };
+    let (c_ms, c_out) = time(cpu_reps, || seg(cpu));
+    let Some(g) = g else {
+        row(NAME, n, c_ms, None);
+        return;
+    };
+    match (time(reps, || seg(g)), &c_out) {
+        ((g_ms, Ok(g_out)), Ok(c)) => {
+            let staged = match segment_otsu_by_stages(g, img.view(), 1.0, 256, area) {
+                Ok(o) if o.labels == g_out.0 && o.shapes == g_out.1 => "identical".to_string(),
+                Ok(_) => "DIFFER".to_string(),
+                Err(e) => format!("failed ({e})"),
+            };
+            let compute = compute_ms(g, || {
+                let _ = seg(g);
+            })
+            .map(|ms| format!("; GPU compute alone {ms:.1} ms ({})", rate(n * n, ms)))
+            .unwrap_or_default();
+            let check = format!(
+                "vs the stages one by one on the GPU: {staged}; vs the CPU: {}{compute}",
+                compare_objects(c, &g_out).unwrap_or_else(|e| e)
+            );
+            row(NAME, n, c_ms, Some((g_ms, &check)));
+        }
+        ((_, Err(e)), _) => println!("{NAME} {n}² gpu failed: {e}"),
+        (_, Err(e)) => println!("{NAME} {n}²: the CPU failed: {e}"),
+    }
+}
 
 /// The GPU stages of the default nuclei recipe: Gaussian σ = 1, Otsu, hole filling,
 /// 8-connected labelling, distance transform, size filter, shape measurements. `stage` is

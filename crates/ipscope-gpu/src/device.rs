@@ -131,6 +131,8 @@ pub struct Gpu {
     staging: Mutex<Staging>,
     /// Label with `label.wgsl`'s tiled pair (`local`, `seams`) instead of `init`, `merge`.
     pub(crate) tiled_labels: std::sync::atomic::AtomicBool,
+    /// `unit_scale_u16` of every 16-bit value (`unpack.wgsl`'s table), made on first use.
+    unit_lut: std::sync::OnceLock<wgpu::Buffer>,
 }
 
 /// Idle staging buffers, at most [`STAGING_KEEP`] of each kind.
@@ -317,6 +319,18 @@ impl Gpu {
             profiler,
             staging: Mutex::new(Staging::default()),
             tiled_labels: std::sync::atomic::AtomicBool::new(false),
+            unit_lut: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// `ipscope_core::ops::filter::unit_scale_u16` of every 16-bit value, on the device
+    /// (uploaded on first use, then kept: 256 KiB).
+    pub(crate) fn unit_lut(&self) -> &wgpu::Buffer {
+        self.unit_lut.get_or_init(|| {
+            let table: Vec<f32> = (0..=u16::MAX)
+                .map(ipscope_core::ops::filter::unit_scale_u16)
+                .collect();
+            self.storage(&table)
         })
     }
 

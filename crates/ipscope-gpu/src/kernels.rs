@@ -118,7 +118,16 @@ pub const SEGMENT: Kernel = Kernel {
     bindings: &[U, R, RW, RW, R, RW],
 };
 
+/// A 16-bit field, uploaded two pixels to a word, scaled onto 0..=1 by a lookup table.
+pub const UNPACK: Kernel = Kernel {
+    name: "unpack",
+    source: include_str!("../../../kernels/unpack.wgsl"),
+    entry_points: &["unit_u16"],
+    bindings: &[U, R, RW, R],
+};
+
 /// Every kernel the GPU backend uses.
 pub const KERNELS: &[Kernel] = &[
     GAUSSIAN, HISTOGRAM, MORPHOLOGY, HOLES, EDT, LABEL, MEASURE, LI, WATERSHED, RELABEL, SEGMENT,
+    UNPACK,
 ];

@@ -4,7 +4,8 @@
 //! Runs on any Vulkan, Metal or DX12 device (no CUDA). What runs on the GPU, the stated
 //! tolerances and how to run the parity tests are in `docs/gpu.md`:
 //!
-//! * Gaussian blur (separable): f32 sums, within [`GAUSSIAN_TOLERANCE`] of the CPU;
+//! * Gaussian blur (separable): f32 sums, within [`GAUSSIAN_TOLERANCE`] of the CPU; a
+//!   16-bit field goes up as it is stored and is scaled on the device (`unpack.wgsl`);
 //! * histogram for Otsu's threshold: identical counts, so the identical threshold;
 //! * erosion, dilation, hole filling (and hole filling, labelling and the distance
 //!   transform with the mask resident on the device): identical;
@@ -87,6 +88,14 @@ impl Backend for GpuBackend {
         sigma: f32,
     ) -> Result<Image<f32>, ipscope_core::Error> {
         Ok(self.gpu.gaussian_blur(img, sigma)?)
+    }
+
+    fn gaussian_blur_unit_u16(
+        &self,
+        img: ImageView<u16>,
+        sigma: f32,
+    ) -> Result<Image<f32>, ipscope_core::Error> {
+        Ok(self.gpu.gaussian_blur_unit_u16(img, sigma)?)
     }
 
     fn histogram(

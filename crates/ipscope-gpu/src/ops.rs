@@ -3,14 +3,14 @@
 //! Each returns what its CPU reference in `ipscope_core::ops` returns; the parity tests in
 //! `tests/parity.rs` hold them to it (exact, except the Gaussian's stated f32 tolerance).
 
-use ipscope_core::ops::filter::{gaussian_kernel, GAUSSIAN_TRUNCATE};
+use ipscope_core::ops::filter::{gaussian_kernel, unit_scale_u16, GAUSSIAN_TRUNCATE};
 use ipscope_core::ops::label::{clear_border, Connectivity};
 use ipscope_core::ops::measure::ObjectShape;
 use ipscope_core::ops::threshold::Histogram;
 use ipscope_image::{Image, ImageView, Labels};
 
 use crate::device::{groups_1d, groups_2d, Gpu};
-use crate::kernels::{EDT, GAUSSIAN, HISTOGRAM, HOLES, LABEL, MEASURE, MORPHOLOGY};
+use crate::kernels::{EDT, GAUSSIAN, HISTOGRAM, HOLES, LABEL, MEASURE, MORPHOLOGY, UNPACK};
 use crate::Error;
 
 /// Dispatches of an iterated kernel between two convergence checks.
@@ -128,6 +128,49 @@ impl Gpu {
             y0 = y1;
         }
         Ok(out)
+    }
+
+    /// `ipscope_core::ops::filter::gaussian_blur_unit_u16` on the GPU: the 16-bit field goes
+    /// up as it is stored (2 bytes a pixel), is scaled onto 0..=1 on the device by a table of
+    /// the host's `unit_scale_u16` (`unpack.wgsl`: the same f32 bits), and is blurred as
+    /// [`Gpu::gaussian_blur`] blurs it: the same result as that of the scaled image, for half
+    /// the upload. A field beyond one binding is scaled on the host and blurred in bands.
+    pub fn gaussian_blur_unit_u16(
+        &self,
+        src: ImageView<u16>,
+        sigma: f32,
+    ) -> Result<Image<f32>, Error> {
+        const K: &str = "unpack";
+        let (w, h) = (src.width(), src.height());
+        let kernel = gaussian_kernel(f64::from(sigma), GAUSSIAN_TRUNCATE);
+        if kernel.len() == 1 || src.is_empty() || (w * h) as u64 * 4 > self.max_binding {
+            return self.gaussian_blur(src.map(unit_scale_u16).view(), sigma);
+        }
+        let weights: Vec<f32> = kernel.iter().map(|&k| k as f32).collect();
+        let mut copied = Vec::new();
+        let mut px = pixels(src, &mut copied);
+        // Whole words: an odd count of pixels gets one pad pixel.
+        let padded: Vec<u16>;
+        if px.len() % 2 == 1 {
+            padded = px.iter().copied().chain([0]).collect();
+            px = &padded;
+        }
+        let res = self.scoped(K, || {
+            let packed = self.storage(px);
+            let unit = self.zeroed(w * h);
+            let params = self.uniform([w as u32, h as u32, 0, 0]);
+            let g = self.bind(&UNPACK, &[&params, &packed, &unit, self.unit_lut()]);
+            let mut enc = self.encoder();
+            self.dispatch(&mut enc, &UNPACK, "unit_u16", &g, groups_2d(w, h));
+            let dst = self.encode_gaussian(&mut enc, &unit, w, h, kernel.len() / 2, &weights);
+            let out = self.submit_and_read(enc, &[(&dst, w * h)])?;
+            Ok(floats(first_result(out)))
+        })?;
+        Image::from_vec(w, h, res).map_err(|e| Error::Device {
+            adapter: self.adapter().name.clone(),
+            kernel: K,
+            message: e.to_string(),
+        })
     }
 
     fn gaussian_tile(

@@ -1407,3 +1407,38 @@ fn segment_otsu_beyond_one_binding_runs_the_stages_tiled() {
         .unwrap();
     assert_eq!(tiled, whole);
 }
+
+#[test]
+fn parity_unpack_unit_u16() {
+    let Some(g) = gpu() else { return };
+    let mut r = Lcg(301);
+    // Every 16-bit value once (256 × 256), odd and even pixel counts, words whose bits are
+    // denormal or NaN as f32 (a zero or 0xffff high half), a view inside a larger image.
+    let every = Image::from_fn(256, 256, |y, x| ((y * 256 + x) as u16).rotate_left(5));
+    let odd = Image::from_fn(37, 29, |_, _| (r.next() * 65535.0) as u16);
+    let words = Image::from_fn(40, 21, |y, x| match (y + x) % 4 {
+        0 => 0,
+        1 => 1,
+        2 => u16::MAX,
+        _ => 0x7f80,
+    });
+    let big = Image::from_fn(60, 50, |_, _| (r.next() * 65535.0) as u16);
+    let inner = big.view().crop(3, 5, 41, 33).unwrap();
+    let cases = [every.view(), odd.view(), words.view(), inner];
+    for (k, img) in cases.into_iter().enumerate() {
+        for sigma in [0.4f32, 1.0, 2.5] {
+            let out = g.gaussian_blur_unit_u16(img, sigma).unwrap();
+            let scaled = img.map(ipscope_core::ops::filter::unit_scale_u16);
+            // The same f32 input on the device: the same bits.
+            let via_f32 = g.gaussian_blur(scaled.view(), sigma).unwrap();
+            let same = out
+                .as_slice()
+                .iter()
+                .zip(via_f32.as_slice())
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "case {k}, sigma {sigma}: not the f32 path's bits");
+            let cpu = ipscope_core::ops::filter::gaussian_blur_unit_u16(img, sigma);
+            assert_close(&out, &cpu, &format!("unit u16 case {k}, sigma {sigma}"));
+        }
+    }
+}
