@@ -656,19 +656,24 @@ fn kernels(
             0 => "identical".to_string(),
             d => format!("{d} pixels DIFFER"),
         };
+        let max_diff = |c: &Image<f32>, g: &Image<f32>| {
+            let worst = c
+                .as_slice()
+                .iter()
+                .zip(g.as_slice())
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            format!("max diff {worst:.1e}")
+        };
+        bench!("gaussian s=1", gaussian_blur(img.view(), 1.0), max_diff);
+        // The same field as 16-bit samples, as plates store it: it goes up at 2 bytes a pixel.
+        let field16 = img.map(|v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16);
         bench!(
-            "gaussian s=1",
-            gaussian_blur(img.view(), 1.0),
-            |c: &Image<f32>, g: &Image<f32>| {
-                let worst = c
-                    .as_slice()
-                    .iter()
-                    .zip(g.as_slice())
-                    .map(|(x, y)| (x - y).abs())
-                    .fold(0f32, f32::max);
-                format!("max diff {worst:.1e}")
-            }
+            "gaussian u16",
+            gaussian_blur_unit_u16(field16.view(), 1.0),
+            max_diff
         );
+        drop(field16);
         let smooth = cpu
             .gaussian_blur(img.view(), 1.0)
             .unwrap_or_else(|_| img.clone());
