@@ -44,19 +44,43 @@ pub struct OtsuObjects {
     pub shapes: Vec<ObjectShape>,
 }
 
-/// [`Backend::segment_otsu`] stage by stage on `backend`: [`Backend::gaussian_blur`],
+/// The image a one-call segmentation ([`Backend::segment_otsu`]) starts from.
+#[derive(Debug, Clone, Copy)]
+pub enum FieldView<'a> {
+    /// f32 pixels, as they are.
+    F32(ImageView<'a, f32>),
+    /// 16-bit samples, each scaled onto 0..=1 by [`unit_scale_u16`] first (the nuclei
+    /// segmentation's input), so that a device may take them at 2 bytes a pixel.
+    UnitU16(ImageView<'a, u16>),
+}
+
+impl FieldView<'_> {
+    /// (width, height).
+    pub fn dims(&self) -> (usize, usize) {
+        match self {
+            FieldView::F32(v) => (v.width(), v.height()),
+            FieldView::UnitU16(v) => (v.width(), v.height()),
+        }
+    }
+}
+
+/// [`Backend::segment_otsu`] stage by stage on `backend`: [`Backend::gaussian_blur`] (or
+/// [`Backend::gaussian_blur_unit_u16`]),
 /// [`Backend::otsu`], `pixel > threshold`, [`Backend::fill_holes`], the 8-connected
 /// [`Backend::label`], [`Backend::filter_by_area_owned`] and [`Backend::measure_shape`].
 /// With [`CpuBackend`] it is the reference of every backend's `segment_otsu`.
 pub fn segment_otsu_by_stages<B: Backend + ?Sized>(
     backend: &B,
-    img: ImageView<f32>,
+    field: FieldView,
     sigma: f32,
     nbins: usize,
     (min_area, max_area): (u64, u64),
 ) -> Result<OtsuObjects, Error> {
-    let (w, h) = (img.width(), img.height());
-    let smoothed = backend.gaussian_blur(img, sigma)?;
+    let (w, h) = field.dims();
+    let smoothed = match field {
+        FieldView::F32(img) => backend.gaussian_blur(img, sigma)?,
+        FieldView::UnitU16(img) => backend.gaussian_blur_unit_u16(img, sigma)?,
+    };
     let Some(t) = backend.otsu(smoothed.view(), nbins)? else {
         return Ok(OtsuObjects {
             threshold: None,
@@ -229,12 +253,12 @@ pub trait Backend: Send + Sync {
     /// down. Default: [`segment_otsu_by_stages`] on this backend.
     fn segment_otsu(
         &self,
-        img: ImageView<f32>,
+        field: FieldView,
         sigma: f32,
         nbins: usize,
         area: (u64, u64),
     ) -> Result<OtsuObjects, Error> {
-        segment_otsu_by_stages(self, img, sigma, nbins, area)
+        segment_otsu_by_stages(self, field, sigma, nbins, area)
     }
 }
 

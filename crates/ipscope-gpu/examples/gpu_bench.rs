@@ -20,7 +20,8 @@
 //! `--chain` times only the nuclei chain, `--only watershed,chain` only those (for large sizes
 //! on a slow device such as lavapipe).
 //!
-//! `segment otsu` is the resident segmentation (`Backend::segment_otsu`: Gaussian σ = 1,
+//! `segment otsu` is the resident segmentation of the field as 16-bit samples
+//! (`Backend::segment_otsu`: Gaussian σ = 1,
 //! Otsu, hole filling, 8-connected labels, size filter ≥ 20 px, shapes; on the GPU the image
 //! goes up once and the labels come down once), against the same stages on the CPU; its line
 //! adds the GPU's compute alone.
@@ -33,7 +34,7 @@
 
 use std::time::Instant;
 
-use ipscope_core::backend::{segment_otsu_by_stages, Backend, CpuBackend};
+use ipscope_core::backend::{segment_otsu_by_stages, Backend, CpuBackend, FieldView};
 use ipscope_core::ops::eval::match_labels;
 use ipscope_core::ops::label::Connectivity;
 use ipscope_core::ops::measure::ObjectShape;
@@ -451,6 +452,11 @@ fn main() {
 
 type Chain = (Labels, Vec<ObjectShape>);
 
+/// The field as 16-bit samples (0..=1 onto 0..=65535).
+fn sixteen_bit(img: &Image<f32>) -> Image<u16> {
+    img.map(|v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16)
+}
+
 /// The resident global-threshold segmentation, `Backend::segment_otsu`, on the CPU and the
 /// GPU: wall clock of the call (the GPU's: one upload, the kernels, one readback of the
 /// labels), the GPU's labels against the same stages run one by one on the GPU (identical)
@@ -464,8 +470,10 @@ fn segment_row(
 ) {
     const NAME: &str = "segment otsu";
     let area = (20, u64::MAX);
+    // As plates store it: 16-bit samples, uploaded at 2 bytes a pixel.
+    let field = sixteen_bit(img);
     let seg = |b: &dyn Backend| -> Result<Chain, ipscope_core::Error> {
-        let o = b.segment_otsu(img.view(), 1.0, 256, area)?;
+        let o = b.segment_otsu(FieldView::UnitU16(field.view()), 1.0, 256, area)?;
         Ok((o.labels, o.shapes))
     };
     let (c_ms, c_out) = time(cpu_reps, || seg(cpu));
@@ -475,11 +483,12 @@ fn segment_row(
     };
     match (time(reps, || seg(g)), &c_out) {
         ((g_ms, Ok(g_out)), Ok(c)) => {
-            let staged = match segment_otsu_by_stages(g, img.view(), 1.0, 256, area) {
-                Ok(o) if o.labels == g_out.0 && o.shapes == g_out.1 => "identical".to_string(),
-                Ok(_) => "DIFFER".to_string(),
-                Err(e) => format!("failed ({e})"),
-            };
+            let staged =
+                match segment_otsu_by_stages(g, FieldView::UnitU16(field.view()), 1.0, 256, area) {
+                    Ok(o) if o.labels == g_out.0 && o.shapes == g_out.1 => "identical".to_string(),
+                    Ok(_) => "DIFFER".to_string(),
+                    Err(e) => format!("failed ({e})"),
+                };
             let compute = compute_ms(g, || {
                 let _ = seg(g);
             })
@@ -667,7 +676,7 @@ fn kernels(
         };
         bench!("gaussian s=1", gaussian_blur(img.view(), 1.0), max_diff);
         // The same field as 16-bit samples, as plates store it: it goes up at 2 bytes a pixel.
-        let field16 = img.map(|v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16);
+        let field16 = sixteen_bit(img);
         bench!(
             "gaussian u16",
             gaussian_blur_unit_u16(field16.view(), 1.0),

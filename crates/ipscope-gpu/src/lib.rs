@@ -41,7 +41,7 @@ pub use profile::KernelTime;
 pub use watershed::{WATERSHED_MIN_IOU, WATERSHED_TOLERANCE};
 
 use ipscope_core::backend::{
-    segment_otsu_by_stages, Backend, CpuBackend, FilledObjects, OtsuObjects,
+    segment_otsu_by_stages, Backend, CpuBackend, FieldView, FilledObjects, OtsuObjects,
 };
 use ipscope_core::ops::label::Connectivity;
 use ipscope_core::ops::measure::ObjectShape;
@@ -171,16 +171,17 @@ impl Backend for GpuBackend {
 
     fn segment_otsu(
         &self,
-        img: ImageView<f32>,
+        field: FieldView,
         sigma: f32,
         nbins: usize,
         area: (u64, u64),
     ) -> Result<OtsuObjects, ipscope_core::Error> {
-        if self.gpu.segment_resident_fits(img.width(), img.height()) {
-            Ok(self.gpu.segment_otsu(img, sigma, nbins, area)?)
+        let (w, h) = field.dims();
+        if self.gpu.segment_resident_fits(w, h) {
+            Ok(self.gpu.segment_otsu(field, sigma, nbins, area)?)
         } else {
             // Beyond one binding: the stages one by one, each tiled.
-            segment_otsu_by_stages(self, img, sigma, nbins, area)
+            segment_otsu_by_stages(self, field, sigma, nbins, area)
         }
     }
 }

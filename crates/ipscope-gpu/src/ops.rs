@@ -147,21 +147,9 @@ impl Gpu {
             return self.gaussian_blur(src.map(unit_scale_u16).view(), sigma);
         }
         let weights: Vec<f32> = kernel.iter().map(|&k| k as f32).collect();
-        let mut copied = Vec::new();
-        let mut px = pixels(src, &mut copied);
-        // Whole words: an odd count of pixels gets one pad pixel.
-        let padded: Vec<u16>;
-        if px.len() % 2 == 1 {
-            padded = px.iter().copied().chain([0]).collect();
-            px = &padded;
-        }
         let res = self.scoped(K, || {
-            let packed = self.storage(px);
-            let unit = self.zeroed(w * h);
-            let params = self.uniform([w as u32, h as u32, 0, 0]);
-            let g = self.bind(&UNPACK, &[&params, &packed, &unit, self.unit_lut()]);
             let mut enc = self.encoder();
-            self.dispatch(&mut enc, &UNPACK, "unit_u16", &g, groups_2d(w, h));
+            let unit = self.encode_unit_u16(&mut enc, src);
             let dst = self.encode_gaussian(&mut enc, &unit, w, h, kernel.len() / 2, &weights);
             let out = self.submit_and_read(enc, &[(&dst, w * h)])?;
             Ok(floats(first_result(out)))
@@ -171,6 +159,31 @@ impl Gpu {
             kernel: K,
             message: e.to_string(),
         })
+    }
+
+    /// Uploads the 16-bit pixels of `src` as they are stored (two to a word) and records
+    /// their scaling onto 0..=1 (`unpack.wgsl`) into `enc`; the f32 image's buffer (call
+    /// inside `scoped`, with `src` within one binding at 4 bytes a pixel).
+    pub(crate) fn encode_unit_u16(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        src: ImageView<u16>,
+    ) -> wgpu::Buffer {
+        let (w, h) = (src.width(), src.height());
+        let mut copied = Vec::new();
+        let mut px = pixels(src, &mut copied);
+        // Whole words: an odd count of pixels gets one pad pixel.
+        let padded: Vec<u16>;
+        if px.len() % 2 == 1 {
+            padded = px.iter().copied().chain([0]).collect();
+            px = &padded;
+        }
+        let packed = self.storage(px);
+        let unit = self.zeroed(w * h);
+        let params = self.uniform([w as u32, h as u32, 0, 0]);
+        let g = self.bind(&UNPACK, &[&params, &packed, &unit, self.unit_lut()]);
+        self.dispatch(enc, &UNPACK, "unit_u16", &g, groups_2d(w, h));
+        unit
     }
 
     fn gaussian_tile(

@@ -4,10 +4,10 @@
 //! once. Between, only a handful of words cross (the histogram's range and counts, the number
 //! of objects and their first pixels).
 
-use ipscope_core::backend::OtsuObjects;
+use ipscope_core::backend::{FieldView, OtsuObjects};
 use ipscope_core::ops::filter::{gaussian_kernel, GAUSSIAN_TRUNCATE};
 use ipscope_core::ops::threshold::otsu_of_histogram;
-use ipscope_image::{Image, ImageView, Labels};
+use ipscope_image::{Image, Labels};
 
 use crate::device::{groups_2d, Gpu};
 use crate::kernels::{MEASURE, SEGMENT};
@@ -30,19 +30,19 @@ impl Gpu {
     /// runs the stages one by one, tiled).
     pub fn segment_otsu(
         &self,
-        img: ImageView<f32>,
+        field: FieldView,
         sigma: f32,
         nbins: usize,
         (min_area, max_area): (u64, u64),
     ) -> Result<OtsuObjects, Error> {
         const K: &str = "segment";
-        let (w, h) = (img.width(), img.height());
+        let (w, h) = field.dims();
         let none = || OtsuObjects {
             threshold: None,
             labels: Labels::empty(w, h),
             shapes: Vec::new(),
         };
-        if img.is_empty() || nbins == 0 {
+        if w == 0 || h == 0 || nbins == 0 {
             return Ok(none());
         }
         if !self.segment_resident_fits(w, h) {
@@ -61,21 +61,21 @@ impl Gpu {
         let n = w * h;
         let kernel = gaussian_kernel(f64::from(sigma), GAUSSIAN_TRUNCATE);
         let weights: Vec<f32> = kernel.iter().map(|&k| k as f32).collect();
-        let data: Vec<f32>;
-        let pixels = match img.as_contiguous() {
-            Some(d) => d,
-            None => {
-                data = img.rows().flatten().copied().collect();
-                &data
-            }
-        };
-        // 1. The image up, smoothed where it lies.
+        // 1. The image up (16-bit samples as they are stored, scaled on the device),
+        // smoothed where it lies.
         let smoothed = self.scoped(K, || {
-            let src = self.storage(pixels);
+            let mut enc = self.encoder();
+            let src = match field {
+                FieldView::F32(img) => match img.as_contiguous() {
+                    Some(d) => self.storage(d),
+                    None => self.storage(&img.rows().flatten().copied().collect::<Vec<f32>>()),
+                },
+                FieldView::UnitU16(img) => self.encode_unit_u16(&mut enc, img),
+            };
             if weights.len() == 1 {
+                self.submit(enc)?;
                 return Ok(src);
             }
-            let mut enc = self.encoder();
             let dst = self.encode_gaussian(&mut enc, &src, w, h, weights.len() / 2, &weights);
             self.submit(enc)?;
             Ok(dst)

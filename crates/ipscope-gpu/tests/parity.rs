@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use ipscope_core::backend::{Backend, CpuBackend};
+use ipscope_core::backend::{Backend, CpuBackend, FieldView};
 use ipscope_core::ops::distance::distance_transform_edt;
 use ipscope_core::ops::eval::match_labels;
 use ipscope_core::ops::filter::gaussian_blur;
@@ -1275,10 +1275,17 @@ fn segment_fields() -> Vec<Image<f32>> {
 /// The resident segmentation against the stages on the CPU, exact (σ = 0: no Gaussian, so
 /// no f32 tolerance), for each area range: threshold, labels and shapes.
 fn check_segment_exact(g: &Gpu, img: &Image<f32>, area: (u64, u64), what: &str) -> usize {
-    let cpu =
-        ipscope_core::backend::segment_otsu_by_stages(&CpuBackend, img.view(), 0.0, 256, area)
-            .unwrap();
-    let out = g.segment_otsu(img.view(), 0.0, 256, area).unwrap();
+    let cpu = ipscope_core::backend::segment_otsu_by_stages(
+        &CpuBackend,
+        FieldView::F32(img.view()),
+        0.0,
+        256,
+        area,
+    )
+    .unwrap();
+    let out = g
+        .segment_otsu(FieldView::F32(img.view()), 0.0, 256, area)
+        .unwrap();
     assert_eq!(out.threshold, cpu.threshold, "{what}: threshold");
     assert_eq!(out.labels, cpu.labels, "{what}: labels");
     assert_eq!(out.shapes, cpu.shapes, "{what}: shapes");
@@ -1305,7 +1312,9 @@ fn parity_segment_threshold() {
     }
     // No threshold: empty and constant fields, as on the CPU.
     for img in [Image::new(20, 10, 0.5f32), Image::new(0, 0, 0f32)] {
-        let out = g.segment_otsu(img.view(), 1.0, 256, (0, u64::MAX)).unwrap();
+        let out = g
+            .segment_otsu(FieldView::F32(img.view()), 1.0, 256, (0, u64::MAX))
+            .unwrap();
         assert_eq!(out.threshold, None);
         assert_eq!(out.labels.count(), 0);
     }
@@ -1318,7 +1327,7 @@ fn parity_segment_root_areas() {
     for (k, img) in segment_fields().into_iter().enumerate() {
         let all = ipscope_core::backend::segment_otsu_by_stages(
             &CpuBackend,
-            img.view(),
+            FieldView::F32(img.view()),
             0.0,
             256,
             (0, u64::MAX),
@@ -1367,14 +1376,26 @@ fn parity_segment_remap() {
     let backend = GpuBackend::from_gpu(Gpu::new().unwrap());
     for (k, img) in segment_fields().into_iter().enumerate() {
         let area = (20, u64::MAX);
-        let staged =
-            ipscope_core::backend::segment_otsu_by_stages(&backend, img.view(), 1.0, 256, area)
-                .unwrap();
-        let out = g.segment_otsu(img.view(), 1.0, 256, area).unwrap();
+        let staged = ipscope_core::backend::segment_otsu_by_stages(
+            &backend,
+            FieldView::F32(img.view()),
+            1.0,
+            256,
+            area,
+        )
+        .unwrap();
+        let out = g
+            .segment_otsu(FieldView::F32(img.view()), 1.0, 256, area)
+            .unwrap();
         assert_eq!(out, staged, "field {k}: resident vs stages on the device");
-        let cpu =
-            ipscope_core::backend::segment_otsu_by_stages(&CpuBackend, img.view(), 1.0, 256, area)
-                .unwrap();
+        let cpu = ipscope_core::backend::segment_otsu_by_stages(
+            &CpuBackend,
+            FieldView::F32(img.view()),
+            1.0,
+            256,
+            area,
+        )
+        .unwrap();
         let f1 = f1_at_half(&cpu.labels, &out.labels);
         assert!(f1 >= 0.999, "field {k}: F1 {f1}");
         assert!(cpu.labels.count() > 3, "field {k}: too few objects");
@@ -1395,15 +1416,15 @@ fn segment_otsu_beyond_one_binding_runs_the_stages_tiled() {
     let img = &segment_fields()[2];
     assert!(!small.segment_resident_fits(img.width(), img.height()));
     assert!(small
-        .segment_otsu(img.view(), 1.0, 256, (20, u64::MAX))
+        .segment_otsu(FieldView::F32(img.view()), 1.0, 256, (20, u64::MAX))
         .is_err());
     let backend = GpuBackend::from_gpu(small);
     let tiled = backend
-        .segment_otsu(img.view(), 1.0, 256, (20, u64::MAX))
+        .segment_otsu(FieldView::F32(img.view()), 1.0, 256, (20, u64::MAX))
         .unwrap();
     let whole = gpu()
         .unwrap()
-        .segment_otsu(img.view(), 1.0, 256, (20, u64::MAX))
+        .segment_otsu(FieldView::F32(img.view()), 1.0, 256, (20, u64::MAX))
         .unwrap();
     assert_eq!(tiled, whole);
 }
@@ -1439,6 +1460,48 @@ fn parity_unpack_unit_u16() {
             assert!(same, "case {k}, sigma {sigma}: not the f32 path's bits");
             let cpu = ipscope_core::ops::filter::gaussian_blur_unit_u16(img, sigma);
             assert_close(&out, &cpu, &format!("unit u16 case {k}, sigma {sigma}"));
+        }
+    }
+}
+
+#[test]
+fn segment_otsu_takes_16_bit_fields_as_stored() {
+    let Some(g) = gpu() else { return };
+    let backend = GpuBackend::from_gpu(Gpu::new().unwrap());
+    for (k, img) in segment_fields().into_iter().enumerate() {
+        let field = img.map(|v| (v.clamp(0.0, 1.0) * 65535.0) as u16);
+        let scaled = field.map(ipscope_core::ops::filter::unit_scale_u16);
+        for sigma in [0.0, 1.0] {
+            let area = (10, u64::MAX);
+            let out = g
+                .segment_otsu(FieldView::UnitU16(field.view()), sigma, 256, area)
+                .unwrap();
+            // The scaled field as f32 gives the same result, and so do the stages.
+            let f32_in = g
+                .segment_otsu(FieldView::F32(scaled.view()), sigma, 256, area)
+                .unwrap();
+            assert_eq!(out, f32_in, "field {k}, sigma {sigma}: u16 vs f32 input");
+            let staged = ipscope_core::backend::segment_otsu_by_stages(
+                &backend,
+                FieldView::UnitU16(field.view()),
+                sigma,
+                256,
+                area,
+            )
+            .unwrap();
+            assert_eq!(out, staged, "field {k}, sigma {sigma}: resident vs stages");
+            assert!(out.labels.count() > 3, "field {k}: too few objects");
+            if sigma == 0.0 {
+                let cpu = ipscope_core::backend::segment_otsu_by_stages(
+                    &CpuBackend,
+                    FieldView::UnitU16(field.view()),
+                    sigma,
+                    256,
+                    area,
+                )
+                .unwrap();
+                assert_eq!(out, cpu, "field {k}: against the CPU");
+            }
         }
     }
 }
