@@ -40,8 +40,35 @@ pub struct OtsuObjects {
     pub threshold: Option<f32>,
     /// The kept objects, numbered `1..=N` in raster order of first pixel.
     pub labels: Labels,
-    /// Their shape measurements, in label order.
+    /// Their shape measurements, in label order (empty unless [`OtsuParams::shapes`]).
     pub shapes: Vec<ObjectShape>,
+}
+
+/// The settings of [`Backend::segment_otsu`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OtsuParams {
+    /// Gaussian σ (pixels) before thresholding; 0 disables smoothing. Default 1.
+    pub sigma: f32,
+    /// Bins of Otsu's histogram. Default 256 (scikit-image's).
+    pub nbins: usize,
+    /// Objects with fewer pixels are dropped. Default 0.
+    pub min_area: u64,
+    /// Objects with more pixels are dropped. Default `u64::MAX`.
+    pub max_area: u64,
+    /// Measure the kept objects' shapes. Default true.
+    pub shapes: bool,
+}
+
+impl Default for OtsuParams {
+    fn default() -> Self {
+        OtsuParams {
+            sigma: 1.0,
+            nbins: 256,
+            min_area: 0,
+            max_area: u64::MAX,
+            shapes: true,
+        }
+    }
 }
 
 /// The image a one-call segmentation ([`Backend::segment_otsu`]) starts from.
@@ -72,16 +99,14 @@ impl FieldView<'_> {
 pub fn segment_otsu_by_stages<B: Backend + ?Sized>(
     backend: &B,
     field: FieldView,
-    sigma: f32,
-    nbins: usize,
-    (min_area, max_area): (u64, u64),
+    p: &OtsuParams,
 ) -> Result<OtsuObjects, Error> {
     let (w, h) = field.dims();
     let smoothed = match field {
-        FieldView::F32(img) => backend.gaussian_blur(img, sigma)?,
-        FieldView::UnitU16(img) => backend.gaussian_blur_unit_u16(img, sigma)?,
+        FieldView::F32(img) => backend.gaussian_blur(img, p.sigma)?,
+        FieldView::UnitU16(img) => backend.gaussian_blur_unit_u16(img, p.sigma)?,
     };
-    let Some(t) = backend.otsu(smoothed.view(), nbins)? else {
+    let Some(t) = backend.otsu(smoothed.view(), p.nbins)? else {
         return Ok(OtsuObjects {
             threshold: None,
             labels: Labels::empty(w, h),
@@ -94,8 +119,12 @@ pub fn segment_otsu_by_stages<B: Backend + ?Sized>(
     drop(fg);
     let labels = backend.label(filled.view(), Connectivity::Eight)?;
     drop(filled);
-    let labels = backend.filter_by_area_owned(labels, min_area, max_area)?;
-    let shapes = backend.measure_shape(&labels)?;
+    let labels = backend.filter_by_area_owned(labels, p.min_area, p.max_area)?;
+    let shapes = if p.shapes {
+        backend.measure_shape(&labels)?
+    } else {
+        Vec::new()
+    };
     Ok(OtsuObjects {
         threshold: Some(t),
         labels,
@@ -245,20 +274,14 @@ pub trait Backend: Send + Sync {
         self.filter_by_area(&labels, min, max)
     }
 
-    /// A global-threshold segmentation in one call: Gaussian σ = `sigma`, Otsu's threshold
-    /// with `nbins` bins, the foreground `pixel > threshold` with its holes filled, its
-    /// 8-connected components, those whose pixel count lies in `[min_area, max_area]`
-    /// numbered in raster order of first pixel, and their shapes. One call, so that a device
-    /// can keep every intermediate image resident and move only the image up and the labels
-    /// down. Default: [`segment_otsu_by_stages`] on this backend.
-    fn segment_otsu(
-        &self,
-        field: FieldView,
-        sigma: f32,
-        nbins: usize,
-        area: (u64, u64),
-    ) -> Result<OtsuObjects, Error> {
-        segment_otsu_by_stages(self, field, sigma, nbins, area)
+    /// A global-threshold segmentation in one call ([`OtsuParams`]): Gaussian σ, Otsu's
+    /// threshold, the foreground `pixel > threshold` with its holes filled, its 8-connected
+    /// components, those whose pixel count lies in `[min_area, max_area]` numbered in raster
+    /// order of first pixel, and their shapes. One call, so that a device can keep every
+    /// intermediate image resident and move only the image up and the labels down.
+    /// Default: [`segment_otsu_by_stages`] on this backend.
+    fn segment_otsu(&self, field: FieldView, p: &OtsuParams) -> Result<OtsuObjects, Error> {
+        segment_otsu_by_stages(self, field, p)
     }
 }
 

@@ -34,7 +34,7 @@
 
 use std::time::Instant;
 
-use ipscope_core::backend::{segment_otsu_by_stages, Backend, CpuBackend, FieldView};
+use ipscope_core::backend::{segment_otsu_by_stages, Backend, CpuBackend, FieldView, OtsuParams};
 use ipscope_core::ops::eval::match_labels;
 use ipscope_core::ops::label::Connectivity;
 use ipscope_core::ops::measure::ObjectShape;
@@ -469,11 +469,14 @@ fn segment_row(
     (n, reps, cpu_reps): (usize, usize, usize),
 ) {
     const NAME: &str = "segment otsu";
-    let area = (20, u64::MAX);
+    let p = OtsuParams {
+        min_area: 20,
+        ..OtsuParams::default()
+    };
     // As plates store it: 16-bit samples, uploaded at 2 bytes a pixel.
     let field = sixteen_bit(img);
     let seg = |b: &dyn Backend| -> Result<Chain, ipscope_core::Error> {
-        let o = b.segment_otsu(FieldView::UnitU16(field.view()), 1.0, 256, area)?;
+        let o = b.segment_otsu(FieldView::UnitU16(field.view()), &p)?;
         Ok((o.labels, o.shapes))
     };
     let (c_ms, c_out) = time(cpu_reps, || seg(cpu));
@@ -483,12 +486,11 @@ fn segment_row(
     };
     match (time(reps, || seg(g)), &c_out) {
         ((g_ms, Ok(g_out)), Ok(c)) => {
-            let staged =
-                match segment_otsu_by_stages(g, FieldView::UnitU16(field.view()), 1.0, 256, area) {
-                    Ok(o) if o.labels == g_out.0 && o.shapes == g_out.1 => "identical".to_string(),
-                    Ok(_) => "DIFFER".to_string(),
-                    Err(e) => format!("failed ({e})"),
-                };
+            let staged = match segment_otsu_by_stages(g, FieldView::UnitU16(field.view()), &p) {
+                Ok(o) if o.labels == g_out.0 && o.shapes == g_out.1 => "identical".to_string(),
+                Ok(_) => "DIFFER".to_string(),
+                Err(e) => format!("failed ({e})"),
+            };
             let compute = compute_ms(g, || {
                 let _ = seg(g);
             })

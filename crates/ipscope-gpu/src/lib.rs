@@ -41,7 +41,7 @@ pub use profile::KernelTime;
 pub use watershed::{WATERSHED_MIN_IOU, WATERSHED_TOLERANCE};
 
 use ipscope_core::backend::{
-    segment_otsu_by_stages, Backend, CpuBackend, FieldView, FilledObjects, OtsuObjects,
+    segment_otsu_by_stages, Backend, CpuBackend, FieldView, FilledObjects, OtsuObjects, OtsuParams,
 };
 use ipscope_core::ops::label::Connectivity;
 use ipscope_core::ops::measure::ObjectShape;
@@ -172,16 +172,14 @@ impl Backend for GpuBackend {
     fn segment_otsu(
         &self,
         field: FieldView,
-        sigma: f32,
-        nbins: usize,
-        area: (u64, u64),
+        p: &OtsuParams,
     ) -> Result<OtsuObjects, ipscope_core::Error> {
         let (w, h) = field.dims();
         if self.gpu.segment_resident_fits(w, h) {
-            Ok(self.gpu.segment_otsu(field, sigma, nbins, area)?)
+            Ok(self.gpu.segment_otsu(field, p)?)
         } else {
             // Beyond one binding: the stages one by one, each tiled.
-            segment_otsu_by_stages(self, field, sigma, nbins, area)
+            segment_otsu_by_stages(self, field, p)
         }
     }
 }

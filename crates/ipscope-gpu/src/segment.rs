@@ -4,7 +4,7 @@
 //! once. Between, only a handful of words cross (the histogram's range and counts, the number
 //! of objects and their first pixels).
 
-use ipscope_core::backend::{FieldView, OtsuObjects};
+use ipscope_core::backend::{FieldView, OtsuObjects, OtsuParams};
 use ipscope_core::ops::filter::{gaussian_kernel, GAUSSIAN_TRUNCATE};
 use ipscope_core::ops::threshold::otsu_of_histogram;
 use ipscope_image::{Image, Labels};
@@ -28,13 +28,7 @@ impl Gpu {
     /// so within the Gaussian's tolerance of the CPU. An image beyond one binding is
     /// [`Error::TooLarge`] (check [`Gpu::segment_resident_fits`] first; `GpuBackend` then
     /// runs the stages one by one, tiled).
-    pub fn segment_otsu(
-        &self,
-        field: FieldView,
-        sigma: f32,
-        nbins: usize,
-        (min_area, max_area): (u64, u64),
-    ) -> Result<OtsuObjects, Error> {
+    pub fn segment_otsu(&self, field: FieldView, p: &OtsuParams) -> Result<OtsuObjects, Error> {
         const K: &str = "segment";
         let (w, h) = field.dims();
         let none = || OtsuObjects {
@@ -42,7 +36,7 @@ impl Gpu {
             labels: Labels::empty(w, h),
             shapes: Vec::new(),
         };
-        if w == 0 || h == 0 || nbins == 0 {
+        if w == 0 || h == 0 || p.nbins == 0 {
             return Ok(none());
         }
         if !self.segment_resident_fits(w, h) {
@@ -57,9 +51,9 @@ impl Gpu {
                 ),
             ));
         }
-        self.check_fits(K, w, h, nbins + 1)?;
+        self.check_fits(K, w, h, p.nbins + 1)?;
         let n = w * h;
-        let kernel = gaussian_kernel(f64::from(sigma), GAUSSIAN_TRUNCATE);
+        let kernel = gaussian_kernel(f64::from(p.sigma), GAUSSIAN_TRUNCATE);
         let weights: Vec<f32> = kernel.iter().map(|&k| k as f32).collect();
         // 1. The image up (16-bit samples as they are stored, scaled on the device),
         // smoothed where it lies.
@@ -82,14 +76,14 @@ impl Gpu {
         })?;
         // 2. Otsu's threshold from the histogram of the resident field.
         let Some(t) = self
-            .histogram_of(&[(&smoothed, n)], nbins)?
+            .histogram_of(&[(&smoothed, n)], p.nbins)?
             .and_then(|hist| otsu_of_histogram(&hist))
         else {
             return Ok(none());
         };
         // 3. Threshold, fill, label; areas at first pixels, ids for the kept components.
-        let lo = u32::try_from(min_area).unwrap_or(u32::MAX);
-        let hi = u32::try_from(max_area).unwrap_or(u32::MAX);
+        let lo = u32::try_from(p.min_area).unwrap_or(u32::MAX);
+        let hi = u32::try_from(p.max_area).unwrap_or(u32::MAX);
         // At most n / lo components have lo or more pixels; word 0 is the counter.
         let cap = n / (lo.max(1) as usize) + 1;
         let (lab, acc, firsts, count) = self.scoped(K, || {
@@ -167,6 +161,9 @@ impl Gpu {
             let g = self.bind(&SEGMENT, &[&params, &lab, &acc, &firsts, &rb, &out]);
             let mut enc = self.encoder();
             self.dispatch(&mut enc, &SEGMENT, "remap", &g, groups_2d(w, h));
+            if !p.shapes {
+                return Ok((first_result(self.submit_and_read(enc, &[(&out, n)])?), None));
+            }
             // No intensity: the shape sums only.
             let vals = self.zeroed(n);
             enc.clear_buffer(&vals, 0, None);
@@ -177,7 +174,7 @@ impl Gpu {
             let mut back =
                 self.submit_and_read(enc, &[(&out, n), (&sums, count * STATS_STRIDE)])?;
             let sums = back.pop().unwrap_or_default();
-            Ok((first_result(back), sums))
+            Ok((first_result(back), Some(sums)))
         })?;
         let img = Image::from_vec(w, h, labels).map_err(|e| Error::Device {
             adapter: self.adapter().name.clone(),
@@ -187,7 +184,9 @@ impl Gpu {
         Ok(OtsuObjects {
             threshold: Some(t),
             labels: Labels::new(img, count as u32),
-            shapes: stats_from(&sums).iter().map(ObjectStats::shape).collect(),
+            shapes: sums
+                .map(|sums| stats_from(&sums).iter().map(ObjectStats::shape).collect())
+                .unwrap_or_default(),
         })
     }
 }

@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use ipscope_core::backend::{Backend, CpuBackend, FieldView};
+use ipscope_core::backend::{Backend, CpuBackend, FieldView, OtsuParams};
 use ipscope_core::ops::distance::distance_transform_edt;
 use ipscope_core::ops::eval::match_labels;
 use ipscope_core::ops::filter::gaussian_blur;
@@ -1272,19 +1272,27 @@ fn segment_fields() -> Vec<Image<f32>> {
         .collect()
 }
 
+/// [`OtsuParams`] with σ and the area range, shapes measured.
+fn op(sigma: f32, (min_area, max_area): (u64, u64)) -> OtsuParams {
+    OtsuParams {
+        sigma,
+        min_area,
+        max_area,
+        ..OtsuParams::default()
+    }
+}
+
 /// The resident segmentation against the stages on the CPU, exact (σ = 0: no Gaussian, so
 /// no f32 tolerance), for each area range: threshold, labels and shapes.
 fn check_segment_exact(g: &Gpu, img: &Image<f32>, area: (u64, u64), what: &str) -> usize {
     let cpu = ipscope_core::backend::segment_otsu_by_stages(
         &CpuBackend,
         FieldView::F32(img.view()),
-        0.0,
-        256,
-        area,
+        &op(0.0, area),
     )
     .unwrap();
     let out = g
-        .segment_otsu(FieldView::F32(img.view()), 0.0, 256, area)
+        .segment_otsu(FieldView::F32(img.view()), &op(0.0, area))
         .unwrap();
     assert_eq!(out.threshold, cpu.threshold, "{what}: threshold");
     assert_eq!(out.labels, cpu.labels, "{what}: labels");
@@ -1313,7 +1321,7 @@ fn parity_segment_threshold() {
     // No threshold: empty and constant fields, as on the CPU.
     for img in [Image::new(20, 10, 0.5f32), Image::new(0, 0, 0f32)] {
         let out = g
-            .segment_otsu(FieldView::F32(img.view()), 1.0, 256, (0, u64::MAX))
+            .segment_otsu(FieldView::F32(img.view()), &op(1.0, (0, u64::MAX)))
             .unwrap();
         assert_eq!(out.threshold, None);
         assert_eq!(out.labels.count(), 0);
@@ -1328,9 +1336,7 @@ fn parity_segment_root_areas() {
         let all = ipscope_core::backend::segment_otsu_by_stages(
             &CpuBackend,
             FieldView::F32(img.view()),
-            0.0,
-            256,
-            (0, u64::MAX),
+            &op(0.0, (0, u64::MAX)),
         )
         .unwrap();
         let mut areas: Vec<u64> = all.shapes.iter().map(|s| s.area).collect();
@@ -1379,21 +1385,25 @@ fn parity_segment_remap() {
         let staged = ipscope_core::backend::segment_otsu_by_stages(
             &backend,
             FieldView::F32(img.view()),
-            1.0,
-            256,
-            area,
+            &op(1.0, area),
         )
         .unwrap();
         let out = g
-            .segment_otsu(FieldView::F32(img.view()), 1.0, 256, area)
+            .segment_otsu(FieldView::F32(img.view()), &op(1.0, area))
             .unwrap();
         assert_eq!(out, staged, "field {k}: resident vs stages on the device");
+        // Without the shapes: the same labels, no measurement.
+        let bare = OtsuParams {
+            shapes: false,
+            ..op(1.0, area)
+        };
+        let labels_only = g.segment_otsu(FieldView::F32(img.view()), &bare).unwrap();
+        assert_eq!(labels_only.labels, out.labels, "field {k}: without shapes");
+        assert!(labels_only.shapes.is_empty() && !out.shapes.is_empty());
         let cpu = ipscope_core::backend::segment_otsu_by_stages(
             &CpuBackend,
             FieldView::F32(img.view()),
-            1.0,
-            256,
-            area,
+            &op(1.0, area),
         )
         .unwrap();
         let f1 = f1_at_half(&cpu.labels, &out.labels);
@@ -1416,15 +1426,15 @@ fn segment_otsu_beyond_one_binding_runs_the_stages_tiled() {
     let img = &segment_fields()[2];
     assert!(!small.segment_resident_fits(img.width(), img.height()));
     assert!(small
-        .segment_otsu(FieldView::F32(img.view()), 1.0, 256, (20, u64::MAX))
+        .segment_otsu(FieldView::F32(img.view()), &op(1.0, (20, u64::MAX)))
         .is_err());
     let backend = GpuBackend::from_gpu(small);
     let tiled = backend
-        .segment_otsu(FieldView::F32(img.view()), 1.0, 256, (20, u64::MAX))
+        .segment_otsu(FieldView::F32(img.view()), &op(1.0, (20, u64::MAX)))
         .unwrap();
     let whole = gpu()
         .unwrap()
-        .segment_otsu(FieldView::F32(img.view()), 1.0, 256, (20, u64::MAX))
+        .segment_otsu(FieldView::F32(img.view()), &op(1.0, (20, u64::MAX)))
         .unwrap();
     assert_eq!(tiled, whole);
 }
@@ -1474,19 +1484,17 @@ fn segment_otsu_takes_16_bit_fields_as_stored() {
         for sigma in [0.0, 1.0] {
             let area = (10, u64::MAX);
             let out = g
-                .segment_otsu(FieldView::UnitU16(field.view()), sigma, 256, area)
+                .segment_otsu(FieldView::UnitU16(field.view()), &op(sigma, area))
                 .unwrap();
             // The scaled field as f32 gives the same result, and so do the stages.
             let f32_in = g
-                .segment_otsu(FieldView::F32(scaled.view()), sigma, 256, area)
+                .segment_otsu(FieldView::F32(scaled.view()), &op(sigma, area))
                 .unwrap();
             assert_eq!(out, f32_in, "field {k}, sigma {sigma}: u16 vs f32 input");
             let staged = ipscope_core::backend::segment_otsu_by_stages(
                 &backend,
                 FieldView::UnitU16(field.view()),
-                sigma,
-                256,
-                area,
+                &op(sigma, area),
             )
             .unwrap();
             assert_eq!(out, staged, "field {k}, sigma {sigma}: resident vs stages");
@@ -1495,9 +1503,7 @@ fn segment_otsu_takes_16_bit_fields_as_stored() {
                 let cpu = ipscope_core::backend::segment_otsu_by_stages(
                     &CpuBackend,
                     FieldView::UnitU16(field.view()),
-                    sigma,
-                    256,
-                    area,
+                    &op(sigma, area),
                 )
                 .unwrap();
                 assert_eq!(out, cpu, "field {k}: against the CPU");
