@@ -1511,3 +1511,41 @@ fn segment_otsu_takes_16_bit_fields_as_stored() {
         }
     }
 }
+
+#[test]
+fn plain_otsu_nuclei_run_resident_on_the_gpu_and_match_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let backend = GpuBackend::from_gpu(Gpu::new().unwrap());
+    let p = NucleiParams {
+        threshold_method: ipscope_core::ThresholdMethod::Otsu,
+        background_radius: 0.0,
+        object_contrast: 0.0,
+        declump: false,
+        auto_scale: false,
+        min_diameter: 4.0,
+        ..NucleiParams::default()
+    };
+    for (k, img) in segment_fields().into_iter().enumerate() {
+        let field = img.map(|v| (v.clamp(0.0, 1.0) * 65535.0) as u16);
+        let cpu = segment_nuclei_with(&CpuBackend, field.view(), &p).unwrap();
+        let out = segment_nuclei_with(&backend, field.view(), &p).unwrap();
+        // The resident call's objects, filtered as the recipe filters them.
+        let (min_area, max_area) = p.area_range();
+        let resident = g
+            .segment_otsu(
+                FieldView::UnitU16(field.view()),
+                &OtsuParams {
+                    min_area,
+                    max_area,
+                    shapes: false,
+                    ..OtsuParams::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(out.labels, resident.labels, "field {k}");
+        let f1 = f1_at_half(&cpu.labels, &out.labels);
+        assert!(cpu.labels.count() > 3, "field {k}: too few objects");
+        assert!(f1 >= 0.999, "field {k}: F1 {f1}");
+        assert!((out.threshold - cpu.threshold).abs() < 1e-3, "field {k}");
+    }
+}

@@ -37,7 +37,7 @@
 use ipscope_image::{Image, ImageView, Labels, Pixel};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, CpuBackend};
+use crate::backend::{Backend, CpuBackend, FieldView, OtsuParams};
 use crate::ops::filter::{gaussian_kernel, GaussianCrops, GAUSSIAN_TRUNCATE};
 use crate::ops::label::{clear_border, find, label, relabel_sequential, Connectivity};
 #[cfg(test)]
@@ -275,6 +275,25 @@ impl NucleiParams {
         })
     }
 
+    /// Whether these settings are Otsu's global threshold of the smoothed field as it is
+    /// (no logarithm, correction or bounds that could move it; no background subtraction,
+    /// per-object thresholds, declumping or scaling), holes filled: exactly
+    /// [`Backend::segment_otsu`]'s steps, then the size filter and the border rule.
+    fn is_plain_otsu(&self) -> bool {
+        self.threshold_method == ThresholdMethod::Otsu
+            && !self.threshold_log
+            && self.threshold_correction == 1.0
+            // Otsu's threshold of pixels on 0..=1 lies within; these bounds never move it.
+            && self.threshold_min <= 0.0
+            && self.threshold_max >= 1.0
+            // As `subtract_background` and the per-object rule skip themselves (NaN too).
+            && (self.background_radius.is_nan() || self.background_radius < 1.0)
+            && (self.object_contrast.is_nan() || self.object_contrast <= 0.0)
+            && !self.declump
+            && !self.auto_scale
+            && self.fill_holes
+    }
+
     /// The accepted area range in pixels, `[ceil(π r_min²), floor(π r_max²)]`.
     pub fn area_range(&self) -> (u64, u64) {
         let area = |d: f32| std::f64::consts::PI * (f64::from(d) / 2.0).powi(2);
@@ -338,6 +357,32 @@ pub fn segment_nuclei_with<T: Pixel>(
     };
     if w == 0 || h == 0 {
         return Ok(none(f64::NAN));
+    }
+    // A plain global-Otsu recipe of a 16-bit field is one backend call, which a device runs
+    // with every intermediate image resident: the steps below with none of their options.
+    if let Some(dna16) = T::as_u16(dna).filter(|_| params.is_plain_otsu()) {
+        let (min_area, max_area) = params.area_range();
+        let o = backend.segment_otsu(
+            FieldView::UnitU16(dna16),
+            &OtsuParams {
+                sigma: params.smoothing_sigma,
+                nbins: 256,
+                min_area,
+                max_area,
+                shapes: false,
+            },
+        )?;
+        let Some(t) = o.threshold else {
+            return Ok(none(f64::NAN));
+        };
+        let mut kept = o.labels;
+        if params.exclude_border {
+            kept = relabel_sequential(&clear_border(&kept));
+        }
+        return Ok(NucleiResult {
+            labels: kept,
+            threshold: f64::from(t),
+        });
     }
     // The unit-scaled pixels are needed past the smoothing only by the declumpings that
     // smooth them again: otherwise a 16-bit field is smoothed without making them, and any
@@ -2340,6 +2385,14 @@ mod tests {
             self.call("filter_by_area")?;
             CpuBackend.filter_by_area(l, min, max)
         }
+        fn segment_otsu(
+            &self,
+            f: FieldView,
+            p: &OtsuParams,
+        ) -> Result<crate::backend::OtsuObjects, Error> {
+            self.call("segment_otsu")?;
+            crate::backend::segment_otsu_by_stages(self, f, p)
+        }
     }
 
     /// Eight nuclei of radius 9 on a dim background, two pairs touching.
@@ -2376,6 +2429,99 @@ mod tests {
         ] {
             assert!(calls.contains(&stage), "{stage} not called: {calls:?}");
         }
+    }
+
+    #[test]
+    fn a_plain_otsu_recipe_is_one_segment_otsu_call_with_the_general_path_s_result() {
+        // The eight nuclei and one more cut by the bottom edge.
+        let mut img = eight_nuclei();
+        let edge = discs(130, 90, &[(86.0, 115.0, 8.0)]);
+        for (v, &e) in img.as_mut_slice().iter_mut().zip(edge.as_slice()) {
+            if e {
+                *v = 30000;
+            }
+        }
+        let plain = NucleiParams {
+            threshold_method: ThresholdMethod::Otsu,
+            background_radius: 0.0,
+            object_contrast: 0.0,
+            declump: false,
+            auto_scale: false,
+            min_diameter: 4.0,
+            ..NucleiParams::default()
+        };
+        for exclude_border in [false, true] {
+            let p = NucleiParams {
+                exclude_border,
+                ..plain.clone()
+            };
+            let rec = Recording::new(None);
+            let got = segment_nuclei_with(&rec, img.view(), &p).unwrap();
+            let calls = rec.calls.lock().unwrap().clone();
+            assert_eq!(calls.first(), Some(&"segment_otsu"), "{calls:?}");
+            assert_eq!(calls.iter().filter(|&&c| c == "segment_otsu").count(), 1);
+            assert!(!calls.contains(&"measure_shape"), "{calls:?}");
+            // An upper bound below 1 but above the threshold takes the general path, which
+            // must give the same objects and threshold.
+            let general = NucleiParams {
+                threshold_max: 0.99,
+                ..p.clone()
+            };
+            let rec = Recording::new(None);
+            let want = segment_nuclei_with(&rec, img.view(), &general).unwrap();
+            assert!(!rec.calls.lock().unwrap().contains(&"segment_otsu"));
+            assert_eq!(got, want);
+            // The two touching pairs stay joined without declumping; the edge nucleus goes
+            // with `exclude_border`.
+            assert_eq!(got.labels.count(), if exclude_border { 6 } else { 7 });
+        }
+        // Any option of the general path keeps it there.
+        for p in [
+            NucleiParams::default(),
+            NucleiParams {
+                background_radius: 10.0,
+                ..plain.clone()
+            },
+            NucleiParams {
+                object_contrast: 0.4,
+                ..plain.clone()
+            },
+            NucleiParams {
+                declump: true,
+                ..plain.clone()
+            },
+            NucleiParams {
+                auto_scale: true,
+                ..plain.clone()
+            },
+            NucleiParams {
+                fill_holes: false,
+                ..plain.clone()
+            },
+            NucleiParams {
+                threshold_correction: 1.1,
+                ..plain.clone()
+            },
+            NucleiParams {
+                threshold_log: true,
+                ..plain.clone()
+            },
+            NucleiParams {
+                threshold_method: ThresholdMethod::Li,
+                ..plain.clone()
+            },
+        ] {
+            let rec = Recording::new(None);
+            segment_nuclei_with(&rec, img.view(), &p).unwrap();
+            assert!(
+                !rec.calls.lock().unwrap().contains(&"segment_otsu"),
+                "{p:?}"
+            );
+        }
+        // A failing device fails the field.
+        let rec = Recording::new(Some("segment_otsu"));
+        let err = segment_nuclei_with(&rec, img.view(), &plain).expect_err("lost");
+        assert!(matches!(err, Error::Backend { .. }), "{err:?}");
     }
 
     #[test]
