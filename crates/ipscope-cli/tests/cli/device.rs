@@ -630,3 +630,49 @@ fn segment_device_from_the_config_file() {
         read_labels(&flag.join(&name))
     );
 }
+
+#[test]
+fn a_plain_otsu_recipe_segments_alike_on_the_gpu() {
+    // Otsu's global threshold and nothing more: on the GPU one resident call
+    // (`Backend::segment_otsu`), read from `[nuclei]` of --config. Without declumping the
+    // colonies' nuclei stay in clumps: the size limit is lifted to keep them.
+    if skip_without_adapter("a_plain_otsu_recipe_segments_alike_on_the_gpu") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let images = test_images(dir.path());
+    let config = dir.path().join("otsu.toml");
+    std::fs::write(
+        &config,
+        "[nuclei]\nthreshold_method = \"otsu\"\nbackground_radius = 0.0\n\
+         object_contrast = 0.0\ndeclump = false\nauto_scale = false\n\
+         max_diameter = 2000.0\n",
+    )
+    .unwrap();
+    let run = |device: &str| {
+        let out = dir.path().join(device);
+        let o = bin()
+            .arg("segment")
+            .args(&images)
+            .args(["--labels-dir", p(&out), "--device", device])
+            .args(["--config", p(&config)])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "--device {device}: {}", stderr(&o));
+        out
+    };
+    let (cpu, gpu) = (run("cpu"), run("gpu"));
+    let mut matches = Vec::new();
+    for img in &images {
+        let name = format!("{}.tif", img.file_stem().unwrap().to_string_lossy());
+        let (c, g) = (read_labels(&cpu.join(&name)), read_labels(&gpu.join(&name)));
+        matches.push(match_labels(c.view(), g.view()).unwrap());
+    }
+    let s = summarize(&matches);
+    println!(
+        "plain Otsu, cpu vs gpu: {} vs {} objects, F1@0.5 {:.5}",
+        s.n_true, s.n_pred, s.f1
+    );
+    assert!(s.n_true > 10, "too few objects to compare: {}", s.n_true);
+    assert!(s.f1 >= 0.999, "F1 {} < 0.999", s.f1);
+}
