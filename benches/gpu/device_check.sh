@@ -18,7 +18,8 @@
 # e.g. edt,chain), E2E (a number of wells, 96 or 384: with
 # `prepare`, also copies the ipscope CLI; when running, also times `ipscope run` on the demo
 # plate of that many wells x 2 sites of 1024² with --device cpu and gpu and compares the
-# Nuclei tables). After each size, fill_holes and label8 once more with the tiled labelling
+# Nuclei tables, then both again with a plain Otsu recipe, which the GPU runs resident).
+# After each size, fill_holes and label8 once more with the tiled labelling
 # (gpu_bench --tiled-labels), for comparison with the default's rows.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -125,6 +126,14 @@ for k in [k for k in num if k.endswith("AreaShape_Area")]:
     if d:
         print(f"  {k}: {len(d)} differing objects, largest difference {max(d)} px")
 PY
+    # The same plate with a plain Otsu recipe (no background subtraction, per-object rule,
+    # declumping or scaling): on the GPU one resident call per field (Backend::segment_otsu).
+    printf '[nuclei]\nthreshold_method = "otsu"\nbackground_radius = 0.0\nobject_contrast = 0.0\ndeclump = false\nauto_scale = false\n' > "$work/otsu.toml"
+    for dev in cpu gpu; do
+      start=$(date +%s%N)
+      "$CLI" run "$work/plate" -o "$work/otsu_$dev" --device "$dev" --config "$work/otsu.toml" --quiet || echo "run --device $dev (plain Otsu): exit $?"
+      echo "run --device $dev, plain Otsu recipe: $(( ($(date +%s%N) - start) / 1000000 )) ms"
+    done
     rm -rf "$work"
   fi
 } 2>&1 | tee "$log"
