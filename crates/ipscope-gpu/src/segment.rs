@@ -164,12 +164,11 @@ impl Gpu {
             if !p.shapes {
                 return Ok((first_result(self.submit_and_read(enc, &[(&out, n)])?), None));
             }
-            // No intensity: the shape sums only.
-            let vals = self.zeroed(n);
-            enc.clear_buffer(&vals, 0, None);
+            // The shape sums only: the labels stand in for the intensity binding (read-only
+            // twice), whose sums are not used, instead of a zeroed image-sized buffer.
             let sums = self.storage(&stats_init(count));
             let params = self.uniform([w as u32, h as u32, count as u32, 0]);
-            let g = self.bind(&MEASURE, &[&params, &out, &vals, &sums]);
+            let g = self.bind(&MEASURE, &[&params, &out, &out, &sums]);
             self.dispatch(&mut enc, &MEASURE, "reduce", &g, groups_2d(w, h));
             let mut back =
                 self.submit_and_read(enc, &[(&out, n), (&sums, count * STATS_STRIDE)])?;
