@@ -51,8 +51,9 @@ impl Gpu {
         let src = self.scoped(K, || Ok(self.storage(&words)))?;
         let (on_device, mask) = if fill {
             let (filled, out) = self.scoped(K, || {
-                let filled = self.fill_on_device(&src, w, h)?;
-                let out = self.read_mask(self.encoder(), &filled, w, h)?;
+                let mut enc = self.encoder();
+                let filled = self.fill_on_device(&mut enc, &src, w, h);
+                let out = self.read_mask(enc, &filled, w, h)?;
                 Ok((filled, out))
             })?;
             (filled, self.mask_image(K, w, h, out)?)

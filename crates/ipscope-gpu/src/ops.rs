@@ -378,45 +378,45 @@ impl Gpu {
         Image::from_vec(w, h, data).map_err(|e| fail(e.to_string()))
     }
 
-    /// The filled mask of the `w × h` mask in `src` (one u32 per pixel), left on the device
-    /// (call inside `scoped`): the background labelled 4-connected (`label.wgsl`, inverted),
-    /// the components that touch the border marked open, every other background pixel filled.
+    /// Records into `enc` the filling of the `w × h` mask in `src` (one u32 per pixel); the
+    /// filled mask's buffer, left on the device (call inside `scoped`): the background
+    /// labelled 4-connected (`label.wgsl`, inverted), the components that touch the border
+    /// marked open, every other background pixel filled.
     pub(crate) fn fill_on_device(
         &self,
+        enc: &mut wgpu::CommandEncoder,
         src: &wgpu::Buffer,
         w: usize,
         h: usize,
-    ) -> Result<wgpu::Buffer, String> {
-        let lab = self.union_labels(src, w, h, 0, 1)?;
+    ) -> wgpu::Buffer {
+        let lab = self.union_labels(enc, src, w, h, 0, 1);
         let params = self.uniform([w as u32, h as u32, 0, 0]);
         let open = self.zeroed(w * h);
         let filled = self.zeroed(w * h);
         let g = self.bind(&HOLES, &[&params, &lab, &open, &filled]);
-        let mut enc = self.encoder();
         enc.clear_buffer(&open, 0, None);
-        self.dispatch(&mut enc, &HOLES, "open_border", &g, groups_2d(w, h));
-        self.dispatch(&mut enc, &HOLES, "fill", &g, groups_2d(w, h));
-        self.submit(enc)?;
-        Ok(filled)
+        self.dispatch(enc, &HOLES, "open_border", &g, groups_2d(w, h));
+        self.dispatch(enc, &HOLES, "fill", &g, groups_2d(w, h));
+        filled
     }
 
-    /// Labels of the `w × h` mask in `src` (call inside `scoped`): `init`, one `merge`
-    /// (union-find over the earlier neighbours) and `flatten`, in one submission (`local`,
-    /// `seams` and `flatten` with [`Gpu::set_tiled_labelling`]). Every
-    /// component carries its first pixel's index (raster order) plus one. `eight`:
+    /// Records into `enc` the labelling of the `w × h` mask in `src`; the labels' buffer
+    /// (call inside `scoped`): `init`, one `merge` (union-find over the earlier neighbours)
+    /// and `flatten` (`local`, `seams` and `flatten` with [`Gpu::set_tiled_labelling`]).
+    /// Every component carries its first pixel's index (raster order) plus one. `eight`:
     /// 8-connected; `invert`: label the zero pixels.
     pub(crate) fn union_labels(
         &self,
+        enc: &mut wgpu::CommandEncoder,
         src: &wgpu::Buffer,
         w: usize,
         h: usize,
         eight: u32,
         invert: u32,
-    ) -> Result<wgpu::Buffer, String> {
+    ) -> wgpu::Buffer {
         let params = self.uniform([w as u32, h as u32, eight, invert]);
         let lab = self.zeroed(w * h);
         let g = self.bind(&LABEL, &[&params, src, &lab]);
-        let mut enc = self.encoder();
         let tiled = self.tiled_labels.load(std::sync::atomic::Ordering::Relaxed);
         let entries = if tiled {
             ["local", "seams", "flatten"]
@@ -424,10 +424,9 @@ impl Gpu {
             ["init", "merge", "flatten"]
         };
         for entry in entries {
-            self.dispatch(&mut enc, &LABEL, entry, &g, groups_2d(w, h));
+            self.dispatch(enc, &LABEL, entry, &g, groups_2d(w, h));
         }
-        self.submit(enc)?;
-        Ok(lab)
+        lab
     }
 
     /// Erosion or dilation of a mask larger than one binding, in bands of rows with a halo of
@@ -509,8 +508,9 @@ impl Gpu {
         let words = mask_words(mask);
         let out = self.scoped(K, || {
             let src = self.storage(&words);
-            let filled = self.fill_on_device(&src, w, h)?;
-            self.read_mask(self.encoder(), &filled, w, h)
+            let mut enc = self.encoder();
+            let filled = self.fill_on_device(&mut enc, &src, w, h);
+            self.read_mask(enc, &filled, w, h)
         })?;
         self.mask_image(K, w, h, out)
     }
@@ -794,8 +794,9 @@ impl Gpu {
         let roots = self.scoped(K, || {
             let mut owned = None;
             let m = self.mask_buffer(src, &mut owned);
-            let lab = self.union_labels(m, w, h, eight, 0)?;
-            let out = self.submit_and_read(self.encoder(), &[(&lab, w * h)])?;
+            let mut enc = self.encoder();
+            let lab = self.union_labels(&mut enc, m, w, h, eight, 0);
+            let out = self.submit_and_read(enc, &[(&lab, w * h)])?;
             Ok(first_result(out))
         })?;
         // Each component carries its first pixel's index + 1; number them as met in raster

@@ -95,13 +95,11 @@ impl Gpu {
                 &SEGMENT,
                 &[&params, &smoothed, &unused_a, &unused_b, &unused_r, &mask],
             );
+            // One submission: threshold, fill, label, areas, ids.
             let mut enc = self.encoder();
             self.dispatch(&mut enc, &SEGMENT, "threshold", &g, groups_2d(w, h));
-            self.submit(enc)?;
-            let filled = self.fill_on_device(&mask, w, h)?;
-            drop(mask);
-            let lab = self.union_labels(&filled, w, h, 1, 0)?;
-            drop(filled);
+            let filled = self.fill_on_device(&mut enc, &mask, w, h);
+            let lab = self.union_labels(&mut enc, &filled, w, h, 1, 0);
             let acc = self.zeroed(n);
             let firsts = self.zeroed(cap);
             let params = self.uniform([w as u32, h as u32, lo, hi]);
@@ -110,7 +108,6 @@ impl Gpu {
                 &SEGMENT,
                 &[&params, &lab, &acc, &firsts, &unused_r, &unused_w],
             );
-            let mut enc = self.encoder();
             enc.clear_buffer(&acc, 0, None);
             enc.clear_buffer(&firsts, 0, None);
             self.dispatch(&mut enc, &SEGMENT, "root_areas", &g, groups_2d(w, h));
