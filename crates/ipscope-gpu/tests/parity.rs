@@ -1282,15 +1282,15 @@ fn op(sigma: f32, (min_area, max_area): (u64, u64)) -> OtsuParams {
     }
 }
 
+/// `segment_otsu_by_stages` on `b`.
+fn by_stages(b: &dyn Backend, f: FieldView, p: &OtsuParams) -> ipscope_core::backend::OtsuObjects {
+    ipscope_core::backend::segment_otsu_by_stages(b, f, p).unwrap()
+}
+
 /// The resident segmentation against the stages on the CPU, exact (σ = 0: no Gaussian, so
 /// no f32 tolerance), for each area range: threshold, labels and shapes.
 fn check_segment_exact(g: &Gpu, img: &Image<f32>, area: (u64, u64), what: &str) -> usize {
-    let cpu = ipscope_core::backend::segment_otsu_by_stages(
-        &CpuBackend,
-        FieldView::F32(img.view()),
-        &op(0.0, area),
-    )
-    .unwrap();
+    let cpu = by_stages(&CpuBackend, FieldView::F32(img.view()), &op(0.0, area));
     let out = g
         .segment_otsu(FieldView::F32(img.view()), &op(0.0, area))
         .unwrap();
@@ -1333,12 +1333,11 @@ fn parity_segment_root_areas() {
     let Some(g) = gpu() else { return };
     // Area bounds equal to objects' own areas: each must be kept at the bound itself.
     for (k, img) in segment_fields().into_iter().enumerate() {
-        let all = ipscope_core::backend::segment_otsu_by_stages(
+        let all = by_stages(
             &CpuBackend,
             FieldView::F32(img.view()),
             &op(0.0, (0, u64::MAX)),
-        )
-        .unwrap();
+        );
         let mut areas: Vec<u64> = all.shapes.iter().map(|s| s.area).collect();
         areas.sort_unstable();
         let (a, b) = (areas[areas.len() / 4], areas[3 * areas.len() / 4]);
@@ -1382,12 +1381,7 @@ fn parity_segment_remap() {
     let backend = GpuBackend::from_gpu(Gpu::new().unwrap());
     for (k, img) in segment_fields().into_iter().enumerate() {
         let area = (20, u64::MAX);
-        let staged = ipscope_core::backend::segment_otsu_by_stages(
-            &backend,
-            FieldView::F32(img.view()),
-            &op(1.0, area),
-        )
-        .unwrap();
+        let staged = by_stages(&backend, FieldView::F32(img.view()), &op(1.0, area));
         let out = g
             .segment_otsu(FieldView::F32(img.view()), &op(1.0, area))
             .unwrap();
@@ -1400,12 +1394,7 @@ fn parity_segment_remap() {
         let labels_only = g.segment_otsu(FieldView::F32(img.view()), &bare).unwrap();
         assert_eq!(labels_only.labels, out.labels, "field {k}: without shapes");
         assert!(labels_only.shapes.is_empty() && !out.shapes.is_empty());
-        let cpu = ipscope_core::backend::segment_otsu_by_stages(
-            &CpuBackend,
-            FieldView::F32(img.view()),
-            &op(1.0, area),
-        )
-        .unwrap();
+        let cpu = by_stages(&CpuBackend, FieldView::F32(img.view()), &op(1.0, area));
         let f1 = f1_at_half(&cpu.labels, &out.labels);
         assert!(f1 >= 0.999, "field {k}: F1 {f1}");
         assert!(cpu.labels.count() > 3, "field {k}: too few objects");
@@ -1491,21 +1480,15 @@ fn segment_otsu_takes_16_bit_fields_as_stored() {
                 .segment_otsu(FieldView::F32(scaled.view()), &op(sigma, area))
                 .unwrap();
             assert_eq!(out, f32_in, "field {k}, sigma {sigma}: u16 vs f32 input");
-            let staged = ipscope_core::backend::segment_otsu_by_stages(
-                &backend,
-                FieldView::UnitU16(field.view()),
-                &op(sigma, area),
-            )
-            .unwrap();
+            let staged = by_stages(&backend, FieldView::UnitU16(field.view()), &op(sigma, area));
             assert_eq!(out, staged, "field {k}, sigma {sigma}: resident vs stages");
             assert!(out.labels.count() > 3, "field {k}: too few objects");
             if sigma == 0.0 {
-                let cpu = ipscope_core::backend::segment_otsu_by_stages(
+                let cpu = by_stages(
                     &CpuBackend,
                     FieldView::UnitU16(field.view()),
                     &op(sigma, area),
-                )
-                .unwrap();
+                );
                 assert_eq!(out, cpu, "field {k}: against the CPU");
             }
         }
@@ -1517,13 +1500,8 @@ fn plain_otsu_nuclei_run_resident_on_the_gpu_and_match_the_cpu() {
     let Some(g) = gpu() else { return };
     let backend = GpuBackend::from_gpu(Gpu::new().unwrap());
     let p = NucleiParams {
-        threshold_method: ipscope_core::ThresholdMethod::Otsu,
-        background_radius: 0.0,
-        object_contrast: 0.0,
-        declump: false,
-        auto_scale: false,
         min_diameter: 4.0,
-        ..NucleiParams::default()
+        ..NucleiParams::plain_otsu()
     };
     for (k, img) in segment_fields().into_iter().enumerate() {
         let field = img.map(|v| (v.clamp(0.0, 1.0) * 65535.0) as u16);

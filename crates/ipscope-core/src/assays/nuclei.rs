@@ -275,6 +275,21 @@ impl NucleiParams {
         })
     }
 
+    /// The plain Otsu recipe: Otsu's global threshold of the smoothed field, holes filled,
+    /// the size filter, and nothing else (no background subtraction, per-object rule,
+    /// declumping or scaling); the other settings are the defaults. A GPU backend runs it
+    /// with every intermediate image resident ([`Backend::segment_otsu`]).
+    pub fn plain_otsu() -> NucleiParams {
+        NucleiParams {
+            threshold_method: ThresholdMethod::Otsu,
+            background_radius: 0.0,
+            object_contrast: 0.0,
+            declump: false,
+            auto_scale: false,
+            ..NucleiParams::default()
+        }
+    }
+
     /// Whether these settings are Otsu's global threshold of the smoothed field as it is
     /// (no logarithm, correction or bounds that could move it; no background subtraction,
     /// per-object thresholds, declumping or scaling), holes filled: exactly
@@ -2442,14 +2457,10 @@ mod tests {
             }
         }
         let plain = NucleiParams {
-            threshold_method: ThresholdMethod::Otsu,
-            background_radius: 0.0,
-            object_contrast: 0.0,
-            declump: false,
-            auto_scale: false,
             min_diameter: 4.0,
-            ..NucleiParams::default()
+            ..NucleiParams::plain_otsu()
         };
+        assert!(NucleiParams::plain_otsu().is_plain_otsu());
         for exclude_border in [false, true] {
             let p = NucleiParams {
                 exclude_border,
