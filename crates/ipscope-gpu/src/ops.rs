@@ -247,22 +247,25 @@ impl Gpu {
             .map(|part| (self.storage(part), part.len()))
             .collect();
         let chunks: Vec<(&wgpu::Buffer, usize)> = chunks.iter().map(|(b, n)| (b, *n)).collect();
-        self.histogram_of(&chunks, nbins)
+        self.histogram_of(&chunks, nbins, None)
     }
 
     /// The histogram of f32 pixels already on the device, in `chunks` of (buffer, pixel
     /// count), each within one binding and below 2^31 pixels: [`Gpu::histogram`]'s result.
+    /// `lead`: work that makes those pixels, recorded but not yet submitted; it goes in the
+    /// first submission.
     pub(crate) fn histogram_of(
         &self,
         chunks: &[(&wgpu::Buffer, usize)],
         nbins: usize,
+        lead: Option<wgpu::CommandEncoder>,
     ) -> Result<Option<Histogram>, Error> {
         const K: &str = "histogram";
         let keys = self.scoped(K, || {
             let range = self.storage(&[u32::MAX, 0u32]);
             let counts = self.zeroed(1);
             let edges = self.zeroed(1);
-            let mut enc = self.encoder();
+            let mut enc = lead.unwrap_or_else(|| self.encoder());
             for &(src, n) in chunks {
                 let params = self.uniform([n as u32, nbins as u32, 0, 0]);
                 let g = self.bind(&HISTOGRAM, &[&params, src, &range, &counts, &edges]);

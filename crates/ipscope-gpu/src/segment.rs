@@ -56,8 +56,8 @@ impl Gpu {
         let kernel = gaussian_kernel(f64::from(p.sigma), GAUSSIAN_TRUNCATE);
         let weights: Vec<f32> = kernel.iter().map(|&k| k as f32).collect();
         // 1. The image up (16-bit samples as they are stored, scaled on the device),
-        // smoothed where it lies.
-        let smoothed = self.scoped(K, || {
+        // smoothed where it lies: recorded, and submitted with the histogram's first pass.
+        let (smoothing, smoothed) = self.scoped(K, || {
             let mut enc = self.encoder();
             let src = match field {
                 FieldView::F32(img) => match img.as_contiguous() {
@@ -67,16 +67,14 @@ impl Gpu {
                 FieldView::UnitU16(img) => self.encode_unit_u16(&mut enc, img),
             };
             if weights.len() == 1 {
-                self.submit(enc)?;
-                return Ok(src);
+                return Ok((enc, src));
             }
             let dst = self.encode_gaussian(&mut enc, &src, w, h, weights.len() / 2, &weights);
-            self.submit(enc)?;
-            Ok(dst)
+            Ok((enc, dst))
         })?;
         // 2. Otsu's threshold from the histogram of the resident field.
         let Some(t) = self
-            .histogram_of(&[(&smoothed, n)], p.nbins)?
+            .histogram_of(&[(&smoothed, n)], p.nbins, Some(smoothing))?
             .and_then(|hist| otsu_of_histogram(&hist))
         else {
             return Ok(none());
