@@ -437,6 +437,15 @@ impl Gpu {
             .min(self.summary.max_storage_buffer_binding_size);
     }
 
+    /// [`Error::Device`] of `kernel` on this adapter.
+    pub(crate) fn device_error(&self, kernel: &'static str, message: impl ToString) -> Error {
+        Error::Device {
+            adapter: self.summary.name.clone(),
+            kernel,
+            message: message.to_string(),
+        }
+    }
+
     pub(crate) fn too_large(&self, kernel: &'static str, w: usize, h: usize, why: String) -> Error {
         Error::TooLarge {
             adapter: self.summary.name.clone(),
@@ -675,17 +684,9 @@ impl Gpu {
             });
         }
         if let Some(e) = v.or(fault.1) {
-            return Err(Error::Device {
-                adapter: adapter(),
-                kernel,
-                message: e.to_string(),
-            });
+            return Err(self.device_error(kernel, e));
         }
-        out.map_err(|message| Error::Device {
-            adapter: adapter(),
-            kernel,
-            message,
-        })
+        out.map_err(|message| self.device_error(kernel, message))
     }
 
     /// A MAP_READ staging buffer of at least `size` bytes: an idle one from the pool when

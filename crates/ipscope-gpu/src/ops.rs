@@ -18,7 +18,7 @@ pub(crate) const BATCH: usize = 16;
 
 /// The pixels of `view` in raster order: where they lie when the view is contiguous, else
 /// copied into `buf`.
-fn pixels<'a, T: Copy>(view: ImageView<'a, T>, buf: &'a mut Vec<T>) -> &'a [T] {
+pub(crate) fn pixels<'a, T: Copy>(view: ImageView<'a, T>, buf: &'a mut Vec<T>) -> &'a [T] {
     match view.as_contiguous() {
         Some(d) => d,
         None => {
@@ -26,6 +26,18 @@ fn pixels<'a, T: Copy>(view: ImageView<'a, T>, buf: &'a mut Vec<T>) -> &'a [T] {
             buf
         }
     }
+}
+
+/// New numbers `1..=N` in raster order of first pixel: `objects` holds each kept object's
+/// (first pixel's raster index, key), the result (of length `len`) the number at each key,
+/// 0 at the others.
+pub(crate) fn raster_numbers(mut objects: Vec<(u32, u32)>, len: usize) -> Vec<u32> {
+    objects.sort_unstable();
+    let mut number = vec![0u32; len];
+    for (k, &(_, key)) in objects.iter().enumerate() {
+        number[key as usize] = k as u32 + 1;
+    }
+    number
 }
 
 /// The first readback of [`Gpu::submit_and_read`]'s results.
@@ -103,22 +115,16 @@ impl Gpu {
             // make the image of the readback itself.
             let mut copied = Vec::new();
             let res = self.gaussian_tile(pixels(src, &mut copied), w, h, r, &weights)?;
-            return Image::from_vec(w, h, res).map_err(|e| Error::Device {
-                adapter: self.adapter().name.clone(),
-                kernel: K,
-                message: e.to_string(),
-            });
+            return Image::from_vec(w, h, res).map_err(|e| self.device_error(K, e));
         }
         let mut out = Image::new(w, h, 0.0f32);
         let mut y0 = 0;
         while y0 < h {
             let y1 = (y0 + band).min(h);
             let (a, b) = (y0.saturating_sub(r), (y1 + r).min(h));
-            let tile = src.crop(a, 0, b - a, w).map_err(|e| Error::Device {
-                adapter: self.adapter().name.clone(),
-                kernel: K,
-                message: e.to_string(),
-            })?;
+            let tile = src
+                .crop(a, 0, b - a, w)
+                .map_err(|e| self.device_error(K, e))?;
             let data: Vec<f32> = tile.rows().flat_map(|row| row.iter().copied()).collect();
             let res = self.gaussian_tile(&data, w, b - a, r, &weights)?;
             for y in y0..y1 {
@@ -154,11 +160,7 @@ impl Gpu {
             let out = self.submit_and_read(enc, &[(&dst, w * h)])?;
             Ok(floats(first_result(out)))
         })?;
-        Image::from_vec(w, h, res).map_err(|e| Error::Device {
-            adapter: self.adapter().name.clone(),
-            kernel: K,
-            message: e.to_string(),
-        })
+        Image::from_vec(w, h, res).map_err(|e| self.device_error(K, e))
     }
 
     /// Uploads the 16-bit pixels of `src` as they are stored (two to a word) and records
@@ -364,11 +366,7 @@ impl Gpu {
         h: usize,
         packed: Vec<u32>,
     ) -> Result<Image<bool>, Error> {
-        let fail = |message: String| Error::Device {
-            adapter: self.adapter().name.clone(),
-            kernel,
-            message,
-        };
+        let fail = |message: String| self.device_error(kernel, message);
         if packed.len() < (w * h).div_ceil(32) {
             return Err(fail(format!(
                 "{} packed words for a {w} x {h} mask",
@@ -461,11 +459,9 @@ impl Gpu {
         while y0 < h {
             let y1 = (y0 + band).min(h);
             let (a, b) = (y0.saturating_sub(1), (y1 + 1).min(h));
-            let tile = mask.crop(a, 0, b - a, w).map_err(|e| Error::Device {
-                adapter: self.adapter().name.clone(),
-                kernel: K,
-                message: e.to_string(),
-            })?;
+            let tile = mask
+                .crop(a, 0, b - a, w)
+                .map_err(|e| self.device_error(K, e))?;
             let res = self.morph(tile, entry)?;
             for y in y0..y1 {
                 out.row_mut(y).copy_from_slice(res.row(y - a));
@@ -550,11 +546,7 @@ impl Gpu {
                 }
             })
             .collect();
-        Image::from_vec(w, h, data).map_err(|e| Error::Device {
-            adapter: self.adapter().name.clone(),
-            kernel: "edt",
-            message: e.to_string(),
-        })
+        Image::from_vec(w, h, data).map_err(|e| self.device_error("edt", e))
     }
 
     /// Squared distances of a mask larger than one binding. The transform is separable, so
@@ -577,11 +569,7 @@ impl Gpu {
                 ),
             ));
         }
-        let crop_error = |e: ipscope_image::Error| Error::Device {
-            adapter: self.adapter().name.clone(),
-            kernel: K,
-            message: e.to_string(),
-        };
+        let crop_error = |e: ipscope_image::Error| self.device_error(K, e);
         let mut g = vec![0u32; w * h];
         let mut x0 = 0;
         while x0 < w {
@@ -698,11 +686,9 @@ impl Gpu {
         let mut y0 = 0;
         while y0 < h {
             let bh = band.min(h - y0);
-            let part = mask.crop(y0, 0, bh, w).map_err(|e| Error::Device {
-                adapter: self.adapter().name.clone(),
-                kernel: K,
-                message: e.to_string(),
-            })?;
+            let part = mask
+                .crop(y0, 0, bh, w)
+                .map_err(|e| self.device_error(K, e))?;
             let l = self.label_whole(part, conn)?;
             let offset = parent.len() as u32 - 1;
             let Some(top) = offset.checked_add(l.count()) else {
@@ -761,11 +747,7 @@ impl Gpu {
                 *g = number[r];
             }
         }
-        let img = Image::from_vec(w, h, global).map_err(|e| Error::Device {
-            adapter: self.adapter().name.clone(),
-            kernel: K,
-            message: e.to_string(),
-        })?;
+        let img = Image::from_vec(w, h, global).map_err(|e| self.device_error(K, e))?;
         Ok(Labels::new(img, next))
     }
 
@@ -818,18 +800,13 @@ impl Gpu {
             } else if r <= i {
                 data[r - 1]
             } else {
-                return Err(Error::Device {
-                    adapter: self.adapter().name.clone(),
-                    kernel: K,
-                    message: format!("pixel {i} points at a later first pixel {}", r - 1),
-                });
+                return Err(self.device_error(
+                    K,
+                    format!("pixel {i} points at a later first pixel {}", r - 1),
+                ));
             };
         }
-        let img = Image::from_vec(w, h, data).map_err(|e| Error::Device {
-            adapter: self.adapter().name.clone(),
-            kernel: K,
-            message: e.to_string(),
-        })?;
+        let img = Image::from_vec(w, h, data).map_err(|e| self.device_error(K, e))?;
         Ok(Labels::new(img, next))
     }
 
@@ -865,13 +842,8 @@ impl Gpu {
         let lab = labels.image().as_slice();
         let vals: Vec<u32> = match intensity {
             Some(v) => {
-                ipscope_core::ensure_shape("intensity", (w, h), (v.width(), v.height())).map_err(
-                    |e| Error::Device {
-                        adapter: self.adapter().name.clone(),
-                        kernel: K,
-                        message: e.to_string(),
-                    },
-                )?;
+                ipscope_core::ensure_shape("intensity", (w, h), (v.width(), v.height()))
+                    .map_err(|e| self.device_error(K, e))?;
                 v.rows()
                     .flat_map(|r| r.iter().map(|&x| u32::from(x)))
                     .collect()

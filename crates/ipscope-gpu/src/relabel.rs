@@ -4,7 +4,7 @@ use ipscope_image::{Image, Labels};
 
 use crate::device::{groups_2d, Gpu};
 use crate::kernels::RELABEL;
-use crate::ops::first_result;
+use crate::ops::{first_result, raster_numbers};
 use crate::Error;
 
 impl Gpu {
@@ -69,18 +69,15 @@ impl Gpu {
             Ok(first_result(out))
         })?;
         // Kept labels, numbered in raster order of their first pixel.
-        let mut kept: Vec<(u32, u32)> = acc
+        let kept: Vec<(u32, u32)> = acc
             .chunks_exact(2)
             .enumerate()
             .skip(1)
             .filter(|(_, o)| o[0] > 0 && (min..=max).contains(&u64::from(o[0])))
             .map(|(l, o)| (o[1], l as u32))
             .collect();
-        kept.sort_unstable();
-        let mut lut = vec![0u32; n];
-        for (k, &(_, l)) in kept.iter().enumerate() {
-            lut[l as usize] = k as u32 + 1;
-        }
+        let kept_count = kept.len() as u32;
+        let lut = raster_numbers(kept, n);
         let relabelled = self.scoped(K, || {
             let lb_lut = self.storage(&lut);
             let unused = self.zeroed(1);
@@ -106,11 +103,7 @@ impl Gpu {
                 out.concat()
             })
         })?;
-        let img = Image::from_vec(w, h, relabelled).map_err(|e| Error::Device {
-            adapter: self.adapter().name.clone(),
-            kernel: K,
-            message: e.to_string(),
-        })?;
-        Ok(Labels::new(img, kept.len() as u32))
+        let img = Image::from_vec(w, h, relabelled).map_err(|e| self.device_error(K, e))?;
+        Ok(Labels::new(img, kept_count))
     }
 }

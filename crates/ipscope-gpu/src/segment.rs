@@ -11,7 +11,9 @@ use ipscope_image::{Image, Labels};
 
 use crate::device::{groups_2d, Gpu};
 use crate::kernels::{MEASURE, SEGMENT};
-use crate::ops::{first_result, stats_from, stats_init, ObjectStats, STATS_STRIDE};
+use crate::ops::{
+    first_result, pixels, raster_numbers, stats_from, stats_init, ObjectStats, STATS_STRIDE,
+};
 use crate::Error;
 
 impl Gpu {
@@ -60,10 +62,7 @@ impl Gpu {
         let (smoothing, smoothed) = self.scoped(K, || {
             let mut enc = self.encoder();
             let src = match field {
-                FieldView::F32(img) => match img.as_contiguous() {
-                    Some(d) => self.storage(d),
-                    None => self.storage(&img.rows().flatten().copied().collect::<Vec<f32>>()),
-                },
+                FieldView::F32(img) => self.storage(pixels(img, &mut Vec::new())),
                 FieldView::UnitU16(img) => self.encode_unit_u16(&mut enc, img),
             };
             if weights.len() == 1 {
@@ -120,17 +119,15 @@ impl Gpu {
         })?;
         drop(smoothed);
         if count >= cap {
-            return Err(Error::Device {
-                adapter: self.adapter().name.clone(),
-                kernel: K,
-                message: format!("{count} objects counted, at most {} possible", cap - 1),
-            });
+            return Err(self.device_error(
+                K,
+                format!("{count} objects counted, at most {} possible", cap - 1),
+            ));
         }
         if count == 0 {
             return Ok(OtsuObjects {
                 threshold: Some(t),
-                labels: Labels::empty(w, h),
-                shapes: Vec::new(),
+                ..none()
             });
         }
         // 4. Each id's number in raster order of its first pixel.
@@ -140,14 +137,12 @@ impl Gpu {
                 &[(&firsts, count + 1)],
             )?))
         })?;
-        let mut order: Vec<(u32, u32)> = (1..=count as u32)
-            .map(|k| (ids.get(k as usize).copied().unwrap_or(u32::MAX), k))
-            .collect();
-        order.sort_unstable();
-        let mut rank = vec![0u32; count + 1];
-        for (number, &(_, k)) in order.iter().enumerate() {
-            rank[k as usize] = number as u32 + 1;
-        }
+        let rank = raster_numbers(
+            (1..=count as u32)
+                .map(|k| (ids.get(k as usize).copied().unwrap_or(u32::MAX), k))
+                .collect(),
+            count + 1,
+        );
         // 5. The numbered labels and their sums, then both down.
         let (labels, sums) = self.scoped(K, || {
             let rb = self.storage(&rank);
@@ -170,11 +165,7 @@ impl Gpu {
             let sums = back.pop().unwrap_or_default();
             Ok((first_result(back), Some(sums)))
         })?;
-        let img = Image::from_vec(w, h, labels).map_err(|e| Error::Device {
-            adapter: self.adapter().name.clone(),
-            kernel: K,
-            message: e.to_string(),
-        })?;
+        let img = Image::from_vec(w, h, labels).map_err(|e| self.device_error(K, e))?;
         Ok(OtsuObjects {
             threshold: Some(t),
             labels: Labels::new(img, count as u32),

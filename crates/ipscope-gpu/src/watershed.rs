@@ -61,10 +61,8 @@ impl Gpu {
     ) -> Result<Labels, Error> {
         const K: &str = "watershed";
         let (w, h) = (elevation.width(), elevation.height());
-        let shape_error = |what: &str, (mw, mh): (usize, usize)| Error::Device {
-            adapter: self.adapter().name.clone(),
-            kernel: K,
-            message: format!("{what} are {mw}x{mh}, the elevation is {w}x{h}"),
+        let shape_error = |what: &str, (mw, mh): (usize, usize)| {
+            self.device_error(K, format!("{what} are {mw}x{mh}, the elevation is {w}x{h}"))
         };
         if (markers.width(), markers.height()) != (w, h) {
             return Err(shape_error("markers", (markers.width(), markers.height())));
@@ -179,11 +177,7 @@ impl Gpu {
             Ok(labels)
         })?;
         let labels = out;
-        let img = Image::from_vec(w, h, labels).map_err(|e| Error::Device {
-            adapter: self.adapter().name.clone(),
-            kernel: K,
-            message: e.to_string(),
-        })?;
+        let img = Image::from_vec(w, h, labels).map_err(|e| self.device_error(K, e))?;
         Ok(Labels::new(img, count))
     }
 }
