@@ -16,6 +16,7 @@ use crate::ops::filter::{gaussian_blur, gaussian_blur_unit_u16, unit_scale_u16};
 use crate::ops::label::{label, Connectivity};
 use crate::ops::measure::{measure_shape, ObjectShape};
 use crate::ops::morphology;
+use crate::ops::rank;
 use crate::ops::threshold::{self, Histogram};
 use crate::ops::watershed;
 use crate::Error;
@@ -132,6 +133,91 @@ pub fn segment_otsu_by_stages<B: Backend + ?Sized>(
     })
 }
 
+/// The field threshold [`Backend::smooth_and_flatten`] takes of its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlatThreshold {
+    /// None (the caller thresholds the result itself).
+    None,
+    /// [`Backend::otsu`] with 256 bins.
+    Otsu,
+    /// [`Backend::li`].
+    Li,
+}
+
+/// The settings of [`Backend::smooth_and_flatten`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlattenParams {
+    /// Gaussian σ (pixels); 0 disables smoothing.
+    pub sigma: f32,
+    /// Radius of the square grey opening subtracted from the result (a top-hat); 0
+    /// subtracts nothing.
+    pub radius: usize,
+    /// Also return the unsmoothed field minus the same opening.
+    pub keep_field: bool,
+    /// The threshold to take of the result.
+    pub threshold: FlatThreshold,
+}
+
+/// The result of [`Backend::smooth_and_flatten`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flattened {
+    /// The smoothed field minus its grey opening.
+    pub smoothed: Image<f32>,
+    /// The field (scaled onto 0..=1 for 16-bit samples) minus the same opening, when asked.
+    pub field: Option<Image<f32>>,
+    /// The threshold asked for, of `smoothed`; `None` when none was asked or it has none.
+    pub threshold: Option<f32>,
+}
+
+/// [`Backend::smooth_and_flatten`] stage by stage on `backend`: [`Backend::gaussian_blur`]
+/// (or [`Backend::gaussian_blur_unit_u16`]), [`Backend::grey_opening`] subtracted where it is
+/// finite, then [`Backend::otsu`] or [`Backend::li`]. With [`CpuBackend`] it is the
+/// reference of every backend's `smooth_and_flatten`.
+pub fn smooth_and_flatten_by_stages<B: Backend + ?Sized>(
+    backend: &B,
+    field: FieldView,
+    p: &FlattenParams,
+) -> Result<Flattened, Error> {
+    let (mut kept, mut smoothed) = match field {
+        FieldView::UnitU16(img) if !p.keep_field => {
+            (None, backend.gaussian_blur_unit_u16(img, p.sigma)?)
+        }
+        FieldView::UnitU16(img) => {
+            let unit = img.map(unit_scale_u16);
+            let smoothed = backend.gaussian_blur(unit.view(), p.sigma)?;
+            (Some(unit), smoothed)
+        }
+        FieldView::F32(img) => (
+            p.keep_field.then(|| img.to_image()),
+            backend.gaussian_blur(img, p.sigma)?,
+        ),
+    };
+    if p.radius > 0 && !smoothed.is_empty() {
+        let bg = backend.grey_opening(smoothed.view(), p.radius)?;
+        let subtract = |img: &mut Image<f32>| {
+            for (s, &b) in img.as_mut_slice().iter_mut().zip(bg.as_slice()) {
+                if b.is_finite() {
+                    *s -= b;
+                }
+            }
+        };
+        subtract(&mut smoothed);
+        if let Some(k) = kept.as_mut() {
+            subtract(k);
+        }
+    }
+    let threshold = match p.threshold {
+        FlatThreshold::None => None,
+        FlatThreshold::Otsu => backend.otsu(smoothed.view(), 256)?,
+        FlatThreshold::Li => backend.li(smoothed.view())?,
+    };
+    Ok(Flattened {
+        smoothed,
+        field: kept,
+        threshold,
+    })
+}
+
 /// The hot operations of segmentation and measurement, on some device.
 pub trait Backend: Send + Sync {
     /// A short human-readable name of the device, e.g. `cpu` or `gpu: NVIDIA H100 (Vulkan)`.
@@ -191,6 +277,21 @@ pub trait Backend: Send + Sync {
     /// threshold may be from the reference's. Default: the CPU reference.
     fn li(&self, img: ImageView<f32>) -> Result<Option<f32>, Error> {
         Ok(threshold::li(img))
+    }
+
+    /// [`rank::open`]: the grey opening with the (2r+1)² square (pixels outside the image
+    /// take no part; NaN pixels neither). Default: the CPU reference.
+    fn grey_opening(&self, img: ImageView<f32>, r: usize) -> Result<Image<f32>, Error> {
+        Ok(rank::open(img, r))
+    }
+
+    /// The nuclei recipe's first steps in one call: the Gaussian of `field` (16-bit samples
+    /// scaled onto 0..=1 first), minus its grey opening with the (2r+1)² square where that
+    /// is finite (and the field minus the same, when asked), and the field threshold of the
+    /// result. A device keeps the images on it between the steps. Default:
+    /// [`smooth_and_flatten_by_stages`].
+    fn smooth_and_flatten(&self, field: FieldView, p: &FlattenParams) -> Result<Flattened, Error> {
+        smooth_and_flatten_by_stages(self, field, p)
     }
 
     /// [`watershed::watershed`]: floods `elevation` from `markers` (label > 0) inside `mask`,

@@ -126,8 +126,17 @@ pub const UNPACK: Kernel = Kernel {
     bindings: &[U, R, RW, R],
 };
 
+/// Grey erosion and dilation with a square (running extrema along rows or columns), and the
+/// subtraction of a background.
+pub const RANK: Kernel = Kernel {
+    name: "rank",
+    source: include_str!("../../../kernels/rank.wgsl"),
+    entry_points: &["blocks", "combine", "subtract"],
+    bindings: &[U, R, RW, RW, RW],
+};
+
 /// Every kernel the GPU backend uses.
 pub const KERNELS: &[Kernel] = &[
     GAUSSIAN, HISTOGRAM, MORPHOLOGY, HOLES, EDT, LABEL, MEASURE, LI, WATERSHED, RELABEL, SEGMENT,
-    UNPACK,
+    UNPACK, RANK,
 ];

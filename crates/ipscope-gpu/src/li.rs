@@ -80,25 +80,40 @@ impl Gpu {
         if per_chunk < 256 {
             return Err(self.too_large(K, w, h, "storage bindings under 1 KiB".into()));
         }
-        self.scoped(K, || {
-            let chunks: Vec<Chunk> = data
-                .chunks(per_chunk)
-                .map(|part| {
-                    let groups = part.len().div_ceil(256).clamp(1, MAX_GROUPS);
+        let buffers: Vec<(wgpu::Buffer, usize)> = data
+            .chunks(per_chunk)
+            .map(|part| (self.storage(part), part.len()))
+            .collect();
+        let buffers: Vec<(&wgpu::Buffer, usize)> = buffers.iter().map(|(b, n)| (b, *n)).collect();
+        self.li_of(&buffers, lo)
+    }
+
+    /// [`Gpu::li`] of f32 pixels already on the device, in `chunks` of (buffer, pixel
+    /// count) each within one binding and below 2^31 pixels, whose smallest finite value is
+    /// `lo` (and which are not all equal).
+    pub(crate) fn li_of(
+        &self,
+        buffers: &[(&wgpu::Buffer, usize)],
+        lo: f32,
+    ) -> Result<Option<f32>, Error> {
+        self.scoped("li", || {
+            let chunks: Vec<Chunk> = buffers
+                .iter()
+                .map(|&(src, len)| {
+                    let groups = len.div_ceil(256).clamp(1, MAX_GROUPS);
                     let params = self.device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some("li params"),
                         size: 16,
                         usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                         mapped_at_creation: false,
                     });
-                    let src = self.storage(part);
                     let partials = self.zeroed(groups * 3);
-                    let group = self.bind(&LI, &[&params, &src, &partials]);
+                    let group = self.bind(&LI, &[&params, src, &partials]);
                     Chunk {
                         params,
                         partials,
                         group,
-                        len: part.len(),
+                        len,
                         groups,
                     }
                 })

@@ -17,18 +17,23 @@
 //! * the size filter (per-label area and first pixel, then relabelling): identical;
 //! * a global-threshold segmentation with every intermediate image resident
 //!   (`Backend::segment_otsu`: Gaussian, Otsu, hole filling, labelling, size filter, shapes;
-//!   the image up once, the labels down once): identical to the same stages on the device.
+//!   the image up once, the labels down once): identical to the same stages on the device;
+//! * grey opening with a square (running extrema, `rank.wgsl`): the CPU's values; and the
+//!   nuclei recipe's smoothing, background subtraction and Otsu/Li threshold with the field
+//!   resident (`Backend::smooth_and_flatten`): identical to the same stages on the device.
 //!
 //! Device loss, out-of-memory and images beyond the device's limits are [`Error`]s, never
 //! panics. [`select`] resolves `--device auto|cpu|gpu`.
 
 mod device;
 mod error;
+mod flatten;
 mod front;
 pub mod kernels;
 mod li;
 mod ops;
 mod profile;
+mod rank;
 mod relabel;
 mod segment;
 mod watershed;
@@ -41,7 +46,8 @@ pub use profile::KernelTime;
 pub use watershed::{WATERSHED_MIN_IOU, WATERSHED_TOLERANCE};
 
 use ipscope_core::backend::{
-    segment_otsu_by_stages, Backend, CpuBackend, FieldView, FilledObjects, OtsuObjects, OtsuParams,
+    segment_otsu_by_stages, smooth_and_flatten_by_stages, Backend, CpuBackend, FieldView,
+    FilledObjects, FlattenParams, Flattened, OtsuObjects, OtsuParams,
 };
 use ipscope_core::ops::label::Connectivity;
 use ipscope_core::ops::measure::ObjectShape;
@@ -139,6 +145,28 @@ impl Backend for GpuBackend {
 
     fn li(&self, img: ImageView<f32>) -> Result<Option<f32>, ipscope_core::Error> {
         Ok(self.gpu.li(img)?)
+    }
+
+    fn grey_opening(
+        &self,
+        img: ImageView<f32>,
+        r: usize,
+    ) -> Result<Image<f32>, ipscope_core::Error> {
+        Ok(self.gpu.grey_opening(img, r)?)
+    }
+
+    fn smooth_and_flatten(
+        &self,
+        field: FieldView,
+        p: &FlattenParams,
+    ) -> Result<Flattened, ipscope_core::Error> {
+        let (w, h) = field.dims();
+        if self.gpu.flatten_resident_fits(w, h, p.radius) {
+            Ok(self.gpu.smooth_and_flatten(field, p)?)
+        } else {
+            // Beyond one binding: the stages one by one, each tiled.
+            smooth_and_flatten_by_stages(self, field, p)
+        }
     }
 
     fn watershed(

@@ -252,24 +252,21 @@ impl Gpu {
         self.histogram_of(&chunks, nbins, None)
     }
 
-    /// The histogram of f32 pixels already on the device, in `chunks` of (buffer, pixel
-    /// count), each within one binding and below 2^31 pixels: [`Gpu::histogram`]'s result.
-    /// `lead`: work that makes those pixels, recorded but not yet submitted; it goes in the
-    /// first submission.
-    pub(crate) fn histogram_of(
+    /// The smallest and largest finite value of f32 pixels already on the device, in
+    /// `chunks` of (buffer, pixel count) as [`Gpu::histogram_of`] takes them; `None` when no
+    /// pixel is finite. `lead`: work that makes those pixels, submitted first.
+    pub(crate) fn finite_range(
         &self,
         chunks: &[(&wgpu::Buffer, usize)],
-        nbins: usize,
         lead: Option<wgpu::CommandEncoder>,
-    ) -> Result<Option<Histogram>, Error> {
-        const K: &str = "histogram";
-        let keys = self.scoped(K, || {
+    ) -> Result<Option<(f32, f32)>, Error> {
+        let keys = self.scoped("histogram", || {
             let range = self.storage(&[u32::MAX, 0u32]);
             let counts = self.zeroed(1);
             let edges = self.zeroed(1);
             let mut enc = lead.unwrap_or_else(|| self.encoder());
             for &(src, n) in chunks {
-                let params = self.uniform([n as u32, nbins as u32, 0, 0]);
+                let params = self.uniform([n as u32, 0, 0, 0]);
                 let g = self.bind(&HISTOGRAM, &[&params, src, &range, &counts, &edges]);
                 self.dispatch(&mut enc, &HISTOGRAM, "find_range", &g, groups_1d(n, 256));
             }
@@ -283,12 +280,25 @@ impl Gpu {
                 !k
             })
         };
-        if keys[0] > keys[1] {
+        Ok((keys[0] <= keys[1]).then(|| (unkey(keys[0]), unkey(keys[1]))))
+    }
+
+    /// The histogram of f32 pixels already on the device, in `chunks` of (buffer, pixel
+    /// count), each within one binding and below 2^31 pixels: [`Gpu::histogram`]'s result.
+    /// `lead`: work that makes those pixels, recorded but not yet submitted; it goes in the
+    /// first submission.
+    pub(crate) fn histogram_of(
+        &self,
+        chunks: &[(&wgpu::Buffer, usize)],
+        nbins: usize,
+        lead: Option<wgpu::CommandEncoder>,
+    ) -> Result<Option<Histogram>, Error> {
+        const K: &str = "histogram";
+        let Some(range) = self.finite_range(chunks, lead)? else {
             return Ok(None); // no finite pixel
-        }
+        };
         // The same float32 edges as the CPU reference (numpy.linspace in float32).
-        let (first, last, _, edges) =
-            ipscope_core::ops::threshold::histogram_edges((unkey(keys[0]), unkey(keys[1])), nbins);
+        let (first, last, _, edges) = ipscope_core::ops::threshold::histogram_edges(range, nbins);
         let counts = self.scoped(K, || {
             let range = self.zeroed(2);
             let counts = self.zeroed(nbins);

@@ -9,7 +9,10 @@
 
 use std::sync::OnceLock;
 
-use ipscope_core::backend::{Backend, CpuBackend, FieldView, OtsuParams};
+use ipscope_core::backend::{
+    smooth_and_flatten_by_stages, Backend, CpuBackend, FieldView, FlatThreshold, FlattenParams,
+    OtsuParams,
+};
 use ipscope_core::ops::distance::distance_transform_edt;
 use ipscope_core::ops::eval::match_labels;
 use ipscope_core::ops::filter::gaussian_blur;
@@ -1526,4 +1529,260 @@ fn plain_otsu_nuclei_run_resident_on_the_gpu_and_match_the_cpu() {
         assert!(f1 >= 0.999, "field {k}: F1 {f1}");
         assert!((out.threshold - cpu.threshold).abs() < 1e-3, "field {k}");
     }
+}
+
+/// Float images equal value for value: NaN where the other has NaN, zeros of either sign
+/// equal (`f32::min` may return either zero of two; the kernel returns the first).
+fn assert_same_values(gpu: &Image<f32>, cpu: &Image<f32>, what: &str) {
+    assert_eq!(
+        (gpu.width(), gpu.height()),
+        (cpu.width(), cpu.height()),
+        "{what}"
+    );
+    for (i, (a, b)) in gpu.as_slice().iter().zip(cpu.as_slice()).enumerate() {
+        assert!(
+            a == b || (a.is_nan() && b.is_nan()),
+            "{what}: pixel {i} (row {}, column {}): GPU {a}, CPU {b}",
+            i / cpu.width(),
+            i % cpu.width()
+        );
+    }
+}
+
+/// Images for the grey opening: noise and smooth fields of sizes whose lines end anywhere
+/// in a block, lines of one pixel, and a field with plateaus.
+fn rank_images() -> Vec<Image<f32>> {
+    vec![
+        noise(97, 61, 301),
+        gaussian_blur(noise(130, 140, 302).view(), 3.0),
+        noise(33, 1, 303),
+        noise(1, 29, 304),
+        noise(1, 1, 305),
+        Image::from_fn(45, 38, |r, c| ((r / 7 + c / 5) % 4) as f32 * 0.25),
+    ]
+}
+
+#[test]
+fn parity_rank_blocks_cover_any_radius() {
+    let Some(g) = gpu() else { return };
+    // Radii that leave each line's last block whole, cut or alone, and radii beyond the
+    // image (the window covers it all).
+    let mut cases = 0;
+    for (k, img) in rank_images().into_iter().enumerate() {
+        for r in [1usize, 2, 3, 7, 16, 50, 200] {
+            let cpu = ipscope_core::ops::rank::open(img.view(), r);
+            let out = g.grey_opening(img.view(), r).unwrap();
+            assert_same_values(&out, &cpu, &format!("image {k}, radius {r}"));
+            cases += 1;
+        }
+        // Radius 0 is the image itself.
+        assert_eq!(g.grey_opening(img.view(), 0).unwrap(), img);
+    }
+    // A crop (not contiguous) filters as its copy.
+    let big = noise(80, 70, 306);
+    let crop = big.view().crop(5, 7, 40, 50).unwrap();
+    let cpu = ipscope_core::ops::rank::open(crop, 4);
+    assert_same_values(&g.grey_opening(crop, 4).unwrap(), &cpu, "crop");
+    // An opening that is not the identity (the case must be able to fail).
+    let img = noise(97, 61, 301);
+    assert_ne!(g.grey_opening(img.view(), 2).unwrap(), img);
+    assert_eq!(cases, 42);
+}
+
+#[test]
+fn parity_rank_combine_skips_nan_and_keeps_infinities() {
+    let Some(g) = gpu() else { return };
+    for (k, mut img) in rank_images().into_iter().enumerate() {
+        let (w, h) = (img.width(), img.height());
+        // NaN pixels (scattered, and a block of them wider than small windows), infinities.
+        for i in 0..w * h {
+            let (r, c) = (i / w, i % w);
+            if i % 13 == 5 || (r < 6 && c < 9) {
+                img.set(r, c, f32::NAN);
+            } else if i % 29 == 3 {
+                img.set(r, c, f32::INFINITY);
+            } else if i % 31 == 7 {
+                img.set(r, c, f32::NEG_INFINITY);
+            }
+        }
+        for r in [1usize, 2, 5, 40] {
+            let cpu = ipscope_core::ops::rank::open(img.view(), r);
+            let out = g.grey_opening(img.view(), r).unwrap();
+            assert_same_values(&out, &cpu, &format!("image {k} with NaN, radius {r}"));
+        }
+    }
+    // All NaN: erosion gives +inf, the opening's dilation of that +inf, as on the CPU.
+    let img = Image::new(9, 4, f32::NAN);
+    let cpu = ipscope_core::ops::rank::open(img.view(), 1);
+    assert!(cpu.as_slice().iter().all(|&v| v == f32::INFINITY));
+    assert_same_values(&g.grey_opening(img.view(), 1).unwrap(), &cpu, "all NaN");
+}
+
+#[test]
+fn grey_opening_beyond_one_binding_runs_in_bands() {
+    if gpu().is_none() {
+        return;
+    }
+    let Ok(mut small) = Gpu::new() else { return };
+    let img = gaussian_blur(noise(60, 211, 307).view(), 2.0);
+    for (r, rows) in [(1usize, 12usize), (3, 20), (5, 64)] {
+        // `rows` rows of the widest padded line per binding: bands with 2r-row halos.
+        small.set_max_binding_for_tests(((60 + 2 * r) * rows * 4) as u64);
+        let cpu = ipscope_core::ops::rank::open(img.view(), r);
+        let out = small.grey_opening(img.view(), r).unwrap();
+        assert_same_values(&out, &cpu, &format!("banded, radius {r}"));
+    }
+    // A binding below one band with its halos is a named error, not a crash.
+    small.set_max_binding_for_tests(1024);
+    let err = small.grey_opening(img.view(), 5).unwrap_err();
+    assert!(matches!(err, ipscope_gpu::Error::TooLarge { .. }), "{err}");
+}
+
+/// Every [`FlattenParams`] combination the parity cases run.
+fn flatten_params() -> Vec<FlattenParams> {
+    let mut v = Vec::new();
+    for sigma in [0.0f32, 1.0] {
+        for radius in [0usize, 4, 30] {
+            for keep_field in [false, true] {
+                for threshold in [FlatThreshold::None, FlatThreshold::Otsu, FlatThreshold::Li] {
+                    v.push(FlattenParams {
+                        sigma,
+                        radius,
+                        keep_field,
+                        threshold,
+                    });
+                }
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn parity_rank_subtract() {
+    let Some(g) = gpu() else { return };
+    let backend = GpuBackend::from_gpu(Gpu::new().unwrap());
+    let fields = segment_fields();
+    let raw = noise(83, 57, 308).map(|v| (v * 40_000.0) as u16 + 3000);
+    let mut flattened = 0;
+    for (k, img) in fields.iter().enumerate() {
+        for p in flatten_params() {
+            for f in [FieldView::F32(img.view()), FieldView::UnitU16(raw.view())] {
+                let what = format!("field {k}, {p:?}, {}", matches!(f, FieldView::F32(_)));
+                // Resident against the same stages on this device: identical.
+                let staged = smooth_and_flatten_by_stages(&backend, f, &p).unwrap();
+                let out = g.smooth_and_flatten(f, &p).unwrap();
+                assert_eq!(out.threshold, staged.threshold, "{what}: threshold");
+                assert_same_values(&out.smoothed, &staged.smoothed, &what);
+                assert_eq!(out.field.is_some(), p.keep_field, "{what}");
+                if let (Some(a), Some(b)) = (&out.field, &staged.field) {
+                    assert_same_values(a, b, &format!("{what}: field"));
+                }
+                // Against the CPU: exact without smoothing, else within the Gaussian's
+                // tolerance (the opening and subtraction add no error of their own).
+                let cpu = smooth_and_flatten_by_stages(&CpuBackend, f, &p).unwrap();
+                if p.sigma == 0.0 {
+                    assert_same_values(&out.smoothed, &cpu.smoothed, &what);
+                    if p.threshold == FlatThreshold::Otsu {
+                        assert_eq!(out.threshold, cpu.threshold, "{what}");
+                    }
+                } else {
+                    assert_close(&out.smoothed, &cpu.smoothed, &what);
+                }
+                if let (Some(a), Some(b)) = (&out.field, &cpu.field) {
+                    if p.sigma == 0.0 {
+                        assert_same_values(a, b, &format!("{what}: field"));
+                    } else {
+                        assert_close(a, b, &format!("{what}: field"));
+                    }
+                }
+                assert_eq!(out.threshold.is_some(), cpu.threshold.is_some(), "{what}");
+                if let (Some(a), Some(b)) = (out.threshold, cpu.threshold) {
+                    let range = cpu.smoothed.as_slice().iter().fold(0f32, |m, &v| m.max(v))
+                        - cpu
+                            .smoothed
+                            .as_slice()
+                            .iter()
+                            .fold(f32::MAX, |m, &v| m.min(v));
+                    assert!(
+                        f64::from((a - b).abs()) <= LI_TOLERANCE * f64::from(range) + 1e-6,
+                        "{what}: threshold {a} vs {b}"
+                    );
+                }
+                if p.radius > 0 {
+                    flattened += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(flattened, 3 * 24 * 2);
+    // Where the opening is not finite nothing is subtracted: a block of +inf wider than the
+    // window opens to +inf (inf − inf would be NaN), NaN pixels stay NaN.
+    let mut img = fields[0].clone();
+    for r in 10..22 {
+        for c in 30..42 {
+            img.set(r, c, f32::INFINITY);
+        }
+    }
+    img.set(40, 5, f32::NAN);
+    let p = FlattenParams {
+        sigma: 0.0,
+        radius: 4,
+        keep_field: true,
+        threshold: FlatThreshold::Otsu,
+    };
+    let out = g
+        .smooth_and_flatten(FieldView::F32(img.view()), &p)
+        .unwrap();
+    let cpu = smooth_and_flatten_by_stages(&CpuBackend, FieldView::F32(img.view()), &p).unwrap();
+    assert_eq!(out.smoothed.get(15, 35), f32::INFINITY);
+    assert_same_values(&out.smoothed, &cpu.smoothed, "infinite block");
+    assert_eq!(out.threshold, cpu.threshold, "infinite block");
+    // No threshold for a constant or empty field, as on the CPU.
+    for img in [Image::new(20, 10, 0.5f32), Image::new(0, 3, 0f32)] {
+        for threshold in [FlatThreshold::Otsu, FlatThreshold::Li] {
+            let p = FlattenParams {
+                sigma: 1.0,
+                radius: 3,
+                keep_field: true,
+                threshold,
+            };
+            let out = g
+                .smooth_and_flatten(FieldView::F32(img.view()), &p)
+                .unwrap();
+            let cpu =
+                smooth_and_flatten_by_stages(&CpuBackend, FieldView::F32(img.view()), &p).unwrap();
+            assert_eq!(out.threshold, None);
+            assert_eq!(out, cpu);
+        }
+    }
+}
+
+#[test]
+fn smooth_and_flatten_beyond_one_binding_runs_the_stages_tiled() {
+    if gpu().is_none() {
+        return;
+    }
+    let Ok(mut small) = Gpu::new() else { return };
+    small.set_max_binding_for_tests(8192);
+    let img = &segment_fields()[2];
+    let p = FlattenParams {
+        sigma: 1.0,
+        radius: 5,
+        keep_field: true,
+        threshold: FlatThreshold::Li,
+    };
+    assert!(!small.flatten_resident_fits(img.width(), img.height(), 5));
+    assert!(small
+        .smooth_and_flatten(FieldView::F32(img.view()), &p)
+        .is_err());
+    let whole = gpu()
+        .unwrap()
+        .smooth_and_flatten(FieldView::F32(img.view()), &p)
+        .unwrap();
+    let tiled = GpuBackend::from_gpu(small)
+        .smooth_and_flatten(FieldView::F32(img.view()), &p)
+        .unwrap();
+    assert_same_values(&tiled.smoothed, &whole.smoothed, "tiled");
+    assert_eq!(tiled.threshold, whole.threshold);
 }

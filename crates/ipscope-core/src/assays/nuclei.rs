@@ -37,7 +37,7 @@
 use ipscope_image::{Image, ImageView, Labels, Pixel};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, CpuBackend, FieldView, OtsuParams};
+use crate::backend::{Backend, CpuBackend, FieldView, FlatThreshold, FlattenParams, OtsuParams};
 use crate::ops::filter::{gaussian_kernel, GaussianCrops, GAUSSIAN_TRUNCATE};
 use crate::ops::label::{clear_border, find, label, relabel_sequential, Connectivity};
 #[cfg(test)]
@@ -301,7 +301,7 @@ impl NucleiParams {
             // Otsu's threshold of pixels on 0..=1 lies within; these bounds never move it.
             && self.threshold_min <= 0.0
             && self.threshold_max >= 1.0
-            // As `subtract_background` and the per-object rule skip themselves (NaN too).
+            // As `background_radius` and the per-object rule skip themselves (NaN too).
             && (self.background_radius.is_nan() || self.background_radius < 1.0)
             && (self.object_contrast.is_nan() || self.object_contrast <= 0.0)
             && !self.declump
@@ -403,19 +403,35 @@ pub fn segment_nuclei_with<T: Pixel>(
     // smooth them again: otherwise a 16-bit field is smoothed without making them, and any
     // scaled copy is freed before the largest buffers (components, distance map) are made.
     let by_intensity = params.declump && params.declump_method != DeclumpMethod::Shape;
-    let (mut scaled, mut smoothed) = match T::as_u16(dna) {
-        Some(dna16) if !by_intensity => (
-            None,
-            backend.gaussian_blur_unit_u16(dna16, params.smoothing_sigma)?,
-        ),
-        _ => {
+    // Otsu's and Li's threshold of the flattened field are taken in the same call (a device
+    // keeps the field on it); the other methods here.
+    let on_backend = match (params.threshold_method, params.threshold_log) {
+        (ThresholdMethod::Otsu, false) => FlatThreshold::Otsu,
+        (ThresholdMethod::Li, false) => FlatThreshold::Li,
+        _ => FlatThreshold::None,
+    };
+    let flat_params = FlattenParams {
+        sigma: params.smoothing_sigma,
+        radius: background_radius(params.background_radius, w, h),
+        keep_field: by_intensity,
+        threshold: on_backend,
+    };
+    let flat = match T::as_u16(dna) {
+        Some(dna16) => backend.smooth_and_flatten(FieldView::UnitU16(dna16), &flat_params)?,
+        None => {
             let scaled = unit_scale(dna);
-            let smoothed = backend.gaussian_blur(scaled.view(), params.smoothing_sigma)?;
-            (by_intensity.then_some(scaled), smoothed)
+            backend.smooth_and_flatten(FieldView::F32(scaled.view()), &flat_params)?
         }
     };
-    subtract_background(&mut smoothed, scaled.as_mut(), params.background_radius);
-    let Some(threshold) = threshold_field_with(backend, smoothed.view(), params)? else {
+    let (scaled, smoothed) = (flat.field, flat.smoothed);
+    let threshold = match on_backend {
+        FlatThreshold::None => threshold_field_with(backend, smoothed.view(), params)?,
+        _ => flat.threshold.map(|t| FieldThreshold {
+            value: correct(f64::from(t), params),
+            local: None,
+        }),
+    };
+    let Some(threshold) = threshold else {
         return Ok(none(f64::NAN));
     };
     let t = threshold.value;
@@ -715,38 +731,14 @@ fn flood_from_ring(smoothed: Image<f32>, objects: Labels, ring: Vec<usize>) -> L
 /// Quantile of an object's values that stands for its brightness in the per-object rule.
 const OBJECT_QUANTILE: f64 = 0.9;
 
-/// Subtracts the grey opening of `smoothed` with the (2r+1)² square from `smoothed` and,
-/// when given, `scaled` (see [`NucleiParams::background_radius`]); r ≤ 0 or NaN does
-/// nothing.
-fn subtract_background(smoothed: &mut Image<f32>, scaled: Option<&mut Image<f32>>, radius: f32) {
-    if radius.is_nan() || radius < 1.0 || smoothed.is_empty() {
-        return;
+/// The radius of the square grey opening subtracted from the smoothed field (see
+/// [`NucleiParams::background_radius`]): 0 (none) for r < 1 or NaN; a radius beyond the
+/// image changes nothing more than the image's size.
+fn background_radius(radius: f32, w: usize, h: usize) -> usize {
+    if radius.is_nan() || radius < 1.0 {
+        return 0;
     }
-    // A radius beyond the image changes nothing more than the image size.
-    let r = (radius as usize).min(smoothed.width().max(smoothed.height()));
-    let bg = crate::ops::rank::open(smoothed.view(), r);
-    match scaled {
-        Some(scaled) => {
-            for ((s, x), &b) in smoothed
-                .as_mut_slice()
-                .iter_mut()
-                .zip(scaled.as_mut_slice())
-                .zip(bg.as_slice())
-            {
-                if b.is_finite() {
-                    *s -= b;
-                    *x -= b;
-                }
-            }
-        }
-        None => {
-            for (s, &b) in smoothed.as_mut_slice().iter_mut().zip(bg.as_slice()) {
-                if b.is_finite() {
-                    *s -= b;
-                }
-            }
-        }
-    }
+    (radius as usize).min(w.max(h))
 }
 
 /// What the per-object rule ([`NucleiParams::object_contrast`]) reads from a field: the

@@ -1,0 +1,127 @@
+//! The nuclei recipe's first steps resident (`Backend::smooth_and_flatten`): the field goes
+//! up once (16-bit samples at 2 bytes a pixel), is smoothed, loses its grey opening
+//! (`rank.wgsl`) and is thresholded (Otsu's histogram or Li's reductions) where it lies; the
+//! flattened field (and, when asked, the unsmoothed one) comes down once. Between, only the
+//! histogram or Li's sums cross.
+
+use ipscope_core::backend::{FieldView, FlatThreshold, FlattenParams, Flattened};
+use ipscope_core::ops::filter::{gaussian_kernel, GAUSSIAN_TRUNCATE};
+use ipscope_core::ops::threshold::otsu_of_histogram;
+use ipscope_image::Image;
+
+use crate::device::Gpu;
+use crate::ops::{floats, pixels};
+use crate::Error;
+
+impl Gpu {
+    /// Whether [`Gpu::smooth_and_flatten`] can keep a `w × h` field resident with opening
+    /// radius `r`: every buffer within one binding, pixel indices within u32.
+    pub fn flatten_resident_fits(&self, w: usize, h: usize, r: usize) -> bool {
+        let n = (w as u64) * (h as u64);
+        let r = r.min(w.max(h));
+        n < u64::from(u32::MAX) / 4
+            && (r == 0 || self.rank_fits(w, h, r))
+            && n * 4 <= self.max_binding
+    }
+
+    /// `Backend::smooth_and_flatten` with the field resident on the device (see the module
+    /// docs): the same images and threshold as
+    /// `ipscope_core::backend::smooth_and_flatten_by_stages` on this device (the same
+    /// kernels on the same buffers), so the opening and its subtraction as on the CPU and
+    /// the Gaussian and Li's threshold within their stated tolerances of it. A field
+    /// beyond one binding is [`Error::TooLarge`] (check [`Gpu::flatten_resident_fits`]
+    /// first; `GpuBackend` then runs the stages one by one, tiled).
+    pub fn smooth_and_flatten(
+        &self,
+        field: FieldView,
+        p: &FlattenParams,
+    ) -> Result<Flattened, Error> {
+        const K: &str = "flatten";
+        let (w, h) = field.dims();
+        let r = p.radius.min(w.max(h));
+        if w == 0 || h == 0 {
+            return Ok(Flattened {
+                smoothed: Image::new(w, h, 0.0),
+                field: p.keep_field.then(|| Image::new(w, h, 0.0)),
+                threshold: None,
+            });
+        }
+        if !self.flatten_resident_fits(w, h, r) {
+            return Err(self.too_large(
+                K,
+                w,
+                h,
+                format!(
+                    "a resident field with an opening of radius {r} needs more than the {} \
+                     bytes the device binds",
+                    self.max_binding
+                ),
+            ));
+        }
+        let n = w * h;
+        let kernel = gaussian_kernel(f64::from(p.sigma), GAUSSIAN_TRUNCATE);
+        let weights: Vec<f32> = kernel.iter().map(|&k| k as f32).collect();
+        // Up, smoothed, flattened: one recording, submitted with the threshold's first pass
+        // (or with the readback when no threshold is asked).
+        let (enc, smoothed, unit) = self.scoped(K, || {
+            let mut enc = self.encoder();
+            let unit = match field {
+                FieldView::F32(img) => self.storage(pixels(img, &mut Vec::new())),
+                FieldView::UnitU16(img) => self.encode_unit_u16(&mut enc, img),
+            };
+            let smoothed = if weights.len() > 1 {
+                self.encode_gaussian(&mut enc, &unit, w, h, weights.len() / 2, &weights)
+            } else {
+                // A copy, so that the two images lose the opening once each.
+                let copy = self.zeroed(n);
+                enc.copy_buffer_to_buffer(&unit, 0, &copy, 0, (n * 4) as u64);
+                copy
+            };
+            if r > 0 {
+                let bg = self.encode_opening(&mut enc, &smoothed, (w, h), r);
+                self.encode_subtract(&mut enc, &bg, &smoothed, n);
+                if p.keep_field {
+                    self.encode_subtract(&mut enc, &bg, &unit, n);
+                }
+            }
+            Ok((enc, smoothed, unit))
+        })?;
+        let chunks = [(&smoothed, n)];
+        let (threshold, enc) = match p.threshold {
+            FlatThreshold::None => (None, enc),
+            FlatThreshold::Otsu => (
+                self.histogram_of(&chunks, 256, Some(enc))?
+                    .and_then(|hist| otsu_of_histogram(&hist)),
+                self.encoder(),
+            ),
+            FlatThreshold::Li => {
+                let t = match self.finite_range(&chunks, Some(enc))? {
+                    Some((lo, hi)) if lo < hi => self.li_of(&chunks, lo)?,
+                    _ => None,
+                };
+                (t, self.encoder())
+            }
+        };
+        let mut out = self.scoped(K, || {
+            let mut reads = vec![(&smoothed, n)];
+            if p.keep_field {
+                reads.push((&unit, n));
+            }
+            self.submit_and_read(enc, &reads)
+        })?;
+        let image = |words: Vec<u32>| {
+            Image::from_vec(w, h, floats(words)).map_err(|e| self.device_error(K, e))
+        };
+        let field = if p.keep_field {
+            Some(image(out.pop().unwrap_or_default())?)
+        } else {
+            None
+        };
+        let smoothed = image(out.pop().unwrap_or_default())?;
+        Ok(Flattened {
+            smoothed,
+            field,
+            threshold,
+        })
+    }
+}
