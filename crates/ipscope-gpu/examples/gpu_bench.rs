@@ -24,7 +24,10 @@
 //! (`Backend::segment_otsu`: Gaussian σ = 1,
 //! Otsu, hole filling, 8-connected labels, size filter ≥ 20 px, shapes; on the GPU the image
 //! goes up once and the labels come down once), against the same stages on the CPU; its line
-//! adds the GPU's compute alone.
+//! adds the GPU's compute alone. `opening r=50` is the grey opening with a 101² square (the
+//! nuclei recipe's background); `flatten li` is the recipe's first steps with the field
+//! resident (`Backend::smooth_and_flatten`: the 16-bit field up, Gaussian σ = 1, minus its
+//! opening, Li's threshold; the flattened field and the scaled field minus the opening down).
 //!
 //! When the adapter has timestamp queries (`TIMESTAMP_QUERY`), each kernel row also gives the
 //! GPU's own compute time of one more call (`compute … ms`: the passes' timestamps summed,
@@ -34,7 +37,10 @@
 
 use std::time::Instant;
 
-use ipscope_core::backend::{segment_otsu_by_stages, Backend, CpuBackend, FieldView, OtsuParams};
+use ipscope_core::backend::{
+    segment_otsu_by_stages, Backend, CpuBackend, FieldView, FlatThreshold, FlattenParams,
+    Flattened, OtsuParams,
+};
 use ipscope_core::ops::eval::match_labels;
 use ipscope_core::ops::label::Connectivity;
 use ipscope_core::ops::measure::ObjectShape;
@@ -723,6 +729,45 @@ fn kernels(
                 _ => format!("{c:?} {g:?}"),
             }
         );
+        // The nuclei recipe's background: the grey opening with a 101² square (r = 50).
+        bench!(
+            "opening r=50",
+            grey_opening(smooth.view(), 50),
+            |c: &Image<f32>, g: &Image<f32>| match differing(c, g) {
+                0 => "identical".to_string(),
+                d => format!("{d} pixels DIFFER"),
+            }
+        );
+        // The recipe's first steps resident: the 16-bit field up, Gaussian σ = 1, minus
+        // its opening (r = 50), Li's threshold; the flattened field and the scaled field
+        // minus the same opening down.
+        let field16 = sixteen_bit(img);
+        let flat = FlattenParams {
+            sigma: 1.0,
+            radius: 50,
+            keep_field: true,
+            threshold: FlatThreshold::Li,
+        };
+        bench!(
+            "flatten li",
+            smooth_and_flatten(FieldView::UnitU16(field16.view()), &flat),
+            |c: &Flattened, g: &Flattened| {
+                let worst = c
+                    .smoothed
+                    .as_slice()
+                    .iter()
+                    .zip(g.smoothed.as_slice())
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max);
+                let t = match (c.threshold, g.threshold) {
+                    (Some(a), Some(b)) if a == b => "identical threshold".to_string(),
+                    (Some(a), Some(b)) => format!("threshold diff {:.1e}", (a - b).abs()),
+                    (a, b) => format!("threshold {a:?} {b:?}"),
+                };
+                format!("max diff {worst:.1e}, {t}")
+            }
+        );
+        drop(field16);
         let t = cpu.otsu(smooth.view(), 256).ok().flatten().unwrap_or(0.5);
         let fg = smooth.map(|v| v > t);
         bench!("erosion", binary_erosion(fg.view()), exact);
