@@ -1,7 +1,8 @@
 // Binary morphology with the 4-connected cross (ipscope_core::ops::morphology): erosion and
 // dilation with pixels outside the image as background (hole filling is holes.wgsl). Masks
 // are one u32 per pixel (0 or 1). Integer logic only, so results are exact. `pack` packs a
-// mask 32 pixels to a word for its readback (bit b of word k: pixel 32k + b, raster order).
+// mask 32 pixels to a word for its readback (bit b of word k: pixel 32k + b, raster order);
+// `unpack` expands a mask uploaded in that layout to one u32 per pixel (1/32 of the upload).
 
 struct Params {
     width: u32,
@@ -61,4 +62,13 @@ fn pack(
         }
     }
     atomicStore(&dst[k], word);
+}
+
+@compute @workgroup_size(16, 16)
+fn unpack(@builtin(global_invocation_id) id: vec3<u32>) {
+    if (id.x >= p.width || id.y >= p.height) {
+        return;
+    }
+    let i = id.y * p.width + id.x;
+    atomicStore(&dst[i], (src[i / 32u] >> (i % 32u)) & 1u);
 }

@@ -6,7 +6,7 @@ use ipscope_core::ops::label::Connectivity;
 use ipscope_image::Image;
 
 use crate::device::Gpu;
-use crate::ops::{mask_words, MaskSource};
+use crate::ops::MaskSource;
 use crate::Error;
 
 impl Gpu {
@@ -47,17 +47,22 @@ impl Gpu {
             });
         }
         self.check_fits(K, w, h, w * h)?;
-        let words = mask_words(mask.view());
-        let src = self.scoped(K, || Ok(self.storage(&words)))?;
         let (on_device, mask) = if fill {
             let (filled, out) = self.scoped(K, || {
                 let mut enc = self.encoder();
+                let src = self.encode_mask_upload(&mut enc, mask.view());
                 let filled = self.fill_on_device(&mut enc, &src, w, h);
                 let out = self.read_mask(enc, &filled, w, h)?;
                 Ok((filled, out))
             })?;
             (filled, self.mask_image(K, w, h, out)?)
         } else {
+            let src = self.scoped(K, || {
+                let mut enc = self.encoder();
+                let src = self.encode_mask_upload(&mut enc, mask.view());
+                self.submit(enc)?;
+                Ok(src)
+            })?;
             (src, mask)
         };
         let labels = self.label_words(MaskSource::Device(&on_device), w, h, conn)?;

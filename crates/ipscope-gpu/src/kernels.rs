@@ -49,7 +49,7 @@ pub const HISTOGRAM: Kernel = Kernel {
 pub const MORPHOLOGY: Kernel = Kernel {
     name: "morphology",
     source: include_str!("../../../kernels/morphology.wgsl"),
-    entry_points: &["erode", "dilate", "pack"],
+    entry_points: &["erode", "dilate", "pack", "unpack"],
     bindings: &[U, R, RW],
 };
 

@@ -50,26 +50,60 @@ pub(crate) fn floats(words: Vec<u32>) -> Vec<f32> {
     words.into_iter().map(f32::from_bits).collect()
 }
 
-/// A mask for a kernel: words to upload, or a buffer already on the device (one u32 per
-/// pixel, 0 or 1).
+/// A mask for a kernel: on the host (uploaded packed), or a buffer already on the device
+/// (one u32 per pixel, 0 or 1).
 #[derive(Clone, Copy)]
 pub(crate) enum MaskSource<'a> {
-    Host(&'a [u32]),
+    Host(ImageView<'a, bool>),
     Device(&'a wgpu::Buffer),
 }
 
 impl Gpu {
-    /// The buffer of `src`, uploading it when it is on the host (call inside `scoped`).
+    /// The buffer of `src`, uploading it when it is on the host, its expansion recorded
+    /// into `enc` (call inside `scoped`).
     fn mask_buffer<'a>(
         &self,
+        enc: &mut wgpu::CommandEncoder,
         src: MaskSource<'a>,
         owned: &'a mut Option<wgpu::Buffer>,
     ) -> &'a wgpu::Buffer {
         match src {
             MaskSource::Device(b) => b,
-            MaskSource::Host(words) => owned.insert(self.storage(words)),
+            MaskSource::Host(mask) => owned.insert(self.encode_mask_upload(enc, mask)),
         }
     }
+
+    /// Uploads `mask` packed 32 pixels to a word ([`packed_mask`]: 1/32 of one u32 per
+    /// pixel) and records its expansion to one u32 per pixel (`morphology.wgsl` `unpack`)
+    /// into `enc`; the expanded buffer (call inside `scoped`).
+    pub(crate) fn encode_mask_upload(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        mask: ImageView<bool>,
+    ) -> wgpu::Buffer {
+        let (w, h) = (mask.width(), mask.height());
+        let packed = self.storage(&packed_mask(mask));
+        let dst = self.zeroed(w * h);
+        let params = self.uniform([w as u32, h as u32, 0, 0]);
+        let g = self.bind(&MORPHOLOGY, &[&params, &packed, &dst]);
+        self.dispatch(enc, &MORPHOLOGY, "unpack", &g, groups_2d(w, h));
+        dst
+    }
+}
+
+/// A mask packed 32 pixels to a word: bit b of word k is pixel 32k + b in raster order (the
+/// layout of `morphology.wgsl`'s `pack` and `unpack`); at least one word.
+pub(crate) fn packed_mask(mask: ImageView<bool>) -> Vec<u32> {
+    let n = mask.width() * mask.height();
+    let mut out = vec![0u32; n.div_ceil(32).max(1)];
+    let mut i = 0;
+    for row in mask.rows() {
+        for &b in row {
+            out[i / 32] |= u32::from(b) << (i % 32);
+            i += 1;
+        }
+    }
+    out
 }
 
 pub(crate) fn mask_words(mask: ImageView<bool>) -> Vec<u32> {
@@ -338,13 +372,12 @@ impl Gpu {
             return self.morph_banded(mask, entry);
         }
         self.check_fits(K, w, h, w * h)?;
-        let words = mask_words(mask);
         let out = self.scoped(K, || {
             let params = self.uniform([w as u32, h as u32, 0, 0]);
-            let src = self.storage(&words);
+            let mut enc = self.encoder();
+            let src = self.encode_mask_upload(&mut enc, mask);
             let dst = self.zeroed(w * h);
             let g = self.bind(&MORPHOLOGY, &[&params, &src, &dst]);
-            let mut enc = self.encoder();
             self.dispatch(&mut enc, &MORPHOLOGY, entry, &g, groups_2d(w, h));
             self.read_mask(enc, &dst, w, h)
         })?;
@@ -514,10 +547,9 @@ impl Gpu {
         if (w * h) as u64 >= u64::from(u32::MAX) {
             return Err(self.too_large(K, w, h, "more pixels than u32 labels".into()));
         }
-        let words = mask_words(mask);
         let out = self.scoped(K, || {
-            let src = self.storage(&words);
             let mut enc = self.encoder();
+            let src = self.encode_mask_upload(&mut enc, mask);
             let filled = self.fill_on_device(&mut enc, &src, w, h);
             self.read_mask(enc, &filled, w, h)
         })?;
@@ -633,8 +665,7 @@ impl Gpu {
 
     /// Squared distances of a mask within one binding, both passes in one submission.
     fn edt_whole(&self, mask: ImageView<bool>) -> Result<Vec<u32>, Error> {
-        let words = mask_words(mask);
-        self.edt_words(MaskSource::Host(&words), mask.width(), mask.height())
+        self.edt_words(MaskSource::Host(mask), mask.width(), mask.height())
     }
 
     /// [`Gpu::edt_whole`] of a `w × h` mask given as words or a device buffer.
@@ -645,14 +676,14 @@ impl Gpu {
             // parallel; the sweep then runs only down the columns it flagged.
             let params = self.uniform([w as u32, h as u32, 1, 0]);
             let mut owned = None;
-            let m = self.mask_buffer(src, &mut owned);
+            let mut enc = self.encoder();
+            let m = self.mask_buffer(&mut enc, src, &mut owned);
             let g = self.zeroed(w * h);
             let d2 = self.zeroed(w * h);
             let v = self.zeroed(w * h);
             let z = self.zeroed(w * h);
             let need = self.zeroed(w);
             let bg = self.bind(&EDT, &[&params, m, &g, &d2, &v, &z, &need]);
-            let mut enc = self.encoder();
             self.dispatch(&mut enc, &EDT, "columns_window", &bg, groups_2d(w, h));
             self.dispatch(&mut enc, &EDT, "columns", &bg, (w.div_ceil(64) as u32, 1));
             self.dispatch(&mut enc, &EDT, "rows", &bg, groups_1d(h, 1));
@@ -771,8 +802,7 @@ impl Gpu {
         if (w * h) as u64 >= u64::from(u32::MAX) {
             return Err(self.too_large(K, w, h, "more pixels than u32 labels".into()));
         }
-        let words = mask_words(mask);
-        self.label_words(MaskSource::Host(&words), w, h, conn)
+        self.label_words(MaskSource::Host(mask), w, h, conn)
     }
 
     /// [`Gpu::label_whole`] of a `w × h` mask (within one binding, not empty) given as words
@@ -788,8 +818,8 @@ impl Gpu {
         let eight = u32::from(conn == Connectivity::Eight);
         let roots = self.scoped(K, || {
             let mut owned = None;
-            let m = self.mask_buffer(src, &mut owned);
             let mut enc = self.encoder();
+            let m = self.mask_buffer(&mut enc, src, &mut owned);
             let lab = self.union_labels(&mut enc, m, w, h, eight, 0);
             let out = self.submit_and_read(enc, &[(&lab, w * h)])?;
             Ok(first_result(out))

@@ -240,6 +240,77 @@ fn parity_morphology_dilate() {
 }
 
 #[test]
+fn parity_morphology_unpack() {
+    let Some(g) = gpu() else { return };
+    // Masks go up packed 32 pixels to a word and are expanded on the device: pixel counts
+    // below, at and around multiples of 32, rows that end inside a word, every bit pattern
+    // of a word (noise), all set and all clear, and crops (views that are not contiguous,
+    // packed row by row).
+    let big = noise(70, 53, 130).map(|v| v > 0.45);
+    let mut cases: Vec<(String, Image<bool>)> = Vec::new();
+    for (i, (w, h)) in [
+        (1usize, 1usize),
+        (31, 1),
+        (32, 1),
+        (33, 1),
+        (8, 4),
+        (7, 9),
+        (64, 3),
+        (45, 38),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        cases.push((
+            format!("{w}x{h} noise"),
+            noise(w, h, 131 + i as u64).map(|v| v > 0.5),
+        ));
+        cases.push((format!("{w}x{h} set"), Image::new(w, h, true)));
+        cases.push((format!("{w}x{h} clear"), Image::new(w, h, false)));
+    }
+    for (r, c, h, w) in [
+        (3usize, 5usize, 20usize, 33usize),
+        (0, 1, 53, 31),
+        (10, 0, 7, 70),
+    ] {
+        cases.push((
+            format!("crop {h}x{w} at ({r}, {c})"),
+            big.view().crop(r, c, h, w).unwrap().to_image(),
+        ));
+        let view = big.view().crop(r, c, h, w).unwrap();
+        // The view itself, uploaded from its rows.
+        assert_eq!(
+            g.label(view, Connectivity::Four).unwrap(),
+            label(view, Connectivity::Four),
+            "crop view {h}x{w}"
+        );
+        assert_eq!(
+            g.distance_transform_edt(view).unwrap(),
+            distance_transform_edt(view),
+            "crop view {h}x{w}"
+        );
+    }
+    for (what, m) in &cases {
+        // Labelling reads every pixel as uploaded: a single wrong bit changes the labels.
+        assert_eq!(
+            g.label(m.view(), Connectivity::Four).unwrap(),
+            label(m.view(), Connectivity::Four),
+            "{what}"
+        );
+        assert_eq!(
+            g.distance_transform_edt(m.view()).unwrap(),
+            distance_transform_edt(m.view()),
+            "{what}"
+        );
+        let front = g
+            .fill_label_distance(m.clone(), false, Connectivity::Eight, true)
+            .unwrap();
+        assert_eq!(front.labels, label(m.view(), Connectivity::Eight), "{what}");
+    }
+    assert_eq!(cases.len(), 27);
+}
+
+#[test]
 fn parity_morphology_pack() {
     let Some(g) = gpu() else { return };
     // Masks come back packed 32 pixels to a word: pixel counts below, at and around
