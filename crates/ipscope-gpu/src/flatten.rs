@@ -10,7 +10,7 @@ use ipscope_core::ops::threshold::otsu_of_histogram;
 use ipscope_image::Image;
 
 use crate::device::Gpu;
-use crate::ops::{floats, pixels};
+use crate::ops::floats;
 use crate::Error;
 
 impl Gpu {
@@ -65,10 +65,7 @@ impl Gpu {
         // (or with the readback when no threshold is asked).
         let (enc, smoothed, unit) = self.scoped(K, || {
             let mut enc = self.encoder();
-            let unit = match field {
-                FieldView::F32(img) => self.storage(pixels(img, &mut Vec::new())),
-                FieldView::UnitU16(img) => self.encode_unit_u16(&mut enc, img),
-            };
+            let unit = self.encode_field(&mut enc, field);
             let smoothed = if weights.len() > 1 {
                 self.encode_gaussian(&mut enc, &unit, w, h, weights.len() / 2, &weights)
             } else {

@@ -3,6 +3,7 @@
 //! Each returns what its CPU reference in `ipscope_core::ops` returns; the parity tests in
 //! `tests/parity.rs` hold them to it (exact, except the Gaussian's stated f32 tolerance).
 
+use ipscope_core::backend::FieldView;
 use ipscope_core::ops::filter::{gaussian_kernel, unit_scale_u16, GAUSSIAN_TRUNCATE};
 use ipscope_core::ops::label::{clear_border, Connectivity};
 use ipscope_core::ops::measure::ObjectShape;
@@ -144,23 +145,39 @@ impl Gpu {
             ));
         }
         let band = (max_rows - 2 * r).min(h);
-        if band == h {
-            // One tile: upload the pixels where they lie when the view is contiguous, and
-            // make the image of the readback itself.
+        self.in_bands(K, src, band, r, |data, rows| {
+            self.gaussian_tile(data, w, rows, r, &weights)
+        })
+    }
+
+    /// A per-pixel filter of `src` whose result at a pixel depends on the rows within
+    /// `halo` of it, run by `tile(pixels, rows)` on bands of `band` rows with their halos
+    /// (one tile, read where it lies when the view is contiguous, when `band` covers the
+    /// image), each band's own rows kept: the result of one pass over the whole image.
+    pub(crate) fn in_bands(
+        &self,
+        kernel: &'static str,
+        src: ImageView<f32>,
+        band: usize,
+        halo: usize,
+        mut tile: impl FnMut(&[f32], usize) -> Result<Vec<f32>, Error>,
+    ) -> Result<Image<f32>, Error> {
+        let (w, h) = (src.width(), src.height());
+        if band >= h {
             let mut copied = Vec::new();
-            let res = self.gaussian_tile(pixels(src, &mut copied), w, h, r, &weights)?;
-            return Image::from_vec(w, h, res).map_err(|e| self.device_error(K, e));
+            let res = tile(pixels(src, &mut copied), h)?;
+            return Image::from_vec(w, h, res).map_err(|e| self.device_error(kernel, e));
         }
         let mut out = Image::new(w, h, 0.0f32);
         let mut y0 = 0;
         while y0 < h {
-            let y1 = (y0 + band).min(h);
-            let (a, b) = (y0.saturating_sub(r), (y1 + r).min(h));
-            let tile = src
+            let y1 = (y0 + band.max(1)).min(h);
+            let (a, b) = (y0.saturating_sub(halo), (y1 + halo).min(h));
+            let part = src
                 .crop(a, 0, b - a, w)
-                .map_err(|e| self.device_error(K, e))?;
-            let data: Vec<f32> = tile.rows().flat_map(|row| row.iter().copied()).collect();
-            let res = self.gaussian_tile(&data, w, b - a, r, &weights)?;
+                .map_err(|e| self.device_error(kernel, e))?;
+            let data: Vec<f32> = part.rows().flat_map(|row| row.iter().copied()).collect();
+            let res = tile(&data, b - a)?;
             for y in y0..y1 {
                 let off = (y - a) * w;
                 out.row_mut(y).copy_from_slice(&res[off..off + w]);
@@ -220,6 +237,20 @@ impl Gpu {
         let g = self.bind(&UNPACK, &[&params, &packed, &unit, self.unit_lut()]);
         self.dispatch(enc, &UNPACK, "unit_u16", &g, groups_2d(w, h));
         unit
+    }
+
+    /// Uploads `field` as f32 pixels, or as 16-bit samples scaled on the device
+    /// ([`Gpu::encode_unit_u16`]); the f32 image's buffer (call inside `scoped`, with the
+    /// field within one binding at 4 bytes a pixel).
+    pub(crate) fn encode_field(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        field: FieldView,
+    ) -> wgpu::Buffer {
+        match field {
+            FieldView::F32(img) => self.storage(pixels(img, &mut Vec::new())),
+            FieldView::UnitU16(img) => self.encode_unit_u16(enc, img),
+        }
     }
 
     fn gaussian_tile(

@@ -7,7 +7,7 @@ use ipscope_image::{Image, ImageView};
 
 use crate::device::{groups_1d, groups_2d, Gpu};
 use crate::kernels::RANK;
-use crate::ops::{first_result, floats, pixels};
+use crate::ops::{first_result, floats};
 use crate::Error;
 
 /// The operation of one pass: the minimum (erosion) or the maximum (dilation).
@@ -140,9 +140,9 @@ impl Gpu {
         }
         let r = r.min(w.max(h));
         if self.rank_fits(w, h, r) {
-            let mut copied = Vec::new();
-            let res = self.opening_tile(pixels(src, &mut copied), w, h, r)?;
-            return Image::from_vec(w, h, res).map_err(|e| self.device_error(K, e));
+            return self.in_bands(K, src, h, 0, |data, rows| {
+                self.opening_tile(data, w, rows, r)
+            });
         }
         // Rows per band with its halos: both directions' scratch within one binding.
         let words = self.max_binding / 4;
@@ -162,24 +162,10 @@ impl Gpu {
                 ),
             ));
         }
-        let band = rows - 4 * r;
-        let mut out = Image::new(w, h, 0.0f32);
-        let mut y0 = 0;
-        while y0 < h {
-            let y1 = (y0 + band).min(h);
-            let (a, b) = (y0.saturating_sub(2 * r), (y1 + 2 * r).min(h));
-            let tile = src
-                .crop(a, 0, b - a, w)
-                .map_err(|e| self.device_error(K, e))?;
-            let data: Vec<f32> = tile.rows().flat_map(|row| row.iter().copied()).collect();
-            let res = self.opening_tile(&data, w, b - a, r.min(w.max(b - a)))?;
-            for y in y0..y1 {
-                let off = (y - a) * w;
-                out.row_mut(y).copy_from_slice(&res[off..off + w]);
-            }
-            y0 = y1;
-        }
-        Ok(out)
+        // Halos of 2r rows: the erosion's r, then the dilation's.
+        self.in_bands(K, src, rows - 4 * r, 2 * r, |data, rows| {
+            self.opening_tile(data, w, rows, r)
+        })
     }
 
     fn opening_tile(&self, data: &[f32], w: usize, h: usize, r: usize) -> Result<Vec<f32>, Error> {

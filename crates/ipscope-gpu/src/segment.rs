@@ -11,9 +11,7 @@ use ipscope_image::{Image, Labels};
 
 use crate::device::{groups_2d, Gpu};
 use crate::kernels::{MEASURE, SEGMENT};
-use crate::ops::{
-    first_result, pixels, raster_numbers, stats_from, stats_init, ObjectStats, STATS_STRIDE,
-};
+use crate::ops::{first_result, raster_numbers, stats_from, stats_init, ObjectStats, STATS_STRIDE};
 use crate::Error;
 
 impl Gpu {
@@ -61,10 +59,7 @@ impl Gpu {
         // smoothed where it lies: recorded, and submitted with the histogram's first pass.
         let (smoothing, smoothed) = self.scoped(K, || {
             let mut enc = self.encoder();
-            let src = match field {
-                FieldView::F32(img) => self.storage(pixels(img, &mut Vec::new())),
-                FieldView::UnitU16(img) => self.encode_unit_u16(&mut enc, img),
-            };
+            let src = self.encode_field(&mut enc, field);
             if weights.len() == 1 {
                 return Ok((enc, src));
             }

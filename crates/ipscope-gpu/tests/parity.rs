@@ -239,6 +239,19 @@ fn parity_morphology_dilate() {
     }
 }
 
+/// Mask sizes for the packed transfers: pixel counts below, at and around multiples of 32,
+/// rows that end inside a word.
+const PACK_SIZES: [(usize, usize); 8] = [
+    (1, 1),
+    (31, 1),
+    (32, 1),
+    (33, 1),
+    (8, 4),
+    (7, 9),
+    (64, 3),
+    (45, 38),
+];
+
 #[test]
 fn parity_morphology_unpack() {
     let Some(g) = gpu() else { return };
@@ -248,19 +261,7 @@ fn parity_morphology_unpack() {
     // packed row by row).
     let big = noise(70, 53, 130).map(|v| v > 0.45);
     let mut cases: Vec<(String, Image<bool>)> = Vec::new();
-    for (i, (w, h)) in [
-        (1usize, 1usize),
-        (31, 1),
-        (32, 1),
-        (33, 1),
-        (8, 4),
-        (7, 9),
-        (64, 3),
-        (45, 38),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, (w, h)) in PACK_SIZES.into_iter().enumerate() {
         cases.push((
             format!("{w}x{h} noise"),
             noise(w, h, 131 + i as u64).map(|v| v > 0.5),
@@ -315,19 +316,7 @@ fn parity_morphology_pack() {
     let Some(g) = gpu() else { return };
     // Masks come back packed 32 pixels to a word: pixel counts below, at and around
     // multiples of 32, every bit pattern of a word (noise), all set and all clear.
-    for (i, (w, h)) in [
-        (1usize, 1usize),
-        (31, 1),
-        (32, 1),
-        (33, 1),
-        (8, 4),
-        (7, 9),
-        (64, 3),
-        (45, 38),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, (w, h)) in PACK_SIZES.into_iter().enumerate() {
         for m in [
             noise(w, h, 120 + i as u64).map(|v| v > 0.5),
             Image::new(w, h, true),
