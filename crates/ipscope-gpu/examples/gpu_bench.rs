@@ -29,6 +29,11 @@
 //! resident (`Backend::smooth_and_flatten`: the 16-bit field up, Gaussian σ = 1, minus its
 //! opening, Li's threshold; the flattened field and the scaled field minus the opening down).
 //!
+//! `recipe default` is the whole default nuclei recipe (`segment_nuclei_with` with
+//! `NucleiParams::default()`: Li, background opening, per-object thresholds, hybrid
+//! declumping, automatic scale) on the 16-bit field, CPU against GPU, each followed by its
+//! split: the time in each backend call and the host's work between them.
+//!
 //! When the adapter has timestamp queries (`TIMESTAMP_QUERY`), each kernel row also gives the
 //! GPU's own compute time of one more call (`compute … ms`: the passes' timestamps summed,
 //! without uploads, readbacks or host work), and the chain is run once more stage by stage:
@@ -38,14 +43,16 @@
 use std::time::Instant;
 
 use ipscope_core::backend::{
-    segment_otsu_by_stages, Backend, CpuBackend, FieldView, FlatThreshold, FlattenParams,
-    Flattened, OtsuParams,
+    segment_otsu_by_stages, Backend, CpuBackend, FieldView, FilledObjects, FlatThreshold,
+    FlattenParams, Flattened, OtsuObjects, OtsuParams,
 };
 use ipscope_core::ops::eval::match_labels;
 use ipscope_core::ops::label::Connectivity;
 use ipscope_core::ops::measure::ObjectShape;
+use ipscope_core::ops::threshold::Histogram;
+use ipscope_core::{segment_nuclei_with, NucleiParams};
 use ipscope_gpu::{GpuBackend, KernelTime, LI_TOLERANCE, WATERSHED_TOLERANCE};
-use ipscope_image::{Image, Labels};
+use ipscope_image::{Image, ImageView, Labels};
 
 /// The allocator and heap settings of the `ipscope` CLI, so that the transfers and host
 /// stages are timed as `ipscope run` gets them (see `ipscope_image::memory`).
@@ -398,6 +405,9 @@ fn main() {
         kernels(&img, &centres, &cpu, g, (n, a.reps, cpu_reps), &selected);
         if selected("segment") {
             segment_row(&img, &cpu, g, (n, a.reps, cpu_reps));
+        }
+        if selected("recipe") {
+            recipe_row(&img, &cpu, g, (n, a.reps, cpu_reps));
         }
         if !selected("chain") {
             continue;
@@ -847,5 +857,211 @@ fn kernels(
                 )
             }
         );
+    }
+}
+
+/// A backend that times every call to the one it wraps (wall clock per method), so that a
+/// whole recipe's time splits into its device calls and the host's work between them. It
+/// forwards every method, the defaults included, so the wrapped backend runs exactly as it
+/// would alone.
+struct Timed<'a> {
+    inner: &'a dyn Backend,
+    calls: std::sync::Mutex<Vec<(&'static str, f64)>>,
+}
+
+impl<'a> Timed<'a> {
+    fn new(inner: &'a dyn Backend) -> Self {
+        Timed {
+            inner,
+            calls: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn run<T>(&self, name: &'static str, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        if let Ok(mut c) = self.calls.lock() {
+            c.push((name, ms));
+        }
+        out
+    }
+
+    /// The calls so far, by method in order of first call: (name, calls, ms); emptied.
+    fn take(&self) -> Vec<(&'static str, usize, f64)> {
+        let calls = self
+            .calls
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default();
+        let mut out: Vec<(&'static str, usize, f64)> = Vec::new();
+        for (name, ms) in calls {
+            match out.iter_mut().find(|(n, _, _)| *n == name) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 += ms;
+                }
+                None => out.push((name, 1, ms)),
+            }
+        }
+        out
+    }
+}
+
+type Res<T> = Result<T, ipscope_core::Error>;
+
+impl Backend for Timed<'_> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn declump_smoothing_in_boxes(&self) -> bool {
+        self.inner.declump_smoothing_in_boxes()
+    }
+    fn gaussian_blur(&self, img: ImageView<f32>, sigma: f32) -> Res<Image<f32>> {
+        self.run("gaussian_blur", || self.inner.gaussian_blur(img, sigma))
+    }
+    fn gaussian_blur_unit_u16(&self, img: ImageView<u16>, sigma: f32) -> Res<Image<f32>> {
+        self.run("gaussian_blur_unit_u16", || {
+            self.inner.gaussian_blur_unit_u16(img, sigma)
+        })
+    }
+    fn histogram(&self, img: ImageView<f32>, nbins: usize) -> Res<Option<Histogram>> {
+        self.run("histogram", || self.inner.histogram(img, nbins))
+    }
+    fn otsu(&self, img: ImageView<f32>, nbins: usize) -> Res<Option<f32>> {
+        self.run("otsu", || self.inner.otsu(img, nbins))
+    }
+    fn binary_erosion(&self, mask: ImageView<bool>) -> Res<Image<bool>> {
+        self.run("binary_erosion", || self.inner.binary_erosion(mask))
+    }
+    fn binary_dilation(&self, mask: ImageView<bool>) -> Res<Image<bool>> {
+        self.run("binary_dilation", || self.inner.binary_dilation(mask))
+    }
+    fn fill_holes(&self, mask: ImageView<bool>) -> Res<Image<bool>> {
+        self.run("fill_holes", || self.inner.fill_holes(mask))
+    }
+    fn distance_transform_edt(&self, mask: ImageView<bool>) -> Res<Image<f32>> {
+        self.run("distance_transform_edt", || {
+            self.inner.distance_transform_edt(mask)
+        })
+    }
+    fn label(&self, mask: ImageView<bool>, conn: Connectivity) -> Res<Labels> {
+        self.run("label", || self.inner.label(mask, conn))
+    }
+    fn measure_shape(&self, labels: &Labels) -> Res<Vec<ObjectShape>> {
+        self.run("measure_shape", || self.inner.measure_shape(labels))
+    }
+    fn li(&self, img: ImageView<f32>) -> Res<Option<f32>> {
+        self.run("li", || self.inner.li(img))
+    }
+    fn grey_opening(&self, img: ImageView<f32>, r: usize) -> Res<Image<f32>> {
+        self.run("grey_opening", || self.inner.grey_opening(img, r))
+    }
+    fn smooth_and_flatten(&self, field: FieldView, p: &FlattenParams) -> Res<Flattened> {
+        self.run("smooth_and_flatten", || {
+            self.inner.smooth_and_flatten(field, p)
+        })
+    }
+    fn watershed(
+        &self,
+        elevation: ImageView<f32>,
+        markers: &Labels,
+        mask: Option<ImageView<bool>>,
+    ) -> Res<Labels> {
+        self.run("watershed", || {
+            self.inner.watershed(elevation, markers, mask)
+        })
+    }
+    fn fill_label_distance(
+        &self,
+        mask: Image<bool>,
+        fill: bool,
+        conn: Connectivity,
+        distance: bool,
+    ) -> Res<FilledObjects> {
+        self.run("fill_label_distance", || {
+            self.inner.fill_label_distance(mask, fill, conn, distance)
+        })
+    }
+    fn distance_of_components(&self, mask: ImageView<bool>, labels: &Labels) -> Res<Image<f32>> {
+        self.run("distance_of_components", || {
+            self.inner.distance_of_components(mask, labels)
+        })
+    }
+    fn filter_by_area(&self, labels: &Labels, min: u64, max: u64) -> Res<Labels> {
+        self.run("filter_by_area", || {
+            self.inner.filter_by_area(labels, min, max)
+        })
+    }
+    fn filter_by_area_owned(&self, labels: Labels, min: u64, max: u64) -> Res<Labels> {
+        self.run("filter_by_area_owned", || {
+            self.inner.filter_by_area_owned(labels, min, max)
+        })
+    }
+    fn segment_otsu(&self, field: FieldView, p: &OtsuParams) -> Res<OtsuObjects> {
+        self.run("segment_otsu", || self.inner.segment_otsu(field, p))
+    }
+}
+
+/// The whole default nuclei recipe (`segment_nuclei_with`, `NucleiParams::default()`: Li,
+/// background opening r = 50, per-object thresholds, hybrid declumping, automatic scale) on
+/// the field as 16-bit samples, on the CPU and the GPU: wall clock, the GPU's objects
+/// against the CPU's, and where each backend's time goes (its calls, and the host's work
+/// between them).
+fn recipe_row(
+    img: &Image<f32>,
+    cpu: &CpuBackend,
+    g: Option<&GpuBackend>,
+    (n, reps, cpu_reps): (usize, usize, usize),
+) {
+    const NAME: &str = "recipe default";
+    let field = sixteen_bit(img);
+    let p = NucleiParams::default();
+    let run = |b: &dyn Backend| -> Res<Chain> {
+        let r = segment_nuclei_with(b, field.view(), &p)?;
+        let shapes = ipscope_core::ops::measure::measure_shape(&r.labels);
+        Ok((r.labels, shapes))
+    };
+    let split = |b: &dyn Backend, wall_of: &str| {
+        let timed = Timed::new(b);
+        let t = Instant::now();
+        let out = run(&timed);
+        let wall = t.elapsed().as_secs_f64() * 1e3;
+        let calls = timed.take();
+        let in_calls: f64 = calls.iter().map(|c| c.2).sum();
+        let list: Vec<String> = calls
+            .iter()
+            .map(|(name, k, ms)| format!("{name} {k}x {ms:.1} ms"))
+            .collect();
+        println!(
+            "  {wall_of}: {wall:.1} ms = backend calls {in_calls:.1} ms ({}) + host between them {:.1} ms",
+            list.join(", "),
+            wall - in_calls
+        );
+        out.is_ok()
+    };
+    let (c_ms, c_out) = time(cpu_reps, || run(cpu));
+    let Some(g) = g else {
+        row(NAME, n, c_ms, None);
+        split(cpu, "CPU, split");
+        return;
+    };
+    match (time(reps, || run(g)), &c_out) {
+        ((g_ms, Ok(g_out)), Ok(c)) => {
+            let compute = compute_ms(g, || {
+                let _ = run(g);
+            })
+            .map(|ms| format!("; GPU compute alone {ms:.1} ms"))
+            .unwrap_or_default();
+            let check = format!(
+                "vs the CPU: {}{compute}",
+                compare_objects(c, &g_out).unwrap_or_else(|e| e)
+            );
+            row(NAME, n, c_ms, Some((g_ms, &check)));
+            split(cpu, "CPU, split");
+            split(g, "GPU, split");
+        }
+        ((_, Err(e)), _) => println!("{NAME} {n}² gpu failed: {e}"),
+        (_, Err(e)) => println!("{NAME} {n}²: the CPU failed: {e}"),
     }
 }
