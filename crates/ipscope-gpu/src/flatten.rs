@@ -66,16 +66,19 @@ impl Gpu {
         let (enc, smoothed, unit) = self.scoped(K, || {
             let mut enc = self.encoder();
             let unit = self.encode_field(&mut enc, field);
-            let smoothed = if weights.len() > 1 {
-                self.encode_gaussian(&mut enc, &unit, w, h, weights.len() / 2, &weights)
+            // The Gaussian's image between its passes serves the opening's.
+            let (smoothed, free) = if weights.len() > 1 {
+                let r = weights.len() / 2;
+                let (s, tmp) = self.encode_gaussian_keeping(&mut enc, &unit, w, h, r, &weights);
+                (s, Some(tmp))
             } else {
                 // A copy, so that the two images lose the opening once each.
                 let copy = self.zeroed(n);
                 enc.copy_buffer_to_buffer(&unit, 0, &copy, 0, (n * 4) as u64);
-                copy
+                (copy, None)
             };
             if r > 0 {
-                let bg = self.encode_opening(&mut enc, &smoothed, (w, h), r);
+                let bg = self.encode_opening(&mut enc, &smoothed, (w, h), r, free);
                 self.encode_subtract(&mut enc, &bg, &smoothed, n);
                 if p.keep_field {
                     self.encode_subtract(&mut enc, &bg, &unit, n);

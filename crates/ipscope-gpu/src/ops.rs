@@ -281,6 +281,20 @@ impl Gpu {
         r: usize,
         weights: &[f32],
     ) -> wgpu::Buffer {
+        self.encode_gaussian_keeping(enc, src, w, h, r, weights).0
+    }
+
+    /// [`Gpu::encode_gaussian`], also returning the image between its two passes, free for
+    /// later work recorded into the same encoder.
+    pub(crate) fn encode_gaussian_keeping(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        w: usize,
+        h: usize,
+        r: usize,
+        weights: &[f32],
+    ) -> (wgpu::Buffer, wgpu::Buffer) {
         let params = self.uniform([w as u32, h as u32, r as u32, 0]);
         let tmp = self.zeroed(w * h);
         let dst = self.zeroed(w * h);
@@ -289,7 +303,7 @@ impl Gpu {
         let g2 = self.bind(&GAUSSIAN, &[&params, &tmp, &dst, &wb]);
         self.dispatch(enc, &GAUSSIAN, "columns", &g1, groups_2d(w, h));
         self.dispatch(enc, &GAUSSIAN, "rows", &g2, groups_2d(w, h));
-        dst
+        (dst, tmp)
     }
 
     /// `ipscope_core::ops::threshold::histogram` on the GPU: the same range, edges and

@@ -38,12 +38,14 @@ impl Gpu {
             && (w as u64) * (h as u64) * 4 <= self.max_binding
     }
 
-    pub(crate) fn rank_scratch(&self, w: usize, h: usize, r: usize) -> RankScratch {
+    /// The scratch of the passes over a `w × h` image with radius `r`; `tmp`: a free image
+    /// of `w × h` words to use between the directions (a new one when `None`).
+    fn rank_scratch(&self, w: usize, h: usize, r: usize, tmp: Option<wgpu::Buffer>) -> RankScratch {
         let words = scratch_words(w, h, r) as usize;
         RankScratch {
             g: self.zeroed(words),
             hs: self.zeroed(words),
-            tmp: self.zeroed(w * h),
+            tmp: tmp.unwrap_or_else(|| self.zeroed(w * h)),
         }
     }
 
@@ -92,20 +94,23 @@ impl Gpu {
     }
 
     /// Records the grey opening (erosion, then dilation) of the `w × h` image in `src` with
-    /// the (2r+1)² square; the result's buffer (call inside `scoped`).
+    /// the (2r+1)² square; the result's buffer (call inside `scoped`). `tmp`: a free image of
+    /// `w × h` words to work in (a new one when `None`).
     pub(crate) fn encode_opening(
         &self,
         enc: &mut wgpu::CommandEncoder,
         src: &wgpu::Buffer,
         (w, h): (usize, usize),
         r: usize,
+        tmp: Option<wgpu::Buffer>,
     ) -> wgpu::Buffer {
-        let s = self.rank_scratch(w, h, r);
-        let eroded = self.zeroed(w * h);
-        let opened = self.zeroed(w * h);
-        self.encode_rank(enc, &s, (src, &eroded), (w, h), r, Extremum::Min);
-        self.encode_rank(enc, &s, (&eroded, &opened), (w, h), r, Extremum::Max);
-        opened
+        let s = self.rank_scratch(w, h, r, tmp);
+        // One image for the erosion and the opening: the dilation's row pass reads the
+        // erosion into `s.tmp` before its column pass overwrites it.
+        let out = self.zeroed(w * h);
+        self.encode_rank(enc, &s, (src, &out), (w, h), r, Extremum::Min);
+        self.encode_rank(enc, &s, (&out, &out), (w, h), r, Extremum::Max);
+        out
     }
 
     /// Records `dst[i] -= bg[i]` where `bg[i]` is finite, for the first `n` pixels.
@@ -172,7 +177,7 @@ impl Gpu {
         self.scoped("rank", || {
             let src = self.storage(data);
             let mut enc = self.encoder();
-            let dst = self.encode_opening(&mut enc, &src, (w, h), r);
+            let dst = self.encode_opening(&mut enc, &src, (w, h), r, None);
             let out = self.submit_and_read(enc, &[(&dst, w * h)])?;
             Ok(floats(first_result(out)))
         })
