@@ -762,19 +762,12 @@ fn kernels(
             "flatten li",
             smooth_and_flatten(FieldView::UnitU16(field16.view()), &flat),
             |c: &Flattened, g: &Flattened| {
-                let worst = c
-                    .smoothed
-                    .as_slice()
-                    .iter()
-                    .zip(g.smoothed.as_slice())
-                    .map(|(x, y)| (x - y).abs())
-                    .fold(0f32, f32::max);
                 let t = match (c.threshold, g.threshold) {
                     (Some(a), Some(b)) if a == b => "identical threshold".to_string(),
                     (Some(a), Some(b)) => format!("threshold diff {:.1e}", (a - b).abs()),
                     (a, b) => format!("threshold {a:?} {b:?}"),
                 };
-                format!("max diff {worst:.1e}, {t}")
+                format!("{}, {t}", max_diff(&c.smoothed, &g.smoothed))
             }
         );
         drop(field16);

@@ -69,7 +69,7 @@ impl Gpu {
             // The Gaussian's image between its passes serves the opening's.
             let (smoothed, free) = if weights.len() > 1 {
                 let r = weights.len() / 2;
-                let (s, tmp) = self.encode_gaussian_keeping(&mut enc, &unit, w, h, r, &weights);
+                let (s, tmp) = self.encode_gaussian(&mut enc, &unit, w, h, r, &weights);
                 (s, Some(tmp))
             } else {
                 // A copy, so that the two images lose the opening once each.

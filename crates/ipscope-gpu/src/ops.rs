@@ -207,7 +207,7 @@ impl Gpu {
         let res = self.scoped(K, || {
             let mut enc = self.encoder();
             let unit = self.encode_unit_u16(&mut enc, src);
-            let dst = self.encode_gaussian(&mut enc, &unit, w, h, kernel.len() / 2, &weights);
+            let (dst, _) = self.encode_gaussian(&mut enc, &unit, w, h, kernel.len() / 2, &weights);
             let out = self.submit_and_read(enc, &[(&dst, w * h)])?;
             Ok(floats(first_result(out)))
         })?;
@@ -264,29 +264,16 @@ impl Gpu {
         self.scoped("gaussian", || {
             let src = self.storage(data);
             let mut enc = self.encoder();
-            let dst = self.encode_gaussian(&mut enc, &src, w, h, r, weights);
+            let (dst, _) = self.encode_gaussian(&mut enc, &src, w, h, r, weights);
             let out = self.submit_and_read(enc, &[(&dst, w * h)])?;
             Ok(floats(first_result(out)))
         })
     }
 
     /// Records the separable Gaussian of the `w × h` f32 image in `src` (radius `r`, taps
-    /// `weights`) into `enc`; the result's buffer (call inside `scoped`).
+    /// `weights`) into `enc` (call inside `scoped`); the result's buffer, and the image
+    /// between the two passes, free for later work recorded into the same encoder.
     pub(crate) fn encode_gaussian(
-        &self,
-        enc: &mut wgpu::CommandEncoder,
-        src: &wgpu::Buffer,
-        w: usize,
-        h: usize,
-        r: usize,
-        weights: &[f32],
-    ) -> wgpu::Buffer {
-        self.encode_gaussian_keeping(enc, src, w, h, r, weights).0
-    }
-
-    /// [`Gpu::encode_gaussian`], also returning the image between its two passes, free for
-    /// later work recorded into the same encoder.
-    pub(crate) fn encode_gaussian_keeping(
         &self,
         enc: &mut wgpu::CommandEncoder,
         src: &wgpu::Buffer,

@@ -63,7 +63,7 @@ impl Gpu {
             if weights.len() == 1 {
                 return Ok((enc, src));
             }
-            let dst = self.encode_gaussian(&mut enc, &src, w, h, weights.len() / 2, &weights);
+            let (dst, _) = self.encode_gaussian(&mut enc, &src, w, h, weights.len() / 2, &weights);
             Ok((enc, dst))
         })?;
         // 2. Otsu's threshold from the histogram of the resident field.
