@@ -51,7 +51,7 @@ use ipscope_core::ops::label::Connectivity;
 use ipscope_core::ops::measure::ObjectShape;
 use ipscope_core::ops::threshold::Histogram;
 use ipscope_core::{segment_nuclei_with, NucleiParams};
-use ipscope_gpu::{GpuBackend, KernelTime, LI_TOLERANCE, WATERSHED_TOLERANCE};
+use ipscope_gpu::{GpuBackend, KernelTime, LabelReadback, LI_TOLERANCE, WATERSHED_TOLERANCE};
 use ipscope_image::{Image, ImageView, Labels};
 
 /// The allocator and heap settings of the `ipscope` CLI, so that the transfers and host
@@ -517,9 +517,53 @@ fn segment_row(
                 compare_objects(c, &g_out).unwrap_or_else(|e| e)
             );
             row(NAME, n, c_ms, Some((g_ms, &check)));
+            // The same with the labels read back whole, and the readback alone both ways.
+            g.gpu().set_label_runs(false);
+            let (whole_ms, whole) = time(reps, || seg(g));
+            g.gpu().set_label_runs(true);
+            let same = match whole {
+                Ok(w) if w == g_out => "identical",
+                Ok(_) => "DIFFER",
+                Err(_) => "failed",
+            };
+            println!(
+                "  labels read back whole instead of as runs: {whole_ms:.1} ms ({}), labels {same}; {}",
+                rate(n * n, whole_ms),
+                readback_note(g, &g_out.0, reps)
+            );
         }
         ((_, Err(e)), _) => println!("{NAME} {n}² gpu failed: {e}"),
         (_, Err(e)) => println!("{NAME} {n}²: the CPU failed: {e}"),
+    }
+}
+
+/// The readback of `labels` alone (`Gpu::labels_round_trip`: up, then down as runs or
+/// whole), both ways: bytes, best time and whether the labels came back unchanged.
+fn readback_note(g: &GpuBackend, labels: &Labels, reps: usize) -> String {
+    let gpu = g.gpu();
+    let view = labels.image().view();
+    let (runs_ms, runs) = time(reps, || gpu.labels_round_trip(view));
+    gpu.set_label_runs(false);
+    let (whole_ms, whole) = time(reps, || gpu.labels_round_trip(view));
+    gpu.set_label_runs(true);
+    let mb = |words: usize| (words * 4) as f64 / 1e6;
+    match (runs, whole) {
+        (Ok((r, how)), Ok((w, _))) => {
+            let down = match how {
+                LabelReadback::Runs(k) => format!("{k} runs, {:.1} MB", mb(3 * k)),
+                LabelReadback::Whole => format!("whole, {:.1} MB", mb(labels.image().len())),
+            };
+            let same = if &r == labels.image() && &w == labels.image() {
+                "both unchanged"
+            } else {
+                "CHANGED"
+            };
+            format!(
+                "readback alone (up, then down): {down} in {runs_ms:.1} ms, whole {:.1} MB in {whole_ms:.1} ms ({same})",
+                mb(labels.image().len())
+            )
+        }
+        (Err(e), _) | (_, Err(e)) => format!("readback alone failed: {e}"),
     }
 }
 

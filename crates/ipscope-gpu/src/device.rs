@@ -131,6 +131,8 @@ pub struct Gpu {
     staging: Mutex<Staging>,
     /// Label with `label.wgsl`'s tiled pair (`local`, `seams`) instead of `init`, `merge`.
     pub(crate) tiled_labels: std::sync::atomic::AtomicBool,
+    /// Read label images back as runs (`runs.wgsl`) instead of one word per pixel.
+    pub(crate) label_runs: std::sync::atomic::AtomicBool,
     /// `unit_scale_u16` of every 16-bit value (`unpack.wgsl`'s table), made on first use.
     unit_lut: std::sync::OnceLock<wgpu::Buffer>,
 }
@@ -319,6 +321,7 @@ impl Gpu {
             profiler,
             staging: Mutex::new(Staging::default()),
             tiled_labels: std::sync::atomic::AtomicBool::new(false),
+            label_runs: std::sync::atomic::AtomicBool::new(true),
             unit_lut: std::sync::OnceLock::new(),
         })
     }

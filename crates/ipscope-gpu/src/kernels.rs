@@ -135,8 +135,16 @@ pub const RANK: Kernel = Kernel {
     bindings: &[U, R, RW, RW, RW],
 };
 
+/// A label image as runs along its rows (first pixel, length, label), for a smaller readback.
+pub const RUNS: Kernel = Kernel {
+    name: "runs",
+    source: include_str!("../../../kernels/runs.wgsl"),
+    entry_points: &["encode"],
+    bindings: &[U, R, RW, RW],
+};
+
 /// Every kernel the GPU backend uses.
 pub const KERNELS: &[Kernel] = &[
     GAUSSIAN, HISTOGRAM, MORPHOLOGY, HOLES, EDT, LABEL, MEASURE, LI, WATERSHED, RELABEL, SEGMENT,
-    UNPACK, RANK,
+    UNPACK, RANK, RUNS,
 ];

@@ -20,7 +20,9 @@
 //!   the image up once, the labels down once): identical to the same stages on the device;
 //! * grey opening with a square (running extrema, `rank.wgsl`): the CPU's values; and the
 //!   nuclei recipe's smoothing, background subtraction and Otsu/Li threshold with the field
-//!   resident (`Backend::smooth_and_flatten`): identical to the same stages on the device.
+//!   resident (`Backend::smooth_and_flatten`): identical to the same stages on the device;
+//! * label images come back as runs along their rows (`runs.wgsl`: first pixel, length,
+//!   label), a fraction of one word per pixel for a nuclei field: exact.
 //!
 //! Device loss, out-of-memory and images beyond the device's limits are [`Error`]s, never
 //! panics. [`select`] resolves `--device auto|cpu|gpu`.
@@ -35,6 +37,7 @@ mod ops;
 mod profile;
 mod rank;
 mod relabel;
+mod runs;
 mod segment;
 mod watershed;
 
@@ -43,6 +46,7 @@ pub use error::Error;
 pub use li::LI_TOLERANCE;
 pub use ops::ObjectStats;
 pub use profile::KernelTime;
+pub use runs::{LabelReadback, RUNS_MIN_PIXELS};
 pub use watershed::{WATERSHED_MIN_IOU, WATERSHED_TOLERANCE};
 
 use ipscope_core::backend::{

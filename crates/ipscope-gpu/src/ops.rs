@@ -853,8 +853,7 @@ impl Gpu {
             let mut enc = self.encoder();
             let m = self.mask_buffer(&mut enc, src, &mut owned);
             let lab = self.union_labels(&mut enc, m, w, h, eight, 0);
-            let out = self.submit_and_read(enc, &[(&lab, w * h)])?;
-            Ok(first_result(out))
+            Ok(self.read_labels(enc, &lab, (w, h), &[])?.0)
         })?;
         // Each component carries its first pixel's index + 1; number them as met in raster
         // order, which is the order of those first pixels. In place: a component's first

@@ -91,17 +91,15 @@ impl Gpu {
                 let g = self.bind(&RELABEL, &[&params, lb, &unused, &lb_lut, ob]);
                 self.dispatch(&mut enc, &RELABEL, "remap", &g, groups_2d(w, y1 - y0));
             }
+            if let [whole] = outs.as_slice() {
+                return Ok(self.read_labels(enc, whole, (w, h), &[])?.0);
+            }
             let reads: Vec<(&wgpu::Buffer, usize)> = bands
                 .iter()
                 .zip(&outs)
                 .map(|(&(y0, y1), ob)| (ob, (y1 - y0) * w))
                 .collect();
-            let out = self.submit_and_read(enc, &reads)?;
-            Ok(if out.len() == 1 {
-                first_result(out)
-            } else {
-                out.concat()
-            })
+            Ok(self.submit_and_read(enc, &reads)?.concat())
         })?;
         let img = Image::from_vec(w, h, relabelled).map_err(|e| self.device_error(K, e))?;
         Ok(Labels::new(img, kept_count))

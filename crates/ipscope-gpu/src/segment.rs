@@ -1,8 +1,9 @@
 //! A resident segmentation: `Backend::segment_otsu` with every intermediate image on the
 //! device. The image goes up once; the smoothed field, the mask, the filled mask and the
-//! union-find labels never come back; the numbered labels and the objects' sums come down
-//! once. Between, only a handful of words cross (the histogram's range and counts, the number
-//! of objects and their first pixels).
+//! union-find labels never come back; the numbered labels (as runs along the rows, see
+//! `runs.rs`) and the objects' sums come down once. Between, only a handful of words cross
+//! (the histogram's range and counts, the number of objects and their first pixels, the
+//! number of runs).
 
 use ipscope_core::backend::{FieldView, OtsuObjects, OtsuParams};
 use ipscope_core::ops::filter::{gaussian_kernel, GAUSSIAN_TRUNCATE};
@@ -147,7 +148,7 @@ impl Gpu {
             let mut enc = self.encoder();
             self.dispatch(&mut enc, &SEGMENT, "remap", &g, groups_2d(w, h));
             if !p.shapes {
-                return Ok((first_result(self.submit_and_read(enc, &[(&out, n)])?), None));
+                return Ok((self.read_labels(enc, &out, (w, h), &[])?.0, None));
             }
             // The shape sums only: the labels stand in for the intensity binding (read-only
             // twice), whose sums are not used, instead of a zeroed image-sized buffer.
@@ -155,10 +156,9 @@ impl Gpu {
             let params = self.uniform([w as u32, h as u32, count as u32, 0]);
             let g = self.bind(&MEASURE, &[&params, &out, &out, &sums]);
             self.dispatch(&mut enc, &MEASURE, "reduce", &g, groups_2d(w, h));
-            let mut back =
-                self.submit_and_read(enc, &[(&out, n), (&sums, count * STATS_STRIDE)])?;
-            let sums = back.pop().unwrap_or_default();
-            Ok((first_result(back), Some(sums)))
+            let (labels, mut back, _) =
+                self.read_labels(enc, &out, (w, h), &[(&sums, count * STATS_STRIDE)])?;
+            Ok((labels, Some(back.pop().unwrap_or_default())))
         })?;
         let img = Image::from_vec(w, h, labels).map_err(|e| self.device_error(K, e))?;
         Ok(OtsuObjects {

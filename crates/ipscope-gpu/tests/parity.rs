@@ -26,7 +26,8 @@ use ipscope_core::ops::threshold;
 use ipscope_core::ops::watershed::watershed;
 use ipscope_core::{segment_nuclei_with, DeclumpMethod, NucleiParams};
 use ipscope_gpu::{
-    Gpu, GpuBackend, GAUSSIAN_TOLERANCE, LI_TOLERANCE, WATERSHED_MIN_IOU, WATERSHED_TOLERANCE,
+    Gpu, GpuBackend, LabelReadback, GAUSSIAN_TOLERANCE, LI_TOLERANCE, RUNS_MIN_PIXELS,
+    WATERSHED_MIN_IOU, WATERSHED_TOLERANCE,
 };
 use ipscope_image::{Image, Labels};
 
@@ -1092,6 +1093,100 @@ fn label_sets() -> Vec<Labels> {
         out.push(watershed(elev.view(), &markers, Some(mask.view())));
     }
     out
+}
+
+/// The runs of equal non-zero labels along the rows of `l` (what `runs.wgsl` encodes).
+fn count_runs(l: &Image<u32>) -> usize {
+    (0..l.height())
+        .map(|r| {
+            let row = l.row(r);
+            (0..row.len())
+                .filter(|&x| row[x] != 0 && (x == 0 || row[x - 1] != row[x]))
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn parity_runs_encode() {
+    let Some(g) = gpu() else { return };
+    // Label images at and above the size where runs are used, each read back exactly, as
+    // runs (with the CPU's count of runs) or, past one run per 8 pixels, whole.
+    let (w, h) = (300, 260);
+    assert!(w * h >= RUNS_MIN_PIXELS && 256 * 256 >= RUNS_MIN_PIXELS);
+    let blobs8 = label(blobs(w, h, 11, 2.0, 0.0).view(), Connectivity::Eight);
+    let big = label(blobs(400, 300, 12, 3.0, 0.01).view(), Connectivity::Four);
+    let mut cases: Vec<(&str, Image<u32>)> = vec![
+        ("blobs", blobs8.image().clone()),
+        // Neighbouring objects with different labels, runs that end where another starts.
+        (
+            "scrambled",
+            blobs8.image().map(|v| {
+                if v == 0 {
+                    0
+                } else {
+                    (u64::from(v) * 7919 % 100_003) as u32 + 1
+                }
+            }),
+        ),
+        (
+            "stripes",
+            Image::from_fn(w, h, |r, c| ((c + r) / 10 % 2) as u32 + 1),
+        ),
+        ("one label", Image::new(w, h, 7u32)),
+        ("highest label", Image::new(256, 256, u32::MAX)),
+        ("empty", Image::new(w, h, 0u32)),
+        // Single pixels in the first and last columns and rows.
+        (
+            "edges",
+            Image::from_fn(256, 256, |r, c| {
+                u32::from((r == 0 || r == 255 || c == 0 || c == 255) && (r + c) % 3 == 0)
+                    * (r * 256 + c + 1) as u32
+            }),
+        ),
+        // One run per 6 pixels, and per 2: more than the buffer holds (one per 8).
+        (
+            "dashes",
+            Image::from_fn(w, h, |r, c| u32::from((c + r) % 6 < 3) * 2),
+        ),
+        (
+            "checkerboard",
+            Image::from_fn(w, h, |r, c| ((r + c) % 2) as u32 * 3),
+        ),
+    ];
+    let crop = big.image().view().crop(20, 30, 260, 280).unwrap();
+    cases.push(("crop", crop.to_image()));
+    let (mut as_runs, mut whole) = (0, 0);
+    for (name, img) in &cases {
+        let runs = count_runs(img);
+        let (back, how) = g.labels_round_trip(img.view()).unwrap();
+        assert_eq!(&back, img, "{name}: the labels differ after the readback");
+        if runs <= img.len() / 8 {
+            assert_eq!(how, LabelReadback::Runs(runs), "{name}");
+            as_runs += 1;
+        } else {
+            assert_eq!(how, LabelReadback::Whole, "{name}: {runs} runs");
+            whole += 1;
+        }
+    }
+    assert!(
+        as_runs >= 7 && whole >= 2,
+        "{as_runs} as runs, {whole} whole"
+    );
+    // The crop as a view (rows apart in memory), small images, and runs switched off.
+    let (back, _) = g.labels_round_trip(crop).unwrap();
+    assert_eq!(back, crop.to_image());
+    let small = blobs8.image().view().crop(0, 0, 100, 100).unwrap();
+    assert_eq!(
+        g.labels_round_trip(small).unwrap(),
+        (small.to_image(), LabelReadback::Whole)
+    );
+    let Ok(off) = Gpu::new() else { return };
+    off.set_label_runs(false);
+    assert_eq!(
+        off.labels_round_trip(blobs8.image().view()).unwrap(),
+        (blobs8.image().clone(), LabelReadback::Whole)
+    );
 }
 
 #[test]
