@@ -9,6 +9,9 @@
 //! [`Error::Backend`] when the device fails (device lost, out of memory, an image beyond
 //! what it can hold), never a panic; the CPU backend never fails.
 
+use std::any::Any;
+use std::sync::Arc;
+
 use ipscope_image::{Image, ImageView, Labels};
 
 use crate::ops::distance::{distance_transform_edt, distance_transform_edt_of_objects};
@@ -154,6 +157,11 @@ pub struct FlattenParams {
     pub radius: usize,
     /// Also return the unsmoothed field minus the same opening.
     pub keep_field: bool,
+    /// With `keep_field`: a backend that can keep images where it made them (a device's
+    /// memory) returns the field as [`Flattened::kept`], for its own
+    /// [`Backend::gaussian_blur_kept`], instead of as [`Flattened::field`]; one that keeps
+    /// none returns `field` as without it. For callers that only blur the field again.
+    pub keep_on_backend: bool,
     /// The threshold to take of the result.
     pub threshold: FlatThreshold,
 }
@@ -165,8 +173,55 @@ pub struct Flattened {
     pub smoothed: Image<f32>,
     /// The field (scaled onto 0..=1 for 16-bit samples) minus the same opening, when asked.
     pub field: Option<Image<f32>>,
+    /// The same field kept by the backend instead (see [`FlattenParams::keep_on_backend`]).
+    pub kept: Option<KeptImage>,
     /// The threshold asked for, of `smoothed`; `None` when none was asked or it has none.
     pub threshold: Option<f32>,
+}
+
+/// An image a backend keeps where it made it (a device's memory) for a later call of the
+/// same backend ([`Flattened::kept`], [`Backend::gaussian_blur_kept`]), so that it need not
+/// come back to the host and go up again. Only that backend can read it; dropping the last
+/// clone frees it.
+#[derive(Clone)]
+pub struct KeptImage {
+    width: usize,
+    height: usize,
+    inner: Arc<dyn Any + Send + Sync>,
+}
+
+impl KeptImage {
+    /// A `width × height` image held by `inner`, which only the backend that made it reads.
+    pub fn new(width: usize, height: usize, inner: Arc<dyn Any + Send + Sync>) -> Self {
+        KeptImage {
+            width,
+            height,
+            inner,
+        }
+    }
+
+    /// `(width, height)`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    /// What holds the image, for the backend that made it to downcast.
+    pub fn inner(&self) -> &(dyn Any + Send + Sync) {
+        self.inner.as_ref()
+    }
+}
+
+impl std::fmt::Debug for KeptImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeptImage({}x{})", self.width, self.height)
+    }
+}
+
+/// The same kept image (clones of one), not equal pixels.
+impl PartialEq for KeptImage {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
 }
 
 /// [`Backend::smooth_and_flatten`] stage by stage on `backend`: [`Backend::gaussian_blur`]
@@ -214,6 +269,7 @@ pub fn smooth_and_flatten_by_stages<B: Backend + ?Sized>(
     Ok(Flattened {
         smoothed,
         field: kept,
+        kept: None,
         threshold,
     })
 }
@@ -225,6 +281,19 @@ pub trait Backend: Send + Sync {
 
     /// [`gaussian_blur`]: `scipy.ndimage.gaussian_filter(mode='nearest', truncate=4.0)`.
     fn gaussian_blur(&self, img: ImageView<f32>, sigma: f32) -> Result<Image<f32>, Error>;
+
+    /// [`Backend::gaussian_blur`] of an image this backend kept ([`Flattened::kept`]): the
+    /// values of the blur of that image brought to the host. Default: an error, since a
+    /// backend that keeps no images never made one (a kept image belongs to the backend
+    /// that made it). A backend whose `smooth_and_flatten` returns kept images implements
+    /// this, and a wrapper that forwards one forwards the other.
+    fn gaussian_blur_kept(&self, img: &KeptImage, sigma: f32) -> Result<Image<f32>, Error> {
+        let _ = sigma;
+        Err(Error::Backend {
+            device: self.name(),
+            message: format!("{img:?} was kept by another backend; this one keeps no images"),
+        })
+    }
 
     /// Whether the hybrid declumping smooths the scaled image itself, in each component's
     /// box widened by the kernel's radius (the same values there, over a fraction of the

@@ -44,7 +44,7 @@ use std::time::Instant;
 
 use ipscope_core::backend::{
     segment_otsu_by_stages, Backend, CpuBackend, FieldView, FilledObjects, FlatThreshold,
-    FlattenParams, Flattened, OtsuObjects, OtsuParams,
+    FlattenParams, Flattened, KeptImage, OtsuObjects, OtsuParams,
 };
 use ipscope_core::ops::eval::match_labels;
 use ipscope_core::ops::label::Connectivity;
@@ -800,6 +800,7 @@ fn kernels(
             sigma: 1.0,
             radius: 50,
             keep_field: true,
+            keep_on_backend: false,
             threshold: FlatThreshold::Li,
         };
         bench!(
@@ -956,6 +957,11 @@ impl Backend for Timed<'_> {
     }
     fn gaussian_blur(&self, img: ImageView<f32>, sigma: f32) -> Res<Image<f32>> {
         self.run("gaussian_blur", || self.inner.gaussian_blur(img, sigma))
+    }
+    fn gaussian_blur_kept(&self, img: &KeptImage, sigma: f32) -> Res<Image<f32>> {
+        self.run("gaussian_blur_kept", || {
+            self.inner.gaussian_blur_kept(img, sigma)
+        })
     }
     fn gaussian_blur_unit_u16(&self, img: ImageView<u16>, sigma: f32) -> Res<Image<f32>> {
         self.run("gaussian_blur_unit_u16", || {

@@ -131,6 +131,8 @@ pub struct Gpu {
     staging: Mutex<Staging>,
     /// Label with `label.wgsl`'s tiled pair (`local`, `seams`) instead of `init`, `merge`.
     pub(crate) tiled_labels: std::sync::atomic::AtomicBool,
+    /// This device's number in the process (images it keeps carry it).
+    pub(crate) id: u64,
     /// Read label images back as runs (`runs.wgsl`) instead of one word per pixel.
     pub(crate) label_runs: std::sync::atomic::AtomicBool,
     /// `unit_scale_u16` of every 16-bit value (`unpack.wgsl`'s table), made on first use.
@@ -322,6 +324,10 @@ impl Gpu {
             staging: Mutex::new(Staging::default()),
             tiled_labels: std::sync::atomic::AtomicBool::new(false),
             label_runs: std::sync::atomic::AtomicBool::new(true),
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
             unit_lut: std::sync::OnceLock::new(),
         })
     }

@@ -4,14 +4,23 @@
 //! flattened field (and, when asked, the unsmoothed one) comes down once. Between, only the
 //! histogram or Li's sums cross.
 
-use ipscope_core::backend::{FieldView, FlatThreshold, FlattenParams, Flattened};
+use std::sync::Arc;
+
+use ipscope_core::backend::{FieldView, FlatThreshold, FlattenParams, Flattened, KeptImage};
 use ipscope_core::ops::filter::{gaussian_kernel, GAUSSIAN_TRUNCATE};
 use ipscope_core::ops::threshold::otsu_of_histogram;
 use ipscope_image::Image;
 
 use crate::device::Gpu;
-use crate::ops::floats;
+use crate::ops::{first_result, floats};
 use crate::Error;
+
+/// An f32 image a [`Gpu`] keeps on the device for a later call ([`KeptImage`]'s inner).
+struct KeptBuffer {
+    /// The [`Gpu`]'s `id`: only that device can read the buffer.
+    gpu: u64,
+    buffer: wgpu::Buffer,
+}
 
 impl Gpu {
     /// Whether [`Gpu::smooth_and_flatten`] can keep a `w × h` field resident with opening
@@ -43,6 +52,7 @@ impl Gpu {
             return Ok(Flattened {
                 smoothed: Image::new(w, h, 0.0),
                 field: p.keep_field.then(|| Image::new(w, h, 0.0)),
+                kept: None,
                 threshold: None,
             });
         }
@@ -102,9 +112,11 @@ impl Gpu {
                 (t, self.encoder())
             }
         };
+        // The field comes down only when the caller wants it on the host.
+        let down = p.keep_field && !p.keep_on_backend;
         let mut out = self.scoped(K, || {
             let mut reads = vec![(&smoothed, n)];
-            if p.keep_field {
+            if down {
                 reads.push((&unit, n));
             }
             self.submit_and_read(enc, &reads)
@@ -112,16 +124,52 @@ impl Gpu {
         let image = |words: Vec<u32>| {
             Image::from_vec(w, h, floats(words)).map_err(|e| self.device_error(K, e))
         };
-        let field = if p.keep_field {
+        let field = if down {
             Some(image(out.pop().unwrap_or_default())?)
         } else {
             None
         };
+        let kept = (p.keep_field && p.keep_on_backend).then(|| {
+            let inner = KeptBuffer {
+                gpu: self.id,
+                buffer: unit,
+            };
+            KeptImage::new(w, h, Arc::new(inner))
+        });
         let smoothed = image(out.pop().unwrap_or_default())?;
         Ok(Flattened {
             smoothed,
             field,
+            kept,
             threshold,
         })
+    }
+
+    /// `Backend::gaussian_blur_kept`: the Gaussian of an image this device kept
+    /// ([`Gpu::smooth_and_flatten`] with `keep_on_backend`), where it lies. The values of
+    /// [`Gpu::gaussian_blur`] of that image brought to the host (the same kernel on the
+    /// same bits); an image kept by another device or backend is an error.
+    pub fn gaussian_blur_kept(&self, img: &KeptImage, sigma: f32) -> Result<Image<f32>, Error> {
+        const K: &str = "gaussian";
+        let (w, h) = img.dims();
+        let kept = img
+            .inner()
+            .downcast_ref::<KeptBuffer>()
+            .filter(|k| k.gpu == self.id)
+            .ok_or_else(|| self.device_error(K, format!("{img:?} was not kept by this device")))?;
+        let kernel = gaussian_kernel(f64::from(sigma), GAUSSIAN_TRUNCATE);
+        let weights: Vec<f32> = kernel.iter().map(|&k| k as f32).collect();
+        let words = self.scoped(K, || {
+            let mut enc = self.encoder();
+            if weights.len() == 1 {
+                return Ok(first_result(
+                    self.submit_and_read(enc, &[(&kept.buffer, w * h)])?,
+                ));
+            }
+            let r = weights.len() / 2;
+            let (dst, _) = self.encode_gaussian(&mut enc, &kept.buffer, w, h, r, &weights);
+            Ok(first_result(self.submit_and_read(enc, &[(&dst, w * h)])?))
+        })?;
+        Image::from_vec(w, h, floats(words)).map_err(|e| self.device_error(K, e))
     }
 }

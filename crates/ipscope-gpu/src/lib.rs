@@ -51,7 +51,7 @@ pub use watershed::{WATERSHED_MIN_IOU, WATERSHED_TOLERANCE};
 
 use ipscope_core::backend::{
     segment_otsu_by_stages, smooth_and_flatten_by_stages, Backend, CpuBackend, FieldView,
-    FilledObjects, FlattenParams, Flattened, OtsuObjects, OtsuParams,
+    FilledObjects, FlattenParams, Flattened, KeptImage, OtsuObjects, OtsuParams,
 };
 use ipscope_core::ops::label::Connectivity;
 use ipscope_core::ops::measure::ObjectShape;
@@ -171,6 +171,14 @@ impl Backend for GpuBackend {
             // Beyond one binding: the stages one by one, each tiled.
             smooth_and_flatten_by_stages(self, field, p)
         }
+    }
+
+    fn gaussian_blur_kept(
+        &self,
+        img: &KeptImage,
+        sigma: f32,
+    ) -> Result<Image<f32>, ipscope_core::Error> {
+        Ok(self.gpu.gaussian_blur_kept(img, sigma)?)
     }
 
     fn watershed(

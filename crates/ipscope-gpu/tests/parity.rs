@@ -1288,7 +1288,11 @@ fn shape_declumping_and_size_filter_on_the_gpu_match_the_cpu() {
         (base + 4000.0 * grain.get(y, x)) as u16
     });
     let (mut identical, mut total) = (0, 0);
-    for method in [DeclumpMethod::Shape, DeclumpMethod::Hybrid] {
+    for method in [
+        DeclumpMethod::Shape,
+        DeclumpMethod::Hybrid,
+        DeclumpMethod::Intensity,
+    ] {
         for (min_d, max_d) in [(5.0, 60.0), (12.0, 18.0)] {
             let p = NucleiParams {
                 declump_method: method,
@@ -1798,12 +1802,13 @@ fn flatten_params() -> Vec<FlattenParams> {
     let mut v = Vec::new();
     for sigma in [0.0f32, 1.0] {
         for radius in [0usize, 4, 30] {
-            for keep_field in [false, true] {
+            for (keep_field, keep_on_backend) in [(false, false), (true, false), (true, true)] {
                 for threshold in [FlatThreshold::None, FlatThreshold::Otsu, FlatThreshold::Li] {
                     v.push(FlattenParams {
                         sigma,
                         radius,
                         keep_field,
+                        keep_on_backend,
                         threshold,
                     });
                 }
@@ -1819,7 +1824,7 @@ fn parity_rank_subtract() {
     let backend = GpuBackend::from_gpu(Gpu::new().unwrap());
     let fields = segment_fields();
     let raw = noise(83, 57, 308).map(|v| (v * 40_000.0) as u16 + 3000);
-    let mut flattened = 0;
+    let (mut flattened, mut kept_blurs) = (0, 0);
     for (k, img) in fields.iter().enumerate() {
         for p in flatten_params() {
             for f in [FieldView::F32(img.view()), FieldView::UnitU16(raw.view())] {
@@ -1829,9 +1834,22 @@ fn parity_rank_subtract() {
                 let out = g.smooth_and_flatten(f, &p).unwrap();
                 assert_eq!(out.threshold, staged.threshold, "{what}: threshold");
                 assert_same_values(&out.smoothed, &staged.smoothed, &what);
-                assert_eq!(out.field.is_some(), p.keep_field, "{what}");
+                let kept = p.keep_field && p.keep_on_backend;
+                assert_eq!(out.field.is_some(), p.keep_field && !kept, "{what}");
+                assert_eq!(out.kept.is_some(), kept, "{what}");
+                assert!(staged.kept.is_none(), "{what}: the stages keep nothing");
                 if let (Some(a), Some(b)) = (&out.field, &staged.field) {
                     assert_same_values(a, b, &format!("{what}: field"));
+                }
+                // The kept field blurs as the field brought to the host does, on this device.
+                if let (Some(k), Some(b)) = (&out.kept, &staged.field) {
+                    assert_eq!(k.dims(), (b.width(), b.height()));
+                    for s in [0.0f32, 1.5, 4.0] {
+                        let from_kept = g.gaussian_blur_kept(k, s).unwrap();
+                        let from_host = g.gaussian_blur(b.view(), s).unwrap();
+                        assert_same_values(&from_kept, &from_host, &format!("{what}: kept, σ {s}"));
+                    }
+                    kept_blurs += 1;
                 }
                 // Against the CPU: exact without smoothing, else within the Gaussian's
                 // tolerance (the opening and subtraction add no error of their own).
@@ -1870,7 +1888,36 @@ fn parity_rank_subtract() {
             }
         }
     }
-    assert_eq!(flattened, 3 * 24 * 2);
+    assert_eq!(flattened, 3 * 36 * 2);
+    assert_eq!(kept_blurs, 3 * 18 * 2);
+    // A kept image is read only by the device that kept it: another device, a backend that
+    // keeps none, and an image held by something else are errors, not panics.
+    let p = FlattenParams {
+        sigma: 1.0,
+        radius: 4,
+        keep_field: true,
+        keep_on_backend: true,
+        threshold: FlatThreshold::None,
+    };
+    let out = g
+        .smooth_and_flatten(FieldView::F32(fields[0].view()), &p)
+        .unwrap();
+    let kept = out.kept.unwrap();
+    let other = backend.gpu();
+    let e = other
+        .gaussian_blur_kept(&kept, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not kept by this device"), "{e}");
+    let e = CpuBackend
+        .gaussian_blur_kept(&kept, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("keeps no images"), "{e}");
+    let foreign = ipscope_core::backend::KeptImage::new(3, 2, std::sync::Arc::new(7u32));
+    assert!(g.gaussian_blur_kept(&foreign, 1.0).is_err());
+    assert_eq!(kept.clone(), kept);
+    assert_ne!(foreign, kept);
     // Where the opening is not finite nothing is subtracted: a block of +inf wider than the
     // window opens to +inf (inf − inf would be NaN), NaN pixels stay NaN.
     let mut img = fields[0].clone();
@@ -1884,6 +1931,7 @@ fn parity_rank_subtract() {
         sigma: 0.0,
         radius: 4,
         keep_field: true,
+        keep_on_backend: false,
         threshold: FlatThreshold::Otsu,
     };
     let out = g
@@ -1900,6 +1948,7 @@ fn parity_rank_subtract() {
                 sigma: 1.0,
                 radius: 3,
                 keep_field: true,
+                keep_on_backend: false,
                 threshold,
             };
             let out = g
@@ -1925,6 +1974,7 @@ fn smooth_and_flatten_beyond_one_binding_runs_the_stages_tiled() {
         sigma: 1.0,
         radius: 5,
         keep_field: true,
+        keep_on_backend: false,
         threshold: FlatThreshold::Li,
     };
     assert!(!small.flatten_resident_fits(img.width(), img.height(), 5));

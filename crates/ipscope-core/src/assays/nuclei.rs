@@ -37,7 +37,9 @@
 use ipscope_image::{Image, ImageView, Labels, Pixel};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, CpuBackend, FieldView, FlatThreshold, FlattenParams, OtsuParams};
+use crate::backend::{
+    Backend, CpuBackend, FieldView, FlatThreshold, FlattenParams, KeptImage, OtsuParams,
+};
 use crate::ops::filter::{gaussian_kernel, GaussianCrops, GAUSSIAN_TRUNCATE};
 use crate::ops::label::{clear_border, find, label, relabel_sequential, Connectivity};
 #[cfg(test)]
@@ -414,6 +416,8 @@ pub fn segment_nuclei_with<T: Pixel>(
         sigma: params.smoothing_sigma,
         radius: background_radius(params.background_radius, w, h),
         keep_field: by_intensity,
+        // Only the whole field's blur reads it then: a device keeps it for that.
+        keep_on_backend: !backend.declump_smoothing_in_boxes(),
         threshold: on_backend,
     };
     let flat = match T::as_u16(dna) {
@@ -423,7 +427,12 @@ pub fn segment_nuclei_with<T: Pixel>(
             backend.smooth_and_flatten(FieldView::F32(scaled.view()), &flat_params)?
         }
     };
-    let (scaled, smoothed) = (flat.field, flat.smoothed);
+    let scaled = match (flat.field, flat.kept) {
+        (Some(f), _) => Some(Scaled::Host(f)),
+        (None, Some(k)) => Some(Scaled::Kept(k)),
+        (None, None) => None,
+    };
+    let smoothed = flat.smoothed;
     let threshold = match on_backend {
         FlatThreshold::None => threshold_field_with(backend, smoothed.view(), params)?,
         _ => flat.threshold.map(|t| FieldThreshold {
@@ -527,10 +536,11 @@ pub fn segment_nuclei_with<T: Pixel>(
             eff.seed_distance(),
         ),
         Some(scaled) => declump_by_dynamics(
-            if backend.declump_smoothing_in_boxes() {
-                DeclumpSmoothing::InBoxes(scaled, declump_sigma(eff.min_diameter))
-            } else {
-                DeclumpSmoothing::Field(declump_smoothing(backend, scaled, eff.min_diameter)?)
+            match scaled {
+                Scaled::Host(f) if backend.declump_smoothing_in_boxes() => {
+                    DeclumpSmoothing::InBoxes(f, declump_sigma(eff.min_diameter))
+                }
+                _ => DeclumpSmoothing::Field(declump_smoothing(backend, scaled, eff.min_diameter)?),
             },
             components,
             &dist,
@@ -905,14 +915,26 @@ pub fn threshold_field_with(
     }))
 }
 
+/// The unit-scaled field minus the background, which the intensity and hybrid declumpings
+/// smooth again: on the host, or kept by the backend that made it
+/// ([`FlattenParams::keep_on_backend`]: a device keeps it rather than send it down and up).
+enum Scaled {
+    Host(Image<f32>),
+    Kept(KeptImage),
+}
+
 /// The smoothing of the intensity and hybrid declumpings, σ = min_diameter / 3.5 (1 when
 /// the diameter is not a positive number), on the backend (so `--device gpu` runs it there).
 fn declump_smoothing(
     backend: &dyn Backend,
-    scaled: &Image<f32>,
+    scaled: &Scaled,
     min_diameter: f32,
 ) -> Result<Image<f32>, Error> {
-    backend.gaussian_blur(scaled.view(), declump_sigma(min_diameter))
+    let sigma = declump_sigma(min_diameter);
+    match scaled {
+        Scaled::Host(f) => backend.gaussian_blur(f.view(), sigma),
+        Scaled::Kept(k) => backend.gaussian_blur_kept(k, sigma),
+    }
 }
 
 /// The declumping smoothing's σ: min_diameter / 3.5, or 1 without a usable diameter.
