@@ -542,13 +542,13 @@ fn segment_row(
 fn readback_note(g: &GpuBackend, labels: &Labels, reps: usize) -> String {
     let gpu = g.gpu();
     let view = labels.image().view();
-    let (runs_ms, runs) = time(reps, || gpu.labels_round_trip(view));
+    let (runs_ms, runs) = time(reps, || gpu.labels_round_trip(view, None, None));
     gpu.set_label_runs(false);
-    let (whole_ms, whole) = time(reps, || gpu.labels_round_trip(view));
+    let (whole_ms, whole) = time(reps, || gpu.labels_round_trip(view, None, None));
     gpu.set_label_runs(true);
     let mb = |words: usize| (words * 4) as f64 / 1e6;
     match (runs, whole) {
-        (Ok((r, how)), Ok((w, _))) => {
+        (Ok((r, _, how)), Ok((w, _, _))) => {
             let down = match how {
                 LabelReadback::Runs(k) => format!("{k} runs, {:.1} MB", mb(3 * k)),
                 LabelReadback::Whole => format!("whole, {:.1} MB", mb(labels.image().len())),

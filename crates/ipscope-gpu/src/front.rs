@@ -12,8 +12,9 @@ use crate::Error;
 impl Gpu {
     /// `Backend::fill_label_distance` on the GPU: the mask goes up once; hole filling leaves
     /// the filled mask on the device (`holes.wgsl` `fill`), where the
-    /// labelling and the distance transform read it. Only the filled mask, the labels and the
-    /// squared distances come back. The same results as the three separate calls
+    /// labelling and the distance transform read it, in one submission. Only the filled
+    /// mask (packed), the labels (as runs) and the labelled pixels' squared distances come
+    /// back. The same results as the three separate calls
     /// (identical); a mask larger than one binding runs as those calls (tiled).
     pub fn fill_label_distance(
         &self,
@@ -65,12 +66,13 @@ impl Gpu {
             })?;
             (src, mask)
         };
-        let labels = self.label_words(MaskSource::Device(&on_device), w, h, conn)?;
-        let distance = if distance && labels.count() > 0 {
-            let d2 = self.edt_words(MaskSource::Device(&on_device), w, h)?;
-            Some(self.d2_image(w, h, d2)?)
-        } else {
-            None
+        // The distances in the same submission as the labels, and only the labelled
+        // (set) pixels' come back: the others are background, at distance 0.
+        let set = distance.then(|| mask.as_slice().iter().filter(|&&b| b).count());
+        let (labels, d2) = self.label_words(MaskSource::Device(&on_device), w, h, conn, set)?;
+        let distance = match d2 {
+            Some(d2) if labels.count() > 0 => Some(self.d2_image(w, h, d2)?),
+            _ => None,
         };
         Ok(FilledObjects {
             mask,

@@ -135,12 +135,13 @@ pub const RANK: Kernel = Kernel {
     bindings: &[U, R, RW, RW, RW],
 };
 
-/// A label image as runs along its rows (first pixel, length, label), for a smaller readback.
+/// A label image as runs along its rows (first pixel, length, label; and the labelled pixels'
+/// values of another image), for a smaller readback.
 pub const RUNS: Kernel = Kernel {
     name: "runs",
     source: include_str!("../../../kernels/runs.wgsl"),
     entry_points: &["encode"],
-    bindings: &[U, R, RW, RW],
+    bindings: &[U, R, RW, RW, R, RW],
 };
 
 /// Every kernel the GPU backend uses.

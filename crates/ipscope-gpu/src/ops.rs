@@ -704,24 +704,37 @@ impl Gpu {
     pub(crate) fn edt_words(&self, src: MaskSource, w: usize, h: usize) -> Result<Vec<u32>, Error> {
         const K: &str = "edt";
         self.scoped(K, || {
-            // The windowed column pass settles nearly every pixel of a nuclei mask in
-            // parallel; the sweep then runs only down the columns it flagged.
-            let params = self.uniform([w as u32, h as u32, 1, 0]);
             let mut owned = None;
             let mut enc = self.encoder();
             let m = self.mask_buffer(&mut enc, src, &mut owned);
-            let g = self.zeroed(w * h);
-            let d2 = self.zeroed(w * h);
-            let v = self.zeroed(w * h);
-            let z = self.zeroed(w * h);
-            let need = self.zeroed(w);
-            let bg = self.bind(&EDT, &[&params, m, &g, &d2, &v, &z, &need]);
-            self.dispatch(&mut enc, &EDT, "columns_window", &bg, groups_2d(w, h));
-            self.dispatch(&mut enc, &EDT, "columns", &bg, (w.div_ceil(64) as u32, 1));
-            self.dispatch(&mut enc, &EDT, "rows", &bg, groups_1d(h, 1));
+            let d2 = self.encode_edt(&mut enc, m, w, h);
             let out = self.submit_and_read(enc, &[(&d2, w * h)])?;
             Ok(first_result(out))
         })
+    }
+
+    /// Records the exact squared distances of the `w × h` mask in `m` (one u32 per pixel)
+    /// into `enc`; their buffer (call inside `scoped`).
+    pub(crate) fn encode_edt(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        m: &wgpu::Buffer,
+        w: usize,
+        h: usize,
+    ) -> wgpu::Buffer {
+        // The windowed column pass settles nearly every pixel of a nuclei mask in parallel;
+        // the sweep then runs only down the columns it flagged.
+        let params = self.uniform([w as u32, h as u32, 1, 0]);
+        let g = self.zeroed(w * h);
+        let d2 = self.zeroed(w * h);
+        let v = self.zeroed(w * h);
+        let z = self.zeroed(w * h);
+        let need = self.zeroed(w);
+        let bg = self.bind(&EDT, &[&params, m, &g, &d2, &v, &z, &need]);
+        self.dispatch(enc, &EDT, "columns_window", &bg, groups_2d(w, h));
+        self.dispatch(enc, &EDT, "columns", &bg, (w.div_ceil(64) as u32, 1));
+        self.dispatch(enc, &EDT, "rows", &bg, groups_1d(h, 1));
+        d2
     }
 
     /// `ipscope_core::ops::label::label` on the GPU: identical labels (raster order of
@@ -834,27 +847,35 @@ impl Gpu {
         if (w * h) as u64 >= u64::from(u32::MAX) {
             return Err(self.too_large(K, w, h, "more pixels than u32 labels".into()));
         }
-        self.label_words(MaskSource::Host(mask), w, h, conn)
+        Ok(self
+            .label_words(MaskSource::Host(mask), w, h, conn, None)?
+            .0)
     }
 
     /// [`Gpu::label_whole`] of a `w × h` mask (within one binding, not empty) given as words
-    /// or a device buffer.
+    /// or a device buffer; with `distance` (the mask's number of set pixels), also the
+    /// mask's squared distances ([`Gpu::edt_words`]), computed in the same submission and
+    /// read back at the labelled pixels only (the others are 0).
     pub(crate) fn label_words(
         &self,
         src: MaskSource,
         w: usize,
         h: usize,
         conn: Connectivity,
-    ) -> Result<Labels, Error> {
+        distance: Option<usize>,
+    ) -> Result<(Labels, Option<Vec<u32>>), Error> {
         const K: &str = "label";
         let eight = u32::from(conn == Connectivity::Eight);
-        let roots = self.scoped(K, || {
+        let back = self.scoped(K, || {
             let mut owned = None;
             let mut enc = self.encoder();
             let m = self.mask_buffer(&mut enc, src, &mut owned);
             let lab = self.union_labels(&mut enc, m, w, h, eight, 0);
-            Ok(self.read_labels(enc, &lab, (w, h), &[])?.0)
+            let d2 = distance.map(|set| (self.encode_edt(&mut enc, m, w, h), set));
+            let values = d2.as_ref().map(|(b, set)| (b, *set));
+            self.read_labels(enc, &lab, (w, h), values, &[])
         })?;
+        let (roots, d2) = (back.labels, back.values);
         // Each component carries its first pixel's index + 1; number them as met in raster
         // order, which is the order of those first pixels. In place: a component's first
         // pixel gets the next number, every later pixel copies its first pixel's number
@@ -878,7 +899,7 @@ impl Gpu {
             };
         }
         let img = Image::from_vec(w, h, data).map_err(|e| self.device_error(K, e))?;
-        Ok(Labels::new(img, next))
+        Ok((Labels::new(img, next), d2))
     }
 
     /// Per-object integer sums, as [`ObjectStats`]: `ipscope_core::ops::measure`'s shape

@@ -92,7 +92,7 @@ impl Gpu {
                 self.dispatch(&mut enc, &RELABEL, "remap", &g, groups_2d(w, y1 - y0));
             }
             if let [whole] = outs.as_slice() {
-                return Ok(self.read_labels(enc, whole, (w, h), &[])?.0);
+                return Ok(self.read_labels(enc, whole, (w, h), None, &[])?.labels);
             }
             let reads: Vec<(&wgpu::Buffer, usize)> = bands
                 .iter()

@@ -148,7 +148,7 @@ impl Gpu {
             let mut enc = self.encoder();
             self.dispatch(&mut enc, &SEGMENT, "remap", &g, groups_2d(w, h));
             if !p.shapes {
-                return Ok((self.read_labels(enc, &out, (w, h), &[])?.0, None));
+                return Ok((self.read_labels(enc, &out, (w, h), None, &[])?.labels, None));
             }
             // The shape sums only: the labels stand in for the intensity binding (read-only
             // twice), whose sums are not used, instead of a zeroed image-sized buffer.
@@ -156,9 +156,10 @@ impl Gpu {
             let params = self.uniform([w as u32, h as u32, count as u32, 0]);
             let g = self.bind(&MEASURE, &[&params, &out, &out, &sums]);
             self.dispatch(&mut enc, &MEASURE, "reduce", &g, groups_2d(w, h));
-            let (labels, mut back, _) =
-                self.read_labels(enc, &out, (w, h), &[(&sums, count * STATS_STRIDE)])?;
-            Ok((labels, Some(back.pop().unwrap_or_default())))
+            let back =
+                self.read_labels(enc, &out, (w, h), None, &[(&sums, count * STATS_STRIDE)])?;
+            let sums = back.also.into_iter().next().unwrap_or_default();
+            Ok((back.labels, Some(sums)))
         })?;
         let img = Image::from_vec(w, h, labels).map_err(|e| self.device_error(K, e))?;
         Ok(OtsuObjects {

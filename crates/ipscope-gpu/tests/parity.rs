@@ -1157,10 +1157,11 @@ fn parity_runs_encode() {
     let crop = big.image().view().crop(20, 30, 260, 280).unwrap();
     cases.push(("crop", crop.to_image()));
     let (mut as_runs, mut whole) = (0, 0);
-    for (name, img) in &cases {
+    for (k, (name, img)) in cases.iter().enumerate() {
         let runs = count_runs(img);
-        let (back, how) = g.labels_round_trip(img.view()).unwrap();
+        let (back, none, how) = g.labels_round_trip(img.view(), None, None).unwrap();
         assert_eq!(&back, img, "{name}: the labels differ after the readback");
+        assert_eq!(none, None);
         if runs <= img.len() / 8 {
             assert_eq!(how, LabelReadback::Runs(runs), "{name}");
             as_runs += 1;
@@ -1168,25 +1169,64 @@ fn parity_runs_encode() {
             assert_eq!(how, LabelReadback::Whole, "{name}: {runs} runs");
             whole += 1;
         }
+        // With values: they come back at the labelled pixels, 0 elsewhere.
+        let mut r = Lcg(400 + k as u64);
+        let values = Image::from_fn(img.width(), img.height(), |_, _| {
+            let v = r.next();
+            if v < 0.05 {
+                u32::MAX
+            } else {
+                (v * 1e9) as u32
+            }
+        });
+        let want = Image::from_fn(img.width(), img.height(), |y, x| {
+            if img.get(y, x) != 0 {
+                values.get(y, x)
+            } else {
+                0
+            }
+        });
+        let (back, v, how_v) = g
+            .labels_round_trip(img.view(), Some(values.view()), None)
+            .unwrap();
+        assert_eq!((&back, how_v), (img, how), "{name}: with values");
+        assert_eq!(v.as_ref(), Some(&want), "{name}: the values");
+        // Room for fewer values than the runs cover: the image comes back whole, the same.
+        let labelled = img.as_slice().iter().filter(|&&l| l != 0).count();
+        if labelled > 1 {
+            let short = g
+                .labels_round_trip(img.view(), Some(values.view()), Some(labelled - 1))
+                .unwrap();
+            assert_eq!(
+                short,
+                (img.clone(), Some(want), LabelReadback::Whole),
+                "{name}"
+            );
+        }
     }
     assert!(
         as_runs >= 7 && whole >= 2,
         "{as_runs} as runs, {whole} whole"
     );
     // The crop as a view (rows apart in memory), small images, and runs switched off.
-    let (back, _) = g.labels_round_trip(crop).unwrap();
+    let (back, _, _) = g.labels_round_trip(crop, Some(crop), None).unwrap();
     assert_eq!(back, crop.to_image());
     let small = blobs8.image().view().crop(0, 0, 100, 100).unwrap();
     assert_eq!(
-        g.labels_round_trip(small).unwrap(),
-        (small.to_image(), LabelReadback::Whole)
+        g.labels_round_trip(small, None, None).unwrap(),
+        (small.to_image(), None, LabelReadback::Whole)
     );
     let Ok(off) = Gpu::new() else { return };
     off.set_label_runs(false);
     assert_eq!(
-        off.labels_round_trip(blobs8.image().view()).unwrap(),
-        (blobs8.image().clone(), LabelReadback::Whole)
+        off.labels_round_trip(blobs8.image().view(), None, None)
+            .unwrap(),
+        (blobs8.image().clone(), None, LabelReadback::Whole)
     );
+    let other = Image::new(w, h + 1, 0u32);
+    assert!(g
+        .labels_round_trip(blobs8.image().view(), Some(other.view()), None)
+        .is_err());
 }
 
 #[test]
@@ -1417,6 +1457,32 @@ fn parity_resident_fill_label_distance() {
         }
     }
     assert_eq!(resident, 4 * masks().len());
+    // Masks large enough for the labels and distances to come back as runs (and one with
+    // more runs than that takes, which comes back whole), against the CPU.
+    let large = [
+        blobs(300, 260, 13, 2.0, 0.0),
+        blobs(320, 240, 14, 3.0, 0.02),
+        Image::new(256, 256, true),
+        noise(300, 260, 15).map(|v| v > 0.5),
+    ];
+    for m in large {
+        assert!(m.len() >= RUNS_MIN_PIXELS);
+        for fill in [true, false] {
+            let conn = Connectivity::Eight;
+            let cpu = CpuBackend
+                .fill_label_distance(m.clone(), fill, conn, true)
+                .unwrap();
+            let out = g.fill_label_distance(m.clone(), fill, conn, true).unwrap();
+            let what = format!("{}x{} fill {fill}", m.width(), m.height());
+            assert_eq!(out.mask, cpu.mask, "{what}");
+            assert_eq!(out.labels, cpu.labels, "{what}");
+            let bits = |d: &Option<Image<f32>>| {
+                d.as_ref()
+                    .map(|d| d.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+            };
+            assert_eq!(bits(&out.distance), bits(&cpu.distance), "{what}");
+        }
+    }
 }
 
 /// Fields for the resident segmentation: bright blobs of many sizes (some with holes,
