@@ -1,5 +1,6 @@
 //! Label images read back as runs along their rows (`runs.wgsl`): three words per run
-//! instead of one per pixel. A nuclei field is mostly background, and each object crosses a
+//! instead of one per pixel (four, and one per labelled pixel, with the values of another
+//! image at the labelled pixels, e.g. squared distances). A nuclei field is mostly background, and each object crosses a
 //! row in one run, so its labels come down in a fraction of the bytes (at 8192² with about
 //! 90,000 nuclei, some 2 million runs: about 24 MB instead of 268 MB). The host expands the
 //! runs into the image, exactly. The encoding runs on the resident labels, so a field with
@@ -91,7 +92,7 @@ impl Gpu {
     /// pays, see the module docs), with `values` (another image of one word per pixel and
     /// the number of labelled pixels) at the labelled pixels only, and each of `also`
     /// (`n_words` each, as `submit_and_read`). `labels` (and the values) must hold the
-    /// image in their first `w · h` words, with `w · h` below 2³¹.
+    /// image in their first `w · h` words, with `w · h` below 2³².
     pub(crate) fn read_labels(
         &self,
         mut enc: wgpu::CommandEncoder,
