@@ -295,6 +295,31 @@ pub trait Backend: Send + Sync {
         })
     }
 
+    /// [`Backend::gaussian_blur_kept`] where only the pixels of `within` are wanted: their
+    /// values, and 0 elsewhere (a device then sends back only those pixels). `within` has
+    /// the kept image's size. Default: the whole blur, then 0 outside `within`.
+    fn gaussian_blur_kept_within(
+        &self,
+        img: &KeptImage,
+        sigma: f32,
+        within: ImageView<bool>,
+    ) -> Result<Image<f32>, Error> {
+        crate::ensure_shape(
+            "the pixels wanted of a kept image",
+            img.dims(),
+            (within.width(), within.height()),
+        )?;
+        let mut out = self.gaussian_blur_kept(img, sigma)?;
+        for r in 0..within.height() {
+            for (v, &m) in out.row_mut(r).iter_mut().zip(within.row(r)) {
+                if !m {
+                    *v = 0.0;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether the hybrid declumping smooths the scaled image itself, in each component's
     /// box widened by the kernel's radius (the same values there, over a fraction of the
     /// field on a nuclei field), instead of asking for the whole field's
@@ -588,6 +613,80 @@ mod tests {
             CpuBackend.li(elev.view()).unwrap(),
             threshold::li(elev.view())
         );
+    }
+
+    /// A backend that keeps host images "on the device": the default
+    /// `gaussian_blur_kept_within` over its `gaussian_blur_kept`.
+    struct KeepsOnHost;
+
+    impl Backend for KeepsOnHost {
+        fn name(&self) -> String {
+            "keeps on host".into()
+        }
+        fn gaussian_blur(&self, i: ImageView<f32>, s: f32) -> Result<Image<f32>, Error> {
+            CpuBackend.gaussian_blur(i, s)
+        }
+        fn gaussian_blur_kept(&self, k: &KeptImage, s: f32) -> Result<Image<f32>, Error> {
+            let img = k
+                .inner()
+                .downcast_ref::<Image<f32>>()
+                .ok_or(Error::Backend {
+                    device: self.name(),
+                    message: "not mine".into(),
+                })?;
+            self.gaussian_blur(img.view(), s)
+        }
+        fn histogram(&self, i: ImageView<f32>, n: usize) -> Result<Option<Histogram>, Error> {
+            CpuBackend.histogram(i, n)
+        }
+        fn binary_erosion(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
+            CpuBackend.binary_erosion(m)
+        }
+        fn binary_dilation(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
+            CpuBackend.binary_dilation(m)
+        }
+        fn fill_holes(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
+            CpuBackend.fill_holes(m)
+        }
+        fn distance_transform_edt(&self, m: ImageView<bool>) -> Result<Image<f32>, Error> {
+            CpuBackend.distance_transform_edt(m)
+        }
+        fn label(&self, m: ImageView<bool>, c: Connectivity) -> Result<Labels, Error> {
+            CpuBackend.label(m, c)
+        }
+        fn measure_shape(&self, l: &Labels) -> Result<Vec<ObjectShape>, Error> {
+            CpuBackend.measure_shape(l)
+        }
+    }
+
+    #[test]
+    fn default_blur_of_a_kept_image_within_a_mask_is_zero_outside_it() {
+        let img = Image::from_fn(9, 7, |r, c| ((r * 9 + c) % 5) as f32);
+        let kept = KeptImage::new(9, 7, Arc::new(img.clone()));
+        let within = Image::from_fn(9, 7, |r, c| (r + 2 * c) % 3 == 0);
+        let whole = gaussian_blur(img.view(), 1.5);
+        let out = KeepsOnHost
+            .gaussian_blur_kept_within(&kept, 1.5, within.view())
+            .unwrap();
+        for r in 0..7 {
+            for c in 0..9 {
+                let want = if within.get(r, c) {
+                    whole.get(r, c)
+                } else {
+                    0.0
+                };
+                assert_eq!(out.get(r, c).to_bits(), want.to_bits(), "{r},{c}");
+            }
+        }
+        // A mask of another size, and a backend that keeps nothing, are errors.
+        let small = Image::new(9, 6, true);
+        let err = KeepsOnHost
+            .gaussian_blur_kept_within(&kept, 1.5, small.view())
+            .unwrap_err();
+        assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+        assert!(CpuBackend
+            .gaussian_blur_kept_within(&kept, 1.5, within.view())
+            .is_err());
     }
 
     #[test]

@@ -963,6 +963,16 @@ impl Backend for Timed<'_> {
             self.inner.gaussian_blur_kept(img, sigma)
         })
     }
+    fn gaussian_blur_kept_within(
+        &self,
+        img: &KeptImage,
+        sigma: f32,
+        within: ImageView<bool>,
+    ) -> Res<Image<f32>> {
+        self.run("gaussian_blur_kept_within", || {
+            self.inner.gaussian_blur_kept_within(img, sigma, within)
+        })
+    }
     fn gaussian_blur_unit_u16(&self, img: ImageView<u16>, sigma: f32) -> Res<Image<f32>> {
         self.run("gaussian_blur_unit_u16", || {
             self.inner.gaussian_blur_unit_u16(img, sigma)

@@ -9,11 +9,19 @@ use std::sync::Arc;
 use ipscope_core::backend::{FieldView, FlatThreshold, FlattenParams, Flattened, KeptImage};
 use ipscope_core::ops::filter::{gaussian_kernel, GAUSSIAN_TRUNCATE};
 use ipscope_core::ops::threshold::otsu_of_histogram;
-use ipscope_image::Image;
+use ipscope_image::{Image, ImageView};
 
 use crate::device::Gpu;
 use crate::ops::{first_result, floats};
 use crate::Error;
+
+/// The Gaussian's taps for `sigma`, as f32 (one tap: no smoothing).
+fn gaussian_weights(sigma: f32) -> Vec<f32> {
+    gaussian_kernel(f64::from(sigma), GAUSSIAN_TRUNCATE)
+        .iter()
+        .map(|&k| k as f32)
+        .collect()
+}
 
 /// An f32 image a [`Gpu`] keeps on the device for a later call ([`KeptImage`]'s inner).
 struct KeptBuffer {
@@ -145,6 +153,58 @@ impl Gpu {
         })
     }
 
+    /// `Backend::gaussian_blur_kept_within`: [`Gpu::gaussian_blur_kept`] with only the
+    /// pixels of `within` brought back (as runs with their values, see `runs.rs`; the
+    /// others are 0): the mask goes up packed, about 4 bytes per wanted pixel come down.
+    pub fn gaussian_blur_kept_within(
+        &self,
+        img: &KeptImage,
+        sigma: f32,
+        within: ImageView<bool>,
+    ) -> Result<Image<f32>, Error> {
+        const K: &str = "gaussian";
+        let (w, h) = img.dims();
+        if (within.width(), within.height()) != (w, h) {
+            return Err(self.device_error(
+                K,
+                format!(
+                    "{img:?}: the pixels wanted are a {}x{} mask",
+                    within.width(),
+                    within.height()
+                ),
+            ));
+        }
+        let kept = self.kept_buffer(img)?;
+        let weights = gaussian_weights(sigma);
+        let set = (0..h)
+            .map(|r| within.row(r).iter().filter(|&&b| b).count())
+            .sum::<usize>();
+        let values = self.scoped(K, || {
+            let mut enc = self.encoder();
+            let blurred = (weights.len() > 1).then(|| {
+                let r = weights.len() / 2;
+                self.encode_gaussian(&mut enc, &kept.buffer, w, h, r, &weights)
+                    .0
+            });
+            let src = blurred.as_ref().unwrap_or(&kept.buffer);
+            let mask = self.encode_mask_upload(&mut enc, within);
+            let back = self.read_labels(enc, &mask, (w, h), Some((src, set)), &[])?;
+            Ok(back.values.unwrap_or_default())
+        })?;
+        Image::from_vec(w, h, floats(values)).map_err(|e| self.device_error(K, e))
+    }
+
+    /// The buffer of an image this device kept; an image kept by another device or
+    /// backend is an error.
+    fn kept_buffer<'a>(&self, img: &'a KeptImage) -> Result<&'a KeptBuffer, Error> {
+        img.inner()
+            .downcast_ref::<KeptBuffer>()
+            .filter(|k| k.gpu == self.id)
+            .ok_or_else(|| {
+                self.device_error("gaussian", format!("{img:?} was not kept by this device"))
+            })
+    }
+
     /// `Backend::gaussian_blur_kept`: the Gaussian of an image this device kept
     /// ([`Gpu::smooth_and_flatten`] with `keep_on_backend`), where it lies. The values of
     /// [`Gpu::gaussian_blur`] of that image brought to the host (the same kernel on the
@@ -152,13 +212,8 @@ impl Gpu {
     pub fn gaussian_blur_kept(&self, img: &KeptImage, sigma: f32) -> Result<Image<f32>, Error> {
         const K: &str = "gaussian";
         let (w, h) = img.dims();
-        let kept = img
-            .inner()
-            .downcast_ref::<KeptBuffer>()
-            .filter(|k| k.gpu == self.id)
-            .ok_or_else(|| self.device_error(K, format!("{img:?} was not kept by this device")))?;
-        let kernel = gaussian_kernel(f64::from(sigma), GAUSSIAN_TRUNCATE);
-        let weights: Vec<f32> = kernel.iter().map(|&k| k as f32).collect();
+        let kept = self.kept_buffer(img)?;
+        let weights = gaussian_weights(sigma);
         let words = self.scoped(K, || {
             let mut enc = self.encoder();
             if weights.len() == 1 {

@@ -181,6 +181,15 @@ impl Backend for GpuBackend {
         Ok(self.gpu.gaussian_blur_kept(img, sigma)?)
     }
 
+    fn gaussian_blur_kept_within(
+        &self,
+        img: &KeptImage,
+        sigma: f32,
+        within: ImageView<bool>,
+    ) -> Result<Image<f32>, ipscope_core::Error> {
+        Ok(self.gpu.gaussian_blur_kept_within(img, sigma, within)?)
+    }
+
     fn watershed(
         &self,
         elevation: ImageView<f32>,

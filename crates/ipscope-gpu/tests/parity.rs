@@ -2029,6 +2029,62 @@ fn parity_rank_subtract() {
 }
 
 #[test]
+fn kept_field_blurs_within_a_mask_as_the_field_read_back() {
+    let Some(g) = gpu() else { return };
+    let backend = GpuBackend::from_gpu(Gpu::new().unwrap());
+    // A field large enough for the wanted pixels to come back as runs, and a small one.
+    for (w, h) in [(300, 260), (90, 70)] {
+        let fg = blobs(w, h, 31, 2.5, 0.01);
+        let grain = noise(w, h, 32);
+        let field = Image::from_fn(w, h, |r, c| {
+            0.2 * grain.get(r, c) + if fg.get(r, c) { 0.7 } else { 0.0 }
+        });
+        let p = FlattenParams {
+            sigma: 1.0,
+            radius: 4,
+            keep_field: true,
+            keep_on_backend: true,
+            threshold: FlatThreshold::None,
+        };
+        let out = g
+            .smooth_and_flatten(FieldView::F32(field.view()), &p)
+            .unwrap();
+        let kept = out.kept.unwrap();
+        let staged = smooth_and_flatten_by_stages(&backend, FieldView::F32(field.view()), &p)
+            .unwrap()
+            .field
+            .unwrap();
+        let wide = blobs(w + 20, h + 10, 33, 2.0, 0.0);
+        let masks = [
+            fg.clone(),
+            Image::new(w, h, false),
+            Image::new(w, h, true),
+            wide.view().crop(5, 12, h, w).unwrap().to_image(),
+        ];
+        for (k, m) in masks.iter().enumerate() {
+            for s in [0.0f32, 2.5] {
+                let want = g.gaussian_blur(staged.view(), s).unwrap();
+                let want =
+                    Image::from_fn(w, h, |r, c| if m.get(r, c) { want.get(r, c) } else { 0.0 });
+                let got = g.gaussian_blur_kept_within(&kept, s, m.view()).unwrap();
+                assert_same_values(&got, &want, &format!("{w}x{h} mask {k} σ {s}"));
+            }
+        }
+        // The crop as a view, and a mask of another size.
+        let view = wide.view().crop(5, 12, h, w).unwrap();
+        let got = g.gaussian_blur_kept_within(&kept, 1.0, view).unwrap();
+        let want = g
+            .gaussian_blur_kept_within(&kept, 1.0, masks[3].view())
+            .unwrap();
+        assert_same_values(&got, &want, "view");
+        let other = Image::new(w, h + 1, true);
+        assert!(g
+            .gaussian_blur_kept_within(&kept, 1.0, other.view())
+            .is_err());
+    }
+}
+
+#[test]
 fn smooth_and_flatten_beyond_one_binding_runs_the_stages_tiled() {
     if gpu().is_none() {
         return;

@@ -540,7 +540,16 @@ pub fn segment_nuclei_with<T: Pixel>(
                 Scaled::Host(f) if backend.declump_smoothing_in_boxes() => {
                     DeclumpSmoothing::InBoxes(f, declump_sigma(eff.min_diameter))
                 }
-                _ => DeclumpSmoothing::Field(declump_smoothing(backend, scaled, eff.min_diameter)?),
+                // The hybrid declumping reads the smoothing at the components' pixels only
+                // (the seeds, the surface and the flood all stay inside them).
+                Scaled::Kept(k) => DeclumpSmoothing::Field(backend.gaussian_blur_kept_within(
+                    k,
+                    declump_sigma(eff.min_diameter),
+                    fg.view(),
+                )?),
+                Scaled::Host(_) => {
+                    DeclumpSmoothing::Field(declump_smoothing(backend, scaled, eff.min_diameter)?)
+                }
             },
             components,
             &dist,
