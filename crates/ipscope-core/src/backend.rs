@@ -549,7 +549,8 @@ impl Backend for CpuBackend {
 }
 
 /// A backend with only the required methods (each the CPU's), so that every provided
-/// method runs its default: for the tests of those defaults.
+/// method runs its default: for the tests of those defaults. It also blurs kept images
+/// that hold an `Image<f32>` (a "device" on the host), for the defaults built on that.
 #[cfg(test)]
 pub(crate) struct RequiredOnly;
 
@@ -560,6 +561,16 @@ impl Backend for RequiredOnly {
     }
     fn gaussian_blur(&self, i: ImageView<f32>, s: f32) -> Result<Image<f32>, Error> {
         CpuBackend.gaussian_blur(i, s)
+    }
+    fn gaussian_blur_kept(&self, k: &KeptImage, s: f32) -> Result<Image<f32>, Error> {
+        let img = k
+            .inner()
+            .downcast_ref::<Image<f32>>()
+            .ok_or(Error::Backend {
+                device: self.name(),
+                message: "not an image kept on the host".into(),
+            })?;
+        self.gaussian_blur(img.view(), s)
     }
     fn histogram(&self, i: ImageView<f32>, n: usize) -> Result<Option<Histogram>, Error> {
         CpuBackend.histogram(i, n)
@@ -615,57 +626,13 @@ mod tests {
         );
     }
 
-    /// A backend that keeps host images "on the device": the default
-    /// `gaussian_blur_kept_within` over its `gaussian_blur_kept`.
-    struct KeepsOnHost;
-
-    impl Backend for KeepsOnHost {
-        fn name(&self) -> String {
-            "keeps on host".into()
-        }
-        fn gaussian_blur(&self, i: ImageView<f32>, s: f32) -> Result<Image<f32>, Error> {
-            CpuBackend.gaussian_blur(i, s)
-        }
-        fn gaussian_blur_kept(&self, k: &KeptImage, s: f32) -> Result<Image<f32>, Error> {
-            let img = k
-                .inner()
-                .downcast_ref::<Image<f32>>()
-                .ok_or(Error::Backend {
-                    device: self.name(),
-                    message: "not mine".into(),
-                })?;
-            self.gaussian_blur(img.view(), s)
-        }
-        fn histogram(&self, i: ImageView<f32>, n: usize) -> Result<Option<Histogram>, Error> {
-            CpuBackend.histogram(i, n)
-        }
-        fn binary_erosion(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
-            CpuBackend.binary_erosion(m)
-        }
-        fn binary_dilation(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
-            CpuBackend.binary_dilation(m)
-        }
-        fn fill_holes(&self, m: ImageView<bool>) -> Result<Image<bool>, Error> {
-            CpuBackend.fill_holes(m)
-        }
-        fn distance_transform_edt(&self, m: ImageView<bool>) -> Result<Image<f32>, Error> {
-            CpuBackend.distance_transform_edt(m)
-        }
-        fn label(&self, m: ImageView<bool>, c: Connectivity) -> Result<Labels, Error> {
-            CpuBackend.label(m, c)
-        }
-        fn measure_shape(&self, l: &Labels) -> Result<Vec<ObjectShape>, Error> {
-            CpuBackend.measure_shape(l)
-        }
-    }
-
     #[test]
     fn default_blur_of_a_kept_image_within_a_mask_is_zero_outside_it() {
         let img = Image::from_fn(9, 7, |r, c| ((r * 9 + c) % 5) as f32);
         let kept = KeptImage::new(9, 7, Arc::new(img.clone()));
         let within = Image::from_fn(9, 7, |r, c| (r + 2 * c) % 3 == 0);
         let whole = gaussian_blur(img.view(), 1.5);
-        let out = KeepsOnHost
+        let out = super::RequiredOnly
             .gaussian_blur_kept_within(&kept, 1.5, within.view())
             .unwrap();
         for r in 0..7 {
@@ -680,7 +647,7 @@ mod tests {
         }
         // A mask of another size, and a backend that keeps nothing, are errors.
         let small = Image::new(9, 6, true);
-        let err = KeepsOnHost
+        let err = super::RequiredOnly
             .gaussian_blur_kept_within(&kept, 1.5, small.view())
             .unwrap_err();
         assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
