@@ -1848,6 +1848,15 @@ fn grey_opening_beyond_one_binding_runs_in_bands() {
     assert!(matches!(err, ipscope_gpu::Error::TooLarge { .. }), "{err}");
 }
 
+/// The first steps with the field kept on the device (σ 1, opening r = 4, no threshold).
+const KEPT: FlattenParams = FlattenParams {
+    sigma: 1.0,
+    radius: 4,
+    keep_field: true,
+    keep_on_backend: true,
+    threshold: FlatThreshold::None,
+};
+
 /// Every [`FlattenParams`] combination the parity cases run.
 fn flatten_params() -> Vec<FlattenParams> {
     let mut v = Vec::new();
@@ -1943,13 +1952,7 @@ fn parity_rank_subtract() {
     assert_eq!(kept_blurs, 3 * 18 * 2);
     // A kept image is read only by the device that kept it: another device, a backend that
     // keeps none, and an image held by something else are errors, not panics.
-    let p = FlattenParams {
-        sigma: 1.0,
-        radius: 4,
-        keep_field: true,
-        keep_on_backend: true,
-        threshold: FlatThreshold::None,
-    };
+    let p = KEPT;
     let out = g
         .smooth_and_flatten(FieldView::F32(fields[0].view()), &p)
         .unwrap();
@@ -2024,13 +2027,7 @@ fn kept_field_blurs_within_a_mask_as_the_field_read_back() {
         let field = Image::from_fn(w, h, |r, c| {
             0.2 * grain.get(r, c) + if fg.get(r, c) { 0.7 } else { 0.0 }
         });
-        let p = FlattenParams {
-            sigma: 1.0,
-            radius: 4,
-            keep_field: true,
-            keep_on_backend: true,
-            threshold: FlatThreshold::None,
-        };
+        let p = KEPT;
         let out = g
             .smooth_and_flatten(FieldView::F32(field.view()), &p)
             .unwrap();
