@@ -38,7 +38,8 @@ if [[ "${1:-}" == prepare ]]; then
   # the driver itself comes with the GPU machine.
   for lib in libvulkan.so.1 libGLX.so.0 libGLdispatch.so.0 libEGL.so.1 libGL.so.1 \
              libOpenGL.so.0 libGLESv2.so.2; do
-    path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')
+    # awk reads to the end: leaving early would fail the pipe (SIGPIPE under pipefail).
+    path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ && p == "" {p = $NF} END {print p}')
     if [[ -n "$path" ]]; then
       cp -L "$path" "$CHECK/lib/$lib"
     else
@@ -64,7 +65,8 @@ if [[ ! -x "$BIN" ]]; then
   fi
 fi
 # The bundled loader only where the system has none.
-if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1 '; then
+# (grep reads a copy: `ldconfig | grep -q` can fail on SIGPIPE under pipefail.)
+if ! grep -q 'libvulkan.so.1 ' <<< "$(ldconfig -p 2>/dev/null)"; then
   export LD_LIBRARY_PATH="$CHECK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 # Some container images mount NVIDIA's driver under /usr/local/nvidia, where the loader does
