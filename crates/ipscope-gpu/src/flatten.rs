@@ -7,21 +7,12 @@
 use std::sync::Arc;
 
 use ipscope_core::backend::{FieldView, FlatThreshold, FlattenParams, Flattened, KeptImage};
-use ipscope_core::ops::filter::{gaussian_kernel, GAUSSIAN_TRUNCATE};
 use ipscope_core::ops::threshold::otsu_of_histogram;
 use ipscope_image::{Image, ImageView};
 
 use crate::device::Gpu;
-use crate::ops::{first_result, floats};
+use crate::ops::{first_result, floats, gaussian_weights};
 use crate::Error;
-
-/// The Gaussian's taps for `sigma`, as f32 (one tap: no smoothing).
-fn gaussian_weights(sigma: f32) -> Vec<f32> {
-    gaussian_kernel(f64::from(sigma), GAUSSIAN_TRUNCATE)
-        .iter()
-        .map(|&k| k as f32)
-        .collect()
-}
 
 /// An f32 image a [`Gpu`] keeps on the device for a later call ([`KeptImage`]'s inner).
 struct KeptBuffer {
@@ -77,8 +68,7 @@ impl Gpu {
             ));
         }
         let n = w * h;
-        let kernel = gaussian_kernel(f64::from(p.sigma), GAUSSIAN_TRUNCATE);
-        let weights: Vec<f32> = kernel.iter().map(|&k| k as f32).collect();
+        let weights = gaussian_weights(p.sigma);
         // Up, smoothed, flattened: one recording, submitted with the threshold's first pass
         // (or with the readback when no threshold is asked).
         let (enc, smoothed, unit) = self.scoped(K, || {

@@ -41,6 +41,15 @@ pub(crate) fn raster_numbers(mut objects: Vec<(u32, u32)>, len: usize) -> Vec<u3
     number
 }
 
+/// The Gaussian's taps for `sigma` (`gaussian_kernel`, truncated as the CPU's), as f32; one
+/// tap: no smoothing.
+pub(crate) fn gaussian_weights(sigma: f32) -> Vec<f32> {
+    gaussian_kernel(f64::from(sigma), GAUSSIAN_TRUNCATE)
+        .iter()
+        .map(|&k| k as f32)
+        .collect()
+}
+
 /// The first readback of [`Gpu::submit_and_read`]'s results.
 pub(crate) fn first_result(out: Vec<Vec<u32>>) -> Vec<u32> {
     out.into_iter().next().unwrap_or_default()
@@ -123,12 +132,11 @@ impl Gpu {
     pub fn gaussian_blur(&self, src: ImageView<f32>, sigma: f32) -> Result<Image<f32>, Error> {
         const K: &str = "gaussian";
         let (w, h) = (src.width(), src.height());
-        let kernel = gaussian_kernel(f64::from(sigma), GAUSSIAN_TRUNCATE);
-        if kernel.len() == 1 || src.is_empty() {
+        let weights = gaussian_weights(sigma);
+        if weights.len() == 1 || src.is_empty() {
             return Ok(src.to_image());
         }
-        let r = kernel.len() / 2;
-        let weights: Vec<f32> = kernel.iter().map(|&k| k as f32).collect();
+        let r = weights.len() / 2;
         // Rows per band: the band plus its two halos must fit one binding.
         let max_rows = (self.max_binding / 4 / w as u64) as usize;
         if max_rows < 2 * r + 1 {
@@ -199,15 +207,14 @@ impl Gpu {
     ) -> Result<Image<f32>, Error> {
         const K: &str = "unpack";
         let (w, h) = (src.width(), src.height());
-        let kernel = gaussian_kernel(f64::from(sigma), GAUSSIAN_TRUNCATE);
-        if kernel.len() == 1 || src.is_empty() || (w * h) as u64 * 4 > self.max_binding {
+        let weights = gaussian_weights(sigma);
+        if weights.len() == 1 || src.is_empty() || (w * h) as u64 * 4 > self.max_binding {
             return self.gaussian_blur(src.map(unit_scale_u16).view(), sigma);
         }
-        let weights: Vec<f32> = kernel.iter().map(|&k| k as f32).collect();
         let res = self.scoped(K, || {
             let mut enc = self.encoder();
             let unit = self.encode_unit_u16(&mut enc, src);
-            let (dst, _) = self.encode_gaussian(&mut enc, &unit, w, h, kernel.len() / 2, &weights);
+            let (dst, _) = self.encode_gaussian(&mut enc, &unit, w, h, weights.len() / 2, &weights);
             let out = self.submit_and_read(enc, &[(&dst, w * h)])?;
             Ok(floats(first_result(out)))
         })?;

@@ -6,13 +6,15 @@
 //! number of runs).
 
 use ipscope_core::backend::{FieldView, OtsuObjects, OtsuParams};
-use ipscope_core::ops::filter::{gaussian_kernel, GAUSSIAN_TRUNCATE};
 use ipscope_core::ops::threshold::otsu_of_histogram;
 use ipscope_image::{Image, Labels};
 
 use crate::device::{groups_2d, Gpu};
 use crate::kernels::{MEASURE, SEGMENT};
-use crate::ops::{first_result, raster_numbers, stats_from, stats_init, ObjectStats, STATS_STRIDE};
+use crate::ops::{
+    first_result, gaussian_weights, raster_numbers, stats_from, stats_init, ObjectStats,
+    STATS_STRIDE,
+};
 use crate::Error;
 
 impl Gpu {
@@ -54,8 +56,7 @@ impl Gpu {
         }
         self.check_fits(K, w, h, p.nbins + 1)?;
         let n = w * h;
-        let kernel = gaussian_kernel(f64::from(p.sigma), GAUSSIAN_TRUNCATE);
-        let weights: Vec<f32> = kernel.iter().map(|&k| k as f32).collect();
+        let weights = gaussian_weights(p.sigma);
         // 1. The image up (16-bit samples as they are stored, scaled on the device),
         // smoothed where it lies: recorded, and submitted with the histogram's first pass.
         let (smoothing, smoothed) = self.scoped(K, || {
