@@ -17,6 +17,13 @@
 // Jacobi steps (read `state_in`, write `state_out`, the host swaps them), so there is no
 // race and the result does not depend on scheduling.
 //
+// `relax_local` is the same step repeated inside each 16 × 16 tile in workgroup memory, with
+// the tile's one-pixel border held at its `state_in` keys, until the tile stops changing
+// (at most LOCAL_STEPS times), so one dispatch carries a front across a tile instead of one
+// pixel. Each repetition is a Jacobi step of the tile (two copies in workgroup memory), and
+// the fixed point does not depend on the order of the updates (see src/watershed.rs), so it
+// reaches the labels of `relax` in fewer dispatches and rounds.
+//
 // An image whose state does not fit one binding runs as bands of rows, each with a halo row
 // above and below (a copy of the neighbouring band's edge row, which `relax` leaves alone);
 // the host relaxes every band, copies the edge rows into the neighbours' halos, and repeats
@@ -178,4 +185,128 @@ fn store(i: u32, v: Best) {
     state_out[b + 3u] = v.psteps;
     state_out[b + 4u] = v.origin;
     state_out[b + 5u] = v.label;
+}
+
+// Tile of `relax_local`: 16 × 16 pixels and their one-pixel border.
+const TILE: u32 = 16u;
+const SIDE: u32 = 18u;
+const CELLS: u32 = 324u;
+// Repetitions of the step inside a tile per dispatch, at most.
+const LOCAL_STEPS: u32 = 64u;
+
+// Two copies of the tile's state (S words per cell): the step reads one and writes the other.
+var<workgroup> tiles: array<u32, 3888>;
+// Whether a pixel of the tile changed in this repetition, and that flag as read by all.
+var<workgroup> moved: atomic<u32>;
+var<workgroup> again: u32;
+
+fn tile_load(copy: u32, t: u32) -> Best {
+    let b = (copy * CELLS + t) * S;
+    return Best(tiles[b], tiles[b + 1u], tiles[b + 2u], tiles[b + 3u], tiles[b + 4u], tiles[b + 5u]);
+}
+
+fn tile_store(copy: u32, t: u32, v: Best) {
+    let b = (copy * CELLS + t) * S;
+    tiles[b] = v.cost;
+    tiles[b + 1u] = v.steps;
+    tiles[b + 2u] = v.pcost;
+    tiles[b + 3u] = v.psteps;
+    tiles[b + 4u] = v.origin;
+    tiles[b + 5u] = v.label;
+}
+
+fn tile_offer(best: Best, e: u32, copy: u32, t: u32) -> Best {
+    let n = tile_load(copy, t);
+    if (n.label == 0u) {
+        return best;
+    }
+    var cand = Best(n.cost, n.steps + 1u, n.pcost, n.psteps, n.origin, n.label);
+    if (e > n.cost) {
+        cand = Best(e, 0u, n.cost, n.steps, n.origin, n.label);
+    }
+    if (less(cand, best)) {
+        return cand;
+    }
+    return best;
+}
+
+fn differs(a: Best, b: Best) -> bool {
+    return less(a, b) || less(b, a) || a.label != b.label;
+}
+
+@compute @workgroup_size(16, 16)
+fn relax_local(
+    @builtin(global_invocation_id) id: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let unreached = Best(0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0u);
+    // The tile and its border into both copies; cells beyond the image are unreached (label
+    // 0), which `tile_offer` ignores as `relax` ignores a missing neighbour.
+    let me = lid.y * TILE + lid.x;
+    for (var k = me; k < CELLS; k += TILE * TILE) {
+        let x = i32(wid.x * TILE + k % SIDE) - 1;
+        let y = i32(wid.y * TILE + k / SIDE) - 1;
+        var v = unreached;
+        if (x >= 0 && y >= 0 && u32(x) < p.width && u32(y) < p.height) {
+            v = load(u32(y) * p.width + u32(x));
+        }
+        tile_store(0u, k, v);
+        tile_store(1u, k, v);
+    }
+    workgroupBarrier();
+    let inside = id.x < p.width && id.y < p.height;
+    let t = (lid.y + 1u) * SIDE + lid.x + 1u;
+    let i = id.y * p.width + id.x;
+    var e = 0xffffffffu;
+    var own = unreached;
+    // Pixels whose key `relax` never changes (see there) and invocations beyond the image
+    // keep theirs; they still take part in every barrier.
+    var fixed = true;
+    if (inside) {
+        e = elev[i];
+        own = tile_load(0u, t);
+        let halo = id.y < p.first || id.y >= p.last;
+        fixed = halo || e == 0xffffffffu || (own.label != 0u && own.steps == 0u && own.pcost == 0u);
+    }
+    var value = own;
+    var copy = 0u;
+    for (var step = 0u; step < LOCAL_STEPS; step++) {
+        if (!fixed) {
+            var best = unreached;
+            if (id.y > 0u) {
+                best = tile_offer(best, e, copy, t - SIDE);
+            }
+            if (id.x > 0u) {
+                best = tile_offer(best, e, copy, t - 1u);
+            }
+            if (id.x + 1u < p.width) {
+                best = tile_offer(best, e, copy, t + 1u);
+            }
+            if (id.y + 1u < p.height) {
+                best = tile_offer(best, e, copy, t + SIDE);
+            }
+            if (differs(best, value)) {
+                atomicStore(&moved, 1u);
+            }
+            value = best;
+            tile_store(1u - copy, t, value);
+        }
+        workgroupBarrier();
+        if (me == 0u) {
+            again = atomicLoad(&moved);
+            atomicStore(&moved, 0u);
+        }
+        copy = 1u - copy;
+        if (workgroupUniformLoad(&again) == 0u) {
+            break;
+        }
+    }
+    if (!inside) {
+        return;
+    }
+    store(i, value);
+    if (differs(value, own)) {
+        atomicStore(&changed, 1u);
+    }
 }

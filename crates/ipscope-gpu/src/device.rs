@@ -135,6 +135,9 @@ pub struct Gpu {
     pub(crate) id: u64,
     /// Read label images back as runs (`runs.wgsl`) instead of one word per pixel.
     pub(crate) label_runs: std::sync::atomic::AtomicBool,
+    /// Relax the watershed tile by tile in workgroup memory (`relax_local`) instead of one
+    /// step per dispatch (`relax`).
+    pub(crate) local_watershed: std::sync::atomic::AtomicBool,
     /// `unit_scale_u16` of every 16-bit value (`unpack.wgsl`'s table), made on first use.
     unit_lut: std::sync::OnceLock<wgpu::Buffer>,
 }
@@ -324,6 +327,7 @@ impl Gpu {
             staging: Mutex::new(Staging::default()),
             tiled_labels: std::sync::atomic::AtomicBool::new(false),
             label_runs: std::sync::atomic::AtomicBool::new(true),
+            local_watershed: std::sync::atomic::AtomicBool::new(true),
             id: {
                 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)

@@ -97,7 +97,7 @@ pub const LI: Kernel = Kernel {
 pub const WATERSHED: Kernel = Kernel {
     name: "watershed",
     source: include_str!("../../../kernels/watershed.wgsl"),
-    entry_points: &["init", "relax", "extract"],
+    entry_points: &["init", "relax", "relax_local", "extract"],
     bindings: &[U, R, R, RW, RW],
 };
 

@@ -1,6 +1,7 @@
 //! Seeded watershed on the GPU: Jacobi relaxation of flooding keys (see
-//! `kernels/watershed.wgsl`), until a batch of steps changes nothing; in bands of rows with
-//! halos exchanged between batches when the image's state exceeds one storage binding.
+//! `kernels/watershed.wgsl`), by default repeated inside each tile in workgroup memory,
+//! until a batch of steps changes nothing; in bands of rows with halos exchanged between
+//! batches when the image's state exceeds one storage binding.
 
 use ipscope_image::{Image, ImageView, Labels};
 
@@ -59,6 +60,30 @@ impl Gpu {
         markers: &Labels,
         mask: Option<ImageView<bool>>,
     ) -> Result<Labels, Error> {
+        self.watershed_rounds(elevation, markers, mask)
+            .map(|(labels, _)| labels)
+    }
+
+    /// Relaxes the watershed tile by tile in workgroup memory when `on` (the default): each
+    /// dispatch repeats the step inside every 16 × 16 tile until the tile stops changing, so
+    /// a front crosses a tile per dispatch instead of a pixel. Off: one step per dispatch.
+    /// The labels are identical either way (the relaxation's fixed point does not depend on
+    /// the order of its steps); this is for comparing their speed.
+    pub fn set_local_watershed(&self, on: bool) {
+        self.local_watershed
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// [`Gpu::watershed`], and the number of rounds it took: batches of
+    /// relaxation dispatches, each ended by reading back whether anything changed (the last
+    /// round changes nothing).
+    #[doc(hidden)]
+    pub fn watershed_rounds(
+        &self,
+        elevation: ImageView<f32>,
+        markers: &Labels,
+        mask: Option<ImageView<bool>>,
+    ) -> Result<(Labels, usize), Error> {
         const K: &str = "watershed";
         let (w, h) = (elevation.width(), elevation.height());
         let shape_error = |what: &str, (mw, mh): (usize, usize)| {
@@ -81,7 +106,7 @@ impl Gpu {
             .unwrap_or(0);
         let count = present.max(markers.count());
         if elevation.is_empty() {
-            return Ok(Labels::new(Image::new(w, h, 0u32), count));
+            return Ok((Labels::new(Image::new(w, h, 0u32), count), 0));
         }
         if w.saturating_mul(h) > u32::MAX as usize {
             return Err(self.too_large(K, w, h, "more pixels than u32 indices".into()));
@@ -126,15 +151,25 @@ impl Gpu {
                 state.push((a, b, ab, ba));
             }
             self.submit(enc)?;
+            let step = if self
+                .local_watershed
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                "relax_local"
+            } else {
+                "relax"
+            };
+            let mut rounds = 0;
             loop {
+                rounds += 1;
                 let mut enc = self.encoder();
                 enc.clear_buffer(&changed, 0, None);
                 for (band, (_, _, ab, ba)) in bands.iter().zip(&state) {
                     let groups = groups_2d(w, band.hi - band.lo);
                     // An even number of steps: the state ends in `a`.
                     for _ in 0..BATCH / 2 {
-                        self.dispatch(&mut enc, &WATERSHED, "relax", ab, groups);
-                        self.dispatch(&mut enc, &WATERSHED, "relax", ba, groups);
+                        self.dispatch(&mut enc, &WATERSHED, step, ab, groups);
+                        self.dispatch(&mut enc, &WATERSHED, step, ba, groups);
                     }
                 }
                 // Each band's edge rows into its neighbours' halos, for the next round.
@@ -174,11 +209,11 @@ impl Gpu {
             for (band, part) in bands.iter().zip(&parts) {
                 labels.extend_from_slice(&part[(band.y0 - band.lo) * w..(band.y1 - band.lo) * w]);
             }
-            Ok(labels)
+            Ok((labels, rounds))
         })?;
-        let labels = out;
+        let (labels, rounds) = out;
         let img = Image::from_vec(w, h, labels).map_err(|e| self.device_error(K, e))?;
-        Ok(Labels::new(img, count))
+        Ok((Labels::new(img, count), rounds))
     }
 }
 

@@ -802,70 +802,150 @@ fn check_watershed(
 #[test]
 fn parity_watershed_relax() {
     let Some(g) = gpu() else { return };
-    // Touching discs: two and three overlapping nuclei.
-    let discs = |w: usize, h: usize, centres: &[(f64, f64, f64)]| {
-        Image::from_fn(w, h, |r, c| {
-            centres.iter().any(|&(cy, cx, rad)| {
-                (r as f64 - cy).powi(2) + (c as f64 - cx).powi(2) <= rad * rad
+    // Both relaxations: tile by tile (the default) and one step per dispatch.
+    let Ok(plain) = Gpu::new() else { return };
+    plain.set_local_watershed(false);
+    for g in [g, &plain] {
+        // Touching discs: two and three overlapping nuclei.
+        let discs = |w: usize, h: usize, centres: &[(f64, f64, f64)]| {
+            Image::from_fn(w, h, |r, c| {
+                centres.iter().any(|&(cy, cx, rad)| {
+                    (r as f64 - cy).powi(2) + (c as f64 - cx).powi(2) <= rad * rad
+                })
             })
-        })
-    };
-    let cases = [
-        discs(80, 60, &[(30.0, 25.0, 14.0), (30.0, 50.0, 13.0)]),
-        discs(
-            100,
-            90,
-            &[(40.0, 30.0, 16.0), (45.0, 58.0, 15.0), (68.0, 45.0, 12.5)],
-        ),
+        };
+        let cases = [
+            discs(80, 60, &[(30.0, 25.0, 14.0), (30.0, 50.0, 13.0)]),
+            discs(
+                100,
+                90,
+                &[(40.0, 30.0, 16.0), (45.0, 58.0, 15.0), (68.0, 45.0, 12.5)],
+            ),
+            blobs(160, 140, 51, 3.0, 0.0),
+            blobs(200, 150, 52, 4.0, -0.005),
+        ];
+        for (i, mask) in cases.iter().enumerate() {
+            let (elev, markers) = declump_inputs(mask, 4);
+            check_watershed(g, &elev, &markers, Some(mask), &format!("case {i}"));
+        }
+        // No mask, a noisy elevation and scattered markers: basins meet along long ridges.
+        let elev = gaussian_blur(noise(120, 100, 53).view(), 2.0);
+        let mut m = Image::new(120, 100, 0u32);
+        for (k, (r, c)) in [(10, 10), (50, 90), (80, 30), (20, 70), (95, 115)]
+            .into_iter()
+            .enumerate()
+        {
+            m.set(r, c, k as u32 + 1);
+        }
+        check_watershed(g, &elev, &Labels::new(m, 5), None, "noise, no mask");
+        // A flat elevation: only ties (pure plateau), the worst case for the order of a queue.
+        let flat = Image::new(64, 48, 0.5f32);
+        let mut m = Image::new(64, 48, 0u32);
+        m.set(10, 10, 1);
+        m.set(40, 50, 2);
+        let (out, cpu) = (
+            g.watershed(flat.view(), &Labels::new(m.clone(), 2), None)
+                .unwrap(),
+            watershed(flat.view(), &Labels::new(m, 2), None),
+        );
+        let (frac, _, _) = watershed_agreement(&out, &cpu);
+        eprintln!("watershed plateau: {frac:.5} differ");
+        assert!(frac <= 0.05, "plateau: {frac}");
+        // NaN elevations flood last, markers outside the mask are dropped, mismatched sizes are
+        // a named error.
+        let mut e = gaussian_blur(noise(40, 30, 54).view(), 1.0);
+        e.set(15, 15, f32::NAN);
+        let mask = Image::from_fn(40, 30, |r, _| r != 3);
+        let mut m = Image::new(40, 30, 0u32);
+        m.set(3, 5, 7);
+        m.set(20, 30, 2);
+        check_watershed(
+            g,
+            &e,
+            &Labels::new(m, 7),
+            Some(&mask),
+            "NaN, marker outside the mask",
+        );
+        let err = g
+            .watershed(e.view(), &Labels::empty(5, 5), None)
+            .unwrap_err();
+        assert!(err.to_string().contains("markers are 5x5"), "{err}");
+    }
+}
+
+/// Cases for comparing the two relaxations: (what, elevation, markers, mask).
+fn relaxation_cases() -> Vec<(String, Image<f32>, Labels, Option<Image<bool>>)> {
+    let mut cases = Vec::new();
+    for (i, mask) in [
         blobs(160, 140, 51, 3.0, 0.0),
         blobs(200, 150, 52, 4.0, -0.005),
-    ];
-    for (i, mask) in cases.iter().enumerate() {
-        let (elev, markers) = declump_inputs(mask, 4);
-        check_watershed(g, &elev, &markers, Some(mask), &format!("case {i}"));
-    }
-    // No mask, a noisy elevation and scattered markers: basins meet along long ridges.
-    let elev = gaussian_blur(noise(120, 100, 53).view(), 2.0);
-    let mut m = Image::new(120, 100, 0u32);
-    for (k, (r, c)) in [(10, 10), (50, 90), (80, 30), (20, 70), (95, 115)]
-        .into_iter()
-        .enumerate()
+    ]
+    .into_iter()
+    .enumerate()
     {
+        let (elev, markers) = declump_inputs(&mask, 4);
+        cases.push((format!("blobs {i}"), elev, markers, Some(mask)));
+    }
+    // Basins hundreds of pixels across, meeting along long ridges.
+    let elev = gaussian_blur(noise(300, 260, 55).view(), 3.0);
+    let mut m = Image::new(300, 260, 0u32);
+    for (k, (r, c)) in [(5, 5), (250, 290), (130, 150)].into_iter().enumerate() {
         m.set(r, c, k as u32 + 1);
     }
-    check_watershed(g, &elev, &Labels::new(m, 5), None, "noise, no mask");
-    // A flat elevation: only ties (pure plateau), the worst case for the order of a queue.
+    cases.push(("noise 300x260".into(), elev, Labels::new(m, 3), None));
+    // A flat plateau (only ties).
     let flat = Image::new(64, 48, 0.5f32);
     let mut m = Image::new(64, 48, 0u32);
     m.set(10, 10, 1);
     m.set(40, 50, 2);
-    let (out, cpu) = (
-        g.watershed(flat.view(), &Labels::new(m.clone(), 2), None)
-            .unwrap(),
-        watershed(flat.view(), &Labels::new(m, 2), None),
-    );
-    let (frac, _, _) = watershed_agreement(&out, &cpu);
-    eprintln!("watershed plateau: {frac:.5} differ");
-    assert!(frac <= 0.05, "plateau: {frac}");
-    // NaN elevations flood last, markers outside the mask are dropped, mismatched sizes are
-    // a named error.
+    cases.push(("plateau".into(), flat, Labels::new(m, 2), None));
+    // A spiral corridor: the flood winds through each tile far longer than the steps one
+    // dispatch repeats inside a tile.
+    let spiral = masks()[8].clone();
+    let mut m = Image::new(spiral.width(), spiral.height(), 0u32);
+    let first = spiral.as_slice().iter().position(|&v| v).unwrap();
+    m.set(first / spiral.width(), first % spiral.width(), 4);
+    let ramp = Image::from_fn(spiral.width(), spiral.height(), |r, c| (r * 3 + c) as f32);
+    cases.push(("spiral".into(), ramp, Labels::new(m, 4), Some(spiral)));
+    // NaN elevations, a masked-out row, a marker outside the mask.
     let mut e = gaussian_blur(noise(40, 30, 54).view(), 1.0);
     e.set(15, 15, f32::NAN);
-    let mask = Image::from_fn(40, 30, |r, _| r != 3);
     let mut m = Image::new(40, 30, 0u32);
     m.set(3, 5, 7);
     m.set(20, 30, 2);
-    check_watershed(
-        g,
-        &e,
-        &Labels::new(m, 7),
-        Some(&mask),
-        "NaN, marker outside the mask",
+    let mask = Image::from_fn(40, 30, |r, _| r != 3);
+    cases.push(("NaN".into(), e, Labels::new(m, 7), Some(mask)));
+    cases
+}
+
+#[test]
+fn parity_watershed_relax_local() {
+    let Some(g) = gpu() else { return };
+    let Ok(plain) = Gpu::new() else { return };
+    plain.set_local_watershed(false);
+    let Ok(mut small) = Gpu::new() else { return };
+    let (mut local_rounds, mut plain_rounds) = (0, 0);
+    for (what, elev, markers, mask) in relaxation_cases() {
+        let mask = mask.as_ref().map(|m| m.view());
+        let (want, rp) = plain.watershed_rounds(elev.view(), &markers, mask).unwrap();
+        let (got, rl) = g.watershed_rounds(elev.view(), &markers, mask).unwrap();
+        eprintln!("watershed {what}: {rl} rounds tile by tile, {rp} one step per dispatch");
+        // The same fixed point: identical labels, not merely within the CPU tolerance.
+        assert_eq!(got, want, "{what}");
+        assert!(rl <= rp, "{what}: {rl} rounds against {rp}");
+        local_rounds += rl;
+        plain_rounds += rp;
+        // In bands of a few rows too (halos exchanged once a round).
+        let w = elev.width();
+        small.set_max_binding_for_tests((9 * w * 24) as u64);
+        let tiled = small.watershed(elev.view(), &markers, mask).unwrap();
+        assert_eq!(tiled, want, "{what}: bands of 7 rows");
+    }
+    // Fronts cross a tile per dispatch instead of a pixel.
+    assert!(
+        local_rounds * 4 <= plain_rounds,
+        "{local_rounds} rounds tile by tile against {plain_rounds}"
     );
-    let err = g
-        .watershed(e.view(), &Labels::empty(5, 5), None)
-        .unwrap_err();
-    assert!(err.to_string().contains("markers are 5x5"), "{err}");
 }
 
 #[test]
