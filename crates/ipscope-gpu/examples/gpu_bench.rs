@@ -51,7 +51,7 @@ use ipscope_core::ops::label::Connectivity;
 use ipscope_core::ops::measure::ObjectShape;
 use ipscope_core::ops::threshold::Histogram;
 use ipscope_core::{segment_nuclei_with, NucleiParams};
-use ipscope_gpu::{GpuBackend, KernelTime, LabelReadback, LI_TOLERANCE, WATERSHED_TOLERANCE};
+use ipscope_gpu::{Gpu, GpuBackend, KernelTime, LabelReadback, LI_TOLERANCE, WATERSHED_TOLERANCE};
 use ipscope_image::{Image, ImageView, Labels};
 
 /// The allocator and heap settings of the `ipscope` CLI, so that the transfers and host
@@ -895,6 +895,40 @@ fn kernels(
                 )
             }
         );
+        if let (Some(g), true) = (g, selected("watershed")) {
+            println!(
+                "  {}",
+                relaxation_note(g.gpu(), elev.view(), &markers, fg.view(), reps)
+            );
+        }
+    }
+}
+
+/// The GPU watershed both ways (tile by tile in workgroup memory, the default, and one step
+/// per dispatch): rounds (batches of dispatches, each ended by a readback of a flag), the
+/// dispatches, best time, and whether the labels are the same.
+fn relaxation_note(
+    gpu: &Gpu,
+    elev: ImageView<f32>,
+    markers: &Labels,
+    mask: ImageView<bool>,
+    reps: usize,
+) -> String {
+    let (local_ms, local) = time(reps, || gpu.watershed_rounds(elev, markers, Some(mask)));
+    gpu.set_local_watershed(false);
+    let (plain_ms, plain) = time(reps, || gpu.watershed_rounds(elev, markers, Some(mask)));
+    gpu.set_local_watershed(true);
+    match (local, plain) {
+        (Ok((l, lr)), Ok((p, pr))) => format!(
+            "relaxation tile by tile: {} rounds, {} dispatches, {local_ms:.1} ms; one step per \
+             dispatch: {} rounds, {} dispatches, {plain_ms:.1} ms; labels {}",
+            lr.rounds,
+            lr.dispatches,
+            pr.rounds,
+            pr.dispatches,
+            if l == p { "identical" } else { "DIFFER" }
+        ),
+        (Err(e), _) | (_, Err(e)) => format!("relaxation both ways failed: {e}"),
     }
 }
 

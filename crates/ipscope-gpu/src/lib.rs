@@ -47,7 +47,7 @@ pub use li::LI_TOLERANCE;
 pub use ops::ObjectStats;
 pub use profile::KernelTime;
 pub use runs::{LabelReadback, RUNS_MIN_PIXELS};
-pub use watershed::{WATERSHED_MIN_IOU, WATERSHED_TOLERANCE};
+pub use watershed::{Relaxation, WATERSHED_MIN_IOU, WATERSHED_TOLERANCE};
 
 use ipscope_core::backend::{
     segment_otsu_by_stages, smooth_and_flatten_by_stages, Backend, CpuBackend, FieldView,

@@ -42,6 +42,9 @@ fn key(v: f32) -> u32 {
     }
 }
 
+/// Dispatches of `relax_local` per round (even: the state ends where it started).
+const LOCAL_BATCH: usize = 4;
+
 /// Outside the mask (above every elevation key, +inf included).
 const OUTSIDE: u32 = u32::MAX;
 
@@ -74,16 +77,14 @@ impl Gpu {
             .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// [`Gpu::watershed`], and the number of rounds it took: batches of
-    /// relaxation dispatches, each ended by reading back whether anything changed (the last
-    /// round changes nothing).
+    /// [`Gpu::watershed`], and how much relaxing it took.
     #[doc(hidden)]
     pub fn watershed_rounds(
         &self,
         elevation: ImageView<f32>,
         markers: &Labels,
         mask: Option<ImageView<bool>>,
-    ) -> Result<(Labels, usize), Error> {
+    ) -> Result<(Labels, Relaxation), Error> {
         const K: &str = "watershed";
         let (w, h) = (elevation.width(), elevation.height());
         let shape_error = |what: &str, (mw, mh): (usize, usize)| {
@@ -106,7 +107,10 @@ impl Gpu {
             .unwrap_or(0);
         let count = present.max(markers.count());
         if elevation.is_empty() {
-            return Ok((Labels::new(Image::new(w, h, 0u32), count), 0));
+            return Ok((
+                Labels::new(Image::new(w, h, 0u32), count),
+                Relaxation::default(),
+            ));
         }
         if w.saturating_mul(h) > u32::MAX as usize {
             return Err(self.too_large(K, w, h, "more pixels than u32 indices".into()));
@@ -151,23 +155,26 @@ impl Gpu {
                 state.push((a, b, ab, ba));
             }
             self.submit(enc)?;
-            let step = if self
+            // Tile by tile a dispatch carries a front across a tile, so a round needs fewer
+            // of them (a basin a few tiles across settles in one round).
+            let (step, batch) = if self
                 .local_watershed
                 .load(std::sync::atomic::Ordering::Relaxed)
             {
-                "relax_local"
+                ("relax_local", LOCAL_BATCH)
             } else {
-                "relax"
+                ("relax", BATCH)
             };
-            let mut rounds = 0;
+            let mut done = Relaxation::default();
             loop {
-                rounds += 1;
+                done.rounds += 1;
+                done.dispatches += batch;
                 let mut enc = self.encoder();
                 enc.clear_buffer(&changed, 0, None);
                 for (band, (_, _, ab, ba)) in bands.iter().zip(&state) {
                     let groups = groups_2d(w, band.hi - band.lo);
                     // An even number of steps: the state ends in `a`.
-                    for _ in 0..BATCH / 2 {
+                    for _ in 0..batch / 2 {
                         self.dispatch(&mut enc, &WATERSHED, step, ab, groups);
                         self.dispatch(&mut enc, &WATERSHED, step, ba, groups);
                     }
@@ -209,12 +216,23 @@ impl Gpu {
             for (band, part) in bands.iter().zip(&parts) {
                 labels.extend_from_slice(&part[(band.y0 - band.lo) * w..(band.y1 - band.lo) * w]);
             }
-            Ok((labels, rounds))
+            Ok((labels, done))
         })?;
-        let (labels, rounds) = out;
+        let (labels, done) = out;
         let img = Image::from_vec(w, h, labels).map_err(|e| self.device_error(K, e))?;
-        Ok((Labels::new(img, count), rounds))
+        Ok((Labels::new(img, count), done))
     }
+}
+
+/// How much relaxing a watershed took.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Relaxation {
+    /// Batches of relaxation dispatches, each ended by reading back whether anything
+    /// changed (the last one changes nothing).
+    pub rounds: usize,
+    /// Relaxation steps dispatched (per band of rows when the image is banded).
+    pub dispatches: usize,
 }
 
 /// One band of rows of the watershed: it owns rows `y0..y1` and holds `lo..hi`, one halo
