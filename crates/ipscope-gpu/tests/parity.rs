@@ -873,8 +873,11 @@ fn parity_watershed_relax() {
     }
 }
 
-/// Cases for comparing the two relaxations: (what, elevation, markers, mask).
-fn relaxation_cases() -> Vec<(String, Image<f32>, Labels, Option<Image<bool>>)> {
+/// A watershed case: what it is, elevation, markers, mask.
+type FloodCase = (String, Image<f32>, Labels, Option<Image<bool>>);
+
+/// Cases for comparing the two relaxations.
+fn relaxation_cases() -> Vec<FloodCase> {
     let mut cases = Vec::new();
     for (i, mask) in [
         blobs(160, 140, 51, 3.0, 0.0),
