@@ -80,6 +80,10 @@ fn less(a: Best, b: Best) -> bool {
     return a.origin < b.origin;
 }
 
+fn differs(a: Best, b: Best) -> bool {
+    return less(a, b) || less(b, a) || a.label != b.label;
+}
+
 fn load(i: u32) -> Best {
     let b = i * S;
     return Best(
@@ -93,7 +97,11 @@ fn load(i: u32) -> Best {
 }
 
 fn offer(best: Best, e: u32, q: u32) -> Best {
-    let n = load(q);
+    return consider(best, e, load(q));
+}
+
+// The better of `best` and the path through neighbour `n` onto a pixel of elevation key `e`.
+fn consider(best: Best, e: u32, n: Best) -> Best {
     if (n.label == 0u) {
         return best;
     }
@@ -172,7 +180,7 @@ fn relax(@builtin(global_invocation_id) id: vec3<u32>) {
         best = offer(best, e, i + p.width);
     }
     store(i, best);
-    if (less(best, own) || less(own, best) || best.label != own.label) {
+    if (differs(best, own)) {
         atomicStore(&changed, 1u);
     }
 }
@@ -216,22 +224,7 @@ fn tile_store(copy: u32, t: u32, v: Best) {
 }
 
 fn tile_offer(best: Best, e: u32, copy: u32, t: u32) -> Best {
-    let n = tile_load(copy, t);
-    if (n.label == 0u) {
-        return best;
-    }
-    var cand = Best(n.cost, n.steps + 1u, n.pcost, n.psteps, n.origin, n.label);
-    if (e > n.cost) {
-        cand = Best(e, 0u, n.cost, n.steps, n.origin, n.label);
-    }
-    if (less(cand, best)) {
-        return cand;
-    }
-    return best;
-}
-
-fn differs(a: Best, b: Best) -> bool {
-    return less(a, b) || less(b, a) || a.label != b.label;
+    return consider(best, e, tile_load(copy, t));
 }
 
 @compute @workgroup_size(16, 16)

@@ -821,51 +821,26 @@ fn parity_watershed_relax() {
                 90,
                 &[(40.0, 30.0, 16.0), (45.0, 58.0, 15.0), (68.0, 45.0, 12.5)],
             ),
-            blobs(160, 140, 51, 3.0, 0.0),
-            blobs(200, 150, 52, 4.0, -0.005),
         ];
         for (i, mask) in cases.iter().enumerate() {
             let (elev, markers) = declump_inputs(mask, 4);
-            check_watershed(g, &elev, &markers, Some(mask), &format!("case {i}"));
+            check_watershed(g, &elev, &markers, Some(mask), &format!("discs {i}"));
         }
-        // No mask, a noisy elevation and scattered markers: basins meet along long ridges.
-        let elev = gaussian_blur(noise(120, 100, 53).view(), 2.0);
-        let mut m = Image::new(120, 100, 0u32);
-        for (k, (r, c)) in [(10, 10), (50, 90), (80, 30), (20, 70), (95, 115)]
-            .into_iter()
-            .enumerate()
-        {
-            m.set(r, c, k as u32 + 1);
+        for (what, elev, markers, mask) in flood_cases() {
+            if what == "plateau" {
+                // Only ties: the worst case for the order of a queue.
+                let mask = mask.as_ref().map(|m| m.view());
+                let out = g.watershed(elev.view(), &markers, mask).unwrap();
+                let cpu = watershed(elev.view(), &markers, mask);
+                let (frac, _, _) = watershed_agreement(&out, &cpu);
+                eprintln!("watershed plateau: {frac:.5} differ");
+                assert!(frac <= 0.05, "plateau: {frac}");
+            } else {
+                check_watershed(g, &elev, &markers, mask.as_ref(), &what);
+            }
         }
-        check_watershed(g, &elev, &Labels::new(m, 5), None, "noise, no mask");
-        // A flat elevation: only ties (pure plateau), the worst case for the order of a queue.
-        let flat = Image::new(64, 48, 0.5f32);
-        let mut m = Image::new(64, 48, 0u32);
-        m.set(10, 10, 1);
-        m.set(40, 50, 2);
-        let (out, cpu) = (
-            g.watershed(flat.view(), &Labels::new(m.clone(), 2), None)
-                .unwrap(),
-            watershed(flat.view(), &Labels::new(m, 2), None),
-        );
-        let (frac, _, _) = watershed_agreement(&out, &cpu);
-        eprintln!("watershed plateau: {frac:.5} differ");
-        assert!(frac <= 0.05, "plateau: {frac}");
-        // NaN elevations flood last, markers outside the mask are dropped, mismatched sizes are
-        // a named error.
-        let mut e = gaussian_blur(noise(40, 30, 54).view(), 1.0);
-        e.set(15, 15, f32::NAN);
-        let mask = Image::from_fn(40, 30, |r, _| r != 3);
-        let mut m = Image::new(40, 30, 0u32);
-        m.set(3, 5, 7);
-        m.set(20, 30, 2);
-        check_watershed(
-            g,
-            &e,
-            &Labels::new(m, 7),
-            Some(&mask),
-            "NaN, marker outside the mask",
-        );
+        // Mismatched sizes are a named error.
+        let e = Image::new(40, 30, 0f32);
         let err = g
             .watershed(e.view(), &Labels::empty(5, 5), None)
             .unwrap_err();
@@ -876,9 +851,10 @@ fn parity_watershed_relax() {
 /// A watershed case: what it is, elevation, markers, mask.
 type FloodCase = (String, Image<f32>, Labels, Option<Image<bool>>);
 
-/// Cases for comparing the two relaxations.
-fn relaxation_cases() -> Vec<FloodCase> {
+/// Watershed cases for the parity, relaxation and banding tests.
+fn flood_cases() -> Vec<FloodCase> {
     let mut cases = Vec::new();
+    // Blob fields with the shape declumping's inputs.
     for (i, mask) in [
         blobs(160, 140, 51, 3.0, 0.0),
         blobs(200, 150, 52, 4.0, -0.005),
@@ -889,13 +865,26 @@ fn relaxation_cases() -> Vec<FloodCase> {
         let (elev, markers) = declump_inputs(&mask, 4);
         cases.push((format!("blobs {i}"), elev, markers, Some(mask)));
     }
-    // Basins hundreds of pixels across, meeting along long ridges.
-    let elev = gaussian_blur(noise(300, 260, 55).view(), 3.0);
-    let mut m = Image::new(300, 260, 0u32);
-    for (k, (r, c)) in [(5, 5), (250, 290), (130, 150)].into_iter().enumerate() {
-        m.set(r, c, k as u32 + 1);
-    }
-    cases.push(("noise 300x260".into(), elev, Labels::new(m, 3), None));
+    // No mask, a noisy elevation and scattered markers: basins meet along long ridges.
+    let noisy = |w: usize, h: usize, seed: u64, sigma: f32, at: &[(usize, usize)]| {
+        let elev = gaussian_blur(noise(w, h, seed).view(), sigma);
+        let mut m = Image::new(w, h, 0u32);
+        for (k, &(r, c)) in at.iter().enumerate() {
+            m.set(r, c, k as u32 + 1);
+        }
+        (elev, Labels::new(m, at.len() as u32))
+    };
+    let (elev, markers) = noisy(
+        120,
+        100,
+        53,
+        2.0,
+        &[(10, 10), (50, 90), (80, 30), (20, 70), (95, 115)],
+    );
+    cases.push(("noise, no mask".into(), elev, markers, None));
+    // Basins hundreds of pixels across.
+    let (elev, markers) = noisy(300, 260, 55, 3.0, &[(5, 5), (250, 290), (130, 150)]);
+    cases.push(("noise 300x260".into(), elev, markers, None));
     // A flat plateau (only ties).
     let flat = Image::new(64, 48, 0.5f32);
     let mut m = Image::new(64, 48, 0u32);
@@ -910,14 +899,19 @@ fn relaxation_cases() -> Vec<FloodCase> {
     m.set(first / spiral.width(), first % spiral.width(), 4);
     let ramp = Image::from_fn(spiral.width(), spiral.height(), |r, c| (r * 3 + c) as f32);
     cases.push(("spiral".into(), ramp, Labels::new(m, 4), Some(spiral)));
-    // NaN elevations, a masked-out row, a marker outside the mask.
+    // NaN elevations flood last; a masked-out row; a marker outside the mask is dropped.
     let mut e = gaussian_blur(noise(40, 30, 54).view(), 1.0);
     e.set(15, 15, f32::NAN);
     let mut m = Image::new(40, 30, 0u32);
     m.set(3, 5, 7);
     m.set(20, 30, 2);
     let mask = Image::from_fn(40, 30, |r, _| r != 3);
-    cases.push(("NaN".into(), e, Labels::new(m, 7), Some(mask)));
+    cases.push((
+        "NaN, marker outside the mask".into(),
+        e,
+        Labels::new(m, 7),
+        Some(mask),
+    ));
     cases
 }
 
@@ -928,7 +922,7 @@ fn parity_watershed_relax_local() {
     plain.set_local_watershed(false);
     let Ok(mut small) = Gpu::new() else { return };
     let (mut local_steps, mut plain_steps) = (0, 0);
-    for (what, elev, markers, mask) in relaxation_cases() {
+    for (what, elev, markers, mask) in flood_cases() {
         let mask = mask.as_ref().map(|m| m.view());
         let (want, p) = plain.watershed_rounds(elev.view(), &markers, mask).unwrap();
         let (got, l) = g.watershed_rounds(elev.view(), &markers, mask).unwrap();
@@ -959,41 +953,16 @@ fn parity_watershed_relax_local() {
 fn watershed_tiles_with_halos_give_the_untiled_result() {
     let Some(g) = gpu() else { return };
     let Ok(mut small) = Gpu::new() else { return };
-    // (elevation, markers, mask, rows per band): the state is 24 bytes per pixel, and each
-    // band holds its rows plus a halo row above and below.
-    let mut cases = Vec::new();
-    for (mask, rows) in [
-        (blobs(160, 140, 51, 3.0, 0.0), 9),
-        (blobs(200, 150, 52, 4.0, -0.005), 23),
-    ] {
-        let (elev, markers) = declump_inputs(&mask, 4);
-        cases.push((elev, markers, Some(mask), rows));
-    }
-    // Basins that cross many seams: a noise field without mask, five markers.
-    let elev = gaussian_blur(noise(120, 100, 53).view(), 2.0);
-    let mut m = Image::new(120, 100, 0u32);
-    for (k, (r, c)) in [(10, 10), (50, 90), (80, 30), (20, 70), (95, 115)]
+    // Rows per band of each case: the state is 24 bytes per pixel, and each band holds its
+    // rows plus a halo row above and below. The NaN case's masked-out row (3) ends a band of
+    // 2 rows; it runs once more with one row per band (every row a seam).
+    let mut cases: Vec<_> = flood_cases()
         .into_iter()
-        .enumerate()
-    {
-        m.set(r, c, k as u32 + 1);
-    }
-    cases.push((elev, Labels::new(m, 5), None, 7));
-    // A flat plateau (only ties) and NaN elevations with a masked-out row on a seam.
-    let flat = Image::new(64, 48, 0.5f32);
-    let mut m = Image::new(64, 48, 0u32);
-    m.set(10, 10, 1);
-    m.set(40, 50, 2);
-    cases.push((flat, Labels::new(m, 2), None, 5));
-    let mut e = gaussian_blur(noise(40, 30, 54).view(), 1.0);
-    e.set(15, 15, f32::NAN);
-    let mut m = Image::new(40, 30, 0u32);
-    m.set(3, 5, 7);
-    m.set(20, 30, 2);
-    let mask = Image::from_fn(40, 30, |r, _| r != 4);
-    cases.push((e.clone(), Labels::new(m.clone(), 7), Some(mask.clone()), 2));
-    // One row per band: every row is a seam.
-    cases.push((e, Labels::new(m, 7), Some(mask), 1));
+        .zip([9, 23, 7, 11, 5, 3, 2])
+        .map(|((_, e, m, k), rows)| (e, m, k, rows))
+        .collect();
+    let (e, m, k, _) = cases[cases.len() - 1].clone();
+    cases.push((e, m, k, 1));
     for (i, (elev, markers, mask, rows)) in cases.iter().enumerate() {
         let (w, h) = (elev.width(), elev.height());
         small.set_max_binding_for_tests(((rows + 2) * w * 24) as u64);
