@@ -172,7 +172,7 @@ impl RadixHeap {
 }
 
 /// A heap entry ordered for `std`'s max-heap so that the smallest key comes out first. Keys
-/// are unique within a part's flood (ages are, and markers' keys are, see `markers_tie`),
+/// are unique within a part's flood (ages are, and markers' keys are, see `Parts::tie`),
 /// except between markers of one label, so any correct priority queue gives the labels
 /// scikit-image's heap does.
 #[derive(Clone, Copy)]
@@ -198,55 +198,92 @@ impl Ord for MinItem {
     }
 }
 
-/// Whether two markers with the same elevation but different labels lie in the same
-/// 4-connected part of the mask (`labels`: each marker pixel's label).
-///
-/// Markers of one label that tie may leave the heap in any order: the labels come out the
-/// same. Such markers pop one after the other (no other key lies between theirs), each
-/// pushes its unlabelled neighbours with the same label and with values that do not depend
-/// on which of them pushed, so any order pushes the same pixels, labels and values, only
-/// with their ages permuted within one run of consecutive ages. Pixels of one label whose
-/// ages are permuted within such a run compare with every other pixel as before (value
-/// first, then an age outside the run), so they again pop as one run per value, and the
-/// argument repeats until the flood ends.
-fn markers_tie(markers: &[Item], labels: &[u32], inside: &[bool], w: usize, h: usize) -> bool {
-    let mut keys: Vec<u64> = markers.iter().map(|m| m.key).collect();
-    keys.sort_unstable();
-    if keys.windows(2).all(|k| k[0] != k[1]) {
-        return false;
-    }
-    // Only the parts holding a marker whose key another marker shares need to be known:
-    // walk those, numbering them (0 = not walked).
-    let shared = |k: u64| {
-        let i = keys.partition_point(|&x| x < k);
-        keys.get(i + 1) == Some(&k)
-    };
-    let mut part = ipscope_image::filled_vec(w * h, 0u32);
-    let mut stack: Vec<usize> = Vec::new();
-    let mut parts = 0u32;
-    let mut tagged: Vec<(u64, u32, u32)> = Vec::new();
-    for m in markers.iter().filter(|m| shared(m.key)) {
-        if part[m.index] == 0 {
-            parts += 1;
-            part[m.index] = parts;
-            stack.push(m.index);
+/// The 4-connected parts of the mask that hold markers: part k holds the marker pixels
+/// `markers[starts[k]..starts[k + 1]]`, in raster order.
+struct Parts {
+    markers: Vec<usize>,
+    starts: Vec<usize>,
+}
+
+impl Parts {
+    /// Walks the part of each of `seeds` (marker pixels inside the mask) not yet walked,
+    /// depth first, collecting its marker pixels (`labels` non-zero).
+    fn find(
+        seeds: impl Iterator<Item = usize>,
+        labels: &[u32],
+        inside: &[bool],
+        w: usize,
+        h: usize,
+    ) -> Parts {
+        let mut seen = ipscope_image::filled_vec(w * h, false);
+        let mut stack: Vec<usize> = Vec::new();
+        let mut markers: Vec<usize> = Vec::new();
+        let mut starts: Vec<usize> = vec![0];
+        for m in seeds {
+            if seen[m] {
+                continue;
+            }
+            let first = markers.len();
+            seen[m] = true;
+            stack.push(m);
             while let Some(i) = stack.pop() {
+                if labels[i] != 0 {
+                    markers.push(i);
+                }
                 for n in neighbours4(i, w, h).into_iter().flatten() {
-                    if inside[n] && part[n] == 0 {
-                        part[n] = parts;
+                    if inside[n] && !seen[n] {
+                        seen[n] = true;
                         stack.push(n);
                     }
                 }
             }
+            markers[first..].sort_unstable();
+            starts.push(markers.len());
         }
-        tagged.push((m.key, part[m.index], labels[m.index]));
+        Parts { markers, starts }
     }
-    // Sorted by key, part, then label: a group of one key and part holds two labels exactly
-    // when two neighbours in the order differ in label only.
-    tagged.sort_unstable();
-    tagged
-        .windows(2)
-        .any(|t| t[0].0 == t[1].0 && t[0].1 == t[1].1 && t[0].2 != t[1].2)
+
+    fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    fn part(&self, k: usize) -> &[usize] {
+        &self.markers[self.starts[k]..self.starts[k + 1]]
+    }
+
+    /// Whether two markers of one part share an elevation (so a key: both have age 0) but
+    /// not a label (`labels`: each marker pixel's label).
+    ///
+    /// Markers of one label that tie may leave the heap in any order: the labels come out
+    /// the same. Such markers pop one after the other (no other key lies between theirs),
+    /// each pushes its unlabelled neighbours with the same label and with values that do
+    /// not depend on which of them pushed, so any order pushes the same pixels, labels and
+    /// values, only with their ages permuted within one run of consecutive ages. Pixels of
+    /// one label whose ages are permuted within such a run compare with every other pixel
+    /// as before (value first, then an age outside the run), so they again pop as one run
+    /// per value, and the argument repeats until the flood ends.
+    fn tie(&self, elev: &[f32], labels: &[u32]) -> bool {
+        let mut keys: Vec<(u64, u32)> = Vec::new();
+        (0..self.len()).any(|k| {
+            let part = self.part(k);
+            if part.len() < 2 {
+                return false;
+            }
+            keys.clear();
+            keys.extend(part.iter().map(|&i| (key(elev_at(elev, i), 0), labels[i])));
+            // Sorted by key, then label: a key shared by two labels shows in a neighbour.
+            keys.sort_unstable();
+            keys.windows(2)
+                .any(|t| t[0].0 == t[1].0 && t[0].1 != t[1].1)
+        })
+    }
+}
+
+/// [`Parts::tie`] for the markers (`labels` non-zero) inside the mask.
+#[cfg(test)]
+fn markers_tie(elev: &[f32], labels: &[u32], inside: &[bool], w: usize, h: usize) -> bool {
+    let seeds = (0..w * h).filter(|&i| inside[i] && labels[i] != 0);
+    Parts::find(seeds, labels, inside, w, h).tie(elev, labels)
 }
 
 /// The 4-neighbours of pixel `i` in skimage's order for connectivity 1: up, left, right,
@@ -280,74 +317,35 @@ fn elev_at(elev: &[f32], i: usize) -> f32 {
 /// after the other pops, within each part, the same sequence as one flood over the whole
 /// image — and gives the same labels. A part's pixels then stay in cache during its flood
 /// instead of being visited in elevation order across the whole image. Needs markers that
-/// share a key within a part to share their label too (no [`markers_tie`]); `markers` in any
-/// order.
+/// share a key within a part to share their label too (no [`Parts::tie`]).
 ///
 /// For the same reason the parts are flooded in parallel on the current rayon pool when it
 /// has more than one thread (each part by one task, its ages counted from 1): the labels do
 /// not depend on the thread count.
 fn flood_by_parts(
-    markers: &[Item],
+    parts: &Parts,
     elev: &[f32],
     inside: &[bool],
     out: &mut [u32],
     w: usize,
     h: usize,
 ) {
-    // The markers of each part (raster order), found by a depth-first walk of the part:
-    // part k holds `part_markers[starts[k]..starts[k + 1]]`.
-    let mut seen = ipscope_image::filled_vec(w * h, false);
-    let mut stack: Vec<usize> = Vec::new();
-    let mut part_markers: Vec<usize> = Vec::with_capacity(markers.len());
-    let mut starts: Vec<usize> = vec![0];
-    for m in markers {
-        if seen[m.index] {
-            continue;
-        }
-        let first = part_markers.len();
-        seen[m.index] = true;
-        stack.push(m.index);
-        while let Some(i) = stack.pop() {
-            if out[i] != 0 {
-                part_markers.push(i);
-            }
-            for n in neighbours4(i, w, h).into_iter().flatten() {
-                if inside[n] && !seen[n] {
-                    seen[n] = true;
-                    stack.push(n);
-                }
-            }
-        }
-        part_markers[first..].sort_unstable();
-        starts.push(part_markers.len());
-    }
-    drop(seen);
     // Shared by the tasks that flood the parts: a task touches only its own part's pixels.
     let labels = super::par::DisjointPixels::new(out);
     let flood = |queue: &mut BinaryHeap<MinItem>, k: usize| {
         // SAFETY: each part is flooded by exactly one call, and a call reads and writes the
         // labels of its own part only (see `flood_part`); parts are disjoint.
-        unsafe {
-            flood_part(
-                &part_markers[starts[k]..starts[k + 1]],
-                elev,
-                inside,
-                &labels,
-                w,
-                h,
-                queue,
-            )
-        }
+        unsafe { flood_part(parts.part(k), elev, inside, &labels, w, h, queue) }
     };
-    let parts = starts.len() - 1;
-    if rayon::current_num_threads() <= 1 || parts < 2 {
+    let count = parts.len();
+    if rayon::current_num_threads() <= 1 || count < 2 {
         let mut queue = BinaryHeap::new();
-        for k in 0..parts {
+        for k in 0..count {
             flood(&mut queue, k);
         }
     } else {
         use rayon::prelude::*;
-        (0..parts)
+        (0..count)
             .into_par_iter()
             .with_min_len(8)
             .for_each_init(BinaryHeap::new, |queue, k| flood(queue, k));
@@ -482,13 +480,16 @@ fn flood(
     // radix heap) pops the same sequence as scikit-image's heap, at a fraction of the cost. Only markers share a key (age
     // 0, same elevation), and only scikit-image's own heap breaks such ties its way. A tie
     // matters only between markers of different labels in the same 4-connected part of the
-    // mask (the flood of one part never sees another; see `markers_tie` for one label), so
+    // mask (the flood of one part never sees another; see `Parts::tie` for one label), so
     // the binary heap is kept, until the last marker is out, only when such a tie exists.
     let mut markers_left = heap.items.len();
     let mut radix: Option<RadixHeap> = None;
-    if allow_radix && !markers_tie(&heap.items, &out, inside, w, h) {
-        flood_by_parts(&heap.items, elev, inside, &mut out, w, h);
-        heap.items.clear();
+    if allow_radix {
+        let parts = Parts::find(heap.items.iter().map(|m| m.index), &out, inside, w, h);
+        if !parts.tie(elev, &out) {
+            flood_by_parts(&parts, elev, inside, &mut out, w, h);
+            heap.items.clear();
+        }
     }
     let mut age = 1u32;
     loop {
@@ -633,16 +634,9 @@ mod tests {
             elev.as_mut_slice()[(case * 7) % (w * h)] = f32::NAN;
             let markers = Labels::from_image(m);
             let inside = mask.as_slice();
-            let items: Vec<Item> = (0..w * h)
-                .filter(|&i| inside[i] && markers.image().as_slice()[i] != 0)
-                .map(|i| Item {
-                    key: key(elev.as_slice()[i], 0),
-                    index: i,
-                })
-                .collect();
             if case % 2 == 0 {
                 assert!(
-                    !markers_tie(&items, markers.image().as_slice(), inside, w, h),
+                    !markers_tie(elev.as_slice(), markers.image().as_slice(), inside, w, h),
                     "case {case}"
                 );
             }
@@ -699,7 +693,10 @@ mod tests {
                     index: i,
                 })
                 .collect();
-            assert!(!markers_tie(&items, lab, inside, w, h), "case {case}");
+            assert!(
+                !markers_tie(elev.as_slice(), lab, inside, w, h),
+                "case {case}"
+            );
             let mut keys: Vec<u64> = items.iter().map(|m| m.key).collect();
             keys.sort_unstable();
             with_ties += usize::from(keys.windows(2).any(|k| k[0] == k[1]));
@@ -713,22 +710,21 @@ mod tests {
         );
         // A tie between two labels in one part is still seen.
         let inside = [true; 4];
-        let items = [
-            Item {
-                key: key(1.0, 0),
-                index: 0,
-            },
-            Item {
-                key: key(1.0, 0),
-                index: 3,
-            },
-        ];
-        assert!(markers_tie(&items, &[1, 0, 0, 2], &inside, 2, 2));
-        assert!(!markers_tie(&items, &[1, 0, 0, 1], &inside, 2, 2));
+        let elev = [1.0, 0.0, 0.0, 1.0];
+        assert!(markers_tie(&elev, &[1, 0, 0, 2], &inside, 2, 2));
+        assert!(!markers_tie(&elev, &[1, 0, 0, 1], &inside, 2, 2));
         assert!(!markers_tie(
-            &items,
+            &elev,
             &[1, 0, 0, 2],
             &[true, false, false, true],
+            2,
+            2
+        ));
+        // -0.0 and 0.0 are one elevation.
+        assert!(markers_tie(
+            &[0.0, 5.0, 5.0, -0.0],
+            &[1, 0, 0, 2],
+            &inside,
             2,
             2
         ));
