@@ -207,15 +207,15 @@ struct Parts {
 
 impl Parts {
     /// Walks the part of each of `seeds` (marker pixels inside the mask) not yet walked,
-    /// depth first, collecting its marker pixels (`labels` non-zero).
+    /// depth first, collecting its marker pixels (`labels` non-zero); `pixels` is the
+    /// number of pixels, `next(i)` pixel i's in-mask 4-neighbours.
     fn find(
         seeds: impl Iterator<Item = usize>,
         labels: &[u32],
-        inside: &[bool],
-        w: usize,
-        h: usize,
+        pixels: usize,
+        next: impl Fn(usize) -> [Option<usize>; 4],
     ) -> Parts {
-        let mut seen = ipscope_image::filled_vec(w * h, false);
+        let mut seen = ipscope_image::filled_vec(pixels, false);
         let mut stack: Vec<usize> = Vec::new();
         let mut markers: Vec<usize> = Vec::new();
         let mut starts: Vec<usize> = vec![0];
@@ -230,8 +230,8 @@ impl Parts {
                 if labels[i] != 0 {
                     markers.push(i);
                 }
-                for n in neighbours4(i, w, h).into_iter().flatten() {
-                    if inside[n] && !seen[n] {
+                for n in next(i).into_iter().flatten() {
+                    if !seen[n] {
                         seen[n] = true;
                         stack.push(n);
                     }
@@ -283,7 +283,7 @@ impl Parts {
 #[cfg(test)]
 fn markers_tie(elev: &[f32], labels: &[u32], inside: &[bool], w: usize, h: usize) -> bool {
     let seeds = (0..w * h).filter(|&i| inside[i] && labels[i] != 0);
-    Parts::find(seeds, labels, inside, w, h).tie(elev, labels)
+    Parts::find(seeds, labels, w * h, in_mask(inside, w, h)).tie(elev, labels)
 }
 
 /// The 4-neighbours of pixel `i` in skimage's order for connectivity 1: up, left, right,
@@ -297,6 +297,12 @@ fn neighbours4(i: usize, w: usize, h: usize) -> [Option<usize>; 4] {
         (c + 1 < w).then_some(i + 1),
         (i + w < w * h).then_some(i + w),
     ]
+}
+
+/// The in-mask 4-neighbours of a pixel (see [`neighbours4`]).
+#[inline(always)]
+fn in_mask(inside: &[bool], w: usize, h: usize) -> impl Fn(usize) -> [Option<usize>; 4] + '_ {
+    move |i| neighbours4(i, w, h).map(|n| n.filter(|&n| inside[n]))
 }
 
 /// The elevation of pixel `i`; NaN has no place in an order, it floods last, like +inf.
@@ -322,20 +328,16 @@ fn elev_at(elev: &[f32], i: usize) -> f32 {
 /// For the same reason the parts are flooded in parallel on the current rayon pool when it
 /// has more than one thread (each part by one task, its ages counted from 1): the labels do
 /// not depend on the thread count.
-fn flood_by_parts(
-    parts: &Parts,
-    elev: &[f32],
-    inside: &[bool],
-    out: &mut [u32],
-    w: usize,
-    h: usize,
-) {
+fn flood_by_parts<N>(parts: &Parts, elev: &[f32], next: N, out: &mut [u32])
+where
+    N: Fn(usize) -> [Option<usize>; 4] + Sync,
+{
     // Shared by the tasks that flood the parts: a task touches only its own part's pixels.
     let labels = super::par::DisjointPixels::new(out);
     let flood = |queue: &mut BinaryHeap<MinItem>, k: usize| {
         // SAFETY: each part is flooded by exactly one call, and a call reads and writes the
         // labels of its own part only (see `flood_part`); parts are disjoint.
-        unsafe { flood_part(parts.part(k), elev, inside, &labels, w, h, queue) }
+        unsafe { flood_part(parts.part(k), elev, &next, &labels, queue) }
     };
     let count = parts.len();
     if rayon::current_num_threads() <= 1 || count < 2 {
@@ -353,7 +355,8 @@ fn flood_by_parts(
 }
 
 /// Floods one 4-connected part of the mask from its markers (raster order, labels already
-/// set), ages starting at 1.
+/// set), ages starting at 1; `next(i)`: pixel i's in-mask 4-neighbours, in the order up,
+/// left, right, down.
 ///
 /// The queue is a binary heap: a part's front is a few dozen pixels, and its keys (continuous
 /// elevations, then ages) are unique, so a radix heap would redistribute a bucket at almost
@@ -366,10 +369,8 @@ fn flood_by_parts(
 unsafe fn flood_part(
     markers: &[usize],
     elev: &[f32],
-    inside: &[bool],
+    next: impl Fn(usize) -> [Option<usize>; 4],
     labels: &super::par::DisjointPixels<u32>,
-    w: usize,
-    h: usize,
     queue: &mut BinaryHeap<MinItem>,
 ) {
     queue.clear();
@@ -385,8 +386,8 @@ unsafe fn flood_part(
         let popped_value = elev_of_key(item.key);
         // SAFETY (here and below): pixels of this part (the function's contract).
         let label = unsafe { labels.get(i) };
-        for n in neighbours4(i, w, h).into_iter().flatten() {
-            if !inside[n] || unsafe { labels.get(n) } != 0 {
+        for n in next(i).into_iter().flatten() {
+            if unsafe { labels.get(n) } != 0 {
                 continue;
             }
             age = age.wrapping_add(1);
@@ -398,6 +399,69 @@ unsafe fn flood_part(
             }));
         }
     }
+}
+
+/// [`watershed`] on a sparse mask, its pixels alone: `pixels` are the mask's raster indices
+/// in a `w`-wide image (ascending, distinct), `elev[k]` and `labels[k]` pixel `pixels[k]`'s
+/// elevation and marker label (0: none). On return `labels` holds the watershed's labels of
+/// those pixels (the same as [`watershed`] with that mask, as the part-by-part flood gives
+/// them, on arrays the size of the mask instead of the image's), or, when two markers of
+/// one 4-connected part of the mask tie with different labels, `false` and `labels`
+/// unchanged: only scikit-image's heap over the whole image breaks such a tie, so call
+/// [`watershed`] then.
+///
+/// # Panics
+/// If `elev` or `labels` do not have one entry per pixel, or `w` is 0 with pixels given.
+pub(crate) fn watershed_sparse(
+    pixels: &[usize],
+    w: usize,
+    elev: &[f32],
+    labels: &mut [u32],
+) -> bool {
+    let n = pixels.len();
+    assert!(
+        elev.len() == n && labels.len() == n && n < u32::MAX as usize,
+        "watershed_sparse: one value per pixel, fewer than 2^32 - 1 pixels"
+    );
+    // Each pixel's 4-neighbours in the mask, by their positions in `pixels`: left and right
+    // are the adjacent entries, up and down are found by two pointers that only move on.
+    // (u32::MAX: none; positions fit u32, pixels.len() being below it, see the assertion.)
+    const NONE: u32 = u32::MAX;
+    let mut next = vec![[NONE; 4]; n];
+    let (mut up, mut down) = (0usize, 0usize);
+    for (k, &p) in pixels.iter().enumerate() {
+        let at = |j: usize, t: usize| {
+            if j < n && pixels[j] == t {
+                j as u32
+            } else {
+                NONE
+            }
+        };
+        if p >= w {
+            while up < n && pixels[up] < p - w {
+                up += 1;
+            }
+            next[k][0] = at(up, p - w);
+        }
+        if p % w != 0 && k > 0 {
+            next[k][1] = at(k - 1, p - 1);
+        }
+        if (p + 1) % w != 0 {
+            next[k][2] = at(k + 1, p + 1);
+        }
+        while down < n && pixels[down] < p + w {
+            down += 1;
+        }
+        next[k][3] = at(down, p + w);
+    }
+    let step = |k: usize| next[k].map(|j| (j != NONE).then_some(j as usize));
+    let seeds = (0..n).filter(|&k| labels[k] != 0);
+    let parts = Parts::find(seeds, labels, n, step);
+    if parts.tie(elev, labels) {
+        return false;
+    }
+    flood_by_parts(&parts, elev, step, labels);
+    true
 }
 
 /// Floods `elevation` from `markers` (label > 0), restricted to `mask` when given.
@@ -485,9 +549,10 @@ fn flood(
     let mut markers_left = heap.items.len();
     let mut radix: Option<RadixHeap> = None;
     if allow_radix {
-        let parts = Parts::find(heap.items.iter().map(|m| m.index), &out, inside, w, h);
+        let next = in_mask(inside, w, h);
+        let parts = Parts::find(heap.items.iter().map(|m| m.index), &out, w * h, &next);
         if !parts.tie(elev, &out) {
-            flood_by_parts(&parts, elev, inside, &mut out, w, h);
+            flood_by_parts(&parts, elev, &next, &mut out);
             heap.items.clear();
         }
     }
@@ -729,6 +794,62 @@ mod tests {
             2
         ));
     }
+    #[test]
+    fn sparse_flood_equals_the_flood_of_the_field() {
+        // Random masks (sparse and dense, 1 to 3 pixels wide, rows that end and begin in the
+        // mask next to each other in raster order), coarse elevations with NaN, markers with
+        // distinct elevations in even cases; ties in odd ones, which must be refused.
+        let mut rnd = crate::testing::lcg32(5150);
+        let (mut flooded, mut refused) = (0, 0);
+        for case in 0..300 {
+            let (w, h) = (
+                1 + case % 3 + (rnd() % 30) as usize,
+                1 + (rnd() % 25) as usize,
+            );
+            let density = 2 + rnd() % 8;
+            let mask = Image::from_fn(w, h, |_, _| rnd() % 10 < density);
+            let mut elev = Image::from_fn(w, h, |_, _| (rnd() % 7) as f32 / 3.0);
+            elev.as_mut_slice()[(case * 11) % (w * h)] = f32::NAN;
+            let mut m = Image::new(w, h, 0u32);
+            for k in 0..1 + rnd() % 12 {
+                let i = rnd() as usize % (w * h);
+                m.as_mut_slice()[i] = 1 + k % 5;
+                if case % 2 == 0 {
+                    elev.as_mut_slice()[i] = -1.0 - k as f32 / 64.0;
+                }
+            }
+            let markers = Labels::from_image(m);
+            let want = watershed(elev.view(), &markers, Some(mask.view()));
+            let pixels: Vec<usize> = (0..w * h).filter(|&i| mask.as_slice()[i]).collect();
+            let e: Vec<f32> = pixels.iter().map(|&i| elev.as_slice()[i]).collect();
+            let lab = markers.image().as_slice();
+            let start: Vec<u32> = pixels.iter().map(|&i| lab[i]).collect();
+            let mut labels = start.clone();
+            if watershed_sparse(&pixels, w, &e, &mut labels) {
+                flooded += 1;
+                let got: Vec<u32> = pixels.iter().map(|&i| want.image().as_slice()[i]).collect();
+                assert_eq!(labels, got, "case {case}, {w}x{h}");
+            } else {
+                refused += 1;
+                assert_eq!(labels, start, "case {case}: refused, labels untouched");
+                let inside = mask.as_slice();
+                assert!(
+                    markers_tie(elev.as_slice(), lab, inside, w, h),
+                    "case {case}"
+                );
+            }
+        }
+        assert!(
+            flooded >= 150 && refused >= 20,
+            "{flooded} flooded, {refused} refused"
+        );
+        // No pixels, and pixels without markers.
+        assert!(watershed_sparse(&[], 4, &[], &mut []));
+        let mut labels = [0, 0];
+        assert!(watershed_sparse(&[3, 4], 4, &[0.0, 1.0], &mut labels));
+        assert_eq!(labels, [0, 0]);
+    }
+
     #[test]
     fn radix_heap_pops_monotone_keys_in_order() {
         let mut r = RadixHeap::new(0);
