@@ -462,8 +462,9 @@ pub fn segment_nuclei_with<T: Pixel>(
         }
         None => smoothed.map(|v| f64::from(v) > t),
     };
-    // Per-pixel thresholds of the per-object rule (None: the field threshold everywhere).
-    let mut tmap = None;
+    // The per-object rule's components and their thresholds (None: the field threshold
+    // everywhere).
+    let mut per_object: Option<(Labels, Vec<f32>)> = None;
     // The outline mask of the per-object rule (None: the declumped objects as they are).
     let mut outline = None;
     if threshold.local.is_none() && params.object_contrast > 0.0 {
@@ -497,8 +498,11 @@ pub fn segment_nuclei_with<T: Pixel>(
         {
             *f = *f && v > per[l as usize];
         }
-        tmap = Some(low.image().map(|l| per[l as usize]));
+        per_object = Some((low, per));
     }
+    let tmap = per_object
+        .as_ref()
+        .map(|(low, per)| PixelThresholds::new(low.image(), per));
     // Past the threshold masks only the outline growth reads the smoothed pixels.
     let smoothed = outline.is_some().then_some(smoothed);
     // Hole filling, components and distance map in one backend call (a GPU keeps the mask
@@ -553,7 +557,7 @@ pub fn segment_nuclei_with<T: Pixel>(
             },
             components,
             &dist,
-            (t as f32, tmap.as_ref()),
+            (t as f32, tmap),
             params.seed_min_depth,
         ),
         None => components,
@@ -1068,6 +1072,34 @@ fn declump_by_intensity(
     flood_from_markers(smooth, fg, components, maxima, false)
 }
 
+/// Each pixel's own threshold under the per-object rule: `per[label]` of the component of
+/// the field threshold's foreground it lies in (`per[0]`: the background's), looked up where
+/// it is read instead of kept as a field-sized image.
+#[derive(Clone, Copy)]
+struct PixelThresholds<'a> {
+    labels: &'a Image<u32>,
+    per: &'a [f32],
+}
+
+impl<'a> PixelThresholds<'a> {
+    /// `per` holds a threshold for every label in `labels` (reading a pixel whose label has
+    /// none panics).
+    fn new(labels: &'a Image<u32>, per: &'a [f32]) -> Self {
+        PixelThresholds { labels, per }
+    }
+
+    fn get(&self, r: usize, c: usize) -> f32 {
+        self.per[self.labels.get(r, c) as usize]
+    }
+
+    /// The thresholds of row `r`'s pixels in `cols`.
+    fn row(&self, r: usize, cols: std::ops::Range<usize>) -> impl Iterator<Item = f32> + '_ {
+        self.labels.row(r)[cols]
+            .iter()
+            .map(|&l| self.per[l as usize])
+    }
+}
+
 /// Hybrid declumping: intensity and shape evidence in one surface, seeds chosen by their
 /// dynamic (h-maxima with a contrast-relative h).
 ///
@@ -1087,7 +1119,7 @@ fn declump_by_dynamics(
     components: Labels,
     dist: &Image<f32>,
     // The field threshold and, with the per-object rule, each pixel's own threshold.
-    (t, tmap): (f32, Option<&Image<f32>>),
+    (t, tmap): (f32, Option<PixelThresholds>),
     rel_depth: f32,
 ) -> Labels {
     // Pixel indices are u32 below (half the memory traffic of usize); a field of 2³² pixels
@@ -1125,8 +1157,8 @@ fn declump_by_dynamics(
             object.extend(labs.iter().map(|&v| v == l));
             // The surface (I_σ − t)₊ · √EDT with the pixel's own threshold.
             match tmap {
-                Some(m) => surf.extend(sm.iter().zip(di).zip(&m.row(r)[c0..c1]).map(
-                    |((&v, &d), &t)| {
+                Some(m) => surf.extend(sm.iter().zip(di).zip(m.row(r, c0..c1)).map(
+                    |((&v, &d), t)| {
                         let d = if d.is_finite() { d } else { cap };
                         (v - t).max(0.0) * d.sqrt()
                     },
@@ -1953,15 +1985,19 @@ mod tests {
             let components = label(fg.view(), Connectivity::Eight);
             let dist = crate::ops::distance::distance_transform_edt(fg.view());
             // The per-object rule's per-pixel thresholds in every third case.
-            let tmap =
-                (case % 3 == 0).then(|| components.image().map(|l| 0.1 + (l % 4) as f32 / 20.0));
+            let per: Vec<f32> = (0..=components.count())
+                .map(|l| 0.1 + (l % 4) as f32 / 20.0)
+                .collect();
+            let tmap = (case % 3 == 0).then(|| PixelThresholds::new(components.image(), &per));
+            // The reference reads them from a field-sized image.
+            let tmap_image = tmap.map(|m| m.labels.map(|l| m.per[l as usize]));
             // Smoothing each box (widened by the kernel's radius) gives the objects of the
             // whole field's smoothing: σ small and large against the boxes, boxes at the
             // field's edges, the all-foreground field.
             for sigma in [0.8f32, 2.6, 7.0] {
                 let whole = crate::ops::filter::gaussian_blur(img.view(), sigma);
                 let run = |s: DeclumpSmoothing| {
-                    declump_by_dynamics(s, components.clone(), &dist, (t, tmap.as_ref()), 0.2)
+                    declump_by_dynamics(s, components.clone(), &dist, (t, tmap), 0.2)
                 };
                 assert_eq!(
                     run(DeclumpSmoothing::InBoxes(&img, sigma)),
@@ -1974,7 +2010,7 @@ mod tests {
                     DeclumpSmoothing::Field(img.clone()),
                     components.clone(),
                     &dist,
-                    (t, tmap.as_ref()),
+                    (t, tmap),
                     rel,
                 );
                 let reference = declump_by_dynamics_full_frame(
@@ -1982,7 +2018,7 @@ mod tests {
                     &fg,
                     &components,
                     &dist,
-                    (t, tmap.as_ref()),
+                    (t, tmap_image.as_ref()),
                     rel,
                 );
                 assert_eq!(fast, reference, "case {case}, {w}x{h}, depth {rel}");
