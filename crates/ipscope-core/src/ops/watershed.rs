@@ -263,19 +263,48 @@ impl Parts {
     /// as before (value first, then an age outside the run), so they again pop as one run
     /// per value, and the argument repeats until the flood ends.
     fn tie(&self, elev: &[f32], labels: &[u32]) -> bool {
-        let mut keys: Vec<(u64, u32)> = Vec::new();
-        (0..self.len()).any(|k| {
-            let part = self.part(k);
-            if part.len() < 2 {
-                return false;
+        let mut keys = Vec::new();
+        (0..self.len()).any(|k| !self.tied_in(k, elev, labels, &mut keys).is_empty())
+    }
+
+    /// The markers of [`Parts::tie`]'s ties (each sharing its key with a marker of another
+    /// label in its part), ascending.
+    fn tied(&self, elev: &[f32], labels: &[u32]) -> Vec<usize> {
+        let mut keys = Vec::new();
+        let mut tied: Vec<usize> = (0..self.len())
+            .flat_map(|k| self.tied_in(k, elev, labels, &mut keys))
+            .collect();
+        tied.sort_unstable();
+        tied
+    }
+
+    /// The tied markers of part `k` (`keys`: scratch).
+    fn tied_in(
+        &self,
+        k: usize,
+        elev: &[f32],
+        labels: &[u32],
+        keys: &mut Vec<(u64, u32, usize)>,
+    ) -> Vec<usize> {
+        let part = self.part(k);
+        if part.len() < 2 {
+            return Vec::new();
+        }
+        keys.clear();
+        keys.extend(
+            part.iter()
+                .map(|&i| (key(elev_at(elev, i), 0), labels[i], i)),
+        );
+        // Sorted by key, then label: a key shared by two labels has them at the ends of
+        // its run.
+        keys.sort_unstable();
+        let mut tied = Vec::new();
+        for run in keys.chunk_by(|a, b| a.0 == b.0) {
+            if run[0].1 != run[run.len() - 1].1 {
+                tied.extend(run.iter().map(|t| t.2));
             }
-            keys.clear();
-            keys.extend(part.iter().map(|&i| (key(elev_at(elev, i), 0), labels[i])));
-            // Sorted by key, then label: a key shared by two labels shows in a neighbour.
-            keys.sort_unstable();
-            keys.windows(2)
-                .any(|t| t[0].0 == t[1].0 && t[0].1 != t[1].1)
-        })
+        }
+        tied
     }
 }
 
@@ -546,14 +575,22 @@ fn flood(
     // matters only between markers of different labels in the same 4-connected part of the
     // mask (the flood of one part never sees another; see `Parts::tie` for one label), so
     // the binary heap is kept, until the last marker is out, only when such a tie exists.
+    //
+    // With `allow_radix`, the binary heap is kept only until the last tied marker is out:
+    // the keys left then are unique but between markers of one label or of different parts,
+    // whose order does not change the labels (see `Parts::tie` and `flood_by_parts`).
     let mut markers_left = heap.items.len();
+    let mut tied: Vec<usize> = Vec::new();
     let mut radix: Option<RadixHeap> = None;
     if allow_radix {
         let next = in_mask(inside, w, h);
         let parts = Parts::find(heap.items.iter().map(|m| m.index), &out, w * h, &next);
-        if !parts.tie(elev, &out) {
+        tied = parts.tied(elev, &out);
+        if tied.is_empty() {
             flood_by_parts(&parts, elev, &next, &mut out);
             heap.items.clear();
+        } else {
+            markers_left = tied.len();
         }
     }
     let mut age = 1u32;
@@ -563,7 +600,10 @@ fn flood(
             None => heap.pop(),
         };
         let Some(item) = next else { break };
-        if radix.is_none() && item.key & 0xffff_ffff == 0 {
+        if radix.is_none()
+            && item.key & 0xffff_ffff == 0
+            && (tied.is_empty() || tied.binary_search(&item.index).is_ok())
+        {
             markers_left -= 1;
             if markers_left == 0 {
                 let mut r = RadixHeap::new(item.key);
@@ -793,6 +833,9 @@ mod tests {
             2,
             2
         ));
+        // Three tied markers, two of one label.
+        assert!(markers_tie(&[1.0; 3], &[1, 1, 2], &[true; 3], 3, 1));
+        assert!(!markers_tie(&[1.0; 3], &[2, 2, 2], &[true; 3], 3, 1));
     }
     #[test]
     fn sparse_flood_equals_the_flood_of_the_field() {
