@@ -1,7 +1,8 @@
-//! Wall time of [`watershed`] on a 2048² field of 7,225 discs, two seeds each at random
-//! depths inside their disc, where the two seeds of the first disc tie at the deepest level
-//! (so the flood keeps scikit-image's heap until those two are out), with a fingerprint of
-//! the labels. Best of 3; run the binaries of two builds alternately to compare them.
+//! Wall time of [`watershed`] on a 2048² field of 7,225 discs (elevation: the distance to
+//! the centre), two seeds each at random elevations within the discs' range, so seeds and
+//! flooded pixels interleave in the queue; the two seeds of the first disc tie below every
+//! other elevation (so the flood keeps scikit-image's heap until those two are out). Prints
+//! a fingerprint of the labels. Best of 3; run the binaries of two builds alternately to compare them.
 //!
 //! ```sh
 //! cargo run --release -p ipscope-core --example watershed_tie
