@@ -799,13 +799,24 @@ fn check_watershed(
     frac
 }
 
+/// A second device whose watershed relaxes one step per dispatch (`relax`), shared by the
+/// tests that compare it with the default.
+fn one_step_gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let g = Gpu::new().ok()?;
+        g.set_local_watershed(false);
+        Some(g)
+    })
+    .as_ref()
+}
+
 #[test]
 fn parity_watershed_relax() {
     let Some(g) = gpu() else { return };
     // Both relaxations: tile by tile (the default) and one step per dispatch.
-    let Ok(plain) = Gpu::new() else { return };
-    plain.set_local_watershed(false);
-    for g in [g, &plain] {
+    let Some(plain) = one_step_gpu() else { return };
+    for g in [g, plain] {
         // Touching discs: two and three overlapping nuclei.
         let discs = |w: usize, h: usize, centres: &[(f64, f64, f64)]| {
             Image::from_fn(w, h, |r, c| {
@@ -918,8 +929,7 @@ fn flood_cases() -> Vec<FloodCase> {
 #[test]
 fn parity_watershed_relax_local() {
     let Some(g) = gpu() else { return };
-    let Ok(plain) = Gpu::new() else { return };
-    plain.set_local_watershed(false);
+    let Some(plain) = one_step_gpu() else { return };
     let Ok(mut small) = Gpu::new() else { return };
     let (mut local_steps, mut plain_steps) = (0, 0);
     for (what, elev, markers, mask) in flood_cases() {
